@@ -1,0 +1,120 @@
+"""Ingest a catalog entry into a chunked zarr store, in parallel with Dask, resumably.
+
+``python -m pipelines.ingest NAME --out STORE.zarr`` or ``weatherunc ingest NAME --out STORE.zarr``.
+Each frame is read, converted to mm/h, checked and written by one Dask task; a re-run
+after an interruption writes only the frames that have no marker yet (see
+:mod:`weatherunc.store`). Bad input removes the staged store and leaves any earlier
+complete store untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+
+from pipelines.execution import compute_tasks
+from weatherunc import conventions
+from weatherunc.catalog import Catalog
+from weatherunc.errors import InputDataError
+from weatherunc.loading import GridSource, open_stations
+from weatherunc.store import StagedStore, fingerprint, frame_encoding, store_fingerprint
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What an ingest did."""
+
+    store: Path
+    frames_total: int
+    frames_written: int
+    frames_already_done: int
+    seconds: float
+
+
+def _write_one(source: GridSource, staged: StagedStore, index: int) -> int:
+    staged.write_frame(conventions.PRECIPITATION, index, source.load_frame(index))
+    return index
+
+
+def _source_description(source: GridSource, catalog: Catalog) -> dict[str, object]:
+    root = catalog.root_of(source.entry).resolve()
+    files = sorted({frame.path for frame in source.frames})
+    return {
+        "entry": source.entry.model_dump(mode="json"),
+        "files": [(str(path.resolve().relative_to(root)), path.stat().st_size, path.stat().st_mtime_ns) for path in files],
+        "frames": [(str(frame.path.name), frame.index, frame.time.isoformat()) for frame in source.frames],
+    }
+
+
+def ingest(
+    name: str,
+    out: Path,
+    *,
+    catalog: Catalog | None = None,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    overwrite: bool = False,
+    restart: bool = False,
+    progress: bool = True,
+) -> IngestReport:
+    """Write catalog entry ``name`` to the zarr store ``out`` and return a report.
+
+    ``overwrite`` replaces an existing store of different content (only once the new one
+    is complete); ``restart`` discards a staged store of different content.
+    """
+    start = time.perf_counter()
+    catalog = catalog or Catalog.load()
+    out = Path(out)
+    staged = StagedStore(out)
+    entry = catalog.get(name)
+    if entry.kind == "stations":
+        dataset = open_stations(catalog, name).compute()
+        description = {"entry": entry.model_dump(mode="json"), "values": dataset[conventions.PRECIPITATION].values.tolist()}
+        source = None
+    else:
+        source = GridSource.from_catalog(catalog, name)
+        dataset = source.to_dataset()
+        description = _source_description(source, catalog)
+    digest = fingerprint(description)
+    total = dataset.sizes.get(conventions.TIME, 1)
+
+    if out.exists():
+        if store_fingerprint(out) == digest:
+            return IngestReport(out, total, 0, total, time.perf_counter() - start)
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and holds other data; pass overwrite (--overwrite) to replace it")
+    if staged.folder.exists() and staged.staged_fingerprint() != digest:
+        if not restart:
+            raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input; pass restart (--restart) to discard it")
+        staged.discard()
+    if not staged.folder.exists():
+        staged.begin(dataset, digest=digest, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
+
+    done = staged.finished_frames()
+    try:
+        if source is None:
+            if not done:
+                staged.write_whole(dataset)
+            written = 0 if done else 1
+        else:
+            tasks = [dask.delayed(_write_one)(source, staged, index) for index in range(total) if index not in done]
+            written = len(compute_tasks(tasks, scheduler=scheduler, workers=workers, progress=progress))
+    except InputDataError:
+        staged.discard()
+        raise
+    staged.complete(total, replace=overwrite)
+    return IngestReport(out, total, written, len(done), time.perf_counter() - start)
+
+
+def main() -> None:
+    """Command-line entry: the same as ``weatherunc ingest``."""
+    from weatherunc.cli import app
+
+    app(["ingest", *__import__("sys").argv[1:]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Shared fixtures: the shared data root (skip when absent) and synthetic CF files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path | None:
+    """``$WEATHERUNC_DATA_DIR`` or ``../shared/data`` beside the repository, if present."""
+    candidates = [os.environ.get("WEATHERUNC_DATA_DIR"), REPOSITORY.parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "MANIFEST.md").is_file():
+            return Path(candidate)
+    return None
+
+
+requires_shared_data = pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is absent")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data root; skips the test when it is absent."""
+    root = shared_data_dir()
+    if root is None:
+        pytest.skip("../shared/data is absent")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see no user catalog folders unless they set one."""
+    monkeypatch.delenv("WEATHERUNC_CATALOG", raising=False)
+
+
+def write_cf_netcdf(
+    path: Path,
+    *,
+    values: np.ndarray | None = None,
+    times: list[str] | None = None,
+    units: str | None = "mm h-1",
+    dims: tuple[str, str, str] = ("time", "y", "x"),
+    with_coordinates: bool = True,
+    latitude: bool = False,
+    grid_mapping: str | None = None,
+) -> Path:
+    """A small CF NetCDF file ``precipitation(time, y, x)`` with chosen defects."""
+    if values is None:
+        rng = np.random.default_rng(0)
+        values = rng.gamma(0.5, 2.0, size=(3, 8, 10))
+    n_time, ny, nx = values.shape
+    times = times or [str(t) for t in pd.date_range("2020-01-01", periods=n_time, freq="5min")]
+    attrs = {} if units is None else {"units": units}
+    if grid_mapping:
+        attrs["grid_mapping"] = grid_mapping
+    coords: dict[str, object] = {}
+    if with_coordinates:
+        coords[dims[0]] = pd.to_datetime(times)
+        if latitude:
+            coords[dims[1]] = (dims[1], np.linspace(85.0, 95.0, ny), {"units": "degrees_north"})
+            coords[dims[2]] = (dims[2], np.linspace(0.0, 9.0, nx), {"units": "degrees_east"})
+        else:
+            coords[dims[1]] = (dims[1], 1000.0 * np.arange(ny), {"units": "m"})
+            coords[dims[2]] = (dims[2], 1000.0 * np.arange(nx), {"units": "m"})
+    dataset = xr.Dataset({"precipitation": (dims, values.astype(np.float32), attrs)}, coords=coords)
+    dataset.to_netcdf(path)
+    return path
+
+
+def write_entry(folder: Path, **overrides: object) -> Path:
+    """A catalog YAML entry for a synthetic CF file, with fields overridden."""
+    entry = {
+        "name": "synthetic",
+        "description": "synthetic test field",
+        "kind": "grid",
+        "reader": "cf_netcdf",
+        "files": "synthetic.nc",
+        "variable": "precipitation",
+        "units": "mm h-1",
+        "time_step_minutes": 5,
+        "crs": "EPSG:3035",
+        "licence": "test data",
+        "attribution": "weatherunc tests",
+    }
+    entry.update(overrides)
+    entry = {key: value for key, value in entry.items() if value is not None}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{entry['name']}.yaml"
+    path.write_text(yaml.safe_dump(entry))
+    return path
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path):
+    """Factory: write a synthetic file and entry, return a loaded Catalog."""
+    from weatherunc.catalog import Catalog
+
+    def make(file_options: dict | None = None, **entry_overrides: object) -> Catalog:
+        data_root = tmp_path / "data"
+        data_root.mkdir(exist_ok=True)
+        write_cf_netcdf(data_root / "synthetic.nc", **(file_options or {}))
+        write_entry(tmp_path / "catalog", **entry_overrides)
+        return Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
+
+    return make

@@ -1,0 +1,214 @@
+"""The YAML data catalog: one validated entry per data source.
+
+A catalog is a set of folders of ``*.yaml`` files, one entry each. The project's own
+folder ``data_catalog/`` is always read; users add folders with ``--catalog DIR`` or the
+``WEATHERUNC_CATALOG`` environment variable (several separated by ``os.pathsep``). File
+patterns are relative to a data root (``WEATHERUNC_DATA_DIR``) or, for entries with
+``root: package``, to the data shipped inside weatherunc. Paths may never leave their root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from weatherunc import conventions
+from weatherunc.errors import InputDataError
+
+CATALOG_ENVIRONMENT_VARIABLE = "WEATHERUNC_CATALOG"
+DATA_DIR_ENVIRONMENT_VARIABLE = "WEATHERUNC_DATA_DIR"
+PROJECT_CATALOG_DIR = Path(__file__).resolve().parent.parent / "data_catalog"
+PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+class TimeFromFilename(BaseModel):
+    """How to read each file's valid time from its name: a regex with one group, parsed by ``format``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pattern: str
+    format: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, pattern: str) -> str:
+        if re.compile(pattern).groups != 1:
+            raise ValueError("pattern must have exactly one capturing group")
+        return pattern
+
+    def parse(self, filename: str) -> datetime:
+        """The time in ``filename``; raises ``ValueError`` when it does not match."""
+        match = re.search(self.pattern, filename)
+        if match is None:
+            raise ValueError(f"file name {filename!r} does not match time pattern {self.pattern!r}")
+        return datetime.strptime(match.group(1), self.format)
+
+
+class ZRCoefficients(BaseModel):
+    """Coefficients of ``Z = a R^b`` used to turn reflectivity into rain rate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    a: float = Field(gt=0)
+    b: float = Field(gt=0)
+    reference: str
+
+
+class CatalogEntry(BaseModel):
+    """One data source. Validated on load; a failure names the file and the field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
+    description: str = Field(min_length=1)
+    kind: Literal["grid", "stations"] = "grid"
+    reader: str
+    root: Literal["data", "package"] = "data"
+    files: str = Field(min_length=1, description="glob pattern relative to the root")
+    variable: str = Field(description="the variable's name in the source")
+    units: str = Field(description="native units of the variable")
+    accumulation_minutes: float | None = Field(default=None, gt=0)
+    time_step_minutes: float | None = Field(default=None, gt=0)
+    crs: str = Field(min_length=1, description="PROJ string, EPSG code or WKT")
+    time_from_filename: TimeFromFilename | None = None
+    zr_relation: ZRCoefficients | None = None
+    no_echo_dbz: float | None = None
+    reader_options: dict[str, Any] = Field(default_factory=dict)
+    licence: str = Field(min_length=1)
+    attribution: str = Field(min_length=1)
+
+    @field_validator("units")
+    @classmethod
+    def _known_units(cls, units: str) -> str:
+        if units not in conventions.KNOWN_UNITS:
+            raise ValueError(f"unknown units {units!r}; known: {sorted(conventions.KNOWN_UNITS)}")
+        return units
+
+    @field_validator("files")
+    @classmethod
+    def _relative_pattern(cls, files: str) -> str:
+        if Path(files).is_absolute() or ".." in Path(files).parts:
+            raise ValueError(f"files pattern {files!r} must be relative to the data root, without '..'")
+        return files
+
+    @field_validator("crs")
+    @classmethod
+    def _parsable_crs(cls, crs: str) -> str:
+        import pyproj
+
+        try:
+            pyproj.CRS.from_user_input(crs)
+        except pyproj.exceptions.CRSError as error:
+            raise ValueError(f"crs {crs!r} cannot be parsed: {error}") from None
+        return crs
+
+    @model_validator(mode="after")
+    def _units_need_their_parameters(self) -> CatalogEntry:
+        if self.units in conventions.ACCUMULATION_UNITS and self.accumulation_minutes is None:
+            raise ValueError(f"units {self.units!r} are an accumulation: accumulation_minutes is required")
+        if self.units in conventions.REFLECTIVITY_UNITS and self.zr_relation is None:
+            raise ValueError(f"units {self.units!r} are reflectivity: zr_relation is required")
+        from weatherunc.readers import GRID_READERS, STATION_READERS
+
+        readers = GRID_READERS if self.kind == "grid" else STATION_READERS
+        if self.reader not in readers:
+            raise ValueError(f"unknown {self.kind} reader {self.reader!r}; valid: {', '.join(sorted(readers))}")
+        return self
+
+
+def catalog_dirs(extra: list[Path] | None = None) -> list[Path]:
+    """The project catalog folder, then ``WEATHERUNC_CATALOG`` folders, then ``extra``."""
+    folders = [PROJECT_CATALOG_DIR]
+    environment = os.environ.get(CATALOG_ENVIRONMENT_VARIABLE, "")
+    folders += [Path(part) for part in environment.split(os.pathsep) if part]
+    folders += list(extra or [])
+    return folders
+
+
+def data_root(explicit: Path | None = None) -> Path | None:
+    """The data root: ``explicit``, else ``WEATHERUNC_DATA_DIR``, else ``None``."""
+    if explicit is not None:
+        return Path(explicit)
+    environment = os.environ.get(DATA_DIR_ENVIRONMENT_VARIABLE)
+    return Path(environment) if environment else None
+
+
+def load_entry(path: Path) -> CatalogEntry:
+    """Read and validate one YAML entry; raises :class:`InputDataError` naming the field."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise InputDataError(source=path, variable="<catalog entry>", check="readable YAML", detail=str(error)) from None
+    if not isinstance(raw, dict):
+        raise InputDataError(source=path, variable="<catalog entry>", check="schema", detail="the file must hold one mapping")
+    try:
+        return CatalogEntry.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "<entry>"
+        raise InputDataError(source=path, variable=field, check="schema", detail=f"{first['msg']} ({error.error_count()} error(s))") from None
+
+
+class Catalog:
+    """Entries by name, read from catalog folders, with data-root-safe file resolution."""
+
+    def __init__(self, entries: dict[str, CatalogEntry], *, data_root: Path | None = None) -> None:
+        self.entries = dict(sorted(entries.items()))
+        self.data_root = data_root
+
+    @classmethod
+    def load(cls, extra_dirs: list[Path] | None = None, *, data_root_dir: Path | None = None) -> Catalog:
+        """Read every ``*.yaml`` in :func:`catalog_dirs`; a later folder may not redefine a name."""
+        entries: dict[str, CatalogEntry] = {}
+        origins: dict[str, Path] = {}
+        for folder in catalog_dirs(extra_dirs):
+            if not folder.is_dir():
+                raise InputDataError(source=folder, variable="<catalog folder>", check="folder exists", detail="not a directory")
+            for path in sorted(folder.glob("*.yaml")):
+                entry = load_entry(path)
+                if entry.name in entries:
+                    raise InputDataError(
+                        source=path, variable="name", check="unique name",
+                        detail=f"{entry.name!r} is already defined in {origins[entry.name]}",
+                    )
+                entries[entry.name] = entry
+                origins[entry.name] = path
+        return cls(entries, data_root=data_root(data_root_dir))
+
+    def names(self) -> list[str]:
+        """Entry names, sorted."""
+        return list(self.entries)
+
+    def get(self, name: str) -> CatalogEntry:
+        """The entry called ``name``; ``KeyError`` lists the valid names."""
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise KeyError(f"no catalog entry {name!r}; available: {', '.join(self.entries)}") from None
+
+    def root_of(self, entry: CatalogEntry) -> Path:
+        """The folder that ``entry.files`` is relative to."""
+        if entry.root == "package":
+            return PACKAGE_DATA_DIR
+        if self.data_root is None:
+            raise InputDataError(
+                source=entry.name, variable="files", check="data root set",
+                detail=f"set {DATA_DIR_ENVIRONMENT_VARIABLE} or pass --data-dir to open this entry",
+            )
+        return self.data_root
+
+    def resolve_files(self, entry: CatalogEntry) -> list[Path]:
+        """The files matching ``entry.files``, sorted; each must stay inside the root."""
+        root = self.root_of(entry).resolve()
+        files = sorted(root.glob(entry.files))
+        if not files:
+            raise InputDataError(source=root / entry.files, variable=entry.variable, check="files exist", detail="no file matches the pattern")
+        for path in files:
+            resolved = path.resolve()
+            if not resolved.is_relative_to(root):
+                raise InputDataError(source=path, variable=entry.variable, check="path inside data root", detail=f"resolves to {resolved}, outside {root}")
+        return files

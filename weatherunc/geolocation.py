@@ -1,0 +1,52 @@
+"""Coordinate reference systems: CF grid mappings and 2-D latitude/longitude.
+
+Reference: CF Conventions 1.10 section 5.6; ``pyproj.CRS.to_cf``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pyproj
+import xarray as xr
+
+from weatherunc import conventions
+
+
+def grid_mapping(crs: pyproj.CRS) -> xr.DataArray:
+    """The scalar CF grid-mapping variable for ``crs`` (attributes plus ``crs_wkt``)."""
+    with warnings.catch_warnings():
+        # Parameters CF cannot express (e.g. a skew angle) stay exact in ``crs_wkt``.
+        warnings.filterwarnings("ignore", message=".*lost in conversion to CF", category=UserWarning)
+        attributes = crs.to_cf()
+    attributes.setdefault("crs_wkt", crs.to_wkt())
+    return xr.DataArray(np.int32(0), attrs=attributes)
+
+
+def crs_of(dataset: xr.Dataset) -> pyproj.CRS:
+    """The CRS stored in ``dataset``'s grid-mapping variable."""
+    return pyproj.CRS.from_cf(dataset[conventions.CRS_VARIABLE].attrs)
+
+
+def _latitude_longitude_block(x: np.ndarray, y: np.ndarray, *, wkt: str) -> np.ndarray:
+    """``[2, ny, nx]`` latitude and longitude of the cell centres of one block."""
+    crs = pyproj.CRS.from_wkt(wkt)
+    xx, yy = np.meshgrid(x, y)
+    if crs.is_geographic:
+        return np.stack([yy, xx])
+    transformer = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+    longitude, latitude = transformer.transform(xx, yy)
+    return np.stack([latitude, longitude])
+
+
+def latitude_longitude(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, *, chunk: int = 1024) -> tuple[da.Array, da.Array]:
+    """Lazy 2-D latitude and longitude ``[ny, nx]`` (degrees) of a grid in ``crs``."""
+    x_chunks = da.from_array(x, chunks=chunk)
+    y_chunks = da.from_array(y, chunks=chunk)
+    both = da.blockwise(
+        _latitude_longitude_block, "cyx", x_chunks, "x", y_chunks, "y",
+        new_axes={"c": 2}, dtype=np.float64, wkt=crs.to_wkt(), concatenate=True,
+    )
+    return both[0], both[1]

@@ -1,0 +1,114 @@
+"""CF NetCDF files: one frame per file (BoM Rainfields) or a time series in one file.
+
+Reference: CF Conventions 1.10; decoding (``_FillValue``, ``scale_factor``) by xarray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from weatherunc import conventions
+from weatherunc.errors import InputDataError
+from weatherunc.readers.base import FrameReference, GridGeometry, frame_time
+
+if TYPE_CHECKING:
+    from weatherunc.catalog import CatalogEntry
+
+_LENGTH_SCALE = {"m": 1.0, "metre": 1.0, "meter": 1.0, "km": 1000.0}
+_ANGLE_UNITS = {"degrees_north", "degrees_east", "degree_north", "degree_east", "degrees", "degree"}
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _open(path: Path) -> xr.Dataset:
+    """Open with h5netcdf for NetCDF-4 (HDF5) files: h5py serialises access, so Dask
+    threads may read concurrently; classic NetCDF goes through xarray's default engine."""
+    with open(path, "rb") as handle:
+        engine = "h5netcdf" if handle.read(8) == _HDF5_SIGNATURE else None
+    return xr.open_dataset(path, engine=engine, mask_and_scale=True, decode_times=True, cache=False)
+
+
+def _canonical_dims(variable: xr.DataArray, path: Path, name: str) -> dict[str, str]:
+    renames = {}
+    for dim in variable.dims:
+        canonical = conventions.DIMENSION_ALIASES.get(str(dim).lower())
+        if canonical is None:
+            raise InputDataError(source=path, variable=name, check="known dimensions", detail=f"unknown dimension {dim!r} in {variable.dims}")
+        renames[str(dim)] = canonical
+    if sorted(renames.values()) not in (sorted([conventions.Y, conventions.X]), sorted([conventions.TIME, conventions.Y, conventions.X])):
+        raise InputDataError(source=path, variable=name, check="known dimensions", detail=f"dimensions {variable.dims} are not (time,) y, x")
+    return renames
+
+
+def _coordinate(dataset: xr.Dataset, dim: str, path: Path, name: str) -> np.ndarray:
+    if dim not in dataset.variables:
+        raise InputDataError(source=path, variable=name, check="coordinates present", detail=f"no coordinate variable for dimension {dim!r}")
+    coordinate = dataset[dim]
+    values = np.asarray(coordinate.values, dtype=np.float64)
+    units = coordinate.attrs.get("units", "m")
+    if units in _ANGLE_UNITS:
+        if "north" in units and np.nanmax(np.abs(values)) > 90.0:
+            raise InputDataError(source=path, variable=dim, check="latitude within ±90", detail=f"latitude reaches {np.nanmax(np.abs(values)):.3f}")
+        scale = 1.0
+    elif units in _LENGTH_SCALE:
+        scale = _LENGTH_SCALE[units]
+    else:
+        raise InputDataError(source=path, variable=dim, check="coordinate units", detail=f"unknown units {units!r}")
+    if not np.all(np.isfinite(values)):
+        raise InputDataError(source=path, variable=dim, check="finite coordinates", detail="coordinate has NaN or infinite values")
+    return values * scale
+
+
+@dataclass(frozen=True)
+class NetCDFReader:
+    """CF NetCDF with the entry's ``variable`` on dims ``(time,) y, x`` (aliases accepted)."""
+
+    def geometry(self, path: Path, entry: CatalogEntry) -> GridGeometry:
+        """Coordinates from the file, scaled to metres; units as the file declares them."""
+        with _open(path) as dataset:
+            if entry.variable not in dataset:
+                raise InputDataError(source=path, variable=entry.variable, check="variable present", detail=f"file has {sorted(dataset.data_vars)}")
+            variable = dataset[entry.variable]
+            renames = _canonical_dims(variable, path, entry.variable)
+            by_canonical = {canonical: original for original, canonical in renames.items()}
+            x = _coordinate(dataset, by_canonical[conventions.X], path, entry.variable)
+            y = _coordinate(dataset, by_canonical[conventions.Y], path, entry.variable)
+            units = variable.attrs.get("units")
+            mapping = variable.attrs.get("grid_mapping") or variable.encoding.get("grid_mapping")
+            if mapping and mapping not in dataset.variables:
+                raise InputDataError(source=path, variable=entry.variable, check="CRS present", detail=f"grid_mapping {mapping!r} names no variable in the file")
+        return GridGeometry(x=x, y=y, units=units)
+
+    def frames(self, path: Path, entry: CatalogEntry) -> list[FrameReference]:
+        """Every time step of the file; a one-frame file is timed by its name or ``valid_time``."""
+        with _open(path) as dataset:
+            variable = dataset[entry.variable]
+            renames = _canonical_dims(variable, path, entry.variable)
+            time_dims = [dim for dim, canonical in renames.items() if canonical == conventions.TIME]
+            if time_dims:
+                if time_dims[0] not in dataset.variables:
+                    raise InputDataError(source=path, variable=entry.variable, check="coordinates present", detail="no time coordinate")
+                times = pd.to_datetime(dataset[time_dims[0]].values)
+                return [FrameReference(path=path, index=index, time=time.to_pydatetime()) for index, time in enumerate(times)]
+            if entry.time_from_filename is not None:
+                return [FrameReference(path=path, index=0, time=frame_time(path, entry))]
+            if "valid_time" in dataset.variables:
+                return [FrameReference(path=path, index=0, time=pd.Timestamp(dataset["valid_time"].values).to_pydatetime())]
+        raise InputDataError(source=path, variable=entry.variable, check="coordinates present", detail="no time coordinate, valid_time or time_from_filename")
+
+    def read_frame(self, frame: FrameReference, entry: CatalogEntry) -> np.ndarray:
+        """The decoded field ``[ny, nx]``; NaN where the file's ``_FillValue`` was."""
+        with _open(frame.path) as dataset:
+            variable = dataset[entry.variable]
+            renames = _canonical_dims(variable, frame.path, entry.variable)
+            variable = variable.rename(renames)
+            if conventions.TIME in variable.dims:
+                variable = variable.isel({conventions.TIME: frame.index})
+            return np.asarray(variable.transpose(conventions.Y, conventions.X).values, dtype=np.float64)
