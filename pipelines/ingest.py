@@ -34,9 +34,19 @@ class IngestReport:
     seconds: float
 
 
-def _write_one(source: GridSource, staged: StagedStore, index: int) -> int:
-    staged.write_frame(conventions.PRECIPITATION, index, source.load_frame(index))
-    return index
+def _write_one(source: GridSource, staged: StagedStore, index: int) -> InputDataError | None:
+    """Read, check and write frame ``index``. Bad input is returned, not raised, so that
+    every task has ended before the pipeline removes the staged store; once one frame
+    has failed, the tasks still queued skip their work."""
+    if staged.failed_marker.exists():
+        return None
+    try:
+        values = source.load_frame(index)
+    except InputDataError as error:
+        staged.failed_marker.touch()
+        return error
+    staged.write_frame(conventions.PRECIPITATION, index, values)
+    return None
 
 
 def _source_description(source: GridSource, catalog: Catalog) -> dict[str, object]:
@@ -94,17 +104,19 @@ def ingest(
         staged.begin(dataset, digest=digest, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
 
     done = staged.finished_frames()
-    try:
-        if source is None:
-            if not done:
-                staged.write_whole(dataset)
-            written = 0 if done else 1
-        else:
-            tasks = [dask.delayed(_write_one)(source, staged, index) for index in range(total) if index not in done]
-            written = len(compute_tasks(tasks, scheduler=scheduler, workers=workers, progress=progress))
-    except InputDataError:
-        staged.discard()
-        raise
+    if source is None:
+        if not done:
+            staged.write_whole(dataset)
+        written = 0 if done else 1
+    else:
+        staged.failed_marker.unlink(missing_ok=True)  # left by a run killed while failing
+        todo = [index for index in range(total) if index not in done]
+        tasks = [dask.delayed(_write_one)(source, staged, index, dask_key_name=f"ingest-{index}") for index in todo]
+        errors = [error for error in compute_tasks(tasks, scheduler=scheduler, workers=workers, progress=progress) if error is not None]
+        if errors:
+            staged.discard()
+            raise errors[0]
+        written = len(todo)
     staged.complete(total, replace=overwrite)
     return IngestReport(out, total, written, len(done), time.perf_counter() - start)
 

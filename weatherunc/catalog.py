@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from weatherunc import conventions
 from weatherunc.errors import InputDataError
@@ -88,6 +88,17 @@ class CatalogEntry(BaseModel):
             raise ValueError(f"unknown units {units!r}; known: {sorted(conventions.KNOWN_UNITS)}")
         return units
 
+    @field_validator("reader")
+    @classmethod
+    def _registered_reader(cls, reader: str, info: ValidationInfo) -> str:
+        from weatherunc.readers import GRID_READERS, STATION_READERS
+
+        kind = info.data.get("kind", "grid")
+        readers = GRID_READERS if kind == "grid" else STATION_READERS
+        if reader not in readers:
+            raise ValueError(f"unknown {kind} reader {reader!r}; valid: {', '.join(sorted(readers))}")
+        return reader
+
     @field_validator("files")
     @classmethod
     def _relative_pattern(cls, files: str) -> str:
@@ -112,11 +123,6 @@ class CatalogEntry(BaseModel):
             raise ValueError(f"units {self.units!r} are an accumulation: accumulation_minutes is required")
         if self.units in conventions.REFLECTIVITY_UNITS and self.zr_relation is None:
             raise ValueError(f"units {self.units!r} are reflectivity: zr_relation is required")
-        from weatherunc.readers import GRID_READERS, STATION_READERS
-
-        readers = GRID_READERS if self.kind == "grid" else STATION_READERS
-        if self.reader not in readers:
-            raise ValueError(f"unknown {self.kind} reader {self.reader!r}; valid: {', '.join(sorted(readers))}")
         return self
 
 

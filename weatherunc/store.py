@@ -64,6 +64,11 @@ class StagedStore:
         return self.folder / "frames"
 
     @property
+    def failed_marker(self) -> Path:
+        """Created by the first frame that fails its checks; later frames then skip."""
+        return self.folder / "failed"
+
+    @property
     def fingerprint_path(self) -> Path:
         """Where the staged store's fingerprint is kept."""
         return self.folder / "fingerprint.json"

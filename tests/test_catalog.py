@@ -1,0 +1,134 @@
+"""The YAML catalog: schema, user folders, and paths that must stay inside their root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_cf_netcdf, write_entry
+from weatherunc.catalog import PROJECT_CATALOG_DIR, Catalog, CatalogEntry, TimeFromFilename, catalog_dirs, data_root, load_entry
+from weatherunc.errors import InputDataError
+
+SHARED_ENTRIES = {
+    "knmi_20100826", "mch_20150515", "mch_20170131", "fmi_20160928", "bom_prcp_c10_20201031",
+    "bom_prcp_cscn_20180616", "mrms_20190610", "knmi_sample_20100826", "mrms_sample_20190610", "sic97",
+}
+
+
+def test_project_catalog_covers_every_shared_dataset_and_the_embedded_sample() -> None:
+    catalog = Catalog.load()
+    assert SHARED_ENTRIES | {"mrms_embedded"} == set(catalog.names())
+    for entry in catalog.entries.values():
+        assert entry.licence and entry.attribution and entry.crs
+
+
+def test_every_project_entry_validates_alone() -> None:
+    for path in sorted(PROJECT_CATALOG_DIR.glob("*.yaml")):
+        assert isinstance(load_entry(path), CatalogEntry)
+
+
+def test_get_unknown_name_lists_valid_names() -> None:
+    with pytest.raises(KeyError, match="knmi_20100826"):
+        Catalog.load().get("no_such_entry")
+
+
+def test_user_folders_from_option_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_entry(tmp_path / "option", name="from_option")
+    write_entry(tmp_path / "environment", name="from_environment")
+    monkeypatch.setenv("WEATHERUNC_CATALOG", str(tmp_path / "environment"))
+    names = Catalog.load([tmp_path / "option"]).names()
+    assert {"from_option", "from_environment", "knmi_20100826"} <= set(names)
+    assert catalog_dirs([tmp_path / "option"])[-2:] == [tmp_path / "environment", tmp_path / "option"]
+
+
+def test_duplicate_name_is_refused(tmp_path: Path) -> None:
+    write_entry(tmp_path / "user", name="knmi_20100826")
+    with pytest.raises(InputDataError, match="unique name"):
+        Catalog.load([tmp_path / "user"])
+
+
+def test_data_root_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WEATHERUNC_DATA_DIR", str(tmp_path))
+    assert data_root() == tmp_path
+    assert data_root(Path("/elsewhere")) == Path("/elsewhere")
+
+
+def test_entry_without_data_root_names_the_variable_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEATHERUNC_DATA_DIR", raising=False)
+    catalog = Catalog.load()
+    with pytest.raises(InputDataError, match="WEATHERUNC_DATA_DIR"):
+        catalog.resolve_files(catalog.get("knmi_20100826"))
+    assert catalog.resolve_files(catalog.get("mrms_embedded"))[0].name == "mrms_20190610_crop256.nc"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("files", "../outside/*.nc", "without '..'"),
+        ("files", "/etc/*.conf", "relative"),
+        ("units", "inches", "unknown units"),
+        ("reader", "teletype", "unknown grid reader"),
+        ("name", "Has Spaces", "pattern"),
+        ("accumulation_minutes", -5, "greater than 0"),
+        ("surprise", "field", "Extra inputs"),
+    ],
+)
+def test_schema_failures_name_the_field(tmp_path: Path, field: str, value: object, message: str) -> None:
+    path = write_entry(tmp_path, **{field: value})
+    with pytest.raises(InputDataError) as caught:
+        load_entry(path)
+    assert caught.value.check == "schema"
+    assert caught.value.variable == field
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_accumulation_needs_its_period(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="accumulation_minutes is required"):
+        load_entry(write_entry(tmp_path, units="mm"))
+
+
+def test_reflectivity_needs_a_zr_relation(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="zr_relation is required"):
+        load_entry(write_entry(tmp_path, units="dBZ"))
+
+
+def test_not_yaml_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(InputDataError, match="one mapping"):
+        load_entry(path)
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(InputDataError, match="readable YAML"):
+        load_entry(path)
+
+
+def test_symbolic_link_out_of_the_data_root_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_cf_netcdf(outside / "synthetic.nc")
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(outside / "synthetic.nc", root / "synthetic.nc")
+    write_entry(tmp_path / "catalog")
+    catalog = Catalog.load([tmp_path / "catalog"], data_root_dir=root)
+    with pytest.raises(InputDataError, match="path inside data root"):
+        catalog.resolve_files(catalog.get("synthetic"))
+
+
+def test_no_matching_files(tmp_path: Path) -> None:
+    write_entry(tmp_path / "catalog", files="nothing/*.nc")
+    catalog = Catalog.load([tmp_path / "catalog"], data_root_dir=tmp_path)
+    with pytest.raises(InputDataError, match="files exist"):
+        catalog.resolve_files(catalog.get("synthetic"))
+
+
+def test_time_from_filename() -> None:
+    parse = TimeFromFilename(pattern=r"^AQC(\d{9})", format="%y%j%H%M").parse
+    assert parse("AQC151351545F_00005.801.gif").isoformat() == "2015-05-15T15:45:00"
+    with pytest.raises(ValueError, match="does not match"):
+        parse("other.gif")
+    with pytest.raises(ValueError, match="exactly one capturing group"):
+        TimeFromFilename(pattern=r"(\d)(\d)", format="%H%M")

@@ -1,0 +1,188 @@
+"""Zarr ingest: equal to the lazy dataset, resumable after a crash or SIGKILL, safe on bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import pipelines.ingest as ingest_module
+from pipelines.ingest import ingest
+from tests.conftest import REPOSITORY, write_cf_netcdf, write_entry
+from weatherunc.catalog import Catalog
+from weatherunc.errors import InputDataError
+from weatherunc.loading import open_dataset
+from weatherunc.store import COMPLETE_ATTRIBUTE, StagedStore, open_store
+
+
+@pytest.fixture(scope="module")
+def embedded_catalog() -> Catalog:
+    return Catalog.load()
+
+
+def test_ingest_equals_lazy_dataset(tmp_path: Path, embedded_catalog: Catalog) -> None:
+    out = tmp_path / "mrms.zarr"
+    report = ingest("mrms_embedded", out, catalog=embedded_catalog, progress=False)
+    assert (report.frames_total, report.frames_written, report.frames_already_done) == (36, 36, 0)
+    assert not StagedStore(out).folder.exists()
+    stored = open_store(out)
+    lazy = open_dataset("mrms_embedded", catalog=embedded_catalog)
+    xr.testing.assert_identical(stored.precipitation.compute().drop_vars(["latitude", "longitude"]), lazy.precipitation.compute().drop_vars(["latitude", "longitude"]))
+    np.testing.assert_allclose(stored.latitude.values, lazy.latitude.values)
+    assert stored.attrs[COMPLETE_ATTRIBUTE] is True
+    assert stored.precipitation.encoding["chunks"] == (1, 256, 256)
+    assert stored["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
+
+
+def test_second_run_finds_the_store_complete(tmp_path: Path, embedded_catalog: Catalog) -> None:
+    out = tmp_path / "mrms.zarr"
+    ingest("mrms_embedded", out, catalog=embedded_catalog, progress=False)
+    report = ingest("mrms_embedded", out, catalog=embedded_catalog, progress=False)
+    assert report.frames_written == 0 and report.frames_already_done == 36
+
+
+def test_resume_after_crash_writes_only_missing_frames(tmp_path: Path, embedded_catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "mrms.zarr"
+    original = ingest_module._write_one
+
+    calls: list[int] = []
+
+    def crash_at_21st_frame(source, staged, index):
+        calls.append(index)
+        if len(calls) == 21:
+            raise RuntimeError("simulated crash")
+        return original(source, staged, index)
+
+    monkeypatch.setattr(ingest_module, "_write_one", crash_at_21st_frame)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ingest("mrms_embedded", out, catalog=embedded_catalog, scheduler="synchronous", progress=False)
+    staged = StagedStore(out)
+    assert not out.exists(), "an unfinished store is never at the final path"
+    finished = staged.finished_frames()
+    assert finished == set(calls[:20])
+    with pytest.raises(InputDataError, match="store complete"):
+        open_store(staged.zarr_path)
+    marker_times = {path.name: path.stat().st_mtime_ns for path in staged.markers.iterdir()}
+
+    written: list[int] = []
+
+    def recording(source, staged, index):
+        written.append(index)
+        return original(source, staged, index)
+
+    monkeypatch.setattr(ingest_module, "_write_one", recording)
+    report = ingest("mrms_embedded", out, catalog=embedded_catalog, scheduler="synchronous", progress=False)
+    assert sorted(written) == sorted(set(range(36)) - finished)
+    assert report.frames_already_done == 20 and report.frames_written == 16
+    clean = tmp_path / "clean.zarr"
+    monkeypatch.setattr(ingest_module, "_write_one", original)
+    ingest("mrms_embedded", clean, catalog=embedded_catalog, progress=False)
+    xr.testing.assert_identical(open_store(out).precipitation.compute(), open_store(clean).precipitation.compute())
+    assert len(marker_times) == 20
+
+
+@pytest.mark.shared_data
+def test_resume_after_sigkill(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "knmi.zarr"
+    command = [sys.executable, "-m", "weatherunc.cli", "ingest", "knmi_sample_20100826", "--out", str(out), "--scheduler", "synchronous", "--data-dir", str(data_dir)]
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    markers = StagedStore(out).markers
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if markers.is_dir() and len(list(markers.iterdir())) >= 5:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, f"ingest ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = StagedStore(out).finished_frames()
+    assert 5 <= len(done_before) < 92 and not out.exists()
+
+    catalog = Catalog.load(data_root_dir=data_dir)
+    report = ingest("knmi_sample_20100826", out, catalog=catalog, progress=False)
+    assert report.frames_already_done == len(done_before)
+    resumed = open_store(out).precipitation
+    expected = open_dataset("knmi_sample_20100826", catalog=catalog).precipitation
+    np.testing.assert_array_equal(resumed.values, expected.values)
+
+
+def _synthetic_catalog(tmp_path: Path, values: np.ndarray) -> Catalog:
+    data_root = tmp_path / "data"
+    data_root.mkdir(exist_ok=True)
+    write_cf_netcdf(data_root / "synthetic.nc", values=values)
+    write_entry(tmp_path / "catalog")
+    return Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
+
+
+def test_bad_frame_leaves_no_partial_output_and_keeps_the_old_store(tmp_path: Path) -> None:
+    good = np.ones((4, 6, 5))
+    out = tmp_path / "synthetic.zarr"
+    ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, good), progress=False)
+    before = open_store(out).precipitation.values.copy()
+
+    bad = good.copy()
+    bad[2, 1, 1] = -3.0
+    with pytest.raises(InputDataError, match="non-negative rate"):
+        ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, bad), overwrite=True, progress=False)
+    assert not StagedStore(out).folder.exists()
+    np.testing.assert_array_equal(open_store(out).precipitation.values, before)
+
+    fresh = tmp_path / "fresh.zarr"
+    with pytest.raises(InputDataError):
+        ingest("synthetic", fresh, catalog=_synthetic_catalog(tmp_path, bad), progress=False)
+    assert not fresh.exists() and not StagedStore(fresh).folder.exists()
+
+
+def test_existing_store_of_other_content_needs_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "synthetic.zarr"
+    ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, np.ones((2, 3, 3))), progress=False)
+    other = _synthetic_catalog(tmp_path, np.full((2, 3, 3), 2.0))
+    with pytest.raises(FileExistsError, match="overwrite"):
+        ingest("synthetic", out, catalog=other, progress=False)
+    ingest("synthetic", out, catalog=other, overwrite=True, progress=False)
+    assert float(open_store(out).precipitation.max()) == 2.0
+
+
+def test_unfinished_ingest_of_other_input_needs_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "synthetic.zarr"
+    catalog = _synthetic_catalog(tmp_path, np.ones((3, 3, 3)))
+    monkeypatch.setattr(StagedStore, "complete", lambda self, *args, **kwargs: (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError):
+        ingest("synthetic", out, catalog=catalog, progress=False)
+    monkeypatch.undo()
+    other = _synthetic_catalog(tmp_path, np.full((3, 3, 3), 4.0))
+    with pytest.raises(FileExistsError, match="restart"):
+        ingest("synthetic", out, catalog=other, progress=False)
+    ingest("synthetic", out, catalog=other, restart=True, progress=False)
+    assert float(open_store(out).precipitation.min()) == 4.0
+
+
+def test_process_scheduler(tmp_path: Path) -> None:
+    out = tmp_path / "synthetic.zarr"
+    values = np.random.default_rng(1).gamma(0.4, 3.0, size=(6, 10, 12))
+    ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, values), scheduler="processes", workers=2, progress=False)
+    np.testing.assert_allclose(open_store(out).precipitation.values, values.astype(np.float32))
+
+
+def test_station_set_ingest(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "sic97.zarr"
+    catalog = Catalog.load(data_root_dir=data_dir)
+    report = ingest("sic97", out, catalog=catalog, progress=False)
+    assert report.frames_total == 1
+    stored = open_store(out)
+    assert stored.sizes["station"] == 100
+    np.testing.assert_array_equal(stored.precipitation.values, open_dataset("sic97", catalog=catalog).precipitation.values)
+    assert "altitude_m" in stored.coords
+
+
+def test_open_store_refuses_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_store(tmp_path / "absent.zarr")
