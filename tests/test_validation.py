@@ -192,3 +192,13 @@ def test_check_dataset_requires_crs_units_and_coordinates() -> None:
 def test_normalise_units() -> None:
     assert normalise_units("mm/h") == normalise_units("mm h-1") == "mm h-1"
     assert normalise_units("kg m-2") == "mm"
+
+
+def test_negative_tolerance_sets_small_artefacts_to_zero(synthetic) -> None:
+    values = _field()
+    values[0, 1, 1] = -0.05
+    dataset = _open_and_compute(synthetic({"values": values}, negative_tolerance=0.1))
+    assert float(dataset.precipitation[0, 1, 1]) == 0.0
+    assert "set to 0" in dataset.precipitation.attrs["comment"]
+    values[0, 1, 1] = -0.5
+    _expect("non-negative rate", synthetic, {"values": values}, negative_tolerance=0.1)

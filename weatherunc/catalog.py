@@ -77,6 +77,10 @@ class CatalogEntry(BaseModel):
     time_from_filename: TimeFromFilename | None = None
     zr_relation: ZRCoefficients | None = None
     no_echo_dbz: float | None = None
+    negative_tolerance: float = Field(
+        default=0.0, ge=0,
+        description="native-unit magnitude below which negative values are set to 0 (artefacts of bias correction)",
+    )
     reader_options: dict[str, Any] = Field(default_factory=dict)
     licence: str = Field(min_length=1)
     attribution: str = Field(min_length=1)

@@ -95,6 +95,8 @@ class GridSource:
             raise _unreadable(frame.path, entry, error) from error
         if native.shape != self.geometry.shape:
             raise InputDataError(source=frame.path, variable=entry.variable, check="grid shape", detail=f"shape {native.shape}, expected {self.geometry.shape}")
+        if entry.negative_tolerance > 0:
+            native = np.where((native < 0) & (native >= -entry.negative_tolerance), 0.0, native)
         zr = ZRRelation(entry.zr_relation.a, entry.zr_relation.b) if entry.zr_relation else None
         rate = to_rate_mm_per_hour(
             native, units=entry.units, accumulation_minutes=entry.accumulation_minutes,
@@ -135,6 +137,8 @@ class GridSource:
         data = da.stack(frames)  # [time, y, x]
         dataset = self.empty_dataset()
         attrs = dict(conventions.PRECIPITATION_ATTRS, cell_methods=cell_methods(self.entry), source_variable=self.entry.variable, source_units=self.entry.units)
+        if self.entry.negative_tolerance > 0:
+            attrs["comment"] = f"source values in [-{self.entry.negative_tolerance:g}, 0) {self.entry.units} were set to 0"
         dataset[conventions.PRECIPITATION] = ((conventions.TIME, conventions.Y, conventions.X), data, attrs)
         return dataset
 
