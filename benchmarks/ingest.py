@@ -1,4 +1,5 @@
-"""Benchmark: ingest the KNMI event (92 frames) and the BoM 10-minute day (144 frames) to zarr.
+"""Benchmark: ingest the KNMI event (92 frames), the BoM 10-minute day (144 frames) and the
+MRMS CONUS hour (36 frames of 3500x7000) to zarr.
 
 Each configuration runs in a fresh Python process so that its peak memory is its own;
 peak memory is the largest sum of resident memory over the process and its children,
@@ -22,7 +23,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "benchmarks" / "results" / "ingest.json"
-DATASETS = ("knmi_20100826", "bom_prcp_c10_20201031")
+DATASETS = ("knmi_20100826", "bom_prcp_c10_20201031", "mrms_20190610")
 CONFIGURATIONS = (("synchronous", 1), ("threads", 2), ("processes", 2))
 
 

@@ -1,0 +1,31 @@
+"""weatherunc: fill the unobserved parts of precipitation maps and say how sure each value is.
+
+The public entry points are imported on first use, so ``import weatherunc`` does no work:
+
+- :func:`weatherunc.open_dataset` -- a catalog entry as a lazy CF ``xr.Dataset`` [mm/h];
+- :func:`weatherunc.open_store` -- a complete zarr store written by the ingest;
+- :class:`weatherunc.Catalog` and :class:`weatherunc.InputDataError`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "open_dataset": "weatherunc.loading",
+    "open_store": "weatherunc.store",
+    "Catalog": "weatherunc.catalog",
+    "InputDataError": "weatherunc.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'weatherunc' has no attribute {name!r}")
+
+
+__all__ = sorted(_PUBLIC)

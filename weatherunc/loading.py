@@ -8,7 +8,6 @@ validation -> ``xr.Dataset`` with ``precipitation(time, y, x)`` (grids) or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import dask
@@ -208,14 +207,3 @@ def open_dataset(
         return open_stations(catalog, name)
     return GridSource.from_catalog(catalog, name).to_dataset()
 
-
-def frame_count(dataset: xr.Dataset) -> int:
-    """Number of time steps (1 for a station set)."""
-    return int(dataset.sizes.get(conventions.TIME, 1))
-
-
-def first_time(dataset: xr.Dataset) -> datetime | None:
-    """The first valid time, or ``None`` for a station set without time."""
-    if conventions.TIME not in dataset.coords:
-        return None
-    return dataset[conventions.TIME].values[0].astype("datetime64[s]").item()

@@ -1,0 +1,85 @@
+"""Reader registry, grid geometry, CRS helpers, summaries and store helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyproj
+import pytest
+import xarray as xr
+
+from weatherunc.catalog import Catalog
+from weatherunc.geolocation import crs_of, grid_mapping, latitude_longitude
+from weatherunc.readers import GRID_READERS, STATION_READERS, get_reader
+from weatherunc.readers.base import centres
+from weatherunc.store import fingerprint, frame_encoding
+from weatherunc.summary import summarise
+
+
+def test_registry_lists_valid_names_on_error() -> None:
+    assert get_reader("knmi_hdf5") is GRID_READERS["knmi_hdf5"]
+    assert get_reader("station_csv") is STATION_READERS["station_csv"]
+    with pytest.raises(ValueError, match="valid readers: cf_netcdf, fmi_pgm"):
+        get_reader("teletype")
+
+
+def test_every_registered_reader_is_used_by_the_catalog() -> None:
+    used = {entry.reader for entry in Catalog.load().entries.values()}
+    assert used == set(GRID_READERS) | set(STATION_READERS)
+
+
+def test_centres() -> None:
+    np.testing.assert_allclose(centres(0.0, 1000.0, 3), [500.0, 1500.0, 2500.0])
+    np.testing.assert_allclose(centres(10.0, -2.0, 2), [9.0, 7.0])
+
+
+def test_knmi_geometry_in_metres(data_dir: Path) -> None:
+    catalog = Catalog.load(data_root_dir=data_dir)
+    entry = catalog.get("knmi_20100826")
+    path = catalog.resolve_files(entry)[0]
+    geometry = GRID_READERS["knmi_hdf5"].geometry(path, entry)
+    assert geometry.shape == (765, 700)
+    assert geometry.x[0] == 500.0 and geometry.y[0] == -3650500.0, "pysteps' km corners, as metres, upper row first"
+    assert geometry.units == "mm"
+
+
+def test_grid_mapping_round_trip() -> None:
+    crs = pyproj.CRS.from_epsg(21781)
+    dataset = xr.Dataset({"crs": grid_mapping(crs)})
+    assert dataset["crs"].attrs["grid_mapping_name"] == "oblique_mercator"
+    assert crs_of(dataset).equals(crs)
+
+
+def test_latitude_longitude() -> None:
+    geographic = pyproj.CRS.from_epsg(4326)
+    latitude, longitude = latitude_longitude(np.array([10.0, 11.0, 12.0]), np.array([50.0, 49.0]), geographic, chunk=2)
+    np.testing.assert_allclose(latitude.compute(), [[50, 50, 50], [49, 49, 49]])
+    np.testing.assert_allclose(longitude.compute(), [[10, 11, 12]] * 2)
+    # Swiss LV03: the old observatory of Bern is the projection's origin (600000, 200000).
+    latitude, longitude = latitude_longitude(np.array([600000.0]), np.array([200000.0]), pyproj.CRS.from_epsg(21781))
+    assert float(latitude[0, 0]) == pytest.approx(46.9510, abs=0.002)
+    assert float(longitude[0, 0]) == pytest.approx(7.4386, abs=0.002)
+
+
+def test_summarise() -> None:
+    values = np.array([[[0.0, 0.05], [2.0, np.nan]]])
+    dataset = xr.Dataset(
+        {"precipitation": (("time", "y", "x"), values, {"units": "mm h-1"}), "crs": grid_mapping(pyproj.CRS.from_epsg(4326))},
+        coords={"time": [np.datetime64("2020-01-01")], "y": [1.0, 0.0], "x": [0.0, 1.0]},
+    )
+    summary = summarise(dataset)
+    assert summary["observed_fraction"] == 0.75
+    assert summary["wet_fraction"] == pytest.approx(1 / 3)
+    assert summary["max_rate_mm_per_hour"] == 2.0
+    assert summary["crs"] == "WGS 84"
+
+
+def test_fingerprint_is_order_independent_and_content_sensitive() -> None:
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_frame_encoding_splits_large_frames() -> None:
+    dataset = xr.Dataset({"precipitation": (("time", "y", "x"), np.zeros((2, 3000, 10), dtype=np.float32))})
+    assert frame_encoding(dataset, ["precipitation"])["precipitation"]["chunks"] == (1, 2048, 10)
