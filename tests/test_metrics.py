@@ -1,0 +1,115 @@
+"""Verification scores against properscoring and closed forms."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import properscoring
+import pytest
+import xarray as xr
+from scipy import stats
+
+from weatherunc import metrics
+from weatherunc.metrics import kernels
+
+
+def _gaussian_case(seed: int = 0, shape: tuple[int, int] = (40, 50)):
+    rng = np.random.default_rng(seed)
+    mean = rng.normal(2.0, 1.0, shape)
+    std = rng.uniform(0.3, 2.0, shape)
+    observed = mean + std * rng.normal(size=shape)
+    dims = ("y", "x")
+    forecast = xr.Dataset({"precipitation_mean": (dims, mean), "precipitation_std": (dims, std)})
+    return forecast, xr.DataArray(observed, dims=dims), mean, std, observed
+
+
+def test_crps_gaussian_matches_properscoring() -> None:
+    forecast, observed, mean, std, values = _gaussian_case()
+    expected = properscoring.crps_gaussian(values, mean, std)
+    np.testing.assert_allclose(kernels.crps_gaussian(mean, std, values), expected, rtol=1e-10)
+    assert float(metrics.crps_gaussian(forecast, observed)) == pytest.approx(expected.mean(), rel=1e-10)
+    np.testing.assert_allclose(metrics.crps_gaussian(forecast, observed, preserve_dims="x").values, expected.mean(axis=0), rtol=1e-10)
+
+
+def test_crps_gaussian_at_the_mean_is_closed_form() -> None:
+    # CRPS(N(0, s^2), 0) = s (2 phi(0) - 1/sqrt(pi)) = s (sqrt(2) - 1) / sqrt(pi)
+    assert kernels.crps_gaussian(0.0, 2.0, 0.0) == pytest.approx(2.0 * (np.sqrt(2) - 1) / np.sqrt(np.pi))
+
+
+def test_crps_ensemble_matches_properscoring_and_converges_to_gaussian() -> None:
+    rng = np.random.default_rng(1)
+    samples = rng.normal(1.0, 0.5, size=(30, 25))
+    observed = rng.normal(1.0, 0.5, size=30)
+    np.testing.assert_allclose(kernels.crps_ensemble(samples, observed), properscoring.crps_ensemble(observed, samples), rtol=1e-10)
+    large = rng.normal(0.0, 1.0, size=20000)
+    assert kernels.crps_ensemble(large, np.array(0.3)) == pytest.approx(kernels.crps_gaussian(0.0, 1.0, 0.3), abs=0.01)
+    ensemble = xr.DataArray(samples, dims=("station", "sample"))
+    score = metrics.crps_ensemble(ensemble, xr.DataArray(observed, dims="station"))
+    assert float(score) == pytest.approx(properscoring.crps_ensemble(observed, samples).mean(), rel=1e-10)
+
+
+def test_nlpd_matches_scipy() -> None:
+    forecast, observed, mean, std, values = _gaussian_case(2)
+    expected = -stats.norm.logpdf(values, mean, std).mean()
+    assert float(metrics.negative_log_predictive_density(forecast, observed)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_deterministic_scores() -> None:
+    forecast = xr.DataArray([1.0, 2.0, 4.0, np.nan], dims="station")
+    observed = xr.DataArray([0.0, 2.0, 1.0, 5.0], dims="station")
+    assert float(metrics.root_mean_squared_error(forecast, observed)) == pytest.approx(np.sqrt(10 / 3))
+    assert float(metrics.mean_absolute_error(forecast, observed)) == pytest.approx(4 / 3)
+    assert float(metrics.bias(forecast, observed)) == pytest.approx(4 / 3)
+    weights = xr.DataArray([1.0, 0.0, 0.0, 1.0], dims="station")
+    assert float(metrics.mean_absolute_error(forecast, observed, weights=weights)) == pytest.approx(1.0)
+
+
+def test_coverage_of_calibrated_forecast_is_nominal() -> None:
+    forecast, observed, *_ = _gaussian_case(3, shape=(400, 500))
+    for level in (0.5, 0.8, 0.9, 0.95):
+        assert float(metrics.interval_coverage(forecast, observed, level=level)) == pytest.approx(level, abs=0.005)
+    overconfident = forecast.assign(precipitation_std=forecast.precipitation_std / 2)
+    assert float(metrics.interval_coverage(overconfident, observed, level=0.9)) < 0.6
+    with pytest.raises(ValueError, match="level"):
+        metrics.interval_coverage(forecast, observed, level=1.5)
+
+
+def test_pit_histogram_flat_when_calibrated_and_u_shaped_when_overconfident() -> None:
+    forecast, observed, *_ = _gaussian_case(4, shape=(400, 500))
+    histogram = metrics.pit_histogram(forecast, observed, bins=10)
+    np.testing.assert_allclose(histogram.values, 0.1, atol=0.005)
+    assert float(histogram.sum()) == pytest.approx(1.0)
+    overconfident = metrics.pit_histogram(forecast.assign(precipitation_std=forecast.precipitation_std / 3), observed)
+    assert overconfident.values[0] > 0.2 and overconfident.values[-1] > 0.2 and overconfident.values[5] < 0.05
+
+
+def test_brier_matches_properscoring_and_decomposition_adds_up() -> None:
+    rng = np.random.default_rng(5)
+    probability = np.round(rng.uniform(0, 1, 5000), 1)  # ten distinct values: decomposition is exact
+    event = (rng.uniform(0, 1, 5000) < probability).astype(float)
+    score = metrics.brier_score(xr.DataArray(probability), xr.DataArray(event))
+    assert float(score) == pytest.approx(properscoring.brier_score(event, probability).mean(), rel=1e-12)
+    decomposition = metrics.brier_decomposition(probability, event, bins=11)
+    assert decomposition.brier_score == pytest.approx(float(score))
+    assert decomposition.reliability - decomposition.resolution + decomposition.uncertainty == pytest.approx(decomposition.brier_score, abs=1e-12)
+    assert decomposition.reliability < 0.005
+
+
+def test_scores_stay_lazy_on_dask() -> None:
+    forecast, observed, *_ = _gaussian_case(6)
+    lazy = forecast.chunk({"y": 10}), observed.chunk({"y": 10})
+    result = metrics.crps_gaussian(*lazy, preserve_dims="y")
+    assert isinstance(result.data, da.Array)
+    np.testing.assert_allclose(result.values, metrics.crps_gaussian(forecast, observed, preserve_dims="y").values)
+
+
+def test_bad_forecasts_are_refused() -> None:
+    forecast, observed, *_ = _gaussian_case(7)
+    with pytest.raises(ValueError, match="precipitation_std"):
+        metrics.crps_gaussian(forecast.drop_vars("precipitation_std"), observed)
+    with pytest.raises(ValueError, match="> 0"):
+        metrics.crps_gaussian(forecast.assign(precipitation_std=forecast.precipitation_std * 0), observed)
+    with pytest.raises(ValueError, match="not both"):
+        metrics.crps_gaussian(forecast, observed, reduce_dims="x", preserve_dims="y")
+    with pytest.raises(ValueError, match="sample"):
+        metrics.crps_ensemble(observed, observed)

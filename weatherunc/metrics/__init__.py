@@ -1,0 +1,21 @@
+"""Verification scores: NumPy kernels (:mod:`.kernels`) under xarray functions (:mod:`.scores`)."""
+
+from weatherunc.metrics.scores import (
+    BrierDecomposition,
+    bias,
+    brier_decomposition,
+    brier_score,
+    crps_ensemble,
+    crps_gaussian,
+    interval_coverage,
+    mean_absolute_error,
+    negative_log_predictive_density,
+    pit_histogram,
+    root_mean_squared_error,
+)
+
+__all__ = [
+    "BrierDecomposition", "bias", "brier_decomposition", "brier_score", "crps_ensemble", "crps_gaussian",
+    "interval_coverage", "mean_absolute_error", "negative_log_predictive_density", "pit_histogram",
+    "root_mean_squared_error",
+]
