@@ -1,0 +1,229 @@
+"""Interpolation tasks: context points to condition on, target points to predict and score.
+
+A :class:`Task` holds numpy arrays only; samplers build tasks from a gridded frame
+``precipitation(y, x)`` or a station set ``precipitation(station)``. Every sampler is
+seeded and reproducible, and targets carry the withheld truth so every task can be scored.
+Coordinates are planar kilometres in the dataset's CRS (geographic grids: a local
+equirectangular projection about the frame's centre).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyproj
+import xarray as xr
+
+from weatherunc import conventions
+from weatherunc.geolocation import crs_of
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+@dataclass(frozen=True)
+class Task:
+    """Context and target points of one interpolation problem.
+
+    context_coordinates: ``[n_context, 2]`` (x, y) in km.
+    context_values: ``[n_context]`` rate in mm/h.
+    target_coordinates: ``[n_target, 2]`` in km.
+    target_values: ``[n_target]`` withheld truth in mm/h (NaN where unknown).
+    context_covariates / target_covariates: ``[n, n_covariates]`` or ``None``.
+    target_dim: name of the output dimension ("target" or "station").
+    target_coords: coordinates of the targets for the output dataset, each ``[n_target]``.
+    """
+
+    context_coordinates: np.ndarray
+    context_values: np.ndarray
+    target_coordinates: np.ndarray
+    target_values: np.ndarray
+    context_covariates: np.ndarray | None = None
+    target_covariates: np.ndarray | None = None
+    target_dim: str = "target"
+    target_coords: dict[str, np.ndarray] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        n_context, n_target = len(self.context_values), len(self.target_values)
+        if self.context_coordinates.shape != (n_context, 2) or self.target_coordinates.shape != (n_target, 2):
+            raise ValueError(f"coordinates must be [n, 2]: context {self.context_coordinates.shape}, target {self.target_coordinates.shape}")
+        if n_context == 0:
+            raise ValueError("a task needs at least one context point")
+        if not np.all(np.isfinite(self.context_values)):
+            raise ValueError("context_values must be finite (observed)")
+        if (self.context_covariates is None) != (self.target_covariates is None):
+            raise ValueError("give covariates for both context and targets, or for neither")
+
+    @property
+    def n_context(self) -> int:
+        """Number of context points."""
+        return len(self.context_values)
+
+    @property
+    def n_target(self) -> int:
+        """Number of target points."""
+        return len(self.target_values)
+
+    def observed_truth(self) -> xr.DataArray:
+        """The withheld truth as ``precipitation(target)`` with the target coordinates."""
+        return xr.DataArray(
+            self.target_values, dims=self.target_dim, name=conventions.PRECIPITATION,
+            coords={name: (self.target_dim, values) for name, values in self.target_coords.items()},
+            attrs={"units": conventions.PRECIPITATION_UNITS},
+        )
+
+
+def planar_kilometres(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Planar (x, y) in km: projected metres / 1000, or degrees on a local equirectangular plane."""
+    if crs.is_geographic:
+        latitude_centre = np.deg2rad(0.5 * (np.nanmin(y) + np.nanmax(y)))
+        longitude_centre = 0.5 * (np.nanmin(x) + np.nanmax(x))
+        return (
+            np.deg2rad(x - longitude_centre) * EARTH_RADIUS_KM * np.cos(latitude_centre),
+            np.deg2rad(y) * EARTH_RADIUS_KM,
+        )
+    return x / 1000.0, y / 1000.0
+
+
+def _grid_points(frame: xr.DataArray, crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened values ``[ny*nx]``, km coordinates ``[ny*nx, 2]``, and row/column indices."""
+    if frame.dims != (conventions.Y, conventions.X):
+        raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
+    ny, nx = frame.shape
+    rows, columns = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    x_km, y_km = planar_kilometres(frame[conventions.X].values, frame[conventions.Y].values, crs)
+    coordinates = np.stack([x_km[columns.ravel()], y_km[rows.ravel()]], axis=1)
+    return np.asarray(frame.values, dtype=np.float64).ravel(), coordinates, rows.ravel(), columns.ravel()
+
+
+def _grid_task(frame: xr.DataArray, values: np.ndarray, coordinates: np.ndarray, rows: np.ndarray, columns: np.ndarray,
+               context: np.ndarray, target: np.ndarray, description: str) -> Task:
+    return Task(
+        context_coordinates=coordinates[context], context_values=values[context],
+        target_coordinates=coordinates[target], target_values=values[target],
+        target_coords={
+            conventions.Y: frame[conventions.Y].values[rows[target]],
+            conventions.X: frame[conventions.X].values[columns[target]],
+            "row": rows[target], "column": columns[target],
+        },
+        description=description,
+    )
+
+
+def _limit(indices: np.ndarray, maximum: int | None, rng: np.random.Generator) -> np.ndarray:
+    if maximum is None or indices.size <= maximum:
+        return np.sort(indices)
+    return np.sort(rng.choice(indices, size=maximum, replace=False))
+
+
+def random_pixels(frame: xr.DataArray, *, context_fraction: float = 0.05, max_target: int | None = 10_000, seed: int = 0, crs: pyproj.CRS) -> Task:
+    """Context: a random ``context_fraction`` of observed pixels; targets: other observed pixels."""
+    rng = np.random.default_rng(seed)
+    values, coordinates, rows, columns = _grid_points(frame, crs)
+    observed = np.flatnonzero(np.isfinite(values))
+    shuffled = rng.permutation(observed)
+    n_context = max(1, int(round(context_fraction * observed.size)))
+    context, rest = np.sort(shuffled[:n_context]), shuffled[n_context:]
+    return _grid_task(frame, values, coordinates, rows, columns, context, _limit(rest, max_target, rng), f"random pixels {context_fraction:.1%}, seed {seed}")
+
+
+def masked_blocks(
+    frame: xr.DataArray, *, block_pixels: int = 32, count: int = 3, halo_pixels: int | None = None,
+    max_context: int | None = 2000, max_target: int | None = 10_000, seed: int = 0, crs: pyproj.CRS,
+) -> Task:
+    """Hide ``count`` square blocks (radar gaps); predict them from a ring of ``halo_pixels`` around.
+
+    Blocks are placed at random where at least half the block was observed. Context: observed
+    pixels within the halo of a block but outside every block, subsampled to ``max_context``.
+    """
+    rng = np.random.default_rng(seed)
+    values, coordinates, rows, columns = _grid_points(frame, crs)
+    ny, nx = frame.shape
+    if block_pixels >= min(ny, nx):
+        raise ValueError(f"block_pixels={block_pixels} does not fit a {ny}x{nx} frame")
+    halo = block_pixels if halo_pixels is None else halo_pixels
+    observed_grid = np.isfinite(values).reshape(ny, nx)
+    inside = np.zeros((ny, nx), dtype=bool)
+    near = np.zeros((ny, nx), dtype=bool)
+    placed = 0
+    for _attempt in range(200 * count):
+        if placed == count:
+            break
+        top, left = rng.integers(0, ny - block_pixels), rng.integers(0, nx - block_pixels)
+        block = (slice(top, top + block_pixels), slice(left, left + block_pixels))
+        if observed_grid[block].mean() < 0.5 or inside[block].any():
+            continue
+        inside[block] = True
+        near[max(0, top - halo): top + block_pixels + halo, max(0, left - halo): left + block_pixels + halo] = True
+        placed += 1
+    if placed == 0:
+        raise ValueError("no block with at least half of its pixels observed fits the frame")
+    context = np.flatnonzero((near & ~inside & observed_grid).ravel())
+    target = np.flatnonzero((inside & observed_grid).ravel())
+    return _grid_task(
+        frame, values, coordinates, rows, columns, _limit(context, max_context, rng), _limit(target, max_target, rng),
+        f"{placed} masked blocks of {block_pixels} px, halo {halo} px, seed {seed}",
+    )
+
+
+def gauge_network(
+    frame: xr.DataArray, *, fraction: float = 0.005, clustered: bool = False, clusters: int = 8,
+    max_target: int | None = 10_000, seed: int = 0, crs: pyproj.CRS,
+) -> Task:
+    """A sparse gauge-like network (``fraction`` of observed pixels) as context; other pixels as targets.
+
+    ``clustered=True`` draws sites around ``clusters`` random centres (gauges cluster in valleys
+    and towns), with a spread of a tenth of the frame's size.
+    """
+    rng = np.random.default_rng(seed)
+    values, coordinates, rows, columns = _grid_points(frame, crs)
+    observed = np.flatnonzero(np.isfinite(values))
+    n_sites = max(3, int(round(fraction * observed.size)))
+    if not clustered:
+        context = rng.choice(observed, size=n_sites, replace=False)
+    else:
+        ny, nx = frame.shape
+        centres = rng.choice(observed, size=clusters, replace=False)
+        spread = 0.1 * min(ny, nx)
+        chosen: set[int] = set()
+        observed_set = set(observed.tolist())
+        for _attempt in range(100 * n_sites):
+            if len(chosen) == n_sites:
+                break
+            centre = centres[rng.integers(clusters)]
+            row = int(round(rows[centre] + rng.normal(0, spread)))
+            column = int(round(columns[centre] + rng.normal(0, spread)))
+            if 0 <= row < ny and 0 <= column < nx and (flat := row * nx + column) in observed_set:
+                chosen.add(flat)
+        context = np.array(sorted(chosen))
+    rest = np.setdiff1d(observed, context)
+    kind = "clustered" if clustered else "uniform"
+    return _grid_task(frame, values, coordinates, rows, columns, np.sort(context), _limit(rest, max_target, rng), f"{kind} gauge network {fraction:.2%}, seed {seed}")
+
+
+def station_folds(stations: xr.Dataset, *, folds: int | None = None, seed: int = 0, covariates: tuple[str, ...] = ()) -> Iterator[Task]:
+    """k-fold cross-validation tasks over a station set; ``folds=None`` is leave-one-out."""
+    crs = crs_of(stations)
+    values = np.asarray(stations[conventions.PRECIPITATION].values, dtype=np.float64)
+    x_km, y_km = planar_kilometres(stations[conventions.X].values, stations[conventions.Y].values, crs)
+    coordinates = np.stack([x_km, y_km], axis=1)
+    covariate_values = np.stack([stations[name].values for name in covariates], axis=1).astype(np.float64) if covariates else None
+    n = values.size
+    k = n if folds is None else folds
+    if not 2 <= k <= n:
+        raise ValueError(f"folds must be between 2 and {n}, got {folds}")
+    order = np.random.default_rng(seed).permutation(n)
+    for fold, held_out in enumerate(np.array_split(order, k)):
+        held_out = np.sort(held_out)
+        kept = np.setdiff1d(np.arange(n), held_out)
+        yield Task(
+            context_coordinates=coordinates[kept], context_values=values[kept],
+            target_coordinates=coordinates[held_out], target_values=values[held_out],
+            context_covariates=None if covariate_values is None else covariate_values[kept],
+            target_covariates=None if covariate_values is None else covariate_values[held_out],
+            target_dim=conventions.STATION,
+            target_coords={conventions.STATION: stations[conventions.STATION].values[held_out]},
+            description=f"fold {fold + 1} of {k}",
+        )
