@@ -28,6 +28,8 @@ from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
 
 JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
+#: Floor of the re-estimated variance scale, so that a constant (e.g. all-dry) context keeps std > 0.
+MINIMUM_VARIANCE_SCALE = 1e-4
 
 
 class GaussianProcessNumericalError(ArithmeticError):
@@ -118,7 +120,7 @@ class FittedGaussianProcess:
             covariance = self.kernel(inputs).to_dense() + self.noise * torch.eye(len(inputs), dtype=torch.float64)
             factor = cholesky_with_jitter(covariance)  # [n, n]
             weights = torch.cholesky_solve(residual[:, None], factor)  # [n, 1]
-            scale = float((residual[:, None] * weights).sum()) / len(residual) if rescale_variance else 1.0
+            scale = max(float((residual[:, None] * weights).sum()) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
             prior_variance = float(self.kernel.outputscale)
             means, variances = [], []
             for start in range(0, len(targets), batch):
