@@ -1,0 +1,92 @@
+"""One contract, inherited by every registered model: shapes, finite values, std > 0,
+monotone quantiles and exceedance probabilities, xarray out, reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from weatherunc.models.registry import MODELS, get_model
+from weatherunc.tasks import Task
+
+
+def _task(target_dim: str = "target") -> Task:
+    rng = np.random.default_rng(11)
+    points = rng.uniform(0, 60, size=(120, 2))
+    field = np.maximum(np.sin(points[:, 0] / 9.0) + np.cos(points[:, 1] / 13.0), 0.0) * 4.0
+    coords = {"station": np.arange(100, 120)} if target_dim == "station" else {"y": points[100:, 1], "x": points[100:, 0]}
+    return Task(points[:100], field[:100], points[100:], field[100:], target_dim=target_dim, target_coords=coords)
+
+
+class ModelContract:
+    """Subclasses set ``name``; every test here then runs for that model."""
+
+    name: str
+
+    @classmethod
+    def make_model(cls):
+        return get_model(cls.name)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def prediction(cls) -> xr.Dataset:
+        return cls.make_model().predict(_task())
+
+    def test_variables_and_dims(self, prediction: xr.Dataset) -> None:
+        assert prediction.precipitation_mean.dims == ("target",) and prediction.sizes["target"] == 20
+        assert prediction.precipitation_quantile.dims == ("target", "quantile")
+        assert prediction.exceedance_probability.dims == ("target", "threshold")
+        assert prediction.precipitation_mean.attrs["units"] == "mm h-1"
+        assert prediction.attrs["model"] == self.name
+        np.testing.assert_array_equal(prediction.x.values, _task().target_coordinates[:, 0])
+
+    def test_finite_and_positive_spread(self, prediction: xr.Dataset) -> None:
+        for name, variable in prediction.data_vars.items():
+            assert np.all(np.isfinite(variable.values)), name
+        assert np.all(prediction.precipitation_std.values > 0) or np.all(prediction.transformed_std.values > 0)
+        assert np.all(prediction.transformed_std.values > 0)
+        assert np.all(prediction.precipitation_mean.values >= 0)
+
+    def test_quantiles_and_probabilities_are_monotone(self, prediction: xr.Dataset) -> None:
+        assert np.all(np.diff(prediction.precipitation_quantile.values, axis=1) >= -1e-12)
+        probability = prediction.exceedance_probability.values
+        assert np.all((probability >= 0) & (probability <= 1))
+        assert np.all(np.diff(probability, axis=1) <= 1e-12)
+
+    def test_variance_parts_add_up(self, prediction: xr.Dataset) -> None:
+        total = prediction.latent_variance + prediction.noise_variance
+        np.testing.assert_allclose(total.values, prediction.transformed_std.values**2, rtol=1e-10)
+
+    def test_station_targets_and_reproducibility(self) -> None:
+        task = _task("station")
+        first, second = self.make_model().predict(task), self.make_model().predict(task)
+        assert first.precipitation_mean.dims == ("station",)
+        np.testing.assert_array_equal(first.station.values, np.arange(100, 120))
+        xr.testing.assert_identical(first, second)
+
+
+class TestGaussianProcess(ModelContract):
+    name = "gp"
+
+
+class TestKriging(ModelContract):
+    name = "kriging"
+
+
+class TestInverseDistance(ModelContract):
+    name = "idw"
+
+
+class TestClimatology(ModelContract):
+    name = "climatology"
+
+
+def test_every_registered_model_has_a_contract_test() -> None:
+    tested = {cls.name for cls in ModelContract.__subclasses__()}
+    assert tested == set(MODELS)
+
+
+def test_unknown_model_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match="valid models: climatology, gp, idw, kriging"):
+        get_model("oracle")

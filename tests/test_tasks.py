@@ -1,0 +1,89 @@
+"""Task samplers: reproducible, truth withheld, contexts and targets disjoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyproj
+import pytest
+import xarray as xr
+
+from weatherunc.tasks import Task, gauge_network, masked_blocks, planar_kilometres, random_pixels, station_folds
+
+CRS = pyproj.CRS.from_epsg(3035)
+
+
+def _frame(seed: int = 0) -> xr.DataArray:
+    rng = np.random.default_rng(seed)
+    values = rng.gamma(0.5, 2.0, size=(60, 80))
+    values[:10, :10] = np.nan
+    return xr.DataArray(values, dims=("y", "x"), coords={"y": 1000.0 * np.arange(60)[::-1], "x": 1000.0 * np.arange(80)})
+
+
+def _pixels(task: Task) -> set[tuple[float, float]]:
+    return set(map(tuple, task.target_coordinates)), set(map(tuple, task.context_coordinates))
+
+
+@pytest.mark.parametrize("sampler", [random_pixels, masked_blocks, gauge_network])
+def test_samplers_are_seeded_disjoint_and_observed(sampler) -> None:
+    frame = _frame()
+    first, second, other = sampler(frame, seed=3, crs=CRS), sampler(frame, seed=3, crs=CRS), sampler(frame, seed=4, crs=CRS)
+    np.testing.assert_array_equal(first.target_coordinates, second.target_coordinates)
+    assert not np.array_equal(first.context_coordinates, other.context_coordinates)
+    targets, contexts = _pixels(first)
+    assert not targets & contexts
+    assert np.all(np.isfinite(first.context_values)) and np.all(np.isfinite(first.target_values))
+    values = frame.values[first.target_coords["row"], first.target_coords["column"]]
+    np.testing.assert_array_equal(values, first.target_values)
+    assert first.description
+
+
+def test_masked_blocks_hide_contiguous_squares() -> None:
+    task = masked_blocks(_frame(), block_pixels=8, count=2, halo_pixels=4, max_context=None, max_target=None, seed=1, crs=CRS)
+    assert task.n_target <= 2 * 64
+    rows, columns = task.target_coords["row"], task.target_coords["column"]
+    assert rows.max() - rows.min() >= 7 and columns.max() - columns.min() >= 7
+    distances = np.min(np.linalg.norm(task.context_coordinates[:, None] - task.target_coordinates[None], axis=2), axis=1)
+    assert distances.max() <= np.hypot(4, 4) + 1e-9, "contexts come from the halo around the blocks"
+
+
+def test_gauge_network_density_and_clustering() -> None:
+    frame = _frame()
+    uniform = gauge_network(frame, fraction=0.02, seed=0, crs=CRS)
+    clustered = gauge_network(frame, fraction=0.02, clustered=True, clusters=2, seed=0, crs=CRS)
+    observed = int(np.isfinite(frame.values).sum())
+    assert uniform.n_context == round(0.02 * observed)
+    spread = lambda task: task.context_coordinates.std(axis=0).mean()  # noqa: E731
+    assert spread(clustered) < spread(uniform)
+
+
+def test_planar_kilometres() -> None:
+    x, y = planar_kilometres(np.array([0.0, 1000.0]), np.array([5000.0]), CRS)
+    np.testing.assert_allclose(x, [0.0, 1.0])
+    lon, lat = planar_kilometres(np.array([-98.0, -97.0]), np.array([30.0, 31.0]), pyproj.CRS.from_epsg(4326))
+    assert lon[1] - lon[0] == pytest.approx(111.19 * np.cos(np.deg2rad(30.5)), rel=1e-3)
+    assert lat[1] - lat[0] == pytest.approx(111.19, rel=1e-3)
+
+
+def test_task_checks_its_arrays() -> None:
+    with pytest.raises(ValueError, match="at least one context"):
+        Task(np.zeros((0, 2)), np.zeros(0), np.zeros((1, 2)), np.zeros(1))
+    with pytest.raises(ValueError, match="finite"):
+        Task(np.zeros((1, 2)), np.array([np.nan]), np.zeros((1, 2)), np.zeros(1))
+    with pytest.raises(ValueError, match=r"\[n, 2\]"):
+        Task(np.zeros((1, 3)), np.zeros(1), np.zeros((1, 2)), np.zeros(1))
+
+
+def test_station_folds(data_dir: Path) -> None:
+    from weatherunc.loading import open_dataset
+
+    stations = open_dataset("sic97", data_dir=data_dir).compute()
+    folds = list(station_folds(stations, folds=5, seed=0, covariates=("altitude_m",)))
+    assert len(folds) == 5 and sum(task.n_target for task in folds) == 100
+    held_out = np.concatenate([task.target_coords["station"] for task in folds])
+    assert sorted(held_out) == sorted(stations.station.values)
+    assert folds[0].context_covariates.shape == (80, 1)
+    assert len(list(station_folds(stations))) == 100
+    truth = folds[0].observed_truth()
+    assert truth.dims == ("station",) and truth.attrs["units"] == "mm h-1"

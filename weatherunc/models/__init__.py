@@ -1,0 +1,1 @@
+"""Interpolation models: a GPyTorch Gaussian process and baselines, behind one registry."""
