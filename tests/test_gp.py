@@ -7,7 +7,7 @@ import pytest
 import torch
 import xarray as xr
 
-from tests.gaussian_fields import sample_matern32_grid
+from weatherunc.synthetic import sample_matern32_grid
 from weatherunc import metrics
 from weatherunc.models.gp import (
     FittedGaussianProcess,

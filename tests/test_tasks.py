@@ -87,3 +87,24 @@ def test_station_folds(data_dir: Path) -> None:
     assert len(list(station_folds(stations))) == 100
     truth = folds[0].observed_truth()
     assert truth.dims == ("station",) and truth.attrs["units"] == "mm h-1"
+
+
+def test_wettest_window() -> None:
+    from weatherunc.tasks import wettest_window
+
+    values = np.zeros((50, 60))
+    values[30:40, 45:55] = 2.0
+    frame = xr.DataArray(values, dims=("y", "x"), coords={"y": np.arange(50.0), "x": np.arange(60.0)})
+    window = wettest_window(frame, 10)
+    assert float(window.min()) == 2.0 and window.shape == (10, 10)
+    with pytest.raises(ValueError, match="does not fit"):
+        wettest_window(frame, 51)
+
+
+def test_masked_blocks_over_rain() -> None:
+    frame = _frame()
+    values = frame.values.copy()
+    values[:, :40] = 0.0
+    dry_left = frame.copy(data=values)
+    task = masked_blocks(dry_left, block_pixels=8, count=2, min_wet_fraction=0.5, seed=2, crs=CRS)
+    assert task.target_coords["column"].min() >= 40 - 8

@@ -20,6 +20,8 @@ from weatherunc import conventions
 from weatherunc.geolocation import crs_of
 
 EARTH_RADIUS_KM = 6371.0088
+#: Rate above which a pixel counts as wet [mm/h].
+WET_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,18 @@ def _grid_task(frame: xr.DataArray, values: np.ndarray, coordinates: np.ndarray,
     )
 
 
+def wettest_window(frame: xr.DataArray, size: int) -> xr.DataArray:
+    """The ``size`` x ``size`` window of ``frame`` (y, x) with the most wet pixels."""
+    ny, nx = frame.shape
+    if size > min(ny, nx):
+        raise ValueError(f"window {size} does not fit a {ny}x{nx} frame")
+    wet = np.nan_to_num(np.asarray(frame.values, dtype=np.float64)) > WET_THRESHOLD
+    summed = np.pad(wet.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    counts = summed[size:, size:] - summed[:-size, size:] - summed[size:, :-size] + summed[:-size, :-size]
+    top, left = np.unravel_index(np.argmax(counts), counts.shape)
+    return frame.isel({conventions.Y: slice(top, top + size), conventions.X: slice(left, left + size)})
+
+
 def _limit(indices: np.ndarray, maximum: int | None, rng: np.random.Generator) -> np.ndarray:
     if maximum is None or indices.size <= maximum:
         return np.sort(indices)
@@ -131,12 +145,14 @@ def random_pixels(frame: xr.DataArray, *, context_fraction: float = 0.05, max_ta
 
 def masked_blocks(
     frame: xr.DataArray, *, block_pixels: int = 32, count: int = 3, halo_pixels: int | None = None,
-    max_context: int | None = 2000, max_target: int | None = 10_000, seed: int = 0, crs: pyproj.CRS,
+    max_context: int | None = 2000, max_target: int | None = 10_000, min_wet_fraction: float = 0.0,
+    seed: int = 0, crs: pyproj.CRS,
 ) -> Task:
     """Hide ``count`` square blocks (radar gaps); predict them from a ring of ``halo_pixels`` around.
 
-    Blocks are placed at random where at least half the block was observed. Context: observed
-    pixels within the halo of a block but outside every block, subsampled to ``max_context``.
+    Blocks are placed at random where at least half the block was observed and at least
+    ``min_wet_fraction`` of its observed pixels exceed 0.1 mm/h. Context: observed pixels
+    within the halo of a block but outside every block, subsampled to ``max_context``.
     """
     rng = np.random.default_rng(seed)
     values, coordinates, rows, columns = _grid_points(frame, crs)
@@ -154,6 +170,9 @@ def masked_blocks(
         top, left = rng.integers(0, ny - block_pixels), rng.integers(0, nx - block_pixels)
         block = (slice(top, top + block_pixels), slice(left, left + block_pixels))
         if observed_grid[block].mean() < 0.5 or inside[block].any():
+            continue
+        block_values = values.reshape(ny, nx)[block]
+        if np.mean(block_values[np.isfinite(block_values)] > WET_THRESHOLD) < min_wet_fraction:
             continue
         inside[block] = True
         near[max(0, top - halo): top + block_pixels + halo, max(0, left - halo): left + block_pixels + halo] = True

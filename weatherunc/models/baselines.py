@@ -7,6 +7,7 @@ Each works on the transformed rate and returns a Gaussian there, back-transforme
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import time
 from typing import Literal
 
 import numpy as np
@@ -30,12 +31,13 @@ class ClimatologyInterpolator:
 
     def predict(self, task: Task) -> xr.Dataset:
         """Prediction Dataset; latent variance is the sampling variance of the mean."""
+        start = time.perf_counter()
         values = self.transform.forward(task.context_values)
         variance = max(float(values.var(ddof=1)) if values.size > 1 else 0.0, VARIANCE_FLOOR)
         return prediction_dataset(
             task, transformed_mean=np.full(task.n_target, values.mean()),
             latent_variance=np.full(task.n_target, variance / values.size), noise_variance=variance,
-            transform=self.transform, model=self.name,
+            transform=self.transform, model=self.name, attrs={"fit_seconds": time.perf_counter() - start, "predict_seconds": 0.0},
         )
 
 
@@ -63,16 +65,20 @@ class InverseDistanceInterpolator:
     def predict(self, task: Task) -> xr.Dataset:
         """Prediction Dataset over the task's targets."""
         values = self.transform.forward(task.context_values)
+        start = time.perf_counter()
         tree = cKDTree(task.context_coordinates)
-        mean = self._interpolate(tree, values, task.target_coordinates, skip_self=False)
         if len(values) > 1:
             leave_one_out = self._interpolate(tree, values, task.context_coordinates, skip_self=True)
             variance = max(float(np.mean((leave_one_out - values) ** 2)), VARIANCE_FLOOR)
         else:
             variance = 1.0
+        fitted_at = time.perf_counter()
+        mean = self._interpolate(tree, values, task.target_coordinates, skip_self=False)
+        predicted_at = time.perf_counter()
         return prediction_dataset(
             task, transformed_mean=mean, latent_variance=np.zeros(task.n_target), noise_variance=variance,
-            transform=self.transform, model=self.name, attrs={"power": self.power, "neighbours": self.neighbours},
+            transform=self.transform, model=self.name,
+            attrs={"power": self.power, "neighbours": self.neighbours, "fit_seconds": fitted_at - start, "predict_seconds": predicted_at - fitted_at},
         )
 
 
@@ -100,11 +106,17 @@ class OrdinaryKrigingInterpolator:
         if np.ptp(values) == 0:  # PyKrige cannot fit a variogram to a constant field
             return ClimatologyInterpolator(self.transform, name=self.name).predict(task)
         context, target = task.context_coordinates, task.target_coordinates
+        start = time.perf_counter()
         kriging = OrdinaryKriging(context[:, 0], context[:, 1], values, variogram_model=self.variogram_model, nlags=self.nlags, enable_plotting=False, verbose=False)
         options = {"backend": "loop", "n_closest_points": self.window_points} if len(values) > self.moving_window else {"backend": "vectorized"}
+        fitted_at = time.perf_counter()
         mean, variance = kriging.execute("points", target[:, 0], target[:, 1], **options)
+        predicted_at = time.perf_counter()
         return prediction_dataset(
             task, transformed_mean=np.asarray(mean, dtype=np.float64), latent_variance=np.maximum(np.asarray(variance, dtype=np.float64), 0.0),
             noise_variance=VARIANCE_FLOOR, transform=self.transform, model=self.name,
-            attrs={"variogram_model": self.variogram_model, "variogram_parameters": [float(p) for p in kriging.variogram_model_parameters]},
+            attrs={
+                "variogram_model": self.variogram_model, "variogram_parameters": [float(p) for p in kriging.variogram_model_parameters],
+                "fit_seconds": fitted_at - start, "predict_seconds": predicted_at - fitted_at,
+            },
         )

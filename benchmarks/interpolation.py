@@ -1,0 +1,153 @@
+"""Benchmark: GP vs ordinary kriging, inverse distance and climatology on the same tasks.
+
+Radar datasets: for each, the three wettest frames (at least 30 minutes apart), cropped
+to their wettest 192 x 192 px window; two tasks per frame with fixed seeds: masked blocks
+(3 gaps of 24 px over rain, context from a 24 px ring) and a uniform gauge-like network (1 %
+of pixels). SIC97: 10-fold cross-validation on the 100 training stations. Writes
+``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
+means over frames) and ``interpolation.md``.
+
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/interpolation.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from weatherunc.evaluation import score_prediction
+from weatherunc.geolocation import crs_of
+from weatherunc.loading import open_dataset
+from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator
+from weatherunc.models.registry import get_model
+from weatherunc.tasks import Task, gauge_network, masked_blocks, station_folds, wettest_window
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RADAR_DATASETS = ("knmi_20100826", "mch_20150515", "fmi_20160928", "bom_prcp_c10_20201031", "mrms_sample_20190610")
+METHODS = ("gp", "kriging", "idw", "climatology")
+WINDOW = 192
+FRAMES_PER_DATASET = 3
+METRICS = ("crps", "nlpd", "rmse", "mae", "bias", "coverage_50", "coverage_80", "coverage_90", "coverage_95")
+
+
+def wettest_frames(dataset: xr.Dataset, count: int) -> list[int]:
+    """Indices of the ``count`` wettest frames, at least 30 minutes apart."""
+    wet = (dataset.precipitation > 0.1).mean(("y", "x")).values
+    step = max(1, int(np.ceil(30 * 60 / np.diff(dataset.time.values[:2]).astype("timedelta64[s]").astype(int)[0])))
+    chosen: list[int] = []
+    for index in np.argsort(-wet, kind="stable"):
+        if all(abs(int(index) - other) >= step for other in chosen):
+            chosen.append(int(index))
+        if len(chosen) == count:
+            break
+    return sorted(chosen)
+
+
+def radar_tasks(name: str) -> list[tuple[str, str, Task]]:
+    """(task kind, frame time, task) for one radar dataset."""
+    dataset = open_dataset(name)
+    crs = crs_of(dataset)
+    tasks = []
+    for frame_number, index in enumerate(wettest_frames(dataset, FRAMES_PER_DATASET)):
+        frame = wettest_window(dataset.precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"]), WINDOW)
+        time_label = str(dataset.time.values[index])[:16]
+        seed = 1000 * frame_number
+        tasks.append(("masked_blocks", time_label, masked_blocks(frame, block_pixels=24, count=3, halo_pixels=24, max_context=2000, min_wet_fraction=0.3, seed=seed, crs=crs)))
+        tasks.append(("gauge_network", time_label, gauge_network(frame, fraction=0.01, max_target=10_000, seed=seed + 1, crs=crs)))
+    return tasks
+
+
+def _row(dataset: str, kind: str, frame: str, method: str, task: Task, prediction: xr.Dataset) -> dict[str, object]:
+    scores = score_prediction(prediction, task)
+    return {
+        "dataset": dataset, "task": kind, "frame": frame, "method": method,
+        **{key: round(scores[key], 4) for key in METRICS},
+        "fit_s": round(float(prediction.attrs["fit_seconds"]), 3), "predict_s": round(float(prediction.attrs["predict_seconds"]), 3),
+        "n_context": task.n_context, "n_target": task.n_target,
+    }
+
+
+def sic97_rows() -> list[dict[str, object]]:
+    """10-fold cross-validation on SIC97, predictions pooled over folds, then scored."""
+    stations = open_dataset("sic97").compute()
+    rows = []
+    methods = {name: get_model(name) for name in METHODS}
+    methods["gp_altitude"] = GaussianProcessInterpolator(GaussianProcessConfig(), name="gp_altitude")
+    for method, model in methods.items():
+        covariates = ("altitude_m",) if method == "gp_altitude" else ()
+        folds = list(station_folds(stations, folds=10, seed=0, covariates=covariates))
+        predictions = [model.predict(task) for task in folds]
+        pooled = xr.concat(predictions, dim="station", combine_attrs="drop_conflicts")
+        pooled.attrs.update(predictions[0].attrs)
+        pooled.attrs["fit_seconds"] = sum(p.attrs["fit_seconds"] for p in predictions)
+        pooled.attrs["predict_seconds"] = sum(p.attrs["predict_seconds"] for p in predictions)
+        task = Task(
+            np.zeros((1, 2)), np.zeros(1), np.concatenate([t.target_coordinates for t in folds]), np.concatenate([t.target_values for t in folds]),
+            target_dim="station", target_coords={"station": np.concatenate([t.target_coords["station"] for t in folds])},
+        )
+        row = _row("sic97", "10-fold CV", "1986-05-08", method, task, pooled)
+        row["n_context"] = folds[0].n_context
+        rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Means over frames per dataset x task x method."""
+    groups: dict[tuple[str, str, str], list[dict[str, object]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["task"], row["method"])].append(row)
+    summary = []
+    for (dataset, task, method), members in groups.items():
+        entry = {"dataset": dataset, "task": task, "method": method, "frames": len(members)}
+        for key in (*METRICS, "fit_s", "predict_s", "n_context", "n_target"):
+            entry[key] = round(float(np.mean([member[key] for member in members])), 4)
+        summary.append(entry)
+    return summary
+
+
+def markdown(summary: list[dict[str, object]]) -> str:
+    """The summary as a Markdown table."""
+    columns = ("dataset", "task", "method", "frames", "crps", "nlpd", "rmse", "mae", "coverage_90", "coverage_95", "fit_s", "predict_s", "n_context", "n_target")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(entry[column]) for column in columns) + " |" for entry in summary]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    start = time.perf_counter()
+    rows: list[dict[str, object]] = []
+    for dataset in RADAR_DATASETS:
+        tasks = radar_tasks(dataset)
+        for kind, frame, task in tqdm(tasks, desc=dataset):
+            for method in METHODS:
+                rows.append(_row(dataset, kind, frame, method, task, get_model(method).predict(task)))
+    rows += sic97_rows()
+    summary = summarise(rows)
+    table = markdown(summary)
+    print(table)
+    result = {
+        "benchmark": __doc__.strip().splitlines()[0],
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "wall_s": round(time.perf_counter() - start, 1),
+        "summary": summary,
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "interpolation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "interpolation.md").write_text(table)
+    print(f"wrote {RESULTS / 'interpolation.json'} in {result['wall_s']} s")
+
+
+if __name__ == "__main__":
+    main()
