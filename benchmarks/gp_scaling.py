@@ -1,0 +1,146 @@
+"""Benchmark: end-to-end GP fit + predict against PyKrige and GPyTorch's own settings.
+
+On one synthetic Matern-3/2 field (lengthscale 8 km, variance 1, noise 0.05, 130 x 130 km
+grid at 1 km) with n_context = 500, 2,000, 5,000 contexts and the same 10,000 targets:
+
+- ``weatherunc_gp``: :class:`weatherunc.models.gp.GaussianProcessInterpolator` (float64,
+  Cholesky, L-BFGS on at most 1,000 points, all contexts conditioned on);
+- ``pykrige_default``: ``pykrige.ok.OrdinaryKriging`` with its defaults (linear variogram);
+- ``gpytorch_default``: a GPyTorch ``ExactGP`` (same kernel) trained with the tutorial loop
+  (Adam, lr 0.1, 100 iterations) under GPyTorch's default settings (conjugate gradients and
+  Lanczos above 800 points);
+- ``gpytorch_cholesky``: the same loop with Cholesky forced (``max_cholesky_size``);
+- ``torch_cholesky``: one bare ``torch.linalg.cholesky`` of the n x n covariance (the floor).
+
+Writes ``benchmarks/results/gp_scaling.json``.
+
+    .venv/bin/python benchmarks/gp_scaling.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator, _exact_gp_class, _kernel
+from weatherunc.synthetic import sample_matern32_grid
+from weatherunc.tasks import Task
+from weatherunc.transforms import PrecipitationTransform
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gp_scaling.json"
+SIZE, LENGTHSCALE, VARIANCE, NOISE = 130, 8.0, 1.0, 0.05
+CONTEXT_SIZES = (500, 2000, 5000)
+TARGETS = 10_000
+
+
+def scores(mean: np.ndarray, variance: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    std = np.sqrt(np.maximum(variance, 1e-12))
+    z = stats.norm.ppf(0.975)
+    return {
+        "rmse": float(np.sqrt(np.mean((mean - truth) ** 2))),
+        "nlpd": float(-np.mean(stats.norm.logpdf(truth, mean, std))),
+        "coverage_95": float(np.mean(np.abs(truth - mean) <= z * std)),
+    }
+
+
+def run_weatherunc(task: Task) -> tuple[np.ndarray, np.ndarray]:
+    config = GaussianProcessConfig(transform=PrecipitationTransform("identity", censor_at_zero=False))
+    prediction = GaussianProcessInterpolator(config).predict(task)
+    return prediction.transformed_mean.values, prediction.transformed_std.values**2
+
+
+def run_pykrige(task: Task) -> tuple[np.ndarray, np.ndarray]:
+    from pykrige.ok import OrdinaryKriging
+
+    context, target = task.context_coordinates, task.target_coordinates
+    kriging = OrdinaryKriging(context[:, 0], context[:, 1], task.context_values)
+    mean, variance = kriging.execute("points", target[:, 0], target[:, 1])
+    return np.asarray(mean), np.asarray(variance)
+
+
+def run_gpytorch(task: Task, *, force_cholesky: bool, iterations: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    import contextlib
+
+    import gpytorch
+
+    x = torch.as_tensor(task.context_coordinates, dtype=torch.float64)
+    y = torch.as_tensor(task.context_values, dtype=torch.float64)
+    test = torch.as_tensor(task.target_coordinates, dtype=torch.float64)
+    likelihood = gpytorch.likelihoods.GaussianLikelihood().double()
+    model = _exact_gp_class()(x, y, likelihood, _kernel(GaussianProcessConfig(), 2)).double()
+    settings = gpytorch.settings.max_cholesky_size(10**9) if force_cholesky else contextlib.nullcontext()
+    with settings:
+        model.train()
+        likelihood.train()
+        optimiser = torch.optim.Adam(model.parameters(), lr=0.1)
+        objective = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
+        for _ in range(iterations):
+            optimiser.zero_grad()
+            loss = -objective(model(x), y)
+            loss.backward()
+            optimiser.step()
+        model.eval()
+        likelihood.eval()
+        with torch.no_grad():
+            predictive = likelihood(model(test))
+            return predictive.mean.numpy(), predictive.variance.numpy()
+
+
+def bare_cholesky(task: Task) -> float:
+    x = torch.as_tensor(task.context_coordinates, dtype=torch.float64)
+    distance = torch.cdist(x, x)
+    scaled = np.sqrt(3.0) * distance / LENGTHSCALE
+    covariance = VARIANCE * (1 + scaled) * torch.exp(-scaled) + NOISE * torch.eye(len(x), dtype=torch.float64)
+    start = time.perf_counter()
+    torch.linalg.cholesky(covariance)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    field = sample_matern32_grid(SIZE, lengthscale=LENGTHSCALE, variance=VARIANCE, seed=0)
+    rng = np.random.default_rng(100)
+    rows, columns = np.meshgrid(np.arange(SIZE), np.arange(SIZE), indexing="ij")
+    points = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(float)
+    observed = field.ravel() + rng.normal(0.0, np.sqrt(NOISE), SIZE * SIZE)
+    order = rng.permutation(SIZE * SIZE)
+    targets = order[:TARGETS]
+    results = []
+    for n_context in CONTEXT_SIZES:
+        context = order[TARGETS : TARGETS + n_context]
+        task = Task(points[context], observed[context], points[targets], observed[targets])
+        methods = {
+            "weatherunc_gp": lambda: run_weatherunc(task),
+            "pykrige_default": lambda: run_pykrige(task),
+            "gpytorch_default": lambda: run_gpytorch(task, force_cholesky=False),
+            "gpytorch_cholesky": lambda: run_gpytorch(task, force_cholesky=True),
+        }
+        for method, function in methods.items():
+            start = time.perf_counter()
+            mean, variance = function()
+            seconds = time.perf_counter() - start
+            row = {"n_context": n_context, "n_target": TARGETS, "method": method, "seconds": round(seconds, 2), **{k: round(v, 4) for k, v in scores(mean, variance, observed[targets]).items()}}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+        row = {"n_context": n_context, "n_target": TARGETS, "method": "torch_cholesky", "seconds": round(bare_cholesky(task), 4)}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    result = {
+        "benchmark": "GP fit + predict end to end on a synthetic Matern-3/2 field",
+        "field": {"size_km": SIZE, "lengthscale_km": LENGTHSCALE, "variance": VARIANCE, "noise_variance": NOISE, "seed": 0},
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "rows": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
