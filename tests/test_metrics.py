@@ -113,3 +113,37 @@ def test_bad_forecasts_are_refused() -> None:
         metrics.crps_gaussian(forecast, observed, reduce_dims="x", preserve_dims="y")
     with pytest.raises(ValueError, match="sample"):
         metrics.crps_ensemble(observed, observed)
+
+
+def test_reliability_diagram_and_ece_by_hand() -> None:
+    probability = xr.DataArray([0.05, 0.05, 0.95, 0.95, 0.55, 0.55, 0.55, 0.55])
+    event = xr.DataArray([0, 1, 1, 1, 1, 1, 0, 1])
+    diagram = metrics.reliability_diagram(probability, event, bins=10)
+    filled = diagram.where(diagram["count"] > 0, drop=True)
+    np.testing.assert_allclose(filled.forecast_probability, [0.05, 0.55, 0.95])
+    np.testing.assert_allclose(filled.observed_frequency, [0.5, 0.75, 1.0])
+    np.testing.assert_array_equal(filled["count"], [2, 4, 2])
+    expected = (2 * 0.45 + 4 * 0.2 + 2 * 0.05) / 8
+    assert metrics.expected_calibration_error(probability, event, bins=10) == pytest.approx(expected)
+
+
+def test_ece_of_calibrated_forecasts_is_small_and_streaming_matches() -> None:
+    rng = np.random.default_rng(8)
+    probability = rng.uniform(size=(200, 300))
+    event = (rng.uniform(size=(200, 300)) < probability).astype(float)
+    whole = metrics.expected_calibration_error(xr.DataArray(probability), xr.DataArray(event))
+    assert whole < 0.01
+    chunked = metrics.expected_calibration_error(xr.DataArray(probability).chunk(50), xr.DataArray(event).chunk(50))
+    assert chunked == pytest.approx(whole, rel=1e-12)
+    first = metrics.ReliabilityAccumulator.init().accumulate(probability[:100], event[:100])
+    second = metrics.ReliabilityAccumulator.init().accumulate(probability[100:], event[100:])
+    assert first.merge(second).expected_calibration_error() == pytest.approx(whole, rel=1e-12)
+    overconfident = np.clip((probability - 0.5) * 2 + 0.5, 0, 1)
+    assert metrics.expected_calibration_error(xr.DataArray(overconfident), xr.DataArray(event)) > 0.1
+
+
+def test_reliability_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.ReliabilityAccumulator.init().accumulate(np.array([1.5]), np.array([1.0]))
+    with pytest.raises(ValueError, match="merge"):
+        metrics.ReliabilityAccumulator.init(10).merge(metrics.ReliabilityAccumulator.init(15))

@@ -1,5 +1,6 @@
 """Verification scores: NumPy kernels (:mod:`.kernels`) under xarray functions (:mod:`.scores`)."""
 
+from weatherunc.metrics.reliability import ReliabilityAccumulator, expected_calibration_error, reliability_diagram
 from weatherunc.metrics.scores import (
     BrierDecomposition,
     bias,
@@ -17,5 +18,5 @@ from weatherunc.metrics.scores import (
 __all__ = [
     "BrierDecomposition", "bias", "brier_decomposition", "brier_score", "crps_ensemble", "crps_gaussian",
     "interval_coverage", "mean_absolute_error", "negative_log_predictive_density", "pit_histogram",
-    "root_mean_squared_error",
+    "root_mean_squared_error", "ReliabilityAccumulator", "expected_calibration_error", "reliability_diagram",
 ]
