@@ -54,10 +54,10 @@ def test_fitted_gp_matches_the_true_gp(n_context: int, seed: int) -> None:
     prediction = GaussianProcessInterpolator(GaussianProcessConfig(transform=IDENTITY)).predict(task)
     fitted = _scores(prediction.transformed_mean.values, prediction.transformed_std.values, task.target_values)
 
-    kernel = _kernel(GaussianProcessConfig(), 2).double()
+    kernel = _kernel("matern32", 2).double()
     kernel.base_kernel.lengthscale = torch.tensor([[LENGTHSCALE, LENGTHSCALE]], dtype=torch.float64)
     kernel.outputscale = torch.tensor(VARIANCE, dtype=torch.float64)
-    true_gp = FittedGaussianProcess(kernel, 0.0, NOISE, np.zeros(2), np.ones(2), 0.0, 1.0)
+    true_gp = FittedGaussianProcess(kernel, "matern32", float("nan"), 0.0, NOISE, np.zeros(2), np.ones(2), 0.0, 1.0)
     mean, latent, noise = true_gp.predict(task.context_coordinates, task.context_values, task.target_coordinates, 4096, rescale_variance=False)
     reference = _scores(mean, np.sqrt(latent + noise), task.target_values)
 

@@ -6,6 +6,7 @@ kernel with one lengthscale per input dimension (ARD: x, y and covariates), Gaus
 marginal likelihood (L-BFGS) on at most ``fit_points`` contexts; prediction conditions on
 every context by one Cholesky factorisation (Rasmussen & Williams 2006, "Gaussian
 Processes for Machine Learning", algorithm 2.1), batched over targets to bound memory.
+By default the Matern smoothness (1/2, 3/2 or 5/2) is chosen per task by marginal likelihood.
 Above ``max_exact_context`` contexts, targets are predicted tile by tile from the nearest
 contexts around each tile (local exact GPs with the global hyperparameters).
 
@@ -41,9 +42,9 @@ class GaussianProcessNumericalError(ArithmeticError):
 class GaussianProcessConfig:
     """Options of :class:`GaussianProcessInterpolator`."""
 
-    kernel: Literal["matern12", "matern32", "matern52", "rbf"] = "matern32"
+    kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf"] = "auto"
     transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
-    fit_points: int = 1000
+    fit_points: int = 600
     fit_iterations: int = 40
     minimum_noise: float = 1e-4
     max_exact_context: int = 6000
@@ -53,13 +54,17 @@ class GaussianProcessConfig:
     seed: int = 0
 
 
-def _kernel(config: GaussianProcessConfig, dimensions: int):
+#: Kernels compared by marginal likelihood when ``kernel="auto"``.
+AUTOMATIC_KERNELS = ("matern12", "matern32", "matern52")
+
+
+def _kernel(kernel: str, dimensions: int):
     import gpytorch
 
-    if config.kernel == "rbf":
+    if kernel == "rbf":
         base = gpytorch.kernels.RBFKernel(ard_num_dims=dimensions)
     else:
-        nu = {"matern12": 0.5, "matern32": 1.5, "matern52": 2.5}[config.kernel]
+        nu = {"matern12": 0.5, "matern32": 1.5, "matern52": 2.5}[kernel]
         base = gpytorch.kernels.MaternKernel(nu=nu, ard_num_dims=dimensions)
     return gpytorch.kernels.ScaleKernel(base)
 
@@ -96,6 +101,8 @@ class FittedGaussianProcess:
     """Hyperparameters and input/output scaling of a fitted GP; predicts with exact algebra."""
 
     kernel: torch.nn.Module
+    kernel_name: str
+    log_marginal_likelihood: float
     constant: float
     noise: float
     input_centre: np.ndarray
@@ -135,7 +142,18 @@ class FittedGaussianProcess:
 
 
 def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig) -> FittedGaussianProcess:
-    """Maximise the exact marginal likelihood of ``values`` ``[n]`` at ``inputs`` ``[n, d]``."""
+    """Maximise the exact marginal likelihood of ``values`` ``[n]`` at ``inputs`` ``[n, d]``.
+
+    With ``kernel="auto"`` every kernel of :data:`AUTOMATIC_KERNELS` is fitted on the same
+    points and the one with the highest marginal likelihood is kept (model selection by
+    evidence, Rasmussen & Williams 2006, section 5.4).
+    """
+    kernels = AUTOMATIC_KERNELS if config.kernel == "auto" else (config.kernel,)
+    fits = [_fit_one(inputs, values, config, kernel) for kernel in kernels]
+    return max(fits, key=lambda fit: fit.log_marginal_likelihood)
+
+
+def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig, kernel_name: str) -> FittedGaussianProcess:
     import gpytorch
 
     rng = np.random.default_rng(config.seed)
@@ -150,7 +168,7 @@ def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: Gaussia
     x = torch.as_tensor((inputs - input_centre) / input_scale, dtype=torch.float64)
     y = torch.as_tensor((values - output_centre) / output_scale, dtype=torch.float64)
     likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(config.minimum_noise)).double()
-    model = _exact_gp_class()(x, y, likelihood, _kernel(config, x.shape[1])).double()
+    model = _exact_gp_class()(x, y, likelihood, _kernel(kernel_name, x.shape[1])).double()
     model.covar_module.base_kernel.lengthscale = torch.full((1, x.shape[1]), 0.3, dtype=torch.float64)
     model.covar_module.outputscale = torch.tensor(1.0, dtype=torch.float64)
     likelihood.noise = torch.tensor(0.1, dtype=torch.float64)
@@ -169,11 +187,14 @@ def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: Gaussia
         warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)
         try:
             optimiser.step(closure)
+            with torch.no_grad():
+                log_marginal_likelihood = float(objective(model(x), y))  # per point, standardised values
         except (gpytorch.utils.errors.NotPSDError, RuntimeError) as error:
             raise GaussianProcessNumericalError(f"marginal-likelihood fit failed on {len(values)} points: {error}") from error
     model.eval()
     return FittedGaussianProcess(
-        kernel=model.covar_module, constant=float(model.mean_module.constant.detach()), noise=float(likelihood.noise.detach()),
+        kernel=model.covar_module, kernel_name=kernel_name, log_marginal_likelihood=log_marginal_likelihood,
+        constant=float(model.mean_module.constant.detach()), noise=float(likelihood.noise.detach()),
         input_centre=input_centre, input_scale=input_scale, output_centre=output_centre, output_scale=output_scale,
     )
 
@@ -221,7 +242,7 @@ class GaussianProcessInterpolator:
             task, transformed_mean=mean, latent_variance=latent, noise_variance=noise,
             transform=config.transform, model=self.name,
             attrs={
-                "kernel": config.kernel, "prediction": method, "lengthscales_km": lengthscales.tolist(),
+                "kernel": fitted.kernel_name, "kernel_selection": config.kernel, "prediction": method, "lengthscales_km": lengthscales.tolist(),
                 "fitted_outputscale": float(fitted.kernel.outputscale.detach()) * fitted.output_scale**2,
                 "fitted_noise_variance": fitted.noise * fitted.output_scale**2,
                 "fit_seconds": fitted_at - start, "predict_seconds": predicted_at - fitted_at,
