@@ -48,8 +48,8 @@ def _scores(mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> dict[str
 @pytest.mark.parametrize(("n_context", "seed"), [(2000, 0), (5000, 1)])
 def test_fitted_gp_matches_the_true_gp(n_context: int, seed: int) -> None:
     """RMSE within 1.1x and NLPD within 0.02 nats of the GP with the true hyperparameters;
-    95 % coverage in [0.94, 0.96]. A conjugate-gradient or Lanczos variance path (GPyTorch's
-    default above 800 points) gave coverage 1.0 and NLPD +0.8 here, and fails this test."""
+    95 % coverage in [0.94, 0.96]. A variance path that is off (as reported for GPyTorch's
+    conjugate-gradient/Lanczos default above 800 points: coverage 1.0, NLPD +0.8) fails it."""
     task = _synthetic_task(n_context, seed)
     prediction = GaussianProcessInterpolator(GaussianProcessConfig(transform=IDENTITY)).predict(task)
     fitted = _scores(prediction.transformed_mean.values, prediction.transformed_std.values, task.target_values)
