@@ -46,7 +46,7 @@ class GaussianProcessConfig:
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf"] = "auto"
     transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
     fit_points: int = 600
-    fit_iterations: int = 40
+    fit_iterations: int = 20
     minimum_noise: float = 1e-4
     max_exact_context: int = 6000
     tile_km: float = 40.0
