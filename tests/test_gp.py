@@ -122,6 +122,14 @@ def test_tiled_prediction_agrees_with_exact() -> None:
     np.testing.assert_allclose(tiled.transformed_std.values, exact.transformed_std.values, rtol=0.1)
 
 
+def test_tiles_with_fewer_contexts_than_the_local_limit() -> None:
+    task = _synthetic_task(300, seed=6)
+    config = GaussianProcessConfig(transform=IDENTITY, max_exact_context=100, max_local_context=800, tile_km=40.0)
+    tiled = GaussianProcessInterpolator(config).predict(task)
+    assert tiled.attrs["prediction"].startswith("tiled")
+    assert np.all(np.isfinite(tiled.transformed_mean.values)) and np.all(tiled.transformed_std.values > 0)
+
+
 def test_covariates_add_an_ard_lengthscale() -> None:
     rng = np.random.default_rng(6)
     points = rng.uniform(0, 50, size=(80, 2))

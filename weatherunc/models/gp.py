@@ -234,7 +234,10 @@ class GaussianProcessInterpolator:
             for members in _tiles(targets, config.tile_km).values():
                 centre = targets[members, :2].mean(axis=0)
                 distance = np.linalg.norm(context[:, :2] - centre, axis=1)
-                nearest = np.argpartition(distance, config.max_local_context)[: config.max_local_context]
+                if len(distance) > config.max_local_context:
+                    nearest = np.argpartition(distance, config.max_local_context)[: config.max_local_context]
+                else:
+                    nearest = np.arange(len(distance))
                 mean[members], latent[members], noise[members] = fitted.predict(context[nearest], values[nearest], targets[members], config.target_batch)
             method = f"tiled local ({config.tile_km:g} km tiles, {config.max_local_context} nearest contexts)"
         predicted_at = time.perf_counter()
