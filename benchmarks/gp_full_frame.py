@@ -15,14 +15,12 @@ scores on the observed pixels that were not contexts, to ``benchmarks/results/gp
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
+from common import machine, write_result
 
 from weatherunc.evaluation import score_prediction
 from weatherunc.geolocation import crs_of
@@ -31,7 +29,6 @@ from weatherunc.models.gp import GaussianProcessInterpolator
 from weatherunc.models.predictive import to_grid
 from weatherunc.tasks import Task, planar_kilometres
 
-RESULTS = Path(__file__).resolve().parent / "results" / "gp_full_frame.json"
 
 
 def full_frame_task(frame, context_mask: np.ndarray, crs, description: str) -> Task:
@@ -93,13 +90,8 @@ def main() -> None:
             row["gap_crps"], row["gap_coverage_90"] = round(gap_scores["crps"], 4), round(gap_scores["coverage_90"], 4)
         rows_out.append(row)
         print(json.dumps(row), flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "GP prediction of every pixel of a KNMI frame",
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()},
-        "rows": rows_out,
-    }, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    path = write_result("gp_full_frame.json", {"benchmark": "GP prediction of every pixel of a KNMI frame", "machine": machine(), "rows": rows_out})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

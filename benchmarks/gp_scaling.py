@@ -20,21 +20,19 @@ Writes ``benchmarks/results/gp_scaling.json``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import stats
+
+from common import machine, write_result
 
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator, _exact_gp_class, _kernel
 from weatherunc.synthetic import sample_matern32_grid
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
 
-RESULTS = Path(__file__).resolve().parent / "results" / "gp_scaling.json"
 SIZE, LENGTHSCALE, VARIANCE, NOISE = 130, 8.0, 1.0, 0.05
 CONTEXT_SIZES = (500, 2000, 5000)
 TARGETS = 10_000
@@ -140,12 +138,10 @@ def main() -> None:
     result = {
         "benchmark": "GP fit + predict end to end on a synthetic Matern-3/2 field",
         "field": {"size_km": SIZE, "lengthscale_km": LENGTHSCALE, "variance": VARIANCE, "noise_variance": NOISE, "seed": 0},
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": {**machine(), "torch_threads": torch.get_num_threads()},
         "rows": results,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_result('gp_scaling.json', result)}")
 
 
 if __name__ == "__main__":

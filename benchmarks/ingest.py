@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,8 +20,9 @@ import threading
 import time
 from pathlib import Path
 
+from common import machine, write_result
+
 REPOSITORY = Path(__file__).resolve().parent.parent
-RESULTS = REPOSITORY / "benchmarks" / "results" / "ingest.json"
 DATASETS = ("knmi_20100826", "bom_prcp_c10_20201031", "mrms_20190610")
 CONFIGURATIONS = (("synchronous", 1), ("threads", 2), ("processes", 2))
 
@@ -96,12 +96,10 @@ def main() -> None:
         row["sequential_wall_s"] = sequential["wall_s"]
     result = {
         "benchmark": "ingest catalog entries to zarr (read with pysteps/xarray, convert to mm/h, check, write one chunk per frame)",
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": machine(),
         "rows": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_result('ingest.json', result)}")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,16 @@ means over frames) and ``interpolation.md``.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from tqdm import tqdm
+
+from common import RESULTS, machine, write_result
 
 from weatherunc.evaluation import score_prediction
 from weatherunc.geolocation import crs_of
@@ -31,7 +30,6 @@ from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpola
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task, gauge_network, masked_blocks, station_folds, wettest_window
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RADAR_DATASETS = ("knmi_20100826", "mch_20150515", "fmi_20160928", "bom_prcp_c10_20201031", "mrms_sample_20190610")
 METHODS = ("gp", "kriging", "idw", "climatology")
 WINDOW = 192
@@ -138,15 +136,14 @@ def main() -> None:
     print(table)
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
         "summary": summary,
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "interpolation.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("interpolation.json", result)
     (RESULTS / "interpolation.md").write_text(table)
-    print(f"wrote {RESULTS / 'interpolation.json'} in {result['wall_s']} s")
+    print(f"wrote {path} in {result['wall_s']} s")
 
 
 if __name__ == "__main__":

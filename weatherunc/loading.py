@@ -55,8 +55,7 @@ class GridSource:
             raise
         except Exception as error:  # noqa: BLE001 - any decoder failure is an unreadable file
             raise _unreadable(files[0], entry, error) from error
-        if reader is GRID_READERS["cf_netcdf"]:
-            check_units(geometry.units, entry.units, source=files[0], variable=entry.variable)
+        check_units(geometry.units, entry.units, source=files[0], variable=entry.variable)
         check_grid(geometry.x, geometry.y, pyproj.CRS.from_user_input(entry.crs), source=files[0], variable=entry.variable)
         frames: list[FrameReference] = []
         for path in files:

@@ -1,0 +1,23 @@
+"""What every benchmark records beside its figures: the machine, and the JSON file itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, object]:
+    """Cores, processor and Python version of the machine the figures come from."""
+    return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+
+
+def write_result(name: str, result: dict[str, object]) -> Path:
+    """Write ``result`` as ``benchmarks/results/NAME`` and return the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
