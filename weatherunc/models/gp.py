@@ -45,7 +45,7 @@ class GaussianProcessConfig:
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf"] = "auto"
     transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
-    fit_points: int = 600
+    fit_points: int = 500
     fit_iterations: int = 20
     minimum_noise: float = 1e-4
     max_exact_context: int = 6000
