@@ -40,8 +40,22 @@ def _is_hdf5(path: Path) -> bool:
         return handle.read(8) == _HDF5_SIGNATURE
 
 
-def _read_decoded(path: Path, name: str, index: int | None) -> xr.Variable:
-    """Variable ``name`` (time step ``index`` if given), CF-decoded by xarray.
+def _has_time(dims: tuple[str, ...]) -> bool:
+    return any(conventions.DIMENSION_ALIASES.get(str(dim).lower()) == conventions.TIME for dim in dims)
+
+
+def _time_step(variable_dims: tuple[str, ...], index: int, path: Path, name: str) -> int | None:
+    """``index`` when the variable has a time dimension (which must come first), else ``None``."""
+    if not _has_time(variable_dims):
+        return None
+    if conventions.DIMENSION_ALIASES.get(str(variable_dims[0]).lower()) != conventions.TIME:
+        raise InputDataError(source=path, variable=name, check="known dimensions", detail=f"time must be the first dimension, not in {variable_dims}")
+    return index
+
+
+def _read_decoded(path: Path, name: str, index: int) -> xr.Variable:
+    """Variable ``name`` at time step ``index`` (ignored without a time dimension), CF-decoded
+    by xarray, from one opening of the file.
 
     NetCDF-4 files are read with h5netcdf directly: opening them through
     ``xr.open_dataset`` costs tens of milliseconds of per-variable set-up per file.
@@ -49,16 +63,16 @@ def _read_decoded(path: Path, name: str, index: int | None) -> xr.Variable:
     if not _is_hdf5(path):
         with _open(path) as dataset:
             variable = dataset[name].variable
-            return (variable if index is None else variable[index]).load()
+            step = _time_step(tuple(str(dim) for dim in variable.dims), index, path, name)
+            return (variable if step is None else variable[step]).load()
     with h5netcdf.File(path, "r") as handle:
         if name not in handle.variables:
             raise InputDataError(source=path, variable=name, check="variable present", detail=f"file has {sorted(handle.variables)}")
         stored = handle.variables[name]
         dims = tuple(stored.dimensions)
-        raw = stored[...] if index is None else stored[index]
-        if index is not None:
-            dims = dims[1:]
-        encoded = xr.Variable(dims, raw, dict(stored.attrs))
+        step = _time_step(dims, index, path, name)
+        raw = stored[...] if step is None else stored[step]
+        encoded = xr.Variable(dims if step is None else dims[1:], raw, dict(stored.attrs))
     return xr.conventions.decode_cf_variable(name, encoded)
 
 
@@ -126,9 +140,7 @@ class NetCDFReader:
 
     def frames(self, path: Path, entry: CatalogEntry) -> list[FrameReference]:
         """Every time step of the file; a one-frame file is timed by its name or ``valid_time``."""
-        dims = _variable_dims(path, entry.variable)
-        has_time = any(conventions.DIMENSION_ALIASES.get(dim.lower()) == conventions.TIME for dim in dims)
-        if not has_time and entry.time_from_filename is not None:
+        if not _has_time(_variable_dims(path, entry.variable)) and entry.time_from_filename is not None:
             return [FrameReference(path=path, index=0, time=frame_time(path, entry))]
         with _open(path) as dataset:
             variable = dataset[entry.variable]
@@ -145,11 +157,7 @@ class NetCDFReader:
 
     def read_frame(self, frame: FrameReference, entry: CatalogEntry) -> np.ndarray:
         """The decoded field ``[ny, nx]``; NaN where the file's ``_FillValue`` was."""
-        dims = _variable_dims(frame.path, entry.variable)
-        has_time = any(conventions.DIMENSION_ALIASES.get(dim.lower()) == conventions.TIME for dim in dims)
-        if has_time and conventions.DIMENSION_ALIASES.get(dims[0].lower()) != conventions.TIME:
-            raise InputDataError(source=frame.path, variable=entry.variable, check="known dimensions", detail=f"time must be the first dimension, not in {dims}")
-        variable = _read_decoded(frame.path, entry.variable, frame.index if has_time else None)
+        variable = _read_decoded(frame.path, entry.variable, frame.index)
         canonical = tuple(conventions.DIMENSION_ALIASES.get(str(dim).lower(), str(dim)) for dim in variable.dims)
         if sorted(canonical) != sorted((conventions.Y, conventions.X)):
             raise InputDataError(source=frame.path, variable=entry.variable, check="known dimensions", detail=f"dimensions {variable.dims} are not y, x")
