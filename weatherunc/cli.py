@@ -81,6 +81,45 @@ def ingest(
 
 
 @app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (see pipelines/training/).")],
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Run folder (default: the config's output_dir).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Override the number of training steps.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: CUDA when available).")] = None,
+    restart: Annotated[bool, typer.Option(help="Start over even if the run folder holds a run of another config.")] = False,
+) -> None:
+    """Train a neural process; resumes from the run folder's last checkpoint."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.loop import train as run_training
+
+    try:
+        training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device)
+        result = run_training(training_config, restart=restart)
+    except (ValueError, CheckpointError, InputDataError, KeyError) as error:
+        _fail(error)
+    typer.echo(json.dumps({"best_checkpoint": str(result.best_checkpoint), "steps": result.steps, "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1), "best_validation": result.best_scores}, indent=2))
+
+
+@app.command()
+def plot(
+    store: Annotated[Path, typer.Argument(help="A complete prediction store (zarr) with dims (y, x) or (time, y, x).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG figures.")],
+    threshold: Annotated[float, typer.Option(help="Rate threshold [mm/h] of the exceedance map.")] = 1.0,
+) -> None:
+    """Draw the uncertainty maps of a prediction store: observed, mean, std, P(rate > t), combined, panel."""
+    from weatherunc.plotting.files import plot_store
+
+    try:
+        written = plot_store(store, out, threshold=threshold)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(error)
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command()
 def demo(out_dir: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("outputs/demo")) -> None:
     """Ingest the embedded MRMS sample (no data root needed) and print a summary."""
     from pipelines.ingest import ingest as run_ingest

@@ -49,3 +49,37 @@ def score_prediction(prediction: xr.Dataset, task: Task) -> dict[str, float]:
         inside = (task.target_values >= lower) & (task.target_values <= upper)
         scores[f"coverage_{round(level * 100)}"] = float(inside[known].mean())
     return scores
+
+
+def distance_to_nearest_context(task: Task) -> np.ndarray:
+    """Distance [km] from each target to its nearest context point, ``[n_target]``."""
+    from scipy.spatial import cKDTree
+
+    distance, _ = cKDTree(task.context_coordinates).query(task.target_coordinates, k=1)
+    return distance
+
+
+def scores_by_distance(prediction: xr.Dataset, task: Task, edges_km: tuple[float, ...] = (0, 2, 4, 8, 16, 32, np.inf)) -> xr.Dataset:
+    """CRPS, 90 % coverage and count per bin of distance to the nearest context (dim ``distance``,
+    labelled by the bin's mean distance; empty bins are NaN)."""
+    transform = transform_of(prediction)
+    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+    truth = task.target_values
+    nodes = quantiles(transform, mean, std, quantile_nodes(CRPS_NODES))
+    from weatherunc.metrics.kernels import crps_ensemble as crps_kernel
+
+    crps = crps_kernel(nodes, truth)
+    lower, upper = quantiles(transform, mean, std, np.array([0.05, 0.95])).T
+    covered = (truth >= lower) & (truth <= upper)
+    distance = distance_to_nearest_context(task)
+    known = np.isfinite(truth)
+    rows = []
+    for low, high in zip(edges_km[:-1], edges_km[1:]):
+        members = known & (distance >= low) & (distance < high)
+        count = int(members.sum())
+        rows.append((float(distance[members].mean()) if count else np.nan, float(crps[members].mean()) if count else np.nan, float(covered[members].mean()) if count else np.nan, count))
+    centres, crps_values, coverage, counts = (np.array(column) for column in zip(*rows))
+    return xr.Dataset(
+        {"crps": ("distance", crps_values, {"units": "mm h-1"}), "coverage_90": ("distance", coverage), "count": ("distance", counts), "mean_distance": ("distance", centres, {"units": "km"})},
+        coords={"distance": ("distance", np.arange(len(rows))), "distance_lower": ("distance", np.asarray(edges_km[:-1], dtype=float), {"units": "km"}), "distance_upper": ("distance", np.asarray(edges_km[1:], dtype=float), {"units": "km"})},
+    )

@@ -114,6 +114,17 @@ def _grid_task(frame: xr.DataArray, values: np.ndarray, coordinates: np.ndarray,
     )
 
 
+def tile_groups(points: np.ndarray, tile_km: float) -> dict[tuple[int, int], np.ndarray]:
+    """Indices of ``points`` ``[n, >=2]`` (km) grouped by square tiles of ``tile_km``, keyed by tile (column, row)."""
+    keys = np.floor(points[:, :2] / tile_km).astype(np.int64)
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    groups: dict[tuple[int, int], np.ndarray] = {}
+    unique, starts = np.unique(keys[order], axis=0, return_index=True)
+    for key, members in zip(unique, np.split(order, starts[1:])):
+        groups[(int(key[0]), int(key[1]))] = members
+    return groups
+
+
 def wettest_window(frame: xr.DataArray, size: int) -> xr.DataArray:
     """The ``size`` x ``size`` window of ``frame`` (y, x) with the most wet pixels."""
     ny, nx = frame.shape

@@ -27,7 +27,7 @@ import torch
 import xarray as xr
 
 from weatherunc.models.predictive import prediction_dataset
-from weatherunc.tasks import Task
+from weatherunc.tasks import Task, tile_groups
 from weatherunc.transforms import PrecipitationTransform
 
 JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
@@ -200,16 +200,6 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     )
 
 
-def _tiles(targets: np.ndarray, tile_km: float) -> dict[tuple[int, int], np.ndarray]:
-    keys = np.floor(targets[:, :2] / tile_km).astype(np.int64)
-    order = np.lexsort((keys[:, 1], keys[:, 0]))
-    groups: dict[tuple[int, int], np.ndarray] = {}
-    unique, starts = np.unique(keys[order], axis=0, return_index=True)
-    for key, members in zip(unique, np.split(order, starts[1:])):
-        groups[(int(key[0]), int(key[1]))] = members
-    return groups
-
-
 @dataclass(frozen=True)
 class GaussianProcessInterpolator:
     """Fits a GP per task and predicts every target; see the module docstring."""
@@ -231,7 +221,7 @@ class GaussianProcessInterpolator:
             method = "exact"
         else:
             mean, latent, noise = np.empty(task.n_target), np.empty(task.n_target), np.empty(task.n_target)
-            for members in _tiles(targets, config.tile_km).values():
+            for members in tile_groups(targets, config.tile_km).values():
                 centre = targets[members, :2].mean(axis=0)
                 distance = np.linalg.norm(context[:, :2] - centre, axis=1)
                 if len(distance) > config.max_local_context:

@@ -5,6 +5,8 @@ Follows ``pysteps.nowcasts.interface.get_method``: a dict and a lookup that list
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import xarray as xr
@@ -24,11 +26,33 @@ class Interpolator(Protocol):
         ...
 
 
-MODELS: dict[str, type] = {
+#: Trained neural-process checkpoints shipped with the package (see benchmarks/README.md).
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+
+
+def packaged_checkpoint(name: str) -> Path:
+    """Path of a shipped checkpoint (``anp`` or ``cnp``)."""
+    return PACKAGED_MODELS_DIR / f"{name}.safetensors"
+
+
+def _neural_process(kind: str) -> Callable[..., Interpolator]:
+    def factory(checkpoint: str | Path | None = None, **options: Any) -> Interpolator:
+        from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
+
+        options.setdefault("name", kind)
+        return NeuralProcessInterpolator.from_checkpoint(Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options)
+
+    factory.__doc__ = f"The {kind.upper()}: the shipped checkpoint, or ``checkpoint=PATH``."
+    return factory
+
+
+MODELS: dict[str, Callable[..., Interpolator]] = {
     "gp": GaussianProcessInterpolator,
     "kriging": OrdinaryKrigingInterpolator,
     "idw": InverseDistanceInterpolator,
     "climatology": ClimatologyInterpolator,
+    "anp": _neural_process("anp"),
+    "cnp": _neural_process("cnp"),
 }
 
 

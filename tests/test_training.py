@@ -1,0 +1,117 @@
+"""The training loop on the embedded MRMS sample (no shared data needed): resume, refusals, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from weatherunc.models.neural_process.interpolator import load_neural_process
+from weatherunc.training.config import TrainingConfig, load_training_config
+from weatherunc.training.loop import latest_checkpoint, train
+
+CONFIG = {
+    "name": "tiny",
+    "model": {"hidden": 16, "latent_dimension": 4, "heads": 2, "self_attention_layers": 1, "dropout": 0.1},
+    "sampling": {"context_points": [8, 32], "target_points": 32, "patch_km": [20, 40], "block_km": [4, 10]},
+    "train": [{"dataset": "mrms_embedded", "end": "2019-06-10T00:40", "stride": 4}],
+    "validation": [{"dataset": "mrms_embedded", "start": "2019-06-10T00:50", "stride": 4}],
+    "steps": 8,
+    "batch_size": 2,
+    "validate_every": 4,
+    "validation_tasks": 2,
+    "checkpoint_every": 2,
+}
+
+
+def _config(tmp_path: Path, name: str, **overrides) -> TrainingConfig:
+    return TrainingConfig(**{**CONFIG, "output_dir": tmp_path / name, **overrides})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def _assert_same(first: Path, second: Path) -> None:
+    a, b = _weights(first), _weights(second)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("training")
+    result = train(_config(root, "clean"), progress=False)
+    assert result.steps == 8 and (root / "clean" / "best.safetensors").exists()
+    assert [entry["step"] for entry in result.history] == [4, 8]
+    assert {"crps", "nlpd", "coverage_90"} <= set(result.history[0])
+    return root / "clean"
+
+
+def test_resumed_run_equals_uninterrupted_run(clean_run: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path, "resumed")
+    first = train(config, stop_after=5, progress=False)  # stops after step 5; last checkpoint is step 4... and 5
+    assert first.steps == 5
+    second = train(config, progress=False)
+    assert second.steps == 8
+    _assert_same(clean_run / "last-00000008.safetensors", tmp_path / "resumed" / "last-00000008.safetensors")
+    _assert_same(clean_run / "best.safetensors", tmp_path / "resumed" / "best.safetensors")
+
+
+def test_changed_config_refuses_to_resume(clean_run: Path, tmp_path: Path) -> None:
+    from weatherunc.checkpoints import CheckpointError
+
+    config = _config(tmp_path, "changed", steps=4)
+    train(config, progress=False)
+    changed = _config(tmp_path, "changed", steps=4, learning_rate=1e-3)
+    with pytest.raises(CheckpointError, match="another training config"):
+        train(changed, progress=False)
+    assert train(changed, restart=True, progress=False).steps == 4
+
+
+def test_incomplete_newest_checkpoint_is_skipped(clean_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(clean_run, copy)
+    (copy / "last-00000008.safetensors").write_bytes(b"half written")
+    assert latest_checkpoint(copy, "last") is None or latest_checkpoint(copy, "last").name != "last-00000008.safetensors"
+
+
+def test_bfloat16_precision_trains_on_cpu(tmp_path: Path) -> None:
+    result = train(_config(tmp_path, "bf16", steps=2, precision="bfloat16", validate_every=2), progress=False)
+    model, _ = load_neural_process(result.best_checkpoint)
+    assert all(torch.isfinite(tensor).all() for tensor in model.state_dict().values())
+
+
+def test_bad_config_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "batch_size": 0, "sampling": {"patch_km": [50, 10]}}))
+    with pytest.raises(ValueError, match=r"batch_size: Input should be greater than or equal to 1.*|sampling: .*patch_km"):
+        load_training_config(path)
+
+
+def test_cli_training_killed_with_sigkill_resumes_to_the_same_weights(clean_run: Path, tmp_path: Path) -> None:
+    config = {**CONFIG, "steps": 8, "output_dir": str(tmp_path / "killed")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "weatherunc.cli", "train", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "killed").glob("last-*.json")):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "last-00000008.json").exists(), "the run finished before it was killed"
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    _assert_same(clean_run / "last-00000008.safetensors", tmp_path / "killed" / "last-00000008.safetensors")

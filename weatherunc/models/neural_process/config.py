@@ -1,0 +1,73 @@
+"""Frozen configuration of a neural process (architecture only; training options live in training/)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from weatherunc.transforms import PrecipitationTransform
+
+#: Default precipitation-rate bin edges [mm/h] of the categorical head (MetNet-style); the last bin is open.
+DEFAULT_BIN_EDGES = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+
+
+@dataclass(frozen=True)
+class NeuralProcessConfig:
+    """Architecture of a neural process.
+
+    ``attention=False`` and ``latent=False`` give the conditional neural process (CNP):
+    mean-pooled deterministic path only. ``coordinate_scale_km`` divides centred coordinates;
+    ``value_centre`` / ``value_scale`` standardise the transformed rate (set from training data).
+    ``bin_edges`` are the lower edges [mm/h] of the categorical head's bins (``()`` for no head).
+    """
+
+    hidden: int = 64
+    latent_dimension: int = 32
+    heads: int = 4
+    self_attention_layers: int = 2
+    attention: bool = True
+    latent: bool = True
+    covariates: int = 0
+    minimum_std: float = 0.05
+    dropout: float = 0.0
+    bin_edges: tuple[float, ...] = DEFAULT_BIN_EDGES
+    coordinate_scale_km: float = 32.0
+    value_centre: float = 0.0
+    value_scale: float = 1.0
+    transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
+        if self.minimum_std <= 0 or self.coordinate_scale_km <= 0 or self.value_scale <= 0:
+            raise ValueError("minimum_std, coordinate_scale_km and value_scale must be > 0")
+        if list(self.bin_edges) != sorted(set(self.bin_edges)) or (self.bin_edges and self.bin_edges[0] != 0.0):
+            raise ValueError(f"bin_edges must start at 0 and increase strictly, got {self.bin_edges}")
+
+    @property
+    def kind(self) -> str:
+        """``"anp"`` (attention and latent path), ``"cnp"`` (neither), or ``"np-variant"``."""
+        if self.attention and self.latent:
+            return "anp"
+        if not self.attention and not self.latent:
+            return "cnp"
+        return "np-variant"
+
+    @property
+    def bins(self) -> int:
+        """Number of bins of the categorical head (0 without one)."""
+        return len(self.bin_edges)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (the checkpoint sidecar stores it)."""
+        values = asdict(self)
+        values["bin_edges"] = list(self.bin_edges)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> NeuralProcessConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        values = dict(values)
+        values["transform"] = PrecipitationTransform(**values.get("transform", {}))
+        values["bin_edges"] = tuple(values.get("bin_edges", DEFAULT_BIN_EDGES))
+        return cls(**values)

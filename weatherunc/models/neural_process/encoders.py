@@ -1,0 +1,65 @@
+"""The two encoder paths of an attentive neural process (Kim et al. 2019, figure 2).
+
+Deterministic path: per-context representation, self-attention among contexts, then
+cross-attention from each target's position to the contexts' positions (a learned,
+non-stationary kernel regression). Latent path: self-attention, mean pooling, and a
+diagonal Gaussian over a global latent ``z``. Without attention both paths mean-pool
+(the conditional / latent-variable neural process of Garnelo et al. 2018).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from weatherunc.models.neural_process.config import NeuralProcessConfig
+from weatherunc.models.neural_process.layers import AttentionBlock, multilayer_perceptron
+
+
+class DeterministicEncoder(nn.Module):
+    """Context pairs -> one representation per target ``[batch, n_target, hidden]``."""
+
+    def __init__(self, config: NeuralProcessConfig, inputs: int) -> None:
+        super().__init__()
+        self.config = config
+        self.pairs = multilayer_perceptron(inputs + 1, config.hidden, config.hidden, layers=3)
+        if config.attention:
+            self.self_attention = nn.ModuleList(AttentionBlock(config.hidden, config.heads) for _ in range(config.self_attention_layers))
+            self.position = multilayer_perceptron(inputs, config.hidden, config.hidden)
+            self.cross_attention = AttentionBlock(config.hidden, config.heads)
+
+    def encode_context(self, context_inputs: torch.Tensor, context_values: torch.Tensor) -> torch.Tensor:
+        """``[batch, n_context, inputs]``, ``[batch, n_context, 1]`` -> ``[batch, n_context, hidden]``."""
+        representation = self.pairs(torch.cat([context_inputs, context_values], dim=-1))
+        if self.config.attention:
+            for block in self.self_attention:
+                representation = block(representation, representation, representation)
+        return representation
+
+    def attend(self, context_inputs: torch.Tensor, representation: torch.Tensor, target_inputs: torch.Tensor) -> torch.Tensor:
+        """Representation per target ``[batch, n_target, hidden]`` from encoded contexts."""
+        if not self.config.attention:
+            return representation.mean(dim=1, keepdim=True).expand(-1, target_inputs.shape[1], -1)
+        keys = self.position(context_inputs)  # [batch, n_context, hidden]
+        queries = self.position(target_inputs)  # [batch, n_target, hidden]
+        return self.cross_attention(queries, keys, representation)
+
+
+class LatentEncoder(nn.Module):
+    """Pairs -> diagonal Gaussian ``q(z | pairs)``: mean and std, each ``[batch, latent]``."""
+
+    def __init__(self, config: NeuralProcessConfig, inputs: int) -> None:
+        super().__init__()
+        self.config = config
+        self.pairs = multilayer_perceptron(inputs + 1, config.hidden, config.hidden, layers=3)
+        if config.attention:
+            self.self_attention = nn.ModuleList(AttentionBlock(config.hidden, config.heads) for _ in range(config.self_attention_layers))
+        self.to_gaussian = multilayer_perceptron(config.hidden, config.hidden, 2 * config.latent_dimension)
+
+    def forward(self, inputs: torch.Tensor, values: torch.Tensor) -> torch.distributions.Normal:
+        representation = self.pairs(torch.cat([inputs, values], dim=-1))  # [batch, n, hidden]
+        if self.config.attention:
+            for block in self.self_attention:
+                representation = block(representation, representation, representation)
+        mean, raw_std = self.to_gaussian(representation.mean(dim=1)).chunk(2, dim=-1)  # [batch, latent] each
+        return torch.distributions.Normal(mean, 0.1 + 0.9 * torch.sigmoid(raw_std))

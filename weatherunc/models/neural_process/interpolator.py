@@ -1,0 +1,161 @@
+"""A trained neural process as an interpolator with the same contract as the GP.
+
+Targets are grouped into square tiles of ``tile_km``; each tile is predicted from the
+contexts inside the tile and a halo of ``halo_km`` around it (at most ``max_context``, the
+nearest to the tile centre), with coordinates centred on the tile. The latent path gives
+``samples`` draws of ``z ~ q(z | C)``; the predictive distribution of the transformed rate is
+summarised by the mixture's moments (latent draws are seeded per tile, so a target's
+prediction does not depend on which other targets are predicted with it): ``latent_variance`` = variance of the per-sample means
+(epistemic), ``noise_variance`` = mean of the per-sample variances (aleatoric).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from weatherunc.checkpoints import load_checkpoint
+from weatherunc.devices import choose_device
+from weatherunc.models.neural_process.config import NeuralProcessConfig
+from weatherunc.models.neural_process.model import NeuralProcess
+from weatherunc.models.neural_process.normalisation import as_batch, denormalise, normalise_inputs, normalise_values
+from weatherunc.models.predictive import prediction_dataset
+from weatherunc.tasks import Task, tile_groups
+
+ARCHITECTURE = "weatherunc.NeuralProcess"
+
+
+def parameter_layout(model: torch.nn.Module) -> dict[str, list[int]]:
+    """Names and shapes of a model's state."""
+    return {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def load_neural_process(path: Path) -> tuple[NeuralProcess, dict]:
+    """A model from ``path`` (safetensors + sidecar), checked; returns the model (eval mode) and the sidecar."""
+    from weatherunc.checkpoints import read_sidecar
+
+    config = NeuralProcessConfig.from_dict(read_sidecar(path)["config"])
+    model = NeuralProcess(config)
+    tensors, sidecar = load_checkpoint(path, architecture=ARCHITECTURE, expected_parameters=parameter_layout(model))
+    model.load_state_dict(tensors, strict=True)
+    return model.eval(), sidecar
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """How a task is split for a neural process: tile and halo sizes [km], context cap, batches."""
+
+    tile_km: float = 24.0
+    halo_km: float = 24.0
+    max_context: int = 1024
+    target_batch: int = 2048
+
+
+def tile_context(context: np.ndarray, lower: np.ndarray, upper: np.ndarray, halo_km: float, max_context: int) -> np.ndarray:
+    """Indices of contexts ``[n, 2]`` inside the box ``[lower - halo, upper + halo]``, at most
+    ``max_context`` (nearest to the box centre first); the nearest ``max_context`` if none is inside."""
+    centre = 0.5 * (lower + upper)
+    inside = np.flatnonzero(np.all((context >= lower - halo_km) & (context <= upper + halo_km), axis=1))
+    candidates = inside if inside.size else np.arange(len(context))
+    if candidates.size > max_context or not inside.size:
+        distance = np.linalg.norm(context[candidates] - centre, axis=1)
+        keep = min(max_context, candidates.size)
+        candidates = candidates[np.argsort(distance, kind="stable")[:keep]]
+    return np.sort(candidates)
+
+
+def tile_seed(seed: int, key: tuple[int, int]) -> int:
+    """Seed of the latent draws for one tile: the same tile gets the same draws in any run or split."""
+    return int(np.random.SeedSequence([seed, key[0] % 2**32, key[1] % 2**32]).generate_state(1)[0])
+
+
+@dataclass
+class NeuralProcessInterpolator:
+    """Predicts a task tile by tile with a trained :class:`NeuralProcess`; see the module docstring."""
+
+    model: NeuralProcess
+    name: str = "anp"
+    tiles: TileOptions = TileOptions()
+    samples: int = 16
+    seed: int = 0
+    mc_dropout: bool = False
+    device: str | None = None
+    checkpoint_sha256: str = ""
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, **options) -> NeuralProcessInterpolator:
+        """Load a checkpoint (see :func:`load_neural_process`)."""
+        model, sidecar = load_neural_process(path)
+        options.setdefault("name", model.config.kind)
+        return cls(model=model, checkpoint_sha256=sidecar["sha256"], **options)
+
+    @property
+    def config(self) -> NeuralProcessConfig:
+        """The model's architecture config."""
+        return self.model.config
+
+    def predict_moments(self, task: Task) -> dict[str, np.ndarray]:
+        """Per target ``[n_target]``: transformed mean, latent and noise variance; ``bin_probability`` ``[n_target, bins]``."""
+        config, options = self.config, self.tiles
+        device = torch.device(self.device) if self.device else choose_device()
+        model = self.model.to(device).eval()
+        if self.mc_dropout:
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.train()
+        draws = self.samples if (config.latent or self.mc_dropout) else 1
+        n = task.n_target
+        mean, latent, noise = np.empty(n), np.empty(n), np.empty(n)
+        probabilities = np.empty((n, config.bins)) if config.bins else None
+        context_values = normalise_values(config, task.context_values)
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            for key, members in tile_groups(task.target_coordinates, options.tile_km).items():
+                torch.manual_seed(tile_seed(self.seed, key))
+                lower = np.array(key, dtype=np.float64) * options.tile_km
+                upper = lower + options.tile_km
+                chosen = tile_context(task.context_coordinates, lower, upper, options.halo_km, options.max_context)
+                centre = 0.5 * (lower + upper)
+                context_inputs = normalise_inputs(config, task.context_coordinates[chosen], centre, None if task.context_covariates is None else task.context_covariates[chosen])
+                target_inputs = normalise_inputs(config, task.target_coordinates[members], centre, None if task.target_covariates is None else task.target_covariates[members])
+                tensors = as_batch(context_inputs, context_values[chosen], target_inputs, device=device)
+                output = model(*tensors, samples=draws, target_batch=options.target_batch)
+                sample_means = output.mean[:, 0].double().cpu().numpy()  # [samples, n_members]
+                sample_variances = output.std[:, 0].double().cpu().numpy() ** 2
+                mean[members] = sample_means.mean(0)
+                latent[members] = sample_means.var(0)
+                noise[members] = sample_variances.mean(0)
+                if probabilities is not None:
+                    probabilities[members] = torch.softmax(output.logits[:, 0].double(), -1).mean(0).cpu().numpy()
+        mean, latent = denormalise(config, mean, latent)
+        _, noise = denormalise(config, np.zeros(1), noise)
+        return {"transformed_mean": mean, "latent_variance": latent, "noise_variance": noise, "bin_probability": probabilities}
+
+    def predict(self, task: Task) -> xr.Dataset:
+        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, bin)``."""
+        start = time.perf_counter()
+        moments = self.predict_moments(task)
+        elapsed = time.perf_counter() - start
+        options = self.tiles
+        dataset = prediction_dataset(
+            task, transformed_mean=moments["transformed_mean"], latent_variance=moments["latent_variance"],
+            noise_variance=moments["noise_variance"], transform=self.config.transform, model=self.name,
+            attrs={
+                "fit_seconds": 0.0, "predict_seconds": elapsed, "architecture": self.config.kind,
+                "latent_samples": self.samples, "mc_dropout": int(self.mc_dropout), "checkpoint_sha256": self.checkpoint_sha256,
+                "prediction": f"tiles of {options.tile_km:g} km, halo {options.halo_km:g} km, at most {options.max_context} contexts",
+            },
+        )
+        if moments["bin_probability"] is not None:
+            edges = np.asarray(self.config.bin_edges)
+            dataset["bin_probability"] = ((task.target_dim, "bin"), moments["bin_probability"], {"units": "1", "long_name": "probability of the precipitation-rate bin"})
+            dataset = dataset.assign_coords(
+                bin=("bin", np.arange(len(edges)), {"long_name": "precipitation-rate bin"}),
+                bin_lower=("bin", edges, {"units": "mm h-1"}),
+                bin_upper=("bin", np.append(edges[1:], np.inf), {"units": "mm h-1"}),
+            )
+        return dataset

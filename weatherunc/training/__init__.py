@@ -1,0 +1,1 @@
+"""Training of neural processes: configuration, on-the-fly task sampling, one training loop."""

@@ -1,0 +1,116 @@
+"""Training configuration, read from YAML and validated (errors name the field)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from weatherunc.models.neural_process.config import NeuralProcessConfig
+from weatherunc.transforms import PrecipitationTransform
+
+
+class FrameSelection(BaseModel):
+    """Frames of one catalog entry between ``start`` and ``end`` (inclusive, ISO times; empty = open)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: str
+    start: Optional[str] = None
+    end: Optional[str] = None
+    stride: int = Field(1, ge=1, description="keep every stride-th frame")
+
+
+class ModelOptions(BaseModel):
+    """Architecture options; see :class:`~weatherunc.models.neural_process.config.NeuralProcessConfig`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hidden: int = Field(64, ge=8)
+    latent_dimension: int = Field(32, ge=1)
+    heads: int = Field(4, ge=1)
+    self_attention_layers: int = Field(2, ge=0)
+    attention: bool = True
+    latent: bool = True
+    minimum_std: float = Field(0.05, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    bin_edges: tuple[float, ...] = NeuralProcessConfig.__dataclass_fields__["bin_edges"].default
+    coordinate_scale_km: float = Field(32.0, gt=0)
+    transform: Literal["log", "box_cox", "identity"] = "log"
+    transform_offset: float = Field(1.0, gt=0)
+
+    def to_config(self, value_centre: float, value_scale: float) -> NeuralProcessConfig:
+        """The architecture config with the data normalisation filled in."""
+        values = self.model_dump()
+        transform = PrecipitationTransform(kind=values.pop("transform"), offset=values.pop("transform_offset"))
+        return NeuralProcessConfig(**values, transform=transform, value_centre=value_centre, value_scale=value_scale)
+
+
+class SamplingOptions(BaseModel):
+    """How training tasks are drawn from radar frames."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    patch_km: tuple[float, float] = (32.0, 96.0)
+    context_points: tuple[int, int] = (16, 512)
+    target_points: int = Field(256, ge=1)
+    block_km: tuple[float, float] = (6.0, 32.0)
+    masked_block_fraction: float = Field(0.5, ge=0, le=1)
+    min_wet_fraction: float = Field(0.05, ge=0, le=1)
+    dry_patch_fraction: float = Field(0.1, ge=0, le=1)
+    min_observed_fraction: float = Field(0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SamplingOptions:
+        for name in ("patch_km", "context_points", "block_km"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
+        return self
+
+
+class TrainingConfig(BaseModel):
+    """Everything ``weatherunc train CONFIG.yaml`` needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "anp"
+    model: ModelOptions = ModelOptions()
+    sampling: SamplingOptions = SamplingOptions()
+    train: list[FrameSelection] = Field(min_length=1)
+    validation: list[FrameSelection] = Field(min_length=1)
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    gradient_clip: float = Field(1.0, gt=0)
+    bin_weight: float = Field(0.5, ge=0)
+    seed: int = 0
+    validate_every: int = Field(200, ge=1)
+    validation_tasks: int = Field(8, ge=1)
+    patience: int = Field(5, ge=1, description="validations without improvement before stopping")
+    checkpoint_every: int = Field(100, ge=1)
+    device: Optional[str] = None
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    output_dir: Path = Path("runs/anp")
+
+    def fingerprint(self) -> str:
+        """sha256 of everything that changes the result (``steps`` may grow on resume)."""
+        values = self.model_dump(mode="json", exclude={"steps", "output_dir", "device"})
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def load_training_config(path: Path, **overrides) -> TrainingConfig:
+    """Read and validate a YAML training config; ``ValueError`` names each bad field."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return TrainingConfig(**values)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors())
+        raise ValueError(f"{path}: invalid training config: {problems}") from error

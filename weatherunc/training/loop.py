@@ -1,0 +1,203 @@
+"""One explicit training loop for neural processes (nanoGPT-style: config in, checkpoints out).
+
+Device chosen automatically (CUDA when present, else CPU) unless the config names one;
+bfloat16 autocast on CUDA; AdamW with cosine decay; gradient clipping; seeded; a progress
+bar; validation with the verification scores every ``validate_every`` steps; early
+stopping after ``patience`` validations without a better CRPS. ``last`` (weights,
+optimiser, random states) is saved every ``checkpoint_every`` steps and ``best`` at each
+improvement, as step-stamped files whose sidecars are written last; a killed run resumes
+from its newest complete checkpoint and continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint, sha256_of
+from weatherunc.devices import autocast, choose_device, needs_gradient_scaler
+from weatherunc.models.neural_process.config import NeuralProcessConfig
+from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralProcessInterpolator, load_neural_process, parameter_layout
+from weatherunc.models.neural_process.losses import neural_process_loss
+from weatherunc.models.neural_process.model import NeuralProcess
+from weatherunc.training.config import TrainingConfig
+from weatherunc.training.sampling import FrameBank, sample_batch
+from weatherunc.training.validation import validation_scores, validation_tasks
+
+TRAINING_STATE = "weatherunc.TrainingState"
+
+
+@dataclass
+class TrainingResult:
+    """Where the run ended: best checkpoint, steps done, best validation scores, history, seconds."""
+
+    best_checkpoint: Path
+    steps: int
+    best_scores: dict[str, float]
+    history: list[dict[str, float]]
+    seconds: float
+    stopped_early: bool
+
+
+def learning_rate(config: TrainingConfig, step: int) -> float:
+    """Linear warm-up over 5 % of the steps, then cosine decay to a tenth."""
+    warmup = max(1, config.steps // 20)
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, config.steps - warmup))
+    return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _optimiser_tensors(optimiser: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {}
+    for group in optimiser.param_groups:
+        for parameter in group["params"]:
+            for key, value in optimiser.state.get(parameter, {}).items():
+                tensors[f"{names[id(parameter)]}::{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors["torch_rng_state"] = torch.get_rng_state()
+    return tensors
+
+
+def _restore_optimiser(optimiser: torch.optim.Optimizer, model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    parameters = dict(model.named_parameters())
+    for key, value in tensors.items():
+        if key == "torch_rng_state":
+            torch.set_rng_state(value)
+            continue
+        name, state_key = key.split("::")
+        optimiser.state[parameters[name]][state_key] = value.to(parameters[name].device)
+
+
+def _stamped(directory: Path, kind: str, step: int) -> Path:
+    return directory / f"{kind}-{step:08d}.safetensors"
+
+
+def _remove_older(directory: Path, kind: str, step: int) -> None:
+    """Delete checkpoints of ``kind`` older than ``step`` (after the new one is complete)."""
+    for path in directory.glob(f"{kind}-*.safetensors"):
+        if int(path.stem.split("-")[1]) < step:
+            path.with_suffix(".json").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+
+
+def latest_checkpoint(directory: Path, kind: str) -> Path | None:
+    """The newest complete checkpoint ``KIND-STEP.safetensors`` in ``directory`` (its sidecar,
+    written last, exists and the weights match its sha256), or None. A run killed while saving
+    leaves at worst an incomplete newest file, which is skipped."""
+    for path in sorted(Path(directory).glob(f"{kind}-*.safetensors"), reverse=True):
+        try:
+            sidecar = read_sidecar(path)
+        except CheckpointError:
+            continue
+        if path.exists() and sha256_of(path) == sidecar["sha256"]:
+            if kind != "last" or _stamped(directory, "optimiser", int(path.stem.split("-")[1])).with_suffix(".json").exists():
+                return path
+    return None
+
+
+def _save(path: Path, model: NeuralProcess, config: TrainingConfig, extra: dict) -> Path:
+    metadata = {"training_config": config.model_dump(mode="json"), "fingerprint": config.fingerprint(), **extra}
+    return save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata)
+
+
+def _architecture(config: TrainingConfig, bank: FrameBank) -> NeuralProcessConfig:
+    provisional = config.model.to_config(0.0, 1.0)
+    centre, scale = bank.transformed_statistics(provisional)
+    return config.model.to_config(centre, scale)
+
+
+def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | None = None, progress: bool = True, open_options: dict | None = None) -> TrainingResult:
+    """Train (or resume) the run in ``config.output_dir``.
+
+    A run resumes from ``last`` when its fingerprint matches the config, and refuses a
+    changed config unless ``restart`` (which starts over). ``stop_after`` ends this call
+    after that many steps in total (used to test resuming).
+    """
+    started = time.perf_counter()
+    directory = Path(config.output_dir)
+    device = choose_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    bank = FrameBank.load(config.train, progress=progress, open_options=open_options)
+    tasks = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options)
+    step, history, best, stale = 0, [], math.inf, 0
+    best_scores: dict[str, float] = {}
+    resumable = latest_checkpoint(directory, "last")
+    if resumable is not None and not restart:
+        model, sidecar = load_neural_process(resumable)
+        if sidecar["metadata"].get("fingerprint") != config.fingerprint():
+            raise CheckpointError(f"{directory} holds a run of another training config; pass restart=True (--restart) to start over")
+        state = sidecar["metadata"]["state"]
+        step, history, best, stale, best_scores = state["step"], state["history"], state["best"], state["stale"], state["best_scores"]
+        rng.bit_generator.state = state["numpy_rng"]
+    else:
+        model = NeuralProcess(_architecture(config, bank))
+        for stale_file in directory.glob("*.safetensors"):
+            stale_file.unlink()
+    model = model.to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    if step:
+        tensors, _ = load_checkpoint(_stamped(directory, "optimiser", step), architecture=TRAINING_STATE)
+        _restore_optimiser(optimiser, model, tensors)
+    scaler = torch.amp.GradScaler("cuda") if needs_gradient_scaler(device, config.precision) else None
+    end = min(config.steps, stop_after) if stop_after is not None else config.steps
+    bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
+    stopped_early = False
+    while step < end:
+        model.train()
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(config, step)
+        batch = sample_batch(bank, model.config, config.sampling, config.batch_size, rng).to(device)
+        with autocast(device, config.precision):
+            output = model(batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values)
+        losses = neural_process_loss(output, batch.target_values[..., 0].float(), batch.target_bins, bin_weight=config.bin_weight)
+        optimiser.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimiser)
+        else:
+            losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
+        if scaler is not None:
+            scaler.step(optimiser)
+            scaler.update()
+        else:
+            optimiser.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses['loss'].item():.3f}", nll=f"{losses['nll'].item():.3f}")
+        if step % config.validate_every == 0 or step == config.steps:
+            scores = validation_scores(NeuralProcessInterpolator(model=model, name=config.name, samples=8, seed=config.seed, device=str(device)), tasks)
+            history.append({"step": step, "train_loss": losses["loss"].item(), **scores})
+            if scores["crps"] < best:
+                best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
+                _save(_stamped(directory, "best", step), model, config, {"validation": best_scores})
+                _remove_older(directory, "best", step)
+            else:
+                stale += 1
+            bar.write(f"step {step}: validation crps {scores['crps']:.4f} nlpd {scores['nlpd']:.3f} coverage_90 {scores['coverage_90']:.3f}" + (" (best)" if stale == 0 else ""))
+            if stale >= config.patience:
+                stopped_early = True
+        if step % config.checkpoint_every == 0 or step == end or stopped_early:
+            state = {"step": step, "history": history, "best": best, "stale": stale, "best_scores": best_scores, "numpy_rng": rng.bit_generator.state}
+            save_checkpoint(_stamped(directory, "optimiser", step), _optimiser_tensors(optimiser, model), architecture=TRAINING_STATE, config={}, metadata_={"step": step})
+            _save(_stamped(directory, "last", step), model, config, {"state": state})
+            _remove_older(directory, "last", step)
+            _remove_older(directory, "optimiser", step)
+        if stopped_early:
+            break
+    bar.close()
+    (directory / "history.json").write_text(json.dumps(history, indent=2))
+    best_checkpoint = latest_checkpoint(directory, "best")
+    if best_checkpoint is not None:
+        exported, sidecar = load_neural_process(best_checkpoint)
+        save_checkpoint(directory / "best.safetensors", exported.state_dict(), architecture=ARCHITECTURE, config=exported.config.to_dict(), metadata_=sidecar["metadata"])
+    return TrainingResult(directory / "best.safetensors", step, best_scores, history, time.perf_counter() - started, stopped_early)
