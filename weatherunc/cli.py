@@ -86,6 +86,7 @@ def train(
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Run folder (default: the config's output_dir).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Override the number of training steps.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: CUDA when available).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Override the seed (initialisation and task draws), e.g. for ensemble members.")] = None,
     restart: Annotated[bool, typer.Option(help="Start over even if the run folder holds a run of another config.")] = False,
 ) -> None:
     """Train a neural process; resumes from the run folder's last checkpoint."""
@@ -95,7 +96,7 @@ def train(
     from weatherunc.training.loop import train as run_training
 
     try:
-        training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device)
+        training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device, seed=seed)
         result = run_training(training_config, restart=restart)
     except (ValueError, CheckpointError, InputDataError, KeyError) as error:
         _fail(error)

@@ -34,6 +34,8 @@ class ModelOptions(BaseModel):
     self_attention_layers: int = Field(2, ge=0)
     attention: bool = True
     latent: bool = True
+    distance_bias: bool = True
+    cross_attention_layers: int = 1
     minimum_std: float = Field(0.05, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     bin_edges: tuple[float, ...] = NeuralProcessConfig.__dataclass_fields__["bin_edges"].default

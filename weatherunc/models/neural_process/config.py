@@ -19,6 +19,10 @@ class NeuralProcessConfig:
     mean-pooled deterministic path only. ``coordinate_scale_km`` divides centred coordinates;
     ``value_centre`` / ``value_scale`` standardise the transformed rate (set from training data).
     ``bin_edges`` are the lower edges [mm/h] of the categorical head's bins (``()`` for no head).
+    ``distance_bias`` adds a learned per-head distance penalty to the cross-attention and to the
+    deterministic path's self-attention (see
+    :mod:`~weatherunc.models.neural_process.layers`) and gives the decoder the distance from each
+    target to its nearest context.
     """
 
     hidden: int = 64
@@ -27,6 +31,8 @@ class NeuralProcessConfig:
     self_attention_layers: int = 2
     attention: bool = True
     latent: bool = True
+    distance_bias: bool = True
+    cross_attention_layers: int = 1
     covariates: int = 0
     minimum_std: float = 0.05
     dropout: float = 0.0

@@ -31,13 +31,16 @@ class Decoder(nn.Module):
     def __init__(self, config: NeuralProcessConfig, inputs: int) -> None:
         super().__init__()
         self.config = config
-        width = inputs + config.hidden + (config.latent_dimension if config.latent else 0)
+        width = inputs + config.hidden + (config.latent_dimension if config.latent else 0) + int(config.distance_bias)
         self.network = multilayer_perceptron(width, config.hidden, 2 + config.bins, layers=4, dropout=config.dropout)
 
-    def forward(self, target_inputs: torch.Tensor, representation: torch.Tensor, latent: torch.Tensor | None) -> DecoderOutput:
+    def forward(self, target_inputs: torch.Tensor, representation: torch.Tensor, latent: torch.Tensor | None, nearest: torch.Tensor | None = None) -> DecoderOutput:
         """target_inputs ``[batch, n_target, inputs]``, representation ``[batch, n_target, hidden]``,
-        latent ``[batch, latent]`` or None."""
+        latent ``[batch, latent]`` or None, nearest ``[batch, n_target, 1]`` (log distance to the
+        nearest context) or None."""
         parts = [target_inputs, representation]
+        if nearest is not None:
+            parts.append(nearest)
         if latent is not None:
             parts.append(latent[:, None, :].expand(-1, target_inputs.shape[1], -1))
         output = self.network(torch.cat(parts, dim=-1))  # [batch, n_target, 2 + bins]

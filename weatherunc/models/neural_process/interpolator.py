@@ -24,6 +24,7 @@ from weatherunc.devices import choose_device
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.models.neural_process.normalisation import as_batch, denormalise, normalise_inputs, normalise_values
+from weatherunc.heads.bins import bin_coordinates, entropy_and_mutual_information, with_rain_probability
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
 
@@ -112,6 +113,7 @@ class NeuralProcessInterpolator:
         n = task.n_target
         mean, latent, noise = np.empty(n), np.empty(n), np.empty(n)
         probabilities = np.empty((n, config.bins)) if config.bins else None
+        entropy, information = np.empty(n), np.empty(n)
         context_values = normalise_values(config, task.context_values)
         with torch.random.fork_rng(devices=[]), torch.inference_mode():
             for key, members in tile_groups(task.target_coordinates, options.tile_km).items():
@@ -130,10 +132,12 @@ class NeuralProcessInterpolator:
                 latent[members] = sample_means.var(0)
                 noise[members] = sample_variances.mean(0)
                 if probabilities is not None:
-                    probabilities[members] = torch.softmax(output.logits[:, 0].double(), -1).mean(0).cpu().numpy()
+                    draws_probabilities = torch.softmax(output.logits[:, 0].double(), -1).cpu().numpy()  # [samples, n_members, bins]
+                    probabilities[members] = draws_probabilities.mean(0)
+                    entropy[members], information[members] = entropy_and_mutual_information(draws_probabilities)
         mean, latent = denormalise(config, mean, latent)
         _, noise = denormalise(config, np.zeros(1), noise)
-        return {"transformed_mean": mean, "latent_variance": latent, "noise_variance": noise, "bin_probability": probabilities}
+        return {"transformed_mean": mean, "latent_variance": latent, "noise_variance": noise, "bin_probability": probabilities, "predictive_entropy": entropy, "mutual_information": information}
 
     def predict(self, task: Task) -> xr.Dataset:
         """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, bin)``."""
@@ -151,11 +155,9 @@ class NeuralProcessInterpolator:
             },
         )
         if moments["bin_probability"] is not None:
-            edges = np.asarray(self.config.bin_edges)
-            dataset["bin_probability"] = ((task.target_dim, "bin"), moments["bin_probability"], {"units": "1", "long_name": "probability of the precipitation-rate bin"})
-            dataset = dataset.assign_coords(
-                bin=("bin", np.arange(len(edges)), {"long_name": "precipitation-rate bin"}),
-                bin_lower=("bin", edges, {"units": "mm h-1"}),
-                bin_upper=("bin", np.append(edges[1:], np.inf), {"units": "mm h-1"}),
-            )
+            dataset = dataset.assign_coords(bin_coordinates(self.config.bin_edges))
+            dataset["bin_probability"] = ((task.target_dim, "bin"), moments["bin_probability"], {"units": "1", "long_name": "probability of the precipitation-rate bin", "source": "categorical head"})
+            dataset["predictive_entropy"] = (task.target_dim, moments["predictive_entropy"], {"units": "nat", "long_name": "entropy of the mean bin probabilities"})
+            dataset["mutual_information"] = (task.target_dim, moments["mutual_information"], {"units": "nat", "long_name": "mutual information between bin and model draws (epistemic)"})
+            dataset = with_rain_probability(dataset)
         return dataset

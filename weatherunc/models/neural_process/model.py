@@ -70,9 +70,9 @@ class NeuralProcess(nn.Module):
         pieces: list[list[DecoderOutput]] = [[] for _ in range(samples)]
         for start in range(0, target_inputs.shape[1], batch):
             targets = target_inputs[:, start : start + batch]
-            attended = self.deterministic.attend(context_inputs, representation, targets)  # [batch, b, hidden]
+            attended, nearest = self.deterministic.attend(context_inputs, representation, targets)  # [batch, b, hidden], [batch, b, 1]
             for sample, latent in enumerate(latents):
-                pieces[sample].append(self.decoder(targets, attended, latent))
+                pieces[sample].append(self.decoder(targets, attended, latent, nearest))
 
         def stack(field: str) -> torch.Tensor:
             return torch.stack([torch.cat([getattr(piece, field) for piece in sample], 1) for sample in pieces])

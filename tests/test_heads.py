@@ -1,0 +1,126 @@
+"""Bin probabilities for every model, categorical scores, and calibration (closed forms and references)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import special, stats
+
+from weatherunc.heads.bins import entropy_and_mutual_information, gaussian_bin_probabilities, with_bin_probabilities
+from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling
+from weatherunc.metrics import categorical_nll, multiclass_brier_score, observed_bins, ranked_probability_score, top_label_ece
+from weatherunc.models.registry import get_model
+from weatherunc.tasks import Task
+from weatherunc.transforms import PrecipitationTransform
+
+EDGES = (0.0, 0.1, 1.0, 5.0)
+
+
+def test_gaussian_bin_probabilities_match_the_censored_distribution() -> None:
+    transform = PrecipitationTransform()
+    mean, std = np.array([0.2, 1.5]), np.array([0.5, 0.3])
+    probabilities = gaussian_bin_probabilities(transform, mean, std, EDGES)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0)
+    rng = np.random.default_rng(0)
+    draws = np.maximum(np.exp(mean + std * rng.standard_normal((400_000, 2))) - 1, 0)
+    empirical = np.stack([((draws >= low) & (draws < high)).mean(0) for low, high in zip(EDGES, (*EDGES[1:], np.inf))], axis=-1)
+    np.testing.assert_allclose(probabilities, empirical, atol=3e-3)
+
+
+def test_every_model_gets_bins_and_rain_probability_consistent_with_exceedance() -> None:
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, 40, size=(90, 2))
+    values = np.maximum(np.sin(points[:, 0] / 7) * 4, 0)
+    task = Task(points[:70], values[:70], points[70:], values[70:])
+    prediction = with_bin_probabilities(get_model("kriging").predict(task))
+    np.testing.assert_allclose(prediction.bin_probability.sum("bin"), 1.0)
+    # P(rate >= t) from bins equals P(rate > t) of the continuous part at t > 0.
+    np.testing.assert_allclose(prediction.rain_probability.values, prediction.exceedance_probability.values, atol=1e-10)
+
+
+def test_categorical_scores_closed_forms() -> None:
+    forecast = xr.DataArray([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], dims=("point", "bin"))
+    observed = xr.DataArray([0.0, 1.0], dims="point")
+    assert float(categorical_nll(forecast, observed)) == pytest.approx(-(np.log(0.7) + np.log(0.3)) / 2)
+    assert float(multiclass_brier_score(forecast, observed)) == pytest.approx(((0.09 + 0.04 + 0.01) + (0.01 + 0.49 + 0.36)) / 2)
+    # cumulative: [0.7, 0.9, 1] vs [1, 1, 1]; [0.1, 0.4, 1] vs [0, 1, 1]
+    assert float(ranked_probability_score(forecast, observed)) == pytest.approx(((0.09 + 0.01) + (0.01 + 0.36)) / 2)
+    np.testing.assert_array_equal(observed_bins(xr.DataArray([0.0, 0.1, 0.99, 7.0, np.nan]), np.array(EDGES)).values, [0, 1, 1, 3, np.nan])
+
+
+def test_top_label_ece_of_a_calibrated_forecast_is_small_and_of_an_overconfident_one_is_not() -> None:
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(20_000, 4)) * 2
+    probabilities = special.softmax(logits, axis=-1)
+    observed = np.array([rng.choice(4, p=p) for p in probabilities])
+    forecast = xr.DataArray(probabilities, dims=("point", "bin"))
+    truth = xr.DataArray(observed.astype(float), dims="point")
+    assert top_label_ece(forecast, truth) < 0.015
+    sharpened = xr.DataArray(special.softmax(logits * 3, axis=-1), dims=("point", "bin"))
+    assert top_label_ece(sharpened, truth) > 0.1
+
+
+def test_temperature_scaling_recovers_the_temperature_and_reduces_ece() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(20_000, 5)) * 1.5
+    observed = np.array([rng.choice(5, p=p) for p in special.softmax(logits, axis=-1)])
+    overconfident = special.softmax(logits * 2.5, axis=-1)  # true temperature 2.5
+    scaler = TemperatureScaling.fit(overconfident.astype(np.float32), observed)
+    assert scaler.temperature == pytest.approx(2.5, rel=0.05)
+    truth = xr.DataArray(observed.astype(float), dims="point")
+    before = top_label_ece(xr.DataArray(overconfident, dims=("point", "bin")), truth)
+    after = top_label_ece(xr.DataArray(scaler.apply(overconfident), dims=("point", "bin")), truth)
+    assert after < 0.02 < before
+
+
+def test_vector_scaling_does_at_least_as_well_as_temperature() -> None:
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(5000, 4))
+    observed = np.array([rng.choice(4, p=p) for p in special.softmax(logits + np.array([0, 1, 0, -1]), axis=-1)])
+    forecast = special.softmax(logits * 2, axis=-1)
+    def nll(p):
+        return -np.mean(np.log(p[np.arange(len(observed)), observed]))
+    temperature, vector = TemperatureScaling.fit(forecast, observed), VectorScaling.fit(forecast, observed)
+    assert nll(vector.apply(forecast)) <= nll(temperature.apply(forecast)) + 1e-9 < nll(forecast)
+
+
+def test_std_scaling_is_the_gaussian_nll_minimiser() -> None:
+    rng = np.random.default_rng(5)
+    mean, std = rng.normal(size=3000), rng.uniform(0.5, 1.5, 3000)
+    observed = mean + 1.7 * std * rng.standard_normal(3000)
+    factor = StdScaling.fit(mean, std, observed).factor
+    def nll(scale):
+        return -stats.norm.logpdf(observed, mean, scale * std).mean()
+    assert factor == pytest.approx(1.7, rel=0.05)
+    assert nll(factor) <= min(nll(factor * 0.98), nll(factor * 1.02))
+
+
+def test_calibration_applies_records_and_round_trips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    points = rng.uniform(0, 40, size=(90, 2))
+    task = Task(points[:70], np.maximum(np.sin(points[:70, 0] / 7) * 4, 0), points[70:], np.maximum(np.sin(points[70:, 0] / 7) * 4, 0))
+    prediction = with_bin_probabilities(get_model("idw").predict(task))
+    calibration = Calibration(probability=TemperatureScaling(1.8), std=StdScaling(1.3), fitted_on="validation tasks")
+    calibrated = calibration.apply(prediction)
+    np.testing.assert_allclose(calibrated.transformed_std.values, 1.3 * prediction.transformed_std.values)
+    np.testing.assert_allclose(calibrated.latent_variance + calibrated.noise_variance, calibrated.transformed_std**2)
+    np.testing.assert_allclose(calibrated.bin_probability.sum("bin"), 1.0)
+    assert calibrated.attrs["calibration_temperature"] == 1.8 and calibrated.attrs["calibration_std_factor"] == 1.3
+    loaded = Calibration.load(calibration.save(tmp_path / "calibration.json"))
+    xr.testing.assert_identical(loaded.apply(prediction), calibrated)
+    vector = Calibration(probability=VectorScaling(np.ones(10), np.zeros(10)))
+    assert Calibration.load(vector.save(tmp_path / "vector.json")).probability.weights.tolist() == [1.0] * 10
+    with pytest.raises(ValueError, match="unknown calibration method 'platt'"):
+        Calibration.from_dict({"probability": {"method": "platt"}})
+
+
+def test_mutual_information_is_zero_for_agreeing_draws() -> None:
+    same = np.tile(np.array([0.2, 0.8]), (5, 3, 1))
+    total, information = entropy_and_mutual_information(same)
+    np.testing.assert_allclose(information, 0.0, atol=1e-12)
+    np.testing.assert_allclose(total, -(0.2 * np.log(0.2) + 0.8 * np.log(0.8)))
+    disagreeing = np.stack([np.tile([[1.0, 0.0]], (3, 1)), np.tile([[0.0, 1.0]], (3, 1))])
+    np.testing.assert_allclose(entropy_and_mutual_information(disagreeing)[1], np.log(2), rtol=1e-6)

@@ -1,0 +1,1 @@
+"""Rain probabilities: bin probabilities for every model, and their calibration."""

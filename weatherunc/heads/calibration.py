@@ -1,0 +1,208 @@
+"""Post-hoc calibration fitted on held-out validation tasks, never on test tasks.
+
+One hook, as in torch-uncertainty's ``post_processing/calibration/scaler.py``: each scaler
+maps log-probabilities ``[n, bins]`` to new logits with ``_scale``; the softmax of those is the
+calibrated forecast.
+
+- :class:`TemperatureScaling`: ``logits / T`` (Guo et al. 2017, "On Calibration of Modern
+  Neural Networks", section 4.2), ``T`` minimising the validation NLL.
+- :class:`VectorScaling`: ``w * logits + b`` per bin (Guo et al. 2017, section 4.2).
+- :class:`StdScaling`: one factor on the Gaussian output's standard deviation (Levi et al.
+  2022, "Evaluating and Calibrating Uncertainty Prediction in Regression Tasks"; Laves et al.
+  2020); for a Gaussian its NLL minimiser is closed form, ``s^2 = mean(((z - mu) / sigma)^2)``.
+
+All fits run in float64 (a float32 fit can stall at ``T = 1``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import xarray as xr
+from scipy import optimize, special
+
+from weatherunc.heads.bins import BIN, with_rain_probability
+from weatherunc.transforms import exceedance_probability, moments, quantiles
+
+PROBABILITY_FLOOR = 1e-12
+
+
+def _log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_FLOOR, 1.0))
+
+
+def _nll(logits: np.ndarray, observed: np.ndarray) -> float:
+    return float(-np.mean(special.log_softmax(logits, axis=-1)[np.arange(len(observed)), observed]))
+
+
+@dataclass(frozen=True)
+class ProbabilityScaler:
+    """Base: ``apply`` = softmax(``_scale``(log p)). Subclasses set ``method`` and ``_scale``."""
+
+    method: ClassVar[str] = "identity"
+
+    def _scale(self, logits: np.ndarray) -> np.ndarray:
+        return logits
+
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities, same shape ``[..., bins]``."""
+        return special.softmax(self._scale(_log_probabilities(probabilities)), axis=-1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        values = {key: (value.tolist() if isinstance(value, np.ndarray) else value) for key, value in asdict(self).items()}
+        return {"method": self.method, **values}
+
+
+@dataclass(frozen=True)
+class TemperatureScaling(ProbabilityScaler):
+    """``softmax(log p / T)``."""
+
+    method: ClassVar[str] = "temperature"
+    temperature: float = 1.0
+
+    def _scale(self, logits: np.ndarray) -> np.ndarray:
+        return logits / self.temperature
+
+    @classmethod
+    def fit(cls, probabilities: np.ndarray, observed: np.ndarray) -> TemperatureScaling:
+        """``T`` minimising the NLL of ``observed`` bin indices ``[n]`` under ``probabilities`` ``[n, bins]``."""
+        logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
+        result = optimize.minimize_scalar(lambda log_t: _nll(logits / np.exp(log_t), observed), bounds=(-4.0, 4.0), method="bounded", options={"xatol": 1e-6})
+        return cls(temperature=float(np.exp(result.x)))
+
+
+@dataclass(frozen=True)
+class VectorScaling(ProbabilityScaler):
+    """``softmax(w * log p + b)``, one weight and bias per bin."""
+
+    method: ClassVar[str] = "vector"
+    weights: np.ndarray = field(default_factory=lambda: np.ones(1))
+    biases: np.ndarray = field(default_factory=lambda: np.zeros(1))
+
+    def _scale(self, logits: np.ndarray) -> np.ndarray:
+        return logits * np.asarray(self.weights) + np.asarray(self.biases)
+
+    @classmethod
+    def fit(cls, probabilities: np.ndarray, observed: np.ndarray) -> VectorScaling:
+        """Weights and biases minimising the NLL (L-BFGS with the exact gradient), from ``w = 1, b = 0``."""
+        logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
+        n, bins = logits.shape
+        one_hot = np.eye(bins)[observed]
+
+        def objective(parameters: np.ndarray) -> tuple[float, np.ndarray]:
+            weights, biases = parameters[:bins], parameters[bins:]
+            scaled = logits * weights + biases
+            log_probability = special.log_softmax(scaled, axis=-1)
+            residual = np.exp(log_probability) - one_hot  # d NLL / d scaled, times n
+            return float(-np.mean((log_probability * one_hot).sum(-1))), np.concatenate([(residual * logits).mean(0), residual.mean(0)])
+
+        result = optimize.minimize(objective, np.concatenate([np.ones(bins), np.zeros(bins)]), jac=True, method="L-BFGS-B")
+        return cls(weights=result.x[:bins], biases=result.x[bins:])
+
+
+@dataclass(frozen=True)
+class StdScaling:
+    """Multiply the Gaussian output's standard deviation (transformed space) by ``factor``."""
+
+    method: ClassVar[str] = "std"
+    factor: float = 1.0
+
+    @classmethod
+    def fit(cls, mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> StdScaling:
+        """Closed-form NLL minimiser ``sqrt(mean(((z - mu) / sigma)^2))`` over finite ``observed`` (transformed)."""
+        known = np.isfinite(observed)
+        return cls(factor=float(np.sqrt(np.mean(((observed[known] - mean[known]) / std[known]) ** 2))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {"method": self.method, "factor": self.factor}
+
+
+SCALERS: dict[str, type] = {"temperature": TemperatureScaling, "vector": VectorScaling}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What is applied to a model's predictions: a probability scaler and/or a std factor, with provenance."""
+
+    probability: ProbabilityScaler | None = None
+    std: StdScaling | None = None
+    fitted_on: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (``calibration.json``)."""
+        return {
+            "probability": None if self.probability is None else self.probability.to_dict(),
+            "std": None if self.std is None else self.std.to_dict(),
+            "fitted_on": self.fitted_on,
+            "scores": self.scores,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict`; unknown methods are an error."""
+        probability = None
+        if values.get("probability"):
+            spec = dict(values["probability"])
+            method = spec.pop("method")
+            if method not in SCALERS:
+                raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(SCALERS)}")
+            if method == "vector":
+                spec = {key: np.asarray(value) for key, value in spec.items()}
+            probability = SCALERS[method](**spec)
+        std = StdScaling(factor=float(values["std"]["factor"])) if values.get("std") else None
+        return cls(probability=probability, std=std, fitted_on=values.get("fitted_on", ""), scores=values.get("scores", {}))
+
+    def save(self, path: Path) -> Path:
+        """Write ``calibration.json``."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        """Read ``calibration.json``."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def attrs(self) -> dict[str, Any]:
+        """Attributes that record the calibration in an output dataset."""
+        attrs: dict[str, Any] = {"calibration_fitted_on": self.fitted_on}
+        if self.probability is not None:
+            attrs["calibration_method"] = self.probability.method
+            if isinstance(self.probability, TemperatureScaling):
+                attrs["calibration_temperature"] = self.probability.temperature
+            if isinstance(self.probability, VectorScaling):
+                attrs["calibration_vector_weights"] = np.asarray(self.probability.weights).tolist()
+                attrs["calibration_vector_biases"] = np.asarray(self.probability.biases).tolist()
+        if self.std is not None:
+            attrs["calibration_std_factor"] = self.std.factor
+        return attrs
+
+    def apply(self, prediction: xr.Dataset) -> xr.Dataset:
+        """The prediction with calibrated std (and everything derived from it) and bin probabilities."""
+        from weatherunc.evaluation import transform_of
+
+        prediction = prediction.copy()
+        if self.std is not None:
+            factor2 = self.std.factor**2
+            transform = transform_of(prediction)
+            prediction["latent_variance"] = prediction["latent_variance"] * factor2
+            prediction["noise_variance"] = prediction["noise_variance"] * factor2
+            prediction["transformed_std"] = prediction["transformed_std"] * self.std.factor
+            mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+            rate_mean, rate_std = moments(transform, mean, std)
+            prediction["precipitation_mean"] = prediction["precipitation_mean"].copy(data=rate_mean)
+            prediction["precipitation_std"] = prediction["precipitation_std"].copy(data=rate_std)
+            prediction["precipitation_quantile"] = prediction["precipitation_quantile"].copy(data=quantiles(transform, mean, std, prediction["quantile"].values))
+            prediction["exceedance_probability"] = prediction["exceedance_probability"].copy(data=exceedance_probability(transform, mean, std, prediction["threshold"].values))
+        if self.probability is not None and "bin_probability" in prediction:
+            variable = prediction["bin_probability"]
+            prediction["bin_probability"] = variable.copy(data=self.probability.apply(variable.transpose(..., BIN).values)).transpose(*variable.dims)
+            prediction = with_rain_probability(prediction)
+        prediction.attrs.update(self.attrs())
+        return prediction

@@ -1,0 +1,74 @@
+"""Scores of probabilities over ordered precipitation-rate bins (dim ``bin``).
+
+``forecast``: probabilities ``(..., bin)`` summing to 1; ``observed``: the observed bin index
+``(...)`` (integer, NaN where unknown). Same signature as every score here.
+
+- multiclass NLL: ``-log p_observed``;
+- multiclass Brier score: ``sum_k (p_k - o_k)^2`` (Brier 1950);
+- ranked probability score: ``sum_k (P_k - O_k)^2`` over cumulative probabilities, not
+  normalised (Epstein 1969, J. Appl. Meteor. 8, 985);
+- top-label ECE: expected calibration error of the most probable bin's probability
+  (Guo et al. 2017, "On Calibration of Modern Neural Networks", eq. 3), 15 bins by default.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from weatherunc.metrics.reliability import ReliabilityAccumulator
+from weatherunc.metrics.scores import Dims, _reduce
+
+BIN = "bin"
+PROBABILITY_FLOOR = 1e-12
+
+
+def _one_hot(forecast: xr.DataArray, observed: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    known = observed.notnull()
+    index = observed.fillna(0).astype(np.int64)
+    classes = xr.DataArray(np.arange(forecast.sizes[BIN]), dims=BIN)
+    return (index == classes).astype(np.float64), known
+
+
+def categorical_nll(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+    """Mean negative log probability of the observed bin (nats)."""
+    one_hot, known = _one_hot(forecast, observed)
+    probability = (forecast * one_hot).sum(BIN)
+    score = -np.log(np.maximum(probability, PROBABILITY_FLOOR)).where(known)
+    return _reduce(score, reduce_dims, preserve_dims, weights)
+
+
+def multiclass_brier_score(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+    """Mean of ``sum_k (p_k - o_k)^2``."""
+    one_hot, known = _one_hot(forecast, observed)
+    score = ((forecast - one_hot) ** 2).sum(BIN).where(known)
+    return _reduce(score, reduce_dims, preserve_dims, weights)
+
+
+def ranked_probability_score(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+    """Mean of ``sum_k (P_k - O_k)^2`` over cumulative bin probabilities."""
+    one_hot, known = _one_hot(forecast, observed)
+    score = ((forecast.cumsum(BIN) - one_hot.cumsum(BIN)) ** 2).sum(BIN).where(known)
+    return _reduce(score, reduce_dims, preserve_dims, weights)
+
+
+def top_label_calibration(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15) -> ReliabilityAccumulator:
+    """Reliability of the most probable bin: its probability against whether it was observed."""
+    one_hot, known = _one_hot(forecast, observed)
+    values = forecast.transpose(..., BIN).values.reshape(-1, forecast.sizes[BIN])
+    hits = one_hot.broadcast_like(forecast).transpose(..., BIN).values.reshape(-1, forecast.sizes[BIN])
+    mask = known.broadcast_like(forecast.isel({BIN: 0})).values.ravel()
+    top = np.argmax(values, axis=1)
+    rows = np.arange(len(values))
+    return ReliabilityAccumulator.init(bins).accumulate(values[rows, top][mask], hits[rows, top][mask].astype(bool))
+
+
+def top_label_ece(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15) -> float:
+    """Top-label expected calibration error (Guo et al. 2017)."""
+    return top_label_calibration(forecast, observed, bins=bins).expected_calibration_error()
+
+
+def observed_bins(rate: xr.DataArray, edges: np.ndarray) -> xr.DataArray:
+    """Index of the bin of each observed rate (``edges[i] <= rate < edges[i+1]``, last bin open); NaN kept."""
+    index = np.clip(np.searchsorted(np.asarray(edges), np.nan_to_num(rate.values), side="right") - 1, 0, len(edges) - 1).astype(np.float64)
+    return rate.copy(data=np.where(np.isfinite(rate.values), index, np.nan))
