@@ -129,3 +129,23 @@ def test_bin_probabilities_sum_to_one_and_mc_dropout_adds_epistemic_variance() -
     dropout = NeuralProcessInterpolator(model=NeuralProcess(config), samples=8, mc_dropout=True)
     predicted = dropout.predict(task)
     assert np.all(predicted.latent_variance.values > 0) and predicted.attrs["mc_dropout"] == 1
+
+
+def test_ensemble_of_members_is_their_mixture() -> None:
+    from weatherunc.models.ensemble import EnsembleInterpolator
+
+    task = _task()
+    members = []
+    for seed in (5, 6):
+        torch.manual_seed(seed)
+        members.append(NeuralProcessInterpolator(model=NeuralProcess(NeuralProcessConfig(**TINY)), samples=4))
+    ensemble = EnsembleInterpolator(members).predict(task)
+    single = [member.predict(task) for member in members]
+    means = np.stack([prediction.transformed_mean.values for prediction in single])
+    np.testing.assert_allclose(ensemble.transformed_mean.values, means.mean(0))
+    total = np.mean([p.transformed_std.values**2 for p in single], axis=0) + means.var(0)
+    np.testing.assert_allclose(ensemble.transformed_std.values**2, total, rtol=1e-10)
+    np.testing.assert_allclose(ensemble.bin_probability.sum("bin"), 1.0)
+    assert np.all(ensemble.mutual_information.values >= 0) and ensemble.mutual_information.values.max() > 0
+    with pytest.raises(ValueError, match="at least 2 members"):
+        EnsembleInterpolator(members[:1])

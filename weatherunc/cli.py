@@ -104,6 +104,33 @@ def train(
 
 
 @app.command()
+def run(
+    job: Annotated[Path, typer.Argument(help="Job config YAML (see pipelines/jobs/).")],
+    scheduler: Annotated[str, typer.Option(help="local (a Dask cluster sized to this machine), threads, synchronous, or a distributed scheduler address.")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="Workers of the local cluster (default: one per core).")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Parent folder of the run (default: the job's output_dir).")] = None,
+    restart: Annotated[bool, typer.Option(help="Replace output of another config, input or model instead of refusing.")] = False,
+    catalog: CatalogOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run a batch job: ingest, tasks, model, tiled prediction, calibration, verification, maps (resumable)."""
+    from pipelines.job_config import load_job_config
+    from pipelines.run_job import JobStateError, run_job
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+
+    try:
+        config = load_job_config(job, output_dir=output_dir)
+        report = run_job(config, scheduler=scheduler, workers=workers, restart=restart, catalog=_catalog(catalog, data_dir))
+    except (ValueError, JobStateError, CheckpointError, InputDataError, KeyError, FileExistsError) as error:
+        _fail(error)
+    typer.echo(f"store:   {report.store.resolve()}  ({report.tiles_written} of {report.tiles_total} tiles written now, {report.seconds:.1f} s)")
+    typer.echo(f"metrics: {report.metrics.resolve()}")
+    for path in report.figures:
+        typer.echo(f"figure:  {path.resolve()}")
+
+
+@app.command()
 def plot(
     store: Annotated[Path, typer.Argument(help="A complete prediction store (zarr) with dims (y, x) or (time, y, x).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNG figures.")],

@@ -79,7 +79,7 @@ def _geography(axes, files: dict[str, Path] | None) -> None:
     if files == {}:
         return
     if files is None:
-        warnings.warn("Natural Earth shapefiles not found under $CARTOPY_DATA_DIR: drawing the map without coastlines and borders", stacklevel=3)
+        warnings.warn("Natural Earth shapefiles not found under $CARTOPY_DATA_DIR: drawing the map without coastlines and borders", stacklevel=2)
         return
     import cartopy.crs as ccrs
     from cartopy.feature import ShapelyFeature

@@ -1,0 +1,108 @@
+"""Batch-job configuration (``weatherunc run JOB.yaml``), validated; errors name the field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FramesOptions(_Strict):
+    """Which frames of the dataset: ``start``/``end`` (ISO, inclusive), every ``stride``-th, at most ``limit``."""
+
+    start: Optional[str] = None
+    end: Optional[str] = None
+    stride: int = Field(1, ge=1)
+    limit: Optional[int] = Field(None, ge=1)
+
+
+class TargetOptions(_Strict):
+    """What is predicted.
+
+    ``withheld``: ``blocks`` square regions of ``block_pixels`` are hidden from the model in each
+    frame (placed over observed rain, seeded per frame) and predicted, so the output can be
+    verified against the withheld truth. ``unobserved``: pixels without an observation within
+    ``max_distance_pixels`` of one are predicted (operational gap filling).
+    """
+
+    mode: Literal["withheld", "unobserved"] = "withheld"
+    blocks: int = Field(4, ge=1)
+    block_pixels: int = Field(32, ge=2)
+    min_wet_fraction: float = Field(0.2, ge=0, le=1)
+    max_distance_pixels: int = Field(32, ge=1)
+
+
+class ModelOptions(_Strict):
+    """A registered model (``gp``, ``kriging``, ``idw``, ``climatology``, ``anp``, ``cnp``) and its options."""
+
+    name: str
+    checkpoint: Optional[Path] = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TilingOptions(_Strict):
+    """Tiles of ``tile_pixels`` (also the zarr chunk size), contexts from a halo of ``halo_pixels``."""
+
+    tile_pixels: int = Field(128, ge=8)
+    halo_pixels: int = Field(32, ge=0)
+    max_context: int = Field(2000, ge=1)
+
+
+class PlotOptions(_Strict):
+    """Maps of ``frames`` (indices into the selected frames) and diagnostics."""
+
+    enabled: bool = True
+    frames: list[int] = Field(default_factory=lambda: [0])
+    threshold: float = Field(1.0, gt=0)
+
+
+class JobConfig(_Strict):
+    """One batch job: observations -> tasks -> model -> tiled prediction -> calibration -> verification -> plots."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    dataset: str
+    frames: FramesOptions = FramesOptions()
+    targets: TargetOptions = TargetOptions()
+    model: ModelOptions
+    calibration: Optional[Path] = None
+    tiling: TilingOptions = TilingOptions()
+    plots: PlotOptions = PlotOptions()
+    output_dir: Path = Path("outputs")
+    seed: int = 0
+
+    @property
+    def run_dir(self) -> Path:
+        """``output_dir / name``: the store, metrics.json and figures/ go here."""
+        return self.output_dir / self.name
+
+    def description(self) -> dict[str, Any]:
+        """Everything that determines the output (not where it goes)."""
+        return self.model_dump(mode="json", exclude={"output_dir", "plots"})
+
+    def fingerprint(self) -> str:
+        """sha256 of :meth:`description`."""
+        return hashlib.sha256(json.dumps(self.description(), sort_keys=True).encode()).hexdigest()
+
+
+def load_job_config(path: Path, **overrides: Any) -> JobConfig:
+    """Read and validate a job YAML; relative checkpoint/calibration paths are taken from the current folder."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read the job config ({error})") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of job options, got {type(values).__name__}")
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return JobConfig(**values)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors())
+        raise ValueError(f"{path}: invalid job config: {problems}") from error

@@ -1,0 +1,114 @@
+"""The zarr store of a batch job, written tile by tile, resumable, and marked complete last.
+
+Layout while running::
+
+    RUN/prediction.zarr.partial/
+        store.zarr/                  zarr v3; chunks (1, tile, tile, ...): one chunk per frame x tile
+        fingerprint.json             job config, input and model fingerprints
+        tiles/00003_00012            manifest: one entry per finished (frame, tile), renamed into place
+
+A tile counts as written only once its manifest entry exists, so a chunk left half-written
+by a crash is simply rewritten on resume (zarr chunk writes replace whole chunks). When every
+(frame, tile) is in the manifest, the store is marked complete (root attribute
+``weatherunc_complete``) and renamed to ``RUN/prediction.zarr``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from pipelines.faults import crash_point
+
+COMPLETE_ATTRIBUTE = "weatherunc_complete"
+
+
+@dataclass(frozen=True)
+class JobStore:
+    """Staging and final paths of one job's prediction store."""
+
+    final: Path
+
+    @property
+    def folder(self) -> Path:
+        """``prediction.zarr.partial``."""
+        return self.final.with_name(self.final.name + ".partial")
+
+    @property
+    def zarr_path(self) -> Path:
+        """The zarr store being filled."""
+        return self.folder / "store.zarr"
+
+    @property
+    def manifest(self) -> Path:
+        """Folder of finished-tile entries."""
+        return self.folder / "tiles"
+
+    def staged_fingerprint(self) -> str | None:
+        """Fingerprint of the staged job, or None."""
+        try:
+            return json.loads((self.folder / "fingerprint.json").read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def begin(self, template: xr.Dataset, encoding: dict, fingerprint: str, description: dict) -> None:
+        """Create the staging folder with the store's metadata and coordinates (no data)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.manifest.mkdir(parents=True)
+        template.to_zarr(self.zarr_path, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
+        temporary = self.folder / "fingerprint.json.tmp"
+        temporary.write_text(json.dumps({"fingerprint": fingerprint, "job": description}, indent=2))
+        os.replace(temporary, self.folder / "fingerprint.json")
+
+    @staticmethod
+    def entry_name(frame: int, tile: int) -> str:
+        """Manifest entry name of (frame, tile)."""
+        return f"{frame:05d}_{tile:05d}"
+
+    def finished(self) -> set[tuple[int, int]]:
+        """(frame, tile) pairs in the manifest (temporary entries of a crashed write are ignored)."""
+        if not self.manifest.is_dir():
+            return set()
+        pairs = set()
+        for path in self.manifest.iterdir():
+            frame, _, tile = path.name.partition("_")
+            if frame.isdigit() and tile.isdigit():
+                pairs.add((int(frame), int(tile)))
+        return pairs
+
+    def write_tile(self, frame: int, rows: slice, columns: slice, blocks: dict[str, np.ndarray], tile: int, counter: Counter) -> None:
+        """Write each variable's block ``[ny_tile, nx_tile, ...]`` at ``frame``, then the manifest entry."""
+        names = sorted(blocks)
+        for number, name in enumerate(names):
+            array = zarr.open_array(self.zarr_path / name, mode="r+")
+            array[frame, rows, columns] = blocks[name]
+            if number == len(names) // 2:
+                crash_point("tile-half", counter)
+        entry = self.manifest / self.entry_name(frame, tile)
+        temporary = self.manifest / f".{entry.name}.tmp"
+        temporary.write_text("")
+        crash_point("marker-temporary", counter)
+        os.replace(temporary, entry)
+        crash_point("tile-done", counter)
+
+    def complete(self, expected: set[tuple[int, int]], attrs: dict) -> Path:
+        """Check the manifest, set ``attrs`` and the complete flag, and move the store into place."""
+        missing = expected - self.finished()
+        if missing:
+            raise RuntimeError(f"{self.final}: {len(missing)} tiles not written (first {sorted(missing)[:3]}); not marking complete")
+        group = zarr.open_group(self.zarr_path, mode="r+")
+        group.attrs.update(attrs)
+        group.attrs[COMPLETE_ATTRIBUTE] = 1
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.zarr_path, self.final)
+        shutil.rmtree(self.folder)
+        return self.final

@@ -1,0 +1,232 @@
+"""Run a batch job: ``weatherunc run JOB.yaml`` (or ``python -m pipelines.run_job JOB.yaml``).
+
+Every (frame, tile) is an independent Dask task that predicts its tile and writes its zarr
+chunks and manifest entry; a re-run skips what the manifest lists, so a job killed at any
+moment finishes with the same store as an uninterrupted run. Scheduler: a local
+``distributed`` cluster sized to the machine by default, ``threads`` or ``synchronous``, or
+the address of any running ``distributed`` scheduler (dask-jobqueue, Kubernetes...), used
+unchanged. Tasks of a lost worker are recomputed by the scheduler, and since a task's output
+depends only on (job, frame, tile), the recomputed chunks are identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from pipelines.job_config import JobConfig
+from pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
+from pipelines.stages import all_tiles, frame_axes, ingest_observations, load_calibration, load_model, predict_frame_tile, select_frames
+from pipelines.verification import verify_store, write_figures
+from weatherunc import conventions
+from weatherunc.catalog import Catalog
+from weatherunc.checkpoints import sha256_of, software_versions
+from weatherunc.geolocation import crs_of, grid_mapping
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.store import store_fingerprint
+from weatherunc.tasks import Task
+
+FINGERPRINT_ATTRIBUTE = "weatherunc_job_fingerprint"
+
+
+class JobStateError(RuntimeError):
+    """The run folder holds output of another job config, input or model."""
+
+
+@dataclass
+class CrashCounter:
+    """Counts visits of fault-injection points within one process (see :mod:`pipelines.faults`)."""
+
+    counts: Counter
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """Where the outputs are and what was done."""
+
+    store: Path
+    metrics: Path
+    figures: list[Path]
+    tiles_total: int
+    tiles_written: int
+    seconds: float
+
+
+def _probe_variables(job: JobConfig) -> xr.Dataset:
+    """The model's output variables on a tiny task (names, extra dims, coordinates)."""
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 10, size=(12, 2))
+    task = Task(points[:10], np.abs(rng.normal(size=10)), points[10:], np.zeros(2), target_coords={"row": np.array([0, 1]), "column": np.array([0, 1])})
+    prediction = with_bin_probabilities(load_model(job).predict(task))
+    calibration = load_calibration(job)
+    return calibration.apply(prediction) if calibration is not None else prediction
+
+
+def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
+    """The output store's lazy template and zarr encoding: chunks (1, tile, tile, ...)."""
+    import dask.array as da
+
+    probe = _probe_variables(job)
+    ny, nx, nt = frames.sizes[conventions.Y], frames.sizes[conventions.X], frames.sizes["time"]
+    tile = job.tiling.tile_pixels
+    variables: dict[str, Any] = {
+        conventions.PRECIPITATION: ((), {"units": conventions.PRECIPITATION_UNITS, "long_name": "precipitation rate the model saw (NaN: unobserved or withheld)"}),
+        "observation": ((), {"long_name": "observation mask", "flag_values": [0, 1, 2], "flag_meanings": "unobserved observed withheld"}),
+        "withheld_precipitation": ((), {"units": conventions.PRECIPITATION_UNITS, "long_name": "withheld observed rate (truth of the predicted pixels)"}),
+    }
+    for name, variable in probe.data_vars.items():
+        variables[name] = (tuple(dim for dim in variable.dims if dim != "target"), variable.attrs)
+    data, encoding = {}, {}
+    for name, (extra, attrs) in variables.items():
+        shape = (nt, ny, nx, *[probe.sizes[dim] for dim in extra])
+        chunks = (1, tile, tile, *[probe.sizes[dim] for dim in extra])
+        dtype = np.int8 if name == "observation" else np.float32
+        data[name] = (("time", conventions.Y, conventions.X, *extra), da.zeros(shape, chunks=chunks, dtype=dtype), {**attrs, "grid_mapping": conventions.CRS_VARIABLE})
+        encoding[name] = {"chunks": chunks, "dtype": dtype, "fill_value": 0 if name == "observation" else np.float32(np.nan)}
+    coords = {"time": frames["time"].values, conventions.Y: frames[conventions.Y], conventions.X: frames[conventions.X]}
+    coords.update({name: probe[name] for name in probe.coords if name not in ("row", "column")})
+    transform_keys = ("transform", "transform_offset", "transform_lambda", "censored_at_zero")
+    template = xr.Dataset(data, coords=coords, attrs={key: probe.attrs[key] for key in transform_keys})
+    template[conventions.CRS_VARIABLE] = grid_mapping(crs_of(frames))
+    return template, encoding
+
+
+def _tile_task(job: JobConfig, observations_path: str, frame_index: int, frame_number: int, tile, store: JobStore, template: xr.Dataset, crash: CrashCounter) -> int:
+    frames = xr.open_zarr(observations_path, consolidated=False)
+    values = np.asarray(frames[conventions.PRECIPITATION].isel(time=frame_index).values, dtype=np.float64)
+    x_km, y_km = frame_axes(frames)
+    blocks = predict_frame_tile(job, values, x_km, y_km, frame_number, tile, template)
+    store.write_tile(frame_number, tile.rows, tile.columns, blocks, tile.number, crash.counts)
+    return tile.number
+
+
+def _job_fingerprint(job: JobConfig, observations_path: Path) -> tuple[str, dict[str, Any]]:
+    model = load_model(job)
+    description = {
+        "job": job.description(),
+        "observations": store_fingerprint(observations_path),
+        "model_checkpoint_sha256": getattr(model, "checkpoint_sha256", ""),
+        "calibration_sha256": sha256_of(job.calibration) if job.calibration else "",
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest(), description
+
+
+def _run_tasks(tasks: list[tuple], job: JobConfig, *, scheduler: str, workers: int | None, progress: bool) -> None:
+    if not tasks:
+        return
+    if scheduler in ("threads", "synchronous"):
+        delayed = [dask.delayed(_tile_task, pure=False)(*arguments) for arguments in tasks]
+        with tqdm(total=len(delayed), desc=f"{job.name} tiles", disable=not progress) as bar:
+            for start in range(0, len(delayed), 64):
+                dask.compute(*delayed[start : start + 64], scheduler=scheduler, num_workers=workers)
+                bar.update(len(delayed[start : start + 64]))
+        return
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = [client.submit(_tile_task, *arguments, pure=False, retries=2) for arguments in tasks]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"{job.name} tiles", disable=not progress):
+            future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = None, restart: bool = False, progress: bool = True, catalog: Catalog | None = None) -> JobReport:
+    """Run (or resume) ``job``; see the module docstring."""
+    start = time.perf_counter()
+    run_dir = job.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    observations = ingest_observations(job, catalog=catalog, progress=progress)
+    frames = select_frames(observations, job)
+    frame_indices = [int(np.flatnonzero(observations["time"].values == time_value)[0]) for time_value in frames["time"].values]
+    store = JobStore(run_dir / "prediction.zarr")
+    digest, description = _job_fingerprint(job, run_dir / "observations.zarr")
+    tiles = all_tiles(frames, job)
+    expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
+    if store.final.exists():
+        import zarr
+
+        finished_digest = zarr.open_group(store.final, mode="r").attrs.get(FINGERPRINT_ATTRIBUTE)
+        if finished_digest == digest and not restart:
+            return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
+        if not restart:
+            raise JobStateError(f"{store.final} holds the output of another job config, input or model; pass --restart to replace it")
+    if store.folder.exists() and store.staged_fingerprint() != digest:
+        if not restart:
+            raise JobStateError(f"{store.folder} holds an unfinished run of another job config, input or model; pass --restart to discard it")
+    if restart or not store.folder.exists() or store.staged_fingerprint() != digest:
+        template, encoding = build_template(job, frames)
+        store.begin(template, encoding, digest, description)
+    template = xr.open_zarr(store.zarr_path, consolidated=False).isel(time=0, drop=True)
+    done = store.finished()
+    crash = CrashCounter(Counter())
+    tasks = [
+        (job, str(run_dir / "observations.zarr"), frame_indices[frame], frame, tile, store, template, crash)
+        for frame in range(len(frame_indices)) for tile in tiles if (frame, tile.number) not in done
+    ]
+    _run_tasks(tasks, job, scheduler=scheduler, workers=workers, progress=progress)
+    metrics = verify_store(store.zarr_path, job)
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
+    metrics_path = run_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2, default=float))
+    figures = write_figures(store.zarr_path, job, metrics, run_dir / "figures")
+    from pipelines.faults import crash_point
+
+    crash_point("before-complete", crash.counts)
+    attrs = {
+        FINGERPRINT_ATTRIBUTE: digest,
+        "job_config": json.dumps(job.model_dump(mode="json"), sort_keys=True),
+        "provenance": json.dumps(description, sort_keys=True),
+        "software_versions": json.dumps(software_versions(), sort_keys=True),
+        "source": f"weatherunc batch job {job.name} on catalog entry {job.dataset}",
+        "attribution": observations.attrs.get("attribution", observations.attrs.get("source", "")),
+        "Conventions": "CF-1.10",
+        "model": job.model.name,
+        **{key: value for key, value in template.attrs.items() if key.startswith("calibration")},
+    }
+    calibration = load_calibration(job)
+    if calibration is not None:
+        attrs.update(calibration.attrs())
+        attrs["calibration"] = json.dumps(calibration.to_dict())
+    store.complete(expected, attrs)
+    return JobReport(store.final, metrics_path, figures, len(expected), len(tasks), time.perf_counter() - start)
+
+
+def open_job_output(store: Path) -> xr.Dataset:
+    """Open a finished job store lazily; refuses an unfinished one."""
+    dataset = xr.open_zarr(store, consolidated=False)
+    if not dataset.attrs.get(COMPLETE_ATTRIBUTE):
+        raise ValueError(f"{store} is not marked complete")
+    return dataset
+
+
+def main() -> None:
+    """Command-line entry: the same as ``weatherunc run``."""
+    import sys
+
+    from weatherunc.cli import app
+
+    app(["run", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()

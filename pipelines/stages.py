@@ -1,0 +1,156 @@
+"""The stages of a batch job, each a function a notebook can call alone.
+
+ingest -> select frames -> targets (withheld blocks or unobserved pixels) -> model (fit per
+tile for the GP and kriging, loaded for neural processes) -> tiled prediction -> calibration ->
+verification against withheld truth -> figures.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+
+from pipelines.ingest import ingest
+from pipelines.job_config import JobConfig
+from weatherunc import conventions
+from weatherunc.catalog import Catalog
+from weatherunc.geolocation import crs_of
+from weatherunc.gridding import GridTiling, Tile, grid_tiles, predict_tile
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.heads.calibration import Calibration
+from weatherunc.models.registry import Interpolator, get_model
+from weatherunc.store import open_store
+from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
+
+#: Values of the ``observation`` variable.
+OBSERVED, UNOBSERVED, WITHHELD = 1, 0, 2
+
+
+def ingest_observations(job: JobConfig, *, catalog: Catalog | None = None, progress: bool = True) -> xr.Dataset:
+    """Stage 1: the job's dataset as a complete zarr store in the run folder (resumable), opened lazily."""
+    report = ingest(job.dataset, job.run_dir / "observations.zarr", catalog=catalog, scheduler="threads", overwrite=True, progress=progress)
+    return open_store(report.store)
+
+
+def select_frames(observations: xr.Dataset, job: JobConfig) -> xr.Dataset:
+    """Stage 2: the frames the job covers."""
+    frames = observations.sel(time=slice(job.frames.start, job.frames.end)).isel(time=slice(None, None, job.frames.stride))
+    if job.frames.limit is not None:
+        frames = frames.isel(time=slice(0, job.frames.limit))
+    if frames.sizes["time"] == 0:
+        raise ValueError(f"job {job.name}: frames {job.frames.start}..{job.frames.end} select no frame of {job.dataset}")
+    return frames
+
+
+def target_mask(values: np.ndarray, job: JobConfig, frame_number: int) -> np.ndarray:
+    """Stage 3: pixels to predict in one frame ``[ny, nx]`` (bool), deterministic in (job seed, frame).
+
+    ``withheld``: up to ``blocks`` squares, each at least half observed and with at least
+    ``min_wet_fraction`` of its observed pixels above 0.1 mm/h, not overlapping; ``unobserved``:
+    unobserved pixels within ``max_distance_pixels`` of an observation.
+    """
+    observed = np.isfinite(values)
+    if job.targets.mode == "unobserved":
+        if not observed.any():
+            return np.zeros(values.shape, dtype=bool)
+        distance = ndimage.distance_transform_edt(~observed)
+        return ~observed & (distance <= job.targets.max_distance_pixels)
+    rng = np.random.default_rng([job.seed, frame_number])
+    size = job.targets.block_pixels
+    ny, nx = values.shape
+    mask = np.zeros(values.shape, dtype=bool)
+    wet = np.nan_to_num(values) > WET_THRESHOLD
+    placed = 0
+    for _attempt in range(300 * job.targets.blocks):
+        if placed == job.targets.blocks:
+            break
+        top, left = int(rng.integers(0, ny - size)), int(rng.integers(0, nx - size))
+        block = (slice(top, top + size), slice(left, left + size))
+        seen = observed[block]
+        if seen.mean() < 0.5 or mask[max(0, top - 1): top + size + 1, max(0, left - 1): left + size + 1].any():
+            continue
+        if wet[block][seen].mean() < job.targets.min_wet_fraction:
+            continue
+        mask[block] = True
+        placed += 1
+    return mask & observed
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(name: str, checkpoint: str | None, options: str) -> Interpolator:
+    kwargs = json.loads(options)
+    if checkpoint:
+        kwargs["checkpoint"] = checkpoint
+    return get_model(name, **kwargs)
+
+
+def load_model(job: JobConfig) -> Interpolator:
+    """Stage 4: the job's model (loaded once per worker process and reused by its tiles)."""
+    checkpoint = str(job.model.checkpoint) if job.model.checkpoint else None
+    return _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
+
+
+def load_calibration(job: JobConfig) -> Calibration | None:
+    """The calibration fitted for the job's model, if the job names one."""
+    return Calibration.load(job.calibration) if job.calibration else None
+
+
+def tiling_of(job: JobConfig, frame_number: int) -> GridTiling:
+    """The grid tiling with a per-frame seed, so a recomputed tile is identical."""
+    return GridTiling(tile_pixels=job.tiling.tile_pixels, halo_pixels=job.tiling.halo_pixels, max_context=job.tiling.max_context, seed=int(np.random.SeedSequence([job.seed, frame_number]).generate_state(1)[0]))
+
+
+def predict_frame_tile(job: JobConfig, values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, frame_number: int, tile: Tile, template: xr.Dataset) -> dict[str, np.ndarray]:
+    """Stages 5 and 6 for one tile: every output variable's block ``[tile_ny, tile_nx, ...]``.
+
+    ``template`` holds the output variables of one frame (dims y, x, ...) and their coordinates.
+    """
+    targets = target_mask(values, job, frame_number)
+    seen = np.where(targets, np.nan, values)
+    observation = np.where(targets, WITHHELD, np.where(np.isfinite(values), OBSERVED, UNOBSERVED)).astype(np.int8)
+    height, width = tile.rows.stop - tile.rows.start, tile.columns.stop - tile.columns.start
+    blocks: dict[str, np.ndarray] = {}
+    prediction = None
+    if targets[tile.rows, tile.columns].any():
+        prediction = predict_tile(load_model(job), seen, x_km, y_km, tile, tiling_of(job, frame_number), targets)
+    if prediction is not None:
+        prediction = with_bin_probabilities(prediction)
+        calibration = load_calibration(job)
+        if calibration is not None:
+            prediction = calibration.apply(prediction)
+    for name, variable in template.data_vars.items():
+        if conventions.Y not in variable.dims:
+            continue  # the grid mapping, written with the template
+        if name == conventions.PRECIPITATION:
+            blocks[name] = seen[tile.rows, tile.columns].astype(np.float32)
+        elif name == "observation":
+            blocks[name] = observation[tile.rows, tile.columns]
+        elif name == "withheld_precipitation":
+            blocks[name] = np.where(targets, values, np.nan)[tile.rows, tile.columns].astype(np.float32)
+        elif prediction is not None and name in prediction:
+            blocks[name] = prediction[name].transpose(conventions.Y, conventions.X, *variable.dims[2:]).values.astype(np.float32)
+        else:
+            blocks[name] = np.full((height, width, *variable.shape[2:]), np.nan, dtype=np.float32)
+    return blocks
+
+
+def frame_axes(frames: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the grid in km ``[nx]``, ``[ny]``."""
+    return planar_kilometres(frames[conventions.X].values, frames[conventions.Y].values, crs_of(frames))
+
+
+def all_tiles(frames: xr.Dataset, job: JobConfig) -> list[Tile]:
+    """The tiles of one frame."""
+    return grid_tiles((frames.sizes[conventions.Y], frames.sizes[conventions.X]), job.tiling.tile_pixels)
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
+    """``metrics.json`` beside the store."""
+    path.write_text(json.dumps(metrics, indent=2, default=float))
+    return path
