@@ -1,0 +1,148 @@
+"""Batch jobs on the embedded MRMS sample: outputs, SIGKILL at many points, a killed Dask worker, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from pipelines.job_config import JobConfig, load_job_config
+from pipelines.run_job import JobStateError, run_job
+
+JOB = {
+    "name": "mrms_idw",
+    "dataset": "mrms_embedded",
+    "frames": {"start": "2019-06-10T00:30", "stride": 10, "limit": 2},
+    "targets": {"mode": "withheld", "blocks": 3, "block_pixels": 24, "min_wet_fraction": 0.2},
+    "model": {"name": "idw"},
+    "tiling": {"tile_pixels": 64, "halo_pixels": 16, "max_context": 1000},
+    "plots": {"enabled": False},
+}
+
+
+def _job(tmp_path: Path, **overrides) -> JobConfig:
+    return JobConfig(**{**JOB, "output_dir": str(tmp_path), **overrides})
+
+
+def _load(store: Path) -> xr.Dataset:
+    return xr.open_zarr(store, consolidated=False).load()
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> xr.Dataset:
+    root = tmp_path_factory.mktemp("clean")
+    report = run_job(_job(root, plots={"enabled": True, "frames": [0]}), scheduler="synchronous", progress=False)
+    assert report.tiles_total == report.tiles_written == 2 * 16
+    metrics = json.loads(report.metrics.read_text())
+    assert metrics["n_target"] > 0 and 0 < metrics["scores"]["coverage_90"] <= 1 and "ece_top_label" in metrics["probability"]
+    assert {path.name for path in report.figures} >= {"20190610T0030_panel.png", "reliability_1mmh.png"}
+    return _load(report.store)
+
+
+def test_store_contents_and_provenance(clean: xr.Dataset) -> None:
+    assert clean.attrs["weatherunc_complete"] == 1 and json.loads(clean.attrs["job_config"])["model"]["name"] == "idw"
+    assert json.loads(clean.attrs["provenance"])["observations"]
+    assert "torch" in json.loads(clean.attrs["software_versions"])
+    for name in ("precipitation_mean", "precipitation_std", "precipitation_quantile", "exceedance_probability", "bin_probability", "rain_probability", "observation", "withheld_precipitation"):
+        assert name in clean, name
+    assert clean.precipitation_mean.dims[:3] == ("time", "y", "x") and clean.crs.attrs["crs_wkt"]
+    withheld = clean.observation.values == 2
+    assert withheld.any()
+    np.testing.assert_array_equal(np.isfinite(clean.precipitation_mean.values), withheld)  # predicted exactly where withheld
+    assert np.all(np.isnan(clean.precipitation.values[withheld])) and np.all(np.isfinite(clean.withheld_precipitation.values[withheld]))
+    np.testing.assert_allclose(clean.bin_probability.sum("bin").values[withheld], 1.0, rtol=1e-5)
+
+
+def _write_config(tmp_path: Path, **overrides) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**JOB, "output_dir": str(tmp_path / "out"), **overrides}))
+    return path
+
+
+def _run_cli(config: Path, crash_at: str | None = None, kill_after: float | None = None) -> int:
+    env = {**os.environ}
+    env.pop("WEATHERUNC_CRASH_AT", None)
+    if crash_at:
+        env["WEATHERUNC_CRASH_AT"] = crash_at
+    command = [sys.executable, "-m", "pipelines.run_job", str(config), "--scheduler", "synchronous"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+    if kill_after is not None:
+        try:
+            process.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+    process.wait()
+    return process.returncode
+
+
+def test_sigkill_at_many_points_then_resume_equals_clean_run(clean: xr.Dataset, tmp_path: Path) -> None:
+    config = _write_config(tmp_path)
+    store = tmp_path / "out" / "mrms_idw" / "prediction.zarr"
+    points = ["tile-half:2", "marker-temporary:3", "tile-done:2", "tile-half:1", "marker-temporary:1", "tile-half:4", "tile-done:3", "marker-temporary:2", "tile-half:3", "before-complete:1"]
+    for point in points:
+        assert _run_cli(config, crash_at=point) == -signal.SIGKILL, point
+        assert not store.exists(), f"a store was published before completion ({point})"
+    killed_by_time = 0
+    for delay in (4.0, 5.5):  # random moments: whatever the process is doing then
+        if _run_cli(config, kill_after=delay) == -signal.SIGKILL:
+            killed_by_time += 1
+            assert not store.exists() or _load(store).attrs.get("weatherunc_complete") == 1
+    if not store.exists():
+        assert _run_cli(config) == 0
+    resumed = _load(store)
+    xr.testing.assert_identical(resumed.drop_attrs(), clean.drop_attrs())
+    assert resumed.attrs["weatherunc_job_fingerprint"] == clean.attrs["weatherunc_job_fingerprint"]
+
+
+def test_changed_config_refuses_to_resume(tmp_path: Path) -> None:
+    config = _write_config(tmp_path)
+    assert _run_cli(config, crash_at="tile-done:3") == -signal.SIGKILL
+    changed = load_job_config(config, targets={**JOB["targets"], "blocks": 2})
+    with pytest.raises(JobStateError, match="unfinished run of another job config"):
+        run_job(changed, scheduler="synchronous", progress=False)
+    finished = run_job(load_job_config(config), scheduler="synchronous", progress=False)
+    with pytest.raises(JobStateError, match="holds the output of another job config"):
+        run_job(changed, scheduler="synchronous", progress=False)
+    assert run_job(changed, scheduler="synchronous", restart=True, progress=False).tiles_written == finished.tiles_total
+
+
+def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, tiling={"tile_pixels": 2}, name="bad name")
+    with pytest.raises(ValueError, match=r"name: String should match pattern.*tiling.tile_pixels: Input should be greater than or equal to 8"):
+        load_job_config(path)
+
+
+def test_killed_dask_worker_does_not_fail_the_job(clean: xr.Dataset, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    job = _job(tmp_path)
+    manifest = tmp_path / "mrms_idw" / "prediction.zarr.partial" / "tiles"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        pids = [nanny.process.pid for nanny in cluster.workers.values()]
+        killed: list[int] = []
+
+        def kill_one_worker() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if manifest.is_dir() and len(list(manifest.iterdir())) >= 4:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        report = run_job(job, scheduler=cluster.scheduler_address, progress=False)
+        killer.join()
+    assert killed, "no worker was killed"
+    xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
