@@ -1,9 +1,14 @@
 """Benchmark: GP vs ordinary kriging, inverse distance and climatology on the same tasks.
 
-Radar datasets: for each, the three wettest frames (at least 30 minutes apart), cropped
-to their wettest 192 x 192 px window; two tasks per frame with fixed seeds: masked blocks
+Radar datasets: for each, the three wettest frames (at least 30 minutes apart) of its test
+period (the events and times the neural processes never trained on, see
+pipelines/training/anp.yaml: KNMI from 05:20; the other four events entirely), cropped to
+their wettest 192 x 192 px window; two tasks per frame with fixed seeds: masked blocks
 (3 gaps of 24 px over rain, context from a 24 px ring) and a uniform gauge-like network (1 %
-of pixels). SIC97: 10-fold cross-validation on the 100 training stations. Writes
+of pixels). Methods: the GP, kriging, inverse distance, climatology, and the shipped ANP and
+CNP checkpoints. SIC97: 10-fold cross-validation on the 100 training stations (not the
+neural processes: they were trained on radar rates, not daily gauge totals). Also scores
+by distance to the nearest context on the masked-block tasks. Writes
 ``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
 means over frames) and ``interpolation.md``.
 
@@ -23,7 +28,7 @@ from tqdm import tqdm
 
 from common import RESULTS, machine, write_result
 
-from weatherunc.evaluation import score_prediction
+from weatherunc.evaluation import score_prediction, scores_by_distance
 from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator
@@ -31,7 +36,12 @@ from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task, gauge_network, masked_blocks, station_folds, wettest_window
 
 RADAR_DATASETS = ("knmi_20100826", "mch_20150515", "fmi_20160928", "bom_prcp_c10_20201031", "mrms_sample_20190610")
+#: Test period per dataset (start, end); absent: the whole event.
+TEST_PERIODS = {"knmi_20100826": ("2010-08-26T05:20", None)}
 METHODS = ("gp", "kriging", "idw", "climatology")
+NEURAL_METHODS = ("anp", "cnp")
+STATION_METHODS = METHODS
+DISTANCE_METHODS = ("gp", "kriging", "anp", "cnp")
 WINDOW = 192
 FRAMES_PER_DATASET = 3
 METRICS = ("crps", "nlpd", "rmse", "mae", "bias", "coverage_50", "coverage_80", "coverage_90", "coverage_95")
@@ -53,6 +63,8 @@ def wettest_frames(dataset: xr.Dataset, count: int) -> list[int]:
 def radar_tasks(name: str) -> list[tuple[str, str, Task]]:
     """(task kind, frame time, task) for one radar dataset."""
     dataset = open_dataset(name)
+    start, end = TEST_PERIODS.get(name, (None, None))
+    dataset = dataset.sel(time=slice(start, end))
     crs = crs_of(dataset)
     tasks = []
     for frame_number, index in enumerate(wettest_frames(dataset, FRAMES_PER_DATASET)):
@@ -78,7 +90,7 @@ def sic97_rows() -> list[dict[str, object]]:
     """10-fold cross-validation on SIC97, predictions pooled over folds, then scored."""
     stations = open_dataset("sic97").compute()
     rows = []
-    methods = {name: get_model(name) for name in METHODS}
+    methods = {name: get_model(name) for name in STATION_METHODS}
     methods["gp_altitude"] = GaussianProcessInterpolator(GaussianProcessConfig(), name="gp_altitude")
     for method, model in methods.items():
         covariates = ("altitude_m",) if method == "gp_altitude" else ()
@@ -120,25 +132,60 @@ def markdown(summary: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def distance_rows(dataset: str, method: str, parts: list[xr.Dataset]) -> list[dict[str, object]]:
+    """Scores by distance to the nearest context, pooled over a dataset's masked-block tasks."""
+    rows = []
+    for index in range(parts[0].sizes["distance"]):
+        counts = np.array([float(part["count"][index]) for part in parts])
+        if counts.sum() == 0:
+            continue
+        weights = counts / counts.sum()
+        pooled = {name: float(np.nansum([float(part[name][index]) * weight for part, weight in zip(parts, weights)])) for name in ("crps", "coverage_90")}
+        rows.append({
+            "dataset": dataset, "method": method,
+            "distance_km": f"{float(parts[0].distance_lower[index]):g}-{float(parts[0].distance_upper[index]):g}",
+            "count": int(counts.sum()), "crps": round(pooled["crps"], 4), "coverage_90": round(pooled["coverage_90"], 4),
+        })
+    return rows
+
+
+def distance_markdown(rows: list[dict[str, object]]) -> str:
+    """Coverage and CRPS by distance as a Markdown table."""
+    columns = ("dataset", "method", "distance_km", "count", "crps", "coverage_90")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     start = time.perf_counter()
     rows: list[dict[str, object]] = []
+    distances: list[dict[str, object]] = []
+    models = {method: get_model(method) for method in (*METHODS, *NEURAL_METHODS)}
     for dataset in RADAR_DATASETS:
         tasks = radar_tasks(dataset)
+        pooled: dict[str, list[xr.Dataset]] = defaultdict(list)
         for kind, frame, task in tqdm(tasks, desc=dataset):
-            for method in METHODS:
-                rows.append(_row(dataset, kind, frame, method, task, get_model(method).predict(task)))
+            for method, model in models.items():
+                prediction = model.predict(task)
+                rows.append(_row(dataset, kind, frame, method, task, prediction))
+                if kind == "masked_blocks" and method in DISTANCE_METHODS:
+                    pooled[method].append(scores_by_distance(prediction, task))
+        for method, parts in pooled.items():
+            distances += distance_rows(dataset, method, parts)
     rows += sic97_rows()
     summary = summarise(rows)
-    table = markdown(summary)
+    table = markdown(summary) + "\n" + distance_markdown(distances)
     print(table)
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
+        "checkpoints": {method: getattr(models[method], "checkpoint_sha256", "") for method in NEURAL_METHODS},
         "summary": summary,
+        "coverage_by_distance": distances,
         "rows": rows,
     }
     path = write_result("interpolation.json", result)

@@ -124,3 +124,17 @@ def test_mutual_information_is_zero_for_agreeing_draws() -> None:
     np.testing.assert_allclose(total, -(0.2 * np.log(0.2) + 0.8 * np.log(0.8)))
     disagreeing = np.stack([np.tile([[1.0, 0.0]], (3, 1)), np.tile([[0.0, 1.0]], (3, 1))])
     np.testing.assert_allclose(entropy_and_mutual_information(disagreeing)[1], np.log(2), rtol=1e-6)
+
+
+def test_fit_calibration_on_validation_tasks_improves_validation_nll() -> None:
+    from weatherunc.heads.fitting import fit_calibration
+
+    rng = np.random.default_rng(7)
+    tasks = []
+    for _ in range(3):
+        points = rng.uniform(0, 50, size=(260, 2))
+        values = np.maximum(rng.gamma(0.6, 2.0, 260) * (np.sin(points[:, 0] / 6) > 0), 0)
+        tasks.append(Task(points[:60], values[:60], points[60:], values[60:]))
+    calibration = fit_calibration(get_model("idw"), tasks)
+    assert calibration.scores["nll_after"] <= calibration.scores["nll_before"]
+    assert calibration.scores["validation_targets"] == 600 and calibration.std.factor > 0

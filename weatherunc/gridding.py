@@ -135,13 +135,6 @@ def iterate_tiles(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS, 
         yield tile, predict_tile(model, values, x_km, y_km, tile, tiling, target_mask)
 
 
-def mask_frame(frame: xr.DataArray, mask: np.ndarray) -> tuple[xr.DataArray, xr.DataArray]:
-    """Hide ``mask`` (bool ``[ny, nx]``) of ``frame``: the frame seen by the model and the withheld truth."""
-    if mask.shape != frame.shape or mask.dtype != bool:
-        raise ValueError(f"mask must be a boolean array of the frame's shape {frame.shape}, got {mask.dtype} {mask.shape}")
-    return frame.where(~mask), frame.where(mask)
-
-
 def predict_grid(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS, tiling: GridTiling = GridTiling(), target_mask: np.ndarray | None = None, progress: bool = True) -> xr.Dataset:
     """Predict a whole frame in memory, tile by tile; pixels without a prediction are NaN.
 
@@ -174,7 +167,7 @@ def with_observation(prediction: xr.Dataset, frame: xr.DataArray, crs: pyproj.CR
     observed = frame.drop_vars([name for name in frame.coords if name not in (conventions.Y, conventions.X)])
     prediction = prediction.assign({conventions.PRECIPITATION: observed.assign_attrs(units=conventions.PRECIPITATION_UNITS, long_name="observed precipitation rate (NaN: unobserved)")})
     prediction[conventions.CRS_VARIABLE] = grid_mapping(crs)
-    for name, variable in prediction.data_vars.items():
+    for variable in prediction.data_vars.values():
         if conventions.Y in variable.dims:
             variable.attrs["grid_mapping"] = conventions.CRS_VARIABLE
     if "time" in frame.coords:

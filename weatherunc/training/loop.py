@@ -24,7 +24,7 @@ from tqdm import tqdm
 from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint, sha256_of
 from weatherunc.devices import autocast, choose_device, needs_gradient_scaler
 from weatherunc.models.neural_process.config import NeuralProcessConfig
-from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralProcessInterpolator, load_neural_process, parameter_layout
+from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralProcessInterpolator, load_neural_process
 from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.training.config import TrainingConfig

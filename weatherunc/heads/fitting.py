@@ -1,0 +1,52 @@
+"""Fit a model's calibration on held-out validation tasks (never on test tasks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from weatherunc.evaluation import transform_of
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling
+from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
+from weatherunc.models.registry import Interpolator
+from weatherunc.tasks import Task
+
+
+def pooled_predictions(model: Interpolator, tasks: Sequence[Task]) -> tuple[xr.Dataset, np.ndarray]:
+    """Predictions of every task (with bin probabilities) concatenated along ``target``, and the truths."""
+    predictions = [with_bin_probabilities(model.predict(task)) for task in tasks]
+    keep = ["transformed_mean", "transformed_std", "bin_probability"]
+    parts = []
+    for prediction in predictions:
+        part = prediction[keep]
+        parts.append(part.drop_vars([name for name in part.coords if name not in ("bin", "bin_lower", "bin_upper")]))
+    pooled = xr.concat(parts, dim="target")
+    pooled.attrs.update(predictions[0].attrs)
+    return pooled, np.concatenate([task.target_values for task in tasks])
+
+
+def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str = "temperature", description: str = "") -> Calibration:
+    """Temperature (or vector) scaling of the bin probabilities and a std factor, fitted on ``tasks``.
+
+    Records the validation NLL and top-label ECE before and after in ``scores``.
+    """
+    pooled, truth = pooled_predictions(model, tasks)
+    known = np.isfinite(truth)
+    pooled, truth = pooled.isel(target=np.flatnonzero(known)), truth[known]
+    observed = observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
+    probabilities = pooled["bin_probability"].transpose("target", "bin").values
+    scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(probabilities, observed.values.astype(np.int64))
+    transform = transform_of(pooled)
+    std = StdScaling.fit(pooled["transformed_mean"].values, pooled["transformed_std"].values, transform.forward(truth))
+    calibrated = pooled["bin_probability"].copy(data=scaler.apply(pooled["bin_probability"].values))
+    scores = {
+        "validation_targets": int(truth.size),
+        "nll_before": float(categorical_nll(pooled["bin_probability"], observed)),
+        "nll_after": float(categorical_nll(calibrated, observed)),
+        "ece_before": top_label_ece(pooled["bin_probability"], observed),
+        "ece_after": top_label_ece(calibrated, observed),
+    }
+    return Calibration(probability=scaler, std=std, fitted_on=description or f"{len(tasks)} validation tasks", scores=scores)
