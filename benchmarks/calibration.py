@@ -1,0 +1,141 @@
+"""Benchmark: calibrated rain probabilities on held-out events, before and after temperature scaling.
+
+Methods: the ANP's categorical head (single model), a deep ensemble of ANP members trained with
+other seeds, the ANP with MC dropout, and bin probabilities derived from the GP's predictive
+distribution. Each method's temperature (and std factor) is fitted on validation tasks drawn
+from the training config's validation frames (never the test frames); scores are computed on
+the test tasks of benchmarks/interpolation.py (masked blocks and gauge networks, three frames
+per dataset). Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bins, top-label
+(multiclass) and per threshold. Writes benchmarks/results/calibration.json, calibration.md,
+reliability diagrams (PNG), and the shipped ANP calibration (weatherunc/data/models/anp.calibration.json).
+
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/calibration.py [--members runs/anp_member_1/best.safetensors ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from common import RESULTS, machine, write_result
+from interpolation import RADAR_DATASETS, radar_tasks
+
+from weatherunc import metrics
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.heads.calibration import Calibration
+from weatherunc.heads.fitting import fit_calibration
+from weatherunc.models.ensemble import EnsembleInterpolator
+from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
+from weatherunc.plotting import reliability_figure, save_figure
+from weatherunc.training.config import load_training_config
+from weatherunc.training.validation import validation_tasks
+
+THRESHOLDS = (0.1, 1.0, 5.0, 10.0)
+ECE_BINS = 15
+
+
+def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str, object]:
+    """Probability scores pooled over tasks."""
+    probability = xr.concat([p["bin_probability"].rename({p["bin_probability"].dims[0]: "point"}).drop_vars([c for c in p["bin_probability"].coords if c not in ("bin",)]) for p in predictions], dim="point")
+    truth = np.concatenate(truths)
+    observed = metrics.observed_bins(xr.DataArray(truth, dims="point"), predictions[0]["bin_lower"].values)
+    result: dict[str, object] = {
+        "ece": round(metrics.top_label_ece(probability, observed, bins=ECE_BINS), 5),
+        "nll": round(float(metrics.categorical_nll(probability, observed)), 5),
+        "brier": round(float(metrics.multiclass_brier_score(probability, observed)), 5),
+        "rps": round(float(metrics.ranked_probability_score(probability, observed)), 5),
+    }
+    lower = predictions[0]["bin_lower"].values
+    for threshold in THRESHOLDS:
+        forecast = probability.where(xr.DataArray(lower >= threshold - 1e-12, dims="bin"), 0.0).sum("bin")
+        event = xr.DataArray(truth >= threshold, dims="point")
+        decomposition = metrics.brier_decomposition(forecast, event)
+        result[f"threshold_{threshold:g}"] = {
+            "ece": round(metrics.expected_calibration_error(forecast, event, bins=ECE_BINS), 5),
+            "brier": round(float(decomposition.brier_score), 5), "reliability": round(decomposition.reliability, 5),
+            "resolution": round(decomposition.resolution, 5), "uncertainty": round(decomposition.uncertainty, 5),
+        }
+    result["diagram"] = metrics.top_label_calibration(probability, observed, bins=ECE_BINS).compute()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", nargs="*", default=[], help="checkpoints of further ANP ensemble members")
+    arguments = parser.parse_args()
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    start = time.perf_counter()
+    training = load_training_config("pipelines/training/anp.yaml")
+    validation = validation_tasks(training.validation, 24, seed=101)
+    anp = get_model("anp")
+    methods = {"anp": anp, "anp_mc_dropout": get_model("anp", mc_dropout=True, name="anp_mc_dropout"), "gp": get_model("gp")}
+    if arguments.members:
+        members = [anp, *[get_model("anp", checkpoint=Path(path)) for path in arguments.members]]
+        methods["anp_ensemble"] = EnsembleInterpolator(members, name="anp_ensemble")
+    calibrations = {name: fit_calibration(model, validation, description=f"24 validation tasks of {', '.join(s.dataset for s in training.validation)}") for name, model in methods.items()}
+    calibrations["anp"].save(PACKAGED_MODELS_DIR / "anp.calibration.json")
+    tests = {dataset: [task for _, _, task in radar_tasks(dataset)] for dataset in RADAR_DATASETS}
+    rows, diagrams = [], {}
+    for method, model in methods.items():
+        calibration: Calibration = calibrations[method]
+        before_all, after_all, truths_all = [], [], []
+        for dataset, tasks in tests.items():
+            before = [with_bin_probabilities(model.predict(task)) for task in tasks]
+            after = [Calibration(probability=calibration.probability).apply(prediction) for prediction in before]
+            truths = [task.target_values for task in tasks]
+            rows.append(_row(dataset, method, calibration, scores(before, truths), scores(after, truths)))
+            before_all += before
+            after_all += after
+            truths_all += truths
+        pooled_before, pooled_after = scores(before_all, truths_all), scores(after_all, truths_all)
+        rows.append(_row("all", method, calibration, pooled_before, pooled_after))
+        diagrams[f"{method} before"] = pooled_before["diagram"]
+        diagrams[f"{method} after"] = pooled_after["diagram"]
+    figure_paths = []
+    for method in methods:
+        figure = reliability_figure({"before": diagrams[f"{method} before"], "after": diagrams[f"{method} after"]}, title=f"{method}: most probable bin, test events")
+        figure_paths.append(str(save_figure(figure, RESULTS / f"reliability_{method}.png").relative_to(RESULTS.parent.parent)))
+    table = markdown(rows)
+    print(table)
+    result = {
+        "benchmark": __doc__.strip().splitlines()[0],
+        "machine": machine(),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "validation_targets": {name: calibration.scores["validation_targets"] for name, calibration in calibrations.items()},
+        "calibrations": {name: calibration.to_dict() for name, calibration in calibrations.items()},
+        "rows": rows,
+        "figures": figure_paths,
+    }
+    write_result("calibration.json", result)
+    (RESULTS / "calibration.md").write_text(table)
+
+
+def _row(dataset: str, method: str, calibration: Calibration, before: dict, after: dict) -> dict[str, object]:
+    row: dict[str, object] = {"dataset": dataset, "method": method, "temperature": round(calibration.probability.temperature, 4)}
+    for key in ("ece", "nll", "brier", "rps"):
+        row[f"{key}_before"], row[f"{key}_after"] = before[key], after[key]
+    for threshold in THRESHOLDS:
+        name = f"threshold_{threshold:g}"
+        row[f"ece_before_{threshold:g}"], row[f"ece_after_{threshold:g}"] = before[name]["ece"], after[name]["ece"]
+        row[f"brier_decomposition_before_{threshold:g}"] = {key: before[name][key] for key in ("brier", "reliability", "resolution", "uncertainty")}
+        row[f"brier_decomposition_after_{threshold:g}"] = {key: after[name][key] for key in ("brier", "reliability", "resolution", "uncertainty")}
+    return row
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    """The main columns as a Markdown table."""
+    columns = ("dataset", "method", "temperature", "ece_before", "ece_after", "ece_before_1", "ece_after_1", "nll_before", "nll_after", "brier_before", "brier_after", "rps_before", "rps_after")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
