@@ -72,11 +72,22 @@ class JobConfig(_Strict):
     frames: FramesOptions = FramesOptions()
     targets: TargetOptions = TargetOptions()
     model: ModelOptions
-    calibration: Optional[Path] = None
+    calibration: Optional[Path] = Field(None, description='calibration.json of the model, or "packaged" for the one shipped with a packaged model')
     tiling: TilingOptions = TilingOptions()
     plots: PlotOptions = PlotOptions()
     output_dir: Path = Path("outputs")
     seed: int = 0
+
+    @property
+    def calibration_file(self) -> Path | None:
+        """The calibration file, with ``packaged`` resolved to the shipped ``MODEL.calibration.json``."""
+        if self.calibration is None:
+            return None
+        if str(self.calibration) == "packaged":
+            from weatherunc.models.registry import PACKAGED_MODELS_DIR
+
+            return PACKAGED_MODELS_DIR / f"{self.model.name}.calibration.json"
+        return self.calibration
 
     @property
     def run_dir(self) -> Path:

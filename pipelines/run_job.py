@@ -117,7 +117,7 @@ def _job_fingerprint(job: JobConfig, observations_path: Path) -> tuple[str, dict
         "job": job.description(),
         "observations": store_fingerprint(observations_path),
         "model_checkpoint_sha256": getattr(model, "checkpoint_sha256", ""),
-        "calibration_sha256": sha256_of(job.calibration) if job.calibration else "",
+        "calibration_sha256": sha256_of(job.calibration_file) if job.calibration_file else "",
     }
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest(), description
 

@@ -98,7 +98,12 @@ def load_model(job: JobConfig) -> Interpolator:
 
 def load_calibration(job: JobConfig) -> Calibration | None:
     """The calibration fitted for the job's model, if the job names one."""
-    return Calibration.load(job.calibration) if job.calibration else None
+    path = job.calibration_file
+    if path is None:
+        return None
+    if not path.exists():
+        raise ValueError(f"job {job.name}: calibration file {path} does not exist")
+    return Calibration.load(path)
 
 
 def tiling_of(job: JobConfig, frame_number: int) -> GridTiling:

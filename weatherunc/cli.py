@@ -147,19 +147,29 @@ def plot(
         typer.echo(str(path))
 
 
-@app.command()
-def demo(out_dir: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("outputs/demo")) -> None:
-    """Ingest the embedded MRMS sample (no data root needed) and print a summary."""
-    from pipelines.ingest import ingest as run_ingest
-    from weatherunc.store import open_store
-    from weatherunc.summary import summarise
+DEMO_JOBS = ("demo_mrms_gp.yaml", "demo_mrms_anp.yaml")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store = out_dir / "mrms_embedded.zarr"
-    report = run_ingest("mrms_embedded", store, catalog=_catalog(None, None), overwrite=True)
-    summary = summarise(open_store(report.store))
-    typer.echo(json.dumps(summary, indent=2))
-    typer.echo(f"store: {report.store.resolve()}")
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("outputs/demo"),
+    scheduler: Annotated[str, typer.Option(help="local (a Dask cluster sized to this machine), threads, synchronous, or a scheduler address.")] = "local",
+) -> None:
+    """Fill withheld regions of the embedded MRMS sample with the GP and the ANP: maps, calibrated
+    probabilities and scores against the withheld truth (no data folder needed)."""
+    from pipelines import jobs_folder
+    from pipelines.job_config import load_job_config
+    from pipelines.run_job import run_job
+
+    for name in DEMO_JOBS:
+        job = load_job_config(jobs_folder() / name, output_dir=out_dir)
+        report = run_job(job, scheduler=scheduler, catalog=_catalog(None, None))
+        scores = json.loads(report.metrics.read_text()).get("scores", {})
+        summary = ", ".join(f"{key} {scores[key]:.3f}" for key in ("crps", "rmse", "coverage_90") if key in scores)
+        typer.echo(f"{job.name}: {summary}")
+        typer.echo(f"  store:   {report.store.resolve()}")
+        typer.echo(f"  metrics: {report.metrics.resolve()}")
+        typer.echo(f"  figures: {(job.run_dir / 'figures').resolve()}")
 
 
 if __name__ == "__main__":
