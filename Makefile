@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Offline coastlines for the maps when the shared Natural Earth files are beside the repository.
+NATURAL_EARTH := $(wildcard ../shared/data/natural_earth/cartopy_data)
+export CARTOPY_DATA_DIR ?= $(if $(NATURAL_EARTH),$(abspath $(NATURAL_EARTH)),)
 
 .PHONY: demo test venv clean
 

@@ -83,5 +83,5 @@ def test_weights_are_not_pickles(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
     header_length = int.from_bytes(path.read_bytes()[:8], "little")
     header = json.loads(path.read_bytes()[8 : 8 + header_length])  # safetensors: 8-byte length + JSON header
-    assert "decoder.network.0.weight" in header and "deterministic.cross_attention.attention.log_inverse_lengthscale" in header
+    assert "decoder.network.0.weight" in header and "deterministic.cross_attention.0.attention.log_inverse_lengthscale" in header
     assert b"\x80\x04" not in path.read_bytes()[:2]  # not a pickle protocol header

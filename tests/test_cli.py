@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
 from typer.testing import CliRunner
 
 from tests.conftest import write_cf_netcdf, write_entry
@@ -77,12 +79,44 @@ def test_ingest_bad_input_exits_with_message(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_the_demo_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WEATHERUNC_DATA_DIR", raising=False)
-    result = runner.invoke(app, ["demo", "--out-dir", str(tmp_path)])
+    result = runner.invoke(app, ["demo", "--out-dir", str(tmp_path), "--scheduler", "synchronous"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{") : result.output.rindex("}") + 1])
-    assert summary["dims"] == {"time": 36, "y": 256, "x": 256}
-    assert summary["wet_fraction"] == pytest.approx(0.18, abs=0.01)
-    assert summary["units"] == "mm h-1"
-    assert (tmp_path / "mrms_embedded.zarr").is_dir()
+    for job in ("demo_mrms_gp", "demo_mrms_anp"):
+        metrics = json.loads((tmp_path / job / "metrics.json").read_text())
+        assert metrics["n_target"] == 3 * 4 * 32 * 32 and 0 < metrics["scores"]["coverage_90"] <= 1
+        assert (tmp_path / job / "prediction.zarr").is_dir() and any((tmp_path / job / "figures").glob("*_panel.png"))
+        assert f"{job}: crps" in result.output
+    anp = xr.open_zarr(tmp_path / "demo_mrms_anp" / "prediction.zarr", consolidated=False)
+    assert anp.attrs["calibration_method"] == "temperature" and anp.attrs["calibration_temperature"] > 0
+
+
+def test_plot_writes_maps_of_a_store_and_refuses_an_unfinished_one(tmp_path: Path) -> None:
+    import pyproj
+
+    from weatherunc.gridding import GridTiling, predict_grid_to_zarr
+    from weatherunc.models.registry import get_model
+
+    values = np.where(np.arange(30)[:, None] + np.arange(40)[None, :] > 25, 2.0, 0.0)
+    values[10:20, 10:20] = np.nan
+    frame = xr.DataArray(values, dims=("y", "x"), coords={"y": 3.3e6 - 1000.0 * np.arange(30), "x": 3.9e6 + 1000.0 * np.arange(40), "time": np.datetime64("2020-01-01T10:00")})
+    store = predict_grid_to_zarr(get_model("idw"), frame, tmp_path / "p.zarr", crs=pyproj.CRS.from_epsg(3035), tiling=GridTiling(tile_pixels=16), progress=False)
+    result = runner.invoke(app, ["plot", str(store), "--out", str(tmp_path / "maps")])
+    assert result.exit_code == 0, result.output
+    names = sorted(path.name for path in (tmp_path / "maps").glob("*.png"))
+    assert names == sorted(f"20200101T1000_{kind}.png" for kind in ("mean", "std", "exceedance_1mmh", "combined", "panel", "observed"))
+    import zarr
+
+    del zarr.open_group(store, mode="r+").attrs["weatherunc_complete"]
+    result = runner.invoke(app, ["plot", str(store), "--out", str(tmp_path / "maps")])
+    assert result.exit_code == 2 and "not marked complete" in result.output
+
+
+def test_train_and_run_name_the_bad_field(tmp_path: Path) -> None:
+    (tmp_path / "train.yaml").write_text("train: []\nvalidation: [{dataset: x}]\n")
+    result = runner.invoke(app, ["train", str(tmp_path / "train.yaml")])
+    assert result.exit_code == 2 and "train: List should have at least 1 item" in result.output
+    (tmp_path / "job.yaml").write_text("name: j\ndataset: mrms_embedded\nmodel: {name: gp}\ntiling: {tile_pixels: 4}\n")
+    result = runner.invoke(app, ["run", str(tmp_path / "job.yaml")])
+    assert result.exit_code == 2 and "tiling.tile_pixels" in result.output

@@ -84,11 +84,23 @@ class TestClimatology(ModelContract):
     name = "climatology"
 
 
+class TestAttentiveNeuralProcess(ModelContract):
+    name = "anp"
+
+    def test_bin_probabilities_sum_to_one(self, prediction: xr.Dataset) -> None:
+        np.testing.assert_allclose(prediction.bin_probability.sum("bin").values, 1.0, rtol=1e-10)
+        assert np.all(prediction.mutual_information.values >= 0) and prediction.attrs["checkpoint_sha256"]
+
+
+class TestConditionalNeuralProcess(ModelContract):
+    name = "cnp"
+
+
 def test_every_registered_model_has_a_contract_test() -> None:
     tested = {cls.name for cls in ModelContract.__subclasses__()}
     assert tested == set(MODELS)
 
 
 def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="valid models: climatology, gp, idw, kriging"):
+    with pytest.raises(ValueError, match="valid models: anp, climatology, cnp, gp, idw, kriging"):
         get_model("oracle")
