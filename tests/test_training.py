@@ -115,3 +115,23 @@ def test_cli_training_killed_with_sigkill_resumes_to_the_same_weights(clean_run:
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-2000:]
     _assert_same(clean_run / "last-00000008.safetensors", tmp_path / "killed" / "last-00000008.safetensors")
+
+
+def test_sampled_batches_are_normalised_reproducible_and_sized() -> None:
+    import numpy as np
+
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.training.config import FrameSelection, SamplingOptions
+    from weatherunc.training.sampling import FrameBank, sample_batch
+
+    bank = FrameBank.load([FrameSelection(dataset="mrms_embedded", end="2019-06-10T00:20", stride=5)], progress=False)
+    assert len(bank.frames) == 2 and 0.8 < bank.frames[0].pixel_km < 1.2
+    config = NeuralProcessConfig(hidden=16, heads=2, value_centre=0.5, value_scale=1.0)
+    options = SamplingOptions(context_points=(10, 40), target_points=30, patch_km=(20, 40))
+    first = sample_batch(bank, config, options, 3, np.random.default_rng(4))
+    again = sample_batch(bank, config, options, 3, np.random.default_rng(4))
+    assert first.context_inputs.shape[0] == 3 and 10 <= first.context_inputs.shape[1] <= 40
+    assert first.target_inputs.shape == (3, 30, 2) and first.target_bins.shape == (3, 30)
+    assert torch.equal(first.context_inputs, again.context_inputs) and torch.equal(first.target_values, again.target_values)
+    assert first.context_inputs.abs().max() <= 40 / 32  # centred on the patch, in units of 32 km
+    assert 0 <= int(first.target_bins.min()) and int(first.target_bins.max()) < config.bins
