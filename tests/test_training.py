@@ -100,11 +100,20 @@ def test_bad_config_names_the_field(tmp_path: Path) -> None:
         load_training_config(path)
 
 
-def test_cli_training_killed_with_sigkill_resumes_to_the_same_weights(clean_run: Path, tmp_path: Path) -> None:
-    config = {**CONFIG, "steps": 8, "output_dir": str(tmp_path / "killed")}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "weatherunc.cli", "train", str(path)]
+def test_cli_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """A CLI run killed with SIGKILL and started again ends with the weights of an uninterrupted CLI run.
+
+    Both runs are separate processes with the same environment, so they are compared bit for bit.
+    """
+
+    def command_for(name: str) -> list[str]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**CONFIG, "steps": 8, "output_dir": str(tmp_path / name)}))
+        return [sys.executable, "-m", "weatherunc.cli", "train", str(path)]
+
+    uninterrupted = subprocess.run(command_for("uninterrupted"), capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    command = command_for("killed")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((tmp_path / "killed").glob("last-*.json")):
@@ -114,7 +123,7 @@ def test_cli_training_killed_with_sigkill_resumes_to_the_same_weights(clean_run:
     assert not (tmp_path / "killed" / "last-00000008.json").exists(), "the run finished before it was killed"
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    _assert_same(clean_run / "last-00000008.safetensors", tmp_path / "killed" / "last-00000008.safetensors")
+    _assert_same(tmp_path / "uninterrupted" / "last-00000008.safetensors", tmp_path / "killed" / "last-00000008.safetensors")
 
 
 def test_sampled_batches_are_normalised_reproducible_and_sized() -> None:
@@ -125,7 +134,8 @@ def test_sampled_batches_are_normalised_reproducible_and_sized() -> None:
     from weatherunc.training.sampling import FrameBank, sample_batch
 
     bank = FrameBank.load([FrameSelection(dataset="mrms_embedded", end="2019-06-10T00:20", stride=5)], progress=False)
-    assert len(bank.frames) == 2 and 0.8 < bank.frames[0].pixel_km < 1.2
+    assert [frame.label[-5:] for frame in bank.frames] == ["00:00", "00:10", "00:20"]  # 2-min frames, every 5th
+    assert 0.8 < bank.frames[0].pixel_km < 1.2
     config = NeuralProcessConfig(hidden=16, heads=2, value_centre=0.5, value_scale=1.0)
     options = SamplingOptions(context_points=(10, 40), target_points=30, patch_km=(20, 40))
     first = sample_batch(bank, config, options, 3, np.random.default_rng(4))
