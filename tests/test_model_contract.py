@@ -104,3 +104,8 @@ def test_every_registered_model_has_a_contract_test() -> None:
 def test_unknown_model_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="valid models: anp, climatology, cnp, gp, idw, kriging"):
         get_model("oracle")
+
+
+def test_get_model_passes_a_name_option_to_the_model() -> None:
+    model = get_model("anp", mc_dropout=True, name="anp_mc_dropout")
+    assert model.name == "anp_mc_dropout" and get_model("idw").name == "idw"

@@ -56,8 +56,11 @@ MODELS: dict[str, Callable[..., Interpolator]] = {
 }
 
 
-def get_model(name: str, **options: Any) -> Interpolator:
-    """A model instance by name; ``ValueError`` lists the valid names."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
-    return MODELS[name](**options)
+def get_model(model: str, /, **options: Any) -> Interpolator:
+    """A model instance by registered name; ``ValueError`` lists the valid names.
+
+    ``options`` go to the model's constructor, including its own ``name`` (the label in outputs).
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; valid models: {', '.join(sorted(MODELS))}")
+    return MODELS[model](**options)
