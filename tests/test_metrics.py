@@ -147,3 +147,11 @@ def test_reliability_refuses_bad_input() -> None:
         metrics.ReliabilityAccumulator.init().accumulate(np.array([1.5]), np.array([1.0]))
     with pytest.raises(ValueError, match="merge"):
         metrics.ReliabilityAccumulator.init(10).merge(metrics.ReliabilityAccumulator.init(15))
+
+
+def test_reliability_accepts_float32_rounding_above_one_but_not_more() -> None:
+    rounded = np.float32(1.0) + np.float32(1e-7)  # what a float32 sum of bin probabilities can give
+    accumulator = metrics.ReliabilityAccumulator.init(10).accumulate(np.array([rounded, 0.05]), np.array([1.0, 0.0]))
+    assert accumulator.counts[-1] == 1 and accumulator.probability_sums[-1] == 1.0
+    with pytest.raises(ValueError, match=r"\[0, 1\]; got 1.001"):
+        metrics.ReliabilityAccumulator.init().accumulate(np.array([1.001]), np.array([1.0]))

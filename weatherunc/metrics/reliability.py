@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+#: How far outside [0, 1] a probability may lie from floating-point rounding before it is refused.
+PROBABILITY_TOLERANCE = 1e-6
+
 
 @dataclass(frozen=True)
 class ReliabilityAccumulator:
@@ -38,8 +41,10 @@ class ReliabilityAccumulator:
         event = np.asarray(event, dtype=np.float64).ravel()
         valid = np.isfinite(probability) & np.isfinite(event)
         probability, event = probability[valid], event[valid]
-        if np.any((probability < 0) | (probability > 1)):
-            raise ValueError("probabilities must lie in [0, 1]")
+        if np.any((probability < -PROBABILITY_TOLERANCE) | (probability > 1 + PROBABILITY_TOLERANCE)):
+            worst = float(probability[np.argmax(np.abs(probability - 0.5))])
+            raise ValueError(f"probabilities must lie in [0, 1]; got {worst!r}")
+        probability = np.clip(probability, 0.0, 1.0)  # float32 sums of bin probabilities may end at 1 + 1e-7
         index = np.clip((probability * self.bins).astype(int), 0, self.bins - 1)
         return ReliabilityAccumulator(
             self.counts + np.bincount(index, minlength=self.bins),
