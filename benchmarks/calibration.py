@@ -9,6 +9,11 @@ per dataset). Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bin
 (multiclass) and per threshold. Writes benchmarks/results/calibration.json, calibration.md,
 reliability diagrams (PNG), and the shipped ANP calibration (weatherunc/data/models/anp.calibration.json).
 
+Also per row: vector scaling fitted on the same validation tasks (``*_after_vector``), and, as a
+diagnostic bound only, the temperature that minimises the NLL on the scored tasks themselves
+(``oracle_temperature``, ``ece_oracle_temperature``). No temperature fitted elsewhere can do
+better on that NLL, so an ECE goal the oracle misses is out of reach of temperature scaling.
+
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/calibration.py [--members runs/anp_member_1/best.safetensors ...]
 """
 
@@ -28,7 +33,7 @@ from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc import metrics
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.heads.calibration import Calibration
+from weatherunc.heads.calibration import Calibration, TemperatureScaling
 from weatherunc.heads.fitting import fit_calibration
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
@@ -79,23 +84,27 @@ def main() -> None:
     if arguments.members:
         members = [anp, *[get_model("anp", checkpoint=Path(path)) for path in arguments.members]]
         methods["anp_ensemble"] = EnsembleInterpolator(members, name="anp_ensemble")
-    calibrations = {name: fit_calibration(model, validation, description=f"24 validation tasks of {', '.join(s.dataset for s in training.validation)}") for name, model in methods.items()}
+    described = f"24 validation tasks of {', '.join(s.dataset for s in training.validation)}"
+    calibrations = {name: fit_calibration(model, validation, description=described) for name, model in methods.items()}
+    vector_calibrations = {name: fit_calibration(model, validation, method="vector", description=described) for name, model in methods.items()}
     calibrations["anp"].save(PACKAGED_MODELS_DIR / "anp.calibration.json")
     tests = {dataset: [task for _, _, task in radar_tasks(dataset)] for dataset in RADAR_DATASETS}
     rows, diagrams = [], {}
     for method, model in methods.items():
         calibration: Calibration = calibrations[method]
-        before_all, after_all, truths_all = [], [], []
+        before_all, after_all, vector_all, truths_all = [], [], [], []
         for dataset, tasks in tests.items():
             before = [with_bin_probabilities(model.predict(task)) for task in tasks]
             after = [Calibration(probability=calibration.probability).apply(prediction) for prediction in before]
+            vector = [Calibration(probability=vector_calibrations[method].probability).apply(prediction) for prediction in before]
             truths = [task.target_values for task in tasks]
-            rows.append(_row(dataset, method, calibration, scores(before, truths), scores(after, truths)))
+            rows.append(_row(dataset, method, calibration, scores(before, truths), scores(after, truths), scores(vector, truths), oracle_temperature(before, truths)))
             before_all += before
             after_all += after
+            vector_all += vector
             truths_all += truths
         pooled_before, pooled_after = scores(before_all, truths_all), scores(after_all, truths_all)
-        rows.append(_row("all", method, calibration, pooled_before, pooled_after))
+        rows.append(_row("all", method, calibration, pooled_before, pooled_after, scores(vector_all, truths_all), oracle_temperature(before_all, truths_all)))
         diagrams[f"{method} before"] = pooled_before["diagram"]
         diagrams[f"{method} after"] = pooled_after["diagram"]
     figure_paths = []
@@ -110,6 +119,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "validation_targets": {name: calibration.scores["validation_targets"] for name, calibration in calibrations.items()},
         "calibrations": {name: calibration.to_dict() for name, calibration in calibrations.items()},
+        "vector_calibrations": {name: calibration.to_dict() for name, calibration in vector_calibrations.items()},
         "rows": rows,
         "figures": figure_paths,
     }
@@ -117,10 +127,26 @@ def main() -> None:
     (RESULTS / "calibration.md").write_text(table)
 
 
-def _row(dataset: str, method: str, calibration: Calibration, before: dict, after: dict) -> dict[str, object]:
+def oracle_temperature(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> tuple[float, float]:
+    """(temperature, top-label ECE after it) with the temperature fitted on these very tasks.
+
+    A diagnostic bound, never applied to a published prediction: it says how far temperature
+    scaling could go on these tasks if the validation tasks were exactly like them.
+    """
+    probability = np.concatenate([p["bin_probability"].transpose(..., "bin").values for p in predictions])
+    truth = np.concatenate(truths)
+    known = np.isfinite(truth)
+    observed = metrics.observed_bins(xr.DataArray(truth[known], dims="point"), predictions[0]["bin_lower"].values)
+    scaler = TemperatureScaling.fit(probability[known], observed.values.astype(np.int64))
+    calibrated = xr.DataArray(scaler.apply(probability[known]), dims=("point", "bin"))
+    return scaler.temperature, metrics.top_label_ece(calibrated, observed, bins=ECE_BINS)
+
+
+def _row(dataset: str, method: str, calibration: Calibration, before: dict, after: dict, vector: dict, oracle: tuple[float, float]) -> dict[str, object]:
     row: dict[str, object] = {"dataset": dataset, "method": method, "temperature": round(calibration.probability.temperature, 4)}
     for key in ("ece", "nll", "brier", "rps"):
-        row[f"{key}_before"], row[f"{key}_after"] = before[key], after[key]
+        row[f"{key}_before"], row[f"{key}_after"], row[f"{key}_after_vector"] = before[key], after[key], vector[key]
+    row["oracle_temperature"], row["ece_oracle_temperature"] = round(oracle[0], 4), round(oracle[1], 5)
     for threshold in THRESHOLDS:
         name = f"threshold_{threshold:g}"
         row[f"ece_before_{threshold:g}"], row[f"ece_after_{threshold:g}"] = before[name]["ece"], after[name]["ece"]
@@ -131,7 +157,7 @@ def _row(dataset: str, method: str, calibration: Calibration, before: dict, afte
 
 def markdown(rows: list[dict[str, object]]) -> str:
     """The main columns as a Markdown table."""
-    columns = ("dataset", "method", "temperature", "ece_before", "ece_after", "ece_before_1", "ece_after_1", "nll_before", "nll_after", "brier_before", "brier_after", "rps_before", "rps_after")
+    columns = ("dataset", "method", "temperature", "ece_before", "ece_after", "ece_after_vector", "oracle_temperature", "ece_oracle_temperature", "ece_before_1", "ece_after_1", "nll_before", "nll_after", "nll_after_vector", "brier_before", "brier_after", "rps_before", "rps_after")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
