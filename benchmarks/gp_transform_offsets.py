@@ -1,0 +1,91 @@
+"""Benchmark: how the GP's transform offset changes its scores on the interpolation tasks.
+
+The GP models ``z = log(rate + offset)``. The shipped default is ``offset = 1 mm/h`` (log1p)
+for every radar. This runs the GP on exactly the radar tasks of benchmarks/interpolation.py
+(same frames, seeds and metrics) with fixed offsets 0.1, 0.3, 1 and 3 mm/h and with an offset
+that scales with each task's own rates (half the median wet context rate, wet meaning > 0.1
+mm/h), which makes the GP equivariant to a change of rate units. Kriging and IDW CRPS are read
+from benchmarks/results/interpolation.json for comparison. Writes
+benchmarks/results/gp_transform_offsets.json and .md.
+
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/gp_transform_offsets.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from common import RESULTS, machine, write_result
+from interpolation import RADAR_DATASETS, radar_tasks
+
+from weatherunc.evaluation import score_prediction
+from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator
+from weatherunc.tasks import Task
+from weatherunc.transforms import PrecipitationTransform
+
+WET_RATE = 0.1
+
+
+def wet_median_offset(task: Task) -> float:
+    """Half the median context rate above :data:`WET_RATE` mm/h (1 mm/h when no context is wet)."""
+    wet = task.context_values[task.context_values > WET_RATE]
+    return 0.5 * float(np.median(wet)) if len(wet) else 1.0
+
+
+OFFSETS: dict[str, Callable[[Task], float]] = {
+    "offset_0.1": lambda task: 0.1,
+    "offset_0.3": lambda task: 0.3,
+    "offset_1 (default)": lambda task: 1.0,
+    "offset_3": lambda task: 3.0,
+    "offset_half_wet_median": wet_median_offset,
+}
+
+
+def main() -> None:
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    start = time.perf_counter()
+    reference = {(row["dataset"], row["task"], row["method"]): row["crps"] for row in json.loads((RESULTS / "interpolation.json").read_text())["summary"]}
+    rows = []
+    for dataset in RADAR_DATASETS:
+        tasks = radar_tasks(dataset)
+        for kind in ("masked_blocks", "gauge_network"):
+            chosen = [task for task_kind, _, task in tasks if task_kind == kind]
+            row: dict[str, object] = {"dataset": dataset, "task": kind, "frames": len(chosen)}
+            for name, offset_of in OFFSETS.items():
+                scores, offsets = [], []
+                for task in chosen:
+                    offsets.append(offset_of(task))
+                    model = GaussianProcessInterpolator(GaussianProcessConfig(transform=PrecipitationTransform(offset=offsets[-1])))
+                    scores.append(score_prediction(model.predict(task), task))
+                row[name] = {"crps": round(float(np.mean([s["crps"] for s in scores])), 4), "coverage_90": round(float(np.mean([s["coverage_90"] for s in scores])), 3), "offsets": [round(o, 3) for o in offsets]}
+            for method in ("kriging", "idw"):
+                row[f"{method}_crps"] = reference.get((dataset, kind, method))
+            rows.append(row)
+            print(dataset, kind, {name: row[name]["crps"] for name in OFFSETS}, flush=True)
+    table = markdown(rows)
+    print(table)
+    write_result("gp_transform_offsets.json", {"benchmark": __doc__.strip().splitlines()[0], "machine": machine(), "wall_s": round(time.perf_counter() - start, 1), "rows": rows})
+    (RESULTS / "gp_transform_offsets.md").write_text(table)
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    """CRPS (90 % coverage) per offset, and kriging and IDW CRPS."""
+    header = ["dataset", "task", *OFFSETS, "kriging", "idw"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row["dataset"]), str(row["task"])]
+        cells += [f"{row[name]['crps']} ({row[name]['coverage_90']})" for name in OFFSETS]
+        cells += [str(row["kriging_crps"]), str(row["idw_crps"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
