@@ -34,7 +34,7 @@ from interpolation import RADAR_DATASETS, radar_tasks
 from weatherunc import metrics
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration, TemperatureScaling
-from weatherunc.heads.fitting import fit_calibration
+from weatherunc.heads.fitting import calibrate_predictions, pooled_predictions
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
 from weatherunc.plotting import reliability_figure, save_figure
@@ -45,11 +45,17 @@ THRESHOLDS = (0.1, 1.0, 5.0, 10.0)
 ECE_BINS = 15
 
 
-def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str, object]:
-    """Probability scores pooled over tasks."""
+def pooled_bins(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> tuple[xr.DataArray, np.ndarray, xr.DataArray]:
+    """Bin probabilities ``[point, bin]``, truths ``[point]`` and observed bin indices, pooled over tasks."""
     probability = xr.concat([p["bin_probability"].rename({p["bin_probability"].dims[0]: "point"}).drop_vars([c for c in p["bin_probability"].coords if c not in ("bin",)]) for p in predictions], dim="point")
     truth = np.concatenate(truths)
     observed = metrics.observed_bins(xr.DataArray(truth, dims="point"), predictions[0]["bin_lower"].values)
+    return probability, truth, observed
+
+
+def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str, object]:
+    """Probability scores pooled over tasks."""
+    probability, truth, observed = pooled_bins(predictions, truths)
     result: dict[str, object] = {
         "ece": round(metrics.top_label_ece(probability, observed, bins=ECE_BINS), 5),
         "nll": round(float(metrics.categorical_nll(probability, observed)), 5),
@@ -85,8 +91,11 @@ def main() -> None:
         members = [anp, *[get_model("anp", checkpoint=Path(path)) for path in arguments.members]]
         methods["anp_ensemble"] = EnsembleInterpolator(members, name="anp_ensemble")
     described = f"24 validation tasks of {', '.join(s.dataset for s in training.validation)}"
-    calibrations = {name: fit_calibration(model, validation, description=described) for name, model in methods.items()}
-    vector_calibrations = {name: fit_calibration(model, validation, method="vector", description=described) for name, model in methods.items()}
+    calibrations, vector_calibrations = {}, {}
+    for name, model in methods.items():
+        pooled, truth = pooled_predictions(model, validation)  # predicted once, both scalings fitted on it
+        calibrations[name] = calibrate_predictions(pooled, truth, description=described)
+        vector_calibrations[name] = calibrate_predictions(pooled, truth, method="vector", description=described)
     calibrations["anp"].save(PACKAGED_MODELS_DIR / "anp.calibration.json")
     tests = {dataset: [task for _, _, task in radar_tasks(dataset)] for dataset in RADAR_DATASETS}
     rows, diagrams = [], {}
@@ -133,12 +142,11 @@ def oracle_temperature(predictions: list[xr.Dataset], truths: list[np.ndarray]) 
     A diagnostic bound, never applied to a published prediction: it says how far temperature
     scaling could go on these tasks if the validation tasks were exactly like them.
     """
-    probability = np.concatenate([p["bin_probability"].transpose(..., "bin").values for p in predictions])
-    truth = np.concatenate(truths)
-    known = np.isfinite(truth)
-    observed = metrics.observed_bins(xr.DataArray(truth[known], dims="point"), predictions[0]["bin_lower"].values)
-    scaler = TemperatureScaling.fit(probability[known], observed.values.astype(np.int64))
-    calibrated = xr.DataArray(scaler.apply(probability[known]), dims=("point", "bin"))
+    probability, truth, observed = pooled_bins(predictions, truths)
+    known = np.flatnonzero(np.isfinite(truth))
+    probability, observed = probability.transpose("point", "bin").isel(point=known), observed.isel(point=known)
+    scaler = TemperatureScaling.fit(probability.values, observed.values.astype(np.int64))
+    calibrated = probability.copy(data=scaler.apply(probability.values))
     return scaler.temperature, metrics.top_label_ece(calibrated, observed, bins=ECE_BINS)
 
 

@@ -138,3 +138,17 @@ def test_fit_calibration_on_validation_tasks_improves_validation_nll() -> None:
     calibration = fit_calibration(get_model("idw"), tasks)
     assert calibration.scores["nll_after"] <= calibration.scores["nll_before"]
     assert calibration.scores["validation_targets"] == 600 and calibration.std.factor > 0
+
+
+def test_calibrate_predictions_fits_what_fit_calibration_fits_on_the_same_predictions() -> None:
+    from weatherunc.heads.fitting import calibrate_predictions, fit_calibration, pooled_predictions
+
+    rng = np.random.default_rng(8)
+    points = rng.uniform(0, 50, size=(300, 2))
+    values = np.maximum(rng.gamma(0.6, 2.0, 300) * (np.sin(points[:, 0] / 6) > 0), 0)
+    tasks = [Task(points[:80], values[:80], points[80:], values[80:])]
+    model = get_model("idw")  # deterministic, so both paths see the same predictions
+    pooled, truth = pooled_predictions(model, tasks)
+    for method in ("temperature", "vector"):
+        direct, shared = fit_calibration(model, tasks, method=method, description="v"), calibrate_predictions(pooled, truth, method=method, description="v")
+        assert direct.to_dict() == shared.to_dict() and shared.scores["validation_targets"] == 220

@@ -34,6 +34,16 @@ def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str =
     Records the validation NLL and top-label ECE before and after in ``scores``.
     """
     pooled, truth = pooled_predictions(model, tasks)
+    return calibrate_predictions(pooled, truth, method=method, description=description or f"{len(tasks)} validation tasks")
+
+
+def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str = "temperature", description: str = "") -> Calibration:
+    """:func:`fit_calibration` on predictions already pooled by :func:`pooled_predictions`.
+
+    ``pooled`` has ``transformed_mean``, ``transformed_std`` ``[target]`` and ``bin_probability``
+    ``[target, bin]``; ``truth`` ``[target]`` is the observed rate (NaN targets are left out).
+    Lets several calibration methods be fitted on one set of validation predictions.
+    """
     known = np.isfinite(truth)
     pooled, truth = pooled.isel(target=np.flatnonzero(known)), truth[known]
     observed = observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
@@ -49,4 +59,4 @@ def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str =
         "ece_before": top_label_ece(pooled["bin_probability"], observed),
         "ece_after": top_label_ece(calibrated, observed),
     }
-    return Calibration(probability=scaler, std=std, fitted_on=description or f"{len(tasks)} validation tasks", scores=scores)
+    return Calibration(probability=scaler, std=std, fitted_on=description or f"{int(known.sum())} validation targets", scores=scores)
