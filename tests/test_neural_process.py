@@ -50,6 +50,56 @@ def test_config_kinds_and_checks() -> None:
     assert NeuralProcessConfig.from_dict(config.to_dict()) == config
 
 
+def test_task_statistics_are_the_context_mean_and_floored_spread() -> None:
+    model = NeuralProcess(NeuralProcessConfig(**TINY, task_normalisation=True, task_scale_floor=0.3))
+    _, context_values, _, _ = _inputs(batch=2, n_context=9)
+    centre, scale = model.task_statistics(context_values)
+    values = context_values[..., 0].double().numpy()
+    np.testing.assert_allclose(centre[:, 0, 0].numpy(), values.mean(1), rtol=1e-6)
+    np.testing.assert_allclose(scale[:, 0, 0].numpy(), np.sqrt(values.var(1) + 0.09), rtol=1e-6)
+    _, dry_scale = model.task_statistics(torch.zeros(1, 5, 1))
+    assert float(dry_scale) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="task_scale_floor"):
+        NeuralProcessConfig(task_scale_floor=0.0)
+
+
+def _without_statistics_input(model: NeuralProcess) -> NeuralProcess:
+    """Zero the decoder weights that read ``(centre, log scale)``, so only the normalised task matters."""
+    first = model.decoder.network[0]
+    statistics_columns = slice(2 + model.config.hidden + int(model.config.distance_bias), 2 + model.config.hidden + int(model.config.distance_bias) + 2)
+    with torch.no_grad():
+        first.weight[:, statistics_columns] = 0.0
+    return model
+
+
+@pytest.mark.parametrize("attention, latent", [(True, True), (False, False)])
+def test_task_normalisation_is_equivariant_to_shift_and_scale(attention: bool, latent: bool) -> None:
+    """``mean * s + m`` and ``std * s``: shifting every value shifts the mean and keeps the std;
+    scaling (floor negligible) scales both. Only the decoder's statistics input breaks this,
+    so it is zeroed here; the std floor scales with the task."""
+    torch.manual_seed(0)
+    config = NeuralProcessConfig(**{**TINY, "latent_dimension": 4}, attention=attention, latent=latent, task_normalisation=True, task_scale_floor=1e-6, minimum_std=0.2)
+    model = _without_statistics_input(NeuralProcess(config)).eval()
+    context_inputs, context_values, target_inputs, _ = _inputs()
+
+    def predict(values: torch.Tensor):
+        torch.manual_seed(1)
+        return model(context_inputs, values, target_inputs, samples=2)
+
+    base, shifted, scaled = predict(context_values), predict(context_values + 5.0), predict(3.0 * context_values - 1.0)
+    torch.testing.assert_close(shifted.mean, base.mean + 5.0, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(shifted.std, base.std, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(scaled.mean, 3.0 * base.mean - 1.0, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scaled.std, 3.0 * base.std, rtol=1e-4, atol=1e-5)
+    _, scale = model.task_statistics(context_values)
+    assert torch.all(base.std >= 0.2 * scale[:, 0] * (1 - 1e-6))
+    full = NeuralProcess(config).eval()  # with the statistics input the level is seen, so no equivariance
+    torch.manual_seed(1)
+    first = full(context_inputs, context_values, target_inputs, samples=1).mean
+    torch.manual_seed(1)
+    assert not torch.allclose(full(context_inputs, context_values + 5.0, target_inputs, samples=1).mean, first + 5.0, atol=1e-3)
+
+
 def test_loss_terms_and_one_batch_overfit() -> None:
     torch.manual_seed(0)
     model = NeuralProcess(NeuralProcessConfig(**TINY))

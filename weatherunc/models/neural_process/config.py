@@ -23,6 +23,10 @@ class NeuralProcessConfig:
     deterministic path's self-attention (see
     :mod:`~weatherunc.models.neural_process.layers`) and gives the decoder the distance from each
     target to its nearest context.
+    ``task_normalisation`` standardises the values of each task (tile) by the mean and spread of
+    its own contexts, ``sqrt(variance + task_scale_floor**2)``, before the encoders, scales the
+    predictive mean and std back afterwards, and gives the decoder the two statistics so that
+    the bin head keeps the absolute level (see :mod:`~weatherunc.models.neural_process.model`).
     """
 
     hidden: int = 64
@@ -34,6 +38,8 @@ class NeuralProcessConfig:
     distance_bias: bool = True
     cross_attention_layers: int = 1
     covariates: int = 0
+    task_normalisation: bool = False
+    task_scale_floor: float = 0.25
     minimum_std: float = 0.05
     dropout: float = 0.0
     bin_edges: tuple[float, ...] = DEFAULT_BIN_EDGES
@@ -45,8 +51,8 @@ class NeuralProcessConfig:
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
             raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
-        if self.minimum_std <= 0 or self.coordinate_scale_km <= 0 or self.value_scale <= 0:
-            raise ValueError("minimum_std, coordinate_scale_km and value_scale must be > 0")
+        if self.minimum_std <= 0 or self.coordinate_scale_km <= 0 or self.value_scale <= 0 or self.task_scale_floor <= 0:
+            raise ValueError("minimum_std, coordinate_scale_km, value_scale and task_scale_floor must be > 0")
         if list(self.bin_edges) != sorted(set(self.bin_edges)) or (self.bin_edges and self.bin_edges[0] != 0.0):
             raise ValueError(f"bin_edges must start at 0 and increase strictly, got {self.bin_edges}")
 

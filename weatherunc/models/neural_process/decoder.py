@@ -31,16 +31,19 @@ class Decoder(nn.Module):
     def __init__(self, config: NeuralProcessConfig, inputs: int) -> None:
         super().__init__()
         self.config = config
-        width = inputs + config.hidden + (config.latent_dimension if config.latent else 0) + int(config.distance_bias)
+        width = inputs + config.hidden + (config.latent_dimension if config.latent else 0) + int(config.distance_bias) + 2 * int(config.task_normalisation)
         self.network = multilayer_perceptron(width, config.hidden, 2 + config.bins, layers=4, dropout=config.dropout)
 
-    def forward(self, target_inputs: torch.Tensor, representation: torch.Tensor, latent: torch.Tensor | None, nearest: torch.Tensor | None = None) -> DecoderOutput:
+    def forward(self, target_inputs: torch.Tensor, representation: torch.Tensor, latent: torch.Tensor | None, nearest: torch.Tensor | None = None, task_statistics: torch.Tensor | None = None) -> DecoderOutput:
         """target_inputs ``[batch, n_target, inputs]``, representation ``[batch, n_target, hidden]``,
         latent ``[batch, latent]`` or None, nearest ``[batch, n_target, 1]`` (log distance to the
-        nearest context) or None."""
+        nearest context) or None, task_statistics ``[batch, 2]`` (context centre and log scale,
+        with ``task_normalisation``) or None."""
         parts = [target_inputs, representation]
         if nearest is not None:
             parts.append(nearest)
+        if task_statistics is not None:
+            parts.append(task_statistics[:, None, :].expand(-1, target_inputs.shape[1], -1))
         if latent is not None:
             parts.append(latent[:, None, :].expand(-1, target_inputs.shape[1], -1))
         output = self.network(torch.cat(parts, dim=-1))  # [batch, n_target, 2 + bins]

@@ -4,6 +4,14 @@ All tensors are normalised: inputs ``[batch, n, 2 + covariates]`` are centred co
 divided by ``coordinate_scale_km`` (then covariates), values ``[batch, n, 1]`` are the
 standardised transformed rate. :mod:`weatherunc.models.neural_process.normalisation`
 turns a :class:`~weatherunc.tasks.Task` into these tensors.
+
+With ``task_normalisation`` the model further standardises each task by its own contexts
+(centre ``m`` = context mean, scale ``s = sqrt(context variance + floor**2)``), so that a
+convective field with rates far above the training fields' looks like one the model has seen;
+the decoder's Gaussian is mapped back (``mean * s + m``, ``std * s``) and the decoder is given
+``(m, log s)`` so that the bin head still sees the absolute level. The floor keeps a dry or
+uniform task from being blown up. ``benchmarks/interpolation.py`` compares it with the global
+standardisation on the test events.
 """
 
 from __future__ import annotations
@@ -57,6 +65,12 @@ class NeuralProcess(nn.Module):
         without, from the prior ``q(z | C)``. ``samples`` latent draws share one encoding of the
         contexts. ``target_batch`` bounds memory of the cross-attention at prediction time.
         """
+        statistics = None
+        if self.config.task_normalisation:
+            centre, scale = self.task_statistics(context_values)  # [batch, 1, 1] each
+            context_values = (context_values - centre) / scale
+            target_values = None if target_values is None else (target_values - centre) / scale
+            statistics = torch.cat([centre[:, 0], torch.log(scale[:, 0])], dim=-1)  # [batch, 2]
         representation = self.deterministic.encode_context(context_inputs, context_values)  # [batch, n_context, hidden]
         prior = posterior = None
         latents: list[torch.Tensor | None] = [None] * samples
@@ -72,10 +86,22 @@ class NeuralProcess(nn.Module):
             targets = target_inputs[:, start : start + batch]
             attended, nearest = self.deterministic.attend(context_inputs, representation, targets)  # [batch, b, hidden], [batch, b, 1]
             for sample, latent in enumerate(latents):
-                pieces[sample].append(self.decoder(targets, attended, latent, nearest))
+                pieces[sample].append(self.decoder(targets, attended, latent, nearest, statistics))
 
         def stack(field: str) -> torch.Tensor:
             return torch.stack([torch.cat([getattr(piece, field) for piece in sample], 1) for sample in pieces])
 
         logits = stack("logits") if self.config.bins else None
-        return NeuralProcessOutput(mean=stack("mean"), std=stack("std"), logits=logits, prior=prior, posterior=posterior)
+        mean, std = stack("mean"), stack("std")  # [samples, batch, n_target]
+        if statistics is not None:
+            mean, std = mean * scale[:, 0] + centre[:, 0], std * scale[:, 0]
+        return NeuralProcessOutput(mean=mean, std=std, logits=logits, prior=prior, posterior=posterior)
+
+    def task_statistics(self, context_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centre and scale of each task's contexts, ``[batch, 1, 1]`` each, in float32:
+        the mean, and ``sqrt(variance + task_scale_floor**2)`` (never below the floor, so a dry
+        task is not blown up)."""
+        values = context_values.float()
+        centre = values.mean(dim=1, keepdim=True)
+        variance = values.var(dim=1, keepdim=True, unbiased=False)
+        return centre, torch.sqrt(variance + self.config.task_scale_floor**2)
