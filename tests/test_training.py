@@ -145,3 +145,84 @@ def test_sampled_batches_are_normalised_reproducible_and_sized() -> None:
     assert torch.equal(first.context_inputs, again.context_inputs) and torch.equal(first.target_values, again.target_values)
     assert first.context_inputs.abs().max() <= 40 / 32  # centred on the patch, in units of 32 km
     assert 0 <= int(first.target_bins.min()) and int(first.target_bins.max()) < config.bins
+
+
+def test_intensity_scale_multiplies_each_task_rates() -> None:
+    import numpy as np
+
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.training.config import FrameSelection, SamplingOptions
+    from weatherunc.training.sampling import FrameBank, sample_batch
+
+    bank = FrameBank.load([FrameSelection(dataset="mrms_embedded", end="2019-06-10T00:04")], progress=False)
+    config = NeuralProcessConfig(hidden=16, heads=2, value_centre=0.5, value_scale=1.5)
+    plain, doubled = (
+        sample_batch(bank, config, SamplingOptions(context_points=(10, 40), target_points=30, patch_km=(20, 40), min_wet_fraction=0.2, dry_patch_fraction=0.0, intensity_scale=scale), 1, np.random.default_rng(7))
+        for scale in ((1.0, 1.0), (2.0, 2.0))
+    )
+
+    def rates(values: torch.Tensor) -> np.ndarray:
+        return config.transform.inverse(values.double().numpy() * config.value_scale + config.value_centre)
+
+    assert torch.equal(plain.target_inputs, doubled.target_inputs)  # the same task, drawn before the factor
+    assert rates(plain.target_values).max() > 0.5
+    np.testing.assert_allclose(rates(doubled.target_values), 2.0 * rates(plain.target_values), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rates(doubled.context_values), 2.0 * rates(plain.context_values), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="intensity_scale"):
+        SamplingOptions(intensity_scale=(2.0, 1.0))
+
+
+def test_packed_training_data_round_trips_and_trains_the_same(tmp_path: Path) -> None:
+    import numpy as np
+
+    from weatherunc.training.packing import load_training_data, pack_training_data
+    from weatherunc.training.sampling import FrameBank
+    from weatherunc.training.validation import validation_tasks
+
+    config = _config(tmp_path, "from_catalog", steps=4, validate_every=2)
+    path = pack_training_data(config, tmp_path / "pack.npz", progress=False)
+    assert not list(tmp_path.glob("*.partial*"))  # written under a temporary name, then renamed
+    bank, tasks = load_training_data(path, config)
+    expected_bank = FrameBank.load(config.train, progress=False)
+    expected_tasks = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1)
+    assert [frame.label for frame in bank.frames] == [frame.label for frame in expected_bank.frames]
+    for frame, expected in zip(bank.frames, expected_bank.frames):
+        np.testing.assert_array_equal(frame.values, expected.values)
+        np.testing.assert_array_equal(frame.x_km, expected.x_km)
+    assert len(tasks) == len(expected_tasks) == 2
+    for task, expected in zip(tasks, expected_tasks):
+        np.testing.assert_array_equal(task.context_values, expected.context_values)
+        np.testing.assert_array_equal(task.target_coordinates, expected.target_coordinates)
+        assert task.target_coords.keys() == expected.target_coords.keys() and task.description == expected.description
+    from_catalog = train(config, progress=False)
+    from_pack = train(_config(tmp_path, "from_pack", steps=4, validate_every=2), progress=False, packed=path)
+    assert from_pack.history == from_catalog.history
+    _assert_same(from_catalog.best_checkpoint, from_pack.best_checkpoint)
+
+
+def test_pack_of_another_config_or_a_broken_file_is_refused(tmp_path: Path) -> None:
+    from weatherunc.training.packing import load_training_data, pack_training_data
+
+    path = pack_training_data(_config(tmp_path, "packed"), tmp_path / "pack.npz", progress=False)
+    with pytest.raises(ValueError, match="packed validation_seed"):
+        load_training_data(path, _config(tmp_path, "other", seed=5))
+    with pytest.raises(ValueError, match="packed train"):
+        load_training_data(path, _config(tmp_path, "other", train=[{"dataset": "mrms_embedded", "end": "2019-06-10T00:20"}]))
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a pack")
+    with pytest.raises(ValueError, match="not a training pack"):
+        load_training_data(broken, _config(tmp_path, "other"))
+
+
+def test_cli_pack_then_train_from_the_pack(tmp_path: Path) -> None:
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({**CONFIG, "steps": 2, "validate_every": 2, "output_dir": str(tmp_path / "run")}))
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    packed = subprocess.run([sys.executable, "-m", "weatherunc.cli", "pack", str(config_path), str(tmp_path / "pack.npz")], capture_output=True, text=True, env=environment, timeout=300)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert (tmp_path / "pack.npz").stat().st_size > 0
+    trained = subprocess.run([sys.executable, "-m", "weatherunc.cli", "train", str(config_path), "--packed", str(tmp_path / "pack.npz")], capture_output=True, text=True, env=environment, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert (tmp_path / "run" / "best.safetensors").exists()
+    refused = subprocess.run([sys.executable, "-m", "weatherunc.cli", "train", str(config_path), "--packed", str(tmp_path / "pack.npz"), "--seed", "3", "--restart"], capture_output=True, text=True, env=environment, timeout=300)
+    assert refused.returncode != 0 and "pack again for this config" in refused.stderr

@@ -88,6 +88,7 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: CUDA when available).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed (initialisation and task draws), e.g. for ensemble members.")] = None,
     restart: Annotated[bool, typer.Option(help="Start over even if the run folder holds a run of another config.")] = False,
+    packed: Annotated[Optional[Path], typer.Option(help="Training data packed by `weatherunc pack` for this config (read instead of the catalog).")] = None,
 ) -> None:
     """Train a neural process; resumes from the run folder's last checkpoint."""
     from weatherunc.checkpoints import CheckpointError
@@ -97,10 +98,28 @@ def train(
 
     try:
         training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device, seed=seed)
-        result = run_training(training_config, restart=restart)
+        result = run_training(training_config, restart=restart, packed=packed)
     except (ValueError, CheckpointError, InputDataError, KeyError) as error:
         _fail(error)
     typer.echo(json.dumps({"best_checkpoint": str(result.best_checkpoint), "steps": result.steps, "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1), "best_validation": result.best_scores}, indent=2))
+
+
+@app.command()
+def pack(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (see pipelines/training/).")],
+    output: Annotated[Path, typer.Argument(help="The .npz file to write.")],
+    seed: Annotated[Optional[int], typer.Option(help="Seed the run will use (it fixes the validation tasks).")] = None,
+) -> None:
+    """Pack a training config's frames and validation tasks into one file, for `weatherunc train --packed` on a machine without the raw data."""
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.packing import pack_training_data
+
+    try:
+        path = pack_training_data(load_training_config(config, seed=seed), output)
+    except (ValueError, InputDataError, KeyError) as error:
+        _fail(error)
+    typer.echo(json.dumps({"packed": str(path), "bytes": path.stat().st_size}))
 
 
 @app.command()

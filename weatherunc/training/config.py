@@ -36,6 +36,8 @@ class ModelOptions(BaseModel):
     latent: bool = True
     distance_bias: bool = True
     cross_attention_layers: int = 1
+    task_normalisation: bool = False
+    task_scale_floor: float = Field(0.25, gt=0)
     minimum_std: float = Field(0.05, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     bin_edges: tuple[float, ...] = NeuralProcessConfig.__dataclass_fields__["bin_edges"].default
@@ -62,10 +64,11 @@ class SamplingOptions(BaseModel):
     min_wet_fraction: float = Field(0.05, ge=0, le=1)
     dry_patch_fraction: float = Field(0.1, ge=0, le=1)
     min_observed_fraction: float = Field(0.9, gt=0, le=1)
+    intensity_scale: tuple[float, float] = Field((1.0, 1.0), description="each task's rates are multiplied by a factor drawn log-uniformly in this range")
 
     @model_validator(mode="after")
     def _ranges(self) -> SamplingOptions:
-        for name in ("patch_km", "context_points", "block_km"):
+        for name in ("patch_km", "context_points", "block_km", "intensity_scale"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")

@@ -28,6 +28,7 @@ from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralPr
 from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.training.config import TrainingConfig
+from weatherunc.training.packing import load_training_data
 from weatherunc.training.sampling import FrameBank, sample_batch
 from weatherunc.training.validation import validation_scores, validation_tasks
 
@@ -114,20 +115,25 @@ def _architecture(config: TrainingConfig, bank: FrameBank) -> NeuralProcessConfi
     return config.model.to_config(centre, scale)
 
 
-def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | None = None, progress: bool = True, open_options: dict | None = None) -> TrainingResult:
+def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | None = None, progress: bool = True, open_options: dict | None = None, packed: Path | None = None) -> TrainingResult:
     """Train (or resume) the run in ``config.output_dir``.
 
     A run resumes from ``last`` when its fingerprint matches the config, and refuses a
     changed config unless ``restart`` (which starts over). ``stop_after`` ends this call
-    after that many steps in total (used to test resuming).
+    after that many steps in total (used to test resuming). ``packed`` is a file written by
+    :func:`~weatherunc.training.packing.pack_training_data` for this config: the frames and
+    validation tasks are read from it instead of the catalog.
     """
     started = time.perf_counter()
     directory = Path(config.output_dir)
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    bank = FrameBank.load(config.train, progress=progress, open_options=open_options)
-    tasks = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options)
+    if packed is not None:
+        bank, tasks = load_training_data(packed, config)
+    else:
+        bank = FrameBank.load(config.train, progress=progress, open_options=open_options)
+        tasks = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options)
     step, history, best, stale = 0, [], math.inf, 0
     best_scores: dict[str, float] = {}
     resumable = latest_checkpoint(directory, "last")

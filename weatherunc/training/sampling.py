@@ -5,7 +5,9 @@ A :class:`FrameBank` holds the selected frames of several catalog entries in mem
 batch of equally sized tasks: a random patch (size in km, so 0.5 km and 1 km grids look alike
 to the model), either a gauge-like context (random observed pixels) or masked blocks
 (contexts around hidden squares, most targets inside them), random rotations and flips, and
-coordinates centred on the patch.
+coordinates centred on the patch. With ``intensity_scale`` other than ``(1, 1)`` each task's
+rates are multiplied by a log-uniform factor, so that a model trained on stratiform events also
+sees the rates of convective ones (an intensity augmentation; the validation tasks are not scaled).
 """
 
 from __future__ import annotations
@@ -152,6 +154,9 @@ def _one_task(bank: FrameBank, options: SamplingOptions, n_context: int, masked:
             coordinates = coordinates[:, ::-1]
         coordinates = coordinates * rng.choice([-1.0, 1.0], size=2)
         flat = values.ravel()
+        low, high = options.intensity_scale
+        if (low, high) != (1.0, 1.0):
+            flat = flat * np.exp(rng.uniform(np.log(low), np.log(high)))
         return coordinates[context], flat[context], coordinates[target], flat[target]
     raise RuntimeError("could not draw a training task from the frame bank in 1000 attempts (too little observed or wet data)")
 
