@@ -21,6 +21,8 @@ from common import machine, write_result
 
 from pipelines.job_config import load_job_config
 from pipelines.run_job import run_job
+from weatherunc.checkpoints import read_sidecar
+from weatherunc.models.registry import packaged_checkpoint
 
 JOB = Path("pipelines/jobs/knmi_anp.yaml")
 
@@ -60,6 +62,7 @@ def main() -> None:
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
         "job": str(JOB),
+        "anp_checkpoint_sha256": read_sidecar(packaged_checkpoint("anp"))["sha256"],
         "runs": runs,
         "scaling_ratio_2_vs_1": round(runs[0]["wall_s"] / runs[1]["wall_s"], 3),
     }

@@ -6,7 +6,9 @@ pipelines/training/anp.yaml: KNMI from 05:20; the other four events entirely), c
 their wettest 192 x 192 px window; two tasks per frame with fixed seeds: masked blocks
 (3 gaps of 24 px over rain, context from a 24 px ring) and a uniform gauge-like network (1 %
 of pixels). Methods: the GP, kriging, inverse distance, climatology, and the shipped ANP and
-CNP checkpoints. SIC97: 10-fold cross-validation on the 100 training stations (not the
+CNP checkpoints, and two ANP ablations (benchmarks/checkpoints/: ``anp_task_small``, the shipped
+recipe with a 64-wide network; ``anp_global``, the previously shipped ANP without per-task
+normalisation or intensity scaling). SIC97: 10-fold cross-validation on the 100 training stations (not the
 neural processes: they were trained on radar rates, not daily gauge totals). Also scores
 by distance to the nearest context on the masked-block tasks. Writes
 ``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
@@ -21,6 +23,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -39,7 +42,10 @@ RADAR_DATASETS = ("knmi_20100826", "mch_20150515", "fmi_20160928", "bom_prcp_c10
 #: Test period per dataset (start, end); absent: the whole event.
 TEST_PERIODS = {"knmi_20100826": ("2010-08-26T05:20", None)}
 METHODS = ("gp", "kriging", "idw", "climatology")
-NEURAL_METHODS = ("anp", "cnp")
+NEURAL_METHODS = ("anp", "cnp", "anp_task_small", "anp_global")
+#: Ablation checkpoints kept beside the benchmarks (see pipelines/training/).
+ABLATIONS = {"anp_task_small": "anp_task_normalised_small.safetensors", "anp_global": "anp_global_normalisation.safetensors"}
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 STATION_METHODS = METHODS
 DISTANCE_METHODS = ("gp", "kriging", "anp", "cnp")
 WINDOW = 192
@@ -163,7 +169,8 @@ def main() -> None:
     start = time.perf_counter()
     rows: list[dict[str, object]] = []
     distances: list[dict[str, object]] = []
-    models = {method: get_model(method) for method in (*METHODS, *NEURAL_METHODS)}
+    models = {method: get_model(method) for method in (*METHODS, "anp", "cnp")}
+    models.update({name: get_model("anp", checkpoint=CHECKPOINTS / file, name=name) for name, file in ABLATIONS.items()})
     for dataset in RADAR_DATASETS:
         tasks = radar_tasks(dataset)
         pooled: dict[str, list[xr.Dataset]] = defaultdict(list)
