@@ -8,9 +8,9 @@ their wettest 192 x 192 px window; two tasks per frame with fixed seeds: masked 
 of pixels). Methods: the GP, kriging, inverse distance, climatology, and the shipped ANP and
 CNP checkpoints, and two ANP ablations (benchmarks/checkpoints/: ``anp_task_small``, the shipped
 recipe with a 64-wide network; ``anp_global``, the previously shipped ANP without per-task
-normalisation or intensity scaling). SIC97: 10-fold cross-validation on the 100 training stations (not the
-neural processes: they were trained on radar rates, not daily gauge totals). Also scores
-by distance to the nearest context on the masked-block tasks. Writes
+normalisation or intensity scaling). SIC97: 10-fold cross-validation on the 100 training
+stations (not the neural processes: they were trained on radar rates, not daily gauge
+totals). Also scores by distance to the nearest context on the masked-block tasks. Writes
 ``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
 means over frames) and ``interpolation.md``.
 

@@ -214,6 +214,27 @@ def test_pack_of_another_config_or_a_broken_file_is_refused(tmp_path: Path) -> N
         load_training_data(broken, _config(tmp_path, "other"))
 
 
+def test_failed_pack_write_keeps_the_earlier_pack_and_leaves_no_partial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from weatherunc.training import packing
+
+    config = _config(tmp_path, "packed")
+    path = packing.pack_training_data(config, tmp_path / "pack.npz", progress=False)
+    before = path.read_bytes()
+
+    def failing_write(file, **arrays):
+        Path(file).write_bytes(b"half a pack")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(packing.np, "savez_compressed", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        packing.pack_training_data(config, path, progress=False)
+    assert path.read_bytes() == before
+    assert sorted(item.name for item in tmp_path.iterdir() if item.is_file()) == ["pack.npz"]
+    assert np.load(path)["header"].size > 0
+
+
 def test_cli_pack_then_train_from_the_pack(tmp_path: Path) -> None:
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump({**CONFIG, "steps": 2, "validate_every": 2, "output_dir": str(tmp_path / "run")}))

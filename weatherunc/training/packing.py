@@ -57,8 +57,11 @@ def pack_training_data(config: TrainingConfig, path: Path, *, progress: bool = T
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(partial, **arrays)
-    os.replace(partial, path)
+    try:
+        np.savez_compressed(partial, **arrays)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # only left if writing failed
     return path
 
 
@@ -67,17 +70,17 @@ def load_training_data(path: Path, config: TrainingConfig) -> tuple[FrameBank, l
     pack or was packed for other selections, validation seed or count than ``config``'s."""
     path = Path(path)
     try:
-        archive = np.load(path, allow_pickle=False)
-        header = json.loads(archive["header"].tobytes())
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(archive["header"].tobytes())
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"{path}: not a training pack ({error})") from error
     if header.get("format") != FORMAT:
         raise ValueError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
     expected = _header(config)
     for key in ("train", "validation", "validation_tasks", "validation_seed"):
-        if header[key] != expected[key]:
-            raise ValueError(f"{path}: packed {key}={header[key]} but the config has {expected[key]}; pack again for this config")
-    with archive:
+        if header.get(key) != expected[key]:
+            raise ValueError(f"{path}: packed {key}={header.get(key)} but the config has {expected[key]}; pack again for this config")
+    with np.load(path, allow_pickle=False) as archive:
         frames = tuple(BankedFrame(archive[f"frame{n}_values"], archive[f"frame{n}_x_km"], archive[f"frame{n}_y_km"], label) for n, label in enumerate(header["frames"]))
         tasks = []
         for n, meta in enumerate(header["tasks"]):
