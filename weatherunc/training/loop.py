@@ -28,9 +28,9 @@ from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralPr
 from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.training.config import TrainingConfig
-from weatherunc.training.packing import load_training_data
+from weatherunc.training.packing import catalog_training_data, load_training_data
 from weatherunc.training.sampling import FrameBank, sample_batch
-from weatherunc.training.validation import validation_scores, validation_tasks
+from weatherunc.training.validation import validation_scores
 
 TRAINING_STATE = "weatherunc.TrainingState"
 
@@ -129,11 +129,7 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    if packed is not None:
-        bank, tasks = load_training_data(packed, config)
-    else:
-        bank = FrameBank.load(config.train, progress=progress, open_options=open_options)
-        tasks = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options)
+    bank, tasks = load_training_data(packed, config) if packed is not None else catalog_training_data(config, progress=progress, open_options=open_options)
     step, history, best, stale = 0, [], math.inf, 0
     best_scores: dict[str, float] = {}
     resumable = latest_checkpoint(directory, "last")

@@ -1,8 +1,9 @@
 """The training data of a config in one file, so that a run on another machine (a GPU node)
 needs neither the raw radar files nor the catalog's readers.
 
-``pack_training_data`` loads the frame bank and the validation tasks exactly as
-:func:`~weatherunc.training.loop.train` would and writes them to one compressed ``.npz``
+``catalog_training_data`` loads the frame bank and the validation tasks of a config from the
+catalog (what :func:`~weatherunc.training.loop.train` uses without a pack);
+``pack_training_data`` writes them to one compressed ``.npz``
 (no pickled objects) with a JSON header naming the selections, the validation seed and count.
 ``load_training_data`` reads it back and refuses a file packed for other selections.
 The file is written to a temporary name and renamed when complete, so a crash never leaves a
@@ -20,6 +21,7 @@ import numpy as np
 from weatherunc.tasks import Task
 from weatherunc.training.config import TrainingConfig
 from weatherunc.training.sampling import BankedFrame, FrameBank
+from weatherunc.training.validation import validation_tasks
 
 FORMAT = "weatherunc.TrainingPack/1"
 
@@ -35,12 +37,16 @@ def _header(config: TrainingConfig) -> dict:
     }
 
 
-def pack_training_data(config: TrainingConfig, path: Path, *, progress: bool = True, open_options: dict | None = None) -> Path:
-    """Write the frames and validation tasks of ``config`` to ``path`` (``.npz``); returns the path."""
-    from weatherunc.training.validation import validation_tasks
-
+def catalog_training_data(config: TrainingConfig, *, progress: bool = True, open_options: dict | None = None) -> tuple[FrameBank, list[Task]]:
+    """The training frames and the validation tasks (seed ``config.seed + 1``) read from the catalog."""
     bank = FrameBank.load(config.train, progress=progress, open_options=open_options)
     tasks = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options)
+    return bank, tasks
+
+
+def pack_training_data(config: TrainingConfig, path: Path, *, progress: bool = True, open_options: dict | None = None) -> Path:
+    """Write the frames and validation tasks of ``config`` to ``path`` (``.npz``); returns the path."""
+    bank, tasks = catalog_training_data(config, progress=progress, open_options=open_options)
     header = _header(config)
     header["frames"] = [frame.label for frame in bank.frames]
     header["tasks"] = [{"target_dim": task.target_dim, "description": task.description, "target_coords": sorted(task.target_coords), "covariates": task.context_covariates is not None} for task in tasks]
