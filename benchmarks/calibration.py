@@ -33,8 +33,8 @@ from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc import metrics
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.heads.calibration import Calibration, TemperatureScaling
-from weatherunc.heads.fitting import calibrate_predictions, pooled_predictions
+from weatherunc.heads.calibration import Calibration
+from weatherunc.heads.fitting import calibrate_predictions, pool_predictions, pooled_predictions
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
 from weatherunc.plotting import reliability_figure, save_figure
@@ -46,11 +46,10 @@ ECE_BINS = 15
 
 
 def pooled_bins(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> tuple[xr.DataArray, np.ndarray, xr.DataArray]:
-    """Bin probabilities ``[point, bin]``, truths ``[point]`` and observed bin indices, pooled over tasks."""
-    probability = xr.concat([p["bin_probability"].rename({p["bin_probability"].dims[0]: "point"}).drop_vars([c for c in p["bin_probability"].coords if c not in ("bin",)]) for p in predictions], dim="point")
-    truth = np.concatenate(truths)
-    observed = metrics.observed_bins(xr.DataArray(truth, dims="point"), predictions[0]["bin_lower"].values)
-    return probability, truth, observed
+    """Bin probabilities ``[target, bin]``, truths ``[target]`` and observed bin indices, pooled over tasks."""
+    pooled, truth = pool_predictions(predictions, truths)
+    observed = metrics.observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
+    return pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore"), truth, observed
 
 
 def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str, object]:
@@ -65,7 +64,7 @@ def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str,
     lower = predictions[0]["bin_lower"].values
     for threshold in THRESHOLDS:
         forecast = probability.where(xr.DataArray(lower >= threshold - 1e-12, dims="bin"), 0.0).sum("bin")
-        event = xr.DataArray(truth >= threshold, dims="point")
+        event = xr.DataArray(truth >= threshold, dims="target")
         decomposition = metrics.brier_decomposition(forecast, event)
         result[f"threshold_{threshold:g}"] = {
             "ece": round(metrics.expected_calibration_error(forecast, event, bins=ECE_BINS), 5),
@@ -142,12 +141,8 @@ def oracle_temperature(predictions: list[xr.Dataset], truths: list[np.ndarray]) 
     A diagnostic bound, never applied to a published prediction: it says how far temperature
     scaling could go on these tasks if the validation tasks were exactly like them.
     """
-    probability, truth, observed = pooled_bins(predictions, truths)
-    known = np.flatnonzero(np.isfinite(truth))
-    probability, observed = probability.transpose("point", "bin").isel(point=known), observed.isel(point=known)
-    scaler = TemperatureScaling.fit(probability.values, observed.values.astype(np.int64))
-    calibrated = probability.copy(data=scaler.apply(probability.values))
-    return scaler.temperature, metrics.top_label_ece(calibrated, observed, bins=ECE_BINS)
+    oracle = calibrate_predictions(*pool_predictions(predictions, truths))
+    return oracle.probability.temperature, oracle.scores["ece_after"]
 
 
 def _row(dataset: str, method: str, calibration: Calibration, before: dict, after: dict, vector: dict, oracle: tuple[float, float]) -> dict[str, object]:

@@ -152,3 +152,22 @@ def test_calibrate_predictions_fits_what_fit_calibration_fits_on_the_same_predic
     for method in ("temperature", "vector"):
         direct, shared = fit_calibration(model, tasks, method=method, description="v"), calibrate_predictions(pooled, truth, method=method, description="v")
         assert direct.to_dict() == shared.to_dict() and shared.scores["validation_targets"] == 220
+
+
+def test_pool_predictions_concatenates_made_predictions_like_pooled_predictions() -> None:
+    from weatherunc.heads.bins import with_bin_probabilities
+    from weatherunc.heads.fitting import pool_predictions, pooled_predictions
+
+    rng = np.random.default_rng(9)
+    points = rng.uniform(0, 50, size=(200, 2))
+    values = rng.gamma(0.6, 2.0, 200)
+    tasks = [Task(points[:60], values[:60], points[60:130], values[60:130]), Task(points[:60], values[:60], points[130:], values[130:])]
+    model = get_model("idw")
+    made = [with_bin_probabilities(model.predict(task)) for task in tasks]
+    pooled, truth = pool_predictions(made, [task.target_values for task in tasks])
+    expected, expected_truth = pooled_predictions(model, tasks)
+    assert pooled.sizes["target"] == 140 and pooled["bin_probability"].dims == ("target", "bin")
+    xr.testing.assert_equal(pooled, expected)  # attributes differ only in timings
+    np.testing.assert_array_equal(truth, expected_truth)
+    np.testing.assert_array_equal(pooled["transformed_mean"].values[70:], made[1]["transformed_mean"].values)
+    assert pooled.attrs == made[0].attrs

@@ -18,6 +18,13 @@ from weatherunc.tasks import Task
 def pooled_predictions(model: Interpolator, tasks: Sequence[Task]) -> tuple[xr.Dataset, np.ndarray]:
     """Predictions of every task (with bin probabilities) concatenated along ``target``, and the truths."""
     predictions = [with_bin_probabilities(model.predict(task)) for task in tasks]
+    return pool_predictions(predictions, [task.target_values for task in tasks])
+
+
+def pool_predictions(predictions: Sequence[xr.Dataset], truths: Sequence[np.ndarray]) -> tuple[xr.Dataset, np.ndarray]:
+    """Predictions already made (each with ``bin_probability``) concatenated along ``target``:
+    ``transformed_mean``, ``transformed_std`` ``[target]``, ``bin_probability`` ``[target, bin]``,
+    with the first prediction's attributes; and the truths ``[target]`` concatenated."""
     keep = ["transformed_mean", "transformed_std", "bin_probability"]
     parts = []
     for prediction in predictions:
@@ -25,7 +32,7 @@ def pooled_predictions(model: Interpolator, tasks: Sequence[Task]) -> tuple[xr.D
         parts.append(part.drop_vars([name for name in part.coords if name not in ("bin", "bin_lower", "bin_upper")]))
     pooled = xr.concat(parts, dim="target")
     pooled.attrs.update(predictions[0].attrs)
-    return pooled, np.concatenate([task.target_values for task in tasks])
+    return pooled, np.concatenate(truths)
 
 
 def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str = "temperature", description: str = "") -> Calibration:
