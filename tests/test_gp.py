@@ -16,6 +16,8 @@ from weatherunc.models.gp import (
     GaussianProcessNumericalError,
     _kernel,
     cholesky_with_jitter,
+    fit_gaussian_process,
+    select_transform_offset,
 )
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
@@ -139,3 +141,65 @@ def test_covariates_add_an_ard_lengthscale() -> None:
     prediction = GaussianProcessInterpolator().predict(task)
     assert len(prediction.attrs["lengthscales_km"]) == 3
     np.testing.assert_allclose(prediction.precipitation_quantile.sel(quantile=0.5).values, values[:10], rtol=0.15, atol=0.05)
+
+
+def test_leave_one_out_equals_conditioning_on_the_other_points() -> None:
+    """The closed-form leave-one-out mean and variance (R&W eq. 5.12) equal an explicit GP
+    conditioned on the n - 1 other contexts, latent plus noise variance."""
+    task = _synthetic_task(40, seed=7)
+    fitted = fit_gaussian_process(task.context_coordinates, task.context_values, GaussianProcessConfig(transform=IDENTITY, kernel="matern32"))
+    mean, variance = fitted.leave_one_out(task.context_coordinates, task.context_values, rescale_variance=False)
+    for left_out in (0, 17, 39):
+        others = np.arange(40) != left_out
+        explicit_mean, latent, noise = fitted.predict(
+            task.context_coordinates[others], task.context_values[others], task.context_coordinates[[left_out]], 8, rescale_variance=False
+        )
+        assert mean[left_out] == pytest.approx(explicit_mean[0], abs=1e-8)
+        assert variance[left_out] == pytest.approx(latent[0] + noise, rel=1e-8)
+
+
+def _log_gaussian_rates(offset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """400 sites of ``max(exp(z) - offset, 0)``, ``z`` a Matern-3/2 field plus noise: rates for which
+    ``log(rate + offset)`` is exactly Gaussian (before censoring)."""
+    field = sample_matern32_grid(64, lengthscale=6.0, variance=1.0, seed=seed)
+    rng = np.random.default_rng(seed)
+    rates = np.maximum(np.exp(np.log(offset) + 1.0 + field + rng.normal(0.0, 0.1, field.shape)) - offset, 0.0)
+    chosen = rng.choice(64 * 64, size=400, replace=False)
+    rows, columns = np.divmod(chosen, 64)
+    return np.stack([columns, rows], axis=1).astype(float), rates.ravel()[chosen]
+
+
+@pytest.mark.parametrize("offset", [0.1, 3.0])
+def test_offset_selection_recovers_the_generating_offset(offset: float) -> None:
+    points, rates = _log_gaussian_rates(offset, seed=2)
+    transform, scores = select_transform_offset(points, rates, GaussianProcessConfig())
+    assert set(scores) == {0.1, 0.3, 1.0, 3.0}
+    assert transform.offset == offset == min(scores, key=scores.__getitem__)
+
+
+def test_offset_selection_sees_only_contexts_and_is_recorded() -> None:
+    points, rates = _log_gaussian_rates(0.3, seed=1)
+    task = Task(points[:300], rates[:300], points[300:], rates[300:])
+    blind = Task(points[:300], rates[:300], points[300:], np.full(100, np.nan))
+    prediction = GaussianProcessInterpolator().predict(task)
+    assert prediction.attrs["transform_offset"] in (0.1, 0.3, 1.0, 3.0)
+    assert prediction.attrs["transform_offset_candidates"] == [0.1, 0.3, 1.0, 3.0]
+    scores = prediction.attrs["transform_offset_loo_crps"]
+    assert prediction.attrs["transform_offset"] == prediction.attrs["transform_offset_candidates"][int(np.argmin(scores))]
+    np.testing.assert_array_equal(GaussianProcessInterpolator().predict(blind).transformed_mean.values, prediction.transformed_mean.values)
+    fixed = GaussianProcessInterpolator(GaussianProcessConfig(offset_candidates=(), transform=PrecipitationTransform(offset=2.0))).predict(task)
+    assert fixed.attrs["transform_offset"] == 2.0 and "transform_offset_loo_crps" not in fixed.attrs
+
+
+def test_rational_quadratic_kernel_is_among_the_automatic_kernels() -> None:
+    """On a field whose correlation mixes a short and a long scale, the evidence prefers the
+    rational quadratic (a scale mixture of squared exponentials) over each Matern."""
+    rng = np.random.default_rng(8)
+    short = sample_matern32_grid(96, lengthscale=2.0, variance=0.5, seed=8)
+    long = sample_matern32_grid(96, lengthscale=30.0, variance=2.0, seed=9)
+    chosen = rng.choice(96 * 96, size=500, replace=False)
+    rows, columns = np.divmod(chosen, 96)
+    values = (short + long).ravel()[chosen] + rng.normal(0.0, 0.05, 500)
+    fitted = fit_gaussian_process(np.stack([columns, rows], axis=1).astype(float), values, GaussianProcessConfig(transform=IDENTITY))
+    assert fitted.kernel_name == "rational_quadratic"
+    assert type(fitted.kernel.base_kernel).__name__ == "RQKernel"

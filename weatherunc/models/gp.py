@@ -6,7 +6,10 @@ kernel with one lengthscale per input dimension (ARD: x, y and covariates), Gaus
 marginal likelihood (L-BFGS) on at most ``fit_points`` contexts; prediction conditions on
 every context by one Cholesky factorisation (Rasmussen & Williams 2006, "Gaussian
 Processes for Machine Learning", algorithm 2.1), batched over targets to bound memory.
-By default the Matern smoothness (1/2, 3/2 or 5/2) is chosen per task by marginal likelihood.
+By default the kernel (Matern 1/2, 3/2, 5/2 or rational quadratic, a scale mixture of squared
+exponentials that suits multi-scale rain fields) is chosen per task by marginal likelihood, after
+the offset of the log/Box-Cox transform has been chosen per task by the leave-one-out CRPS of
+the contexts (:func:`select_transform_offset`).
 Above ``max_exact_context`` contexts, targets are predicted tile by tile from the nearest
 contexts around each tile (local exact GPs with the global hyperparameters).
 
@@ -19,20 +22,29 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 import torch
 import xarray as xr
 
+from weatherunc.metrics.kernels import crps_ensemble
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
-from weatherunc.transforms import PrecipitationTransform
+from weatherunc.transforms import PrecipitationTransform, quantile_nodes, quantiles
 
 JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 #: Floor of the re-estimated variance scale, so that a constant (e.g. all-dry) context keeps std > 0.
 MINIMUM_VARIANCE_SCALE = 1e-4
+#: Equally weighted quantiles of the leave-one-out CRPS (the quantile form of the CRPS).
+SELECTION_CRPS_NODES = 64
+
+
+#: Kernels compared by marginal likelihood when ``kernel="auto"``.
+AUTOMATIC_KERNELS = ("matern12", "matern32", "matern52", "rational_quadratic")
+#: Kernel with which the transform offsets are compared (flexible over scales, one fit each).
+OFFSET_SELECTION_KERNEL = "rational_quadratic"
 
 
 class GaussianProcessNumericalError(ArithmeticError):
@@ -41,10 +53,20 @@ class GaussianProcessNumericalError(ArithmeticError):
 
 @dataclass(frozen=True)
 class GaussianProcessConfig:
-    """Options of :class:`GaussianProcessInterpolator`."""
+    """Options of :class:`GaussianProcessInterpolator`.
 
-    kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf"] = "auto"
+    ``offset_candidates``: offsets [mm/h] of the log/Box-Cox transform tried per task, the one
+    with the lowest leave-one-out CRPS of the contexts is used (empty: ``transform.offset`` as
+    given; ignored for the identity transform). ``automatic_kernels``: the kernels compared by
+    marginal likelihood when ``kernel="auto"``. ``selection_points``: contexts scored in that
+    leave-one-out (a seeded random subset above it).
+    """
+
+    kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
+    automatic_kernels: tuple[str, ...] = AUTOMATIC_KERNELS
     transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
+    offset_candidates: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
+    selection_points: int = 2000
     fit_points: int = 500
     fit_iterations: int = 20
     minimum_noise: float = 1e-4
@@ -55,15 +77,13 @@ class GaussianProcessConfig:
     seed: int = 0
 
 
-#: Kernels compared by marginal likelihood when ``kernel="auto"``.
-AUTOMATIC_KERNELS = ("matern12", "matern32", "matern52")
-
-
 def _kernel(kernel: str, dimensions: int):
     import gpytorch
 
     if kernel == "rbf":
         base = gpytorch.kernels.RBFKernel(ard_num_dims=dimensions)
+    elif kernel == "rational_quadratic":
+        base = gpytorch.kernels.RQKernel(ard_num_dims=dimensions)
     else:
         nu = {"matern12": 0.5, "matern32": 1.5, "matern52": 2.5}[kernel]
         base = gpytorch.kernels.MaternKernel(nu=nu, ard_num_dims=dimensions)
@@ -142,14 +162,35 @@ class FittedGaussianProcess:
         return mean * self.output_scale + self.output_centre, variance * self.output_scale**2, self.noise * scale * self.output_scale**2
 
 
+    def leave_one_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out predictive mean and variance (noise included) of ``z`` at each context.
+
+        Closed form from one inverse of ``K = K_f + sigma^2 I`` over the ``[n, d]`` contexts,
+        without refitting: ``mu_i = z_i - [K^-1 r]_i / [K^-1]_ii``, ``var_i = 1 / [K^-1]_ii``
+        (Rasmussen & Williams 2006, eq. 5.12), with the variance scale re-estimated as in
+        :meth:`predict` (``rescale_variance``). Returns two ``[n]`` arrays.
+        """
+        with torch.no_grad():
+            inputs = self._inputs(context)
+            residual = torch.as_tensor((values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64)
+            covariance = self.kernel(inputs).to_dense() + self.noise * torch.eye(len(inputs), dtype=torch.float64)
+            inverse = torch.cholesky_inverse(cholesky_with_jitter(covariance))  # [n, n]
+            weights = inverse @ residual  # [n]
+            diagonal = inverse.diagonal()
+            scale = max(float(residual @ weights) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
+            mean = (residual - weights / diagonal).numpy() + self.constant
+            variance = (1.0 / diagonal).numpy() * scale
+        return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
+
+
 def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig) -> FittedGaussianProcess:
     """Maximise the exact marginal likelihood of ``values`` ``[n]`` at ``inputs`` ``[n, d]``.
 
-    With ``kernel="auto"`` every kernel of :data:`AUTOMATIC_KERNELS` is fitted on the same
+    With ``kernel="auto"`` every kernel of ``config.automatic_kernels`` is fitted on the same
     points and the one with the highest marginal likelihood is kept (model selection by
     evidence, Rasmussen & Williams 2006, section 5.4).
     """
-    kernels = AUTOMATIC_KERNELS if config.kernel == "auto" else (config.kernel,)
+    kernels = config.automatic_kernels if config.kernel == "auto" else (config.kernel,)
     fits = [_fit_one(inputs, values, config, kernel) for kernel in kernels]
     return max(fits, key=lambda fit: fit.log_marginal_likelihood)
 
@@ -200,6 +241,38 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     )
 
 
+def select_transform_offset(inputs: np.ndarray, rates: np.ndarray, config: GaussianProcessConfig) -> tuple[PrecipitationTransform, dict[float, float]]:
+    """The transform whose offset gives the lowest leave-one-out CRPS [mm/h] of the contexts.
+
+    For each offset of ``config.offset_candidates``: transform the ``[n]`` context ``rates``,
+    fit a GP by marginal likelihood (``config.kernel``; :data:`OFFSET_SELECTION_KERNEL` when
+    that is ``"auto"``), and score the
+    closed-form leave-one-out predictive distribution of (up to ``selection_points``) contexts
+    back-transformed to mm/h with the CRPS, a proper score in the units users are scored in.
+    The marginal likelihood itself cannot compare transforms (each lives on its own scale),
+    and with many exact zeros its Jacobian correction is ill-defined. Only contexts are used,
+    never targets. Returns the chosen transform and the CRPS of every candidate.
+    References: Rasmussen & Williams (2006), section 5.4.2 (leave-one-out model selection);
+    Gneiting & Raftery (2007), JASA 102, 359 (CRPS).
+    """
+    base = config.transform
+    if base.kind == "identity" or not config.offset_candidates:
+        return base, {}
+    rng = np.random.default_rng(config.seed)
+    scored = rng.choice(len(rates), size=config.selection_points, replace=False) if len(rates) > config.selection_points else np.arange(len(rates))
+    kernel = OFFSET_SELECTION_KERNEL if config.kernel == "auto" else config.kernel
+    scores: dict[float, float] = {}
+    for offset in config.offset_candidates:
+        transform = replace(base, offset=float(offset))
+        values = transform.forward(rates)
+        fitted = _fit_one(inputs, values, replace(config, transform=transform), kernel)
+        mean, variance = fitted.leave_one_out(inputs[scored], values[scored])
+        nodes = quantiles(transform, mean, np.sqrt(variance), quantile_nodes(SELECTION_CRPS_NODES))  # [n, nodes]
+        scores[float(offset)] = float(crps_ensemble(nodes, rates[scored]).mean())
+    best = min(scores, key=scores.__getitem__)
+    return replace(base, offset=best), scores
+
+
 @dataclass(frozen=True)
 class GaussianProcessInterpolator:
     """Fits a GP per task and predicts every target; see the module docstring."""
@@ -212,8 +285,10 @@ class GaussianProcessInterpolator:
         config = self.config
         context = task.context_coordinates if task.context_covariates is None else np.hstack([task.context_coordinates, task.context_covariates])
         targets = task.target_coordinates if task.target_covariates is None else np.hstack([task.target_coordinates, task.target_covariates])
-        values = config.transform.forward(task.context_values)
         start = time.perf_counter()
+        transform, offset_scores = select_transform_offset(context, np.asarray(task.context_values, dtype=np.float64), config)
+        config = replace(config, transform=transform)
+        values = transform.forward(task.context_values)
         fitted = fit_gaussian_process(context, values, config)
         fitted_at = time.perf_counter()
         if task.n_context <= config.max_exact_context:
@@ -240,5 +315,7 @@ class GaussianProcessInterpolator:
                 "fitted_outputscale": float(fitted.kernel.outputscale.detach()) * fitted.output_scale**2,
                 "fitted_noise_variance": fitted.noise * fitted.output_scale**2,
                 "fit_seconds": fitted_at - start, "predict_seconds": predicted_at - fitted_at,
+                **({"transform_offset_selection": "leave-one-out CRPS of the contexts", "transform_offset_candidates": list(offset_scores),
+                    "transform_offset_loo_crps": list(offset_scores.values())} if offset_scores else {}),
             },
         )
