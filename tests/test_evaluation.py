@@ -50,3 +50,47 @@ def test_to_grid() -> None:
     assert grid.precipitation_quantile.dims == ("y", "x", "quantile")
     assert float(grid.precipitation_mean[1, 3]) == float(prediction.precipitation_mean[103])
     assert bool(grid.precipitation_mean[45:].isnull().all()), "non-target pixels stay NaN"
+
+
+def _log_prediction(offset: float, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    transform = PrecipitationTransform("log", offset=offset)
+    mean, std = rng.normal(0.5, 0.5, n), rng.uniform(0.3, 0.9, n)
+    truth = np.maximum(transform.inverse(mean + std * rng.normal(size=n)), 0.0)
+    task = Task(np.zeros((1, 2)), np.zeros(1), rng.uniform(size=(n, 2)), truth)
+    return prediction_dataset(task, transformed_mean=mean, latent_variance=std**2, noise_variance=0.0, transform=transform, model="oracle"), task
+
+
+def test_predictions_with_different_offsets_are_scored_each_with_its_own() -> None:
+    """Two tasks whose models chose different transform offsets, concatenated: the pooled scores
+    equal the target-weighted means of each scored alone (RMSE through its mean square), and no
+    single transform is claimed for them."""
+    import xarray as xr
+
+    from weatherunc.evaluation import offset_groups, pooled_scores
+
+    (first, first_task), (second, second_task) = _log_prediction(0.1, 300, 1), _log_prediction(3.0, 100, 2)
+    alone = [score_prediction(first, first_task), score_prediction(second, second_task)]
+    together = xr.concat([first, second], dim="target").assign_attrs(first.attrs)
+    task = Task(np.zeros((1, 2)), np.zeros(1), np.vstack([first_task.target_coordinates, second_task.target_coordinates]), np.concatenate([first_task.target_values, second_task.target_values]))
+    scores = score_prediction(together, task)
+    for key in ("crps", "nlpd", "mae", "coverage_90"):
+        assert scores[key] == pytest.approx(0.75 * alone[0][key] + 0.25 * alone[1][key], rel=1e-12)
+    assert scores["rmse"] == pytest.approx(np.sqrt(0.75 * alone[0]["rmse"] ** 2 + 0.25 * alone[1]["rmse"] ** 2), rel=1e-12)
+    assert pooled_scores([first, second], [first_task, second_task]) == pytest.approx(scores, rel=1e-12)
+    assert [transform_of(part).offset for part, _ in offset_groups(together, task)] == [0.1, 3.0]
+    with pytest.raises(ValueError, match="transform_offset differs between targets"):
+        transform_of(together)
+    # Read with the first task's offset for all targets, as before the per-target offset, the scores are wrong:
+    assert score_prediction(together.drop_vars("transform_offset"), task)["crps"] != pytest.approx(scores["crps"], rel=1e-3)
+
+
+def test_nlpd_is_the_likelihood_of_the_rate() -> None:
+    from scipy import stats
+
+    prediction, task = _log_prediction(1.0, 500, 3)
+    mean, std, truth = prediction.transformed_mean.values, prediction.transformed_std.values, task.target_values
+    dry = truth <= 0
+    expected = np.where(dry, stats.norm.logcdf((0.0 - mean) / std), stats.norm.logpdf(np.log1p(truth), mean, std) - np.log1p(truth))
+    assert score_prediction(prediction, task)["nlpd"] == pytest.approx(-expected.mean(), rel=1e-12)
+    assert dry.any() and (~dry).any()

@@ -171,3 +171,22 @@ def test_pool_predictions_concatenates_made_predictions_like_pooled_predictions(
     np.testing.assert_array_equal(truth, expected_truth)
     np.testing.assert_array_equal(pooled["transformed_mean"].values[70:], made[1]["transformed_mean"].values)
     assert pooled.attrs == made[0].attrs
+
+
+def test_pool_predictions_keeps_each_truth_in_its_own_transform() -> None:
+    """Pooled over tasks whose transforms differ, each truth is transformed by its own
+    prediction's transform (for the std factor) and no single transform is claimed."""
+    from weatherunc.evaluation import transform_of
+    from weatherunc.heads.fitting import pool_predictions
+    from weatherunc.models.baselines import InverseDistanceInterpolator
+
+    rng = np.random.default_rng(10)
+    points = rng.uniform(0, 50, size=(120, 2))
+    values = rng.gamma(0.6, 2.0, 120)
+    task = Task(points[:60], values[:60], points[60:], values[60:])
+    made = [with_bin_probabilities(InverseDistanceInterpolator(transform=PrecipitationTransform(offset=offset)).predict(task)) for offset in (0.3, 3.0)]
+    pooled, truth = pool_predictions(made, [task.target_values, task.target_values])
+    np.testing.assert_allclose(pooled["transformed_truth"].values, np.concatenate([np.log(values[60:] + 0.3), np.log(values[60:] + 3.0)]))
+    assert "transform_offset" not in pooled.attrs
+    with pytest.raises(ValueError, match="transform_offset"):
+        transform_of(pooled)

@@ -146,3 +146,18 @@ def test_killed_dask_worker_does_not_fail_the_job(clean: xr.Dataset, tmp_path: P
         killer.join()
     assert killed, "no worker was killed"
     xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
+
+
+def test_gp_job_records_each_tiles_transform_offset(tmp_path: Path) -> None:
+    """The GP chooses its transform offset per tile; the store keeps it per pixel, so the stored
+    transformed moments give back the stored median, and verification scores each tile with it."""
+    job = _job(tmp_path, name="mrms_gp", model={"name": "gp"}, frames={"start": "2019-06-10T00:30", "limit": 1})
+    report = run_job(job, scheduler="synchronous", progress=False)
+    store = _load(report.store)
+    withheld = store.observation.values == 2
+    offsets = store.transform_offset.values[withheld]
+    assert np.all(np.min(np.abs(offsets[:, None] - np.array([0.1, 0.3, 1.0, 3.0])), axis=1) < 1e-6)
+    assert len(np.unique(offsets)) > 1  # tiles of this frame chose different offsets
+    median = store.precipitation_quantile.sel(quantile=0.5).values[withheld]
+    np.testing.assert_allclose(median, np.maximum(np.exp(store.transformed_mean.values[withheld]) - offsets, 0.0), rtol=1e-4, atol=1e-4)
+    assert json.loads(report.metrics.read_text())["scores"]["crps"] > 0

@@ -43,3 +43,34 @@ def test_mean_is_not_the_naive_back_transform() -> None:
 
 def test_quantile_nodes() -> None:
     np.testing.assert_allclose(quantile_nodes(4), [0.125, 0.375, 0.625, 0.875])
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda t: t.kind)
+def test_log_density_is_the_derivative_of_the_distribution_function_and_the_mass_at_zero(transform: PrecipitationTransform) -> None:
+    """Wet: the density equals d/dy P(Y <= y) = d/dy Phi((g(y) - mean) / std) (central difference).
+    Dry: the mass at zero equals Phi((g(0) - mean) / std). Identity: the Gaussian log density."""
+    from scipy import stats
+
+    from weatherunc.transforms import log_density
+
+    mean, std = np.array([0.3, 1.2]), np.array([0.7, 0.5])
+    rate, step = np.array([0.4, 2.0]), 1e-6
+    distribution = lambda y: stats.norm.cdf((transform.forward(y) - mean) / std)  # noqa: E731
+    numerical = (distribution(rate + step) - distribution(rate - step)) / (2 * step)
+    np.testing.assert_allclose(np.exp(log_density(transform, mean, std, rate)), numerical, rtol=1e-5)
+    if transform.censor_at_zero:
+        np.testing.assert_allclose(np.exp(log_density(transform, mean, std, np.zeros(2))), distribution(np.zeros(2)), rtol=1e-12)
+    else:
+        np.testing.assert_allclose(log_density(transform, mean, std, rate), stats.norm.logpdf(rate, mean, std), rtol=1e-12)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS[:2], ids=lambda t: t.kind)
+def test_log_density_mass_at_zero_and_wet_density_sum_to_one(transform: PrecipitationTransform) -> None:
+    from scipy import integrate
+
+    from weatherunc.transforms import log_density
+
+    for mean, std in ((0.2, 0.8), (1.5, 0.4), (-0.5, 1.0)):
+        wet, _ = integrate.quad(lambda y: float(np.exp(log_density(transform, mean, std, np.array(y)))), 0.0, np.inf, limit=200)
+        dry = float(np.exp(log_density(transform, mean, std, np.array(0.0))))
+        assert wet + dry == pytest.approx(1.0, abs=1e-6)

@@ -2,30 +2,83 @@
 
 CRPS is evaluated on the back-transformed (censored) predictive distribution in mm/h from
 100 equally weighted quantiles (the quantile form of the CRPS, Laio & Tamea 2007, Hydrol.
-Earth Syst. Sci. 11, 1267); NLPD is the Gaussian density of the transformed observation;
-coverage uses the central intervals of the rate distribution.
+Earth Syst. Sci. 11, 1267); NLPD is the negative log likelihood of the observed rate (density
+where wet, the censored mass at zero where dry: :func:`weatherunc.transforms.log_density`), so
+it compares models and transforms alike; coverage uses the central intervals of the rate
+distribution.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
 
 from weatherunc import metrics
 from weatherunc.tasks import Task
-from weatherunc.transforms import PrecipitationTransform, quantile_nodes, quantiles
+from weatherunc.transforms import TRANSFORM_ATTRIBUTES, PrecipitationTransform, log_density, quantile_nodes, quantiles
 
 CRPS_NODES = 100
 
 
 def transform_of(prediction: xr.Dataset) -> PrecipitationTransform:
-    """The transform recorded in a prediction's attributes."""
+    """The transform recorded in a prediction's attributes (one for all its targets).
+
+    Raises ``ValueError`` where the per-target ``transform_offset`` differs between targets
+    (predictions of several tasks pooled or tiled): split them by offset first
+    (:func:`offset_groups`).
+    """
     attrs = prediction.attrs
-    return PrecipitationTransform(kind=attrs["transform"], offset=float(attrs["transform_offset"]), lam=float(attrs["transform_lambda"]), censor_at_zero=bool(attrs["censored_at_zero"]))
+    missing = [key for key in TRANSFORM_ATTRIBUTES if key not in attrs]
+    if missing:
+        raise ValueError(f"prediction attrs lack {missing}: no transform is recorded")
+    offset = float(attrs["transform_offset"])
+    if "transform_offset" in prediction.data_vars:
+        offsets = np.unique(prediction["transform_offset"].values[np.isfinite(prediction["transform_offset"].values)])
+        if len(offsets) > 1:
+            raise ValueError(f"transform_offset differs between targets ({offsets.tolist()}): no single transform; split the prediction by offset first")
+        if len(offsets) == 1:
+            offset = float(offsets[0])
+    return PrecipitationTransform(kind=attrs["transform"], offset=offset, lam=float(attrs["transform_lambda"]), censor_at_zero=bool(attrs["censored_at_zero"]))
+
+
+def offset_groups(prediction: xr.Dataset, task: Task) -> list[tuple[xr.Dataset, Task]]:
+    """``(prediction, task)`` parts that each have one transform offset (one part when all agree).
+
+    Uses the per-target ``transform_offset`` variable; parts keep the task's contexts.
+    """
+    dim = task.target_dim
+    if "transform_offset" not in prediction.data_vars:
+        return [(prediction, task)]
+    offsets = prediction["transform_offset"].values
+    values = np.unique(offsets[np.isfinite(offsets)])
+    if len(values) <= 1:
+        return [(prediction, task)]
+    parts = []
+    for value in values:
+        members = np.flatnonzero(offsets == value)
+        part = prediction.isel({dim: members}).assign_attrs(transform_offset=float(value))
+        parts.append((part, Task(
+            task.context_coordinates, task.context_values, task.target_coordinates[members], task.target_values[members],
+            context_covariates=task.context_covariates, target_covariates=None if task.target_covariates is None else task.target_covariates[members],
+            target_dim=dim, target_coords={name: np.asarray(coords)[members] for name, coords in task.target_coords.items()},
+        )))
+    return parts
 
 
 def score_prediction(prediction: xr.Dataset, task: Task) -> dict[str, float]:
-    """crps, nlpd, rmse, mae, bias, coverage_50/80/90/95 over the task's targets with known truth."""
+    """crps, nlpd, rmse, mae, bias, coverage_50/80/90/95 over the task's targets with known truth.
+
+    Targets with different transform offsets are scored with their own and pooled
+    (:func:`pooled_scores`).
+    """
+    parts = offset_groups(prediction, task)
+    if len(parts) > 1:
+        parts = [(part, part_task) for part, part_task in parts if np.isfinite(part_task.target_values).any()]
+        if not parts:
+            raise ValueError("the task has no target with known truth to score")
+        return pooled_scores([part for part, _ in parts], [part_task for _, part_task in parts])
     transform = transform_of(prediction)
     dim = task.target_dim
     truth = xr.DataArray(task.target_values, dims=dim)
@@ -35,11 +88,9 @@ def score_prediction(prediction: xr.Dataset, task: Task) -> dict[str, float]:
     mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
     nodes = quantiles(transform, mean, std, quantile_nodes(CRPS_NODES))  # [n_target, nodes]
     ensemble = xr.DataArray(nodes, dims=(dim, "sample"))
-    gaussian = xr.Dataset({"precipitation_mean": (dim, mean), "precipitation_std": (dim, std)})
-    transformed_truth = xr.DataArray(transform.forward(task.target_values), dims=dim)
     scores = {
         "crps": float(metrics.crps_ensemble(ensemble, truth)),
-        "nlpd": float(metrics.negative_log_predictive_density(gaussian, transformed_truth)),
+        "nlpd": float(-np.mean(log_density(transform, mean, std, task.target_values)[known])),
         "rmse": float(metrics.root_mean_squared_error(prediction["precipitation_mean"], truth)),
         "mae": float(metrics.mean_absolute_error(prediction["precipitation_mean"], truth)),
         "bias": float(metrics.bias(prediction["precipitation_mean"], truth)),
@@ -49,6 +100,23 @@ def score_prediction(prediction: xr.Dataset, task: Task) -> dict[str, float]:
         inside = (task.target_values >= lower) & (task.target_values <= upper)
         scores[f"coverage_{round(level * 100)}"] = float(inside[known].mean())
     return scores
+
+
+def pooled_scores(predictions: Sequence[xr.Dataset], tasks: Sequence[Task]) -> dict[str, float]:
+    """The scores of :func:`score_prediction` over the targets of several tasks taken together.
+
+    Each prediction is scored with its own transform (models such as the GP choose it per task),
+    then the means are combined with weights equal to each task's number of known targets (RMSE
+    through its mean square), which equals scoring the pooled targets.
+    """
+    if len(predictions) != len(tasks) or not tasks:
+        raise ValueError(f"pooled_scores needs one prediction per task and at least one: {len(predictions)} predictions, {len(tasks)} tasks")
+    each = [score_prediction(prediction, task) for prediction, task in zip(predictions, tasks)]
+    counts = np.array([np.isfinite(task.target_values).sum() for task in tasks], dtype=np.float64)
+    weights = counts / counts.sum()
+    pooled = {key: float(np.dot(weights, [scores[key] for scores in each])) for key in each[0] if key != "rmse"}
+    pooled["rmse"] = float(np.sqrt(np.dot(weights, [scores["rmse"] ** 2 for scores in each])))
+    return pooled
 
 
 def distance_to_nearest_context(task: Task) -> np.ndarray:

@@ -21,6 +21,8 @@ import numpy as np
 from scipy import special, stats
 
 GAUSS_HERMITE_NODES = 48
+#: Attributes in which :meth:`PrecipitationTransform.to_attrs` records a transform.
+TRANSFORM_ATTRIBUTES = ("transform", "transform_offset", "transform_lambda", "censored_at_zero")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,30 @@ def quantiles(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarr
     """Rate quantiles ``[..., n_levels]`` of ``max(g^-1(Z), 0)``, ``Z ~ N(mean, std^2)`` ``[...]``."""
     z = mean[..., None] + std[..., None] * special.ndtri(np.asarray(levels))
     return transform.floor(transform.inverse(z))
+
+
+def log_density(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Log predictive likelihood of observed ``rate`` under ``Y = max(g^-1(Z), 0)``, any shapes that broadcast.
+
+    Wet (``rate > 0``, or any rate without censoring): the density of ``Y``,
+    ``log phi((g(y) - mean) / std) - log std + log g'(y)`` (change of variables). Dry with
+    censoring: the probability mass ``log Phi((g(0) - mean) / std)`` (Tobin 1958). Both refer to
+    the rate itself, so the value is comparable between transforms and offsets (a density of the
+    transformed value is not: it changes with the transform's scale).
+    """
+    mean, std, rate = np.broadcast_arrays(np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), np.asarray(rate, dtype=np.float64))
+    dry = (rate <= 0.0) if transform.censor_at_zero else np.zeros(rate.shape, dtype=bool)
+    safe = np.where(dry, np.maximum(rate, 0.0) + 1.0, rate)  # any value where g is defined; replaced below where dry
+    z = (transform.forward(safe) - mean) / std
+    if transform.kind == "identity":
+        jacobian = np.zeros_like(safe)
+    elif transform.kind == "log":
+        jacobian = -np.log(safe + transform.offset)
+    else:
+        jacobian = (transform.lam - 1.0) * np.log(safe + transform.offset)
+    wet_value = stats.norm.logpdf(z) - np.log(std) + jacobian
+    dry_value = stats.norm.logcdf((transform.forward(np.zeros_like(rate)) - mean) / std)
+    return np.where(dry, dry_value, wet_value)
 
 
 def exceedance_probability(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureSca
 from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
 from weatherunc.models.registry import Interpolator
 from weatherunc.tasks import Task
+from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
 
 def pooled_predictions(model: Interpolator, tasks: Sequence[Task]) -> tuple[xr.Dataset, np.ndarray]:
@@ -23,15 +24,21 @@ def pooled_predictions(model: Interpolator, tasks: Sequence[Task]) -> tuple[xr.D
 
 def pool_predictions(predictions: Sequence[xr.Dataset], truths: Sequence[np.ndarray]) -> tuple[xr.Dataset, np.ndarray]:
     """Predictions already made (each with ``bin_probability``) concatenated along ``target``:
-    ``transformed_mean``, ``transformed_std`` ``[target]``, ``bin_probability`` ``[target, bin]``,
-    with the first prediction's attributes; and the truths ``[target]`` concatenated."""
+    ``transformed_mean``, ``transformed_std``, ``transformed_truth`` (each truth through its own
+    prediction's transform: models such as the GP choose the transform per task) ``[target]`` and
+    ``bin_probability`` ``[target, bin]``, with the first prediction's attributes, less the
+    transform's where the predictions' transforms differ; and the truths ``[target]`` concatenated."""
     keep = ["transformed_mean", "transformed_std", "bin_probability"]
     parts = []
-    for prediction in predictions:
+    for prediction, truth in zip(predictions, truths, strict=True):
         part = prediction[keep]
-        parts.append(part.drop_vars([name for name in part.coords if name not in ("bin", "bin_lower", "bin_upper")]))
+        part = part.drop_vars([name for name in part.coords if name not in ("bin", "bin_lower", "bin_upper")])
+        parts.append(part.assign(transformed_truth=(part["transformed_mean"].dims, transform_of(prediction).forward(truth))))
     pooled = xr.concat(parts, dim="target")
     pooled.attrs.update(predictions[0].attrs)
+    if len({tuple(transform_of(prediction).to_attrs().items()) for prediction in predictions}) > 1:
+        for key in TRANSFORM_ATTRIBUTES:
+            pooled.attrs.pop(key, None)
     return pooled, np.concatenate(truths)
 
 
@@ -47,8 +54,8 @@ def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str =
 def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str = "temperature", description: str = "") -> Calibration:
     """:func:`fit_calibration` on predictions already pooled by :func:`pooled_predictions`.
 
-    ``pooled`` has ``transformed_mean``, ``transformed_std`` ``[target]`` and ``bin_probability``
-    ``[target, bin]``; ``truth`` ``[target]`` is the observed rate (NaN targets are left out).
+    ``pooled`` has ``transformed_mean``, ``transformed_std``, ``transformed_truth`` ``[target]``
+    and ``bin_probability`` ``[target, bin]``; ``truth`` ``[target]`` is the observed rate (NaN targets are left out).
     Lets several calibration methods be fitted on one set of validation predictions.
     """
     known = np.isfinite(truth)
@@ -56,8 +63,7 @@ def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str 
     observed = observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
     probabilities = pooled["bin_probability"].transpose("target", "bin").values
     scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(probabilities, observed.values.astype(np.int64))
-    transform = transform_of(pooled)
-    std = StdScaling.fit(pooled["transformed_mean"].values, pooled["transformed_std"].values, transform.forward(truth))
+    std = StdScaling.fit(pooled["transformed_mean"].values, pooled["transformed_std"].values, pooled["transformed_truth"].values)
     calibrated = pooled["bin_probability"].copy(data=scaler.apply(pooled["bin_probability"].values))
     scores = {
         "validation_targets": int(truth.size),

@@ -34,7 +34,9 @@ def prediction_dataset(
     """Build the prediction Dataset from transformed-space moments, each ``[n_target]``.
 
     The predictive distribution of the observed rate is ``max(g^-1(Z), 0)`` with
-    ``Z ~ N(transformed_mean, latent_variance + noise_variance)``.
+    ``Z ~ N(transformed_mean, latent_variance + noise_variance)``. The transform is recorded in
+    the attributes and its offset also per target (``transform_offset``), so that predictions
+    of tasks with different offsets (e.g. tiles of one frame) stay interpretable when pooled.
     """
     latent_variance = np.maximum(np.asarray(latent_variance, dtype=np.float64), 0.0)
     noise_variance = np.broadcast_to(np.asarray(noise_variance, dtype=np.float64), latent_variance.shape)
@@ -56,6 +58,7 @@ def prediction_dataset(
             "transformed_std": (dim, transformed_std, {"long_name": "predictive standard deviation of the transformed rate (latent and noise)"}),
             "latent_variance": (dim, latent_variance, {"long_name": "epistemic (latent) variance of the transformed rate"}),
             "noise_variance": (dim, np.array(noise_variance), {"long_name": "aleatoric (noise) variance of the transformed rate"}),
+            "transform_offset": (dim, np.full(latent_variance.shape, float(transform.offset)), {**rate, "long_name": "offset of the transform of the rate (models may choose it per task)"}),
         },
         coords={
             "quantile": ("quantile", levels, {"long_name": "probability level"}),
