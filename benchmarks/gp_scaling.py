@@ -3,8 +3,10 @@
 On one synthetic Matern-3/2 field (lengthscale 8 km, variance 1, noise 0.05, 130 x 130 km
 grid at 1 km) with n_context = 500, 2,000, 5,000 contexts and the same 10,000 targets:
 
-- ``weatherunc_gp``: :class:`weatherunc.models.gp.GaussianProcessInterpolator` (float64,
-  Cholesky, L-BFGS on at most 1,000 points, all contexts conditioned on);
+- ``weatherunc_gp``: :class:`weatherunc.models.gp.GaussianProcessInterpolator` with its
+  defaults on the untransformed field (float64, Cholesky, L-BFGS on at most 500 points for each
+  of Matern 1/2, 3/2, 5/2 and rational quadratic, the best by marginal likelihood kept, all
+  contexts conditioned on);
 - ``pykrige_default``: ``pykrige.ok.OrdinaryKriging`` with its defaults (linear variogram);
 - ``gpytorch_default``: a GPyTorch ``ExactGP`` (same kernel) trained with the tutorial loop
   (Adam, lr 0.1, 100 iterations) under GPyTorch's default settings (conjugate gradients and
