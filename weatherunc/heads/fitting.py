@@ -55,7 +55,8 @@ def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str 
     """:func:`fit_calibration` on predictions already pooled by :func:`pooled_predictions`.
 
     ``pooled`` has ``transformed_mean``, ``transformed_std``, ``transformed_truth`` ``[target]``
-    and ``bin_probability`` ``[target, bin]``; ``truth`` ``[target]`` is the observed rate (NaN targets are left out).
+    and ``bin_probability`` ``[target, bin]``; ``truth`` ``[target]`` is the observed rate (NaN
+    targets are left out).
     Lets several calibration methods be fitted on one set of validation predictions.
     """
     known = np.isfinite(truth)

@@ -60,9 +60,9 @@ class GaussianProcessConfig:
     given; ignored for the identity transform). Offsets below 0.3 mm/h are not among the
     defaults: on a KNMI frame with a 100 km gap (benchmarks/gp_full_frame.py) offset 0.1 won the
     leave-one-out, which scores points near other contexts, yet inflated the back-transformed
-    mean far from them (RMSE 0.37 against 0.15 mm/h with 0.3). ``automatic_kernels``: the kernels compared by
-    marginal likelihood when ``kernel="auto"``. ``selection_points``: contexts scored in that
-    leave-one-out (a seeded random subset above it).
+    mean far from them (RMSE 0.37 against 0.15 mm/h with 0.3). ``selection_points``: contexts
+    scored in that leave-one-out (a seeded random subset above it). ``automatic_kernels``: the
+    kernels compared by marginal likelihood when ``kernel="auto"``.
     """
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
@@ -164,7 +164,6 @@ class FittedGaussianProcess:
             variance = torch.cat(variances).numpy() * scale
         return mean * self.output_scale + self.output_centre, variance * self.output_scale**2, self.noise * scale * self.output_scale**2
 
-
     def leave_one_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Leave-one-out predictive mean and variance (noise included) of ``z`` at each context.
 
@@ -249,9 +248,9 @@ def select_transform_offset(inputs: np.ndarray, rates: np.ndarray, config: Gauss
 
     For each offset of ``config.offset_candidates``: transform the ``[n]`` context ``rates``,
     fit a GP by marginal likelihood (``config.kernel``; :data:`OFFSET_SELECTION_KERNEL` when
-    that is ``"auto"``), and score the
-    closed-form leave-one-out predictive distribution of (up to ``selection_points``) contexts
-    back-transformed to mm/h with the CRPS, a proper score in the units users are scored in.
+    that is ``"auto"``), and score the closed-form leave-one-out predictive distribution of (up
+    to ``selection_points``) contexts, back-transformed to mm/h, with the CRPS: a proper score
+    in the units users are scored in.
     The marginal likelihood itself cannot compare transforms (each lives on its own scale),
     and with many exact zeros its Jacobian correction is ill-defined. Only contexts are used,
     never targets. Returns the chosen transform and the CRPS of every candidate.
