@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from weatherunc import metrics
-from weatherunc.evaluation import score_prediction, scores_by_distance
+from weatherunc.evaluation import score_prediction, scores_by_distance, transformed_values
 from weatherunc.geolocation import crs_of
 from weatherunc.gridding import GridTiling, predict_grid
 from weatherunc.heads.bins import with_bin_probabilities
@@ -85,7 +85,7 @@ def main() -> None:
             probability = with_bin_probabilities(points.assign_attrs(prediction.attrs))["rain_probability"].sel(threshold=1.0)
             reliability[model_name] = metrics.reliability_diagram(probability, xr.DataArray(task.target_values >= 1.0, dims="target"), bins=10)
             gaussian = xr.Dataset({"precipitation_mean": points.transformed_mean, "precipitation_std": points.transformed_std})
-            pit[model_name] = metrics.pit_histogram(gaussian, xr.DataArray(np.log1p(task.target_values), dims="target"), bins=10)
+            pit[model_name] = metrics.pit_histogram(gaussian, xr.DataArray(transformed_values(points.assign_attrs(prediction.attrs), task.target_values), dims="target"), bins=10)
             coverage[model_name] = {level / 100: scores[model_name][f"coverage_{level}"] for level in (50, 80, 90, 95)}
             distance[model_name] = scores_by_distance(points.assign_attrs(prediction.attrs), task, edges_km=(0, 2, 4, 8, 16, 32))
         title = f"{name} {time.replace('T', ' ')} UTC, four withheld 32 px blocks"

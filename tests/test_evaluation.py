@@ -94,3 +94,27 @@ def test_nlpd_is_the_likelihood_of_the_rate() -> None:
     expected = np.where(dry, stats.norm.logcdf((0.0 - mean) / std), stats.norm.logpdf(np.log1p(truth), mean, std) - np.log1p(truth))
     assert score_prediction(prediction, task)["nlpd"] == pytest.approx(-expected.mean(), rel=1e-12)
     assert dry.any() and (~dry).any()
+
+
+def test_transform_groups_cover_every_target_with_its_own_transform() -> None:
+    """Element-wise work on a prediction of two tasks with different offsets (bin probabilities,
+    scores by distance, transformed truths) equals doing it on each task's prediction alone."""
+    import xarray as xr
+
+    from weatherunc.evaluation import scores_by_distance, transform_groups, transformed_values
+    from weatherunc.heads.bins import with_bin_probabilities
+
+    (first, first_task), (second, second_task) = _log_prediction(0.3, 200, 4), _log_prediction(3.0, 100, 5)
+    together = xr.concat([first, second], dim="target").assign_attrs(first.attrs)
+    groups = transform_groups(together)
+    assert [transform.offset for transform, _ in groups] == [0.3, 3.0] and [int(mask.sum()) for _, mask in groups] == [200, 100]
+    truth = np.concatenate([first_task.target_values, second_task.target_values])
+    np.testing.assert_allclose(transformed_values(together, truth), np.concatenate([np.log(first_task.target_values + 0.3), np.log(second_task.target_values + 3.0)]))
+    pooled_bins = with_bin_probabilities(together)["bin_probability"].values
+    np.testing.assert_allclose(pooled_bins, np.concatenate([with_bin_probabilities(first)["bin_probability"].values, with_bin_probabilities(second)["bin_probability"].values]))
+    task = Task(np.zeros((1, 2)), np.zeros(1), np.vstack([first_task.target_coordinates, second_task.target_coordinates]), truth)
+    one_bin = (0.0, np.inf)
+    combined = scores_by_distance(together, task, edges_km=one_bin)
+    expected = score_prediction(together, task)
+    assert float(combined.crps[0]) == pytest.approx(expected["crps"], rel=1e-12)
+    assert float(combined.coverage_90[0]) == pytest.approx(expected["coverage_90"], rel=1e-12)

@@ -190,3 +190,17 @@ def test_pool_predictions_keeps_each_truth_in_its_own_transform() -> None:
     assert "transform_offset" not in pooled.attrs
     with pytest.raises(ValueError, match="transform_offset"):
         transform_of(pooled)
+
+
+def test_std_calibration_of_a_prediction_with_two_offsets_equals_calibrating_each() -> None:
+    from weatherunc.models.baselines import InverseDistanceInterpolator
+
+    rng = np.random.default_rng(11)
+    points = rng.uniform(0, 50, size=(120, 2))
+    values = rng.gamma(0.6, 2.0, 120)
+    task = Task(points[:60], values[:60], points[60:], values[60:])
+    made = [InverseDistanceInterpolator(transform=PrecipitationTransform(offset=offset)).predict(task) for offset in (0.3, 3.0)]
+    calibration = Calibration(std=StdScaling(factor=1.3))
+    together = calibration.apply(xr.concat(made, dim="target").assign_attrs(made[0].attrs))
+    for name in ("precipitation_mean", "precipitation_std", "precipitation_quantile", "exceedance_probability"):
+        np.testing.assert_allclose(together[name].values, np.concatenate([calibration.apply(prediction)[name].values for prediction in made]), rtol=1e-12, err_msg=name)

@@ -11,6 +11,7 @@ distribution.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import xarray as xr
@@ -41,6 +42,35 @@ def transform_of(prediction: xr.Dataset) -> PrecipitationTransform:
         if len(offsets) == 1:
             offset = float(offsets[0])
     return PrecipitationTransform(kind=attrs["transform"], offset=offset, lam=float(attrs["transform_lambda"]), censor_at_zero=bool(attrs["censored_at_zero"]))
+
+
+def transform_groups(prediction: xr.Dataset) -> list[tuple[PrecipitationTransform, np.ndarray]]:
+    """``(transform, mask)`` pairs that cover every target, each mask shaped like ``transformed_mean``.
+
+    One pair (all targets) when the prediction has one offset; otherwise one per value of the
+    per-target ``transform_offset`` (targets without an offset, e.g. unpredicted pixels of a
+    grid, go with the first). For element-wise work on predictions of several tasks or tiles.
+    """
+    shape = prediction["transformed_mean"].shape
+    if "transform_offset" not in prediction.data_vars:
+        return [(transform_of(prediction), np.ones(shape, dtype=bool))]
+    offsets = np.broadcast_to(prediction["transform_offset"].transpose(*prediction["transformed_mean"].dims).values, shape)
+    values = np.unique(offsets[np.isfinite(offsets)])
+    if len(values) <= 1:
+        return [(transform_of(prediction), np.ones(shape, dtype=bool))]
+    base = transform_of(prediction.drop_vars("transform_offset"))
+    groups = [(replace(base, offset=float(value)), offsets == value) for value in values]
+    groups[0][1][~np.isfinite(offsets)] = True
+    return groups
+
+
+def transformed_values(prediction: xr.Dataset, rates: np.ndarray) -> np.ndarray:
+    """``rates`` (shaped like ``transformed_mean``) through each target's own transform."""
+    rates = np.asarray(rates, dtype=np.float64)
+    out = np.full(rates.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        out[members] = transform.forward(rates[members])
+    return out
 
 
 def offset_groups(prediction: xr.Dataset, task: Task) -> list[tuple[xr.Dataset, Task]]:
@@ -130,15 +160,15 @@ def distance_to_nearest_context(task: Task) -> np.ndarray:
 def scores_by_distance(prediction: xr.Dataset, task: Task, edges_km: tuple[float, ...] = (0, 2, 4, 8, 16, 32, np.inf)) -> xr.Dataset:
     """CRPS, 90 % coverage and count per bin of distance to the nearest context (dim ``distance``,
     labelled by the bin's mean distance; empty bins are NaN)."""
-    transform = transform_of(prediction)
-    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
-    truth = task.target_values
-    nodes = quantiles(transform, mean, std, quantile_nodes(CRPS_NODES))
     from weatherunc.metrics.kernels import crps_ensemble as crps_kernel
 
-    crps = crps_kernel(nodes, truth)
-    lower, upper = quantiles(transform, mean, std, np.array([0.05, 0.95])).T
-    covered = (truth >= lower) & (truth <= upper)
+    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+    truth = task.target_values
+    crps, covered = np.full(truth.shape, np.nan), np.zeros(truth.shape, dtype=bool)
+    for transform, members in transform_groups(prediction):
+        crps[members] = crps_kernel(quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members])
+        lower, upper = quantiles(transform, mean[members], std[members], np.array([0.05, 0.95])).T
+        covered[members] = (truth[members] >= lower) & (truth[members] <= upper)
     distance = distance_to_nearest_context(task)
     known = np.isfinite(truth)
     rows = []

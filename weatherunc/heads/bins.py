@@ -45,9 +45,12 @@ def bin_coordinates(edges: Sequence[float]) -> dict[str, tuple]:
 def with_bin_probabilities(prediction: xr.Dataset, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> xr.Dataset:
     """Add ``bin_probability`` (derived from the Gaussian) unless the model predicted it, and ``rain_probability``."""
     if "bin_probability" not in prediction:
-        from weatherunc.evaluation import transform_of
+        from weatherunc.evaluation import transform_groups
 
-        probabilities = gaussian_bin_probabilities(transform_of(prediction), prediction["transformed_mean"].values, prediction["transformed_std"].values, edges)
+        mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+        probabilities = np.full((*mean.shape, len(edges)), np.nan)
+        for transform, members in transform_groups(prediction):  # each target with its own transform
+            probabilities[members] = gaussian_bin_probabilities(transform, mean[members], std[members], edges)
         dims = (*prediction["transformed_mean"].dims, BIN)
         prediction = prediction.assign_coords(bin_coordinates(edges))
         prediction["bin_probability"] = (dims, probabilities, {"units": "1", "long_name": "probability of the precipitation-rate bin", "source": "derived from the predictive distribution"})

@@ -185,21 +185,27 @@ class Calibration:
 
     def apply(self, prediction: xr.Dataset) -> xr.Dataset:
         """The prediction with calibrated std (and everything derived from it) and bin probabilities."""
-        from weatherunc.evaluation import transform_of
+        from weatherunc.evaluation import transform_groups
 
         prediction = prediction.copy()
         if self.std is not None:
             factor2 = self.std.factor**2
-            transform = transform_of(prediction)
+            groups = transform_groups(prediction)
             prediction["latent_variance"] = prediction["latent_variance"] * factor2
             prediction["noise_variance"] = prediction["noise_variance"] * factor2
             prediction["transformed_std"] = prediction["transformed_std"] * self.std.factor
             mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
-            rate_mean, rate_std = moments(transform, mean, std)
+            rate_mean, rate_std = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
+            rate_quantiles = np.full(prediction["precipitation_quantile"].shape, np.nan)
+            rate_exceedance = np.full(prediction["exceedance_probability"].shape, np.nan)
+            for transform, members in groups:  # each target with its own transform
+                rate_mean[members], rate_std[members] = moments(transform, mean[members], std[members])
+                rate_quantiles[members] = quantiles(transform, mean[members], std[members], prediction["quantile"].values)
+                rate_exceedance[members] = exceedance_probability(transform, mean[members], std[members], prediction["threshold"].values)
             prediction["precipitation_mean"] = prediction["precipitation_mean"].copy(data=rate_mean)
             prediction["precipitation_std"] = prediction["precipitation_std"].copy(data=rate_std)
-            prediction["precipitation_quantile"] = prediction["precipitation_quantile"].copy(data=quantiles(transform, mean, std, prediction["quantile"].values))
-            prediction["exceedance_probability"] = prediction["exceedance_probability"].copy(data=exceedance_probability(transform, mean, std, prediction["threshold"].values))
+            prediction["precipitation_quantile"] = prediction["precipitation_quantile"].copy(data=rate_quantiles)
+            prediction["exceedance_probability"] = prediction["exceedance_probability"].copy(data=rate_exceedance)
         if self.probability is not None and "bin_probability" in prediction:
             variable = prediction["bin_probability"]
             prediction["bin_probability"] = variable.copy(data=self.probability.apply(variable.transpose(..., BIN).values)).transpose(*variable.dims)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from weatherunc.evaluation import transform_of
+from weatherunc.evaluation import transform_groups, transformed_values
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling
 from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
@@ -33,10 +33,10 @@ def pool_predictions(predictions: Sequence[xr.Dataset], truths: Sequence[np.ndar
     for prediction, truth in zip(predictions, truths, strict=True):
         part = prediction[keep]
         part = part.drop_vars([name for name in part.coords if name not in ("bin", "bin_lower", "bin_upper")])
-        parts.append(part.assign(transformed_truth=(part["transformed_mean"].dims, transform_of(prediction).forward(truth))))
+        parts.append(part.assign(transformed_truth=(part["transformed_mean"].dims, transformed_values(prediction, truth))))
     pooled = xr.concat(parts, dim="target")
     pooled.attrs.update(predictions[0].attrs)
-    if len({tuple(transform_of(prediction).to_attrs().items()) for prediction in predictions}) > 1:
+    if len({tuple(transform.to_attrs().items()) for prediction in predictions for transform, _ in transform_groups(prediction)}) > 1:
         for key in TRANSFORM_ATTRIBUTES:
             pooled.attrs.pop(key, None)
     return pooled, np.concatenate(truths)
