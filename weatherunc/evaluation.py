@@ -144,9 +144,10 @@ def pooled_scores(predictions: Sequence[xr.Dataset], tasks: Sequence[Task]) -> d
     each = [score_prediction(prediction, task) for prediction, task in zip(predictions, tasks)]
     counts = np.array([np.isfinite(task.target_values).sum() for task in tasks], dtype=np.float64)
     weights = counts / counts.sum()
-    pooled = {key: float(np.dot(weights, [scores[key] for scores in each])) for key in each[0] if key != "rmse"}
-    pooled["rmse"] = float(np.sqrt(np.dot(weights, [scores["rmse"] ** 2 for scores in each])))
-    return pooled
+    return {
+        key: float(np.sqrt(np.dot(weights, [scores[key] ** 2 for scores in each]))) if key == "rmse" else float(np.dot(weights, [scores[key] for scores in each]))
+        for key in each[0]
+    }
 
 
 def distance_to_nearest_context(task: Task) -> np.ndarray:
