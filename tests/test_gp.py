@@ -172,7 +172,8 @@ def _log_gaussian_rates(offset: float, seed: int) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("offset", [0.1, 3.0])
 def test_offset_selection_recovers_the_generating_offset(offset: float) -> None:
     points, rates = _log_gaussian_rates(offset, seed=2)
-    transform, scores = select_transform_offset(points, rates, GaussianProcessConfig(offset_candidates=(0.1, 0.3, 1.0, 3.0)))
+    transform, scores, fits = select_transform_offset(points, rates, GaussianProcessConfig(offset_candidates=(0.1, 0.3, 1.0, 3.0)))
+    assert list(fits) == ["rational_quadratic"]
     assert set(scores) == {0.1, 0.3, 1.0, 3.0}
     assert transform.offset == offset == min(scores, key=scores.__getitem__)
 

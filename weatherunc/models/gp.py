@@ -185,15 +185,17 @@ class FittedGaussianProcess:
         return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
 
 
-def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig) -> FittedGaussianProcess:
+def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig, *, fitted: dict[str, FittedGaussianProcess] | None = None) -> FittedGaussianProcess:
     """Maximise the exact marginal likelihood of ``values`` ``[n]`` at ``inputs`` ``[n, d]``.
 
     With ``kernel="auto"`` every kernel of ``config.automatic_kernels`` is fitted on the same
     points and the one with the highest marginal likelihood is kept (model selection by
-    evidence, Rasmussen & Williams 2006, section 5.4).
+    evidence, Rasmussen & Williams 2006, section 5.4). ``fitted``: fits already made on the same
+    points, values and configuration, by kernel name (not repeated).
     """
     kernels = config.automatic_kernels if config.kernel == "auto" else (config.kernel,)
-    fits = [_fit_one(inputs, values, config, kernel) for kernel in kernels]
+    fitted = fitted or {}
+    fits = [fitted[kernel] if kernel in fitted else _fit_one(inputs, values, config, kernel) for kernel in kernels]
     return max(fits, key=lambda fit: fit.log_marginal_likelihood)
 
 
@@ -243,7 +245,7 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     )
 
 
-def select_transform_offset(inputs: np.ndarray, rates: np.ndarray, config: GaussianProcessConfig) -> tuple[PrecipitationTransform, dict[float, float]]:
+def select_transform_offset(inputs: np.ndarray, rates: np.ndarray, config: GaussianProcessConfig) -> tuple[PrecipitationTransform, dict[float, float], dict[str, FittedGaussianProcess]]:
     """The transform whose offset gives the lowest leave-one-out CRPS [mm/h] of the contexts.
 
     For each offset of ``config.offset_candidates``: transform the ``[n]`` context ``rates``,
@@ -253,26 +255,28 @@ def select_transform_offset(inputs: np.ndarray, rates: np.ndarray, config: Gauss
     in the units users are scored in.
     The marginal likelihood itself cannot compare transforms (each lives on its own scale),
     and with many exact zeros its Jacobian correction is ill-defined. Only contexts are used,
-    never targets. Returns the chosen transform and the CRPS of every candidate.
+    never targets. Returns the chosen transform, the CRPS of every candidate, and the fit made
+    with the chosen transform (by kernel name, for :func:`fit_gaussian_process` to reuse).
     References: Rasmussen & Williams (2006), section 5.4.2 (leave-one-out model selection);
     Gneiting & Raftery (2007), JASA 102, 359 (CRPS).
     """
     base = config.transform
     if base.kind == "identity" or not config.offset_candidates:
-        return base, {}
+        return base, {}, {}
     rng = np.random.default_rng(config.seed)
     scored = rng.choice(len(rates), size=config.selection_points, replace=False) if len(rates) > config.selection_points else np.arange(len(rates))
     kernel = OFFSET_SELECTION_KERNEL if config.kernel == "auto" else config.kernel
     scores: dict[float, float] = {}
+    fits: dict[float, FittedGaussianProcess] = {}
     for offset in config.offset_candidates:
         transform = replace(base, offset=float(offset))
         values = transform.forward(rates)
-        fitted = _fit_one(inputs, values, replace(config, transform=transform), kernel)
+        fitted = fits[float(offset)] = _fit_one(inputs, values, replace(config, transform=transform), kernel)
         mean, variance = fitted.leave_one_out(inputs[scored], values[scored])
         nodes = quantiles(transform, mean, np.sqrt(variance), quantile_nodes(SELECTION_CRPS_NODES))  # [n, nodes]
         scores[float(offset)] = float(crps_ensemble(nodes, rates[scored]).mean())
     best = min(scores, key=scores.__getitem__)
-    return replace(base, offset=best), scores
+    return replace(base, offset=best), scores, {kernel: fits[best]}
 
 
 @dataclass(frozen=True)
@@ -288,10 +292,10 @@ class GaussianProcessInterpolator:
         context = task.context_coordinates if task.context_covariates is None else np.hstack([task.context_coordinates, task.context_covariates])
         targets = task.target_coordinates if task.target_covariates is None else np.hstack([task.target_coordinates, task.target_covariates])
         start = time.perf_counter()
-        transform, offset_scores = select_transform_offset(context, np.asarray(task.context_values, dtype=np.float64), config)
+        transform, offset_scores, selection_fit = select_transform_offset(context, np.asarray(task.context_values, dtype=np.float64), config)
         config = replace(config, transform=transform)
         values = transform.forward(task.context_values)
-        fitted = fit_gaussian_process(context, values, config)
+        fitted = fit_gaussian_process(context, values, config, fitted=selection_fit)
         fitted_at = time.perf_counter()
         if task.n_context <= config.max_exact_context:
             mean, latent, noise = fitted.predict(context, values, targets, config.target_batch)
