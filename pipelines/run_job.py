@@ -36,6 +36,7 @@ from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.store import store_fingerprint
 from weatherunc.tasks import Task
+from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
 FINGERPRINT_ATTRIBUTE = "weatherunc_job_fingerprint"
 
@@ -96,8 +97,7 @@ def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict
         encoding[name] = {"chunks": chunks, "dtype": dtype, "fill_value": 0 if name == "observation" else np.float32(np.nan)}
     coords = {"time": frames["time"].values, conventions.Y: frames[conventions.Y], conventions.X: frames[conventions.X]}
     coords.update({name: probe[name] for name in probe.coords if name not in ("row", "column")})
-    transform_keys = ("transform", "transform_offset", "transform_lambda", "censored_at_zero")
-    template = xr.Dataset(data, coords=coords, attrs={key: probe.attrs[key] for key in transform_keys})
+    template = xr.Dataset(data, coords=coords, attrs={key: probe.attrs[key] for key in TRANSFORM_ATTRIBUTES})
     template[conventions.CRS_VARIABLE] = grid_mapping(crs_of(frames))
     return template, encoding
 

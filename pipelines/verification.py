@@ -55,7 +55,7 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
         if found is None:
             continue
         flat, task = found
-        flat = flat.assign_attrs({**dataset.attrs, **_transform_attrs(dataset)})
+        flat = flat.assign_attrs(dataset.attrs)  # the root attributes record the transform
         scores = score_prediction(flat, task)
         n = task.n_target
         for key in POOLED:
@@ -100,11 +100,6 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
                 "reliability_diagram": {key: np.round(values, 5).tolist() for key, values in zip(("forecast_probability", "observed_frequency", "count"), (per_threshold[threshold].compute()[name].values for name in ("forecast_probability", "observed_frequency", "count")))},
             }
     return result
-
-
-def _transform_attrs(dataset: xr.Dataset) -> dict[str, Any]:
-    """The transform attributes (kept on the store root)."""
-    return {key: dataset.attrs[key] for key in ("transform", "transform_offset", "transform_lambda", "censored_at_zero") if key in dataset.attrs}
 
 
 def write_figures(store: Path, job: JobConfig, scores: dict[str, Any], folder: Path) -> list[Path]:

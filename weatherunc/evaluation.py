@@ -74,21 +74,16 @@ def transformed_values(prediction: xr.Dataset, rates: np.ndarray) -> np.ndarray:
 
 
 def offset_groups(prediction: xr.Dataset, task: Task) -> list[tuple[xr.Dataset, Task]]:
-    """``(prediction, task)`` parts that each have one transform offset (one part when all agree).
-
-    Uses the per-target ``transform_offset`` variable; parts keep the task's contexts.
-    """
+    """``(prediction, task)`` parts that each have one transform (one part when all targets share
+    it), split by :func:`transform_groups`; parts keep the task's contexts."""
+    groups = transform_groups(prediction)
+    if len(groups) == 1:
+        return [(prediction, task)]
     dim = task.target_dim
-    if "transform_offset" not in prediction.data_vars:
-        return [(prediction, task)]
-    offsets = prediction["transform_offset"].values
-    values = np.unique(offsets[np.isfinite(offsets)])
-    if len(values) <= 1:
-        return [(prediction, task)]
     parts = []
-    for value in values:
-        members = np.flatnonzero(offsets == value)
-        part = prediction.isel({dim: members}).assign_attrs(transform_offset=float(value))
+    for transform, mask in groups:
+        members = np.flatnonzero(mask)
+        part = prediction.isel({dim: members}).assign_attrs(transform.to_attrs())
         parts.append((part, Task(
             task.context_coordinates, task.context_values, task.target_coordinates[members], task.target_values[members],
             context_covariates=task.context_covariates, target_covariates=None if task.target_covariates is None else task.target_covariates[members],
