@@ -30,7 +30,7 @@ from scipy import stats
 
 from common import machine, write_result
 
-from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator, _exact_gp_class, _kernel
+from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator, _kernel
 from weatherunc.synthetic import sample_matern32_grid
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
@@ -65,6 +65,23 @@ def run_pykrige(task: Task) -> tuple[np.ndarray, np.ndarray]:
     kriging = OrdinaryKriging(context[:, 0], context[:, 1], task.context_values)
     mean, variance = kriging.execute("points", target[:, 0], target[:, 1])
     return np.asarray(mean), np.asarray(variance)
+
+
+def _exact_gp_class():
+    import gpytorch
+
+    class ExactGaussianProcess(gpytorch.models.ExactGP):
+        """Constant mean and a scaled stationary kernel (the GPyTorch tutorial model)."""
+
+        def __init__(self, inputs, targets, likelihood, kernel) -> None:
+            super().__init__(inputs, targets, likelihood)
+            self.mean_module = gpytorch.means.ConstantMean()
+            self.covar_module = kernel
+
+        def forward(self, inputs):  # inputs: [n, d]
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(inputs), self.covar_module(inputs))
+
+    return ExactGaussianProcess
 
 
 def run_gpytorch(task: Task, *, force_cholesky: bool, iterations: int = 100) -> tuple[np.ndarray, np.ndarray]:
