@@ -9,8 +9,11 @@ import torch
 
 from weatherunc.models.covariance import (
     KERNEL_NAMES,
+    covariance_from_differences,
+    kernel_hyperparameters,
     module_covariance,
     negative_log_marginal_likelihood,
+    squared_differences,
     stationary_covariance,
 )
 from weatherunc.models.gp import _kernel
@@ -43,6 +46,23 @@ def test_covariance_equals_gpytorch(kernel_name: str, gradient: bool) -> None:
     # GPyTorch's distances come from |a|^2 + |b|^2 - 2ab, ~1e-8 off at coincident points.
     torch.testing.assert_close(ours, reference, rtol=1e-7, atol=1e-7)
     torch.testing.assert_close(ours[:5, :5].diagonal(), torch.full((5,), 1.7, dtype=torch.float64), rtol=1e-14, atol=0.0)
+
+
+@pytest.mark.parametrize("kernel_name", KERNEL_NAMES)
+def test_covariance_from_precomputed_differences(kernel_name: str) -> None:
+    """The fit's path (squared differences computed once) equals the direct one, and its
+    gradient stays finite at coincident points."""
+    kernel = _hyperparameters(kernel_name)
+    first = _points(30, 7)
+    first[3] = first[2]
+    differences = squared_differences(first, first)
+    assert differences.shape == (3, 30, 30)
+    ours = covariance_from_differences(kernel_name, differences, **kernel_hyperparameters(kernel))
+    with torch.no_grad():
+        direct = module_covariance(kernel, kernel_name, first, first)
+    torch.testing.assert_close(ours.detach(), direct, rtol=1e-12, atol=1e-14)
+    gradients = torch.autograd.grad(ours.sum(), list(kernel.parameters()))
+    assert all(torch.isfinite(gradient).all() for gradient in gradients)
 
 
 @pytest.mark.parametrize("kernel_name", KERNEL_NAMES)

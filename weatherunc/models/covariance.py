@@ -35,6 +35,13 @@ def cholesky_with_jitter(matrix: torch.Tensor) -> torch.Tensor:
     raise GaussianProcessNumericalError(f"covariance of {len(matrix)} points is not positive definite even with jitter {JITTERS[-1]:g} x mean diagonal")
 
 
+def _check_kernel(kernel_name: str, alpha: torch.Tensor | None) -> None:
+    if kernel_name not in KERNEL_NAMES:
+        raise ValueError(f"stationary_covariance: kernel_name must be one of {KERNEL_NAMES}, got {kernel_name!r}")
+    if kernel_name == "rational_quadratic" and alpha is None:
+        raise ValueError("stationary_covariance: the rational quadratic kernel needs alpha")
+
+
 def stationary_covariance(
     kernel_name: str, first: torch.Tensor, second: torch.Tensor, lengthscale: torch.Tensor, outputscale: torch.Tensor, alpha: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -45,39 +52,55 @@ def stationary_covariance(
     ``a^2 (1 + sqrt3 r) exp(-sqrt3 r)``, Matern 5/2 ``a^2 (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r)``,
     RBF ``a^2 exp(-r^2 / 2)``, rational quadratic ``a^2 (1 + r^2 / (2 alpha))^-alpha``
     (Rasmussen & Williams 2006, eqs. 4.14, 4.17, 4.19; the same forms as GPyTorch's kernels).
-    Differentiable in every argument (distances of coincident points have zero gradient).
+    Differentiable in every argument when one of them requires a gradient (then through
+    :func:`covariance_from_differences`); otherwise computed in place, to save memory traffic.
     """
-    scaled_first, scaled_second = first / lengthscale.reshape(-1), second / lengthscale.reshape(-1)
-    if kernel_name not in KERNEL_NAMES:
-        raise ValueError(f"stationary_covariance: kernel_name must be one of {KERNEL_NAMES}, got {kernel_name!r}")
-    if kernel_name == "rational_quadratic" and alpha is None:
-        raise ValueError("stationary_covariance: the rational quadratic kernel needs alpha")
+    _check_kernel(kernel_name, alpha)
+    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in (first, second, lengthscale, outputscale, alpha) if tensor is not None):
+        return covariance_from_differences(kernel_name, squared_differences(first, second), lengthscale, outputscale, alpha)
     # Direct differences, not the |a|^2 + |b|^2 - 2ab matrix product: exact at coincident points
     # (the product form leaves distances ~1e-8 there) and no slower for 2-4 input dimensions.
-    distance = torch.cdist(scaled_first, scaled_second, compute_mode="donot_use_mm_for_euclid_dist")  # [n, m]
-    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in (first, second, lengthscale, outputscale, alpha) if tensor is not None):
-        return outputscale * _correlation(kernel_name, distance, alpha)
+    scale = lengthscale.reshape(-1)
+    distance = torch.cdist(first / scale, second / scale, compute_mode="donot_use_mm_for_euclid_dist")  # [n, m]
     return _correlation_in_place(kernel_name, distance, alpha).mul_(outputscale)
 
 
-def _correlation(kernel_name: str, distance: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-    """Correlation as a function of the scaled distance ``[n, m]`` (differentiable)."""
-    if kernel_name == "matern12":
-        return torch.exp(-distance)
-    if kernel_name == "matern32":
-        scaled = math.sqrt(3.0) * distance
-        return (1.0 + scaled) * torch.exp(-scaled)
-    if kernel_name == "matern52":
-        scaled = math.sqrt(5.0) * distance
-        return (1.0 + scaled + scaled.square() / 3.0) * torch.exp(-scaled)
+def squared_differences(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Squared coordinate differences ``[d, n, m]`` between ``first`` ``[n, d]`` and ``second`` ``[m, d]``.
+
+    They do not depend on the hyperparameters, so a fit computes them once and every
+    evaluation of :func:`covariance_from_differences` only rescales them.
+    """
+    return (first.T[:, :, None] - second.T[:, None, :]).square()
+
+
+def covariance_from_differences(
+    kernel_name: str, differences: torch.Tensor, lengthscale: torch.Tensor, outputscale: torch.Tensor, alpha: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`stationary_covariance` ``[n, m]`` from :func:`squared_differences` ``[d, n, m]``, differentiable.
+
+    The squared scaled distance is ``sum_j differences_j / lengthscale_j^2``, whose gradient is
+    one contraction per dimension (cheaper than differentiating a distance matrix). For the
+    Matern kernels ``r = sqrt(max(r^2, 1e-30))``: coincident points keep a finite gradient
+    (their distance does not depend on the lengthscales anyway).
+    """
+    _check_kernel(kernel_name, alpha)
+    squared = torch.tensordot(lengthscale.reshape(-1).pow(-2), differences, dims=1)  # [n, m]
     if kernel_name == "rbf":
-        return torch.exp(-0.5 * distance.square())
-    alpha = alpha.reshape(())
-    return (1.0 + distance.square() / (2.0 * alpha)).pow(-alpha)
+        return outputscale * torch.exp(-0.5 * squared)
+    if kernel_name == "rational_quadratic":
+        alpha = alpha.reshape(())
+        return outputscale * (1.0 + squared / (2.0 * alpha)).pow(-alpha)
+    distance = squared.clamp_min(1e-30).sqrt()
+    if kernel_name == "matern12":
+        return outputscale * torch.exp(-distance)
+    scaled = math.sqrt(3.0 if kernel_name == "matern32" else 5.0) * distance
+    polynomial = 1.0 + scaled if kernel_name == "matern32" else 1.0 + scaled + scaled.square() / 3.0
+    return outputscale * polynomial * torch.exp(-scaled)
 
 
 def _correlation_in_place(kernel_name: str, distance: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-    """:func:`_correlation` overwriting ``distance`` (no autograd; about half the memory traffic)."""
+    """Correlation as a function of the scaled distance ``[n, m]``, overwriting it (no autograd)."""
     if kernel_name == "matern12":
         return distance.neg_().exp_()
     if kernel_name == "rbf":
@@ -92,10 +115,15 @@ def _correlation_in_place(kernel_name: str, distance: torch.Tensor, alpha: torch
     return scaled.square().div_(3.0).add_(scaled).add_(1.0).mul_(decay)
 
 
+def kernel_hyperparameters(kernel: torch.nn.Module) -> dict[str, torch.Tensor | None]:
+    """``lengthscale`` ``[d]``, ``outputscale`` and ``alpha`` (rational quadratic, else None) of a GPyTorch ``ScaleKernel``."""
+    base = kernel.base_kernel
+    return {"lengthscale": base.lengthscale.reshape(-1), "outputscale": kernel.outputscale, "alpha": getattr(base, "alpha", None)}
+
+
 def module_covariance(kernel: torch.nn.Module, kernel_name: str, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """:func:`stationary_covariance` with the hyperparameters of a GPyTorch ``ScaleKernel``."""
-    base = kernel.base_kernel
-    return stationary_covariance(kernel_name, first, second, base.lengthscale, kernel.outputscale, getattr(base, "alpha", None))
+    return stationary_covariance(kernel_name, first, second, **kernel_hyperparameters(kernel))
 
 
 class _NegativeLogMarginalLikelihood(torch.autograd.Function):

@@ -33,7 +33,15 @@ import torch
 import xarray as xr
 
 from weatherunc.metrics.kernels import crps_ensemble
-from weatherunc.models.covariance import GaussianProcessNumericalError, cholesky_with_jitter, module_covariance, negative_log_marginal_likelihood
+from weatherunc.models.covariance import (
+    GaussianProcessNumericalError,
+    cholesky_with_jitter,
+    covariance_from_differences,
+    kernel_hyperparameters,
+    module_covariance,
+    negative_log_marginal_likelihood,
+    squared_differences,
+)
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
 from weatherunc.transforms import PrecipitationTransform, quantile_nodes, quantiles
@@ -195,9 +203,10 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     kernel.outputscale = torch.tensor(1.0, dtype=torch.float64)
     likelihood.noise = torch.tensor(0.1, dtype=torch.float64)
     identity = torch.eye(len(y), dtype=torch.float64)
+    differences = squared_differences(x, x)  # [d, n, n], fixed during the fit
 
     def objective() -> torch.Tensor:  # negative log marginal likelihood per point
-        covariance = module_covariance(kernel, kernel_name, x, x) + likelihood.noise * identity
+        covariance = covariance_from_differences(kernel_name, differences, **kernel_hyperparameters(kernel)) + likelihood.noise * identity
         return negative_log_marginal_likelihood(covariance, y - mean.constant)
 
     parameters = [*likelihood.parameters(), *mean.parameters(), *kernel.parameters()]
