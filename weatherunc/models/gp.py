@@ -137,14 +137,19 @@ class FittedGaussianProcess:
             weights = torch.cholesky_solve(residual[:, None], factor)  # [n, 1]
             scale = max(float((residual[:, None] * weights).sum()) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
             prior_variance = float(self.kernel.outputscale)
-            means, variances = [], []
+            # Written into preallocated outputs: small per-batch tensors kept alive between the
+            # large temporaries fragment the heap (glibc then keeps the freed batches; measured
+            # 4.7 GB instead of 1.0 GB over a 765 x 700 frame).
+            mean, variance = np.empty(len(targets)), np.empty(len(targets))
             for start in range(0, len(targets), batch):
-                cross = self._covariance(inputs, self._inputs(targets[start : start + batch]))  # [n, b]
-                means.append((cross.T @ weights)[:, 0])
+                stop = min(start + batch, len(targets))
+                cross = self._covariance(inputs, self._inputs(targets[start:stop]))  # [n, b]
+                mean[start:stop] = (cross.T @ weights)[:, 0].numpy()
                 solved = torch.linalg.solve_triangular(factor, cross, upper=False)  # [n, b]
-                variances.append(torch.clamp(prior_variance - (solved**2).sum(0), min=0.0))
-            mean = torch.cat(means).numpy() + self.constant
-            variance = torch.cat(variances).numpy() * scale
+                variance[start:stop] = torch.clamp(prior_variance - solved.square_().sum(0), min=0.0).numpy()
+                del cross, solved
+            mean = mean + self.constant
+            variance = variance * scale
         return mean * self.output_scale + self.output_centre, variance * self.output_scale**2, self.noise * scale * self.output_scale**2
 
     def leave_one_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
