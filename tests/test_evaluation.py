@@ -118,3 +118,24 @@ def test_transform_groups_cover_every_target_with_its_own_transform() -> None:
     expected = score_prediction(together, task)
     assert float(combined.crps[0]) == pytest.approx(expected["crps"], rel=1e-12)
     assert float(combined.coverage_90[0]) == pytest.approx(expected["coverage_90"], rel=1e-12)
+
+
+def test_coverage_of_a_calibrated_zero_inflated_forecast_is_the_nominal_level() -> None:
+    """About half the truths are dry (the censored mass of a log transform): coverage still
+    equals the nominal level, at every level and per distance bin."""
+    from weatherunc.evaluation import scores_by_distance
+
+    transform = PrecipitationTransform("log", offset=0.3)
+    rng = np.random.default_rng(5)
+    n = 40_000
+    mean, std = rng.normal(transform.forward(0.0), 1.5, n), rng.uniform(0.3, 1.5, n)
+    truth = transform.floor(transform.inverse(mean + std * rng.normal(size=n)))
+    task = Task(rng.uniform(0, 50, size=(200, 2)), np.zeros(200), rng.uniform(0, 50, size=(n, 2)), truth)
+    prediction = prediction_dataset(task, transformed_mean=mean, latent_variance=std**2, noise_variance=0.0, transform=transform, model="oracle")
+    scores = score_prediction(prediction, task)
+    assert 0.4 < np.mean(truth == 0) < 0.6
+    for level in (50, 80, 90, 95):
+        assert scores[f"coverage_{level}"] == pytest.approx(level / 100, abs=0.012)
+    by_distance = scores_by_distance(prediction, task)
+    filled = by_distance["count"].values > 2000
+    np.testing.assert_allclose(by_distance["coverage_90"].values[filled], 0.9, atol=0.02)

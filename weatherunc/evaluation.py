@@ -4,8 +4,11 @@ CRPS is evaluated on the back-transformed (censored) predictive distribution in 
 100 equally weighted quantiles (the quantile form of the CRPS, Laio & Tamea 2007, Hydrol.
 Earth Syst. Sci. 11, 1267); NLPD is the negative log likelihood of the observed rate (density
 where wet, the censored mass at zero where dry: :func:`weatherunc.transforms.log_density`), so
-it compares models and transforms alike; coverage uses the central intervals of the rate
-distribution.
+it compares models and transforms alike; coverage is the probability that the randomised PIT
+lies in the central interval (:func:`weatherunc.transforms.central_interval_coverage`): for a
+wet truth, whether it lies inside the central interval of the rate distribution; for a dry
+truth, the share of the point mass at zero inside it, so that a calibrated forecast scores the
+nominal level also where much of the field is dry.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import xarray as xr
 
 from weatherunc import metrics
 from weatherunc.tasks import Task
-from weatherunc.transforms import TRANSFORM_ATTRIBUTES, PrecipitationTransform, log_density, quantile_nodes, quantiles
+from weatherunc.transforms import TRANSFORM_ATTRIBUTES, PrecipitationTransform, central_interval_coverage, log_density, quantile_nodes, quantiles
 
 CRPS_NODES = 100
 
@@ -121,9 +124,8 @@ def score_prediction(prediction: xr.Dataset, task: Task) -> dict[str, float]:
         "bias": float(metrics.bias(prediction["precipitation_mean"], truth)),
     }
     for level in (0.5, 0.8, 0.9, 0.95):
-        lower, upper = quantiles(transform, mean, std, np.array([0.5 - level / 2, 0.5 + level / 2])).T
-        inside = (task.target_values >= lower) & (task.target_values <= upper)
-        scores[f"coverage_{round(level * 100)}"] = float(inside[known].mean())
+        inside = central_interval_coverage(transform, mean[known], std[known], task.target_values[known], level)
+        scores[f"coverage_{round(level * 100)}"] = float(inside.mean())
     return scores
 
 
@@ -154,17 +156,16 @@ def distance_to_nearest_context(task: Task) -> np.ndarray:
 
 
 def scores_by_distance(prediction: xr.Dataset, task: Task, edges_km: tuple[float, ...] = (0, 2, 4, 8, 16, 32, np.inf)) -> xr.Dataset:
-    """CRPS, 90 % coverage and count per bin of distance to the nearest context (dim ``distance``,
-    labelled by the bin's mean distance; empty bins are NaN)."""
+    """CRPS, 90 % coverage (as in :func:`score_prediction`) and count per bin of distance to the
+    nearest context (dim ``distance``, labelled by the bin's mean distance; empty bins are NaN)."""
     from weatherunc.metrics.kernels import crps_ensemble as crps_kernel
 
     mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
     truth = task.target_values
-    crps, covered = np.full(truth.shape, np.nan), np.zeros(truth.shape, dtype=bool)
+    crps, covered = np.full(truth.shape, np.nan), np.full(truth.shape, np.nan)
     for transform, members in transform_groups(prediction):
         crps[members] = crps_kernel(quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members])
-        lower, upper = quantiles(transform, mean[members], std[members], np.array([0.05, 0.95])).T
-        covered[members] = (truth[members] >= lower) & (truth[members] <= upper)
+        covered[members] = central_interval_coverage(transform, mean[members], std[members], truth[members], 0.9)
     distance = distance_to_nearest_context(task)
     known = np.isfinite(truth)
     rows = []
