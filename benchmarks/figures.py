@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from weatherunc import metrics
-from weatherunc.evaluation import score_prediction, scores_by_distance, transformed_values
+from weatherunc.evaluation import rate_pit_histogram, score_prediction, scores_by_distance
 from weatherunc.geolocation import crs_of
 from weatherunc.gridding import GridTiling, predict_grid
 from weatherunc.heads.bins import with_bin_probabilities
@@ -84,13 +84,12 @@ def main() -> None:
             scores[model_name] = score_prediction(points.assign_attrs(prediction.attrs), task)
             probability = with_bin_probabilities(points.assign_attrs(prediction.attrs))["rain_probability"].sel(threshold=1.0)
             reliability[model_name] = metrics.reliability_diagram(probability, xr.DataArray(task.target_values >= 1.0, dims="target"), bins=10)
-            gaussian = xr.Dataset({"precipitation_mean": points.transformed_mean, "precipitation_std": points.transformed_std})
-            pit[model_name] = metrics.pit_histogram(gaussian, xr.DataArray(transformed_values(points.assign_attrs(prediction.attrs), task.target_values), dims="target"), bins=10)
+            pit[model_name] = rate_pit_histogram(points.assign_attrs(prediction.attrs), task, bins=10)
             coverage[model_name] = {level / 100: scores[model_name][f"coverage_{level}"] for level in (50, 80, 90, 95)}
             distance[model_name] = scores_by_distance(points.assign_attrs(prediction.attrs), task, edges_km=(0, 2, 4, 8, 16, 32))
         title = f"{name} {time.replace('T', ' ')} UTC, four withheld 32 px blocks"
         written.append(save_figure(reliability_figure(reliability, title=f"P(rate >= 1 mm/h): {title}"), OUT / f"{label}_reliability.png"))
-        written.append(save_figure(pit_figure(pit, title=f"PIT (transformed rate): {title}"), OUT / f"{label}_pit.png"))
+        written.append(save_figure(pit_figure(pit, title=f"PIT of the rate (dry truths over the mass at zero): {title}"), OUT / f"{label}_pit.png"))
         written.append(save_figure(coverage_figure(coverage, title=f"coverage: {title}"), OUT / f"{label}_coverage.png"))
         written.append(save_figure(distance_figure(distance, title=title), OUT / f"{label}_distance.png"))
         written.append(save_figure(model_comparison_figure(scores, title=title), OUT / f"{label}_scores.png"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import properscoring
 import pytest
+import xarray as xr
 
 from weatherunc.evaluation import score_prediction, transform_of
 from weatherunc.models.predictive import prediction_dataset, to_grid
@@ -118,6 +119,9 @@ def test_transform_groups_cover_every_target_with_its_own_transform() -> None:
     expected = score_prediction(together, task)
     assert float(combined.crps[0]) == pytest.approx(expected["crps"], rel=1e-12)
     assert float(combined.coverage_90[0]) == pytest.approx(expected["coverage_90"], rel=1e-12)
+    from weatherunc.evaluation import rate_pit_histogram
+
+    np.testing.assert_allclose(rate_pit_histogram(together, task).values, (2 * rate_pit_histogram(first, first_task).values + rate_pit_histogram(second, second_task).values) / 3, rtol=1e-12)
 
 
 def test_coverage_of_a_calibrated_zero_inflated_forecast_is_the_nominal_level() -> None:
@@ -139,3 +143,39 @@ def test_coverage_of_a_calibrated_zero_inflated_forecast_is_the_nominal_level() 
     by_distance = scores_by_distance(prediction, task)
     filled = by_distance["count"].values > 2000
     np.testing.assert_allclose(by_distance["coverage_90"].values[filled], 0.9, atol=0.02)
+
+
+def test_rate_pit_histogram_of_a_calibrated_zero_inflated_forecast_is_flat() -> None:
+    """About half the truths are dry: the rate PIT histogram is flat (each bin 0.1), while the
+    Gaussian PIT of the transformed value piles the dry truths into the bins of their F(0)."""
+    from weatherunc import metrics
+    from weatherunc.evaluation import rate_pit_histogram, transformed_values
+
+    transform = PrecipitationTransform("log", offset=0.3)
+    rng = np.random.default_rng(8)
+    n = 40_000
+    mean, std = rng.normal(transform.forward(0.0), 1.5, n), rng.uniform(0.3, 1.5, n)
+    truth = transform.floor(transform.inverse(mean + std * rng.normal(size=n)))
+    task = Task(np.zeros((1, 2)), np.zeros(1), rng.uniform(size=(n, 2)), truth)
+    prediction = prediction_dataset(task, transformed_mean=mean, latent_variance=std**2, noise_variance=0.0, transform=transform, model="oracle")
+    histogram = rate_pit_histogram(prediction, task, bins=10)
+    assert histogram.dims == ("pit_bin",) and float(histogram.sum()) == pytest.approx(1.0)
+    np.testing.assert_allclose(histogram.values, 0.1, atol=0.008)
+    gaussian = xr.Dataset({"precipitation_mean": prediction.transformed_mean, "precipitation_std": prediction.transformed_std})
+    naive = metrics.pit_histogram(gaussian, xr.DataArray(transformed_values(prediction, truth), dims="target"), bins=10)
+    assert np.abs(naive.values - 0.1).max() > 0.03
+
+
+def test_rate_pit_histogram_of_an_overconfident_forecast_is_u_shaped_and_ignores_unknown_truth() -> None:
+    from weatherunc.evaluation import rate_pit_histogram
+
+    prediction, task, mean, std, truth = _gaussian_prediction()
+    narrow = prediction.assign(transformed_std=prediction.transformed_std * 0.5)
+    histogram = rate_pit_histogram(narrow, task, bins=5).values
+    assert histogram[0] > 0.3 and histogram[-1] > 0.3 and histogram[2] < 0.1
+    values = task.target_values.copy()
+    values[:100] = np.nan
+    partial = Task(task.context_coordinates, task.context_values, task.target_coordinates, values, target_coords=task.target_coords)
+    np.testing.assert_allclose(rate_pit_histogram(prediction, partial).sum(), 1.0)
+    with pytest.raises(ValueError, match="bins must be"):
+        rate_pit_histogram(prediction, task, bins=0)

@@ -125,3 +125,10 @@ def test_central_interval_coverage_refuses_a_level_outside_zero_one() -> None:
 
     with pytest.raises(ValueError, match="level must be in"):
         central_interval_coverage(PrecipitationTransform(), np.zeros(1), np.ones(1), np.zeros(1), 1.0)
+
+
+def test_pit_interval_probability_refuses_an_interval_outside_zero_one() -> None:
+    from weatherunc.transforms import pit_interval_probability
+
+    with pytest.raises(ValueError, match="PIT interval"):
+        pit_interval_probability(PrecipitationTransform(), np.zeros(1), np.ones(1), np.zeros(1), 0.5, 0.2)

@@ -21,7 +21,7 @@ import xarray as xr
 
 from weatherunc import metrics
 from weatherunc.tasks import Task
-from weatherunc.transforms import TRANSFORM_ATTRIBUTES, PrecipitationTransform, central_interval_coverage, log_density, quantile_nodes, quantiles
+from weatherunc.transforms import TRANSFORM_ATTRIBUTES, PrecipitationTransform, central_interval_coverage, log_density, pit_interval_probability, quantile_nodes, quantiles
 
 CRPS_NODES = 100
 
@@ -145,6 +145,37 @@ def pooled_scores(predictions: Sequence[xr.Dataset], tasks: Sequence[Task]) -> d
         key: float(np.sqrt(np.dot(weights, [scores[key] ** 2 for scores in each]))) if key == "rmse" else float(np.dot(weights, [scores[key] for scores in each]))
         for key in each[0]
     }
+
+
+def rate_pit_histogram(prediction: xr.Dataset, task: Task, *, bins: int = 10) -> xr.DataArray:
+    """Relative frequencies of the PIT of the observed rate in ``bins`` equal bins of [0, 1]
+    (dim ``pit_bin``, labelled by the bins' centres), over the targets with known truth.
+
+    Each target adds the probability that its randomised PIT falls in each bin
+    (:func:`weatherunc.transforms.pit_interval_probability`): a wet truth all of it to the bin of
+    ``F(y)``, a dry truth spread evenly over ``[0, F0]``, the mass at zero (the non-randomised
+    PIT histogram of Czado, Gneiting & Held 2009, Biometrics 65, 1254). Flat at ``1 / bins`` for
+    a calibrated forecast; U-shaped when overconfident. A PIT of the transformed value instead
+    puts every dry truth at ``F0`` and piles them into one bin. Targets with different transform
+    offsets each use their own (:func:`transform_groups`).
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+    truth = np.asarray(task.target_values, dtype=np.float64)
+    known = np.isfinite(truth)
+    if not known.any():
+        raise ValueError("the task has no target with known truth to score")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    shares = np.zeros((len(truth), bins))
+    for transform, members in transform_groups(prediction):
+        members = members & known
+        for index, (lower, upper) in enumerate(zip(edges[:-1], edges[1:])):
+            shares[members, index] = pit_interval_probability(transform, mean[members], std[members], truth[members], lower, upper)
+    # A wet PIT exactly on an inner edge lies in two closed bins: it is shared between them.
+    shares[known] /= shares[known].sum(axis=1, keepdims=True)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    return xr.DataArray(shares[known].mean(axis=0), dims="pit_bin", coords={"pit_bin": centres}, name="pit_frequency")
 
 
 def distance_to_nearest_context(task: Task) -> np.ndarray:

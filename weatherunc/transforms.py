@@ -96,27 +96,22 @@ def log_density(transform: PrecipitationTransform, mean: np.ndarray, std: np.nda
     return np.where(dry, dry_value, wet_value)
 
 
-def central_interval_coverage(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray, level: float) -> np.ndarray:
-    """Probability that the randomised PIT of ``rate`` lies in the central ``level`` interval.
+def pit_interval_probability(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """Probability that the randomised PIT of the observed ``rate`` lies in ``[lower, upper]``.
 
-    ``U = F(y-) + V (F(y) - F(y-))``, ``V ~ U(0, 1)``, is uniform under a calibrated forecast
-    also where ``F`` has the point mass at dry of ``Y = max(g^-1(Z), 0)``, so the mean of this
-    value is ``level`` for a calibrated model. The expectation over ``V`` is closed form
-    (the non-randomised PIT of Czado, Gneiting & Held 2009, Biometrics 65, 1254):
+    ``U = F(y-) + V (F(y) - F(y-))``, ``V ~ U(0, 1)``, is uniform under a calibrated forecast also
+    where ``F`` has the point mass at dry of ``Y = max(g^-1(Z), 0)``. Its expectation over ``V`` is
+    closed form (the non-randomised PIT of Czado, Gneiting & Held 2009, Biometrics 65, 1254):
 
-    - wet, or no censoring: 1 where ``a <= F(y) <= b`` (``a, b = (1 -+ level) / 2``), else 0,
-      which is the plain "truth inside the central interval";
+    - wet, or no censoring: 1 where ``lower <= F(y) <= upper``, else 0;
     - dry with censoring, ``U ~ U(0, F0)``, ``F0 = Phi((g(0) - mean) / std)``:
-      ``max(min(F0, b) - a, 0) / F0``.
+      ``max(min(F0, upper) - lower, 0) / F0``.
 
-    Counting a dry truth as inside whenever the lower quantile is censored to 0 would instead
-    give a calibrated forecast up to ``(1 + level) / 2`` (0.95 at the 90 % level) on dry targets.
-    Arrays broadcast; returns values in [0, 1].
+    ``0 <= lower < upper <= 1``; arrays broadcast; returns values in [0, 1].
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    if not 0.0 <= lower < upper <= 1.0:
+        raise ValueError(f"the PIT interval must satisfy 0 <= lower < upper <= 1, got [{lower}, {upper}]")
     mean, std, rate = np.broadcast_arrays(np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), np.asarray(rate, dtype=np.float64))
-    lower, upper = 0.5 - level / 2.0, 0.5 + level / 2.0
     dry = (rate <= 0.0) if transform.censor_at_zero else np.zeros(rate.shape, dtype=bool)
     safe = np.where(dry, 0.0, rate) if transform.censor_at_zero else rate
     probability = stats.norm.cdf((transform.forward(safe) - mean) / std)  # F(y); F0 where dry
@@ -124,6 +119,20 @@ def central_interval_coverage(transform: PrecipitationTransform, mean: np.ndarra
     mass = np.maximum(probability, np.finfo(np.float64).tiny)
     dry_value = np.maximum(np.minimum(mass, upper) - lower, 0.0) / mass
     return np.where(dry, dry_value, inside)
+
+
+def central_interval_coverage(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray, level: float) -> np.ndarray:
+    """Probability that the randomised PIT of ``rate`` lies in the central ``level`` interval
+    (:func:`pit_interval_probability` on ``[(1 - level) / 2, (1 + level) / 2]``).
+
+    Its mean is ``level`` for a calibrated model. For a wet truth it is the plain "inside the
+    central interval of the rate"; for a dry truth the share of the mass at zero inside it.
+    Counting a dry truth as inside whenever the lower quantile is censored to 0 would instead
+    give a calibrated forecast up to ``(1 + level) / 2`` (0.95 at the 90 % level) on dry targets.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    return pit_interval_probability(transform, mean, std, rate, 0.5 - level / 2.0, 0.5 + level / 2.0)
 
 
 def exceedance_probability(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

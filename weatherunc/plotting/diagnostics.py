@@ -34,7 +34,8 @@ def reliability_figure(diagrams: Mapping[str, xr.Dataset], *, title: str = "reli
 
 
 def pit_figure(histograms: Mapping[str, xr.DataArray], *, title: str = "PIT histogram") -> Figure:
-    """PIT histograms (from :func:`weatherunc.metrics.pit_histogram`), flat line at 1/bins."""
+    """PIT histograms (dim ``pit_bin``: :func:`weatherunc.evaluation.rate_pit_histogram`, or
+    :func:`weatherunc.metrics.pit_histogram` for a Gaussian), flat line at 1/bins."""
     figure, axes = plt.subplots(figsize=(5.5, 4))
     for number, (label, histogram) in enumerate(histograms.items()):
         centres = histogram["pit_bin"].values
