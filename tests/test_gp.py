@@ -204,3 +204,64 @@ def test_rational_quadratic_kernel_is_among_the_automatic_kernels() -> None:
     fitted = fit_gaussian_process(np.stack([columns, rows], axis=1).astype(float), values, GaussianProcessConfig(transform=IDENTITY))
     assert fitted.kernel_name == "rational_quadratic"
     assert type(fitted.kernel.base_kernel).__name__ == "RQKernel"
+
+
+def _censored_task(seed: int) -> Task:
+    """A Matern-3/2 field shifted below zero and censored there (about 60-70 % of sites dry)."""
+    size = 100
+    field = sample_matern32_grid(size, lengthscale=LENGTHSCALE, variance=VARIANCE, seed=seed) - 0.3
+    rng = np.random.default_rng(seed + 7)
+    rows, columns = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    points = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(float)
+    observed = np.maximum(field.ravel() + rng.normal(0.0, np.sqrt(NOISE), size * size), 0.0)
+    order = rng.permutation(size * size)
+    context, target = order[:400], order[400:3400]
+    return Task(points[context], observed[context], points[target], observed[target])
+
+
+def test_censoring_the_dry_contexts_improves_a_censored_field() -> None:
+    """Dry sites of max(z, 0) say z <= 0: conditioning on that (Gibbs over the dry contexts) beats
+    taking them as z = 0 on CRPS (measured -15 to -19 % on three seeds) and NLPD (-0.28 to -0.36),
+    and is seeded, recorded and switchable."""
+    from weatherunc.evaluation import score_prediction
+
+    task = _censored_task(1)
+    transform = PrecipitationTransform(kind="identity", censor_at_zero=True)
+    as_given = GaussianProcessInterpolator(GaussianProcessConfig(transform=transform, censored_contexts=False)).predict(task)
+    censored_model = GaussianProcessInterpolator(GaussianProcessConfig(transform=transform))
+    censored = censored_model.predict(task)
+    before, after = score_prediction(as_given, task), score_prediction(censored, task)
+    assert after["crps"] < 0.92 * before["crps"]
+    assert after["nlpd"] < before["nlpd"] - 0.2
+    assert after["coverage_90"] > before["coverage_90"]
+    assert censored.attrs["censored_contexts"] == int(np.sum(task.context_values == 0)) > 0 and as_given.attrs["censored_contexts"] == 0
+    assert censored.attrs["censored_gibbs_samples"] == 32
+    again = censored_model.predict(task)
+    np.testing.assert_array_equal(again.transformed_mean.values, censored.transformed_mean.values)
+    assert np.all(censored.transformed_std.values > 0) and np.all(np.isfinite(censored.precipitation_mean.values))
+
+
+def test_censored_prediction_is_the_average_over_gibbs_draws() -> None:
+    """FittedGaussianProcess.predict with censored contexts: mean = mean of the exact posterior
+    means over the draws, latent variance = exact variance + variance of those means."""
+    from weatherunc.models.censoring import sample_censored
+
+    task = _censored_task(2)
+    values = np.asarray(task.context_values, dtype=np.float64)
+    fitted = fit_gaussian_process(task.context_coordinates, values, GaussianProcessConfig(transform=PrecipitationTransform(kind="identity", censor_at_zero=True), kernel="matern32"))
+    dry = values <= 0
+    targets = task.target_coordinates[:50]
+    mean, latent, _ = fitted.predict(task.context_coordinates, values, targets, 16, censored=dry, bound=0.0, samples=8, burn_in=4, rng=np.random.default_rng(5))
+    plain_mean, plain_latent, _ = fitted.predict(task.context_coordinates, values, targets, 16)
+    with torch.no_grad():
+        inputs = fitted._inputs(task.context_coordinates)
+        covariance = fitted._covariance(inputs, inputs) + fitted.noise * torch.eye(len(values), dtype=torch.float64)
+        residual = (values - fitted.output_centre) / fitted.output_scale - fitted.constant
+        inverse = torch.linalg.inv(covariance).numpy()
+        scale = float(residual @ inverse @ residual) / len(values)
+        limit = (0.0 - fitted.output_centre) / fitted.output_scale - fitted.constant
+        draws = sample_censored(inverse / scale, np.minimum(residual, np.where(dry, limit, np.inf)), dry, limit, samples=8, burn_in=4, rng=np.random.default_rng(5))
+        means = fitted._covariance(inputs, fitted._inputs(targets)).numpy().T @ inverse @ draws  # [50, 8]
+    np.testing.assert_allclose(mean, (means.mean(1) + fitted.constant) * fitted.output_scale + fitted.output_centre, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(latent, plain_latent + means.var(1) * fitted.output_scale**2, rtol=1e-6, atol=1e-10)
+    assert not np.allclose(mean, plain_mean)
