@@ -49,22 +49,27 @@ def sample_censored(precision: np.ndarray, values: np.ndarray, censored: np.ndar
     hidden = np.flatnonzero(censored)
     if hidden.size == 0:
         return out
-    block = precision[np.ix_(hidden, hidden)]  # [m, m] couplings among the censored entries
-    diagonal = block.diagonal().copy()
-    spread = 1.0 / np.sqrt(diagonal)
+    block = np.ascontiguousarray(precision[np.ix_(hidden, hidden)])  # [m, m] couplings among the censored entries
+    diagonal = block.diagonal().tolist()
+    spread = (1.0 / np.sqrt(block.diagonal())).tolist()
     # (Q z) restricted to the censored entries; only they change, so only they are tracked.
     pulled = precision[hidden] @ state  # [m]
-    current = state[hidden].copy()
-    uniforms = rng.uniform(size=(burn_in + samples, hidden.size))
+    current = state[hidden].tolist()
+    uniforms = rng.uniform(size=(burn_in + samples, hidden.size)).tolist()
+    scratch = np.empty(hidden.size)
+    ndtr, ndtri = special.ndtr, special.ndtri
     for sweep in range(burn_in + samples):
+        row = uniforms[sweep]
         for position in range(hidden.size):
-            centre = current[position] - pulled[position] / diagonal[position]
-            tail = special.ndtr((bound - centre) / spread[position])
-            draw = centre + spread[position] * special.ndtri(uniforms[sweep, position] * tail) if tail > SMALLEST_TAIL else bound
-            draw = min(draw, bound)
-            change = draw - current[position]
+            value = current[position]
+            centre = value - float(pulled[position]) / diagonal[position]
+            tail = float(ndtr((bound - centre) / spread[position]))
+            draw = min(centre + spread[position] * float(ndtri(row[position] * tail)), bound) if tail > SMALLEST_TAIL else bound
+            change = draw - value
             if change != 0.0:
-                pulled += block[:, position] * change
+                # The block is symmetric: its row is the column, and rows are contiguous.
+                np.multiply(block[position], change, out=scratch)
+                pulled += scratch
                 current[position] = draw
         if sweep >= burn_in:
             out[hidden, sweep - burn_in] = current
