@@ -49,11 +49,11 @@ def sample_censored(precision: np.ndarray, values: np.ndarray, censored: np.ndar
     hidden = np.flatnonzero(censored)
     if hidden.size == 0:
         return out
-    block = np.ascontiguousarray(precision[np.ix_(hidden, hidden)])  # [m, m] couplings among the censored entries
+    block = precision[np.ix_(hidden, hidden)]  # [m, m] couplings among the censored entries (a C-ordered copy)
     diagonal = block.diagonal().tolist()
     spread = (1.0 / np.sqrt(block.diagonal())).tolist()
     # (Q z) restricted to the censored entries; only they change, so only they are tracked.
-    pulled = precision[hidden] @ state  # [m]
+    pulled = (precision @ state)[hidden]  # [m], without copying the [m, n] rows
     current = state[hidden].tolist()
     uniforms = rng.uniform(size=(burn_in + samples, hidden.size)).tolist()
     scratch = np.empty(hidden.size)

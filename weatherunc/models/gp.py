@@ -136,7 +136,8 @@ class FittedGaussianProcess:
 
     def predict(
         self, context: np.ndarray, values: np.ndarray, targets: np.ndarray, batch: int, *, rescale_variance: bool = True,
-        censored: np.ndarray | None = None, bound: float = 0.0, samples: int = 32, burn_in: int = 16, rng: np.random.Generator | None = None,
+        censored: np.ndarray | None = None, bound: float = 0.0, samples: int = GaussianProcessConfig.censored_samples,
+        burn_in: int = GaussianProcessConfig.censored_burn_in, rng: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """Posterior mean ``[m]``, latent variance ``[m]`` and noise variance of ``z`` at ``targets``.
 
