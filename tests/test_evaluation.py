@@ -24,6 +24,18 @@ def _gaussian_prediction(n: int = 4000, seed: int = 0):
     return prediction, task, mean, std, truth
 
 
+def _calibrated_zero_inflated_prediction(n: int, seed: int):
+    """A calibrated forecast of ``log(rate + 0.3)`` with about half its truths dry: truths drawn
+    from each target's own censored predictive distribution."""
+    transform = PrecipitationTransform("log", offset=0.3)
+    rng = np.random.default_rng(seed)
+    mean, std = rng.normal(transform.forward(0.0), 1.5, n), rng.uniform(0.3, 1.5, n)
+    truth = transform.floor(transform.inverse(mean + std * rng.normal(size=n)))
+    task = Task(rng.uniform(0, 50, size=(200, 2)), np.zeros(200), rng.uniform(0, 50, size=(n, 2)), truth)
+    prediction = prediction_dataset(task, transformed_mean=mean, latent_variance=std**2, noise_variance=0.0, transform=transform, model="oracle")
+    return prediction, task, truth
+
+
 def test_scores_of_a_calibrated_gaussian() -> None:
     prediction, task, mean, std, truth = _gaussian_prediction()
     scores = score_prediction(prediction, task)
@@ -129,13 +141,7 @@ def test_coverage_of_a_calibrated_zero_inflated_forecast_is_the_nominal_level() 
     equals the nominal level, at every level and per distance bin."""
     from weatherunc.evaluation import scores_by_distance
 
-    transform = PrecipitationTransform("log", offset=0.3)
-    rng = np.random.default_rng(5)
-    n = 40_000
-    mean, std = rng.normal(transform.forward(0.0), 1.5, n), rng.uniform(0.3, 1.5, n)
-    truth = transform.floor(transform.inverse(mean + std * rng.normal(size=n)))
-    task = Task(rng.uniform(0, 50, size=(200, 2)), np.zeros(200), rng.uniform(0, 50, size=(n, 2)), truth)
-    prediction = prediction_dataset(task, transformed_mean=mean, latent_variance=std**2, noise_variance=0.0, transform=transform, model="oracle")
+    prediction, task, truth = _calibrated_zero_inflated_prediction(40_000, 5)
     scores = score_prediction(prediction, task)
     assert 0.4 < np.mean(truth == 0) < 0.6
     for level in (50, 80, 90, 95):
@@ -151,13 +157,7 @@ def test_rate_pit_histogram_of_a_calibrated_zero_inflated_forecast_is_flat() -> 
     from weatherunc import metrics
     from weatherunc.evaluation import rate_pit_histogram, transformed_values
 
-    transform = PrecipitationTransform("log", offset=0.3)
-    rng = np.random.default_rng(8)
-    n = 40_000
-    mean, std = rng.normal(transform.forward(0.0), 1.5, n), rng.uniform(0.3, 1.5, n)
-    truth = transform.floor(transform.inverse(mean + std * rng.normal(size=n)))
-    task = Task(np.zeros((1, 2)), np.zeros(1), rng.uniform(size=(n, 2)), truth)
-    prediction = prediction_dataset(task, transformed_mean=mean, latent_variance=std**2, noise_variance=0.0, transform=transform, model="oracle")
+    prediction, task, truth = _calibrated_zero_inflated_prediction(40_000, 8)
     histogram = rate_pit_histogram(prediction, task, bins=10)
     assert histogram.dims == ("pit_bin",) and float(histogram.sum()) == pytest.approx(1.0)
     np.testing.assert_allclose(histogram.values, 0.1, atol=0.008)
