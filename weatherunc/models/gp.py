@@ -80,7 +80,7 @@ class GaussianProcessConfig:
     and wet contexts, with ``censored_samples`` Gibbs sweeps kept after ``censored_burn_in``
     (on the benchmark's radar tasks it lowered NLPD wherever contexts were dry, e.g. MRMS 1 %
     gauges 1.73 -> 1.28, and CRPS on every task but KNMI gauges, +0.1 %; it costs a Gibbs sweep
-    per dry context: the tiled full KNMI frame took 115 s instead of 34 s, gp_full_frame.json).
+    per dry context: the tiled full KNMI frame took 94 s instead of 34 s, gp_full_frame.json).
     """
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
