@@ -9,6 +9,8 @@ import torch
 
 from weatherunc.models.covariance import (
     KERNEL_NAMES,
+    GaussianProcessNumericalError,
+    cholesky_with_jitter,
     covariance_from_differences,
     kernel_hyperparameters,
     module_covariance,
@@ -134,3 +136,38 @@ def test_bad_kernel_arguments_are_named() -> None:
         stationary_covariance("periodic", points, points, one, one[0])
     with pytest.raises(ValueError, match="needs alpha"):
         stationary_covariance("rational_quadratic", points, points, one, one[0])
+
+
+def test_batched_likelihood_is_the_sum_over_blocks() -> None:
+    """A ``[b, n, n]`` batch gives the summed block log likelihoods per point of all blocks, and the
+    same gradients as the blocks taken one by one (the block composite likelihood)."""
+    generator = torch.Generator().manual_seed(6)
+    roots = torch.randn(3, 7, 7, generator=generator, dtype=torch.float64)
+    residuals = torch.randn(3, 7, generator=generator, dtype=torch.float64)
+
+    def batched(roots: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
+        return negative_log_marginal_likelihood(roots @ roots.transpose(-1, -2) + torch.eye(roots.shape[-1], dtype=torch.float64), residuals)
+
+    def one_by_one(roots: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
+        blocks = [negative_log_marginal_likelihood(root @ root.T + torch.eye(7, dtype=torch.float64), residual) for root, residual in zip(roots, residuals)]
+        return sum(blocks) / len(blocks)
+
+    first = [tensor.clone().requires_grad_() for tensor in (roots, residuals)]
+    second = [tensor.clone().requires_grad_() for tensor in (roots, residuals)]
+    value, reference = batched(*first), one_by_one(*second)
+    torch.testing.assert_close(value, reference)
+    value.backward()
+    reference.backward()
+    for mine, theirs in zip(first, second):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+    assert torch.autograd.gradcheck(batched, tuple(tensor.clone().requires_grad_() for tensor in (roots[:2, :4, :4], residuals[:2, :4])))
+
+
+def test_batched_cholesky_retries_every_block_with_jitter() -> None:
+    singular = torch.ones(4, 4, dtype=torch.float64)  # rank one
+    batch = torch.stack([torch.eye(4, dtype=torch.float64), singular])
+    factor = cholesky_with_jitter(batch)
+    assert factor.shape == (2, 4, 4)
+    assert torch.isfinite(factor).all()
+    with pytest.raises(GaussianProcessNumericalError, match="not positive definite"):
+        cholesky_with_jitter(torch.stack([torch.eye(2, dtype=torch.float64), -torch.eye(2, dtype=torch.float64)]))

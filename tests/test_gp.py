@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from weatherunc.models.gp import (
     cholesky_with_jitter,
     fit_gaussian_process,
     select_transform_offset,
+    spatial_blocks,
 )
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
@@ -265,3 +268,37 @@ def test_censored_prediction_is_the_average_over_gibbs_draws() -> None:
     np.testing.assert_allclose(mean, (means.mean(1) + fitted.constant) * fitted.output_scale + fitted.output_centre, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(latent, plain_latent + means.var(1) * fitted.output_scale**2, rtol=1e-6, atol=1e-10)
     assert not np.allclose(mean, plain_mean)
+
+
+def test_spatial_blocks_partition_into_equal_compact_blocks() -> None:
+    points = np.random.default_rng(7).uniform(0, 100, size=(1001, 2))
+    blocks = spatial_blocks(points, 200)
+    assert blocks.shape == (8, 125)  # 1001 -> 500/501 -> ... -> 125/126, trimmed to 125
+    assert len(np.unique(blocks)) == blocks.size  # disjoint
+    whole = np.ptp(points, axis=0).prod()
+    assert all(np.ptp(points[members], axis=0).prod() < whole / 4 for members in blocks)  # compact, not scattered
+    np.testing.assert_array_equal(blocks, spatial_blocks(points, 200))
+    np.testing.assert_array_equal(spatial_blocks(points[:50], 200), np.arange(50)[None, :])
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        spatial_blocks(points, 0)
+
+
+def test_composite_fit_uses_every_context_and_ignores_the_seed() -> None:
+    """Above ``fit_points`` the hyperparameters come from the block composite likelihood of all
+    (up to ``composite_points``) contexts: the fit is the same whatever the seed, close to the
+    generating lengthscale and noise, while a random subset of ``fit_points`` moves with the seed."""
+    task = _synthetic_task(2000, 2)
+    config = GaussianProcessConfig(transform=IDENTITY, kernel="matern32")
+
+    def fitted(seed: int, **options) -> tuple[float, float]:
+        fit = fit_gaussian_process(task.context_coordinates, task.context_values, replace(config, seed=seed, **options))
+        lengthscale = float(fit.kernel.base_kernel.lengthscale.detach().mean()) * fit.input_scale[0]
+        return lengthscale, fit.noise * fit.output_scale**2
+
+    composite = [fitted(seed) for seed in (0, 1, 2)]
+    assert composite[0] == composite[1] == composite[2]
+    lengthscale, noise = composite[0]
+    assert lengthscale == pytest.approx(LENGTHSCALE, rel=0.2)
+    assert noise == pytest.approx(NOISE, rel=0.3)
+    subsets = [fitted(seed, composite_points=0) for seed in (0, 1, 2)]
+    assert len(set(subsets)) == 3

@@ -26,13 +26,17 @@ class GaussianProcessNumericalError(ArithmeticError):
 
 
 def cholesky_with_jitter(matrix: torch.Tensor) -> torch.Tensor:
-    """Lower Cholesky factor of ``matrix`` ``[n, n]``, adding diagonal jitter on failure."""
-    scale = float(matrix.diagonal().mean())
+    """Lower Cholesky factor of ``matrix`` ``[..., n, n]``, adding diagonal jitter on failure.
+
+    A batch of matrices is retried together, with the jitter scaled by the mean diagonal of all.
+    """
+    scale = float(matrix.diagonal(dim1=-2, dim2=-1).mean())
+    size = matrix.shape[-1]
     for jitter in JITTERS:
-        factor, info = torch.linalg.cholesky_ex(matrix + jitter * scale * torch.eye(len(matrix), dtype=matrix.dtype) if jitter else matrix)
-        if int(info) == 0:
+        factor, info = torch.linalg.cholesky_ex(matrix + jitter * scale * torch.eye(size, dtype=matrix.dtype) if jitter else matrix)
+        if not bool(info.any()):
             return factor
-    raise GaussianProcessNumericalError(f"covariance of {len(matrix)} points is not positive definite even with jitter {JITTERS[-1]:g} x mean diagonal")
+    raise GaussianProcessNumericalError(f"covariance of {size} points is not positive definite even with jitter {JITTERS[-1]:g} x mean diagonal")
 
 
 def _check_kernel(kernel_name: str, alpha: torch.Tensor | None) -> None:
@@ -130,20 +134,20 @@ class _NegativeLogMarginalLikelihood(torch.autograd.Function):
     """``-log N(r; 0, K) / n`` with the analytic gradient (Rasmussen & Williams 2006, eq. 5.9)."""
 
     @staticmethod
-    def forward(context, covariance: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:  # [n, n], [n] -> []
+    def forward(context, covariance: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:  # [..., n, n], [..., n] -> []
         factor = cholesky_with_jitter(covariance)
-        weights = torch.cholesky_solve(residual[:, None], factor)[:, 0]  # K^-1 r, [n]
-        count = len(residual)
-        value = 0.5 * (residual @ weights) + torch.log(factor.diagonal()).sum() + 0.5 * count * math.log(2.0 * math.pi)
+        weights = torch.cholesky_solve(residual[..., None], factor)[..., 0]  # K^-1 r, [..., n]
+        count = residual.numel()
+        value = 0.5 * (residual * weights).sum() + torch.log(factor.diagonal(dim1=-2, dim2=-1)).sum() + 0.5 * count * math.log(2.0 * math.pi)
         context.save_for_backward(factor, weights)
         return value / count
 
     @staticmethod
     def backward(context, gradient: torch.Tensor):
         factor, weights = context.saved_tensors
-        count = len(weights)
-        # d/dK = (K^-1 - a a^T) / 2n, d/dr = a / n with a = K^-1 r.
-        covariance_gradient = 0.5 * (torch.cholesky_inverse(factor) - torch.outer(weights, weights)) / count
+        count = weights.numel()
+        # d/dK = (K^-1 - a a^T) / 2n, d/dr = a / n with a = K^-1 r (n: points of all blocks).
+        covariance_gradient = 0.5 * (torch.cholesky_inverse(factor) - weights[..., :, None] * weights[..., None, :]) / count
         return gradient * covariance_gradient, gradient * weights / count
 
 
@@ -151,7 +155,9 @@ def negative_log_marginal_likelihood(covariance: torch.Tensor, residual: torch.T
     """Negative log marginal likelihood per point, ``-log N(residual; 0, covariance) / n``.
 
     ``covariance`` ``[n, n]`` (signal plus noise), ``residual`` ``[n]`` (values minus the
-    mean). Equals GPyTorch's ``ExactMarginalLogLikelihood`` (negated) for the same model. One
+    mean). Equals GPyTorch's ``ExactMarginalLogLikelihood`` (negated) for the same model.
+    Batched, ``[b, n, n]`` and ``[b, n]``: the blocks' summed negative log likelihoods over all
+    ``b n`` points (a block composite likelihood of independent blocks). One
     Cholesky factorisation forward; the backward pass uses ``dL/dK = (K^-1 - a a^T) / 2n``
     (R&W eq. 5.9, ``a = K^-1 r``) from the same factor instead of differentiating through it.
     Jitter is added as in :func:`cholesky_with_jitter` if ``covariance`` is singular.

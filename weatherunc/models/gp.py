@@ -3,7 +3,9 @@
 Model: ``z(s) = m + f(s) + e``, ``f ~ GP(0, a^2 k_nu(s, s'; l))`` with a Matern (or RBF)
 kernel with one lengthscale per input dimension (ARD: x, y and covariates), Gaussian noise
 ``e ~ N(0, sigma^2)``; ``z`` is the transformed rate. Hyperparameters maximise the exact
-marginal likelihood (L-BFGS) on at most ``fit_points`` contexts; prediction conditions on
+marginal likelihood (L-BFGS) on up to ``fit_points`` contexts, and with more contexts a block
+composite likelihood over compact spatial blocks of up to ``composite_points`` of them
+(:func:`spatial_blocks`, Eidsvik et al. 2014); prediction conditions on
 every context by one Cholesky factorisation (Rasmussen & Williams 2006, "Gaussian
 Processes for Machine Learning", algorithm 2.1), batched over targets to bound memory.
 By default the kernel (Matern 1/2, 3/2, 5/2 or rational quadratic, a scale mixture of squared
@@ -81,6 +83,12 @@ class GaussianProcessConfig:
     (on the benchmark's radar tasks it lowered NLPD wherever contexts were dry, e.g. MRMS 1 %
     gauges 1.73 -> 1.28, and CRPS on every task but KNMI gauges, +0.1 %; it costs a Gibbs sweep
     per dry context: the tiled full KNMI frame took 94 s instead of 34 s, gp_full_frame.json).
+    ``composite_points``, ``block_points``: with more than ``fit_points`` contexts, the fit uses
+    up to ``composite_points`` of them (a seeded random subset above it) in compact spatial blocks
+    of at most ``block_points`` (``composite_points <= fit_points``: a random ``fit_points``
+    instead, as before). On the MRMS masked-block tasks (2,000 ring contexts) a random 500 moved
+    90 % coverage between 0.83 and 0.87 and CRPS between 4.50 and 5.18 mm/h with the seed, and
+    the kernel chosen with it; the blocks gave the same scores whatever the seed.
     """
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
@@ -98,6 +106,8 @@ class GaussianProcessConfig:
     censored_contexts: bool = True
     censored_samples: int = 32
     censored_burn_in: int = 16
+    composite_points: int = 2000
+    block_points: int = 200
     seed: int = 0
 
 
@@ -222,31 +232,56 @@ def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: Gaussia
     return max(fits, key=lambda fit: fit.log_marginal_likelihood)
 
 
+def spatial_blocks(points: np.ndarray, size: int) -> np.ndarray:
+    """Indices ``[blocks, m]`` of equal, compact spatial blocks of at most ``size`` of ``[n, 2]`` ``points``.
+
+    Recursive coordinate bisection: a set larger than ``size`` is split at the median of its
+    wider extent into two halves, until every set fits; all sets end at the same depth with sizes
+    that differ by at most one, and each is trimmed to the smallest (at most one point dropped per
+    block, the last along the last split) so that the blocks stack into one batch. Deterministic.
+    """
+    if size < 1:
+        raise ValueError(f"spatial_blocks: size must be >= 1, got {size}")
+    sets = [np.arange(len(points))]
+    while max(len(members) for members in sets) > size:
+        halves = []
+        for members in sets:
+            order = members[np.argsort(points[members, int(np.argmax(np.ptp(points[members], axis=0)))], kind="stable")]
+            halves += [order[: len(order) // 2], order[len(order) // 2 :]]
+        sets = halves
+    smallest = min(len(members) for members in sets)
+    return np.stack([members[:smallest] for members in sets])
+
+
 def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig, kernel_name: str) -> FittedGaussianProcess:
+    """One kernel's hyperparameters by exact or block composite marginal likelihood (see the config)."""
     import gpytorch
 
     rng = np.random.default_rng(config.seed)
-    if len(values) > config.fit_points:
-        chosen = rng.choice(len(values), size=config.fit_points, replace=False)
+    composite = len(values) > config.fit_points and config.composite_points > config.fit_points
+    limit = config.composite_points if composite else config.fit_points
+    if len(values) > limit:
+        chosen = rng.choice(len(values), size=limit, replace=False)
         inputs, values = inputs[chosen], values[chosen]
+    blocks = spatial_blocks(inputs[:, :2], config.block_points) if composite else np.arange(len(values))[None, :]  # [b, m]
     input_centre = inputs.mean(axis=0)
     input_scale = np.maximum(inputs.std(axis=0), 1e-6)
     input_scale[:2] = max(float(np.sqrt(np.mean(inputs[:, :2].var(axis=0)))), 1e-6)  # one spatial scale: x and y alike
     output_centre = float(values.mean())
     output_scale = float(values.std()) if values.std() > 1e-9 else 1.0
     x = torch.as_tensor((inputs - input_centre) / input_scale, dtype=torch.float64)  # [n, d]
-    y = torch.as_tensor((values - output_centre) / output_scale, dtype=torch.float64)  # [n]
+    y = torch.as_tensor((values - output_centre) / output_scale, dtype=torch.float64)[torch.as_tensor(blocks)]  # [b, m]
     kernel = _kernel(kernel_name, x.shape[1]).double()
     likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(config.minimum_noise)).double()
     mean = gpytorch.means.ConstantMean().double()
     kernel.base_kernel.lengthscale = torch.full((1, x.shape[1]), 0.3, dtype=torch.float64)
     kernel.outputscale = torch.tensor(1.0, dtype=torch.float64)
     likelihood.noise = torch.tensor(0.1, dtype=torch.float64)
-    identity = torch.eye(len(y), dtype=torch.float64)
-    differences = squared_differences(x, x)  # [d, n, n], fixed during the fit
+    identity = torch.eye(blocks.shape[1], dtype=torch.float64)
+    differences = torch.stack([squared_differences(x[members], x[members]) for members in torch.as_tensor(blocks)], dim=1)  # [d, b, m, m], fixed during the fit
 
-    def objective() -> torch.Tensor:  # negative log marginal likelihood per point
-        covariance = covariance_from_differences(kernel_name, differences, **kernel_hyperparameters(kernel)) + likelihood.noise * identity
+    def objective() -> torch.Tensor:  # negative log (composite) marginal likelihood per point
+        covariance = covariance_from_differences(kernel_name, differences, **kernel_hyperparameters(kernel)) + likelihood.noise * identity  # [b, m, m]
         return negative_log_marginal_likelihood(covariance, y - mean.constant)
 
     parameters = [*likelihood.parameters(), *mean.parameters(), *kernel.parameters()]
