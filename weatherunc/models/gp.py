@@ -224,7 +224,9 @@ def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: Gaussia
     With ``kernel="auto"`` every kernel of ``config.automatic_kernels`` is fitted on the same
     points and the one with the highest marginal likelihood is kept (model selection by
     evidence, Rasmussen & Williams 2006, section 5.4). ``fitted``: fits already made on the same
-    points, values and configuration, by kernel name (not repeated).
+    points, values and configuration, by kernel name (not repeated). Above ``config.fit_points``
+    values each fit's ``log_marginal_likelihood`` is the block composite one per point; every
+    kernel is fitted on the same seeded subset and blocks, so the comparison stays like for like.
     """
     kernels = config.automatic_kernels if config.kernel == "auto" else (config.kernel,)
     fitted = fitted or {}
