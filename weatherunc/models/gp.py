@@ -265,14 +265,14 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     if len(values) > limit:
         chosen = rng.choice(len(values), size=limit, replace=False)
         inputs, values = inputs[chosen], values[chosen]
-    blocks = spatial_blocks(inputs[:, :2], config.block_points) if composite else np.arange(len(values))[None, :]  # [b, m]
+    blocks = torch.as_tensor(spatial_blocks(inputs[:, :2], config.block_points) if composite else np.arange(len(values))[None, :])  # [b, m]
     input_centre = inputs.mean(axis=0)
     input_scale = np.maximum(inputs.std(axis=0), 1e-6)
     input_scale[:2] = max(float(np.sqrt(np.mean(inputs[:, :2].var(axis=0)))), 1e-6)  # one spatial scale: x and y alike
     output_centre = float(values.mean())
     output_scale = float(values.std()) if values.std() > 1e-9 else 1.0
     x = torch.as_tensor((inputs - input_centre) / input_scale, dtype=torch.float64)  # [n, d]
-    y = torch.as_tensor((values - output_centre) / output_scale, dtype=torch.float64)[torch.as_tensor(blocks)]  # [b, m]
+    y = torch.as_tensor((values - output_centre) / output_scale, dtype=torch.float64)[blocks]  # [b, m]
     kernel = _kernel(kernel_name, x.shape[1]).double()
     likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(config.minimum_noise)).double()
     mean = gpytorch.means.ConstantMean().double()
@@ -280,7 +280,7 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     kernel.outputscale = torch.tensor(1.0, dtype=torch.float64)
     likelihood.noise = torch.tensor(0.1, dtype=torch.float64)
     identity = torch.eye(blocks.shape[1], dtype=torch.float64)
-    differences = torch.stack([squared_differences(x[members], x[members]) for members in torch.as_tensor(blocks)], dim=1)  # [d, b, m, m], fixed during the fit
+    differences = torch.stack([squared_differences(x[members], x[members]) for members in blocks], dim=1)  # [d, b, m, m], fixed during the fit
 
     def objective() -> torch.Tensor:  # negative log (composite) marginal likelihood per point
         covariance = covariance_from_differences(kernel_name, differences, **kernel_hyperparameters(kernel)) + likelihood.noise * identity  # [b, m, m]
