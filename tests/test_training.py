@@ -172,6 +172,45 @@ def test_intensity_scale_multiplies_each_task_rates() -> None:
         SamplingOptions(intensity_scale=(2.0, 1.0))
 
 
+def _assert_same_batches(first, second) -> None:
+    for name in ("context_inputs", "context_values", "target_inputs", "target_values", "target_bins"):
+        assert torch.equal(getattr(first, name), getattr(second, name)), name
+
+
+def test_batch_stream_draws_the_same_batches_with_and_without_workers() -> None:
+    import numpy as np
+
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.training.config import FrameSelection, SamplingOptions
+    from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream, step_generator
+
+    bank = FrameBank.load([FrameSelection(dataset="mrms_embedded", end="2019-06-10T00:20", stride=5)], progress=False)
+    batches = StepBatches(bank, NeuralProcessConfig(hidden=16, heads=2, value_centre=0.5, value_scale=1.0), SamplingOptions(context_points=(10, 40), target_points=30, patch_km=(20, 40)), 3, seed=11)
+    inline = list(batch_stream(batches, range(3, 8)))
+    ahead = list(batch_stream(batches, range(3, 8), workers=2))
+    assert len(inline) == len(ahead) == 5
+    for first, second in zip(inline, ahead):
+        _assert_same_batches(first, second)
+    _assert_same_batches(inline[2], batches[5])  # the stream is in step order
+    assert not torch.equal(inline[0].target_inputs, inline[1].target_inputs)  # each step has its own draw
+    assert step_generator(11, 5).integers(2**62) == np.random.default_rng([11, 5]).integers(2**62)
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        batch_stream(batches, range(2), workers=-1)
+    with pytest.raises(ValueError, match="step must be >= 0"):
+        step_generator(0, -1)
+
+
+def test_training_with_sampling_workers_equals_training_without(clean_run: Path, tmp_path: Path) -> None:
+    """Batches drawn ahead by two processes give the same weights; the worker count is not in the fingerprint,
+    so a run started with workers resumes without them (and the other way round)."""
+    with_workers = _config(tmp_path, "workers", sampling_workers=2)
+    assert with_workers.fingerprint() == _config(tmp_path, "workers").fingerprint()
+    assert train(with_workers, stop_after=5, progress=False).steps == 5
+    assert train(_config(tmp_path, "workers"), progress=False).steps == 8
+    _assert_same(clean_run / "last-00000008.safetensors", tmp_path / "workers" / "last-00000008.safetensors")
+    _assert_same(clean_run / "best.safetensors", tmp_path / "workers" / "best.safetensors")
+
+
 def test_packed_training_data_round_trips_and_trains_the_same(tmp_path: Path) -> None:
     import numpy as np
 
@@ -242,8 +281,20 @@ def test_cli_pack_then_train_from_the_pack(tmp_path: Path) -> None:
     packed = subprocess.run([sys.executable, "-m", "weatherunc.cli", "pack", str(config_path), str(tmp_path / "pack.npz")], capture_output=True, text=True, env=environment, timeout=300)
     assert packed.returncode == 0, packed.stderr[-2000:]
     assert (tmp_path / "pack.npz").stat().st_size > 0
-    trained = subprocess.run([sys.executable, "-m", "weatherunc.cli", "train", str(config_path), "--packed", str(tmp_path / "pack.npz")], capture_output=True, text=True, env=environment, timeout=300)
+    trained = subprocess.run([sys.executable, "-m", "weatherunc.cli", "train", str(config_path), "--packed", str(tmp_path / "pack.npz"), "--sampling-workers", "2"], capture_output=True, text=True, env=environment, timeout=300)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    assert (tmp_path / "run" / "best.safetensors").exists()
+    assert (tmp_path / "run" / "best.safetensors").exists() and '"steps": 2' in trained.stdout
     refused = subprocess.run([sys.executable, "-m", "weatherunc.cli", "train", str(config_path), "--packed", str(tmp_path / "pack.npz"), "--seed", "3", "--restart"], capture_output=True, text=True, env=environment, timeout=300)
     assert refused.returncode != 0 and "pack again for this config" in refused.stderr
+
+
+def test_cli_refuses_a_negative_number_of_sampling_workers(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from weatherunc.cli import app
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "output_dir": str(tmp_path / "run")}))
+    result = CliRunner().invoke(app, ["train", str(path), "--sampling-workers", "-1"])
+    assert result.exit_code == 2 and "sampling_workers: Input should be greater than or equal to 0" in result.output
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.transforms import PrecipitationTransform
 
+#: How training batches are seeded (see :mod:`weatherunc.training.sampling`). Part of the
+#: fingerprint, so a run checkpointed under another seeding is not resumed as if it were this one.
+TASK_STREAM = "sample_batch with default_rng([seed, step]) per step"
+
 
 class FrameSelection(BaseModel):
     """Frames of one catalog entry between ``start`` and ``end`` (inclusive, ISO times; empty = open)."""
@@ -96,12 +100,13 @@ class TrainingConfig(BaseModel):
     patience: int = Field(5, ge=1, description="validations without improvement before stopping")
     checkpoint_every: int = Field(100, ge=1)
     device: Optional[str] = None
+    sampling_workers: int = Field(0, ge=0, description="processes drawing training batches ahead of the step (0: drawn in the training process); the batches do not depend on it")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     output_dir: Path = Path("runs/anp")
 
     def fingerprint(self) -> str:
-        """sha256 of everything that changes the result (``steps`` may grow on resume)."""
-        values = self.model_dump(mode="json", exclude={"steps", "output_dir", "device"})
+        """sha256 of everything that changes the result (``steps`` may grow on resume), and of :data:`TASK_STREAM`."""
+        values = {**self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "sampling_workers"}), "task_stream": TASK_STREAM}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 

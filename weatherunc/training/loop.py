@@ -1,7 +1,8 @@
 """One explicit training loop for neural processes (nanoGPT-style: config in, checkpoints out).
 
 Device chosen automatically (CUDA when present, else CPU) unless the config names one;
-bfloat16 autocast on CUDA; AdamW with cosine decay; gradient clipping; seeded; a progress
+bfloat16 autocast on CUDA; batches drawn ahead by ``sampling_workers`` processes (each step's
+batch has its own random stream, so the result does not depend on how many); AdamW with cosine decay; gradient clipping; seeded; a progress
 bar; validation with the verification scores every ``validate_every`` steps; early
 stopping after ``patience`` validations without a better CRPS. ``last`` (weights,
 optimiser, random states) is saved every ``checkpoint_every`` steps and ``best`` at each
@@ -17,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -29,7 +29,7 @@ from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.training.config import TrainingConfig
 from weatherunc.training.packing import catalog_training_data, load_training_data
-from weatherunc.training.sampling import FrameBank, sample_batch
+from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream
 from weatherunc.training.validation import validation_scores
 
 TRAINING_STATE = "weatherunc.TrainingState"
@@ -128,7 +128,6 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     directory = Path(config.output_dir)
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     bank, tasks = load_training_data(packed, config) if packed is not None else catalog_training_data(config, progress=progress, open_options=open_options)
     step, history, best, stale = 0, [], math.inf, 0
     best_scores: dict[str, float] = {}
@@ -139,7 +138,6 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
             raise CheckpointError(f"{directory} holds a run of another training config; pass restart=True (--restart) to start over")
         state = sidecar["metadata"]["state"]
         step, history, best, stale, best_scores = state["step"], state["history"], state["best"], state["stale"], state["best_scores"]
-        rng.bit_generator.state = state["numpy_rng"]
     else:
         model = NeuralProcess(_architecture(config, bank))
         for stale_file in directory.glob("*.safetensors"):
@@ -153,11 +151,13 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
     stopped_early = False
+    pinned = device.type == "cuda" and config.sampling_workers > 0
+    batches = batch_stream(StepBatches(bank, model.config, config.sampling, config.batch_size, config.seed), range(step, end), workers=config.sampling_workers, pin_memory=pinned)
     while step < end:
         model.train()
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
-        batch = sample_batch(bank, model.config, config.sampling, config.batch_size, rng).to(device)
+        batch = next(batches).to(device, non_blocking=pinned)
         with autocast(device, config.precision):
             output = model(batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values)
         losses = neural_process_loss(output, batch.target_values[..., 0].float(), batch.target_bins, bin_weight=config.bin_weight)
@@ -189,7 +189,7 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
             if stale >= config.patience:
                 stopped_early = True
         if step % config.checkpoint_every == 0 or step == end or stopped_early:
-            state = {"step": step, "history": history, "best": best, "stale": stale, "best_scores": best_scores, "numpy_rng": rng.bit_generator.state}
+            state = {"step": step, "history": history, "best": best, "stale": stale, "best_scores": best_scores}
             save_checkpoint(_stamped(directory, "optimiser", step), _optimiser_tensors(optimiser, model), architecture=TRAINING_STATE, config={}, metadata_={"step": step})
             _save(_stamped(directory, "last", step), model, config, {"state": state})
             _remove_older(directory, "last", step)

@@ -8,10 +8,18 @@ to the model), either a gauge-like context (random observed pixels) or masked bl
 coordinates centred on the patch. With ``intensity_scale`` other than ``(1, 1)`` each task's
 rates are multiplied by a log-uniform factor, so that a model trained on stratiform events also
 sees the rates of convective ones (an intensity augmentation; the validation tasks are not scaled).
+
+Each training step draws its batch from its own random stream, ``default_rng([seed, step])``
+(:func:`step_generator`), so a batch is a function of the seed and the step alone:
+:func:`batch_stream` can draw batches ahead of the training step in worker processes (a torch
+``DataLoader``; on the GPU, drawing tasks on one core was the bottleneck:
+benchmarks/results/anp_gpu_training.md), and the batches, hence the trained weights, do not
+depend on how many workers draw them or on where a run was resumed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,9 +97,13 @@ class Batch:
     target_values: torch.Tensor
     target_bins: torch.Tensor
 
-    def to(self, device: torch.device) -> Batch:
-        """The same batch on ``device``."""
-        return Batch(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
+    def to(self, device: torch.device, *, non_blocking: bool = False) -> Batch:
+        """The same batch on ``device`` (``non_blocking``: asynchronous copy from pinned memory)."""
+        return Batch(*(getattr(self, name).to(device, non_blocking=non_blocking) for name in self.__dataclass_fields__))
+
+    def pin_memory(self) -> Batch:
+        """The same batch in page-locked host memory (called by the ``DataLoader`` with ``pin_memory``)."""
+        return Batch(*(getattr(self, name).pin_memory() for name in self.__dataclass_fields__))
 
 
 def _patch(bank: FrameBank, options: SamplingOptions, rng: np.random.Generator, want_wet: bool) -> tuple[BankedFrame, tuple[slice, slice]] | None:
@@ -175,3 +187,46 @@ def sample_batch(bank: FrameBank, config: NeuralProcessConfig, options: Sampling
         target_values=torch.as_tensor(normalise_values(config, target_rates))[..., None],
         target_bins=torch.as_tensor(rate_bins(config, target_rates)),
     )
+
+
+def step_generator(seed: int, step: int) -> np.random.Generator:
+    """The random stream of training step ``step``: ``default_rng([seed, step])``, independent of every other step."""
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return np.random.default_rng([seed, step])
+
+
+@dataclass(frozen=True)
+class StepBatches(torch.utils.data.Dataset):
+    """The batch of each training step, indexed by step: ``batches[step]`` is a :class:`Batch`.
+
+    ``batches[step] = sample_batch(bank, config, options, batch_size, step_generator(seed, step))``.
+    """
+
+    bank: FrameBank
+    config: NeuralProcessConfig
+    options: SamplingOptions
+    batch_size: int
+    seed: int
+
+    def __getitem__(self, step: int) -> Batch:
+        return sample_batch(self.bank, self.config, self.options, self.batch_size, step_generator(self.seed, int(step)))
+
+
+def batch_stream(batches: StepBatches, steps: range, *, workers: int = 0, pin_memory: bool = False) -> Iterator[Batch]:
+    """The batches of ``steps``, in order.
+
+    ``workers = 0``: each drawn when asked for, in this process. ``workers > 0``: drawn ahead by
+    that many processes of a torch ``DataLoader`` (up to four batches each), with ``pin_memory``
+    for asynchronous copies to a GPU; the batches are the same either way. The loader gets its
+    own ``torch.Generator``, so starting it does not advance the global torch random state (a
+    resumed run would otherwise initialise its dropout and latent draws differently).
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if workers == 0:
+        return (batches[step] for step in steps)
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, sampler=steps, num_workers=workers, prefetch_factor=4, pin_memory=pin_memory, generator=torch.Generator(),
+    )
+    return iter(loader)
