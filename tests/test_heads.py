@@ -10,7 +10,7 @@ import xarray as xr
 from scipy import special, stats
 
 from weatherunc.heads.bins import entropy_and_mutual_information, gaussian_bin_probabilities, with_bin_probabilities
-from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling
+from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling, lowest_ece_temperature
 from weatherunc.metrics import categorical_nll, multiclass_brier_score, observed_bins, ranked_probability_score, top_label_ece
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
@@ -74,6 +74,36 @@ def test_temperature_scaling_recovers_the_temperature_and_reduces_ece() -> None:
     before = top_label_ece(xr.DataArray(overconfident, dims=("point", "bin")), truth)
     after = top_label_ece(xr.DataArray(scaler.apply(overconfident), dims=("point", "bin")), truth)
     assert after < 0.02 < before
+
+
+def test_lowest_ece_temperature_finds_the_miscalibration_and_bounds_every_temperature_tried() -> None:
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(20_000, 5)) * 1.5
+    observed = np.array([rng.choice(5, p=p) for p in special.softmax(logits, axis=-1)])
+    overconfident = special.softmax(logits * 2.5, axis=-1)  # true temperature 2.5
+    temperature, ece = lowest_ece_temperature(overconfident, observed)
+    assert temperature == pytest.approx(2.5, rel=0.1)
+    truth = xr.DataArray(observed.astype(float), dims="point")
+
+    def ece_at(value: float) -> float:
+        return top_label_ece(xr.DataArray(TemperatureScaling(temperature=value).apply(overconfident), dims=("point", "bin")), truth)
+
+    assert ece == pytest.approx(ece_at(temperature), abs=1e-12) and ece < 0.015 < ece_at(1.0)
+    # With the NLL minimiser among the temperatures tried, the search can only match or beat it on ECE.
+    fitted = TemperatureScaling.fit(overconfident, observed).temperature
+    _, bounded = lowest_ece_temperature(overconfident, observed, temperatures=np.array([1.0, fitted, 4.0]))
+    assert bounded <= min(ece_at(1.0), ece_at(fitted), ece_at(4.0)) + 1e-12
+
+
+def test_probabilities_and_observed_bins_leave_out_unknown_truths_and_index_the_bins() -> None:
+    from weatherunc.heads.fitting import probabilities_and_observed_bins
+
+    pooled = xr.Dataset(
+        {"bin_probability": (("bin", "target"), np.full((3, 4), 1 / 3))},
+        coords={"bin_lower": ("bin", [0.0, 0.1, 1.0])},
+    )
+    probabilities, observed = probabilities_and_observed_bins(pooled, np.array([0.0, np.nan, 0.5, 7.0]))
+    assert probabilities.shape == (3, 3) and observed.tolist() == [0, 1, 2] and observed.dtype == np.int64
 
 
 def test_vector_scaling_does_at_least_as_well_as_temperature() -> None:

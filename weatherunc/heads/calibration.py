@@ -6,6 +6,8 @@ calibrated forecast.
 
 - :class:`TemperatureScaling`: ``logits / T`` (Guo et al. 2017, "On Calibration of Modern
   Neural Networks", section 4.2), ``T`` minimising the validation NLL.
+  :func:`lowest_ece_temperature` is a diagnostic beside it: the ``T`` of lowest top-label ECE on
+  given predictions, which the NLL minimiser need not be.
 - :class:`VectorScaling`: ``w * logits + b`` per bin (Guo et al. 2017, section 4.2).
 - :class:`StdScaling`: one factor on the Gaussian output's standard deviation (Levi et al.
   2022, "Evaluating and Calibrating Uncertainty Prediction in Regression Tasks"; Laves et al.
@@ -74,6 +76,29 @@ class TemperatureScaling(ProbabilityScaler):
         logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
         result = optimize.minimize_scalar(lambda log_t: _nll(logits / np.exp(log_t), observed), bounds=(-4.0, 4.0), method="bounded", options={"xatol": 1e-6})
         return cls(temperature=float(np.exp(result.x)))
+
+
+#: Temperatures searched by :func:`lowest_ece_temperature`: 0.1 to 10 in steps of about 1.2 %.
+ECE_TEMPERATURE_GRID = np.geomspace(0.1, 10.0, 401)
+
+
+def lowest_ece_temperature(probabilities: np.ndarray, observed: np.ndarray, *, temperatures: np.ndarray = ECE_TEMPERATURE_GRID, bins: int = 15) -> tuple[float, float]:
+    """The temperature of ``temperatures`` with the lowest top-label ECE, and that ECE.
+
+    probabilities ``[n, classes]``, observed ``[n]`` class indices; ECE in ``bins`` equal-width
+    confidence bins (:func:`~weatherunc.metrics.top_label_ece`). A diagnostic, never a fit to
+    publish: the NLL-minimising temperature (:meth:`TemperatureScaling.fit`) need not minimise the
+    ECE, so whether any single temperature reaches an ECE goal on given tasks is answered only by
+    searching. The ECE is a step function of the temperature (it moves forecasts between bins),
+    hence a grid search rather than a gradient method.
+    """
+    from weatherunc.metrics import top_label_ece
+
+    truth = xr.DataArray(np.asarray(observed, dtype=np.float64), dims="point")
+    logits = _log_probabilities(probabilities)
+    errors = [top_label_ece(xr.DataArray(special.softmax(logits / temperature, axis=-1), dims=("point", "bin")), truth, bins=bins) for temperature in temperatures]
+    best = int(np.argmin(errors))
+    return float(temperatures[best]), float(errors[best])
 
 
 @dataclass(frozen=True)

@@ -61,16 +61,24 @@ def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str 
     """
     known = np.isfinite(truth)
     pooled, truth = pooled.isel(target=np.flatnonzero(known)), truth[known]
-    observed = observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
-    probabilities = pooled["bin_probability"].transpose("target", "bin").values
-    scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(probabilities, observed.values.astype(np.int64))
+    probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+    scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(probabilities, observed)
     std = StdScaling.fit(pooled["transformed_mean"].values, pooled["transformed_std"].values, pooled["transformed_truth"].values)
     calibrated = pooled["bin_probability"].copy(data=scaler.apply(pooled["bin_probability"].values))
+    observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
     scores = {
         "validation_targets": int(truth.size),
-        "nll_before": float(categorical_nll(pooled["bin_probability"], observed)),
-        "nll_after": float(categorical_nll(calibrated, observed)),
-        "ece_before": top_label_ece(pooled["bin_probability"], observed),
-        "ece_after": top_label_ece(calibrated, observed),
+        "nll_before": float(categorical_nll(pooled["bin_probability"], observed_bin)),
+        "nll_after": float(categorical_nll(calibrated, observed_bin)),
+        "ece_before": top_label_ece(pooled["bin_probability"], observed_bin),
+        "ece_after": top_label_ece(calibrated, observed_bin),
     }
     return Calibration(probability=scaler, std=std, fitted_on=description or f"{int(known.sum())} validation targets", scores=scores)
+
+
+def probabilities_and_observed_bins(pooled: xr.Dataset, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bin probabilities ``[n, bins]`` of pooled predictions (:func:`pool_predictions`) at their
+    targets with a finite ``truth`` ``[target]``, and the index ``[n]`` of each truth's bin."""
+    known = np.flatnonzero(np.isfinite(truth))
+    observed = observed_bins(xr.DataArray(np.asarray(truth)[known], dims="target"), pooled["bin_lower"].values)
+    return pooled["bin_probability"].transpose("target", "bin").values[known], observed.values.astype(np.int64)
