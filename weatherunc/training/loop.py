@@ -2,12 +2,13 @@
 
 Device chosen automatically (CUDA when present, else CPU) unless the config names one;
 bfloat16 autocast on CUDA; batches drawn ahead by ``sampling_workers`` processes (each step's
-batch has its own random stream, so the result does not depend on how many); AdamW with cosine decay; gradient clipping; seeded; a progress
-bar; validation with the verification scores every ``validate_every`` steps; early
-stopping after ``patience`` validations without a better CRPS. ``last`` (weights,
-optimiser, random states) is saved every ``checkpoint_every`` steps and ``best`` at each
-improvement, as step-stamped files whose sidecars are written last; a killed run resumes
-from its newest complete checkpoint and continues exactly as if it had never stopped.
+batch has its own random stream, so the result does not depend on how many); AdamW with cosine
+decay; gradient clipping; seeded; a progress bar; validation with the verification scores
+every ``validate_every`` steps; early stopping after ``patience`` validations without a better
+CRPS. ``last`` (weights, optimiser, torch random state) is saved every ``checkpoint_every``
+steps and ``best`` at each improvement, as step-stamped files whose sidecars are written last;
+a killed run resumes from its newest complete checkpoint and continues exactly as if it had
+never stopped.
 """
 
 from __future__ import annotations
