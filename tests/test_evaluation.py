@@ -179,3 +179,37 @@ def test_rate_pit_histogram_of_an_overconfident_forecast_is_u_shaped_and_ignores
     np.testing.assert_allclose(rate_pit_histogram(prediction, partial).sum(), 1.0)
     with pytest.raises(ValueError, match="bins must be"):
         rate_pit_histogram(prediction, task, bins=0)
+
+
+def test_interval_coverage_per_target_on_points_mixed_offsets_and_grids() -> None:
+    """Its mean is score_prediction's coverage (mixed offsets too); on a grid it keeps the grid, NaN
+    off the targets; on a calibrated zero-inflated forecast it is nominal where the share of truths
+    between the two quantiles is not."""
+    from weatherunc.evaluation import interval_coverage
+
+    (first, first_task), (second, second_task) = _log_prediction(0.3, 200, 4), _log_prediction(3.0, 100, 5)
+    together = xr.concat([first, second], dim="target").assign_attrs(first.attrs)
+    truth = np.concatenate([first_task.target_values, second_task.target_values])
+    task = Task(np.zeros((1, 2)), np.zeros(1), np.vstack([first_task.target_coordinates, second_task.target_coordinates]), truth)
+    covered = interval_coverage(together, truth, 0.8)
+    assert covered.dims == ("target",) and covered.attrs["level"] == 0.8
+    assert float(covered.mean()) == pytest.approx(score_prediction(together, task)["coverage_80"], rel=1e-12)
+
+    prediction, task, truth = _calibrated_zero_inflated_prediction(40_000, 9)
+    assert float(interval_coverage(prediction, truth, 0.9).mean()) == pytest.approx(0.9, abs=0.012)
+    quantile = prediction.precipitation_quantile
+    between = (truth >= quantile.sel(quantile=0.05).values) & (truth <= quantile.sel(quantile=0.95).values)
+    assert between.mean() > 0.93  # every dry truth counted as covered where the lower quantile is 0
+
+    points, point_task, *_ = _gaussian_prediction(4000)
+    template = xr.DataArray(np.zeros((50, 100)), dims=("y", "x"), coords={"y": np.arange(50.0), "x": np.arange(100.0)})
+    grid = to_grid(points, template)
+    truth_grid = np.full((50, 100), np.nan)
+    truth_grid.flat[:4000] = point_task.target_values  # target i sits at row i // 100, column i % 100
+    on_grid = interval_coverage(grid, xr.DataArray(truth_grid.T, dims=("x", "y")))  # dims in another order
+    assert on_grid.dims == ("y", "x") and bool(on_grid[40:].isnull().all()) and bool(on_grid[:40].notnull().all())
+    assert float(on_grid.mean()) == pytest.approx(score_prediction(points, point_task)["coverage_90"], rel=1e-12)
+    with pytest.raises(ValueError, match="truth has shape"):
+        interval_coverage(grid, truth_grid[:49])
+    with pytest.raises(ValueError, match="truth has dims"):
+        interval_coverage(grid, xr.DataArray(truth_grid, dims=("row", "x")))

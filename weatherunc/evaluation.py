@@ -178,6 +178,34 @@ def rate_pit_histogram(prediction: xr.Dataset, task: Task, *, bins: int = 10) ->
     return xr.DataArray(shares[known].mean(axis=0), dims="pit_bin", coords={"pit_bin": centres}, name="pit_frequency")
 
 
+def interval_coverage(prediction: xr.Dataset, truth: xr.DataArray | np.ndarray, level: float = 0.9) -> xr.DataArray:
+    """Per target, the probability that the central ``level`` interval covers the observed ``truth`` [mm/h].
+
+    ``truth`` is shaped like ``prediction["transformed_mean"]`` (a DataArray with its dims, in any
+    order, or an array of its shape): task targets or a grid. The result has that shape, NaN where
+    the truth or the prediction is missing; its mean over targets is the coverage of
+    :func:`score_prediction` (the randomised-PIT rule of
+    :func:`weatherunc.transforms.central_interval_coverage`, each target with its own transform),
+    not the share of truths between two quantiles, which counts every dry truth as covered where
+    the lower quantile is censored to 0.
+    """
+    mean = prediction["transformed_mean"]
+    if isinstance(truth, xr.DataArray):
+        if set(truth.dims) != set(mean.dims):
+            raise ValueError(f"interval_coverage: truth has dims {truth.dims}, the prediction's transformed_mean {mean.dims}")
+        truth = truth.transpose(*mean.dims)
+    rates = np.asarray(truth, dtype=np.float64)
+    if rates.shape != mean.shape:
+        raise ValueError(f"interval_coverage: truth has shape {rates.shape}, the prediction's transformed_mean {mean.shape}")
+    means, stds = mean.values, prediction["transformed_std"].values
+    known = np.isfinite(rates) & np.isfinite(means) & np.isfinite(stds)
+    covered = np.full(rates.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        chosen = members & known
+        covered[chosen] = central_interval_coverage(transform, means[chosen], stds[chosen], rates[chosen], level)
+    return mean.copy(data=covered).rename("interval_coverage").assign_attrs({"level": level, "long_name": f"probability that the central {level:.0%} interval covers the truth"})
+
+
 def distance_to_nearest_context(task: Task) -> np.ndarray:
     """Distance [km] from each target to its nearest context point, ``[n_target]``."""
     from scipy.spatial import cKDTree
@@ -193,10 +221,10 @@ def scores_by_distance(prediction: xr.Dataset, task: Task, edges_km: tuple[float
 
     mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
     truth = task.target_values
-    crps, covered = np.full(truth.shape, np.nan), np.full(truth.shape, np.nan)
+    crps = np.full(truth.shape, np.nan)
     for transform, members in transform_groups(prediction):
         crps[members] = crps_kernel(quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members])
-        covered[members] = central_interval_coverage(transform, mean[members], std[members], truth[members], 0.9)
+    covered = interval_coverage(prediction, truth, 0.9).values
     distance = distance_to_nearest_context(task)
     known = np.isfinite(truth)
     rows = []
