@@ -12,7 +12,8 @@ normalisation or intensity scaling). SIC97: 10-fold cross-validation on the 100 
 stations (not the neural processes: they were trained on radar rates, not daily gauge
 totals). Also scores by distance to the nearest context on the masked-block tasks. Writes
 ``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
-means over frames) and ``interpolation.md``.
+means over frames with the standard error of the 90 % coverage over frames) and
+``interpolation.md``.
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/interpolation.py
 """
@@ -117,7 +118,9 @@ def sic97_rows() -> list[dict[str, object]]:
 
 
 def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Means over frames per dataset x task x method."""
+    """Means over frames per dataset x task x method, and the standard error over frames of the
+    90 % coverage (``coverage_90_se``: sample standard deviation / sqrt(frames); None for one
+    frame), so that a mean near the edge of the 0.85-0.95 band can be read with its spread."""
     groups: dict[tuple[str, str, str], list[dict[str, object]]] = defaultdict(list)
     for row in rows:
         groups[(row["dataset"], row["task"], row["method"])].append(row)
@@ -126,15 +129,17 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         entry = {"dataset": dataset, "task": task, "method": method, "frames": len(members)}
         for key in (*METRICS, "fit_s", "predict_s", "n_context", "n_target"):
             entry[key] = round(float(np.mean([member[key] for member in members])), 4)
+        coverage = [member["coverage_90"] for member in members]
+        entry["coverage_90_se"] = round(float(np.std(coverage, ddof=1) / np.sqrt(len(coverage))), 4) if len(coverage) > 1 else None
         summary.append(entry)
     return summary
 
 
 def markdown(summary: list[dict[str, object]]) -> str:
     """The summary as a Markdown table."""
-    columns = ("dataset", "task", "method", "frames", "crps", "nlpd", "rmse", "mae", "coverage_90", "coverage_95", "fit_s", "predict_s", "n_context", "n_target")
+    columns = ("dataset", "task", "method", "frames", "crps", "nlpd", "rmse", "mae", "coverage_90", "coverage_90_se", "coverage_95", "fit_s", "predict_s", "n_context", "n_target")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(entry[column]) for column in columns) + " |" for entry in summary]
+    lines += ["| " + " | ".join("-" if entry[column] is None else str(entry[column]) for column in columns) + " |" for entry in summary]
     return "\n".join(lines) + "\n"
 
 
