@@ -1,9 +1,10 @@
 """Benchmark: how fast training batches are drawn, in the training process and by worker processes.
 
 On the H100 the shipped ANP trained at 6.2 steps/s and its 64-wide ablation at 6.9 steps/s
-(benchmarks/results/anp_gpu_training.md): the width hardly mattered, a sign that the step waited
-for its batch, drawn on one CPU core. This measures that cost with the shipped training config
-(pipelines/training/anp.yaml: its training frames, sampling options and batch size):
+(benchmarks/results/anp_gpu_training.md): the width hardly mattered, so something other than
+the network's arithmetic set the pace, drawing the batch on one CPU core among the suspects.
+This measures that cost with the shipped training config (pipelines/training/anp.yaml: its
+training frames, sampling options and batch size):
 
 1. seconds to draw one batch in the training process (``sample_batch``), over ``STEPS`` steps;
 2. batches/s of :func:`~weatherunc.training.sampling.batch_stream` with 0, 1 and 2 worker
