@@ -7,9 +7,10 @@ of the shipped width has been trained, so this ensemble differs by width, not by
 with MC dropout, and bin probabilities derived from the GP's predictive distribution. Each
 method's temperature (and std factor) is fitted on validation tasks drawn from the training
 config's validation frames (never the test frames); scores are computed on the test tasks of
-benchmarks/interpolation.py (masked blocks and gauge networks, three frames per dataset). Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bins, top-label
-(multiclass) and per threshold. Writes benchmarks/results/calibration.json, calibration.md,
-reliability diagrams (PNG), and the shipped ANP calibration (weatherunc/data/models/anp.calibration.json).
+benchmarks/interpolation.py (masked blocks and gauge networks, three frames per dataset).
+Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bins, top-label (multiclass) and
+per threshold. Writes benchmarks/results/calibration.json, calibration.md, reliability diagrams
+(PNG), and the shipped ANP calibration (weatherunc/data/models/anp.calibration.json).
 
 Also per row: vector scaling fitted on the same validation tasks (``*_after_vector``), and, as
 diagnostics only, two temperatures fitted on the scored tasks themselves: the one that minimises
