@@ -27,6 +27,7 @@ import torch
 from common import machine, write_result
 
 from weatherunc.training.config import load_training_config
+from weatherunc.training.loop import architecture_config
 from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream
 
 CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "training" / "anp.yaml"
@@ -53,8 +54,7 @@ def main() -> None:
     started = time.perf_counter()
     bank = FrameBank.load(list(config.train), progress=True)
     load_seconds = time.perf_counter() - started
-    model_config = config.model.to_config(*bank.transformed_statistics(config.model.to_config(0.0, 1.0)))
-    batches = StepBatches(bank, model_config, config.sampling, config.batch_size, config.seed)
+    batches = StepBatches(bank, architecture_config(config, bank), config.sampling, config.batch_size, config.seed)
     per_batch = []
     for step in range(STEPS):
         began = time.perf_counter()

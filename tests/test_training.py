@@ -298,3 +298,19 @@ def test_cli_refuses_a_negative_number_of_sampling_workers(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["train", str(path), "--sampling-workers", "-1"])
     assert result.exit_code == 2 and "sampling_workers: Input should be greater than or equal to 0" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_architecture_config_normalises_by_the_training_frames(tmp_path: Path) -> None:
+    import numpy as np
+
+    from weatherunc.training.loop import architecture_config
+    from weatherunc.training.sampling import FrameBank
+
+    config = _config(tmp_path, "architecture")
+    bank = FrameBank.load(list(config.train), progress=False)
+    architecture = architecture_config(config, bank)
+    rates = np.concatenate([frame.values[np.isfinite(frame.values)].astype(np.float64) for frame in bank.frames])
+    transformed = architecture.transform.forward(rates)
+    assert architecture.value_centre == pytest.approx(transformed.mean(), rel=1e-9)
+    assert architecture.value_scale == pytest.approx(transformed.std(), rel=1e-6)
+    assert architecture.hidden == 16 and architecture.dropout == 0.1

@@ -110,7 +110,9 @@ def _save(path: Path, model: NeuralProcess, config: TrainingConfig, extra: dict)
     return save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata)
 
 
-def _architecture(config: TrainingConfig, bank: FrameBank) -> NeuralProcessConfig:
+def architecture_config(config: TrainingConfig, bank: FrameBank) -> NeuralProcessConfig:
+    """The model's architecture config, its value normalisation set to the mean and standard
+    deviation of the transformed observed rates of the training frames in ``bank``."""
     provisional = config.model.to_config(0.0, 1.0)
     centre, scale = bank.transformed_statistics(provisional)
     return config.model.to_config(centre, scale)
@@ -140,7 +142,7 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
         state = sidecar["metadata"]["state"]
         step, history, best, stale, best_scores = state["step"], state["history"], state["best"], state["stale"], state["best_scores"]
     else:
-        model = NeuralProcess(_architecture(config, bank))
+        model = NeuralProcess(architecture_config(config, bank))
         for stale_file in directory.glob("*.safetensors"):
             stale_file.unlink()
     model = model.to(device)
