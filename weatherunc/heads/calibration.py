@@ -28,6 +28,7 @@ import xarray as xr
 from scipy import optimize, special
 
 from weatherunc.heads.bins import BIN, with_rain_probability
+from weatherunc.metrics import top_label_ece
 from weatherunc.transforms import exceedance_probability, moments, quantiles
 
 PROBABILITY_FLOOR = 1e-12
@@ -92,8 +93,6 @@ def lowest_ece_temperature(probabilities: np.ndarray, observed: np.ndarray, *, t
     searching. The ECE is a step function of the temperature (it moves forecasts between bins),
     hence a grid search rather than a gradient method.
     """
-    from weatherunc.metrics import top_label_ece
-
     truth = xr.DataArray(np.asarray(observed, dtype=np.float64), dims="point")
     logits = _log_probabilities(probabilities)
     errors = [top_label_ece(xr.DataArray(special.softmax(logits / temperature, axis=-1), dims=("point", "bin")), truth, bins=bins) for temperature in temperatures]
