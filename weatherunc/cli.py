@@ -105,6 +105,28 @@ def train(
     typer.echo(json.dumps({"best_checkpoint": str(result.best_checkpoint), "steps": result.steps, "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1), "best_validation": result.best_scores}, indent=2))
 
 
+@app.command("refit-head")
+def refit_head(
+    config: Annotated[Path, typer.Argument(help="The training config the checkpoint was trained with.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Trained neural process (.safetensors with its sidecar).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the refitted checkpoint (not the input).")],
+    batches: Annotated[int, typer.Option(help="Training batches drawn for the refit.")] = 150,
+    seed: Annotated[int, typer.Option(help="Seed of the refit's task stream.")] = 1,
+    packed: Annotated[Optional[Path], typer.Option(help="Training data packed by `weatherunc pack` for this config (read instead of the catalog).")] = None,
+) -> None:
+    """Refit a neural process's bin head in prediction mode (prior latents, no dropout) on training tasks; the Gaussian outputs are kept."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.head_refit import HeadRefitOptions, refit_checkpoint
+
+    try:
+        report = refit_checkpoint(load_training_config(config), checkpoint, output, HeadRefitOptions(batches=batches, seed=seed), packed=packed)
+    except (ValueError, CheckpointError, InputDataError, KeyError) as error:
+        _fail(error)
+    typer.echo(json.dumps({"checkpoint": str(output), **report}, indent=2))
+
+
 @app.command()
 def pack(
     config: Annotated[Path, typer.Argument(help="Training config YAML (see pipelines/training/).")],
