@@ -110,7 +110,7 @@ def refit_head(
     config: Annotated[Path, typer.Argument(help="The training config the checkpoint was trained with.")],
     checkpoint: Annotated[Path, typer.Argument(help="Trained neural process (.safetensors with its sidecar).")],
     output: Annotated[Path, typer.Argument(help="Where to write the refitted checkpoint (not the input).")],
-    batches: Annotated[int, typer.Option(help="Training batches drawn for the refit.")] = 150,
+    batches: Annotated[int, typer.Option(help="Training batches drawn for the refit (300 x batch 32 x 64 targets x 4 draws of 128 features: about 0.6 GB).")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of the refit's task stream.")] = 1,
     packed: Annotated[Optional[Path], typer.Option(help="Training data packed by `weatherunc pack` for this config (read instead of the catalog).")] = None,
 ) -> None:
