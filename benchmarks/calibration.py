@@ -4,7 +4,8 @@ Methods: the ANP's categorical head (single model), a deep ensemble of the ANP a
 members (``--members``; by default the shipped recipe at width 64,
 benchmarks/checkpoints/anp_task_normalised_small, trained with the same seed: no second member
 of the shipped width has been trained, so this ensemble differs by width, not by seed), the ANP
-with MC dropout, and bin probabilities derived from the GP's predictive distribution. Each
+with MC dropout, and bin probabilities derived from the GP's predictive distribution. Both ANP
+checkpoints carry bin heads refitted in prediction mode (``weatherunc refit-head``; README). Each
 method's temperature (and std factor) is fitted on validation tasks drawn from the training
 config's validation frames (never the test frames); scores are computed on the test tasks of
 benchmarks/interpolation.py (masked blocks and gauge networks, three frames per dataset).
@@ -19,6 +20,12 @@ ECE on a grid of 0.1-10 (``lowest_ece_temperature``, ``ece_lowest_temperature``)
 second bounds what temperature scaling can do for the ECE: the NLL minimiser need not minimise
 the ECE (on KNMI it gave 0.037 where the shipped temperature gave 0.030), so an ECE goal that the
 second misses is out of reach of any single temperature on those tasks.
+
+``ece_consistency_after`` (median) and ``ece_consistency_after_95`` (95th percentile): the
+top-label ECE that the temperature-scaled probabilities would score if they were perfectly
+calibrated, over 200 draws of outcomes from themselves (``metrics.consistency_top_label_ece``,
+Bröcker & Smith 2007). An ECE near these is sampling noise; they assume independent targets,
+so they understate the noise of spatially correlated ones.
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/calibration.py [--members runs/anp_member_1/best.safetensors ...]
 """
@@ -65,6 +72,7 @@ def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str,
     probability, truth, observed = pooled_bins(predictions, truths)
     result: dict[str, object] = {
         "ece": round(metrics.top_label_ece(probability, observed, bins=ECE_BINS), 5),
+        "ece_consistency": [round(float(value), 5) for value in np.quantile(metrics.consistency_top_label_ece(probability, bins=ECE_BINS, draws=200), [0.5, 0.95])],
         "nll": round(float(metrics.categorical_nll(probability, observed)), 5),
         "brier": round(float(metrics.multiclass_brier_score(probability, observed)), 5),
         "rps": round(float(metrics.ranked_probability_score(probability, observed)), 5),
@@ -165,6 +173,7 @@ def _row(dataset: str, method: str, calibration: Calibration, before: dict, afte
     row: dict[str, object] = {"dataset": dataset, "method": method, "temperature": round(calibration.probability.temperature, 4)}
     for key in ("ece", "nll", "brier", "rps"):
         row[f"{key}_before"], row[f"{key}_after"], row[f"{key}_after_vector"] = before[key], after[key], vector[key]
+    row["ece_consistency_after"], row["ece_consistency_after_95"] = after["ece_consistency"]
     row["oracle_temperature"], row["ece_oracle_temperature"] = round(oracle[0], 4), round(oracle[1], 5)
     row["lowest_ece_temperature"], row["ece_lowest_temperature"] = round(lowest[0], 4), round(lowest[1], 5)
     for threshold in THRESHOLDS:
@@ -177,7 +186,7 @@ def _row(dataset: str, method: str, calibration: Calibration, before: dict, afte
 
 def markdown(rows: list[dict[str, object]]) -> str:
     """The main columns as a Markdown table."""
-    columns = ("dataset", "method", "temperature", "ece_before", "ece_after", "ece_after_vector", "oracle_temperature", "ece_oracle_temperature", "lowest_ece_temperature", "ece_lowest_temperature", "ece_before_1", "ece_after_1", "nll_before", "nll_after", "nll_after_vector", "brier_before", "brier_after", "rps_before", "rps_after")
+    columns = ("dataset", "method", "temperature", "ece_before", "ece_after", "ece_consistency_after", "ece_consistency_after_95", "ece_after_vector", "oracle_temperature", "ece_oracle_temperature", "lowest_ece_temperature", "ece_lowest_temperature", "ece_before_1", "ece_after_1", "nll_before", "nll_after", "nll_after_vector", "brier_before", "brier_after", "rps_before", "rps_after")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"

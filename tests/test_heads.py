@@ -11,7 +11,7 @@ from scipy import special, stats
 
 from weatherunc.heads.bins import entropy_and_mutual_information, gaussian_bin_probabilities, with_bin_probabilities
 from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling, lowest_ece_temperature
-from weatherunc.metrics import categorical_nll, multiclass_brier_score, observed_bins, ranked_probability_score, top_label_ece
+from weatherunc.metrics import categorical_nll, consistency_top_label_ece, multiclass_brier_score, observed_bins, ranked_probability_score, top_label_ece
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
@@ -61,6 +61,23 @@ def test_top_label_ece_of_a_calibrated_forecast_is_small_and_of_an_overconfident
     assert top_label_ece(forecast, truth) < 0.015
     sharpened = xr.DataArray(special.softmax(logits * 3, axis=-1), dims=("point", "bin"))
     assert top_label_ece(sharpened, truth) > 0.1
+
+
+def test_consistency_ece_matches_the_binomial_closed_form_and_the_ece_of_a_calibrated_forecast() -> None:
+    # 50 forecasts of one top probability 0.6: one ECE bin, ECE = |k/50 - 0.6| with k ~ Binomial(50, 0.6)
+    forecast = xr.DataArray(np.tile([0.6, 0.3, 0.1], (50, 1)), dims=("point", "bin"))
+    draws = consistency_top_label_ece(forecast, draws=4000, seed=1)
+    k = np.arange(51)
+    expected = float(np.sum(stats.binom.pmf(k, 50, 0.6) * np.abs(k / 50 - 0.6)))
+    assert draws.shape == (4000,) and draws.mean() == pytest.approx(expected, abs=4 * draws.std() / np.sqrt(4000))
+    # a calibrated forecast's observed ECE lies within the spread of its consistency draws
+    rng = np.random.default_rng(3)
+    probabilities = special.softmax(rng.normal(size=(3000, 4)) * 2, axis=-1)
+    observed = xr.DataArray(np.array([rng.choice(4, p=p) for p in probabilities]).astype(float), dims="point")
+    floor = consistency_top_label_ece(xr.DataArray(probabilities, dims=("point", "bin")), draws=300)
+    assert np.quantile(floor, 0.005) < top_label_ece(xr.DataArray(probabilities, dims=("point", "bin")), observed) < np.quantile(floor, 0.995)
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        consistency_top_label_ece(forecast, draws=0)
 
 
 def test_temperature_scaling_recovers_the_temperature_and_reduces_ece() -> None:

@@ -2,6 +2,7 @@
 
 from weatherunc.metrics.categorical import (
     categorical_nll,
+    consistency_top_label_ece,
     multiclass_brier_score,
     observed_bins,
     ranked_probability_score,
@@ -27,5 +28,5 @@ __all__ = [
     "BrierDecomposition", "bias", "brier_decomposition", "brier_score", "crps_ensemble", "crps_gaussian",
     "interval_coverage", "mean_absolute_error", "negative_log_predictive_density", "pit_histogram",
     "root_mean_squared_error", "ReliabilityAccumulator", "expected_calibration_error", "reliability_diagram",
-    "categorical_nll", "multiclass_brier_score", "observed_bins", "ranked_probability_score", "top_label_calibration", "top_label_ece",
+    "categorical_nll", "consistency_top_label_ece", "multiclass_brier_score", "observed_bins", "ranked_probability_score", "top_label_calibration", "top_label_ece",
 ]

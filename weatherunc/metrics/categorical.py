@@ -8,7 +8,11 @@
 - ranked probability score: ``sum_k (P_k - O_k)^2`` over cumulative probabilities, not
   normalised (Epstein 1969, J. Appl. Meteor. 8, 985);
 - top-label ECE: expected calibration error of the most probable bin's probability
-  (Guo et al. 2017, "On Calibration of Modern Neural Networks", eq. 3), 15 bins by default.
+  (Guo et al. 2017, "On Calibration of Modern Neural Networks", eq. 3), 15 bins by default;
+- consistency ECE: the top-label ECE that the forecast itself would score if it were perfectly
+  calibrated, with outcomes drawn from it (consistency resampling, Bröcker & Smith 2007,
+  "Increasing the reliability of reliability diagrams", Wea. Forecasting 22, 651): the sampling
+  floor of the ECE on these forecasts.
 """
 
 from __future__ import annotations
@@ -66,6 +70,24 @@ def top_label_calibration(forecast: xr.DataArray, observed: xr.DataArray, *, bin
 def top_label_ece(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15) -> float:
     """Top-label expected calibration error (Guo et al. 2017)."""
     return top_label_calibration(forecast, observed, bins=bins).expected_calibration_error()
+
+
+def consistency_top_label_ece(forecast: xr.DataArray, *, bins: int = 15, draws: int = 200, seed: int = 0) -> np.ndarray:
+    """Top-label ECE ``[draws]`` of ``forecast`` against outcomes drawn from ``forecast`` itself.
+
+    Each draw observes the most probable bin of each forecast with that bin's probability,
+    independently across forecasts, and scores the top-label ECE as :func:`top_label_ece` does;
+    a perfectly calibrated forecast scores like these draws. Outcomes that are correlated in
+    space (a whole tile too wet) spread the real ECE further, so this is a lower bound on its
+    sampling floor. NaN forecasts are skipped.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    values = forecast.transpose(..., BIN).values.reshape(-1, forecast.sizes[BIN])
+    values = values[np.all(np.isfinite(values), axis=1)]
+    top = values.max(axis=1)
+    rng = np.random.default_rng(seed)
+    return np.array([ReliabilityAccumulator.init(bins).accumulate(top, rng.uniform(size=top.size) < top).expected_calibration_error() for _ in range(draws)])
 
 
 def observed_bins(rate: xr.DataArray, edges: np.ndarray) -> xr.DataArray:
