@@ -6,9 +6,10 @@ pipelines/training/anp.yaml: KNMI from 05:20; the other four events entirely), c
 their wettest 192 x 192 px window; two tasks per frame with fixed seeds: masked blocks
 (3 gaps of 24 px over rain, context from a 24 px ring) and a uniform gauge-like network (1 %
 of pixels). Methods: the GP, kriging, inverse distance, climatology, and the shipped ANP and
-CNP checkpoints, and two ANP ablations (benchmarks/checkpoints/: ``anp_task_small``, the shipped
+CNP checkpoints, and three ANP ablations (benchmarks/checkpoints/: ``anp_task_small``, the shipped
 recipe with a 64-wide network; ``anp_global``, the previously shipped ANP without per-task
-normalisation or intensity scaling). SIC97: 10-fold cross-validation on the 100 training
+normalisation or intensity scaling; ``anp_gaussian_refit``, the shipped ANP with its Gaussian
+rows refitted too, ``weatherunc refit-head --gaussian``). SIC97: 10-fold cross-validation on the 100 training
 stations (not the neural processes: they were trained on radar rates, not daily gauge
 totals). Also scores by distance to the nearest context on the masked-block tasks. Writes
 ``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
@@ -43,9 +44,9 @@ RADAR_DATASETS = ("knmi_20100826", "mch_20150515", "fmi_20160928", "bom_prcp_c10
 #: Test period per dataset (start, end); absent: the whole event.
 TEST_PERIODS = {"knmi_20100826": ("2010-08-26T05:20", None)}
 METHODS = ("gp", "kriging", "idw", "climatology")
-NEURAL_METHODS = ("anp", "cnp", "anp_task_small", "anp_global")
+NEURAL_METHODS = ("anp", "cnp", "anp_task_small", "anp_global", "anp_gaussian_refit")
 #: Ablation checkpoints kept beside the benchmarks (see pipelines/training/).
-ABLATIONS = {"anp_task_small": "anp_task_normalised_small.safetensors", "anp_global": "anp_global_normalisation.safetensors"}
+ABLATIONS = {"anp_task_small": "anp_task_normalised_small.safetensors", "anp_global": "anp_global_normalisation.safetensors", "anp_gaussian_refit": "anp_gaussian_refit.safetensors"}
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 STATION_METHODS = METHODS
 DISTANCE_METHODS = ("gp", "kriging", "anp", "cnp")

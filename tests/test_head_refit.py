@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from scipy import stats
 from typer.testing import CliRunner
 
 from tests.test_training import CONFIG as TINY_TRAINING
@@ -16,11 +17,11 @@ from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import load_neural_process
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.training.config import TrainingConfig
-from weatherunc.training.head_refit import GAUSSIAN_ROWS, HeadRefitOptions, decoder_features, fit_bin_rows, mixture_nll, output_layer, refit_bin_head
+from weatherunc.training.head_refit import GAUSSIAN_ROWS, DecoderFeatures, HeadRefitOptions, decoder_features, fit_bin_rows, gaussian_nll, mixture_nll, output_layer, refit_head
 from weatherunc.training.loop import train
 from weatherunc.training.sampling import FrameBank, StepBatches
 
-CONFIG = {**TINY_TRAINING, "steps": 4, "batch_size": 4, "checkpoint_every": 4}
+CONFIG = {**TINY_TRAINING, "model": {**TINY_TRAINING["model"], "task_normalisation": True}, "steps": 4, "batch_size": 4, "checkpoint_every": 4}
 OPTIONS = HeadRefitOptions(batches=6, targets_per_task=16, latent_samples=3, seed=5, max_iterations=50)
 
 
@@ -64,11 +65,37 @@ def test_fit_bin_rows_recovers_a_planted_head() -> None:
         fit_bin_rows(torch.tensor(features, dtype=torch.float16), torch.tensor(bins + 1), start_weight, start_bias)
 
 
+def test_gaussian_nll_is_the_density_of_the_mixture_moments() -> None:
+    rng = np.random.default_rng(4)
+    features = torch.tensor(rng.normal(size=(3, 6, 2)))
+    weight, bias = torch.tensor(rng.normal(size=(2, 2))), torch.tensor([0.1, -0.2])
+    centre, scale, values = torch.tensor(rng.normal(size=6)), torch.tensor(rng.uniform(0.5, 2, size=6)), torch.tensor(rng.normal(size=6))
+    data = DecoderFeatures(features=features, bins=torch.zeros(6, dtype=torch.long), values=values, centre=centre, scale=scale)
+    outputs = features.numpy() @ weight.numpy().T + bias.numpy()  # [3, 6, 2]
+    means = outputs[..., 0] * scale.numpy() + centre.numpy()
+    stds = (0.05 + 0.95 * np.log1p(np.exp(outputs[..., 1]))) * scale.numpy()
+    variance = means.var(0) + (stds**2).mean(0)
+    expected = -np.mean(stats.norm.logpdf(values.numpy(), means.mean(0), np.sqrt(variance)))
+    assert float(gaussian_nll(weight, bias, data, 0.05, chunk=4)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_gaussian_refit_changes_only_the_output_layer_and_lowers_its_training_nll(trained) -> None:
+    config, checkpoint, bank = trained
+    model, _ = load_neural_process(checkpoint)
+    options = HeadRefitOptions(**{**OPTIONS.__dict__, "gaussian": True})
+    refitted, report = refit_head(model, _batches(config, model, bank), options)
+    assert report["training_gaussian_nll_after"] < report["training_gaussian_nll_before"]
+    assert report["training_mixture_nll_after"] < report["training_mixture_nll_before"]
+    changed = {name for name, tensor in refitted.state_dict().items() if not torch.equal(tensor, model.state_dict()[name])}
+    assert changed == {"decoder.network.9.weight", "decoder.network.9.bias"}
+    assert not torch.equal(output_layer(refitted).weight[:GAUSSIAN_ROWS], output_layer(model).weight[:GAUSSIAN_ROWS])
+
+
 def test_refit_changes_only_the_bin_rows_and_lowers_the_training_nll(trained) -> None:
     config, checkpoint, bank = trained
     model, _ = load_neural_process(checkpoint)
     original = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    refitted, report = refit_bin_head(model, _batches(config, model, bank), OPTIONS)
+    refitted, report = refit_head(model, _batches(config, model, bank), OPTIONS)
     assert report["targets"] == OPTIONS.batches * config.batch_size * OPTIONS.targets_per_task
     assert report["training_mixture_nll_after"] < report["training_mixture_nll_before"]
     for name, tensor in model.state_dict().items():  # the input model is left as it was
@@ -84,23 +111,30 @@ def test_refit_changes_only_the_bin_rows_and_lowers_the_training_nll(trained) ->
         after = refitted(batch.context_inputs, batch.context_values, batch.target_inputs, samples=2)
     assert torch.equal(before.mean, after.mean) and torch.equal(before.std, after.std)  # the Gaussian is kept
     assert not torch.equal(before.logits, after.logits)
-    again, _ = refit_bin_head(model, _batches(config, model, bank), OPTIONS)
+    again, _ = refit_head(model, _batches(config, model, bank), OPTIONS)
     assert all(torch.equal(tensor, again.state_dict()[name]) for name, tensor in refitted.state_dict().items())
 
 
 def test_decoder_features_are_prediction_mode_features_and_need_a_head(trained) -> None:
     config, checkpoint, bank = trained
     model, _ = load_neural_process(checkpoint)
-    features, bins = decoder_features(model.eval(), _batches(config, model, bank), OPTIONS)
-    assert features.shape == (OPTIONS.latent_samples, OPTIONS.batches * config.batch_size * OPTIONS.targets_per_task, config.model.hidden)
-    assert bins.shape == features.shape[1:2] and int(bins.max()) < model.config.bins
+    data = decoder_features(model.eval(), _batches(config, model, bank), OPTIONS)
+    n = OPTIONS.batches * config.batch_size * OPTIONS.targets_per_task
+    assert data.features.shape == (OPTIONS.latent_samples, n, config.model.hidden)
+    assert data.bins.shape == data.values.shape == data.centre.shape == data.scale.shape == (n,) and int(data.bins.max()) < model.config.bins
+    batch = next(_batches(config, model, bank))
+    centre, scale = model.task_statistics(batch.context_values)  # the first task's normalisation, repeated per kept target
+    assert torch.all(data.centre[: OPTIONS.targets_per_task] == centre[0, 0, 0]) and torch.all(data.scale[: OPTIONS.targets_per_task] == scale[0, 0, 0])
+    assert set(data.values[: OPTIONS.targets_per_task].tolist()) <= set(batch.target_values[0, :, 0].tolist())
     model.train()  # dropout 0.1 in this config: the features must still be the prediction-mode ones
-    again, _ = decoder_features(model, _batches(config, model, bank), OPTIONS)
+    again = decoder_features(model, _batches(config, model, bank), OPTIONS)
     assert model.training  # mode restored
-    assert torch.equal(features, again)
+    assert torch.equal(data.features, again.features)
     headless = NeuralProcess(NeuralProcessConfig(hidden=16, latent_dimension=4, heads=2, bin_edges=()))
-    with pytest.raises(ValueError, match="no categorical head"):
+    with pytest.raises(ValueError, match="no categorical head .* nothing to refit"):
         decoder_features(headless, _batches(config, model, bank), OPTIONS)
+    plain = decoder_features(headless, _batches(config, model, bank), HeadRefitOptions(**{**OPTIONS.__dict__, "gaussian": True}))
+    assert torch.all(plain.centre == 0) and torch.all(plain.scale == 1)  # no task normalisation
     with pytest.raises(ValueError, match="head refit option batches must be >= 1"):
         HeadRefitOptions(batches=0)
 
@@ -117,9 +151,15 @@ def test_cli_refit_head_writes_a_checked_checkpoint_and_refuses_bad_calls(traine
     model, sidecar = load_neural_process(output)  # sha256 and layout checked
     report = sidecar["metadata"]["head_refit"]
     assert report["from_sha256"] == sha256_of(checkpoint) == read_sidecar(checkpoint)["sha256"]
-    assert report["options"]["batches"] == 4 and set(report["validation_after"]) == {"targets", "nll", "ece"}
+    assert report["options"]["batches"] == 4 and not report["options"]["gaussian"]
+    assert set(report["validation_after"]) == {"targets", "nll", "ece", "crps", "nlpd", "coverage_90"}
+    assert report["validation_after"]["crps"] == report["validation_before"]["crps"]  # the Gaussian is kept
     assert report["validation_before"]["targets"] == report["validation_after"]["targets"] > 0
     assert sidecar["metadata"]["fingerprint"] == read_sidecar(checkpoint)["metadata"]["fingerprint"]
+    gaussian = CliRunner().invoke(app, ["refit-head", str(path), str(checkpoint), str(tmp_path / "gaussian.safetensors"), "--batches", "2", "--gaussian"])
+    assert gaussian.exit_code == 0, gaussian.output
+    report = read_sidecar(tmp_path / "gaussian.safetensors")["metadata"]["head_refit"]
+    assert report["options"]["gaussian"] and report["training_gaussian_nll_after"] < report["training_gaussian_nll_before"]
     same = CliRunner().invoke(app, ["refit-head", str(path), str(checkpoint), str(checkpoint)])
     assert same.exit_code == 2 and "never overwrites the weights it starts from" in same.output
     other = tmp_path / "other.yaml"

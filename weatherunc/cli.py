@@ -113,15 +113,16 @@ def refit_head(
     batches: Annotated[int, typer.Option(help="Training batches drawn for the refit (300 x batch 32 x 64 targets x 4 draws of 128 features: about 0.6 GB).")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of the refit's task stream.")] = 1,
     packed: Annotated[Optional[Path], typer.Option(help="Training data packed by `weatherunc pack` for this config (read instead of the catalog).")] = None,
+    gaussian: Annotated[bool, typer.Option(help="Also refit the Gaussian rows (mean, std) to the likelihood of the published Gaussian; changes the Gaussian predictions.")] = False,
 ) -> None:
-    """Refit a neural process's bin head in prediction mode (prior latents, no dropout) on training tasks; the Gaussian outputs are kept."""
+    """Refit a neural process's bin head in prediction mode (prior latents, no dropout) on training tasks; the Gaussian outputs are kept unless --gaussian."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.training.config import load_training_config
     from weatherunc.training.head_refit import HeadRefitOptions, refit_checkpoint
 
     try:
-        report = refit_checkpoint(load_training_config(config), checkpoint, output, HeadRefitOptions(batches=batches, seed=seed), packed=packed)
+        report = refit_checkpoint(load_training_config(config), checkpoint, output, HeadRefitOptions(batches=batches, seed=seed, gaussian=gaussian), packed=packed)
     except (ValueError, CheckpointError, InputDataError, KeyError) as error:
         _fail(error)
     typer.echo(json.dumps({"checkpoint": str(output), **report}, indent=2))
