@@ -9,9 +9,9 @@ of pixels). Methods: the GP, kriging, inverse distance, climatology, and the shi
 CNP checkpoints, and three ANP ablations (benchmarks/checkpoints/: ``anp_task_small``, the shipped
 recipe with a 64-wide network; ``anp_global``, the previously shipped ANP without per-task
 normalisation or intensity scaling; ``anp_gaussian_refit``, the shipped ANP with its Gaussian
-rows refitted too, ``weatherunc refit-head --gaussian``). SIC97: 10-fold cross-validation on the 100 training
-stations (not the neural processes: they were trained on radar rates, not daily gauge
-totals). Also scores by distance to the nearest context on the masked-block tasks. Writes
+rows refitted too, ``weatherunc refit-head --gaussian``). SIC97: 10-fold cross-validation on
+the 100 training stations (not the neural processes: they were trained on radar rates, not
+daily gauge totals). Also scores by distance to the nearest context on the masked-block tasks. Writes
 ``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
 means over frames with the standard error of the 90 % coverage over frames) and
 ``interpolation.md``.

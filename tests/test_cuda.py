@@ -1,8 +1,8 @@
 """The GPU path for real: these run only where CUDA is present (skipped on CPU-only machines and CI).
 
 Training in bfloat16 and float16 (with the gradient scaler) on CUDA, training with batches drawn
-ahead by worker processes into pinned memory, and a neural process's prediction on CUDA against
-the same prediction on the CPU.
+ahead by worker processes into pinned memory, a neural process's prediction on CUDA against the
+same prediction on the CPU, and the head refit's decoder features on CUDA against the CPU.
 """
 
 from __future__ import annotations
@@ -62,3 +62,21 @@ def test_prediction_on_cuda_matches_the_cpu() -> None:
     assert next(model.parameters()).device.type == "cuda"
     for name in ("transformed_mean", "noise_variance", "bin_probability"):
         np.testing.assert_allclose(on_cuda[name], on_cpu[name], rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_decoder_features_on_cuda_match_the_cpu_and_come_back_on_the_cpu() -> None:
+    from weatherunc.training.head_refit import HeadRefitOptions, decoder_features
+    from weatherunc.training.sampling import FrameBank, StepBatches
+
+    torch.manual_seed(0)
+    # no latent path: CUDA and CPU random streams differ, so latent draws would not match
+    model = NeuralProcess(NeuralProcessConfig(hidden=16, heads=2, self_attention_layers=1, latent=False, task_normalisation=True))
+    config = TrainingConfig(**CONFIG, output_dir=Path("unused"))
+    bank = FrameBank.load(list(config.train), progress=False)
+    options = HeadRefitOptions(batches=3, targets_per_task=8, latent_samples=1, gaussian=True)
+    batches = StepBatches(bank, model.config, config.sampling, config.batch_size, options.seed)
+    on_cpu = decoder_features(model, (batches[step] for step in range(3)), options)
+    on_cuda = decoder_features(model.to("cuda"), (batches[step] for step in range(3)), options)
+    assert on_cuda.features.device.type == "cpu" and torch.equal(on_cuda.bins, on_cpu.bins)
+    torch.testing.assert_close(on_cuda.features.float(), on_cpu.features.float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(on_cuda.scale, on_cpu.scale)

@@ -112,7 +112,7 @@ def decoder_features(model: NeuralProcess, batches: Iterable[Batch], options: He
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
             for number, batch in enumerate(tqdm(batches, total=options.batches, desc="decoder features", disable=not progress, leave=False)):
                 torch.manual_seed(options.seed * 1_000_003 + number)
                 captured.clear()
