@@ -152,7 +152,7 @@ def test_cli_refit_head_writes_a_checked_checkpoint_and_refuses_bad_calls(traine
     report = sidecar["metadata"]["head_refit"]
     assert report["from_sha256"] == sha256_of(checkpoint) == read_sidecar(checkpoint)["sha256"]
     assert report["options"]["batches"] == 4 and not report["options"]["gaussian"]
-    assert set(report["validation_after"]) == {"targets", "nll", "ece", "crps", "nlpd", "coverage_90"}
+    assert set(report["validation_after"]) == {"targets", "nll", "ece", "crps", "nlpd", "rmse", "coverage_90"}
     assert report["validation_after"]["crps"] == report["validation_before"]["crps"]  # the Gaussian is kept
     assert report["validation_before"]["targets"] == report["validation_after"]["targets"] > 0
     assert sidecar["metadata"]["fingerprint"] == read_sidecar(checkpoint)["metadata"]["fingerprint"]

@@ -314,3 +314,22 @@ def test_architecture_config_normalises_by_the_training_frames(tmp_path: Path) -
     assert architecture.value_centre == pytest.approx(transformed.mean(), rel=1e-9)
     assert architecture.value_scale == pytest.approx(transformed.std(), rel=1e-6)
     assert architecture.hidden == 16 and architecture.dropout == 0.1
+
+
+def test_mean_scores_average_each_tasks_scores_and_need_one_prediction_per_task(clean_run: Path) -> None:
+    import numpy as np
+
+    from weatherunc.evaluation import score_prediction
+    from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
+    from weatherunc.training.validation import mean_scores, validation_scores, validation_tasks
+
+    model, _ = load_neural_process(clean_run / "best.safetensors")
+    interpolator = NeuralProcessInterpolator(model=model)
+    tasks = validation_tasks(list(TrainingConfig(**CONFIG).validation), 2, seed=1)
+    predictions = [interpolator.predict(task) for task in tasks]
+    scores = mean_scores(predictions, tasks)
+    assert set(scores) == {"crps", "nlpd", "rmse", "coverage_90"}
+    assert scores["crps"] == pytest.approx(np.mean([score_prediction(prediction, task)["crps"] for prediction, task in zip(predictions, tasks)]))
+    assert validation_scores(interpolator, tasks) == scores  # latent draws are seeded per tile
+    with pytest.raises(ValueError):
+        mean_scores(predictions[:1], tasks)

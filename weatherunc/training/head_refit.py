@@ -40,7 +40,6 @@ import xarray as xr
 from tqdm import tqdm
 
 from weatherunc.checkpoints import CheckpointError, save_checkpoint
-from weatherunc.evaluation import score_prediction
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
 from weatherunc.metrics import categorical_nll, top_label_ece
@@ -52,6 +51,7 @@ from weatherunc.training.config import TrainingConfig
 from weatherunc.training.loop import architecture_config
 from weatherunc.training.packing import catalog_training_data, load_training_data
 from weatherunc.training.sampling import Batch, StepBatches
+from weatherunc.training.validation import mean_scores
 
 #: Rows of the decoder's output layer before the bin logits: the Gaussian mean and std.
 GAUSSIAN_ROWS = 2
@@ -250,20 +250,18 @@ def check_architecture(found: NeuralProcessConfig, expected: NeuralProcessConfig
 
 
 def validation_report(model: NeuralProcess, tasks: Sequence[Task]) -> dict[str, float]:
-    """The model's scores on ``tasks``: mean crps, nlpd and coverage_90 over tasks, and (with a
-    bin head) the multiclass ``nll`` and top-label ``ece`` (15 bins) of the bin probabilities pooled
-    over every target."""
+    """The model's scores on ``tasks``: mean crps, nlpd, rmse and coverage_90 over tasks
+    (:func:`~weatherunc.training.validation.mean_scores`), and (with a bin head) the multiclass
+    ``nll`` and top-label ``ece`` (15 bins) of the bin probabilities pooled over every target."""
     interpolator = NeuralProcessInterpolator(model=model)
     predictions = [interpolator.predict(task) for task in tasks]
-    scores = [score_prediction(prediction, task) for prediction, task in zip(predictions, tasks, strict=True)]
-    report = {key: float(np.mean([score[key] for score in scores])) for key in ("crps", "nlpd", "coverage_90")}
+    report = mean_scores(predictions, tasks)
     if model.config.bins:
         pooled, truth = pool_predictions([with_bin_probabilities(prediction) for prediction in predictions], [task.target_values for task in tasks])
-        known = np.isfinite(truth)
-        probabilities, observed = probabilities_and_observed_bins(pooled.isel(target=np.flatnonzero(known)), truth[known])
+        probabilities, observed = probabilities_and_observed_bins(pooled, truth)  # targets with a known truth
         forecast = xr.DataArray(probabilities, dims=("target", "bin"))
         observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
-        report.update(targets=int(known.sum()), nll=float(categorical_nll(forecast, observed_bin)), ece=float(top_label_ece(forecast, observed_bin)))
+        report.update(targets=int(observed.size), nll=float(categorical_nll(forecast, observed_bin)), ece=float(top_label_ece(forecast, observed_bin)))
     return report
 
 

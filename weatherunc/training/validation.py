@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import xarray as xr
 
 from weatherunc import conventions
 from weatherunc.evaluation import score_prediction
@@ -41,5 +44,10 @@ def validation_tasks(selections: list[FrameSelection], count: int, *, seed: int 
 
 def validation_scores(interpolator: NeuralProcessInterpolator, tasks: list[Task]) -> dict[str, float]:
     """Mean crps, nlpd, rmse and coverage_90 over ``tasks``."""
-    scores = [score_prediction(interpolator.predict(task), task) for task in tasks]
+    return mean_scores([interpolator.predict(task) for task in tasks], tasks)
+
+
+def mean_scores(predictions: Sequence[xr.Dataset], tasks: Sequence[Task]) -> dict[str, float]:
+    """Mean crps, nlpd, rmse and coverage_90 of predictions already made, one per task."""
+    scores = [score_prediction(prediction, task) for prediction, task in zip(predictions, tasks, strict=True)]
     return {key: float(np.mean([score[key] for score in scores])) for key in ("crps", "nlpd", "rmse", "coverage_90")}
