@@ -10,7 +10,7 @@ import xarray as xr
 from scipy import special, stats
 
 from weatherunc.heads.bins import entropy_and_mutual_information, gaussian_bin_probabilities, with_bin_probabilities
-from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling, lowest_ece_temperature
+from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling, fit_vector_scaling, lowest_ece_temperature
 from weatherunc.metrics import categorical_nll, consistency_top_label_ece, multiclass_brier_score, observed_bins, ranked_probability_score, top_label_ece
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
@@ -134,6 +134,55 @@ def test_vector_scaling_does_at_least_as_well_as_temperature() -> None:
     assert nll(vector.apply(forecast)) <= nll(temperature.apply(forecast)) + 1e-9 < nll(forecast)
 
 
+def _shifted_bins(rng: np.random.Generator, n: int, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A calibrated forecast ``[n, 4]`` and outcomes drawn from it with its logits shifted by ``shift`` ``[4]``."""
+    logits = rng.normal(size=(n, 4))
+    observed = np.array([rng.choice(4, p=p) for p in special.softmax(logits + shift, axis=-1)])
+    return special.softmax(logits, axis=-1), observed
+
+
+def test_penalised_vector_scaling_satisfies_its_stationarity_condition() -> None:
+    # d/db [NLL + penalty * |b|^2] = mean(p_scaled - one_hot) + 2 * penalty * b = 0 at the minimum
+    forecast, observed = _shifted_bins(np.random.default_rng(11), 4000, np.array([1.0, 0.0, 0.0, -1.0]))
+    penalty = 0.05
+    scaling = VectorScaling.fit(forecast, observed, penalty=penalty)
+    expected = (np.eye(4)[observed] - scaling.apply(forecast)).mean(0) / (2 * penalty)
+    np.testing.assert_allclose(scaling.biases, expected, atol=1e-4)
+    assert scaling.penalty == penalty
+    huge = VectorScaling.fit(forecast, observed, penalty=1e6)
+    np.testing.assert_allclose(huge.weights, 1.0, atol=1e-4)
+    np.testing.assert_allclose(huge.biases, 0.0, atol=1e-4)
+    with pytest.raises(ValueError, match="penalty must be >= 0"):
+        VectorScaling.fit(forecast, observed, penalty=-1.0)
+
+
+def test_unpenalised_vector_scaling_kills_a_bin_the_calibration_set_never_observed() -> None:
+    rng = np.random.default_rng(12)
+    forecast, observed = _shifted_bins(rng, 3000, np.zeros(4))
+    seen = observed != 3  # the calibration events never observed bin 3
+    unpenalised = VectorScaling.fit(forecast[seen], observed[seen])
+    penalised = VectorScaling.fit(forecast[seen], observed[seen], penalty=0.1)
+    assert unpenalised.apply(forecast)[:, 3].mean() < 0.01 < 0.1 < penalised.apply(forecast)[:, 3].mean()
+
+
+def test_fit_vector_scaling_chooses_the_penalty_by_held_out_groups() -> None:
+    rng = np.random.default_rng(13)
+    # two events with opposite bin-frequency shifts: whatever one teaches, the other contradicts
+    first, second = _shifted_bins(rng, 2000, np.array([1.5, 0.0, 0.0, -1.5])), _shifted_bins(rng, 2000, np.array([-1.5, 0.0, 0.0, 1.5]))
+    forecast, observed = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+    groups = np.repeat(["first", "second"], 2000)
+    shifted, held_out = fit_vector_scaling(forecast, observed, groups)
+    assert shifted.penalty == min(held_out, key=held_out.get) > 0 and set(held_out) == {0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0}
+    # one shift shared by both groups: held out, the unpenalised scaling learns it best
+    same = _shifted_bins(rng, 4000, np.array([1.5, 0.0, 0.0, -1.5]))
+    shared, held_out = fit_vector_scaling(*same, groups, penalties=(0.0, 1.0))
+    assert shared.penalty == 0.0 and held_out[0.0] < held_out[1.0]
+    with pytest.raises(ValueError, match="groups: cross-validation needs at least two groups"):
+        fit_vector_scaling(forecast, observed, np.repeat("one", 4000))
+    with pytest.raises(ValueError, match="groups must have one label per point"):
+        fit_vector_scaling(forecast, observed, groups[:10])
+
+
 def test_std_scaling_is_the_gaussian_nll_minimiser() -> None:
     rng = np.random.default_rng(5)
     mean, std = rng.normal(size=3000), rng.uniform(0.5, 1.5, 3000)
@@ -158,8 +207,10 @@ def test_calibration_applies_records_and_round_trips(tmp_path: Path) -> None:
     assert calibrated.attrs["calibration_temperature"] == 1.8 and calibrated.attrs["calibration_std_factor"] == 1.3
     loaded = Calibration.load(calibration.save(tmp_path / "calibration.json"))
     xr.testing.assert_identical(loaded.apply(prediction), calibrated)
-    vector = Calibration(probability=VectorScaling(np.ones(10), np.zeros(10)))
-    assert Calibration.load(vector.save(tmp_path / "vector.json")).probability.weights.tolist() == [1.0] * 10
+    vector = Calibration(probability=VectorScaling(np.ones(10), np.zeros(10), penalty=0.1))
+    loaded_vector = Calibration.load(vector.save(tmp_path / "vector.json")).probability
+    assert loaded_vector.weights.tolist() == [1.0] * 10 and loaded_vector.penalty == 0.1
+    assert vector.apply(prediction).attrs["calibration_vector_penalty"] == 0.1
     with pytest.raises(ValueError, match="unknown calibration method 'platt'"):
         Calibration.from_dict({"probability": {"method": "platt"}})
 
@@ -199,6 +250,15 @@ def test_calibrate_predictions_fits_what_fit_calibration_fits_on_the_same_predic
     for method in ("temperature", "vector"):
         direct, shared = fit_calibration(model, tasks, method=method, description="v"), calibrate_predictions(pooled, truth, method=method, description="v")
         assert direct.to_dict() == shared.to_dict() and shared.scores["validation_targets"] == 220
+    groups = ["east"] * 110 + ["west"] * 110
+    grouped = calibrate_predictions(pooled, truth, method="vector", groups=np.array(groups))
+    assert grouped.probability.penalty == float(min(grouped.scores["held_out_nll_by_penalty"].items(), key=lambda item: item[1])[0])
+    with pytest.raises(ValueError, match="at least two groups"):
+        fit_calibration(model, tasks, method="vector", task_groups=["one"])
+    with pytest.raises(ValueError, match="task_groups: one label per task"):
+        fit_calibration(model, tasks, method="vector", task_groups=["one", "two"])
+    with pytest.raises(ValueError, match="groups must have one label per target"):
+        calibrate_predictions(pooled, truth, method="vector", groups=np.array(groups[:5]))
 
 
 def test_pool_predictions_concatenates_made_predictions_like_pooled_predictions() -> None:

@@ -333,3 +333,18 @@ def test_mean_scores_average_each_tasks_scores_and_need_one_prediction_per_task(
     assert validation_scores(interpolator, tasks) == scores  # latent draws are seeded per tile
     with pytest.raises(ValueError):
         mean_scores(predictions[:1], tasks)
+
+
+def test_labelled_validation_tasks_are_the_validation_tasks_with_their_dataset(data_dir: Path) -> None:
+    import numpy as np
+
+    from weatherunc.training.config import FrameSelection
+    from weatherunc.training.validation import labelled_validation_tasks, validation_tasks
+
+    selections = [FrameSelection(dataset="mrms_embedded", end="2019-06-10T00:40", stride=4), FrameSelection(dataset="knmi_sample_20100826", start="2010-08-26T04:40", end="2010-08-26T05:10")]
+    options = {"data_dir": data_dir}
+    labelled, plain = labelled_validation_tasks(selections, 5, seed=3, open_options=options), validation_tasks(selections, 5, seed=3, open_options=options)
+    assert [dataset for dataset, _ in labelled] == ["mrms_embedded"] * 3 + ["knmi_sample_20100826"] * 2
+    for (_, task), expected in zip(labelled, plain, strict=True):
+        np.testing.assert_array_equal(task.context_values, expected.context_values)
+        np.testing.assert_array_equal(task.target_coordinates, expected.target_coordinates)

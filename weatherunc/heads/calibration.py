@@ -8,7 +8,12 @@ calibrated forecast.
   Neural Networks", section 4.2), ``T`` minimising the validation NLL.
   :func:`lowest_ece_temperature` is a diagnostic beside it: the ``T`` of lowest top-label ECE on
   given predictions, which the NLL minimiser need not be.
-- :class:`VectorScaling`: ``w * logits + b`` per bin (Guo et al. 2017, section 4.2).
+- :class:`VectorScaling`: ``w * logits + b`` per bin (Guo et al. 2017, section 4.2), optionally
+  with an L2 penalty pulling ``w`` to 1 and ``b`` to 0 (as Kull et al. 2019, "Beyond temperature
+  scaling: Obtaining well-calibrated multiclass probabilities with Dirichlet calibration", regularise
+  their matrix and vector scalings), its strength chosen by leave-one-group-out cross-validation
+  (:func:`fit_vector_scaling`). Unpenalised, the biases learn the calibration events' bin
+  frequencies: a bin those events never observed is driven towards probability zero.
 - :class:`StdScaling`: one factor on the Gaussian output's standard deviation (Levi et al.
   2022, "Evaluating and Calibrating Uncertainty Prediction in Regression Tasks"; Laves et al.
   2020); for a Gaussian its NLL minimiser is closed form, ``s^2 = mean(((z - mu) / sigma)^2)``.
@@ -102,18 +107,25 @@ def lowest_ece_temperature(probabilities: np.ndarray, observed: np.ndarray, *, t
 
 @dataclass(frozen=True)
 class VectorScaling(ProbabilityScaler):
-    """``softmax(w * log p + b)``, one weight and bias per bin."""
+    """``softmax(w * log p + b)``, one weight and bias per bin; ``penalty`` is the L2 strength it was fitted with."""
 
     method: ClassVar[str] = "vector"
     weights: np.ndarray = field(default_factory=lambda: np.ones(1))
     biases: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    penalty: float = 0.0
 
     def _scale(self, logits: np.ndarray) -> np.ndarray:
         return logits * np.asarray(self.weights) + np.asarray(self.biases)
 
     @classmethod
-    def fit(cls, probabilities: np.ndarray, observed: np.ndarray) -> VectorScaling:
-        """Weights and biases minimising the NLL (L-BFGS with the exact gradient), from ``w = 1, b = 0``."""
+    def fit(cls, probabilities: np.ndarray, observed: np.ndarray, *, penalty: float = 0.0) -> VectorScaling:
+        """Weights and biases minimising ``NLL + penalty * (sum((w - 1)^2) + sum(b^2))``.
+
+        probabilities ``[n, bins]``, observed ``[n]`` bin indices; the NLL is the mean over the
+        ``n`` points. L-BFGS with the exact gradient, from ``w = 1, b = 0``.
+        """
+        if penalty < 0:
+            raise ValueError(f"penalty must be >= 0, got {penalty}")
         logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
         n, bins = logits.shape
         one_hot = np.eye(bins)[observed]
@@ -123,10 +135,45 @@ class VectorScaling(ProbabilityScaler):
             scaled = logits * weights + biases
             log_probability = special.log_softmax(scaled, axis=-1)
             residual = np.exp(log_probability) - one_hot  # d NLL / d scaled, times n
-            return float(-np.mean((log_probability * one_hot).sum(-1))), np.concatenate([(residual * logits).mean(0), residual.mean(0)])
+            value = -np.mean((log_probability * one_hot).sum(-1)) + penalty * (np.sum((weights - 1) ** 2) + np.sum(biases**2))
+            gradient = np.concatenate([(residual * logits).mean(0) + 2 * penalty * (weights - 1), residual.mean(0) + 2 * penalty * biases])
+            return float(value), gradient
 
         result = optimize.minimize(objective, np.concatenate([np.ones(bins), np.zeros(bins)]), jac=True, method="L-BFGS-B")
-        return cls(weights=result.x[:bins], biases=result.x[bins:])
+        return cls(weights=result.x[:bins], biases=result.x[bins:], penalty=float(penalty))
+
+
+#: Penalties searched by :func:`fit_vector_scaling` (0: Guo et al.'s unpenalised vector scaling).
+VECTOR_PENALTIES = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+def fit_vector_scaling(probabilities: np.ndarray, observed: np.ndarray, groups: np.ndarray, *, penalties: tuple[float, ...] = VECTOR_PENALTIES) -> tuple[VectorScaling, dict[float, float]]:
+    """Vector scaling with the penalty of lowest leave-one-group-out NLL, refitted on every point.
+
+    probabilities ``[n, bins]``, observed ``[n]`` bin indices, groups ``[n]`` labels (at least two
+    distinct): each group is held out in turn, the scaling fitted on the others with each penalty,
+    and the held-out NLL summed over groups (so each point counts once). Group by what the scaling
+    must generalise across: by event (dataset) when it will be applied to other events, since
+    points of one event share its bin frequencies and a split within events cannot see the shift.
+    Returns the scaling and the cross-validated NLL (mean per point) of each penalty.
+    """
+    groups = np.asarray(groups)
+    labels = np.unique(groups)
+    if groups.shape != (len(observed),):
+        raise ValueError(f"groups must have one label per point: shape {groups.shape}, {len(observed)} points")
+    if len(labels) < 2:
+        raise ValueError(f"groups: cross-validation needs at least two groups, got {len(labels)}")
+    observed = np.asarray(observed, dtype=np.int64)
+    held_out_nll: dict[float, float] = {}
+    for penalty in penalties:
+        total = 0.0
+        for label in labels:
+            held = groups == label
+            scaled = VectorScaling.fit(probabilities[~held], observed[~held], penalty=penalty).apply(probabilities[held])
+            total -= float(np.sum(np.log(np.clip(scaled[np.arange(held.sum()), observed[held]], PROBABILITY_FLOOR, 1.0))))
+        held_out_nll[float(penalty)] = total / len(observed)
+    best = min(held_out_nll, key=held_out_nll.__getitem__)
+    return VectorScaling.fit(probabilities, observed, penalty=best), held_out_nll
 
 
 @dataclass(frozen=True)
@@ -157,7 +204,7 @@ class Calibration:
     probability: ProbabilityScaler | None = None
     std: StdScaling | None = None
     fitted_on: str = ""
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (``calibration.json``)."""
@@ -178,7 +225,7 @@ class Calibration:
             if method not in SCALERS:
                 raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(SCALERS)}")
             if method == "vector":
-                spec = {key: np.asarray(value) for key, value in spec.items()}
+                spec = {key: (float(value) if key == "penalty" else np.asarray(value)) for key, value in spec.items()}
             probability = SCALERS[method](**spec)
         std = StdScaling(factor=float(values["std"]["factor"])) if values.get("std") else None
         return cls(probability=probability, std=std, fitted_on=values.get("fitted_on", ""), scores=values.get("scores", {}))
@@ -203,6 +250,7 @@ class Calibration:
             if isinstance(self.probability, VectorScaling):
                 attrs["calibration_vector_weights"] = np.asarray(self.probability.weights).tolist()
                 attrs["calibration_vector_biases"] = np.asarray(self.probability.biases).tolist()
+                attrs["calibration_vector_penalty"] = self.probability.penalty
         if self.std is not None:
             attrs["calibration_std_factor"] = self.std.factor
         return attrs

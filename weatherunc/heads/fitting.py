@@ -9,7 +9,7 @@ import xarray as xr
 
 from weatherunc.evaluation import transform_groups, transformed_values
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling
+from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling, fit_vector_scaling
 from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
 from weatherunc.models.registry import Interpolator
 from weatherunc.tasks import Task
@@ -42,27 +42,49 @@ def pool_predictions(predictions: Sequence[xr.Dataset], truths: Sequence[np.ndar
     return pooled, np.concatenate(truths)
 
 
-def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str = "temperature", description: str = "") -> Calibration:
+def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str = "temperature", description: str = "", task_groups: Sequence[str] | None = None) -> Calibration:
     """Temperature (or vector) scaling of the bin probabilities and a std factor, fitted on ``tasks``.
 
+    ``task_groups``: one label per task (e.g. its dataset); with it, vector scaling's penalty is
+    chosen by leave-one-group-out cross-validation (:func:`calibrate_predictions`).
     Records the validation NLL and top-label ECE before and after in ``scores``.
     """
     pooled, truth = pooled_predictions(model, tasks)
-    return calibrate_predictions(pooled, truth, method=method, description=description or f"{len(tasks)} validation tasks")
+    groups = None if task_groups is None else target_groups(tasks, task_groups)
+    return calibrate_predictions(pooled, truth, method=method, description=description or f"{len(tasks)} validation tasks", groups=groups)
 
 
-def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str = "temperature", description: str = "") -> Calibration:
+def target_groups(tasks: Sequence[Task], task_groups: Sequence[str]) -> np.ndarray:
+    """Each task's label repeated for its targets: ``[sum of n_target]``, in the order :func:`pooled_predictions` pools them."""
+    if len(task_groups) != len(tasks):
+        raise ValueError(f"task_groups: one label per task, got {len(task_groups)} labels for {len(tasks)} tasks")
+    return np.repeat(np.asarray(task_groups, dtype=object), [task.n_target for task in tasks])
+
+
+def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str = "temperature", description: str = "", groups: np.ndarray | None = None) -> Calibration:
     """:func:`fit_calibration` on predictions already pooled by :func:`pooled_predictions`.
 
     ``pooled`` has ``transformed_mean``, ``transformed_std``, ``transformed_truth`` ``[target]``
     and ``bin_probability`` ``[target, bin]``; ``truth`` ``[target]`` is the observed rate (NaN
-    targets are left out).
+    targets are left out). ``groups`` ``[target]`` (optional): a label per target; for
+    ``method="vector"`` the L2 penalty is then chosen by leave-one-group-out cross-validation
+    (:func:`~weatherunc.heads.calibration.fit_vector_scaling`) and the held-out NLL of each
+    penalty is recorded in ``scores``; without it vector scaling is unpenalised.
     Lets several calibration methods be fitted on one set of validation predictions.
     """
     known = np.isfinite(truth)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != truth.shape:
+            raise ValueError(f"groups must have one label per target: shape {groups.shape}, truth {truth.shape}")
+        groups = groups[known]
     pooled, truth = pooled.isel(target=np.flatnonzero(known)), truth[known]
     probabilities, observed = probabilities_and_observed_bins(pooled, truth)
-    scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(probabilities, observed)
+    held_out: dict[float, float] = {}
+    if method == "vector" and groups is not None:
+        scaler, held_out = fit_vector_scaling(probabilities, observed, groups)
+    else:
+        scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(probabilities, observed)
     std = StdScaling.fit(pooled["transformed_mean"].values, pooled["transformed_std"].values, pooled["transformed_truth"].values)
     calibrated = pooled["bin_probability"].copy(data=scaler.apply(pooled["bin_probability"].values))
     observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
@@ -73,6 +95,8 @@ def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str 
         "ece_before": top_label_ece(pooled["bin_probability"], observed_bin),
         "ece_after": top_label_ece(calibrated, observed_bin),
     }
+    if held_out:
+        scores["held_out_nll_by_penalty"] = {f"{penalty:g}": value for penalty, value in held_out.items()}
     return Calibration(probability=scaler, std=std, fitted_on=description or f"{int(known.sum())} validation targets", scores=scores)
 
 

@@ -21,8 +21,14 @@ WINDOW_PIXELS = 96
 def validation_tasks(selections: list[FrameSelection], count: int, *, seed: int = 0, open_options: dict | None = None) -> list[Task]:
     """``count`` tasks (alternately masked blocks and gauge networks) on the wettest windows of
     the wettest selected frames, spread over the selections; fixed by ``seed``."""
+    return [task for _, task in labelled_validation_tasks(selections, count, seed=seed, open_options=open_options)]
+
+
+def labelled_validation_tasks(selections: list[FrameSelection], count: int, *, seed: int = 0, open_options: dict | None = None) -> list[tuple[str, Task]]:
+    """:func:`validation_tasks` with the dataset each task was drawn from: ``(dataset, task)``
+    pairs, the same tasks in the same order (for calibrations cross-validated by dataset)."""
     rng = np.random.default_rng(seed)
-    tasks: list[Task] = []
+    tasks: list[tuple[str, Task]] = []
     per_selection = int(np.ceil(count / len(selections)))
     for selection in selections:
         dataset = open_dataset(selection.dataset, **(open_options or {}))
@@ -36,9 +42,10 @@ def validation_tasks(selections: list[FrameSelection], count: int, *, seed: int 
             window = wettest_window(frame, min(WINDOW_PIXELS, *frame.shape))
             task_seed = int(rng.integers(2**31))
             if number % 2 == 0:
-                tasks.append(masked_blocks(window, block_pixels=16, count=2, halo_pixels=16, max_context=1000, max_target=2000, min_wet_fraction=0.2, seed=task_seed, crs=crs))
+                task = masked_blocks(window, block_pixels=16, count=2, halo_pixels=16, max_context=1000, max_target=2000, min_wet_fraction=0.2, seed=task_seed, crs=crs)
             else:
-                tasks.append(gauge_network(window, fraction=0.02, max_target=2000, seed=task_seed, crs=crs))
+                task = gauge_network(window, fraction=0.02, max_target=2000, seed=task_seed, crs=crs)
+            tasks.append((selection.dataset, task))
     return tasks[:count]
 
 
