@@ -16,6 +16,7 @@ training frames, sampling options and batch size):
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -33,6 +34,15 @@ from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream
 CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "training" / "anp.yaml"
 STEPS = 60
 WORKERS = (0, 1, 2)
+GPU_TRAINING = Path(__file__).resolve().parent / "results" / "anp_gpu_training.json"
+
+
+def gpu_training_rates(path: Path = GPU_TRAINING) -> dict[str, object]:
+    """Steps/s of the first part of each GPU training run in ``path`` (benchmarks/results/anp_gpu_training.json), with its device."""
+    record = json.loads(path.read_text())
+    rates: dict[str, object] = {name: run["parts"][0]["steps_per_s"] for name, run in record["runs"].items()}
+    rates["source"] = f"{path.relative_to(path.parents[2])} (part 1 of each run): {record['device']}"
+    return rates
 
 
 def stream_rate(batches: StepBatches, workers: int, steps: int) -> dict[str, float]:
@@ -67,7 +77,7 @@ def main() -> None:
         "context_points": list(config.sampling.context_points), "target_points": config.sampling.target_points,
         "draw_one_batch_s": {"mean": round(float(np.mean(per_batch)), 4), "median": round(float(np.median(per_batch)), 4), "p90": round(float(np.quantile(per_batch, 0.9)), 4)},
         "stream": rates,
-        "gpu_training_steps_per_s": {"anp": 6.22, "anp_task_small": 6.88, "source": "benchmarks/results/anp_gpu_training.md (H100, part 1 of each run)"},
+        "gpu_training_steps_per_s": gpu_training_rates(),
     }
     path = write_result("training_sampling.json", result)
     print(f"{len(bank.frames)} frames loaded in {load_seconds:.1f} s; batch {config.batch_size}, contexts {config.sampling.context_points}, {config.sampling.target_points} targets")

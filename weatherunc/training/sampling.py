@@ -12,8 +12,8 @@ sees the rates of convective ones (an intensity augmentation; the validation tas
 Each training step draws its batch from its own random stream, ``default_rng([seed, step])``
 (:func:`step_generator`), so a batch is a function of the seed and the step alone:
 :func:`batch_stream` can draw batches ahead of the training step in worker processes (a torch
-``DataLoader``; drawing a batch of the shipped config on one core takes about a third of an H100
-training step: benchmarks/results/training_sampling.json), and the batches, hence the trained
+``DataLoader``; drawing a batch of the shipped config on one core takes a quarter to a third of
+an H100 training step: benchmarks/results/training_sampling.json), and the batches, hence the trained
 weights, do not depend on how many workers draw them or on where a run was resumed.
 """
 
