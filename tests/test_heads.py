@@ -250,6 +250,10 @@ def test_calibrate_predictions_fits_what_fit_calibration_fits_on_the_same_predic
     for method in ("temperature", "vector"):
         direct, shared = fit_calibration(model, tasks, method=method, description="v"), calibrate_predictions(pooled, truth, method=method, description="v")
         assert direct.to_dict() == shared.to_dict() and shared.scores["validation_targets"] == 220
+    from weatherunc.heads.fitting import target_groups
+
+    halves = [Task(points[:80], values[:80], points[80:190], values[80:190]), Task(points[:80], values[:80], points[190:], values[190:])]
+    assert target_groups(halves, ["east", "west"]).tolist() == ["east"] * 110 + ["west"] * 110
     groups = ["east"] * 110 + ["west"] * 110
     grouped = calibrate_predictions(pooled, truth, method="vector", groups=np.array(groups))
     assert grouped.probability.penalty == float(min(grouped.scores["held_out_nll_by_penalty"].items(), key=lambda item: item[1])[0])
