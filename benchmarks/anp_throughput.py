@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import resource
 import sys
@@ -36,10 +37,14 @@ FRAME_TIME = "2010-08-26T06:40"
 
 
 def training_throughput(model, bank: FrameBank, context: int, batch: int = 16, steps: int = 20) -> dict[str, float]:
-    """Seconds per optimiser step (forward, backward, update) after three warm-up steps."""
+    """Seconds per optimiser step (forward, backward, update) after three warm-up steps.
+
+    Trains a copy of the interpolator's network, so the predictions timed and compared after
+    this use the shipped weights.
+    """
     options = SamplingOptions(context_points=(context, context), target_points=256)
     rng = np.random.default_rng(0)
-    network = model.model.train()
+    network = copy.deepcopy(model.model).train()
     optimiser = torch.optim.AdamW(network.parameters(), lr=1e-5)
     timings = []
     for step in range(steps + 3):
@@ -52,7 +57,6 @@ def training_throughput(model, bank: FrameBank, context: int, batch: int = 16, s
         optimiser.step()
         if step >= 3:
             timings.append(time.perf_counter() - started)
-    network.eval()
     return {"batch": batch, "context_points": context, "target_points": 256, "steps_per_s": round(1 / float(np.mean(timings)), 3), "seconds_per_step": round(float(np.mean(timings)), 4)}
 
 
