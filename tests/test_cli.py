@@ -120,3 +120,63 @@ def test_train_and_run_name_the_bad_field(tmp_path: Path) -> None:
     (tmp_path / "job.yaml").write_text("name: j\ndataset: mrms_embedded\nmodel: {name: gp}\ntiling: {tile_pixels: 4}\n")
     result = runner.invoke(app, ["run", str(tmp_path / "job.yaml")])
     assert result.exit_code == 2 and "tiling.tile_pixels" in result.output
+
+
+def _two_radars(tmp_path: Path) -> tuple[Path, Path]:
+    """Catalog and data folders with two small synthetic radars of different intensities (4 frames of 64 x 64 px)."""
+    data, catalog = tmp_path / "data", tmp_path / "catalog"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:64]
+    for name, scale in (("east_radar", 0.5), ("west_radar", 4.0)):
+        frames = np.stack([scale * np.maximum(np.sin(x / 6 + t) * np.cos(y / 9) + 0.3, 0) * rng.gamma(2.0, 1.0, (64, 64)) for t in range(4)])
+        write_cf_netcdf(data / f"{name}.nc", values=frames)
+        write_entry(catalog, name=name, files=f"{name}.nc")
+    return catalog, data
+
+
+def test_calibrate_fits_on_held_out_frames_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    from weatherunc.catalog import Catalog
+    from weatherunc.heads.calibration import VECTOR_PENALTIES, Calibration
+    from weatherunc.heads.fitting import fit_calibration
+    from weatherunc.models.registry import get_model
+    from weatherunc.training.config import FrameSelection
+    from weatherunc.training.validation import labelled_validation_tasks
+
+    catalog, data = _two_radars(tmp_path)
+    output = tmp_path / "calibration.json"
+    command = ["calibrate", "idw", str(output), "--frames", "east_radar", "--frames", "west_radar,2020-01-01T00:05", "--tasks", "4", "--catalog", str(catalog), "--data-dir", str(data)]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    calibration = Calibration.load(output)
+    assert calibration.fitted_on == "4 validation tasks (seed 101) of east_radar ... to ...; west_radar 2020-01-01T00:05 to ..."
+    selections = [FrameSelection(dataset="east_radar"), FrameSelection(dataset="west_radar", start="2020-01-01T00:05")]
+    tasks = [task for _, task in labelled_validation_tasks(selections, 4, seed=101, open_options={"catalog": Catalog.load([catalog], data_root_dir=data)})]
+    expected = fit_calibration(get_model("idw"), tasks)
+    assert calibration.probability.temperature == pytest.approx(expected.probability.temperature) and calibration.std.factor == pytest.approx(expected.std.factor)
+
+    written = output.read_text()
+    again = runner.invoke(app, [*command, "--method", "vector"])
+    assert again.exit_code == 2 and "pass --overwrite" in again.output and output.read_text() == written
+    vector = runner.invoke(app, [*command, "--method", "vector", "--overwrite"])
+    assert vector.exit_code == 0, vector.output
+    scaling = Calibration.load(output)
+    assert scaling.probability.method == "vector" and scaling.probability.penalty in VECTOR_PENALTIES
+    assert set(scaling.scores["held_out_nll_by_penalty"]) == {f"{penalty:g}" for penalty in VECTOR_PENALTIES}
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_calibrate_names_the_bad_option(tmp_path: Path) -> None:
+    catalog, data = _two_radars(tmp_path)
+    base = ["calibrate", "idw", str(tmp_path / "out.json"), "--catalog", str(catalog), "--data-dir", str(data), "--tasks", "2"]
+    cases = {
+        ("--frames", "east_radar", "--method", "vector"): "give --frames of at least two datasets",
+        ("--frames", "east_radar,a,b,c"): "--frames 'east_radar,a,b,c': expected DATASET[,START[,END]]",
+        ("--frames", "east_radar", "--method", "platt"): "--method 'platt': expected temperature or vector",
+        ("--frames", "east_radar", "--checkpoint", str(tmp_path / "model.safetensors")): "--checkpoint: model 'idw' does not load checkpoints",
+        ("--frames", "nowhere"): "no catalog entry 'nowhere'",
+    }
+    for options, message in cases.items():
+        result = runner.invoke(app, [*base, *options])
+        assert result.exit_code == 2 and message in result.output, (options, result.output)
+    assert not (tmp_path / "out.json").exists()

@@ -128,6 +128,58 @@ def refit_head(
     typer.echo(json.dumps({"checkpoint": str(output), **report}, indent=2))
 
 
+def parse_frames(specification: str):
+    """``DATASET[,START[,END]]`` (ISO times, either may be empty) as a frame selection."""
+    from weatherunc.training.config import FrameSelection
+
+    parts = specification.split(",")
+    if not parts[0] or len(parts) > 3:
+        raise ValueError(f"--frames {specification!r}: expected DATASET[,START[,END]], e.g. knmi_20100826,2010-08-26T04:40,2010-08-26T05:10")
+    start, end = (parts[1:] + ["", ""])[:2]
+    return FrameSelection(dataset=parts[0], start=start or None, end=end or None)
+
+
+@app.command()
+def calibrate(
+    model: Annotated[str, typer.Argument(help="Registered model name (anp, cnp, gp, kriging, idw, ...).")],
+    output: Annotated[Path, typer.Argument(help="calibration.json to write (give it to a job as `calibration:`).")],
+    frames: Annotated[list[str], typer.Option("--frames", help="Held-out frames to calibrate on: DATASET[,START[,END]] (repeatable; never the frames you will score on).")],
+    method: Annotated[str, typer.Option(help="temperature, or vector (its penalty chosen by leaving out one dataset at a time: needs frames of two or more datasets).")] = "temperature",
+    tasks: Annotated[int, typer.Option(min=2, help="Validation tasks drawn (alternately masked blocks and gauge networks), spread over the --frames.")] = 24,
+    seed: Annotated[int, typer.Option(help="Seed of the tasks.")] = 101,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Neural-process checkpoint instead of the packaged one.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT.")] = False,
+    catalog: CatalogOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Fit a model's calibration (temperature or vector scaling of its bin probabilities, and a std factor) on held-out frames, e.g. of your own radar."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.heads.fitting import fit_calibration
+    from weatherunc.models.registry import get_model
+    from weatherunc.training.validation import labelled_validation_tasks
+
+    try:
+        if method not in ("temperature", "vector"):
+            raise ValueError(f"--method {method!r}: expected temperature or vector")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+        selections = [parse_frames(specification) for specification in frames]
+        if method == "vector" and len({selection.dataset for selection in selections}) < 2:
+            raise ValueError("--method vector chooses its penalty by leaving out one dataset at a time: give --frames of at least two datasets")
+        try:
+            interpolator = get_model(model, checkpoint=checkpoint) if checkpoint else get_model(model)
+        except TypeError as error:
+            raise ValueError(f"--checkpoint: model {model!r} does not load checkpoints ({error})") from error
+        labelled = labelled_validation_tasks(selections, tasks, seed=seed, open_options={"catalog": _catalog(catalog, data_dir)})
+        description = f"{len(labelled)} validation tasks (seed {seed}) of " + "; ".join(f"{s.dataset} {s.start or '...'} to {s.end or '...'}" for s in selections)
+        calibration = fit_calibration(interpolator, [task for _, task in labelled], method=method, description=description, task_groups=[dataset for dataset, _ in labelled])
+        calibration.save(output)
+    except (ValueError, CheckpointError, InputDataError, KeyError, FileExistsError) as error:
+        _fail(error)
+    typer.echo(json.dumps({"calibration": str(output), **calibration.to_dict()}, indent=2))
+
+
 @app.command()
 def pack(
     config: Annotated[Path, typer.Argument(help="Training config YAML (see pipelines/training/).")],

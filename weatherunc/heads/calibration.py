@@ -24,6 +24,7 @@ All fits run in float64 (a float32 fit can stall at ``T = 1``).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -231,9 +232,12 @@ class Calibration:
         return cls(probability=probability, std=std, fitted_on=values.get("fitted_on", ""), scores=values.get("scores", {}))
 
     def save(self, path: Path) -> Path:
-        """Write ``calibration.json``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-        return Path(path)
+        """Write ``calibration.json`` whole or not at all (a temporary file beside it, then renamed)."""
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.partial")
+        temporary.write_text(json.dumps(self.to_dict(), indent=2))
+        os.replace(temporary, path)
+        return path
 
     @classmethod
     def load(cls, path: Path) -> Calibration:
