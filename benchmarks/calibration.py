@@ -11,7 +11,9 @@ config's validation frames (never the test frames); scores are computed on the t
 benchmarks/interpolation.py (masked blocks and gauge networks, three frames per dataset).
 Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bins, top-label (multiclass) and
 per threshold. Writes benchmarks/results/calibration.json, calibration.md, reliability diagrams
-(PNG), and the shipped ANP calibration (weatherunc/data/models/anp.calibration.json).
+(PNG), per-method figures of how often each bin is observed against its mean forecast probability
+per dataset (``bin_frequencies_*.png``; the numbers are in each row), and the shipped ANP
+calibration (weatherunc/data/models/anp.calibration.json).
 
 Also per row: vector scaling fitted on the same validation tasks (``*_after_vector``), its L2
 penalty chosen by leave-one-dataset-out cross-validation over the two validation events
@@ -53,8 +55,9 @@ from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration, VectorScaling, lowest_ece_temperature
 from weatherunc.heads.fitting import calibrate_predictions, pool_predictions, pooled_predictions, probabilities_and_observed_bins, target_groups
 from weatherunc.models.ensemble import EnsembleInterpolator
+from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
-from weatherunc.plotting import reliability_figure, save_figure
+from weatherunc.plotting import bin_frequency_figure, reliability_figure, save_figure
 from weatherunc.training.config import load_training_config
 from weatherunc.training.validation import labelled_validation_tasks
 
@@ -92,6 +95,9 @@ def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str,
             "resolution": round(decomposition.resolution, 5), "uncertainty": round(decomposition.uncertainty, 5),
         }
     result["diagram"] = metrics.top_label_calibration(probability, observed, bins=ECE_BINS).compute()
+    known = np.isfinite(observed.values)
+    result["observed_bin_frequency"] = [round(float(value), 4) for value in np.bincount(observed.values[known].astype(np.int64), minlength=probability.sizes["bin"]) / known.sum()]
+    result["forecast_bin_frequency"] = [round(float(value), 4) for value in probability.isel(target=np.flatnonzero(known)).mean("target").values]
     return result
 
 
@@ -141,6 +147,9 @@ def main() -> None:
     for method in methods:
         figure = reliability_figure({"before": diagrams[f"{method} before"], "after": diagrams[f"{method} after"]}, title=f"{method}: most probable bin, test events")
         figure_paths.append(str(save_figure(figure, RESULTS / f"reliability_{method}.png").relative_to(RESULTS.parent.parent)))
+        frequencies = {row["dataset"]: (np.array(row["observed_bin_frequency"]), np.array(row["forecast_bin_frequency_after"])) for row in rows if row["method"] == method}
+        figure = bin_frequency_figure(frequencies, bin_labels(), title=f"{method} after temperature scaling: how often each bin is observed and forecast, test events")
+        figure_paths.append(str(save_figure(figure, RESULTS / f"bin_frequencies_{method}.png").relative_to(RESULTS.parent.parent)))
     table = markdown(rows)
     print(table)
     result = {
@@ -155,6 +164,12 @@ def main() -> None:
     }
     write_result("calibration.json", result)
     (RESULTS / "calibration.md").write_text(table)
+
+
+def bin_labels(edges: tuple[float, ...] = DEFAULT_BIN_EDGES) -> list[str]:
+    """Labels of the precipitation bins (mm/h) from their lower edges, the last bin open."""
+    upper = [*edges[1:], np.inf]
+    return [f"{low:g}-{high:g}" if np.isfinite(high) else f">{low:g}" for low, high in zip(edges, upper)]
 
 
 def oracle_temperature(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> tuple[float, float]:
@@ -194,6 +209,8 @@ def _row(dataset: str, method: str, calibration: Calibration, before: dict, afte
     row["oracle_temperature"], row["ece_oracle_temperature"] = round(oracle[0], 4), round(oracle[1], 5)
     row["lowest_ece_temperature"], row["ece_lowest_temperature"] = round(lowest[0], 4), round(lowest[1], 5)
     row["ece_oracle_vector"] = round(vector_oracle, 5)
+    row["observed_bin_frequency"] = after["observed_bin_frequency"]
+    row["forecast_bin_frequency_before"], row["forecast_bin_frequency_after"] = before["forecast_bin_frequency"], after["forecast_bin_frequency"]
     for threshold in THRESHOLDS:
         name = f"threshold_{threshold:g}"
         row[f"ece_before_{threshold:g}"], row[f"ece_after_{threshold:g}"] = before[name]["ece"], after[name]["ece"]

@@ -19,6 +19,7 @@ import xarray as xr  # noqa: E402
 from weatherunc.geolocation import grid_mapping  # noqa: E402
 from weatherunc.metrics import pit_histogram, reliability_diagram  # noqa: E402
 from weatherunc.plotting import (  # noqa: E402
+    bin_frequency_figure,
     combined_map,
     coverage_figure,
     distance_figure,
@@ -176,6 +177,18 @@ def test_reliability_figure_plots_the_diagram_and_counts() -> None:
     np.testing.assert_allclose(line.get_ydata(), diagram.observed_frequency.values)
     np.testing.assert_allclose(sorted(patch.get_height() for patch in bottom.patches), sorted(diagram["count"].values))
     assert bottom.get_yscale() == "log"
+
+
+def test_bin_frequency_figure_draws_observed_beside_forecast_per_panel() -> None:
+    labels = ["0-0.1", "0.1-1", ">1"]
+    frequencies = {f"radar {number}": (np.array([0.5, 0.3, 0.2]) * (number + 1) / 4, np.array([0.6, 0.3, 0.1])) for number in range(4)}
+    figure = bin_frequency_figure(frequencies, labels)
+    visible = [axes for axes in figure.axes if axes.get_visible()]
+    assert len(figure.axes) == 6 and len(visible) == 4
+    for axes, (label, (observed, forecast)) in zip(visible, frequencies.items()):
+        heights = [patch.get_height() for patch in axes.patches]
+        np.testing.assert_allclose(heights, np.concatenate([observed, forecast]))
+        assert axes.get_title() == label and [tick.get_text() for tick in axes.get_xticklabels()] == labels
 
 
 def test_pit_coverage_distance_and_comparison_figures() -> None:

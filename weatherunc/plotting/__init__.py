@@ -5,6 +5,7 @@ unless the caller does so (see :func:`save_figure`).
 """
 
 from weatherunc.plotting.diagnostics import (
+    bin_frequency_figure,
     coverage_figure,
     distance_figure,
     model_comparison_figure,
@@ -22,6 +23,6 @@ from weatherunc.plotting.maps import (
 )
 
 __all__ = [
-    "combined_map", "coverage_figure", "distance_figure", "exceedance_map", "mean_map", "model_comparison_figure",
+    "bin_frequency_figure", "combined_map", "coverage_figure", "distance_figure", "exceedance_map", "mean_map", "model_comparison_figure",
     "observed_map", "pit_figure", "reliability_figure", "save_figure", "std_map", "uncertainty_maps",
 ]

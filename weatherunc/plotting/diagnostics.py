@@ -1,4 +1,4 @@
-"""Verification diagnostics as figures: reliability with counts, PIT, coverage, scores by distance.
+"""Verification diagnostics as figures: reliability with counts, bin frequencies, PIT, coverage, scores by distance.
 
 Inputs are the outputs of :mod:`weatherunc.metrics` (xarray), or predictions and truths from
 which they are computed, so the figures show exactly the numbers the benchmarks report.
@@ -29,6 +29,32 @@ def reliability_figure(diagrams: Mapping[str, xr.Dataset], *, title: str = "reli
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency", title=title)
     top.legend(fontsize=8)
     bottom.set(yscale="log", xlabel="forecast probability", ylabel="count")
+    figure.tight_layout()
+    return figure
+
+
+def bin_frequency_figure(frequencies: Mapping[str, tuple[np.ndarray, np.ndarray]], bin_labels: list[str], *, title: str = "how often each bin is observed and forecast") -> Figure:
+    """One panel per label: the observed frequency of each precipitation bin beside the mean
+    forecast probability of that bin (``{label: (observed [bins], forecast [bins])}``).
+
+    Where the two bars differ, the forecast misjudges how often the bin occurs on those tasks: a
+    shift that per-bin biases can absorb and a single temperature cannot.
+    """
+    count = len(frequencies)
+    columns = min(3, count)
+    rows = int(np.ceil(count / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), sharey=True, squeeze=False)
+    positions = np.arange(len(bin_labels))
+    for panel, (label, (observed, forecast)) in zip(axes.flat, frequencies.items()):
+        panel.bar(positions - 0.2, observed, width=0.4, label="observed")
+        panel.bar(positions + 0.2, forecast, width=0.4, label="forecast (mean probability)")
+        panel.set_xticks(positions, bin_labels, rotation=60, fontsize=7)
+        panel.set_title(label, fontsize=9)
+    for panel in axes.flat[count:]:
+        panel.set_visible(False)
+    axes.flat[0].set_ylabel("fraction of targets")
+    axes.flat[0].legend(fontsize=7)
+    figure.suptitle(title)
     figure.tight_layout()
     return figure
 
