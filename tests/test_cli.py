@@ -158,12 +158,16 @@ def test_calibrate_fits_on_held_out_frames_and_refuses_to_overwrite(tmp_path: Pa
     written = output.read_text()
     again = runner.invoke(app, [*command, "--method", "vector"])
     assert again.exit_code == 2 and "pass --overwrite" in again.output and output.read_text() == written
-    vector = runner.invoke(app, [*command, "--method", "vector", "--overwrite"])
+    figure = tmp_path / "reliability.png"
+    vector = runner.invoke(app, [*command, "--method", "vector", "--overwrite", "--figure", str(figure)])
     assert vector.exit_code == 0, vector.output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scaling = Calibration.load(output)
     assert scaling.probability.method == "vector" and scaling.probability.penalty in VECTOR_PENALTIES
     assert set(scaling.scores["held_out_nll_by_penalty"]) == {f"{penalty:g}" for penalty in VECTOR_PENALTIES}
     assert not list(tmp_path.glob(".*.partial"))
+    kept = runner.invoke(app, ["calibrate", "idw", str(tmp_path / "other.json"), "--frames", "east_radar", "--figure", str(figure), "--catalog", str(catalog), "--data-dir", str(data)])
+    assert kept.exit_code == 2 and f"{figure} exists" in kept.output and not (tmp_path / "other.json").exists()
 
 
 def test_calibrate_names_the_bad_option(tmp_path: Path) -> None:

@@ -139,6 +139,24 @@ def parse_frames(specification: str):
     return FrameSelection(dataset=parts[0], start=start or None, end=end or None)
 
 
+def _calibration_figure(pooled, truth, calibration, path: Path, *, title: str) -> Path:
+    """Reliability of the most probable bin before and after ``calibration`` on pooled predictions, saved to ``path``."""
+    import numpy as np
+    import xarray as xr
+
+    from weatherunc.heads.fitting import probabilities_and_observed_bins
+    from weatherunc.metrics import top_label_calibration
+    from weatherunc.plotting import reliability_figure, save_figure
+
+    probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+    outcome = xr.DataArray(observed.astype(np.float64), dims="target")
+    diagrams = {
+        label: top_label_calibration(xr.DataArray(values, dims=("target", "bin")), outcome).compute()
+        for label, values in (("before", probabilities), (f"after ({calibration.probability.method})", calibration.probability.apply(probabilities)))
+    }
+    return save_figure(reliability_figure(diagrams, title=title), path)
+
+
 @app.command()
 def calibrate(
     model: Annotated[str, typer.Argument(help="Registered model name (anp, cnp, gp, kriging, idw, ...).")],
@@ -149,21 +167,23 @@ def calibrate(
     seed: Annotated[int, typer.Option(help="Seed of the tasks.")] = 101,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Neural-process checkpoint instead of the packaged one.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT.")] = False,
+    figure: Annotated[Optional[Path], typer.Option(help="Also draw the reliability of the most probable bin on the calibration tasks, before and after (PNG).")] = None,
     catalog: CatalogOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Fit a model's calibration (temperature or vector scaling of its bin probabilities, and a std factor) on held-out frames, e.g. of your own radar."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
-    from weatherunc.heads.fitting import fit_calibration
+    from weatherunc.heads.fitting import calibrate_predictions, pooled_predictions, target_groups
     from weatherunc.models.registry import get_model
     from weatherunc.training.validation import labelled_validation_tasks
 
     try:
         if method not in ("temperature", "vector"):
             raise ValueError(f"--method {method!r}: expected temperature or vector")
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+        for path in (output, figure):
+            if path is not None and path.exists() and not overwrite:
+                raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
         selections = [parse_frames(specification) for specification in frames]
         if method == "vector" and len({selection.dataset for selection in selections}) < 2:
             raise ValueError("--method vector chooses its penalty by leaving out one dataset at a time: give --frames of at least two datasets")
@@ -173,8 +193,12 @@ def calibrate(
             raise ValueError(f"--checkpoint: model {model!r} does not load checkpoints ({error})") from error
         labelled = labelled_validation_tasks(selections, tasks, seed=seed, open_options={"catalog": _catalog(catalog, data_dir)})
         description = f"{len(labelled)} validation tasks (seed {seed}) of " + "; ".join(f"{s.dataset} {s.start or '...'} to {s.end or '...'}" for s in selections)
-        calibration = fit_calibration(interpolator, [task for _, task in labelled], method=method, description=description, task_groups=[dataset for dataset, _ in labelled])
+        validation = [task for _, task in labelled]
+        pooled, truth = pooled_predictions(interpolator, validation)  # as fit_calibration, keeping the predictions for the figure
+        calibration = calibrate_predictions(pooled, truth, method=method, description=description, groups=target_groups(validation, [dataset for dataset, _ in labelled]))
         calibration.save(output)
+        if figure is not None:
+            _calibration_figure(pooled, truth, calibration, figure, title=f"{model}: most probable bin, {len(validation)} calibration tasks")
     except (ValueError, CheckpointError, InputDataError, KeyError, FileExistsError) as error:
         _fail(error)
     typer.echo(json.dumps({"calibration": str(output), **calibration.to_dict()}, indent=2))
