@@ -67,16 +67,10 @@ DEFAULT_MEMBER = Path(__file__).resolve().parent / "checkpoints" / "anp_task_nor
 ECE_BINS = 15
 
 
-def pooled_bins(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> tuple[xr.DataArray, np.ndarray, xr.DataArray]:
-    """Bin probabilities ``[target, bin]``, truths ``[target]`` and observed bin indices, pooled over tasks."""
-    pooled, truth = pool_predictions(predictions, truths)
+def scores(pooled: xr.Dataset, truth: np.ndarray) -> dict[str, object]:
+    """Probability scores of predictions pooled over tasks (:func:`pool_predictions`) against their truths ``[target]``."""
     observed = metrics.observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
-    return pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore"), truth, observed
-
-
-def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str, object]:
-    """Probability scores pooled over tasks."""
-    probability, truth, observed = pooled_bins(predictions, truths)
+    probability = pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore")
     result: dict[str, object] = {
         "ece": round(metrics.top_label_ece(probability, observed, bins=ECE_BINS), 5),
         "ece_consistency": [round(float(value), 5) for value in np.quantile(metrics.consistency_top_label_ece(probability, bins=ECE_BINS, draws=200), [0.5, 0.95])],
@@ -84,7 +78,7 @@ def scores(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> dict[str,
         "brier": round(float(metrics.multiclass_brier_score(probability, observed)), 5),
         "rps": round(float(metrics.ranked_probability_score(probability, observed)), 5),
     }
-    lower = predictions[0]["bin_lower"].values
+    lower = pooled["bin_lower"].values
     for threshold in THRESHOLDS:
         forecast = probability.where(xr.DataArray(lower >= threshold - 1e-12, dims="bin"), 0.0).sum("bin")
         event = xr.DataArray(truth >= threshold, dims="target")
@@ -134,15 +128,17 @@ def main() -> None:
             after = [Calibration(probability=calibration.probability).apply(prediction) for prediction in before]
             vector = [Calibration(probability=vector_calibrations[method].probability).apply(prediction) for prediction in before]
             truths = [task.target_values for task in tasks]
-            rows.append(_row(dataset, method, calibration, scores(before, truths), scores(after, truths), scores(vector, truths), oracle_temperature(before, truths), ece_bound(before, truths), oracle_vector(before, truths)))
+            pooled_before = pool_predictions(before, truths)  # pooled once, scored and diagnosed
+            rows.append(_row(dataset, method, calibration, scores(*pooled_before), scores(*pool_predictions(after, truths)), scores(*pool_predictions(vector, truths)), *diagnostics(*pooled_before)))
             before_all += before
             after_all += after
             vector_all += vector
             truths_all += truths
-        pooled_before, pooled_after = scores(before_all, truths_all), scores(after_all, truths_all)
-        rows.append(_row("all", method, calibration, pooled_before, pooled_after, scores(vector_all, truths_all), oracle_temperature(before_all, truths_all), ece_bound(before_all, truths_all), oracle_vector(before_all, truths_all)))
-        diagrams[f"{method} before"] = pooled_before["diagram"]
-        diagrams[f"{method} after"] = pooled_after["diagram"]
+        pooled_before = pool_predictions(before_all, truths_all)
+        scored_before, scored_after = scores(*pooled_before), scores(*pool_predictions(after_all, truths_all))
+        rows.append(_row("all", method, calibration, scored_before, scored_after, scores(*pool_predictions(vector_all, truths_all)), *diagnostics(*pooled_before)))
+        diagrams[f"{method} before"] = scored_before["diagram"]
+        diagrams[f"{method} after"] = scored_after["diagram"]
     figure_paths = []
     for method in methods:
         figure = reliability_figure({"before": diagrams[f"{method} before"], "after": diagrams[f"{method} after"]}, title=f"{method}: most probable bin, test events")
@@ -172,33 +168,22 @@ def bin_labels(edges: tuple[float, ...] = DEFAULT_BIN_EDGES) -> list[str]:
     return [f"{low:g}-{high:g}" if np.isfinite(high) else f">{low:g}" for low, high in zip(edges, upper)]
 
 
-def oracle_temperature(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> tuple[float, float]:
-    """(temperature, top-label ECE after it) with the temperature fitted on these very tasks.
+def diagnostics(pooled: xr.Dataset, truth: np.ndarray) -> tuple[tuple[float, float], tuple[float, float], float]:
+    """Three diagnostic bounds fitted on the scored predictions themselves (pooled by
+    :func:`pool_predictions`), never applied to a published prediction:
 
-    A diagnostic bound, never applied to a published prediction: it says how far temperature
-    scaling could go on these tasks if the validation tasks were exactly like them.
+    - (temperature, top-label ECE after it) with the temperature fitted on these very tasks: how
+      far temperature scaling could go if the validation tasks were exactly like them;
+    - (temperature, top-label ECE) of the lowest ECE any temperature of the grid reaches (see the
+      module docstring);
+    - the top-label ECE after unpenalised vector scaling fitted on these tasks: per-bin biases can
+      absorb a shift of these tasks' bin frequencies, which no single temperature can.
     """
-    oracle = calibrate_predictions(*pool_predictions(predictions, truths))
-    return oracle.probability.temperature, oracle.scores["ece_after"]
-
-
-def ece_bound(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> tuple[float, float]:
-    """(temperature, top-label ECE after it) of the lowest ECE any temperature of the grid reaches on these tasks.
-
-    A diagnostic bound, never applied to a published prediction (see the module docstring).
-    """
-    return lowest_ece_temperature(*probabilities_and_observed_bins(*pool_predictions(predictions, truths)))
-
-
-def oracle_vector(predictions: list[xr.Dataset], truths: list[np.ndarray]) -> float:
-    """Top-label ECE after unpenalised vector scaling fitted on these very tasks.
-
-    A diagnostic bound, never applied to a published prediction: per-bin biases can absorb a
-    shift of these tasks' bin frequencies, which no single temperature can.
-    """
-    probabilities, observed = probabilities_and_observed_bins(*pool_predictions(predictions, truths))
+    oracle = calibrate_predictions(pooled, truth)
+    probabilities, observed = probabilities_and_observed_bins(pooled, truth)
     scaled = VectorScaling.fit(probabilities, observed).apply(probabilities)
-    return metrics.top_label_ece(xr.DataArray(scaled, dims=("target", "bin")), xr.DataArray(observed.astype(np.float64), dims="target"), bins=ECE_BINS)
+    vector = metrics.top_label_ece(xr.DataArray(scaled, dims=("target", "bin")), xr.DataArray(observed.astype(np.float64), dims="target"), bins=ECE_BINS)
+    return (oracle.probability.temperature, oracle.scores["ece_after"]), lowest_ece_temperature(probabilities, observed), vector
 
 
 def _row(dataset: str, method: str, calibration: Calibration, before: dict, after: dict, vector: dict, oracle: tuple[float, float], lowest: tuple[float, float], vector_oracle: float) -> dict[str, object]:
