@@ -316,6 +316,115 @@ def test_architecture_config_normalises_by_the_training_frames(tmp_path: Path) -
     assert architecture.hidden == 16 and architecture.dropout == 0.1
 
 
+def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_normalisation(clean_run: Path, tmp_path: Path) -> None:
+    from weatherunc.training.loop import architecture_config, initial_model
+    from weatherunc.training.sampling import FrameBank
+
+    source = clean_run / "best.safetensors"
+    later_frames = [{"dataset": "mrms_embedded", "start": "2019-06-10T00:20", "end": "2019-06-10T00:40", "stride": 2}]
+    config = _config(tmp_path, "fine", initialise_from=source, train=later_frames, steps=2, validate_every=2)
+    bank = FrameBank.load(list(config.train), progress=False)
+    checkpoint, _ = load_neural_process(source)
+    start = initial_model(config, bank)
+    assert start.state_dict().keys() == checkpoint.state_dict().keys()
+    assert all(torch.equal(start.state_dict()[name], tensor) for name, tensor in checkpoint.state_dict().items())
+    # the weights were learnt on values standardised by the checkpoint's statistics: kept, although these frames give others
+    assert start.config == checkpoint.config
+    assert architecture_config(config, bank).value_centre != pytest.approx(checkpoint.config.value_centre, rel=1e-3)
+    result = train(config, progress=False)
+    tuned, sidecar = load_neural_process(tmp_path / "fine" / "last-00000002.safetensors")
+    assert tuned.config == checkpoint.config and result.steps == 2
+    assert any(not torch.equal(tuned.state_dict()[name], tensor) for name, tensor in checkpoint.state_dict().items())
+    assert sidecar["metadata"]["training_config"]["initialise_from"] == str(source)
+
+
+def test_fine_tuning_scores_its_start_and_keeps_it_when_training_makes_it_worse(clean_run: Path, tmp_path: Path) -> None:
+    from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
+    from weatherunc.training.packing import catalog_training_data
+    from weatherunc.training.validation import validation_scores
+
+    source = clean_run / "best.safetensors"
+    config = _config(tmp_path, "worse", initialise_from=source, steps=2, validate_every=2, learning_rate=0.2)
+    result = train(config, progress=False)
+    start, _ = load_neural_process(source)
+    _, tasks = catalog_training_data(config, progress=False)
+    expected = validation_scores(NeuralProcessInterpolator(model=start, name=config.name, samples=8, seed=config.seed, device="cpu"), tasks)
+    assert [entry["step"] for entry in result.history] == [0, 2]
+    assert result.history[0]["crps"] == pytest.approx(expected["crps"], rel=1e-6)
+    assert result.history[1]["crps"] > result.history[0]["crps"], "precondition: a learning rate of 0.2 makes this tiny model worse"
+    assert result.best_scores["step"] == 0
+    _assert_same(source, result.best_checkpoint)
+
+
+def test_fine_tuning_refuses_another_architecture_and_a_missing_or_broken_file(clean_run: Path, tmp_path: Path) -> None:
+    from weatherunc.checkpoints import CheckpointError
+
+    wider = _config(tmp_path, "wider", initialise_from=clean_run / "best.safetensors", model={**CONFIG["model"], "hidden": 32})
+    with pytest.raises(CheckpointError, match=r"initialise_from: .*best.safetensors has another architecture.*hidden \(checkpoint 16, config 32\)"):
+        train(wider, progress=False)
+    missing = _config(tmp_path, "missing", initialise_from=tmp_path / "absent.safetensors")
+    with pytest.raises(CheckpointError, match=r"initialise_from: .*absent.safetensors is not a file"):
+        train(missing, progress=False)
+    broken_file = tmp_path / "broken.safetensors"
+    broken_file.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"initialise_from: "):
+        train(_config(tmp_path, "broken", initialise_from=broken_file), progress=False)
+    assert not any(tmp_path.glob("*/*.safetensors")), "a refused run wrote checkpoints"
+
+
+def test_a_run_is_not_resumed_from_other_starting_weights(clean_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from weatherunc.checkpoints import CheckpointError, save_checkpoint
+    from weatherunc.models.neural_process.interpolator import ARCHITECTURE
+
+    start = tmp_path / "start.safetensors"
+    shutil.copy(clean_run / "best.safetensors", start)
+    shutil.copy((clean_run / "best.safetensors").with_suffix(".json"), start.with_suffix(".json"))
+    config = _config(tmp_path, "tuned", initialise_from=start, steps=4, validate_every=2)
+    assert config.fingerprint() == _config(tmp_path, "tuned", initialise_from=clean_run / "best.safetensors", steps=4, validate_every=2).fingerprint()  # the content counts, not the path
+    assert config.fingerprint() != _config(tmp_path, "tuned", steps=4, validate_every=2).fingerprint()
+    assert train(config, stop_after=2, progress=False).steps == 2
+    model, sidecar = load_neural_process(start)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_checkpoint(start, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=sidecar["metadata"])  # other weights under the same name
+    with pytest.raises(CheckpointError, match="another training config"):
+        train(config, progress=False)
+
+
+def test_cli_train_initialise_from(clean_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from weatherunc.cli import app
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "steps": 2, "validate_every": 2, "output_dir": str(tmp_path / "run")}))
+    result = CliRunner().invoke(app, ["train", str(path), "--initialise-from", str(clean_run / "best.safetensors")])
+    assert result.exit_code == 0, result.output
+    _, sidecar = load_neural_process(tmp_path / "run" / "best.safetensors")
+    assert sidecar["metadata"]["training_config"]["initialise_from"] == str(clean_run / "best.safetensors")
+    refused = CliRunner().invoke(app, ["train", str(path), "--output-dir", str(tmp_path / "other"), "--initialise-from", str(tmp_path / "absent.safetensors")])
+    assert refused.exit_code == 2 and "initialise_from:" in refused.output and "is not a file" in refused.output
+
+
+def test_shipped_training_configs_load_and_match_the_checkpoints_they_name() -> None:
+    from weatherunc.checkpoints import read_sidecar
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.training.loop import architecture_differences
+
+    root = Path(__file__).resolve().parents[1]
+    configs = {path.name: load_training_config(path) for path in sorted((root / "pipelines" / "training").glob("*.yaml"))}
+    assert {"anp.yaml", "cnp.yaml", "anp_continue.yaml"} <= set(configs)
+    trained_with = {"anp.yaml": "weatherunc/data/models/anp.safetensors", "cnp.yaml": "weatherunc/data/models/cnp.safetensors"}
+    for name, config in configs.items():
+        checkpoint = config.initialise_from or trained_with.get(name)
+        if checkpoint is not None:
+            architecture = NeuralProcessConfig.from_dict(read_sidecar(root / checkpoint)["config"])
+            assert architecture_differences(config, architecture) == [], name
+    assert architecture_differences(configs["cnp.yaml"], NeuralProcessConfig.from_dict(read_sidecar(root / trained_with["anp.yaml"])["config"]))  # the check can fail
+
+
 def test_mean_scores_average_each_tasks_scores_and_need_one_prediction_per_task(clean_run: Path) -> None:
     import numpy as np
 

@@ -90,6 +90,7 @@ def train(
     restart: Annotated[bool, typer.Option(help="Start over even if the run folder holds a run of another config.")] = False,
     packed: Annotated[Optional[Path], typer.Option(help="Training data packed by `weatherunc pack` for this config (read instead of the catalog).")] = None,
     sampling_workers: Annotated[Optional[int], typer.Option(help="Processes drawing training batches ahead of the step (default: the config's, 0 = none); the result does not depend on it.")] = None,
+    initialise_from: Annotated[Optional[Path], typer.Option("--initialise-from", help="Fine-tune: start a fresh run from this checkpoint's weights (its architecture must be the config's; default: the config's initialise_from).")] = None,
 ) -> None:
     """Train a neural process; resumes from the run folder's last checkpoint."""
     from weatherunc.checkpoints import CheckpointError
@@ -98,7 +99,7 @@ def train(
     from weatherunc.training.loop import train as run_training
 
     try:
-        training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device, seed=seed, sampling_workers=sampling_workers)
+        training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device, seed=seed, sampling_workers=sampling_workers, initialise_from=initialise_from)
         result = run_training(training_config, restart=restart, packed=packed)
     except (ValueError, CheckpointError, InputDataError, KeyError) as error:
         _fail(error)

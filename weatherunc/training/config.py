@@ -10,6 +10,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from weatherunc.checkpoints import sha256_of
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.transforms import PrecipitationTransform
 
@@ -103,10 +104,18 @@ class TrainingConfig(BaseModel):
     sampling_workers: int = Field(0, ge=0, description="processes drawing training batches ahead of the step (0: drawn in the training process); the batches do not depend on it")
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     output_dir: Path = Path("runs/anp")
+    initialise_from: Optional[Path] = Field(
+        None,
+        description="fine-tuning: a neural-process checkpoint (.safetensors with its sidecar) whose weights and data normalisation a fresh run starts from; its architecture must be the one model: describes",
+    )
 
     def fingerprint(self) -> str:
-        """sha256 of everything that changes the result (``steps`` may grow on resume), and of :data:`TASK_STREAM`."""
-        values = {**self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "sampling_workers"}), "task_stream": TASK_STREAM}
+        """sha256 of everything that changes the result (``steps`` may grow on resume), of
+        :data:`TASK_STREAM`, and of the content (not the path) of ``initialise_from``, so that a
+        run is not resumed from other starting weights. Reads ``initialise_from`` when set."""
+        values = {**self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "sampling_workers", "initialise_from"}), "task_stream": TASK_STREAM}
+        if self.initialise_from is not None:
+            values["initialise_from_sha256"] = sha256_of(self.initialise_from)
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 

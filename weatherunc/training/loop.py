@@ -8,7 +8,9 @@ every ``validate_every`` steps; early stopping after ``patience`` validations wi
 CRPS. ``last`` (weights, optimiser, torch random state) is saved every ``checkpoint_every``
 steps and ``best`` at each improvement, as step-stamped files whose sidecars are written last;
 a killed run resumes from its newest complete checkpoint and continues exactly as if it had
-never stopped.
+never stopped. ``initialise_from`` fine-tunes: a fresh run starts from a trained checkpoint's
+weights (:func:`initial_model`) and keeps them as ``best`` until a step beats their validation
+CRPS (Howard & Ruder 2018 for fine-tuning a pretrained model on new data).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralProcessInterpolator, load_neural_process
 from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
+from weatherunc.tasks import Task
 from weatherunc.training.config import TrainingConfig
 from weatherunc.training.packing import catalog_training_data, load_training_data
 from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream
@@ -105,8 +109,8 @@ def latest_checkpoint(directory: Path, kind: str) -> Path | None:
     return None
 
 
-def _save(path: Path, model: NeuralProcess, config: TrainingConfig, extra: dict) -> Path:
-    metadata = {"training_config": config.model_dump(mode="json"), "fingerprint": config.fingerprint(), **extra}
+def _save(path: Path, model: NeuralProcess, config: TrainingConfig, fingerprint: str, extra: dict) -> Path:
+    metadata = {"training_config": config.model_dump(mode="json"), "fingerprint": fingerprint, **extra}
     return save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata)
 
 
@@ -118,6 +122,41 @@ def architecture_config(config: TrainingConfig, bank: FrameBank) -> NeuralProces
     return config.model.to_config(centre, scale)
 
 
+def _validate(model: NeuralProcess, config: TrainingConfig, device: torch.device, tasks: Sequence[Task]) -> dict[str, float]:
+    """Mean verification scores of ``model`` on the validation tasks (:func:`~weatherunc.training.validation.validation_scores`)."""
+    return validation_scores(NeuralProcessInterpolator(model=model, name=config.name, samples=8, seed=config.seed, device=str(device)), tasks)
+
+
+def architecture_differences(config: TrainingConfig, checkpoint: NeuralProcessConfig) -> list[str]:
+    """The fields in which a checkpoint's architecture differs from ``config.model``, the data
+    normalisation (``value_centre``, ``value_scale``) aside, each as ``name (checkpoint X, config Y)``."""
+    expected = config.model.to_config(checkpoint.value_centre, checkpoint.value_scale)
+    return [f"{name} (checkpoint {getattr(checkpoint, name)!r}, config {getattr(expected, name)!r})" for name in NeuralProcessConfig.__dataclass_fields__ if getattr(checkpoint, name) != getattr(expected, name)]
+
+
+def initial_model(config: TrainingConfig, bank: FrameBank) -> NeuralProcess:
+    """The model a fresh run starts from: new weights with the data normalisation of ``bank``'s
+    training frames (:func:`architecture_config`), or, with ``config.initialise_from``, that
+    checkpoint's weights and its own data normalisation (the weights were learnt on values
+    standardised by it), for fine-tuning on other frames or continuing a run with a new schedule.
+    Raises :class:`~weatherunc.checkpoints.CheckpointError` naming ``initialise_from`` when the
+    file is missing or broken, or when its architecture differs from ``config.model``.
+    """
+    if config.initialise_from is None:
+        return NeuralProcess(architecture_config(config, bank))
+    path = Path(config.initialise_from)
+    if not path.is_file():
+        raise CheckpointError(f"initialise_from: {path} is not a file")
+    try:
+        model, _ = load_neural_process(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"initialise_from: {error}") from error
+    differing = architecture_differences(config, model.config)
+    if differing:
+        raise CheckpointError(f"initialise_from: {path} has another architecture than the config's model options: " + "; ".join(differing))
+    return model
+
+
 def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | None = None, progress: bool = True, open_options: dict | None = None, packed: Path | None = None) -> TrainingResult:
     """Train (or resume) the run in ``config.output_dir``.
 
@@ -125,27 +164,40 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     changed config unless ``restart`` (which starts over). ``stop_after`` ends this call
     after that many steps in total (used to test resuming). ``packed`` is a file written by
     :func:`~weatherunc.training.packing.pack_training_data` for this config: the frames and
-    validation tasks are read from it instead of the catalog.
+    validation tasks are read from it instead of the catalog. A fresh run starts from
+    :func:`initial_model` (new weights, or those of ``config.initialise_from``); a fine-tuning
+    run first scores its starting weights on the validation tasks (step 0 of the history), so
+    that it ends with ``best.safetensors`` no worse there than where it started.
     """
     started = time.perf_counter()
     directory = Path(config.output_dir)
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
+    if config.initialise_from is not None and not Path(config.initialise_from).is_file():
+        raise CheckpointError(f"initialise_from: {config.initialise_from} is not a file")
+    fingerprint = config.fingerprint()
     bank, tasks = load_training_data(packed, config) if packed is not None else catalog_training_data(config, progress=progress, open_options=open_options)
     step, history, best, stale = 0, [], math.inf, 0
     best_scores: dict[str, float] = {}
     resumable = latest_checkpoint(directory, "last")
     if resumable is not None and not restart:
         model, sidecar = load_neural_process(resumable)
-        if sidecar["metadata"].get("fingerprint") != config.fingerprint():
+        if sidecar["metadata"].get("fingerprint") != fingerprint:
             raise CheckpointError(f"{directory} holds a run of another training config; pass restart=True (--restart) to start over")
         state = sidecar["metadata"]["state"]
         step, history, best, stale, best_scores = state["step"], state["history"], state["best"], state["stale"], state["best_scores"]
     else:
-        model = NeuralProcess(architecture_config(config, bank))
+        model = initial_model(config, bank)
         for stale_file in directory.glob("*.safetensors"):
             stale_file.unlink()
     model = model.to(device)
+    if step == 0 and config.initialise_from is not None:
+        # the starting weights are the score to beat: best.safetensors is never worse on validation than the checkpoint fine-tuned
+        best_scores = {"step": 0, **_validate(model, config, device, tasks)}
+        best = best_scores["crps"]
+        history.append(dict(best_scores))
+        _save(_stamped(directory, "best", 0), model, config, fingerprint, {"validation": best_scores})
+        tqdm.write(f"step 0 (initialise_from {config.initialise_from}): validation crps {best:.4f} nlpd {best_scores['nlpd']:.3f} coverage_90 {best_scores['coverage_90']:.3f}")
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     if step:
         tensors, _ = load_checkpoint(_stamped(directory, "optimiser", step), architecture=TRAINING_STATE)
@@ -180,11 +232,11 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
         bar.update(1)
         bar.set_postfix(loss=f"{losses['loss'].item():.3f}", nll=f"{losses['nll'].item():.3f}")
         if step % config.validate_every == 0 or step == config.steps:
-            scores = validation_scores(NeuralProcessInterpolator(model=model, name=config.name, samples=8, seed=config.seed, device=str(device)), tasks)
+            scores = _validate(model, config, device, tasks)
             history.append({"step": step, "train_loss": losses["loss"].item(), **scores})
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
-                _save(_stamped(directory, "best", step), model, config, {"validation": best_scores})
+                _save(_stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores})
                 _remove_older(directory, "best", step)
             else:
                 stale += 1
@@ -194,7 +246,7 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
         if step % config.checkpoint_every == 0 or step == end or stopped_early:
             state = {"step": step, "history": history, "best": best, "stale": stale, "best_scores": best_scores}
             save_checkpoint(_stamped(directory, "optimiser", step), _optimiser_tensors(optimiser, model), architecture=TRAINING_STATE, config={}, metadata_={"step": step})
-            _save(_stamped(directory, "last", step), model, config, {"state": state})
+            _save(_stamped(directory, "last", step), model, config, fingerprint, {"state": state})
             _remove_older(directory, "last", step)
             _remove_older(directory, "optimiser", step)
         if stopped_early:
