@@ -1,10 +1,11 @@
-"""Summary of neural-process training runs on a GPU, read from their ``weatherunc train`` logs.
+"""Summary of neural-process training runs, read from their ``weatherunc train`` logs.
 
 A run may have several parts (a killed run resumed from its last checkpoint); each log is the
 console output of one part (tqdm progress and the validation lines). For each part this writes
 the first and last step, the wall time the progress bar reports and the steps/s over it
-(validation and checkpointing included), and for each run every validation score.
-Writes ``benchmarks/results/anp_gpu_training.json`` and ``.md``.
+(validation and checkpointing included), and for each run every validation score (step 0 of a
+fine-tuning run scores its starting weights). Writes ``benchmarks/results/NAME.json`` and
+``.md`` (``--output NAME``; default ``anp_gpu_training``, the GPU runs).
 
     .venv/bin/python benchmarks/gpu_training_summary.py --device "one NVIDIA H100 80GB" \\
         --run anp=runs/anp/part1.log,runs/anp/part2.log --run anp_task_small=...
@@ -19,7 +20,7 @@ from pathlib import Path
 from common import RESULTS, write_result
 
 PROGRESS = re.compile(r"(\d+)/(\d+) \[(?:(\d+):)?(\d+):(\d+)<")
-VALIDATION = re.compile(r"step (\d+): validation crps ([\d.]+) nlpd (-?[\d.]+) coverage_90 ([\d.]+)")
+VALIDATION = re.compile(r"step (\d+)(?: \([^)]*\))?: validation crps ([\d.]+) nlpd (-?[\d.]+) coverage_90 ([\d.]+)")
 
 
 def _seconds(hours: str | None, minutes: str, seconds: str) -> int:
@@ -46,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", required=True, help="the machine the runs trained on, in words")
     parser.add_argument("--run", action="append", required=True, help="NAME=LOG[,LOG...] (parts in order)")
+    parser.add_argument("--output", default="anp_gpu_training", help="name of the result files under benchmarks/results/")
     arguments = parser.parse_args()
     runs = {}
     for entry in arguments.run:
@@ -62,8 +64,8 @@ def main() -> None:
         lines += [f"| {name} | {row['step']} | {row['crps']:.4f} | {row['nlpd']:.3f} | {row['coverage_90']:.3f} |" for row in run["validation"]]
     table = "\n".join(lines) + "\n"
     print(table)
-    (RESULTS / "anp_gpu_training.md").write_text(f"Device: {arguments.device}\n\n" + table)
-    print(f"wrote {write_result('anp_gpu_training.json', result)}")
+    (RESULTS / f"{arguments.output}.md").write_text(f"Device: {arguments.device}\n\n" + table)
+    print(f"wrote {write_result(f'{arguments.output}.json', result)}")
 
 
 if __name__ == "__main__":
