@@ -408,6 +408,32 @@ def test_cli_train_initialise_from(clean_run: Path, tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "initialise_from:" in refused.output and "is not a file" in refused.output
 
 
+@pytest.mark.parametrize(("rate", "step", "symptom"), [(1e3, 2, "the loss is nan"), (1e6, 2, "the model's outputs are not finite")])
+def test_diverging_training_names_the_learning_rate_and_keeps_earlier_checkpoints(tmp_path: Path, rate: float, step: int, symptom: str) -> None:
+    from weatherunc.training.loop import TrainingDivergedError
+
+    config = _config(tmp_path, "diverging", learning_rate=rate, checkpoint_every=1)
+    with pytest.raises(TrainingDivergedError, match=rf"training diverged at step {step}: {symptom}.*lower learning_rate \({rate}\)"):
+        train(config, progress=False)
+    last = latest_checkpoint(tmp_path / "diverging", "last")
+    assert last.name == "last-00000001.safetensors"  # complete, and nothing later
+    model, _ = load_neural_process(last)
+    assert all(torch.isfinite(tensor).all() for tensor in model.state_dict().values())
+
+
+def test_non_finite_weights_are_named(clean_run: Path, tmp_path: Path) -> None:
+    from weatherunc.training.loop import TrainingDivergedError, _require_finite_weights
+
+    model, _ = load_neural_process(clean_run / "best.safetensors")
+    config = _config(tmp_path, "weights")
+    _require_finite_weights(model, config, 3)  # finite: passes
+    name, parameter = list(model.named_parameters())[5]
+    with torch.no_grad():
+        parameter.view(-1)[0] = float("inf")
+    with pytest.raises(TrainingDivergedError, match=rf"training diverged at step 3: non-finite weights in {name}; lower learning_rate"):
+        _require_finite_weights(model, config, 3)
+
+
 def test_shipped_training_configs_load_and_match_the_checkpoints_they_name() -> None:
     from weatherunc.checkpoints import read_sidecar
     from weatherunc.models.neural_process.config import NeuralProcessConfig

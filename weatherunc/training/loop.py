@@ -10,7 +10,8 @@ steps and ``best`` at each improvement, as step-stamped files whose sidecars are
 a killed run resumes from its newest complete checkpoint and continues exactly as if it had
 never stopped. ``initialise_from`` fine-tunes: a fresh run starts from a trained checkpoint's
 weights (:func:`initial_model`) and keeps them as ``best`` until a step beats their validation
-CRPS (Howard & Ruder 2018 for fine-tuning a pretrained model on new data).
+CRPS (Howard & Ruder 2018 for fine-tuning a pretrained model on new data). A non-finite loss,
+output or weight stops the run with :class:`TrainingDivergedError` before anything is saved from it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,27 @@ from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream
 from weatherunc.training.validation import validation_scores
 
 TRAINING_STATE = "weatherunc.TrainingState"
+
+
+class TrainingDivergedError(ValueError):
+    """Training produced a non-finite loss or non-finite weights; the run folder keeps the
+    checkpoints written before (none is written from the diverged weights)."""
+
+
+def _diverged(config: TrainingConfig, step: int, what: str) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged at step {step}: {what}; lower learning_rate ({config.learning_rate}) or gradient_clip "
+        f"({config.gradient_clip}); {config.output_dir} keeps the checkpoints written before"
+    )
+
+
+def _require_finite_weights(model: NeuralProcess, config: TrainingConfig, step: int) -> None:
+    """Raise :class:`TrainingDivergedError` if any weight of ``model`` is NaN or infinite (one
+    device synchronisation when all are finite)."""
+    if bool(torch.stack([torch.isfinite(parameter).all() for parameter in model.parameters()]).all()):
+        return
+    bad = [name for name, parameter in model.named_parameters() if not bool(torch.isfinite(parameter).all())]
+    raise _diverged(config, step, f"non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
 
 
 @dataclass
@@ -213,9 +235,17 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
         batch = next(batches).to(device, non_blocking=pinned)
-        with autocast(device, config.precision):
-            output = model(batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values)
-        losses = neural_process_loss(output, batch.target_values[..., 0].float(), batch.target_bins, bin_weight=config.bin_weight)
+        try:
+            with autocast(device, config.precision):
+                output = model(batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values)
+            losses = neural_process_loss(output, batch.target_values[..., 0].float(), batch.target_bins, bin_weight=config.bin_weight)
+        except ValueError as error:  # torch.distributions refuses non-finite parameters (weights grown so large that outputs overflow)
+            if "invalid values" not in str(error):
+                raise
+            raise _diverged(config, step + 1, "the model's outputs are not finite") from error
+        loss_value = losses["loss"].item()
+        if scaler is None and not math.isfinite(loss_value):  # float16's gradient scaler skips such a step instead
+            raise _diverged(config, step + 1, f"the loss is {loss_value}")
         optimiser.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(losses["loss"]).backward()
@@ -228,12 +258,13 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
             scaler.update()
         else:
             optimiser.step()
+            _require_finite_weights(model, config, step + 1)
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{losses['loss'].item():.3f}", nll=f"{losses['nll'].item():.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", nll=f"{losses['nll'].item():.3f}")
         if step % config.validate_every == 0 or step == config.steps:
             scores = _validate(model, config, device, tasks)
-            history.append({"step": step, "train_loss": losses["loss"].item(), **scores})
+            history.append({"step": step, "train_loss": loss_value, **scores})
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
                 _save(_stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores})
