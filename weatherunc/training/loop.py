@@ -156,6 +156,16 @@ def architecture_differences(config: TrainingConfig, checkpoint: NeuralProcessCo
     return [f"{name} (checkpoint {getattr(checkpoint, name)!r}, config {getattr(expected, name)!r})" for name in NeuralProcessConfig.__dataclass_fields__ if getattr(checkpoint, name) != getattr(expected, name)]
 
 
+def _initialise_from(config: TrainingConfig) -> Path | None:
+    """``config.initialise_from`` as a path, or None; raises :class:`CheckpointError` naming it when it is not a file."""
+    if config.initialise_from is None:
+        return None
+    path = Path(config.initialise_from)
+    if not path.is_file():
+        raise CheckpointError(f"initialise_from: {path} is not a file")
+    return path
+
+
 def initial_model(config: TrainingConfig, bank: FrameBank) -> NeuralProcess:
     """The model a fresh run starts from: new weights with the data normalisation of ``bank``'s
     training frames (:func:`architecture_config`), or, with ``config.initialise_from``, that
@@ -164,11 +174,9 @@ def initial_model(config: TrainingConfig, bank: FrameBank) -> NeuralProcess:
     Raises :class:`~weatherunc.checkpoints.CheckpointError` naming ``initialise_from`` when the
     file is missing or broken, or when its architecture differs from ``config.model``.
     """
-    if config.initialise_from is None:
+    path = _initialise_from(config)
+    if path is None:
         return NeuralProcess(architecture_config(config, bank))
-    path = Path(config.initialise_from)
-    if not path.is_file():
-        raise CheckpointError(f"initialise_from: {path} is not a file")
     try:
         model, _ = load_neural_process(path)
     except CheckpointError as error:
@@ -195,8 +203,7 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     directory = Path(config.output_dir)
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
-    if config.initialise_from is not None and not Path(config.initialise_from).is_file():
-        raise CheckpointError(f"initialise_from: {config.initialise_from} is not a file")
+    _initialise_from(config)  # before the fingerprint reads it
     fingerprint = config.fingerprint()
     bank, tasks = load_training_data(packed, config) if packed is not None else catalog_training_data(config, progress=progress, open_options=open_options)
     step, history, best, stale = 0, [], math.inf, 0
@@ -258,11 +265,13 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
             scaler.update()
         else:
             optimiser.step()
-            _require_finite_weights(model, config, step + 1)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", nll=f"{losses['nll'].item():.3f}")
-        if step % config.validate_every == 0 or step == config.steps:
+        validating = step % config.validate_every == 0 or step == config.steps
+        if validating or step % config.checkpoint_every == 0 or step == end:
+            _require_finite_weights(model, config, step)  # other steps: the next step's loss or outputs show it
+        if validating:
             scores = _validate(model, config, device, tasks)
             history.append({"step": step, "train_loss": loss_value, **scores})
             if scores["crps"] < best:
