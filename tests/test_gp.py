@@ -19,7 +19,7 @@ from weatherunc.models.gp import (
     _kernel,
     cholesky_with_jitter,
     fit_gaussian_process,
-    select_transform_offset,
+    select_predictive_options,
     spatial_blocks,
 )
 from weatherunc.tasks import Task
@@ -161,6 +161,27 @@ def test_leave_one_out_equals_conditioning_on_the_other_points() -> None:
         assert variance[left_out] == pytest.approx(latent[0] + noise, rel=1e-8)
 
 
+def test_leave_two_out_equals_conditioning_on_the_other_points() -> None:
+    """Entry (i, j) of the closed-form leave-two-out prediction equals an explicit GP conditioned
+    on the n - 2 contexts other than i and j, latent plus noise variance; the diagonal is the
+    leave-one-out prediction."""
+    task = _synthetic_task(40, seed=7)
+    fitted = fit_gaussian_process(task.context_coordinates, task.context_values, GaussianProcessConfig(transform=IDENTITY, kernel="matern32"))
+    mean, variance = fitted.leave_two_out(task.context_coordinates, task.context_values, rescale_variance=False)
+    assert mean.shape == variance.shape == (40, 40)
+    for first, second in ((0, 1), (17, 3), (39, 20), (5, 5)):
+        others = (np.arange(40) != first) & (np.arange(40) != second)
+        explicit_mean, latent, noise = fitted.predict(
+            task.context_coordinates[others], task.context_values[others], task.context_coordinates[[second]], 8, rescale_variance=False
+        )
+        assert mean[first, second] == pytest.approx(explicit_mean[0], abs=1e-8)
+        assert variance[first, second] == pytest.approx(latent[0] + noise, rel=1e-8)
+    loo_mean, loo_variance = fitted.leave_one_out(task.context_coordinates, task.context_values)
+    pair_mean, pair_variance = fitted.leave_two_out(task.context_coordinates, task.context_values)
+    np.testing.assert_allclose(np.diag(pair_mean), loo_mean, atol=1e-10)
+    np.testing.assert_allclose(np.diag(pair_variance), loo_variance, rtol=1e-10)
+
+
 def _log_gaussian_rates(offset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """400 sites of ``max(exp(z) - offset, 0)``, ``z`` a Matern-3/2 field plus noise: rates for which
     ``log(rate + offset)`` is exactly Gaussian (before censoring)."""
@@ -175,10 +196,11 @@ def _log_gaussian_rates(offset: float, seed: int) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("offset", [0.1, 3.0])
 def test_offset_selection_recovers_the_generating_offset(offset: float) -> None:
     points, rates = _log_gaussian_rates(offset, seed=2)
-    transform, scores, fits = select_transform_offset(points, rates, GaussianProcessConfig(offset_candidates=(0.1, 0.3, 1.0, 3.0)))
-    assert list(fits) == ["rational_quadratic"]
+    selection = select_predictive_options(points, rates, GaussianProcessConfig(offset_candidates=(0.1, 0.3, 1.0, 3.0)))
+    scores = selection.offset_scores
+    assert list(selection.fits) == ["rational_quadratic"]
     assert set(scores) == {0.1, 0.3, 1.0, 3.0}
-    assert transform.offset == offset == min(scores, key=scores.__getitem__)
+    assert selection.transform.offset == offset == min(scores, key=scores.__getitem__)
 
 
 def test_offset_selection_sees_only_contexts_and_is_recorded() -> None:
