@@ -401,7 +401,12 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
     contexts, back-transformed to mm/h, with the CRPS: a proper score in the units users are
     scored in. With ``config.local_variance`` each offset is scored with its variance as it is and
     re-scaled by every :class:`LocalVarianceScale` of the configured bandwidths (multiples of
-    :func:`spatial_lengthscale_km`) and prior weights; the best pair wins. The scale at context
+    :func:`spatial_lengthscale_km`) and prior weights; the best pair wins, unless its mean gain
+    over the best pair without re-scaling is within one standard error of the contexts' paired
+    CRPS differences: then that one does (the one-standard-error rule, Hastie, Tibshirani &
+    Friedman 2009, "The Elements of Statistical Learning", section 7.10: on SIC97's 90-context
+    folds the best of nine re-scalings without it took the GP's 10-fold coverage from 0.86 to
+    0.84; with it nine folds of ten keep the plain variance). The scale at context
     ``i`` smooths the other contexts' residuals with ``i`` left out too
     (:meth:`FittedGaussianProcess.leave_two_out`): their leave-one-out residuals would share
     ``i``'s value and error, and on a stationary field (where no re-scaling is right) that
@@ -422,7 +427,7 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
     dry = rates <= 0.0
     censored = dry[scored] if config.censored_contexts and base.censor_at_zero and dry.any() and not dry.all() else None
     nodes = quantile_nodes(SELECTION_CRPS_NODES)
-    scores: dict[tuple[float, str], float] = {}
+    pointwise: dict[tuple[float, str], np.ndarray] = {}
     fits: dict[float, FittedGaussianProcess] = {}
     options: dict[float, dict[str, LocalVarianceScale | None]] = {}
     for offset in offsets or (float(base.offset),):
@@ -444,8 +449,14 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
         for label in options[offset]:
             factor = factors.get(label, 1.0)
             predicted = quantiles(transform, mean, np.sqrt(variance * factor), nodes)  # [n, nodes]
-            scores[(offset, label)] = float(crps_ensemble(predicted, rates[scored]).mean())
+            pointwise[(offset, label)] = crps_ensemble(predicted, rates[scored])  # [n]
+    scores = {key: float(values.mean()) for key, values in pointwise.items()}
     offset, label = min(scores, key=scores.__getitem__)
+    if label != "none":  # the one-standard-error rule: re-scaling must beat the best plain option by more than its noise
+        plain = min((key for key in scores if key[1] == "none"), key=scores.__getitem__)
+        gain = pointwise[plain] - pointwise[(offset, label)]
+        if gain.mean() <= gain.std(ddof=1) / np.sqrt(len(gain)):
+            offset, label = plain
     return PredictiveSelection(
         transform=replace(base, offset=offset),
         local_variance=options[offset][label],
