@@ -100,8 +100,8 @@ class GaussianProcessConfig:
     lengthscales) and ``local_variance_prior_weights`` chosen with the transform offset by the
     leave-one-out CRPS of the contexts, among them no re-scaling at all. On the benchmark's radar
     tasks it took the 90 % coverage of MRMS gauges from 0.845 to 0.859 and of BoM C10 masked
-    blocks from 0.954 to 0.941, and lowered NLPD on all ten; it costs about 5 s more fit on
-    2,000 contexts with three offsets (benchmarks/results/interpolation.md).
+    blocks from 0.954 to 0.941, and lowered NLPD on all ten; the fit on 2,000 contexts with three
+    offsets went from 2-3 s to 6-8 s (benchmarks/results/interpolation.md).
     """
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
@@ -373,7 +373,8 @@ class PredictiveSelection:
     """What :func:`select_predictive_options` chose for a task, and the scores it chose by.
 
     ``offset_scores``: leave-one-out CRPS [mm/h] per transform offset (each with its best
-    variance option; empty when the offset was not a choice). ``variance_scores``: leave-one-out
+    variance option, or without re-scaling when none was chosen; empty when the offset was not a
+    choice), lowest at the chosen offset. ``variance_scores``: leave-one-out
     CRPS per variance option (``"none"`` or ``"bandwidth B x lengthscale, prior weight W"``) at the
     chosen offset (empty when ``local_variance`` is off). ``fits``: the fit made with the chosen
     transform, by kernel name (for :func:`fit_gaussian_process` to reuse).
@@ -458,12 +459,12 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
     if label != "none":  # the one-standard-error rule: re-scaling must beat the best plain option by more than its noise
         plain = min((key for key in scores if key[1] == "none"), key=scores.__getitem__)
         gain = pointwise[plain] - pointwise[(offset, label)]
-        if gain.mean() <= gain.std(ddof=1) / np.sqrt(len(gain)):
+        if len(gain) < 2 or gain.mean() <= gain.std(ddof=1) / np.sqrt(len(gain)):
             offset, label = plain
     return PredictiveSelection(
         transform=replace(base, offset=offset),
         local_variance=options[offset][label],
-        offset_scores={candidate: min(score for (other, _), score in scores.items() if other == candidate) for candidate in offsets},
+        offset_scores={candidate: min(score for (other, name), score in scores.items() if other == candidate and (label != "none" or name == "none")) for candidate in offsets},
         variance_scores={name: score for (other, name), score in scores.items() if other == offset} if config.local_variance else {},
         fits={kernel: fits[offset]},
     )
