@@ -72,9 +72,9 @@ class LocalVarianceScale:
 
 
 def squared_residuals(values: np.ndarray, mean: np.ndarray, variance: np.ndarray, censored: np.ndarray | None = None, bound: float = 0.0) -> np.ndarray:
-    """Standardised squared residuals ``[n]``: ``(values - mean)^2 / variance``, each array ``[n]``.
+    """Standardised squared residuals ``(values - mean)^2 / variance``, arrays of any shapes that broadcast.
 
-    Where ``censored`` (``[n]`` bool) only ``value <= bound`` is known; the value there is the
+    Where ``censored`` (bool, broadcasting likewise) only ``value <= bound`` is known; the value there is the
     expectation of the squared residual given that, ``1 - b phi(b) / Phi(b)`` with
     ``b = (bound - mean) / sqrt(variance)`` (truncated standard normal; Johnson, Kotz &
     Balakrishnan 1994, "Continuous Univariate Distributions" 1, section 10.1), which tends to 1
