@@ -237,17 +237,24 @@ class FittedGaussianProcess:
         (Rasmussen & Williams 2006, eq. 5.12), with the variance scale re-estimated as in
         :meth:`predict` (``rescale_variance``). Returns two ``[n]`` arrays.
         """
+        residual, inverse, weights, scale = self._inverse_solution(context, values, rescale_variance)
+        diagonal = inverse.diagonal()
+        mean = residual - weights / diagonal + self.constant
+        variance = 1.0 / diagonal * scale
+        return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
+
+    def _inverse_solution(self, context: np.ndarray, values: np.ndarray, rescale_variance: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Standardised residual ``r`` ``[n]``, ``K^-1`` ``[n, n]``, ``K^-1 r`` ``[n]`` and the variance scale
+        (``r^T K^-1 r / n``, or 1 without ``rescale_variance``) over the ``[n, d]`` contexts."""
         with torch.no_grad():
             inputs = self._inputs(context)
             residual = torch.as_tensor((values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64)
             covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(len(inputs), dtype=torch.float64)
-            inverse = torch.cholesky_inverse(cholesky_with_jitter(covariance))  # [n, n]
-            weights = inverse @ residual  # [n]
-            diagonal = inverse.diagonal()
-            scale = max(float(residual @ weights) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
-            mean = (residual - weights / diagonal).numpy() + self.constant
-            variance = (1.0 / diagonal).numpy() * scale
-        return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
+            inverse = torch.cholesky_inverse(cholesky_with_jitter(covariance)).numpy()  # [n, n]
+        residual = residual.numpy()
+        weights = inverse @ residual
+        scale = max(float(residual @ weights) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
+        return residual, inverse, weights, scale
 
     def leave_two_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and variance ``[n, n]`` of ``z_j`` (column) with contexts ``i`` (row) and ``j`` both left out.
@@ -261,19 +268,13 @@ class FittedGaussianProcess:
         under the model (that one is independent of every other value), which is what scoring a
         smoother of the other contexts' residuals at ``i`` needs. Memory: a few ``[n, n]`` arrays.
         """
-        with torch.no_grad():
-            inputs = self._inputs(context)
-            residual = torch.as_tensor((values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64)
-            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(len(inputs), dtype=torch.float64)
-            inverse = torch.cholesky_inverse(cholesky_with_jitter(covariance)).numpy()  # [n, n]
-        weights = inverse @ residual.numpy()  # [n]
-        scale = max(float(residual.numpy() @ weights) / len(weights), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
+        residual, inverse, weights, scale = self._inverse_solution(context, values, rescale_variance)
         diagonal = inverse.diagonal().copy()
         determinant = np.maximum(diagonal[:, None] * diagonal[None, :] - inverse**2, 1e-12 * diagonal[:, None] * diagonal[None, :])  # [n, n]
         np.fill_diagonal(determinant, diagonal**2)  # i = j: leave one out (1 / a_jj for the variance, alpha_j / a_jj for the residual)
         left_out = (diagonal[:, None] * weights[None, :] - inverse * weights[:, None]) / determinant
         np.fill_diagonal(left_out, weights / diagonal)
-        mean = residual.numpy()[None, :] - left_out + self.constant
+        mean = residual[None, :] - left_out + self.constant
         variance = diagonal[:, None] / determinant * scale
         return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
 
