@@ -33,6 +33,18 @@ def test_squared_residuals_plain_and_censored() -> None:
         squared_residuals(values, mean, np.array([1.0, 0.0, 1.0]))
 
 
+
+def test_squared_residuals_broadcast_equals_row_by_row() -> None:
+    """The [n, n] form the selection uses (values and censoring [1, n] against [n, n] moments),
+    with censored and uncensored columns, equals one call per row."""
+    rng = np.random.default_rng(3)
+    values, censored = rng.normal(size=6), np.array([True, False, True, False, False, True])
+    mean, variance = rng.normal(size=(6, 6)), rng.uniform(0.5, 2.0, size=(6, 6))
+    whole = squared_residuals(values[None, :], mean, variance, censored[None, :], bound=0.2)
+    rows = np.stack([squared_residuals(values, mean[row], variance[row], censored, bound=0.2) for row in range(6)])
+    np.testing.assert_allclose(whole, rows, rtol=1e-12)
+    assert not np.allclose(whole, squared_residuals(values[None, :], mean, variance))  # the censored columns differ
+
 def test_local_scale_is_a_shrunk_kernel_average() -> None:
     """One context at distance d with squared residual c: (w c + k) / (w + k), w = exp(-d^2 / 2h^2);
     far from it the scale is 1 (the GP's own variance); batching changes nothing."""

@@ -270,13 +270,22 @@ class FittedGaussianProcess:
         """
         residual, inverse, weights, scale = self._inverse_solution(context, values, rescale_variance)
         diagonal = inverse.diagonal().copy()
-        determinant = np.maximum(diagonal[:, None] * diagonal[None, :] - inverse**2, 1e-12 * diagonal[:, None] * diagonal[None, :])  # [n, n]
+        product = np.multiply.outer(diagonal, diagonal)  # [n, n]; the [n, n] arrays below are reused in place
+        determinant = np.square(inverse)
+        np.subtract(product, determinant, out=determinant)
+        product *= 1e-12
+        np.maximum(determinant, product, out=determinant)
+        del product
         np.fill_diagonal(determinant, diagonal**2)  # i = j: leave one out (1 / a_jj for the variance, alpha_j / a_jj for the residual)
-        left_out = (diagonal[:, None] * weights[None, :] - inverse * weights[:, None]) / determinant
+        left_out = np.multiply(inverse, weights[:, None], out=inverse)  # a_ij alpha_i, over K^-1 (no longer needed)
+        np.subtract(np.multiply.outer(diagonal, weights), left_out, out=left_out)
+        left_out /= determinant
         np.fill_diagonal(left_out, weights / diagonal)
-        mean = residual[None, :] - left_out + self.constant
-        variance = diagonal[:, None] / determinant * scale
-        return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
+        mean = np.subtract(residual + self.constant, left_out, out=left_out)
+        mean *= self.output_scale
+        mean += self.output_centre
+        variance = np.divide((scale * self.output_scale**2) * diagonal[:, None], determinant, out=determinant)
+        return mean, variance
 
 
 def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig, *, fitted: dict[str, FittedGaussianProcess] | None = None) -> FittedGaussianProcess:

@@ -83,14 +83,17 @@ def squared_residuals(values: np.ndarray, mean: np.ndarray, variance: np.ndarray
     values, mean, variance = (np.asarray(array, dtype=np.float64) for array in (values, mean, variance))
     if np.any(~(variance > 0)):
         raise ValueError("squared_residuals: variance must be > 0 everywhere")
-    plain = (values - mean) ** 2 / variance
+    squared = np.subtract(values, mean)  # a new array of the broadcast shape, then squared and divided in place
+    np.square(squared, out=squared)
+    squared /= variance
     if censored is None or not np.any(censored):
-        return plain
-    limit = (bound - mean) / np.sqrt(variance)
+        return squared
+    where = np.broadcast_to(np.asarray(censored, dtype=bool), squared.shape)
+    limit = (bound - np.broadcast_to(mean, squared.shape)[where]) / np.sqrt(np.broadcast_to(variance, squared.shape)[where])  # only where censored
     # phi(b) / Phi(b) through logs, finite also far in the lower tail (where it tends to -b)
     ratio = np.exp(-0.5 * limit**2 - 0.5 * np.log(2.0 * np.pi) - special.log_ndtr(limit))
-    truncated = np.maximum(1.0 - limit * ratio, 0.0)
-    return np.where(np.asarray(censored, dtype=bool), truncated, plain)
+    squared[where] = np.maximum(1.0 - limit * ratio, 0.0)
+    return squared
 
 
 def left_out_scales(contexts: np.ndarray, pairwise_squared_residuals: np.ndarray, options: Sequence[LocalVarianceScale]) -> list[np.ndarray]:
