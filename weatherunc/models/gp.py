@@ -100,8 +100,8 @@ class GaussianProcessConfig:
     lengthscales) and ``local_variance_prior_weights`` chosen with the transform offset by the
     leave-one-out CRPS of the contexts, among them no re-scaling at all. On the benchmark's radar
     tasks it took the 90 % coverage of MRMS gauges from 0.845 to 0.859 and of BoM C10 masked
-    blocks from 0.954 to 0.941, and lowered NLPD on all ten; the fit on 2,000 contexts with three
-    offsets went from 2-3 s to 6-8 s (benchmarks/results/interpolation.md).
+    blocks from 0.954 to 0.941, and lowered NLPD on all ten (benchmarks/results/interpolation.md);
+    it adds about 0.3-1 s to a fit on 2,000 contexts with three offsets.
     """
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
