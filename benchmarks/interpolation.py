@@ -19,7 +19,8 @@ means over frames with the standard error of the 90 % coverage over frames) and
 ``--holdout``: the same for the GP and the three baselines only, on tasks that no choice of the
 GP's defaults looked at: the three wettest frames of each test period that are at least 30
 minutes from each other and at least 15 minutes from the main run's frames (fewer where the
-period is short), other task seeds, and SIC97 folds with another seed. Writes ``interpolation_holdout.json`` and ``interpolation_holdout.md``.
+period is short), other task seeds, and SIC97 folds with another seed. Writes
+``interpolation_holdout.json`` and ``interpolation_holdout.md``.
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/interpolation.py [--holdout]
 """
@@ -81,7 +82,7 @@ def wettest_frames(dataset: xr.Dataset, count: int, *, avoid: tuple[int, ...] = 
 
 
 def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Task]]:
-    """(task kind, frame time, task) for one radar dataset (``holdout``: the next wettest frames, other seeds)."""
+    """(task kind, frame time, task) for one radar dataset (``holdout``: other frames and seeds, see the module docstring)."""
     dataset = open_dataset(name)
     start, end = TEST_PERIODS.get(name, (None, None))
     dataset = dataset.sel(time=slice(start, end))

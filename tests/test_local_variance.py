@@ -33,7 +33,6 @@ def test_squared_residuals_plain_and_censored() -> None:
         squared_residuals(values, mean, np.array([1.0, 0.0, 1.0]))
 
 
-
 def test_squared_residuals_broadcast_equals_row_by_row() -> None:
     """The [n, n] form the selection uses (values and censoring [1, n] against [n, n] moments),
     with censored and uncensored columns, equals one call per row."""
@@ -44,6 +43,8 @@ def test_squared_residuals_broadcast_equals_row_by_row() -> None:
     rows = np.stack([squared_residuals(values, mean[row], variance[row], censored, bound=0.2) for row in range(6)])
     np.testing.assert_allclose(whole, rows, rtol=1e-12)
     assert not np.allclose(whole, squared_residuals(values[None, :], mean, variance))  # the censored columns differ
+    assert float(squared_residuals(3.0, 1.0, 2.0)) == 2.0 and float(squared_residuals(-1.0, 1.0, 1.0, True, bound=1.0)) == pytest.approx(1.0)  # scalars
+
 
 def test_local_scale_is_a_shrunk_kernel_average() -> None:
     """One context at distance d with squared residual c: (w c + k) / (w + k), w = exp(-d^2 / 2h^2);

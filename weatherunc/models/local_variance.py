@@ -83,7 +83,7 @@ def squared_residuals(values: np.ndarray, mean: np.ndarray, variance: np.ndarray
     values, mean, variance = (np.asarray(array, dtype=np.float64) for array in (values, mean, variance))
     if np.any(~(variance > 0)):
         raise ValueError("squared_residuals: variance must be > 0 everywhere")
-    squared = np.subtract(values, mean)  # a new array of the broadcast shape, then squared and divided in place
+    squared = np.asarray(np.subtract(values, mean))  # a new array of the broadcast shape (0-d for scalars), squared and divided in place
     np.square(squared, out=squared)
     squared /= variance
     if censored is None or not np.any(censored):
