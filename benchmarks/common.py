@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, object]:
-    """Cores, processor and Python version of the machine the figures come from."""
-    return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+    """Cores, processor and Python version of the machine the figures come from, and the date (UTC)."""
+    return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
 
 def write_result(name: str, result: dict[str, object]) -> Path:

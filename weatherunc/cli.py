@@ -92,15 +92,22 @@ def train(
     sampling_workers: Annotated[Optional[int], typer.Option(help="Processes drawing training batches ahead of the step (default: the config's, 0 = none); the result does not depend on it.")] = None,
     initialise_from: Annotated[Optional[Path], typer.Option("--initialise-from", help="Fine-tune: start a fresh run from this checkpoint's weights (its architecture must be the config's; default: the config's initialise_from).")] = None,
 ) -> None:
-    """Train a neural process; resumes from the run folder's last checkpoint."""
+    """Train a neural process (the convolutional one when the config says `architecture: convnp`); resumes from the run folder's last checkpoint."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.training.config import load_training_config
+    from weatherunc.training.convnp_config import is_convnp_config, load_convnp_training_config
+    from weatherunc.training.convnp_loop import train_convnp
     from weatherunc.training.loop import train as run_training
 
     try:
-        training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device, seed=seed, sampling_workers=sampling_workers, initialise_from=initialise_from)
-        result = run_training(training_config, restart=restart, packed=packed)
+        if is_convnp_config(config):
+            if packed is not None or sampling_workers is not None or initialise_from is not None:
+                raise ValueError("--packed, --sampling-workers and --initialise-from apply to the attentive and plain neural processes, not to architecture: convnp")
+            result = train_convnp(load_convnp_training_config(config, output_dir=output_dir, steps=steps, device=device, seed=seed), restart=restart)
+        else:
+            training_config = load_training_config(config, output_dir=output_dir, steps=steps, device=device, seed=seed, sampling_workers=sampling_workers, initialise_from=initialise_from)
+            result = run_training(training_config, restart=restart, packed=packed)
     except (ValueError, CheckpointError, InputDataError, KeyError) as error:
         _fail(error)
     typer.echo(json.dumps({"best_checkpoint": str(result.best_checkpoint), "steps": result.steps, "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1), "best_validation": result.best_scores}, indent=2))

@@ -57,6 +57,17 @@ def with_bin_probabilities(prediction: xr.Dataset, edges: Sequence[float] = DEFA
     return with_rain_probability(prediction)
 
 
+def with_head_probabilities(prediction: xr.Dataset, probabilities: np.ndarray, edges: Sequence[float], predictive_entropy: np.ndarray, mutual_information: np.ndarray) -> xr.Dataset:
+    """Add a categorical head's ``bin_probability`` ``[n_target, bins]``, its ``predictive_entropy``
+    and ``mutual_information`` ``[n_target]`` (0 for a deterministic model) and ``rain_probability``."""
+    dim = prediction["transformed_mean"].dims[0]
+    prediction = prediction.assign_coords(bin_coordinates(edges))
+    prediction["bin_probability"] = ((dim, BIN), probabilities, {"units": "1", "long_name": "probability of the precipitation-rate bin", "source": "categorical head"})
+    prediction["predictive_entropy"] = (dim, predictive_entropy, {"units": "nat", "long_name": "entropy of the mean bin probabilities"})
+    prediction["mutual_information"] = (dim, mutual_information, {"units": "nat", "long_name": "mutual information between bin and model draws (epistemic)"})
+    return with_rain_probability(prediction)
+
+
 def with_rain_probability(prediction: xr.Dataset) -> xr.Dataset:
     """``rain_probability(threshold)``: ``P(rate >= t)`` from the bins, for thresholds that are bin edges."""
     lower = prediction["bin_lower"].values

@@ -31,7 +31,7 @@ PACKAGED_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 
 def packaged_checkpoint(name: str) -> Path:
-    """Path of a shipped checkpoint (``anp`` or ``cnp``)."""
+    """Path of a shipped checkpoint (``anp``, ``cnp`` or ``convnp``)."""
     return PACKAGED_MODELS_DIR / f"{name}.safetensors"
 
 
@@ -46,6 +46,13 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
     return factory
 
 
+def _convolutional_neural_process(checkpoint: str | Path | None = None, **options: Any) -> Interpolator:
+    """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``."""
+    from weatherunc.models.convnp.interpolator import ConvNPInterpolator
+
+    return ConvNPInterpolator.from_checkpoint(Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options)
+
+
 MODELS: dict[str, Callable[..., Interpolator]] = {
     "gp": GaussianProcessInterpolator,
     "kriging": OrdinaryKrigingInterpolator,
@@ -53,6 +60,7 @@ MODELS: dict[str, Callable[..., Interpolator]] = {
     "climatology": ClimatologyInterpolator,
     "anp": _neural_process("anp"),
     "cnp": _neural_process("cnp"),
+    "convnp": _convolutional_neural_process,
 }
 
 

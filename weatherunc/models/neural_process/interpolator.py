@@ -24,7 +24,7 @@ from weatherunc.devices import choose_device
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.models.neural_process.normalisation import as_batch, denormalise, normalise_inputs, normalise_values
-from weatherunc.heads.bins import bin_coordinates, entropy_and_mutual_information, with_rain_probability
+from weatherunc.heads.bins import entropy_and_mutual_information, with_head_probabilities
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
 
@@ -155,9 +155,5 @@ class NeuralProcessInterpolator:
             },
         )
         if moments["bin_probability"] is not None:
-            dataset = dataset.assign_coords(bin_coordinates(self.config.bin_edges))
-            dataset["bin_probability"] = ((task.target_dim, "bin"), moments["bin_probability"], {"units": "1", "long_name": "probability of the precipitation-rate bin", "source": "categorical head"})
-            dataset["predictive_entropy"] = (task.target_dim, moments["predictive_entropy"], {"units": "nat", "long_name": "entropy of the mean bin probabilities"})
-            dataset["mutual_information"] = (task.target_dim, moments["mutual_information"], {"units": "nat", "long_name": "mutual information between bin and model draws (epistemic)"})
-            dataset = with_rain_probability(dataset)
+            dataset = with_head_probabilities(dataset, moments["bin_probability"], self.config.bin_edges, moments["predictive_entropy"], moments["mutual_information"])
         return dataset

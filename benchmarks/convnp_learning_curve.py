@@ -1,0 +1,108 @@
+"""Benchmark: the convolutional neural process's learning curve, against training steps and wall time.
+
+For every ``snapshot-STEP`` checkpoint of a run folder (default ``runs/convnp``, written by
+``weatherunc train pipelines/training/convnp.yaml``): the validation scores the run recorded at
+that step (``history.json``: validation frames only, what model selection sees) and the scores on
+the interpolation benchmark's radar test tasks (``benchmarks/interpolation.py``: 5 radars x 3
+frames x masked blocks and gauge networks), each task's CRPS divided by the GP's on the same task
+(the GP's rows of ``benchmarks/results/interpolation.json``). Test scores are reported, never used to
+choose anything. Writes ``benchmarks/results/convnp_learning_curve.json`` and ``.md``; with
+``--name``, ``convnp_learning_curve_NAME.*`` (for variants).
+
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/convnp_learning_curve.py [--run runs/convnp] [--every 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import RESULTS, machine, write_result
+from interpolation import RADAR_DATASETS, radar_tasks
+
+from weatherunc.checkpoints import read_sidecar
+from weatherunc.evaluation import score_prediction
+from weatherunc.models.convnp.interpolator import ConvNPInterpolator
+
+
+def gp_crps() -> dict[tuple[str, str, str], float]:
+    """The GP's CRPS per (dataset, task, frame) from the committed interpolation benchmark."""
+    rows = json.loads((RESULTS / "interpolation.json").read_text())["rows"]
+    return {(row["dataset"], row["task"], row["frame"]): row["crps"] for row in rows if row["method"] == "gp"}
+
+
+def curve_row(path: Path, history: dict[int, dict], tasks: list[tuple[str, str, str, object]], reference: dict) -> dict[str, object]:
+    """Scores of one snapshot: validation (from the run's history) and test tasks (relative to the GP)."""
+    sidecar = read_sidecar(path)
+    step = int(sidecar["metadata"]["step"])
+    model = ConvNPInterpolator.from_checkpoint(path)
+    ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
+    coverage: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for dataset, kind, frame, task in tasks:
+        scores = score_prediction(model.predict(task), task)
+        ratios[(dataset, kind)].append(scores["crps"] / reference[(dataset, kind, frame)])
+        coverage[(dataset, kind)].append(scores["coverage_90"])
+    validation = history.get(step, {})
+    return {
+        "step": step, "seconds": sidecar["metadata"].get("seconds"),
+        "validation_crps": validation.get("crps"), "validation_coverage_90": validation.get("coverage_90"),
+        "test_crps_over_gp": {f"{dataset}/{kind}": round(float(np.mean(values)), 4) for (dataset, kind), values in ratios.items()},
+        "test_coverage_90": {f"{dataset}/{kind}": round(float(np.mean(values)), 4) for (dataset, kind), values in coverage.items()},
+        "worst_masked_blocks_crps_over_gp": round(max(float(np.mean(v)) for (d, k), v in ratios.items() if k == "masked_blocks"), 4),
+    }
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    """Rows as a Markdown table (CRPS over the GP's per radar and task)."""
+    keys = sorted(rows[0]["test_crps_over_gp"]) if rows else []
+    columns = ["step", "seconds", "validation_crps", *keys]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row[c]) if c in row else str(row["test_crps_over_gp"][c]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/convnp"))
+    parser.add_argument("--every", type=int, default=1, help="score every n-th snapshot")
+    parser.add_argument("--name", default="", help="suffix of the result files (a variant's name)")
+    arguments = parser.parse_args()
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    history_file = arguments.run / "history.json"
+    history = {entry["step"]: entry for entry in json.loads(history_file.read_text())} if history_file.exists() else {}
+    snapshots = sorted(arguments.run.glob("snapshot-*.safetensors"))[:: arguments.every]
+    tasks = [(dataset, kind, frame, task) for dataset in RADAR_DATASETS for kind, frame, task in radar_tasks(dataset)]
+    reference = gp_crps()
+    rows = [curve_row(path, history, tasks, reference) for path in snapshots]
+    for row in rows:
+        print(row["step"], row["seconds"], row["validation_crps"], row["worst_masked_blocks_crps_over_gp"])
+    training_config = read_sidecar(snapshots[-1])["metadata"]["training_config"] if snapshots else {}
+    result = {
+        "benchmark": __doc__.strip().splitlines()[0],
+        "machine": machine(),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "run": str(arguments.run),
+        "training_config": training_config,
+        "validation_history": list(history.values()),
+        "curve": rows,
+    }
+    suffix = f"_{arguments.name}" if arguments.name else ""
+    path = write_result(f"convnp_learning_curve{suffix}.json", result)
+    (RESULTS / f"convnp_learning_curve{suffix}.md").write_text(markdown(rows))
+    print(f"wrote {path} in {result['wall_s']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The convolutional conditional neural process: config, network, interpolator."""

@@ -1,0 +1,155 @@
+"""A trained convolutional neural process as an interpolator with the same contract as the GP.
+
+The task's contexts and targets are placed on a grid of ``config.grid_km`` covering them with a
+margin: contexts by their nearest cell (:func:`~weatherunc.training.grid_sampling.context_grids`),
+targets at their exact (fractional) positions. Grids larger than ``tile_cells`` are computed in
+tiles that each see ``halo_cells`` more on every side and keep their core, so memory stays bounded
+and tiles agree where they meet up to the network's reach beyond the halo. The model is
+deterministic: ``latent_variance`` is 0 and the whole predictive variance is ``noise_variance``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar
+from weatherunc.devices import choose_device
+from weatherunc.heads.bins import entropy, with_head_probabilities
+from weatherunc.models.convnp.config import ConvNPConfig
+from weatherunc.models.convnp.grids import context_grids
+from weatherunc.models.convnp.model import ConvNP
+from weatherunc.models.predictive import prediction_dataset
+from weatherunc.tasks import Task
+
+ARCHITECTURE = "weatherunc.ConvNP"
+#: Largest U-Net width and number of levels a checkpoint may ask for (checked before allocating).
+MAXIMUM_CHANNELS, MAXIMUM_LEVELS = 1024, 8
+
+
+def parameter_layout(model: torch.nn.Module) -> dict[str, list[int]]:
+    """Names and shapes of a model's state."""
+    return {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def load_convnp(path: Path) -> tuple[ConvNP, dict]:
+    """A model from ``path`` (safetensors + sidecar), every check done before any weight is
+    allocated: the sidecar's config is validated, the model is laid out on the ``meta`` device,
+    then the file is checked against that layout. Returns the model (eval mode) and the sidecar."""
+    sidecar = read_sidecar(path)
+    values = sidecar.get("config")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"checkpoint {path}: sidecar has no config mapping")
+    try:
+        config = ConvNPConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path}: invalid config ({error})") from error
+    if max(config.channels) > MAXIMUM_CHANNELS or config.levels > MAXIMUM_LEVELS or config.decoder_hidden > MAXIMUM_CHANNELS:
+        raise CheckpointError(f"checkpoint {path}: config asks for channels {config.channels}, decoder_hidden {config.decoder_hidden} (at most {MAXIMUM_CHANNELS} wide, {MAXIMUM_LEVELS} levels)")
+    with torch.device("meta"):
+        layout = parameter_layout(ConvNP(config))
+    tensors, sidecar = load_checkpoint(path, architecture=ARCHITECTURE, expected_parameters=layout)
+    model = ConvNP(config)
+    model.load_state_dict(tensors, strict=True)
+    return model.eval(), sidecar
+
+
+@dataclass(frozen=True)
+class TaskGrid:
+    """A task placed on the internal grid: context grids ``[H, W]`` and target positions ``[n, 2]``
+    (row, column in cells); ``origin`` is the (x, y) km of cell (0, 0)."""
+
+    observed: np.ndarray
+    values: np.ndarray
+    positions: np.ndarray
+    origin: np.ndarray
+
+
+def task_grid(config: ConvNPConfig, task: Task, margin_cells: int) -> TaskGrid:
+    """Place ``task`` on the grid of ``config.grid_km`` covering its points plus ``margin_cells``."""
+    points = np.vstack([task.context_coordinates, task.target_coordinates])
+    origin = points.min(0) - margin_cells * config.grid_km
+    columns, rows = np.ceil((points.max(0) - origin) / config.grid_km).astype(int) + margin_cells + 1
+    context = np.rint((task.context_coordinates - origin) / config.grid_km).astype(np.int64)  # [n, 2] (column, row)
+    observed, values = context_grids(config, context[:, 1], context[:, 0], task.context_values, (rows, columns))
+    positions = ((task.target_coordinates - origin) / config.grid_km)[:, ::-1].astype(np.float32)
+    return TaskGrid(observed, values, positions, origin)
+
+
+@dataclass
+class ConvNPInterpolator:
+    """Predicts a task with a trained :class:`ConvNP`; see the module docstring."""
+
+    model: ConvNP
+    name: str = "convnp"
+    tile_cells: int = 1024
+    halo_cells: int = 128
+    margin_cells: int = 16
+    device: str | None = None
+    checkpoint_sha256: str = ""
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, **options) -> ConvNPInterpolator:
+        """Load a checkpoint (see :func:`load_convnp`)."""
+        model, sidecar = load_convnp(path)
+        return cls(model=model, checkpoint_sha256=sidecar["sha256"], **options)
+
+    @property
+    def config(self) -> ConvNPConfig:
+        """The model's architecture config."""
+        return self.model.config
+
+    def predict_moments(self, task: Task) -> dict[str, np.ndarray]:
+        """Per target ``[n_target]``: transformed mean and noise variance, ``bin_probability`` ``[n_target, bins]``."""
+        if self.tile_cells < 1 or self.halo_cells < 0:
+            raise ValueError(f"tile_cells must be >= 1 and halo_cells >= 0, got {self.tile_cells}, {self.halo_cells}")
+        config = self.config
+        device = torch.device(self.device) if self.device else choose_device()
+        model = self.model.to(device).eval()
+        grid = task_grid(config, task, self.margin_cells)
+        rows, columns = grid.observed.shape
+        n = task.n_target
+        mean, std, probabilities = np.empty(n), np.empty(n), np.empty((n, config.bins))
+        cell = np.clip(np.rint(grid.positions).astype(np.int64), 0, [rows - 1, columns - 1])
+        with torch.inference_mode():
+            for top in range(0, rows, self.tile_cells):
+                for left in range(0, columns, self.tile_cells):
+                    members = np.flatnonzero((cell[:, 0] >= top) & (cell[:, 0] < top + self.tile_cells) & (cell[:, 1] >= left) & (cell[:, 1] < left + self.tile_cells))
+                    if not members.size:
+                        continue
+                    window = (slice(max(0, top - self.halo_cells), min(rows, top + self.tile_cells + self.halo_cells)), slice(max(0, left - self.halo_cells), min(columns, left + self.tile_cells + self.halo_cells)))
+                    observed = torch.as_tensor(grid.observed[window], device=device)[None, None]
+                    values = torch.as_tensor(grid.values[window], device=device)[None, None]
+                    shift = np.array([window[0].start, window[1].start], dtype=np.float32)
+                    positions = torch.as_tensor(grid.positions[members] - shift, device=device)[None]
+                    output = model(observed, values, positions)
+                    mean[members] = output.mean[0].double().cpu().numpy()
+                    std[members] = output.std[0].double().cpu().numpy()
+                    probabilities[members] = torch.softmax(output.logits[0].double(), -1).cpu().numpy()
+        return {
+            "transformed_mean": mean * config.value_scale + config.value_centre,
+            "noise_variance": (std * config.value_scale) ** 2,
+            "bin_probability": probabilities,
+        }
+
+    def predict(self, task: Task) -> xr.Dataset:
+        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, bin)``."""
+        start = time.perf_counter()
+        moments = self.predict_moments(task)
+        elapsed = time.perf_counter() - start
+        dataset = prediction_dataset(
+            task, transformed_mean=moments["transformed_mean"], latent_variance=np.zeros(task.n_target),
+            noise_variance=moments["noise_variance"], transform=self.config.transform, model=self.name,
+            attrs={
+                "fit_seconds": 0.0, "predict_seconds": elapsed, "architecture": self.config.kind,
+                "checkpoint_sha256": self.checkpoint_sha256,
+                "prediction": f"grid of {self.config.grid_km:g} km, tiles of {self.tile_cells} cells with a halo of {self.halo_cells}",
+            },
+        )
+        probabilities = moments["bin_probability"]
+        return with_head_probabilities(dataset, probabilities, self.config.bin_edges, entropy(probabilities), np.zeros(task.n_target))

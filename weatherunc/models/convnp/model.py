@@ -1,0 +1,181 @@
+"""The on-the-grid convolutional conditional neural process (Gordon et al. 2020, "Convolutional
+Conditional Neural Processes", ICLR; the on-the-grid form of its section 4, with a U-Net as in
+Bruinsma et al. 2023, "Autoregressive Conditional Neural Processes", and the neuralprocesses library).
+
+The context set enters as two grids on the internal grid of ``config.grid_km``: ``observed``
+(1 where a cell holds at least one context, else 0) and ``values`` (the mean standardised
+transformed rate of the contexts in the cell, 0 elsewhere). A set convolution with Gaussian
+kernels of several widths turns them into density channels ``K * observed`` and normalised signal
+channels ``K * (observed * values) / K * observed`` (a normalised convolution; Knutsson & Westin
+1993); a U-Net maps these to features; targets read the features by bilinear interpolation at
+their (fractional) grid positions, and a pointwise MLP gives the mean and standard deviation of a
+Gaussian on the standardised transformed rate and the logits of the rain-rate bins.
+Everything is translation-equivariant, and the network is fully convolutional: any grid size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from weatherunc.models.convnp.config import ConvNPConfig
+
+
+@dataclass
+class ConvNPOutput:
+    """Per target ``[batch, n_target]``: Gaussian ``mean`` and ``std`` of the standardised
+    transformed rate; ``logits`` ``[batch, n_target, bins]`` of the rain-rate bins."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    logits: torch.Tensor
+
+
+def gaussian_kernels(lengthscales_cells: list[float]) -> torch.Tensor:
+    """1-D Gaussian kernels ``[n_lengthscales, 2 * radius + 1]``, each summing to 1, with
+    ``radius = ceil(3 * max(lengthscales))``."""
+    radius = max(1, math.ceil(3 * max(lengthscales_cells)))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernels = torch.stack([torch.exp(-0.5 * (offsets / scale) ** 2) for scale in lengthscales_cells])
+    return kernels / kernels.sum(1, keepdim=True)
+
+
+class SetConvolution(nn.Module):
+    """Context grids ``observed``, ``values`` ``[batch, 1, H, W]`` -> ``[batch, 2 + 2L, H, W]``:
+    the two grids themselves, then L density and L normalised signal channels (separable
+    Gaussian convolutions with zero padding: outside the grid nothing is observed)."""
+
+    def __init__(self, config: ConvNPConfig) -> None:
+        super().__init__()
+        scales = [length / config.grid_km for length in config.set_conv_lengthscales_km]
+        self.register_buffer("kernels", gaussian_kernels(scales), persistent=False)
+        self.count = len(scales)
+
+    @property
+    def channels(self) -> int:
+        """Number of output channels."""
+        return 2 + 2 * self.count
+
+    def forward(self, observed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([observed, observed * values], dim=1).repeat_interleave(self.count, dim=1)  # [B, 2L, H, W]
+        kernels = self.kernels.to(both.dtype).repeat(2, 1)  # [2L, k]
+        size = kernels.shape[1]
+        smoothed = functional.conv2d(both, kernels[:, None, :, None], padding=(size // 2, 0), groups=2 * self.count)
+        smoothed = functional.conv2d(smoothed, kernels[:, None, None, :], padding=(0, size // 2), groups=2 * self.count)
+        density, weighted = smoothed[:, : self.count], smoothed[:, self.count :]
+        signal = weighted / (density + 1e-5)
+        return torch.cat([observed, observed * values, density, signal], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with SiLU and a residual connection (1x1 when widths differ)."""
+
+    def __init__(self, inputs: int, outputs: int) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(inputs, outputs, 3, padding=1)
+        self.second = nn.Conv2d(outputs, outputs, 3, padding=1)
+        self.skip = nn.Conv2d(inputs, outputs, 1) if inputs != outputs else nn.Identity()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = functional.silu(self.first(features))
+        return functional.silu(self.second(hidden) + self.skip(features))
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015): ``[batch, inputs, H, W]`` -> ``[batch, channels[0], H, W]``
+    with H and W multiples of ``2 ** (len(channels) - 1)``; average pooling down, nearest
+    upsampling and a 3x3 convolution up, skip connections concatenated."""
+
+    def __init__(self, inputs: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(inputs, channels[0], 3, padding=1)
+        self.down = nn.ModuleList([ResidualBlock(channels[0], channels[0])] + [ResidualBlock(channels[level - 1], channels[level]) for level in range(1, len(channels))])
+        self.lift = nn.ModuleList([nn.Conv2d(channels[level], channels[level - 1], 3, padding=1) for level in range(1, len(channels))])
+        self.up = nn.ModuleList([ResidualBlock(2 * channels[level - 1], channels[level - 1]) for level in range(1, len(channels))])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        skips = []
+        hidden = self.down[0](functional.silu(self.stem(features)))
+        for block in self.down[1:]:
+            skips.append(hidden)
+            hidden = block(functional.avg_pool2d(hidden, 2))
+        for level in reversed(range(len(self.lift))):
+            hidden = functional.silu(self.lift[level](functional.interpolate(hidden, scale_factor=2.0, mode="nearest")))
+            hidden = self.up[level](torch.cat([hidden, skips[level]], dim=1))
+        return hidden
+
+
+def read_at(features: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Bilinear interpolation of ``features`` ``[batch, C, H, W]`` at ``positions`` ``[batch, n, 2]``
+    (row, column in cell units, 0 at the first cell's centre) -> ``[batch, n, C]``; positions
+    outside the grid read the nearest edge."""
+    height, width = features.shape[-2:]
+    row = 2.0 * positions[..., 0] / max(height - 1, 1) - 1.0
+    column = 2.0 * positions[..., 1] / max(width - 1, 1) - 1.0
+    grid = torch.stack([column, row], dim=-1)[:, None].to(features.dtype)  # [B, 1, n, 2] as (x, y)
+    sampled = functional.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return sampled[:, :, 0].transpose(1, 2)
+
+
+class ConvNP(nn.Module):
+    """Set convolution, U-Net and pointwise decoder; see the module docstring."""
+
+    def __init__(self, config: ConvNPConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = SetConvolution(config)
+        self.unet = UNet(self.encoder.channels, config.channels)
+        self.decoder = nn.Sequential(
+            nn.Linear(config.channels[0], config.decoder_hidden), nn.SiLU(),
+            nn.Linear(config.decoder_hidden, config.decoder_hidden), nn.SiLU(),
+            nn.Linear(config.decoder_hidden, 2 + config.bins),
+        )
+
+    @property
+    def multiple(self) -> int:
+        """Grid sizes must be multiples of this (:meth:`features` pads to it)."""
+        return 2 ** (self.config.levels - 1)
+
+    def features(self, observed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Grid features ``[batch, channels[0], H, W]`` from the context grids ``[batch, 1, H, W]``
+        (padded with unobserved cells to a multiple of :attr:`multiple` and cropped back)."""
+        height, width = observed.shape[-2:]
+        pad_rows, pad_columns = -height % self.multiple, -width % self.multiple
+        inputs = self.encoder(observed, values)
+        if pad_rows or pad_columns:
+            inputs = functional.pad(inputs, (0, pad_columns, 0, pad_rows))
+        return self.unet(inputs)[..., :height, :width]
+
+    def decode(self, features: torch.Tensor, positions: torch.Tensor) -> ConvNPOutput:
+        """Predictive outputs at ``positions`` ``[batch, n, 2]`` (row, column in cells) read from ``features``."""
+        output = self.decoder(read_at(features, positions))
+        std = self.config.minimum_std + functional.softplus(output[..., 1])
+        return ConvNPOutput(mean=output[..., 0], std=std, logits=output[..., 2:])
+
+    def forward(self, observed: torch.Tensor, values: torch.Tensor, positions: torch.Tensor) -> ConvNPOutput:
+        """``observed``, ``values`` ``[batch, 1, H, W]``; ``positions`` ``[batch, n_target, 2]``."""
+        return self.decode(self.features(observed, values), positions)
+
+
+def censored_loss(output: ConvNPOutput, target_values: torch.Tensor, target_bins: torch.Tensor, weights: torch.Tensor, *, dry_bound: float, bin_weight: float) -> dict[str, torch.Tensor]:
+    """Training loss, each term a weighted mean over targets.
+
+    ``target_values`` ``[batch, n]`` standardised transformed rates, ``target_bins`` ``[batch, n]``
+    (long), ``weights`` ``[batch, n]`` (0 for padding). A dry target (value at ``dry_bound``)
+    contributes ``-log Phi((dry_bound - mean) / std)``, the probability mass the predictive
+    distribution ``max(g^-1(Z), 0)`` gives to 0 mm/h (a Tobit likelihood; Tobin 1958); a wet one
+    the Gaussian density. Plus ``bin_weight`` times the bins' cross-entropy (Sønderby et al. 2020).
+    """
+    dry = target_values <= dry_bound + 1e-6
+    standardised = (target_values - output.mean) / output.std
+    wet_nll = 0.5 * standardised**2 + torch.log(output.std) + 0.5 * math.log(2 * math.pi)
+    dry_nll = -torch.special.log_ndtr((dry_bound - output.mean) / output.std)
+    nll_each = torch.where(dry, dry_nll, wet_nll)
+    total = weights.sum().clamp_min(1.0)
+    nll = (nll_each * weights).sum() / total
+    cross_entropy = (functional.cross_entropy(output.logits.reshape(-1, output.logits.shape[-1]).float(), target_bins.reshape(-1), reduction="none") * weights.reshape(-1)).sum() / total
+    return {"loss": nll + bin_weight * cross_entropy, "nll": nll, "cross_entropy": cross_entropy}

@@ -1,0 +1,157 @@
+"""Training configuration of the convolutional neural process, read from YAML and validated.
+
+A config with ``architecture: convnp`` is trained by :func:`weatherunc.training.convnp_loop.train_convnp`
+(``weatherunc train`` dispatches on it). Its frames come from :class:`~weatherunc.training.config.FrameSelection`
+entries (whole frames of a catalog entry) and :class:`PatchSelection` entries (windows cut from
+frames too large to hold, with a longitude-latitude box left out, e.g. a test region and its buffer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from weatherunc.models.convnp.config import ConvNPConfig
+from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
+from weatherunc.training.config import FrameSelection
+from weatherunc.transforms import PrecipitationTransform
+
+#: How training batches are seeded; part of the fingerprint.
+GRID_TASK_STREAM = "sample_grid_batch with default_rng([seed, step]) per step"
+
+
+def _ordered(name: str, bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    if not 0 < low <= high:
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
+
+
+class PatchSelection(BaseModel):
+    """``patches_per_frame`` random windows of ``patch_pixels`` from each selected frame of a
+    geographic grid, none touching ``exclude_box`` (lon_min, lat_min, lon_max, lat_max), with
+    at least ``min_wet_fraction`` of wet pixels in all but ``dry_fraction`` of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: str
+    start: Optional[str] = None
+    end: Optional[str] = None
+    stride: int = Field(1, ge=1)
+    patch_pixels: int = Field(256, ge=16)
+    patches_per_frame: int = Field(16, ge=1)
+    exclude_box: Optional[tuple[float, float, float, float]] = None
+    min_wet_fraction: float = Field(0.05, ge=0, le=1)
+    dry_fraction: float = Field(0.1, ge=0, le=1)
+    min_observed_fraction: float = Field(0.5, ge=0, le=1)
+    seed: int = 0
+
+
+class GridSamplingOptions(BaseModel):
+    """How grid training tasks are drawn (see :mod:`weatherunc.training.grid_sampling`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    patch_cells: int = Field(128, ge=16)
+    target_points: int = Field(1024, ge=1)
+    mask_weights: tuple[float, float, float, float] = Field((0.45, 0.3, 0.1, 0.15), description="blocks, gauges, coverage, wedge")
+    block_pixels: tuple[int, int] = (8, 64)
+    halo_pixels: tuple[int, int] = (8, 64)
+    ring_fraction: float = Field(0.7, ge=0, le=1)
+    gauge_fraction: tuple[float, float] = (0.002, 0.05)
+    context_keep: tuple[float, float] = (0.05, 1.0)
+    min_observed_fraction: float = Field(0.5, gt=0, le=1)
+    min_wet_fraction: float = Field(0.05, ge=0, le=1)
+    dry_patch_fraction: float = Field(0.1, ge=0, le=1)
+    intensity_scale: tuple[float, float] = (0.5, 2.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> GridSamplingOptions:
+        for name in ("block_pixels", "halo_pixels", "gauge_fraction", "context_keep", "intensity_scale"):
+            _ordered(name, getattr(self, name))
+        if min(self.mask_weights) < 0 or sum(self.mask_weights) <= 0:
+            raise ValueError(f"mask_weights must be >= 0 with a positive sum, got {self.mask_weights}")
+        return self
+
+
+class ConvNPModelOptions(BaseModel):
+    """Architecture options; see :class:`~weatherunc.models.convnp.config.ConvNPConfig`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    grid_km: float = Field(1.0, gt=0)
+    set_conv_lengthscales_km: tuple[float, ...] = (1.0, 3.0, 9.0)
+    channels: tuple[int, ...] = (24, 48, 64, 96, 128)
+    decoder_hidden: int = Field(48, ge=4)
+    minimum_std: float = Field(0.02, gt=0)
+    bin_edges: tuple[float, ...] = DEFAULT_BIN_EDGES
+    transform: Literal["log", "box_cox", "identity"] = "log"
+    transform_offset: float = Field(1.0, gt=0)
+
+    def to_config(self, value_centre: float, value_scale: float) -> ConvNPConfig:
+        """The architecture config with the data normalisation filled in."""
+        values = self.model_dump()
+        transform = PrecipitationTransform(kind=values.pop("transform"), offset=values.pop("transform_offset"))
+        return ConvNPConfig(**values, transform=transform, value_centre=value_centre, value_scale=value_scale)
+
+
+class ConvNPTrainingConfig(BaseModel):
+    """Everything ``weatherunc train CONFIG.yaml`` needs for a convolutional neural process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    architecture: Literal["convnp"] = "convnp"
+    name: str = "convnp"
+    model: ConvNPModelOptions = ConvNPModelOptions()
+    sampling: GridSamplingOptions = GridSamplingOptions()
+    train: list[Union[FrameSelection, PatchSelection]] = Field(min_length=1)
+    validation: list[FrameSelection] = Field(min_length=1)
+    steps: int = Field(10_000, ge=1)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    gradient_clip: float = Field(1.0, gt=0)
+    bin_weight: float = Field(0.5, ge=0)
+    seed: int = 0
+    validate_every: int = Field(250, ge=1)
+    validation_tasks: int = Field(16, ge=1)
+    patience: int = Field(1000, ge=1, description="validations without improvement before stopping")
+    checkpoint_every: int = Field(50, ge=1)
+    snapshot_every: int = Field(500, ge=1, description="keep the weights of every such step (for the learning curve)")
+    threads: Optional[int] = Field(None, ge=1, description="torch threads (default: torch's choice)")
+    device: Optional[str] = None
+    output_dir: Path = Path("runs/convnp")
+
+    def fingerprint(self) -> str:
+        """sha256 of everything that changes the result (``steps`` may grow on resume) and of :data:`GRID_TASK_STREAM`."""
+        values = {**self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "threads", "patience"}), "task_stream": GRID_TASK_STREAM}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+    def frames_fingerprint(self) -> str:
+        """sha256 of the training frame selections (names the cached frame bank)."""
+        return hashlib.sha256(json.dumps([selection.model_dump(mode="json") for selection in self.train], sort_keys=True).encode()).hexdigest()
+
+
+def is_convnp_config(path: Path) -> bool:
+    """Whether the YAML file at ``path`` asks for ``architecture: convnp``."""
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(values, dict) and values.get("architecture") == "convnp"
+
+
+def load_convnp_training_config(path: Path, **overrides) -> ConvNPTrainingConfig:
+    """Read and validate a YAML ConvNP training config; ``ValueError`` names each bad field."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return ConvNPTrainingConfig(**values)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors())
+        raise ValueError(f"{path}: invalid training config: {problems}") from error
