@@ -1,15 +1,19 @@
 """Benchmark: the KNMI batch job (all 92 frames, full 765 x 700 grid) on a local Dask cluster of 1 and 2 workers.
 
+``--job`` picks the job (default ``pipelines/jobs/knmi_anp.yaml``; ``knmi_convnp.yaml`` runs the
+convolutional neural process), ``--workers`` the cluster sizes. Each job's entry in
+``benchmarks/results/batch_job.json`` (``jobs``, one per job file) is replaced; the others are kept.
 Each run starts from an empty output folder (the observation ingest is kept and not timed
 twice), on a ``distributed.LocalCluster`` of single-threaded worker processes. Records wall
 time, frames per minute, each worker's peak resident memory (``ru_maxrss`` of the worker
 process at the end) and the scaling ratio. Writes benchmarks/results/batch_job.json.
 
-    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/batch_job.py
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/batch_job.py [--job pipelines/jobs/knmi_convnp.yaml] [--workers 1,2]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -17,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine, write_result
+from common import RESULTS, machine, write_result
 
 from pipelines.job_config import load_job_config
 from pipelines.run_job import run_job
@@ -33,11 +37,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one_run(workers: int, output_dir: Path) -> dict[str, object]:
-    """Run the job from scratch on ``workers`` worker processes."""
+def one_run(path: Path, workers: int, output_dir: Path) -> dict[str, object]:
+    """Run the job ``path`` from scratch on ``workers`` worker processes."""
     from distributed import Client, LocalCluster
 
-    job = load_job_config(JOB, output_dir=output_dir)
+    job = load_job_config(path, output_dir=output_dir)
     shutil.rmtree(job.run_dir / "prediction.zarr", ignore_errors=True)
     shutil.rmtree(job.run_dir / "prediction.zarr.partial", ignore_errors=True)
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
@@ -54,19 +58,30 @@ def one_run(workers: int, output_dir: Path) -> dict[str, object]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--job", type=Path, default=JOB)
+    parser.add_argument("--workers", default="1,2", help="comma-separated cluster sizes")
+    arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     output_dir = Path("outputs/benchmark_batch_job")
-    runs = [one_run(workers, output_dir) for workers in (1, 2)]
-    result = {
-        "benchmark": __doc__.strip().splitlines()[0],
+    runs = [one_run(arguments.job, int(workers), output_dir) for workers in arguments.workers.split(",")]
+    model = load_job_config(arguments.job).model
+    checkpoint = model.checkpoint or (packaged_checkpoint(model.name) if model.name in ("anp", "cnp", "convnp") else None)
+    entry = {
+        "job": str(arguments.job),
         "machine": machine(),
-        "job": str(JOB),
-        "anp_checkpoint_sha256": read_sidecar(packaged_checkpoint("anp"))["sha256"],
+        "model": model.name,
+        "checkpoint_sha256": read_sidecar(checkpoint)["sha256"] if checkpoint else "",
         "runs": runs,
-        "scaling_ratio_2_vs_1": round(runs[0]["wall_s"] / runs[1]["wall_s"], 3),
     }
-    print(json.dumps(result, indent=2))
+    if len(runs) > 1:
+        entry["scaling_ratio"] = round(runs[0]["wall_s"] / runs[-1]["wall_s"], 3)
+    previous = json.loads((RESULTS / "batch_job.json").read_text()) if (RESULTS / "batch_job.json").exists() else {}
+    jobs = previous.get("jobs") or ([{key: value for key, value in previous.items() if key != "benchmark"}] if "runs" in previous else [])
+    jobs = [other for other in jobs if other.get("job") != str(arguments.job)] + [entry]
+    result = {"benchmark": __doc__.strip().splitlines()[0], "jobs": jobs}
+    print(json.dumps(entry, indent=2))
     print(f"wrote {write_result('batch_job.json', result)}")
 
 

@@ -16,7 +16,11 @@ daily gauge totals). Also scores by distance to the nearest context on the maske
 means over frames with the standard error of the 90 % coverage over frames) and
 ``interpolation.md``.
 
-``--holdout``: the same for the GP and the three baselines only, on tasks that no choice of the
+``--methods A,B``: run only these methods (registered names or ablations) and replace their rows
+in the existing ``interpolation.json`` (the other methods' rows are kept as committed; the summary,
+the scores by distance and the markdown are rebuilt from all rows).
+
+``--holdout``: the same for the GP, the three baselines and the ConvNP, on tasks that no choice of the
 GP's defaults looked at: the three wettest frames of each test period that are at least 30
 minutes from each other and at least 15 minutes from the main run's frames (fewer where the
 period is short), other task seeds, and SIC97 folds with another seed. Writes
@@ -28,6 +32,7 @@ period is short), other task seeds, and SIC97 folds with another seed. Writes
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -51,12 +56,12 @@ RADAR_DATASETS = ("knmi_20100826", "mch_20150515", "fmi_20160928", "bom_prcp_c10
 #: Test period per dataset (start, end); absent: the whole event.
 TEST_PERIODS = {"knmi_20100826": ("2010-08-26T05:20", None)}
 METHODS = ("gp", "kriging", "idw", "climatology")
-NEURAL_METHODS = ("anp", "cnp", "anp_task_small", "anp_global", "anp_gaussian_refit")
+NEURAL_METHODS = ("anp", "cnp", "convnp", "anp_task_small", "anp_global", "anp_gaussian_refit")
 #: Ablation checkpoints kept beside the benchmarks (see pipelines/training/).
 ABLATIONS = {"anp_task_small": "anp_task_normalised_small.safetensors", "anp_global": "anp_global_normalisation.safetensors", "anp_gaussian_refit": "anp_gaussian_refit.safetensors"}
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 STATION_METHODS = METHODS
-DISTANCE_METHODS = ("gp", "kriging", "anp", "cnp")
+DISTANCE_METHODS = ("gp", "kriging", "anp", "cnp", "convnp")
 WINDOW = 192
 FRAMES_PER_DATASET = 3
 #: Added to every task and fold seed of the ``--holdout`` run.
@@ -187,16 +192,24 @@ def distance_markdown(rows: list[dict[str, object]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--holdout", action="store_true", help="GP and baselines on the next wettest frames with other seeds")
-    holdout = parser.parse_args().holdout
+    parser.add_argument("--holdout", action="store_true", help="GP, baselines and ConvNP on the next wettest frames with other seeds")
+    parser.add_argument("--methods", default="", help="comma-separated methods to run; their rows replace those in the existing result")
+    arguments = parser.parse_args()
+    holdout = arguments.holdout
+    only = tuple(name for name in arguments.methods.split(",") if name)
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     start = time.perf_counter()
     rows: list[dict[str, object]] = []
     distances: list[dict[str, object]] = []
-    models = {method: get_model(method) for method in (METHODS if holdout else (*METHODS, "anp", "cnp"))}
+    factories = {method: (lambda method=method: get_model(method)) for method in (*METHODS, "convnp")}
     if not holdout:
-        models.update({name: get_model("anp", checkpoint=CHECKPOINTS / file, name=name) for name, file in ABLATIONS.items()})
+        factories.update({method: (lambda method=method: get_model(method)) for method in ("anp", "cnp")})
+        factories.update({name: (lambda name=name, file=file: get_model("anp", checkpoint=CHECKPOINTS / file, name=name)) for name, file in ABLATIONS.items()})
+    unknown = sorted(set(only) - set(factories))
+    if unknown:
+        sys.exit(f"unknown methods {unknown}; valid: {sorted(factories)}")
+    models = {name: factory() for name, factory in factories.items() if not only or name in only}
     for dataset in RADAR_DATASETS:
         tasks = radar_tasks(dataset, holdout=holdout)
         pooled: dict[str, list[xr.Dataset]] = defaultdict(list)
@@ -208,7 +221,13 @@ def main() -> None:
                     pooled[method].append(scores_by_distance(prediction, task))
         for method, parts in pooled.items():
             distances += distance_rows(dataset, method, parts)
-    rows += sic97_rows(seed=HOLDOUT_SEED if holdout else 0)
+    if not only:
+        rows += sic97_rows(seed=HOLDOUT_SEED if holdout else 0)
+    name = "interpolation_holdout" if holdout else "interpolation"
+    if only:
+        previous = json.loads((RESULTS / f"{name}.json").read_text())
+        rows = [row for row in previous["rows"] if row["method"] not in only] + rows
+        distances = [row for row in previous["coverage_by_distance"] if row["method"] not in only] + distances
     summary = summarise(rows)
     table = markdown(summary) + "\n" + distance_markdown(distances)
     print(table)
@@ -217,11 +236,14 @@ def main() -> None:
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
         "checkpoints": {method: getattr(models[method], "checkpoint_sha256", "") for method in NEURAL_METHODS if method in models},
+        "methods_run": sorted(models),
         "summary": summary,
         "coverage_by_distance": distances,
         "rows": rows,
     }
-    name = "interpolation_holdout" if holdout else "interpolation"
+    if only:
+        result["checkpoints"] = {**previous.get("checkpoints", {}), **result["checkpoints"]}
+        result["methods_run"] = f"{', '.join(only)} in this run; the other rows from the run of {previous['machine'].get('date', 'an earlier date')}"
     if holdout:
         result["holdout"] = f"the wettest frames at least {HOLDOUT_MINUTES} minutes from the main run's, task and fold seeds + {HOLDOUT_SEED}"
     path = write_result(f"{name}.json", result)

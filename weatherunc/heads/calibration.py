@@ -261,30 +261,44 @@ class Calibration:
 
     def apply(self, prediction: xr.Dataset) -> xr.Dataset:
         """The prediction with calibrated std (and everything derived from it) and bin probabilities."""
-        from weatherunc.evaluation import transform_groups
-
         prediction = prediction.copy()
         if self.std is not None:
-            factor2 = self.std.factor**2
-            groups = transform_groups(prediction)
-            prediction["latent_variance"] = prediction["latent_variance"] * factor2
-            prediction["noise_variance"] = prediction["noise_variance"] * factor2
-            prediction["transformed_std"] = prediction["transformed_std"] * self.std.factor
-            mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
-            rate_mean, rate_std = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
-            rate_quantiles = np.full(prediction["precipitation_quantile"].shape, np.nan)
-            rate_exceedance = np.full(prediction["exceedance_probability"].shape, np.nan)
-            for transform, members in groups:  # each target with its own transform
-                rate_mean[members], rate_std[members] = moments(transform, mean[members], std[members])
-                rate_quantiles[members] = quantiles(transform, mean[members], std[members], prediction["quantile"].values)
-                rate_exceedance[members] = exceedance_probability(transform, mean[members], std[members], prediction["threshold"].values)
-            prediction["precipitation_mean"] = prediction["precipitation_mean"].copy(data=rate_mean)
-            prediction["precipitation_std"] = prediction["precipitation_std"].copy(data=rate_std)
-            prediction["precipitation_quantile"] = prediction["precipitation_quantile"].copy(data=rate_quantiles)
-            prediction["exceedance_probability"] = prediction["exceedance_probability"].copy(data=rate_exceedance)
+            prediction = rescale_std(prediction, self.std.factor)
         if self.probability is not None and "bin_probability" in prediction:
             variable = prediction["bin_probability"]
             prediction["bin_probability"] = variable.copy(data=self.probability.apply(variable.transpose(..., BIN).values)).transpose(*variable.dims)
             prediction = with_rain_probability(prediction)
         prediction.attrs.update(self.attrs())
         return prediction
+
+
+def rescale_std(prediction: xr.Dataset, factor: float | np.ndarray) -> xr.Dataset:
+    """The prediction with its transformed standard deviation multiplied by ``factor`` (a number or
+    one per target, ``[target]``): latent and noise variance by ``factor**2``, and the rate's mean,
+    std, quantiles and exceedance probabilities recomputed from the new Gaussian. Bin
+    probabilities are left as they are (derived ones are recomputed by
+    :func:`~weatherunc.heads.bins.with_bin_probabilities` after dropping them)."""
+    from weatherunc.evaluation import transform_groups
+
+    prediction = prediction.copy()
+    dim = prediction["transformed_mean"].dims[0]
+    factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), prediction["transformed_mean"].shape)
+    if not np.all(np.isfinite(factor) & (factor > 0)):
+        raise ValueError("factor: every std factor must be finite and > 0")
+    scale = xr.DataArray(factor, dims=dim)
+    prediction["latent_variance"] = prediction["latent_variance"] * scale**2
+    prediction["noise_variance"] = prediction["noise_variance"] * scale**2
+    prediction["transformed_std"] = prediction["transformed_std"] * scale
+    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+    rate_mean, rate_std = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
+    rate_quantiles = np.full(prediction["precipitation_quantile"].shape, np.nan)
+    rate_exceedance = np.full(prediction["exceedance_probability"].shape, np.nan)
+    for transform, members in transform_groups(prediction):  # each target with its own transform
+        rate_mean[members], rate_std[members] = moments(transform, mean[members], std[members])
+        rate_quantiles[members] = quantiles(transform, mean[members], std[members], prediction["quantile"].values)
+        rate_exceedance[members] = exceedance_probability(transform, mean[members], std[members], prediction["threshold"].values)
+    prediction["precipitation_mean"] = prediction["precipitation_mean"].copy(data=rate_mean)
+    prediction["precipitation_std"] = prediction["precipitation_std"].copy(data=rate_std)
+    prediction["precipitation_quantile"] = prediction["precipitation_quantile"].copy(data=rate_quantiles)
+    prediction["exceedance_probability"] = prediction["exceedance_probability"].copy(data=rate_exceedance)
+    return prediction

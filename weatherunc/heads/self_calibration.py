@@ -1,0 +1,269 @@
+"""Self-calibration: each prediction is calibrated on pseudo-gaps of its own observations.
+
+In gap filling the observed part of the very field being filled is labelled data from this
+radar, this weather, this moment. :func:`pseudo_task` hides discs of the task's contexts and turns
+them into pseudo-targets, predicted from the remaining contexts by the same model; discs are
+centred on random contexts with radii drawn from the real targets' distances to their nearest
+context, and each pseudo-target is weighted so that the distribution of distances to the nearest
+remaining context matches the real targets' (importance weights per distance bin).
+
+:func:`fit_self_calibration` then fits, on the pseudo-targets:
+
+- the intervals: a std factor per distance bin, the smallest on a grid whose randomised-PIT
+  coverage of the central 90 % interval reaches 0.9 (split conformal calibration of the
+  interval, Vovk et al. 2005; conditioned on the distance to the nearest observation as in the
+  local spatial conformal prediction of Mao, Martin & Reich 2024), shrunk towards the factor of
+  all pseudo-targets by ``shrinkage`` pseudo-counts; bins with too few pseudo-targets, and
+  distances beyond the last bin, take the factor of all pseudo-targets;
+- the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
+  per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
+  (Guo et al. 2017);
+
+with a fall-back to no calibration below ``minimum_targets`` pseudo-targets. :func:`self_calibrate`
+applies the fit to the real prediction and records what was fitted, on how many pseudo-targets,
+and the before/after scores on them, in the attribute ``self_calibration`` (JSON).
+:class:`SelfCalibrated` wraps any model so that its ``predict`` does all of this.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+from scipy.spatial import cKDTree
+
+from weatherunc.evaluation import distance_to_nearest_context, transform_groups
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.heads.calibration import TemperatureScaling, VectorScaling, rescale_std
+from weatherunc.heads.fitting import probabilities_and_observed_bins, pool_predictions
+from weatherunc.metrics import top_label_ece
+from weatherunc.tasks import Task
+from weatherunc.transforms import central_interval_coverage
+
+#: Std factors searched per distance bin.
+FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
+
+
+@dataclass(frozen=True)
+class SelfCalibrationOptions:
+    """How pseudo-targets are drawn and what is fitted on them.
+
+    ``pseudo_fraction``: at most this share of the contexts is hidden (and at most
+    ``max_pseudo_targets``); ``distance_edges_km``: the bins of distance to the nearest context;
+    ``level``: the central interval whose coverage the std factors calibrate; ``probability``:
+    the scaler of the bin probabilities (``"vector"`` falls back to temperature below
+    ``vector_minimum`` pseudo-targets).
+    """
+
+    pseudo_fraction: float = 0.3
+    max_pseudo_targets: int = 3000
+    distance_edges_km: tuple[float, ...] = (0.0, 1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
+    level: float = 0.9
+    shrinkage: float = 50.0
+    minimum_per_bin: int = 30
+    minimum_targets: int = 50
+    probability: Literal["vector", "temperature", "none"] = "vector"
+    vector_penalty: float = 0.01
+    vector_minimum: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pseudo_fraction < 1:
+            raise ValueError(f"pseudo_fraction must be in (0, 1), got {self.pseudo_fraction}")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if list(self.distance_edges_km) != sorted(set(self.distance_edges_km)) or len(self.distance_edges_km) < 2:
+            raise ValueError(f"distance_edges_km must increase strictly, got {self.distance_edges_km}")
+
+
+def _bin_of(distance: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Index of each distance's bin ``[n]``; -1 beyond the last edge."""
+    index = np.searchsorted(np.asarray(edges), distance, side="right") - 1
+    return np.where(distance >= edges[-1], -1, np.clip(index, 0, len(edges) - 2))
+
+
+def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.ndarray]:
+    """Hide discs of ``task``'s contexts; returns the pseudo-task (the hidden contexts as targets,
+    with their values as truth) and its importance weights ``[n_pseudo]`` (mean 1) that match the
+    pseudo-targets' distances to the nearest remaining context to the real targets'."""
+    rng = np.random.default_rng(options.seed)
+    real = distance_to_nearest_context(task)
+    budget = min(options.max_pseudo_targets, int(options.pseudo_fraction * task.n_context))
+    if budget < 1 or task.n_context - budget < 1:
+        raise ValueError(f"task: {task.n_context} contexts are too few for pseudo-targets")
+    tree = cKDTree(task.context_coordinates)
+    hidden = np.zeros(task.n_context, dtype=bool)
+    radii = rng.choice(real, size=10 * budget + 10) * rng.uniform(1.0, 3.0, size=10 * budget + 10)
+    for radius in radii:
+        if hidden.sum() >= budget:
+            break
+        centre = task.context_coordinates[rng.integers(task.n_context)]
+        inside = np.asarray(tree.query_ball_point(centre, r=max(radius, 1e-9)), dtype=np.int64)
+        room = budget - int(hidden.sum())
+        hidden[inside[: max(room, 1)] if inside.size > room else inside] = True
+    kept = ~hidden
+    pseudo = Task(
+        context_coordinates=task.context_coordinates[kept], context_values=task.context_values[kept],
+        target_coordinates=task.context_coordinates[hidden], target_values=task.context_values[hidden],
+        context_covariates=None if task.context_covariates is None else task.context_covariates[kept],
+        target_covariates=None if task.context_covariates is None else task.context_covariates[hidden],
+        target_dim="target", target_coords={}, description=f"pseudo-targets of {task.description}",
+    )
+    edges = options.distance_edges_km
+    real_bins, pseudo_bins = _bin_of(real, edges), _bin_of(distance_to_nearest_context(pseudo), edges)
+    bins = len(edges) - 1
+    real_share = np.bincount(real_bins[real_bins >= 0], minlength=bins) / max(1, int((real_bins >= 0).sum()))
+    pseudo_share = np.bincount(pseudo_bins[pseudo_bins >= 0], minlength=bins) / max(1, int((pseudo_bins >= 0).sum()))
+    ratio = np.divide(real_share, pseudo_share, out=np.zeros(bins), where=pseudo_share > 0)
+    weights = np.where(pseudo_bins >= 0, ratio[np.maximum(pseudo_bins, 0)], 0.0)
+    return pseudo, weights / weights.mean() if weights.sum() > 0 else np.ones(pseudo.n_target)
+
+
+def _coverage(prediction: xr.Dataset, truth: np.ndarray, level: float, factor: np.ndarray | float = 1.0) -> np.ndarray:
+    """Randomised-PIT coverage ``[n]`` of the central ``level`` interval with the std times ``factor``."""
+    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values * factor
+    covered = np.full(mean.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        covered[members] = central_interval_coverage(transform, mean[members], std[members], truth[members], level)
+    return covered
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.sum(values * weights) / max(np.sum(weights), 1e-12))
+
+
+def _smallest_covering_factor(prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float) -> float:
+    """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage reaches ``level`` (the largest if none does)."""
+    for factor in FACTOR_GRID:
+        if _weighted_mean(_coverage(prediction, truth, level, factor), weights) >= level:
+            return float(factor)
+    return float(FACTOR_GRID[-1])
+
+
+@dataclass(frozen=True)
+class SelfCalibration:
+    """Std factors per distance bin and a bin-probability scaler fitted on pseudo-targets."""
+
+    distance_edges_km: tuple[float, ...]
+    factors: tuple[float, ...]
+    overall_factor: float
+    probability: TemperatureScaling | VectorScaling | None
+    scores: dict[str, object] = field(default_factory=dict)
+
+    def factor_at(self, distance: np.ndarray) -> np.ndarray:
+        """The std factor of each target ``[n]`` from its distance [km] to the nearest context."""
+        bins = _bin_of(distance, self.distance_edges_km)
+        return np.where(bins >= 0, np.asarray(self.factors)[np.maximum(bins, 0)], self.overall_factor)
+
+    def apply(self, prediction: xr.Dataset, distance: np.ndarray) -> xr.Dataset:
+        """The prediction with std factors by ``distance`` ``[n_target]`` and scaled bin probabilities."""
+        head = "bin_probability" in prediction and prediction["bin_probability"].attrs.get("source") == "categorical head"
+        calibrated = rescale_std(prediction, self.factor_at(distance))
+        if not head:  # probabilities derived from the Gaussian follow the new std
+            calibrated = with_bin_probabilities(calibrated.drop_vars(["bin_probability", "rain_probability"], errors="ignore"))
+        else:
+            calibrated = with_bin_probabilities(calibrated)
+        if self.probability is not None:
+            variable = calibrated["bin_probability"]
+            calibrated["bin_probability"] = variable.copy(data=self.probability.apply(variable.transpose(..., "bin").values)).transpose(*variable.dims)
+            calibrated = with_bin_probabilities(calibrated)
+        return calibrated
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready description."""
+        return {
+            "method": "self", "distance_edges_km": list(self.distance_edges_km), "std_factors": list(self.factors),
+            "overall_std_factor": self.overall_factor, "probability": None if self.probability is None else self.probability.to_dict(),
+            "scores": self.scores,
+        }
+
+
+def _interval_and_bins_scores(prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float) -> dict[str, float]:
+    pooled, _ = pool_predictions([with_bin_probabilities(prediction)], [truth])
+    probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+    return {
+        f"coverage_{round(level * 100)}": round(_weighted_mean(_coverage(prediction, truth, level), weights), 4),
+        "ece": round(top_label_ece(xr.DataArray(probabilities, dims=("point", "bin")), xr.DataArray(observed.astype(float), dims="point")), 4),
+    }
+
+
+def fit_self_calibration(prediction: xr.Dataset, pseudo: Task, weights: np.ndarray, options: SelfCalibrationOptions) -> SelfCalibration | None:
+    """Fit on the pseudo-targets' ``prediction`` (see the module docstring); None below ``minimum_targets``."""
+    truth = pseudo.target_values
+    if pseudo.n_target < options.minimum_targets:
+        return None
+    edges = options.distance_edges_km
+    distance = distance_to_nearest_context(pseudo)
+    bins = _bin_of(distance, edges)
+    overall = _smallest_covering_factor(prediction, truth, weights, options.level)
+    factors = []
+    for number in range(len(edges) - 1):
+        members = np.flatnonzero(bins == number)
+        if members.size < options.minimum_per_bin:
+            factors.append(overall)
+            continue
+        local = _smallest_covering_factor(prediction.isel(target=members), truth[members], np.ones(members.size), options.level)
+        share = members.size / (members.size + options.shrinkage)
+        factors.append(float(np.exp(share * np.log(local) + (1 - share) * np.log(overall))))
+    before = _interval_and_bins_scores(prediction, truth, weights, options.level)
+    interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
+    rescaled = interim.apply(prediction, distance)
+    probability = None
+    if options.probability != "none":
+        pooled, _ = pool_predictions([rescaled], [truth])
+        probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+        if options.probability == "vector" and observed.size >= options.vector_minimum:
+            probability = VectorScaling.fit(probabilities, observed, penalty=options.vector_penalty)
+        else:
+            probability = TemperatureScaling.fit(probabilities, observed)
+    fitted = replace(interim, probability=probability)
+    after = _interval_and_bins_scores(fitted.apply(prediction, distance), truth, weights, options.level)
+    return replace(fitted, scores={"pseudo_targets": int(pseudo.n_target), "contexts_left": int(pseudo.n_context), "before": before, "after": after})
+
+
+def self_calibrate(model, task: Task, prediction: xr.Dataset | None = None, options: SelfCalibrationOptions | None = None) -> xr.Dataset:
+    """``model``'s prediction of ``task`` calibrated on pseudo-targets of ``task``'s own contexts.
+
+    ``prediction``: the model's prediction of ``task`` when already made. The attribute
+    ``self_calibration`` (JSON) records the fit, the pseudo-target count and the before/after
+    scores on them, or why nothing was fitted; ``self_calibration_seconds`` its cost.
+    """
+    options = options or SelfCalibrationOptions()
+    prediction = model.predict(task) if prediction is None else prediction
+    started = time.perf_counter()
+    try:
+        pseudo, weights = pseudo_task(task, options)
+    except ValueError as error:
+        return prediction.assign_attrs(self_calibration=json.dumps({"method": "none", "reason": str(error)}), self_calibration_seconds=0.0)
+    fitted = fit_self_calibration(model.predict(pseudo), pseudo, weights, options)
+    if fitted is None:
+        reason = f"{pseudo.n_target} pseudo-targets, fewer than minimum_targets={options.minimum_targets}"
+        return prediction.assign_attrs(self_calibration=json.dumps({"method": "none", "reason": reason}), self_calibration_seconds=time.perf_counter() - started)
+    calibrated = fitted.apply(prediction, distance_to_nearest_context(task))
+    return calibrated.assign_attrs(self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started)
+
+
+@dataclass
+class SelfCalibrated:
+    """Any model whose predictions calibrate themselves (:func:`self_calibrate`); named ``MODEL+self``."""
+
+    model: object
+    options: SelfCalibrationOptions = field(default_factory=SelfCalibrationOptions)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"{self.model.name}+self"
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        """The wrapped model's checkpoint, if any."""
+        return getattr(self.model, "checkpoint_sha256", "")
+
+    def predict(self, task: Task) -> xr.Dataset:
+        """The wrapped model's prediction of ``task``, self-calibrated; ``model`` attribute ``NAME+self``."""
+        prediction = self_calibrate(self.model, task, options=self.options)
+        return prediction.assign_attrs(model=self.name, predict_seconds=float(prediction.attrs.get("predict_seconds", 0.0)) + float(prediction.attrs["self_calibration_seconds"]))
