@@ -27,6 +27,9 @@ from weatherunc.transforms import PrecipitationTransform
 
 IDENTITY = PrecipitationTransform(kind="identity", censor_at_zero=False)
 LENGTHSCALE, VARIANCE, NOISE, SIZE = 8.0, 1.0, 0.05, 130
+#: Level added to the zero-mean synthetic fields so that they are valid (non-negative) rates for a
+#: Task; the GP centres its outputs on their mean, so the level changes nothing else.
+LEVEL = 10.0
 
 
 def _synthetic_task(n_context: int, seed: int) -> Task:
@@ -34,7 +37,7 @@ def _synthetic_task(n_context: int, seed: int) -> Task:
     rng = np.random.default_rng(seed + 100)
     rows, columns = np.meshgrid(np.arange(SIZE), np.arange(SIZE), indexing="ij")
     points = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(float)
-    observed = field.ravel() + rng.normal(0.0, np.sqrt(NOISE), SIZE * SIZE)
+    observed = LEVEL + field.ravel() + rng.normal(0.0, np.sqrt(NOISE), SIZE * SIZE)
     order = rng.permutation(SIZE * SIZE)
     context, target = order[:n_context], order[n_context : n_context + 10_000]
     return Task(points[context], observed[context], points[target], observed[target])
@@ -62,7 +65,7 @@ def test_fitted_gp_matches_the_true_gp(n_context: int, seed: int) -> None:
     kernel = _kernel("matern32", 2).double()
     kernel.base_kernel.lengthscale = torch.tensor([[LENGTHSCALE, LENGTHSCALE]], dtype=torch.float64)
     kernel.outputscale = torch.tensor(VARIANCE, dtype=torch.float64)
-    true_gp = FittedGaussianProcess(kernel, "matern32", float("nan"), 0.0, NOISE, np.zeros(2), np.ones(2), 0.0, 1.0)
+    true_gp = FittedGaussianProcess(kernel, "matern32", float("nan"), 0.0, NOISE, np.zeros(2), np.ones(2), LEVEL, 1.0)
     mean, latent, noise = true_gp.predict(task.context_coordinates, task.context_values, task.target_coordinates, 4096, rescale_variance=False)
     reference = _scores(mean, np.sqrt(latent + noise), task.target_values)
 
@@ -75,8 +78,8 @@ def test_fitted_gp_matches_the_true_gp(n_context: int, seed: int) -> None:
 def _small_task(values: np.ndarray, seed: int = 0, duplicate: bool = False) -> Task:
     rng = np.random.default_rng(seed)
     points = rng.uniform(0, 50, size=(values.size, 2))
-    if duplicate:
-        points[1::2] = points[0::2][: len(points[1::2])]  # every other site duplicates its neighbour
+    if duplicate:  # a Task refuses exact duplicates; every other site is 1 mm from its neighbour
+        points[1::2] = points[0::2][: len(points[1::2])] + 1e-6
     targets = rng.uniform(0, 50, size=(40, 2))
     return Task(points, values, targets, np.full(40, np.nan))
 

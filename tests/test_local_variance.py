@@ -87,15 +87,16 @@ def test_bad_options_and_shapes_are_named() -> None:
 
 
 def _two_regime_task(seed: int) -> tuple[Task, np.ndarray]:
-    """A Matern-3/2 field with its amplitude (and noise) 4x larger in the right half of the
-    domain than in the left: 1,500 contexts, 6,000 targets; also each target's signed distance
-    [px] from the boundary between the halves (positive on the right)."""
+    """A Matern-3/2 field about a level of 10 (so that the values are valid, non-negative rates)
+    with its amplitude (and noise) 4x larger in the right half of the domain than in the left:
+    1,500 contexts, 6,000 targets; also each target's signed distance [px] from the boundary
+    between the halves (positive on the right)."""
     size = 130
     field = sample_matern32_grid(size, lengthscale=8.0, variance=1.0, seed=seed)
     rng = np.random.default_rng(seed + 50)
     rows, columns = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     amplitude = np.where(columns >= size // 2, 2.0, 0.5)
-    observed = (amplitude * (field + rng.normal(0.0, np.sqrt(0.05), field.shape))).ravel()
+    observed = (10.0 + amplitude * (field + rng.normal(0.0, np.sqrt(0.05), field.shape))).ravel()
     points = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(float)
     order = rng.permutation(size * size)
     context, target = order[:1500], order[1500:7500]

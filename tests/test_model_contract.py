@@ -75,6 +75,13 @@ class TestGaussianProcess(ModelContract):
 class TestKriging(ModelContract):
     name = "kriging"
 
+    def test_fewer_than_three_contexts_are_refused(self) -> None:
+        task = _task()
+        for count in (1, 2):
+            few = Task(task.context_coordinates[:count], task.context_values[:count] + np.arange(count), task.target_coordinates, task.target_values)
+            with pytest.raises(ValueError, match=f"kriging needs at least 3 contexts to fit a variogram, got {count}"):
+                self.make_model().predict(few)
+
 
 class TestInverseDistance(ModelContract):
     name = "idw"

@@ -9,7 +9,9 @@ import pyproj
 import pytest
 import xarray as xr
 
+from tests.conftest import write_entry
 from weatherunc.catalog import Catalog
+from weatherunc.errors import InputDataError
 from weatherunc.geolocation import crs_of, grid_mapping, latitude_longitude
 from weatherunc.readers import GRID_READERS, STATION_READERS, get_reader
 from weatherunc.readers.base import centres
@@ -27,6 +29,45 @@ def test_registry_lists_valid_names_on_error() -> None:
 def test_every_registered_reader_is_used_by_the_catalog() -> None:
     used = {entry.reader for entry in Catalog.load().entries.values()}
     assert used == set(GRID_READERS) | set(STATION_READERS)
+
+
+def _station_catalog(tmp_path: Path, rows: str) -> Catalog:
+    """A catalog with one station set ``stations.csv`` (columns ID, x, y, rainfall, altitude_m)."""
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "stations.csv").write_text("ID,x,y,rainfall,altitude_m\n" + rows)
+    write_entry(tmp_path / "catalog", name="stations", kind="stations", reader="station_csv", files="stations.csv", variable="rainfall", time_step_minutes=None)
+    return Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
+
+
+def test_station_csv_reads_a_good_file(tmp_path: Path) -> None:
+    from weatherunc.loading import open_dataset
+
+    catalog = _station_catalog(tmp_path, "1,0,0,1.5,300\n2,1000,0,,350\n3,0,2000,0,400\n")
+    stations = open_dataset("stations", catalog=catalog).compute()
+    np.testing.assert_array_equal(stations.precipitation.values, np.array([1.5, np.nan, 0.0], dtype=np.float32))
+    np.testing.assert_array_equal(stations.altitude_m.values, [300.0, 350.0, 400.0])
+
+
+@pytest.mark.parametrize(
+    ("rows", "column", "check", "detail"),
+    [
+        pytest.param("1,0,0,1.5,300\n2,1000,north,2.0,350\n", "y", "numeric values", "data row 2 (ID 2) holds 'north'", id="text-coordinate"),
+        pytest.param("1,0,0,1.5,300\n2,1000,0,heavy,350\n", "rainfall", "numeric values", "data row 2 (ID 2) holds 'heavy'", id="text-rate"),
+        pytest.param("1,0,0,1.5,300\n2,1000,0,2.0,high\n", "altitude_m", "numeric values", "data row 2 (ID 2) holds 'high'", id="text-covariate"),
+        pytest.param("1,0,0,1.5,300\n2,1000,0,2.0,\n", "altitude_m", "finite covariates", "data row 2 (ID 2) holds nan", id="empty-covariate"),
+        pytest.param("1,0,0,1.5,inf\n2,1000,0,2.0,350\n", "altitude_m", "finite covariates", "data row 1 (ID 1) holds inf", id="infinite-covariate"),
+    ],
+)
+def test_station_csv_names_file_column_and_check_of_a_bad_value(tmp_path: Path, rows: str, column: str, check: str, detail: str) -> None:
+    from weatherunc.loading import open_dataset
+
+    catalog = _station_catalog(tmp_path, rows)
+    with pytest.raises(InputDataError) as raised:
+        open_dataset("stations", catalog=catalog)
+    assert raised.value.source == str(tmp_path / "data" / "stations.csv")
+    assert (raised.value.variable, raised.value.check) == (column, check)
+    assert detail in raised.value.detail
 
 
 def test_centres() -> None:

@@ -75,6 +75,32 @@ def test_task_checks_its_arrays() -> None:
         Task(np.zeros((1, 3)), np.zeros(1), np.zeros((1, 2)), np.zeros(1))
 
 
+def test_task_refuses_impossible_values_coordinates_and_duplicates() -> None:
+    context, target = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([[5.0, 5.0]])
+    values, covariates = np.array([0.0, 1.0, 2.0]), np.ones((3, 1))
+    Task(context, values, target, np.array([np.nan]), context_covariates=covariates, target_covariates=covariates[:1])
+    with pytest.raises(ValueError, match=r"context_values .* >= 0 .*-0\.5"):
+        Task(context, np.array([0.0, -0.5, 2.0]), target, np.zeros(1))
+    with pytest.raises(ValueError, match="context_values .* finite"):
+        Task(context, np.array([0.0, np.inf, 2.0]), target, np.zeros(1))
+    with pytest.raises(ValueError, match=r"context_values .* 500 mm/h.*600"):
+        Task(context, np.array([0.0, 600.0, 2.0]), target, np.zeros(1))
+    for bad in (np.nan, np.inf):
+        moved = context.copy()
+        moved[1, 0] = bad
+        with pytest.raises(ValueError, match="context_coordinates .* finite"):
+            Task(moved, values, target, np.zeros(1))
+        with pytest.raises(ValueError, match="target_coordinates .* finite"):
+            Task(context, values, np.array([[5.0, bad]]), np.zeros(1))
+        with pytest.raises(ValueError, match="target_covariates .* finite"):
+            Task(context, values, target, np.zeros(1), context_covariates=covariates, target_covariates=np.array([[bad]]))
+    with pytest.raises(ValueError, match="context_covariates .* finite"):
+        Task(context, values, target, np.zeros(1), context_covariates=np.array([[1.0], [np.nan], [1.0]]), target_covariates=covariates[:1])
+    duplicated = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="context_coordinates .* 3 duplicated .* merge .*averag"):
+        Task(duplicated, np.arange(5.0), target, np.zeros(1))
+
+
 def test_station_folds(data_dir: Path) -> None:
     from weatherunc.loading import open_dataset
 

@@ -83,7 +83,7 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], *, architectur
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:
-    """The sidecar of ``path``, checked for format; ``CheckpointError`` if missing or unreadable."""
+    """The sidecar of ``path``, checked for format; ``CheckpointError`` if missing, unreadable or not a mapping."""
     sidecar = sidecar_path(Path(path))
     try:
         values = json.loads(sidecar.read_text())
@@ -91,6 +91,8 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path}: sidecar {sidecar.name} is missing") from error
     except json.JSONDecodeError as error:
         raise CheckpointError(f"checkpoint {path}: sidecar {sidecar.name} is not valid JSON ({error})") from error
+    if not isinstance(values, dict):
+        raise CheckpointError(f"checkpoint {path}: sidecar {sidecar.name} is not a JSON mapping (it holds a {type(values).__name__})")
     if values.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path}: format_version {values.get('format_version')!r}, expected {FORMAT_VERSION}")
     return values

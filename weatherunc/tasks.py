@@ -35,6 +35,11 @@ class Task:
     context_covariates / target_covariates: ``[n, n_covariates]`` or ``None``.
     target_dim: name of the output dimension ("target" or "station").
     target_coords: coordinates of the targets for the output dataset, each ``[n_target]``.
+
+    Construction refuses (``ValueError`` naming the variable and the check): coordinates or
+    covariates that are not finite, context values that are not finite, negative or above
+    :data:`~weatherunc.conventions.MAXIMUM_RATE_MM_PER_HOUR`, and two contexts at exactly
+    the same point (merge them first, e.g. by averaging).
     """
 
     context_coordinates: np.ndarray
@@ -53,10 +58,34 @@ class Task:
             raise ValueError(f"coordinates must be [n, 2]: context {self.context_coordinates.shape}, target {self.target_coordinates.shape}")
         if n_context == 0:
             raise ValueError("a task needs at least one context point")
-        if not np.all(np.isfinite(self.context_values)):
-            raise ValueError("context_values must be finite (observed)")
         if (self.context_covariates is None) != (self.target_covariates is None):
             raise ValueError("give covariates for both context and targets, or for neither")
+        for name in ("context_coordinates", "target_coordinates", "context_covariates", "target_covariates"):
+            array = getattr(self, name)
+            if array is not None and not np.all(np.isfinite(array)):
+                count = int(np.count_nonzero(~np.all(np.isfinite(array), axis=-1)))
+                raise ValueError(f"{name} must be finite: {count} point(s) with NaN or infinite entries")
+        values = self.context_values
+        if not np.all(np.isfinite(values)):
+            count = int(np.count_nonzero(~np.isfinite(values)))
+            raise ValueError(f"context_values must be finite and >= 0 (observed rates in mm/h): {count} NaN or infinite value(s)")
+        if np.any(values < 0):
+            raise ValueError(
+                f"context_values must be finite and >= 0 (rates in mm/h): {int(np.count_nonzero(values < 0))} negative value(s), "
+                f"the lowest {float(values.min()):g}"
+            )
+        bound = conventions.MAXIMUM_RATE_MM_PER_HOUR
+        if np.any(values > bound):
+            raise ValueError(
+                f"context_values must not exceed the plausibility bound of {bound:g} mm/h: "
+                f"{int(np.count_nonzero(values > bound))} value(s) above it, the highest {float(values.max()):g}"
+            )
+        duplicates = n_context - len(np.unique(self.context_coordinates, axis=0))
+        if duplicates:
+            raise ValueError(
+                f"context_coordinates has {duplicates} duplicated point(s) (contexts at exactly the same point as another); "
+                "merge them first, e.g. by averaging their values"
+            )
 
     @property
     def n_context(self) -> int:

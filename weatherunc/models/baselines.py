@@ -20,6 +20,8 @@ from weatherunc.transforms import PrecipitationTransform
 
 #: Variance floor [transformed units^2] so that a prediction at a context site keeps std > 0.
 VARIANCE_FLOOR = 1e-10
+#: Fewest contexts ordinary kriging accepts: two give one pair, too few to fit a variogram (nugget, sill, range).
+MINIMUM_KRIGING_CONTEXTS = 3
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class OrdinaryKrigingInterpolator:
 
     Exponential or spherical variograms (PyKrige's Gaussian variogram auto-fits a zero nugget and
     goes singular). Above ``moving_window`` contexts each target uses its nearest ones.
+    A task with fewer than :data:`MINIMUM_KRIGING_CONTEXTS` contexts raises ``ValueError``: no
+    variogram can be fitted to it, and a fallback would report a spread it has no basis for
+    (one context gave a standard deviation of 1e-5). A constant field (every context value
+    equal) is predicted by :class:`ClimatologyInterpolator`.
     Reference: Cressie (1993), "Statistics for Spatial Data", section 3.2; Murphy et al., PyKrige.
     """
 
@@ -102,6 +108,8 @@ class OrdinaryKrigingInterpolator:
         """Prediction Dataset over the task's targets."""
         from pykrige.ok import OrdinaryKriging
 
+        if task.n_context < MINIMUM_KRIGING_CONTEXTS:
+            raise ValueError(f"kriging needs at least {MINIMUM_KRIGING_CONTEXTS} contexts to fit a variogram, got {task.n_context}")
         values = self.transform.forward(task.context_values)
         if np.ptp(values) == 0:  # PyKrige cannot fit a variogram to a constant field
             return ClimatologyInterpolator(self.transform, name=self.name).predict(task)

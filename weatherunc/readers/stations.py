@@ -35,7 +35,8 @@ class CSVStationReader:
     """A CSV with columns ``ID, x, y, <variable>`` and further numeric covariates."""
 
     def read_stations(self, path: Path, entry: CatalogEntry) -> StationTable:
-        """The table; raises :class:`InputDataError` on missing columns or unreadable files."""
+        """The table; raises :class:`InputDataError` on missing columns, unreadable files, cells that
+        are not numbers (coordinates, values, covariates) and covariates that are not finite."""
         try:
             table = pd.read_csv(path)
         except (OSError, ValueError, pd.errors.ParserError) as error:
@@ -45,15 +46,34 @@ class CSVStationReader:
                 raise InputDataError(source=path, variable=column, check="coordinates present" if column in "xy" else "column present", detail=f"columns are {list(table.columns)}")
         if table["ID"].duplicated().any():
             raise InputDataError(source=path, variable="ID", check="unique stations", detail="duplicated station IDs")
-        covariates = {
-            column: table[column].to_numpy(dtype=np.float64)
-            for column in table.columns
-            if column not in ("ID", "x", "y", entry.variable)
-        }
+        covariates = {}
+        for column in table.columns:
+            if column not in ("ID", "x", "y", entry.variable):
+                values = numeric_column(table, column, path)
+                if not np.all(np.isfinite(values)):
+                    row = int(np.argmax(~np.isfinite(values)))
+                    raise InputDataError(source=path, variable=column, check="finite covariates", detail=f"{_row_name(table, row)} holds {values[row]:g}")
+                covariates[column] = values
         return StationTable(
             identifier=table["ID"].to_numpy(),
-            x=table["x"].to_numpy(dtype=np.float64),
-            y=table["y"].to_numpy(dtype=np.float64),
-            values=table[entry.variable].to_numpy(dtype=np.float64),
+            x=numeric_column(table, "x", path),
+            y=numeric_column(table, "y", path),
+            values=numeric_column(table, entry.variable, path),
             covariates=covariates,
         )
+
+
+def numeric_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """Column ``column`` of a CSV table as float64 ``[row]``, empty cells NaN; a cell that is not
+    a number raises :class:`InputDataError` naming the file, the column and the station."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    text = values.isna() & table[column].notna()
+    if text.any():
+        row = int(np.argmax(text.to_numpy()))
+        raise InputDataError(source=path, variable=column, check="numeric values", detail=f"{_row_name(table, row)} holds {table[column].iloc[row]!r}")
+    return values.to_numpy(dtype=np.float64)
+
+
+def _row_name(table: pd.DataFrame, row: int) -> str:
+    """``data row N (ID ...)``: where a bad cell is, counted from 1 below the header."""
+    return f"data row {row + 1} (ID {table['ID'].iloc[row]})"

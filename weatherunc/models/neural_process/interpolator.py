@@ -12,14 +12,14 @@ prediction does not depend on which other targets are predicted with it): ``late
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
 
-from weatherunc.checkpoints import load_checkpoint
+from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar
 from weatherunc.devices import choose_device
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.model import NeuralProcess
@@ -29,6 +29,19 @@ from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
 
 ARCHITECTURE = "weatherunc.NeuralProcess"
+#: Largest sizes a checkpoint's config may ask for, checked before any model is laid out (generous:
+#: the shipped ANP has hidden 128, latent 64, 8 heads, 3 self-attention layers and 10 bins).
+MAXIMUM_HIDDEN, MAXIMUM_LATENT_DIMENSION, MAXIMUM_HEADS = 4096, 4096, 64
+MAXIMUM_LAYERS, MAXIMUM_COVARIATES, MAXIMUM_BINS = 64, 256, 1024
+#: Whole-number config entries and the range (inclusive) a checkpoint's config may give them.
+SIZE_BOUNDS = {
+    "hidden": (1, MAXIMUM_HIDDEN),
+    "latent_dimension": (1, MAXIMUM_LATENT_DIMENSION),
+    "heads": (1, MAXIMUM_HEADS),
+    "self_attention_layers": (0, MAXIMUM_LAYERS),
+    "cross_attention_layers": (0, MAXIMUM_LAYERS),
+    "covariates": (0, MAXIMUM_COVARIATES),
+}
 
 
 def parameter_layout(model: torch.nn.Module) -> dict[str, list[int]]:
@@ -36,13 +49,39 @@ def parameter_layout(model: torch.nn.Module) -> dict[str, list[int]]:
     return {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
 
 
-def load_neural_process(path: Path) -> tuple[NeuralProcess, dict]:
-    """A model from ``path`` (safetensors + sidecar), checked; returns the model (eval mode) and the sidecar."""
-    from weatherunc.checkpoints import read_sidecar
+def sidecar_config(path: Path, sidecar: dict) -> NeuralProcessConfig:
+    """The config a checkpoint's sidecar describes, after checks; :class:`CheckpointError` naming
+    ``path`` when it is not a mapping, has unknown keys, sizes outside :data:`SIZE_BOUNDS` or more
+    than :data:`MAXIMUM_BINS` bins, or fails the config's own checks."""
+    values = sidecar.get("config")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"checkpoint {path}: sidecar has no config mapping")
+    unknown = sorted(set(values) - {field.name for field in fields(NeuralProcessConfig)})
+    if unknown:
+        raise CheckpointError(f"checkpoint {path}: unknown config keys {unknown}")
+    for name, (minimum, maximum) in SIZE_BOUNDS.items():
+        value = values.get(name, minimum)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise CheckpointError(f"checkpoint {path}: config {name!r} must be a whole number from {minimum} to {maximum}, got {value!r}")
+    edges = values.get("bin_edges", [])
+    if not isinstance(edges, list) or len(edges) > MAXIMUM_BINS:
+        raise CheckpointError(f"checkpoint {path}: config 'bin_edges' must be a list of at most {MAXIMUM_BINS} edges")
+    try:
+        return NeuralProcessConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path}: invalid config ({error})") from error
 
-    config = NeuralProcessConfig.from_dict(read_sidecar(path)["config"])
+
+def load_neural_process(path: Path) -> tuple[NeuralProcess, dict]:
+    """A model from ``path`` (safetensors + sidecar), every check done before any weight is
+    allocated: the sidecar's config is checked (:func:`sidecar_config`), the model is laid out on
+    the ``meta`` device, then the file is checked against that layout. Returns the model (eval
+    mode) and the sidecar."""
+    config = sidecar_config(path, read_sidecar(path))
+    with torch.device("meta"):
+        layout = parameter_layout(NeuralProcess(config))
+    tensors, sidecar = load_checkpoint(path, architecture=ARCHITECTURE, expected_parameters=layout)
     model = NeuralProcess(config)
-    tensors, sidecar = load_checkpoint(path, architecture=ARCHITECTURE, expected_parameters=parameter_layout(model))
     model.load_state_dict(tensors, strict=True)
     return model.eval(), sidecar
 
