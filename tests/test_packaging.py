@@ -56,6 +56,13 @@ def test_docs_extra_is_part_of_the_test_extra() -> None:
     assert set(extras["docs"]) <= set(extras["test"]), "make test builds the docs: the test extra must hold the docs extra"
 
 
+def test_licence_is_an_spdx_expression_with_a_setuptools_that_reads_it() -> None:
+    pyproject = _pyproject()
+    assert pyproject["project"]["license"] == "MIT"
+    setuptools = next(Requirement(text) for text in pyproject["build-system"]["requires"] if text.startswith("setuptools"))
+    assert not setuptools.specifier.contains("76.9"), "SPDX license strings need setuptools >= 77"
+
+
 def test_torch_is_pinned_exactly_in_constraints_and_ranged_in_pyproject() -> None:
     constraints = (REPOSITORY / "constraints.txt").read_text()
     assert re.search(r"^torch==2\.13\.0$", constraints, flags=re.MULTILINE)
