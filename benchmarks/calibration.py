@@ -5,8 +5,8 @@ members (``--members``; by default the shipped recipe at width 64,
 benchmarks/checkpoints/anp_task_normalised_small, trained with the same seed: no second member
 of the shipped width has been trained, so this ensemble differs by width, not by seed), the ANP
 with MC dropout, and bin probabilities derived from the GP's predictive distribution. Both ANP
-checkpoints carry bin heads refitted in prediction mode (``weatherunc refit-head``; README). Each
-method's temperature (and std factor) is fitted on validation tasks drawn from the training
+checkpoints carry bin heads refitted in prediction mode (``weatherunc refit-head``; see
+docs/training.md). Each method's temperature (and std factor) is fitted on validation tasks drawn from the training
 config's validation frames (never the test frames); scores are computed on the test tasks of
 benchmarks/interpolation.py (masked blocks and gauge networks, three frames per dataset).
 Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bins, top-label (multiclass) and

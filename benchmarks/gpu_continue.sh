@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Continue the shipped ANP's training on a lent GPU in one device command
-# (pipelines/training/anp_continue.yaml; README, "Fine-tuning").
+# (pipelines/training/anp_continue.yaml; docs/training.md, "Runbook: continuing the ANP on a lent GPU machine").
 #
 # 1. Here, on the CPU machine (it has the radar data and the package registries):
 #      bash benchmarks/gpu_continue.sh prepare

@@ -12,6 +12,8 @@ from tests.conftest import REPOSITORY
 
 #: PyPI name -> conda-forge name where they differ.
 CONDA_NAMES = {"torch": "pytorch", "netCDF4": "netcdf4"}
+#: (PyPI name, extra) -> the separate conda-forge package that provides that extra.
+CONDA_EXTRAS = {("dask", "distributed"): "distributed", ("mkdocstrings", "python"): "mkdocstrings-python"}
 
 
 def _pyproject() -> dict:
@@ -41,10 +43,24 @@ def test_environment_yml_matches_pyproject() -> None:
         assert conda[name] == str(requirement.specifier) or sorted(conda[name].split(",")) == sorted(str(requirement.specifier).split(",")), (
             f"{name}: environment.yml says {conda[name]!r}, pyproject.toml says {requirement.specifier}"
         )
-        if "distributed" in requirement.extras:
-            assert "distributed" in conda
-    pypi_names = {CONDA_NAMES.get(r.name, r.name) for r in _pypi_requirements()} | {"python", "pip", "distributed"}
+        for extra in requirement.extras:
+            if (requirement.name, extra) in CONDA_EXTRAS:
+                assert CONDA_EXTRAS[requirement.name, extra] in conda, f"{requirement}: environment.yml lacks {CONDA_EXTRAS[requirement.name, extra]}"
+    pypi_names = {CONDA_NAMES.get(r.name, r.name) for r in _pypi_requirements()} | {"python", "pip"} | set(CONDA_EXTRAS.values())
     assert set(conda) <= pypi_names, f"environment.yml has extras: {set(conda) - pypi_names}"
+
+
+def test_docs_extra_is_part_of_the_test_extra() -> None:
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert extras["docs"], "pyproject.toml has an empty docs extra"
+    assert set(extras["docs"]) <= set(extras["test"]), "make test builds the docs: the test extra must hold the docs extra"
+
+
+def test_licence_is_an_spdx_expression_with_a_setuptools_that_reads_it() -> None:
+    pyproject = _pyproject()
+    assert pyproject["project"]["license"] == "MIT"
+    setuptools = next(Requirement(text) for text in pyproject["build-system"]["requires"] if text.startswith("setuptools"))
+    assert not setuptools.specifier.contains("76.9"), "SPDX license strings need setuptools >= 77"
 
 
 def test_torch_is_pinned_exactly_in_constraints_and_ranged_in_pyproject() -> None:

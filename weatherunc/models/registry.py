@@ -26,7 +26,7 @@ class Interpolator(Protocol):
         ...
 
 
-#: Trained neural-process checkpoints shipped with the package (see benchmarks/README.md).
+#: Trained neural-process checkpoints shipped with the package (see docs/methods/neural_processes.md).
 PACKAGED_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 

@@ -23,8 +23,8 @@ the interpolator publishes: the moments of the mixture over latent draws (mean o
 variance of the means plus mean of the variances), after the task normalisation is undone. This
 changes the Gaussian predictions, so it is an option, not the default: on the shipped ANP it
 cured the overconfidence in all-dry tiles (MRMS gauge NLPD 25.1 -> 1.8) but left the validation
-CRPS where it was (0.2724) and raised the validation NLPD (0.312 -> 0.344; README, "Bin head
-refit").
+CRPS where it was (0.2724) and raised the validation NLPD (0.312 -> 0.344; benchmarks/HISTORY.md,
+"Gaussian-row refit").
 """
 
 from __future__ import annotations
