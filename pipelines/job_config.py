@@ -41,7 +41,7 @@ class TargetOptions(_Strict):
 
 
 class ModelOptions(_Strict):
-    """A registered model (``gp``, ``kriging``, ``idw``, ``climatology``, ``anp``, ``cnp``) and its options."""
+    """A registered model (``gp``, ``kriging``, ``idw``, ``climatology``, ``anp``, ``cnp``, ``convnp``) and its options."""
 
     name: str
     checkpoint: Optional[Path] = None
@@ -72,7 +72,7 @@ class JobConfig(_Strict):
     frames: FramesOptions = FramesOptions()
     targets: TargetOptions = TargetOptions()
     model: ModelOptions
-    calibration: Optional[Path] = Field(None, description='calibration.json of the model, or "packaged" for the one shipped with a packaged model')
+    calibration: Optional[Path] = Field(None, description='calibration.json of the model, "packaged" for the one shipped with a packaged model, or "self": each tile calibrates itself on pseudo-gaps of its own observations (weatherunc.heads.self_calibration)')
     tiling: TilingOptions = TilingOptions()
     plots: PlotOptions = PlotOptions()
     output_dir: Path = Path("outputs")
@@ -81,13 +81,18 @@ class JobConfig(_Strict):
     @property
     def calibration_file(self) -> Path | None:
         """The calibration file, with ``packaged`` resolved to the shipped ``MODEL.calibration.json``."""
-        if self.calibration is None:
+        if self.calibration is None or self.self_calibration:
             return None
         if str(self.calibration) == "packaged":
             from weatherunc.models.registry import PACKAGED_MODELS_DIR
 
             return PACKAGED_MODELS_DIR / f"{self.model.name}.calibration.json"
         return self.calibration
+
+    @property
+    def self_calibration(self) -> bool:
+        """Whether each prediction calibrates itself (``calibration: self``)."""
+        return str(self.calibration) == "self"
 
     @property
     def run_dir(self) -> Path:

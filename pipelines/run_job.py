@@ -207,6 +207,8 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
     if calibration is not None:
         attrs.update(calibration.attrs())
         attrs["calibration"] = json.dumps(calibration.to_dict())
+    if job.self_calibration:
+        attrs["calibration"] = "self: each tile calibrated on pseudo-gaps of its own observations"
     store.complete(expected, attrs)
     return JobReport(store.final, metrics_path, figures, len(expected), len(tasks), time.perf_counter() - start)
 

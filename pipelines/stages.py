@@ -24,6 +24,7 @@ from weatherunc.geolocation import crs_of
 from weatherunc.gridding import GridTiling, Tile, grid_tiles, predict_tile
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
+from weatherunc.heads.self_calibration import SelfCalibrated
 from weatherunc.models.registry import Interpolator, get_model
 from weatherunc.store import open_store
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
@@ -93,7 +94,8 @@ def _cached_model(name: str, checkpoint: str | None, options: str) -> Interpolat
 def load_model(job: JobConfig) -> Interpolator:
     """Stage 4: the job's model (loaded once per worker process and reused by its tiles)."""
     checkpoint = str(job.model.checkpoint) if job.model.checkpoint else None
-    return _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
+    model = _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
+    return SelfCalibrated(model, name=job.model.name) if job.self_calibration else model
 
 
 def load_calibration(job: JobConfig) -> Calibration | None:

@@ -1,0 +1,130 @@
+"""Self-calibration on pseudo-gaps of a task's own contexts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from weatherunc.evaluation import distance_to_nearest_context, score_prediction
+from weatherunc.heads.calibration import rescale_std
+from weatherunc.heads.self_calibration import SelfCalibrated, SelfCalibrationOptions, fit_self_calibration, pseudo_task, self_calibrate
+from weatherunc.models.predictive import prediction_dataset
+from weatherunc.tasks import Task
+from weatherunc.transforms import PrecipitationTransform
+
+
+def _field_task(seed: int = 0, n_context: int = 1500, n_target: int = 400) -> Task:
+    """A smooth log-rate field (rarely dry) observed on a dense set of contexts, with a gap of targets."""
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(0, 60, size=(4 * (n_context + n_target), 2))
+    in_gap = np.hypot(points[:, 0] - 30, points[:, 1] - 30) < 8
+    context, target = points[~in_gap][:n_context], points[in_gap][:n_target]
+
+    def rate(xy: np.ndarray) -> np.ndarray:
+        return np.expm1(np.maximum(2.5 + np.sin(xy[:, 0] / 6.0) + np.cos(xy[:, 1] / 9.0) + 0.3 * rng.normal(size=len(xy)), 0.0))
+
+    return Task(context, rate(context), target, rate(target), target_coords={"x": target[:, 0], "y": target[:, 1]})
+
+
+class OverconfidentModel:
+    """Predicts the truth's level from the nearest context with a std too small by ``shrink``."""
+
+    name = "overconfident"
+
+    def __init__(self, shrink: float) -> None:
+        self.shrink = shrink
+
+    def predict(self, task: Task) -> xr.Dataset:
+        from scipy.spatial import cKDTree
+
+        transform = PrecipitationTransform()
+        _, nearest = cKDTree(task.context_coordinates).query(task.target_coordinates)
+        mean = transform.forward(task.context_values[nearest])
+        distance = distance_to_nearest_context(task)
+        variance = (0.3**2 + (0.1 * distance) ** 2) * self.shrink**2
+        return prediction_dataset(task, transformed_mean=mean, latent_variance=np.zeros(task.n_target), noise_variance=variance, transform=transform, model=self.name, attrs={"fit_seconds": 0.0, "predict_seconds": 0.0})
+
+
+def test_pseudo_task_hides_contexts_and_weights_match_the_real_distances() -> None:
+    task = _field_task()
+    options = SelfCalibrationOptions(pseudo_fraction=0.2)
+    pseudo, weights = pseudo_task(task, options)
+    assert pseudo.n_target == int(0.2 * task.n_context) and pseudo.n_context == task.n_context - pseudo.n_target
+    both = np.vstack([pseudo.context_coordinates, pseudo.target_coordinates])
+    assert len(np.unique(both, axis=0)) == task.n_context  # a partition of the contexts
+    assert weights.shape == (pseudo.n_target,) and weights.mean() == pytest.approx(1.0)
+    edges = np.asarray(options.distance_edges_km)
+    real = np.histogram(distance_to_nearest_context(task), edges)[0]
+    pseudo_distance = distance_to_nearest_context(pseudo)
+    weighted = np.histogram(pseudo_distance, edges, weights=weights)[0]
+    covered = np.histogram(pseudo_distance, edges)[0] > 0
+    np.testing.assert_allclose((weighted / weighted.sum())[covered], (real[covered] / real[covered].sum()), atol=1e-9)
+    with pytest.raises(ValueError, match="too few"):
+        pseudo_task(Task(np.zeros((1, 2)), np.ones(1), np.ones((1, 2)), np.ones(1)), options)
+
+
+def test_rescale_std_scales_each_target_and_recomputes_the_rate_distribution() -> None:
+    task = _field_task(n_context=50, n_target=30)
+    prediction = OverconfidentModel(1.0).predict(task)
+    factors = np.linspace(0.5, 2.0, task.n_target)
+    rescaled = rescale_std(prediction, factors)
+    np.testing.assert_allclose(rescaled.transformed_std.values, prediction.transformed_std.values * factors)
+    np.testing.assert_allclose(rescaled.noise_variance.values, prediction.noise_variance.values * factors**2)
+    wider = rescaled.precipitation_quantile.sel(quantile=0.95).values - rescaled.precipitation_quantile.sel(quantile=0.05).values
+    narrower = prediction.precipitation_quantile.sel(quantile=0.95).values - prediction.precipitation_quantile.sel(quantile=0.05).values
+    assert np.all(wider[factors > 1.01] > narrower[factors > 1.01])
+    with pytest.raises(ValueError, match="factor"):
+        rescale_std(prediction, 0.0)
+
+
+@pytest.mark.parametrize("shrink", [0.4, 2.5])
+def test_self_calibration_restores_the_coverage_of_a_miscalibrated_model(shrink: float) -> None:
+    model = OverconfidentModel(shrink)
+    plain, calibrated = [], []
+    for seed in range(3):
+        task = _field_task(seed=seed)
+        plain.append(score_prediction(model.predict(task), task)["coverage_90"])
+        calibrated_prediction = self_calibrate(model, task)
+        calibrated.append(score_prediction(calibrated_prediction, task)["coverage_90"])
+        record = json.loads(calibrated_prediction.attrs["self_calibration"])
+        assert record["method"] == "self" and record["scores"]["pseudo_targets"] > 100
+        assert (record["overall_std_factor"] > 1) == (shrink < 1)
+        assert abs(record["scores"]["after"]["coverage_90"] - 0.9) < abs(record["scores"]["before"]["coverage_90"] - 0.9)
+        np.testing.assert_allclose(calibrated_prediction.bin_probability.sum("bin").values, 1.0, rtol=1e-9)
+    assert abs(np.mean(plain) - 0.9) > 0.09  # the check can fail: the model is miscalibrated
+    assert abs(np.mean(calibrated) - 0.9) < 0.08
+
+
+def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
+    task = _field_task(n_context=60, n_target=20)
+    model = OverconfidentModel(0.5)
+    prediction = SelfCalibrated(model).predict(task)
+    record = json.loads(prediction.attrs["self_calibration"])
+    assert record["method"] == "none" and "minimum_targets" in record["reason"]
+    np.testing.assert_array_equal(prediction.transformed_std.values, model.predict(task).transformed_std.values)
+    assert prediction.attrs["model"] == "overconfident+self"
+    pseudo, weights = pseudo_task(task, SelfCalibrationOptions())
+    assert fit_self_calibration(model.predict(pseudo), pseudo, weights, SelfCalibrationOptions()) is None
+
+
+def test_options_are_checked() -> None:
+    for bad in ({"pseudo_fraction": 1.0}, {"level": 0.0}, {"distance_edges_km": (0.0, 5.0, 2.0)}):
+        with pytest.raises(ValueError):
+            SelfCalibrationOptions(**bad)
+
+
+def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
+    from pipelines.job_config import JobConfig
+    from pipelines.run_job import run_job
+    from tests.test_jobs import JOB
+
+    job = JobConfig(**{**JOB, "name": "mrms_idw_self", "calibration": "self", "frames": {"start": "2019-06-10T00:30", "limit": 1}, "output_dir": str(tmp_path)})
+    assert job.self_calibration and job.calibration_file is None
+    report = run_job(job, scheduler="synchronous", progress=False)
+    store = xr.open_zarr(report.store, consolidated=False)
+    assert store.attrs["calibration"].startswith("self")
+    assert json.loads(report.metrics.read_text())["scores"]["crps"] > 0
