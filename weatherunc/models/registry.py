@@ -53,6 +53,9 @@ def _convolutional_neural_process(checkpoint: str | Path | None = None, **option
     return ConvNPInterpolator.from_checkpoint(Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options)
 
 
+#: Suffix of a model name that asks for its self-calibrated form.
+SELF_CALIBRATED = "+self"
+
 MODELS: dict[str, Callable[..., Interpolator]] = {
     "gp": GaussianProcessInterpolator,
     "kriging": OrdinaryKrigingInterpolator,
@@ -68,7 +71,12 @@ def get_model(model: str, /, **options: Any) -> Interpolator:
     """A model instance by registered name; ``ValueError`` lists the valid names.
 
     ``options`` go to the model's constructor, including its own ``name`` (the label in outputs).
+    ``NAME+self`` is the model wrapped in :class:`~weatherunc.heads.self_calibration.SelfCalibrated`.
     """
+    if model.endswith(SELF_CALIBRATED) and model[: -len(SELF_CALIBRATED)] in MODELS:
+        from weatherunc.heads.self_calibration import SelfCalibrated
+
+        return SelfCalibrated(get_model(model[: -len(SELF_CALIBRATED)], **options))
     if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; valid models: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"unknown model {model!r}; valid models: {', '.join(sorted(MODELS))} (each also as NAME{SELF_CALIBRATED}, self-calibrated)")
     return MODELS[model](**options)

@@ -55,15 +55,16 @@ class GridSamplingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     patch_cells: int = Field(128, ge=16)
-    target_points: int = Field(1024, ge=1)
+    target_points: int = Field(2048, ge=1)
     mask_weights: tuple[float, float, float, float] = Field((0.45, 0.3, 0.1, 0.15), description="blocks, gauges, coverage, wedge")
     block_pixels: tuple[int, int] = (8, 64)
     halo_pixels: tuple[int, int] = (8, 64)
     ring_fraction: float = Field(0.7, ge=0, le=1)
+    wet_block_fraction: float = Field(0.7, ge=0, le=1, description="share of block tasks whose blocks are placed over rain (at least 30 % wet)")
     gauge_fraction: tuple[float, float] = (0.002, 0.05)
     context_keep: tuple[float, float] = (0.05, 1.0)
     min_observed_fraction: float = Field(0.5, gt=0, le=1)
-    min_wet_fraction: float = Field(0.05, ge=0, le=1)
+    min_wet_fraction: float = Field(0.2, ge=0, le=1)
     dry_patch_fraction: float = Field(0.1, ge=0, le=1)
     intensity_scale: tuple[float, float] = (0.5, 2.0)
 

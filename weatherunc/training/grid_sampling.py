@@ -7,8 +7,9 @@ rates scaled by a log-uniform factor (``intensity_scale``). Part of its observed
 by one of four masks that imitate what gap filling meets (Gordon et al. 2020 train the ConvCNP on
 randomly masked images in the same way):
 
-- ``blocks``: 1-4 square gaps of ``block_pixels``, the contexts in a ring of ``halo_pixels``
-  around them (or everywhere), as in :func:`weatherunc.tasks.masked_blocks`;
+- ``blocks``: 1-4 square gaps of ``block_pixels`` (over rain in ``wet_block_fraction`` of the
+  tasks, as the benchmark's gaps are), the contexts in a ring of ``halo_pixels`` around them (or
+  everywhere), as in :func:`weatherunc.tasks.masked_blocks`;
 - ``gauges``: a sparse random subset of the observed pixels (``gauge_fraction``) is the context,
   as in :func:`weatherunc.tasks.gauge_network`;
 - ``coverage``: the no-coverage shape of another frame's window;
@@ -66,12 +67,18 @@ def _window(frame: BankedFrame, options: GridSamplingOptions, config: ConvNPConf
     return slice(top, top + height), slice(left, left + width)
 
 
-def _blocks(shape: tuple[int, int], options: GridSamplingOptions, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _blocks(rates: np.ndarray, options: GridSamplingOptions, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    shape = rates.shape
+    wet = np.nan_to_num(rates) > WET_THRESHOLD
+    over_rain = rng.uniform() < options.wet_block_fraction
     hidden, near = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     halo = int(rng.integers(options.halo_pixels[0], options.halo_pixels[1] + 1))
     for _ in range(int(rng.integers(1, 5))):
         size = int(min(rng.integers(options.block_pixels[0], options.block_pixels[1] + 1), min(shape) - 2))
-        top, left = rng.integers(0, shape[0] - size + 1), rng.integers(0, shape[1] - size + 1)
+        for _attempt in range(20):  # over rain: a block at least 30 % wet where one fits
+            top, left = rng.integers(0, shape[0] - size + 1), rng.integers(0, shape[1] - size + 1)
+            if not over_rain or wet[top : top + size, left : left + size].mean() >= 0.3:
+                break
         hidden[top : top + size, left : left + size] = True
         near[max(0, top - halo) : top + size + halo, max(0, left - halo) : left + size + halo] = True
     if rng.uniform() >= options.ring_fraction:
@@ -122,7 +129,7 @@ def draw_task(bank: FrameBank, config: ConvNPConfig, options: GridSamplingOption
         kind = MASK_KINDS[rng.choice(len(MASK_KINDS), p=np.asarray(options.mask_weights) / sum(options.mask_weights))]
         allowed = np.ones_like(observed)
         if kind == "blocks":
-            hidden, allowed = _blocks(rates.shape, options, rng)
+            hidden, allowed = _blocks(rates, options, rng)
         elif kind == "coverage":
             found = _coverage(bank, rates.shape, rng)
             hidden = found if found is not None else _wedge(rates.shape, rng)
