@@ -103,6 +103,21 @@ class TestConditionalNeuralProcess(ModelContract):
     name = "cnp"
 
 
+class TestConvolutionalNeuralProcess(ModelContract):
+    name = "convnp"
+
+    def test_bin_probabilities_sum_to_one(self, prediction: xr.Dataset) -> None:
+        np.testing.assert_allclose(prediction.bin_probability.sum("bin").values, 1.0, rtol=1e-10)
+        assert np.all(prediction.latent_variance.values == 0) and prediction.attrs["checkpoint_sha256"]
+
+
+def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
+    model = get_model("idw+self")
+    assert model.name == "idw+self" and model.model.name == "idw"
+    with pytest.raises(ValueError, match=r"NAME\+self"):
+        get_model("nonexistent+self")
+
+
 def test_every_registered_model_has_a_contract_test() -> None:
     tested = {cls.name for cls in ModelContract.__subclasses__()}
     assert tested == set(MODELS)
