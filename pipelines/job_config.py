@@ -77,6 +77,7 @@ class JobConfig(_Strict):
     plots: PlotOptions = PlotOptions()
     output_dir: Path = Path("outputs")
     seed: int = 0
+    torch_threads: int = Field(1, ge=1, description="torch threads per tile; with N Dask worker threads per machine, N x torch_threads should not exceed its cores")
 
     @property
     def calibration_file(self) -> Path | None:

@@ -20,6 +20,7 @@ from pipelines.ingest import ingest
 from pipelines.job_config import JobConfig
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
+from weatherunc.devices import torch_threads
 from weatherunc.geolocation import crs_of
 from weatherunc.gridding import GridTiling, Tile, grid_tiles, predict_tile
 from weatherunc.heads.bins import with_bin_probabilities
@@ -125,7 +126,8 @@ def predict_frame_tile(job: JobConfig, values: np.ndarray, x_km: np.ndarray, y_k
     blocks: dict[str, np.ndarray] = {}
     prediction = None
     if targets[tile.rows, tile.columns].any():
-        prediction = predict_tile(load_model(job), seen, x_km, y_km, tile, tiling_of(job, frame_number), targets)
+        with torch_threads(job.torch_threads):  # Dask's threads x torch's must not exceed the cores
+            prediction = predict_tile(load_model(job), seen, x_km, y_km, tile, tiling_of(job, frame_number), targets)
     if prediction is not None:
         prediction = with_bin_probabilities(prediction)
         calibration = load_calibration(job)

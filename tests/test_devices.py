@@ -39,3 +39,17 @@ def test_bfloat16_autocast_training_step_on_cpu() -> None:
     loss = neural_process_loss(output, inputs[3][..., 0], torch.zeros(2, 6, dtype=torch.long))["loss"]
     loss.backward()
     assert torch.isfinite(loss) and all(parameter.grad.dtype == torch.float32 for parameter in model.parameters() if parameter.grad is not None)
+
+
+def test_torch_threads_sets_and_restores_the_thread_count() -> None:
+    import torch
+
+    from weatherunc.devices import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="torch_threads"):
+        with torch_threads(0):
+            pass

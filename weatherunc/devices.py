@@ -8,6 +8,7 @@ without a GPU.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -43,3 +44,17 @@ def autocast(device: torch.device, precision: Precision = "auto") -> contextlib.
 def needs_gradient_scaler(device: torch.device, precision: Precision = "auto") -> bool:
     """float16 on CUDA needs loss scaling; bfloat16 and float32 do not."""
     return device.type == "cuda" and autocast_dtype(device, precision) == torch.float16
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads, then restore the previous number (so
+    that Dask worker threads x torch threads stay within the cores without changing the caller)."""
+    if count < 1:
+        raise ValueError(f"torch_threads must be >= 1, got {count}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
