@@ -71,11 +71,17 @@ def with_head_probabilities(prediction: xr.Dataset, probabilities: np.ndarray, e
 def with_rain_probability(prediction: xr.Dataset) -> xr.Dataset:
     """``rain_probability(threshold)``: ``P(rate >= t)`` from the bins, for thresholds that are bin edges."""
     lower = prediction["bin_lower"].values
-    thresholds = [t for t in prediction["threshold"].values if np.any(np.isclose(lower, t))]
-    sums = [prediction["bin_probability"].where(prediction["bin_lower"] >= t - 1e-12, 0.0).sum(BIN) for t in thresholds]
-    rain = xr.concat(sums, dim="threshold").assign_coords(threshold=np.asarray(thresholds)).transpose(*prediction["bin_probability"].dims[:-1], "threshold")
+    thresholds = np.asarray([t for t in prediction["threshold"].values if np.any(np.isclose(lower, t))])
+    variable = prediction["bin_probability"]
+    probabilities = variable.transpose(..., BIN).values
+    tails = np.cumsum(probabilities[..., ::-1], axis=-1)[..., ::-1]  # [..., bins]: P(bin >= k)
+    first = np.array([np.flatnonzero(lower >= t - 1e-12)[0] for t in thresholds], dtype=np.int64)
+    dims = [dim for dim in variable.dims if dim != BIN]
     prediction = prediction.drop_vars("rain_probability", errors="ignore")
-    prediction["rain_probability"] = rain.assign_attrs(units="1", long_name="P(precipitation rate >= threshold) from the bin probabilities")
+    prediction["rain_probability"] = xr.DataArray(
+        tails[..., first], dims=(*dims, "threshold"), coords={"threshold": thresholds},
+        attrs={"units": "1", "long_name": "P(precipitation rate >= threshold) from the bin probabilities"},
+    )
     return prediction
 
 
