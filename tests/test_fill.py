@@ -244,3 +244,14 @@ def test_accessor_is_registered_whichever_is_imported_first(order: str) -> None:
     code = f"{order}; import numpy; print(type(xr.DataArray(numpy.zeros(2)).weatherunc).__name__)"
     result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "WeatherUncAccessor"
+
+
+def test_docs_example_runs() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "fill.md").read_text(encoding="utf-8")
+    example = page.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(example.replace('crs="EPSG:3035")', 'crs="EPSG:3035", progress=False)'), "docs/fill.md", "exec"), namespace)
+    filled, gap = namespace["filled"], np.isnan(namespace["rain"])
+    assert filled.attrs["model"] == "gp" and namespace["quick"].attrs["model"] == "idw"
+    assert (namespace["spread"].values[gap] > 0).all() and namespace["spread"].notnull().sum() == gap.sum()
+    assert ((namespace["wet"].values >= 0) & (namespace["wet"].values <= 1)).all()
