@@ -25,7 +25,7 @@ def test_import_does_no_work() -> None:
 
 
 def test_fill_is_the_function_not_its_module() -> None:
-    import weatherunc.filling  # noqa: F401  (binding a submodule named like the function would shadow it)
+    import weatherunc.filling  # binding a submodule named like the function would shadow it
 
     assert weatherunc.fill is fill and callable(weatherunc.fill)
     assert "fill" in weatherunc.__all__

@@ -17,10 +17,9 @@ attribute names (a coordinate with ``crs_wkt``, ``spatial_ref`` or CF parameters
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass
-
-import warnings
 
 import numpy as np
 import pyproj

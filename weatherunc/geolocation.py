@@ -53,7 +53,7 @@ def grid_mapping_name(data: xr.DataArray) -> str | None:
     if not named:
         return None
     first = str(named).split()[0]
-    return first[:-1] if first.endswith(":") else first
+    return first.removesuffix(":")
 
 
 def grid_mapping_of(data: xr.DataArray) -> tuple[pyproj.CRS, Hashable] | None:
