@@ -93,6 +93,15 @@ def test_target_mask_hides_and_keeps_the_truth() -> None:
         predict_grid(get_model("idw"), frame, crs=CRS, target_mask=mask[:5])
 
 
+def test_crs_may_be_a_string() -> None:
+    frame = _frame()
+    tiling = GridTiling(tile_pixels=16, halo_pixels=8)
+    from_string = predict_grid(get_model("idw"), frame, crs="EPSG:3035", tiling=tiling, progress=False)
+    from_object = predict_grid(get_model("idw"), frame, crs=CRS, tiling=tiling, progress=False)
+    xr.testing.assert_identical(from_string, from_object)
+    assert pyproj.CRS.from_wkt(from_string.crs.attrs["crs_wkt"]) == CRS
+
+
 class _FailingModel:
     name = "failing"
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import weatherunc
+from weatherunc.filling import fill
 from weatherunc.loading import open_dataset
 
 
@@ -21,3 +22,10 @@ def test_top_level_names() -> None:
 def test_import_does_no_work() -> None:
     code = "import sys, weatherunc; print(sorted(m for m in ('xarray', 'dask', 'torch', 'pysteps') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_fill_is_the_function_not_its_module() -> None:
+    import weatherunc.filling  # binding a submodule named like the function would shadow it
+
+    assert weatherunc.fill is fill and callable(weatherunc.fill)
+    assert "fill" in weatherunc.__all__

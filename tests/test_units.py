@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weatherunc.units import ZRRelation, to_rate_mm_per_hour
+from weatherunc.units import ZRRelation, rate_factor_to_mm_per_hour, to_rate_mm_per_hour
 
 
 def test_accumulation_over_period() -> None:
@@ -34,3 +34,14 @@ def test_no_echo_is_dry_and_nan_stays_nan() -> None:
 def test_missing_parameters(units: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         to_rate_mm_per_hour(np.array([1.0]), units=units)
+
+
+@pytest.mark.parametrize(("units", "factor"), [("mm h-1", 1.0), ("mm/h", 1.0), ("kg m-2 s-1", 3600.0), ("mm  day-1", 1 / 24), ("m s-1", 3.6e6)])
+def test_rate_factors(units: str, factor: float) -> None:
+    assert rate_factor_to_mm_per_hour(units) == pytest.approx(factor)
+
+
+@pytest.mark.parametrize(("units", "reason"), [("mm", "accumulation"), ("dBZ", "reflectivity"), ("K", "not a known")])
+def test_rate_factor_refuses_what_is_not_a_rate(units: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        rate_factor_to_mm_per_hour(units)

@@ -62,6 +62,14 @@ TIME_ATTRS: Final = {"standard_name": "time", "long_name": "end of observation p
 
 #: Native units a catalog entry may declare, and what they measure.
 RATE_UNITS: Final = frozenset({"mm h-1", "mm/h", "mm hr-1", "kg m-2 h-1"})
+#: Rate units accepted in a user's own field (:func:`weatherunc.fill`) and their factor to mm/h;
+#: a mass flux of water is its liquid water equivalent (1 kg m-2 = 1 mm).
+RATE_UNIT_FACTORS: Final[dict[str, float]] = {
+    **{units: 1.0 for units in ("mm h-1", "mm/h", "mm hr-1", "mm/hr", "mm h**-1", "kg m-2 h-1")},
+    **{units: 3600.0 for units in ("mm s-1", "mm/s", "kg m-2 s-1", "kg m**-2 s**-1")},
+    **{units: 1.0 / 24.0 for units in ("mm d-1", "mm/d", "mm day-1", "mm/day", "kg m-2 d-1")},
+    "m s-1": 3.6e6,
+}
 ACCUMULATION_UNITS: Final[dict[str, float]] = {"mm": 1.0, "kg m-2": 1.0, "0.1 mm": 0.1}
 REFLECTIVITY_UNITS: Final = frozenset({"dBZ"})
 KNOWN_UNITS: Final = RATE_UNITS | frozenset(ACCUMULATION_UNITS) | REFLECTIVITY_UNITS

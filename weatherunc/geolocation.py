@@ -6,6 +6,7 @@ Reference: CF Conventions 1.10 section 5.6; ``pyproj.CRS.to_cf``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Hashable
 
 import dask.array as da
 import numpy as np
@@ -28,6 +29,44 @@ def grid_mapping(crs: pyproj.CRS) -> xr.DataArray:
 def crs_of(dataset: xr.Dataset) -> pyproj.CRS:
     """The CRS stored in ``dataset``'s grid-mapping variable."""
     return pyproj.CRS.from_cf(dataset[conventions.CRS_VARIABLE].attrs)
+
+
+#: The coordinate in which rioxarray keeps a DataArray's CRS (as ``crs_wkt`` / ``spatial_ref``).
+RIOXARRAY_GRID_MAPPING = "spatial_ref"
+
+
+def crs_from_grid_mapping(attributes: dict) -> pyproj.CRS:
+    """The CRS a grid-mapping variable's attributes describe: ``crs_wkt``, GDAL's ``spatial_ref``
+    (WKT) or the CF parameters (``grid_mapping_name``...); ``ValueError`` when none is there."""
+    for key in ("crs_wkt", "spatial_ref"):
+        if attributes.get(key):
+            return pyproj.CRS.from_user_input(attributes[key])
+    if "grid_mapping_name" in attributes:
+        return pyproj.CRS.from_cf(attributes)
+    raise ValueError(f"a grid mapping needs crs_wkt, spatial_ref or grid_mapping_name; it has {sorted(attributes)}")
+
+
+def grid_mapping_name(data: xr.DataArray) -> str | None:
+    """The grid-mapping variable that ``data``'s ``grid_mapping`` attribute (or encoding, where
+    xarray moves it) names; the first of the extended form ``"crs: x y ..."``."""
+    named = data.attrs.get("grid_mapping") or data.encoding.get("grid_mapping")
+    if not named:
+        return None
+    first = str(named).split()[0]
+    return first.removesuffix(":")
+
+
+def grid_mapping_of(data: xr.DataArray) -> tuple[pyproj.CRS, Hashable] | None:
+    """``data``'s CRS and the coordinate holding it, or None.
+
+    Read from the CF grid mapping that its ``grid_mapping`` attribute names, when that variable is
+    one of ``data``'s coordinates, else from rioxarray's ``spatial_ref`` coordinate. ``ValueError``
+    when the coordinate is there but holds no readable CRS.
+    """
+    for name in (grid_mapping_name(data), RIOXARRAY_GRID_MAPPING):
+        if name is not None and name in data.coords:
+            return crs_from_grid_mapping(data.coords[name].attrs), name
+    return None
 
 
 def _latitude_longitude_block(x: np.ndarray, y: np.ndarray, *, wkt: str) -> np.ndarray:

@@ -102,10 +102,10 @@ def tile_task(values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, tile: Tile
     )
 
 
-def _frame_axes(frame: xr.DataArray, crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _frame_axes(frame: xr.DataArray, crs: pyproj.CRS | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if frame.dims != (conventions.Y, conventions.X):
         raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
-    x_km, y_km = planar_kilometres(frame[conventions.X].values, frame[conventions.Y].values, crs)
+    x_km, y_km = planar_kilometres(frame[conventions.X].values, frame[conventions.Y].values, pyproj.CRS.from_user_input(crs))
     return np.asarray(frame.values, dtype=np.float64), x_km, y_km
 
 
@@ -128,19 +128,20 @@ def predict_tile(model: Interpolator, values: np.ndarray, x_km: np.ndarray, y_km
     return xr.Dataset(out, coords=coords, attrs=prediction.attrs)
 
 
-def iterate_tiles(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS, tiling: GridTiling, target_mask: np.ndarray | None = None, progress: bool = True) -> Iterator[tuple[Tile, xr.Dataset | None]]:
+def iterate_tiles(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS | str, tiling: GridTiling, target_mask: np.ndarray | None = None, progress: bool = True) -> Iterator[tuple[Tile, xr.Dataset | None]]:
     """Every tile and its prediction (None where there is nothing to predict), in order."""
     values, x_km, y_km = _frame_axes(frame, crs)
     for tile in tqdm(grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False):
         yield tile, predict_tile(model, values, x_km, y_km, tile, tiling, target_mask)
 
 
-def predict_grid(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS, tiling: GridTiling = GridTiling(), target_mask: np.ndarray | None = None, progress: bool = True) -> xr.Dataset:
+def predict_grid(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS | str, tiling: GridTiling = GridTiling(), target_mask: np.ndarray | None = None, progress: bool = True) -> xr.Dataset:
     """Predict a whole frame in memory, tile by tile; pixels without a prediction are NaN.
 
     With ``target_mask`` (bool ``[ny, nx]``) exactly those pixels are hidden from the model and
     predicted, and their truth is kept as ``withheld_precipitation``. The result also holds the
     ``precipitation`` the model saw (NaN = unobserved) and the ``crs`` grid mapping.
+    ``crs``: a ``pyproj.CRS`` or anything ``pyproj.CRS.from_user_input`` reads (``"EPSG:3035"``).
     """
     withheld = None
     if target_mask is not None:
@@ -162,11 +163,11 @@ def mask_frame(frame: xr.DataArray, mask: np.ndarray) -> tuple[xr.DataArray, xr.
     return frame.where(~mask), frame.where(mask)
 
 
-def with_observation(prediction: xr.Dataset, frame: xr.DataArray, crs: pyproj.CRS) -> xr.Dataset:
+def with_observation(prediction: xr.Dataset, frame: xr.DataArray, crs: pyproj.CRS | str) -> xr.Dataset:
     """Add the observed ``precipitation`` (y, x), a ``crs`` grid mapping and ``grid_mapping`` attributes."""
     observed = frame.drop_vars([name for name in frame.coords if name not in (conventions.Y, conventions.X)])
     prediction = prediction.assign({conventions.PRECIPITATION: observed.assign_attrs(units=conventions.PRECIPITATION_UNITS, long_name="observed precipitation rate (NaN: unobserved)")})
-    prediction[conventions.CRS_VARIABLE] = grid_mapping(crs)
+    prediction[conventions.CRS_VARIABLE] = grid_mapping(pyproj.CRS.from_user_input(crs))
     for variable in prediction.data_vars.values():
         if conventions.Y in variable.dims:
             variable.attrs["grid_mapping"] = conventions.CRS_VARIABLE
@@ -189,7 +190,7 @@ def _assemble(frame: xr.DataArray, blocks: list[tuple[Tile, xr.Dataset]]) -> xr.
     return xr.Dataset(out, coords=coords, attrs=attrs)
 
 
-def predict_grid_to_zarr(model: Interpolator, frame: xr.DataArray, store: Path, *, crs: pyproj.CRS, tiling: GridTiling = GridTiling(), target_mask: np.ndarray | None = None, progress: bool = True) -> Path:
+def predict_grid_to_zarr(model: Interpolator, frame: xr.DataArray, store: Path, *, crs: pyproj.CRS | str, tiling: GridTiling = GridTiling(), target_mask: np.ndarray | None = None, progress: bool = True) -> Path:
     """Predict a whole frame tile by tile and stream each tile into its zarr region.
 
     Written to ``STORE.partial`` and renamed to ``store`` once every tile is in, with the root

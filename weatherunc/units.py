@@ -62,3 +62,21 @@ def to_rate_mm_per_hour(
             raise ValueError(f"units {units!r} are reflectivity: a Z-R relation is required")
         return zr_relation.rate_from_dbz(values, no_echo_dbz=no_echo_dbz)
     raise ValueError(f"unknown units {units!r}; known: {sorted(conventions.KNOWN_UNITS)}")
+
+
+def rate_factor_to_mm_per_hour(units: str) -> float:
+    """The factor that converts a rate in ``units`` to mm/h (``"kg m-2 s-1"`` -> 3600).
+
+    Spacing is ignored; accumulations and reflectivity are refused (they need a period or a
+    Z-R law, see :func:`to_rate_mm_per_hour`); ``ValueError`` lists the accepted units.
+    """
+    spelled = " ".join(str(units).split())
+    if spelled in conventions.RATE_UNIT_FACTORS:
+        return conventions.RATE_UNIT_FACTORS[spelled]
+    if spelled in conventions.ACCUMULATION_UNITS:
+        reason = "an accumulation, not a rate: divide by its period first"
+    elif spelled in conventions.REFLECTIVITY_UNITS:
+        reason = "reflectivity, not a rate: convert with weatherunc.units.ZRRelation first"
+    else:
+        reason = "not a known precipitation rate"
+    raise ValueError(f"units {units!r} are {reason}; accepted rate units: {sorted(conventions.RATE_UNIT_FACTORS)}")
