@@ -92,15 +92,14 @@ def test_every_cli_command_is_documented(page: str) -> None:
     assert not missing, f"{page} lacks {missing}"
 
 
-@pytest.mark.shared_data
-def test_readme_example_runs(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = [block for block in re.findall(r"```python\n(.*?)```", _readme(), flags=re.DOTALL) if "get_model(" in block]
-    assert len(blocks) == 1, "README.md should hold one Python example that calls get_model"
-    monkeypatch.setenv("WEATHERUNC_DATA_DIR", str(data_dir))
+def test_readme_example_runs() -> None:
+    blocks = [block for block in re.findall(r"```python\n(.*?)```", _readme(), flags=re.DOTALL) if "weatherunc.fill(" in block]
+    assert len(blocks) == 1, "README.md should hold one Python example that calls weatherunc.fill"
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
-    prediction, task, maps = namespace["prediction"], namespace["task"], namespace["maps"]
-    scores = namespace["score_prediction"](prediction, task)
-    assert math.isfinite(scores["crps"]) and 0.0 <= scores["coverage_90"] <= 1.0
-    assert int(maps["precipitation_mean"].notnull().sum()) == task.n_target
-    assert set(maps["precipitation_mean"].dims) == {"y", "x"}
+    filled, gap = namespace["filled"], namespace["gap"]
+    assert int(gap.sum()) == 900
+    inside = filled.where(gap)
+    assert bool(inside.precipitation_mean.notnull().sum() == 900) and float(inside.precipitation_std.min()) > 0
+    observed_outside = filled.observation.values[~gap.values] == 1
+    assert observed_outside.mean() > 0.9 and set(filled.precipitation_mean.dims) == {"y", "x"}
