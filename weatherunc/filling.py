@@ -121,7 +121,7 @@ def fill(
     resolved, mapping = _resolve_crs(data, grid, name, crs)
     validation.check_grid(data[grid.x_dim].values, data[grid.y_dim].values, resolved, source=f"{SOURCE} (coordinates of {name!r})", variable=name)
     interpolator = _interpolator(model)
-    tiling = _checked_tiling(tiling)
+    tiling = _checked_tiling(tiling, interpolator, data.shape)
     predicted, coordinates = _predict(interpolator, grid, data, resolved, tiling, progress)
     if mapping is None:
         mapping = conventions.CRS_VARIABLE
@@ -206,7 +206,9 @@ def _interpolator(model: str | Interpolator) -> Interpolator:
     return model
 
 
-def _checked_tiling(tiling: GridTiling | None) -> GridTiling:
+def _checked_tiling(tiling: GridTiling | None, model: Interpolator, shape: tuple[int, ...]) -> GridTiling:
+    if tiling is None and getattr(model, "whole_frame", False):  # a model that sees the whole frame at once
+        tiling = GridTiling(tile_pixels=max(shape[-2:]), halo_pixels=0, max_context=int(np.prod(shape[-2:])))
     tiling = GridTiling() if tiling is None else tiling
     if tiling.targets != "unobserved":
         raise ValueError(f"{SOURCE}: tiling.targets must be 'unobserved' (check 'tiling'): observed pixels keep their value, got {tiling.targets!r}")

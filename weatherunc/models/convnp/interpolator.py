@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -92,6 +93,9 @@ class ConvNPInterpolator:
     margin_cells: int = 16
     device: str | None = None
     checkpoint_sha256: str = ""
+    #: Sees a whole frame at once (tiling itself only to bound memory): whole-frame callers such
+    #: as :func:`weatherunc.fill` give it every observed pixel of the frame in one task.
+    whole_frame: ClassVar[bool] = True
 
     @classmethod
     def from_checkpoint(cls, path: Path, **options) -> ConvNPInterpolator:
