@@ -26,7 +26,7 @@ over-predicted them; the smoothing is chosen per task with the transform offset.
 
 GPyTorch's defaults are deliberately avoided: above 800 points they switch to conjugate
 gradients and Lanczos variance estimates, reported to give badly calibrated variances on 2-D
-fields; here every solve is a Cholesky factorisation in float64 (Matern in float32 failed).
+fields; here every solve is a Cholesky factorisation in float64.
 The hyperparameters live in GPyTorch kernel, likelihood and mean modules (their constraints and
 parametrisation); covariance matrices and the marginal likelihood with its gradient are evaluated
 by :mod:`weatherunc.models.covariance` in plain torch, which is checked against GPyTorch's own
@@ -78,30 +78,24 @@ class GaussianProcessConfig:
     ``offset_candidates``: offsets [mm/h] of the log/Box-Cox transform tried per task, the one
     with the lowest leave-one-out CRPS of the contexts is used (empty: ``transform.offset`` as
     given; ignored for the identity transform). Offsets below 0.3 mm/h are not among the
-    defaults: on a KNMI frame with a 100 km gap (benchmarks/gp_full_frame.py) offset 0.1 won the
-    leave-one-out, which scores points near other contexts, yet inflated the back-transformed
-    mean far from them (RMSE 0.37 against 0.15 mm/h with 0.3). ``selection_points``: contexts
+    defaults: they can win the leave-one-out, which scores points near other contexts, yet
+    inflate the back-transformed mean far from them. ``selection_points``: contexts
     scored in that leave-one-out (a seeded random subset above it). ``automatic_kernels``: the
     kernels compared by marginal likelihood when ``kernel="auto"``. ``censored_contexts``: treat
     dry contexts as ``z <= g(0)`` when the transform censors at zero and the task has both dry
     and wet contexts, with ``censored_samples`` Gibbs sweeps kept after ``censored_burn_in``
-    (on the benchmark's radar tasks it lowered NLPD wherever contexts were dry, e.g. MRMS 1 %
-    gauges 1.73 -> 1.28, and CRPS on every task but KNMI gauges, +0.1 %; it costs a Gibbs sweep
-    per dry context: the tiled full KNMI frame took 94 s instead of 34 s, gp_full_frame.json).
+    (it costs a Gibbs sweep per dry context).
     ``composite_points``, ``block_points``: with more than ``fit_points`` contexts, the fit uses
     up to ``composite_points`` of them (a seeded random subset above it) in compact spatial blocks
     of at most ``block_points`` (``composite_points <= fit_points``: a random ``fit_points``
-    instead, as before). On the MRMS masked-block tasks (2,000 ring contexts) a random 500 moved
-    90 % coverage between 0.83 and 0.87 and CRPS between 4.50 and 5.18 mm/h with the seed, and
-    the kernel chosen with it; the blocks gave the same scores whatever the seed.
+    instead); a random subset of a dense ring of contexts makes the fit, and the kernel chosen
+    with it, depend on the seed, compact blocks much less so.
     ``local_variance``: re-scale the predictive variance locally from the contexts'
     leave-one-out residuals (:mod:`weatherunc.models.local_variance`), with the bandwidth
     (``local_variance_bandwidths``, multiples of the geometric mean of the fitted spatial
     lengthscales) and ``local_variance_prior_weights`` chosen with the transform offset by the
-    leave-one-out CRPS of the contexts, among them no re-scaling at all. On the benchmark's radar
-    tasks it took the 90 % coverage of MRMS gauges from 0.845 to 0.859 and of BoM C10 masked
-    blocks from 0.954 to 0.941, and lowered NLPD on all ten (benchmarks/results/interpolation.md);
-    it adds about 0.3-1 s to a fit on 2,000 contexts with three offsets.
+    leave-one-out CRPS of the contexts, among them no re-scaling at all (its effect on the
+    benchmark's tasks: benchmarks/results/interpolation.md).
     """
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
@@ -211,8 +205,7 @@ class FittedGaussianProcess:
             del inverse
             prior_variance = float(self.kernel.outputscale)
             # Written into preallocated outputs: small per-batch tensors kept alive between the
-            # large temporaries fragment the heap (glibc then keeps the freed batches; measured
-            # 4.7 GB instead of 1.0 GB over a 765 x 700 frame).
+            # large temporaries fragment the heap (glibc then keeps the freed batches).
             mean, variance, spread = np.empty(len(targets)), np.empty(len(targets)), np.zeros(len(targets))
             for start in range(0, len(targets), batch):
                 stop = min(start + batch, len(targets))
@@ -416,13 +409,12 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
     :func:`spatial_lengthscale_km`) and prior weights; the best pair wins, unless its mean gain
     over the best pair without re-scaling is within one standard error of the contexts' paired
     CRPS differences: then that one does (the one-standard-error rule, Hastie, Tibshirani &
-    Friedman 2009, "The Elements of Statistical Learning", section 7.10: on SIC97's 90-context
-    folds the best of nine re-scalings without it took the GP's 10-fold coverage from 0.86 to
-    0.84; with it nine folds of ten keep the plain variance). The scale at context
+    Friedman 2009, "The Elements of Statistical Learning", section 7.10: on few contexts the
+    best of many re-scalings otherwise wins by chance). The scale at context
     ``i`` smooths the other contexts' residuals with ``i`` left out too
     (:meth:`FittedGaussianProcess.leave_two_out`): their leave-one-out residuals would share
     ``i``'s value and error, and on a stationary field (where no re-scaling is right) that
-    spurious agreement made the most local smoother win and cost 1.5 points of 95 % coverage.
+    spurious agreement would make the most local smoother win.
     The marginal likelihood itself cannot compare transforms (each lives on its own scale),
     and with many exact zeros its Jacobian correction is ill-defined. Only contexts are used,
     never targets.
