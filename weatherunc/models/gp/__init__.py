@@ -45,13 +45,11 @@ import xarray as xr
 from weatherunc.metrics.kernels import crps_ensemble
 from weatherunc.models.censoring import sample_censored
 from weatherunc.models.gp.config import AUTOMATIC_KERNELS, GaussianProcessConfig
+from weatherunc.models.gp.kernels import KERNELS, StationaryKernel, gpytorch_kernel, kernel_named
 from weatherunc.models.local_variance import LocalVarianceScale, left_out_scales, squared_residuals
 from weatherunc.models.covariance import (
     GaussianProcessNumericalError,
     cholesky_with_jitter,
-    covariance_from_differences,
-    kernel_hyperparameters,
-    module_covariance,
     negative_log_marginal_likelihood,
     squared_differences,
 )
@@ -69,17 +67,8 @@ SELECTION_CRPS_NODES = 64
 OFFSET_SELECTION_KERNEL = "rational_quadratic"
 
 
-def _kernel(kernel: str, dimensions: int):
-    import gpytorch
-
-    if kernel == "rbf":
-        base = gpytorch.kernels.RBFKernel(ard_num_dims=dimensions)
-    elif kernel == "rational_quadratic":
-        base = gpytorch.kernels.RQKernel(ard_num_dims=dimensions)
-    else:
-        nu = {"matern12": 0.5, "matern32": 1.5, "matern52": 2.5}[kernel]
-        base = gpytorch.kernels.MaternKernel(nu=nu, ard_num_dims=dimensions)
-    return gpytorch.kernels.ScaleKernel(base)
+#: Former name of :func:`~weatherunc.models.gp.kernels.gpytorch_kernel` (tests and benchmarks import it).
+_kernel = gpytorch_kernel
 
 
 @dataclass
@@ -100,7 +89,7 @@ class FittedGaussianProcess:
         return torch.as_tensor((points - self.input_centre) / self.input_scale, dtype=torch.float64)
 
     def _covariance(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        return module_covariance(self.kernel, self.kernel_name, first, second)
+        return kernel_named(self.kernel_name).covariance(self.kernel, first, second)
 
     def predict(
         self, context: np.ndarray, values: np.ndarray, targets: np.ndarray, batch: int, *, rescale_variance: bool = True,
@@ -284,7 +273,8 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     output_scale = float(values.std()) if values.std() > 1e-9 else 1.0
     x = torch.as_tensor((inputs - input_centre) / input_scale, dtype=torch.float64)  # [n, d]
     y = torch.as_tensor((values - output_centre) / output_scale, dtype=torch.float64)[blocks]  # [b, m]
-    kernel = _kernel(kernel_name, x.shape[1]).double()
+    family = kernel_named(kernel_name)
+    kernel = family.module(x.shape[1]).double()
     likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(config.minimum_noise)).double()
     mean = gpytorch.means.ConstantMean().double()
     kernel.base_kernel.lengthscale = torch.full((1, x.shape[1]), 0.3, dtype=torch.float64)
@@ -294,7 +284,7 @@ def _fit_one(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConf
     differences = torch.stack([squared_differences(x[members], x[members]) for members in blocks], dim=1)  # [d, b, m, m], fixed during the fit
 
     def objective() -> torch.Tensor:  # negative log (composite) marginal likelihood per point
-        covariance = covariance_from_differences(kernel_name, differences, **kernel_hyperparameters(kernel)) + likelihood.noise * identity  # [b, m, m]
+        covariance = family.covariance_from_differences(kernel, differences) + likelihood.noise * identity  # [b, m, m]
         return negative_log_marginal_likelihood(covariance, y - mean.constant)
 
     parameters = [*likelihood.parameters(), *mean.parameters(), *kernel.parameters()]
