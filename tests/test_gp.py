@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import get_args, get_type_hints
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ import xarray as xr
 
 from weatherunc.synthetic import sample_matern32_grid
 from weatherunc import metrics
+from weatherunc.models.covariance import KERNEL_NAMES
 from weatherunc.models.gp import (
+    KERNELS,
     FittedGaussianProcess,
     GaussianProcessConfig,
     GaussianProcessInterpolator,
@@ -19,6 +22,7 @@ from weatherunc.models.gp import (
     _kernel,
     cholesky_with_jitter,
     fit_gaussian_process,
+    kernel_named,
     select_predictive_options,
     spatial_blocks,
 )
@@ -232,6 +236,16 @@ def test_rational_quadratic_kernel_is_among_the_automatic_kernels() -> None:
     fitted = fit_gaussian_process(np.stack([columns, rows], axis=1).astype(float), values, GaussianProcessConfig(transform=IDENTITY))
     assert fitted.kernel_name == "rational_quadratic"
     assert type(fitted.kernel.base_kernel).__name__ == "RQKernel"
+
+
+def test_every_configurable_kernel_is_a_family() -> None:
+    """Each kernel name of the config (but "auto") names one kernel family, known to the covariances too."""
+    configurable = set(get_args(get_type_hints(GaussianProcessConfig)["kernel"])) - {"auto"}
+    assert configurable == set(KERNELS) == set(KERNEL_NAMES)
+    assert all(kernel_named(name).name == name for name in configurable)
+    assert type(kernel_named("matern32").module(2).base_kernel).__name__ == "MaternKernel"
+    with pytest.raises(ValueError, match="valid kernels: matern12"):
+        kernel_named("matern72")
 
 
 def _censored_task(seed: int) -> Task:

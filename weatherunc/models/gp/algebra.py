@@ -1,0 +1,172 @@
+"""Exact GP algebra of a fitted GP: prediction, leave-one-out and leave-two-out, in float64.
+
+:class:`FittedGaussianProcess` holds the hyperparameters and the input/output scaling of a fit
+(:mod:`weatherunc.models.gp.fitting`) and conditions on contexts by one Cholesky factorisation
+(Rasmussen & Williams 2006, "Gaussian Processes for Machine Learning", algorithm 2.1), with dry
+contexts censored (:mod:`weatherunc.models.censoring`) and the variance re-scaled locally
+(:mod:`weatherunc.models.local_variance`) on request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from weatherunc.models.censoring import sample_censored
+from weatherunc.models.covariance import cholesky_with_jitter
+from weatherunc.models.gp.config import GaussianProcessConfig
+from weatherunc.models.gp.kernels import kernel_named
+from weatherunc.models.local_variance import LocalVarianceScale, squared_residuals
+
+#: Floor of the re-estimated variance scale, so that a constant (e.g. all-dry) context keeps std > 0.
+MINIMUM_VARIANCE_SCALE = 1e-4
+
+
+@dataclass
+class FittedGaussianProcess:
+    """Hyperparameters and input/output scaling of a fitted GP; predicts with exact algebra."""
+
+    kernel: torch.nn.Module
+    kernel_name: str
+    log_marginal_likelihood: float
+    constant: float
+    noise: float
+    input_centre: np.ndarray
+    input_scale: np.ndarray
+    output_centre: float
+    output_scale: float
+
+    def _inputs(self, points: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((points - self.input_centre) / self.input_scale, dtype=torch.float64)
+
+    def _covariance(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return kernel_named(self.kernel_name).covariance(self.kernel, first, second)
+
+    def predict(
+        self, context: np.ndarray, values: np.ndarray, targets: np.ndarray, batch: int, *, rescale_variance: bool = True,
+        censored: np.ndarray | None = None, bound: float = 0.0, samples: int = GaussianProcessConfig.censored_samples,
+        burn_in: int = GaussianProcessConfig.censored_burn_in, rng: np.random.Generator | None = None,
+        local_variance: LocalVarianceScale | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+        """Posterior mean ``[m]``, latent variance ``[m]`` and noise variance of ``z`` at ``targets``.
+
+        Conditions on all ``[n, d]`` contexts. The common scale of signal and noise variance is
+        re-estimated on all of them: for fixed lengthscales and noise ratio its maximum-likelihood
+        value is ``r^T K^-1 r / n`` (one Cholesky that prediction needs anyway), which corrects the
+        variance of hyperparameters fitted on a subset. The mean does not depend on it.
+        ``rescale_variance=False`` keeps the hyperparameters exactly as given.
+
+        ``censored`` (``[n]`` bool, optional): contexts known only to satisfy ``z <= bound``
+        (their ``values`` at or below it). Their values are drawn by Gibbs sampling from the
+        context distribution truncated there (``samples`` sweeps kept after ``burn_in``, seeded by
+        ``rng``); the predictive mean is the mean over draws of the exact posterior means, the
+        latent variance the exact one plus the variance of those means (the law of total
+        variance, moment-matched to one Gaussian).
+
+        ``local_variance`` (optional): both variances are multiplied at each target by the local
+        scale of the contexts' squared standardised leave-one-out residuals (censored ones by
+        their expectation below the bound; :mod:`weatherunc.models.local_variance`); the noise
+        variance is then ``[m]`` instead of one number.
+        """
+        with torch.no_grad():
+            inputs = self._inputs(context)
+            residual = torch.as_tensor((values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64)
+            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(len(inputs), dtype=torch.float64)
+            factor = cholesky_with_jitter(covariance)  # [n, n]
+            weights = torch.cholesky_solve(residual[:, None], factor)  # [n, 1]
+            scale = max(float((residual[:, None] * weights).sum()) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
+            limit = (bound - self.output_centre) / self.output_scale - self.constant
+            censoring = censored is not None and bool(np.any(censored))
+            inverse = torch.cholesky_inverse(factor).numpy() if censoring or local_variance is not None else None  # [n, n]
+            local_scale = np.ones(len(targets))
+            if local_variance is not None:
+                diagonal = inverse.diagonal()
+                loo_mean = residual.numpy() - weights[:, 0].numpy() / diagonal
+                residuals = squared_residuals(residual.numpy(), loo_mean, scale / diagonal, censored if censoring else None, limit)
+                local_scale = local_variance.at(targets, context, residuals, batch=batch)
+            if censoring:
+                precision = np.divide(inverse, scale, out=inverse)  # [n, n] of the scaled residual, in place
+                draws = sample_censored(precision, np.minimum(residual.numpy(), np.where(censored, limit, np.inf)), censored, limit,
+                                        samples=samples, burn_in=burn_in, rng=rng if rng is not None else np.random.default_rng(0))
+                del precision
+                weights = torch.cholesky_solve(torch.as_tensor(draws), factor)  # [n, samples]
+            del inverse
+            prior_variance = float(self.kernel.outputscale)
+            # Written into preallocated outputs: small per-batch tensors kept alive between the
+            # large temporaries fragment the heap (glibc then keeps the freed batches).
+            mean, variance, spread = np.empty(len(targets)), np.empty(len(targets)), np.zeros(len(targets))
+            for start in range(0, len(targets), batch):
+                stop = min(start + batch, len(targets))
+                cross = self._covariance(inputs, self._inputs(targets[start:stop]))  # [n, b]
+                means = cross.T @ weights  # [b, draws]
+                mean[start:stop] = means.mean(1).numpy()
+                if means.shape[1] > 1:
+                    spread[start:stop] = means.var(1, correction=0).numpy()
+                solved = torch.linalg.solve_triangular(factor, cross, upper=False)  # [n, b]
+                variance[start:stop] = torch.clamp(prior_variance - solved.square_().sum(0), min=0.0).numpy()
+                del cross, solved, means
+            mean = mean + self.constant
+            variance = (variance * scale + spread) * local_scale
+            noise = self.noise * scale * self.output_scale**2
+        return mean * self.output_scale + self.output_centre, variance * self.output_scale**2, noise * local_scale if local_variance is not None else noise
+
+    def leave_one_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out predictive mean and variance (noise included) of ``z`` at each context.
+
+        Closed form from one inverse of ``K = K_f + sigma^2 I`` over the ``[n, d]`` contexts,
+        without refitting: ``mu_i = z_i - [K^-1 r]_i / [K^-1]_ii``, ``var_i = 1 / [K^-1]_ii``
+        (Rasmussen & Williams 2006, eq. 5.12), with the variance scale re-estimated as in
+        :meth:`predict` (``rescale_variance``). Returns two ``[n]`` arrays.
+        """
+        residual, inverse, weights, scale = self._inverse_solution(context, values, rescale_variance)
+        diagonal = inverse.diagonal()
+        mean = residual - weights / diagonal + self.constant
+        variance = 1.0 / diagonal * scale
+        return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
+
+    def _inverse_solution(self, context: np.ndarray, values: np.ndarray, rescale_variance: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Standardised residual ``r`` ``[n]``, ``K^-1`` ``[n, n]``, ``K^-1 r`` ``[n]`` and the variance scale
+        (``r^T K^-1 r / n``, or 1 without ``rescale_variance``) over the ``[n, d]`` contexts."""
+        with torch.no_grad():
+            inputs = self._inputs(context)
+            residual = torch.as_tensor((values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64)
+            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(len(inputs), dtype=torch.float64)
+            inverse = torch.cholesky_inverse(cholesky_with_jitter(covariance)).numpy()  # [n, n]
+        residual = residual.numpy()
+        weights = inverse @ residual
+        scale = max(float(residual @ weights) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
+        return residual, inverse, weights, scale
+
+    def leave_two_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and variance ``[n, n]`` of ``z_j`` (column) with contexts ``i`` (row) and ``j`` both left out.
+
+        From the ``2 x 2`` blocks of ``A = K^-1`` over the ``[n, d]`` contexts, ``alpha = A r``: the
+        pair's left-out residuals are ``A_SS^-1 alpha_S`` with covariance ``A_SS^-1``, so
+        ``z_j - mu_j = (a_ii alpha_j - a_ij alpha_i) / D``, ``var_j = a_ii / D``,
+        ``D = a_ii a_jj - a_ij^2`` (the block form of Rasmussen & Williams 2006, eq. 5.12; Sundararajan
+        & Keerthi 2001, Neural Computation 13, 1103). The diagonal (``i = j``) is the leave-one-out
+        prediction. ``z_j``'s error there is independent of context ``i``'s leave-one-out error
+        under the model (that one is independent of every other value), which is what scoring a
+        smoother of the other contexts' residuals at ``i`` needs. Memory: a few ``[n, n]`` arrays.
+        """
+        residual, inverse, weights, scale = self._inverse_solution(context, values, rescale_variance)
+        diagonal = inverse.diagonal().copy()
+        product = np.multiply.outer(diagonal, diagonal)  # [n, n]; the [n, n] arrays below are reused in place
+        determinant = np.square(inverse)
+        np.subtract(product, determinant, out=determinant)
+        product *= 1e-12
+        np.maximum(determinant, product, out=determinant)
+        del product
+        np.fill_diagonal(determinant, diagonal**2)  # i = j: leave one out (1 / a_jj for the variance, alpha_j / a_jj for the residual)
+        left_out = np.multiply(inverse, weights[:, None], out=inverse)  # a_ij alpha_i, over K^-1 (no longer needed)
+        np.subtract(np.multiply.outer(diagonal, weights), left_out, out=left_out)
+        left_out /= determinant
+        np.fill_diagonal(left_out, weights / diagonal)
+        mean = np.subtract(residual + self.constant, left_out, out=left_out)
+        mean *= self.output_scale
+        mean += self.output_centre
+        variance = np.divide((scale * self.output_scale**2) * diagonal[:, None], determinant, out=determinant)
+        return mean, variance
+

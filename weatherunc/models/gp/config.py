@@ -1,0 +1,62 @@
+"""Options of the Gaussian-process interpolator (:class:`GaussianProcessConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from weatherunc.transforms import PrecipitationTransform
+
+#: Kernels compared by marginal likelihood when ``kernel="auto"``.
+AUTOMATIC_KERNELS = ("matern12", "matern32", "matern52", "rational_quadratic")
+
+
+@dataclass(frozen=True)
+class GaussianProcessConfig:
+    """Options of :class:`GaussianProcessInterpolator`.
+
+    ``offset_candidates``: offsets [mm/h] of the log/Box-Cox transform tried per task, the one
+    with the lowest leave-one-out CRPS of the contexts is used (empty: ``transform.offset`` as
+    given; ignored for the identity transform). Offsets below 0.3 mm/h are not among the
+    defaults: they can win the leave-one-out, which scores points near other contexts, yet
+    inflate the back-transformed mean far from them. ``selection_points``: contexts
+    scored in that leave-one-out (a seeded random subset above it). ``automatic_kernels``: the
+    kernels compared by marginal likelihood when ``kernel="auto"``. ``censored_contexts``: treat
+    dry contexts as ``z <= g(0)`` when the transform censors at zero and the task has both dry
+    and wet contexts, with ``censored_samples`` Gibbs sweeps kept after ``censored_burn_in``
+    (it costs a Gibbs sweep per dry context).
+    ``composite_points``, ``block_points``: with more than ``fit_points`` contexts, the fit uses
+    up to ``composite_points`` of them (a seeded random subset above it) in compact spatial blocks
+    of at most ``block_points`` (``composite_points <= fit_points``: a random ``fit_points``
+    instead); a random subset of a dense ring of contexts makes the fit, and the kernel chosen
+    with it, depend on the seed, compact blocks much less so.
+    ``local_variance``: re-scale the predictive variance locally from the contexts'
+    leave-one-out residuals (:mod:`weatherunc.models.local_variance`), with the bandwidth
+    (``local_variance_bandwidths``, multiples of the geometric mean of the fitted spatial
+    lengthscales) and ``local_variance_prior_weights`` chosen with the transform offset by the
+    leave-one-out CRPS of the contexts, among them no re-scaling at all (its effect on the
+    benchmark's tasks: benchmarks/results/interpolation.md).
+    """
+
+    kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
+    automatic_kernels: tuple[str, ...] = AUTOMATIC_KERNELS
+    transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
+    offset_candidates: tuple[float, ...] = (0.3, 1.0, 3.0)
+    selection_points: int = 2000
+    fit_points: int = 500
+    fit_iterations: int = 20
+    minimum_noise: float = 1e-4
+    max_exact_context: int = 6000
+    tile_km: float = 40.0
+    max_local_context: int = 1500
+    target_batch: int = 1024
+    censored_contexts: bool = True
+    censored_samples: int = 32
+    censored_burn_in: int = 16
+    composite_points: int = 2000
+    block_points: int = 200
+    local_variance: bool = True
+    local_variance_bandwidths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    local_variance_prior_weights: tuple[float, ...] = (1.0, 4.0)
+    seed: int = 0
+
