@@ -9,7 +9,7 @@ import pyproj
 import pytest
 import xarray as xr
 
-from weatherunc.tasks import Task, gauge_network, masked_blocks, planar_kilometres, random_pixels, station_folds
+from weatherunc.tasks import Task, blocked_station_folds, gauge_network, masked_blocks, planar_kilometres, random_pixels, station_folds
 
 CRS = pyproj.CRS.from_epsg(3035)
 
@@ -114,6 +114,79 @@ def test_station_folds(data_dir: Path) -> None:
     truth = folds[0].observed_truth()
     assert truth.dims == ("station",) and truth.attrs["units"] == "mm h-1"
 
+
+def _clustered_stations(seed: int = 0, clusters: int = 12, per_cluster: int = 10) -> xr.Dataset:
+    """``precipitation(station)`` at ``clusters`` x ``per_cluster`` stations: tight clusters (3 km) over 300 km, EPSG:3035."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(50_000.0, 350_000.0, size=(clusters, 2))
+    points = np.repeat(centres, per_cluster, axis=0) + rng.normal(0.0, 3_000.0, size=(clusters * per_cluster, 2))
+    n = len(points)
+    return xr.Dataset(
+        {"precipitation": ("station", rng.gamma(0.5, 2.0, size=n)), "crs": ((), 0, CRS.to_cf())},
+        coords={"station": np.arange(100, 100 + n), "x": ("station", points[:, 0]), "y": ("station", points[:, 1]),
+                "altitude_m": ("station", rng.uniform(200.0, 2000.0, size=n))},
+    )
+
+
+def _nearest_context_km(folds: list[Task]) -> np.ndarray:
+    """Distance from every target ``[n_station]`` to its nearest context, pooled over folds."""
+    return np.concatenate([
+        np.min(np.linalg.norm(task.target_coordinates[:, None] - task.context_coordinates[None], axis=2), axis=1) for task in folds
+    ])
+
+
+def _check_blocked_folds(stations: xr.Dataset, *, block_km: float, folds: int, ratio: float) -> None:
+    """Whole blocks held out, each station a target once, sizes balanced, and the median distance from a target to its
+    nearest context more than ``ratio`` times that of random folds (:func:`station_folds`, same folds and seed)."""
+    blocked = list(blocked_station_folds(stations, block_km=block_km, folds=folds, seed=0, covariates=("altitude_m",)))
+    n = stations.sizes["station"]
+    assert len(blocked) == folds
+    held_out = np.concatenate([task.target_coords["station"] for task in blocked])
+    assert len(held_out) == n and sorted(held_out) == sorted(stations.station.values), "every station is a target exactly once"
+    block_of = lambda coordinates: set(map(tuple, np.floor(coordinates / block_km).astype(int)))  # noqa: E731
+    for task in blocked:
+        assert task.n_context + task.n_target == n and task.context_covariates.shape == (task.n_context, 1)
+        assert not block_of(task.target_coordinates) & block_of(task.context_coordinates), task.description
+        assert np.all(np.isfinite(task.target_values)) and task.target_dim == "station"
+    all_coordinates = np.concatenate([task.target_coordinates for task in blocked])
+    _, block_sizes = np.unique(np.floor(all_coordinates / block_km).astype(int), axis=0, return_counts=True)
+    sizes = [task.n_target for task in blocked]
+    assert max(sizes) - min(sizes) <= block_sizes.max(), f"fold sizes {sizes} are not balanced"
+    random = list(station_folds(stations, folds=folds, seed=0))
+    blocked_distance, random_distance = np.median(_nearest_context_km(blocked)), np.median(_nearest_context_km(random))
+    assert blocked_distance > ratio * random_distance, f"median nearest-context distance: blocked {blocked_distance:.1f} km, random {random_distance:.1f} km"
+
+
+def test_blocked_station_folds_on_clustered_stations() -> None:
+    _check_blocked_folds(_clustered_stations(), block_km=50.0, folds=5, ratio=5.0)
+
+
+def test_blocked_station_folds_on_sic97(data_dir: Path) -> None:
+    from weatherunc.loading import open_dataset
+
+    stations = open_dataset("sic97", data_dir=data_dir).compute()
+    # SIC97 is less clustered than the synthetic set: random folds' median is 11 km, blocked 16 km (25 km blocks) and 20 km (50 km)
+    _check_blocked_folds(stations, block_km=25.0, folds=10, ratio=1.3)
+    _check_blocked_folds(stations, block_km=50.0, folds=10, ratio=1.7)
+
+
+def test_blocked_station_folds_are_seeded() -> None:
+    stations = _clustered_stations()
+    targets = lambda seed: [task.target_coords["station"] for task in blocked_station_folds(stations, block_km=40.0, folds=4, seed=seed)]  # noqa: E731
+    first, again, other = targets(3), targets(3), targets(4)
+    assert len(first) == len(again) and all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other)), "another seed gives other folds"
+
+
+def test_blocked_station_folds_refuse_bad_arguments() -> None:
+    stations = _clustered_stations()
+    for block_km in (0.0, -10.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="block_km must be finite and > 0"):
+            list(blocked_station_folds(stations, block_km=block_km, folds=3))
+    with pytest.raises(ValueError, match="folds must be at least 2, got 1"):
+        list(blocked_station_folds(stations, block_km=50.0, folds=1))
+    with pytest.raises(ValueError, match=r"folds=3 is more than the 1 block\(s\) of 10000 km"):
+        list(blocked_station_folds(stations, block_km=10_000.0, folds=3))
 
 def test_wettest_window() -> None:
     from weatherunc.tasks import wettest_window
