@@ -44,7 +44,7 @@ from weatherunc.tasks import Task, blocked_station_folds, planar_kilometres, sta
 BLOCK_SIZES: tuple[float | None, ...] = (25.0, 50.0, None)
 FOLDS = 10
 SEEDS = (0, 1, 2, 3, 4)
-METHODS = ("gp", "kriging", "gp_altitude")
+METHODS = ("gp", "kriging", "gp_altitude", "gp+self")
 #: Scores summarised over seeds.
 SUMMARY_METRICS = ("rmse", "crps", "coverage_90", "nlpd", "mae")
 

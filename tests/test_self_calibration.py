@@ -11,7 +11,7 @@ import xarray as xr
 
 from weatherunc.evaluation import distance_to_nearest_context, score_prediction
 from weatherunc.heads.calibration import rescale_std
-from weatherunc.heads.self_calibration import SelfCalibrated, SelfCalibrationOptions, fit_self_calibration, pseudo_task, self_calibrate
+from weatherunc.heads.self_calibration import SelfCalibrated, SelfCalibrationOptions, fit_self_calibration, pseudo_predictions, pseudo_task, self_calibrate
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
@@ -102,17 +102,29 @@ def test_self_calibration_restores_the_coverage_of_a_miscalibrated_model(shrink:
 def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
     task = _field_task(n_context=60, n_target=20)
     model = OverconfidentModel(0.5)
-    prediction = SelfCalibrated(model).predict(task)
+    once = SelfCalibrationOptions(max_repeats=1)
+    prediction = SelfCalibrated(model, options=once).predict(task)
     record = json.loads(prediction.attrs["self_calibration"])
     assert record["method"] == "none" and "minimum_targets" in record["reason"]
     np.testing.assert_array_equal(prediction.transformed_std.values, model.predict(task).transformed_std.values)
     assert prediction.attrs["model"] == "overconfident+self"
-    pseudo, weights = pseudo_task(task, SelfCalibrationOptions())
-    assert fit_self_calibration(model.predict(pseudo), pseudo, weights, SelfCalibrationOptions()) is None
+    pseudo, weights = pseudo_task(task, once)
+    assert fit_self_calibration(model.predict(pseudo), pseudo.target_values, distance_to_nearest_context(pseudo), weights, once) is None
+
+
+def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() -> None:
+    task = _field_task(n_context=60, n_target=20)
+    options = SelfCalibrationOptions()
+    pooled, truth, distance, weights, draws = pseudo_predictions(OverconfidentModel(0.5), task, options)
+    per_draw = int(options.pseudo_fraction * task.n_context)
+    assert draws == int(np.ceil(2 * options.minimum_targets / per_draw)) and truth.size == draws * per_draw
+    assert pooled.sizes["target"] == truth.size == distance.size == weights.size
+    record = json.loads(self_calibrate(OverconfidentModel(0.5), task, options=options).attrs["self_calibration"])
+    assert record["method"] == "self" and record["scores"]["draws"] == draws and record["overall_std_factor"] > 1
 
 
 def test_options_are_checked() -> None:
-    for bad in ({"pseudo_fraction": 1.0}, {"level": 0.0}, {"distance_edges_km": (0.0, 5.0, 2.0)}):
+    for bad in ({"pseudo_fraction": 1.0}, {"level": 0.0}, {"distance_edges_km": (0.0, 5.0, 2.0)}, {"max_repeats": 0}):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
 

@@ -56,7 +56,9 @@ class SelfCalibrationOptions:
     ``max_pseudo_targets``); ``distance_edges_km``: the bins of distance to the nearest context;
     ``level``: the central interval whose coverage the std factors calibrate; ``probability``:
     the scaler of the bin probabilities (``"vector"`` falls back to temperature below
-    ``vector_minimum`` pseudo-targets).
+    ``vector_minimum`` pseudo-targets). A task with fewer contexts than give ``2 *
+    minimum_targets`` pseudo-targets in one draw (a small station network) is drawn again with
+    other seeds, up to ``max_repeats`` draws, and the draws' pseudo-targets are pooled.
     """
 
     pseudo_fraction: float = 0.3
@@ -69,6 +71,7 @@ class SelfCalibrationOptions:
     probability: Literal["vector", "temperature", "none"] = "vector"
     vector_penalty: float = 0.01
     vector_minimum: int = 500
+    max_repeats: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +79,8 @@ class SelfCalibrationOptions:
             raise ValueError(f"pseudo_fraction must be in (0, 1), got {self.pseudo_fraction}")
         if not 0 < self.level < 1:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if self.max_repeats < 1:
+            raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
         if list(self.distance_edges_km) != sorted(set(self.distance_edges_km)) or len(self.distance_edges_km) < 2:
             raise ValueError(f"distance_edges_km must increase strictly, got {self.distance_edges_km}")
 
@@ -191,13 +196,13 @@ def _interval_and_bins_scores(prediction: xr.Dataset, truth: np.ndarray, weights
     }
 
 
-def fit_self_calibration(prediction: xr.Dataset, pseudo: Task, weights: np.ndarray, options: SelfCalibrationOptions) -> SelfCalibration | None:
-    """Fit on the pseudo-targets' ``prediction`` (see the module docstring); None below ``minimum_targets``."""
-    truth = pseudo.target_values
-    if pseudo.n_target < options.minimum_targets:
+def fit_self_calibration(prediction: xr.Dataset, truth: np.ndarray, distance: np.ndarray, weights: np.ndarray, options: SelfCalibrationOptions) -> SelfCalibration | None:
+    """Fit on pseudo-targets (see the module docstring): their ``prediction``, ``truth`` [mm/h],
+    ``distance`` [km] to the nearest remaining context and importance ``weights``, each
+    ``[n_pseudo]``; None below ``minimum_targets``."""
+    if truth.size < options.minimum_targets:
         return None
     edges = options.distance_edges_km
-    distance = distance_to_nearest_context(pseudo)
     bins = _bin_of(distance, edges)
     overall = _smallest_covering_factor(prediction, truth, weights, options.level)
     factors = []
@@ -222,7 +227,26 @@ def fit_self_calibration(prediction: xr.Dataset, pseudo: Task, weights: np.ndarr
             probability = TemperatureScaling.fit(probabilities, observed)
     fitted = replace(interim, probability=probability)
     after = _interval_and_bins_scores(fitted.apply(prediction, distance), truth, weights, options.level)
-    return replace(fitted, scores={"pseudo_targets": int(pseudo.n_target), "contexts_left": int(pseudo.n_context), "before": before, "after": after})
+    return replace(fitted, scores={"pseudo_targets": int(truth.size), "before": before, "after": after})
+
+
+def pseudo_predictions(model, task: Task, options: SelfCalibrationOptions) -> tuple[xr.Dataset, np.ndarray, np.ndarray, np.ndarray, int]:
+    """``model``'s predictions of one or more pseudo-tasks of ``task`` (:func:`pseudo_task`, seeds
+    ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets and
+    ``max_repeats`` allows), pooled along ``target``, with their truths, distances to the nearest
+    remaining context and weights ``[n_pseudo]``, and the number of draws."""
+    predictions, truths, distances, weights = [], [], [], []
+    for draw in range(options.max_repeats):
+        pseudo, weight = pseudo_task(task, replace(options, seed=options.seed + draw))
+        prediction = model.predict(pseudo)
+        predictions.append(prediction.drop_vars([name for name in prediction.coords if name not in ("quantile", "threshold", "bin", "bin_lower", "bin_upper")]))
+        truths.append(pseudo.target_values)
+        distances.append(distance_to_nearest_context(pseudo))
+        weights.append(weight)
+        if sum(truth.size for truth in truths) >= 2 * options.minimum_targets:
+            break
+    pooled = xr.concat(predictions, dim="target", combine_attrs="override") if len(predictions) > 1 else predictions[0]
+    return pooled, np.concatenate(truths), np.concatenate(distances), np.concatenate(weights), len(predictions)
 
 
 def self_calibrate(model, task: Task, prediction: xr.Dataset | None = None, options: SelfCalibrationOptions | None = None) -> xr.Dataset:
@@ -236,13 +260,14 @@ def self_calibrate(model, task: Task, prediction: xr.Dataset | None = None, opti
     prediction = model.predict(task) if prediction is None else prediction
     started = time.perf_counter()
     try:
-        pseudo, weights = pseudo_task(task, options)
+        pooled, truth, distance, weights, draws = pseudo_predictions(model, task, options)
     except ValueError as error:
         return prediction.assign_attrs(self_calibration=json.dumps({"method": "none", "reason": str(error)}), self_calibration_seconds=0.0)
-    fitted = fit_self_calibration(model.predict(pseudo), pseudo, weights, options)
+    fitted = fit_self_calibration(pooled, truth, distance, weights, options)
     if fitted is None:
-        reason = f"{pseudo.n_target} pseudo-targets, fewer than minimum_targets={options.minimum_targets}"
+        reason = f"{truth.size} pseudo-targets in {draws} draws, fewer than minimum_targets={options.minimum_targets}"
         return prediction.assign_attrs(self_calibration=json.dumps({"method": "none", "reason": reason}), self_calibration_seconds=time.perf_counter() - started)
+    fitted = replace(fitted, scores={**fitted.scores, "draws": draws})
     calibrated = fitted.apply(prediction, distance_to_nearest_context(task))
     return calibrated.assign_attrs(self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started)
 
