@@ -15,7 +15,7 @@ import xarray as xr
 
 import pipelines.ingest as ingest_module
 from pipelines.ingest import ingest
-from tests.conftest import REPOSITORY, write_cf_netcdf, write_entry
+from tests.conftest import REPOSITORY, tree_bytes, write_cf_netcdf, write_classic_netcdf, write_entry
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import open_dataset
@@ -139,6 +139,26 @@ def test_bad_frame_leaves_no_partial_output_and_keeps_the_old_store(tmp_path: Pa
     with pytest.raises(InputDataError):
         ingest("synthetic", fresh, catalog=_synthetic_catalog(tmp_path, bad), progress=False)
     assert not fresh.exists() and not StagedStore(fresh).folder.exists()
+
+
+def test_truncated_classic_netcdf_is_refused_and_keeps_the_earlier_store(tmp_path: Path) -> None:
+    """A classic NetCDF file cut short (its lost bytes would read as 0 mm/h) is refused as
+    incomplete, and an ``overwrite`` ingest of it leaves the earlier store byte for byte."""
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    path = write_classic_netcdf(data_root / "synthetic.nc", np.random.default_rng(2).gamma(0.5, 2.0, size=(3, 8, 10)))
+    write_entry(tmp_path / "catalog")
+    catalog = Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
+    out = tmp_path / "synthetic.zarr"
+    ingest("synthetic", out, catalog=catalog, progress=False)
+    before = tree_bytes(out)
+
+    path.write_bytes(path.read_bytes()[:-300])
+    with pytest.raises(InputDataError, match="file complete") as caught:
+        ingest("synthetic", out, catalog=catalog, overwrite=True, progress=False)
+    assert str(path) in str(caught.value)
+    assert tree_bytes(out) == before
+    assert not StagedStore(out).folder.exists()
 
 
 def test_existing_store_of_other_content_needs_overwrite(tmp_path: Path) -> None:
