@@ -96,11 +96,10 @@ def ingest(
             return IngestReport(out, total, 0, total, time.perf_counter() - start)
         if not overwrite:
             raise FileExistsError(f"{out} exists and holds other data; pass overwrite (--overwrite) to replace it")
-    if staged.folder.exists() and staged.staged_fingerprint() != digest:
-        if not restart:
-            raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input; pass restart (--restart) to discard it")
-        staged.discard()
-    if not staged.folder.exists():
+    staged_digest = staged.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
+    if staged_digest is not None and staged_digest != digest and not restart:
+        raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input; pass restart (--restart) to discard it")
+    if staged_digest != digest:
         staged.begin(dataset, digest=digest, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
 
     done = staged.finished_frames()

@@ -7,6 +7,9 @@ Layout while running::
         fingerprint.json             job config, input and model fingerprints
         tiles/00003_00012            manifest: one entry per finished (frame, tile), renamed into place
 
+The staging folder is built as ``prediction.zarr.partial.creating`` and renamed into place once
+its fingerprint is written, so a staging folder always says what it holds (one without a
+fingerprint, from an older version, holds nothing usable and is started afresh).
 A tile counts as written only once its manifest entry exists, so a chunk left half-written
 by a crash is simply rewritten on resume (zarr chunk writes replace whole chunks). When every
 (frame, tile) is in the manifest, the store is marked complete (root attribute
@@ -43,6 +46,11 @@ class JobStore:
         return self.final.with_name(self.final.name + ".partial")
 
     @property
+    def creating(self) -> Path:
+        """``prediction.zarr.partial.creating``: the staging folder while :meth:`begin` builds it."""
+        return self.final.with_name(self.final.name + ".partial.creating")
+
+    @property
     def zarr_path(self) -> Path:
         """The zarr store being filled."""
         return self.folder / "store.zarr"
@@ -60,13 +68,19 @@ class JobStore:
             return None
 
     def begin(self, template: xr.Dataset, encoding: dict, fingerprint: str, description: dict) -> None:
-        """Create the staging folder with the store's metadata and coordinates (no data)."""
+        """Replace any staging folder with a new one holding the store's metadata and
+        coordinates (no data) and the fingerprint.
+
+        The folder is built under :attr:`creating` and renamed into place last, so an
+        interruption leaves either no staging folder or a complete one.
+        """
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.manifest.mkdir(parents=True)
-        template.to_zarr(self.zarr_path, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
-        temporary = self.folder / "fingerprint.json.tmp"
-        temporary.write_text(json.dumps({"fingerprint": fingerprint, "job": description}, indent=2))
-        os.replace(temporary, self.folder / "fingerprint.json")
+        shutil.rmtree(self.creating, ignore_errors=True)
+        building = self.creating
+        (building / self.manifest.name).mkdir(parents=True)
+        template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
+        (building / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "job": description}, indent=2))
+        os.replace(building, self.folder)
 
     @staticmethod
     def entry_name(frame: int, tile: int) -> str:

@@ -170,10 +170,10 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
             return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
         if not restart:
             raise JobStateError(f"{store.final} holds the output of another job config, input or model; pass --restart to replace it")
-    if store.folder.exists() and store.staged_fingerprint() != digest:
-        if not restart:
-            raise JobStateError(f"{store.folder} holds an unfinished run of another job config, input or model; pass --restart to discard it")
-    if restart or not store.folder.exists() or store.staged_fingerprint() != digest:
+    staged_digest = store.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
+    if staged_digest is not None and staged_digest != digest and not restart:
+        raise JobStateError(f"{store.folder} holds an unfinished run of another job config, input or model; pass --restart to discard it")
+    if restart or staged_digest != digest:
         template, encoding = build_template(job, frames)
         store.begin(template, encoding, digest, description)
     template = xr.open_zarr(store.zarr_path, consolidated=False).isel(time=0, drop=True)

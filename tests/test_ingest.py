@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 
 import pipelines.ingest as ingest_module
+import weatherunc.store as store_module
 from pipelines.ingest import ingest
 from tests.conftest import REPOSITORY, tree_bytes, write_cf_netcdf, write_classic_netcdf, write_entry
 from weatherunc.catalog import Catalog
@@ -183,6 +184,42 @@ def test_unfinished_ingest_of_other_input_needs_restart(tmp_path: Path, monkeypa
         ingest("synthetic", out, catalog=other, progress=False)
     ingest("synthetic", out, catalog=other, restart=True, progress=False)
     assert float(open_store(out).precipitation.min()) == 4.0
+
+
+def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest that dies after creating its staging folder but before writing the
+    fingerprint leaves nothing that a re-run (without restart) refuses; the result equals a clean ingest."""
+    values = np.random.default_rng(3).gamma(0.5, 2.0, size=(3, 4, 5))
+    catalog = _synthetic_catalog(tmp_path, values)
+    out = tmp_path / "synthetic.zarr"
+
+    def killed(path: Path, text: str) -> None:
+        raise RuntimeError("killed before the fingerprint was written")
+
+    monkeypatch.setattr(store_module, "_write_atomically", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest("synthetic", out, catalog=catalog, progress=False)
+    monkeypatch.undo()
+    report = ingest("synthetic", out, catalog=catalog, progress=False)
+    assert report.frames_written == 3
+    np.testing.assert_array_equal(open_store(out).precipitation.values, values.astype(np.float32))
+
+
+def test_staging_folder_without_fingerprint_is_started_afresh(tmp_path: Path) -> None:
+    """A staging folder that has no fingerprint (left by a kill during its creation) holds
+    nothing usable: the next ingest starts it afresh instead of asking for restart."""
+    values = np.random.default_rng(4).gamma(0.5, 2.0, size=(3, 4, 5))
+    catalog = _synthetic_catalog(tmp_path, values)
+    out = tmp_path / "synthetic.zarr"
+    clean = tmp_path / "clean.zarr"
+    ingest("synthetic", clean, catalog=catalog, progress=False)
+    staged = StagedStore(out)
+    (staged.zarr_path / "precipitation").mkdir(parents=True)
+    staged.markers.mkdir()
+    (staged.markers / "000001").touch()  # a marker without a fingerprint proves nothing
+    report = ingest("synthetic", out, catalog=catalog, progress=False)
+    assert report.frames_written == 3 and report.frames_already_done == 0
+    xr.testing.assert_identical(open_store(out).precipitation.compute(), open_store(clean).precipitation.compute())
 
 
 def test_process_scheduler(tmp_path: Path) -> None:

@@ -116,6 +116,35 @@ def test_changed_config_refuses_to_resume(tmp_path: Path) -> None:
     assert run_job(changed, scheduler="synchronous", restart=True, progress=False).tiles_written == finished.tiles_total
 
 
+def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job that dies after creating ``prediction.zarr.partial`` but before writing its
+    fingerprint is resumed by a plain re-run, which equals a clean run."""
+    job = _job(tmp_path)
+    original = xr.Dataset.to_zarr
+
+    def killed_for_the_prediction(self: xr.Dataset, store, *args, **kwargs):
+        if "prediction.zarr" in str(store):
+            raise RuntimeError("killed while the staging folder was created")
+        return original(self, store, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", killed_for_the_prediction)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_job(job, scheduler="synchronous", progress=False)
+    monkeypatch.undo()
+    report = run_job(job, scheduler="synchronous", progress=False)
+    xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
+
+
+def test_staging_folder_without_fingerprint_is_started_afresh(clean: xr.Dataset, tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    manifest = job.run_dir / "prediction.zarr.partial" / "tiles"
+    manifest.mkdir(parents=True)
+    (manifest / "00000_00000").touch()  # an entry without a fingerprint proves nothing
+    report = run_job(job, scheduler="synchronous", progress=False)
+    assert report.tiles_written == report.tiles_total
+    xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
+
+
 def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
     path = _write_config(tmp_path, tiling={"tile_pixels": 2}, name="bad name")
     with pytest.raises(ValueError, match=r"name: String should match pattern.*tiling.tile_pixels: Input should be greater than or equal to 8"):

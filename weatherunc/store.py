@@ -7,7 +7,10 @@ Layout while writing ``OUT.zarr``::
         fingerprint.json     what is being written (entry, files, sizes, times)
         frames/000012        one empty marker per frame, created after its chunk is written
 
-A missing zarr chunk reads back as NaN ("no observation"), so a frame counts as written
+The staging folder is built as ``OUT.zarr.partial.creating`` and renamed to
+``OUT.zarr.partial`` once its fingerprint is written, so a staging folder always says what it
+holds; one without a fingerprint (from an older version) holds nothing usable and is started
+afresh. A missing zarr chunk reads back as NaN ("no observation"), so a frame counts as written
 only once its marker exists. When every frame has its marker, the store's root attribute
 ``weatherunc_complete`` is set, the store is renamed to ``OUT.zarr`` (an atomic rename on
 one file system), and the staging folder is removed. ``OUT.zarr`` therefore exists only
@@ -54,6 +57,11 @@ class StagedStore:
         return self.final.with_name(self.final.name + ".partial")
 
     @property
+    def creating(self) -> Path:
+        """``OUT.zarr.partial.creating``: the staging folder while :meth:`begin` builds it."""
+        return self.final.with_name(self.final.name + ".partial.creating")
+
+    @property
     def zarr_path(self) -> Path:
         """The zarr store inside the staging folder."""
         return self.folder / "store.zarr"
@@ -81,19 +89,23 @@ class StagedStore:
             return None
 
     def begin(self, template: xr.Dataset, *, digest: str, encoding: dict[str, dict[str, Any]]) -> None:
-        """Create the staging folder and write ``template``'s metadata and coordinates.
+        """Replace any staging folder with a new one holding ``template``'s metadata and
+        coordinates and the fingerprint ``digest``.
 
-        Each data variable of ``template`` is a lazy Dask array that is never computed here.
+        The folder is built under :attr:`creating` and renamed into place last, so an
+        interruption leaves either no staging folder or a complete one. Each data variable
+        of ``template`` is a lazy Dask array that is never computed here.
         """
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.markers.mkdir(parents=True)
+        self.discard()
+        building = self.creating
+        (building / self.markers.name).mkdir(parents=True)
         lazy_coordinates = [name for name in template.coords if template[name].chunks is not None]
         template = template.assign_coords({name: template[name].compute() for name in lazy_coordinates})
         template.attrs[FINGERPRINT_ATTRIBUTE] = digest
         # Coordinates (numpy) are written now; data variables (Dask) only get their metadata.
-        template.to_zarr(self.zarr_path, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
-        _write_atomically(self.fingerprint_path, json.dumps({"fingerprint": digest}))
+        template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
+        _write_atomically(building / self.fingerprint_path.name, json.dumps({"fingerprint": digest}))
+        os.replace(building, self.folder)
 
     def finished_frames(self) -> set[int]:
         """Indices of frames whose marker exists."""
@@ -137,8 +149,9 @@ class StagedStore:
         return self.final
 
     def discard(self) -> None:
-        """Remove the staging folder and everything in it."""
+        """Remove the staging folder (and one left half-built) with everything in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.creating, ignore_errors=True)
 
 
 def store_fingerprint(path: Path) -> str | None:
