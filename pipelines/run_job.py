@@ -27,14 +27,14 @@ from tqdm import tqdm
 
 from pipelines.job_config import JobConfig
 from pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
-from pipelines.stages import all_tiles, frame_axes, ingest_observations, load_calibration, load_model, predict_frame_tile, select_frames
+from pipelines.ingest import IngestInput
+from pipelines.stages import all_tiles, frame_axes, ingest_observations, load_calibration, load_model, observations_input, predict_frame_tile, select_frames
 from pipelines.verification import verify_store, write_figures
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.checkpoints import sha256_of, software_versions
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.store import store_fingerprint
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
@@ -111,11 +111,11 @@ def _tile_task(job: JobConfig, observations_path: str, frame_index: int, frame_n
     return tile.number
 
 
-def _job_fingerprint(job: JobConfig, observations_path: Path) -> tuple[str, dict[str, Any]]:
+def _job_fingerprint(job: JobConfig, observations: IngestInput) -> tuple[str, dict[str, Any]]:
     model = load_model(job)
     description = {
         "job": job.description(),
-        "observations": store_fingerprint(observations_path),
+        "observations": observations.digest,
         "model_checkpoint_sha256": getattr(model, "checkpoint_sha256", ""),
         "calibration_sha256": sha256_of(job.calibration_file) if job.calibration_file else "",
     }
@@ -155,24 +155,28 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
     start = time.perf_counter()
     run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    observations = ingest_observations(job, catalog=catalog, progress=progress)
-    frames = select_frames(observations, job)
-    frame_indices = [int(np.flatnonzero(observations["time"].values == time_value)[0]) for time_value in frames["time"].values]
     store = JobStore(run_dir / "prediction.zarr")
-    digest, description = _job_fingerprint(job, run_dir / "observations.zarr")
-    tiles = all_tiles(frames, job)
-    expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
+    # The fingerprint check comes before the ingest, which would replace observations of other input.
+    catalog = catalog or Catalog.load()
+    opened = observations_input(job, catalog=catalog)
+    digest, description = _job_fingerprint(job, opened)
+    finished_digest = None
     if store.final.exists():
         import zarr
 
         finished_digest = zarr.open_group(store.final, mode="r").attrs.get(FINGERPRINT_ATTRIBUTE)
-        if finished_digest == digest and not restart:
-            return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
-        if not restart:
+        if finished_digest != digest and not restart:
             raise JobStateError(f"{store.final} holds the output of another job config, input or model; pass --restart to replace it")
     staged_digest = store.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
     if staged_digest is not None and staged_digest != digest and not restart:
         raise JobStateError(f"{store.folder} holds an unfinished run of another job config, input or model; pass --restart to discard it")
+    observations = ingest_observations(job, catalog=catalog, progress=progress, opened=opened)
+    frames = select_frames(observations, job)
+    frame_indices = [int(np.flatnonzero(observations["time"].values == time_value)[0]) for time_value in frames["time"].values]
+    tiles = all_tiles(frames, job)
+    expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
+    if finished_digest == digest and not restart:
+        return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
     if restart or staged_digest != digest:
         template, encoding = build_template(job, frames)
         store.begin(template, encoding, digest, description)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import yaml
 
 from pipelines.job_config import JobConfig, load_job_config
 from pipelines.run_job import JobStateError, run_job
+from tests.conftest import tree_bytes, write_entry
+from weatherunc.catalog import Catalog
 
 JOB = {
     "name": "mrms_idw",
@@ -143,6 +146,42 @@ def test_staging_folder_without_fingerprint_is_started_afresh(clean: xr.Dataset,
     report = run_job(job, scheduler="synchronous", progress=False)
     assert report.tiles_written == report.tiles_total
     xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
+
+
+def _copied_input(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A catalog folder with entry ``mrms_copy`` reading a copy of the embedded MRMS file;
+    returns (catalog folder, data root, the copied file)."""
+    embedded = Catalog.load()
+    source = embedded.resolve_files(embedded.get("mrms_embedded"))[0]
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    copy = data_root / "mrms_copy.nc"
+    shutil.copy(source, copy)
+    entry = embedded.get("mrms_embedded")
+    write_entry(tmp_path / "catalog", name="mrms_copy", files=copy.name, variable=entry.variable, units=entry.units, time_step_minutes=entry.time_step_minutes, crs=entry.crs)
+    return tmp_path / "catalog", data_root, copy
+
+
+def _halve_first_frame(path: Path) -> None:
+    dataset = xr.load_dataset(path)
+    dataset["precipitation_rate"].values[0] *= 0.5
+    dataset.to_netcdf(path)
+
+
+def test_changed_input_is_refused_before_the_observations_are_touched(tmp_path: Path) -> None:
+    """A re-run after the input file changed is refused, and the run folder keeps the
+    observations (and prediction) of the first run byte for byte."""
+    catalog_folder, data_root, copy = _copied_input(tmp_path)
+    job = _job(tmp_path / "out", dataset="mrms_copy", frames={"start": "2019-06-10T00:30", "limit": 1})
+    run_job(job, scheduler="synchronous", progress=False, catalog=Catalog.load([catalog_folder], data_root_dir=data_root))
+    observations_before = tree_bytes(job.run_dir / "observations.zarr")
+    prediction_before = tree_bytes(job.run_dir / "prediction.zarr")
+
+    _halve_first_frame(copy)
+    with pytest.raises(JobStateError, match="holds the output of another job config, input or model"):
+        run_job(job, scheduler="synchronous", progress=False, catalog=Catalog.load([catalog_folder], data_root_dir=data_root))
+    assert tree_bytes(job.run_dir / "observations.zarr") == observations_before
+    assert tree_bytes(job.run_dir / "prediction.zarr") == prediction_before
 
 
 def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
