@@ -21,7 +21,7 @@ from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import GridSource, open_stations
-from weatherunc.store import StagedStore, fingerprint, frame_encoding, store_fingerprint
+from weatherunc.store import StagedStore, describe_changes, fingerprint, frame_encoding, store_description, store_fingerprint
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,15 @@ class IngestInput:
         """The fingerprint a store of this input records."""
         return fingerprint(self.description)
 
+    @property
+    def recorded(self) -> dict[str, object]:
+        """The description as a store records it, to say what changed: the catalog entry and
+        the file rows in full, the per-frame (or per-station value) list by count and sha256."""
+        return {
+            key: {"count": len(value), "sha256": fingerprint({key: value})} if key in ("frames", "values") else value
+            for key, value in self.description.items()
+        }
+
 
 def open_input(name: str, catalog: Catalog) -> IngestInput:
     """Open catalog entry ``name`` for ingest: grids are listed and checked from their
@@ -123,12 +132,14 @@ def ingest(
         if store_fingerprint(out) == digest:
             return IngestReport(out, total, 0, total, time.perf_counter() - start)
         if not overwrite:
-            raise FileExistsError(f"{out} exists and holds other data; pass overwrite (--overwrite) to replace it")
+            changes = describe_changes(store_description(out), opened.recorded)
+            raise FileExistsError(f"{out} exists and holds other data ({changes}); pass overwrite (--overwrite) to replace it")
     staged_digest = staged.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
     if staged_digest is not None and staged_digest != digest and not restart:
-        raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input; pass restart (--restart) to discard it")
+        changes = describe_changes(staged.staged_description(), opened.recorded)
+        raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input ({changes}); pass restart (--restart) to discard it")
     if staged_digest != digest:
-        staged.begin(dataset, digest=digest, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
+        staged.begin(dataset, digest=digest, description=opened.recorded, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
 
     done = staged.finished_frames()
     if source is None:

@@ -4,7 +4,7 @@ Layout while running::
 
     RUN/prediction.zarr.partial/
         store.zarr/                  zarr v3; chunks (1, tile, tile, ...): one chunk per frame x tile
-        fingerprint.json             job config, input and model fingerprints
+        fingerprint.json             the job's fingerprint and its described inputs (config, input files, checksums)
         tiles/00003_00012            manifest: one entry per finished (frame, tile), renamed into place
 
 The staging folder is built as ``prediction.zarr.partial.creating`` and renamed into place once
@@ -67,9 +67,16 @@ class JobStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def begin(self, template: xr.Dataset, encoding: dict, fingerprint: str, description: dict) -> None:
+    def staged_inputs(self) -> dict | None:
+        """The described inputs of the staged job's fingerprint, ``None`` if not recorded."""
+        try:
+            return json.loads((self.folder / "fingerprint.json").read_text())["inputs"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def begin(self, template: xr.Dataset, encoding: dict, fingerprint: str, inputs: dict) -> None:
         """Replace any staging folder with a new one holding the store's metadata and
-        coordinates (no data) and the fingerprint.
+        coordinates (no data), the fingerprint and the described ``inputs`` it was computed from.
 
         The folder is built under :attr:`creating` and renamed into place last, so an
         interruption leaves either no staging folder or a complete one.
@@ -79,7 +86,7 @@ class JobStore:
         building = self.creating
         (building / self.manifest.name).mkdir(parents=True)
         template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
-        (building / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "job": description}, indent=2))
+        (building / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "inputs": inputs}, indent=2, default=str))
         os.replace(building, self.folder)
 
     @staticmethod

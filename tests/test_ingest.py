@@ -166,8 +166,9 @@ def test_existing_store_of_other_content_needs_overwrite(tmp_path: Path) -> None
     out = tmp_path / "synthetic.zarr"
     ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, np.ones((2, 3, 3))), progress=False)
     other = _synthetic_catalog(tmp_path, np.full((2, 3, 3), 2.0))
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match=r"overwrite") as caught:
         ingest("synthetic", out, catalog=other, progress=False)
+    assert "files[synthetic.nc]" in str(caught.value)  # the refusal names the changed file
     ingest("synthetic", out, catalog=other, overwrite=True, progress=False)
     assert float(open_store(out).precipitation.max()) == 2.0
 
@@ -180,8 +181,9 @@ def test_unfinished_ingest_of_other_input_needs_restart(tmp_path: Path, monkeypa
         ingest("synthetic", out, catalog=catalog, progress=False)
     monkeypatch.undo()
     other = _synthetic_catalog(tmp_path, np.full((3, 3, 3), 4.0))
-    with pytest.raises(FileExistsError, match="restart"):
+    with pytest.raises(FileExistsError, match="restart") as caught:
         ingest("synthetic", out, catalog=other, progress=False)
+    assert "files[synthetic.nc]" in str(caught.value)
     ingest("synthetic", out, catalog=other, restart=True, progress=False)
     assert float(open_store(out).precipitation.min()) == 4.0
 
@@ -220,6 +222,17 @@ def test_staging_folder_without_fingerprint_is_started_afresh(tmp_path: Path) ->
     report = ingest("synthetic", out, catalog=catalog, progress=False)
     assert report.frames_written == 3 and report.frames_already_done == 0
     xr.testing.assert_identical(open_store(out).precipitation.compute(), open_store(clean).precipitation.compute())
+
+
+def test_refusal_names_the_changed_catalog_field(tmp_path: Path) -> None:
+    out = tmp_path / "synthetic.zarr"
+    ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, np.ones((2, 3, 3))), progress=False)
+    write_entry(tmp_path / "catalog", time_step_minutes=10)
+    changed = Catalog.load([tmp_path / "catalog"], data_root_dir=tmp_path / "data")
+    with pytest.raises(FileExistsError, match="overwrite") as caught:
+        ingest("synthetic", out, catalog=changed, progress=False)
+    assert "entry.time_step_minutes: 5.0 -> 10.0" in str(caught.value)
+    assert "files[" not in str(caught.value)  # the file did not change
 
 
 def test_process_scheduler(tmp_path: Path) -> None:

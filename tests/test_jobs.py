@@ -111,11 +111,14 @@ def test_changed_config_refuses_to_resume(tmp_path: Path) -> None:
     config = _write_config(tmp_path)
     assert _run_cli(config, crash_at="tile-done:3") == -signal.SIGKILL
     changed = load_job_config(config, targets={**JOB["targets"], "blocks": 2})
-    with pytest.raises(JobStateError, match="unfinished run of another job config"):
+    with pytest.raises(JobStateError, match="unfinished run of another job config") as caught:
         run_job(changed, scheduler="synchronous", progress=False)
+    assert "job.targets.blocks: 3 -> 2" in str(caught.value)  # the refusal says what changed, and only that
+    assert "observations" not in str(caught.value) and "model_checkpoint_sha256" not in str(caught.value)
     finished = run_job(load_job_config(config), scheduler="synchronous", progress=False)
-    with pytest.raises(JobStateError, match="holds the output of another job config"):
+    with pytest.raises(JobStateError, match="holds the output of another job config") as caught:
         run_job(changed, scheduler="synchronous", progress=False)
+    assert "job.targets.blocks: 3 -> 2" in str(caught.value)
     assert run_job(changed, scheduler="synchronous", restart=True, progress=False).tiles_written == finished.tiles_total
 
 
@@ -178,8 +181,9 @@ def test_changed_input_is_refused_before_the_observations_are_touched(tmp_path: 
     prediction_before = tree_bytes(job.run_dir / "prediction.zarr")
 
     _halve_first_frame(copy)
-    with pytest.raises(JobStateError, match="holds the output of another job config, input or model"):
+    with pytest.raises(JobStateError, match="holds the output of another job config, input or model") as caught:
         run_job(job, scheduler="synchronous", progress=False, catalog=Catalog.load([catalog_folder], data_root_dir=data_root))
+    assert "observations.files[mrms_copy.nc]" in str(caught.value)  # names the changed input file
     assert tree_bytes(job.run_dir / "observations.zarr") == observations_before
     assert tree_bytes(job.run_dir / "prediction.zarr") == prediction_before
 

@@ -4,7 +4,7 @@ Layout while writing ``OUT.zarr``::
 
     OUT.zarr.partial/
         store.zarr/          the zarr v3 store being filled
-        fingerprint.json     what is being written (entry, files, sizes, times)
+        fingerprint.json     what is being written: its fingerprint and the description it hashes
         frames/000012        one empty marker per frame, created after its chunk is written
 
 The staging folder is built as ``OUT.zarr.partial.creating`` and renamed to
@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,82 @@ from weatherunc.validation import check_dataset
 
 COMPLETE_ATTRIBUTE = "weatherunc_complete"
 FINGERPRINT_ATTRIBUTE = "weatherunc_fingerprint"
+#: Root attribute: JSON of the described inputs of the fingerprint, to say what changed.
+DESCRIPTION_ATTRIBUTE = "weatherunc_fingerprint_description"
 
 
 def fingerprint(description: dict[str, Any]) -> str:
     """sha256 of a JSON description of what a store holds."""
     return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def describe_changes(recorded: dict[str, Any] | None, current: dict[str, Any], *, limit: int = 6) -> str:
+    """What differs between a recorded fingerprint description and the current one, field by field.
+
+    Nested fields are named by dotted path (``job.targets.blocks: 3 -> 2``), rows of a list
+    that each start with a distinct name (files) by that name (``files[a.nc]: [...] -> [...]``),
+    other lists by index. At most ``limit`` differences are listed, then how many more.
+    """
+    if recorded is None:
+        return "the earlier run recorded no description to compare with"
+    changes = list(_changes(_as_json(recorded), _as_json(current), ""))
+    if not changes:
+        return "no recorded field differs"
+    more = f"; and {len(changes) - limit} more" if len(changes) > limit else ""
+    return "; ".join(changes[:limit]) + more
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _named_rows(rows: list[Any]) -> dict[str, Any] | None:
+    """``rows`` by their first item when every row is a list starting with a distinct string."""
+    if not all(isinstance(row, list) and row and isinstance(row[0], str) for row in rows):
+        return None
+    named = {row[0]: row[1:] for row in rows}
+    return named if len(named) == len(rows) else None
+
+
+def _changes(recorded: Any, current: Any, path: str) -> Iterator[str]:
+    """One line per differing field below ``path``."""
+    if recorded == current:
+        return
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        for key in sorted(set(recorded) | set(current)):
+            field = f"{path}.{key}" if path else key
+            if key not in current:
+                yield f"{field} removed"
+            elif key not in recorded:
+                yield f"{field} added: {_short(current[key])}"
+            else:
+                yield from _changes(recorded[key], current[key], field)
+        return
+    if isinstance(recorded, list) and isinstance(current, list):
+        old, new = _named_rows(recorded), _named_rows(current)
+        if old is not None and new is not None:
+            for name in sorted(set(old) | set(new)):
+                field = f"{path}[{name}]"
+                if name not in new:
+                    yield f"{field} removed"
+                elif name not in old:
+                    yield f"{field} added"
+                elif old[name] != new[name]:
+                    yield f"{field}: {_short(old[name])} -> {_short(new[name])}"
+            return
+        if len(recorded) == len(current):
+            for index, (old_item, new_item) in enumerate(zip(recorded, current)):
+                yield from _changes(old_item, new_item, f"{path}[{index}]")
+            return
+        yield f"{path}: {len(recorded)} items -> {len(current)} items"
+        return
+    yield f"{path}: {_short(recorded)} -> {_short(current)}"
 
 
 @dataclass(frozen=True)
@@ -88,9 +159,17 @@ class StagedStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def begin(self, template: xr.Dataset, *, digest: str, encoding: dict[str, dict[str, Any]]) -> None:
+    def staged_description(self) -> dict[str, Any] | None:
+        """The description the staged fingerprint was computed from, ``None`` if not recorded."""
+        try:
+            return json.loads(self.fingerprint_path.read_text())["description"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def begin(self, template: xr.Dataset, *, digest: str, description: dict[str, Any], encoding: dict[str, dict[str, Any]]) -> None:
         """Replace any staging folder with a new one holding ``template``'s metadata and
-        coordinates and the fingerprint ``digest``.
+        coordinates, the fingerprint ``digest`` and the ``description`` it was computed from
+        (recorded in the store's attributes too).
 
         The folder is built under :attr:`creating` and renamed into place last, so an
         interruption leaves either no staging folder or a complete one. Each data variable
@@ -102,9 +181,10 @@ class StagedStore:
         lazy_coordinates = [name for name in template.coords if template[name].chunks is not None]
         template = template.assign_coords({name: template[name].compute() for name in lazy_coordinates})
         template.attrs[FINGERPRINT_ATTRIBUTE] = digest
+        template.attrs[DESCRIPTION_ATTRIBUTE] = json.dumps(description, sort_keys=True, default=str)
         # Coordinates (numpy) are written now; data variables (Dask) only get their metadata.
         template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
-        _write_atomically(building / self.fingerprint_path.name, json.dumps({"fingerprint": digest}))
+        _write_atomically(building / self.fingerprint_path.name, json.dumps({"fingerprint": digest, "description": description}, default=str))
         os.replace(building, self.folder)
 
     def finished_frames(self) -> set[int]:
@@ -159,6 +239,14 @@ def store_fingerprint(path: Path) -> str | None:
     try:
         return zarr.open_group(path, mode="r").attrs.get(FINGERPRINT_ATTRIBUTE)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        return None
+
+
+def store_description(path: Path) -> dict[str, Any] | None:
+    """The description a complete store's fingerprint was computed from, ``None`` if not recorded."""
+    try:
+        return json.loads(zarr.open_group(path, mode="r").attrs[DESCRIPTION_ATTRIBUTE])
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError, TypeError, ValueError):
         return None
 
 
