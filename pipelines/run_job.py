@@ -194,17 +194,19 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
     expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
     if finished_digest == digest and not restart:
         return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
+    # Rebuilt on resume too (it is deterministic): the staged store does not open until every tile is written.
+    template, encoding = build_template(job, frames)
     if restart or staged_digest != digest:
-        template, encoding = build_template(job, frames)
         store.begin(template, encoding, digest, inputs)
-    template = xr.open_zarr(store.zarr_path, consolidated=False).isel(time=0, drop=True)
+    frame_template = template.isel(time=0, drop=True)
     done = store.finished()
     crash = CrashCounter(Counter())
     tasks = [
-        (job, str(run_dir / "observations.zarr"), frame_indices[frame], frame, tile, store, template, crash)
+        (job, str(run_dir / "observations.zarr"), frame_indices[frame], frame, tile, store, frame_template, crash)
         for frame in range(len(frame_indices)) for tile in tiles if (frame, tile.number) not in done
     ]
     _run_tasks(tasks, job, scheduler=scheduler, workers=workers, progress=progress)
+    store.reveal(expected)
     metrics = verify_store(store.zarr_path, job)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics_path = run_dir / "metrics.json"

@@ -235,6 +235,39 @@ def test_refusal_names_the_changed_catalog_field(tmp_path: Path) -> None:
     assert "files[" not in str(caught.value)  # the file did not change
 
 
+def test_unfinished_store_is_not_openable_as_zarr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No zarr reader opens the staged store of an unfinished ingest (it would show the
+    unwritten frames as NaN); open_store names it incomplete; the finished store opens."""
+    values = np.random.default_rng(5).gamma(0.5, 2.0, size=(4, 5, 6))
+    catalog = _synthetic_catalog(tmp_path, values)
+    out = tmp_path / "synthetic.zarr"
+    original = ingest_module._write_one
+    calls: list[int] = []
+
+    def crash_at_third_frame(source, staged, index):
+        calls.append(index)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return original(source, staged, index)
+
+    monkeypatch.setattr(ingest_module, "_write_one", crash_at_third_frame)
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest("synthetic", out, catalog=catalog, scheduler="synchronous", progress=False)
+    monkeypatch.undo()
+    staged = StagedStore(out)
+    assert staged.finished_frames() == set(calls[:2])
+    for path in (staged.folder, staged.zarr_path):
+        with pytest.raises(FileNotFoundError):
+            xr.open_zarr(path, consolidated=False)
+        with pytest.raises(FileNotFoundError):
+            xr.open_zarr(path)
+    with pytest.raises(InputDataError, match="store complete"):
+        open_store(staged.zarr_path)
+
+    ingest("synthetic", out, catalog=catalog, progress=False)
+    np.testing.assert_array_equal(xr.open_zarr(out, consolidated=False).precipitation.values, values.astype(np.float32))
+
+
 def test_process_scheduler(tmp_path: Path) -> None:
     out = tmp_path / "synthetic.zarr"
     values = np.random.default_rng(1).gamma(0.4, 3.0, size=(6, 10, 12))

@@ -18,6 +18,7 @@ import xarray as xr
 import yaml
 
 from pipelines.job_config import JobConfig, load_job_config
+from pipelines.job_store import JobStore
 from pipelines.run_job import JobStateError, run_job
 from tests.conftest import tree_bytes, write_entry
 from weatherunc.catalog import Catalog
@@ -186,6 +187,33 @@ def test_changed_input_is_refused_before_the_observations_are_touched(tmp_path: 
     assert "observations.files[mrms_copy.nc]" in str(caught.value)  # names the changed input file
     assert tree_bytes(job.run_dir / "observations.zarr") == observations_before
     assert tree_bytes(job.run_dir / "prediction.zarr") == prediction_before
+
+
+def test_unfinished_job_store_is_not_openable_as_zarr(clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No zarr reader opens the staged store of an unfinished job (unwritten tiles would read
+    as NaN); the resumed job's store opens and equals a clean run."""
+    job = _job(tmp_path)
+    original = JobStore.write_tile
+    written: list[int] = []
+
+    def killed_after_three_tiles(self: JobStore, *args, **kwargs) -> None:
+        if len(written) == 3:
+            raise RuntimeError("killed")
+        written.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "write_tile", killed_after_three_tiles)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_job(job, scheduler="synchronous", progress=False)
+    monkeypatch.undo()
+    store = JobStore(job.run_dir / "prediction.zarr")
+    assert len(store.finished()) == 3
+    for path in (store.folder, store.zarr_path):
+        with pytest.raises(FileNotFoundError):
+            xr.open_zarr(path, consolidated=False)
+    report = run_job(job, scheduler="synchronous", progress=False)
+    assert report.tiles_written == report.tiles_total - 3
+    xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
 
 
 def test_bad_job_config_names_the_field(tmp_path: Path) -> None:

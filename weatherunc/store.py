@@ -3,7 +3,7 @@
 Layout while writing ``OUT.zarr``::
 
     OUT.zarr.partial/
-        store.zarr/          the zarr v3 store being filled
+        store.zarr/          the zarr v3 store being filled, its root metadata as zarr.json.unfinished
         fingerprint.json     what is being written: its fingerprint and the description it hashes
         frames/000012        one empty marker per frame, created after its chunk is written
 
@@ -11,10 +11,13 @@ The staging folder is built as ``OUT.zarr.partial.creating`` and renamed to
 ``OUT.zarr.partial`` once its fingerprint is written, so a staging folder always says what it
 holds; one without a fingerprint (from an older version) holds nothing usable and is started
 afresh. A missing zarr chunk reads back as NaN ("no observation"), so a frame counts as written
-only once its marker exists. When every frame has its marker, the store's root attribute
-``weatherunc_complete`` is set, the store is renamed to ``OUT.zarr`` (an atomic rename on
-one file system), and the staging folder is removed. ``OUT.zarr`` therefore exists only
-when it is complete, and an earlier ``OUT.zarr`` is replaced only by a complete one.
+only once its marker exists, and the store's root group metadata is kept out of zarr's sight
+(``zarr.json.unfinished``) while frames are missing: no zarr reader opens the staged store and
+takes its unwritten frames for unobserved ones. When every frame has its marker, the root
+metadata is put in place with the attribute ``weatherunc_complete`` set, the store is renamed
+to ``OUT.zarr`` (an atomic rename on one file system), and the staging folder is removed.
+``OUT.zarr`` therefore exists only when it is complete, and an earlier ``OUT.zarr`` is
+replaced only by a complete one.
 """
 
 from __future__ import annotations
@@ -40,6 +43,30 @@ COMPLETE_ATTRIBUTE = "weatherunc_complete"
 FINGERPRINT_ATTRIBUTE = "weatherunc_fingerprint"
 #: Root attribute: JSON of the described inputs of the fingerprint, to say what changed.
 DESCRIPTION_ATTRIBUTE = "weatherunc_fingerprint_description"
+#: Zarr v3 root group metadata, which makes a folder openable as a zarr store.
+ROOT_METADATA = "zarr.json"
+#: The root group metadata of a staged store, under a name no zarr reader looks for.
+UNFINISHED_ROOT_METADATA = "zarr.json.unfinished"
+
+
+def hide_root_metadata(store: Path) -> None:
+    """Rename the root group metadata of the zarr v3 ``store`` out of zarr's sight: zarr
+    readers then refuse the folder, while its arrays stay writable by path."""
+    os.replace(store / ROOT_METADATA, store / UNFINISHED_ROOT_METADATA)
+
+
+def reveal_root_metadata(store: Path, attributes: dict[str, Any] | None = None) -> None:
+    """Put the hidden root group metadata of ``store`` back in place, with ``attributes``
+    added, in one atomic rename. Does nothing more than add ``attributes`` when it is in place."""
+    hidden = store / UNFINISHED_ROOT_METADATA
+    if not hidden.exists():
+        if attributes:
+            zarr.open_group(store, mode="r+").attrs.update(attributes)
+        return
+    metadata = json.loads(hidden.read_text())
+    metadata.setdefault("attributes", {}).update(attributes or {})
+    _write_atomically(store / ROOT_METADATA, json.dumps(metadata, indent=2))
+    hidden.unlink()
 
 
 def fingerprint(description: dict[str, Any]) -> str:
@@ -184,6 +211,7 @@ class StagedStore:
         template.attrs[DESCRIPTION_ATTRIBUTE] = json.dumps(description, sort_keys=True, default=str)
         # Coordinates (numpy) are written now; data variables (Dask) only get their metadata.
         template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
+        hide_root_metadata(building / self.zarr_path.name)
         _write_atomically(building / self.fingerprint_path.name, json.dumps({"fingerprint": digest, "description": description}, default=str))
         os.replace(building, self.folder)
 
@@ -200,12 +228,16 @@ class StagedStore:
         (self.markers / f"{index:06d}").touch()
 
     def write_whole(self, dataset: xr.Dataset) -> None:
-        """Write every data variable of a small dataset in one go (station sets)."""
-        dataset.drop_vars(list(dataset.coords)).to_zarr(self.zarr_path, mode="r+", consolidated=False)
+        """Write every (numeric) data variable of a small dataset in one go (station sets),
+        then its marker."""
+        for name, variable in dataset.data_vars.items():
+            array = zarr.open_array(self.zarr_path / str(name), mode="r+")
+            array[...] = np.asarray(variable.values, dtype=array.dtype)
         (self.markers / f"{0:06d}").touch()
 
     def complete(self, expected_frames: int, *, replace: bool) -> Path:
-        """Mark the store complete and move it to ``final``; returns ``final``.
+        """Mark the store complete, put its root metadata in place and move it to ``final``;
+        returns ``final``.
 
         Refuses when a frame has no marker. An existing ``final`` is replaced only with
         ``replace=True``, and only after the new store is complete.
@@ -213,11 +245,10 @@ class StagedStore:
         missing = sorted(set(range(expected_frames)) - self.finished_frames())
         if missing:
             raise RuntimeError(f"{self.final}: {len(missing)} frames not written (first {missing[:5]}); not marking complete")
-        group = zarr.open_group(self.zarr_path, mode="r+")
-        group.attrs[COMPLETE_ATTRIBUTE] = True
+        if self.final.exists() and not replace:
+            raise FileExistsError(f"{self.final} exists; pass overwrite to replace it")
+        reveal_root_metadata(self.zarr_path, {COMPLETE_ATTRIBUTE: True})
         if self.final.exists():
-            if not replace:
-                raise FileExistsError(f"{self.final} exists; pass overwrite to replace it")
             retired = self.final.with_name(self.final.name + ".replaced")
             shutil.rmtree(retired, ignore_errors=True)
             os.replace(self.final, retired)
@@ -253,6 +284,8 @@ def store_description(path: Path) -> dict[str, Any] | None:
 def open_store(path: Path | str) -> xr.Dataset:
     """Open a complete weatherunc zarr store lazily; refuses an incomplete one."""
     path = Path(path)
+    if (path / UNFINISHED_ROOT_METADATA).exists():
+        raise InputDataError(source=path, variable="<store>", check="store complete", detail="the store is still being written; re-run the ingest to finish it")
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as error:
