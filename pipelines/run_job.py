@@ -25,9 +25,9 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
+from pipelines.ingest import IngestInput
 from pipelines.job_config import JobConfig
 from pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
-from pipelines.ingest import IngestInput
 from pipelines.stages import all_tiles, frame_axes, ingest_observations, load_calibration, load_model, observations_input, predict_frame_tile, select_frames
 from pipelines.verification import verify_store, write_figures
 from weatherunc import conventions

@@ -155,3 +155,23 @@ def test_classic_netcdf_extents_reach_the_end_of_the_file(tmp_path: Path, file_f
     path.write_bytes(path.read_bytes()[: end - 1])
     with pytest.raises(InputDataError, match="file complete"):
         check_classic_complete(path)
+
+
+def test_hidden_root_metadata_is_revealed_with_numpy_attributes(tmp_path: Path) -> None:
+    """A staged store with hidden root metadata does not open; revealed with attributes
+    (numpy scalars included), it opens with them."""
+    import zarr
+
+    from weatherunc.store import hide_root_metadata, reveal_root_metadata
+
+    store = tmp_path / "store.zarr"
+    xr.Dataset({"a": ("x", np.arange(3.0))}, attrs={"title": "t"}).to_zarr(store, zarr_format=3, consolidated=False)
+    hide_root_metadata(store)
+    with pytest.raises(FileNotFoundError):
+        xr.open_zarr(store, consolidated=False)
+    reveal_root_metadata(store, {"factor": np.float32(1.5), "flag": np.bool_(True), "weights": np.arange(2)})
+    attrs = zarr.open_group(store, mode="r").attrs
+    assert (attrs["title"], attrs["factor"], attrs["flag"], attrs["weights"]) == ("t", 1.5, True, [0, 1])
+    np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False).a.values, [0.0, 1.0, 2.0])
+    reveal_root_metadata(store, {"more": 1})  # in place already: only adds the attribute
+    assert zarr.open_group(store, mode="r").attrs["more"] == 1

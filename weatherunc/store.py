@@ -65,8 +65,15 @@ def reveal_root_metadata(store: Path, attributes: dict[str, Any] | None = None) 
         return
     metadata = json.loads(hidden.read_text())
     metadata.setdefault("attributes", {}).update(attributes or {})
-    _write_atomically(store / ROOT_METADATA, json.dumps(metadata, indent=2))
+    _write_atomically(store / ROOT_METADATA, json.dumps(metadata, indent=2, default=_plain))
     hidden.unlink()
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar or array as the Python value JSON can hold."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def fingerprint(description: dict[str, Any]) -> str:
@@ -82,7 +89,7 @@ def describe_changes(recorded: dict[str, Any] | None, current: dict[str, Any], *
     other lists by index. At most ``limit`` differences are listed, then how many more.
     """
     if recorded is None:
-        return "the earlier run recorded no description to compare with"
+        return "no description of the earlier input was recorded to compare with"
     changes = list(_changes(_as_json(recorded), _as_json(current), ""))
     if not changes:
         return "no recorded field differs"
