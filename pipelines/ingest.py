@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dask
+import xarray as xr
 
 from pipelines.execution import compute_tasks
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import GridSource, open_stations
-from weatherunc.store import StagedStore, fingerprint, frame_encoding, store_fingerprint
+from weatherunc.store import StagedStore, describe_changes, fingerprint, frame_encoding, store_description, store_fingerprint
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,44 @@ def _source_description(source: GridSource, catalog: Catalog) -> dict[str, objec
     }
 
 
+@dataclass(frozen=True)
+class IngestInput:
+    """A catalog entry opened for ingest, before anything is written: its lazy dataset, its
+    frame source (``None`` for a station set, which is read whole) and the description that
+    its store's fingerprint is computed from."""
+
+    name: str
+    dataset: xr.Dataset
+    source: GridSource | None
+    description: dict[str, object]
+
+    @property
+    def digest(self) -> str:
+        """The fingerprint a store of this input records."""
+        return fingerprint(self.description)
+
+    @property
+    def recorded(self) -> dict[str, object]:
+        """The description as a store records it, to say what changed: the catalog entry and
+        the file rows in full, the per-frame (or per-station value) list by count and sha256."""
+        return {
+            key: {"count": len(value), "sha256": fingerprint({key: value})} if key in ("frames", "values") else value
+            for key, value in self.description.items()
+        }
+
+
+def open_input(name: str, catalog: Catalog) -> IngestInput:
+    """Open catalog entry ``name`` for ingest: grids are listed and checked from their
+    headers, frame data are not read; station sets are read whole."""
+    entry = catalog.get(name)
+    if entry.kind == "stations":
+        dataset = open_stations(catalog, name).compute()
+        description = {"entry": entry.model_dump(mode="json"), "values": dataset[conventions.PRECIPITATION].values.tolist()}
+        return IngestInput(name=name, dataset=dataset, source=None, description=description)
+    source = GridSource.from_catalog(catalog, name)
+    return IngestInput(name=name, dataset=source.to_dataset(), source=source, description=_source_description(source, catalog))
+
+
 def ingest(
     name: str,
     out: Path,
@@ -69,39 +108,38 @@ def ingest(
     overwrite: bool = False,
     restart: bool = False,
     progress: bool = True,
+    opened: IngestInput | None = None,
 ) -> IngestReport:
     """Write catalog entry ``name`` to the zarr store ``out`` and return a report.
 
     ``overwrite`` replaces an existing store of different content (only once the new one
-    is complete); ``restart`` discards a staged store of different content.
+    is complete); ``restart`` discards a staged store of different content. ``opened`` is
+    entry ``name`` already opened with :func:`open_input` (by a caller that needed its
+    fingerprint first); by default the entry is opened here.
     """
     start = time.perf_counter()
     catalog = catalog or Catalog.load()
     out = Path(out)
     staged = StagedStore(out)
-    entry = catalog.get(name)
-    if entry.kind == "stations":
-        dataset = open_stations(catalog, name).compute()
-        description = {"entry": entry.model_dump(mode="json"), "values": dataset[conventions.PRECIPITATION].values.tolist()}
-        source = None
-    else:
-        source = GridSource.from_catalog(catalog, name)
-        dataset = source.to_dataset()
-        description = _source_description(source, catalog)
-    digest = fingerprint(description)
+    if opened is None:
+        opened = open_input(name, catalog)
+    elif opened.name != name:
+        raise ValueError(f"ingest of {name!r} was given the opened input of {opened.name!r}")
+    dataset, source, digest = opened.dataset, opened.source, opened.digest
     total = dataset.sizes.get(conventions.TIME, 1)
 
     if out.exists():
         if store_fingerprint(out) == digest:
             return IngestReport(out, total, 0, total, time.perf_counter() - start)
         if not overwrite:
-            raise FileExistsError(f"{out} exists and holds other data; pass overwrite (--overwrite) to replace it")
-    if staged.folder.exists() and staged.staged_fingerprint() != digest:
-        if not restart:
-            raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input; pass restart (--restart) to discard it")
-        staged.discard()
-    if not staged.folder.exists():
-        staged.begin(dataset, digest=digest, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
+            changes = describe_changes(store_description(out), opened.recorded)
+            raise FileExistsError(f"{out} exists and holds other data ({changes}); pass overwrite (--overwrite) to replace it")
+    staged_digest = staged.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
+    if staged_digest is not None and staged_digest != digest and not restart:
+        changes = describe_changes(staged.staged_description(), opened.recorded)
+        raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input ({changes}); pass restart (--restart) to discard it")
+    if staged_digest != digest:
+        staged.begin(dataset, digest=digest, description=opened.recorded, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
 
     done = staged.finished_frames()
     if source is None:

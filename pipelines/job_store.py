@@ -3,14 +3,20 @@
 Layout while running::
 
     RUN/prediction.zarr.partial/
-        store.zarr/                  zarr v3; chunks (1, tile, tile, ...): one chunk per frame x tile
-        fingerprint.json             job config, input and model fingerprints
+        store.zarr/                  zarr v3; chunks (1, tile, tile, ...): one chunk per frame x tile;
+                                     root metadata as zarr.json.unfinished until every tile is written
+        fingerprint.json             the job's fingerprint and its described inputs (config, input files, checksums)
         tiles/00003_00012            manifest: one entry per finished (frame, tile), renamed into place
 
+The staging folder is built as ``prediction.zarr.partial.creating`` and renamed into place once
+its fingerprint is written, so a staging folder always says what it holds (one without a
+fingerprint, from an older version, holds nothing usable and is started afresh).
 A tile counts as written only once its manifest entry exists, so a chunk left half-written
-by a crash is simply rewritten on resume (zarr chunk writes replace whole chunks). When every
-(frame, tile) is in the manifest, the store is marked complete (root attribute
-``weatherunc_complete``) and renamed to ``RUN/prediction.zarr``.
+by a crash is simply rewritten on resume (zarr chunk writes replace whole chunks). Until every
+(frame, tile) is in the manifest, the store's root metadata is kept out of zarr's sight, so no
+zarr reader opens the staged store and takes unwritten tiles for missing predictions. Then the
+root metadata is put in place (the job verifies the store), the store is marked complete (root
+attribute ``weatherunc_complete``) and renamed to ``RUN/prediction.zarr``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import xarray as xr
 import zarr
 
 from pipelines.faults import crash_point
+from weatherunc.store import hide_root_metadata, reveal_root_metadata
 
 COMPLETE_ATTRIBUTE = "weatherunc_complete"
 
@@ -41,6 +48,11 @@ class JobStore:
     def folder(self) -> Path:
         """``prediction.zarr.partial``."""
         return self.final.with_name(self.final.name + ".partial")
+
+    @property
+    def creating(self) -> Path:
+        """``prediction.zarr.partial.creating``: the staging folder while :meth:`begin` builds it."""
+        return self.final.with_name(self.final.name + ".partial.creating")
 
     @property
     def zarr_path(self) -> Path:
@@ -59,14 +71,28 @@ class JobStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def begin(self, template: xr.Dataset, encoding: dict, fingerprint: str, description: dict) -> None:
-        """Create the staging folder with the store's metadata and coordinates (no data)."""
+    def staged_inputs(self) -> dict | None:
+        """The described inputs of the staged job's fingerprint, ``None`` if not recorded."""
+        try:
+            return json.loads((self.folder / "fingerprint.json").read_text())["inputs"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def begin(self, template: xr.Dataset, encoding: dict, fingerprint: str, inputs: dict) -> None:
+        """Replace any staging folder with a new one holding the store's metadata and
+        coordinates (no data), the fingerprint and the described ``inputs`` it was computed from.
+
+        The folder is built under :attr:`creating` and renamed into place last, so an
+        interruption leaves either no staging folder or a complete one.
+        """
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.manifest.mkdir(parents=True)
-        template.to_zarr(self.zarr_path, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
-        temporary = self.folder / "fingerprint.json.tmp"
-        temporary.write_text(json.dumps({"fingerprint": fingerprint, "job": description}, indent=2))
-        os.replace(temporary, self.folder / "fingerprint.json")
+        shutil.rmtree(self.creating, ignore_errors=True)
+        building = self.creating
+        (building / self.manifest.name).mkdir(parents=True)
+        template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
+        hide_root_metadata(building / self.zarr_path.name)
+        (building / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "inputs": inputs}, indent=2, default=str))
+        os.replace(building, self.folder)
 
     @staticmethod
     def entry_name(frame: int, tile: int) -> str:
@@ -99,14 +125,21 @@ class JobStore:
         os.replace(temporary, entry)
         crash_point("tile-done", counter)
 
-    def complete(self, expected: set[tuple[int, int]], attrs: dict) -> Path:
-        """Check the manifest, set ``attrs`` and the complete flag, and move the store into place."""
+    def _check_manifest(self, expected: set[tuple[int, int]]) -> None:
         missing = expected - self.finished()
         if missing:
             raise RuntimeError(f"{self.final}: {len(missing)} tiles not written (first {sorted(missing)[:3]}); not marking complete")
-        group = zarr.open_group(self.zarr_path, mode="r+")
-        group.attrs.update(attrs)
-        group.attrs[COMPLETE_ATTRIBUTE] = 1
+
+    def reveal(self, expected: set[tuple[int, int]]) -> None:
+        """Once every (frame, tile) of ``expected`` is in the manifest, put the store's root
+        metadata in place, so that the fully written store opens (for verification)."""
+        self._check_manifest(expected)
+        reveal_root_metadata(self.zarr_path)
+
+    def complete(self, expected: set[tuple[int, int]], attrs: dict) -> Path:
+        """Check the manifest, set ``attrs`` and the complete flag, and move the store into place."""
+        self._check_manifest(expected)
+        reveal_root_metadata(self.zarr_path, {**attrs, COMPLETE_ATTRIBUTE: 1})
         if self.final.exists():
             shutil.rmtree(self.final)
         os.replace(self.zarr_path, self.final)

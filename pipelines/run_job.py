@@ -25,16 +25,17 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
+from pipelines.ingest import IngestInput
 from pipelines.job_config import JobConfig
 from pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
-from pipelines.stages import all_tiles, frame_axes, ingest_observations, load_calibration, load_model, predict_frame_tile, select_frames
+from pipelines.stages import all_tiles, frame_axes, ingest_observations, load_calibration, load_model, observations_input, predict_frame_tile, select_frames
 from pipelines.verification import verify_store, write_figures
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.checkpoints import sha256_of, software_versions
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.store import store_fingerprint
+from weatherunc.store import describe_changes
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
@@ -111,15 +112,28 @@ def _tile_task(job: JobConfig, observations_path: str, frame_index: int, frame_n
     return tile.number
 
 
-def _job_fingerprint(job: JobConfig, observations_path: Path) -> tuple[str, dict[str, Any]]:
+def _job_fingerprint(job: JobConfig, observations: IngestInput) -> tuple[str, dict[str, Any]]:
+    """The job's fingerprint and the inputs it is computed from, described field by field:
+    the job config, the observations (catalog entry, files with size and mtime), and the
+    model checkpoint and calibration checksums. The observations enter the fingerprint by
+    their own fingerprint."""
     model = load_model(job)
-    description = {
+    inputs = {
         "job": job.description(),
-        "observations": store_fingerprint(observations_path),
+        "observations": observations.recorded,
         "model_checkpoint_sha256": getattr(model, "checkpoint_sha256", ""),
         "calibration_sha256": sha256_of(job.calibration_file) if job.calibration_file else "",
     }
-    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest(), description
+    hashed = {**inputs, "observations": observations.digest}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest(), inputs
+
+
+def _what_changed(recorded: dict[str, Any] | None, inputs: dict[str, Any], observations: IngestInput) -> str:
+    """The fields of ``inputs`` that differ from a run's recorded ones; runs of earlier
+    versions recorded the observations by fingerprint only, and are compared so."""
+    if recorded is not None and isinstance(recorded.get("observations"), str):
+        inputs = {**inputs, "observations": observations.digest}
+    return describe_changes(recorded, inputs)
 
 
 def _run_tasks(tasks: list[tuple], job: JobConfig, *, scheduler: str, workers: int | None, progress: bool) -> None:
@@ -155,35 +169,44 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
     start = time.perf_counter()
     run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    observations = ingest_observations(job, catalog=catalog, progress=progress)
-    frames = select_frames(observations, job)
-    frame_indices = [int(np.flatnonzero(observations["time"].values == time_value)[0]) for time_value in frames["time"].values]
     store = JobStore(run_dir / "prediction.zarr")
-    digest, description = _job_fingerprint(job, run_dir / "observations.zarr")
-    tiles = all_tiles(frames, job)
-    expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
+    # The fingerprint check comes before the ingest, which would replace observations of other input.
+    catalog = catalog or Catalog.load()
+    opened = observations_input(job, catalog=catalog)
+    digest, inputs = _job_fingerprint(job, opened)
+    finished_digest = None
     if store.final.exists():
         import zarr
 
-        finished_digest = zarr.open_group(store.final, mode="r").attrs.get(FINGERPRINT_ATTRIBUTE)
-        if finished_digest == digest and not restart:
-            return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
-        if not restart:
-            raise JobStateError(f"{store.final} holds the output of another job config, input or model; pass --restart to replace it")
-    if store.folder.exists() and store.staged_fingerprint() != digest:
-        if not restart:
-            raise JobStateError(f"{store.folder} holds an unfinished run of another job config, input or model; pass --restart to discard it")
-    if restart or not store.folder.exists() or store.staged_fingerprint() != digest:
-        template, encoding = build_template(job, frames)
-        store.begin(template, encoding, digest, description)
-    template = xr.open_zarr(store.zarr_path, consolidated=False).isel(time=0, drop=True)
+        finished_attrs = zarr.open_group(store.final, mode="r").attrs
+        finished_digest = finished_attrs.get(FINGERPRINT_ATTRIBUTE)
+        if finished_digest != digest and not restart:
+            changes = _what_changed(json.loads(finished_attrs["provenance"]) if "provenance" in finished_attrs else None, inputs, opened)
+            raise JobStateError(f"{store.final} holds the output of another job config, input or model ({changes}); pass --restart to replace it")
+    staged_digest = store.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
+    if staged_digest is not None and staged_digest != digest and not restart:
+        changes = _what_changed(store.staged_inputs(), inputs, opened)
+        raise JobStateError(f"{store.folder} holds an unfinished run of another job config, input or model ({changes}); pass --restart to discard it")
+    observations = ingest_observations(job, catalog=catalog, progress=progress, opened=opened)
+    frames = select_frames(observations, job)
+    frame_indices = [int(np.flatnonzero(observations["time"].values == time_value)[0]) for time_value in frames["time"].values]
+    tiles = all_tiles(frames, job)
+    expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
+    if finished_digest == digest and not restart:
+        return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
+    # Rebuilt on resume too (it is deterministic): the staged store does not open until every tile is written.
+    template, encoding = build_template(job, frames)
+    if restart or staged_digest != digest:
+        store.begin(template, encoding, digest, inputs)
+    frame_template = template.isel(time=0, drop=True)
     done = store.finished()
     crash = CrashCounter(Counter())
     tasks = [
-        (job, str(run_dir / "observations.zarr"), frame_indices[frame], frame, tile, store, template, crash)
+        (job, str(run_dir / "observations.zarr"), frame_indices[frame], frame, tile, store, frame_template, crash)
         for frame in range(len(frame_indices)) for tile in tiles if (frame, tile.number) not in done
     ]
     _run_tasks(tasks, job, scheduler=scheduler, workers=workers, progress=progress)
+    store.reveal(expected)
     metrics = verify_store(store.zarr_path, job)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics_path = run_dir / "metrics.json"
@@ -195,7 +218,7 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
     attrs = {
         FINGERPRINT_ATTRIBUTE: digest,
         "job_config": json.dumps(job.model_dump(mode="json"), sort_keys=True),
-        "provenance": json.dumps(description, sort_keys=True),
+        "provenance": json.dumps(inputs, sort_keys=True, default=str),
         "software_versions": json.dumps(software_versions(), sort_keys=True),
         "source": f"weatherunc batch job {job.name} on catalog entry {job.dataset}",
         "attribution": observations.attrs.get("attribution", observations.attrs.get("source", "")),

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from pipelines.ingest import ingest
+from pipelines.ingest import IngestInput, ingest, open_input
 from pipelines.job_config import JobConfig
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
@@ -34,9 +34,19 @@ from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
 OBSERVED, UNOBSERVED, WITHHELD = 1, 0, 2
 
 
-def ingest_observations(job: JobConfig, *, catalog: Catalog | None = None, progress: bool = True) -> xr.Dataset:
-    """Stage 1: the job's dataset as a complete zarr store in the run folder (resumable), opened lazily."""
-    report = ingest(job.dataset, job.run_dir / "observations.zarr", catalog=catalog, scheduler="threads", overwrite=True, progress=progress)
+def observations_input(job: JobConfig, *, catalog: Catalog | None = None) -> IngestInput:
+    """The job's dataset opened for ingest (headers only, nothing written): what stage 1
+    will store and the fingerprint it will record, for the job's fingerprint check."""
+    return open_input(job.dataset, catalog or Catalog.load())
+
+
+def ingest_observations(job: JobConfig, *, catalog: Catalog | None = None, progress: bool = True, opened: IngestInput | None = None) -> xr.Dataset:
+    """Stage 1: the job's dataset as a complete zarr store in the run folder (resumable), opened lazily.
+
+    Replaces an ``observations.zarr`` of other input, so a run calls it only once the job's
+    fingerprint check has passed; ``opened`` is the input that check used.
+    """
+    report = ingest(job.dataset, job.run_dir / "observations.zarr", catalog=catalog, scheduler="threads", overwrite=True, progress=progress, opened=opened)
     return open_store(report.store)
 
 

@@ -75,6 +75,29 @@ def write_cf_netcdf(
     return path
 
 
+def write_classic_netcdf(path: Path, values: np.ndarray, *, engine: str = "netcdf4", unlimited_time: bool = False) -> Path:
+    """A classic (NETCDF3_64BIT) file ``precipitation(time, y, x)`` in mm h-1, written by
+    ``engine``; the coordinates are defined first, so with the netCDF4 library the
+    precipitation data come last in the file. ``unlimited_time`` makes time the record
+    dimension (time and precipitation then share each record)."""
+    n_time, ny, nx = values.shape
+    dataset = xr.Dataset(
+        coords={
+            "time": pd.date_range("2020-01-01", periods=n_time, freq="5min"),
+            "y": ("y", 1000.0 * np.arange(ny), {"units": "m"}),
+            "x": ("x", 1000.0 * np.arange(nx), {"units": "m"}),
+        }
+    )
+    dataset["precipitation"] = (("time", "y", "x"), values.astype(np.float32), {"units": "mm h-1"})
+    dataset.to_netcdf(path, format="NETCDF3_64BIT", engine=engine, unlimited_dims=["time"] if unlimited_time else None)
+    return path
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative path, with its bytes: equal trees are equal dicts."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 def write_entry(folder: Path, **overrides: object) -> Path:
     """A catalog YAML entry for a synthetic CF file, with fields overridden."""
     entry = {

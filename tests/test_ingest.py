@@ -14,8 +14,9 @@ import pytest
 import xarray as xr
 
 import pipelines.ingest as ingest_module
+import weatherunc.store as store_module
 from pipelines.ingest import ingest
-from tests.conftest import REPOSITORY, write_cf_netcdf, write_entry
+from tests.conftest import REPOSITORY, tree_bytes, write_cf_netcdf, write_classic_netcdf, write_entry
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import open_dataset
@@ -141,12 +142,33 @@ def test_bad_frame_leaves_no_partial_output_and_keeps_the_old_store(tmp_path: Pa
     assert not fresh.exists() and not StagedStore(fresh).folder.exists()
 
 
+def test_truncated_classic_netcdf_is_refused_and_keeps_the_earlier_store(tmp_path: Path) -> None:
+    """A classic NetCDF file cut short (its lost bytes would read as 0 mm/h) is refused as
+    incomplete, and an ``overwrite`` ingest of it leaves the earlier store byte for byte."""
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    path = write_classic_netcdf(data_root / "synthetic.nc", np.random.default_rng(2).gamma(0.5, 2.0, size=(3, 8, 10)))
+    write_entry(tmp_path / "catalog")
+    catalog = Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
+    out = tmp_path / "synthetic.zarr"
+    ingest("synthetic", out, catalog=catalog, progress=False)
+    before = tree_bytes(out)
+
+    path.write_bytes(path.read_bytes()[:-300])
+    with pytest.raises(InputDataError, match="file complete") as caught:
+        ingest("synthetic", out, catalog=catalog, overwrite=True, progress=False)
+    assert str(path) in str(caught.value)
+    assert tree_bytes(out) == before
+    assert not StagedStore(out).folder.exists()
+
+
 def test_existing_store_of_other_content_needs_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "synthetic.zarr"
     ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, np.ones((2, 3, 3))), progress=False)
     other = _synthetic_catalog(tmp_path, np.full((2, 3, 3), 2.0))
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match=r"overwrite") as caught:
         ingest("synthetic", out, catalog=other, progress=False)
+    assert "files[synthetic.nc]" in str(caught.value)  # the refusal names the changed file
     ingest("synthetic", out, catalog=other, overwrite=True, progress=False)
     assert float(open_store(out).precipitation.max()) == 2.0
 
@@ -159,10 +181,91 @@ def test_unfinished_ingest_of_other_input_needs_restart(tmp_path: Path, monkeypa
         ingest("synthetic", out, catalog=catalog, progress=False)
     monkeypatch.undo()
     other = _synthetic_catalog(tmp_path, np.full((3, 3, 3), 4.0))
-    with pytest.raises(FileExistsError, match="restart"):
+    with pytest.raises(FileExistsError, match="restart") as caught:
         ingest("synthetic", out, catalog=other, progress=False)
+    assert "files[synthetic.nc]" in str(caught.value)
     ingest("synthetic", out, catalog=other, restart=True, progress=False)
     assert float(open_store(out).precipitation.min()) == 4.0
+
+
+def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest that dies after creating its staging folder but before writing the
+    fingerprint leaves nothing that a re-run (without restart) refuses; the result equals a clean ingest."""
+    values = np.random.default_rng(3).gamma(0.5, 2.0, size=(3, 4, 5))
+    catalog = _synthetic_catalog(tmp_path, values)
+    out = tmp_path / "synthetic.zarr"
+
+    def killed(path: Path, text: str) -> None:
+        raise RuntimeError("killed before the fingerprint was written")
+
+    monkeypatch.setattr(store_module, "_write_atomically", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest("synthetic", out, catalog=catalog, progress=False)
+    monkeypatch.undo()
+    report = ingest("synthetic", out, catalog=catalog, progress=False)
+    assert report.frames_written == 3
+    np.testing.assert_array_equal(open_store(out).precipitation.values, values.astype(np.float32))
+
+
+def test_staging_folder_without_fingerprint_is_started_afresh(tmp_path: Path) -> None:
+    """A staging folder that has no fingerprint (left by a kill during its creation) holds
+    nothing usable: the next ingest starts it afresh instead of asking for restart."""
+    values = np.random.default_rng(4).gamma(0.5, 2.0, size=(3, 4, 5))
+    catalog = _synthetic_catalog(tmp_path, values)
+    out = tmp_path / "synthetic.zarr"
+    clean = tmp_path / "clean.zarr"
+    ingest("synthetic", clean, catalog=catalog, progress=False)
+    staged = StagedStore(out)
+    (staged.zarr_path / "precipitation").mkdir(parents=True)
+    staged.markers.mkdir()
+    (staged.markers / "000001").touch()  # a marker without a fingerprint proves nothing
+    report = ingest("synthetic", out, catalog=catalog, progress=False)
+    assert report.frames_written == 3 and report.frames_already_done == 0
+    xr.testing.assert_identical(open_store(out).precipitation.compute(), open_store(clean).precipitation.compute())
+
+
+def test_refusal_names_the_changed_catalog_field(tmp_path: Path) -> None:
+    out = tmp_path / "synthetic.zarr"
+    ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, np.ones((2, 3, 3))), progress=False)
+    write_entry(tmp_path / "catalog", time_step_minutes=10)
+    changed = Catalog.load([tmp_path / "catalog"], data_root_dir=tmp_path / "data")
+    with pytest.raises(FileExistsError, match="overwrite") as caught:
+        ingest("synthetic", out, catalog=changed, progress=False)
+    assert "entry.time_step_minutes: 5.0 -> 10.0" in str(caught.value)
+    assert "files[" not in str(caught.value)  # the file did not change
+
+
+def test_unfinished_store_is_not_openable_as_zarr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No zarr reader opens the staged store of an unfinished ingest (it would show the
+    unwritten frames as NaN); open_store names it incomplete; the finished store opens."""
+    values = np.random.default_rng(5).gamma(0.5, 2.0, size=(4, 5, 6))
+    catalog = _synthetic_catalog(tmp_path, values)
+    out = tmp_path / "synthetic.zarr"
+    original = ingest_module._write_one
+    calls: list[int] = []
+
+    def crash_at_third_frame(source, staged, index):
+        calls.append(index)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return original(source, staged, index)
+
+    monkeypatch.setattr(ingest_module, "_write_one", crash_at_third_frame)
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest("synthetic", out, catalog=catalog, scheduler="synchronous", progress=False)
+    monkeypatch.undo()
+    staged = StagedStore(out)
+    assert staged.finished_frames() == set(calls[:2])
+    for path in (staged.folder, staged.zarr_path):
+        with pytest.raises(FileNotFoundError):
+            xr.open_zarr(path, consolidated=False)
+        with pytest.raises(FileNotFoundError):
+            xr.open_zarr(path)
+    with pytest.raises(InputDataError, match="store complete"):
+        open_store(staged.zarr_path)
+
+    ingest("synthetic", out, catalog=catalog, progress=False)
+    np.testing.assert_array_equal(xr.open_zarr(out, consolidated=False).precipitation.values, values.astype(np.float32))
 
 
 def test_process_scheduler(tmp_path: Path) -> None:

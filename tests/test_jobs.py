@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,10 @@ import xarray as xr
 import yaml
 
 from pipelines.job_config import JobConfig, load_job_config
+from pipelines.job_store import JobStore
 from pipelines.run_job import JobStateError, run_job
+from tests.conftest import tree_bytes, write_entry
+from weatherunc.catalog import Catalog
 
 JOB = {
     "name": "mrms_idw",
@@ -108,12 +112,108 @@ def test_changed_config_refuses_to_resume(tmp_path: Path) -> None:
     config = _write_config(tmp_path)
     assert _run_cli(config, crash_at="tile-done:3") == -signal.SIGKILL
     changed = load_job_config(config, targets={**JOB["targets"], "blocks": 2})
-    with pytest.raises(JobStateError, match="unfinished run of another job config"):
+    with pytest.raises(JobStateError, match="unfinished run of another job config") as caught:
         run_job(changed, scheduler="synchronous", progress=False)
+    assert "job.targets.blocks: 3 -> 2" in str(caught.value)  # the refusal says what changed, and only that
+    assert "observations" not in str(caught.value) and "model_checkpoint_sha256" not in str(caught.value)
     finished = run_job(load_job_config(config), scheduler="synchronous", progress=False)
-    with pytest.raises(JobStateError, match="holds the output of another job config"):
+    with pytest.raises(JobStateError, match="holds the output of another job config") as caught:
         run_job(changed, scheduler="synchronous", progress=False)
+    assert "job.targets.blocks: 3 -> 2" in str(caught.value)
     assert run_job(changed, scheduler="synchronous", restart=True, progress=False).tiles_written == finished.tiles_total
+
+
+def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job that dies after creating ``prediction.zarr.partial`` but before writing its
+    fingerprint is resumed by a plain re-run, which equals a clean run."""
+    job = _job(tmp_path)
+    original = xr.Dataset.to_zarr
+
+    def killed_for_the_prediction(self: xr.Dataset, store, *args, **kwargs):
+        if "prediction.zarr" in str(store):
+            raise RuntimeError("killed while the staging folder was created")
+        return original(self, store, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", killed_for_the_prediction)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_job(job, scheduler="synchronous", progress=False)
+    monkeypatch.undo()
+    report = run_job(job, scheduler="synchronous", progress=False)
+    xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
+
+
+def test_staging_folder_without_fingerprint_is_started_afresh(clean: xr.Dataset, tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    manifest = job.run_dir / "prediction.zarr.partial" / "tiles"
+    manifest.mkdir(parents=True)
+    (manifest / "00000_00000").touch()  # an entry without a fingerprint proves nothing
+    report = run_job(job, scheduler="synchronous", progress=False)
+    assert report.tiles_written == report.tiles_total
+    xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
+
+
+def _copied_input(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A catalog folder with entry ``mrms_copy`` reading a copy of the embedded MRMS file;
+    returns (catalog folder, data root, the copied file)."""
+    embedded = Catalog.load()
+    source = embedded.resolve_files(embedded.get("mrms_embedded"))[0]
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    copy = data_root / "mrms_copy.nc"
+    shutil.copy(source, copy)
+    entry = embedded.get("mrms_embedded")
+    write_entry(tmp_path / "catalog", name="mrms_copy", files=copy.name, variable=entry.variable, units=entry.units, time_step_minutes=entry.time_step_minutes, crs=entry.crs)
+    return tmp_path / "catalog", data_root, copy
+
+
+def _halve_first_frame(path: Path) -> None:
+    dataset = xr.load_dataset(path)
+    dataset["precipitation_rate"].values[0] *= 0.5
+    dataset.to_netcdf(path)
+
+
+def test_changed_input_is_refused_before_the_observations_are_touched(tmp_path: Path) -> None:
+    """A re-run after the input file changed is refused, and the run folder keeps the
+    observations (and prediction) of the first run byte for byte."""
+    catalog_folder, data_root, copy = _copied_input(tmp_path)
+    job = _job(tmp_path / "out", dataset="mrms_copy", frames={"start": "2019-06-10T00:30", "limit": 1})
+    run_job(job, scheduler="synchronous", progress=False, catalog=Catalog.load([catalog_folder], data_root_dir=data_root))
+    observations_before = tree_bytes(job.run_dir / "observations.zarr")
+    prediction_before = tree_bytes(job.run_dir / "prediction.zarr")
+
+    _halve_first_frame(copy)
+    with pytest.raises(JobStateError, match="holds the output of another job config, input or model") as caught:
+        run_job(job, scheduler="synchronous", progress=False, catalog=Catalog.load([catalog_folder], data_root_dir=data_root))
+    assert "observations.files[mrms_copy.nc]" in str(caught.value)  # names the changed input file
+    assert tree_bytes(job.run_dir / "observations.zarr") == observations_before
+    assert tree_bytes(job.run_dir / "prediction.zarr") == prediction_before
+
+
+def test_unfinished_job_store_is_not_openable_as_zarr(clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No zarr reader opens the staged store of an unfinished job (unwritten tiles would read
+    as NaN); the resumed job's store opens and equals a clean run."""
+    job = _job(tmp_path)
+    original = JobStore.write_tile
+    written: list[int] = []
+
+    def killed_after_three_tiles(self: JobStore, *args, **kwargs) -> None:
+        if len(written) == 3:
+            raise RuntimeError("killed")
+        written.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "write_tile", killed_after_three_tiles)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_job(job, scheduler="synchronous", progress=False)
+    monkeypatch.undo()
+    store = JobStore(job.run_dir / "prediction.zarr")
+    assert len(store.finished()) == 3
+    for path in (store.folder, store.zarr_path):
+        with pytest.raises(FileNotFoundError):
+            xr.open_zarr(path, consolidated=False)
+    report = run_job(job, scheduler="synchronous", progress=False)
+    assert report.tiles_written == report.tiles_total - 3
+    xr.testing.assert_identical(_load(report.store).drop_attrs(), clean.drop_attrs())
 
 
 def test_bad_job_config_names_the_field(tmp_path: Path) -> None:

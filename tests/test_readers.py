@@ -124,3 +124,54 @@ def test_fingerprint_is_order_independent_and_content_sensitive() -> None:
 def test_frame_encoding_splits_large_frames() -> None:
     dataset = xr.Dataset({"precipitation": (("time", "y", "x"), np.zeros((2, 3000, 10), dtype=np.float32))})
     assert frame_encoding(dataset, ["precipitation"])["precipitation"]["chunks"] == (1, 2048, 10)
+
+
+@pytest.mark.parametrize("file_format", ["NETCDF3_CLASSIC", "NETCDF3_64BIT_OFFSET", "NETCDF3_64BIT_DATA"])
+@pytest.mark.parametrize("record_types", [("i1",), ("i2", "f8", "S1"), ()], ids=["one-byte-record", "mixed-records", "no-records"])
+def test_classic_netcdf_extents_reach_the_end_of_the_file(tmp_path: Path, file_format: str, record_types: tuple[str, ...]) -> None:
+    """The header's extents end within the 4-byte padding of a complete classic file, and a
+    file one byte shorter than the last extent fails the 'file complete' check."""
+    import netCDF4
+
+    from weatherunc.readers.netcdf_classic import check_classic_complete, classic_extents
+
+    path = tmp_path / "classic.nc"
+    with netCDF4.Dataset(path, "w", format=file_format) as handle:
+        handle.title = "odd length"
+        handle.createDimension("time", None)
+        handle.createDimension("y", 3)
+        handle.createDimension("x", 5)
+        handle.createVariable("fixed", "i2", ("y", "x"))[...] = np.ones((3, 5), dtype="i2")
+        for number, type_code in enumerate(record_types):
+            variable = handle.createVariable(f"record{number}", type_code, ("time", "x"))
+            variable.units = "mm"
+            variable[...] = np.full((3, 5), b"r", dtype="S1") if type_code == "S1" else np.ones((3, 5), dtype=type_code)
+    size = path.stat().st_size
+    extents = classic_extents(path)
+    assert sorted(extent.name for extent in extents) == sorted(["fixed", *(f"record{n}" for n in range(len(record_types)))])
+    end = max(extent.end for extent in extents)
+    assert size - 4 < end <= size
+    check_classic_complete(path)
+    path.write_bytes(path.read_bytes()[: end - 1])
+    with pytest.raises(InputDataError, match="file complete"):
+        check_classic_complete(path)
+
+
+def test_hidden_root_metadata_is_revealed_with_numpy_attributes(tmp_path: Path) -> None:
+    """A staged store with hidden root metadata does not open; revealed with attributes
+    (numpy scalars included), it opens with them."""
+    import zarr
+
+    from weatherunc.store import hide_root_metadata, reveal_root_metadata
+
+    store = tmp_path / "store.zarr"
+    xr.Dataset({"a": ("x", np.arange(3.0))}, attrs={"title": "t"}).to_zarr(store, zarr_format=3, consolidated=False)
+    hide_root_metadata(store)
+    with pytest.raises(FileNotFoundError):
+        xr.open_zarr(store, consolidated=False)
+    reveal_root_metadata(store, {"factor": np.float32(1.5), "flag": np.bool_(True), "weights": np.arange(2)})
+    attrs = zarr.open_group(store, mode="r").attrs
+    assert (attrs["title"], attrs["factor"], attrs["flag"], attrs["weights"]) == ("t", 1.5, True, [0, 1])
+    np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False).a.values, [0.0, 1.0, 2.0])
+    reveal_root_metadata(store, {"more": 1})  # in place already: only adds the attribute
+    assert zarr.open_group(store, mode="r").attrs["more"] == 1

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from tests.conftest import write_classic_netcdf, write_entry
+from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import open_dataset
 from weatherunc.validation import check_dataset, check_frame, check_times, normalise_units
@@ -131,6 +133,39 @@ def test_truncated_file(synthetic, tmp_path: Path) -> None:
         _open_and_compute(catalog)
     assert caught.value.check == "readable file"
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("engine", "unlimited_time"),
+    [pytest.param("netcdf4", False, id="netcdf4"), pytest.param("scipy", False, id="scipy"), pytest.param("netcdf4", True, id="record-dimension")],
+)
+def test_truncated_classic_netcdf_fails_as_incomplete(tmp_path: Path, engine: str, unlimited_time: bool) -> None:
+    """A classic NetCDF file cut short is refused by the 'file complete' check, naming the file and
+    the first variable whose data are cut (the netCDF library would read the lost bytes as zeros)."""
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    path = write_classic_netcdf(data_root / "synthetic.nc", _field(2.0), engine=engine, unlimited_time=unlimited_time)
+    write_entry(tmp_path / "catalog")
+    catalog = Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
+    np.testing.assert_array_equal(_open_and_compute(catalog).precipitation.values, _field(2.0))  # intact: accepted
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputDataError) as caught:
+        _open_and_compute(catalog)
+    assert caught.value.check == "file complete", str(caught.value)
+    assert caught.value.variable == "precipitation"
+    assert str(path) in str(caught.value) and f"{path.stat().st_size} bytes" in caught.value.detail
+
+
+def test_classic_netcdf_with_a_truncated_header_fails_as_incomplete(tmp_path: Path) -> None:
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    path = write_classic_netcdf(data_root / "synthetic.nc", _field())
+    write_entry(tmp_path / "catalog")
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(InputDataError) as caught:
+        _open_and_compute(Catalog.load([tmp_path / "catalog"], data_root_dir=data_root))
+    assert caught.value.check == "file complete", str(caught.value)
+    assert "header" in caught.value.detail
 
 
 def test_corrupt_file(synthetic, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import xarray as xr
 from weatherunc import conventions
 from weatherunc.errors import InputDataError
 from weatherunc.readers.base import FrameReference, GridGeometry, frame_time
+from weatherunc.readers.netcdf_classic import check_classic_complete, is_classic
 
 if TYPE_CHECKING:
     from weatherunc.catalog import CatalogEntry
@@ -30,8 +31,13 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def _open(path: Path) -> xr.Dataset:
     """Open with h5netcdf for NetCDF-4 (HDF5) files: h5py serialises access, so Dask
-    threads may read concurrently; classic NetCDF goes through xarray's default engine."""
-    engine = "h5netcdf" if _is_hdf5(path) else None
+    threads may read concurrently; classic NetCDF goes through xarray's default engine,
+    once its length has been checked against its header (the netCDF library reads the
+    missing end of a truncated classic file as zeros)."""
+    hdf5 = _is_hdf5(path)
+    if not hdf5 and is_classic(path):
+        check_classic_complete(path)
+    engine = "h5netcdf" if hdf5 else None
     return xr.open_dataset(path, engine=engine, mask_and_scale=True, decode_times=True, cache=False)
 
 
