@@ -123,8 +123,25 @@ def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() 
     assert record["method"] == "self" and record["scores"]["draws"] == draws and record["overall_std_factor"] > 1
 
 
+def test_std_factors_that_cost_crps_are_dropped() -> None:
+    """Truths far off in a few places: covering them needs wide intervals that cost the CRPS."""
+    rng = np.random.default_rng(5)
+    n = 400
+    truth_level = rng.normal(2.0, 0.02, size=n)
+    truth_level[: int(0.12 * n)] += 1.0  # 12 % far above the forecast: 90 % coverage needs some of them
+    points = rng.uniform(0, 50, size=(n, 2))
+    transform = PrecipitationTransform()
+    prediction = prediction_dataset(Task(points, np.ones(n), points, np.expm1(truth_level)), transformed_mean=np.full(n, 2.0), latent_variance=np.zeros(n), noise_variance=np.full(n, 0.05**2), transform=transform, model="sharp")
+    options = SelfCalibrationOptions()
+    fitted = fit_self_calibration(prediction, np.expm1(truth_level), np.full(n, 2.0), np.ones(n), options)
+    assert not fitted.scores["std_factors_kept"] and fitted.factors == (1.0,) * len(fitted.factors)
+    assert fitted.scores["after"]["crps"] == fitted.scores["before"]["crps"]
+    loose = fit_self_calibration(prediction, np.expm1(truth_level), np.full(n, 2.0), np.ones(n), SelfCalibrationOptions(crps_tolerance=10.0))
+    assert loose.scores["std_factors_kept"] and loose.overall_factor > 2
+
+
 def test_options_are_checked() -> None:
-    for bad in ({"pseudo_fraction": 1.0}, {"level": 0.0}, {"distance_edges_km": (0.0, 5.0, 2.0)}, {"max_repeats": 0}):
+    for bad in ({"pseudo_fraction": 1.0}, {"level": 0.0}, {"distance_edges_km": (0.0, 5.0, 2.0)}, {"max_repeats": 0}, {"crps_tolerance": -0.1}):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
 

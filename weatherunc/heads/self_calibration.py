@@ -14,7 +14,8 @@ remaining context matches the real targets' (importance weights per distance bin
   interval, Vovk et al. 2005; conditioned on the distance to the nearest observation as in the
   local spatial conformal prediction of Mao, Martin & Reich 2024), shrunk towards the factor of
   all pseudo-targets by ``shrinkage`` pseudo-counts; bins with too few pseudo-targets, and
-  distances beyond the last bin, take the factor of all pseudo-targets;
+  distances beyond the last bin, take the factor of all pseudo-targets; the factors are dropped
+  when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``;
 - the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
   per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
   (Guo et al. 2017);
@@ -36,13 +37,14 @@ import numpy as np
 import xarray as xr
 from scipy.spatial import cKDTree
 
-from weatherunc.evaluation import distance_to_nearest_context, transform_groups
+from weatherunc.evaluation import CRPS_NODES, distance_to_nearest_context, transform_groups
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import TemperatureScaling, VectorScaling, rescale_std
 from weatherunc.heads.fitting import probabilities_and_observed_bins, pool_predictions
 from weatherunc.metrics import top_label_ece
 from weatherunc.tasks import Task
-from weatherunc.transforms import central_interval_coverage
+from weatherunc.metrics.kernels import crps_ensemble
+from weatherunc.transforms import central_interval_coverage, quantile_nodes, quantiles
 
 #: Std factors searched per distance bin.
 FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
@@ -58,7 +60,9 @@ class SelfCalibrationOptions:
     the scaler of the bin probabilities (``"vector"`` falls back to temperature below
     ``vector_minimum`` pseudo-targets). A task with fewer contexts than give ``2 *
     minimum_targets`` pseudo-targets in one draw (a small station network) is drawn again with
-    other seeds, up to ``max_repeats`` draws, and the draws' pseudo-targets are pooled.
+    other seeds, up to ``max_repeats`` draws, and the draws' pseudo-targets are pooled. The std
+    factors are kept only if they raise the pseudo-targets' weighted CRPS by at most
+    ``crps_tolerance`` (relative); otherwise the intervals are left as the model gave them.
     """
 
     pseudo_fraction: float = 0.3
@@ -72,6 +76,7 @@ class SelfCalibrationOptions:
     vector_penalty: float = 0.01
     vector_minimum: int = 500
     max_repeats: int = 8
+    crps_tolerance: float = 0.01
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +84,8 @@ class SelfCalibrationOptions:
             raise ValueError(f"pseudo_fraction must be in (0, 1), got {self.pseudo_fraction}")
         if not 0 < self.level < 1:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if self.crps_tolerance < 0:
+            raise ValueError(f"crps_tolerance must be >= 0, got {self.crps_tolerance}")
         if self.max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
         if list(self.distance_edges_km) != sorted(set(self.distance_edges_km)) or len(self.distance_edges_km) < 2:
@@ -135,6 +142,15 @@ def _coverage(prediction: xr.Dataset, truth: np.ndarray, level: float, factor: n
     for transform, members in transform_groups(prediction):
         covered[members] = central_interval_coverage(transform, mean[members], std[members], truth[members], level)
     return covered
+
+
+def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
+    """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the std times ``factor``."""
+    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values * factor
+    scores = np.full(mean.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        scores[members] = crps_ensemble(quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members])
+    return scores
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
@@ -215,6 +231,11 @@ def fit_self_calibration(prediction: xr.Dataset, truth: np.ndarray, distance: np
         share = members.size / (members.size + options.shrinkage)
         factors.append(float(np.exp(share * np.log(local) + (1 - share) * np.log(overall))))
     before = _interval_and_bins_scores(prediction, truth, weights, options.level)
+    crps_before = _weighted_mean(_crps(prediction, truth), weights)
+    crps_after = _weighted_mean(_crps(prediction, truth, SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance)), weights)
+    intervals_kept = crps_after <= (1 + options.crps_tolerance) * crps_before
+    if not intervals_kept:  # a wider (or narrower) interval that costs sharpness beyond the tolerance is not worth it
+        factors, overall = [1.0] * len(factors), 1.0
     interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
     rescaled = interim.apply(prediction, distance)
     probability = None
@@ -227,7 +248,8 @@ def fit_self_calibration(prediction: xr.Dataset, truth: np.ndarray, distance: np
             probability = TemperatureScaling.fit(probabilities, observed)
     fitted = replace(interim, probability=probability)
     after = _interval_and_bins_scores(fitted.apply(prediction, distance), truth, weights, options.level)
-    return replace(fitted, scores={"pseudo_targets": int(truth.size), "before": before, "after": after})
+    before["crps"], after["crps"] = round(crps_before, 5), round(crps_after if intervals_kept else crps_before, 5)
+    return replace(fitted, scores={"pseudo_targets": int(truth.size), "std_factors_kept": bool(intervals_kept), "before": before, "after": after})
 
 
 def pseudo_predictions(model, task: Task, options: SelfCalibrationOptions) -> tuple[xr.Dataset, np.ndarray, np.ndarray, np.ndarray, int]:
