@@ -1,4 +1,4 @@
-"""Benchmark: the GP, the GP with altitude, the self-calibrated GP and ordinary kriging on SIC97 under spatially blocked cross-validation.
+"""Benchmark: the GP, the GP with altitude and ordinary kriging on SIC97 under spatially blocked cross-validation.
 
 Random k-fold cross-validation on clustered stations is optimistic: most held-out stations keep
 a close neighbour among the contexts. On SIC97, 10-fold CV on the 100 training stations had the
@@ -8,8 +8,7 @@ square blocks (``weatherunc.tasks.blocked_station_folds``) of 25 and 50 km, 10 f
 there are fewer blocks), and, for reference, into random 10-fold CV (``station_folds``, as
 ``interpolation.py`` does), each with fold seeds 0-4. Methods: ``gp``, ``kriging`` and
 ``gp_altitude`` (the GP with ``altitude_m`` as covariate), as in ``interpolation.py``'s
-``sic97_rows``, and ``gp+self`` (the GP self-calibrated on pseudo-targets of each fold's own
-stations, ``weatherunc.heads.self_calibration``); the predictions of a scheme and seed are pooled over its folds and scored at once
+``sic97_rows``; the predictions of a scheme and seed are pooled over its folds and scored at once
 (``interpolation.pooled_fold_row``). Rates in mm/h as the loader gives them.
 
 Writes ``benchmarks/results/sic97_blocked.json`` (one row per scheme x seed x method, with the
@@ -45,7 +44,7 @@ from weatherunc.tasks import Task, blocked_station_folds, planar_kilometres, sta
 BLOCK_SIZES: tuple[float | None, ...] = (25.0, 50.0, None)
 FOLDS = 10
 SEEDS = (0, 1, 2, 3, 4)
-METHODS = ("gp", "kriging", "gp_altitude", "gp+self")
+METHODS = ("gp", "kriging", "gp_altitude")
 #: Scores summarised over seeds.
 SUMMARY_METRICS = ("rmse", "crps", "coverage_90", "nlpd", "mae")
 
