@@ -6,7 +6,8 @@ that step (``history.json``: validation frames only, what model selection sees) 
 the interpolation benchmark's radar test tasks (``benchmarks/interpolation.py``: 5 radars x 3
 frames x masked blocks and gauge networks), each task's CRPS divided by the GP's on the same task
 (the GP's rows of ``benchmarks/results/interpolation.json``). Test scores are reported, never used to
-choose anything. Writes ``benchmarks/results/convnp_learning_curve.json`` and ``.md``; with
+choose anything. For reference, the GP's and the shipped ANP's mean scores on the same validation
+tasks (``validation_reference``). Writes ``benchmarks/results/convnp_learning_curve.json`` and ``.md``; with
 ``--name``, ``convnp_learning_curve_NAME.*`` (for variants).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/convnp_learning_curve.py [--run runs/convnp] [--every 1000]
@@ -31,6 +32,9 @@ from interpolation import RADAR_DATASETS, radar_tasks
 from weatherunc.checkpoints import read_sidecar
 from weatherunc.evaluation import score_prediction
 from weatherunc.models.convnp.interpolator import ConvNPInterpolator
+from weatherunc.models.registry import get_model
+from weatherunc.training.convnp_config import ConvNPTrainingConfig
+from weatherunc.training.validation import mean_scores, validation_tasks
 
 
 def gp_crps() -> dict[tuple[str, str, str], float]:
@@ -86,15 +90,21 @@ def main() -> None:
     tasks = [(dataset, kind, frame, task) for dataset in RADAR_DATASETS for kind, frame, task in radar_tasks(dataset)]
     reference = gp_crps()
     rows = [curve_row(path, history, tasks, reference) for path in snapshots]
+    training_config = read_sidecar(snapshots[-1])["metadata"]["training_config"] if snapshots else {}
+    validation_reference = {}
+    if training_config:
+        config = ConvNPTrainingConfig(**training_config)
+        validation = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1)
+        validation_reference = {method: mean_scores([get_model(method).predict(task) for task in validation], validation) for method in ("gp", "anp")}
     for row in rows:
         print(row["step"], row["seconds"], row["validation_crps"], row["worst_masked_blocks_crps_over_gp"])
-    training_config = read_sidecar(snapshots[-1])["metadata"]["training_config"] if snapshots else {}
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
         "run": str(arguments.run),
         "training_config": training_config,
+        "validation_reference": validation_reference,
         "validation_history": list(history.values()),
         "curve": rows,
     }
