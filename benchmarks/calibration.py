@@ -37,7 +37,8 @@ so they understate the noise of spatially correlated ones.
 weatherunc.heads.self_calibration, fitted per task on pseudo-gaps of the task's own contexts, no
 validation data), scored on the same test tasks before and after, per radar and pooled; they
 replace the ``+self`` rows of the existing calibration.json (the other rows are kept) and are
-tabled in ``calibration_self.md``.
+tabled in ``calibration_self.md``. ``self_calibration_cost``: the seconds of self-calibration over
+the model's own ``predict_seconds`` (for the GP that excludes its fit, ``fit_seconds``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/calibration.py [--members runs/anp_member_1/best.safetensors ...] [--self]
 """
