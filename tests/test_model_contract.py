@@ -124,7 +124,7 @@ def test_every_registered_model_has_a_contract_test() -> None:
 
 
 def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="valid models: anp, climatology, cnp, gp, idw, kriging"):
+    with pytest.raises(ValueError, match="valid models: anp, climatology, cnp, convnp, gp, idw, kriging"):
         get_model("oracle")
 
 

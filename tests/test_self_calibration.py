@@ -157,3 +157,16 @@ def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
     store = xr.open_zarr(report.store, consolidated=False)
     assert store.attrs["calibration"].startswith("self")
     assert json.loads(report.metrics.read_text())["scores"]["crps"] > 0
+
+
+def test_rescale_std_takes_gridded_predictions() -> None:
+    from weatherunc.models.predictive import to_grid
+
+    task = _field_task(n_context=50, n_target=30)
+    rows, columns = np.arange(task.n_target) // 6, np.arange(task.n_target) % 6
+    task = Task(task.context_coordinates, task.context_values, task.target_coordinates, task.target_values, target_coords={"row": rows, "column": columns})
+    prediction = OverconfidentModel(1.0).predict(task)
+    grid = to_grid(prediction, xr.DataArray(np.zeros((rows[-1] + 1, 6)), dims=("y", "x"), coords={"y": np.arange(rows[-1] + 1.0), "x": np.arange(6.0)}))
+    rescaled = rescale_std(grid, 2.0)
+    np.testing.assert_allclose(rescaled.transformed_std.values, 2.0 * grid.transformed_std.values)  # NaN off the targets on both
+    assert rescaled.precipitation_std.dims == ("y", "x")

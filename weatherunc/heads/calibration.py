@@ -274,18 +274,17 @@ class Calibration:
 
 def rescale_std(prediction: xr.Dataset, factor: float | np.ndarray) -> xr.Dataset:
     """The prediction with its transformed standard deviation multiplied by ``factor`` (a number or
-    one per target, ``[target]``): latent and noise variance by ``factor**2``, and the rate's mean,
+    one per target, shaped like ``transformed_mean``: ``[target]`` or a grid ``[y, x]``): latent and noise variance by ``factor**2``, and the rate's mean,
     std, quantiles and exceedance probabilities recomputed from the new Gaussian. Bin
     probabilities are left as they are (derived ones are recomputed by
     :func:`~weatherunc.heads.bins.with_bin_probabilities` after dropping them)."""
     from weatherunc.evaluation import transform_groups
 
     prediction = prediction.copy()
-    dim = prediction["transformed_mean"].dims[0]
     factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), prediction["transformed_mean"].shape)
     if not np.all(np.isfinite(factor) & (factor > 0)):
         raise ValueError("factor: every std factor must be finite and > 0")
-    scale = xr.DataArray(factor, dims=dim)
+    scale = xr.DataArray(factor, dims=prediction["transformed_mean"].dims)
     prediction["latent_variance"] = prediction["latent_variance"] * scale**2
     prediction["noise_variance"] = prediction["noise_variance"] * scale**2
     prediction["transformed_std"] = prediction["transformed_std"] * scale
