@@ -58,7 +58,8 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train_convnp(_config(root, "clean"), progress=False)
     assert result.steps == 6 and (root / "clean" / "best.safetensors").exists()
     assert [entry["step"] for entry in result.history] == [3, 6]
-    assert all(entry["seconds"] > 0 for entry in result.history)
+    seconds = [entry["seconds"] for entry in result.history]
+    assert seconds[0] >= 0 and seconds[1] >= seconds[0]  # wall time spent training, growing
     return root / "clean"
 
 

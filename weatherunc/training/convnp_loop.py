@@ -116,7 +116,7 @@ def train_convnp(config: ConvNPTrainingConfig, *, restart: bool = False, stop_af
         if validating:
             model.eval()
             scores = validation_scores(ConvNPInterpolator(model=model, name=config.name, device=str(device)), tasks)
-            history.append({"step": step, "seconds": round(trained_seconds, 1), "train_loss": loss_value, **scores})
+            history.append({"step": step, "seconds": round(trained_seconds, 3), "train_loss": loss_value, **scores})
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
                 _save(_stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores})
