@@ -121,6 +121,12 @@ class TrainingConfig(BaseModel):
 
 def load_training_config(path: Path, **overrides) -> TrainingConfig:
     """Read and validate a YAML training config; ``ValueError`` names each bad field."""
+    return load_yaml_config(path, TrainingConfig, **overrides)
+
+
+def load_yaml_config(path: Path, config_class: type[BaseModel], **overrides) -> BaseModel:
+    """Read a YAML mapping, apply the ``overrides`` that are not None, and validate it as
+    ``config_class``; ``ValueError`` names the file and each bad field."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as error:
@@ -129,7 +135,7 @@ def load_training_config(path: Path, **overrides) -> TrainingConfig:
         raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
     values.update({key: value for key, value in overrides.items() if value is not None})
     try:
-        return TrainingConfig(**values)
+        return config_class(**values)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors())
         raise ValueError(f"{path}: invalid training config: {problems}") from error

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
-from weatherunc.training.config import FrameSelection
+from weatherunc.training.config import FrameSelection, load_yaml_config
 from weatherunc.transforms import PrecipitationTransform
 
 #: How training batches are seeded; part of the fingerprint.
@@ -144,15 +144,4 @@ def is_convnp_config(path: Path) -> bool:
 
 def load_convnp_training_config(path: Path, **overrides) -> ConvNPTrainingConfig:
     """Read and validate a YAML ConvNP training config; ``ValueError`` names each bad field."""
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    try:
-        return ConvNPTrainingConfig(**values)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors())
-        raise ValueError(f"{path}: invalid training config: {problems}") from error
+    return load_yaml_config(path, ConvNPTrainingConfig, **overrides)
