@@ -1,4 +1,5 @@
-"""Benchmark: neural-process training steps/s, whole-frame prediction time, and stitched vs untiled prediction.
+"""Benchmark: neural-process training steps/s, whole-frame prediction time, and stitched vs untiled
+prediction.
 
 1. Training: steps/s of the shipped ANP architecture on batches drawn from the training frames
    (pipelines/training/anp.yaml), at two context sizes, batch 16, 256 targets per task.
@@ -20,7 +21,6 @@ import time
 
 import numpy as np
 import torch
-
 from common import machine, write_result
 
 from weatherunc.geolocation import crs_of
@@ -36,7 +36,9 @@ from weatherunc.training.sampling import FrameBank, sample_batch
 FRAME_TIME = "2010-08-26T06:40"
 
 
-def training_throughput(model, bank: FrameBank, context: int, batch: int = 16, steps: int = 20) -> dict[str, float]:
+def training_throughput(
+    model, bank: FrameBank, context: int, batch: int = 16, steps: int = 20
+) -> dict[str, float]:
     """Seconds per optimiser step (forward, backward, update) after three warm-up steps.
 
     Trains a copy of the interpolator's network, so the predictions timed and compared after
@@ -50,17 +52,32 @@ def training_throughput(model, bank: FrameBank, context: int, batch: int = 16, s
     for step in range(steps + 3):
         batch_tensors = sample_batch(bank, network.config, options, batch, rng)
         started = time.perf_counter()
-        output = network(batch_tensors.context_inputs, batch_tensors.context_values, batch_tensors.target_inputs, batch_tensors.target_values)
-        loss = neural_process_loss(output, batch_tensors.target_values[..., 0], batch_tensors.target_bins)["loss"]
+        output = network(
+            batch_tensors.context_inputs,
+            batch_tensors.context_values,
+            batch_tensors.target_inputs,
+            batch_tensors.target_values,
+        )
+        loss = neural_process_loss(output, batch_tensors.target_values[..., 0], batch_tensors.target_bins)[
+            "loss"
+        ]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if step >= 3:
             timings.append(time.perf_counter() - started)
-    return {"batch": batch, "context_points": context, "target_points": 256, "steps_per_s": round(1 / float(np.mean(timings)), 3), "seconds_per_step": round(float(np.mean(timings)), 4)}
+    return {
+        "batch": batch,
+        "context_points": context,
+        "target_points": 256,
+        "steps_per_s": round(1 / float(np.mean(timings)), 3),
+        "seconds_per_step": round(float(np.mean(timings)), 4),
+    }
 
 
-def withheld_blocks(shape: tuple[int, int], count: int, size: int, observed: np.ndarray, seed: int) -> np.ndarray:
+def withheld_blocks(
+    shape: tuple[int, int], count: int, size: int, observed: np.ndarray, seed: int
+) -> np.ndarray:
     """``count`` non-overlapping squares over observed pixels."""
     rng = np.random.default_rng(seed)
     mask = np.zeros(shape, dtype=bool)
@@ -85,10 +102,24 @@ def main() -> None:
     frame = dataset.precipitation.sel(time=FRAME_TIME).load().drop_vars(["latitude", "longitude"])
     observed = np.isfinite(frame.values)
     whole_frame = {}
-    for label, targets, mask in (("every pixel", "all", None), ("six withheld 32 px blocks", "unobserved", withheld_blocks(frame.shape, 6, 32, observed, 0))):
+    for label, targets, mask in (
+        ("every pixel", "all", None),
+        ("six withheld 32 px blocks", "unobserved", withheld_blocks(frame.shape, 6, 32, observed, 0)),
+    ):
         started = time.perf_counter()
-        prediction = predict_grid(model, frame, crs=crs, tiling=GridTiling(tile_pixels=128, halo_pixels=48, max_context=4096, targets=targets), target_mask=mask, progress=False)
-        whole_frame[label] = {"seconds": round(time.perf_counter() - started, 2), "targets": int(prediction.precipitation_mean.notnull().sum()), "pixels": int(frame.size)}
+        prediction = predict_grid(
+            model,
+            frame,
+            crs=crs,
+            tiling=GridTiling(tile_pixels=128, halo_pixels=48, max_context=4096, targets=targets),
+            target_mask=mask,
+            progress=False,
+        )
+        whole_frame[label] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "targets": int(prediction.precipitation_mean.notnull().sum()),
+            "pixels": int(frame.size),
+        }
 
     window = wettest_window(frame.drop_vars("time"), 192)
     mask = withheld_blocks(window.shape, 3, 24, np.isfinite(window.values), 1)
@@ -96,22 +127,42 @@ def main() -> None:
     target_rows, target_columns = np.nonzero(mask)
     x_km, y_km = window.x.values / 1000, window.y.values / 1000
     task = Task(
-        np.stack([x_km[columns], y_km[rows]], 1), window.values[rows, columns].astype(float),
-        np.stack([x_km[target_columns], y_km[target_rows]], 1), window.values[target_rows, target_columns].astype(float),
+        np.stack([x_km[columns], y_km[rows]], 1),
+        window.values[rows, columns].astype(float),
+        np.stack([x_km[target_columns], y_km[target_rows]], 1),
+        window.values[target_rows, target_columns].astype(float),
         target_coords={"row": target_rows, "column": target_columns},
     )
     untiled = to_grid(model.predict(task), window)
     stitching = []
     for halo in (24, 48):
-        tiled = predict_grid(model, window, crs=crs, tiling=GridTiling(tile_pixels=64, halo_pixels=halo, max_context=100_000), target_mask=mask, progress=False)
+        tiled = predict_grid(
+            model,
+            window,
+            crs=crs,
+            tiling=GridTiling(tile_pixels=64, halo_pixels=halo, max_context=100_000),
+            target_mask=mask,
+            progress=False,
+        )
         difference = np.abs(tiled.transformed_mean.values - untiled.transformed_mean.values)[mask]
         std = untiled.transformed_std.values[mask]
-        stitching.append({
-            "tile_pixels": 64, "halo_pixels": halo, "targets": int(mask.sum()),
-            "max_abs_difference_transformed_mean": round(float(difference.max()), 5),
-            "mean_abs_difference_over_std": round(float(np.mean(difference / std)), 5),
-            "max_abs_difference_rate_mm_h": round(float(np.nanmax(np.abs(tiled.precipitation_mean.values - untiled.precipitation_mean.values)[mask])), 4),
-        })
+        stitching.append(
+            {
+                "tile_pixels": 64,
+                "halo_pixels": halo,
+                "targets": int(mask.sum()),
+                "max_abs_difference_transformed_mean": round(float(difference.max()), 5),
+                "mean_abs_difference_over_std": round(float(np.mean(difference / std)), 5),
+                "max_abs_difference_rate_mm_h": round(
+                    float(
+                        np.nanmax(
+                            np.abs(tiled.precipitation_mean.values - untiled.precipitation_mean.values)[mask]
+                        )
+                    ),
+                    4,
+                ),
+            }
+        )
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),

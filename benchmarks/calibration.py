@@ -6,7 +6,8 @@ benchmarks/checkpoints/anp_task_normalised_small, trained with the same seed: no
 of the shipped width has been trained, so this ensemble differs by width, not by seed), the ANP
 with MC dropout, and bin probabilities derived from the GP's predictive distribution. Both ANP
 checkpoints carry bin heads refitted in prediction mode (``weatherunc refit-head``; see
-docs/training.md). Each method's temperature (and std factor) is fitted on validation tasks drawn from the training
+docs/training.md). Each method's temperature (and std factor) is fitted on validation tasks drawn from the
+training
 config's validation frames (never the test frames); scores are computed on the test tasks of
 benchmarks/interpolation.py (masked blocks and gauge networks, three frames per dataset).
 Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bins, top-label (multiclass) and
@@ -40,7 +41,8 @@ replace the ``+self`` rows of the existing calibration.json (the other rows are 
 tabled in ``calibration_self.md``. ``self_calibration_cost``: the seconds of self-calibration over
 the model's own ``predict_seconds`` (for the GP that excludes its fit, ``fit_seconds``).
 
-    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/calibration.py [--members runs/anp_member_1/best.safetensors ...] [--self]
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/calibration.py [--members
+    runs/anp_member_1/best.safetensors ...] [--self]
 """
 
 from __future__ import annotations
@@ -54,16 +56,21 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-
 from common import RESULTS, machine, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc import metrics
 from weatherunc.evaluation import interval_coverage
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.heads.self_calibration import self_calibrate
 from weatherunc.heads.calibration import Calibration, VectorScaling, lowest_ece_temperature
-from weatherunc.heads.fitting import calibrate_predictions, pool_predictions, pooled_predictions, probabilities_and_observed_bins, target_groups
+from weatherunc.heads.fitting import (
+    calibrate_predictions,
+    pool_predictions,
+    pooled_predictions,
+    probabilities_and_observed_bins,
+    target_groups,
+)
+from weatherunc.heads.self_calibration import self_calibrate
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
@@ -78,12 +85,18 @@ ECE_BINS = 15
 
 
 def scores(pooled: xr.Dataset, truth: np.ndarray) -> dict[str, object]:
-    """Probability scores of predictions pooled over tasks (:func:`pool_predictions`) against their truths ``[target]``."""
+    """Probability scores of predictions pooled over tasks (:func:`pool_predictions`) against their truths "
+    "``[target]``."""
     observed = metrics.observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
     probability = pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore")
     result: dict[str, object] = {
         "ece": round(metrics.top_label_ece(probability, observed, bins=ECE_BINS), 5),
-        "ece_consistency": [round(float(value), 5) for value in np.quantile(metrics.consistency_top_label_ece(probability, bins=ECE_BINS, draws=200), [0.5, 0.95])],
+        "ece_consistency": [
+            round(float(value), 5)
+            for value in np.quantile(
+                metrics.consistency_top_label_ece(probability, bins=ECE_BINS, draws=200), [0.5, 0.95]
+            )
+        ],
         "nll": round(float(metrics.categorical_nll(probability, observed)), 5),
         "brier": round(float(metrics.multiclass_brier_score(probability, observed)), 5),
         "rps": round(float(metrics.ranked_probability_score(probability, observed)), 5),
@@ -95,20 +108,39 @@ def scores(pooled: xr.Dataset, truth: np.ndarray) -> dict[str, object]:
         decomposition = metrics.brier_decomposition(forecast, event)
         result[f"threshold_{threshold:g}"] = {
             "ece": round(metrics.expected_calibration_error(forecast, event, bins=ECE_BINS), 5),
-            "brier": round(float(decomposition.brier_score), 5), "reliability": round(decomposition.reliability, 5),
-            "resolution": round(decomposition.resolution, 5), "uncertainty": round(decomposition.uncertainty, 5),
+            "brier": round(float(decomposition.brier_score), 5),
+            "reliability": round(decomposition.reliability, 5),
+            "resolution": round(decomposition.resolution, 5),
+            "uncertainty": round(decomposition.uncertainty, 5),
         }
     result["diagram"] = metrics.top_label_calibration(probability, observed, bins=ECE_BINS).compute()
     known = np.isfinite(observed.values)
-    result["observed_bin_frequency"] = [round(float(value), 4) for value in np.bincount(observed.values[known].astype(np.int64), minlength=probability.sizes["bin"]) / known.sum()]
-    result["forecast_bin_frequency"] = [round(float(value), 4) for value in probability.isel(target=np.flatnonzero(known)).mean("target").values]
+    result["observed_bin_frequency"] = [
+        round(float(value), 4)
+        for value in np.bincount(observed.values[known].astype(np.int64), minlength=probability.sizes["bin"])
+        / known.sum()
+    ]
+    result["forecast_bin_frequency"] = [
+        round(float(value), 4)
+        for value in probability.isel(target=np.flatnonzero(known)).mean("target").values
+    ]
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--members", nargs="*", default=[str(DEFAULT_MEMBER)], help="checkpoints of further ANP ensemble members (none: no ensemble row)")
-    parser.add_argument("--self", dest="self_only", action="store_true", help="only the self-calibrated rows, merged into the existing result")
+    parser.add_argument(
+        "--members",
+        nargs="*",
+        default=[str(DEFAULT_MEMBER)],
+        help="checkpoints of further ANP ensemble members (none: no ensemble row)",
+    )
+    parser.add_argument(
+        "--self",
+        dest="self_only",
+        action="store_true",
+        help="only the self-calibrated rows, merged into the existing result",
+    )
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
@@ -121,7 +153,11 @@ def main() -> None:
     validation = [task for _, task in labelled]
     groups = target_groups(validation, [dataset for dataset, _ in labelled])
     anp = get_model("anp")
-    methods = {"anp": anp, "anp_mc_dropout": get_model("anp", mc_dropout=True, name="anp_mc_dropout"), "gp": get_model("gp")}
+    methods = {
+        "anp": anp,
+        "anp_mc_dropout": get_model("anp", mc_dropout=True, name="anp_mc_dropout"),
+        "gp": get_model("gp"),
+    }
     if arguments.members:
         members = [anp, *[get_model("anp", checkpoint=Path(path)) for path in arguments.members]]
         methods["anp_ensemble"] = EnsembleInterpolator(members, name="anp_ensemble")
@@ -130,7 +166,9 @@ def main() -> None:
     for name, model in methods.items():
         pooled, truth = pooled_predictions(model, validation)  # predicted once, both scalings fitted on it
         calibrations[name] = calibrate_predictions(pooled, truth, description=described)
-        vector_calibrations[name] = calibrate_predictions(pooled, truth, method="vector", description=described, groups=groups)
+        vector_calibrations[name] = calibrate_predictions(
+            pooled, truth, method="vector", description=described, groups=groups
+        )
     calibrations["anp"].save(PACKAGED_MODELS_DIR / "anp.calibration.json")
     tests = {dataset: [task for _, _, task in radar_tasks(dataset)] for dataset in RADAR_DATASETS}
     rows, diagrams = [], {}
@@ -139,36 +177,90 @@ def main() -> None:
         before_all, after_all, vector_all, truths_all = [], [], [], []
         for dataset, tasks in tests.items():
             before = [with_bin_probabilities(model.predict(task)) for task in tasks]
-            after = [Calibration(probability=calibration.probability).apply(prediction) for prediction in before]
-            vector = [Calibration(probability=vector_calibrations[method].probability).apply(prediction) for prediction in before]
+            after = [
+                Calibration(probability=calibration.probability).apply(prediction) for prediction in before
+            ]
+            vector = [
+                Calibration(probability=vector_calibrations[method].probability).apply(prediction)
+                for prediction in before
+            ]
             truths = [task.target_values for task in tasks]
             pooled_before = pool_predictions(before, truths)  # pooled once, scored and diagnosed
-            rows.append(_row(dataset, method, calibration, scores(*pooled_before), scores(*pool_predictions(after, truths)), scores(*pool_predictions(vector, truths)), *diagnostics(*pooled_before)))
+            rows.append(
+                _row(
+                    dataset,
+                    method,
+                    calibration,
+                    scores(*pooled_before),
+                    scores(*pool_predictions(after, truths)),
+                    scores(*pool_predictions(vector, truths)),
+                    *diagnostics(*pooled_before),
+                )
+            )
             before_all += before
             after_all += after
             vector_all += vector
             truths_all += truths
         pooled_before = pool_predictions(before_all, truths_all)
         scored_before, scored_after = scores(*pooled_before), scores(*pool_predictions(after_all, truths_all))
-        rows.append(_row("all", method, calibration, scored_before, scored_after, scores(*pool_predictions(vector_all, truths_all)), *diagnostics(*pooled_before)))
+        rows.append(
+            _row(
+                "all",
+                method,
+                calibration,
+                scored_before,
+                scored_after,
+                scores(*pool_predictions(vector_all, truths_all)),
+                *diagnostics(*pooled_before),
+            )
+        )
         diagrams[f"{method} before"] = scored_before["diagram"]
         diagrams[f"{method} after"] = scored_after["diagram"]
     figure_paths = []
     for method in methods:
-        figure = reliability_figure({"before": diagrams[f"{method} before"], "after": diagrams[f"{method} after"]}, title=f"{method}: most probable bin, test events")
-        figure_paths.append(str(save_figure(figure, RESULTS / f"reliability_{method}.png").relative_to(RESULTS.parent.parent)))
-        frequencies = {row["dataset"]: (np.array(row["observed_bin_frequency"]), np.array(row["forecast_bin_frequency_after"])) for row in rows if row["method"] == method}
-        figure = bin_frequency_figure(frequencies, bin_labels(), title=f"{method} after temperature scaling: how often each bin is observed and forecast, test events")
-        figure_paths.append(str(save_figure(figure, RESULTS / f"bin_frequencies_{method}.png").relative_to(RESULTS.parent.parent)))
+        figure = reliability_figure(
+            {"before": diagrams[f"{method} before"], "after": diagrams[f"{method} after"]},
+            title=f"{method}: most probable bin, test events",
+        )
+        figure_paths.append(
+            str(save_figure(figure, RESULTS / f"reliability_{method}.png").relative_to(RESULTS.parent.parent))
+        )
+        frequencies = {
+            row["dataset"]: (
+                np.array(row["observed_bin_frequency"]),
+                np.array(row["forecast_bin_frequency_after"]),
+            )
+            for row in rows
+            if row["method"] == method
+        }
+        figure = bin_frequency_figure(
+            frequencies,
+            bin_labels(),
+            title=(
+                f"{method} after temperature scaling: how often each bin is observed and forecast, test "
+                "events"
+            ),
+        )
+        figure_paths.append(
+            str(
+                save_figure(figure, RESULTS / f"bin_frequencies_{method}.png").relative_to(
+                    RESULTS.parent.parent
+                )
+            )
+        )
     table = markdown(rows)
     print(table)
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
-        "validation_targets": {name: calibration.scores["validation_targets"] for name, calibration in calibrations.items()},
+        "validation_targets": {
+            name: calibration.scores["validation_targets"] for name, calibration in calibrations.items()
+        },
         "calibrations": {name: calibration.to_dict() for name, calibration in calibrations.items()},
-        "vector_calibrations": {name: calibration.to_dict() for name, calibration in vector_calibrations.items()},
+        "vector_calibrations": {
+            name: calibration.to_dict() for name, calibration in vector_calibrations.items()
+        },
         "rows": rows,
         "figures": figure_paths,
     }
@@ -179,16 +271,41 @@ def main() -> None:
 SELF_METHODS = ("gp", "anp", "convnp")
 
 
-def _self_row(dataset: str, method: str, before: list[xr.Dataset], after: list[xr.Dataset], tasks: list) -> dict[str, object]:
+def _self_row(
+    dataset: str, method: str, before: list[xr.Dataset], after: list[xr.Dataset], tasks: list
+) -> dict[str, object]:
     truths = [task.target_values for task in tasks]
-    scored_before, scored_after = scores(*pool_predictions(before, truths)), scores(*pool_predictions(after, truths))
-    coverage = {label: float(np.mean(np.concatenate([interval_coverage(prediction, task.target_values, 0.9).values[np.isfinite(task.target_values)] for prediction, task in zip(predictions, tasks)]))) for label, predictions in (("before", before), ("after", after))}
+    scored_before, scored_after = (
+        scores(*pool_predictions(before, truths)),
+        scores(*pool_predictions(after, truths)),
+    )
+    coverage = {
+        label: float(
+            np.mean(
+                np.concatenate(
+                    [
+                        interval_coverage(prediction, task.target_values, 0.9).values[
+                            np.isfinite(task.target_values)
+                        ]
+                        for prediction, task in zip(predictions, tasks)
+                    ]
+                )
+            )
+        )
+        for label, predictions in (("before", before), ("after", after))
+    }
     seconds = [float(prediction.attrs["self_calibration_seconds"]) for prediction in after]
     predict = [float(prediction.attrs["predict_seconds"]) for prediction in before]
     return {
-        "dataset": dataset, "method": f"{method}+self",
-        **{f"{name}_{label}": scored[name] for name in ("ece", "nll", "brier", "rps") for label, scored in (("before", scored_before), ("after", scored_after))},
-        "coverage_90_before": round(coverage["before"], 4), "coverage_90_after": round(coverage["after"], 4),
+        "dataset": dataset,
+        "method": f"{method}+self",
+        **{
+            f"{name}_{label}": scored[name]
+            for name in ("ece", "nll", "brier", "rps")
+            for label, scored in (("before", scored_before), ("after", scored_after))
+        },
+        "coverage_90_before": round(coverage["before"], 4),
+        "coverage_90_after": round(coverage["after"], 4),
         "self_calibration_cost": round(float(np.sum(seconds) / max(np.sum(predict), 1e-9)), 3),
     }
 
@@ -203,17 +320,37 @@ def self_calibration_main() -> None:
         before_all, after_all, tasks_all = [], [], []
         for dataset, tasks in tests.items():
             before = [with_bin_probabilities(model.predict(task)) for task in tasks]
-            after = [self_calibrate(model, task, prediction=prediction) for prediction, task in zip(before, tasks)]
+            after = [
+                self_calibrate(model, task, prediction=prediction) for prediction, task in zip(before, tasks)
+            ]
             rows.append(_self_row(dataset, method, before, after, tasks))
             print(rows[-1], flush=True)
             before_all, after_all, tasks_all = before_all + before, after_all + after, tasks_all + tasks
         rows.append(_self_row("all", method, before_all, after_all, tasks_all))
     previous = json.loads((RESULTS / "calibration.json").read_text())
     previous["rows"] = [row for row in previous["rows"] if not row["method"].endswith("+self")] + rows
-    previous["self_calibration"] = {"machine": machine(), "wall_s": round(time.perf_counter() - start, 1), "options": "SelfCalibrationOptions() defaults"}
+    previous["self_calibration"] = {
+        "machine": machine(),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "options": "SelfCalibrationOptions() defaults",
+    }
     write_result("calibration.json", previous)
-    columns = ("dataset", "method", "ece_before", "ece_after", "nll_before", "nll_after", "brier_before", "brier_after", "coverage_90_before", "coverage_90_after", "self_calibration_cost")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    columns = (
+        "dataset",
+        "method",
+        "ece_before",
+        "ece_after",
+        "nll_before",
+        "nll_after",
+        "brier_before",
+        "brier_after",
+        "coverage_90_before",
+        "coverage_90_after",
+        "self_calibration_cost",
+    )
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows
+    ]
     (RESULTS / "calibration_self.md").write_text("\n".join(lines) + "\n")
 
 
@@ -223,7 +360,9 @@ def bin_labels(edges: tuple[float, ...] = DEFAULT_BIN_EDGES) -> list[str]:
     return [f"{low:g}-{high:g}" if np.isfinite(high) else f">{low:g}" for low, high in zip(edges, upper)]
 
 
-def diagnostics(pooled: xr.Dataset, truth: np.ndarray) -> tuple[tuple[float, float], tuple[float, float], float]:
+def diagnostics(
+    pooled: xr.Dataset, truth: np.ndarray
+) -> tuple[tuple[float, float], tuple[float, float], float]:
     """Three diagnostic bounds fitted on the scored predictions themselves (pooled by
     :func:`pool_predictions`), never applied to a published prediction:
 
@@ -237,31 +376,90 @@ def diagnostics(pooled: xr.Dataset, truth: np.ndarray) -> tuple[tuple[float, flo
     oracle = calibrate_predictions(pooled, truth)
     probabilities, observed = probabilities_and_observed_bins(pooled, truth)
     scaled = VectorScaling.fit(probabilities, observed).apply(probabilities)
-    vector = metrics.top_label_ece(xr.DataArray(scaled, dims=("target", "bin")), xr.DataArray(observed.astype(np.float64), dims="target"), bins=ECE_BINS)
-    return (oracle.probability.temperature, oracle.scores["ece_after"]), lowest_ece_temperature(probabilities, observed), vector
+    vector = metrics.top_label_ece(
+        xr.DataArray(scaled, dims=("target", "bin")),
+        xr.DataArray(observed.astype(np.float64), dims="target"),
+        bins=ECE_BINS,
+    )
+    return (
+        (oracle.probability.temperature, oracle.scores["ece_after"]),
+        lowest_ece_temperature(probabilities, observed),
+        vector,
+    )
 
 
-def _row(dataset: str, method: str, calibration: Calibration, before: dict, after: dict, vector: dict, oracle: tuple[float, float], lowest: tuple[float, float], vector_oracle: float) -> dict[str, object]:
-    row: dict[str, object] = {"dataset": dataset, "method": method, "temperature": round(calibration.probability.temperature, 4)}
+def _row(
+    dataset: str,
+    method: str,
+    calibration: Calibration,
+    before: dict,
+    after: dict,
+    vector: dict,
+    oracle: tuple[float, float],
+    lowest: tuple[float, float],
+    vector_oracle: float,
+) -> dict[str, object]:
+    row: dict[str, object] = {
+        "dataset": dataset,
+        "method": method,
+        "temperature": round(calibration.probability.temperature, 4),
+    }
     for key in ("ece", "nll", "brier", "rps"):
-        row[f"{key}_before"], row[f"{key}_after"], row[f"{key}_after_vector"] = before[key], after[key], vector[key]
+        row[f"{key}_before"], row[f"{key}_after"], row[f"{key}_after_vector"] = (
+            before[key],
+            after[key],
+            vector[key],
+        )
     row["ece_consistency_after"], row["ece_consistency_after_95"] = after["ece_consistency"]
     row["oracle_temperature"], row["ece_oracle_temperature"] = round(oracle[0], 4), round(oracle[1], 5)
     row["lowest_ece_temperature"], row["ece_lowest_temperature"] = round(lowest[0], 4), round(lowest[1], 5)
     row["ece_oracle_vector"] = round(vector_oracle, 5)
     row["observed_bin_frequency"] = after["observed_bin_frequency"]
-    row["forecast_bin_frequency_before"], row["forecast_bin_frequency_after"] = before["forecast_bin_frequency"], after["forecast_bin_frequency"]
+    row["forecast_bin_frequency_before"], row["forecast_bin_frequency_after"] = (
+        before["forecast_bin_frequency"],
+        after["forecast_bin_frequency"],
+    )
     for threshold in THRESHOLDS:
         name = f"threshold_{threshold:g}"
-        row[f"ece_before_{threshold:g}"], row[f"ece_after_{threshold:g}"] = before[name]["ece"], after[name]["ece"]
-        row[f"brier_decomposition_before_{threshold:g}"] = {key: before[name][key] for key in ("brier", "reliability", "resolution", "uncertainty")}
-        row[f"brier_decomposition_after_{threshold:g}"] = {key: after[name][key] for key in ("brier", "reliability", "resolution", "uncertainty")}
+        row[f"ece_before_{threshold:g}"], row[f"ece_after_{threshold:g}"] = (
+            before[name]["ece"],
+            after[name]["ece"],
+        )
+        row[f"brier_decomposition_before_{threshold:g}"] = {
+            key: before[name][key] for key in ("brier", "reliability", "resolution", "uncertainty")
+        }
+        row[f"brier_decomposition_after_{threshold:g}"] = {
+            key: after[name][key] for key in ("brier", "reliability", "resolution", "uncertainty")
+        }
     return row
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
     """The main columns as a Markdown table."""
-    columns = ("dataset", "method", "temperature", "ece_before", "ece_after", "ece_consistency_after", "ece_consistency_after_95", "ece_after_vector", "oracle_temperature", "ece_oracle_temperature", "lowest_ece_temperature", "ece_lowest_temperature", "ece_oracle_vector", "ece_before_1", "ece_after_1", "nll_before", "nll_after", "nll_after_vector", "brier_before", "brier_after", "rps_before", "rps_after")
+    columns = (
+        "dataset",
+        "method",
+        "temperature",
+        "ece_before",
+        "ece_after",
+        "ece_consistency_after",
+        "ece_consistency_after_95",
+        "ece_after_vector",
+        "oracle_temperature",
+        "ece_oracle_temperature",
+        "lowest_ece_temperature",
+        "ece_lowest_temperature",
+        "ece_oracle_vector",
+        "ece_before_1",
+        "ece_after_1",
+        "nll_before",
+        "nll_after",
+        "nll_after_vector",
+        "brier_before",
+        "brier_after",
+        "rps_before",
+        "rps_after",
+    )
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -13,7 +13,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict[str, object]:
     """Cores, processor and Python version of the machine the figures come from, and the date (UTC)."""
-    return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    return {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+    }
 
 
 def write_result(name: str, result: dict[str, object]) -> Path:

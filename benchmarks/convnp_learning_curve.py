@@ -10,7 +10,8 @@ choose anything. For reference, the GP's and the shipped ANP's mean scores on th
 tasks (``validation_reference``). Writes ``benchmarks/results/convnp_learning_curve.json`` and ``.md``; with
 ``--name``, ``convnp_learning_curve_NAME.*`` (for variants).
 
-    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/convnp_learning_curve.py [--run runs/convnp] [--every 1000]
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/convnp_learning_curve.py [--run
+    runs/convnp] [--every 1000]
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import RESULTS, machine, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
@@ -43,7 +43,9 @@ def gp_crps() -> dict[tuple[str, str, str], float]:
     return {(row["dataset"], row["task"], row["frame"]): row["crps"] for row in rows if row["method"] == "gp"}
 
 
-def curve_row(path: Path, history: dict[int, dict], tasks: list[tuple[str, str, str, object]], reference: dict) -> dict[str, object]:
+def curve_row(
+    path: Path, history: dict[int, dict], tasks: list[tuple[str, str, str, object]], reference: dict
+) -> dict[str, object]:
     """Scores of one snapshot: validation (from the run's history) and test tasks (relative to the GP)."""
     sidecar = read_sidecar(path)
     step = int(sidecar["metadata"]["step"])
@@ -56,11 +58,21 @@ def curve_row(path: Path, history: dict[int, dict], tasks: list[tuple[str, str, 
         coverage[(dataset, kind)].append(scores["coverage_90"])
     validation = history.get(step, {})
     return {
-        "step": step, "seconds": sidecar["metadata"].get("seconds"),
-        "validation_crps": validation.get("crps"), "validation_coverage_90": validation.get("coverage_90"),
-        "test_crps_over_gp": {f"{dataset}/{kind}": round(float(np.mean(values)), 4) for (dataset, kind), values in ratios.items()},
-        "test_coverage_90": {f"{dataset}/{kind}": round(float(np.mean(values)), 4) for (dataset, kind), values in coverage.items()},
-        "worst_masked_blocks_crps_over_gp": round(max(float(np.mean(v)) for (d, k), v in ratios.items() if k == "masked_blocks"), 4),
+        "step": step,
+        "seconds": sidecar["metadata"].get("seconds"),
+        "validation_crps": validation.get("crps"),
+        "validation_coverage_90": validation.get("coverage_90"),
+        "test_crps_over_gp": {
+            f"{dataset}/{kind}": round(float(np.mean(values)), 4)
+            for (dataset, kind), values in ratios.items()
+        },
+        "test_coverage_90": {
+            f"{dataset}/{kind}": round(float(np.mean(values)), 4)
+            for (dataset, kind), values in coverage.items()
+        },
+        "worst_masked_blocks_crps_over_gp": round(
+            max(float(np.mean(v)) for (d, k), v in ratios.items() if k == "masked_blocks"), 4
+        ),
     }
 
 
@@ -70,7 +82,11 @@ def markdown(rows: list[dict[str, object]]) -> str:
     columns = ["step", "seconds", "validation_crps", *keys]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(str(row[c]) if c in row else str(row["test_crps_over_gp"][c]) for c in columns) + " |")
+        lines.append(
+            "| "
+            + " | ".join(str(row[c]) if c in row else str(row["test_crps_over_gp"][c]) for c in columns)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -85,9 +101,17 @@ def main() -> None:
     torch.set_num_threads(2)
     start = time.perf_counter()
     history_file = arguments.run / "history.json"
-    history = {entry["step"]: entry for entry in json.loads(history_file.read_text())} if history_file.exists() else {}
+    history = (
+        {entry["step"]: entry for entry in json.loads(history_file.read_text())}
+        if history_file.exists()
+        else {}
+    )
     snapshots = sorted(arguments.run.glob("snapshot-*.safetensors"))[:: arguments.every]
-    tasks = [(dataset, kind, frame, task) for dataset in RADAR_DATASETS for kind, frame, task in radar_tasks(dataset)]
+    tasks = [
+        (dataset, kind, frame, task)
+        for dataset in RADAR_DATASETS
+        for kind, frame, task in radar_tasks(dataset)
+    ]
     reference = gp_crps()
     rows = [curve_row(path, history, tasks, reference) for path in snapshots]
     training_config = read_sidecar(snapshots[-1])["metadata"]["training_config"] if snapshots else {}
@@ -95,7 +119,10 @@ def main() -> None:
     if training_config:
         config = ConvNPTrainingConfig(**training_config)
         validation = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1)
-        validation_reference = {method: mean_scores([get_model(method).predict(task) for task in validation], validation) for method in ("gp", "anp")}
+        validation_reference = {
+            method: mean_scores([get_model(method).predict(task) for task in validation], validation)
+            for method in ("gp", "anp")
+        }
     for row in rows:
         print(row["step"], row["seconds"], row["validation_crps"], row["worst_masked_blocks_crps_over_gp"])
     result = {

@@ -1,4 +1,5 @@
-"""Benchmark: whole-frame prediction by the convolutional neural process beside the ANP and the GP, and its training steps/s.
+"""Benchmark: whole-frame prediction by the convolutional neural process beside the ANP and the GP, and its
+training steps/s.
 
 On the wettest KNMI frame of the test period (765 x 700 px, from 2010-08-26 05:20):
 
@@ -30,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import machine, write_result
 from gp_full_frame import full_frame_task
 
@@ -58,16 +58,31 @@ def training_seconds_per_step(model, steps: int = 20) -> dict[str, object]:
     timings = []
     for step in range(steps + 3):
         started = time.perf_counter()
-        batch = sample_grid_batch(bank, network.config, config.sampling, config.batch_size, step_generator(1, step))
+        batch = sample_grid_batch(
+            bank, network.config, config.sampling, config.batch_size, step_generator(1, step)
+        )
         output = network(batch.observed, batch.values, batch.positions)
-        loss = censored_loss(output, batch.target_values, batch.target_bins, batch.weights, dry_bound=network.config.dry_bound, bin_weight=config.bin_weight)["loss"]
+        loss = censored_loss(
+            output,
+            batch.target_values,
+            batch.target_bins,
+            batch.weights,
+            dry_bound=network.config.dry_bound,
+            bin_weight=config.bin_weight,
+        )["loss"]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         if step >= 3:
             timings.append(time.perf_counter() - started)
     seconds = float(np.mean(timings))
-    return {"batch": config.batch_size, "patch_cells": config.sampling.patch_cells, "target_points": config.sampling.target_points, "seconds_per_step": round(seconds, 4), "steps_per_s": round(1 / seconds, 3)}
+    return {
+        "batch": config.batch_size,
+        "patch_cells": config.sampling.patch_cells,
+        "target_points": config.sampling.target_points,
+        "seconds_per_step": round(seconds, 4),
+        "steps_per_s": round(1 / seconds, 3),
+    }
 
 
 def timed(model, task, frame, gap: np.ndarray) -> tuple[float, dict[str, object]]:
@@ -77,18 +92,26 @@ def timed(model, task, frame, gap: np.ndarray) -> tuple[float, dict[str, object]
     grid = to_grid(prediction, frame)
     seconds = time.perf_counter() - started
     scores = score_prediction(prediction, task)
-    gap_scores = score_prediction(prediction, replace(task, target_values=np.where(gap.ravel(), task.target_values, np.nan)))
+    gap_scores = score_prediction(
+        prediction, replace(task, target_values=np.where(gap.ravel(), task.target_values, np.nan))
+    )
     return seconds, {
-        "seconds": round(seconds, 2), "n_context": task.n_context, "n_target": task.n_target,
+        "seconds": round(seconds, 2),
+        "n_context": task.n_context,
+        "n_target": task.n_target,
         "nan_in_output": int(np.isnan(grid.precipitation_mean.values).sum()),
-        "crps": round(scores["crps"], 4), "coverage_90": round(scores["coverage_90"], 4),
-        "gap_crps": round(gap_scores["crps"], 4), "gap_coverage_90": round(gap_scores["coverage_90"], 4),
+        "crps": round(scores["crps"], 4),
+        "coverage_90": round(scores["coverage_90"], 4),
+        "gap_crps": round(gap_scores["crps"], 4),
+        "gap_coverage_90": round(gap_scores["coverage_90"], 4),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=None, help="ConvNP checkpoint (default: the shipped one)")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="ConvNP checkpoint (default: the shipped one)"
+    )
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
@@ -104,7 +127,7 @@ def main() -> None:
     wet_rows, wet_columns = np.nonzero(np.nan_to_num(frame.values) > 0.1)
     centre_row, centre_column = int(np.median(wet_rows)), int(np.median(wet_columns))
     gap = np.zeros((ny, nx), dtype=bool)
-    gap[max(0, centre_row - 50): centre_row + 50, max(0, centre_column - 50): centre_column + 50] = True
+    gap[max(0, centre_row - 50) : centre_row + 50, max(0, centre_column - 50) : centre_column + 50] = True
     outside = observed & ~gap
     thinned = np.zeros(ny * nx, dtype=bool)
     candidates = np.flatnonzero(outside.ravel())
@@ -119,10 +142,17 @@ def main() -> None:
     thinned_task = full_frame_task(frame, thinned.reshape(ny, nx), crs, "thinned")
     seconds_by_method = {}
     for method in ("convnp", "anp", "gp"):
-        seconds_by_method[method], row = timed(get_model(method) if method != "convnp" else convnp, thinned_task, frame, gap)
+        seconds_by_method[method], row = timed(
+            get_model(method) if method != "convnp" else convnp, thinned_task, frame, gap
+        )
         rows.append({"context": "thinned", "method": method, **row})
         print(json.dumps(rows[-1]), flush=True)
-    _, row = timed(convnp, full_frame_task(frame, gauges.reshape(ny, nx), crs, "gauges"), frame, np.ones((ny, nx), dtype=bool))
+    _, row = timed(
+        convnp,
+        full_frame_task(frame, gauges.reshape(ny, nx), crs, "gauges"),
+        frame,
+        np.ones((ny, nx), dtype=bool),
+    )
     rows.append({"context": "gauges", "method": "convnp", **row})
     training = training_seconds_per_step(convnp)
     result = {

@@ -28,7 +28,16 @@ from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
 from weatherunc.loading import open_dataset
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
-from weatherunc.plotting import combined_map, coverage_figure, distance_figure, model_comparison_figure, pit_figure, reliability_figure, save_figure, uncertainty_maps
+from weatherunc.plotting import (
+    combined_map,
+    coverage_figure,
+    distance_figure,
+    model_comparison_figure,
+    pit_figure,
+    reliability_figure,
+    save_figure,
+    uncertainty_maps,
+)
 from weatherunc.tasks import Task, wettest_window
 
 FRAMES = {"knmi": ("knmi_20100826", "2010-08-26T06:40"), "meteoswiss": ("mch_20150515", "2015-05-15T17:30")}
@@ -56,8 +65,12 @@ def flat(prediction: xr.Dataset, mask: np.ndarray) -> tuple[xr.Dataset, Task]:
     x, y = prediction.x.values[columns] / 1000, prediction.y.values[rows] / 1000
     observed = prediction.precipitation.values
     context_rows, context_columns = np.nonzero(np.isfinite(observed))
-    task = Task(np.stack([prediction.x.values[context_columns] / 1000, prediction.y.values[context_rows] / 1000], 1), observed[context_rows, context_columns],
-                np.stack([x, y], 1), prediction.withheld_precipitation.values[rows, columns])
+    task = Task(
+        np.stack([prediction.x.values[context_columns] / 1000, prediction.y.values[context_rows] / 1000], 1),
+        observed[context_rows, context_columns],
+        np.stack([x, y], 1),
+        prediction.withheld_precipitation.values[rows, columns],
+    )
     return points, task
 
 
@@ -69,7 +82,9 @@ def main() -> None:
     for label, (name, time) in FRAMES.items():
         dataset = open_dataset(name)
         crs = crs_of(dataset)
-        frame = wettest_window(dataset.precipitation.sel(time=time).load().drop_vars(["latitude", "longitude"]), 256)
+        frame = wettest_window(
+            dataset.precipitation.sel(time=time).load().drop_vars(["latitude", "longitude"]), 256
+        )
         mask = withheld(frame)
         tiling = GridTiling(tile_pixels=128, halo_pixels=48, max_context=4096)
         models = {"gp": get_model("gp"), "anp": get_model("anp"), "kriging": get_model("kriging")}
@@ -78,22 +93,51 @@ def main() -> None:
             prediction = predict_grid(model, frame, crs=crs, tiling=tiling, target_mask=mask, progress=False)
             if model_name == "anp":
                 prediction = calibration.apply(prediction)
-            written.append(save_figure(uncertainty_maps(prediction, threshold=1.0), OUT / f"{label}_{model_name}_maps.png"))
+            written.append(
+                save_figure(
+                    uncertainty_maps(prediction, threshold=1.0), OUT / f"{label}_{model_name}_maps.png"
+                )
+            )
             written.append(save_figure(combined_map(prediction), OUT / f"{label}_{model_name}_combined.png"))
             points, task = flat(prediction, mask)
             scores[model_name] = score_prediction(points.assign_attrs(prediction.attrs), task)
-            probability = with_bin_probabilities(points.assign_attrs(prediction.attrs))["rain_probability"].sel(threshold=1.0)
-            reliability[model_name] = metrics.reliability_diagram(probability, xr.DataArray(task.target_values >= 1.0, dims="target"), bins=10)
+            probability = with_bin_probabilities(points.assign_attrs(prediction.attrs))[
+                "rain_probability"
+            ].sel(threshold=1.0)
+            reliability[model_name] = metrics.reliability_diagram(
+                probability, xr.DataArray(task.target_values >= 1.0, dims="target"), bins=10
+            )
             pit[model_name] = rate_pit_histogram(points.assign_attrs(prediction.attrs), task, bins=10)
-            coverage[model_name] = {level / 100: scores[model_name][f"coverage_{level}"] for level in (50, 80, 90, 95)}
-            distance[model_name] = scores_by_distance(points.assign_attrs(prediction.attrs), task, edges_km=(0, 2, 4, 8, 16, 32))
+            coverage[model_name] = {
+                level / 100: scores[model_name][f"coverage_{level}"] for level in (50, 80, 90, 95)
+            }
+            distance[model_name] = scores_by_distance(
+                points.assign_attrs(prediction.attrs), task, edges_km=(0, 2, 4, 8, 16, 32)
+            )
         title = f"{name} {time.replace('T', ' ')} UTC, four withheld 32 px blocks"
-        written.append(save_figure(reliability_figure(reliability, title=f"P(rate >= 1 mm/h): {title}"), OUT / f"{label}_reliability.png"))
-        written.append(save_figure(pit_figure(pit, title=f"PIT of the rate (dry truths over the mass at zero): {title}"), OUT / f"{label}_pit.png"))
-        written.append(save_figure(coverage_figure(coverage, title=f"coverage: {title}"), OUT / f"{label}_coverage.png"))
+        written.append(
+            save_figure(
+                reliability_figure(reliability, title=f"P(rate >= 1 mm/h): {title}"),
+                OUT / f"{label}_reliability.png",
+            )
+        )
+        written.append(
+            save_figure(
+                pit_figure(pit, title=f"PIT of the rate (dry truths over the mass at zero): {title}"),
+                OUT / f"{label}_pit.png",
+            )
+        )
+        written.append(
+            save_figure(coverage_figure(coverage, title=f"coverage: {title}"), OUT / f"{label}_coverage.png")
+        )
         written.append(save_figure(distance_figure(distance, title=title), OUT / f"{label}_distance.png"))
         written.append(save_figure(model_comparison_figure(scores, title=title), OUT / f"{label}_scores.png"))
-        summary[label] = {"dataset": name, "time": time, "targets": int(mask.sum()), "scores": {m: {k: round(v, 4) for k, v in s.items()} for m, s in scores.items()}}
+        summary[label] = {
+            "dataset": name,
+            "time": time,
+            "targets": int(mask.sum()),
+            "scores": {m: {k: round(v, 4) for k, v in s.items()} for m, s in scores.items()},
+        }
     (OUT / "figures.json").write_text(json.dumps(summary, indent=2))
     for path in written:
         print(path.relative_to(OUT.parent.parent))

@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import torch
-
 from common import machine, write_result
 
 import weatherunc
@@ -58,18 +57,27 @@ def main() -> None:
         seconds = time.perf_counter() - started
         mean = filled.precipitation_mean.values
         ratio, jump, step = seam_ratio(mean)
-        rows.append({
-            "model": model, "seconds": round(seconds, 2), "seam_ratio": round(ratio, 3),
-            "edge_jump_mm_h": round(jump, 4), "neighbour_step_mm_h": round(step, 4),
-            "gap_mae_mm_h": round(float(np.mean(np.abs(mean[GAP, GAP] - truth))), 4),
-            "source": filled.attrs["source"],
-        })
+        rows.append(
+            {
+                "model": model,
+                "seconds": round(seconds, 2),
+                "seam_ratio": round(ratio, 3),
+                "edge_jump_mm_h": round(jump, 4),
+                "neighbour_step_mm_h": round(step, 4),
+                "gap_mae_mm_h": round(float(np.mean(np.abs(mean[GAP, GAP] - truth))), 4),
+                "source": filled.attrs["source"],
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     truth_ratio, _, _ = seam_ratio(frame.values)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0], "machine": machine(), "torch_threads": torch.get_num_threads(),
-        "frame": str(frame.time.values)[:16], "gap_pixels": int(np.isnan(gappy.values).sum() - np.isnan(frame.values).sum()),
-        "truth_seam_ratio": round(truth_ratio, 3), "rows": rows,
+        "benchmark": __doc__.strip().splitlines()[0],
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "frame": str(frame.time.values)[:16],
+        "gap_pixels": int(np.isnan(gappy.values).sum() - np.isnan(frame.values).sum()),
+        "truth_seam_ratio": round(truth_ratio, 3),
+        "rows": rows,
     }
     print(f"wrote {write_result('fill.json', result)}")
 

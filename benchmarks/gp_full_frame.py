@@ -30,7 +30,6 @@ from weatherunc.models.predictive import to_grid
 from weatherunc.tasks import Task, planar_kilometres
 
 
-
 def full_frame_task(frame, context_mask: np.ndarray, crs, description: str) -> Task:
     """Contexts where ``context_mask`` [ny, nx] is set; every pixel a target (truth NaN where unobserved)."""
     ny, nx = frame.shape
@@ -42,8 +41,12 @@ def full_frame_task(frame, context_mask: np.ndarray, crs, description: str) -> T
     truth = values.copy()
     truth[context] = np.nan  # score only pixels the model did not see
     return Task(
-        coordinates[context], values[context], coordinates, truth,
-        target_coords={"row": rows.ravel(), "column": columns.ravel()}, description=description,
+        coordinates[context],
+        values[context],
+        coordinates,
+        truth,
+        target_coords={"row": rows.ravel(), "column": columns.ravel()},
+        description=description,
     )
 
 
@@ -59,12 +62,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     observed_pixels = np.flatnonzero(observed.ravel())
     gauge_mask = np.zeros(ny * nx, dtype=bool)
-    gauge_mask[rng.choice(observed_pixels, size=round(0.01 * observed_pixels.size), replace=False)] = True  # uniform 1 % network
+    gauge_mask[rng.choice(observed_pixels, size=round(0.01 * observed_pixels.size), replace=False)] = (
+        True  # uniform 1 % network
+    )
 
     wet_rows, wet_columns = np.nonzero(np.nan_to_num(frame.values) > 0.1)
     centre_row, centre_column = int(np.median(wet_rows)), int(np.median(wet_columns))
     gap = np.zeros((ny, nx), dtype=bool)
-    gap[max(0, centre_row - 50): centre_row + 50, max(0, centre_column - 50): centre_column + 50] = True
+    gap[max(0, centre_row - 50) : centre_row + 50, max(0, centre_column - 50) : centre_column + 50] = True
     candidates = np.flatnonzero((observed & ~gap).ravel())
     chosen = rng.choice(candidates, size=min(20_000, candidates.size), replace=False)
     radar_mask = np.zeros(ny * nx, dtype=bool)
@@ -79,18 +84,31 @@ def main() -> None:
         seconds = time.perf_counter() - start
         scores = score_prediction(prediction, task)
         row = {
-            "context": name, "frame": str(dataset.time.values[index])[:16], "n_context": task.n_context, "n_target": task.n_target,
-            "grid": [ny, nx], "prediction": prediction.attrs["prediction"], "seconds": round(seconds, 1),
+            "context": name,
+            "frame": str(dataset.time.values[index])[:16],
+            "n_context": task.n_context,
+            "n_target": task.n_target,
+            "grid": [ny, nx],
+            "prediction": prediction.attrs["prediction"],
+            "seconds": round(seconds, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "nan_in_output": int(np.isnan(grid.precipitation_mean.values).sum()),
             **{key: round(value, 4) for key, value in scores.items()},
         }
         if name == "radar_gap":
-            gap_scores = score_prediction(prediction, replace(task, target_values=np.where(gap.ravel(), task.target_values, np.nan)))
-            row["gap_crps"], row["gap_coverage_90"] = round(gap_scores["crps"], 4), round(gap_scores["coverage_90"], 4)
+            gap_scores = score_prediction(
+                prediction, replace(task, target_values=np.where(gap.ravel(), task.target_values, np.nan))
+            )
+            row["gap_crps"], row["gap_coverage_90"] = (
+                round(gap_scores["crps"], 4),
+                round(gap_scores["coverage_90"], 4),
+            )
         rows_out.append(row)
         print(json.dumps(row), flush=True)
-    path = write_result("gp_full_frame.json", {"benchmark": "GP prediction of every pixel of a KNMI frame", "machine": machine(), "rows": rows_out})
+    path = write_result(
+        "gp_full_frame.json",
+        {"benchmark": "GP prediction of every pixel of a KNMI frame", "machine": machine(), "rows": rows_out},
+    )
     print(f"wrote {path}")
 
 

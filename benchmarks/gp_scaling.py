@@ -26,9 +26,8 @@ import time
 
 import numpy as np
 import torch
-from scipy import stats
-
 from common import machine, write_result
+from scipy import stats
 
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator, _kernel
 from weatherunc.synthetic import sample_matern32_grid
@@ -82,7 +81,9 @@ def _exact_gp_class():
             self.covar_module = kernel
 
         def forward(self, inputs):  # inputs: [n, d]
-            return gpytorch.distributions.MultivariateNormal(self.mean_module(inputs), self.covar_module(inputs))
+            return gpytorch.distributions.MultivariateNormal(
+                self.mean_module(inputs), self.covar_module(inputs)
+            )
 
     return ExactGaussianProcess
 
@@ -142,25 +143,42 @@ def main() -> None:
         context = order[TARGETS : TARGETS + n_context]
         task = Task(points[context], LEVEL + observed[context], points[targets], LEVEL + observed[targets])
         methods = {
-            "weatherunc_gp": lambda: run_weatherunc(task),
-            "pykrige_default": lambda: run_pykrige(task),
-            "gpytorch_default": lambda: run_gpytorch(task, force_cholesky=False),
+            "weatherunc_gp": lambda task=task: run_weatherunc(task),
+            "pykrige_default": lambda task=task: run_pykrige(task),
+            "gpytorch_default": lambda task=task: run_gpytorch(task, force_cholesky=False),
         }
         if n_context <= CHOLESKY_COMPARISON_MAX:
-            methods["gpytorch_cholesky"] = lambda: run_gpytorch(task, force_cholesky=True)
+            methods["gpytorch_cholesky"] = lambda task=task: run_gpytorch(task, force_cholesky=True)
         for method, function in methods.items():
             start = time.perf_counter()
             mean, variance = function()
             seconds = time.perf_counter() - start
-            row = {"n_context": n_context, "n_target": TARGETS, "method": method, "seconds": round(seconds, 2), **{k: round(v, 4) for k, v in scores(mean, variance, observed[targets]).items()}}
+            row = {
+                "n_context": n_context,
+                "n_target": TARGETS,
+                "method": method,
+                "seconds": round(seconds, 2),
+                **{k: round(v, 4) for k, v in scores(mean, variance, observed[targets]).items()},
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
-        row = {"n_context": n_context, "n_target": TARGETS, "method": "torch_cholesky", "seconds": round(bare_cholesky(task), 4)}
+        row = {
+            "n_context": n_context,
+            "n_target": TARGETS,
+            "method": "torch_cholesky",
+            "seconds": round(bare_cholesky(task), 4),
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
     result = {
         "benchmark": "GP fit + predict end to end on a synthetic Matern-3/2 field",
-        "field": {"size_km": SIZE, "lengthscale_km": LENGTHSCALE, "variance": VARIANCE, "noise_variance": NOISE, "seed": 0},
+        "field": {
+            "size_km": SIZE,
+            "lengthscale_km": LENGTHSCALE,
+            "variance": VARIANCE,
+            "noise_variance": NOISE,
+            "seed": 0,
+        },
         "machine": {**machine(), "torch_threads": torch.get_num_threads()},
         "rows": results,
     }

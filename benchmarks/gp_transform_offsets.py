@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from common import RESULTS, machine, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
@@ -44,11 +43,18 @@ def wet_median_offset(task: Task) -> float:
 
 def fixed(offset_of: Callable[[Task], float], **options: object) -> Callable[[Task], GaussianProcessConfig]:
     """A GP configuration with the offset given per task, no offset selection and no local variance."""
-    return lambda task: GaussianProcessConfig(transform=PrecipitationTransform(offset=offset_of(task)), offset_candidates=(), local_variance=False, **options)
+    return lambda task: GaussianProcessConfig(
+        transform=PrecipitationTransform(offset=offset_of(task)),
+        offset_candidates=(),
+        local_variance=False,
+        **options,
+    )
 
 
 VARIANTS: dict[str, Callable[[Task], GaussianProcessConfig]] = {
-    "matern_offset_1 (first)": fixed(lambda task: 1.0, automatic_kernels=("matern12", "matern32", "matern52")),
+    "matern_offset_1 (first)": fixed(
+        lambda task: 1.0, automatic_kernels=("matern12", "matern32", "matern52")
+    ),
     "offset_0.1": fixed(lambda task: 0.1),
     "offset_0.3": fixed(lambda task: 0.3),
     "offset_1": fixed(lambda task: 1.0),
@@ -63,7 +69,10 @@ def main() -> None:
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     start = time.perf_counter()
-    reference = {(row["dataset"], row["task"], row["method"]): row["crps"] for row in json.loads((RESULTS / "interpolation.json").read_text())["summary"]}
+    reference = {
+        (row["dataset"], row["task"], row["method"]): row["crps"]
+        for row in json.loads((RESULTS / "interpolation.json").read_text())["summary"]
+    }
     rows = []
     for dataset in RADAR_DATASETS:
         tasks = radar_tasks(dataset)
@@ -76,14 +85,26 @@ def main() -> None:
                     prediction = GaussianProcessInterpolator(config_of(task)).predict(task)
                     offsets.append(float(prediction.attrs["transform_offset"]))
                     scores.append(score_prediction(prediction, task))
-                row[name] = {"crps": round(float(np.mean([s["crps"] for s in scores])), 4), "coverage_90": round(float(np.mean([s["coverage_90"] for s in scores])), 3), "offsets": [round(o, 3) for o in offsets]}
+                row[name] = {
+                    "crps": round(float(np.mean([s["crps"] for s in scores])), 4),
+                    "coverage_90": round(float(np.mean([s["coverage_90"] for s in scores])), 3),
+                    "offsets": [round(o, 3) for o in offsets],
+                }
             for method in ("kriging", "idw"):
                 row[f"{method}_crps"] = reference.get((dataset, kind, method))
             rows.append(row)
             print(dataset, kind, {name: row[name]["crps"] for name in VARIANTS}, flush=True)
     table = markdown(rows)
     print(table)
-    write_result("gp_transform_offsets.json", {"benchmark": __doc__.strip().splitlines()[0], "machine": machine(), "wall_s": round(time.perf_counter() - start, 1), "rows": rows})
+    write_result(
+        "gp_transform_offsets.json",
+        {
+            "benchmark": __doc__.strip().splitlines()[0],
+            "machine": machine(),
+            "wall_s": round(time.perf_counter() - start, 1),
+            "rows": rows,
+        },
+    )
     (RESULTS / "gp_transform_offsets.md").write_text(table)
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 from common import RESULTS, write_result
 
 PROGRESS = re.compile(r"(\d+)/(\d+) \[(?:(\d+):)?(\d+):(\d+)<")
-VALIDATION = re.compile(r"step (\d+)(?: \([^)]*\))?: validation crps ([\d.]+) nlpd (-?[\d.]+) coverage_90 ([\d.]+)")
+VALIDATION = re.compile(
+    r"step (\d+)(?: \([^)]*\))?: validation crps ([\d.]+) nlpd (-?[\d.]+) coverage_90 ([\d.]+)"
+)
 
 
 def _seconds(hours: str | None, minutes: str, seconds: str) -> int:
@@ -34,11 +36,18 @@ def read_part(path: Path) -> dict[str, object]:
     if not progress:
         raise ValueError(f"{path}: no progress lines of `weatherunc train`")
     first, last = progress[0], progress[-1]
-    validations = [{"step": int(step), "crps": float(crps), "nlpd": float(nlpd), "coverage_90": float(coverage)} for step, crps, nlpd, coverage in VALIDATION.findall(text)]
+    validations = [
+        {"step": int(step), "crps": float(crps), "nlpd": float(nlpd), "coverage_90": float(coverage)}
+        for step, crps, nlpd, coverage in VALIDATION.findall(text)
+    ]
     elapsed = last[2] - first[2]
     return {
-        "log": path.name, "first_step": first[0], "last_step": last[0], "configured_steps": last[1],
-        "elapsed_s": elapsed, "steps_per_s": round((last[0] - first[0]) / elapsed, 2) if elapsed else None,
+        "log": path.name,
+        "first_step": first[0],
+        "last_step": last[0],
+        "configured_steps": last[1],
+        "elapsed_s": elapsed,
+        "steps_per_s": round((last[0] - first[0]) / elapsed, 2) if elapsed else None,
         "validation": validations,
     }
 
@@ -47,7 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", required=True, help="the machine the runs trained on, in words")
     parser.add_argument("--run", action="append", required=True, help="NAME=LOG[,LOG...] (parts in order)")
-    parser.add_argument("--output", default="anp_gpu_training", help="name of the result files under benchmarks/results/")
+    parser.add_argument(
+        "--output", default="anp_gpu_training", help="name of the result files under benchmarks/results/"
+    )
     arguments = parser.parse_args()
     runs = {}
     for entry in arguments.run:
@@ -58,10 +69,16 @@ def main() -> None:
     lines = ["| run | part | steps | elapsed s | steps/s |", "|---|---|---|---|---|"]
     for name, run in runs.items():
         for number, part in enumerate(run["parts"], 1):
-            lines.append(f"| {name} | {number} | {part['first_step']}-{part['last_step']} of {part['configured_steps']} | {part['elapsed_s']} | {part['steps_per_s']} |")
+            lines.append(
+                f"| {name} | {number} | {part['first_step']}-{part['last_step']} of "
+                f"{part['configured_steps']} | {part['elapsed_s']} | {part['steps_per_s']} |"
+            )
     lines += ["", "| run | step | validation crps | nlpd | coverage_90 |", "|---|---|---|---|---|"]
     for name, run in runs.items():
-        lines += [f"| {name} | {row['step']} | {row['crps']:.4f} | {row['nlpd']:.3f} | {row['coverage_90']:.3f} |" for row in run["validation"]]
+        lines += [
+            f"| {name} | {row['step']} | {row['crps']:.4f} | {row['nlpd']:.3f} | {row['coverage_90']:.3f} |"
+            for row in run["validation"]
+        ]
     table = "\n".join(lines) + "\n"
     print(table)
     (RESULTS / f"{arguments.output}.md").write_text(f"Device: {arguments.device}\n\n" + table)

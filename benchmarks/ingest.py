@@ -53,7 +53,14 @@ def run_one(name: str, scheduler: str, workers: int) -> dict[str, object]:
     sampler.start()
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        report = ingest(name, Path(folder) / f"{name}.zarr", catalog=catalog, scheduler=scheduler, workers=workers, progress=False)
+        report = ingest(
+            name,
+            Path(folder) / f"{name}.zarr",
+            catalog=catalog,
+            scheduler=scheduler,
+            workers=workers,
+            progress=False,
+        )
         wall = time.perf_counter() - start
         store_bytes = sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
     stop.set()
@@ -71,8 +78,12 @@ def run_one(name: str, scheduler: str, workers: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--one", nargs=3, metavar=("NAME", "SCHEDULER", "WORKERS"), help="run one configuration (internal)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--one", nargs=3, metavar=("NAME", "SCHEDULER", "WORKERS"), help="run one configuration (internal)"
+    )
     arguments = parser.parse_args()
     if arguments.one:
         name, scheduler, workers = arguments.one
@@ -85,17 +96,28 @@ def main() -> None:
         for scheduler, workers in CONFIGURATIONS:
             output = subprocess.run(
                 [sys.executable, __file__, "--one", name, scheduler, str(workers)],
-                check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPOSITORY)),
+                check=True,
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, PYTHONPATH=str(REPOSITORY)),
             ).stdout
             row = json.loads(output.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{name:<24} {scheduler:<11} workers={workers}  {row['wall_s']:7.2f} s  {row['frames_per_second']:7.2f} frames/s  peak {row['peak_memory_mb']:7.1f} MB")
+            print(
+                f"{name:<24} {scheduler:<11} workers={workers}  {row['wall_s']:7.2f} s  "
+                f"{row['frames_per_second']:7.2f} frames/s  peak {row['peak_memory_mb']:7.1f} MB"
+            )
     for row in rows:
-        sequential = next(r for r in rows if r["dataset"] == row["dataset"] and r["scheduler"] == "synchronous")
+        sequential = next(
+            r for r in rows if r["dataset"] == row["dataset"] and r["scheduler"] == "synchronous"
+        )
         row["speedup_vs_sequential"] = round(sequential["wall_s"] / row["wall_s"], 2)
         row["sequential_wall_s"] = sequential["wall_s"]
     result = {
-        "benchmark": "ingest catalog entries to zarr (read with pysteps/xarray, convert to mm/h, check, write one chunk per frame)",
+        "benchmark": (
+            "ingest catalog entries to zarr (read with pysteps/xarray, convert to mm/h, check, write one "
+            "chunk per frame)"
+        ),
         "machine": machine(),
         "rows": rows,
     }

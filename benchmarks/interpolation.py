@@ -44,9 +44,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from tqdm import tqdm
-
 from common import RESULTS, machine, write_result
+from tqdm import tqdm
 
 from weatherunc.evaluation import score_prediction, scores_by_distance
 from weatherunc.geolocation import crs_of
@@ -56,13 +55,23 @@ from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpola
 from weatherunc.models.registry import Interpolator, get_model
 from weatherunc.tasks import Task, gauge_network, masked_blocks, station_folds, wettest_window
 
-RADAR_DATASETS = ("knmi_20100826", "mch_20150515", "fmi_20160928", "bom_prcp_c10_20201031", "mrms_sample_20190610")
+RADAR_DATASETS = (
+    "knmi_20100826",
+    "mch_20150515",
+    "fmi_20160928",
+    "bom_prcp_c10_20201031",
+    "mrms_sample_20190610",
+)
 #: Test period per dataset (start, end); absent: the whole event.
 TEST_PERIODS = {"knmi_20100826": ("2010-08-26T05:20", None)}
 METHODS = ("gp", "kriging", "idw", "climatology")
 NEURAL_METHODS = ("anp", "cnp", "convnp", "anp_task_small", "anp_global", "anp_gaussian_refit")
 #: Ablation checkpoints kept beside the benchmarks (see pipelines/training/).
-ABLATIONS = {"anp_task_small": "anp_task_normalised_small.safetensors", "anp_global": "anp_global_normalisation.safetensors", "anp_gaussian_refit": "anp_gaussian_refit.safetensors"}
+ABLATIONS = {
+    "anp_task_small": "anp_task_normalised_small.safetensors",
+    "anp_global": "anp_global_normalisation.safetensors",
+    "anp_gaussian_refit": "anp_gaussian_refit.safetensors",
+}
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 STATION_METHODS = METHODS
 DISTANCE_METHODS = ("gp", "kriging", "anp", "cnp", "convnp", "gp+self", "anp+self", "convnp+self")
@@ -72,20 +81,26 @@ WINDOW = 192
 FRAMES_PER_DATASET = 3
 #: Added to every task and fold seed of the ``--holdout`` run.
 HOLDOUT_SEED = 50_000
-#: The ``--holdout`` run's frames are at least this far from the main run's (the MRMS sample spans 70 minutes).
+# : The ``--holdout`` run's frames are at least this far from the main run's (the MRMS sample spans 70
+# minutes).
 HOLDOUT_MINUTES = 15
 METRICS = ("crps", "nlpd", "rmse", "mae", "bias", "coverage_50", "coverage_80", "coverage_90", "coverage_95")
 
 
-def wettest_frames(dataset: xr.Dataset, count: int, *, avoid: tuple[int, ...] = (), avoid_minutes: float = HOLDOUT_MINUTES) -> list[int]:
-    """Indices of the ``count`` wettest frames, at least 30 minutes apart and at least ``avoid_minutes`` from the frames ``avoid``."""
+def wettest_frames(
+    dataset: xr.Dataset, count: int, *, avoid: tuple[int, ...] = (), avoid_minutes: float = HOLDOUT_MINUTES
+) -> list[int]:
+    """Indices of the ``count`` wettest frames, at least 30 minutes apart and at least ``avoid_minutes`` "
+    "from the frames ``avoid``."""
     wet = (dataset.precipitation > 0.1).mean(("y", "x")).values
     seconds = np.diff(dataset.time.values[:2]).astype("timedelta64[s]").astype(int)[0]
     step = max(1, int(np.ceil(30 * 60 / seconds)))
     away = max(1, int(np.ceil(avoid_minutes * 60 / seconds)))
     chosen: list[int] = []
     for index in np.argsort(-wet, kind="stable"):
-        if all(abs(int(index) - other) >= step for other in chosen) and all(abs(int(index) - other) >= away for other in avoid):
+        if all(abs(int(index) - other) >= step for other in chosen) and all(
+            abs(int(index) - other) >= away for other in avoid
+        ):
             chosen.append(int(index))
         if len(chosen) == count:
             break
@@ -93,7 +108,8 @@ def wettest_frames(dataset: xr.Dataset, count: int, *, avoid: tuple[int, ...] = 
 
 
 def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Task]]:
-    """(task kind, frame time, task) for one radar dataset (``holdout``: other frames and seeds, see the module docstring)."""
+    """(task kind, frame time, task) for one radar dataset (``holdout``: other frames and seeds, see the "
+    "module docstring)."""
     dataset = open_dataset(name)
     start, end = TEST_PERIODS.get(name, (None, None))
     dataset = dataset.sel(time=slice(start, end))
@@ -103,26 +119,57 @@ def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Tas
     if holdout:
         frames = wettest_frames(dataset, FRAMES_PER_DATASET, avoid=tuple(frames))
     for frame_number, index in enumerate(frames):
-        frame = wettest_window(dataset.precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"]), WINDOW)
+        frame = wettest_window(
+            dataset.precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"]), WINDOW
+        )
         time_label = str(dataset.time.values[index])[:16]
         seed = 1000 * frame_number + (HOLDOUT_SEED if holdout else 0)
-        tasks.append(("masked_blocks", time_label, masked_blocks(frame, block_pixels=24, count=3, halo_pixels=24, max_context=2000, min_wet_fraction=0.3, seed=seed, crs=crs)))
-        tasks.append(("gauge_network", time_label, gauge_network(frame, fraction=0.01, max_target=10_000, seed=seed + 1, crs=crs)))
+        tasks.append(
+            (
+                "masked_blocks",
+                time_label,
+                masked_blocks(
+                    frame,
+                    block_pixels=24,
+                    count=3,
+                    halo_pixels=24,
+                    max_context=2000,
+                    min_wet_fraction=0.3,
+                    seed=seed,
+                    crs=crs,
+                ),
+            )
+        )
+        tasks.append(
+            (
+                "gauge_network",
+                time_label,
+                gauge_network(frame, fraction=0.01, max_target=10_000, seed=seed + 1, crs=crs),
+            )
+        )
     return tasks
 
 
-def _row(dataset: str, kind: str, frame: str, method: str, task: Task, prediction: xr.Dataset) -> dict[str, object]:
+def _row(
+    dataset: str, kind: str, frame: str, method: str, task: Task, prediction: xr.Dataset
+) -> dict[str, object]:
     scores = score_prediction(prediction, task)
     return {
-        "dataset": dataset, "task": kind, "frame": frame, "method": method,
+        "dataset": dataset,
+        "task": kind,
+        "frame": frame,
+        "method": method,
         **{key: round(scores[key], 4) for key in METRICS},
-        "fit_s": round(float(prediction.attrs["fit_seconds"]), 3), "predict_s": round(float(prediction.attrs["predict_seconds"]), 3),
-        "n_context": task.n_context, "n_target": task.n_target,
+        "fit_s": round(float(prediction.attrs["fit_seconds"]), 3),
+        "predict_s": round(float(prediction.attrs["predict_seconds"]), 3),
+        "n_context": task.n_context,
+        "n_target": task.n_target,
     }
 
 
 def sic97_rows(*, seed: int = 0) -> list[dict[str, object]]:
-    """10-fold cross-validation on SIC97 (folds drawn with ``seed``), predictions pooled over folds, then scored."""
+    """10-fold cross-validation on SIC97 (folds drawn with ``seed``), predictions pooled over folds, then "
+    "scored."""
     stations = open_dataset("sic97").compute()
     rows = []
     methods = {name: get_model(name) for name in STATION_METHODS}
@@ -134,7 +181,9 @@ def sic97_rows(*, seed: int = 0) -> list[dict[str, object]]:
     return rows
 
 
-def pooled_fold_row(dataset: str, kind: str, frame: str, method: str, model: Interpolator, folds: list[Task]) -> dict[str, object]:
+def pooled_fold_row(
+    dataset: str, kind: str, frame: str, method: str, model: Interpolator, folds: list[Task]
+) -> dict[str, object]:
     """One scored row for cross-validation ``folds`` over a station set: ``model`` predicts every
     fold, the predictions ``[n_target of the fold]`` are pooled over folds ``[n_station]`` and
     scored at once (fit and predict seconds summed; ``n_context``: the first fold's)."""
@@ -144,8 +193,12 @@ def pooled_fold_row(dataset: str, kind: str, frame: str, method: str, model: Int
     pooled.attrs["fit_seconds"] = sum(p.attrs["fit_seconds"] for p in predictions)
     pooled.attrs["predict_seconds"] = sum(p.attrs["predict_seconds"] for p in predictions)
     task = Task(
-        np.zeros((1, 2)), np.zeros(1), np.concatenate([t.target_coordinates for t in folds]), np.concatenate([t.target_values for t in folds]),
-        target_dim="station", target_coords={"station": np.concatenate([t.target_coords["station"] for t in folds])},
+        np.zeros((1, 2)),
+        np.zeros(1),
+        np.concatenate([t.target_coordinates for t in folds]),
+        np.concatenate([t.target_values for t in folds]),
+        target_dim="station",
+        target_coords={"station": np.concatenate([t.target_coords["station"] for t in folds])},
     )
     row = _row(dataset, kind, frame, method, task, pooled)
     row["n_context"] = folds[0].n_context
@@ -165,16 +218,37 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         for key in (*METRICS, "fit_s", "predict_s", "n_context", "n_target"):
             entry[key] = round(float(np.mean([member[key] for member in members])), 4)
         coverage = [member["coverage_90"] for member in members]
-        entry["coverage_90_se"] = round(float(np.std(coverage, ddof=1) / np.sqrt(len(coverage))), 4) if len(coverage) > 1 else None
+        entry["coverage_90_se"] = (
+            round(float(np.std(coverage, ddof=1) / np.sqrt(len(coverage))), 4) if len(coverage) > 1 else None
+        )
         summary.append(entry)
     return summary
 
 
 def markdown(summary: list[dict[str, object]]) -> str:
     """The summary as a Markdown table."""
-    columns = ("dataset", "task", "method", "frames", "crps", "nlpd", "rmse", "mae", "coverage_90", "coverage_90_se", "coverage_95", "fit_s", "predict_s", "n_context", "n_target")
+    columns = (
+        "dataset",
+        "task",
+        "method",
+        "frames",
+        "crps",
+        "nlpd",
+        "rmse",
+        "mae",
+        "coverage_90",
+        "coverage_90_se",
+        "coverage_95",
+        "fit_s",
+        "predict_s",
+        "n_context",
+        "n_target",
+    )
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("-" if entry[column] is None else str(entry[column]) for column in columns) + " |" for entry in summary]
+    lines += [
+        "| " + " | ".join("-" if entry[column] is None else str(entry[column]) for column in columns) + " |"
+        for entry in summary
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -186,12 +260,24 @@ def distance_rows(dataset: str, method: str, parts: list[xr.Dataset]) -> list[di
         if counts.sum() == 0:
             continue
         weights = counts / counts.sum()
-        pooled = {name: float(np.nansum([float(part[name][index]) * weight for part, weight in zip(parts, weights)])) for name in ("crps", "coverage_90")}
-        rows.append({
-            "dataset": dataset, "method": method,
-            "distance_km": f"{float(parts[0].distance_lower[index]):g}-{float(parts[0].distance_upper[index]):g}",
-            "count": int(counts.sum()), "crps": round(pooled["crps"], 4), "coverage_90": round(pooled["coverage_90"], 4),
-        })
+        pooled = {
+            name: float(
+                np.nansum([float(part[name][index]) * weight for part, weight in zip(parts, weights)])
+            )
+            for name in ("crps", "coverage_90")
+        }
+        rows.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "distance_km": (
+                    f"{float(parts[0].distance_lower[index]):g}-{float(parts[0].distance_upper[index]):g}"
+                ),
+                "count": int(counts.sum()),
+                "crps": round(pooled["crps"], 4),
+                "coverage_90": round(pooled["coverage_90"], 4),
+            }
+        )
     return rows
 
 
@@ -205,8 +291,16 @@ def distance_markdown(rows: list[dict[str, object]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--holdout", action="store_true", help="GP, baselines and ConvNP on the next wettest frames with other seeds")
-    parser.add_argument("--methods", default="", help="comma-separated methods to run; their rows replace those in the existing result")
+    parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="GP, baselines and ConvNP on the next wettest frames with other seeds",
+    )
+    parser.add_argument(
+        "--methods",
+        default="",
+        help="comma-separated methods to run; their rows replace those in the existing result",
+    )
     arguments = parser.parse_args()
     holdout = arguments.holdout
     only = tuple(name for name in arguments.methods.split(",") if name)
@@ -218,8 +312,21 @@ def main() -> None:
     factories = {method: (lambda method=method: get_model(method)) for method in (*METHODS, "convnp")}
     if not holdout:
         factories.update({method: (lambda method=method: get_model(method)) for method in ("anp", "cnp")})
-        factories.update({name: (lambda name=name, file=file: get_model("anp", checkpoint=CHECKPOINTS / file, name=name)) for name, file in ABLATIONS.items()})
-    factories.update({f"{method}+self": (lambda method=method: get_model(f"{method}+self")) for method in SELF_METHODS if method in factories})
+        factories.update(
+            {
+                name: (
+                    lambda name=name, file=file: get_model("anp", checkpoint=CHECKPOINTS / file, name=name)
+                )
+                for name, file in ABLATIONS.items()
+            }
+        )
+    factories.update(
+        {
+            f"{method}+self": (lambda method=method: get_model(f"{method}+self"))
+            for method in SELF_METHODS
+            if method in factories
+        }
+    )
     unknown = sorted(set(only) - set(factories))
     if unknown:
         sys.exit(f"unknown methods {unknown}; valid: {sorted(factories)}")
@@ -232,8 +339,14 @@ def main() -> None:
             for method, model in models.items():
                 base = method.removesuffix("+self")
                 if method != base and base in made:  # the plain prediction is reused, its time added
-                    prediction = self_calibrate(model.model, task, prediction=made[base], options=model.options)
-                    prediction = prediction.assign_attrs(model=method, predict_seconds=float(made[base].attrs["predict_seconds"]) + float(prediction.attrs["self_calibration_seconds"]))
+                    prediction = self_calibrate(
+                        model.model, task, prediction=made[base], options=model.options
+                    )
+                    prediction = prediction.assign_attrs(
+                        model=method,
+                        predict_seconds=float(made[base].attrs["predict_seconds"])
+                        + float(prediction.attrs["self_calibration_seconds"]),
+                    )
                 else:
                     prediction = model.predict(task)
                 made[method] = prediction
@@ -256,7 +369,11 @@ def main() -> None:
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
-        "checkpoints": {method: getattr(models[method], "checkpoint_sha256", "") for method in NEURAL_METHODS if method in models},
+        "checkpoints": {
+            method: getattr(models[method], "checkpoint_sha256", "")
+            for method in NEURAL_METHODS
+            if method in models
+        },
         "methods_run": sorted(models),
         "summary": summary,
         "coverage_by_distance": distances,
@@ -264,9 +381,15 @@ def main() -> None:
     }
     if only:
         result["checkpoints"] = {**previous.get("checkpoints", {}), **result["checkpoints"]}
-        result["methods_run"] = f"{', '.join(only)} in this run; the other rows from the run of {previous['machine'].get('date', 'an earlier date')}"
+        result["methods_run"] = (
+            f"{', '.join(only)} in this run; the other rows from the run of "
+            f"{previous['machine'].get('date', 'an earlier date')}"
+        )
     if holdout:
-        result["holdout"] = f"the wettest frames at least {HOLDOUT_MINUTES} minutes from the main run's, task and fold seeds + {HOLDOUT_SEED}"
+        result["holdout"] = (
+            f"the wettest frames at least {HOLDOUT_MINUTES} minutes from the main run's, task and fold "
+            f"seeds + {HOLDOUT_SEED}"
+        )
     path = write_result(f"{name}.json", result)
     (RESULTS / f"{name}.md").write_text(table)
     print(f"wrote {path} in {result['wall_s']} s")

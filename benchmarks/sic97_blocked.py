@@ -1,4 +1,5 @@
-"""Benchmark: the GP, the GP with altitude and ordinary kriging on SIC97 under spatially blocked cross-validation.
+"""Benchmark: the GP, the GP with altitude and ordinary kriging on SIC97 under spatially blocked
+cross-validation.
 
 Random k-fold cross-validation on clustered stations is optimistic: most held-out stations keep
 a close neighbour among the contexts. On SIC97, 10-fold CV on the 100 training stations had the
@@ -29,10 +30,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import xarray as xr
-from tqdm import tqdm
-
 from common import RESULTS, machine, write_result
 from interpolation import pooled_fold_row
+from tqdm import tqdm
 
 from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
@@ -54,11 +54,22 @@ def scheme_name(block_km: float | None, folds: int) -> str:
     return f"random, {folds} folds" if block_km is None else f"blocked {block_km:g} km, {folds} folds"
 
 
-def folds_for(stations: xr.Dataset, block_km: float | None, seed: int, covariates: tuple[str, ...]) -> list[Task]:
-    """Blocked folds of ``block_km`` (:data:`FOLDS`, or as many as there are blocks), or random :data:`FOLDS`-fold CV for ``None``."""
+def folds_for(
+    stations: xr.Dataset, block_km: float | None, seed: int, covariates: tuple[str, ...]
+) -> list[Task]:
+    """Blocked folds of ``block_km`` (:data:`FOLDS`, or as many as there are blocks), or random "
+    ":data:`FOLDS`-fold CV for ``None``."""
     if block_km is None:
         return list(station_folds(stations, folds=FOLDS, seed=seed, covariates=covariates))
-    return list(blocked_station_folds(stations, block_km=block_km, folds=fold_count(stations, block_km), seed=seed, covariates=covariates))
+    return list(
+        blocked_station_folds(
+            stations,
+            block_km=block_km,
+            folds=fold_count(stations, block_km),
+            seed=seed,
+            covariates=covariates,
+        )
+    )
 
 
 def fold_count(stations: xr.Dataset, block_km: float | None) -> int:
@@ -71,9 +82,15 @@ def fold_count(stations: xr.Dataset, block_km: float | None) -> int:
 
 def median_nearest_context_km(folds: list[Task]) -> float:
     """Median over all targets ``[n_station]`` of the distance to the nearest context of their fold."""
-    distances = np.concatenate([
-        np.min(np.linalg.norm(task.target_coordinates[:, None] - task.context_coordinates[None], axis=2), axis=1) for task in folds
-    ])
+    distances = np.concatenate(
+        [
+            np.min(
+                np.linalg.norm(task.target_coordinates[:, None] - task.context_coordinates[None], axis=2),
+                axis=1,
+            )
+            for task in folds
+        ]
+    )
     return float(np.median(distances))
 
 
@@ -81,7 +98,11 @@ def models() -> Iterator[tuple[str, Interpolator, tuple[str, ...]]]:
     """(method, model, covariates) for every method of :data:`METHODS`."""
     for method in METHODS:
         if method == "gp_altitude":
-            yield method, GaussianProcessInterpolator(GaussianProcessConfig(), name="gp_altitude"), ("altitude_m",)
+            yield (
+                method,
+                GaussianProcessInterpolator(GaussianProcessConfig(), name="gp_altitude"),
+                ("altitude_m",),
+            )
         else:
             yield method, get_model(method), ()
 
@@ -96,7 +117,9 @@ def run(stations: xr.Dataset) -> list[dict[str, object]]:
                 folds = folds_for(stations, block_km, seed, covariates)
                 row = pooled_fold_row("sic97", scheme, "1986-05-08", method, model, folds)
                 row.update(
-                    seed=seed, block_km=block_km, folds=len(folds),
+                    seed=seed,
+                    block_km=block_km,
+                    folds=len(folds),
                     n_context=round(float(np.mean([task.n_context for task in folds])), 1),
                     median_nearest_context_km=round(median_nearest_context_km(folds), 2),
                 )
@@ -107,8 +130,12 @@ def run(stations: xr.Dataset) -> list[dict[str, object]]:
 def _spread(values: list[float]) -> dict[str, float]:
     """Mean, sample standard deviation, minimum and maximum of ``values`` (one per seed)."""
     array = np.asarray(values, dtype=np.float64)
-    return {"mean": round(float(array.mean()), 4), "std": round(float(array.std(ddof=1)), 4) if array.size > 1 else 0.0,
-            "min": round(float(array.min()), 4), "max": round(float(array.max()), 4)}
+    return {
+        "mean": round(float(array.mean()), 4),
+        "std": round(float(array.std(ddof=1)), 4) if array.size > 1 else 0.0,
+        "min": round(float(array.min()), 4),
+        "max": round(float(array.max()), 4),
+    }
 
 
 def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -124,8 +151,12 @@ def summarise(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         entry: dict[str, object] = {"scheme": scheme, "method": method, "seeds": len(members)}
         for key in SUMMARY_METRICS:
             entry[key] = _spread([member[key] for member in members])
-        entry["rmse_vs_kriging"] = _spread([member["rmse"] / kriging_rmse[(scheme, member["seed"])] for member in members])
-        entry["median_nearest_context_km"] = _spread([member["median_nearest_context_km"] for member in members])
+        entry["rmse_vs_kriging"] = _spread(
+            [member["rmse"] / kriging_rmse[(scheme, member["seed"])] for member in members]
+        )
+        entry["median_nearest_context_km"] = _spread(
+            [member["median_nearest_context_km"] for member in members]
+        )
         summary.append(entry)
     return summary
 
@@ -140,8 +171,14 @@ def markdown(summary: list[dict[str, object]]) -> str:
         "|" + "---|" * (3 + len(columns)),
     ]
     for entry in summary:
-        cells = [f"{entry[key]['mean']:.4f} ± {entry[key]['std']:.4f} [{entry[key]['min']:.4f}, {entry[key]['max']:.4f}]" for key in columns]
-        lines.append(f"| {entry['scheme']} | {entry['method']} | {entry['seeds']} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{entry[key]['mean']:.4f} ± {entry[key]['std']:.4f} [{entry[key]['min']:.4f}, "
+            f"{entry[key]['max']:.4f}]"
+            for key in columns
+        ]
+        lines.append(
+            f"| {entry['scheme']} | {entry['method']} | {entry['seeds']} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -165,7 +202,10 @@ def main() -> None:
     }
     path = write_result("sic97_blocked.json", result)
     computer = result["machine"]
-    header = f"{result['benchmark']}\n\n{computer['date']}, {computer['cpu_count']} cores ({computer['processor']}), Python {computer['python']}, {result['wall_s']} s.\n\n"
+    header = (
+        f"{result['benchmark']}\n\n{computer['date']}, {computer['cpu_count']} cores "
+        f"({computer['processor']}), Python {computer['python']}, {result['wall_s']} s.\n\n"
+    )
     (RESULTS / "sic97_blocked.md").write_text(header + table)
     print(f"wrote {path} in {result['wall_s']} s")
 

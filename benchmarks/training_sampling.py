@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import machine, write_result
 
 from weatherunc.training.config import load_training_config
@@ -38,7 +37,8 @@ GPU_TRAINING = Path(__file__).resolve().parent / "results" / "anp_gpu_training.j
 
 
 def gpu_training_rates(path: Path = GPU_TRAINING) -> dict[str, object]:
-    """Steps/s of the first part of each GPU training run in ``path`` (benchmarks/results/anp_gpu_training.json), with its device."""
+    """Steps/s of the first part of each GPU training run in ``path`` "
+    "(benchmarks/results/anp_gpu_training.json), with its device."""
     record = json.loads(path.read_text())
     rates: dict[str, object] = {name: run["parts"][0]["steps_per_s"] for name, run in record["runs"].items()}
     rates["source"] = f"{path.relative_to(path.parents[2])} (part 1 of each run): {record['device']}"
@@ -53,7 +53,13 @@ def stream_rate(batches: StepBatches, workers: int, steps: int) -> dict[str, flo
         if count == 1:
             first_at = time.perf_counter() - started
     seconds = time.perf_counter() - started
-    return {"workers": workers, "steps": steps, "seconds": round(seconds, 2), "batches_per_s": round(steps / seconds, 2), "first_batch_s": round(first_at, 2)}
+    return {
+        "workers": workers,
+        "steps": steps,
+        "seconds": round(seconds, 2),
+        "batches_per_s": round(steps / seconds, 2),
+        "first_batch_s": round(first_at, 2),
+    }
 
 
 def main() -> None:
@@ -64,7 +70,9 @@ def main() -> None:
     started = time.perf_counter()
     bank = FrameBank.load(list(config.train), progress=True)
     load_seconds = time.perf_counter() - started
-    batches = StepBatches(bank, architecture_config(config, bank), config.sampling, config.batch_size, config.seed)
+    batches = StepBatches(
+        bank, architecture_config(config, bank), config.sampling, config.batch_size, config.seed
+    )
     per_batch = []
     for step in range(STEPS):
         began = time.perf_counter()
@@ -72,18 +80,36 @@ def main() -> None:
         per_batch.append(time.perf_counter() - began)
     rates = [stream_rate(batches, workers, STEPS) for workers in WORKERS]
     result = {
-        "benchmark": "training_sampling", "machine": machine(), "config": str(CONFIG.relative_to(CONFIG.parents[2])),
-        "frames": len(bank.frames), "bank_load_s": round(load_seconds, 1), "batch_size": config.batch_size,
-        "context_points": list(config.sampling.context_points), "target_points": config.sampling.target_points,
-        "draw_one_batch_s": {"mean": round(float(np.mean(per_batch)), 4), "median": round(float(np.median(per_batch)), 4), "p90": round(float(np.quantile(per_batch, 0.9)), 4)},
+        "benchmark": "training_sampling",
+        "machine": machine(),
+        "config": str(CONFIG.relative_to(CONFIG.parents[2])),
+        "frames": len(bank.frames),
+        "bank_load_s": round(load_seconds, 1),
+        "batch_size": config.batch_size,
+        "context_points": list(config.sampling.context_points),
+        "target_points": config.sampling.target_points,
+        "draw_one_batch_s": {
+            "mean": round(float(np.mean(per_batch)), 4),
+            "median": round(float(np.median(per_batch)), 4),
+            "p90": round(float(np.quantile(per_batch, 0.9)), 4),
+        },
         "stream": rates,
         "gpu_training_steps_per_s": gpu_training_rates(),
     }
     path = write_result("training_sampling.json", result)
-    print(f"{len(bank.frames)} frames loaded in {load_seconds:.1f} s; batch {config.batch_size}, contexts {config.sampling.context_points}, {config.sampling.target_points} targets")
-    print(f"one batch drawn in the training process: mean {result['draw_one_batch_s']['mean']:.3f} s, median {result['draw_one_batch_s']['median']:.3f} s, p90 {result['draw_one_batch_s']['p90']:.3f} s")
+    print(
+        f"{len(bank.frames)} frames loaded in {load_seconds:.1f} s; batch {config.batch_size}, contexts "
+        f"{config.sampling.context_points}, {config.sampling.target_points} targets"
+    )
+    print(
+        f"one batch drawn in the training process: mean {result['draw_one_batch_s']['mean']:.3f} s, median "
+        f"{result['draw_one_batch_s']['median']:.3f} s, p90 {result['draw_one_batch_s']['p90']:.3f} s"
+    )
     for rate in rates:
-        print(f"stream with {rate['workers']} workers: {rate['batches_per_s']:.2f} batches/s ({rate['steps']} batches in {rate['seconds']:.1f} s, first after {rate['first_batch_s']:.2f} s)")
+        print(
+            f"stream with {rate['workers']} workers: {rate['batches_per_s']:.2f} batches/s ({rate['steps']} "
+            f"batches in {rate['seconds']:.1f} s, first after {rate['first_batch_s']:.2f} s)"
+        )
     print(f"wrote {path}")
 
 

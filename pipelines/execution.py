@@ -11,7 +11,9 @@ from dask.delayed import Delayed
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 
 
-def compute_tasks(tasks: Sequence[Delayed], *, scheduler: str = "threads", workers: int | None = None, progress: bool = True) -> list[Any]:
+def compute_tasks(
+    tasks: Sequence[Delayed], *, scheduler: str = "threads", workers: int | None = None, progress: bool = True
+) -> list[Any]:
     """Compute ``tasks`` and return their results in order.
 
     ``scheduler`` is one of :data:`LOCAL_SCHEDULERS` or the address of a running
@@ -29,7 +31,8 @@ def compute_tasks(tasks: Sequence[Delayed], *, scheduler: str = "threads", worke
             with ProgressBar(minimum=1.0):
                 return list(dask.compute(*tasks, **options))
         return list(dask.compute(*tasks, **options))
-    from distributed import Client, progress as distributed_progress
+    from distributed import Client
+    from distributed import progress as distributed_progress
 
     with Client(scheduler) as client:
         futures = client.compute(list(tasks))

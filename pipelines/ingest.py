@@ -21,7 +21,14 @@ from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import GridSource, open_stations
-from weatherunc.store import StagedStore, describe_changes, fingerprint, frame_encoding, store_description, store_fingerprint
+from weatherunc.store import (
+    StagedStore,
+    describe_changes,
+    fingerprint,
+    frame_encoding,
+    store_description,
+    store_fingerprint,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,10 @@ def _source_description(source: GridSource, catalog: Catalog) -> dict[str, objec
     files = sorted({frame.path for frame in source.frames})
     return {
         "entry": source.entry.model_dump(mode="json"),
-        "files": [(str(path.resolve().relative_to(root)), path.stat().st_size, path.stat().st_mtime_ns) for path in files],
+        "files": [
+            (str(path.resolve().relative_to(root)), path.stat().st_size, path.stat().st_mtime_ns)
+            for path in files
+        ],
         "frames": [(str(frame.path.name), frame.index, frame.time.isoformat()) for frame in source.frames],
     }
 
@@ -81,7 +91,9 @@ class IngestInput:
         """The description as a store records it, to say what changed: the catalog entry and
         the file rows in full, the per-frame (or per-station value) list by count and sha256."""
         return {
-            key: {"count": len(value), "sha256": fingerprint({key: value})} if key in ("frames", "values") else value
+            key: {"count": len(value), "sha256": fingerprint({key: value})}
+            if key in ("frames", "values")
+            else value
             for key, value in self.description.items()
         }
 
@@ -92,10 +104,18 @@ def open_input(name: str, catalog: Catalog) -> IngestInput:
     entry = catalog.get(name)
     if entry.kind == "stations":
         dataset = open_stations(catalog, name).compute()
-        description = {"entry": entry.model_dump(mode="json"), "values": dataset[conventions.PRECIPITATION].values.tolist()}
+        description = {
+            "entry": entry.model_dump(mode="json"),
+            "values": dataset[conventions.PRECIPITATION].values.tolist(),
+        }
         return IngestInput(name=name, dataset=dataset, source=None, description=description)
     source = GridSource.from_catalog(catalog, name)
-    return IngestInput(name=name, dataset=source.to_dataset(), source=source, description=_source_description(source, catalog))
+    return IngestInput(
+        name=name,
+        dataset=source.to_dataset(),
+        source=source,
+        description=_source_description(source, catalog),
+    )
 
 
 def ingest(
@@ -133,13 +153,23 @@ def ingest(
             return IngestReport(out, total, 0, total, time.perf_counter() - start)
         if not overwrite:
             changes = describe_changes(store_description(out), opened.recorded)
-            raise FileExistsError(f"{out} exists and holds other data ({changes}); pass overwrite (--overwrite) to replace it")
+            raise FileExistsError(
+                f"{out} exists and holds other data ({changes}); pass overwrite (--overwrite) to replace it"
+            )
     staged_digest = staged.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
     if staged_digest is not None and staged_digest != digest and not restart:
         changes = describe_changes(staged.staged_description(), opened.recorded)
-        raise FileExistsError(f"{staged.folder} holds an unfinished ingest of other input ({changes}); pass restart (--restart) to discard it")
+        raise FileExistsError(
+            f"{staged.folder} holds an unfinished ingest of other input ({changes}); pass restart "
+            "(--restart) to discard it"
+        )
     if staged_digest != digest:
-        staged.begin(dataset, digest=digest, description=opened.recorded, encoding=frame_encoding(dataset, [conventions.PRECIPITATION]))
+        staged.begin(
+            dataset,
+            digest=digest,
+            description=opened.recorded,
+            encoding=frame_encoding(dataset, [conventions.PRECIPITATION]),
+        )
 
     done = staged.finished_frames()
     if source is None:
@@ -149,8 +179,14 @@ def ingest(
     else:
         staged.failed_marker.unlink(missing_ok=True)  # left by a run killed while failing
         todo = [index for index in range(total) if index not in done]
-        tasks = [dask.delayed(_write_one)(source, staged, index, dask_key_name=f"ingest-{index}") for index in todo]
-        errors = [error for error in compute_tasks(tasks, scheduler=scheduler, workers=workers, progress=progress) if error is not None]
+        tasks = [
+            dask.delayed(_write_one)(source, staged, index, dask_key_name=f"ingest-{index}") for index in todo
+        ]
+        errors = [
+            error
+            for error in compute_tasks(tasks, scheduler=scheduler, workers=workers, progress=progress)
+            if error is not None
+        ]
         if errors:
             staged.discard()
             raise errors[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,12 +16,13 @@ class _Strict(BaseModel):
 
 
 class FramesOptions(_Strict):
-    """Which frames of the dataset: ``start``/``end`` (ISO, inclusive), every ``stride``-th, at most ``limit``."""
+    """Which frames of the dataset: ``start``/``end`` (ISO, inclusive), every ``stride``-th, at most "
+    "``limit``."""
 
-    start: Optional[str] = None
-    end: Optional[str] = None
+    start: str | None = None
+    end: str | None = None
     stride: int = Field(1, ge=1)
-    limit: Optional[int] = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)
 
 
 class TargetOptions(_Strict):
@@ -41,10 +42,11 @@ class TargetOptions(_Strict):
 
 
 class ModelOptions(_Strict):
-    """A registered model (``gp``, ``kriging``, ``idw``, ``climatology``, ``anp``, ``cnp``, ``convnp``) and its options."""
+    """A registered model (``gp``, ``kriging``, ``idw``, ``climatology``, ``anp``, ``cnp``, ``convnp``) and "
+    "its options."""
 
     name: str
-    checkpoint: Optional[Path] = None
+    checkpoint: Path | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -65,19 +67,34 @@ class PlotOptions(_Strict):
 
 
 class JobConfig(_Strict):
-    """One batch job: observations -> tasks -> model -> tiled prediction -> calibration -> verification -> plots."""
+    """One batch job: observations -> tasks -> model -> tiled prediction -> calibration -> verification -> "
+    "plots."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: str
     frames: FramesOptions = FramesOptions()
     targets: TargetOptions = TargetOptions()
     model: ModelOptions
-    calibration: Optional[Path] = Field(None, description='calibration.json of the model, "packaged" for the one shipped with a packaged model, or "self": each tile calibrates itself on pseudo-gaps of its own observations (weatherunc.heads.self_calibration)')
+    calibration: Path | None = Field(
+        None,
+        description=(
+            'calibration.json of the model, "packaged" for the one shipped with a packaged model, '
+            'or "self": each tile calibrates itself on pseudo-gaps of its own observations '
+            "(weatherunc.heads.self_calibration)"
+        ),
+    )
     tiling: TilingOptions = TilingOptions()
     plots: PlotOptions = PlotOptions()
     output_dir: Path = Path("outputs")
     seed: int = 0
-    torch_threads: int = Field(1, ge=1, description="torch threads per tile; with N Dask worker threads per machine, N x torch_threads should not exceed its cores")
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description=(
+            "torch threads per tile; with N Dask worker threads per machine, N x torch_threads "
+            "should not exceed its cores"
+        ),
+    )
 
     @property
     def calibration_file(self) -> Path | None:
@@ -110,7 +127,8 @@ class JobConfig(_Strict):
 
 
 def load_job_config(path: Path, **overrides: Any) -> JobConfig:
-    """Read and validate a job YAML; relative checkpoint/calibration paths are taken from the current folder."""
+    """Read and validate a job YAML; relative checkpoint/calibration paths are taken from the current "
+    "folder."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
@@ -121,5 +139,7 @@ def load_job_config(path: Path, **overrides: Any) -> JobConfig:
     try:
         return JobConfig(**values)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
+        )
         raise ValueError(f"{path}: invalid job config: {problems}") from error

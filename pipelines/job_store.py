@@ -5,7 +5,8 @@ Layout while running::
     RUN/prediction.zarr.partial/
         store.zarr/                  zarr v3; chunks (1, tile, tile, ...): one chunk per frame x tile;
                                      root metadata as zarr.json.unfinished until every tile is written
-        fingerprint.json             the job's fingerprint and its described inputs (config, input files, checksums)
+        fingerprint.json             the job's fingerprint and its described inputs (config, input files,
+        checksums)
         tiles/00003_00012            manifest: one entry per finished (frame, tile), renamed into place
 
 The staging folder is built as ``prediction.zarr.partial.creating`` and renamed into place once
@@ -89,9 +90,18 @@ class JobStore:
         shutil.rmtree(self.creating, ignore_errors=True)
         building = self.creating
         (building / self.manifest.name).mkdir(parents=True)
-        template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
+        template.to_zarr(
+            building / self.zarr_path.name,
+            mode="w",
+            compute=False,
+            consolidated=False,
+            encoding=encoding,
+            zarr_format=3,
+        )
         hide_root_metadata(building / self.zarr_path.name)
-        (building / "fingerprint.json").write_text(json.dumps({"fingerprint": fingerprint, "inputs": inputs}, indent=2, default=str))
+        (building / "fingerprint.json").write_text(
+            json.dumps({"fingerprint": fingerprint, "inputs": inputs}, indent=2, default=str)
+        )
         os.replace(building, self.folder)
 
     @staticmethod
@@ -110,7 +120,15 @@ class JobStore:
                 pairs.add((int(frame), int(tile)))
         return pairs
 
-    def write_tile(self, frame: int, rows: slice, columns: slice, blocks: dict[str, np.ndarray], tile: int, counter: Counter) -> None:
+    def write_tile(
+        self,
+        frame: int,
+        rows: slice,
+        columns: slice,
+        blocks: dict[str, np.ndarray],
+        tile: int,
+        counter: Counter,
+    ) -> None:
         """Write each variable's block ``[ny_tile, nx_tile, ...]`` at ``frame``, then the manifest entry."""
         names = sorted(blocks)
         for number, name in enumerate(names):
@@ -128,7 +146,10 @@ class JobStore:
     def _check_manifest(self, expected: set[tuple[int, int]]) -> None:
         missing = expected - self.finished()
         if missing:
-            raise RuntimeError(f"{self.final}: {len(missing)} tiles not written (first {sorted(missing)[:3]}); not marking complete")
+            raise RuntimeError(
+                f"{self.final}: {len(missing)} tiles not written (first {sorted(missing)[:3]}); not marking "
+                "complete"
+            )
 
     def reveal(self, expected: set[tuple[int, int]]) -> None:
         """Once every (frame, tile) of ``expected`` is in the manifest, put the store's root

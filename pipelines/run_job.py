@@ -28,7 +28,16 @@ from tqdm import tqdm
 from pipelines.ingest import IngestInput
 from pipelines.job_config import JobConfig
 from pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
-from pipelines.stages import all_tiles, frame_axes, ingest_observations, load_calibration, load_model, observations_input, predict_frame_tile, select_frames
+from pipelines.stages import (
+    all_tiles,
+    frame_axes,
+    ingest_observations,
+    load_calibration,
+    load_model,
+    observations_input,
+    predict_frame_tile,
+    select_frames,
+)
 from pipelines.verification import verify_store, write_figures
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
@@ -69,7 +78,13 @@ def _probe_variables(job: JobConfig) -> xr.Dataset:
     """The model's output variables on a tiny task (names, extra dims, coordinates)."""
     rng = np.random.default_rng(0)
     points = rng.uniform(0, 10, size=(12, 2))
-    task = Task(points[:10], np.abs(rng.normal(size=10)), points[10:], np.zeros(2), target_coords={"row": np.array([0, 1]), "column": np.array([0, 1])})
+    task = Task(
+        points[:10],
+        np.abs(rng.normal(size=10)),
+        points[10:],
+        np.zeros(2),
+        target_coords={"row": np.array([0, 1]), "column": np.array([0, 1])},
+    )
     prediction = with_bin_probabilities(load_model(job).predict(task))
     calibration = load_calibration(job)
     return calibration.apply(prediction) if calibration is not None else prediction
@@ -83,9 +98,28 @@ def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict
     ny, nx, nt = frames.sizes[conventions.Y], frames.sizes[conventions.X], frames.sizes["time"]
     tile = job.tiling.tile_pixels
     variables: dict[str, Any] = {
-        conventions.PRECIPITATION: ((), {"units": conventions.PRECIPITATION_UNITS, "long_name": "precipitation rate the model saw (NaN: unobserved or withheld)"}),
-        "observation": ((), {"long_name": "observation mask", "flag_values": [0, 1, 2], "flag_meanings": "unobserved observed withheld"}),
-        "withheld_precipitation": ((), {"units": conventions.PRECIPITATION_UNITS, "long_name": "withheld observed rate (truth of the predicted pixels)"}),
+        conventions.PRECIPITATION: (
+            (),
+            {
+                "units": conventions.PRECIPITATION_UNITS,
+                "long_name": "precipitation rate the model saw (NaN: unobserved or withheld)",
+            },
+        ),
+        "observation": (
+            (),
+            {
+                "long_name": "observation mask",
+                "flag_values": [0, 1, 2],
+                "flag_meanings": "unobserved observed withheld",
+            },
+        ),
+        "withheld_precipitation": (
+            (),
+            {
+                "units": conventions.PRECIPITATION_UNITS,
+                "long_name": "withheld observed rate (truth of the predicted pixels)",
+            },
+        ),
     }
     for name, variable in probe.data_vars.items():
         variables[name] = (tuple(dim for dim in variable.dims if dim != "target"), variable.attrs)
@@ -94,16 +128,37 @@ def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict
         shape = (nt, ny, nx, *[probe.sizes[dim] for dim in extra])
         chunks = (1, tile, tile, *[probe.sizes[dim] for dim in extra])
         dtype = np.int8 if name == "observation" else np.float32
-        data[name] = (("time", conventions.Y, conventions.X, *extra), da.zeros(shape, chunks=chunks, dtype=dtype), {**attrs, "grid_mapping": conventions.CRS_VARIABLE})
-        encoding[name] = {"chunks": chunks, "dtype": dtype, "fill_value": 0 if name == "observation" else np.float32(np.nan)}
-    coords = {"time": frames["time"].values, conventions.Y: frames[conventions.Y], conventions.X: frames[conventions.X]}
+        data[name] = (
+            ("time", conventions.Y, conventions.X, *extra),
+            da.zeros(shape, chunks=chunks, dtype=dtype),
+            {**attrs, "grid_mapping": conventions.CRS_VARIABLE},
+        )
+        encoding[name] = {
+            "chunks": chunks,
+            "dtype": dtype,
+            "fill_value": 0 if name == "observation" else np.float32(np.nan),
+        }
+    coords = {
+        "time": frames["time"].values,
+        conventions.Y: frames[conventions.Y],
+        conventions.X: frames[conventions.X],
+    }
     coords.update({name: probe[name] for name in probe.coords if name not in ("row", "column")})
     template = xr.Dataset(data, coords=coords, attrs={key: probe.attrs[key] for key in TRANSFORM_ATTRIBUTES})
     template[conventions.CRS_VARIABLE] = grid_mapping(crs_of(frames))
     return template, encoding
 
 
-def _tile_task(job: JobConfig, observations_path: str, frame_index: int, frame_number: int, tile, store: JobStore, template: xr.Dataset, crash: CrashCounter) -> int:
+def _tile_task(
+    job: JobConfig,
+    observations_path: str,
+    frame_index: int,
+    frame_number: int,
+    tile,
+    store: JobStore,
+    template: xr.Dataset,
+    crash: CrashCounter,
+) -> int:
     frames = xr.open_zarr(observations_path, consolidated=False)
     values = np.asarray(frames[conventions.PRECIPITATION].isel(time=frame_index).values, dtype=np.float64)
     x_km, y_km = frame_axes(frames)
@@ -136,7 +191,9 @@ def _what_changed(recorded: dict[str, Any] | None, inputs: dict[str, Any], obser
     return describe_changes(recorded, inputs)
 
 
-def _run_tasks(tasks: list[tuple], job: JobConfig, *, scheduler: str, workers: int | None, progress: bool) -> None:
+def _run_tasks(
+    tasks: list[tuple], job: JobConfig, *, scheduler: str, workers: int | None, progress: bool
+) -> None:
     if not tasks:
         return
     if scheduler in ("threads", "synchronous"):
@@ -150,13 +207,20 @@ def _run_tasks(tasks: list[tuple], job: JobConfig, *, scheduler: str, workers: i
 
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
         client = Client(cluster)
     else:
         client = Client(scheduler)
     try:
         futures = [client.submit(_tile_task, *arguments, pure=False, retries=2) for arguments in tasks]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"{job.name} tiles", disable=not progress):
+        for future in tqdm(
+            as_completed(futures), total=len(futures), desc=f"{job.name} tiles", disable=not progress
+        ):
             future.result()
     finally:
         client.close()
@@ -164,7 +228,15 @@ def _run_tasks(tasks: list[tuple], job: JobConfig, *, scheduler: str, workers: i
             cluster.close()
 
 
-def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = None, restart: bool = False, progress: bool = True, catalog: Catalog | None = None) -> JobReport:
+def run_job(
+    job: JobConfig,
+    *,
+    scheduler: str = "local",
+    workers: int | None = None,
+    restart: bool = False,
+    progress: bool = True,
+    catalog: Catalog | None = None,
+) -> JobReport:
     """Run (or resume) ``job``; see the module docstring."""
     start = time.perf_counter()
     run_dir = job.run_dir
@@ -181,19 +253,39 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
         finished_attrs = zarr.open_group(store.final, mode="r").attrs
         finished_digest = finished_attrs.get(FINGERPRINT_ATTRIBUTE)
         if finished_digest != digest and not restart:
-            changes = _what_changed(json.loads(finished_attrs["provenance"]) if "provenance" in finished_attrs else None, inputs, opened)
-            raise JobStateError(f"{store.final} holds the output of another job config, input or model ({changes}); pass --restart to replace it")
+            changes = _what_changed(
+                json.loads(finished_attrs["provenance"]) if "provenance" in finished_attrs else None,
+                inputs,
+                opened,
+            )
+            raise JobStateError(
+                f"{store.final} holds the output of another job config, input or model ({changes}); pass "
+                "--restart to replace it"
+            )
     staged_digest = store.staged_fingerprint()  # None: no staging folder, or one that holds nothing usable
     if staged_digest is not None and staged_digest != digest and not restart:
         changes = _what_changed(store.staged_inputs(), inputs, opened)
-        raise JobStateError(f"{store.folder} holds an unfinished run of another job config, input or model ({changes}); pass --restart to discard it")
+        raise JobStateError(
+            f"{store.folder} holds an unfinished run of another job config, input or model ({changes}); "
+            "pass --restart to discard it"
+        )
     observations = ingest_observations(job, catalog=catalog, progress=progress, opened=opened)
     frames = select_frames(observations, job)
-    frame_indices = [int(np.flatnonzero(observations["time"].values == time_value)[0]) for time_value in frames["time"].values]
+    frame_indices = [
+        int(np.flatnonzero(observations["time"].values == time_value)[0])
+        for time_value in frames["time"].values
+    ]
     tiles = all_tiles(frames, job)
     expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
     if finished_digest == digest and not restart:
-        return JobReport(store.final, run_dir / "metrics.json", sorted((run_dir / "figures").glob("*.png")), len(expected), 0, time.perf_counter() - start)
+        return JobReport(
+            store.final,
+            run_dir / "metrics.json",
+            sorted((run_dir / "figures").glob("*.png")),
+            len(expected),
+            0,
+            time.perf_counter() - start,
+        )
     # Rebuilt on resume too (it is deterministic): the staged store does not open until every tile is written.
     template, encoding = build_template(job, frames)
     if restart or staged_digest != digest:
@@ -202,8 +294,19 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
     done = store.finished()
     crash = CrashCounter(Counter())
     tasks = [
-        (job, str(run_dir / "observations.zarr"), frame_indices[frame], frame, tile, store, frame_template, crash)
-        for frame in range(len(frame_indices)) for tile in tiles if (frame, tile.number) not in done
+        (
+            job,
+            str(run_dir / "observations.zarr"),
+            frame_indices[frame],
+            frame,
+            tile,
+            store,
+            frame_template,
+            crash,
+        )
+        for frame in range(len(frame_indices))
+        for tile in tiles
+        if (frame, tile.number) not in done
     ]
     _run_tasks(tasks, job, scheduler=scheduler, workers=workers, progress=progress)
     store.reveal(expected)
@@ -233,7 +336,9 @@ def run_job(job: JobConfig, *, scheduler: str = "local", workers: int | None = N
     if job.self_calibration:
         attrs["calibration"] = "self: each tile calibrated on pseudo-gaps of its own observations"
     store.complete(expected, attrs)
-    return JobReport(store.final, metrics_path, figures, len(expected), len(tasks), time.perf_counter() - start)
+    return JobReport(
+        store.final, metrics_path, figures, len(expected), len(tasks), time.perf_counter() - start
+    )
 
 
 def open_job_output(store: Path) -> xr.Dataset:

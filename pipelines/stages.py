@@ -40,23 +40,41 @@ def observations_input(job: JobConfig, *, catalog: Catalog | None = None) -> Ing
     return open_input(job.dataset, catalog or Catalog.load())
 
 
-def ingest_observations(job: JobConfig, *, catalog: Catalog | None = None, progress: bool = True, opened: IngestInput | None = None) -> xr.Dataset:
+def ingest_observations(
+    job: JobConfig,
+    *,
+    catalog: Catalog | None = None,
+    progress: bool = True,
+    opened: IngestInput | None = None,
+) -> xr.Dataset:
     """Stage 1: the job's dataset as a complete zarr store in the run folder (resumable), opened lazily.
 
     Replaces an ``observations.zarr`` of other input, so a run calls it only once the job's
     fingerprint check has passed; ``opened`` is the input that check used.
     """
-    report = ingest(job.dataset, job.run_dir / "observations.zarr", catalog=catalog, scheduler="threads", overwrite=True, progress=progress, opened=opened)
+    report = ingest(
+        job.dataset,
+        job.run_dir / "observations.zarr",
+        catalog=catalog,
+        scheduler="threads",
+        overwrite=True,
+        progress=progress,
+        opened=opened,
+    )
     return open_store(report.store)
 
 
 def select_frames(observations: xr.Dataset, job: JobConfig) -> xr.Dataset:
     """Stage 2: the frames the job covers."""
-    frames = observations.sel(time=slice(job.frames.start, job.frames.end)).isel(time=slice(None, None, job.frames.stride))
+    frames = observations.sel(time=slice(job.frames.start, job.frames.end)).isel(
+        time=slice(None, None, job.frames.stride)
+    )
     if job.frames.limit is not None:
         frames = frames.isel(time=slice(0, job.frames.limit))
     if frames.sizes["time"] == 0:
-        raise ValueError(f"job {job.name}: frames {job.frames.start}..{job.frames.end} select no frame of {job.dataset}")
+        raise ValueError(
+            f"job {job.name}: frames {job.frames.start}..{job.frames.end} select no frame of {job.dataset}"
+        )
     return frames
 
 
@@ -85,7 +103,10 @@ def target_mask(values: np.ndarray, job: JobConfig, frame_number: int) -> np.nda
         top, left = int(rng.integers(0, ny - size)), int(rng.integers(0, nx - size))
         block = (slice(top, top + size), slice(left, left + size))
         seen = observed[block]
-        if seen.mean() < 0.5 or mask[max(0, top - 1): top + size + 1, max(0, left - 1): left + size + 1].any():
+        if (
+            seen.mean() < 0.5
+            or mask[max(0, top - 1) : top + size + 1, max(0, left - 1) : left + size + 1].any()
+        ):
             continue
         if wet[block][seen].mean() < job.targets.min_wet_fraction:
             continue
@@ -121,23 +142,40 @@ def load_calibration(job: JobConfig) -> Calibration | None:
 
 def tiling_of(job: JobConfig, frame_number: int) -> GridTiling:
     """The grid tiling with a per-frame seed, so a recomputed tile is identical."""
-    return GridTiling(tile_pixels=job.tiling.tile_pixels, halo_pixels=job.tiling.halo_pixels, max_context=job.tiling.max_context, seed=int(np.random.SeedSequence([job.seed, frame_number]).generate_state(1)[0]))
+    return GridTiling(
+        tile_pixels=job.tiling.tile_pixels,
+        halo_pixels=job.tiling.halo_pixels,
+        max_context=job.tiling.max_context,
+        seed=int(np.random.SeedSequence([job.seed, frame_number]).generate_state(1)[0]),
+    )
 
 
-def predict_frame_tile(job: JobConfig, values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, frame_number: int, tile: Tile, template: xr.Dataset) -> dict[str, np.ndarray]:
+def predict_frame_tile(
+    job: JobConfig,
+    values: np.ndarray,
+    x_km: np.ndarray,
+    y_km: np.ndarray,
+    frame_number: int,
+    tile: Tile,
+    template: xr.Dataset,
+) -> dict[str, np.ndarray]:
     """Stages 5 and 6 for one tile: every output variable's block ``[tile_ny, tile_nx, ...]``.
 
     ``template`` holds the output variables of one frame (dims y, x, ...) and their coordinates.
     """
     targets = target_mask(values, job, frame_number)
     seen = np.where(targets, np.nan, values)
-    observation = np.where(targets, WITHHELD, np.where(np.isfinite(values), OBSERVED, UNOBSERVED)).astype(np.int8)
+    observation = np.where(targets, WITHHELD, np.where(np.isfinite(values), OBSERVED, UNOBSERVED)).astype(
+        np.int8
+    )
     height, width = tile.rows.stop - tile.rows.start, tile.columns.stop - tile.columns.start
     blocks: dict[str, np.ndarray] = {}
     prediction = None
     if targets[tile.rows, tile.columns].any():
         with torch_threads(job.torch_threads):  # Dask's threads x torch's must not exceed the cores
-            prediction = predict_tile(load_model(job), seen, x_km, y_km, tile, tiling_of(job, frame_number), targets)
+            prediction = predict_tile(
+                load_model(job), seen, x_km, y_km, tile, tiling_of(job, frame_number), targets
+            )
     if prediction is not None:
         prediction = with_bin_probabilities(prediction)
         calibration = load_calibration(job)
@@ -153,7 +191,11 @@ def predict_frame_tile(job: JobConfig, values: np.ndarray, x_km: np.ndarray, y_k
         elif name == "withheld_precipitation":
             blocks[name] = np.where(targets, values, np.nan)[tile.rows, tile.columns].astype(np.float32)
         elif prediction is not None and name in prediction:
-            blocks[name] = prediction[name].transpose(conventions.Y, conventions.X, *variable.dims[2:]).values.astype(np.float32)
+            blocks[name] = (
+                prediction[name]
+                .transpose(conventions.Y, conventions.X, *variable.dims[2:])
+                .values.astype(np.float32)
+            )
         else:
             blocks[name] = np.full((height, width, *variable.shape[2:]), np.nan, dtype=np.float32)
     return blocks

@@ -32,7 +32,9 @@ def _frame_targets(frame: xr.Dataset) -> tuple[xr.Dataset, Task] | None:
         return None
     rows, columns = np.nonzero(predicted)
     flat = frame.isel(y=xr.DataArray(rows, dims="target"), x=xr.DataArray(columns, dims="target"))
-    task = Task(np.zeros((1, 2)), np.zeros(1), np.zeros((rows.size, 2)), truth[rows, columns].astype(np.float64))
+    task = Task(
+        np.zeros((1, 2)), np.zeros(1), np.zeros((rows.size, 2)), truth[rows, columns].astype(np.float64)
+    )
     return flat, task
 
 
@@ -44,7 +46,9 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
     squared_error, count = 0.0, 0
     has_bins = "bin_probability" in dataset
     top_label = ReliabilityAccumulator.init(ECE_BINS)
-    thresholds = dataset["rain_probability"]["threshold"].values if "rain_probability" in dataset else np.array([])
+    thresholds = (
+        dataset["rain_probability"]["threshold"].values if "rain_probability" in dataset else np.array([])
+    )
     per_threshold = {float(t): ReliabilityAccumulator.init(ECE_BINS) for t in thresholds}
     brier = {float(t): [] for t in thresholds}
     categorical = {"nll": 0.0, "brier": 0.0, "rps": 0.0}
@@ -62,10 +66,18 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
             totals[key] += scores[key] * n
         squared_error += scores["rmse"] ** 2 * n
         count += n
-        per_frame.append({"time": str(frame["time"].values)[:16], "n_target": n, **{key: round(scores[key], 4) for key in ("crps", "rmse", "coverage_90")}})
+        per_frame.append(
+            {
+                "time": str(frame["time"].values)[:16],
+                "n_target": n,
+                **{key: round(scores[key], 4) for key in ("crps", "rmse", "coverage_90")},
+            }
+        )
         if has_bins:
             probabilities = flat["bin_probability"]
-            observed = metrics.observed_bins(xr.DataArray(task.target_values, dims="target"), flat["bin_lower"].values)
+            observed = metrics.observed_bins(
+                xr.DataArray(task.target_values, dims="target"), flat["bin_lower"].values
+            )
             categorical["nll"] += float(metrics.categorical_nll(probabilities, observed)) * n
             categorical["brier"] += float(metrics.multiclass_brier_score(probabilities, observed)) * n
             categorical["rps"] += float(metrics.ranked_probability_score(probabilities, observed)) * n
@@ -76,10 +88,22 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
                 per_threshold[float(threshold)] = per_threshold[float(threshold)].accumulate(forecast, event)
                 brier[float(threshold)].append((forecast, event))
     if count == 0:
-        return {"job": job.name, "model": job.model.name, "n_target": 0, "note": "no withheld truth to verify against"}
+        return {
+            "job": job.name,
+            "model": job.model.name,
+            "n_target": 0,
+            "note": "no withheld truth to verify against",
+        }
     result: dict[str, Any] = {
-        "job": job.name, "dataset": job.dataset, "model": job.model.name, "frames": dataset.sizes["time"], "n_target": count,
-        "scores": {**{key: round(totals[key] / count, 5) for key in POOLED}, "rmse": round(float(np.sqrt(squared_error / count)), 5)},
+        "job": job.name,
+        "dataset": job.dataset,
+        "model": job.model.name,
+        "frames": dataset.sizes["time"],
+        "n_target": count,
+        "scores": {
+            **{key: round(totals[key] / count, 5) for key in POOLED},
+            "rmse": round(float(np.sqrt(squared_error / count)), 5),
+        },
         "per_frame": per_frame,
         "units": attrs.get("units", "mm h-1"),
     }
@@ -96,8 +120,19 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
             result["probability"]["per_threshold"][f"{threshold:g}"] = {
                 "ece": round(per_threshold[threshold].expected_calibration_error(), 5),
                 "brier": round(float(np.mean((forecast - event) ** 2)), 5),
-                "reliability": round(decomposition.reliability, 5), "resolution": round(decomposition.resolution, 5), "uncertainty": round(decomposition.uncertainty, 5),
-                "reliability_diagram": {key: np.round(values, 5).tolist() for key, values in zip(("forecast_probability", "observed_frequency", "count"), (per_threshold[threshold].compute()[name].values for name in ("forecast_probability", "observed_frequency", "count")))},
+                "reliability": round(decomposition.reliability, 5),
+                "resolution": round(decomposition.resolution, 5),
+                "uncertainty": round(decomposition.uncertainty, 5),
+                "reliability_diagram": {
+                    key: np.round(values, 5).tolist()
+                    for key, values in zip(
+                        ("forecast_probability", "observed_frequency", "count"),
+                        (
+                            per_threshold[threshold].compute()[name].values
+                            for name in ("forecast_probability", "observed_frequency", "count")
+                        ),
+                    )
+                },
             }
     return result
 
@@ -119,7 +154,16 @@ def write_figures(store: Path, job: JobConfig, scores: dict[str, Any], folder: P
         written += plot_frame(frame, folder, threshold=job.plots.threshold, stem=stem)
     table = scores.get("probability", {}).get("per_threshold", {}).get(f"{job.plots.threshold:g}")
     if table:
-        diagram = xr.Dataset({name: ("bin", np.asarray(table["reliability_diagram"][name], dtype=float)) for name in ("forecast_probability", "observed_frequency", "count")}, coords={"bin": (np.arange(ECE_BINS) + 0.5) / ECE_BINS})
-        figure = reliability_figure({job.model.name: diagram}, title=f"P(rate >= {job.plots.threshold:g} mm/h), ECE {table['ece']:.3f}")
+        diagram = xr.Dataset(
+            {
+                name: ("bin", np.asarray(table["reliability_diagram"][name], dtype=float))
+                for name in ("forecast_probability", "observed_frequency", "count")
+            },
+            coords={"bin": (np.arange(ECE_BINS) + 0.5) / ECE_BINS},
+        )
+        figure = reliability_figure(
+            {job.model.name: diagram},
+            title=f"P(rate >= {job.plots.threshold:g} mm/h), ECE {table['ece']:.3f}",
+        )
         written.append(save_figure(figure, folder / f"reliability_{job.plots.threshold:g}mmh.png"))
     return written

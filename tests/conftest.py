@@ -75,7 +75,9 @@ def write_cf_netcdf(
     return path
 
 
-def write_classic_netcdf(path: Path, values: np.ndarray, *, engine: str = "netcdf4", unlimited_time: bool = False) -> Path:
+def write_classic_netcdf(
+    path: Path, values: np.ndarray, *, engine: str = "netcdf4", unlimited_time: bool = False
+) -> Path:
     """A classic (NETCDF3_64BIT) file ``precipitation(time, y, x)`` in mm h-1, written by
     ``engine``; the coordinates are defined first, so with the netCDF4 library the
     precipitation data come last in the file. ``unlimited_time`` makes time the record
@@ -89,13 +91,19 @@ def write_classic_netcdf(path: Path, values: np.ndarray, *, engine: str = "netcd
         }
     )
     dataset["precipitation"] = (("time", "y", "x"), values.astype(np.float32), {"units": "mm h-1"})
-    dataset.to_netcdf(path, format="NETCDF3_64BIT", engine=engine, unlimited_dims=["time"] if unlimited_time else None)
+    dataset.to_netcdf(
+        path, format="NETCDF3_64BIT", engine=engine, unlimited_dims=["time"] if unlimited_time else None
+    )
     return path
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by relative path, with its bytes: equal trees are equal dicts."""
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def write_entry(folder: Path, **overrides: object) -> Path:

@@ -8,12 +8,28 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_cf_netcdf, write_entry
-from weatherunc.catalog import PROJECT_CATALOG_DIR, Catalog, CatalogEntry, TimeFromFilename, catalog_dirs, data_root, load_entry
+from weatherunc.catalog import (
+    PROJECT_CATALOG_DIR,
+    Catalog,
+    CatalogEntry,
+    TimeFromFilename,
+    catalog_dirs,
+    data_root,
+    load_entry,
+)
 from weatherunc.errors import InputDataError
 
 SHARED_ENTRIES = {
-    "knmi_20100826", "mch_20150515", "mch_20170131", "fmi_20160928", "bom_prcp_c10_20201031",
-    "bom_prcp_cscn_20180616", "mrms_20190610", "knmi_sample_20100826", "mrms_sample_20190610", "sic97",
+    "knmi_20100826",
+    "mch_20150515",
+    "mch_20170131",
+    "fmi_20160928",
+    "bom_prcp_c10_20201031",
+    "bom_prcp_cscn_20180616",
+    "mrms_20190610",
+    "knmi_sample_20100826",
+    "mrms_sample_20190610",
+    "sic97",
 }
 
 

@@ -13,18 +13,30 @@ import torch
 from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint
 from weatherunc.models.neural_process import interpolator
 from weatherunc.models.neural_process.config import NeuralProcessConfig
-from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralProcessInterpolator, load_neural_process
+from weatherunc.models.neural_process.interpolator import (
+    ARCHITECTURE,
+    NeuralProcessInterpolator,
+    load_neural_process,
+)
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.models.registry import get_model
 
-TINY = NeuralProcessConfig(hidden=16, latent_dimension=4, heads=2, self_attention_layers=1, value_centre=0.2, value_scale=0.7)
+TINY = NeuralProcessConfig(
+    hidden=16, latent_dimension=4, heads=2, self_attention_layers=1, value_centre=0.2, value_scale=0.7
+)
 
 
 def _saved(tmp_path: Path, config: NeuralProcessConfig = TINY) -> tuple[Path, NeuralProcess]:
     torch.manual_seed(0)
     model = NeuralProcess(config)
     path = tmp_path / "model.safetensors"
-    save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=config.to_dict(), metadata_={"note": "test"})
+    save_checkpoint(
+        path,
+        model.state_dict(),
+        architecture=ARCHITECTURE,
+        config=config.to_dict(),
+        metadata_={"note": "test"},
+    )
     return path, model
 
 
@@ -37,7 +49,10 @@ def test_round_trip_restores_config_and_weights(tmp_path: Path) -> None:
     assert sidecar["metadata"] == {"note": "test"} and len(sidecar["sha256"]) == 64
     assert {"torch", "python", "numpy"} <= set(sidecar["versions"])
     interpolator = get_model("anp", checkpoint=path)
-    assert isinstance(interpolator, NeuralProcessInterpolator) and interpolator.checkpoint_sha256 == sidecar["sha256"]
+    assert (
+        isinstance(interpolator, NeuralProcessInterpolator)
+        and interpolator.checkpoint_sha256 == sidecar["sha256"]
+    )
 
 
 def test_corrupt_weights_are_refused(tmp_path: Path) -> None:
@@ -86,7 +101,10 @@ def test_weights_are_not_pickles(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
     header_length = int.from_bytes(path.read_bytes()[:8], "little")
     header = json.loads(path.read_bytes()[8 : 8 + header_length])  # safetensors: 8-byte length + JSON header
-    assert "decoder.network.0.weight" in header and "deterministic.cross_attention.0.attention.log_inverse_lengthscale" in header
+    assert (
+        "decoder.network.0.weight" in header
+        and "deterministic.cross_attention.0.attention.log_inverse_lengthscale" in header
+    )
     assert b"\x80\x04" not in path.read_bytes()[:2]  # not a pickle protocol header
 
 
@@ -104,16 +122,38 @@ def _with_config(**changes: object) -> Callable[[dict], dict]:
     ("change", "message"),
     [
         pytest.param(_with_config(colour="blue"), r"unknown config keys \['colour'\]", id="unknown-key"),
-        pytest.param(lambda sidecar: {key: value for key, value in sidecar.items() if key != "config"}, "sidecar has no config mapping", id="no-config"),
-        pytest.param(lambda sidecar: {**sidecar, "config": [16, 4]}, "sidecar has no config mapping", id="config-list"),
-        pytest.param(_with_config(hidden="wide"), "config 'hidden' must be a whole number from 1 to 4096, got 'wide'", id="text-size"),
-        pytest.param(_with_config(self_attention_layers=-1), "config 'self_attention_layers' must be a whole number from 0 to 64, got -1", id="negative-size"),
-        pytest.param(_with_config(bin_edges=[0.1 * edge for edge in range(2000)]), "'bin_edges' must be a list of at most 1024 edges", id="too-many-bins"),
-        pytest.param(_with_config(heads=3), "invalid config .*divisible by heads=3", id="failed-config-check"),
+        pytest.param(
+            lambda sidecar: {key: value for key, value in sidecar.items() if key != "config"},
+            "sidecar has no config mapping",
+            id="no-config",
+        ),
+        pytest.param(
+            lambda sidecar: {**sidecar, "config": [16, 4]}, "sidecar has no config mapping", id="config-list"
+        ),
+        pytest.param(
+            _with_config(hidden="wide"),
+            "config 'hidden' must be a whole number from 1 to 4096, got 'wide'",
+            id="text-size",
+        ),
+        pytest.param(
+            _with_config(self_attention_layers=-1),
+            "config 'self_attention_layers' must be a whole number from 0 to 64, got -1",
+            id="negative-size",
+        ),
+        pytest.param(
+            _with_config(bin_edges=[0.1 * edge for edge in range(2000)]),
+            "'bin_edges' must be a list of at most 1024 edges",
+            id="too-many-bins",
+        ),
+        pytest.param(
+            _with_config(heads=3), "invalid config .*divisible by heads=3", id="failed-config-check"
+        ),
         pytest.param(_with_config(transform=5), "invalid config", id="transform-not-mapping"),
     ],
 )
-def test_tampered_sidecar_config_is_refused(tmp_path: Path, change: Callable[[dict], object], message: str) -> None:
+def test_tampered_sidecar_config_is_refused(
+    tmp_path: Path, change: Callable[[dict], object], message: str
+) -> None:
     path, _ = _saved(tmp_path)
     _tamper(path, change)
     with pytest.raises(CheckpointError, match=f"^checkpoint {re.escape(str(path))}: .*{message}"):
@@ -124,16 +164,27 @@ def test_sidecar_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
     _tamper(path, lambda sidecar: [sidecar])
     for load in (read_sidecar, load_neural_process):
-        with pytest.raises(CheckpointError, match=f"^checkpoint {re.escape(str(path))}: sidecar model.json is not a JSON mapping"):
+        with pytest.raises(
+            CheckpointError,
+            match=f"^checkpoint {re.escape(str(path))}: sidecar model.json is not a JSON mapping",
+        ):
             load(path)
 
 
-def test_oversized_config_is_refused_before_any_weight_is_allocated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oversized_config_is_refused_before_any_weight_is_allocated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``hidden: 10**7`` would ask for 400 TB; a config within the bounds that the weights do not
     fit is found on the ``meta`` device, so no real model is built before the weights are checked."""
     path, _ = _saved(tmp_path)
     _tamper(path, _with_config(hidden=10**7, heads=1))
-    with pytest.raises(CheckpointError, match=f"^checkpoint {re.escape(str(path))}: config 'hidden' must be a whole number from 1 to 4096, got 10000000"):
+    with pytest.raises(
+        CheckpointError,
+        match=(
+            f"^checkpoint {re.escape(str(path))}: config 'hidden' must be a whole number from 1 to 4096, "
+            "got 10000000"
+        ),
+    ):
         load_neural_process(path)
     built: list[torch.device] = []
 

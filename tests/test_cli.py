@@ -54,7 +54,16 @@ def test_ingest_command(tmp_path: Path) -> None:
     write_cf_netcdf(data / "synthetic.nc")
     write_entry(tmp_path / "catalog")
     out = tmp_path / "synthetic.zarr"
-    arguments = ["ingest", "synthetic", "--out", str(out), "--catalog", str(tmp_path / "catalog"), "--data-dir", str(data)]
+    arguments = [
+        "ingest",
+        "synthetic",
+        "--out",
+        str(out),
+        "--catalog",
+        str(tmp_path / "catalog"),
+        "--data-dir",
+        str(data),
+    ]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     assert "3 frames complete" in result.output
@@ -73,7 +82,19 @@ def test_ingest_bad_input_exits_with_message(tmp_path: Path) -> None:
     write_cf_netcdf(data / "synthetic.nc", values=values)
     write_entry(tmp_path / "catalog")
     out = tmp_path / "synthetic.zarr"
-    result = runner.invoke(app, ["ingest", "synthetic", "--out", str(out), "--catalog", str(tmp_path / "catalog"), "--data-dir", str(data)])
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            "synthetic",
+            "--out",
+            str(out),
+            "--catalog",
+            str(tmp_path / "catalog"),
+            "--data-dir",
+            str(data),
+        ],
+    )
     assert result.exit_code == 2
     assert "not all NaN" in result.output
     assert not out.exists()
@@ -86,7 +107,9 @@ def test_demo_runs_the_demo_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for job in ("demo_mrms_gp", "demo_mrms_anp"):
         metrics = json.loads((tmp_path / job / "metrics.json").read_text())
         assert metrics["n_target"] == 3 * 4 * 32 * 32 and 0 < metrics["scores"]["coverage_90"] <= 1
-        assert (tmp_path / job / "prediction.zarr").is_dir() and any((tmp_path / job / "figures").glob("*_panel.png"))
+        assert (tmp_path / job / "prediction.zarr").is_dir() and any(
+            (tmp_path / job / "figures").glob("*_panel.png")
+        )
         assert f"{job}: crps" in result.output
     anp = xr.open_zarr(tmp_path / "demo_mrms_anp" / "prediction.zarr", consolidated=False)
     assert anp.attrs["calibration_method"] == "temperature" and anp.attrs["calibration_temperature"] > 0
@@ -100,12 +123,30 @@ def test_plot_writes_maps_of_a_store_and_refuses_an_unfinished_one(tmp_path: Pat
 
     values = np.where(np.arange(30)[:, None] + np.arange(40)[None, :] > 25, 2.0, 0.0)
     values[10:20, 10:20] = np.nan
-    frame = xr.DataArray(values, dims=("y", "x"), coords={"y": 3.3e6 - 1000.0 * np.arange(30), "x": 3.9e6 + 1000.0 * np.arange(40), "time": np.datetime64("2020-01-01T10:00")})
-    store = predict_grid_to_zarr(get_model("idw"), frame, tmp_path / "p.zarr", crs=pyproj.CRS.from_epsg(3035), tiling=GridTiling(tile_pixels=16), progress=False)
+    frame = xr.DataArray(
+        values,
+        dims=("y", "x"),
+        coords={
+            "y": 3.3e6 - 1000.0 * np.arange(30),
+            "x": 3.9e6 + 1000.0 * np.arange(40),
+            "time": np.datetime64("2020-01-01T10:00"),
+        },
+    )
+    store = predict_grid_to_zarr(
+        get_model("idw"),
+        frame,
+        tmp_path / "p.zarr",
+        crs=pyproj.CRS.from_epsg(3035),
+        tiling=GridTiling(tile_pixels=16),
+        progress=False,
+    )
     result = runner.invoke(app, ["plot", str(store), "--out", str(tmp_path / "maps")])
     assert result.exit_code == 0, result.output
     names = sorted(path.name for path in (tmp_path / "maps").glob("*.png"))
-    assert names == sorted(f"20200101T1000_{kind}.png" for kind in ("mean", "std", "exceedance_1mmh", "combined", "panel", "observed"))
+    assert names == sorted(
+        f"20200101T1000_{kind}.png"
+        for kind in ("mean", "std", "exceedance_1mmh", "combined", "panel", "observed")
+    )
     import zarr
 
     del zarr.open_group(store, mode="r+").attrs["weatherunc_complete"]
@@ -117,19 +158,27 @@ def test_train_and_run_name_the_bad_field(tmp_path: Path) -> None:
     (tmp_path / "train.yaml").write_text("train: []\nvalidation: [{dataset: x}]\n")
     result = runner.invoke(app, ["train", str(tmp_path / "train.yaml")])
     assert result.exit_code == 2 and "train: List should have at least 1 item" in result.output
-    (tmp_path / "job.yaml").write_text("name: j\ndataset: mrms_embedded\nmodel: {name: gp}\ntiling: {tile_pixels: 4}\n")
+    (tmp_path / "job.yaml").write_text(
+        "name: j\ndataset: mrms_embedded\nmodel: {name: gp}\ntiling: {tile_pixels: 4}\n"
+    )
     result = runner.invoke(app, ["run", str(tmp_path / "job.yaml")])
     assert result.exit_code == 2 and "tiling.tile_pixels" in result.output
 
 
 def _two_radars(tmp_path: Path) -> tuple[Path, Path]:
-    """Catalog and data folders with two small synthetic radars of different intensities (4 frames of 64 x 64 px)."""
+    """Catalog and data folders with two small synthetic radars of different intensities (4 frames of 64 x "
+    "64 px)."""
     data, catalog = tmp_path / "data", tmp_path / "catalog"
     data.mkdir()
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:64, 0:64]
     for name, scale in (("east_radar", 0.5), ("west_radar", 4.0)):
-        frames = np.stack([scale * np.maximum(np.sin(x / 6 + t) * np.cos(y / 9) + 0.3, 0) * rng.gamma(2.0, 1.0, (64, 64)) for t in range(4)])
+        frames = np.stack(
+            [
+                scale * np.maximum(np.sin(x / 6 + t) * np.cos(y / 9) + 0.3, 0) * rng.gamma(2.0, 1.0, (64, 64))
+                for t in range(4)
+            ]
+        )
         write_cf_netcdf(data / f"{name}.nc", values=frames)
         write_entry(catalog, name=name, files=f"{name}.nc")
     return catalog, data
@@ -145,15 +194,42 @@ def test_calibrate_fits_on_held_out_frames_and_refuses_to_overwrite(tmp_path: Pa
 
     catalog, data = _two_radars(tmp_path)
     output = tmp_path / "calibration.json"
-    command = ["calibrate", "idw", str(output), "--frames", "east_radar", "--frames", "west_radar,2020-01-01T00:05", "--tasks", "4", "--catalog", str(catalog), "--data-dir", str(data)]
+    command = [
+        "calibrate",
+        "idw",
+        str(output),
+        "--frames",
+        "east_radar",
+        "--frames",
+        "west_radar,2020-01-01T00:05",
+        "--tasks",
+        "4",
+        "--catalog",
+        str(catalog),
+        "--data-dir",
+        str(data),
+    ]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
     calibration = Calibration.load(output)
-    assert calibration.fitted_on == "4 validation tasks (seed 101) of east_radar ... to ...; west_radar 2020-01-01T00:05 to ..."
-    selections = [FrameSelection(dataset="east_radar"), FrameSelection(dataset="west_radar", start="2020-01-01T00:05")]
-    tasks = [task for _, task in labelled_validation_tasks(selections, 4, seed=101, open_options={"catalog": Catalog.load([catalog], data_root_dir=data)})]
+    assert (
+        calibration.fitted_on
+        == "4 validation tasks (seed 101) of east_radar ... to ...; west_radar 2020-01-01T00:05 to ..."
+    )
+    selections = [
+        FrameSelection(dataset="east_radar"),
+        FrameSelection(dataset="west_radar", start="2020-01-01T00:05"),
+    ]
+    tasks = [
+        task
+        for _, task in labelled_validation_tasks(
+            selections, 4, seed=101, open_options={"catalog": Catalog.load([catalog], data_root_dir=data)}
+        )
+    ]
     expected = fit_calibration(get_model("idw"), tasks)
-    assert calibration.probability.temperature == pytest.approx(expected.probability.temperature) and calibration.std.factor == pytest.approx(expected.std.factor)
+    assert calibration.probability.temperature == pytest.approx(
+        expected.probability.temperature
+    ) and calibration.std.factor == pytest.approx(expected.std.factor)
 
     written = output.read_text()
     again = runner.invoke(app, [*command, "--method", "vector"])
@@ -166,18 +242,50 @@ def test_calibrate_fits_on_held_out_frames_and_refuses_to_overwrite(tmp_path: Pa
     assert scaling.probability.method == "vector" and scaling.probability.penalty in VECTOR_PENALTIES
     assert set(scaling.scores["held_out_nll_by_penalty"]) == {f"{penalty:g}" for penalty in VECTOR_PENALTIES}
     assert not list(tmp_path.glob(".*.partial"))
-    kept = runner.invoke(app, ["calibrate", "idw", str(tmp_path / "other.json"), "--frames", "east_radar", "--figure", str(figure), "--catalog", str(catalog), "--data-dir", str(data)])
-    assert kept.exit_code == 2 and f"{figure} exists" in kept.output and not (tmp_path / "other.json").exists()
+    kept = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "idw",
+            str(tmp_path / "other.json"),
+            "--frames",
+            "east_radar",
+            "--figure",
+            str(figure),
+            "--catalog",
+            str(catalog),
+            "--data-dir",
+            str(data),
+        ],
+    )
+    assert (
+        kept.exit_code == 2 and f"{figure} exists" in kept.output and not (tmp_path / "other.json").exists()
+    )
 
 
 def test_calibrate_names_the_bad_option(tmp_path: Path) -> None:
     catalog, data = _two_radars(tmp_path)
-    base = ["calibrate", "idw", str(tmp_path / "out.json"), "--catalog", str(catalog), "--data-dir", str(data), "--tasks", "2"]
+    base = [
+        "calibrate",
+        "idw",
+        str(tmp_path / "out.json"),
+        "--catalog",
+        str(catalog),
+        "--data-dir",
+        str(data),
+        "--tasks",
+        "2",
+    ]
     cases = {
         ("--frames", "east_radar", "--method", "vector"): "give --frames of at least two datasets",
         ("--frames", "east_radar,a,b,c"): "--frames 'east_radar,a,b,c': expected DATASET[,START[,END]]",
         ("--frames", "east_radar", "--method", "platt"): "--method 'platt': expected temperature or vector",
-        ("--frames", "east_radar", "--checkpoint", str(tmp_path / "model.safetensors")): "--checkpoint: model 'idw' does not load checkpoints",
+        (
+            "--frames",
+            "east_radar",
+            "--checkpoint",
+            str(tmp_path / "model.safetensors"),
+        ): "--checkpoint: model 'idw' does not load checkpoints",
         ("--frames", "nowhere"): "no catalog entry 'nowhere'",
     }
     for options, message in cases.items():

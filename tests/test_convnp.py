@@ -15,7 +15,14 @@ from weatherunc.checkpoints import CheckpointError, save_checkpoint
 from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.convnp.grids import context_grids, rate_bin_index, standardise
 from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator, load_convnp, task_grid
-from weatherunc.models.convnp.model import ConvNP, ConvNPOutput, SetConvolution, censored_loss, gaussian_kernels, read_at
+from weatherunc.models.convnp.model import (
+    ConvNP,
+    ConvNPOutput,
+    SetConvolution,
+    censored_loss,
+    gaussian_kernels,
+    read_at,
+)
 from weatherunc.tasks import Task
 
 TINY = ConvNPConfig(channels=(8, 8, 8), decoder_hidden=8, set_conv_lengthscales_km=(1.0, 2.0))
@@ -25,12 +32,23 @@ def _task(n_context: int = 150, n_target: int = 40, seed: int = 3) -> Task:
     rng = np.random.default_rng(seed)
     points = rng.uniform(0, 50, size=(n_context + n_target, 2))
     field = np.maximum(np.sin(points[:, 0] / 7.0) + np.cos(points[:, 1] / 11.0), 0.0) * 3.0
-    return Task(points[:n_context], field[:n_context], points[n_context:], field[n_context:], target_coords={"y": points[n_context:, 1], "x": points[n_context:, 0]})
+    return Task(
+        points[:n_context],
+        field[:n_context],
+        points[n_context:],
+        field[n_context:],
+        target_coords={"y": points[n_context:, 1], "x": points[n_context:, 0]},
+    )
 
 
 def test_config_round_trips_and_refuses_bad_values() -> None:
     assert ConvNPConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
-    for bad in ({"grid_km": 0.0}, {"channels": ()}, {"bin_edges": (0.1, 1.0)}, {"set_conv_lengthscales_km": (-1.0,)}):
+    for bad in (
+        {"grid_km": 0.0},
+        {"channels": ()},
+        {"bin_edges": (0.1, 1.0)},
+        {"set_conv_lengthscales_km": (-1.0,)},
+    ):
         with pytest.raises(ValueError):
             ConvNPConfig(**bad)
     with pytest.raises(TypeError):
@@ -56,7 +74,9 @@ def test_set_convolution_is_a_normalised_convolution() -> None:
     assert channels.shape == (1, encoder.channels, 40, 40)
     inner = (Ellipsis, slice(10, 30), slice(10, 30))
     # a constant field is reproduced exactly wherever any context is within reach
-    torch.testing.assert_close(channels[:, 4:][inner], torch.full_like(channels[:, 4:][inner], 1.7), atol=5e-4, rtol=0)
+    torch.testing.assert_close(
+        channels[:, 4:][inner], torch.full_like(channels[:, 4:][inner], 1.7), atol=5e-4, rtol=0
+    )
     # density inside a regularly observed region is the observed fraction (1 of 6 cells)
     torch.testing.assert_close(channels[:, 3][inner].mean(), torch.tensor(1 / 6), atol=5e-3, rtol=0)
     empty = encoder(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))
@@ -84,7 +104,12 @@ def test_network_is_translation_equivariant_and_takes_any_size() -> None:
         odd = model.features(observed[..., :37, :51], values[..., :37, :51])
     assert odd.shape[-2:] == (37, 51)
     # away from the edges a shift of the contexts by a multiple of the pooling shifts the features
-    torch.testing.assert_close(shifted[..., 24:40, 24:40], torch.roll(features, (8, 4), (2, 3))[..., 24:40, 24:40], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        shifted[..., 24:40, 24:40],
+        torch.roll(features, (8, 4), (2, 3))[..., 24:40, 24:40],
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 def test_censored_loss_matches_the_tobit_likelihood() -> None:
@@ -106,7 +131,9 @@ def test_censored_loss_matches_the_tobit_likelihood() -> None:
 
 def test_context_grids_average_the_contexts_of_a_cell() -> None:
     config = ConvNPConfig(value_centre=0.5, value_scale=2.0)
-    observed, values = context_grids(config, np.array([0, 0, 2]), np.array([1, 1, 3]), np.array([0.0, 3.0, 1.0]), (3, 4))
+    observed, values = context_grids(
+        config, np.array([0, 0, 2]), np.array([1, 1, 3]), np.array([0.0, 3.0, 1.0]), (3, 4)
+    )
     assert observed.sum() == 2 and observed[0, 1] == 1 and observed[2, 3] == 1
     assert values[0, 1] == pytest.approx(np.mean(standardise(config, np.array([0.0, 3.0]))))
     assert values[2, 3] == pytest.approx(float(standardise(config, np.array(1.0))))
@@ -114,7 +141,12 @@ def test_context_grids_average_the_contexts_of_a_cell() -> None:
 
 
 def test_task_grid_places_contexts_and_targets_by_their_coordinates() -> None:
-    task = Task(np.array([[10.0, 20.0], [12.0, 21.0]]), np.array([1.0, 2.0]), np.array([[11.5, 20.5]]), np.array([0.0]))
+    task = Task(
+        np.array([[10.0, 20.0], [12.0, 21.0]]),
+        np.array([1.0, 2.0]),
+        np.array([[11.5, 20.5]]),
+        np.array([0.0]),
+    )
     grid = task_grid(ConvNPConfig(grid_km=0.5), task, margin_cells=4)
     np.testing.assert_allclose(grid.origin, [8.0, 18.0])
     assert grid.observed[4, 4] == 1 and grid.observed[6, 8] == 1 and grid.observed.sum() == 2
@@ -155,5 +187,6 @@ def test_checkpoint_round_trips_and_tampering_is_refused_before_allocating(tmp_p
         sidecar_file.write_text(json.dumps(values))
         with pytest.raises(CheckpointError):
             load_convnp(path)
+            pytest.fail(f"the {label} sidecar was accepted")
     sidecar_file.write_text(json.dumps(original))
     load_convnp(path)

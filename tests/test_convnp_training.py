@@ -14,7 +14,13 @@ from safetensors.torch import load_file
 from weatherunc.checkpoints import CheckpointError
 from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.convnp.interpolator import ConvNPInterpolator
-from weatherunc.training.convnp_config import ConvNPTrainingConfig, GridSamplingOptions, PatchSelection, is_convnp_config, load_convnp_training_config
+from weatherunc.training.convnp_config import (
+    ConvNPTrainingConfig,
+    GridSamplingOptions,
+    PatchSelection,
+    is_convnp_config,
+    load_convnp_training_config,
+)
 from weatherunc.training.convnp_loop import train_convnp
 from weatherunc.training.grid_sampling import MASK_KINDS, draw_task, sample_grid_batch
 from weatherunc.training.patches import load_bank, load_frames, load_patches, overlaps, save_bank
@@ -48,7 +54,9 @@ def _synthetic_bank(pixel_km: float = 1.0) -> FrameBank:
         values = rng.gamma(0.6, 2.0, size=(80, 90)).astype(np.float32)
         values[values < 0.5] = 0.0
         values[:10, :] = np.nan  # no coverage
-        frames.append(BankedFrame(values, np.arange(90) * pixel_km, np.arange(80) * pixel_km, f"synthetic {number}"))
+        frames.append(
+            BankedFrame(values, np.arange(90) * pixel_km, np.arange(80) * pixel_km, f"synthetic {number}")
+        )
     return FrameBank(tuple(frames))
 
 
@@ -68,10 +76,16 @@ def test_each_mask_kind_hides_its_targets_from_the_contexts(kind: str) -> None:
     bank = _synthetic_bank()
     config = ConvNPConfig()
     weights = tuple(1.0 if name == kind else 0.0 for name in MASK_KINDS)
-    options = GridSamplingOptions(patch_cells=48, target_points=200, mask_weights=weights, context_keep=(1.0, 1.0), ring_fraction=0.0)
+    options = GridSamplingOptions(
+        patch_cells=48, target_points=200, mask_weights=weights, context_keep=(1.0, 1.0), ring_fraction=0.0
+    )
     for seed in range(5):
         observed, values, positions, rates = draw_task(bank, config, options, np.random.default_rng(seed))
-        assert observed.shape == values.shape == (48, 48) and positions.shape == (200, 2) and rates.shape == (200,)
+        assert (
+            observed.shape == values.shape == (48, 48)
+            and positions.shape == (200, 2)
+            and rates.shape == (200,)
+        )
         assert np.all(np.isfinite(rates)) and np.all(rates >= 0)
         assert np.all((positions >= 0) & (positions <= 47))
         assert np.all(values[observed == 0] == 0)
@@ -89,12 +103,25 @@ def test_grid_batches_are_reproducible_and_rescaled_pixels_land_on_the_grid() ->
         assert torch.equal(getattr(first, name), getattr(second, name)), name
     assert first.observed.shape == (3, 1, 32, 32) and first.target_bins.dtype == torch.int64
     # 0.5 km pixels: a 32-cell patch is cut from 64 pixels, about four per cell
-    fine = sample_grid_batch(_synthetic_bank(pixel_km=0.5), config, GridSamplingOptions(patch_cells=32, target_points=50, mask_weights=(0, 0, 0, 1), context_keep=(1, 1)), 2, step_generator(0, 1))
+    fine = sample_grid_batch(
+        _synthetic_bank(pixel_km=0.5),
+        config,
+        GridSamplingOptions(patch_cells=32, target_points=50, mask_weights=(0, 0, 0, 1), context_keep=(1, 1)),
+        2,
+        step_generator(0, 1),
+    )
     assert fine.observed.mean() > 0.3
 
 
 def test_patches_avoid_the_excluded_box_and_have_local_axes() -> None:
-    selection = PatchSelection(dataset="mrms_embedded", stride=12, patch_pixels=64, patches_per_frame=4, exclude_box=(-99.0, 30.0, -98.0, 31.0), min_wet_fraction=0.0)
+    selection = PatchSelection(
+        dataset="mrms_embedded",
+        stride=12,
+        patch_pixels=64,
+        patches_per_frame=4,
+        exclude_box=(-99.0, 30.0, -98.0, 31.0),
+        min_wet_fraction=0.0,
+    )
     frames = load_patches(selection, progress=False)
     assert len(frames) == 3 * 4
     for frame in frames:
@@ -107,7 +134,14 @@ def test_patches_avoid_the_excluded_box_and_have_local_axes() -> None:
 
 
 def test_frame_cache_round_trips_and_refuses_other_selections(tmp_path: Path) -> None:
-    bank = load_frames([PatchSelection(dataset="mrms_embedded", stride=18, patch_pixels=32, patches_per_frame=2, min_wet_fraction=0.0)], progress=False)
+    bank = load_frames(
+        [
+            PatchSelection(
+                dataset="mrms_embedded", stride=18, patch_pixels=32, patches_per_frame=2, min_wet_fraction=0.0
+            )
+        ],
+        progress=False,
+    )
     path = save_bank(bank, tmp_path / "frames.npz", "key-a")
     loaded = load_bank(path, "key-a")
     assert [frame.label for frame in loaded.frames] == [frame.label for frame in bank.frames]
@@ -121,10 +155,16 @@ def test_resumed_run_equals_uninterrupted_run(clean_run: Path, tmp_path: Path) -
     train_convnp(config, stop_after=4, progress=False)
     result = train_convnp(config, progress=False)
     assert result.steps == 6
-    first, second = load_file(str(clean_run / "best.safetensors")), load_file(str(tmp_path / "resumed" / "best.safetensors"))
+    first, second = (
+        load_file(str(clean_run / "best.safetensors")),
+        load_file(str(tmp_path / "resumed" / "best.safetensors")),
+    )
     for name in first:
         assert torch.equal(first[name], second[name]), name
-    assert sorted(path.name for path in (tmp_path / "resumed").glob("snapshot-*.safetensors")) == ["snapshot-00000003.safetensors", "snapshot-00000006.safetensors"]
+    assert sorted(path.name for path in (tmp_path / "resumed").glob("snapshot-*.safetensors")) == [
+        "snapshot-00000003.safetensors",
+        "snapshot-00000006.safetensors",
+    ]
 
 
 def test_changed_config_refuses_to_resume_and_the_model_predicts(clean_run: Path, tmp_path: Path) -> None:
@@ -146,4 +186,6 @@ def test_config_dispatch_and_named_errors(tmp_path: Path) -> None:
     mrms = [selection for selection in shipped.train if isinstance(selection, PatchSelection)]
     # the MRMS test sample (lon -99.92..-97.36, lat 29.40..31.96) lies inside the excluded box with a margin
     assert mrms and all(overlaps(selection.exclude_box, (-99.92, 29.40, -97.36, 31.96)) for selection in mrms)
-    assert all(selection.exclude_box[0] <= -99.92 - 2 and selection.exclude_box[3] >= 31.96 + 2 for selection in mrms)
+    assert all(
+        selection.exclude_box[0] <= -99.92 - 2 and selection.exclude_box[3] >= 31.96 + 2 for selection in mrms
+    )

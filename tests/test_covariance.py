@@ -31,7 +31,10 @@ def _hyperparameters(kernel_name: str, dimensions: int = 3):
 
 
 def _points(count: int, seed: int, dimensions: int = 3) -> torch.Tensor:
-    return torch.rand(count, dimensions, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 3.0
+    return (
+        torch.rand(count, dimensions, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        * 3.0
+    )
 
 
 @pytest.mark.parametrize("kernel_name", KERNEL_NAMES)
@@ -47,7 +50,9 @@ def test_covariance_equals_gpytorch(kernel_name: str, gradient: bool) -> None:
     assert ours.requires_grad == gradient
     # GPyTorch's distances come from |a|^2 + |b|^2 - 2ab, ~1e-8 off at coincident points.
     torch.testing.assert_close(ours, reference, rtol=1e-7, atol=1e-7)
-    torch.testing.assert_close(ours[:5, :5].diagonal(), torch.full((5,), 1.7, dtype=torch.float64), rtol=1e-14, atol=0.0)
+    torch.testing.assert_close(
+        ours[:5, :5].diagonal(), torch.full((5,), 1.7, dtype=torch.float64), rtol=1e-14, atol=0.0
+    )
 
 
 @pytest.mark.parametrize("kernel_name", KERNEL_NAMES)
@@ -75,7 +80,9 @@ def test_likelihood_and_its_gradient_equal_gpytorch(kernel_name: str) -> None:
 
     inputs = _points(60, 2)
     inputs[1] = inputs[0]
-    values = torch.sin(2.0 * inputs[:, 0]) + 0.1 * torch.randn(60, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    values = torch.sin(2.0 * inputs[:, 0]) + 0.1 * torch.randn(
+        60, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
 
     def gradients(ours: bool) -> tuple[float, list[torch.Tensor]]:
         kernel = _hyperparameters(kernel_name)
@@ -85,7 +92,9 @@ def test_likelihood_and_its_gradient_equal_gpytorch(kernel_name: str) -> None:
         mean.constant = torch.tensor(0.2, dtype=torch.float64)
         parameters = [*likelihood.parameters(), *mean.parameters(), *kernel.parameters()]
         if ours:
-            covariance = module_covariance(kernel, kernel_name, inputs, inputs) + likelihood.noise * torch.eye(60, dtype=torch.float64)
+            covariance = module_covariance(
+                kernel, kernel_name, inputs, inputs
+            ) + likelihood.noise * torch.eye(60, dtype=torch.float64)
             loss = negative_log_marginal_likelihood(covariance, values - mean.constant)
         else:
 
@@ -102,7 +111,9 @@ def test_likelihood_and_its_gradient_equal_gpytorch(kernel_name: str) -> None:
     value, ours = gradients(ours=True)
     reference_value, reference = gradients(ours=False)
     assert value == pytest.approx(reference_value, rel=1e-9)
-    assert len(ours) == len(reference) == (5 if kernel_name == "rational_quadratic" else 4)  # noise, constant, outputscale, lengthscale (, alpha)
+    assert (
+        len(ours) == len(reference) == (5 if kernel_name == "rational_quadratic" else 4)
+    )  # noise, constant, outputscale, lengthscale (, alpha)
     for mine, theirs in zip(ours, reference):
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-9)
 
@@ -115,7 +126,9 @@ def test_likelihood_gradient_passes_gradcheck() -> None:
     residual = torch.randn(6, generator=generator, dtype=torch.float64, requires_grad=True)
 
     def function(factor: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return negative_log_marginal_likelihood(factor @ factor.T + torch.eye(6, dtype=torch.float64), residual)
+        return negative_log_marginal_likelihood(
+            factor @ factor.T + torch.eye(6, dtype=torch.float64), residual
+        )
 
     assert torch.autograd.gradcheck(function, (factor, residual))
 
@@ -125,7 +138,12 @@ def test_likelihood_is_the_gaussian_log_density() -> None:
     root = torch.randn(8, 8, generator=generator, dtype=torch.float64)
     covariance = root @ root.T + 0.5 * torch.eye(8, dtype=torch.float64)
     residual = torch.randn(8, generator=generator, dtype=torch.float64)
-    expected = -torch.distributions.MultivariateNormal(torch.zeros(8, dtype=torch.float64), covariance).log_prob(residual) / 8
+    expected = (
+        -torch.distributions.MultivariateNormal(torch.zeros(8, dtype=torch.float64), covariance).log_prob(
+            residual
+        )
+        / 8
+    )
     torch.testing.assert_close(negative_log_marginal_likelihood(covariance, residual), expected)
 
 
@@ -146,10 +164,15 @@ def test_batched_likelihood_is_the_sum_over_blocks() -> None:
     residuals = torch.randn(3, 7, generator=generator, dtype=torch.float64)
 
     def batched(roots: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
-        return negative_log_marginal_likelihood(roots @ roots.transpose(-1, -2) + torch.eye(roots.shape[-1], dtype=torch.float64), residuals)
+        return negative_log_marginal_likelihood(
+            roots @ roots.transpose(-1, -2) + torch.eye(roots.shape[-1], dtype=torch.float64), residuals
+        )
 
     def one_by_one(roots: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
-        blocks = [negative_log_marginal_likelihood(root @ root.T + torch.eye(7, dtype=torch.float64), residual) for root, residual in zip(roots, residuals)]
+        blocks = [
+            negative_log_marginal_likelihood(root @ root.T + torch.eye(7, dtype=torch.float64), residual)
+            for root, residual in zip(roots, residuals)
+        ]
         return sum(blocks) / len(blocks)
 
     first = [tensor.clone().requires_grad_() for tensor in (roots, residuals)]
@@ -160,7 +183,9 @@ def test_batched_likelihood_is_the_sum_over_blocks() -> None:
     reference.backward()
     for mine, theirs in zip(first, second):
         torch.testing.assert_close(mine.grad, theirs.grad)
-    assert torch.autograd.gradcheck(batched, tuple(tensor.clone().requires_grad_() for tensor in (roots[:2, :4, :4], residuals[:2, :4])))
+    assert torch.autograd.gradcheck(
+        batched, tuple(tensor.clone().requires_grad_() for tensor in (roots[:2, :4, :4], residuals[:2, :4]))
+    )
 
 
 def test_batched_cholesky_retries_every_block_with_jitter() -> None:
@@ -170,4 +195,6 @@ def test_batched_cholesky_retries_every_block_with_jitter() -> None:
     assert factor.shape == (2, 4, 4)
     assert torch.isfinite(factor).all()
     with pytest.raises(GaussianProcessNumericalError, match="not positive definite"):
-        cholesky_with_jitter(torch.stack([torch.eye(2, dtype=torch.float64), -torch.eye(2, dtype=torch.float64)]))
+        cholesky_with_jitter(
+            torch.stack([torch.eye(2, dtype=torch.float64), -torch.eye(2, dtype=torch.float64)])
+        )

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_training import CONFIG as TINY_TRAINING
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
 from weatherunc.models.neural_process.model import NeuralProcess
@@ -20,20 +21,22 @@ from weatherunc.tasks import Task
 from weatherunc.training.config import TrainingConfig
 from weatherunc.training.loop import train
 
-from tests.test_training import CONFIG as TINY_TRAINING
-
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 CONFIG = {
     **TINY_TRAINING,
     "model": {**TINY_TRAINING["model"], "task_normalisation": True},
-    "steps": 6, "validate_every": 3, "checkpoint_every": 3,
+    "steps": 6,
+    "validate_every": 3,
+    "checkpoint_every": 3,
 }
 
 
 @pytest.mark.parametrize("precision", ["auto", "float16"])
 def test_training_on_cuda_with_mixed_precision(tmp_path: Path, precision: str) -> None:
-    result = train(TrainingConfig(**CONFIG, precision=precision, output_dir=tmp_path / precision), progress=False)
+    result = train(
+        TrainingConfig(**CONFIG, precision=precision, output_dir=tmp_path / precision), progress=False
+    )
     assert result.steps == 6 and result.best_checkpoint.exists()
     assert all(np.isfinite(entry["crps"]) and np.isfinite(entry["train_loss"]) for entry in result.history)
 
@@ -44,7 +47,10 @@ def test_training_on_cuda_with_sampling_workers_and_pinned_batches(tmp_path: Pat
     plain = train(TrainingConfig(**CONFIG, output_dir=tmp_path / "plain"), progress=False)
     ahead = train(TrainingConfig(**CONFIG, sampling_workers=2, output_dir=tmp_path / "ahead"), progress=False)
     assert ahead.steps == plain.steps == 6
-    first, second = load_file(str(tmp_path / "plain" / "last-00000006.safetensors")), load_file(str(tmp_path / "ahead" / "last-00000006.safetensors"))
+    first, second = (
+        load_file(str(tmp_path / "plain" / "last-00000006.safetensors")),
+        load_file(str(tmp_path / "ahead" / "last-00000006.safetensors")),
+    )
     for name in first:  # the same batches; CUDA kernels are not bitwise reproducible, so compared closely
         torch.testing.assert_close(first[name], second[name], rtol=1e-3, atol=1e-4, msg=name)
 
@@ -52,7 +58,11 @@ def test_training_on_cuda_with_sampling_workers_and_pinned_batches(tmp_path: Pat
 def test_prediction_on_cuda_matches_the_cpu() -> None:
     torch.manual_seed(0)
     # no latent path: CUDA and CPU random streams differ, so latent draws would not match
-    model = NeuralProcess(NeuralProcessConfig(hidden=16, heads=2, self_attention_layers=1, latent=False, task_normalisation=True))
+    model = NeuralProcess(
+        NeuralProcessConfig(
+            hidden=16, heads=2, self_attention_layers=1, latent=False, task_normalisation=True
+        )
+    )
     rng = np.random.default_rng(3)
     points = rng.uniform(0, 50, size=(300, 2))
     rate = np.maximum(0.0, 3 * np.sin(points[:, 0] / 7) + 2 * np.cos(points[:, 1] / 11))
@@ -70,7 +80,11 @@ def test_decoder_features_on_cuda_match_the_cpu_and_come_back_on_the_cpu() -> No
 
     torch.manual_seed(0)
     # no latent path: CUDA and CPU random streams differ, so latent draws would not match
-    model = NeuralProcess(NeuralProcessConfig(hidden=16, heads=2, self_attention_layers=1, latent=False, task_normalisation=True))
+    model = NeuralProcess(
+        NeuralProcessConfig(
+            hidden=16, heads=2, self_attention_layers=1, latent=False, task_normalisation=True
+        )
+    )
     config = TrainingConfig(**CONFIG, output_dir=Path("unused"))
     bank = FrameBank.load(list(config.train), progress=False)
     options = HeadRefitOptions(batches=3, targets_per_task=8, latent_samples=1, gaussian=True)

@@ -26,19 +26,29 @@ def test_precision_choices() -> None:
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert autocast_dtype(cuda) == torch.bfloat16 and autocast_dtype(cpu) is None
     assert autocast_dtype(cpu, "bfloat16") == torch.bfloat16 and autocast_dtype(cuda, "float32") is None
-    assert needs_gradient_scaler(cuda, "float16") and not needs_gradient_scaler(cuda, "auto") and not needs_gradient_scaler(cpu, "float16")
+    assert (
+        needs_gradient_scaler(cuda, "float16")
+        and not needs_gradient_scaler(cuda, "auto")
+        and not needs_gradient_scaler(cpu, "float16")
+    )
 
 
 def test_bfloat16_autocast_training_step_on_cpu() -> None:
     torch.manual_seed(0)
-    model = NeuralProcess(NeuralProcessConfig(hidden=16, latent_dimension=4, heads=2, self_attention_layers=1))
+    model = NeuralProcess(
+        NeuralProcessConfig(hidden=16, latent_dimension=4, heads=2, self_attention_layers=1)
+    )
     inputs = torch.randn(2, 9, 2), torch.randn(2, 9, 1), torch.randn(2, 6, 2), torch.randn(2, 6, 1)
     with autocast(torch.device("cpu"), "bfloat16"):
         output = model(*inputs)
     assert output.mean.dtype == torch.bfloat16  # the linear layers ran in bfloat16
     loss = neural_process_loss(output, inputs[3][..., 0], torch.zeros(2, 6, dtype=torch.long))["loss"]
     loss.backward()
-    assert torch.isfinite(loss) and all(parameter.grad.dtype == torch.float32 for parameter in model.parameters() if parameter.grad is not None)
+    assert torch.isfinite(loss) and all(
+        parameter.grad.dtype == torch.float32
+        for parameter in model.parameters()
+        if parameter.grad is not None
+    )
 
 
 def test_torch_threads_sets_and_restores_the_thread_count() -> None:

@@ -47,18 +47,38 @@ def _command_lines() -> list[str]:
 def test_mkdocs_site_builds_strictly(tmp_path: Path) -> None:
     site = tmp_path / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPOSITORY / "mkdocs.yml"), "--site-dir", str(site)],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(REPOSITORY / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    for anchor in ("weatherunc.models.registry.get_model", "weatherunc.evaluation.score_prediction", "weatherunc.gridding.predict_grid"):
+    for anchor in (
+        "weatherunc.models.registry.get_model",
+        "weatherunc.evaluation.score_prediction",
+        "weatherunc.gridding.predict_grid",
+    ):
         assert f'id="{anchor}"' in api, f"the API reference lacks {anchor}"
 
 
 def test_readme_is_short() -> None:
     lines = len(_readme().splitlines())
-    assert lines <= MAXIMUM_README_LINES, f"README.md has {lines} lines (at most {MAXIMUM_README_LINES}); move details to docs/"
+    assert lines <= MAXIMUM_README_LINES, (
+        f"README.md has {lines} lines (at most {MAXIMUM_README_LINES}); move details to docs/"
+    )
 
 
 def test_readme_relative_links_point_to_existing_files() -> None:
@@ -71,8 +91,13 @@ def test_readme_relative_links_point_to_existing_files() -> None:
 def test_guide_holds_no_score_history_or_first_person() -> None:
     for page in _guide_pages():
         text = page.read_text(encoding="utf-8")
-        assert not SCORE_CHAIN.search(text), f"{page.name}: score chain {SCORE_CHAIN.search(text).group()!r} (belongs in benchmarks/HISTORY.md)"
-        assert not FIRST_PERSON.search(text), f"{page.name}: first person {FIRST_PERSON.search(text).group()!r}"
+        assert not SCORE_CHAIN.search(text), (
+            f"{page.name}: score chain {SCORE_CHAIN.search(text).group()!r} (belongs in "
+            "benchmarks/HISTORY.md)"
+        )
+        assert not FIRST_PERSON.search(text), (
+            f"{page.name}: first person {FIRST_PERSON.search(text).group()!r}"
+        )
         assert "session" not in text.lower(), f"{page.name} mentions a session"
 
 
@@ -92,13 +117,19 @@ def test_every_cli_command_is_documented(page: str) -> None:
 
 
 def test_readme_example_runs() -> None:
-    blocks = [block for block in re.findall(r"```python\n(.*?)```", _readme(), flags=re.DOTALL) if "weatherunc.fill(" in block]
+    blocks = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", _readme(), flags=re.DOTALL)
+        if "weatherunc.fill(" in block
+    ]
     assert len(blocks) == 1, "README.md should hold one Python example that calls weatherunc.fill"
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     filled, gap = namespace["filled"], namespace["gap"]
     assert int(gap.sum()) == 900
     inside = filled.where(gap)
-    assert bool(inside.precipitation_mean.notnull().sum() == 900) and float(inside.precipitation_std.min()) > 0
+    assert (
+        bool(inside.precipitation_mean.notnull().sum() == 900) and float(inside.precipitation_std.min()) > 0
+    )
     observed_outside = filled.observation.values[~gap.values] == 1
     assert observed_outside.mean() > 0.9 and set(filled.precipitation_mean.dims) == {"y", "x"}

@@ -61,10 +61,14 @@ def test_gp_fills_the_gap_with_cf_described_uncertainty() -> None:
     filled = weatherunc.fill(data, model="gp", crs="EPSG:3035", tiling=GP_TILING, progress=False)
     gap = data.isnull().values
     _assert_filled(filled, data, gap)
-    assert np.abs(filled["precipitation_mean"].values[gap] - _truth()[gap]).mean() < 0.3  # a smooth field is recovered
+    assert (
+        np.abs(filled["precipitation_mean"].values[gap] - _truth()[gap]).mean() < 0.3
+    )  # a smooth field is recovered
     quantiles = filled["precipitation_quantile"].values
     assert (np.diff(quantiles[gap], axis=-1) >= 0).all()
-    np.testing.assert_array_equal(quantiles[~gap], np.repeat(data.values[~gap][:, None], filled.sizes["quantile"], axis=1))
+    np.testing.assert_array_equal(
+        quantiles[~gap], np.repeat(data.values[~gap][:, None], filled.sizes["quantile"], axis=1)
+    )
     np.testing.assert_allclose(filled["bin_probability"].sum("bin").values, 1.0, atol=1e-9)
     exceedance = filled["exceedance_probability"].values
     assert ((exceedance >= 0) & (exceedance <= 1)).all()
@@ -92,15 +96,26 @@ def test_a_model_instance_may_be_passed() -> None:
     from weatherunc.models.baselines import InverseDistanceInterpolator
 
     data = _field()
-    filled = weatherunc.fill(data, model=InverseDistanceInterpolator(neighbours=4, name="idw4"), crs=CRS, progress=False)
+    filled = weatherunc.fill(
+        data, model=InverseDistanceInterpolator(neighbours=4, name="idw4"), crs=CRS, progress=False
+    )
     assert filled.attrs["model"] == "idw4"
-    assert not np.allclose(filled["precipitation_mean"].values, weatherunc.fill(data, model="idw", crs=CRS, progress=False)["precipitation_mean"].values)
+    assert not np.allclose(
+        filled["precipitation_mean"].values,
+        weatherunc.fill(data, model="idw", crs=CRS, progress=False)["precipitation_mean"].values,
+    )
 
 
 @pytest.mark.parametrize("dims", [("lat", "lon"), ("latitude", "longitude")])
 def test_latitude_longitude_dims_imply_epsg_4326(dims: tuple[str, str]) -> None:
     projected = _field()
-    data = xr.DataArray(projected.values, dims=dims, coords={dims[0]: 50.0 - 0.01 * np.arange(48), dims[1]: 8.0 + 0.015 * np.arange(48)}, name="rain", attrs={"units": "mm/h"})
+    data = xr.DataArray(
+        projected.values,
+        dims=dims,
+        coords={dims[0]: 50.0 - 0.01 * np.arange(48), dims[1]: 8.0 + 0.015 * np.arange(48)},
+        name="rain",
+        attrs={"units": "mm/h"},
+    )
     filled = weatherunc.fill(data, model="idw", progress=False)
     _assert_filled(filled, data, data.isnull().values)
     assert pyproj.CRS.from_wkt(filled["crs"].attrs["crs_wkt"]) == pyproj.CRS.from_epsg(4326)
@@ -109,7 +124,9 @@ def test_latitude_longitude_dims_imply_epsg_4326(dims: tuple[str, str]) -> None:
 
 def test_time_cube_fills_each_frame_on_its_own() -> None:
     first, second = _field(), _field(gap=(slice(5, 15), slice(30, 40))) * 0.5
-    data = xr.concat([first, second], dim=pd.Index(pd.to_datetime(["2024-06-01T12:00", "2024-06-01T12:10"]), name="time")).assign_attrs(units="mm h-1")
+    data = xr.concat(
+        [first, second], dim=pd.Index(pd.to_datetime(["2024-06-01T12:00", "2024-06-01T12:10"]), name="time")
+    ).assign_attrs(units="mm h-1")
     filled = weatherunc.fill(data, model="idw", crs=CRS, progress=False)
     _assert_filled(filled, data, data.isnull().values)
     assert filled["precipitation_quantile"].dims == ("time", "y", "x", "quantile")
@@ -125,15 +142,24 @@ def test_cf_grid_mapping_is_read_from_the_data_and_kept(form: str) -> None:
         attributes = {"spatial_ref": attributes["crs_wkt"]}
     elif form == "cf_parameters":
         del attributes["crs_wkt"]
-    data = _field().assign_coords(lambert=xr.DataArray(np.int32(0), attrs=attributes)).assign_attrs(grid_mapping="lambert")
+    data = (
+        _field()
+        .assign_coords(lambert=xr.DataArray(np.int32(0), attrs=attributes))
+        .assign_attrs(grid_mapping="lambert")
+    )
     filled = weatherunc.fill(data, model="idw", progress=False)
     assert "crs" not in filled.variables and filled["precipitation_mean"].attrs["grid_mapping"] == "lambert"
     xr.testing.assert_identical(filled["lambert"], data["lambert"])
-    xr.testing.assert_identical(filled.drop_vars("lambert").drop_attrs(), weatherunc.fill(_field(), model="idw", crs=CRS, progress=False).drop_vars("crs").drop_attrs())
+    xr.testing.assert_identical(
+        filled.drop_vars("lambert").drop_attrs(),
+        weatherunc.fill(_field(), model="idw", crs=CRS, progress=False).drop_vars("crs").drop_attrs(),
+    )
 
 
 def test_rioxarray_spatial_ref_coordinate_without_attribute() -> None:
-    data = _field().assign_coords(spatial_ref=xr.DataArray(np.int32(0), attrs={"crs_wkt": CRS.to_wkt(), "spatial_ref": CRS.to_wkt()}))
+    data = _field().assign_coords(
+        spatial_ref=xr.DataArray(np.int32(0), attrs={"crs_wkt": CRS.to_wkt(), "spatial_ref": CRS.to_wkt()})
+    )
     filled = weatherunc.fill(data, model="idw", progress=False)
     assert filled["precipitation_std"].attrs["grid_mapping"] == "spatial_ref"
 
@@ -152,9 +178,16 @@ def test_grid_mapping_of_a_cf_netcdf_file_opened_by_xarray(tmp_path: Path) -> No
 def test_units_are_converted_to_mm_per_hour_or_given() -> None:
     data = _field()
     reference = weatherunc.fill(data, model="idw", crs=CRS, progress=False)
-    flux = weatherunc.fill((data / 3600.0).assign_attrs(units="kg m-2 s-1"), model="idw", crs=CRS, progress=False)
-    np.testing.assert_allclose(flux["precipitation_mean"].values, reference["precipitation_mean"].values, rtol=1e-12)
-    assert flux["precipitation_mean"].attrs["units"] == "mm h-1" and flux["precipitation"].attrs["source_units"] == "kg m-2 s-1"
+    flux = weatherunc.fill(
+        (data / 3600.0).assign_attrs(units="kg m-2 s-1"), model="idw", crs=CRS, progress=False
+    )
+    np.testing.assert_allclose(
+        flux["precipitation_mean"].values, reference["precipitation_mean"].values, rtol=1e-12
+    )
+    assert (
+        flux["precipitation_mean"].attrs["units"] == "mm h-1"
+        and flux["precipitation"].attrs["source_units"] == "kg m-2 s-1"
+    )
     given = weatherunc.fill(data.drop_attrs(), model="idw", crs=CRS, units="mm h-1", progress=False)
     np.testing.assert_array_equal(given["precipitation_mean"].values, reference["precipitation_mean"].values)
 
@@ -162,10 +195,15 @@ def test_units_are_converted_to_mm_per_hour_or_given() -> None:
 def test_pixels_out_of_reach_stay_nan_flagged_and_warned() -> None:
     data = _field(gap=(slice(4, 44), slice(4, 44)))
     with pytest.warns(UserWarning, match="no observed pixel within reach"):
-        filled = weatherunc.fill(data, model="idw", crs=CRS, tiling=GridTiling(tile_pixels=8, halo_pixels=2), progress=False)
+        filled = weatherunc.fill(
+            data, model="idw", crs=CRS, tiling=GridTiling(tile_pixels=8, halo_pixels=2), progress=False
+        )
     unfilled = filled["observation"].values == UNFILLED
     assert unfilled.any() and (filled["observation"].values == FILLED).any()
-    assert np.isnan(filled["precipitation_mean"].values[unfilled]).all() and np.isfinite(filled["precipitation_mean"].values[~unfilled]).all()
+    assert (
+        np.isnan(filled["precipitation_mean"].values[unfilled]).all()
+        and np.isfinite(filled["precipitation_mean"].values[~unfilled]).all()
+    )
 
 
 def test_embedded_mrms_sample() -> None:
@@ -173,10 +211,15 @@ def test_embedded_mrms_sample() -> None:
     frame = dataset["precipitation"].isel(time=18, y=slice(96, 160), x=slice(96, 160)).load()
     gap = np.zeros(frame.shape, dtype=bool)
     gap[28:36, 28:36] = True
-    data = frame.copy(data=np.where(gap, np.nan, frame.values)).assign_coords(crs=dataset["crs"])  # the grid mapping the attribute names
+    data = frame.copy(data=np.where(gap, np.nan, frame.values)).assign_coords(
+        crs=dataset["crs"]
+    )  # the grid mapping the attribute names
     filled = weatherunc.fill(data, model="idw", progress=False)
     _assert_filled(filled, data, gap)
-    assert filled["precipitation_mean"].attrs["grid_mapping"] == "crs" and filled["crs"].attrs["crs_wkt"] == dataset["crs"].attrs["crs_wkt"]
+    assert (
+        filled["precipitation_mean"].attrs["grid_mapping"] == "crs"
+        and filled["crs"].attrs["crs_wkt"] == dataset["crs"].attrs["crs_wkt"]
+    )
     np.testing.assert_array_equal(filled["precipitation_mean"].values[~gap], frame.values[~gap])
 
 
@@ -211,19 +254,43 @@ class _NotAModel:
         (_negative, {}, ValueError, "'non-negative rate'"),
         (_infinite, {}, ValueError, "'finite values'"),
         (lambda data: data + 600.0, {"units": "mm h-1"}, ValueError, "'plausible rate'"),
-        (lambda data: data.assign_coords(x=data.x.values[::-1] * np.r_[1.0, -np.ones(47)]), {}, ValueError, "'monotonic coordinates'"),
-        (lambda data: data.copy(data=np.nan_to_num(data.values)), {}, ValueError, "'unobserved pixels present'"),
+        (
+            lambda data: data.assign_coords(x=data.x.values[::-1] * np.r_[1.0, -np.ones(47)]),
+            {},
+            ValueError,
+            "'monotonic coordinates'",
+        ),
+        (
+            lambda data: data.copy(data=np.nan_to_num(data.values)),
+            {},
+            ValueError,
+            "'unobserved pixels present'",
+        ),
         (lambda data: data.drop_attrs(), {}, ValueError, "'units present'"),
         (lambda data: data.assign_attrs(units="mm"), {}, ValueError, "'units convertible to mm/h'"),
         (lambda data: data.assign_attrs(units="dBZ"), {}, ValueError, "'units convertible to mm/h'"),
         (lambda data: data, {"units": "mm s-1"}, ValueError, "'units agree'"),
         (lambda data: data, {"crs": None}, ValueError, "'crs known'"),
-        (lambda data: data.assign_attrs(grid_mapping="crs"), {"crs": None}, ValueError, r"'crs known'.*assign_coords\(crs="),
+        (
+            lambda data: data.assign_attrs(grid_mapping="crs"),
+            {"crs": None},
+            ValueError,
+            r"'crs known'.*assign_coords\(crs=",
+        ),
         (lambda data: data, {"crs": "EPSG:not a code"}, ValueError, "'crs readable'"),
-        (lambda data: data.assign_coords(crs=xr.DataArray(0, attrs={"units": "1"})).assign_attrs(grid_mapping="crs"), {"crs": None}, ValueError, "'grid mapping readable'"),
+        (
+            lambda data: data.assign_coords(crs=xr.DataArray(0, attrs={"units": "1"})).assign_attrs(
+                grid_mapping="crs"
+            ),
+            {"crs": None},
+            ValueError,
+            "'grid mapping readable'",
+        ),
     ],
 )
-def test_bad_input_raises_naming_the_variable_and_the_check(change: Callable, options: dict, error: type[Exception], check: str) -> None:
+def test_bad_input_raises_naming_the_variable_and_the_check(
+    change: Callable, options: dict, error: type[Exception], check: str
+) -> None:
     with pytest.raises(error, match=check) as raised:
         weatherunc.fill(_bad(change), model="idw", **{"crs": CRS, **options}, progress=False)
     if error is ValueError:
@@ -242,7 +309,9 @@ def test_bad_model_or_tiling_raises() -> None:
 @pytest.mark.parametrize("order", ["import weatherunc, xarray as xr", "import xarray as xr, weatherunc"])
 def test_accessor_is_registered_whichever_is_imported_first(order: str) -> None:
     code = f"{order}; import numpy; print(type(xr.DataArray(numpy.zeros(2)).weatherunc).__name__)"
-    result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "WeatherUncAccessor"
 
 
@@ -250,7 +319,12 @@ def test_docs_example_runs() -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "fill.md").read_text(encoding="utf-8")
     example = page.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(compile(example.replace('crs="EPSG:3035")', 'crs="EPSG:3035", progress=False)'), "docs/fill.md", "exec"), namespace)
+    exec(
+        compile(
+            example.replace('crs="EPSG:3035")', 'crs="EPSG:3035", progress=False)'), "docs/fill.md", "exec"
+        ),
+        namespace,
+    )
     filled, gap = namespace["filled"], np.isnan(namespace["rain"])
     assert filled.attrs["model"] == "gp" and namespace["quick"].attrs["model"] == "idw"
     assert (namespace["spread"].values[gap] > 0).all() and namespace["spread"].notnull().sum() == gap.sum()

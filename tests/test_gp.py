@@ -10,7 +10,6 @@ import pytest
 import torch
 import xarray as xr
 
-from weatherunc.synthetic import sample_matern32_grid
 from weatherunc import metrics
 from weatherunc.models.covariance import KERNEL_NAMES
 from weatherunc.models.gp import (
@@ -26,6 +25,7 @@ from weatherunc.models.gp import (
     select_predictive_options,
     spatial_blocks,
 )
+from weatherunc.synthetic import sample_matern32_grid
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
 
@@ -64,13 +64,19 @@ def test_fitted_gp_matches_the_true_gp(n_context: int, seed: int) -> None:
     conjugate-gradient/Lanczos default above 800 points: coverage 1.0, NLPD +0.8) fails it."""
     task = _synthetic_task(n_context, seed)
     prediction = GaussianProcessInterpolator(GaussianProcessConfig(transform=IDENTITY)).predict(task)
-    fitted = _scores(prediction.transformed_mean.values, prediction.transformed_std.values, task.target_values)
+    fitted = _scores(
+        prediction.transformed_mean.values, prediction.transformed_std.values, task.target_values
+    )
 
     kernel = _kernel("matern32", 2).double()
     kernel.base_kernel.lengthscale = torch.tensor([[LENGTHSCALE, LENGTHSCALE]], dtype=torch.float64)
     kernel.outputscale = torch.tensor(VARIANCE, dtype=torch.float64)
-    true_gp = FittedGaussianProcess(kernel, "matern32", float("nan"), 0.0, NOISE, np.zeros(2), np.ones(2), LEVEL, 1.0)
-    mean, latent, noise = true_gp.predict(task.context_coordinates, task.context_values, task.target_coordinates, 4096, rescale_variance=False)
+    true_gp = FittedGaussianProcess(
+        kernel, "matern32", float("nan"), 0.0, NOISE, np.zeros(2), np.ones(2), LEVEL, 1.0
+    )
+    mean, latent, noise = true_gp.predict(
+        task.context_coordinates, task.context_values, task.target_coordinates, 4096, rescale_variance=False
+    )
     reference = _scores(mean, np.sqrt(latent + noise), task.target_values)
 
     assert fitted["rmse"] <= 1.1 * reference["rmse"], (fitted, reference)
@@ -98,7 +104,12 @@ def _small_task(values: np.ndarray, seed: int = 0, duplicate: bool = False) -> T
 )
 def test_degenerate_fields_give_finite_positive_uncertainty(values: np.ndarray) -> None:
     prediction = GaussianProcessInterpolator().predict(_small_task(values))
-    for name in ("precipitation_mean", "precipitation_std", "precipitation_quantile", "exceedance_probability"):
+    for name in (
+        "precipitation_mean",
+        "precipitation_std",
+        "precipitation_quantile",
+        "exceedance_probability",
+    ):
         assert np.all(np.isfinite(prediction[name].values)), name
     assert np.all(prediction.precipitation_std.values > 0)
     assert np.all(prediction.transformed_std.values > 0)
@@ -113,7 +124,9 @@ def test_all_dry_field_predicts_dry() -> None:
 def test_duplicate_sites() -> None:
     values = np.random.default_rng(4).gamma(0.5, 2.0, 60)
     prediction = GaussianProcessInterpolator().predict(_small_task(values, duplicate=True))
-    assert np.all(np.isfinite(prediction.precipitation_mean.values)) and np.all(prediction.precipitation_std.values > 0)
+    assert np.all(np.isfinite(prediction.precipitation_mean.values)) and np.all(
+        prediction.precipitation_std.values > 0
+    )
 
 
 def test_cholesky_jitter_then_clear_error() -> None:
@@ -127,7 +140,9 @@ def test_cholesky_jitter_then_clear_error() -> None:
 def test_tiled_prediction_agrees_with_exact() -> None:
     task = _synthetic_task(1500, seed=5)
     exact = GaussianProcessInterpolator(GaussianProcessConfig(transform=IDENTITY)).predict(task)
-    tiled = GaussianProcessInterpolator(GaussianProcessConfig(transform=IDENTITY, max_exact_context=1000, max_local_context=900, tile_km=30.0)).predict(task)
+    tiled = GaussianProcessInterpolator(
+        GaussianProcessConfig(transform=IDENTITY, max_exact_context=1000, max_local_context=900, tile_km=30.0)
+    ).predict(task)
     assert tiled.attrs["prediction"].startswith("tiled")
     difference = np.abs(tiled.transformed_mean.values - exact.transformed_mean.values)
     assert np.median(difference) < 0.02 * float(exact.transformed_std.mean())
@@ -136,7 +151,9 @@ def test_tiled_prediction_agrees_with_exact() -> None:
 
 def test_tiles_with_fewer_contexts_than_the_local_limit() -> None:
     task = _synthetic_task(300, seed=6)
-    config = GaussianProcessConfig(transform=IDENTITY, max_exact_context=100, max_local_context=800, tile_km=40.0)
+    config = GaussianProcessConfig(
+        transform=IDENTITY, max_exact_context=100, max_local_context=800, tile_km=40.0
+    )
     tiled = GaussianProcessInterpolator(config).predict(task)
     assert tiled.attrs["prediction"].startswith("tiled")
     assert np.all(np.isfinite(tiled.transformed_mean.values)) and np.all(tiled.transformed_std.values > 0)
@@ -147,22 +164,36 @@ def test_covariates_add_an_ard_lengthscale() -> None:
     points = rng.uniform(0, 50, size=(80, 2))
     altitude = rng.uniform(200, 2000, size=(80, 1))
     values = np.exp(altitude[:, 0] / 1000.0) - 1.0
-    task = Task(points, values, points[:10], values[:10], context_covariates=altitude, target_covariates=altitude[:10])
+    task = Task(
+        points, values, points[:10], values[:10], context_covariates=altitude, target_covariates=altitude[:10]
+    )
     prediction = GaussianProcessInterpolator().predict(task)
     assert len(prediction.attrs["lengthscales_km"]) == 3
-    np.testing.assert_allclose(prediction.precipitation_quantile.sel(quantile=0.5).values, values[:10], rtol=0.15, atol=0.05)
+    np.testing.assert_allclose(
+        prediction.precipitation_quantile.sel(quantile=0.5).values, values[:10], rtol=0.15, atol=0.05
+    )
 
 
 def test_leave_one_out_equals_conditioning_on_the_other_points() -> None:
     """The closed-form leave-one-out mean and variance (R&W eq. 5.12) equal an explicit GP
     conditioned on the n - 1 other contexts, latent plus noise variance."""
     task = _synthetic_task(40, seed=7)
-    fitted = fit_gaussian_process(task.context_coordinates, task.context_values, GaussianProcessConfig(transform=IDENTITY, kernel="matern32"))
-    mean, variance = fitted.leave_one_out(task.context_coordinates, task.context_values, rescale_variance=False)
+    fitted = fit_gaussian_process(
+        task.context_coordinates,
+        task.context_values,
+        GaussianProcessConfig(transform=IDENTITY, kernel="matern32"),
+    )
+    mean, variance = fitted.leave_one_out(
+        task.context_coordinates, task.context_values, rescale_variance=False
+    )
     for left_out in (0, 17, 39):
         others = np.arange(40) != left_out
         explicit_mean, latent, noise = fitted.predict(
-            task.context_coordinates[others], task.context_values[others], task.context_coordinates[[left_out]], 8, rescale_variance=False
+            task.context_coordinates[others],
+            task.context_values[others],
+            task.context_coordinates[[left_out]],
+            8,
+            rescale_variance=False,
         )
         assert mean[left_out] == pytest.approx(explicit_mean[0], abs=1e-8)
         assert variance[left_out] == pytest.approx(latent[0] + noise, rel=1e-8)
@@ -173,13 +204,23 @@ def test_leave_two_out_equals_conditioning_on_the_other_points() -> None:
     on the n - 2 contexts other than i and j, latent plus noise variance; the diagonal is the
     leave-one-out prediction."""
     task = _synthetic_task(40, seed=7)
-    fitted = fit_gaussian_process(task.context_coordinates, task.context_values, GaussianProcessConfig(transform=IDENTITY, kernel="matern32"))
-    mean, variance = fitted.leave_two_out(task.context_coordinates, task.context_values, rescale_variance=False)
+    fitted = fit_gaussian_process(
+        task.context_coordinates,
+        task.context_values,
+        GaussianProcessConfig(transform=IDENTITY, kernel="matern32"),
+    )
+    mean, variance = fitted.leave_two_out(
+        task.context_coordinates, task.context_values, rescale_variance=False
+    )
     assert mean.shape == variance.shape == (40, 40)
     for first, second in ((0, 1), (17, 3), (39, 20), (5, 5)):
         others = (np.arange(40) != first) & (np.arange(40) != second)
         explicit_mean, latent, noise = fitted.predict(
-            task.context_coordinates[others], task.context_values[others], task.context_coordinates[[second]], 8, rescale_variance=False
+            task.context_coordinates[others],
+            task.context_values[others],
+            task.context_coordinates[[second]],
+            8,
+            rescale_variance=False,
         )
         assert mean[first, second] == pytest.approx(explicit_mean[0], abs=1e-8)
         assert variance[first, second] == pytest.approx(latent[0] + noise, rel=1e-8)
@@ -203,7 +244,9 @@ def _log_gaussian_rates(offset: float, seed: int) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("offset", [0.1, 3.0])
 def test_offset_selection_recovers_the_generating_offset(offset: float) -> None:
     points, rates = _log_gaussian_rates(offset, seed=2)
-    selection = select_predictive_options(points, rates, GaussianProcessConfig(offset_candidates=(0.1, 0.3, 1.0, 3.0)))
+    selection = select_predictive_options(
+        points, rates, GaussianProcessConfig(offset_candidates=(0.1, 0.3, 1.0, 3.0))
+    )
     scores = selection.offset_scores
     assert list(selection.fits) == ["rational_quadratic"]
     assert set(scores) == {0.1, 0.3, 1.0, 3.0}
@@ -218,9 +261,17 @@ def test_offset_selection_sees_only_contexts_and_is_recorded() -> None:
     assert prediction.attrs["transform_offset"] in (0.3, 1.0, 3.0)
     assert prediction.attrs["transform_offset_candidates"] == [0.3, 1.0, 3.0]
     scores = prediction.attrs["transform_offset_loo_crps"]
-    assert prediction.attrs["transform_offset"] == prediction.attrs["transform_offset_candidates"][int(np.argmin(scores))]
-    np.testing.assert_array_equal(GaussianProcessInterpolator().predict(blind).transformed_mean.values, prediction.transformed_mean.values)
-    fixed = GaussianProcessInterpolator(GaussianProcessConfig(offset_candidates=(), transform=PrecipitationTransform(offset=2.0))).predict(task)
+    assert (
+        prediction.attrs["transform_offset"]
+        == prediction.attrs["transform_offset_candidates"][int(np.argmin(scores))]
+    )
+    np.testing.assert_array_equal(
+        GaussianProcessInterpolator().predict(blind).transformed_mean.values,
+        prediction.transformed_mean.values,
+    )
+    fixed = GaussianProcessInterpolator(
+        GaussianProcessConfig(offset_candidates=(), transform=PrecipitationTransform(offset=2.0))
+    ).predict(task)
     assert fixed.attrs["transform_offset"] == 2.0 and "transform_offset_loo_crps" not in fixed.attrs
 
 
@@ -233,7 +284,9 @@ def test_rational_quadratic_kernel_is_among_the_automatic_kernels() -> None:
     chosen = rng.choice(96 * 96, size=500, replace=False)
     rows, columns = np.divmod(chosen, 96)
     values = (short + long).ravel()[chosen] + rng.normal(0.0, 0.05, 500)
-    fitted = fit_gaussian_process(np.stack([columns, rows], axis=1).astype(float), values, GaussianProcessConfig(transform=IDENTITY))
+    fitted = fit_gaussian_process(
+        np.stack([columns, rows], axis=1).astype(float), values, GaussianProcessConfig(transform=IDENTITY)
+    )
     assert fitted.kernel_name == "rational_quadratic"
     assert type(fitted.kernel.base_kernel).__name__ == "RQKernel"
 
@@ -269,18 +322,25 @@ def test_censoring_the_dry_contexts_improves_a_censored_field() -> None:
 
     task = _censored_task(1)
     transform = PrecipitationTransform(kind="identity", censor_at_zero=True)
-    as_given = GaussianProcessInterpolator(GaussianProcessConfig(transform=transform, censored_contexts=False)).predict(task)
+    as_given = GaussianProcessInterpolator(
+        GaussianProcessConfig(transform=transform, censored_contexts=False)
+    ).predict(task)
     censored_model = GaussianProcessInterpolator(GaussianProcessConfig(transform=transform))
     censored = censored_model.predict(task)
     before, after = score_prediction(as_given, task), score_prediction(censored, task)
     assert after["crps"] < 0.92 * before["crps"]
     assert after["nlpd"] < before["nlpd"] - 0.2
     assert after["coverage_90"] > before["coverage_90"]
-    assert censored.attrs["censored_contexts"] == int(np.sum(task.context_values == 0)) > 0 and as_given.attrs["censored_contexts"] == 0
+    assert (
+        censored.attrs["censored_contexts"] == int(np.sum(task.context_values == 0)) > 0
+        and as_given.attrs["censored_contexts"] == 0
+    )
     assert censored.attrs["censored_gibbs_samples"] == 32
     again = censored_model.predict(task)
     np.testing.assert_array_equal(again.transformed_mean.values, censored.transformed_mean.values)
-    assert np.all(censored.transformed_std.values > 0) and np.all(np.isfinite(censored.precipitation_mean.values))
+    assert np.all(censored.transformed_std.values > 0) and np.all(
+        np.isfinite(censored.precipitation_mean.values)
+    )
 
 
 def test_censored_prediction_is_the_average_over_gibbs_draws() -> None:
@@ -290,22 +350,55 @@ def test_censored_prediction_is_the_average_over_gibbs_draws() -> None:
 
     task = _censored_task(2)
     values = np.asarray(task.context_values, dtype=np.float64)
-    fitted = fit_gaussian_process(task.context_coordinates, values, GaussianProcessConfig(transform=PrecipitationTransform(kind="identity", censor_at_zero=True), kernel="matern32"))
+    fitted = fit_gaussian_process(
+        task.context_coordinates,
+        values,
+        GaussianProcessConfig(
+            transform=PrecipitationTransform(kind="identity", censor_at_zero=True), kernel="matern32"
+        ),
+    )
     dry = values <= 0
     targets = task.target_coordinates[:50]
-    mean, latent, _ = fitted.predict(task.context_coordinates, values, targets, 16, censored=dry, bound=0.0, samples=8, burn_in=4, rng=np.random.default_rng(5))
+    mean, latent, _ = fitted.predict(
+        task.context_coordinates,
+        values,
+        targets,
+        16,
+        censored=dry,
+        bound=0.0,
+        samples=8,
+        burn_in=4,
+        rng=np.random.default_rng(5),
+    )
     plain_mean, plain_latent, _ = fitted.predict(task.context_coordinates, values, targets, 16)
     with torch.no_grad():
         inputs = fitted._inputs(task.context_coordinates)
-        covariance = fitted._covariance(inputs, inputs) + fitted.noise * torch.eye(len(values), dtype=torch.float64)
+        covariance = fitted._covariance(inputs, inputs) + fitted.noise * torch.eye(
+            len(values), dtype=torch.float64
+        )
         residual = (values - fitted.output_centre) / fitted.output_scale - fitted.constant
         inverse = torch.linalg.inv(covariance).numpy()
         scale = float(residual @ inverse @ residual) / len(values)
         limit = (0.0 - fitted.output_centre) / fitted.output_scale - fitted.constant
-        draws = sample_censored(inverse / scale, np.minimum(residual, np.where(dry, limit, np.inf)), dry, limit, samples=8, burn_in=4, rng=np.random.default_rng(5))
+        draws = sample_censored(
+            inverse / scale,
+            np.minimum(residual, np.where(dry, limit, np.inf)),
+            dry,
+            limit,
+            samples=8,
+            burn_in=4,
+            rng=np.random.default_rng(5),
+        )
         means = fitted._covariance(inputs, fitted._inputs(targets)).numpy().T @ inverse @ draws  # [50, 8]
-    np.testing.assert_allclose(mean, (means.mean(1) + fitted.constant) * fitted.output_scale + fitted.output_centre, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(latent, plain_latent + means.var(1) * fitted.output_scale**2, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(
+        mean,
+        (means.mean(1) + fitted.constant) * fitted.output_scale + fitted.output_centre,
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    np.testing.assert_allclose(
+        latent, plain_latent + means.var(1) * fitted.output_scale**2, rtol=1e-6, atol=1e-10
+    )
     assert not np.allclose(mean, plain_mean)
 
 
@@ -315,7 +408,9 @@ def test_spatial_blocks_partition_into_equal_compact_blocks() -> None:
     assert blocks.shape == (8, 125)  # 1001 -> 500/501 -> ... -> 125/126, trimmed to 125
     assert len(np.unique(blocks)) == blocks.size  # disjoint
     whole = np.ptp(points, axis=0).prod()
-    assert all(np.ptp(points[members], axis=0).prod() < whole / 4 for members in blocks)  # compact, not scattered
+    assert all(
+        np.ptp(points[members], axis=0).prod() < whole / 4 for members in blocks
+    )  # compact, not scattered
     np.testing.assert_array_equal(blocks, spatial_blocks(points, 200))
     np.testing.assert_array_equal(spatial_blocks(points[:50], 200), np.arange(50)[None, :])
     with pytest.raises(ValueError, match="size must be >= 1"):
@@ -330,7 +425,9 @@ def test_composite_fit_uses_every_context_and_ignores_the_seed() -> None:
     config = GaussianProcessConfig(transform=IDENTITY, kernel="matern32")
 
     def fitted(seed: int, **options) -> tuple[float, float]:
-        fit = fit_gaussian_process(task.context_coordinates, task.context_values, replace(config, seed=seed, **options))
+        fit = fit_gaussian_process(
+            task.context_coordinates, task.context_values, replace(config, seed=seed, **options)
+        )
         lengthscale = float(fit.kernel.base_kernel.lengthscale.detach().mean()) * fit.input_scale[0]
         return lengthscale, fit.noise * fit.output_scale**2
 

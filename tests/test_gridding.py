@@ -26,7 +26,12 @@ def _frame(ny: int = 36, nx: int = 44, seed: int = 0) -> xr.DataArray:
     yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     values = np.maximum(3 * np.sin(xx / 6.0) * np.cos(yy / 9.0) + rng.normal(0, 0.2, (ny, nx)), 0.0)
     values[5:15, 8:20] = np.nan  # a radar gap
-    return xr.DataArray(values, dims=("y", "x"), coords={"y": 4e6 - 1000.0 * np.arange(ny), "x": 3e6 + 1000.0 * np.arange(nx)}, name="precipitation")
+    return xr.DataArray(
+        values,
+        dims=("y", "x"),
+        coords={"y": 4e6 - 1000.0 * np.arange(ny), "x": 3e6 + 1000.0 * np.arange(nx)},
+        name="precipitation",
+    )
 
 
 def test_tiles_cover_the_grid_exactly_once() -> None:
@@ -42,19 +47,33 @@ def test_tile_task_takes_halo_contexts_and_unobserved_targets() -> None:
     x_km, y_km = frame.x.values / 1000, frame.y.values / 1000
     tile = grid_tiles(values.shape, 16)[0]  # rows 0-16, columns 0-16
     task = tile_task(values, x_km, y_km, tile, GridTiling(tile_pixels=16, halo_pixels=4))
-    assert set(zip(task.target_coords["row"], task.target_coords["column"])) == {(r, c) for r in range(5, 15) for c in range(8, 16)}
-    assert task.context_coordinates[:, 0].max() == pytest.approx(x_km[19]) and task.context_coordinates[:, 1].min() == pytest.approx(y_km[19])
-    capped = tile_task(values, x_km, y_km, tile, GridTiling(tile_pixels=16, halo_pixels=4, max_context=50, seed=3))
-    again = tile_task(values, x_km, y_km, tile, GridTiling(tile_pixels=16, halo_pixels=4, max_context=50, seed=3))
+    assert set(zip(task.target_coords["row"], task.target_coords["column"])) == {
+        (r, c) for r in range(5, 15) for c in range(8, 16)
+    }
+    assert task.context_coordinates[:, 0].max() == pytest.approx(x_km[19]) and task.context_coordinates[
+        :, 1
+    ].min() == pytest.approx(y_km[19])
+    capped = tile_task(
+        values, x_km, y_km, tile, GridTiling(tile_pixels=16, halo_pixels=4, max_context=50, seed=3)
+    )
+    again = tile_task(
+        values, x_km, y_km, tile, GridTiling(tile_pixels=16, halo_pixels=4, max_context=50, seed=3)
+    )
     assert capped.n_context == 50
     np.testing.assert_array_equal(capped.context_coordinates, again.context_coordinates)
-    assert tile_task(values, x_km, y_km, grid_tiles(values.shape, 16)[2], GridTiling(tile_pixels=16)) is None  # no gap there
+    assert (
+        tile_task(values, x_km, y_km, grid_tiles(values.shape, 16)[2], GridTiling(tile_pixels=16)) is None
+    )  # no gap there
 
 
 def _neural_process() -> NeuralProcessInterpolator:
     torch.manual_seed(0)
-    model = NeuralProcess(NeuralProcessConfig(hidden=16, latent_dimension=4, heads=2, self_attention_layers=1))
-    return NeuralProcessInterpolator(model=model, samples=4, tiles=TileOptions(tile_km=8, halo_km=12, max_context=10_000))
+    model = NeuralProcess(
+        NeuralProcessConfig(hidden=16, latent_dimension=4, heads=2, self_attention_layers=1)
+    )
+    return NeuralProcessInterpolator(
+        model=model, samples=4, tiles=TileOptions(tile_km=8, halo_km=12, max_context=10_000)
+    )
 
 
 def test_stitched_tiles_equal_untiled_prediction_when_the_halo_covers_the_contexts() -> None:
@@ -62,16 +81,29 @@ def test_stitched_tiles_equal_untiled_prediction_when_the_halo_covers_the_contex
     model = _neural_process()
     everything = GridTiling(tile_pixels=12, halo_pixels=100, max_context=10_000, targets="all")
     stitched = predict_grid(model, frame, crs=CRS, tiling=everything, progress=False)
-    whole = random_pixels(frame, context_fraction=1.0, max_target=None, crs=CRS)  # every observed pixel as context
-    whole = type(whole)(whole.context_coordinates, whole.context_values, *_all_pixels(frame), target_coords=_all_pixels_coords(frame))
+    whole = random_pixels(
+        frame, context_fraction=1.0, max_target=None, crs=CRS
+    )  # every observed pixel as context
+    whole = type(whole)(
+        whole.context_coordinates,
+        whole.context_values,
+        *_all_pixels(frame),
+        target_coords=_all_pixels_coords(frame),
+    )
     untiled = to_grid(model.predict(whole), frame)
-    np.testing.assert_allclose(stitched.transformed_mean.values, untiled.transformed_mean.values, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(stitched.transformed_std.values, untiled.transformed_std.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        stitched.transformed_mean.values, untiled.transformed_mean.values, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        stitched.transformed_std.values, untiled.transformed_std.values, rtol=1e-5, atol=1e-6
+    )
 
 
 def _all_pixels(frame: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     rows, columns = np.meshgrid(np.arange(frame.shape[0]), np.arange(frame.shape[1]), indexing="ij")
-    coordinates = np.stack([frame.x.values[columns.ravel()] / 1000, frame.y.values[rows.ravel()] / 1000], axis=1)
+    coordinates = np.stack(
+        [frame.x.values[columns.ravel()] / 1000, frame.y.values[rows.ravel()] / 1000], axis=1
+    )
     return coordinates, frame.values.ravel()
 
 
@@ -84,7 +116,14 @@ def test_target_mask_hides_and_keeps_the_truth() -> None:
     frame = _frame().fillna(0.5)
     mask = np.zeros(frame.shape, dtype=bool)
     mask[20:30, 25:40] = True
-    prediction = predict_grid(get_model("idw"), frame, crs=CRS, tiling=GridTiling(tile_pixels=16, halo_pixels=8), target_mask=mask, progress=False)
+    prediction = predict_grid(
+        get_model("idw"),
+        frame,
+        crs=CRS,
+        tiling=GridTiling(tile_pixels=16, halo_pixels=8),
+        target_mask=mask,
+        progress=False,
+    )
     np.testing.assert_array_equal(prediction.precipitation_mean.notnull().values, mask)
     np.testing.assert_array_equal(prediction.precipitation.isnull().values, mask)
     np.testing.assert_allclose(prediction.withheld_precipitation.values[mask], frame.values[mask])
@@ -118,7 +157,9 @@ class _FailingModel:
 def test_zarr_stream_equals_memory_and_a_crash_leaves_the_old_store(tmp_path: Path) -> None:
     frame = _frame(60, 60).where(lambda values: ~((values.x > 3.02e6) & (values.y < 3.975e6)))
     tiling = GridTiling(tile_pixels=16, halo_pixels=8)
-    store = predict_grid_to_zarr(get_model("idw"), frame, tmp_path / "out.zarr", crs=CRS, tiling=tiling, progress=False)
+    store = predict_grid_to_zarr(
+        get_model("idw"), frame, tmp_path / "out.zarr", crs=CRS, tiling=tiling, progress=False
+    )
     streamed = xr.open_zarr(store, consolidated=False).load()
     assert streamed.attrs["weatherunc_complete"] == 1
     in_memory = predict_grid(get_model("idw"), frame, crs=CRS, tiling=tiling, progress=False)

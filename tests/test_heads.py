@@ -9,9 +9,27 @@ import pytest
 import xarray as xr
 from scipy import special, stats
 
-from weatherunc.heads.bins import entropy_and_mutual_information, gaussian_bin_probabilities, with_bin_probabilities
-from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling, fit_vector_scaling, lowest_ece_temperature
-from weatherunc.metrics import categorical_nll, consistency_top_label_ece, multiclass_brier_score, observed_bins, ranked_probability_score, top_label_ece
+from weatherunc.heads.bins import (
+    entropy_and_mutual_information,
+    gaussian_bin_probabilities,
+    with_bin_probabilities,
+)
+from weatherunc.heads.calibration import (
+    Calibration,
+    StdScaling,
+    TemperatureScaling,
+    VectorScaling,
+    fit_vector_scaling,
+    lowest_ece_temperature,
+)
+from weatherunc.metrics import (
+    categorical_nll,
+    consistency_top_label_ece,
+    multiclass_brier_score,
+    observed_bins,
+    ranked_probability_score,
+    top_label_ece,
+)
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
@@ -26,7 +44,9 @@ def test_gaussian_bin_probabilities_match_the_censored_distribution() -> None:
     np.testing.assert_allclose(probabilities.sum(-1), 1.0)
     rng = np.random.default_rng(0)
     draws = np.maximum(np.exp(mean + std * rng.standard_normal((400_000, 2))) - 1, 0)
-    empirical = np.stack([((draws >= low) & (draws < high)).mean(0) for low, high in zip(EDGES, (*EDGES[1:], np.inf))], axis=-1)
+    empirical = np.stack(
+        [((draws >= low) & (draws < high)).mean(0) for low, high in zip(EDGES, (*EDGES[1:], np.inf))], axis=-1
+    )
     np.testing.assert_allclose(probabilities, empirical, atol=3e-3)
 
 
@@ -38,17 +58,26 @@ def test_every_model_gets_bins_and_rain_probability_consistent_with_exceedance()
     prediction = with_bin_probabilities(get_model("kriging").predict(task))
     np.testing.assert_allclose(prediction.bin_probability.sum("bin"), 1.0)
     # P(rate >= t) from bins equals P(rate > t) of the continuous part at t > 0.
-    np.testing.assert_allclose(prediction.rain_probability.values, prediction.exceedance_probability.values, atol=1e-10)
+    np.testing.assert_allclose(
+        prediction.rain_probability.values, prediction.exceedance_probability.values, atol=1e-10
+    )
 
 
 def test_categorical_scores_closed_forms() -> None:
     forecast = xr.DataArray([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], dims=("point", "bin"))
     observed = xr.DataArray([0.0, 1.0], dims="point")
     assert float(categorical_nll(forecast, observed)) == pytest.approx(-(np.log(0.7) + np.log(0.3)) / 2)
-    assert float(multiclass_brier_score(forecast, observed)) == pytest.approx(((0.09 + 0.04 + 0.01) + (0.01 + 0.49 + 0.36)) / 2)
+    assert float(multiclass_brier_score(forecast, observed)) == pytest.approx(
+        ((0.09 + 0.04 + 0.01) + (0.01 + 0.49 + 0.36)) / 2
+    )
     # cumulative: [0.7, 0.9, 1] vs [1, 1, 1]; [0.1, 0.4, 1] vs [0, 1, 1]
-    assert float(ranked_probability_score(forecast, observed)) == pytest.approx(((0.09 + 0.01) + (0.01 + 0.36)) / 2)
-    np.testing.assert_array_equal(observed_bins(xr.DataArray([0.0, 0.1, 0.99, 7.0, np.nan]), np.array(EDGES)).values, [0, 1, 1, 3, np.nan])
+    assert float(ranked_probability_score(forecast, observed)) == pytest.approx(
+        ((0.09 + 0.01) + (0.01 + 0.36)) / 2
+    )
+    np.testing.assert_array_equal(
+        observed_bins(xr.DataArray([0.0, 0.1, 0.99, 7.0, np.nan]), np.array(EDGES)).values,
+        [0, 1, 1, 3, np.nan],
+    )
 
 
 def test_top_label_ece_of_a_calibrated_forecast_is_small_and_of_an_overconfident_one_is_not() -> None:
@@ -69,13 +98,19 @@ def test_consistency_ece_matches_the_binomial_closed_form_and_the_ece_of_a_calib
     draws = consistency_top_label_ece(forecast, draws=4000, seed=1)
     k = np.arange(51)
     expected = float(np.sum(stats.binom.pmf(k, 50, 0.6) * np.abs(k / 50 - 0.6)))
-    assert draws.shape == (4000,) and draws.mean() == pytest.approx(expected, abs=4 * draws.std() / np.sqrt(4000))
+    assert draws.shape == (4000,) and draws.mean() == pytest.approx(
+        expected, abs=4 * draws.std() / np.sqrt(4000)
+    )
     # a calibrated forecast's observed ECE lies within the spread of its consistency draws
     rng = np.random.default_rng(3)
     probabilities = special.softmax(rng.normal(size=(3000, 4)) * 2, axis=-1)
     observed = xr.DataArray(np.array([rng.choice(4, p=p) for p in probabilities]).astype(float), dims="point")
     floor = consistency_top_label_ece(xr.DataArray(probabilities, dims=("point", "bin")), draws=300)
-    assert np.quantile(floor, 0.005) < top_label_ece(xr.DataArray(probabilities, dims=("point", "bin")), observed) < np.quantile(floor, 0.995)
+    assert (
+        np.quantile(floor, 0.005)
+        < top_label_ece(xr.DataArray(probabilities, dims=("point", "bin")), observed)
+        < np.quantile(floor, 0.995)
+    )
     with pytest.raises(ValueError, match="draws must be >= 1"):
         consistency_top_label_ece(forecast, draws=0)
 
@@ -103,7 +138,10 @@ def test_lowest_ece_temperature_finds_the_miscalibration_and_bounds_every_temper
     truth = xr.DataArray(observed.astype(float), dims="point")
 
     def ece_at(value: float) -> float:
-        return top_label_ece(xr.DataArray(TemperatureScaling(temperature=value).apply(overconfident), dims=("point", "bin")), truth)
+        return top_label_ece(
+            xr.DataArray(TemperatureScaling(temperature=value).apply(overconfident), dims=("point", "bin")),
+            truth,
+        )
 
     assert ece == pytest.approx(ece_at(temperature), abs=1e-12) and ece < 0.015 < ece_at(1.0)
     # With the NLL minimiser among the temperatures tried, the search can only match or beat it on ECE.
@@ -126,16 +164,21 @@ def test_probabilities_and_observed_bins_leave_out_unknown_truths_and_index_the_
 def test_vector_scaling_does_at_least_as_well_as_temperature() -> None:
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(5000, 4))
-    observed = np.array([rng.choice(4, p=p) for p in special.softmax(logits + np.array([0, 1, 0, -1]), axis=-1)])
+    observed = np.array(
+        [rng.choice(4, p=p) for p in special.softmax(logits + np.array([0, 1, 0, -1]), axis=-1)]
+    )
     forecast = special.softmax(logits * 2, axis=-1)
+
     def nll(p):
         return -np.mean(np.log(p[np.arange(len(observed)), observed]))
+
     temperature, vector = TemperatureScaling.fit(forecast, observed), VectorScaling.fit(forecast, observed)
     assert nll(vector.apply(forecast)) <= nll(temperature.apply(forecast)) + 1e-9 < nll(forecast)
 
 
 def _shifted_bins(rng: np.random.Generator, n: int, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A calibrated forecast ``[n, 4]`` and outcomes drawn from it with its logits shifted by ``shift`` ``[4]``."""
+    """A calibrated forecast ``[n, 4]`` and outcomes drawn from it with its logits shifted by ``shift`` "
+    "``[4]``."""
     logits = rng.normal(size=(n, 4))
     observed = np.array([rng.choice(4, p=p) for p in special.softmax(logits + shift, axis=-1)])
     return special.softmax(logits, axis=-1), observed
@@ -168,11 +211,23 @@ def test_unpenalised_vector_scaling_kills_a_bin_the_calibration_set_never_observ
 def test_fit_vector_scaling_chooses_the_penalty_by_held_out_groups() -> None:
     rng = np.random.default_rng(13)
     # two events with opposite bin-frequency shifts: whatever one teaches, the other contradicts
-    first, second = _shifted_bins(rng, 2000, np.array([1.5, 0.0, 0.0, -1.5])), _shifted_bins(rng, 2000, np.array([-1.5, 0.0, 0.0, 1.5]))
+    first, second = (
+        _shifted_bins(rng, 2000, np.array([1.5, 0.0, 0.0, -1.5])),
+        _shifted_bins(rng, 2000, np.array([-1.5, 0.0, 0.0, 1.5])),
+    )
     forecast, observed = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
     groups = np.repeat(["first", "second"], 2000)
     shifted, held_out = fit_vector_scaling(forecast, observed, groups)
-    assert shifted.penalty == min(held_out, key=held_out.get) > 0 and set(held_out) == {0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0}
+    assert shifted.penalty == min(held_out, key=held_out.get) > 0 and set(held_out) == {
+        0.0,
+        1e-4,
+        1e-3,
+        1e-2,
+        3e-2,
+        1e-1,
+        3e-1,
+        1.0,
+    }
     # one shift shared by both groups: held out, the unpenalised scaling learns it best
     same = _shifted_bins(rng, 4000, np.array([1.5, 0.0, 0.0, -1.5]))
     shared, held_out = fit_vector_scaling(*same, groups, penalties=(0.0, 1.0))
@@ -188,8 +243,10 @@ def test_std_scaling_is_the_gaussian_nll_minimiser() -> None:
     mean, std = rng.normal(size=3000), rng.uniform(0.5, 1.5, 3000)
     observed = mean + 1.7 * std * rng.standard_normal(3000)
     factor = StdScaling.fit(mean, std, observed).factor
+
     def nll(scale):
         return -stats.norm.logpdf(observed, mean, scale * std).mean()
+
     assert factor == pytest.approx(1.7, rel=0.05)
     assert nll(factor) <= min(nll(factor * 0.98), nll(factor * 1.02))
 
@@ -197,14 +254,26 @@ def test_std_scaling_is_the_gaussian_nll_minimiser() -> None:
 def test_calibration_applies_records_and_round_trips(tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     points = rng.uniform(0, 40, size=(90, 2))
-    task = Task(points[:70], np.maximum(np.sin(points[:70, 0] / 7) * 4, 0), points[70:], np.maximum(np.sin(points[70:, 0] / 7) * 4, 0))
+    task = Task(
+        points[:70],
+        np.maximum(np.sin(points[:70, 0] / 7) * 4, 0),
+        points[70:],
+        np.maximum(np.sin(points[70:, 0] / 7) * 4, 0),
+    )
     prediction = with_bin_probabilities(get_model("idw").predict(task))
-    calibration = Calibration(probability=TemperatureScaling(1.8), std=StdScaling(1.3), fitted_on="validation tasks")
+    calibration = Calibration(
+        probability=TemperatureScaling(1.8), std=StdScaling(1.3), fitted_on="validation tasks"
+    )
     calibrated = calibration.apply(prediction)
     np.testing.assert_allclose(calibrated.transformed_std.values, 1.3 * prediction.transformed_std.values)
-    np.testing.assert_allclose(calibrated.latent_variance + calibrated.noise_variance, calibrated.transformed_std**2)
+    np.testing.assert_allclose(
+        calibrated.latent_variance + calibrated.noise_variance, calibrated.transformed_std**2
+    )
     np.testing.assert_allclose(calibrated.bin_probability.sum("bin"), 1.0)
-    assert calibrated.attrs["calibration_temperature"] == 1.8 and calibrated.attrs["calibration_std_factor"] == 1.3
+    assert (
+        calibrated.attrs["calibration_temperature"] == 1.8
+        and calibrated.attrs["calibration_std_factor"] == 1.3
+    )
     loaded = Calibration.load(calibration.save(tmp_path / "calibration.json"))
     xr.testing.assert_identical(loaded.apply(prediction), calibrated)
     vector = Calibration(probability=VectorScaling(np.ones(10), np.zeros(10), penalty=0.1))
@@ -248,15 +317,23 @@ def test_calibrate_predictions_fits_what_fit_calibration_fits_on_the_same_predic
     model = get_model("idw")  # deterministic, so both paths see the same predictions
     pooled, truth = pooled_predictions(model, tasks)
     for method in ("temperature", "vector"):
-        direct, shared = fit_calibration(model, tasks, method=method, description="v"), calibrate_predictions(pooled, truth, method=method, description="v")
+        direct, shared = (
+            fit_calibration(model, tasks, method=method, description="v"),
+            calibrate_predictions(pooled, truth, method=method, description="v"),
+        )
         assert direct.to_dict() == shared.to_dict() and shared.scores["validation_targets"] == 220
     from weatherunc.heads.fitting import target_groups
 
-    halves = [Task(points[:80], values[:80], points[80:190], values[80:190]), Task(points[:80], values[:80], points[190:], values[190:])]
+    halves = [
+        Task(points[:80], values[:80], points[80:190], values[80:190]),
+        Task(points[:80], values[:80], points[190:], values[190:]),
+    ]
     assert target_groups(halves, ["east", "west"]).tolist() == ["east"] * 110 + ["west"] * 110
     groups = ["east"] * 110 + ["west"] * 110
     grouped = calibrate_predictions(pooled, truth, method="vector", groups=np.array(groups))
-    assert grouped.probability.penalty == float(min(grouped.scores["held_out_nll_by_penalty"].items(), key=lambda item: item[1])[0])
+    assert grouped.probability.penalty == float(
+        min(grouped.scores["held_out_nll_by_penalty"].items(), key=lambda item: item[1])[0]
+    )
     with pytest.raises(ValueError, match="at least two groups"):
         fit_calibration(model, tasks, method="vector", task_groups=["one"])
     with pytest.raises(ValueError, match="task_groups: one label per task"):
@@ -272,7 +349,10 @@ def test_pool_predictions_concatenates_made_predictions_like_pooled_predictions(
     rng = np.random.default_rng(9)
     points = rng.uniform(0, 50, size=(200, 2))
     values = rng.gamma(0.6, 2.0, 200)
-    tasks = [Task(points[:60], values[:60], points[60:130], values[60:130]), Task(points[:60], values[:60], points[130:], values[130:])]
+    tasks = [
+        Task(points[:60], values[:60], points[60:130], values[60:130]),
+        Task(points[:60], values[:60], points[130:], values[130:]),
+    ]
     model = get_model("idw")
     made = [with_bin_probabilities(model.predict(task)) for task in tasks]
     pooled, truth = pool_predictions(made, [task.target_values for task in tasks])
@@ -295,9 +375,17 @@ def test_pool_predictions_keeps_each_truth_in_its_own_transform() -> None:
     points = rng.uniform(0, 50, size=(120, 2))
     values = rng.gamma(0.6, 2.0, 120)
     task = Task(points[:60], values[:60], points[60:], values[60:])
-    made = [with_bin_probabilities(InverseDistanceInterpolator(transform=PrecipitationTransform(offset=offset)).predict(task)) for offset in (0.3, 3.0)]
+    made = [
+        with_bin_probabilities(
+            InverseDistanceInterpolator(transform=PrecipitationTransform(offset=offset)).predict(task)
+        )
+        for offset in (0.3, 3.0)
+    ]
     pooled, truth = pool_predictions(made, [task.target_values, task.target_values])
-    np.testing.assert_allclose(pooled["transformed_truth"].values, np.concatenate([np.log(values[60:] + 0.3), np.log(values[60:] + 3.0)]))
+    np.testing.assert_allclose(
+        pooled["transformed_truth"].values,
+        np.concatenate([np.log(values[60:] + 0.3), np.log(values[60:] + 3.0)]),
+    )
     assert "transform_offset" not in pooled.attrs
     with pytest.raises(ValueError, match="transform_offset"):
         transform_of(pooled)
@@ -310,8 +398,21 @@ def test_std_calibration_of_a_prediction_with_two_offsets_equals_calibrating_eac
     points = rng.uniform(0, 50, size=(120, 2))
     values = rng.gamma(0.6, 2.0, 120)
     task = Task(points[:60], values[:60], points[60:], values[60:])
-    made = [InverseDistanceInterpolator(transform=PrecipitationTransform(offset=offset)).predict(task) for offset in (0.3, 3.0)]
+    made = [
+        InverseDistanceInterpolator(transform=PrecipitationTransform(offset=offset)).predict(task)
+        for offset in (0.3, 3.0)
+    ]
     calibration = Calibration(std=StdScaling(factor=1.3))
     together = calibration.apply(xr.concat(made, dim="target").assign_attrs(made[0].attrs))
-    for name in ("precipitation_mean", "precipitation_std", "precipitation_quantile", "exceedance_probability"):
-        np.testing.assert_allclose(together[name].values, np.concatenate([calibration.apply(prediction)[name].values for prediction in made]), rtol=1e-12, err_msg=name)
+    for name in (
+        "precipitation_mean",
+        "precipitation_std",
+        "precipitation_quantile",
+        "exceedance_probability",
+    ):
+        np.testing.assert_allclose(
+            together[name].values,
+            np.concatenate([calibration.apply(prediction)[name].values for prediction in made]),
+            rtol=1e-12,
+            err_msg=name,
+        )

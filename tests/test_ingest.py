@@ -35,7 +35,10 @@ def test_ingest_equals_lazy_dataset(tmp_path: Path, embedded_catalog: Catalog) -
     assert not StagedStore(out).folder.exists()
     stored = open_store(out)
     lazy = open_dataset("mrms_embedded", catalog=embedded_catalog)
-    xr.testing.assert_identical(stored.precipitation.compute().drop_vars(["latitude", "longitude"]), lazy.precipitation.compute().drop_vars(["latitude", "longitude"]))
+    xr.testing.assert_identical(
+        stored.precipitation.compute().drop_vars(["latitude", "longitude"]),
+        lazy.precipitation.compute().drop_vars(["latitude", "longitude"]),
+    )
     np.testing.assert_allclose(stored.latitude.values, lazy.latitude.values)
     assert stored.attrs[COMPLETE_ATTRIBUTE] is True
     assert stored.precipitation.encoding["chunks"] == (1, 256, 256)
@@ -49,7 +52,9 @@ def test_second_run_finds_the_store_complete(tmp_path: Path, embedded_catalog: C
     assert report.frames_written == 0 and report.frames_already_done == 36
 
 
-def test_resume_after_crash_writes_only_missing_frames(tmp_path: Path, embedded_catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_crash_writes_only_missing_frames(
+    tmp_path: Path, embedded_catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "mrms.zarr"
     original = ingest_module._write_one
 
@@ -85,14 +90,28 @@ def test_resume_after_crash_writes_only_missing_frames(tmp_path: Path, embedded_
     clean = tmp_path / "clean.zarr"
     monkeypatch.setattr(ingest_module, "_write_one", original)
     ingest("mrms_embedded", clean, catalog=embedded_catalog, progress=False)
-    xr.testing.assert_identical(open_store(out).precipitation.compute(), open_store(clean).precipitation.compute())
+    xr.testing.assert_identical(
+        open_store(out).precipitation.compute(), open_store(clean).precipitation.compute()
+    )
     assert len(marker_times) == 20
 
 
 @pytest.mark.shared_data
 def test_resume_after_sigkill(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "knmi.zarr"
-    command = [sys.executable, "-m", "weatherunc.cli", "ingest", "knmi_sample_20100826", "--out", str(out), "--scheduler", "synchronous", "--data-dir", str(data_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "weatherunc.cli",
+        "ingest",
+        "knmi_sample_20100826",
+        "--out",
+        str(out),
+        "--scheduler",
+        "synchronous",
+        "--data-dir",
+        str(data_dir),
+    ]
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     markers = StagedStore(out).markers
@@ -101,7 +120,9 @@ def test_resume_after_sigkill(tmp_path: Path, data_dir: Path) -> None:
         if markers.is_dir() and len(list(markers.iterdir())) >= 5:
             break
         time.sleep(0.01)
-    assert process.poll() is None, f"ingest ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
+    assert process.poll() is None, (
+        f"ingest ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
+    )
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = StagedStore(out).finished_frames()
@@ -147,7 +168,9 @@ def test_truncated_classic_netcdf_is_refused_and_keeps_the_earlier_store(tmp_pat
     incomplete, and an ``overwrite`` ingest of it leaves the earlier store byte for byte."""
     data_root = tmp_path / "data"
     data_root.mkdir()
-    path = write_classic_netcdf(data_root / "synthetic.nc", np.random.default_rng(2).gamma(0.5, 2.0, size=(3, 8, 10)))
+    path = write_classic_netcdf(
+        data_root / "synthetic.nc", np.random.default_rng(2).gamma(0.5, 2.0, size=(3, 8, 10))
+    )
     write_entry(tmp_path / "catalog")
     catalog = Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
     out = tmp_path / "synthetic.zarr"
@@ -173,10 +196,14 @@ def test_existing_store_of_other_content_needs_overwrite(tmp_path: Path) -> None
     assert float(open_store(out).precipitation.max()) == 2.0
 
 
-def test_unfinished_ingest_of_other_input_needs_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unfinished_ingest_of_other_input_needs_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "synthetic.zarr"
     catalog = _synthetic_catalog(tmp_path, np.ones((3, 3, 3)))
-    monkeypatch.setattr(StagedStore, "complete", lambda self, *args, **kwargs: (_ for _ in ()).throw(RuntimeError("stop")))
+    monkeypatch.setattr(
+        StagedStore, "complete", lambda self, *args, **kwargs: (_ for _ in ()).throw(RuntimeError("stop"))
+    )
     with pytest.raises(RuntimeError):
         ingest("synthetic", out, catalog=catalog, progress=False)
     monkeypatch.undo()
@@ -188,7 +215,9 @@ def test_unfinished_ingest_of_other_input_needs_restart(tmp_path: Path, monkeypa
     assert float(open_store(out).precipitation.min()) == 4.0
 
 
-def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An ingest that dies after creating its staging folder but before writing the
     fingerprint leaves nothing that a re-run (without restart) refuses; the result equals a clean ingest."""
     values = np.random.default_rng(3).gamma(0.5, 2.0, size=(3, 4, 5))
@@ -221,7 +250,9 @@ def test_staging_folder_without_fingerprint_is_started_afresh(tmp_path: Path) ->
     (staged.markers / "000001").touch()  # a marker without a fingerprint proves nothing
     report = ingest("synthetic", out, catalog=catalog, progress=False)
     assert report.frames_written == 3 and report.frames_already_done == 0
-    xr.testing.assert_identical(open_store(out).precipitation.compute(), open_store(clean).precipitation.compute())
+    xr.testing.assert_identical(
+        open_store(out).precipitation.compute(), open_store(clean).precipitation.compute()
+    )
 
 
 def test_refusal_names_the_changed_catalog_field(tmp_path: Path) -> None:
@@ -265,13 +296,22 @@ def test_unfinished_store_is_not_openable_as_zarr(tmp_path: Path, monkeypatch: p
         open_store(staged.zarr_path)
 
     ingest("synthetic", out, catalog=catalog, progress=False)
-    np.testing.assert_array_equal(xr.open_zarr(out, consolidated=False).precipitation.values, values.astype(np.float32))
+    np.testing.assert_array_equal(
+        xr.open_zarr(out, consolidated=False).precipitation.values, values.astype(np.float32)
+    )
 
 
 def test_process_scheduler(tmp_path: Path) -> None:
     out = tmp_path / "synthetic.zarr"
     values = np.random.default_rng(1).gamma(0.4, 3.0, size=(6, 10, 12))
-    ingest("synthetic", out, catalog=_synthetic_catalog(tmp_path, values), scheduler="processes", workers=2, progress=False)
+    ingest(
+        "synthetic",
+        out,
+        catalog=_synthetic_catalog(tmp_path, values),
+        scheduler="processes",
+        workers=2,
+        progress=False,
+    )
     np.testing.assert_allclose(open_store(out).precipitation.values, values.astype(np.float32))
 
 
@@ -282,7 +322,9 @@ def test_station_set_ingest(tmp_path: Path, data_dir: Path) -> None:
     assert report.frames_total == 1
     stored = open_store(out)
     assert stored.sizes["station"] == 100
-    np.testing.assert_array_equal(stored.precipitation.values, open_dataset("sic97", catalog=catalog).precipitation.values)
+    np.testing.assert_array_equal(
+        stored.precipitation.values, open_dataset("sic97", catalog=catalog).precipitation.values
+    )
     assert "altitude_m" in stored.coords
 
 

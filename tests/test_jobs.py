@@ -45,25 +45,47 @@ def _load(store: Path) -> xr.Dataset:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> xr.Dataset:
     root = tmp_path_factory.mktemp("clean")
-    report = run_job(_job(root, plots={"enabled": True, "frames": [0]}), scheduler="synchronous", progress=False)
+    report = run_job(
+        _job(root, plots={"enabled": True, "frames": [0]}), scheduler="synchronous", progress=False
+    )
     assert report.tiles_total == report.tiles_written == 2 * 16
     metrics = json.loads(report.metrics.read_text())
-    assert metrics["n_target"] > 0 and 0 < metrics["scores"]["coverage_90"] <= 1 and "ece_top_label" in metrics["probability"]
+    assert (
+        metrics["n_target"] > 0
+        and 0 < metrics["scores"]["coverage_90"] <= 1
+        and "ece_top_label" in metrics["probability"]
+    )
     assert {path.name for path in report.figures} >= {"20190610T0030_panel.png", "reliability_1mmh.png"}
     return _load(report.store)
 
 
 def test_store_contents_and_provenance(clean: xr.Dataset) -> None:
-    assert clean.attrs["weatherunc_complete"] == 1 and json.loads(clean.attrs["job_config"])["model"]["name"] == "idw"
+    assert (
+        clean.attrs["weatherunc_complete"] == 1
+        and json.loads(clean.attrs["job_config"])["model"]["name"] == "idw"
+    )
     assert json.loads(clean.attrs["provenance"])["observations"]
     assert "torch" in json.loads(clean.attrs["software_versions"])
-    for name in ("precipitation_mean", "precipitation_std", "precipitation_quantile", "exceedance_probability", "bin_probability", "rain_probability", "observation", "withheld_precipitation"):
+    for name in (
+        "precipitation_mean",
+        "precipitation_std",
+        "precipitation_quantile",
+        "exceedance_probability",
+        "bin_probability",
+        "rain_probability",
+        "observation",
+        "withheld_precipitation",
+    ):
         assert name in clean, name
     assert clean.precipitation_mean.dims[:3] == ("time", "y", "x") and clean.crs.attrs["crs_wkt"]
     withheld = clean.observation.values == 2
     assert withheld.any()
-    np.testing.assert_array_equal(np.isfinite(clean.precipitation_mean.values), withheld)  # predicted exactly where withheld
-    assert np.all(np.isnan(clean.precipitation.values[withheld])) and np.all(np.isfinite(clean.withheld_precipitation.values[withheld]))
+    np.testing.assert_array_equal(
+        np.isfinite(clean.precipitation_mean.values), withheld
+    )  # predicted exactly where withheld
+    assert np.all(np.isnan(clean.precipitation.values[withheld])) and np.all(
+        np.isfinite(clean.withheld_precipitation.values[withheld])
+    )
     np.testing.assert_allclose(clean.bin_probability.sum("bin").values[withheld], 1.0, rtol=1e-5)
 
 
@@ -79,7 +101,13 @@ def _run_cli(config: Path, crash_at: str | None = None, kill_after: float | None
     if crash_at:
         env["WEATHERUNC_CRASH_AT"] = crash_at
     command = [sys.executable, "-m", "pipelines.run_job", str(config), "--scheduler", "synchronous"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     if kill_after is not None:
         try:
             process.wait(timeout=kill_after)
@@ -92,7 +120,18 @@ def _run_cli(config: Path, crash_at: str | None = None, kill_after: float | None
 def test_sigkill_at_many_points_then_resume_equals_clean_run(clean: xr.Dataset, tmp_path: Path) -> None:
     config = _write_config(tmp_path)
     store = tmp_path / "out" / "mrms_idw" / "prediction.zarr"
-    points = ["tile-half:2", "marker-temporary:3", "tile-done:2", "tile-half:1", "marker-temporary:1", "tile-half:4", "tile-done:3", "marker-temporary:2", "tile-half:3", "before-complete:1"]
+    points = [
+        "tile-half:2",
+        "marker-temporary:3",
+        "tile-done:2",
+        "tile-half:1",
+        "marker-temporary:1",
+        "tile-half:4",
+        "tile-done:3",
+        "marker-temporary:2",
+        "tile-half:3",
+        "before-complete:1",
+    ]
     for point in points:
         assert _run_cli(config, crash_at=point) == -signal.SIGKILL, point
         assert not store.exists(), f"a store was published before completion ({point})"
@@ -120,10 +159,15 @@ def test_changed_config_refuses_to_resume(tmp_path: Path) -> None:
     with pytest.raises(JobStateError, match="holds the output of another job config") as caught:
         run_job(changed, scheduler="synchronous", progress=False)
     assert "job.targets.blocks: 3 -> 2" in str(caught.value)
-    assert run_job(changed, scheduler="synchronous", restart=True, progress=False).tiles_written == finished.tiles_total
+    assert (
+        run_job(changed, scheduler="synchronous", restart=True, progress=False).tiles_written
+        == finished.tiles_total
+    )
 
 
-def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_while_the_staging_folder_is_created_does_not_block_the_rerun(
+    clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A job that dies after creating ``prediction.zarr.partial`` but before writing its
     fingerprint is resumed by a plain re-run, which equals a clean run."""
     job = _job(tmp_path)
@@ -162,7 +206,15 @@ def _copied_input(tmp_path: Path) -> tuple[Path, Path, Path]:
     copy = data_root / "mrms_copy.nc"
     shutil.copy(source, copy)
     entry = embedded.get("mrms_embedded")
-    write_entry(tmp_path / "catalog", name="mrms_copy", files=copy.name, variable=entry.variable, units=entry.units, time_step_minutes=entry.time_step_minutes, crs=entry.crs)
+    write_entry(
+        tmp_path / "catalog",
+        name="mrms_copy",
+        files=copy.name,
+        variable=entry.variable,
+        units=entry.units,
+        time_step_minutes=entry.time_step_minutes,
+        crs=entry.crs,
+    )
     return tmp_path / "catalog", data_root, copy
 
 
@@ -177,19 +229,33 @@ def test_changed_input_is_refused_before_the_observations_are_touched(tmp_path: 
     observations (and prediction) of the first run byte for byte."""
     catalog_folder, data_root, copy = _copied_input(tmp_path)
     job = _job(tmp_path / "out", dataset="mrms_copy", frames={"start": "2019-06-10T00:30", "limit": 1})
-    run_job(job, scheduler="synchronous", progress=False, catalog=Catalog.load([catalog_folder], data_root_dir=data_root))
+    run_job(
+        job,
+        scheduler="synchronous",
+        progress=False,
+        catalog=Catalog.load([catalog_folder], data_root_dir=data_root),
+    )
     observations_before = tree_bytes(job.run_dir / "observations.zarr")
     prediction_before = tree_bytes(job.run_dir / "prediction.zarr")
 
     _halve_first_frame(copy)
-    with pytest.raises(JobStateError, match="holds the output of another job config, input or model") as caught:
-        run_job(job, scheduler="synchronous", progress=False, catalog=Catalog.load([catalog_folder], data_root_dir=data_root))
+    with pytest.raises(
+        JobStateError, match="holds the output of another job config, input or model"
+    ) as caught:
+        run_job(
+            job,
+            scheduler="synchronous",
+            progress=False,
+            catalog=Catalog.load([catalog_folder], data_root_dir=data_root),
+        )
     assert "observations.files[mrms_copy.nc]" in str(caught.value)  # names the changed input file
     assert tree_bytes(job.run_dir / "observations.zarr") == observations_before
     assert tree_bytes(job.run_dir / "prediction.zarr") == prediction_before
 
 
-def test_unfinished_job_store_is_not_openable_as_zarr(clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unfinished_job_store_is_not_openable_as_zarr(
+    clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No zarr reader opens the staged store of an unfinished job (unwritten tiles would read
     as NaN); the resumed job's store opens and equals a clean run."""
     job = _job(tmp_path)
@@ -218,7 +284,13 @@ def test_unfinished_job_store_is_not_openable_as_zarr(clean: xr.Dataset, tmp_pat
 
 def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
     path = _write_config(tmp_path, tiling={"tile_pixels": 2}, name="bad name")
-    with pytest.raises(ValueError, match=r"name: String should match pattern.*tiling.tile_pixels: Input should be greater than or equal to 8"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"name: String should match pattern.*tiling.tile_pixels: Input should be greater than or "
+            r"equal to 8"
+        ),
+    ):
         load_job_config(path)
 
 
@@ -251,7 +323,9 @@ def test_killed_dask_worker_does_not_fail_the_job(clean: xr.Dataset, tmp_path: P
 def test_gp_job_records_each_tiles_transform_offset(tmp_path: Path) -> None:
     """The GP chooses its transform offset per tile; the store keeps it per pixel, so the stored
     transformed moments give back the stored median, and verification scores each tile with it."""
-    job = _job(tmp_path, name="mrms_gp", model={"name": "gp"}, frames={"start": "2019-06-10T00:30", "limit": 1})
+    job = _job(
+        tmp_path, name="mrms_gp", model={"name": "gp"}, frames={"start": "2019-06-10T00:30", "limit": 1}
+    )
     report = run_job(job, scheduler="synchronous", progress=False)
     store = _load(report.store)
     withheld = store.observation.values == 2
@@ -259,5 +333,10 @@ def test_gp_job_records_each_tiles_transform_offset(tmp_path: Path) -> None:
     assert np.all(np.min(np.abs(offsets[:, None] - np.array([0.3, 1.0, 3.0])), axis=1) < 1e-6)
     assert len(np.unique(offsets)) > 1  # tiles of this frame chose different offsets
     median = store.precipitation_quantile.sel(quantile=0.5).values[withheld]
-    np.testing.assert_allclose(median, np.maximum(np.exp(store.transformed_mean.values[withheld]) - offsets, 0.0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        median,
+        np.maximum(np.exp(store.transformed_mean.values[withheld]) - offsets, 0.0),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     assert json.loads(report.metrics.read_text())["scores"]["crps"] > 0

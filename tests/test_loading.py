@@ -30,16 +30,60 @@ class Expected:
 
 
 EXPECTED = {
-    "knmi_20100826": Expected(92, (765, 700), 5, "2010-08-26T00:00", "2010-08-26T07:35", 1000.0, "polar_stereographic", 0.558, 0.256),
-    "knmi_sample_20100826": Expected(92, (765, 700), 5, "2010-08-26T00:00", "2010-08-26T07:35", 1000.0, "polar_stereographic", 0.558, 0.256),
-    "mch_20150515": Expected(40, (640, 710), 5, "2015-05-15T15:45", "2015-05-15T19:00", 1000.0, "oblique_mercator", 0.208, 0.692),
-    "mch_20170131": Expected(40, (640, 710), 5, "2017-01-31T09:45", "2017-01-31T13:00", 1000.0, "oblique_mercator", 0.185, 0.717),
-    "fmi_20160928": Expected(40, (1226, 760), 5, "2016-09-28T14:45", "2016-09-28T18:00", 1000.0, "polar_stereographic", 0.301, 0.757),
-    "bom_prcp_c10_20201031": Expected(144, (512, 512), 10, "2020-10-31T00:00", "2020-10-31T23:50", 500.0, "albers_conical_equal_area", 0.087, 1.0),
-    "bom_prcp_cscn_20180616": Expected(61, (512, 512), 6, "2018-06-16T10:00", "2018-06-16T16:00", 500.0, "albers_conical_equal_area", 0.141, 1.0),
-    "mrms_20190610": Expected(36, (3500, 7000), 2, "2019-06-10T00:00", "2019-06-10T01:10", 0.01, "latitude_longitude", 0.061, 0.643),
-    "mrms_sample_20190610": Expected(36, (256, 256), 2, "2019-06-10T00:00", "2019-06-10T01:10", 0.01, "latitude_longitude", 0.169, 1.0),
-    "mrms_embedded": Expected(36, (256, 256), 2, "2019-06-10T00:00", "2019-06-10T01:10", 0.01, "latitude_longitude", 0.169, 1.0),
+    "knmi_20100826": Expected(
+        92, (765, 700), 5, "2010-08-26T00:00", "2010-08-26T07:35", 1000.0, "polar_stereographic", 0.558, 0.256
+    ),
+    "knmi_sample_20100826": Expected(
+        92, (765, 700), 5, "2010-08-26T00:00", "2010-08-26T07:35", 1000.0, "polar_stereographic", 0.558, 0.256
+    ),
+    "mch_20150515": Expected(
+        40, (640, 710), 5, "2015-05-15T15:45", "2015-05-15T19:00", 1000.0, "oblique_mercator", 0.208, 0.692
+    ),
+    "mch_20170131": Expected(
+        40, (640, 710), 5, "2017-01-31T09:45", "2017-01-31T13:00", 1000.0, "oblique_mercator", 0.185, 0.717
+    ),
+    "fmi_20160928": Expected(
+        40,
+        (1226, 760),
+        5,
+        "2016-09-28T14:45",
+        "2016-09-28T18:00",
+        1000.0,
+        "polar_stereographic",
+        0.301,
+        0.757,
+    ),
+    "bom_prcp_c10_20201031": Expected(
+        144,
+        (512, 512),
+        10,
+        "2020-10-31T00:00",
+        "2020-10-31T23:50",
+        500.0,
+        "albers_conical_equal_area",
+        0.087,
+        1.0,
+    ),
+    "bom_prcp_cscn_20180616": Expected(
+        61,
+        (512, 512),
+        6,
+        "2018-06-16T10:00",
+        "2018-06-16T16:00",
+        500.0,
+        "albers_conical_equal_area",
+        0.141,
+        1.0,
+    ),
+    "mrms_20190610": Expected(
+        36, (3500, 7000), 2, "2019-06-10T00:00", "2019-06-10T01:10", 0.01, "latitude_longitude", 0.061, 0.643
+    ),
+    "mrms_sample_20190610": Expected(
+        36, (256, 256), 2, "2019-06-10T00:00", "2019-06-10T01:10", 0.01, "latitude_longitude", 0.169, 1.0
+    ),
+    "mrms_embedded": Expected(
+        36, (256, 256), 2, "2019-06-10T00:00", "2019-06-10T01:10", 0.01, "latitude_longitude", 0.169, 1.0
+    ),
 }
 
 
@@ -93,7 +137,9 @@ def test_knmi_files_and_sample_agree(catalog: Catalog) -> None:
     """The KNMI HDF5 files and the compact sample decode to the same rates (sample is
     stored to 0.01 mm, i.e. 0.12 mm/h) and the same coverage mask."""
     from_files = open_dataset("knmi_20100826", catalog=catalog).precipitation.isel(time=[0, 45, 91]).values
-    from_sample = open_dataset("knmi_sample_20100826", catalog=catalog).precipitation.isel(time=[0, 45, 91]).values
+    from_sample = (
+        open_dataset("knmi_sample_20100826", catalog=catalog).precipitation.isel(time=[0, 45, 91]).values
+    )
     np.testing.assert_array_equal(np.isnan(from_files), np.isnan(from_sample))
     np.testing.assert_allclose(from_files, from_sample, atol=0.061, equal_nan=True)
 
@@ -127,7 +173,11 @@ def test_accumulations_become_rates(catalog: Catalog, data_dir: Path) -> None:
 
     path = data_dir / "radar/bom/prcp-c10/66/2020/10/31/66_20201031_131000.prcp-c10.nc"
     native = xr.open_dataset(path, engine="h5netcdf").precipitation.values
-    rate = open_dataset("bom_prcp_c10_20201031", catalog=catalog).precipitation.sel(time="2020-10-31T13:10").values
+    rate = (
+        open_dataset("bom_prcp_c10_20201031", catalog=catalog)
+        .precipitation.sel(time="2020-10-31T13:10")
+        .values
+    )
     np.testing.assert_allclose(rate, native * 6.0, rtol=1e-6)
 
 
@@ -137,7 +187,12 @@ def test_sic97_stations(catalog: Catalog) -> None:
     assert dataset.sizes["station"] == 100
     assert {"x", "y", "altitude_m"} <= set(dataset.coords)
     assert dataset.precipitation.attrs["units"] == "mm h-1"
-    rainfall = np.loadtxt(catalog.root_of(catalog.get("sic97")) / "sic97/sic97_train_100.csv", delimiter=",", skiprows=1, usecols=3)
+    rainfall = np.loadtxt(
+        catalog.root_of(catalog.get("sic97")) / "sic97/sic97_train_100.csv",
+        delimiter=",",
+        skiprows=1,
+        usecols=3,
+    )
     np.testing.assert_allclose(dataset.precipitation.values, rainfall * 0.1 / 24.0, rtol=1e-6)
     assert "Dubois" in dataset.attrs["attribution"]
 

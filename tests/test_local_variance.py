@@ -24,11 +24,19 @@ def test_squared_residuals_plain_and_censored() -> None:
     values, mean, variance = np.array([1.0, -2.0, 0.5]), np.array([0.0, 1.0, 0.5]), np.array([4.0, 9.0, 1.0])
     np.testing.assert_allclose(squared_residuals(values, mean, variance), [0.25, 1.0, 0.0])
     for limit in (-30.0, -6.0, -1.0, 0.0, 2.0, 8.0):
-        expected = stats.truncnorm(-np.inf, limit).moment(2) if limit > -10 else limit**2  # scipy loses the far tail; it tends to b^2
-        got = squared_residuals(np.array([-50.0]), np.array([1.0]), np.array([4.0]), np.array([True]), bound=1.0 + 2.0 * limit)
+        expected = (
+            stats.truncnorm(-np.inf, limit).moment(2) if limit > -10 else limit**2
+        )  # scipy loses the far tail; it tends to b^2
+        got = squared_residuals(
+            np.array([-50.0]), np.array([1.0]), np.array([4.0]), np.array([True]), bound=1.0 + 2.0 * limit
+        )
         assert got[0] == pytest.approx(expected, rel=0.01 if limit <= -10 else 1e-8), limit
-    mixed = squared_residuals(np.array([3.0, -1.0]), np.array([1.0, 1.0]), np.array([1.0, 1.0]), np.array([False, True]), bound=1.0)
-    assert mixed[0] == pytest.approx(4.0) and mixed[1] == pytest.approx(1.0)  # censored at the mean: E[x^2 | x <= 0] = 1
+    mixed = squared_residuals(
+        np.array([3.0, -1.0]), np.array([1.0, 1.0]), np.array([1.0, 1.0]), np.array([False, True]), bound=1.0
+    )
+    assert mixed[0] == pytest.approx(4.0) and mixed[1] == pytest.approx(
+        1.0
+    )  # censored at the mean: E[x^2 | x <= 0] = 1
     with pytest.raises(ValueError, match="variance must be > 0"):
         squared_residuals(values, mean, np.array([1.0, 0.0, 1.0]))
 
@@ -40,10 +48,16 @@ def test_squared_residuals_broadcast_equals_row_by_row() -> None:
     values, censored = rng.normal(size=6), np.array([True, False, True, False, False, True])
     mean, variance = rng.normal(size=(6, 6)), rng.uniform(0.5, 2.0, size=(6, 6))
     whole = squared_residuals(values[None, :], mean, variance, censored[None, :], bound=0.2)
-    rows = np.stack([squared_residuals(values, mean[row], variance[row], censored, bound=0.2) for row in range(6)])
+    rows = np.stack(
+        [squared_residuals(values, mean[row], variance[row], censored, bound=0.2) for row in range(6)]
+    )
     np.testing.assert_allclose(whole, rows, rtol=1e-12)
-    assert not np.allclose(whole, squared_residuals(values[None, :], mean, variance))  # the censored columns differ
-    assert float(squared_residuals(3.0, 1.0, 2.0)) == 2.0 and float(squared_residuals(-1.0, 1.0, 1.0, True, bound=1.0)) == pytest.approx(1.0)  # scalars
+    assert not np.allclose(
+        whole, squared_residuals(values[None, :], mean, variance)
+    )  # the censored columns differ
+    assert float(squared_residuals(3.0, 1.0, 2.0)) == 2.0 and float(
+        squared_residuals(-1.0, 1.0, 1.0, True, bound=1.0)
+    ) == pytest.approx(1.0)  # scalars
 
 
 def test_local_scale_is_a_shrunk_kernel_average() -> None:
@@ -52,10 +66,19 @@ def test_local_scale_is_a_shrunk_kernel_average() -> None:
     scale = LocalVarianceScale(bandwidth_km=2.0, prior_weight=0.5)
     points = np.array([[0.0, 0.0], [3.0, 4.0], [1e4, 0.0]])
     weight = np.exp(-0.5 * 25.0 / 4.0)
-    np.testing.assert_allclose(scale.at(points, np.array([[0.0, 0.0]]), np.array([9.0])), [(9.0 + 0.5) / 1.5, (weight * 9.0 + 0.5) / (weight + 0.5), 1.0])
+    np.testing.assert_allclose(
+        scale.at(points, np.array([[0.0, 0.0]]), np.array([9.0])),
+        [(9.0 + 0.5) / 1.5, (weight * 9.0 + 0.5) / (weight + 0.5), 1.0],
+    )
     rng = np.random.default_rng(0)
-    contexts, residuals, targets = rng.uniform(0, 50, (300, 2)), rng.chisquare(1, 300), rng.uniform(0, 50, (500, 2))
-    np.testing.assert_allclose(scale.at(targets, contexts, residuals, batch=7), scale.at(targets, contexts, residuals))
+    contexts, residuals, targets = (
+        rng.uniform(0, 50, (300, 2)),
+        rng.chisquare(1, 300),
+        rng.uniform(0, 50, (500, 2)),
+    )
+    np.testing.assert_allclose(
+        scale.at(targets, contexts, residuals, batch=7), scale.at(targets, contexts, residuals)
+    )
 
 
 def test_left_out_scale_smooths_only_the_other_contexts() -> None:
@@ -70,7 +93,9 @@ def test_left_out_scale_smooths_only_the_other_contexts() -> None:
     for option, left_out in zip(options, scales):
         for index in (0, 57, 119):
             others = np.arange(120) != index
-            assert left_out[index] == pytest.approx(option.at(contexts[[index]], contexts[others], residuals[others])[0])
+            assert left_out[index] == pytest.approx(
+                option.at(contexts[[index]], contexts[others], residuals[others])[0]
+            )
     assert not np.allclose(scales[0], scales[1]) and not np.allclose(scales[0], scales[2])
 
 
@@ -100,7 +125,9 @@ def _two_regime_task(seed: int) -> tuple[Task, np.ndarray]:
     points = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(float)
     order = rng.permutation(size * size)
     context, target = order[:1500], order[1500:7500]
-    return Task(points[context], observed[context], points[target], observed[target]), points[target, 0] - (size // 2 - 0.5)
+    return Task(points[context], observed[context], points[target], observed[target]), points[target, 0] - (
+        size // 2 - 0.5
+    )
 
 
 def test_local_variance_calibrates_both_regimes_of_a_non_stationary_field() -> None:
@@ -126,8 +153,13 @@ def test_local_variance_calibrates_both_regimes_of_a_non_stationary_field() -> N
     assert abs(local[0] - 0.9) <= 0.06 and abs(local[1] - 0.9) <= 0.06, (local, stationary)
     assert local[2] < stationary[2] - 0.2, (local, stationary)
     assert prediction.attrs["local_variance"] == "leave-one-out residuals"
-    candidates, loo_crps = prediction.attrs["local_variance_candidates"], prediction.attrs["local_variance_loo_crps"]
+    candidates, loo_crps = (
+        prediction.attrs["local_variance_candidates"],
+        prediction.attrs["local_variance_loo_crps"],
+    )
     assert candidates[0] == "none" and len(candidates) == 1 + 4 * 2
     assert int(np.argmin(loo_crps)) != 0
-    assert prediction.attrs["local_variance_bandwidth_km"] > 0 and prediction.attrs["local_variance_prior_weight"] in (1.0, 4.0)
+    assert prediction.attrs["local_variance_bandwidth_km"] > 0 and prediction.attrs[
+        "local_variance_prior_weight"
+    ] in (1.0, 4.0)
     assert prediction.noise_variance.values.std() > 0  # the noise variance is re-scaled per target too

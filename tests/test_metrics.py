@@ -28,7 +28,9 @@ def test_crps_gaussian_matches_properscoring() -> None:
     expected = properscoring.crps_gaussian(values, mean, std)
     np.testing.assert_allclose(kernels.crps_gaussian(mean, std, values), expected, rtol=1e-10)
     assert float(metrics.crps_gaussian(forecast, observed)) == pytest.approx(expected.mean(), rel=1e-10)
-    np.testing.assert_allclose(metrics.crps_gaussian(forecast, observed, preserve_dims="x").values, expected.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(
+        metrics.crps_gaussian(forecast, observed, preserve_dims="x").values, expected.mean(axis=0), rtol=1e-10
+    )
 
 
 def test_crps_gaussian_at_the_mean_is_closed_form() -> None:
@@ -40,9 +42,13 @@ def test_crps_ensemble_matches_properscoring_and_converges_to_gaussian() -> None
     rng = np.random.default_rng(1)
     samples = rng.normal(1.0, 0.5, size=(30, 25))
     observed = rng.normal(1.0, 0.5, size=30)
-    np.testing.assert_allclose(kernels.crps_ensemble(samples, observed), properscoring.crps_ensemble(observed, samples), rtol=1e-10)
+    np.testing.assert_allclose(
+        kernels.crps_ensemble(samples, observed), properscoring.crps_ensemble(observed, samples), rtol=1e-10
+    )
     large = rng.normal(0.0, 1.0, size=20000)
-    assert kernels.crps_ensemble(large, np.array(0.3)) == pytest.approx(kernels.crps_gaussian(0.0, 1.0, 0.3), abs=0.01)
+    assert kernels.crps_ensemble(large, np.array(0.3)) == pytest.approx(
+        kernels.crps_gaussian(0.0, 1.0, 0.3), abs=0.01
+    )
     ensemble = xr.DataArray(samples, dims=("station", "sample"))
     score = metrics.crps_ensemble(ensemble, xr.DataArray(observed, dims="station"))
     assert float(score) == pytest.approx(properscoring.crps_ensemble(observed, samples).mean(), rel=1e-10)
@@ -51,7 +57,9 @@ def test_crps_ensemble_matches_properscoring_and_converges_to_gaussian() -> None
 def test_nlpd_matches_scipy() -> None:
     forecast, observed, mean, std, values = _gaussian_case(2)
     expected = -stats.norm.logpdf(values, mean, std).mean()
-    assert float(metrics.negative_log_predictive_density(forecast, observed)) == pytest.approx(expected, rel=1e-10)
+    assert float(metrics.negative_log_predictive_density(forecast, observed)) == pytest.approx(
+        expected, rel=1e-10
+    )
 
 
 def test_deterministic_scores() -> None:
@@ -67,7 +75,9 @@ def test_deterministic_scores() -> None:
 def test_coverage_of_calibrated_forecast_is_nominal() -> None:
     forecast, observed, *_ = _gaussian_case(3, shape=(400, 500))
     for level in (0.5, 0.8, 0.9, 0.95):
-        assert float(metrics.interval_coverage(forecast, observed, level=level)) == pytest.approx(level, abs=0.005)
+        assert float(metrics.interval_coverage(forecast, observed, level=level)) == pytest.approx(
+            level, abs=0.005
+        )
     overconfident = forecast.assign(precipitation_std=forecast.precipitation_std / 2)
     assert float(metrics.interval_coverage(overconfident, observed, level=0.9)) < 0.6
     with pytest.raises(ValueError, match="level"):
@@ -79,7 +89,9 @@ def test_pit_histogram_flat_when_calibrated_and_u_shaped_when_overconfident() ->
     histogram = metrics.pit_histogram(forecast, observed, bins=10)
     np.testing.assert_allclose(histogram.values, 0.1, atol=0.005)
     assert float(histogram.sum()) == pytest.approx(1.0)
-    overconfident = metrics.pit_histogram(forecast.assign(precipitation_std=forecast.precipitation_std / 3), observed)
+    overconfident = metrics.pit_histogram(
+        forecast.assign(precipitation_std=forecast.precipitation_std / 3), observed
+    )
     assert overconfident.values[0] > 0.2 and overconfident.values[-1] > 0.2 and overconfident.values[5] < 0.05
 
 
@@ -91,7 +103,9 @@ def test_brier_matches_properscoring_and_decomposition_adds_up() -> None:
     assert float(score) == pytest.approx(properscoring.brier_score(event, probability).mean(), rel=1e-12)
     decomposition = metrics.brier_decomposition(probability, event, bins=11)
     assert decomposition.brier_score == pytest.approx(float(score))
-    assert decomposition.reliability - decomposition.resolution + decomposition.uncertainty == pytest.approx(decomposition.brier_score, abs=1e-12)
+    assert decomposition.reliability - decomposition.resolution + decomposition.uncertainty == pytest.approx(
+        decomposition.brier_score, abs=1e-12
+    )
     assert decomposition.reliability < 0.005
 
 
@@ -100,7 +114,9 @@ def test_scores_stay_lazy_on_dask() -> None:
     lazy = forecast.chunk({"y": 10}), observed.chunk({"y": 10})
     result = metrics.crps_gaussian(*lazy, preserve_dims="y")
     assert isinstance(result.data, da.Array)
-    np.testing.assert_allclose(result.values, metrics.crps_gaussian(forecast, observed, preserve_dims="y").values)
+    np.testing.assert_allclose(
+        result.values, metrics.crps_gaussian(forecast, observed, preserve_dims="y").values
+    )
 
 
 def test_bad_forecasts_are_refused() -> None:
@@ -133,7 +149,9 @@ def test_ece_of_calibrated_forecasts_is_small_and_streaming_matches() -> None:
     event = (rng.uniform(size=(200, 300)) < probability).astype(float)
     whole = metrics.expected_calibration_error(xr.DataArray(probability), xr.DataArray(event))
     assert whole < 0.01
-    chunked = metrics.expected_calibration_error(xr.DataArray(probability).chunk(50), xr.DataArray(event).chunk(50))
+    chunked = metrics.expected_calibration_error(
+        xr.DataArray(probability).chunk(50), xr.DataArray(event).chunk(50)
+    )
     assert chunked == pytest.approx(whole, rel=1e-12)
     first = metrics.ReliabilityAccumulator.init().accumulate(probability[:100], event[:100])
     second = metrics.ReliabilityAccumulator.init().accumulate(probability[100:], event[100:])
@@ -151,7 +169,9 @@ def test_reliability_refuses_bad_input() -> None:
 
 def test_reliability_accepts_float32_rounding_above_one_but_not_more() -> None:
     rounded = np.float32(1.0) + np.float32(1e-7)  # what a float32 sum of bin probabilities can give
-    accumulator = metrics.ReliabilityAccumulator.init(10).accumulate(np.array([rounded, 0.05]), np.array([1.0, 0.0]))
+    accumulator = metrics.ReliabilityAccumulator.init(10).accumulate(
+        np.array([rounded, 0.05]), np.array([1.0, 0.0])
+    )
     assert accumulator.counts[-1] == 1 and accumulator.probability_sums[-1] == 1.0
     with pytest.raises(ValueError, match=r"\[0, 1\]; got 1.001"):
         metrics.ReliabilityAccumulator.init().accumulate(np.array([1.001]), np.array([1.0]))

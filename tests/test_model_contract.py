@@ -15,8 +15,14 @@ def _task(target_dim: str = "target") -> Task:
     rng = np.random.default_rng(11)
     points = rng.uniform(0, 60, size=(120, 2))
     field = np.maximum(np.sin(points[:, 0] / 9.0) + np.cos(points[:, 1] / 13.0), 0.0) * 4.0
-    coords = {"station": np.arange(100, 120)} if target_dim == "station" else {"y": points[100:, 1], "x": points[100:, 0]}
-    return Task(points[:100], field[:100], points[100:], field[100:], target_dim=target_dim, target_coords=coords)
+    coords = (
+        {"station": np.arange(100, 120)}
+        if target_dim == "station"
+        else {"y": points[100:, 1], "x": points[100:, 0]}
+    )
+    return Task(
+        points[:100], field[:100], points[100:], field[100:], target_dim=target_dim, target_coords=coords
+    )
 
 
 class ModelContract:
@@ -45,7 +51,9 @@ class ModelContract:
     def test_finite_and_positive_spread(self, prediction: xr.Dataset) -> None:
         for name, variable in prediction.data_vars.items():
             assert np.all(np.isfinite(variable.values)), name
-        assert np.all(prediction.precipitation_std.values > 0) or np.all(prediction.transformed_std.values > 0)
+        assert np.all(prediction.precipitation_std.values > 0) or np.all(
+            prediction.transformed_std.values > 0
+        )
         assert np.all(prediction.transformed_std.values > 0)
         assert np.all(prediction.precipitation_mean.values >= 0)
 
@@ -65,7 +73,10 @@ class ModelContract:
         assert first.precipitation_mean.dims == ("station",)
         np.testing.assert_array_equal(first.station.values, np.arange(100, 120))
         timing = ["fit_seconds", "predict_seconds"]
-        xr.testing.assert_identical(first.drop_attrs().assign_attrs({k: v for k, v in first.attrs.items() if k not in timing}), second.drop_attrs().assign_attrs({k: v for k, v in second.attrs.items() if k not in timing}))
+        xr.testing.assert_identical(
+            first.drop_attrs().assign_attrs({k: v for k, v in first.attrs.items() if k not in timing}),
+            second.drop_attrs().assign_attrs({k: v for k, v in second.attrs.items() if k not in timing}),
+        )
 
 
 class TestGaussianProcess(ModelContract):
@@ -78,8 +89,15 @@ class TestKriging(ModelContract):
     def test_fewer_than_three_contexts_are_refused(self) -> None:
         task = _task()
         for count in (1, 2):
-            few = Task(task.context_coordinates[:count], task.context_values[:count] + np.arange(count), task.target_coordinates, task.target_values)
-            with pytest.raises(ValueError, match=f"kriging needs at least 3 contexts to fit a variogram, got {count}"):
+            few = Task(
+                task.context_coordinates[:count],
+                task.context_values[:count] + np.arange(count),
+                task.target_coordinates,
+                task.target_values,
+            )
+            with pytest.raises(
+                ValueError, match=f"kriging needs at least 3 contexts to fit a variogram, got {count}"
+            ):
                 self.make_model().predict(few)
 
 

@@ -19,8 +19,10 @@ TINY = {"hidden": 16, "latent_dimension": 4, "heads": 2, "self_attention_layers"
 def _inputs(batch: int = 3, n_context: int = 7, n_target: int = 5) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(0)
     return (
-        torch.randn(batch, n_context, 2, generator=generator), torch.randn(batch, n_context, 1, generator=generator),
-        torch.randn(batch, n_target, 2, generator=generator), torch.randn(batch, n_target, 1, generator=generator),
+        torch.randn(batch, n_context, 2, generator=generator),
+        torch.randn(batch, n_context, 1, generator=generator),
+        torch.randn(batch, n_target, 2, generator=generator),
+        torch.randn(batch, n_target, 1, generator=generator),
     )
 
 
@@ -66,7 +68,10 @@ def test_task_statistics_are_the_context_mean_and_floored_spread() -> None:
 def _without_statistics_input(model: NeuralProcess) -> NeuralProcess:
     """Zero the decoder weights that read ``(centre, log scale)``, so only the normalised task matters."""
     first = model.decoder.network[0]
-    statistics_columns = slice(2 + model.config.hidden + int(model.config.distance_bias), 2 + model.config.hidden + int(model.config.distance_bias) + 2)
+    statistics_columns = slice(
+        2 + model.config.hidden + int(model.config.distance_bias),
+        2 + model.config.hidden + int(model.config.distance_bias) + 2,
+    )
     with torch.no_grad():
         first.weight[:, statistics_columns] = 0.0
     return model
@@ -78,7 +83,14 @@ def test_task_normalisation_is_equivariant_to_shift_and_scale(attention: bool, l
     scaling (floor negligible) scales both. Only the decoder's statistics input breaks this,
     so it is zeroed here; the std floor scales with the task."""
     torch.manual_seed(0)
-    config = NeuralProcessConfig(**{**TINY, "latent_dimension": 4}, attention=attention, latent=latent, task_normalisation=True, task_scale_floor=1e-6, minimum_std=0.2)
+    config = NeuralProcessConfig(
+        **{**TINY, "latent_dimension": 4},
+        attention=attention,
+        latent=latent,
+        task_normalisation=True,
+        task_scale_floor=1e-6,
+        minimum_std=0.2,
+    )
     model = _without_statistics_input(NeuralProcess(config)).eval()
     context_inputs, context_values, target_inputs, _ = _inputs()
 
@@ -86,7 +98,11 @@ def test_task_normalisation_is_equivariant_to_shift_and_scale(attention: bool, l
         torch.manual_seed(1)
         return model(context_inputs, values, target_inputs, samples=2)
 
-    base, shifted, scaled = predict(context_values), predict(context_values + 5.0), predict(3.0 * context_values - 1.0)
+    base, shifted, scaled = (
+        predict(context_values),
+        predict(context_values + 5.0),
+        predict(3.0 * context_values - 1.0),
+    )
     torch.testing.assert_close(shifted.mean, base.mean + 5.0, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(shifted.std, base.std, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(scaled.mean, 3.0 * base.mean - 1.0, rtol=1e-4, atol=1e-4)
@@ -97,7 +113,9 @@ def test_task_normalisation_is_equivariant_to_shift_and_scale(attention: bool, l
     torch.manual_seed(1)
     first = full(context_inputs, context_values, target_inputs, samples=1).mean
     torch.manual_seed(1)
-    assert not torch.allclose(full(context_inputs, context_values + 5.0, target_inputs, samples=1).mean, first + 5.0, atol=1e-3)
+    assert not torch.allclose(
+        full(context_inputs, context_values + 5.0, target_inputs, samples=1).mean, first + 5.0, atol=1e-3
+    )
 
 
 def test_loss_terms_and_one_batch_overfit() -> None:
@@ -123,7 +141,9 @@ def test_loss_terms_and_one_batch_overfit() -> None:
 def test_cnp_has_no_kl() -> None:
     model = NeuralProcess(NeuralProcessConfig(**TINY, attention=False, latent=False))
     context_inputs, context_values, target_inputs, target_values = _inputs()
-    terms = neural_process_loss(model(context_inputs, context_values, target_inputs, target_values), target_values[..., 0])
+    terms = neural_process_loss(
+        model(context_inputs, context_values, target_inputs, target_values), target_values[..., 0]
+    )
     assert terms["kl"] == 0 and terms["cross_entropy"] == 0
 
 
@@ -141,7 +161,9 @@ def test_tile_context_takes_the_box_and_caps_by_distance() -> None:
     context = np.array([[0.0, 0.0], [5.0, 5.0], [50.0, 50.0], [9.0, 9.0]])
     chosen = tile_context(context, np.array([0.0, 0.0]), np.array([10.0, 10.0]), halo_km=1.0, max_context=2)
     np.testing.assert_array_equal(chosen, [1, 3])  # the two nearest to the centre (5, 5) inside the box
-    far = tile_context(context, np.array([200.0, 200.0]), np.array([210.0, 210.0]), halo_km=1.0, max_context=1)
+    far = tile_context(
+        context, np.array([200.0, 200.0]), np.array([210.0, 210.0]), halo_km=1.0, max_context=1
+    )
     np.testing.assert_array_equal(far, [2])  # nothing inside: the nearest
 
 
@@ -149,7 +171,13 @@ def _task(seed: int = 0) -> Task:
     rng = np.random.default_rng(seed)
     points = rng.uniform(0, 50, size=(150, 2))
     values = np.maximum(np.sin(points[:, 0] / 8) * 3, 0)
-    return Task(points[:100], values[:100], points[100:], values[100:], target_coords={"x": points[100:, 0], "y": points[100:, 1]})
+    return Task(
+        points[:100],
+        values[:100],
+        points[100:],
+        values[100:],
+        target_coords={"x": points[100:, 0], "y": points[100:, 1]},
+    )
 
 
 def _interpolator(**options) -> NeuralProcessInterpolator:
@@ -162,10 +190,29 @@ def test_prediction_invariant_to_context_order_and_to_other_targets() -> None:
     interpolator = _interpolator(tiles=TileOptions(tile_km=20, halo_km=20))
     full = interpolator.predict(task)
     order = np.random.default_rng(3).permutation(task.n_context)
-    shuffled = Task(task.context_coordinates[order], task.context_values[order], task.target_coordinates, task.target_values, target_coords=task.target_coords)
-    np.testing.assert_allclose(interpolator.predict(shuffled).transformed_mean.values, full.transformed_mean.values, rtol=1e-5, atol=1e-6)
-    subset = Task(task.context_coordinates, task.context_values, task.target_coordinates[:7], task.target_values[:7], target_coords={k: v[:7] for k, v in task.target_coords.items()})
-    np.testing.assert_allclose(interpolator.predict(subset).transformed_std.values, full.transformed_std.values[:7], rtol=1e-5)
+    shuffled = Task(
+        task.context_coordinates[order],
+        task.context_values[order],
+        task.target_coordinates,
+        task.target_values,
+        target_coords=task.target_coords,
+    )
+    np.testing.assert_allclose(
+        interpolator.predict(shuffled).transformed_mean.values,
+        full.transformed_mean.values,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    subset = Task(
+        task.context_coordinates,
+        task.context_values,
+        task.target_coordinates[:7],
+        task.target_values[:7],
+        target_coords={k: v[:7] for k, v in task.target_coords.items()},
+    )
+    np.testing.assert_allclose(
+        interpolator.predict(subset).transformed_std.values, full.transformed_std.values[:7], rtol=1e-5
+    )
 
 
 def test_bin_probabilities_sum_to_one_and_mc_dropout_adds_epistemic_variance() -> None:

@@ -39,27 +39,39 @@ def test_environment_yml_matches_pyproject() -> None:
     conda = _conda_specs()
     for requirement in _pypi_requirements():
         name = CONDA_NAMES.get(requirement.name, requirement.name)
-        assert name in conda, f"{requirement.name} is in pyproject.toml but not in environment.yml (as {name})"
-        assert conda[name] == str(requirement.specifier) or sorted(conda[name].split(",")) == sorted(str(requirement.specifier).split(",")), (
-            f"{name}: environment.yml says {conda[name]!r}, pyproject.toml says {requirement.specifier}"
+        assert name in conda, (
+            f"{requirement.name} is in pyproject.toml but not in environment.yml (as {name})"
         )
+        assert conda[name] == str(requirement.specifier) or sorted(conda[name].split(",")) == sorted(
+            str(requirement.specifier).split(",")
+        ), f"{name}: environment.yml says {conda[name]!r}, pyproject.toml says {requirement.specifier}"
         for extra in requirement.extras:
             if (requirement.name, extra) in CONDA_EXTRAS:
-                assert CONDA_EXTRAS[requirement.name, extra] in conda, f"{requirement}: environment.yml lacks {CONDA_EXTRAS[requirement.name, extra]}"
-    pypi_names = {CONDA_NAMES.get(r.name, r.name) for r in _pypi_requirements()} | {"python", "pip"} | set(CONDA_EXTRAS.values())
+                assert CONDA_EXTRAS[requirement.name, extra] in conda, (
+                    f"{requirement}: environment.yml lacks {CONDA_EXTRAS[requirement.name, extra]}"
+                )
+    pypi_names = (
+        {CONDA_NAMES.get(r.name, r.name) for r in _pypi_requirements()}
+        | {"python", "pip"}
+        | set(CONDA_EXTRAS.values())
+    )
     assert set(conda) <= pypi_names, f"environment.yml has extras: {set(conda) - pypi_names}"
 
 
 def test_docs_extra_is_part_of_the_test_extra() -> None:
     extras = _pyproject()["project"]["optional-dependencies"]
     assert extras["docs"], "pyproject.toml has an empty docs extra"
-    assert set(extras["docs"]) <= set(extras["test"]), "make test builds the docs: the test extra must hold the docs extra"
+    assert set(extras["docs"]) <= set(extras["test"]), (
+        "make test builds the docs: the test extra must hold the docs extra"
+    )
 
 
 def test_licence_is_an_spdx_expression_with_a_setuptools_that_reads_it() -> None:
     pyproject = _pyproject()
     assert pyproject["project"]["license"] == "MIT"
-    setuptools = next(Requirement(text) for text in pyproject["build-system"]["requires"] if text.startswith("setuptools"))
+    setuptools = next(
+        Requirement(text) for text in pyproject["build-system"]["requires"] if text.startswith("setuptools")
+    )
     assert not setuptools.specifier.contains("76.9"), "SPDX license strings need setuptools >= 77"
 
 

@@ -61,7 +61,12 @@ def _grid(crs_name: str) -> xr.Dataset:
             "precipitation_std": (("y", "x"), std),
             "exceedance_probability": (("y", "x", "threshold"), probability),
         },
-        coords={"y": y, "x": x, "threshold": [0.1, 1.0, 5.0, 10.0], "time": np.datetime64("2010-08-26T06:40")},
+        coords={
+            "y": y,
+            "x": x,
+            "threshold": [0.1, 1.0, 5.0, 10.0],
+            "time": np.datetime64("2010-08-26T06:40"),
+        },
         attrs={"model": "gp"},
     )
     dataset["crs"] = grid_mapping(pyproj.CRS.from_user_input(definition))
@@ -94,7 +99,11 @@ def test_mean_map_extent_colour_bar_and_blank_nan(crs_name: str, natural_earth: 
     figure = mean_map(grid)
     axes = figure.axes[0]
     x, y = grid.x.values, grid.y.values
-    np.testing.assert_allclose(axes.get_extent(crs=axes.projection), (x.min() - 1000, x.max() + 1000, y.min() - 1000, y.max() + 1000), rtol=1e-6)
+    np.testing.assert_allclose(
+        axes.get_extent(crs=axes.projection),
+        (x.min() - 1000, x.max() + 1000, y.min() - 1000, y.max() + 1000),
+        rtol=1e-6,
+    )
     colour_bar = figure.axes[1]
     assert colour_bar.get_ylim() == pytest.approx((0.0, 100.0))
     assert "mm h-1" in colour_bar.get_ylabel()
@@ -113,13 +122,17 @@ def test_observed_map_shows_dry_apart_from_nan(natural_earth: Path) -> None:
     axes = figure.axes[0]
     dry = _pixel(figure, axes, grid.x.values[48], grid.y.values[2])  # observed, 0 mm/h
     hidden = _pixel(figure, axes, grid.x.values[40], grid.y.values[15])  # unobserved
-    np.testing.assert_allclose(dry[:3], np.round(255 * np.array(matplotlib.colors.to_rgb(DRY_COLOUR))), atol=2)
+    np.testing.assert_allclose(
+        dry[:3], np.round(255 * np.array(matplotlib.colors.to_rgb(DRY_COLOUR))), atol=2
+    )
     np.testing.assert_array_equal(hidden[:3], [255, 255, 255])
     contours = [child for child in axes.get_children() if isinstance(child, matplotlib.contour.ContourSet)]
     assert contours, "the unobserved region is outlined"
 
 
-def test_coastlines_from_local_files_and_a_single_warning_without(natural_earth: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_coastlines_from_local_files_and_a_single_warning_without(
+    natural_earth: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cartopy.mpl.feature_artist import FeatureArtist
 
     figure = std_map(_grid("knmi"))
@@ -131,7 +144,9 @@ def test_coastlines_from_local_files_and_a_single_warning_without(natural_earth:
         figure = uncertainty_maps(_grid("knmi"))
     messages = [str(warning.message) for warning in caught if "Natural Earth" in str(warning.message)]
     assert len(messages) == 1
-    assert not [child for axes in figure.axes for child in axes.get_children() if isinstance(child, FeatureArtist)]
+    assert not [
+        child for axes in figure.axes for child in axes.get_children() if isinstance(child, FeatureArtist)
+    ]
     assert len(figure.axes) == 8  # four maps and their colour bars
 
 
@@ -139,7 +154,9 @@ def test_exceedance_map_range_and_unknown_threshold(natural_earth: Path) -> None
     figure = exceedance_map(_grid("laea"), 1.0)
     assert figure.axes[1].get_ylim() == pytest.approx((0.0, 1.0))
     assert "P(rate > 1 mm/h)" in figure.axes[0].get_title()
-    with pytest.raises(ValueError, match="threshold 2 mm/h is not in the prediction; available: 0.1, 1, 5, 10"):
+    with pytest.raises(
+        ValueError, match="threshold 2 mm/h is not in the prediction; available: 0.1, 1, 5, 10"
+    ):
         exceedance_map(_grid("laea"), 2.0)
 
 
@@ -148,7 +165,11 @@ def test_combined_map_hatches_low_confidence(natural_earth: Path, tmp_path: Path
     hatched = low_confidence(grid)
     assert int(hatched.sum()) == 20 * 7  # std 6 > mean 3 where x >= 38
     figure = combined_map(grid)
-    hatches = [child for child in figure.axes[0].get_children() if isinstance(child, matplotlib.contour.ContourSet) and "////" in (child.hatches or [])]
+    hatches = [
+        child
+        for child in figure.axes[0].get_children()
+        if isinstance(child, matplotlib.contour.ContourSet) and "////" in (child.hatches or [])
+    ]
     assert hatches
     path = save_figure(figure, tmp_path / "combined.png")
     assert plt.imread(path).shape[0] > 100
@@ -164,7 +185,12 @@ def _truth_and_forecast() -> tuple[xr.DataArray, xr.DataArray, xr.Dataset]:
     rng = np.random.default_rng(0)
     probability = rng.uniform(size=4000)
     event = rng.uniform(size=4000) < probability
-    gaussian = xr.Dataset({"precipitation_mean": ("point", rng.normal(size=4000)), "precipitation_std": ("point", np.ones(4000))})
+    gaussian = xr.Dataset(
+        {
+            "precipitation_mean": ("point", rng.normal(size=4000)),
+            "precipitation_std": ("point", np.ones(4000)),
+        }
+    )
     return xr.DataArray(probability, dims="point"), xr.DataArray(event, dims="point"), gaussian
 
 
@@ -175,13 +201,18 @@ def test_reliability_figure_plots_the_diagram_and_counts() -> None:
     top, bottom = figure.axes
     line = top.get_lines()[1]
     np.testing.assert_allclose(line.get_ydata(), diagram.observed_frequency.values)
-    np.testing.assert_allclose(sorted(patch.get_height() for patch in bottom.patches), sorted(diagram["count"].values))
+    np.testing.assert_allclose(
+        sorted(patch.get_height() for patch in bottom.patches), sorted(diagram["count"].values)
+    )
     assert bottom.get_yscale() == "log"
 
 
 def test_bin_frequency_figure_draws_observed_beside_forecast_per_panel() -> None:
     labels = ["0-0.1", "0.1-1", ">1"]
-    frequencies = {f"radar {number}": (np.array([0.5, 0.3, 0.2]) * (number + 1) / 4, np.array([0.6, 0.3, 0.1])) for number in range(4)}
+    frequencies = {
+        f"radar {number}": (np.array([0.5, 0.3, 0.2]) * (number + 1) / 4, np.array([0.6, 0.3, 0.1]))
+        for number in range(4)
+    }
     figure = bin_frequency_figure(frequencies, labels)
     visible = [axes for axes in figure.axes if axes.get_visible()]
     assert len(figure.axes) == 6 and len(visible) == 4
@@ -199,9 +230,21 @@ def test_pit_coverage_distance_and_comparison_figures() -> None:
     np.testing.assert_allclose([patch.get_height() for patch in figure.axes[0].patches], histogram.values)
     figure = coverage_figure({"gp": {0.5: 0.48, 0.9: 0.91}, "anp": {0.5: 0.55, 0.9: 0.86}})
     assert [list(line.get_ydata()) for line in figure.axes[0].get_lines()[1:]] == [[0.48, 0.91], [0.55, 0.86]]
-    by_distance = xr.Dataset({"crps": ("distance", [0.1, 0.3]), "coverage_90": ("distance", [0.9, 0.85]), "count": ("distance", [10, 5]), "mean_distance": ("distance", [1.0, 6.0])})
+    by_distance = xr.Dataset(
+        {
+            "crps": ("distance", [0.1, 0.3]),
+            "coverage_90": ("distance", [0.9, 0.85]),
+            "count": ("distance", [10, 5]),
+            "mean_distance": ("distance", [1.0, 6.0]),
+        }
+    )
     figure = distance_figure({"gp": by_distance})
     np.testing.assert_allclose(figure.axes[0].get_lines()[0].get_xdata(), [1.0, 6.0])
     np.testing.assert_allclose(figure.axes[1].get_lines()[0].get_ydata(), [0.9, 0.85])
-    figure = model_comparison_figure({"gp": {"crps": 0.2, "rmse": 1, "nlpd": 0.1, "coverage_90": 0.9}, "kriging": {"crps": 0.3, "rmse": 2, "nlpd": 0.2, "coverage_90": 0.95}})
+    figure = model_comparison_figure(
+        {
+            "gp": {"crps": 0.2, "rmse": 1, "nlpd": 0.1, "coverage_90": 0.9},
+            "kriging": {"crps": 0.3, "rmse": 2, "nlpd": 0.2, "coverage_90": 0.95},
+        }
+    )
     assert [patch.get_height() for patch in figure.axes[0].patches] == [0.2, 0.3]

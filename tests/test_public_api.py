@@ -20,8 +20,16 @@ def test_top_level_names() -> None:
 
 
 def test_import_does_no_work() -> None:
-    code = "import sys, weatherunc; print(sorted(m for m in ('xarray', 'dask', 'torch', 'pysteps') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    code = (
+        "import sys, weatherunc; print(sorted(m for m in ('xarray', 'dask', 'torch', 'pysteps') if m in "
+        "sys.modules))"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "[]"
+    )
 
 
 def test_fill_is_the_function_not_its_module() -> None:

@@ -11,7 +11,14 @@ import xarray as xr
 
 from weatherunc.evaluation import distance_to_nearest_context, score_prediction
 from weatherunc.heads.calibration import rescale_std
-from weatherunc.heads.self_calibration import SelfCalibrated, SelfCalibrationOptions, fit_self_calibration, pseudo_predictions, pseudo_task, self_calibrate
+from weatherunc.heads.self_calibration import (
+    SelfCalibrated,
+    SelfCalibrationOptions,
+    fit_self_calibration,
+    pseudo_predictions,
+    pseudo_task,
+    self_calibrate,
+)
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
@@ -25,9 +32,15 @@ def _field_task(seed: int = 0, n_context: int = 1500, n_target: int = 400) -> Ta
     context, target = points[~in_gap][:n_context], points[in_gap][:n_target]
 
     def rate(xy: np.ndarray) -> np.ndarray:
-        return np.expm1(np.maximum(2.5 + np.sin(xy[:, 0] / 6.0) + np.cos(xy[:, 1] / 9.0) + 0.3 * rng.normal(size=len(xy)), 0.0))
+        return np.expm1(
+            np.maximum(
+                2.5 + np.sin(xy[:, 0] / 6.0) + np.cos(xy[:, 1] / 9.0) + 0.3 * rng.normal(size=len(xy)), 0.0
+            )
+        )
 
-    return Task(context, rate(context), target, rate(target), target_coords={"x": target[:, 0], "y": target[:, 1]})
+    return Task(
+        context, rate(context), target, rate(target), target_coords={"x": target[:, 0], "y": target[:, 1]}
+    )
 
 
 class OverconfidentModel:
@@ -46,14 +59,24 @@ class OverconfidentModel:
         mean = transform.forward(task.context_values[nearest])
         distance = distance_to_nearest_context(task)
         variance = (0.3**2 + (0.1 * distance) ** 2) * self.shrink**2
-        return prediction_dataset(task, transformed_mean=mean, latent_variance=np.zeros(task.n_target), noise_variance=variance, transform=transform, model=self.name, attrs={"fit_seconds": 0.0, "predict_seconds": 0.0})
+        return prediction_dataset(
+            task,
+            transformed_mean=mean,
+            latent_variance=np.zeros(task.n_target),
+            noise_variance=variance,
+            transform=transform,
+            model=self.name,
+            attrs={"fit_seconds": 0.0, "predict_seconds": 0.0},
+        )
 
 
 def test_pseudo_task_hides_contexts_and_weights_match_the_real_distances() -> None:
     task = _field_task()
     options = SelfCalibrationOptions(pseudo_fraction=0.2)
     pseudo, weights = pseudo_task(task, options)
-    assert pseudo.n_target == int(0.2 * task.n_context) and pseudo.n_context == task.n_context - pseudo.n_target
+    assert (
+        pseudo.n_target == int(0.2 * task.n_context) and pseudo.n_context == task.n_context - pseudo.n_target
+    )
     both = np.vstack([pseudo.context_coordinates, pseudo.target_coordinates])
     assert len(np.unique(both, axis=0)) == task.n_context  # a partition of the contexts
     assert weights.shape == (pseudo.n_target,) and weights.mean() == pytest.approx(1.0)
@@ -62,7 +85,9 @@ def test_pseudo_task_hides_contexts_and_weights_match_the_real_distances() -> No
     pseudo_distance = distance_to_nearest_context(pseudo)
     weighted = np.histogram(pseudo_distance, edges, weights=weights)[0]
     covered = np.histogram(pseudo_distance, edges)[0] > 0
-    np.testing.assert_allclose((weighted / weighted.sum())[covered], (real[covered] / real[covered].sum()), atol=1e-9)
+    np.testing.assert_allclose(
+        (weighted / weighted.sum())[covered], (real[covered] / real[covered].sum()), atol=1e-9
+    )
     with pytest.raises(ValueError, match="too few"):
         pseudo_task(Task(np.zeros((1, 2)), np.ones(1), np.ones((1, 2)), np.ones(1)), options)
 
@@ -74,8 +99,14 @@ def test_rescale_std_scales_each_target_and_recomputes_the_rate_distribution() -
     rescaled = rescale_std(prediction, factors)
     np.testing.assert_allclose(rescaled.transformed_std.values, prediction.transformed_std.values * factors)
     np.testing.assert_allclose(rescaled.noise_variance.values, prediction.noise_variance.values * factors**2)
-    wider = rescaled.precipitation_quantile.sel(quantile=0.95).values - rescaled.precipitation_quantile.sel(quantile=0.05).values
-    narrower = prediction.precipitation_quantile.sel(quantile=0.95).values - prediction.precipitation_quantile.sel(quantile=0.05).values
+    wider = (
+        rescaled.precipitation_quantile.sel(quantile=0.95).values
+        - rescaled.precipitation_quantile.sel(quantile=0.05).values
+    )
+    narrower = (
+        prediction.precipitation_quantile.sel(quantile=0.95).values
+        - prediction.precipitation_quantile.sel(quantile=0.05).values
+    )
     assert np.all(wider[factors > 1.01] > narrower[factors > 1.01])
     with pytest.raises(ValueError, match="factor"):
         rescale_std(prediction, 0.0)
@@ -93,7 +124,9 @@ def test_self_calibration_restores_the_coverage_of_a_miscalibrated_model(shrink:
         record = json.loads(calibrated_prediction.attrs["self_calibration"])
         assert record["method"] == "self" and record["scores"]["pseudo_targets"] > 100
         assert (record["overall_std_factor"] > 1) == (shrink < 1)
-        assert abs(record["scores"]["after"]["coverage_90"] - 0.9) < abs(record["scores"]["before"]["coverage_90"] - 0.9)
+        assert abs(record["scores"]["after"]["coverage_90"] - 0.9) < abs(
+            record["scores"]["before"]["coverage_90"] - 0.9
+        )
         np.testing.assert_allclose(calibrated_prediction.bin_probability.sum("bin").values, 1.0, rtol=1e-9)
     assert abs(np.mean(plain) - 0.9) > 0.09  # the check can fail: the model is miscalibrated
     assert abs(np.mean(calibrated) - 0.9) < 0.08
@@ -106,10 +139,17 @@ def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
     prediction = SelfCalibrated(model, options=once).predict(task)
     record = json.loads(prediction.attrs["self_calibration"])
     assert record["method"] == "none" and "minimum_targets" in record["reason"]
-    np.testing.assert_array_equal(prediction.transformed_std.values, model.predict(task).transformed_std.values)
+    np.testing.assert_array_equal(
+        prediction.transformed_std.values, model.predict(task).transformed_std.values
+    )
     assert prediction.attrs["model"] == "overconfident+self"
     pseudo, weights = pseudo_task(task, once)
-    assert fit_self_calibration(model.predict(pseudo), pseudo.target_values, distance_to_nearest_context(pseudo), weights, once) is None
+    assert (
+        fit_self_calibration(
+            model.predict(pseudo), pseudo.target_values, distance_to_nearest_context(pseudo), weights, once
+        )
+        is None
+    )
 
 
 def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() -> None:
@@ -119,8 +159,12 @@ def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() 
     per_draw = int(options.pseudo_fraction * task.n_context)
     assert draws == int(np.ceil(2 * options.minimum_targets / per_draw)) and truth.size == draws * per_draw
     assert pooled.sizes["target"] == truth.size == distance.size == weights.size
-    record = json.loads(self_calibrate(OverconfidentModel(0.5), task, options=options).attrs["self_calibration"])
-    assert record["method"] == "self" and record["scores"]["draws"] == draws and record["overall_std_factor"] > 1
+    record = json.loads(
+        self_calibrate(OverconfidentModel(0.5), task, options=options).attrs["self_calibration"]
+    )
+    assert (
+        record["method"] == "self" and record["scores"]["draws"] == draws and record["overall_std_factor"] > 1
+    )
 
 
 def test_std_factors_that_cost_crps_are_dropped() -> None:
@@ -131,17 +175,36 @@ def test_std_factors_that_cost_crps_are_dropped() -> None:
     truth_level[: int(0.12 * n)] += 1.0  # 12 % far above the forecast: 90 % coverage needs some of them
     points = rng.uniform(0, 50, size=(n, 2))
     transform = PrecipitationTransform()
-    prediction = prediction_dataset(Task(points, np.ones(n), points, np.expm1(truth_level)), transformed_mean=np.full(n, 2.0), latent_variance=np.zeros(n), noise_variance=np.full(n, 0.05**2), transform=transform, model="sharp")
+    prediction = prediction_dataset(
+        Task(points, np.ones(n), points, np.expm1(truth_level)),
+        transformed_mean=np.full(n, 2.0),
+        latent_variance=np.zeros(n),
+        noise_variance=np.full(n, 0.05**2),
+        transform=transform,
+        model="sharp",
+    )
     options = SelfCalibrationOptions()
     fitted = fit_self_calibration(prediction, np.expm1(truth_level), np.full(n, 2.0), np.ones(n), options)
     assert not fitted.scores["std_factors_kept"] and fitted.factors == (1.0,) * len(fitted.factors)
     assert fitted.scores["after"]["crps"] == fitted.scores["before"]["crps"]
-    loose = fit_self_calibration(prediction, np.expm1(truth_level), np.full(n, 2.0), np.ones(n), SelfCalibrationOptions(crps_tolerance=10.0))
+    loose = fit_self_calibration(
+        prediction,
+        np.expm1(truth_level),
+        np.full(n, 2.0),
+        np.ones(n),
+        SelfCalibrationOptions(crps_tolerance=10.0),
+    )
     assert loose.scores["std_factors_kept"] and loose.overall_factor > 2
 
 
 def test_options_are_checked() -> None:
-    for bad in ({"pseudo_fraction": 1.0}, {"level": 0.0}, {"distance_edges_km": (0.0, 5.0, 2.0)}, {"max_repeats": 0}, {"crps_tolerance": -0.1}):
+    for bad in (
+        {"pseudo_fraction": 1.0},
+        {"level": 0.0},
+        {"distance_edges_km": (0.0, 5.0, 2.0)},
+        {"max_repeats": 0},
+        {"crps_tolerance": -0.1},
+    ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
 
@@ -151,7 +214,15 @@ def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
     from pipelines.run_job import run_job
     from tests.test_jobs import JOB
 
-    job = JobConfig(**{**JOB, "name": "mrms_idw_self", "calibration": "self", "frames": {"start": "2019-06-10T00:30", "limit": 1}, "output_dir": str(tmp_path)})
+    job = JobConfig(
+        **{
+            **JOB,
+            "name": "mrms_idw_self",
+            "calibration": "self",
+            "frames": {"start": "2019-06-10T00:30", "limit": 1},
+            "output_dir": str(tmp_path),
+        }
+    )
     assert job.self_calibration and job.calibration_file is None
     report = run_job(job, scheduler="synchronous", progress=False)
     store = xr.open_zarr(report.store, consolidated=False)
@@ -164,9 +235,24 @@ def test_rescale_std_takes_gridded_predictions() -> None:
 
     task = _field_task(n_context=50, n_target=30)
     rows, columns = np.arange(task.n_target) // 6, np.arange(task.n_target) % 6
-    task = Task(task.context_coordinates, task.context_values, task.target_coordinates, task.target_values, target_coords={"row": rows, "column": columns})
+    task = Task(
+        task.context_coordinates,
+        task.context_values,
+        task.target_coordinates,
+        task.target_values,
+        target_coords={"row": rows, "column": columns},
+    )
     prediction = OverconfidentModel(1.0).predict(task)
-    grid = to_grid(prediction, xr.DataArray(np.zeros((rows[-1] + 1, 6)), dims=("y", "x"), coords={"y": np.arange(rows[-1] + 1.0), "x": np.arange(6.0)}))
+    grid = to_grid(
+        prediction,
+        xr.DataArray(
+            np.zeros((rows[-1] + 1, 6)),
+            dims=("y", "x"),
+            coords={"y": np.arange(rows[-1] + 1.0), "x": np.arange(6.0)},
+        ),
+    )
     rescaled = rescale_std(grid, 2.0)
-    np.testing.assert_allclose(rescaled.transformed_std.values, 2.0 * grid.transformed_std.values)  # NaN off the targets on both
+    np.testing.assert_allclose(
+        rescaled.transformed_std.values, 2.0 * grid.transformed_std.values
+    )  # NaN off the targets on both
     assert rescaled.precipitation_std.dims == ("y", "x")

@@ -9,7 +9,15 @@ import pyproj
 import pytest
 import xarray as xr
 
-from weatherunc.tasks import Task, blocked_station_folds, gauge_network, masked_blocks, planar_kilometres, random_pixels, station_folds
+from weatherunc.tasks import (
+    Task,
+    blocked_station_folds,
+    gauge_network,
+    masked_blocks,
+    planar_kilometres,
+    random_pixels,
+    station_folds,
+)
 
 CRS = pyproj.CRS.from_epsg(3035)
 
@@ -18,7 +26,9 @@ def _frame(seed: int = 0) -> xr.DataArray:
     rng = np.random.default_rng(seed)
     values = rng.gamma(0.5, 2.0, size=(60, 80))
     values[:10, :10] = np.nan
-    return xr.DataArray(values, dims=("y", "x"), coords={"y": 1000.0 * np.arange(60)[::-1], "x": 1000.0 * np.arange(80)})
+    return xr.DataArray(
+        values, dims=("y", "x"), coords={"y": 1000.0 * np.arange(60)[::-1], "x": 1000.0 * np.arange(80)}
+    )
 
 
 def _pixels(task: Task) -> set[tuple[float, float]]:
@@ -28,7 +38,11 @@ def _pixels(task: Task) -> set[tuple[float, float]]:
 @pytest.mark.parametrize("sampler", [random_pixels, masked_blocks, gauge_network])
 def test_samplers_are_seeded_disjoint_and_observed(sampler) -> None:
     frame = _frame()
-    first, second, other = sampler(frame, seed=3, crs=CRS), sampler(frame, seed=3, crs=CRS), sampler(frame, seed=4, crs=CRS)
+    first, second, other = (
+        sampler(frame, seed=3, crs=CRS),
+        sampler(frame, seed=3, crs=CRS),
+        sampler(frame, seed=4, crs=CRS),
+    )
     np.testing.assert_array_equal(first.target_coordinates, second.target_coordinates)
     assert not np.array_equal(first.context_coordinates, other.context_coordinates)
     targets, contexts = _pixels(first)
@@ -40,11 +54,15 @@ def test_samplers_are_seeded_disjoint_and_observed(sampler) -> None:
 
 
 def test_masked_blocks_hide_contiguous_squares() -> None:
-    task = masked_blocks(_frame(), block_pixels=8, count=2, halo_pixels=4, max_context=None, max_target=None, seed=1, crs=CRS)
+    task = masked_blocks(
+        _frame(), block_pixels=8, count=2, halo_pixels=4, max_context=None, max_target=None, seed=1, crs=CRS
+    )
     assert task.n_target <= 2 * 64
     rows, columns = task.target_coords["row"], task.target_coords["column"]
     assert rows.max() - rows.min() >= 7 and columns.max() - columns.min() >= 7
-    distances = np.min(np.linalg.norm(task.context_coordinates[:, None] - task.target_coordinates[None], axis=2), axis=1)
+    distances = np.min(
+        np.linalg.norm(task.context_coordinates[:, None] - task.target_coordinates[None], axis=2), axis=1
+    )
     assert distances.max() <= np.hypot(4, 4) + 1e-9, "contexts come from the halo around the blocks"
 
 
@@ -78,7 +96,14 @@ def test_task_checks_its_arrays() -> None:
 def test_task_refuses_impossible_values_coordinates_and_duplicates() -> None:
     context, target = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([[5.0, 5.0]])
     values, covariates = np.array([0.0, 1.0, 2.0]), np.ones((3, 1))
-    Task(context, values, target, np.array([np.nan]), context_covariates=covariates, target_covariates=covariates[:1])
+    Task(
+        context,
+        values,
+        target,
+        np.array([np.nan]),
+        context_covariates=covariates,
+        target_covariates=covariates[:1],
+    )
     with pytest.raises(ValueError, match=r"context_values .* >= 0 .*-0\.5"):
         Task(context, np.array([0.0, -0.5, 2.0]), target, np.zeros(1))
     with pytest.raises(ValueError, match="context_values .* finite"):
@@ -93,9 +118,23 @@ def test_task_refuses_impossible_values_coordinates_and_duplicates() -> None:
         with pytest.raises(ValueError, match="target_coordinates .* finite"):
             Task(context, values, np.array([[5.0, bad]]), np.zeros(1))
         with pytest.raises(ValueError, match="target_covariates .* finite"):
-            Task(context, values, target, np.zeros(1), context_covariates=covariates, target_covariates=np.array([[bad]]))
+            Task(
+                context,
+                values,
+                target,
+                np.zeros(1),
+                context_covariates=covariates,
+                target_covariates=np.array([[bad]]),
+            )
     with pytest.raises(ValueError, match="context_covariates .* finite"):
-        Task(context, values, target, np.zeros(1), context_covariates=np.array([[1.0], [np.nan], [1.0]]), target_covariates=covariates[:1])
+        Task(
+            context,
+            values,
+            target,
+            np.zeros(1),
+            context_covariates=np.array([[1.0], [np.nan], [1.0]]),
+            target_covariates=covariates[:1],
+        )
     duplicated = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
     with pytest.raises(ValueError, match="context_coordinates .* 3 duplicated .* merge .*averag"):
         Task(duplicated, np.arange(5.0), target, np.zeros(1))
@@ -116,33 +155,52 @@ def test_station_folds(data_dir: Path) -> None:
 
 
 def _clustered_stations(seed: int = 0, clusters: int = 12, per_cluster: int = 10) -> xr.Dataset:
-    """``precipitation(station)`` at ``clusters`` x ``per_cluster`` stations: tight clusters (3 km) over 300 km, EPSG:3035."""
+    """``precipitation(station)`` at ``clusters`` x ``per_cluster`` stations: tight clusters (3 km) over "
+    "300 km, EPSG:3035."""
     rng = np.random.default_rng(seed)
     centres = rng.uniform(50_000.0, 350_000.0, size=(clusters, 2))
-    points = np.repeat(centres, per_cluster, axis=0) + rng.normal(0.0, 3_000.0, size=(clusters * per_cluster, 2))
+    points = np.repeat(centres, per_cluster, axis=0) + rng.normal(
+        0.0, 3_000.0, size=(clusters * per_cluster, 2)
+    )
     n = len(points)
     return xr.Dataset(
         {"precipitation": ("station", rng.gamma(0.5, 2.0, size=n)), "crs": ((), 0, CRS.to_cf())},
-        coords={"station": np.arange(100, 100 + n), "x": ("station", points[:, 0]), "y": ("station", points[:, 1]),
-                "altitude_m": ("station", rng.uniform(200.0, 2000.0, size=n))},
+        coords={
+            "station": np.arange(100, 100 + n),
+            "x": ("station", points[:, 0]),
+            "y": ("station", points[:, 1]),
+            "altitude_m": ("station", rng.uniform(200.0, 2000.0, size=n)),
+        },
     )
 
 
 def _nearest_context_km(folds: list[Task]) -> np.ndarray:
     """Distance from every target ``[n_station]`` to its nearest context, pooled over folds."""
-    return np.concatenate([
-        np.min(np.linalg.norm(task.target_coordinates[:, None] - task.context_coordinates[None], axis=2), axis=1) for task in folds
-    ])
+    return np.concatenate(
+        [
+            np.min(
+                np.linalg.norm(task.target_coordinates[:, None] - task.context_coordinates[None], axis=2),
+                axis=1,
+            )
+            for task in folds
+        ]
+    )
 
 
 def _check_blocked_folds(stations: xr.Dataset, *, block_km: float, folds: int, ratio: float) -> None:
-    """Whole blocks held out, each station a target once, sizes balanced, and the median distance from a target to its
-    nearest context more than ``ratio`` times that of random folds (:func:`station_folds`, same folds and seed)."""
-    blocked = list(blocked_station_folds(stations, block_km=block_km, folds=folds, seed=0, covariates=("altitude_m",)))
+    """Whole blocks held out, each station a target once, sizes balanced, and the median distance from a
+    target to its
+    nearest context more than ``ratio`` times that of random folds (:func:`station_folds`, same folds and
+    seed)."""
+    blocked = list(
+        blocked_station_folds(stations, block_km=block_km, folds=folds, seed=0, covariates=("altitude_m",))
+    )
     n = stations.sizes["station"]
     assert len(blocked) == folds
     held_out = np.concatenate([task.target_coords["station"] for task in blocked])
-    assert len(held_out) == n and sorted(held_out) == sorted(stations.station.values), "every station is a target exactly once"
+    assert len(held_out) == n and sorted(held_out) == sorted(stations.station.values), (
+        "every station is a target exactly once"
+    )
     block_of = lambda coordinates: set(map(tuple, np.floor(coordinates / block_km).astype(int)))  # noqa: E731
     for task in blocked:
         assert task.n_context + task.n_target == n and task.context_covariates.shape == (task.n_context, 1)
@@ -153,8 +211,13 @@ def _check_blocked_folds(stations: xr.Dataset, *, block_km: float, folds: int, r
     sizes = [task.n_target for task in blocked]
     assert max(sizes) - min(sizes) <= block_sizes.max(), f"fold sizes {sizes} are not balanced"
     random = list(station_folds(stations, folds=folds, seed=0))
-    blocked_distance, random_distance = np.median(_nearest_context_km(blocked)), np.median(_nearest_context_km(random))
-    assert blocked_distance > ratio * random_distance, f"median nearest-context distance: blocked {blocked_distance:.1f} km, random {random_distance:.1f} km"
+    blocked_distance, random_distance = (
+        np.median(_nearest_context_km(blocked)),
+        np.median(_nearest_context_km(random)),
+    )
+    assert blocked_distance > ratio * random_distance, (
+        f"median nearest-context distance: blocked {blocked_distance:.1f} km, random {random_distance:.1f} km"
+    )
 
 
 def test_blocked_station_folds_on_clustered_stations() -> None:
@@ -165,14 +228,21 @@ def test_blocked_station_folds_on_sic97(data_dir: Path) -> None:
     from weatherunc.loading import open_dataset
 
     stations = open_dataset("sic97", data_dir=data_dir).compute()
-    # SIC97 is less clustered than the synthetic set: random folds' median is 11 km, blocked 16 km (25 km blocks) and 20 km (50 km)
+    # SIC97 is less clustered than the synthetic set: random folds' median is 11 km, blocked 16 km (25
+    # km blocks) and 20 km (50 km)
     _check_blocked_folds(stations, block_km=25.0, folds=10, ratio=1.3)
     _check_blocked_folds(stations, block_km=50.0, folds=10, ratio=1.7)
 
 
 def test_blocked_station_folds_are_seeded() -> None:
     stations = _clustered_stations()
-    targets = lambda seed: [task.target_coords["station"] for task in blocked_station_folds(stations, block_km=40.0, folds=4, seed=seed)]  # noqa: E731
+
+    def targets(seed: int) -> list:
+        return [
+            task.target_coords["station"]
+            for task in blocked_station_folds(stations, block_km=40.0, folds=4, seed=seed)
+        ]
+
     first, again, other = targets(3), targets(3), targets(4)
     assert len(first) == len(again) and all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other)), "another seed gives other folds"
@@ -187,6 +257,7 @@ def test_blocked_station_folds_refuse_bad_arguments() -> None:
         list(blocked_station_folds(stations, block_km=50.0, folds=1))
     with pytest.raises(ValueError, match=r"folds=3 is more than the 1 block\(s\) of 10000 km"):
         list(blocked_station_folds(stations, block_km=10_000.0, folds=3))
+
 
 def test_wettest_window() -> None:
     from weatherunc.tasks import wettest_window

@@ -5,9 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weatherunc.transforms import PrecipitationTransform, exceedance_probability, moments, quantile_nodes, quantiles
+from weatherunc.transforms import (
+    PrecipitationTransform,
+    exceedance_probability,
+    moments,
+    quantile_nodes,
+    quantiles,
+)
 
-TRANSFORMS = [PrecipitationTransform("log"), PrecipitationTransform("box_cox", offset=0.1, lam=0.3), PrecipitationTransform("identity", censor_at_zero=False)]
+TRANSFORMS = [
+    PrecipitationTransform("log"),
+    PrecipitationTransform("box_cox", offset=0.1, lam=0.3),
+    PrecipitationTransform("identity", censor_at_zero=False),
+]
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda t: t.kind)
@@ -17,7 +27,9 @@ def test_inverse_is_exact(transform: PrecipitationTransform) -> None:
 
 
 def test_log_is_log1p() -> None:
-    np.testing.assert_allclose(PrecipitationTransform("log").forward(np.array([0.0, 3.0])), np.log1p([0.0, 3.0]))
+    np.testing.assert_allclose(
+        PrecipitationTransform("log").forward(np.array([0.0, 3.0])), np.log1p([0.0, 3.0])
+    )
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS[:2], ids=lambda t: t.kind)
@@ -29,9 +41,15 @@ def test_back_transform_matches_monte_carlo(transform: PrecipitationTransform) -
     np.testing.assert_allclose(first, samples.mean(axis=1), rtol=0.01)
     np.testing.assert_allclose(spread, samples.std(axis=1), rtol=0.01)
     levels = np.array([0.1, 0.5, 0.9])
-    np.testing.assert_allclose(quantiles(transform, mean, std, levels), np.quantile(samples, levels, axis=1).T, rtol=0.01, atol=1e-3)
+    np.testing.assert_allclose(
+        quantiles(transform, mean, std, levels), np.quantile(samples, levels, axis=1).T, rtol=0.01, atol=1e-3
+    )
     thresholds = np.array([0.0, 0.1, 1.0, 5.0])
-    np.testing.assert_allclose(exceedance_probability(transform, mean, std, thresholds), (samples[:, :, None] > thresholds).mean(axis=1), atol=0.003)
+    np.testing.assert_allclose(
+        exceedance_probability(transform, mean, std, thresholds),
+        (samples[:, :, None] > thresholds).mean(axis=1),
+        atol=0.003,
+    )
 
 
 def test_mean_is_not_the_naive_back_transform() -> None:
@@ -46,7 +64,9 @@ def test_quantile_nodes() -> None:
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda t: t.kind)
-def test_log_density_is_the_derivative_of_the_distribution_function_and_the_mass_at_zero(transform: PrecipitationTransform) -> None:
+def test_log_density_is_the_derivative_of_the_distribution_function_and_the_mass_at_zero(
+    transform: PrecipitationTransform,
+) -> None:
     """Wet: the density equals d/dy P(Y <= y) = d/dy Phi((g(y) - mean) / std) (central difference).
     Dry: the mass at zero equals Phi((g(0) - mean) / std). Identity: the Gaussian log density."""
     from scipy import stats
@@ -59,9 +79,13 @@ def test_log_density_is_the_derivative_of_the_distribution_function_and_the_mass
     numerical = (distribution(rate + step) - distribution(rate - step)) / (2 * step)
     np.testing.assert_allclose(np.exp(log_density(transform, mean, std, rate)), numerical, rtol=1e-5)
     if transform.censor_at_zero:
-        np.testing.assert_allclose(np.exp(log_density(transform, mean, std, np.zeros(2))), distribution(np.zeros(2)), rtol=1e-12)
+        np.testing.assert_allclose(
+            np.exp(log_density(transform, mean, std, np.zeros(2))), distribution(np.zeros(2)), rtol=1e-12
+        )
     else:
-        np.testing.assert_allclose(log_density(transform, mean, std, rate), stats.norm.logpdf(rate, mean, std), rtol=1e-12)
+        np.testing.assert_allclose(
+            log_density(transform, mean, std, rate), stats.norm.logpdf(rate, mean, std), rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS[:2], ids=lambda t: t.kind)
@@ -71,13 +95,20 @@ def test_log_density_mass_at_zero_and_wet_density_sum_to_one(transform: Precipit
     from weatherunc.transforms import log_density
 
     for mean, std in ((0.2, 0.8), (1.5, 0.4), (-0.5, 1.0)):
-        wet, _ = integrate.quad(lambda y: float(np.exp(log_density(transform, mean, std, np.array(y)))), 0.0, np.inf, limit=200)
+        wet, _ = integrate.quad(
+            lambda y, mean=mean, std=std: float(np.exp(log_density(transform, mean, std, np.array(y)))),
+            0.0,
+            np.inf,
+            limit=200,
+        )
         dry = float(np.exp(log_density(transform, mean, std, np.array(0.0))))
         assert wet + dry == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda t: t.kind)
-def test_central_interval_coverage_of_a_wet_truth_is_inclusion_in_the_central_interval(transform: PrecipitationTransform) -> None:
+def test_central_interval_coverage_of_a_wet_truth_is_inclusion_in_the_central_interval(
+    transform: PrecipitationTransform,
+) -> None:
     from weatherunc.transforms import central_interval_coverage
 
     rng = np.random.default_rng(3)
@@ -87,7 +118,10 @@ def test_central_interval_coverage_of_a_wet_truth_is_inclusion_in_the_central_in
     mean, std = mean[: len(rate)], std[: len(rate)]
     for level in (0.5, 0.9):
         lower, upper = quantiles(transform, mean, std, np.array([0.5 - level / 2, 0.5 + level / 2])).T
-        np.testing.assert_array_equal(central_interval_coverage(transform, mean, std, rate, level), ((rate >= lower) & (rate <= upper)).astype(float))
+        np.testing.assert_array_equal(
+            central_interval_coverage(transform, mean, std, rate, level),
+            ((rate >= lower) & (rate <= upper)).astype(float),
+        )
 
 
 def test_central_interval_coverage_of_a_dry_truth_is_the_share_of_the_mass_at_zero_inside() -> None:
@@ -99,7 +133,12 @@ def test_central_interval_coverage_of_a_dry_truth_is_the_share_of_the_mass_at_ze
     masses = np.array([0.01, 0.05, 0.3, 0.5, 0.96, 0.999])
     mean = transform.forward(np.zeros(6)) - stats.norm.ppf(masses)  # std 1: P(Y = 0) = masses
     expected = np.array([0.0, 0.0, 0.25 / 0.3, 0.45 / 0.5, 0.90 / 0.96, 0.90 / 0.999])
-    np.testing.assert_allclose(central_interval_coverage(transform, mean, np.ones(6), np.zeros(6), 0.9), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        central_interval_coverage(transform, mean, np.ones(6), np.zeros(6), 0.9),
+        expected,
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 def test_central_interval_coverage_of_a_calibrated_zero_inflated_forecast_is_the_nominal_level() -> None:

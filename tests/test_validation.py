@@ -137,17 +137,27 @@ def test_truncated_file(synthetic, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("engine", "unlimited_time"),
-    [pytest.param("netcdf4", False, id="netcdf4"), pytest.param("scipy", False, id="scipy"), pytest.param("netcdf4", True, id="record-dimension")],
+    [
+        pytest.param("netcdf4", False, id="netcdf4"),
+        pytest.param("scipy", False, id="scipy"),
+        pytest.param("netcdf4", True, id="record-dimension"),
+    ],
 )
-def test_truncated_classic_netcdf_fails_as_incomplete(tmp_path: Path, engine: str, unlimited_time: bool) -> None:
+def test_truncated_classic_netcdf_fails_as_incomplete(
+    tmp_path: Path, engine: str, unlimited_time: bool
+) -> None:
     """A classic NetCDF file cut short is refused by the 'file complete' check, naming the file and
     the first variable whose data are cut (the netCDF library would read the lost bytes as zeros)."""
     data_root = tmp_path / "data"
     data_root.mkdir()
-    path = write_classic_netcdf(data_root / "synthetic.nc", _field(2.0), engine=engine, unlimited_time=unlimited_time)
+    path = write_classic_netcdf(
+        data_root / "synthetic.nc", _field(2.0), engine=engine, unlimited_time=unlimited_time
+    )
     write_entry(tmp_path / "catalog")
     catalog = Catalog.load([tmp_path / "catalog"], data_root_dir=data_root)
-    np.testing.assert_array_equal(_open_and_compute(catalog).precipitation.values, _field(2.0))  # intact: accepted
+    np.testing.assert_array_equal(
+        _open_and_compute(catalog).precipitation.values, _field(2.0)
+    )  # intact: accepted
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(InputDataError) as caught:
         _open_and_compute(catalog)
@@ -197,7 +207,11 @@ def test_truncated_radar_file(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_check_times_accepts_increasing() -> None:
-    check_times(np.array(["2020-01-01T00:00", "2020-01-01T00:05"], dtype="datetime64[ns]"), source="s", variable="time")
+    check_times(
+        np.array(["2020-01-01T00:00", "2020-01-01T00:05"], dtype="datetime64[ns]"),
+        source="s",
+        variable="time",
+    )
 
 
 def test_check_frame_names_source_and_time() -> None:

@@ -57,7 +57,9 @@ def register() -> None:
 class _RegisterAfterXarray(MetaPathFinder):
     """Finds nothing itself: wraps xarray's loader so that :func:`register` runs after xarray loads."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
         if fullname != "xarray":
             return None
         sys.meta_path.remove(self)

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from weatherunc import conventions
 from weatherunc.errors import InputDataError
@@ -78,8 +86,11 @@ class CatalogEntry(BaseModel):
     zr_relation: ZRCoefficients | None = None
     no_echo_dbz: float | None = None
     negative_tolerance: float = Field(
-        default=0.0, ge=0,
-        description="native-unit magnitude below which negative values are set to 0 (artefacts of bias correction)",
+        default=0.0,
+        ge=0,
+        description=(
+            "native-unit magnitude below which negative values are set to 0 (artefacts of bias correction)"
+        ),
     )
     reader_options: dict[str, Any] = Field(default_factory=dict)
     licence: str = Field(min_length=1)
@@ -152,15 +163,24 @@ def load_entry(path: Path) -> CatalogEntry:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise InputDataError(source=path, variable="<catalog entry>", check="readable YAML", detail=str(error)) from None
+        raise InputDataError(
+            source=path, variable="<catalog entry>", check="readable YAML", detail=str(error)
+        ) from None
     if not isinstance(raw, dict):
-        raise InputDataError(source=path, variable="<catalog entry>", check="schema", detail="the file must hold one mapping")
+        raise InputDataError(
+            source=path, variable="<catalog entry>", check="schema", detail="the file must hold one mapping"
+        )
     try:
         return CatalogEntry.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "<entry>"
-        raise InputDataError(source=path, variable=field, check="schema", detail=f"{first['msg']} ({error.error_count()} error(s))") from None
+        raise InputDataError(
+            source=path,
+            variable=field,
+            check="schema",
+            detail=f"{first['msg']} ({error.error_count()} error(s))",
+        ) from None
 
 
 class Catalog:
@@ -177,12 +197,19 @@ class Catalog:
         origins: dict[str, Path] = {}
         for folder in catalog_dirs(extra_dirs):
             if not folder.is_dir():
-                raise InputDataError(source=folder, variable="<catalog folder>", check="folder exists", detail="not a directory")
+                raise InputDataError(
+                    source=folder,
+                    variable="<catalog folder>",
+                    check="folder exists",
+                    detail="not a directory",
+                )
             for path in sorted(folder.glob("*.yaml")):
                 entry = load_entry(path)
                 if entry.name in entries:
                     raise InputDataError(
-                        source=path, variable="name", check="unique name",
+                        source=path,
+                        variable="name",
+                        check="unique name",
                         detail=f"{entry.name!r} is already defined in {origins[entry.name]}",
                     )
                 entries[entry.name] = entry
@@ -206,7 +233,9 @@ class Catalog:
             return PACKAGE_DATA_DIR
         if self.data_root is None:
             raise InputDataError(
-                source=entry.name, variable="files", check="data root set",
+                source=entry.name,
+                variable="files",
+                check="data root set",
                 detail=f"set {DATA_DIR_ENVIRONMENT_VARIABLE} or pass --data-dir to open this entry",
             )
         return self.data_root
@@ -216,9 +245,19 @@ class Catalog:
         root = self.root_of(entry).resolve()
         files = sorted(root.glob(entry.files))
         if not files:
-            raise InputDataError(source=root / entry.files, variable=entry.variable, check="files exist", detail="no file matches the pattern")
+            raise InputDataError(
+                source=root / entry.files,
+                variable=entry.variable,
+                check="files exist",
+                detail="no file matches the pattern",
+            )
         for path in files:
             resolved = path.resolve()
             if not resolved.is_relative_to(root):
-                raise InputDataError(source=path, variable=entry.variable, check="path inside data root", detail=f"resolves to {resolved}, outside {root}")
+                raise InputDataError(
+                    source=path,
+                    variable=entry.variable,
+                    check="path inside data root",
+                    detail=f"resolves to {resolved}, outside {root}",
+                )
         return files

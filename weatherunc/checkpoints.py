@@ -62,7 +62,14 @@ def _replace_atomically(write, destination: Path) -> None:
     os.replace(temporary, destination)
 
 
-def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], *, architecture: str, config: dict[str, Any], metadata_: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    *,
+    architecture: str,
+    config: dict[str, Any],
+    metadata_: dict[str, Any] | None = None,
+) -> Path:
     """Write ``path`` (safetensors) then its sidecar; returns the sidecar path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,27 +85,39 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], *, architectur
         "weights_file": path.name,
         "sha256": sha256_of(path),
     }
-    _replace_atomically(lambda target: target.write_text(json.dumps(sidecar, indent=2, sort_keys=True)), sidecar_path(path))
+    _replace_atomically(
+        lambda target: target.write_text(json.dumps(sidecar, indent=2, sort_keys=True)), sidecar_path(path)
+    )
     return sidecar_path(path)
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:
-    """The sidecar of ``path``, checked for format; ``CheckpointError`` if missing, unreadable or not a mapping."""
+    """The sidecar of ``path``, checked for format; ``CheckpointError`` if missing, unreadable or not a "
+    "mapping."""
     sidecar = sidecar_path(Path(path))
     try:
         values = json.loads(sidecar.read_text())
     except FileNotFoundError as error:
         raise CheckpointError(f"checkpoint {path}: sidecar {sidecar.name} is missing") from error
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"checkpoint {path}: sidecar {sidecar.name} is not valid JSON ({error})") from error
+        raise CheckpointError(
+            f"checkpoint {path}: sidecar {sidecar.name} is not valid JSON ({error})"
+        ) from error
     if not isinstance(values, dict):
-        raise CheckpointError(f"checkpoint {path}: sidecar {sidecar.name} is not a JSON mapping (it holds a {type(values).__name__})")
+        raise CheckpointError(
+            f"checkpoint {path}: sidecar {sidecar.name} is not a JSON mapping (it holds a "
+            f"{type(values).__name__})"
+        )
     if values.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path}: format_version {values.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path}: format_version {values.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     return values
 
 
-def load_checkpoint(path: Path, *, architecture: str, expected_parameters: dict[str, list[int]] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: Path, *, architecture: str, expected_parameters: dict[str, list[int]] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and sidecar of a checkpoint after every check.
 
     Checks: sidecar present and readable, ``architecture`` matches, sha256 of the weights
@@ -108,12 +127,17 @@ def load_checkpoint(path: Path, *, architecture: str, expected_parameters: dict[
     path = Path(path)
     sidecar = read_sidecar(path)
     if sidecar["architecture"] != architecture:
-        raise CheckpointError(f"checkpoint {path}: architecture {sidecar['architecture']!r}, expected {architecture!r}")
+        raise CheckpointError(
+            f"checkpoint {path}: architecture {sidecar['architecture']!r}, expected {architecture!r}"
+        )
     if not path.exists():
         raise CheckpointError(f"checkpoint {path}: weights file is missing")
     digest = sha256_of(path)
     if digest != sidecar["sha256"]:
-        raise CheckpointError(f"checkpoint {path}: sha256 {digest[:12]}… does not match the sidecar's {sidecar['sha256'][:12]}… (corrupt or replaced file)")
+        raise CheckpointError(
+            f"checkpoint {path}: sha256 {digest[:12]}… does not match the sidecar's "
+            f"{sidecar['sha256'][:12]}… (corrupt or replaced file)"
+        )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as error:
@@ -124,6 +148,13 @@ def load_checkpoint(path: Path, *, architecture: str, expected_parameters: dict[
     if expected_parameters is not None and layout != expected_parameters:
         missing = sorted(set(expected_parameters) - set(layout))
         unexpected = sorted(set(layout) - set(expected_parameters))
-        reshaped = sorted(name for name in set(layout) & set(expected_parameters) if layout[name] != expected_parameters[name])
-        raise CheckpointError(f"checkpoint {path}: parameters do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}, other shape {reshaped[:3]})")
+        reshaped = sorted(
+            name
+            for name in set(layout) & set(expected_parameters)
+            if layout[name] != expected_parameters[name]
+        )
+        raise CheckpointError(
+            f"checkpoint {path}: parameters do not fit this model (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, other shape {reshaped[:3]})"
+        )
     return tensors, sidecar

@@ -52,10 +52,28 @@ DIMENSION_ALIASES: Final[dict[str, str]] = {
     "rlon": X,
 }
 
-PROJECTED_X_ATTRS: Final = {"standard_name": "projection_x_coordinate", "long_name": "x coordinate of projection", "units": "m", "axis": "X"}
-PROJECTED_Y_ATTRS: Final = {"standard_name": "projection_y_coordinate", "long_name": "y coordinate of projection", "units": "m", "axis": "Y"}
-GEOGRAPHIC_X_ATTRS: Final = {"long_name": "longitude of grid cell centre", "units": "degrees_east", "axis": "X"}
-GEOGRAPHIC_Y_ATTRS: Final = {"long_name": "latitude of grid cell centre", "units": "degrees_north", "axis": "Y"}
+PROJECTED_X_ATTRS: Final = {
+    "standard_name": "projection_x_coordinate",
+    "long_name": "x coordinate of projection",
+    "units": "m",
+    "axis": "X",
+}
+PROJECTED_Y_ATTRS: Final = {
+    "standard_name": "projection_y_coordinate",
+    "long_name": "y coordinate of projection",
+    "units": "m",
+    "axis": "Y",
+}
+GEOGRAPHIC_X_ATTRS: Final = {
+    "long_name": "longitude of grid cell centre",
+    "units": "degrees_east",
+    "axis": "X",
+}
+GEOGRAPHIC_Y_ATTRS: Final = {
+    "long_name": "latitude of grid cell centre",
+    "units": "degrees_north",
+    "axis": "Y",
+}
 LATITUDE_ATTRS: Final = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
 LONGITUDE_ATTRS: Final = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
 TIME_ATTRS: Final = {"standard_name": "time", "long_name": "end of observation period", "axis": "T"}

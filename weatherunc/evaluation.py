@@ -21,7 +21,15 @@ import xarray as xr
 
 from weatherunc import metrics
 from weatherunc.tasks import Task
-from weatherunc.transforms import TRANSFORM_ATTRIBUTES, PrecipitationTransform, central_interval_coverage, log_density, pit_interval_probability, quantile_nodes, quantiles
+from weatherunc.transforms import (
+    TRANSFORM_ATTRIBUTES,
+    PrecipitationTransform,
+    central_interval_coverage,
+    log_density,
+    pit_interval_probability,
+    quantile_nodes,
+    quantiles,
+)
 
 CRPS_NODES = 100
 
@@ -39,12 +47,22 @@ def transform_of(prediction: xr.Dataset) -> PrecipitationTransform:
         raise ValueError(f"prediction attrs lack {missing}: no transform is recorded")
     offset = float(attrs["transform_offset"])
     if "transform_offset" in prediction.data_vars:
-        offsets = np.unique(prediction["transform_offset"].values[np.isfinite(prediction["transform_offset"].values)])
+        offsets = np.unique(
+            prediction["transform_offset"].values[np.isfinite(prediction["transform_offset"].values)]
+        )
         if len(offsets) > 1:
-            raise ValueError(f"transform_offset differs between targets ({offsets.tolist()}): no single transform; split the prediction by offset first")
+            raise ValueError(
+                f"transform_offset differs between targets ({offsets.tolist()}): no single transform; split "
+                "the prediction by offset first"
+            )
         if len(offsets) == 1:
             offset = float(offsets[0])
-    return PrecipitationTransform(kind=attrs["transform"], offset=offset, lam=float(attrs["transform_lambda"]), censor_at_zero=bool(attrs["censored_at_zero"]))
+    return PrecipitationTransform(
+        kind=attrs["transform"],
+        offset=offset,
+        lam=float(attrs["transform_lambda"]),
+        censor_at_zero=bool(attrs["censored_at_zero"]),
+    )
 
 
 def transform_groups(prediction: xr.Dataset) -> list[tuple[PrecipitationTransform, np.ndarray]]:
@@ -57,7 +75,9 @@ def transform_groups(prediction: xr.Dataset) -> list[tuple[PrecipitationTransfor
     shape = prediction["transformed_mean"].shape
     if "transform_offset" not in prediction.data_vars:
         return [(transform_of(prediction), np.ones(shape, dtype=bool))]
-    offsets = np.broadcast_to(prediction["transform_offset"].transpose(*prediction["transformed_mean"].dims).values, shape)
+    offsets = np.broadcast_to(
+        prediction["transform_offset"].transpose(*prediction["transformed_mean"].dims).values, shape
+    )
     values = np.unique(offsets[np.isfinite(offsets)])
     if len(values) <= 1:
         return [(transform_of(prediction), np.ones(shape, dtype=bool))]
@@ -87,11 +107,25 @@ def offset_groups(prediction: xr.Dataset, task: Task) -> list[tuple[xr.Dataset, 
     for transform, mask in groups:
         members = np.flatnonzero(mask)
         part = prediction.isel({dim: members}).assign_attrs(transform.to_attrs())
-        parts.append((part, Task(
-            task.context_coordinates, task.context_values, task.target_coordinates[members], task.target_values[members],
-            context_covariates=task.context_covariates, target_covariates=None if task.target_covariates is None else task.target_covariates[members],
-            target_dim=dim, target_coords={name: np.asarray(coords)[members] for name, coords in task.target_coords.items()},
-        )))
+        parts.append(
+            (
+                part,
+                Task(
+                    task.context_coordinates,
+                    task.context_values,
+                    task.target_coordinates[members],
+                    task.target_values[members],
+                    context_covariates=task.context_covariates,
+                    target_covariates=None
+                    if task.target_covariates is None
+                    else task.target_covariates[members],
+                    target_dim=dim,
+                    target_coords={
+                        name: np.asarray(coords)[members] for name, coords in task.target_coords.items()
+                    },
+                ),
+            )
+        )
     return parts
 
 
@@ -124,7 +158,9 @@ def score_prediction(prediction: xr.Dataset, task: Task) -> dict[str, float]:
         "bias": float(metrics.bias(prediction["precipitation_mean"], truth)),
     }
     for level in (0.5, 0.8, 0.9, 0.95):
-        inside = central_interval_coverage(transform, mean[known], std[known], task.target_values[known], level)
+        inside = central_interval_coverage(
+            transform, mean[known], std[known], task.target_values[known], level
+        )
         scores[f"coverage_{round(level * 100)}"] = float(inside.mean())
     return scores
 
@@ -137,12 +173,17 @@ def pooled_scores(predictions: Sequence[xr.Dataset], tasks: Sequence[Task]) -> d
     through its mean square), which equals scoring the pooled targets.
     """
     if len(predictions) != len(tasks) or not tasks:
-        raise ValueError(f"pooled_scores needs one prediction per task and at least one: {len(predictions)} predictions, {len(tasks)} tasks")
+        raise ValueError(
+            f"pooled_scores needs one prediction per task and at least one: {len(predictions)} predictions, "
+            f"{len(tasks)} tasks"
+        )
     each = [score_prediction(prediction, task) for prediction, task in zip(predictions, tasks)]
     counts = np.array([np.isfinite(task.target_values).sum() for task in tasks], dtype=np.float64)
     weights = counts / counts.sum()
     return {
-        key: float(np.sqrt(np.dot(weights, [scores[key] ** 2 for scores in each]))) if key == "rmse" else float(np.dot(weights, [scores[key] for scores in each]))
+        key: float(np.sqrt(np.dot(weights, [scores[key] ** 2 for scores in each])))
+        if key == "rmse"
+        else float(np.dot(weights, [scores[key] for scores in each]))
         for key in each[0]
     }
 
@@ -171,14 +212,20 @@ def rate_pit_histogram(prediction: xr.Dataset, task: Task, *, bins: int = 10) ->
     for transform, members in transform_groups(prediction):
         members = members & known
         for index, (lower, upper) in enumerate(zip(edges[:-1], edges[1:])):
-            shares[members, index] = pit_interval_probability(transform, mean[members], std[members], truth[members], lower, upper)
+            shares[members, index] = pit_interval_probability(
+                transform, mean[members], std[members], truth[members], lower, upper
+            )
     # A wet PIT exactly on an inner edge lies in two closed bins: it is shared between them.
     shares[known] /= shares[known].sum(axis=1, keepdims=True)
     centres = 0.5 * (edges[:-1] + edges[1:])
-    return xr.DataArray(shares[known].mean(axis=0), dims="pit_bin", coords={"pit_bin": centres}, name="pit_frequency")
+    return xr.DataArray(
+        shares[known].mean(axis=0), dims="pit_bin", coords={"pit_bin": centres}, name="pit_frequency"
+    )
 
 
-def interval_coverage(prediction: xr.Dataset, truth: xr.DataArray | np.ndarray, level: float = 0.9) -> xr.DataArray:
+def interval_coverage(
+    prediction: xr.Dataset, truth: xr.DataArray | np.ndarray, level: float = 0.9
+) -> xr.DataArray:
     """Per target, the probability that the central ``level`` interval covers the observed ``truth`` [mm/h].
 
     ``truth`` is shaped like ``prediction["transformed_mean"]`` (a DataArray with its dims, in any
@@ -192,18 +239,35 @@ def interval_coverage(prediction: xr.Dataset, truth: xr.DataArray | np.ndarray, 
     mean = prediction["transformed_mean"]
     if isinstance(truth, xr.DataArray):
         if set(truth.dims) != set(mean.dims):
-            raise ValueError(f"interval_coverage: truth has dims {truth.dims}, the prediction's transformed_mean {mean.dims}")
+            raise ValueError(
+                f"interval_coverage: truth has dims {truth.dims}, the prediction's transformed_mean "
+                f"{mean.dims}"
+            )
         truth = truth.transpose(*mean.dims)
     rates = np.asarray(truth, dtype=np.float64)
     if rates.shape != mean.shape:
-        raise ValueError(f"interval_coverage: truth has shape {rates.shape}, the prediction's transformed_mean {mean.shape}")
+        raise ValueError(
+            f"interval_coverage: truth has shape {rates.shape}, the prediction's transformed_mean "
+            f"{mean.shape}"
+        )
     means, stds = mean.values, prediction["transformed_std"].values
     known = np.isfinite(rates) & np.isfinite(means) & np.isfinite(stds)
     covered = np.full(rates.shape, np.nan)
     for transform, members in transform_groups(prediction):
         chosen = members & known
-        covered[chosen] = central_interval_coverage(transform, means[chosen], stds[chosen], rates[chosen], level)
-    return mean.copy(data=covered).rename("interval_coverage").assign_attrs({"level": level, "long_name": f"probability that the central {level:.0%} interval covers the truth"})
+        covered[chosen] = central_interval_coverage(
+            transform, means[chosen], stds[chosen], rates[chosen], level
+        )
+    return (
+        mean.copy(data=covered)
+        .rename("interval_coverage")
+        .assign_attrs(
+            {
+                "level": level,
+                "long_name": f"probability that the central {level:.0%} interval covers the truth",
+            }
+        )
+    )
 
 
 def distance_to_nearest_context(task: Task) -> np.ndarray:
@@ -214,7 +278,9 @@ def distance_to_nearest_context(task: Task) -> np.ndarray:
     return distance
 
 
-def scores_by_distance(prediction: xr.Dataset, task: Task, edges_km: tuple[float, ...] = (0, 2, 4, 8, 16, 32, np.inf)) -> xr.Dataset:
+def scores_by_distance(
+    prediction: xr.Dataset, task: Task, edges_km: tuple[float, ...] = (0, 2, 4, 8, 16, 32, np.inf)
+) -> xr.Dataset:
     """CRPS, 90 % coverage (as in :func:`score_prediction`) and count per bin of distance to the
     nearest context (dim ``distance``, labelled by the bin's mean distance; empty bins are NaN)."""
     from weatherunc.metrics.kernels import crps_ensemble as crps_kernel
@@ -223,7 +289,9 @@ def scores_by_distance(prediction: xr.Dataset, task: Task, edges_km: tuple[float
     truth = task.target_values
     crps = np.full(truth.shape, np.nan)
     for transform, members in transform_groups(prediction):
-        crps[members] = crps_kernel(quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members])
+        crps[members] = crps_kernel(
+            quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members]
+        )
     covered = interval_coverage(prediction, truth, 0.9).values
     distance = distance_to_nearest_context(task)
     known = np.isfinite(truth)
@@ -231,9 +299,25 @@ def scores_by_distance(prediction: xr.Dataset, task: Task, edges_km: tuple[float
     for low, high in zip(edges_km[:-1], edges_km[1:]):
         members = known & (distance >= low) & (distance < high)
         count = int(members.sum())
-        rows.append((float(distance[members].mean()) if count else np.nan, float(crps[members].mean()) if count else np.nan, float(covered[members].mean()) if count else np.nan, count))
+        rows.append(
+            (
+                float(distance[members].mean()) if count else np.nan,
+                float(crps[members].mean()) if count else np.nan,
+                float(covered[members].mean()) if count else np.nan,
+                count,
+            )
+        )
     centres, crps_values, coverage, counts = (np.array(column) for column in zip(*rows))
     return xr.Dataset(
-        {"crps": ("distance", crps_values, {"units": "mm h-1"}), "coverage_90": ("distance", coverage), "count": ("distance", counts), "mean_distance": ("distance", centres, {"units": "km"})},
-        coords={"distance": ("distance", np.arange(len(rows))), "distance_lower": ("distance", np.asarray(edges_km[:-1], dtype=float), {"units": "km"}), "distance_upper": ("distance", np.asarray(edges_km[1:], dtype=float), {"units": "km"})},
+        {
+            "crps": ("distance", crps_values, {"units": "mm h-1"}),
+            "coverage_90": ("distance", coverage),
+            "count": ("distance", counts),
+            "mean_distance": ("distance", centres, {"units": "km"}),
+        },
+        coords={
+            "distance": ("distance", np.arange(len(rows))),
+            "distance_lower": ("distance", np.asarray(edges_km[:-1], dtype=float), {"units": "km"}),
+            "distance_upper": ("distance", np.asarray(edges_km[1:], dtype=float), {"units": "km"}),
+        },
     )

@@ -51,23 +51,54 @@ OBSERVATION_ATTRS = {
     "flag_meanings": "filled observed unfilled",
 }
 #: The model outputs kept, each ``[..., y, x, extra]`` on the grid.
-PREDICTED_VARIABLES = ("precipitation_mean", "precipitation_std", "precipitation_quantile", "exceedance_probability", "bin_probability")
+PREDICTED_VARIABLES = (
+    "precipitation_mean",
+    "precipitation_std",
+    "precipitation_quantile",
+    "exceedance_probability",
+    "bin_probability",
+)
 RATE = {"units": conventions.PRECIPITATION_UNITS}
 OUTPUT_ATTRS: dict[str, dict[str, str]] = {
-    conventions.PRECIPITATION: {**RATE, "standard_name": "lwe_precipitation_rate", "long_name": "observed precipitation rate (NaN: unobserved)"},
-    "precipitation_mean": {**RATE, "standard_name": "lwe_precipitation_rate", "long_name": "filled precipitation rate: the observed value where observed, else the predictive mean",
-                           "ancillary_variables": "precipitation_std observation"},
-    "precipitation_std": {**RATE, "standard_name": "lwe_precipitation_rate standard_error", "long_name": "predictive standard deviation of precipitation rate (0 where observed)"},
-    "precipitation_quantile": {**RATE, "standard_name": "lwe_precipitation_rate", "long_name": "predictive quantiles of precipitation rate (the observed value where observed)"},
+    conventions.PRECIPITATION: {
+        **RATE,
+        "standard_name": "lwe_precipitation_rate",
+        "long_name": "observed precipitation rate (NaN: unobserved)",
+    },
+    "precipitation_mean": {
+        **RATE,
+        "standard_name": "lwe_precipitation_rate",
+        "long_name": "filled precipitation rate: the observed value where observed, else the predictive mean",
+        "ancillary_variables": "precipitation_std observation",
+    },
+    "precipitation_std": {
+        **RATE,
+        "standard_name": "lwe_precipitation_rate standard_error",
+        "long_name": "predictive standard deviation of precipitation rate (0 where observed)",
+    },
+    "precipitation_quantile": {
+        **RATE,
+        "standard_name": "lwe_precipitation_rate",
+        "long_name": "predictive quantiles of precipitation rate (the observed value where observed)",
+    },
     # CF defines no standard name for a probability; the thresholds and bin edges carry the rate's.
-    "exceedance_probability": {"units": "1", "long_name": "P(precipitation rate > threshold) (0 or 1 where observed)"},
-    "bin_probability": {"units": "1", "long_name": "probability of the precipitation-rate bin [bin_lower, bin_upper) (0 or 1 where observed)"},
+    "exceedance_probability": {
+        "units": "1",
+        "long_name": "P(precipitation rate > threshold) (0 or 1 where observed)",
+    },
+    "bin_probability": {
+        "units": "1",
+        "long_name": (
+            "probability of the precipitation-rate bin [bin_lower, bin_upper) (0 or 1 where observed)"
+        ),
+    },
 }
 
 
 @dataclass(frozen=True)
 class _Grid:
-    """The checked layout of the input: its dims, its declared units and the rates ``[frames, ny, nx]`` in mm/h."""
+    """The checked layout of the input: its dims, its declared units and the rates ``[frames, ny, nx]`` in "
+    "mm/h."""
 
     time_dim: Hashable | None
     y_dim: Hashable
@@ -119,25 +150,41 @@ def fill(
     name = _variable_name(data)
     grid = _checked_grid(data, name, units)
     resolved, mapping = _resolve_crs(data, grid, name, crs)
-    validation.check_grid(data[grid.x_dim].values, data[grid.y_dim].values, resolved, source=f"{SOURCE} (coordinates of {name!r})", variable=name)
+    validation.check_grid(
+        data[grid.x_dim].values,
+        data[grid.y_dim].values,
+        resolved,
+        source=f"{SOURCE} (coordinates of {name!r})",
+        variable=name,
+    )
     interpolator = _interpolator(model)
     tiling = _checked_tiling(tiling, interpolator, data.shape)
     predicted, coordinates = _predict(interpolator, grid, data, resolved, tiling, progress)
     if mapping is None:
         mapping = conventions.CRS_VARIABLE
         coordinates[mapping] = grid_mapping(resolved)
-    filled = _assemble(data, grid, predicted, coordinates, mapping=mapping, name=name, model=interpolator, tiling=tiling)
+    filled = _assemble(
+        data, grid, predicted, coordinates, mapping=mapping, name=name, model=interpolator, tiling=tiling
+    )
     unfilled = int((filled["observation"] == UNFILLED).sum())
     if unfilled:
-        warnings.warn(f"{SOURCE}: {unfilled} unobserved pixels of {name!r} have no observed pixel within reach and stay NaN "
-                      f"(observation == {UNFILLED}); a larger tiling.halo_pixels reaches further", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{SOURCE}: {unfilled} unobserved pixels of {name!r} have no observed pixel within reach and "
+            "stay NaN "
+            f"(observation == {UNFILLED}); a larger tiling.halo_pixels reaches further",
+            UserWarning,
+            stacklevel=2,
+        )
     return filled
 
 
 def _variable_name(data: object) -> str:
     if not isinstance(data, xr.DataArray):
         hint = ": pass one variable, e.g. dataset['precipitation']" if isinstance(data, xr.Dataset) else ""
-        raise TypeError(f"{SOURCE}: data must be an xarray.DataArray (check 'DataArray input'), got {type(data).__name__}{hint}")
+        raise TypeError(
+            f"{SOURCE}: data must be an xarray.DataArray (check 'DataArray input'), got "
+            f"{type(data).__name__}{hint}"
+        )
     return str(data.name) if data.name is not None else "data"
 
 
@@ -151,7 +198,11 @@ def _checked_grid(data: xr.DataArray, name: str, units: str | None) -> _Grid:
     time_dim = TIME if len(dims) == 3 and dims[0] == TIME else None
     spatial = dims[1:] if time_dim is not None else dims
     if spatial not in (PROJECTED_DIMS, *GEOGRAPHIC_DIMS):
-        raise _failure(name, "dimensions", f"dims {dims}; expected ([time,] y, x), ([time,] lat, lon) or ([time,] latitude, longitude)")
+        raise _failure(
+            name,
+            "dimensions",
+            f"dims {dims}; expected ([time,] y, x), ([time,] lat, lon) or ([time,] latitude, longitude)",
+        )
     y_dim, x_dim = spatial
     missing = [str(dim) for dim in spatial if dim not in data.coords]
     if missing:
@@ -160,8 +211,14 @@ def _checked_grid(data: xr.DataArray, name: str, units: str | None) -> _Grid:
         raise _failure(name, "numeric values", f"dtype {data.dtype}")
     attribute = data.attrs.get("units")
     if units is None and attribute is None:
-        raise _failure(name, "units present", "no units attribute; pass units='mm h-1' if the values are rates in mm/h")
-    if units is not None and attribute is not None and " ".join(str(units).split()) != " ".join(str(attribute).split()):
+        raise _failure(
+            name, "units present", "no units attribute; pass units='mm h-1' if the values are rates in mm/h"
+        )
+    if (
+        units is not None
+        and attribute is not None
+        and " ".join(str(units).split()) != " ".join(str(attribute).split())
+    ):
         raise _failure(name, "units agree", f"units={units!r} but the units attribute says {attribute!r}")
     declared = units if units is not None else str(attribute)
     try:
@@ -170,15 +227,23 @@ def _checked_grid(data: xr.DataArray, name: str, units: str | None) -> _Grid:
         raise _failure(name, "units convertible to mm/h", str(error)) from error
     rates = np.asarray(data.values, dtype=np.float64) * factor
     rates = rates if time_dim is not None else rates[None]
-    times = np.atleast_1d(data[TIME].values) if TIME in data.coords and data[TIME].size == len(rates) else ["n/a"] * len(rates)
+    times = (
+        np.atleast_1d(data[TIME].values)
+        if TIME in data.coords and data[TIME].size == len(rates)
+        else ["n/a"] * len(rates)
+    )
     for rate, time in zip(rates, times):
         validation.check_frame(rate, source=SOURCE, variable=name, time=str(time))
     if np.isfinite(rates).all():
-        raise _failure(name, "unobserved pixels present", "no NaN pixel, nothing to fill; unobserved pixels must be NaN")
+        raise _failure(
+            name, "unobserved pixels present", "no NaN pixel, nothing to fill; unobserved pixels must be NaN"
+        )
     return _Grid(time_dim, y_dim, x_dim, declared, rates)
 
 
-def _resolve_crs(data: xr.DataArray, grid: _Grid, name: str, crs: pyproj.CRS | str | int | None) -> tuple[pyproj.CRS, Hashable | None]:
+def _resolve_crs(
+    data: xr.DataArray, grid: _Grid, name: str, crs: pyproj.CRS | str | int | None
+) -> tuple[pyproj.CRS, Hashable | None]:
     """The CRS and the name of the input coordinate holding it (None: add a ``crs`` grid mapping)."""
     if crs is not None:
         try:
@@ -194,15 +259,28 @@ def _resolve_crs(data: xr.DataArray, grid: _Grid, name: str, crs: pyproj.CRS | s
     if (grid.y_dim, grid.x_dim) in GEOGRAPHIC_DIMS:
         return pyproj.CRS.from_user_input(GEOGRAPHIC_CRS), None
     named = grid_mapping_name(data)
-    dangling = f"; its grid_mapping attribute names {named!r}, which is not one of its coordinates (assign it, e.g. data.assign_coords({named}=dataset[{named!r}]))" if named else ""
-    raise _failure(name, "crs known", f"no crs argument, CF grid mapping coordinate or spatial_ref coordinate, and dims are not lat/lon: pass crs=, e.g. crs='EPSG:3035'{dangling}")
+    dangling = (
+        f"; its grid_mapping attribute names {named!r}, which is not one of its coordinates (assign it, "
+        f"e.g. data.assign_coords({named}=dataset[{named!r}]))"
+        if named
+        else ""
+    )
+    raise _failure(
+        name,
+        "crs known",
+        "no crs argument, CF grid mapping coordinate or spatial_ref coordinate, and dims are not lat/lon: "
+        f"pass crs=, e.g. crs='EPSG:3035'{dangling}",
+    )
 
 
 def _interpolator(model: str | Interpolator) -> Interpolator:
     if isinstance(model, str):
         return get_model(model)
     if not callable(getattr(model, "predict", None)):
-        raise TypeError(f"{SOURCE}: model must be a registered name ({', '.join(sorted(MODELS))}) or have predict(task) (check 'model'), got {type(model).__name__}")
+        raise TypeError(
+            f"{SOURCE}: model must be a registered name ({', '.join(sorted(MODELS))}) or have predict(task) "
+            f"(check 'model'), got {type(model).__name__}"
+        )
     return model
 
 
@@ -211,11 +289,16 @@ def _checked_tiling(tiling: GridTiling | None, model: Interpolator, shape: tuple
         tiling = GridTiling(tile_pixels=max(shape[-2:]), halo_pixels=0, max_context=int(np.prod(shape[-2:])))
     tiling = GridTiling() if tiling is None else tiling
     if tiling.targets != "unobserved":
-        raise ValueError(f"{SOURCE}: tiling.targets must be 'unobserved' (check 'tiling'): observed pixels keep their value, got {tiling.targets!r}")
+        raise ValueError(
+            f"{SOURCE}: tiling.targets must be 'unobserved' (check 'tiling'): observed pixels keep their "
+            f"value, got {tiling.targets!r}"
+        )
     return tiling
 
 
-def _predict(model: Interpolator, grid: _Grid, data: xr.DataArray, crs: pyproj.CRS, tiling: GridTiling, progress: bool) -> tuple[dict[str, np.ndarray], dict[str, xr.DataArray]]:
+def _predict(
+    model: Interpolator, grid: _Grid, data: xr.DataArray, crs: pyproj.CRS, tiling: GridTiling, progress: bool
+) -> tuple[dict[str, np.ndarray], dict[str, xr.DataArray]]:
     """The model's outputs ``[frames, ny, nx, extra]`` at unobserved pixels (NaN elsewhere) and
     the coordinates of their extra dims (quantile, threshold, bin)."""
     axes = {conventions.Y: data[grid.y_dim].values, conventions.X: data[grid.x_dim].values}
@@ -237,13 +320,25 @@ def _predict(model: Interpolator, grid: _Grid, data: xr.DataArray, crs: pyproj.C
             for variable in PREDICTED_VARIABLES:
                 predicted[variable][number, tile.rows, tile.columns] = block[variable].values
     if not predicted:
-        raise ValueError(f"{SOURCE}: nothing could be filled (check 'observed pixels within reach'): no unobserved pixel lies within "
-                         f"tiling.halo_pixels={tiling.halo_pixels} of its tile from an observed one")
+        raise ValueError(
+            f"{SOURCE}: nothing could be filled (check 'observed pixels within reach'): no unobserved pixel "
+            "lies within "
+            f"tiling.halo_pixels={tiling.halo_pixels} of its tile from an observed one"
+        )
     return predicted, coordinates
 
 
-def _assemble(data: xr.DataArray, grid: _Grid, predicted: dict[str, np.ndarray], coordinates: dict[str, xr.DataArray], *,
-              mapping: Hashable, name: str, model: Interpolator, tiling: GridTiling) -> xr.Dataset:
+def _assemble(
+    data: xr.DataArray,
+    grid: _Grid,
+    predicted: dict[str, np.ndarray],
+    coordinates: dict[str, xr.DataArray],
+    *,
+    mapping: Hashable,
+    name: str,
+    model: Interpolator,
+    tiling: GridTiling,
+) -> xr.Dataset:
     """The output Dataset: observed pixels as point masses, the model's prediction elsewhere."""
     rates = grid.rates
     observed = np.isfinite(rates)
@@ -255,17 +350,31 @@ def _assemble(data: xr.DataArray, grid: _Grid, predicted: dict[str, np.ndarray],
         "precipitation_mean": np.where(observed, rates, predicted["precipitation_mean"]),
         "precipitation_std": np.where(observed, 0.0, predicted["precipitation_std"]),
         "precipitation_quantile": np.where(observed[..., None], point, predicted["precipitation_quantile"]),
-        "exceedance_probability": np.where(observed[..., None], point > thresholds, predicted["exceedance_probability"]),
-        "bin_probability": np.where(observed[..., None], (point >= lower) & (point < upper), predicted["bin_probability"]),
-        "observation": np.where(observed, OBSERVED, np.where(np.isfinite(predicted["precipitation_mean"]), FILLED, UNFILLED)).astype(np.int8),
+        "exceedance_probability": np.where(
+            observed[..., None], point > thresholds, predicted["exceedance_probability"]
+        ),
+        "bin_probability": np.where(
+            observed[..., None], (point >= lower) & (point < upper), predicted["bin_probability"]
+        ),
+        "observation": np.where(
+            observed, OBSERVED, np.where(np.isfinite(predicted["precipitation_mean"]), FILLED, UNFILLED)
+        ).astype(np.int8),
     }
     spatial = (grid.y_dim, grid.x_dim) if grid.time_dim is None else (grid.time_dim, grid.y_dim, grid.x_dim)
-    extra = {"precipitation_quantile": ("quantile",), "exceedance_probability": ("threshold",), "bin_probability": ("bin",)}
+    extra = {
+        "precipitation_quantile": ("quantile",),
+        "exceedance_probability": ("threshold",),
+        "bin_probability": ("bin",),
+    }
     variables = {}
     for variable, values in fields.items():
         values = values if grid.time_dim is not None else values[0]
         attributes = OBSERVATION_ATTRS if variable == "observation" else OUTPUT_ATTRS[variable]
-        variables[variable] = ((*spatial, *extra.get(variable, ())), values, {**attributes, "grid_mapping": str(mapping)})
+        variables[variable] = (
+            (*spatial, *extra.get(variable, ())),
+            values,
+            {**attributes, "grid_mapping": str(mapping)},
+        )
     variables[conventions.PRECIPITATION][2].update(source_variable=name, source_units=grid.units)
     for key in ("threshold", "bin_lower", "bin_upper"):
         coordinates[key] = coordinates[key].assign_attrs(standard_name="lwe_precipitation_rate")
@@ -273,8 +382,14 @@ def _assemble(data: xr.DataArray, grid: _Grid, predicted: dict[str, np.ndarray],
     attributes = {
         "Conventions": conventions.CF_CONVENTIONS,
         "title": f"precipitation rate filled by weatherunc ({model_name})",
-        "source": f"weatherunc {__version__} fill, model {model_name!r}, tiles of {tiling.tile_pixels} px, halo {tiling.halo_pixels} px, at most {tiling.max_context} contexts",
-        "comment": "observed pixels keep their value (std 0); precipitation_std and the probabilities describe the filled pixels",
+        "source": (
+            f"weatherunc {__version__} fill, model {model_name!r}, tiles of {tiling.tile_pixels} px, halo "
+            f"{tiling.halo_pixels} px, at most {tiling.max_context} contexts"
+        ),
+        "comment": (
+            "observed pixels keep their value (std 0); precipitation_std and the probabilities describe the "
+            "filled pixels"
+        ),
         "model": model_name,
     }
     return xr.Dataset(variables, coords=data.coords, attrs=attributes).assign_coords(coordinates)

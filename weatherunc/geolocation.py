@@ -43,7 +43,9 @@ def crs_from_grid_mapping(attributes: dict) -> pyproj.CRS:
             return pyproj.CRS.from_user_input(attributes[key])
     if "grid_mapping_name" in attributes:
         return pyproj.CRS.from_cf(attributes)
-    raise ValueError(f"a grid mapping needs crs_wkt, spatial_ref or grid_mapping_name; it has {sorted(attributes)}")
+    raise ValueError(
+        f"a grid mapping needs crs_wkt, spatial_ref or grid_mapping_name; it has {sorted(attributes)}"
+    )
 
 
 def grid_mapping_name(data: xr.DataArray) -> str | None:
@@ -80,12 +82,22 @@ def _latitude_longitude_block(x: np.ndarray, y: np.ndarray, *, wkt: str) -> np.n
     return np.stack([latitude, longitude])
 
 
-def latitude_longitude(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, *, chunk: int = 1024) -> tuple[da.Array, da.Array]:
+def latitude_longitude(
+    x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, *, chunk: int = 1024
+) -> tuple[da.Array, da.Array]:
     """Lazy 2-D latitude and longitude ``[ny, nx]`` (degrees) of a grid in ``crs``."""
     x_chunks = da.from_array(x, chunks=chunk)
     y_chunks = da.from_array(y, chunks=chunk)
     both = da.blockwise(
-        _latitude_longitude_block, "cyx", x_chunks, "x", y_chunks, "y",
-        new_axes={"c": 2}, dtype=np.float64, wkt=crs.to_wkt(), concatenate=True,
+        _latitude_longitude_block,
+        "cyx",
+        x_chunks,
+        "x",
+        y_chunks,
+        "y",
+        new_axes={"c": 2},
+        dtype=np.float64,
+        wkt=crs.to_wkt(),
+        concatenate=True,
     )
     return both[0], both[1]

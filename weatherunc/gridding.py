@@ -61,11 +61,24 @@ def grid_tiles(shape: tuple[int, int], tile_pixels: int) -> list[Tile]:
     tiles = []
     for top in range(0, ny, tile_pixels):
         for left in range(0, nx, tile_pixels):
-            tiles.append(Tile(len(tiles), slice(top, min(top + tile_pixels, ny)), slice(left, min(left + tile_pixels, nx))))
+            tiles.append(
+                Tile(
+                    len(tiles),
+                    slice(top, min(top + tile_pixels, ny)),
+                    slice(left, min(left + tile_pixels, nx)),
+                )
+            )
     return tiles
 
 
-def tile_task(values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, tile: Tile, tiling: GridTiling, target_mask: np.ndarray | None = None) -> Task | None:
+def tile_task(
+    values: np.ndarray,
+    x_km: np.ndarray,
+    y_km: np.ndarray,
+    tile: Tile,
+    tiling: GridTiling,
+    target_mask: np.ndarray | None = None,
+) -> Task | None:
     """The task of one tile (None when it has no target or no observed context).
 
     values ``[ny, nx]`` (NaN = unobserved), x_km ``[nx]``, y_km ``[ny]``; ``target_mask`` (bool
@@ -73,7 +86,10 @@ def tile_task(values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, tile: Tile
     """
     ny, nx = values.shape
     top, bottom = max(0, tile.rows.start - tiling.halo_pixels), min(ny, tile.rows.stop + tiling.halo_pixels)
-    left, right = max(0, tile.columns.start - tiling.halo_pixels), min(nx, tile.columns.stop + tiling.halo_pixels)
+    left, right = (
+        max(0, tile.columns.start - tiling.halo_pixels),
+        min(nx, tile.columns.stop + tiling.halo_pixels),
+    )
     region = values[top:bottom, left:right]
     context_rows, context_columns = np.nonzero(np.isfinite(region))
     if context_rows.size == 0:
@@ -98,25 +114,42 @@ def tile_task(values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, tile: Tile
         target_coordinates=np.stack([x_km[target_columns], y_km[target_rows]], axis=1),
         target_values=values[target_rows, target_columns].astype(np.float64),
         target_coords={"row": target_rows, "column": target_columns},
-        description=f"tile {tile.number} (rows {tile.rows.start}-{tile.rows.stop}, columns {tile.columns.start}-{tile.columns.stop}), halo {tiling.halo_pixels} px",
+        description=(
+            f"tile {tile.number} (rows {tile.rows.start}-{tile.rows.stop}, columns "
+            f"{tile.columns.start}-{tile.columns.stop}), halo {tiling.halo_pixels} px"
+        ),
     )
 
 
 def _frame_axes(frame: xr.DataArray, crs: pyproj.CRS | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if frame.dims != (conventions.Y, conventions.X):
         raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
-    x_km, y_km = planar_kilometres(frame[conventions.X].values, frame[conventions.Y].values, pyproj.CRS.from_user_input(crs))
+    x_km, y_km = planar_kilometres(
+        frame[conventions.X].values, frame[conventions.Y].values, pyproj.CRS.from_user_input(crs)
+    )
     return np.asarray(frame.values, dtype=np.float64), x_km, y_km
 
 
-def predict_tile(model: Interpolator, values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, tile: Tile, tiling: GridTiling, target_mask: np.ndarray | None = None) -> xr.Dataset | None:
-    """The model's prediction for one tile on the tile's (y, x) block; None when there is nothing to predict."""
+def predict_tile(
+    model: Interpolator,
+    values: np.ndarray,
+    x_km: np.ndarray,
+    y_km: np.ndarray,
+    tile: Tile,
+    tiling: GridTiling,
+    target_mask: np.ndarray | None = None,
+) -> xr.Dataset | None:
+    """The model's prediction for one tile on the tile's (y, x) block; None when there is nothing to "
+    "predict."""
     task = tile_task(values, x_km, y_km, tile, tiling, target_mask)
     if task is None:
         return None
     prediction = model.predict(task)
     height, width = tile.rows.stop - tile.rows.start, tile.columns.stop - tile.columns.start
-    rows, columns = task.target_coords["row"] - tile.rows.start, task.target_coords["column"] - tile.columns.start
+    rows, columns = (
+        task.target_coords["row"] - tile.rows.start,
+        task.target_coords["column"] - tile.columns.start,
+    )
     out = {}
     for name, variable in prediction.data_vars.items():
         extra = [dim for dim in variable.dims if dim != "target"]
@@ -124,18 +157,38 @@ def predict_tile(model: Interpolator, values: np.ndarray, x_km: np.ndarray, y_km
         block[rows, columns] = variable.transpose("target", *extra).values
         out[name] = ((conventions.Y, conventions.X, *extra), block, variable.attrs)
     coords = {dim: prediction[dim] for dim in prediction.dims if dim != "target"}
-    coords.update({name: prediction[name] for name in ("bin_lower", "bin_upper") if name in prediction.coords})
+    coords.update(
+        {name: prediction[name] for name in ("bin_lower", "bin_upper") if name in prediction.coords}
+    )
     return xr.Dataset(out, coords=coords, attrs=prediction.attrs)
 
 
-def iterate_tiles(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS | str, tiling: GridTiling, target_mask: np.ndarray | None = None, progress: bool = True) -> Iterator[tuple[Tile, xr.Dataset | None]]:
+def iterate_tiles(
+    model: Interpolator,
+    frame: xr.DataArray,
+    *,
+    crs: pyproj.CRS | str,
+    tiling: GridTiling,
+    target_mask: np.ndarray | None = None,
+    progress: bool = True,
+) -> Iterator[tuple[Tile, xr.Dataset | None]]:
     """Every tile and its prediction (None where there is nothing to predict), in order."""
     values, x_km, y_km = _frame_axes(frame, crs)
-    for tile in tqdm(grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False):
+    for tile in tqdm(
+        grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False
+    ):
         yield tile, predict_tile(model, values, x_km, y_km, tile, tiling, target_mask)
 
 
-def predict_grid(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS | str, tiling: GridTiling = GridTiling(), target_mask: np.ndarray | None = None, progress: bool = True) -> xr.Dataset:
+def predict_grid(
+    model: Interpolator,
+    frame: xr.DataArray,
+    *,
+    crs: pyproj.CRS | str,
+    tiling: GridTiling = GridTiling(),
+    target_mask: np.ndarray | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
     """Predict a whole frame in memory, tile by tile; pixels without a prediction are NaN.
 
     With ``target_mask`` (bool ``[ny, nx]``) exactly those pixels are hidden from the model and
@@ -146,27 +199,47 @@ def predict_grid(model: Interpolator, frame: xr.DataArray, *, crs: pyproj.CRS | 
     withheld = None
     if target_mask is not None:
         frame, withheld = mask_frame(frame, target_mask)
-    blocks = [(tile, block) for tile, block in iterate_tiles(model, frame, crs=crs, tiling=tiling, target_mask=target_mask, progress=progress) if block is not None]
+    blocks = [
+        (tile, block)
+        for tile, block in iterate_tiles(
+            model, frame, crs=crs, tiling=tiling, target_mask=target_mask, progress=progress
+        )
+        if block is not None
+    ]
     if not blocks:
         raise ValueError("no tile has both targets and observed contexts: nothing to predict")
     prediction = with_observation(_assemble(frame, blocks), frame, crs)
     if withheld is not None:
         truth = withheld.drop_vars([name for name in withheld.coords if name not in frame.dims])
-        prediction["withheld_precipitation"] = truth.assign_attrs(units=conventions.PRECIPITATION_UNITS, long_name="withheld observed rate (truth of the masked pixels)", grid_mapping=conventions.CRS_VARIABLE)
+        prediction["withheld_precipitation"] = truth.assign_attrs(
+            units=conventions.PRECIPITATION_UNITS,
+            long_name="withheld observed rate (truth of the masked pixels)",
+            grid_mapping=conventions.CRS_VARIABLE,
+        )
     return prediction
 
 
 def mask_frame(frame: xr.DataArray, mask: np.ndarray) -> tuple[xr.DataArray, xr.DataArray]:
     """Hide ``mask`` (bool ``[ny, nx]``) of ``frame``: the frame seen by the model and the withheld truth."""
     if mask.shape != frame.shape or mask.dtype != bool:
-        raise ValueError(f"target_mask must be a boolean array of the frame's shape {frame.shape}, got {mask.dtype} {mask.shape}")
+        raise ValueError(
+            f"target_mask must be a boolean array of the frame's shape {frame.shape}, got {mask.dtype} "
+            f"{mask.shape}"
+        )
     return frame.where(~mask), frame.where(mask)
 
 
 def with_observation(prediction: xr.Dataset, frame: xr.DataArray, crs: pyproj.CRS | str) -> xr.Dataset:
     """Add the observed ``precipitation`` (y, x), a ``crs`` grid mapping and ``grid_mapping`` attributes."""
     observed = frame.drop_vars([name for name in frame.coords if name not in (conventions.Y, conventions.X)])
-    prediction = prediction.assign({conventions.PRECIPITATION: observed.assign_attrs(units=conventions.PRECIPITATION_UNITS, long_name="observed precipitation rate (NaN: unobserved)")})
+    prediction = prediction.assign(
+        {
+            conventions.PRECIPITATION: observed.assign_attrs(
+                units=conventions.PRECIPITATION_UNITS,
+                long_name="observed precipitation rate (NaN: unobserved)",
+            )
+        }
+    )
     prediction[conventions.CRS_VARIABLE] = grid_mapping(pyproj.CRS.from_user_input(crs))
     for variable in prediction.data_vars.values():
         if conventions.Y in variable.dims:
@@ -185,12 +258,29 @@ def _assemble(frame: xr.DataArray, blocks: list[tuple[Tile, xr.Dataset]]) -> xr.
         for tile, block in blocks:
             grid[tile.rows, tile.columns] = block[name].values
         out[name] = (variable.dims, grid, variable.attrs)
-    coords = {conventions.Y: frame[conventions.Y], conventions.X: frame[conventions.X], **{name: first[name] for name in first.coords}}
-    attrs = {key: value for key, value in first.attrs.items() if key not in ("task", "fit_seconds", "predict_seconds")}
+    coords = {
+        conventions.Y: frame[conventions.Y],
+        conventions.X: frame[conventions.X],
+        **{name: first[name] for name in first.coords},
+    }
+    attrs = {
+        key: value
+        for key, value in first.attrs.items()
+        if key not in ("task", "fit_seconds", "predict_seconds")
+    }
     return xr.Dataset(out, coords=coords, attrs=attrs)
 
 
-def predict_grid_to_zarr(model: Interpolator, frame: xr.DataArray, store: Path, *, crs: pyproj.CRS | str, tiling: GridTiling = GridTiling(), target_mask: np.ndarray | None = None, progress: bool = True) -> Path:
+def predict_grid_to_zarr(
+    model: Interpolator,
+    frame: xr.DataArray,
+    store: Path,
+    *,
+    crs: pyproj.CRS | str,
+    tiling: GridTiling = GridTiling(),
+    target_mask: np.ndarray | None = None,
+    progress: bool = True,
+) -> Path:
     """Predict a whole frame tile by tile and stream each tile into its zarr region.
 
     Written to ``STORE.partial`` and renamed to ``store`` once every tile is in, with the root
@@ -204,7 +294,9 @@ def predict_grid_to_zarr(model: Interpolator, frame: xr.DataArray, store: Path, 
         frame, _ = mask_frame(frame, target_mask)
     values, x_km, y_km = _frame_axes(frame, crs)
     created = False
-    for tile in tqdm(grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False):
+    for tile in tqdm(
+        grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False
+    ):
         block = predict_tile(model, values, x_km, y_km, tile, tiling, target_mask)
         if block is None:
             continue
@@ -212,13 +304,21 @@ def predict_grid_to_zarr(model: Interpolator, frame: xr.DataArray, store: Path, 
             _create_store(partial, frame, block, tiling)
             created = True
         region = {conventions.Y: tile.rows, conventions.X: tile.columns}
-        block.drop_vars(list(block.coords)).to_zarr(partial, region=region, mode="r+", consolidated=False, zarr_format=3)
+        block.drop_vars(list(block.coords)).to_zarr(
+            partial, region=region, mode="r+", consolidated=False, zarr_format=3
+        )
     if not created:
         raise ValueError("no tile has both targets and observed contexts: nothing to predict")
     import zarr
 
-    observation = with_observation(xr.Dataset(coords={conventions.Y: frame[conventions.Y], conventions.X: frame[conventions.X]}), frame, crs)
-    observation.drop_vars(list(observation.coords)).to_zarr(partial, mode="a", consolidated=False, zarr_format=3)
+    observation = with_observation(
+        xr.Dataset(coords={conventions.Y: frame[conventions.Y], conventions.X: frame[conventions.X]}),
+        frame,
+        crs,
+    )
+    observation.drop_vars(list(observation.coords)).to_zarr(
+        partial, mode="a", consolidated=False, zarr_format=3
+    )
 
     root = zarr.open_group(partial, mode="r+", zarr_format=3)
     root.attrs[COMPLETE_ATTRIBUTE] = 1
@@ -241,7 +341,15 @@ def _create_store(path: Path, frame: xr.DataArray, block: xr.Dataset, tiling: Gr
     coords.update({name: block[name] for name in block.coords if name not in (conventions.Y, conventions.X)})
     if "time" in frame.coords:
         coords["time"] = frame["time"]
-    template = xr.Dataset(variables, coords=coords, attrs={key: value for key, value in block.attrs.items() if key not in ("task", "fit_seconds", "predict_seconds")})
+    template = xr.Dataset(
+        variables,
+        coords=coords,
+        attrs={
+            key: value
+            for key, value in block.attrs.items()
+            if key not in ("task", "fit_seconds", "predict_seconds")
+        },
+    )
     template[conventions.Y].attrs.update(frame[conventions.Y].attrs)
     template[conventions.X].attrs.update(frame[conventions.X].attrs)
     template.to_zarr(path, compute=False, mode="w", consolidated=False, zarr_format=3)

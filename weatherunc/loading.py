@@ -26,7 +26,9 @@ from weatherunc.validation import check_frame, check_grid, check_times, check_un
 
 
 def _unreadable(path: Path, entry: CatalogEntry, error: Exception) -> InputDataError:
-    return InputDataError(source=path, variable=entry.variable, check="readable file", detail=f"{type(error).__name__}: {error}")
+    return InputDataError(
+        source=path, variable=entry.variable, check="readable file", detail=f"{type(error).__name__}: {error}"
+    )
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,13 @@ class GridSource:
         except Exception as error:  # noqa: BLE001 - any decoder failure is an unreadable file
             raise _unreadable(files[0], entry, error) from error
         check_units(geometry.units, entry.units, source=files[0], variable=entry.variable)
-        check_grid(geometry.x, geometry.y, pyproj.CRS.from_user_input(entry.crs), source=files[0], variable=entry.variable)
+        check_grid(
+            geometry.x,
+            geometry.y,
+            pyproj.CRS.from_user_input(entry.crs),
+            source=files[0],
+            variable=entry.variable,
+        )
         frames: list[FrameReference] = []
         for path in files:
             try:
@@ -67,7 +75,11 @@ class GridSource:
                 raise _unreadable(path, entry, error) from error
         if len(files) > 1:  # one frame per file: order by time, then require uniqueness
             frames.sort(key=lambda frame: frame.time)
-        check_times([frame.time for frame in frames], source=files[0] if len(files) == 1 else catalog.root_of(entry) / entry.files, variable="time")
+        check_times(
+            [frame.time for frame in frames],
+            source=files[0] if len(files) == 1 else catalog.root_of(entry) / entry.files,
+            variable="time",
+        )
         return cls(entry=entry, frames=tuple(frames), geometry=geometry)
 
     @property
@@ -92,13 +104,21 @@ class GridSource:
         except Exception as error:  # noqa: BLE001
             raise _unreadable(frame.path, entry, error) from error
         if native.shape != self.geometry.shape:
-            raise InputDataError(source=frame.path, variable=entry.variable, check="grid shape", detail=f"shape {native.shape}, expected {self.geometry.shape}")
+            raise InputDataError(
+                source=frame.path,
+                variable=entry.variable,
+                check="grid shape",
+                detail=f"shape {native.shape}, expected {self.geometry.shape}",
+            )
         if entry.negative_tolerance > 0:
             native = np.where((native < 0) & (native >= -entry.negative_tolerance), 0.0, native)
         zr = ZRRelation(entry.zr_relation.a, entry.zr_relation.b) if entry.zr_relation else None
         rate = to_rate_mm_per_hour(
-            native, units=entry.units, accumulation_minutes=entry.accumulation_minutes,
-            zr_relation=zr, no_echo_dbz=entry.no_echo_dbz,
+            native,
+            units=entry.units,
+            accumulation_minutes=entry.accumulation_minutes,
+            zr_relation=zr,
+            no_echo_dbz=entry.no_echo_dbz,
         )
         check_frame(rate, source=frame.path, variable=entry.variable, time=frame.time)
         return rate.astype(np.float32)
@@ -129,14 +149,27 @@ class GridSource:
         """Lazy dataset, one Dask chunk per frame ``(1, ny, nx)``."""
         ny, nx = self.geometry.shape
         frames = [
-            da.from_delayed(dask.delayed(self.load_frame, pure=True)(index, dask_key_name=f"load-{self.entry.name}-{index}"), shape=(ny, nx), dtype=np.float32)
+            da.from_delayed(
+                dask.delayed(self.load_frame, pure=True)(
+                    index, dask_key_name=f"load-{self.entry.name}-{index}"
+                ),
+                shape=(ny, nx),
+                dtype=np.float32,
+            )
             for index in range(len(self.frames))
         ]
         data = da.stack(frames)  # [time, y, x]
         dataset = self.empty_dataset()
-        attrs = dict(conventions.PRECIPITATION_ATTRS, cell_methods=cell_methods(self.entry), source_variable=self.entry.variable, source_units=self.entry.units)
+        attrs = dict(
+            conventions.PRECIPITATION_ATTRS,
+            cell_methods=cell_methods(self.entry),
+            source_variable=self.entry.variable,
+            source_units=self.entry.units,
+        )
         if self.entry.negative_tolerance > 0:
-            attrs["comment"] = f"source values in [-{self.entry.negative_tolerance:g}, 0) {self.entry.units} were set to 0"
+            attrs["comment"] = (
+                f"source values in [-{self.entry.negative_tolerance:g}, 0) {self.entry.units} were set to 0"
+            )
         dataset[conventions.PRECIPITATION] = ((conventions.TIME, conventions.Y, conventions.X), data, attrs)
         return dataset
 
@@ -153,13 +186,18 @@ def dataset_attributes(entry: CatalogEntry) -> dict[str, str]:
     attributes = {
         "Conventions": conventions.CF_CONVENTIONS,
         "title": entry.description,
-        "source": f"weatherunc catalog entry {entry.name!r} (reader {entry.reader}, variable {entry.variable}, native units {entry.units})",
+        "source": (
+            f"weatherunc catalog entry {entry.name!r} (reader {entry.reader}, variable {entry.variable}, "
+            f"native units {entry.units})"
+        ),
         "licence": entry.licence,
         "attribution": entry.attribution,
         "weatherunc_catalog_entry": entry.name,
     }
     if entry.zr_relation is not None:
-        attributes["zr_relation"] = f"Z = {entry.zr_relation.a:g} R^{entry.zr_relation.b:g} ({entry.zr_relation.reference})"
+        attributes["zr_relation"] = (
+            f"Z = {entry.zr_relation.a:g} R^{entry.zr_relation.b:g} ({entry.zr_relation.reference})"
+        )
     return attributes
 
 
@@ -169,22 +207,56 @@ def open_stations(catalog: Catalog, name: str) -> xr.Dataset:
     reader = STATION_READERS[entry.reader]
     files = catalog.resolve_files(entry)
     if len(files) != 1:
-        raise InputDataError(source=catalog.root_of(entry) / entry.files, variable=entry.variable, check="one station file", detail=f"{len(files)} files match")
+        raise InputDataError(
+            source=catalog.root_of(entry) / entry.files,
+            variable=entry.variable,
+            check="one station file",
+            detail=f"{len(files)} files match",
+        )
     table = reader.read_stations(files[0], entry)
-    rate = to_rate_mm_per_hour(table.values, units=entry.units, accumulation_minutes=entry.accumulation_minutes)
+    rate = to_rate_mm_per_hour(
+        table.values, units=entry.units, accumulation_minutes=entry.accumulation_minutes
+    )
     check_frame(rate, source=files[0], variable=entry.variable, time="whole set")
     crs = pyproj.CRS.from_user_input(entry.crs)
-    check_grid(np.sort(np.unique(table.x)), np.sort(np.unique(table.y)), crs, source=files[0], variable=entry.variable)
+    check_grid(
+        np.sort(np.unique(table.x)),
+        np.sort(np.unique(table.y)),
+        crs,
+        source=files[0],
+        variable=entry.variable,
+    )
     station = conventions.STATION
     coords = {
         station: (station, table.identifier, {"long_name": "station identifier"}),
-        conventions.X: (station, table.x, conventions.PROJECTED_X_ATTRS if not crs.is_geographic else conventions.GEOGRAPHIC_X_ATTRS),
-        conventions.Y: (station, table.y, conventions.PROJECTED_Y_ATTRS if not crs.is_geographic else conventions.GEOGRAPHIC_Y_ATTRS),
+        conventions.X: (
+            station,
+            table.x,
+            conventions.PROJECTED_X_ATTRS if not crs.is_geographic else conventions.GEOGRAPHIC_X_ATTRS,
+        ),
+        conventions.Y: (
+            station,
+            table.y,
+            conventions.PROJECTED_Y_ATTRS if not crs.is_geographic else conventions.GEOGRAPHIC_Y_ATTRS,
+        ),
     }
     for covariate, values in table.covariates.items():
-        coords[covariate] = (station, values, {"long_name": covariate.replace("_", " "), "units": "m" if covariate.endswith("_m") else "1"})
-    attrs = dict(conventions.PRECIPITATION_ATTRS, cell_methods=cell_methods(entry), source_variable=entry.variable, source_units=entry.units)
-    dataset = xr.Dataset({conventions.PRECIPITATION: (station, rate.astype(np.float32), attrs)}, coords=coords, attrs=dataset_attributes(entry))
+        coords[covariate] = (
+            station,
+            values,
+            {"long_name": covariate.replace("_", " "), "units": "m" if covariate.endswith("_m") else "1"},
+        )
+    attrs = dict(
+        conventions.PRECIPITATION_ATTRS,
+        cell_methods=cell_methods(entry),
+        source_variable=entry.variable,
+        source_units=entry.units,
+    )
+    dataset = xr.Dataset(
+        {conventions.PRECIPITATION: (station, rate.astype(np.float32), attrs)},
+        coords=coords,
+        attrs=dataset_attributes(entry),
+    )
     dataset[conventions.CRS_VARIABLE] = grid_mapping(crs)
     return dataset.chunk()
 
@@ -205,4 +277,3 @@ def open_dataset(
     if catalog.get(name).kind == "stations":
         return open_stations(catalog, name)
     return GridSource.from_catalog(catalog, name).to_dataset()
-

@@ -200,7 +200,14 @@ class StagedStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def begin(self, template: xr.Dataset, *, digest: str, description: dict[str, Any], encoding: dict[str, dict[str, Any]]) -> None:
+    def begin(
+        self,
+        template: xr.Dataset,
+        *,
+        digest: str,
+        description: dict[str, Any],
+        encoding: dict[str, dict[str, Any]],
+    ) -> None:
         """Replace any staging folder with a new one holding ``template``'s metadata and
         coordinates, the fingerprint ``digest`` and the ``description`` it was computed from
         (recorded in the store's attributes too).
@@ -217,9 +224,19 @@ class StagedStore:
         template.attrs[FINGERPRINT_ATTRIBUTE] = digest
         template.attrs[DESCRIPTION_ATTRIBUTE] = json.dumps(description, sort_keys=True, default=str)
         # Coordinates (numpy) are written now; data variables (Dask) only get their metadata.
-        template.to_zarr(building / self.zarr_path.name, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
+        template.to_zarr(
+            building / self.zarr_path.name,
+            mode="w",
+            compute=False,
+            consolidated=False,
+            encoding=encoding,
+            zarr_format=3,
+        )
         hide_root_metadata(building / self.zarr_path.name)
-        _write_atomically(building / self.fingerprint_path.name, json.dumps({"fingerprint": digest, "description": description}, default=str))
+        _write_atomically(
+            building / self.fingerprint_path.name,
+            json.dumps({"fingerprint": digest, "description": description}, default=str),
+        )
         os.replace(building, self.folder)
 
     def finished_frames(self) -> set[int]:
@@ -251,7 +268,9 @@ class StagedStore:
         """
         missing = sorted(set(range(expected_frames)) - self.finished_frames())
         if missing:
-            raise RuntimeError(f"{self.final}: {len(missing)} frames not written (first {missing[:5]}); not marking complete")
+            raise RuntimeError(
+                f"{self.final}: {len(missing)} frames not written (first {missing[:5]}); not marking complete"
+            )
         if self.final.exists() and not replace:
             raise FileExistsError(f"{self.final} exists; pass overwrite to replace it")
         reveal_root_metadata(self.zarr_path, {COMPLETE_ATTRIBUTE: True})
@@ -292,13 +311,23 @@ def open_store(path: Path | str) -> xr.Dataset:
     """Open a complete weatherunc zarr store lazily; refuses an incomplete one."""
     path = Path(path)
     if (path / UNFINISHED_ROOT_METADATA).exists():
-        raise InputDataError(source=path, variable="<store>", check="store complete", detail="the store is still being written; re-run the ingest to finish it")
+        raise InputDataError(
+            source=path,
+            variable="<store>",
+            check="store complete",
+            detail="the store is still being written; re-run the ingest to finish it",
+        )
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as error:
         raise FileNotFoundError(f"{path}: no zarr store") from error
     if not group.attrs.get(COMPLETE_ATTRIBUTE, False):
-        raise InputDataError(source=path, variable="<store>", check="store complete", detail="the store was not marked complete; re-run the ingest to finish it")
+        raise InputDataError(
+            source=path,
+            variable="<store>",
+            check="store complete",
+            detail="the store was not marked complete; re-run the ingest to finish it",
+        )
     dataset = xr.open_zarr(path, consolidated=False)
     check_dataset(dataset, source=path)
     return dataset
@@ -309,7 +338,10 @@ def frame_encoding(dataset: xr.Dataset, variables: Iterable[str]) -> dict[str, d
     encoding: dict[str, dict[str, Any]] = {}
     for name in variables:
         variable = dataset[name]
-        chunks = tuple(1 if dim == conventions.TIME else min(size, 2048) for dim, size in zip(variable.dims, variable.shape))
+        chunks = tuple(
+            1 if dim == conventions.TIME else min(size, 2048)
+            for dim, size in zip(variable.dims, variable.shape)
+        )
         encoding[name] = {"chunks": chunks, "dtype": "float32"}
     return encoding
 

@@ -36,6 +36,12 @@ def summarise(dataset: xr.Dataset) -> dict[str, object]:
             steps = np.unique(np.diff(times).astype("timedelta64[s]").astype(int))
             summary["time_step_minutes"] = [float(step) / 60 for step in steps]
     if conventions.LATITUDE in dataset.coords:
-        summary["latitude_range"] = [float(dataset[conventions.LATITUDE].min()), float(dataset[conventions.LATITUDE].max())]
-        summary["longitude_range"] = [float(dataset[conventions.LONGITUDE].min()), float(dataset[conventions.LONGITUDE].max())]
+        summary["latitude_range"] = [
+            float(dataset[conventions.LATITUDE].min()),
+            float(dataset[conventions.LATITUDE].max()),
+        ]
+        summary["longitude_range"] = [
+            float(dataset[conventions.LONGITUDE].min()),
+            float(dataset[conventions.LONGITUDE].max()),
+        ]
     return summary

@@ -25,7 +25,9 @@ def sample_matern32_grid(size: int, *, lengthscale: float, variance: float, seed
     distance = np.hypot(offsets[:, None], offsets[None, :])
     eigenvalues = np.fft.fft2(matern32(distance, lengthscale, variance)).real
     if eigenvalues.min() < -1e-6 * eigenvalues.max():
-        raise ValueError(f"circulant embedding is not positive definite for lengthscale {lengthscale} on a {size} grid")
+        raise ValueError(
+            f"circulant embedding is not positive definite for lengthscale {lengthscale} on a {size} grid"
+        )
     noise = rng.normal(size=(period, period)) + 1j * rng.normal(size=(period, period))
     field = np.fft.fft2(np.sqrt(np.maximum(eigenvalues, 0.0) / period**2) * noise).real
     return field[:size, :size]

@@ -55,7 +55,10 @@ class Task:
     def __post_init__(self) -> None:
         n_context, n_target = len(self.context_values), len(self.target_values)
         if self.context_coordinates.shape != (n_context, 2) or self.target_coordinates.shape != (n_target, 2):
-            raise ValueError(f"coordinates must be [n, 2]: context {self.context_coordinates.shape}, target {self.target_coordinates.shape}")
+            raise ValueError(
+                f"coordinates must be [n, 2]: context {self.context_coordinates.shape}, target "
+                f"{self.target_coordinates.shape}"
+            )
         if n_context == 0:
             raise ValueError("a task needs at least one context point")
         if (self.context_covariates is None) != (self.target_covariates is None):
@@ -68,22 +71,28 @@ class Task:
         values = self.context_values
         if not np.all(np.isfinite(values)):
             count = int(np.count_nonzero(~np.isfinite(values)))
-            raise ValueError(f"context_values must be finite and >= 0 (observed rates in mm/h): {count} NaN or infinite value(s)")
+            raise ValueError(
+                f"context_values must be finite and >= 0 (observed rates in mm/h): {count} NaN or infinite "
+                "value(s)"
+            )
         if np.any(values < 0):
             raise ValueError(
-                f"context_values must be finite and >= 0 (rates in mm/h): {int(np.count_nonzero(values < 0))} negative value(s), "
+                "context_values must be finite and >= 0 (rates in mm/h): "
+                f"{int(np.count_nonzero(values < 0))} negative value(s), "
                 f"the lowest {float(values.min()):g}"
             )
         bound = conventions.MAXIMUM_RATE_MM_PER_HOUR
         if np.any(values > bound):
             raise ValueError(
                 f"context_values must not exceed the plausibility bound of {bound:g} mm/h: "
-                f"{int(np.count_nonzero(values > bound))} value(s) above it, the highest {float(values.max()):g}"
+                f"{int(np.count_nonzero(values > bound))} value(s) above it, the highest "
+                f"{float(values.max()):g}"
             )
         duplicates = n_context - len(np.unique(self.context_coordinates, axis=0))
         if duplicates:
             raise ValueError(
-                f"context_coordinates has {duplicates} duplicated point(s) (contexts at exactly the same point as another); "
+                f"context_coordinates has {duplicates} duplicated point(s) (contexts at exactly the same "
+                "point as another); "
                 "merge them first, e.g. by averaging their values"
             )
 
@@ -100,7 +109,9 @@ class Task:
     def observed_truth(self) -> xr.DataArray:
         """The withheld truth as ``precipitation(target)`` with the target coordinates."""
         return xr.DataArray(
-            self.target_values, dims=self.target_dim, name=conventions.PRECIPITATION,
+            self.target_values,
+            dims=self.target_dim,
+            name=conventions.PRECIPITATION,
             coords={name: (self.target_dim, values) for name, values in self.target_coords.items()},
             attrs={"units": conventions.PRECIPITATION_UNITS},
         )
@@ -118,7 +129,9 @@ def planar_kilometres(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS) -> tuple[np
     return x / 1000.0, y / 1000.0
 
 
-def _grid_points(frame: xr.DataArray, crs: pyproj.CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _grid_points(
+    frame: xr.DataArray, crs: pyproj.CRS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Flattened values ``[ny*nx]``, km coordinates ``[ny*nx, 2]``, and row/column indices."""
     if frame.dims != (conventions.Y, conventions.X):
         raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
@@ -129,22 +142,34 @@ def _grid_points(frame: xr.DataArray, crs: pyproj.CRS) -> tuple[np.ndarray, np.n
     return np.asarray(frame.values, dtype=np.float64).ravel(), coordinates, rows.ravel(), columns.ravel()
 
 
-def _grid_task(frame: xr.DataArray, values: np.ndarray, coordinates: np.ndarray, rows: np.ndarray, columns: np.ndarray,
-               context: np.ndarray, target: np.ndarray, description: str) -> Task:
+def _grid_task(
+    frame: xr.DataArray,
+    values: np.ndarray,
+    coordinates: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    context: np.ndarray,
+    target: np.ndarray,
+    description: str,
+) -> Task:
     return Task(
-        context_coordinates=coordinates[context], context_values=values[context],
-        target_coordinates=coordinates[target], target_values=values[target],
+        context_coordinates=coordinates[context],
+        context_values=values[context],
+        target_coordinates=coordinates[target],
+        target_values=values[target],
         target_coords={
             conventions.Y: frame[conventions.Y].values[rows[target]],
             conventions.X: frame[conventions.X].values[columns[target]],
-            "row": rows[target], "column": columns[target],
+            "row": rows[target],
+            "column": columns[target],
         },
         description=description,
     )
 
 
 def tile_groups(points: np.ndarray, tile_km: float) -> dict[tuple[int, int], np.ndarray]:
-    """Indices of ``points`` ``[n, >=2]`` (km) grouped by square tiles of ``tile_km``, keyed by tile (column, row)."""
+    """Indices of ``points`` ``[n, >=2]`` (km) grouped by square tiles of ``tile_km``, keyed by tile "
+    "(column, row)."""
     keys = np.floor(points[:, :2] / tile_km).astype(np.int64)
     order = np.lexsort((keys[:, 1], keys[:, 0]))
     groups: dict[tuple[int, int], np.ndarray] = {}
@@ -172,7 +197,14 @@ def _limit(indices: np.ndarray, maximum: int | None, rng: np.random.Generator) -
     return np.sort(rng.choice(indices, size=maximum, replace=False))
 
 
-def random_pixels(frame: xr.DataArray, *, context_fraction: float = 0.05, max_target: int | None = 10_000, seed: int = 0, crs: pyproj.CRS) -> Task:
+def random_pixels(
+    frame: xr.DataArray,
+    *,
+    context_fraction: float = 0.05,
+    max_target: int | None = 10_000,
+    seed: int = 0,
+    crs: pyproj.CRS,
+) -> Task:
     """Context: a random ``context_fraction`` of observed pixels; targets: other observed pixels."""
     rng = np.random.default_rng(seed)
     values, coordinates, rows, columns = _grid_points(frame, crs)
@@ -180,13 +212,29 @@ def random_pixels(frame: xr.DataArray, *, context_fraction: float = 0.05, max_ta
     shuffled = rng.permutation(observed)
     n_context = max(1, int(round(context_fraction * observed.size)))
     context, rest = np.sort(shuffled[:n_context]), shuffled[n_context:]
-    return _grid_task(frame, values, coordinates, rows, columns, context, _limit(rest, max_target, rng), f"random pixels {context_fraction:.1%}, seed {seed}")
+    return _grid_task(
+        frame,
+        values,
+        coordinates,
+        rows,
+        columns,
+        context,
+        _limit(rest, max_target, rng),
+        f"random pixels {context_fraction:.1%}, seed {seed}",
+    )
 
 
 def masked_blocks(
-    frame: xr.DataArray, *, block_pixels: int = 32, count: int = 3, halo_pixels: int | None = None,
-    max_context: int | None = 2000, max_target: int | None = 10_000, min_wet_fraction: float = 0.0,
-    seed: int = 0, crs: pyproj.CRS,
+    frame: xr.DataArray,
+    *,
+    block_pixels: int = 32,
+    count: int = 3,
+    halo_pixels: int | None = None,
+    max_context: int | None = 2000,
+    max_target: int | None = 10_000,
+    min_wet_fraction: float = 0.0,
+    seed: int = 0,
+    crs: pyproj.CRS,
 ) -> Task:
     """Hide ``count`` square blocks (radar gaps); predict them from a ring of ``halo_pixels`` around.
 
@@ -215,21 +263,35 @@ def masked_blocks(
         if np.mean(block_values[np.isfinite(block_values)] > WET_THRESHOLD) < min_wet_fraction:
             continue
         inside[block] = True
-        near[max(0, top - halo): top + block_pixels + halo, max(0, left - halo): left + block_pixels + halo] = True
+        near[
+            max(0, top - halo) : top + block_pixels + halo, max(0, left - halo) : left + block_pixels + halo
+        ] = True
         placed += 1
     if placed == 0:
         raise ValueError("no block with at least half of its pixels observed fits the frame")
     context = np.flatnonzero((near & ~inside & observed_grid).ravel())
     target = np.flatnonzero((inside & observed_grid).ravel())
     return _grid_task(
-        frame, values, coordinates, rows, columns, _limit(context, max_context, rng), _limit(target, max_target, rng),
+        frame,
+        values,
+        coordinates,
+        rows,
+        columns,
+        _limit(context, max_context, rng),
+        _limit(target, max_target, rng),
         f"{placed} masked blocks of {block_pixels} px, halo {halo} px, seed {seed}",
     )
 
 
 def gauge_network(
-    frame: xr.DataArray, *, fraction: float = 0.005, clustered: bool = False, clusters: int = 8,
-    max_target: int | None = 10_000, seed: int = 0, crs: pyproj.CRS,
+    frame: xr.DataArray,
+    *,
+    fraction: float = 0.005,
+    clustered: bool = False,
+    clusters: int = 8,
+    max_target: int | None = 10_000,
+    seed: int = 0,
+    crs: pyproj.CRS,
 ) -> Task:
     """A sparse gauge-like network (``fraction`` of observed pixels) as context; other pixels as targets.
 
@@ -259,26 +321,50 @@ def gauge_network(
         context = np.array(sorted(chosen))
     rest = np.setdiff1d(observed, context)
     kind = "clustered" if clustered else "uniform"
-    return _grid_task(frame, values, coordinates, rows, columns, np.sort(context), _limit(rest, max_target, rng), f"{kind} gauge network {fraction:.2%}, seed {seed}")
+    return _grid_task(
+        frame,
+        values,
+        coordinates,
+        rows,
+        columns,
+        np.sort(context),
+        _limit(rest, max_target, rng),
+        f"{kind} gauge network {fraction:.2%}, seed {seed}",
+    )
 
 
-def _station_points(stations: xr.Dataset, covariates: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Values ``[n_station]`` (mm/h), km coordinates ``[n_station, 2]`` and covariates ``[n_station, n_covariates]`` (or ``None``)."""
+def _station_points(
+    stations: xr.Dataset, covariates: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Values ``[n_station]`` (mm/h), km coordinates ``[n_station, 2]`` and covariates ``[n_station, "
+    "n_covariates]`` (or ``None``)."""
     crs = crs_of(stations)
     values = np.asarray(stations[conventions.PRECIPITATION].values, dtype=np.float64)
     x_km, y_km = planar_kilometres(stations[conventions.X].values, stations[conventions.Y].values, crs)
     coordinates = np.stack([x_km, y_km], axis=1)
-    covariate_values = np.stack([stations[name].values for name in covariates], axis=1).astype(np.float64) if covariates else None
+    covariate_values = (
+        np.stack([stations[name].values for name in covariates], axis=1).astype(np.float64)
+        if covariates
+        else None
+    )
     return values, coordinates, covariate_values
 
 
-def _station_task(stations: xr.Dataset, values: np.ndarray, coordinates: np.ndarray, covariate_values: np.ndarray | None,
-                  held_out: np.ndarray, description: str) -> Task:
+def _station_task(
+    stations: xr.Dataset,
+    values: np.ndarray,
+    coordinates: np.ndarray,
+    covariate_values: np.ndarray | None,
+    held_out: np.ndarray,
+    description: str,
+) -> Task:
     """The stations ``held_out`` (sorted indices) as targets, every other station as context."""
     kept = np.setdiff1d(np.arange(values.size), held_out)
     return Task(
-        context_coordinates=coordinates[kept], context_values=values[kept],
-        target_coordinates=coordinates[held_out], target_values=values[held_out],
+        context_coordinates=coordinates[kept],
+        context_values=values[kept],
+        target_coordinates=coordinates[held_out],
+        target_values=values[held_out],
         context_covariates=None if covariate_values is None else covariate_values[kept],
         target_covariates=None if covariate_values is None else covariate_values[held_out],
         target_dim=conventions.STATION,
@@ -287,7 +373,9 @@ def _station_task(stations: xr.Dataset, values: np.ndarray, coordinates: np.ndar
     )
 
 
-def station_folds(stations: xr.Dataset, *, folds: int | None = None, seed: int = 0, covariates: tuple[str, ...] = ()) -> Iterator[Task]:
+def station_folds(
+    stations: xr.Dataset, *, folds: int | None = None, seed: int = 0, covariates: tuple[str, ...] = ()
+) -> Iterator[Task]:
     """k-fold cross-validation tasks over a station set; ``folds=None`` is leave-one-out.
 
     Folds are drawn at random, so on clustered stations most targets keep a close neighbour
@@ -300,11 +388,18 @@ def station_folds(stations: xr.Dataset, *, folds: int | None = None, seed: int =
         raise ValueError(f"folds must be between 2 and {n}, got {folds}")
     order = np.random.default_rng(seed).permutation(n)
     for fold, held_out in enumerate(np.array_split(order, k)):
-        yield _station_task(stations, values, coordinates, covariate_values, np.sort(held_out), f"fold {fold + 1} of {k}")
+        yield _station_task(
+            stations, values, coordinates, covariate_values, np.sort(held_out), f"fold {fold + 1} of {k}"
+        )
 
 
 def blocked_station_folds(
-    stations: xr.Dataset, *, block_km: float, folds: int, seed: int = 0, covariates: tuple[str, ...] = (),
+    stations: xr.Dataset,
+    *,
+    block_km: float,
+    folds: int,
+    seed: int = 0,
+    covariates: tuple[str, ...] = (),
 ) -> Iterator[Task]:
     """Spatially blocked k-fold cross-validation tasks over a station set.
 
@@ -328,7 +423,8 @@ def blocked_station_folds(
     blocks = list(tile_groups(coordinates, block_km).values())
     if folds > len(blocks):
         raise ValueError(
-            f"folds={folds} is more than the {len(blocks)} block(s) of {block_km:g} km holding the {values.size} stations; "
+            f"folds={folds} is more than the {len(blocks)} block(s) of {block_km:g} km holding the "
+            f"{values.size} stations; "
             "use fewer folds or smaller blocks"
         )
     rng = np.random.default_rng(seed)

@@ -63,17 +63,27 @@ class PrecipitationTransform:
 
     def to_attrs(self) -> dict[str, str | float]:
         """Attributes that record the transform in an output dataset."""
-        return {"transform": self.kind, "transform_offset": self.offset, "transform_lambda": self.lam, "censored_at_zero": int(self.censor_at_zero)}
+        return {
+            "transform": self.kind,
+            "transform_offset": self.offset,
+            "transform_lambda": self.lam,
+            "censored_at_zero": int(self.censor_at_zero),
+        }
 
 
-def quantiles(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, levels: np.ndarray) -> np.ndarray:
+def quantiles(
+    transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, levels: np.ndarray
+) -> np.ndarray:
     """Rate quantiles ``[..., n_levels]`` of ``max(g^-1(Z), 0)``, ``Z ~ N(mean, std^2)`` ``[...]``."""
     z = mean[..., None] + std[..., None] * special.ndtri(np.asarray(levels))
     return transform.floor(transform.inverse(z))
 
 
-def log_density(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray) -> np.ndarray:
-    """Log predictive likelihood of observed ``rate`` under ``Y = max(g^-1(Z), 0)``, any shapes that broadcast.
+def log_density(
+    transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray
+) -> np.ndarray:
+    """Log predictive likelihood of observed ``rate`` under ``Y = max(g^-1(Z), 0)``, any shapes that
+    broadcast.
 
     Wet (``rate > 0``, or any rate without censoring): the density of ``Y``,
     ``log phi((g(y) - mean) / std) - log std + log g'(y)`` (change of variables). Dry with
@@ -81,9 +91,15 @@ def log_density(transform: PrecipitationTransform, mean: np.ndarray, std: np.nda
     the rate itself, so the value is comparable between transforms and offsets (a density of the
     transformed value is not: it changes with the transform's scale).
     """
-    mean, std, rate = np.broadcast_arrays(np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), np.asarray(rate, dtype=np.float64))
+    mean, std, rate = np.broadcast_arrays(
+        np.asarray(mean, dtype=np.float64),
+        np.asarray(std, dtype=np.float64),
+        np.asarray(rate, dtype=np.float64),
+    )
     dry = (rate <= 0.0) if transform.censor_at_zero else np.zeros(rate.shape, dtype=bool)
-    safe = np.where(dry, np.maximum(rate, 0.0) + 1.0, rate)  # any value where g is defined; replaced below where dry
+    safe = np.where(
+        dry, np.maximum(rate, 0.0) + 1.0, rate
+    )  # any value where g is defined; replaced below where dry
     z = (transform.forward(safe) - mean) / std
     if transform.kind == "identity":
         jacobian = np.zeros_like(safe)
@@ -96,7 +112,14 @@ def log_density(transform: PrecipitationTransform, mean: np.ndarray, std: np.nda
     return np.where(dry, dry_value, wet_value)
 
 
-def pit_interval_probability(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray, lower: float, upper: float) -> np.ndarray:
+def pit_interval_probability(
+    transform: PrecipitationTransform,
+    mean: np.ndarray,
+    std: np.ndarray,
+    rate: np.ndarray,
+    lower: float,
+    upper: float,
+) -> np.ndarray:
     """Probability that the randomised PIT of the observed ``rate`` lies in ``[lower, upper]``.
 
     ``U = F(y-) + V (F(y) - F(y-))``, ``V ~ U(0, 1)``, is uniform under a calibrated forecast also
@@ -111,7 +134,11 @@ def pit_interval_probability(transform: PrecipitationTransform, mean: np.ndarray
     """
     if not 0.0 <= lower < upper <= 1.0:
         raise ValueError(f"the PIT interval must satisfy 0 <= lower < upper <= 1, got [{lower}, {upper}]")
-    mean, std, rate = np.broadcast_arrays(np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), np.asarray(rate, dtype=np.float64))
+    mean, std, rate = np.broadcast_arrays(
+        np.asarray(mean, dtype=np.float64),
+        np.asarray(std, dtype=np.float64),
+        np.asarray(rate, dtype=np.float64),
+    )
     dry = (rate <= 0.0) if transform.censor_at_zero else np.zeros(rate.shape, dtype=bool)
     safe = np.where(dry, 0.0, rate) if transform.censor_at_zero else rate
     probability = stats.norm.cdf((transform.forward(safe) - mean) / std)  # F(y); F0 where dry
@@ -121,7 +148,9 @@ def pit_interval_probability(transform: PrecipitationTransform, mean: np.ndarray
     return np.where(dry, dry_value, inside)
 
 
-def central_interval_coverage(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray, level: float) -> np.ndarray:
+def central_interval_coverage(
+    transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, rate: np.ndarray, level: float
+) -> np.ndarray:
     """Probability that the randomised PIT of ``rate`` lies in the central ``level`` interval
     (:func:`pit_interval_probability` on ``[(1 - level) / 2, (1 + level) / 2]``).
 
@@ -135,13 +164,17 @@ def central_interval_coverage(transform: PrecipitationTransform, mean: np.ndarra
     return pit_interval_probability(transform, mean, std, rate, 0.5 - level / 2.0, 0.5 + level / 2.0)
 
 
-def exceedance_probability(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def exceedance_probability(
+    transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
     """``P(Y > t)`` ``[..., n_thresholds]`` for rate thresholds ``t >= 0``."""
     z = transform.forward(np.asarray(thresholds, dtype=np.float64))
     return stats.norm.sf((z - mean[..., None]) / std[..., None])
 
 
-def moments(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def moments(
+    transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of the rate ``max(g^-1(Z), 0)`` by Gauss-Hermite quadrature."""
     nodes, weights = np.polynomial.hermite_e.hermegauss(GAUSS_HERMITE_NODES)
     weights = weights / weights.sum()

@@ -55,7 +55,9 @@ def to_rate_mm_per_hour(
         return values
     if units in conventions.ACCUMULATION_UNITS:
         if not accumulation_minutes or accumulation_minutes <= 0:
-            raise ValueError(f"units {units!r} are an accumulation: a positive accumulation_minutes is required")
+            raise ValueError(
+                f"units {units!r} are an accumulation: a positive accumulation_minutes is required"
+            )
         return values * conventions.ACCUMULATION_UNITS[units] * (60.0 / accumulation_minutes)
     if units in conventions.REFLECTIVITY_UNITS:
         if zr_relation is None:
@@ -79,4 +81,6 @@ def rate_factor_to_mm_per_hour(units: str) -> float:
         reason = "reflectivity, not a rate: convert with weatherunc.units.ZRRelation first"
     else:
         reason = "not a known precipitation rate"
-    raise ValueError(f"units {units!r} are {reason}; accepted rate units: {sorted(conventions.RATE_UNIT_FACTORS)}")
+    raise ValueError(
+        f"units {units!r} are {reason}; accepted rate units: {sorted(conventions.RATE_UNIT_FACTORS)}"
+    )

@@ -34,19 +34,30 @@ def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: da
     where = f"{source} (time {time})"
     finite = rate[np.isfinite(rate)]
     if finite.size == 0:
-        raise InputDataError(source=where, variable=variable, check="not all NaN", detail="the frame has no observed pixel")
+        raise InputDataError(
+            source=where, variable=variable, check="not all NaN", detail="the frame has no observed pixel"
+        )
     for fill in conventions.UNDECLARED_FILL_VALUES:
         count = int(np.count_nonzero(finite == fill))
         if count:
-            raise InputDataError(source=where, variable=variable, check="no undeclared fill values", detail=f"{count} pixels equal {fill:g}; declare it as _FillValue")
+            raise InputDataError(
+                source=where,
+                variable=variable,
+                check="no undeclared fill values",
+                detail=f"{count} pixels equal {fill:g}; declare it as _FillValue",
+            )
     if np.isinf(rate).any():
         raise InputDataError(source=where, variable=variable, check="finite values", detail="infinite values")
     minimum, maximum = float(finite.min()), float(finite.max())
     if minimum < 0:
-        raise InputDataError(source=where, variable=variable, check="non-negative rate", detail=f"minimum {minimum:g} mm/h")
+        raise InputDataError(
+            source=where, variable=variable, check="non-negative rate", detail=f"minimum {minimum:g} mm/h"
+        )
     if maximum > conventions.MAXIMUM_RATE_MM_PER_HOUR:
         raise InputDataError(
-            source=where, variable=variable, check="plausible rate",
+            source=where,
+            variable=variable,
+            check="plausible rate",
             detail=f"maximum {maximum:g} mm/h exceeds {conventions.MAXIMUM_RATE_MM_PER_HOUR:g} mm/h",
         )
 
@@ -58,35 +69,77 @@ def check_times(times: Sequence[datetime] | np.ndarray, *, source: str | Path, v
     zero = np.timedelta64(0, "ns")
     if (steps == zero).any():
         duplicate = values[1:][steps == zero][0]
-        raise InputDataError(source=source, variable=variable, check="unique times", detail=f"time {duplicate} appears more than once")
+        raise InputDataError(
+            source=source,
+            variable=variable,
+            check="unique times",
+            detail=f"time {duplicate} appears more than once",
+        )
     if (steps < zero).any():
         index = int(np.argmax(steps < zero))
-        raise InputDataError(source=source, variable=variable, check="sorted times", detail=f"time {values[index + 1]} follows {values[index]}")
+        raise InputDataError(
+            source=source,
+            variable=variable,
+            check="sorted times",
+            detail=f"time {values[index + 1]} follows {values[index]}",
+        )
 
 
 def check_units(declared: str | None, expected: str, *, source: str | Path, variable: str) -> None:
     """The units a file declares must be present and equal the catalog's."""
     if declared is None or not str(declared).strip():
-        raise InputDataError(source=source, variable=variable, check="units present", detail=f"no units attribute; expected {expected!r}")
+        raise InputDataError(
+            source=source,
+            variable=variable,
+            check="units present",
+            detail=f"no units attribute; expected {expected!r}",
+        )
     if normalise_units(str(declared)) != normalise_units(expected):
-        raise InputDataError(source=source, variable=variable, check="units match catalog", detail=f"file says {declared!r}, catalog says {expected!r}")
+        raise InputDataError(
+            source=source,
+            variable=variable,
+            check="units match catalog",
+            detail=f"file says {declared!r}, catalog says {expected!r}",
+        )
 
 
 def check_grid(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, *, source: str | Path, variable: str) -> None:
     """Coordinates must be finite and strictly monotonic; geographic ones on the globe."""
     for name, values in (("x", x), ("y", y)):
         if values.size == 0:
-            raise InputDataError(source=source, variable=name, check="coordinates present", detail="empty coordinate")
+            raise InputDataError(
+                source=source, variable=name, check="coordinates present", detail="empty coordinate"
+            )
         if not np.all(np.isfinite(values)):
-            raise InputDataError(source=source, variable=name, check="finite coordinates", detail="NaN or infinite coordinate values")
+            raise InputDataError(
+                source=source,
+                variable=name,
+                check="finite coordinates",
+                detail="NaN or infinite coordinate values",
+            )
         steps = np.diff(values)
         if values.size > 1 and not (np.all(steps > 0) or np.all(steps < 0)):
-            raise InputDataError(source=source, variable=name, check="monotonic coordinates", detail="coordinate is not strictly monotonic")
+            raise InputDataError(
+                source=source,
+                variable=name,
+                check="monotonic coordinates",
+                detail="coordinate is not strictly monotonic",
+            )
     if crs.is_geographic:
         if np.abs(y).max() > 90.0:
-            raise InputDataError(source=source, variable="y", check="latitude within ±90", detail=f"latitude reaches {np.abs(y).max():.3f}")
+            raise InputDataError(
+                source=source,
+                variable="y",
+                check="latitude within ±90",
+                detail=f"latitude reaches {np.abs(y).max():.3f}",
+            )
         if np.abs(x).max() > 360.0:
-            raise InputDataError(source=source, variable="x", check="longitude within ±360", detail=f"longitude reaches {np.abs(x).max():.3f}")
+            raise InputDataError(
+                source=source,
+                variable="x",
+                check="longitude within ±360",
+                detail=f"longitude reaches {np.abs(x).max():.3f}",
+            )
 
 
 def check_dataset(dataset: xr.Dataset, *, source: str | Path) -> None:
@@ -96,21 +149,45 @@ def check_dataset(dataset: xr.Dataset, *, source: str | Path) -> None:
     """
     name = conventions.PRECIPITATION
     if name not in dataset:
-        raise InputDataError(source=source, variable=name, check="variable present", detail=f"dataset has {sorted(dataset.data_vars)}")
+        raise InputDataError(
+            source=source,
+            variable=name,
+            check="variable present",
+            detail=f"dataset has {sorted(dataset.data_vars)}",
+        )
     precipitation = dataset[name]
-    check_units(precipitation.attrs.get("units"), conventions.PRECIPITATION_UNITS, source=source, variable=name)
+    check_units(
+        precipitation.attrs.get("units"), conventions.PRECIPITATION_UNITS, source=source, variable=name
+    )
     allowed = {conventions.TIME, conventions.Y, conventions.X, conventions.STATION}
     unknown = [dim for dim in precipitation.dims if dim not in allowed]
     if unknown:
-        raise InputDataError(source=source, variable=name, check="known dimensions", detail=f"unknown dimensions {unknown}")
+        raise InputDataError(
+            source=source, variable=name, check="known dimensions", detail=f"unknown dimensions {unknown}"
+        )
     if conventions.CRS_VARIABLE not in dataset.variables:
-        raise InputDataError(source=source, variable=conventions.CRS_VARIABLE, check="CRS present", detail="no grid mapping variable 'crs'")
+        raise InputDataError(
+            source=source,
+            variable=conventions.CRS_VARIABLE,
+            check="CRS present",
+            detail="no grid mapping variable 'crs'",
+        )
     for dim in precipitation.dims:
         if dim != conventions.STATION and dim not in dataset.coords:
-            raise InputDataError(source=source, variable=str(dim), check="coordinates present", detail=f"no coordinate for dimension {dim!r}")
+            raise InputDataError(
+                source=source,
+                variable=str(dim),
+                check="coordinates present",
+                detail=f"no coordinate for dimension {dim!r}",
+            )
     if conventions.LATITUDE in dataset.coords:
         latitude = dataset[conventions.LATITUDE]
         if bool((abs(latitude) > 90).any()):
-            raise InputDataError(source=source, variable=conventions.LATITUDE, check="latitude within ±90", detail="latitude beyond ±90")
+            raise InputDataError(
+                source=source,
+                variable=conventions.LATITUDE,
+                check="latitude within ±90",
+                detail="latitude beyond ±90",
+            )
     if conventions.TIME in precipitation.dims:
         check_times(dataset[conventions.TIME].values, source=source, variable=conventions.TIME)

@@ -22,12 +22,20 @@ from weatherunc.transforms import PrecipitationTransform
 BIN = "bin"
 
 
-def gaussian_bin_probabilities(transform: PrecipitationTransform, mean: np.ndarray, std: np.ndarray, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> np.ndarray:
-    """Bin probabilities ``[..., bins]`` of the censored back-transformed Gaussian ``N(mean, std^2)`` ``[...]``."""
+def gaussian_bin_probabilities(
+    transform: PrecipitationTransform,
+    mean: np.ndarray,
+    std: np.ndarray,
+    edges: Sequence[float] = DEFAULT_BIN_EDGES,
+) -> np.ndarray:
+    """Bin probabilities ``[..., bins]`` of the censored back-transformed Gaussian ``N(mean, std^2)`` "
+    "``[...]``."""
     edges = np.asarray(edges, dtype=np.float64)
     at_least = np.ones((*np.shape(mean), len(edges) + 1))
     positive = edges > 0
-    at_least[..., np.flatnonzero(positive)] = stats.norm.sf((transform.forward(edges[positive]) - mean[..., None]) / std[..., None])
+    at_least[..., np.flatnonzero(positive)] = stats.norm.sf(
+        (transform.forward(edges[positive]) - mean[..., None]) / std[..., None]
+    )
     at_least[..., -1] = 0.0
     return np.clip(at_least[..., :-1] - at_least[..., 1:], 0.0, 1.0)
 
@@ -43,7 +51,8 @@ def bin_coordinates(edges: Sequence[float]) -> dict[str, tuple]:
 
 
 def with_bin_probabilities(prediction: xr.Dataset, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> xr.Dataset:
-    """Add ``bin_probability`` (derived from the Gaussian) unless the model predicted it, and ``rain_probability``."""
+    """Add ``bin_probability`` (derived from the Gaussian) unless the model predicted it, and "
+    "``rain_probability``."""
     if "bin_probability" not in prediction:
         from weatherunc.evaluation import transform_groups
 
@@ -53,18 +62,48 @@ def with_bin_probabilities(prediction: xr.Dataset, edges: Sequence[float] = DEFA
             probabilities[members] = gaussian_bin_probabilities(transform, mean[members], std[members], edges)
         dims = (*prediction["transformed_mean"].dims, BIN)
         prediction = prediction.assign_coords(bin_coordinates(edges))
-        prediction["bin_probability"] = (dims, probabilities, {"units": "1", "long_name": "probability of the precipitation-rate bin", "source": "derived from the predictive distribution"})
+        prediction["bin_probability"] = (
+            dims,
+            probabilities,
+            {
+                "units": "1",
+                "long_name": "probability of the precipitation-rate bin",
+                "source": "derived from the predictive distribution",
+            },
+        )
     return with_rain_probability(prediction)
 
 
-def with_head_probabilities(prediction: xr.Dataset, probabilities: np.ndarray, edges: Sequence[float], predictive_entropy: np.ndarray, mutual_information: np.ndarray) -> xr.Dataset:
+def with_head_probabilities(
+    prediction: xr.Dataset,
+    probabilities: np.ndarray,
+    edges: Sequence[float],
+    predictive_entropy: np.ndarray,
+    mutual_information: np.ndarray,
+) -> xr.Dataset:
     """Add a categorical head's ``bin_probability`` ``[n_target, bins]``, its ``predictive_entropy``
     and ``mutual_information`` ``[n_target]`` (0 for a deterministic model) and ``rain_probability``."""
     dim = prediction["transformed_mean"].dims[0]
     prediction = prediction.assign_coords(bin_coordinates(edges))
-    prediction["bin_probability"] = ((dim, BIN), probabilities, {"units": "1", "long_name": "probability of the precipitation-rate bin", "source": "categorical head"})
-    prediction["predictive_entropy"] = (dim, predictive_entropy, {"units": "nat", "long_name": "entropy of the mean bin probabilities"})
-    prediction["mutual_information"] = (dim, mutual_information, {"units": "nat", "long_name": "mutual information between bin and model draws (epistemic)"})
+    prediction["bin_probability"] = (
+        (dim, BIN),
+        probabilities,
+        {
+            "units": "1",
+            "long_name": "probability of the precipitation-rate bin",
+            "source": "categorical head",
+        },
+    )
+    prediction["predictive_entropy"] = (
+        dim,
+        predictive_entropy,
+        {"units": "nat", "long_name": "entropy of the mean bin probabilities"},
+    )
+    prediction["mutual_information"] = (
+        dim,
+        mutual_information,
+        {"units": "nat", "long_name": "mutual information between bin and model draws (epistemic)"},
+    )
     return with_rain_probability(prediction)
 
 
@@ -79,7 +118,9 @@ def with_rain_probability(prediction: xr.Dataset) -> xr.Dataset:
     dims = [dim for dim in variable.dims if dim != BIN]
     prediction = prediction.drop_vars("rain_probability", errors="ignore")
     prediction["rain_probability"] = xr.DataArray(
-        tails[..., first], dims=(*dims, "threshold"), coords={"threshold": thresholds},
+        tails[..., first],
+        dims=(*dims, "threshold"),
+        coords={"threshold": thresholds},
         attrs={"units": "1", "long_name": "P(precipitation rate >= threshold) from the bin probabilities"},
     )
     return prediction
@@ -92,7 +133,8 @@ def entropy(probabilities: np.ndarray) -> np.ndarray:
 
 
 def entropy_and_mutual_information(sample_probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictive entropy ``H[E p]`` and mutual information ``H[E p] - E H[p]`` from draws ``[samples, ..., bins]``."""
+    """Predictive entropy ``H[E p]`` and mutual information ``H[E p] - E H[p]`` from draws ``[samples, ..., "
+    "bins]``."""
     mean = sample_probabilities.mean(0)
     total = entropy(mean)
     return total, np.maximum(total - entropy(sample_probabilities).mean(0), 0.0)

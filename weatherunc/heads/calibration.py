@@ -63,7 +63,10 @@ class ProbabilityScaler:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description."""
-        values = {key: (value.tolist() if isinstance(value, np.ndarray) else value) for key, value in asdict(self).items()}
+        values = {
+            key: (value.tolist() if isinstance(value, np.ndarray) else value)
+            for key, value in asdict(self).items()
+        }
         return {"method": self.method, **values}
 
 
@@ -79,9 +82,15 @@ class TemperatureScaling(ProbabilityScaler):
 
     @classmethod
     def fit(cls, probabilities: np.ndarray, observed: np.ndarray) -> TemperatureScaling:
-        """``T`` minimising the NLL of ``observed`` bin indices ``[n]`` under ``probabilities`` ``[n, bins]``."""
+        """``T`` minimising the NLL of ``observed`` bin indices ``[n]`` under ``probabilities`` ``[n, "
+        "bins]``."""
         logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
-        result = optimize.minimize_scalar(lambda log_t: _nll(logits / np.exp(log_t), observed), bounds=(-4.0, 4.0), method="bounded", options={"xatol": 1e-6})
+        result = optimize.minimize_scalar(
+            lambda log_t: _nll(logits / np.exp(log_t), observed),
+            bounds=(-4.0, 4.0),
+            method="bounded",
+            options={"xatol": 1e-6},
+        )
         return cls(temperature=float(np.exp(result.x)))
 
 
@@ -89,7 +98,13 @@ class TemperatureScaling(ProbabilityScaler):
 ECE_TEMPERATURE_GRID = np.geomspace(0.1, 10.0, 401)
 
 
-def lowest_ece_temperature(probabilities: np.ndarray, observed: np.ndarray, *, temperatures: np.ndarray = ECE_TEMPERATURE_GRID, bins: int = 15) -> tuple[float, float]:
+def lowest_ece_temperature(
+    probabilities: np.ndarray,
+    observed: np.ndarray,
+    *,
+    temperatures: np.ndarray = ECE_TEMPERATURE_GRID,
+    bins: int = 15,
+) -> tuple[float, float]:
     """The temperature of ``temperatures`` with the lowest top-label ECE, and that ECE.
 
     probabilities ``[n, classes]``, observed ``[n]`` class indices; ECE in ``bins`` equal-width
@@ -101,14 +116,22 @@ def lowest_ece_temperature(probabilities: np.ndarray, observed: np.ndarray, *, t
     """
     truth = xr.DataArray(np.asarray(observed, dtype=np.float64), dims="point")
     logits = _log_probabilities(probabilities)
-    errors = [top_label_ece(xr.DataArray(special.softmax(logits / temperature, axis=-1), dims=("point", "bin")), truth, bins=bins) for temperature in temperatures]
+    errors = [
+        top_label_ece(
+            xr.DataArray(special.softmax(logits / temperature, axis=-1), dims=("point", "bin")),
+            truth,
+            bins=bins,
+        )
+        for temperature in temperatures
+    ]
     best = int(np.argmin(errors))
     return float(temperatures[best]), float(errors[best])
 
 
 @dataclass(frozen=True)
 class VectorScaling(ProbabilityScaler):
-    """``softmax(w * log p + b)``, one weight and bias per bin; ``penalty`` is the L2 strength it was fitted with."""
+    """``softmax(w * log p + b)``, one weight and bias per bin; ``penalty`` is the L2 strength it was "
+    "fitted with."""
 
     method: ClassVar[str] = "vector"
     weights: np.ndarray = field(default_factory=lambda: np.ones(1))
@@ -136,11 +159,20 @@ class VectorScaling(ProbabilityScaler):
             scaled = logits * weights + biases
             log_probability = special.log_softmax(scaled, axis=-1)
             residual = np.exp(log_probability) - one_hot  # d NLL / d scaled, times n
-            value = -np.mean((log_probability * one_hot).sum(-1)) + penalty * (np.sum((weights - 1) ** 2) + np.sum(biases**2))
-            gradient = np.concatenate([(residual * logits).mean(0) + 2 * penalty * (weights - 1), residual.mean(0) + 2 * penalty * biases])
+            value = -np.mean((log_probability * one_hot).sum(-1)) + penalty * (
+                np.sum((weights - 1) ** 2) + np.sum(biases**2)
+            )
+            gradient = np.concatenate(
+                [
+                    (residual * logits).mean(0) + 2 * penalty * (weights - 1),
+                    residual.mean(0) + 2 * penalty * biases,
+                ]
+            )
             return float(value), gradient
 
-        result = optimize.minimize(objective, np.concatenate([np.ones(bins), np.zeros(bins)]), jac=True, method="L-BFGS-B")
+        result = optimize.minimize(
+            objective, np.concatenate([np.ones(bins), np.zeros(bins)]), jac=True, method="L-BFGS-B"
+        )
         return cls(weights=result.x[:bins], biases=result.x[bins:], penalty=float(penalty))
 
 
@@ -148,7 +180,13 @@ class VectorScaling(ProbabilityScaler):
 VECTOR_PENALTIES = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
-def fit_vector_scaling(probabilities: np.ndarray, observed: np.ndarray, groups: np.ndarray, *, penalties: tuple[float, ...] = VECTOR_PENALTIES) -> tuple[VectorScaling, dict[float, float]]:
+def fit_vector_scaling(
+    probabilities: np.ndarray,
+    observed: np.ndarray,
+    groups: np.ndarray,
+    *,
+    penalties: tuple[float, ...] = VECTOR_PENALTIES,
+) -> tuple[VectorScaling, dict[float, float]]:
     """Vector scaling with the penalty of lowest leave-one-group-out NLL, refitted on every point.
 
     probabilities ``[n, bins]``, observed ``[n]`` bin indices, groups ``[n]`` labels (at least two
@@ -161,7 +199,9 @@ def fit_vector_scaling(probabilities: np.ndarray, observed: np.ndarray, groups: 
     groups = np.asarray(groups)
     labels = np.unique(groups)
     if groups.shape != (len(observed),):
-        raise ValueError(f"groups must have one label per point: shape {groups.shape}, {len(observed)} points")
+        raise ValueError(
+            f"groups must have one label per point: shape {groups.shape}, {len(observed)} points"
+        )
     if len(labels) < 2:
         raise ValueError(f"groups: cross-validation needs at least two groups, got {len(labels)}")
     observed = np.asarray(observed, dtype=np.int64)
@@ -170,8 +210,12 @@ def fit_vector_scaling(probabilities: np.ndarray, observed: np.ndarray, groups: 
         total = 0.0
         for label in labels:
             held = groups == label
-            scaled = VectorScaling.fit(probabilities[~held], observed[~held], penalty=penalty).apply(probabilities[held])
-            total -= float(np.sum(np.log(np.clip(scaled[np.arange(held.sum()), observed[held]], PROBABILITY_FLOOR, 1.0))))
+            scaled = VectorScaling.fit(probabilities[~held], observed[~held], penalty=penalty).apply(
+                probabilities[held]
+            )
+            total -= float(
+                np.sum(np.log(np.clip(scaled[np.arange(held.sum()), observed[held]], PROBABILITY_FLOOR, 1.0)))
+            )
         held_out_nll[float(penalty)] = total / len(observed)
     best = min(held_out_nll, key=held_out_nll.__getitem__)
     return VectorScaling.fit(probabilities, observed, penalty=best), held_out_nll
@@ -186,7 +230,8 @@ class StdScaling:
 
     @classmethod
     def fit(cls, mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> StdScaling:
-        """Closed-form NLL minimiser ``sqrt(mean(((z - mu) / sigma)^2))`` over finite ``observed`` (transformed)."""
+        """Closed-form NLL minimiser ``sqrt(mean(((z - mu) / sigma)^2))`` over finite ``observed`` "
+        "(transformed)."""
         known = np.isfinite(observed)
         return cls(factor=float(np.sqrt(np.mean(((observed[known] - mean[known]) / std[known]) ** 2))))
 
@@ -226,10 +271,18 @@ class Calibration:
             if method not in SCALERS:
                 raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(SCALERS)}")
             if method == "vector":
-                spec = {key: (float(value) if key == "penalty" else np.asarray(value)) for key, value in spec.items()}
+                spec = {
+                    key: (float(value) if key == "penalty" else np.asarray(value))
+                    for key, value in spec.items()
+                }
             probability = SCALERS[method](**spec)
         std = StdScaling(factor=float(values["std"]["factor"])) if values.get("std") else None
-        return cls(probability=probability, std=std, fitted_on=values.get("fitted_on", ""), scores=values.get("scores", {}))
+        return cls(
+            probability=probability,
+            std=std,
+            fitted_on=values.get("fitted_on", ""),
+            scores=values.get("scores", {}),
+        )
 
     def save(self, path: Path) -> Path:
         """Write ``calibration.json`` whole or not at all (a temporary file beside it, then renamed)."""
@@ -266,7 +319,9 @@ class Calibration:
             prediction = rescale_std(prediction, self.std.factor)
         if self.probability is not None and "bin_probability" in prediction:
             variable = prediction["bin_probability"]
-            prediction["bin_probability"] = variable.copy(data=self.probability.apply(variable.transpose(..., BIN).values)).transpose(*variable.dims)
+            prediction["bin_probability"] = variable.copy(
+                data=self.probability.apply(variable.transpose(..., BIN).values)
+            ).transpose(*variable.dims)
             prediction = with_rain_probability(prediction)
         prediction.attrs.update(self.attrs())
         return prediction
@@ -274,7 +329,8 @@ class Calibration:
 
 def rescale_std(prediction: xr.Dataset, factor: float | np.ndarray) -> xr.Dataset:
     """The prediction with its transformed standard deviation multiplied by ``factor`` (a number or
-    one per target, shaped like ``transformed_mean``: ``[target]`` or a grid ``[y, x]``): latent and noise variance by ``factor**2``, and the rate's mean,
+    one per target, shaped like ``transformed_mean``: ``[target]`` or a grid ``[y, x]``): latent and noise
+    variance by ``factor**2``, and the rate's mean,
     std, quantiles and exceedance probabilities recomputed from the new Gaussian. Bin
     probabilities are left as they are (derived ones are recomputed by
     :func:`~weatherunc.heads.bins.with_bin_probabilities` after dropping them)."""
@@ -294,8 +350,12 @@ def rescale_std(prediction: xr.Dataset, factor: float | np.ndarray) -> xr.Datase
     rate_exceedance = np.full(prediction["exceedance_probability"].shape, np.nan)
     for transform, members in transform_groups(prediction):  # each target with its own transform
         rate_mean[members], rate_std[members] = moments(transform, mean[members], std[members])
-        rate_quantiles[members] = quantiles(transform, mean[members], std[members], prediction["quantile"].values)
-        rate_exceedance[members] = exceedance_probability(transform, mean[members], std[members], prediction["threshold"].values)
+        rate_quantiles[members] = quantiles(
+            transform, mean[members], std[members], prediction["quantile"].values
+        )
+        rate_exceedance[members] = exceedance_probability(
+            transform, mean[members], std[members], prediction["threshold"].values
+        )
     prediction["precipitation_mean"] = prediction["precipitation_mean"].copy(data=rate_mean)
     prediction["precipitation_std"] = prediction["precipitation_std"].copy(data=rate_std)
     prediction["precipitation_quantile"] = prediction["precipitation_quantile"].copy(data=rate_quantiles)

@@ -9,7 +9,13 @@ import xarray as xr
 
 from weatherunc.evaluation import transform_groups, transformed_values
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling, VectorScaling, fit_vector_scaling
+from weatherunc.heads.calibration import (
+    Calibration,
+    StdScaling,
+    TemperatureScaling,
+    VectorScaling,
+    fit_vector_scaling,
+)
 from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
 from weatherunc.models.registry import Interpolator
 from weatherunc.tasks import Task
@@ -22,7 +28,9 @@ def pooled_predictions(model: Interpolator, tasks: Sequence[Task]) -> tuple[xr.D
     return pool_predictions(predictions, [task.target_values for task in tasks])
 
 
-def pool_predictions(predictions: Sequence[xr.Dataset], truths: Sequence[np.ndarray]) -> tuple[xr.Dataset, np.ndarray]:
+def pool_predictions(
+    predictions: Sequence[xr.Dataset], truths: Sequence[np.ndarray]
+) -> tuple[xr.Dataset, np.ndarray]:
     """Predictions already made (each with ``bin_probability``) concatenated along ``target``:
     ``transformed_mean``, ``transformed_std``, ``transformed_truth`` (each truth through its own
     prediction's transform: models such as the GP choose the transform per task) ``[target]`` and
@@ -33,16 +41,36 @@ def pool_predictions(predictions: Sequence[xr.Dataset], truths: Sequence[np.ndar
     for prediction, truth in zip(predictions, truths, strict=True):
         part = prediction[keep]
         part = part.drop_vars([name for name in part.coords if name not in ("bin", "bin_lower", "bin_upper")])
-        parts.append(part.assign(transformed_truth=(part["transformed_mean"].dims, transformed_values(prediction, truth))))
+        parts.append(
+            part.assign(
+                transformed_truth=(part["transformed_mean"].dims, transformed_values(prediction, truth))
+            )
+        )
     pooled = xr.concat(parts, dim="target")
     pooled.attrs.update(predictions[0].attrs)
-    if len({tuple(transform.to_attrs().items()) for prediction in predictions for transform, _ in transform_groups(prediction)}) > 1:
+    if (
+        len(
+            {
+                tuple(transform.to_attrs().items())
+                for prediction in predictions
+                for transform, _ in transform_groups(prediction)
+            }
+        )
+        > 1
+    ):
         for key in TRANSFORM_ATTRIBUTES:
             pooled.attrs.pop(key, None)
     return pooled, np.concatenate(truths)
 
 
-def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str = "temperature", description: str = "", task_groups: Sequence[str] | None = None) -> Calibration:
+def fit_calibration(
+    model: Interpolator,
+    tasks: Sequence[Task],
+    *,
+    method: str = "temperature",
+    description: str = "",
+    task_groups: Sequence[str] | None = None,
+) -> Calibration:
     """Temperature (or vector) scaling of the bin probabilities and a std factor, fitted on ``tasks``.
 
     ``task_groups``: one label per task (e.g. its dataset); with it, vector scaling's penalty is
@@ -51,17 +79,33 @@ def fit_calibration(model: Interpolator, tasks: Sequence[Task], *, method: str =
     """
     pooled, truth = pooled_predictions(model, tasks)
     groups = None if task_groups is None else target_groups(tasks, task_groups)
-    return calibrate_predictions(pooled, truth, method=method, description=description or f"{len(tasks)} validation tasks", groups=groups)
+    return calibrate_predictions(
+        pooled,
+        truth,
+        method=method,
+        description=description or f"{len(tasks)} validation tasks",
+        groups=groups,
+    )
 
 
 def target_groups(tasks: Sequence[Task], task_groups: Sequence[str]) -> np.ndarray:
-    """Each task's label repeated for its targets: ``[sum of n_target]``, in the order :func:`pooled_predictions` pools them."""
+    """Each task's label repeated for its targets: ``[sum of n_target]``, in the order "
+    ":func:`pooled_predictions` pools them."""
     if len(task_groups) != len(tasks):
-        raise ValueError(f"task_groups: one label per task, got {len(task_groups)} labels for {len(tasks)} tasks")
+        raise ValueError(
+            f"task_groups: one label per task, got {len(task_groups)} labels for {len(tasks)} tasks"
+        )
     return np.repeat(np.asarray(task_groups, dtype=object), [task.n_target for task in tasks])
 
 
-def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str = "temperature", description: str = "", groups: np.ndarray | None = None) -> Calibration:
+def calibrate_predictions(
+    pooled: xr.Dataset,
+    truth: np.ndarray,
+    *,
+    method: str = "temperature",
+    description: str = "",
+    groups: np.ndarray | None = None,
+) -> Calibration:
     """:func:`fit_calibration` on predictions already pooled by :func:`pooled_predictions`.
 
     ``pooled`` has ``transformed_mean``, ``transformed_std``, ``transformed_truth`` ``[target]``
@@ -76,7 +120,9 @@ def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str 
     if groups is not None:
         groups = np.asarray(groups)
         if groups.shape != truth.shape:
-            raise ValueError(f"groups must have one label per target: shape {groups.shape}, truth {truth.shape}")
+            raise ValueError(
+                f"groups must have one label per target: shape {groups.shape}, truth {truth.shape}"
+            )
         groups = groups[known]
     pooled, truth = pooled.isel(target=np.flatnonzero(known)), truth[known]
     probabilities, observed = probabilities_and_observed_bins(pooled, truth)
@@ -84,8 +130,14 @@ def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str 
     if method == "vector" and groups is not None:
         scaler, held_out = fit_vector_scaling(probabilities, observed, groups)
     else:
-        scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(probabilities, observed)
-    std = StdScaling.fit(pooled["transformed_mean"].values, pooled["transformed_std"].values, pooled["transformed_truth"].values)
+        scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(
+            probabilities, observed
+        )
+    std = StdScaling.fit(
+        pooled["transformed_mean"].values,
+        pooled["transformed_std"].values,
+        pooled["transformed_truth"].values,
+    )
     calibrated = pooled["bin_probability"].copy(data=scaler.apply(pooled["bin_probability"].values))
     observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
     scores = {
@@ -97,12 +149,21 @@ def calibrate_predictions(pooled: xr.Dataset, truth: np.ndarray, *, method: str 
     }
     if held_out:
         scores["held_out_nll_by_penalty"] = {f"{penalty:g}": value for penalty, value in held_out.items()}
-    return Calibration(probability=scaler, std=std, fitted_on=description or f"{int(known.sum())} validation targets", scores=scores)
+    return Calibration(
+        probability=scaler,
+        std=std,
+        fitted_on=description or f"{int(known.sum())} validation targets",
+        scores=scores,
+    )
 
 
 def probabilities_and_observed_bins(pooled: xr.Dataset, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bin probabilities ``[n, bins]`` of pooled predictions (:func:`pool_predictions`) at their
     targets with a finite ``truth`` ``[target]``, and the index ``[n]`` of each truth's bin."""
     known = np.flatnonzero(np.isfinite(truth))
-    observed = observed_bins(xr.DataArray(np.asarray(truth)[known], dims="target"), pooled["bin_lower"].values)
-    return pooled["bin_probability"].transpose("target", "bin").values[known], observed.values.astype(np.int64)
+    observed = observed_bins(
+        xr.DataArray(np.asarray(truth)[known], dims="target"), pooled["bin_lower"].values
+    )
+    return pooled["bin_probability"].transpose("target", "bin").values[known], observed.values.astype(
+        np.int64
+    )

@@ -40,10 +40,10 @@ from scipy.spatial import cKDTree
 from weatherunc.evaluation import CRPS_NODES, distance_to_nearest_context, transform_groups
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import TemperatureScaling, VectorScaling, rescale_std
-from weatherunc.heads.fitting import probabilities_and_observed_bins, pool_predictions
+from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
 from weatherunc.metrics import top_label_ece
-from weatherunc.tasks import Task
 from weatherunc.metrics.kernels import crps_ensemble
+from weatherunc.tasks import Task
 from weatherunc.transforms import central_interval_coverage, quantile_nodes, quantiles
 
 #: Std factors searched per distance bin.
@@ -88,7 +88,10 @@ class SelfCalibrationOptions:
             raise ValueError(f"crps_tolerance must be >= 0, got {self.crps_tolerance}")
         if self.max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
-        if list(self.distance_edges_km) != sorted(set(self.distance_edges_km)) or len(self.distance_edges_km) < 2:
+        if (
+            list(self.distance_edges_km) != sorted(set(self.distance_edges_km))
+            or len(self.distance_edges_km) < 2
+        ):
             raise ValueError(f"distance_edges_km must increase strictly, got {self.distance_edges_km}")
 
 
@@ -119,37 +122,50 @@ def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.n
         hidden[inside[: max(room, 1)] if inside.size > room else inside] = True
     kept = ~hidden
     pseudo = Task(
-        context_coordinates=task.context_coordinates[kept], context_values=task.context_values[kept],
-        target_coordinates=task.context_coordinates[hidden], target_values=task.context_values[hidden],
+        context_coordinates=task.context_coordinates[kept],
+        context_values=task.context_values[kept],
+        target_coordinates=task.context_coordinates[hidden],
+        target_values=task.context_values[hidden],
         context_covariates=None if task.context_covariates is None else task.context_covariates[kept],
         target_covariates=None if task.context_covariates is None else task.context_covariates[hidden],
-        target_dim="target", target_coords={}, description=f"pseudo-targets of {task.description}",
+        target_dim="target",
+        target_coords={},
+        description=f"pseudo-targets of {task.description}",
     )
     edges = options.distance_edges_km
     real_bins, pseudo_bins = _bin_of(real, edges), _bin_of(distance_to_nearest_context(pseudo), edges)
     bins = len(edges) - 1
     real_share = np.bincount(real_bins[real_bins >= 0], minlength=bins) / max(1, int((real_bins >= 0).sum()))
-    pseudo_share = np.bincount(pseudo_bins[pseudo_bins >= 0], minlength=bins) / max(1, int((pseudo_bins >= 0).sum()))
+    pseudo_share = np.bincount(pseudo_bins[pseudo_bins >= 0], minlength=bins) / max(
+        1, int((pseudo_bins >= 0).sum())
+    )
     ratio = np.divide(real_share, pseudo_share, out=np.zeros(bins), where=pseudo_share > 0)
     weights = np.where(pseudo_bins >= 0, ratio[np.maximum(pseudo_bins, 0)], 0.0)
     return pseudo, weights / weights.mean() if weights.sum() > 0 else np.ones(pseudo.n_target)
 
 
-def _coverage(prediction: xr.Dataset, truth: np.ndarray, level: float, factor: np.ndarray | float = 1.0) -> np.ndarray:
+def _coverage(
+    prediction: xr.Dataset, truth: np.ndarray, level: float, factor: np.ndarray | float = 1.0
+) -> np.ndarray:
     """Randomised-PIT coverage ``[n]`` of the central ``level`` interval with the std times ``factor``."""
     mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values * factor
     covered = np.full(mean.shape, np.nan)
     for transform, members in transform_groups(prediction):
-        covered[members] = central_interval_coverage(transform, mean[members], std[members], truth[members], level)
+        covered[members] = central_interval_coverage(
+            transform, mean[members], std[members], truth[members], level
+        )
     return covered
 
 
 def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
-    """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the std times ``factor``."""
+    """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the "
+    "std times ``factor``."""
     mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values * factor
     scores = np.full(mean.shape, np.nan)
     for transform, members in transform_groups(prediction):
-        scores[members] = crps_ensemble(quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members])
+        scores[members] = crps_ensemble(
+            quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members]
+        )
     return scores
 
 
@@ -157,8 +173,11 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.sum(values * weights) / max(np.sum(weights), 1e-12))
 
 
-def _smallest_covering_factor(prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float) -> float:
-    """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage reaches ``level`` (the largest if none does)."""
+def _smallest_covering_factor(
+    prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float
+) -> float:
+    """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage reaches ``level`` (the largest if "
+    "none does)."""
     for factor in FACTOR_GRID:
         if _weighted_mean(_coverage(prediction, truth, level, factor), weights) >= level:
             return float(factor)
@@ -182,37 +201,63 @@ class SelfCalibration:
 
     def apply(self, prediction: xr.Dataset, distance: np.ndarray) -> xr.Dataset:
         """The prediction with std factors by ``distance`` ``[n_target]`` and scaled bin probabilities."""
-        head = "bin_probability" in prediction and prediction["bin_probability"].attrs.get("source") == "categorical head"
+        head = (
+            "bin_probability" in prediction
+            and prediction["bin_probability"].attrs.get("source") == "categorical head"
+        )
         calibrated = rescale_std(prediction, self.factor_at(distance))
         if not head:  # probabilities derived from the Gaussian follow the new std
-            calibrated = with_bin_probabilities(calibrated.drop_vars(["bin_probability", "rain_probability"], errors="ignore"))
+            calibrated = with_bin_probabilities(
+                calibrated.drop_vars(["bin_probability", "rain_probability"], errors="ignore")
+            )
         else:
             calibrated = with_bin_probabilities(calibrated)
         if self.probability is not None:
             variable = calibrated["bin_probability"]
-            calibrated["bin_probability"] = variable.copy(data=self.probability.apply(variable.transpose(..., "bin").values)).transpose(*variable.dims)
+            calibrated["bin_probability"] = variable.copy(
+                data=self.probability.apply(variable.transpose(..., "bin").values)
+            ).transpose(*variable.dims)
             calibrated = with_bin_probabilities(calibrated)
         return calibrated
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready description."""
         return {
-            "method": "self", "distance_edges_km": list(self.distance_edges_km), "std_factors": list(self.factors),
-            "overall_std_factor": self.overall_factor, "probability": None if self.probability is None else self.probability.to_dict(),
+            "method": "self",
+            "distance_edges_km": list(self.distance_edges_km),
+            "std_factors": list(self.factors),
+            "overall_std_factor": self.overall_factor,
+            "probability": None if self.probability is None else self.probability.to_dict(),
             "scores": self.scores,
         }
 
 
-def _interval_and_bins_scores(prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float) -> dict[str, float]:
+def _interval_and_bins_scores(
+    prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float
+) -> dict[str, float]:
     pooled, _ = pool_predictions([with_bin_probabilities(prediction)], [truth])
     probabilities, observed = probabilities_and_observed_bins(pooled, truth)
     return {
-        f"coverage_{round(level * 100)}": round(_weighted_mean(_coverage(prediction, truth, level), weights), 4),
-        "ece": round(top_label_ece(xr.DataArray(probabilities, dims=("point", "bin")), xr.DataArray(observed.astype(float), dims="point")), 4),
+        f"coverage_{round(level * 100)}": round(
+            _weighted_mean(_coverage(prediction, truth, level), weights), 4
+        ),
+        "ece": round(
+            top_label_ece(
+                xr.DataArray(probabilities, dims=("point", "bin")),
+                xr.DataArray(observed.astype(float), dims="point"),
+            ),
+            4,
+        ),
     }
 
 
-def fit_self_calibration(prediction: xr.Dataset, truth: np.ndarray, distance: np.ndarray, weights: np.ndarray, options: SelfCalibrationOptions) -> SelfCalibration | None:
+def fit_self_calibration(
+    prediction: xr.Dataset,
+    truth: np.ndarray,
+    distance: np.ndarray,
+    weights: np.ndarray,
+    options: SelfCalibrationOptions,
+) -> SelfCalibration | None:
     """Fit on pseudo-targets (see the module docstring): their ``prediction``, ``truth`` [mm/h],
     ``distance`` [km] to the nearest remaining context and importance ``weights``, each
     ``[n_pseudo]``; None below ``minimum_targets``."""
@@ -227,14 +272,25 @@ def fit_self_calibration(prediction: xr.Dataset, truth: np.ndarray, distance: np
         if members.size < options.minimum_per_bin:
             factors.append(overall)
             continue
-        local = _smallest_covering_factor(prediction.isel(target=members), truth[members], np.ones(members.size), options.level)
+        local = _smallest_covering_factor(
+            prediction.isel(target=members), truth[members], np.ones(members.size), options.level
+        )
         share = members.size / (members.size + options.shrinkage)
         factors.append(float(np.exp(share * np.log(local) + (1 - share) * np.log(overall))))
     before = _interval_and_bins_scores(prediction, truth, weights, options.level)
     crps_before = _weighted_mean(_crps(prediction, truth), weights)
-    crps_after = _weighted_mean(_crps(prediction, truth, SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance)), weights)
+    crps_after = _weighted_mean(
+        _crps(
+            prediction,
+            truth,
+            SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance),
+        ),
+        weights,
+    )
     intervals_kept = crps_after <= (1 + options.crps_tolerance) * crps_before
-    if not intervals_kept:  # a wider (or narrower) interval that costs sharpness beyond the tolerance is not worth it
+    if (
+        not intervals_kept
+    ):  # a wider (or narrower) interval that costs sharpness beyond the tolerance is not worth it
         factors, overall = [1.0] * len(factors), 1.0
     interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
     rescaled = interim.apply(prediction, distance)
@@ -248,11 +304,24 @@ def fit_self_calibration(prediction: xr.Dataset, truth: np.ndarray, distance: np
             probability = TemperatureScaling.fit(probabilities, observed)
     fitted = replace(interim, probability=probability)
     after = _interval_and_bins_scores(fitted.apply(prediction, distance), truth, weights, options.level)
-    before["crps"], after["crps"] = round(crps_before, 5), round(crps_after if intervals_kept else crps_before, 5)
-    return replace(fitted, scores={"pseudo_targets": int(truth.size), "std_factors_kept": bool(intervals_kept), "before": before, "after": after})
+    before["crps"], after["crps"] = (
+        round(crps_before, 5),
+        round(crps_after if intervals_kept else crps_before, 5),
+    )
+    return replace(
+        fitted,
+        scores={
+            "pseudo_targets": int(truth.size),
+            "std_factors_kept": bool(intervals_kept),
+            "before": before,
+            "after": after,
+        },
+    )
 
 
-def pseudo_predictions(model, task: Task, options: SelfCalibrationOptions) -> tuple[xr.Dataset, np.ndarray, np.ndarray, np.ndarray, int]:
+def pseudo_predictions(
+    model, task: Task, options: SelfCalibrationOptions
+) -> tuple[xr.Dataset, np.ndarray, np.ndarray, np.ndarray, int]:
     """``model``'s predictions of one or more pseudo-tasks of ``task`` (:func:`pseudo_task`, seeds
     ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets and
     ``max_repeats`` allows), pooled along ``target``, with their truths, distances to the nearest
@@ -261,17 +330,37 @@ def pseudo_predictions(model, task: Task, options: SelfCalibrationOptions) -> tu
     for draw in range(options.max_repeats):
         pseudo, weight = pseudo_task(task, replace(options, seed=options.seed + draw))
         prediction = model.predict(pseudo)
-        predictions.append(prediction.drop_vars([name for name in prediction.coords if name not in ("quantile", "threshold", "bin", "bin_lower", "bin_upper")]))
+        predictions.append(
+            prediction.drop_vars(
+                [
+                    name
+                    for name in prediction.coords
+                    if name not in ("quantile", "threshold", "bin", "bin_lower", "bin_upper")
+                ]
+            )
+        )
         truths.append(pseudo.target_values)
         distances.append(distance_to_nearest_context(pseudo))
         weights.append(weight)
         if sum(truth.size for truth in truths) >= 2 * options.minimum_targets:
             break
-    pooled = xr.concat(predictions, dim="target", combine_attrs="override") if len(predictions) > 1 else predictions[0]
-    return pooled, np.concatenate(truths), np.concatenate(distances), np.concatenate(weights), len(predictions)
+    pooled = (
+        xr.concat(predictions, dim="target", combine_attrs="override")
+        if len(predictions) > 1
+        else predictions[0]
+    )
+    return (
+        pooled,
+        np.concatenate(truths),
+        np.concatenate(distances),
+        np.concatenate(weights),
+        len(predictions),
+    )
 
 
-def self_calibrate(model, task: Task, prediction: xr.Dataset | None = None, options: SelfCalibrationOptions | None = None) -> xr.Dataset:
+def self_calibrate(
+    model, task: Task, prediction: xr.Dataset | None = None, options: SelfCalibrationOptions | None = None
+) -> xr.Dataset:
     """``model``'s prediction of ``task`` calibrated on pseudo-targets of ``task``'s own contexts.
 
     ``prediction``: the model's prediction of ``task`` when already made. The attribute
@@ -284,14 +373,25 @@ def self_calibrate(model, task: Task, prediction: xr.Dataset | None = None, opti
     try:
         pooled, truth, distance, weights, draws = pseudo_predictions(model, task, options)
     except ValueError as error:
-        return prediction.assign_attrs(self_calibration=json.dumps({"method": "none", "reason": str(error)}), self_calibration_seconds=0.0)
+        return prediction.assign_attrs(
+            self_calibration=json.dumps({"method": "none", "reason": str(error)}),
+            self_calibration_seconds=0.0,
+        )
     fitted = fit_self_calibration(pooled, truth, distance, weights, options)
     if fitted is None:
-        reason = f"{truth.size} pseudo-targets in {draws} draws, fewer than minimum_targets={options.minimum_targets}"
-        return prediction.assign_attrs(self_calibration=json.dumps({"method": "none", "reason": reason}), self_calibration_seconds=time.perf_counter() - started)
+        reason = (
+            f"{truth.size} pseudo-targets in {draws} draws, fewer than "
+            f"minimum_targets={options.minimum_targets}"
+        )
+        return prediction.assign_attrs(
+            self_calibration=json.dumps({"method": "none", "reason": reason}),
+            self_calibration_seconds=time.perf_counter() - started,
+        )
     fitted = replace(fitted, scores={**fitted.scores, "draws": draws})
     calibrated = fitted.apply(prediction, distance_to_nearest_context(task))
-    return calibrated.assign_attrs(self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started)
+    return calibrated.assign_attrs(
+        self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started
+    )
 
 
 @dataclass
@@ -313,4 +413,8 @@ class SelfCalibrated:
     def predict(self, task: Task) -> xr.Dataset:
         """The wrapped model's prediction of ``task``, self-calibrated; ``model`` attribute ``NAME+self``."""
         prediction = self_calibrate(self.model, task, options=self.options)
-        return prediction.assign_attrs(model=self.name, predict_seconds=float(prediction.attrs.get("predict_seconds", 0.0)) + float(prediction.attrs["self_calibration_seconds"]))
+        return prediction.assign_attrs(
+            model=self.name,
+            predict_seconds=float(prediction.attrs.get("predict_seconds", 0.0))
+            + float(prediction.attrs["self_calibration_seconds"]),
+        )

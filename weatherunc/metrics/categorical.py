@@ -34,7 +34,14 @@ def _one_hot(forecast: xr.DataArray, observed: xr.DataArray) -> tuple[xr.DataArr
     return (index == classes).astype(np.float64), known
 
 
-def categorical_nll(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def categorical_nll(
+    forecast: xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean negative log probability of the observed bin (nats)."""
     one_hot, known = _one_hot(forecast, observed)
     probability = (forecast * one_hot).sum(BIN)
@@ -42,21 +49,37 @@ def categorical_nll(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_di
     return _reduce(score, reduce_dims, preserve_dims, weights)
 
 
-def multiclass_brier_score(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def multiclass_brier_score(
+    forecast: xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean of ``sum_k (p_k - o_k)^2``."""
     one_hot, known = _one_hot(forecast, observed)
     score = ((forecast - one_hot) ** 2).sum(BIN).where(known)
     return _reduce(score, reduce_dims, preserve_dims, weights)
 
 
-def ranked_probability_score(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def ranked_probability_score(
+    forecast: xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean of ``sum_k (P_k - O_k)^2`` over cumulative bin probabilities."""
     one_hot, known = _one_hot(forecast, observed)
     score = ((forecast.cumsum(BIN) - one_hot.cumsum(BIN)) ** 2).sum(BIN).where(known)
     return _reduce(score, reduce_dims, preserve_dims, weights)
 
 
-def top_label_calibration(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15) -> ReliabilityAccumulator:
+def top_label_calibration(
+    forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15
+) -> ReliabilityAccumulator:
     """Reliability of the most probable bin: its probability against whether it was observed."""
     one_hot, known = _one_hot(forecast, observed)
     values = forecast.transpose(..., BIN).values.reshape(-1, forecast.sizes[BIN])
@@ -64,7 +87,9 @@ def top_label_calibration(forecast: xr.DataArray, observed: xr.DataArray, *, bin
     mask = known.broadcast_like(forecast.isel({BIN: 0})).values.ravel()
     top = np.argmax(values, axis=1)
     rows = np.arange(len(values))
-    return ReliabilityAccumulator.init(bins).accumulate(values[rows, top][mask], hits[rows, top][mask].astype(bool))
+    return ReliabilityAccumulator.init(bins).accumulate(
+        values[rows, top][mask], hits[rows, top][mask].astype(bool)
+    )
 
 
 def top_label_ece(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15) -> float:
@@ -72,7 +97,9 @@ def top_label_ece(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int =
     return top_label_calibration(forecast, observed, bins=bins).expected_calibration_error()
 
 
-def consistency_top_label_ece(forecast: xr.DataArray, *, bins: int = 15, draws: int = 200, seed: int = 0) -> np.ndarray:
+def consistency_top_label_ece(
+    forecast: xr.DataArray, *, bins: int = 15, draws: int = 200, seed: int = 0
+) -> np.ndarray:
     """Top-label ECE ``[draws]`` of ``forecast`` against outcomes drawn from ``forecast`` itself.
 
     Each draw observes the most probable bin of each forecast with that bin's probability,
@@ -87,10 +114,19 @@ def consistency_top_label_ece(forecast: xr.DataArray, *, bins: int = 15, draws: 
     values = values[np.all(np.isfinite(values), axis=1)]
     top = values.max(axis=1)
     rng = np.random.default_rng(seed)
-    return np.array([ReliabilityAccumulator.init(bins).accumulate(top, rng.uniform(size=top.size) < top).expected_calibration_error() for _ in range(draws)])
+    return np.array(
+        [
+            ReliabilityAccumulator.init(bins)
+            .accumulate(top, rng.uniform(size=top.size) < top)
+            .expected_calibration_error()
+            for _ in range(draws)
+        ]
+    )
 
 
 def observed_bins(rate: xr.DataArray, edges: np.ndarray) -> xr.DataArray:
     """Index of the bin of each observed rate (``edges[i] <= rate < edges[i+1]``, last bin open); NaN kept."""
-    index = np.clip(np.searchsorted(np.asarray(edges), np.nan_to_num(rate.values), side="right") - 1, 0, len(edges) - 1).astype(np.float64)
+    index = np.clip(
+        np.searchsorted(np.asarray(edges), np.nan_to_num(rate.values), side="right") - 1, 0, len(edges) - 1
+    ).astype(np.float64)
     return rate.copy(data=np.where(np.isfinite(rate.values), index, np.nan))

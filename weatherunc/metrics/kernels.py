@@ -45,13 +45,17 @@ def negative_log_density_gaussian(mean: np.ndarray, std: np.ndarray, observed: n
     return 0.5 * z**2 + np.log(std) + 0.5 * np.log(2.0 * np.pi)
 
 
-def central_interval_gaussian(mean: np.ndarray, std: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def central_interval_gaussian(
+    mean: np.ndarray, std: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of the central ``level`` interval of N(mean, std^2)."""
     half_width = std * special.ndtri(0.5 + level / 2.0)
     return mean - half_width, mean + half_width
 
 
-def probability_integral_transform_gaussian(mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> np.ndarray:
+def probability_integral_transform_gaussian(
+    mean: np.ndarray, std: np.ndarray, observed: np.ndarray
+) -> np.ndarray:
     """PIT value Phi((y - mean) / std) in [0, 1]. Reference: Dawid (1984), JRSS A 147, 278."""
     return stats.norm.cdf((observed - mean) / std)
 

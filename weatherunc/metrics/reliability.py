@@ -56,7 +56,11 @@ class ReliabilityAccumulator:
         """Sum of two accumulators with the same bins."""
         if other.bins != self.bins:
             raise ValueError(f"cannot merge {self.bins} bins with {other.bins}")
-        return ReliabilityAccumulator(self.counts + other.counts, self.probability_sums + other.probability_sums, self.event_sums + other.event_sums)
+        return ReliabilityAccumulator(
+            self.counts + other.counts,
+            self.probability_sums + other.probability_sums,
+            self.event_sums + other.event_sums,
+        )
 
     def compute(self) -> xr.Dataset:
         """Diagram: mean forecast probability, observed frequency and count per bin (dim ``bin``)."""
@@ -70,7 +74,11 @@ class ReliabilityAccumulator:
                 "observed_frequency": ("bin", observed, {"long_name": "observed relative frequency in bin"}),
                 "count": ("bin", self.counts, {"long_name": "number of forecasts in bin"}),
             },
-            coords={"bin": 0.5 * (edges[:-1] + edges[1:]), "bin_lower": ("bin", edges[:-1]), "bin_upper": ("bin", edges[1:])},
+            coords={
+                "bin": 0.5 * (edges[:-1] + edges[1:]),
+                "bin_lower": ("bin", edges[:-1]),
+                "bin_upper": ("bin", edges[1:]),
+            },
         )
 
     def expected_calibration_error(self) -> float:
@@ -106,5 +114,7 @@ def _blocks(forecast: xr.DataArray, observed: xr.DataArray):
 
     forecast_data = da.asarray(forecast.data)
     observed_data = da.asarray(observed.data).rechunk(forecast_data.chunks)
-    for block_forecast, block_observed in zip(forecast_data.to_delayed().ravel(), observed_data.to_delayed().ravel()):
+    for block_forecast, block_observed in zip(
+        forecast_data.to_delayed().ravel(), observed_data.to_delayed().ravel()
+    ):
         yield block_forecast.compute(), block_observed.compute()

@@ -24,7 +24,9 @@ SAMPLE = "sample"
 Dims = str | Sequence[str] | None
 
 
-def _reduce(score: xr.DataArray, reduce_dims: Dims, preserve_dims: Dims, weights: xr.DataArray | None) -> xr.DataArray:
+def _reduce(
+    score: xr.DataArray, reduce_dims: Dims, preserve_dims: Dims, weights: xr.DataArray | None
+) -> xr.DataArray:
     """Mean of ``score`` over the chosen dims (all by default), NaN skipped, optionally weighted."""
     if reduce_dims is not None and preserve_dims is not None:
         raise ValueError("give reduce_dims or preserve_dims, not both")
@@ -55,59 +57,132 @@ def _elementwise(kernel, *arrays: xr.DataArray) -> xr.DataArray:
     return xr.apply_ufunc(kernel, *arrays, dask="parallelized", output_dtypes=[np.float64])
 
 
-def crps_gaussian(forecast: xr.Dataset, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def crps_gaussian(
+    forecast: xr.Dataset,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean CRPS of a Gaussian predictive distribution [units of the observation]."""
     mean, std = _gaussian(forecast)
-    return _reduce(_elementwise(kernels.crps_gaussian, mean, std, observed), reduce_dims, preserve_dims, weights)
+    return _reduce(
+        _elementwise(kernels.crps_gaussian, mean, std, observed), reduce_dims, preserve_dims, weights
+    )
 
 
-def crps_ensemble(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def crps_ensemble(
+    forecast: xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean CRPS of the empirical distribution of ``forecast`` over its ``sample`` dim."""
     if SAMPLE not in forecast.dims:
         raise ValueError(f"forecast needs a {SAMPLE!r} dimension; it has {forecast.dims}")
     score = xr.apply_ufunc(
-        kernels.crps_ensemble, forecast, observed, input_core_dims=[[SAMPLE], []],
-        dask="parallelized", output_dtypes=[np.float64],
+        kernels.crps_ensemble,
+        forecast,
+        observed,
+        input_core_dims=[[SAMPLE], []],
+        dask="parallelized",
+        output_dtypes=[np.float64],
     )
     return _reduce(score, reduce_dims, preserve_dims, weights)
 
 
-def negative_log_predictive_density(forecast: xr.Dataset, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def negative_log_predictive_density(
+    forecast: xr.Dataset,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean negative log predictive density of a Gaussian forecast [nats]."""
     mean, std = _gaussian(forecast)
-    return _reduce(_elementwise(kernels.negative_log_density_gaussian, mean, std, observed), reduce_dims, preserve_dims, weights)
+    return _reduce(
+        _elementwise(kernels.negative_log_density_gaussian, mean, std, observed),
+        reduce_dims,
+        preserve_dims,
+        weights,
+    )
 
 
 def _point(forecast: xr.Dataset | xr.DataArray) -> xr.DataArray:
     return forecast[MEAN] if isinstance(forecast, xr.Dataset) else forecast
 
 
-def root_mean_squared_error(forecast: xr.Dataset | xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def root_mean_squared_error(
+    forecast: xr.Dataset | xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """RMSE of the forecast mean."""
     return np.sqrt(_reduce((_point(forecast) - observed) ** 2, reduce_dims, preserve_dims, weights))
 
 
-def mean_absolute_error(forecast: xr.Dataset | xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def mean_absolute_error(
+    forecast: xr.Dataset | xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """MAE of the forecast mean."""
     return _reduce(abs(_point(forecast) - observed), reduce_dims, preserve_dims, weights)
 
 
-def bias(forecast: xr.Dataset | xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def bias(
+    forecast: xr.Dataset | xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean error, forecast minus observation (positive: too wet)."""
     return _reduce(_point(forecast) - observed, reduce_dims, preserve_dims, weights)
 
 
-def interval_coverage(forecast: xr.Dataset, observed: xr.DataArray, *, level: float = 0.9, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def interval_coverage(
+    forecast: xr.Dataset,
+    observed: xr.DataArray,
+    *,
+    level: float = 0.9,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Fraction of observations inside the central ``level`` interval of a Gaussian forecast."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     mean, std = _gaussian(forecast)
     lower, upper = kernels.central_interval_gaussian(mean, std, level)
-    inside = ((observed >= lower) & (observed <= upper)).astype(np.float64).where(observed.notnull() & mean.notnull())
+    inside = (
+        ((observed >= lower) & (observed <= upper))
+        .astype(np.float64)
+        .where(observed.notnull() & mean.notnull())
+    )
     return _reduce(inside, reduce_dims, preserve_dims, weights)
 
 
-def pit_histogram(forecast: xr.Dataset, observed: xr.DataArray, *, bins: int = 10, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def pit_histogram(
+    forecast: xr.Dataset,
+    observed: xr.DataArray,
+    *,
+    bins: int = 10,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Relative frequencies of PIT values in ``bins`` equal bins of [0, 1] (dim ``pit_bin``).
 
     Flat at ``1 / bins`` for a calibrated forecast; U-shaped when overconfident.
@@ -116,7 +191,9 @@ def pit_histogram(forecast: xr.Dataset, observed: xr.DataArray, *, bins: int = 1
     pit = _elementwise(kernels.probability_integral_transform_gaussian, mean, std, observed)
     edges = np.linspace(0.0, 1.0, bins + 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
-    index = xr.DataArray(np.clip(np.digitize(pit.values, edges[1:-1]), 0, bins - 1), dims=pit.dims, coords=pit.coords)
+    index = xr.DataArray(
+        np.clip(np.digitize(pit.values, edges[1:-1]), 0, bins - 1), dims=pit.dims, coords=pit.coords
+    )
     frequencies = [
         _reduce((index == b).astype(np.float64).where(pit.notnull()), reduce_dims, preserve_dims, weights)
         for b in range(bins)
@@ -134,12 +211,21 @@ class BrierDecomposition:
     uncertainty: float
 
 
-def brier_score(forecast: xr.DataArray, observed: xr.DataArray, *, reduce_dims: Dims = None, preserve_dims: Dims = None, weights: xr.DataArray | None = None) -> xr.DataArray:
+def brier_score(
+    forecast: xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    reduce_dims: Dims = None,
+    preserve_dims: Dims = None,
+    weights: xr.DataArray | None = None,
+) -> xr.DataArray:
     """Mean Brier score of probabilities ``forecast`` for binary ``observed`` (0 or 1)."""
     return _reduce(_elementwise(kernels.brier, forecast, observed), reduce_dims, preserve_dims, weights)
 
 
-def brier_decomposition(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 10) -> BrierDecomposition:
+def brier_decomposition(
+    forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 10
+) -> BrierDecomposition:
     """Murphy's decomposition over probability bins, from all points (NaN skipped).
 
     Exact when every forecast probability in a bin is equal; with binned continuous

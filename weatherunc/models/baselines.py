@@ -6,8 +6,8 @@ Each works on the transformed rate and returns a Gaussian there, back-transforme
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -20,7 +20,8 @@ from weatherunc.transforms import PrecipitationTransform
 
 #: Variance floor [transformed units^2] so that a prediction at a context site keeps std > 0.
 VARIANCE_FLOOR = 1e-10
-#: Fewest contexts ordinary kriging accepts: two give one pair, too few to fit a variogram (nugget, sill, range).
+# : Fewest contexts ordinary kriging accepts: two give one pair, too few to fit a variogram (nugget, sill,
+# range).
 MINIMUM_KRIGING_CONTEXTS = 3
 
 
@@ -37,9 +38,13 @@ class ClimatologyInterpolator:
         values = self.transform.forward(task.context_values)
         variance = max(float(values.var(ddof=1)) if values.size > 1 else 0.0, VARIANCE_FLOOR)
         return prediction_dataset(
-            task, transformed_mean=np.full(task.n_target, values.mean()),
-            latent_variance=np.full(task.n_target, variance / values.size), noise_variance=variance,
-            transform=self.transform, model=self.name, attrs={"fit_seconds": time.perf_counter() - start, "predict_seconds": 0.0},
+            task,
+            transformed_mean=np.full(task.n_target, values.mean()),
+            latent_variance=np.full(task.n_target, variance / values.size),
+            noise_variance=variance,
+            transform=self.transform,
+            model=self.name,
+            attrs={"fit_seconds": time.perf_counter() - start, "predict_seconds": 0.0},
         )
 
 
@@ -55,7 +60,9 @@ class InverseDistanceInterpolator:
     neighbours: int = 16
     name: str = "idw"
 
-    def _interpolate(self, tree: cKDTree, values: np.ndarray, points: np.ndarray, skip_self: bool) -> np.ndarray:
+    def _interpolate(
+        self, tree: cKDTree, values: np.ndarray, points: np.ndarray, skip_self: bool
+    ) -> np.ndarray:
         count = min(self.neighbours + int(skip_self), len(values))
         distance, index = tree.query(points, k=count)
         distance, index = distance.reshape(len(points), count), index.reshape(len(points), count)
@@ -78,9 +85,18 @@ class InverseDistanceInterpolator:
         mean = self._interpolate(tree, values, task.target_coordinates, skip_self=False)
         predicted_at = time.perf_counter()
         return prediction_dataset(
-            task, transformed_mean=mean, latent_variance=np.zeros(task.n_target), noise_variance=variance,
-            transform=self.transform, model=self.name,
-            attrs={"power": self.power, "neighbours": self.neighbours, "fit_seconds": fitted_at - start, "predict_seconds": predicted_at - fitted_at},
+            task,
+            transformed_mean=mean,
+            latent_variance=np.zeros(task.n_target),
+            noise_variance=variance,
+            transform=self.transform,
+            model=self.name,
+            attrs={
+                "power": self.power,
+                "neighbours": self.neighbours,
+                "fit_seconds": fitted_at - start,
+                "predict_seconds": predicted_at - fitted_at,
+            },
         )
 
 
@@ -109,22 +125,43 @@ class OrdinaryKrigingInterpolator:
         from pykrige.ok import OrdinaryKriging
 
         if task.n_context < MINIMUM_KRIGING_CONTEXTS:
-            raise ValueError(f"kriging needs at least {MINIMUM_KRIGING_CONTEXTS} contexts to fit a variogram, got {task.n_context}")
+            raise ValueError(
+                f"kriging needs at least {MINIMUM_KRIGING_CONTEXTS} contexts to fit a variogram, got "
+                f"{task.n_context}"
+            )
         values = self.transform.forward(task.context_values)
         if np.ptp(values) == 0:  # PyKrige cannot fit a variogram to a constant field
             return ClimatologyInterpolator(self.transform, name=self.name).predict(task)
         context, target = task.context_coordinates, task.target_coordinates
         start = time.perf_counter()
-        kriging = OrdinaryKriging(context[:, 0], context[:, 1], values, variogram_model=self.variogram_model, nlags=self.nlags, enable_plotting=False, verbose=False)
-        options = {"backend": "loop", "n_closest_points": self.window_points} if len(values) > self.moving_window else {"backend": "vectorized"}
+        kriging = OrdinaryKriging(
+            context[:, 0],
+            context[:, 1],
+            values,
+            variogram_model=self.variogram_model,
+            nlags=self.nlags,
+            enable_plotting=False,
+            verbose=False,
+        )
+        options = (
+            {"backend": "loop", "n_closest_points": self.window_points}
+            if len(values) > self.moving_window
+            else {"backend": "vectorized"}
+        )
         fitted_at = time.perf_counter()
         mean, variance = kriging.execute("points", target[:, 0], target[:, 1], **options)
         predicted_at = time.perf_counter()
         return prediction_dataset(
-            task, transformed_mean=np.asarray(mean, dtype=np.float64), latent_variance=np.maximum(np.asarray(variance, dtype=np.float64), 0.0),
-            noise_variance=VARIANCE_FLOOR, transform=self.transform, model=self.name,
+            task,
+            transformed_mean=np.asarray(mean, dtype=np.float64),
+            latent_variance=np.maximum(np.asarray(variance, dtype=np.float64), 0.0),
+            noise_variance=VARIANCE_FLOOR,
+            transform=self.transform,
+            model=self.name,
             attrs={
-                "variogram_model": self.variogram_model, "variogram_parameters": [float(p) for p in kriging.variogram_model_parameters],
-                "fit_seconds": fitted_at - start, "predict_seconds": predicted_at - fitted_at,
+                "variogram_model": self.variogram_model,
+                "variogram_parameters": [float(p) for p in kriging.variogram_model_parameters],
+                "fit_seconds": fitted_at - start,
+                "predict_seconds": predicted_at - fitted_at,
             },
         )

@@ -22,7 +22,16 @@ from scipy import special
 SMALLEST_TAIL = 1e-300
 
 
-def sample_censored(precision: np.ndarray, values: np.ndarray, censored: np.ndarray, bound: float, *, samples: int, burn_in: int, rng: np.random.Generator) -> np.ndarray:
+def sample_censored(
+    precision: np.ndarray,
+    values: np.ndarray,
+    censored: np.ndarray,
+    bound: float,
+    *,
+    samples: int,
+    burn_in: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Draws of a zero-mean Gaussian vector with its ``censored`` entries resampled below ``bound``.
 
     precision: ``[n, n]`` inverse covariance of the vector (symmetric positive definite).
@@ -39,7 +48,10 @@ def sample_censored(precision: np.ndarray, values: np.ndarray, censored: np.ndar
     censored = np.asarray(censored, dtype=bool)
     n = len(values)
     if precision.shape != (n, n) or censored.shape != (n,):
-        raise ValueError(f"precision must be [n, n] and censored [n] for n = {n}: got {precision.shape} and {censored.shape}")
+        raise ValueError(
+            f"precision must be [n, n] and censored [n] for n = {n}: got {precision.shape} and "
+            f"{censored.shape}"
+        )
     if samples < 1 or burn_in < 0:
         raise ValueError(f"samples must be >= 1 and burn_in >= 0, got {samples} and {burn_in}")
     if np.any(values[censored] > bound):
@@ -49,7 +61,9 @@ def sample_censored(precision: np.ndarray, values: np.ndarray, censored: np.ndar
     hidden = np.flatnonzero(censored)
     if hidden.size == 0:
         return out
-    block = precision[np.ix_(hidden, hidden)]  # [m, m] couplings among the censored entries (a C-ordered copy)
+    block = precision[
+        np.ix_(hidden, hidden)
+    ]  # [m, m] couplings among the censored entries (a C-ordered copy)
     diagonal = block.diagonal().tolist()
     spread = (1.0 / np.sqrt(block.diagonal())).tolist()
     # (Q z) restricted to the censored entries; only they change, so only they are tracked.
@@ -64,7 +78,11 @@ def sample_censored(precision: np.ndarray, values: np.ndarray, censored: np.ndar
             value = current[position]
             centre = value - float(pulled[position]) / diagonal[position]
             tail = float(ndtr((bound - centre) / spread[position]))
-            draw = min(centre + spread[position] * float(ndtri(row[position] * tail)), bound) if tail > SMALLEST_TAIL else bound
+            draw = (
+                min(centre + spread[position] * float(ndtri(row[position] * tail)), bound)
+                if tail > SMALLEST_TAIL
+                else bound
+            )
             change = draw - value
             if change != 0.0:
                 # The block is symmetric: its row is the column, and rows are contiguous.

@@ -33,21 +33,33 @@ def cholesky_with_jitter(matrix: torch.Tensor) -> torch.Tensor:
     scale = float(matrix.diagonal(dim1=-2, dim2=-1).mean())
     size = matrix.shape[-1]
     for jitter in JITTERS:
-        factor, info = torch.linalg.cholesky_ex(matrix + jitter * scale * torch.eye(size, dtype=matrix.dtype) if jitter else matrix)
+        factor, info = torch.linalg.cholesky_ex(
+            matrix + jitter * scale * torch.eye(size, dtype=matrix.dtype) if jitter else matrix
+        )
         if not bool(info.any()):
             return factor
-    raise GaussianProcessNumericalError(f"covariance of {size} points is not positive definite even with jitter {JITTERS[-1]:g} x mean diagonal")
+    raise GaussianProcessNumericalError(
+        f"covariance of {size} points is not positive definite even with jitter {JITTERS[-1]:g} x mean "
+        "diagonal"
+    )
 
 
 def _check_kernel(kernel_name: str, alpha: torch.Tensor | None) -> None:
     if kernel_name not in KERNEL_NAMES:
-        raise ValueError(f"stationary_covariance: kernel_name must be one of {KERNEL_NAMES}, got {kernel_name!r}")
+        raise ValueError(
+            f"stationary_covariance: kernel_name must be one of {KERNEL_NAMES}, got {kernel_name!r}"
+        )
     if kernel_name == "rational_quadratic" and alpha is None:
         raise ValueError("stationary_covariance: the rational quadratic kernel needs alpha")
 
 
 def stationary_covariance(
-    kernel_name: str, first: torch.Tensor, second: torch.Tensor, lengthscale: torch.Tensor, outputscale: torch.Tensor, alpha: torch.Tensor | None = None
+    kernel_name: str,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    lengthscale: torch.Tensor,
+    outputscale: torch.Tensor,
+    alpha: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Covariance ``[n, m]`` between points ``first`` ``[n, d]`` and ``second`` ``[m, d]``.
 
@@ -60,12 +72,20 @@ def stationary_covariance(
     :func:`covariance_from_differences`); otherwise computed in place, to save memory traffic.
     """
     _check_kernel(kernel_name, alpha)
-    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in (first, second, lengthscale, outputscale, alpha) if tensor is not None):
-        return covariance_from_differences(kernel_name, squared_differences(first, second), lengthscale, outputscale, alpha)
+    if torch.is_grad_enabled() and any(
+        tensor.requires_grad
+        for tensor in (first, second, lengthscale, outputscale, alpha)
+        if tensor is not None
+    ):
+        return covariance_from_differences(
+            kernel_name, squared_differences(first, second), lengthscale, outputscale, alpha
+        )
     # Direct differences, not the |a|^2 + |b|^2 - 2ab matrix product: exact at coincident points
     # (the product form leaves distances ~1e-8 there) and no slower for 2-4 input dimensions.
     scale = lengthscale.reshape(-1)
-    distance = torch.cdist(first / scale, second / scale, compute_mode="donot_use_mm_for_euclid_dist")  # [n, m]
+    distance = torch.cdist(
+        first / scale, second / scale, compute_mode="donot_use_mm_for_euclid_dist"
+    )  # [n, m]
     return _correlation_in_place(kernel_name, distance, alpha).mul_(outputscale)
 
 
@@ -79,9 +99,14 @@ def squared_differences(first: torch.Tensor, second: torch.Tensor) -> torch.Tens
 
 
 def covariance_from_differences(
-    kernel_name: str, differences: torch.Tensor, lengthscale: torch.Tensor, outputscale: torch.Tensor, alpha: torch.Tensor | None = None
+    kernel_name: str,
+    differences: torch.Tensor,
+    lengthscale: torch.Tensor,
+    outputscale: torch.Tensor,
+    alpha: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """:func:`stationary_covariance` ``[n, m]`` from :func:`squared_differences` ``[d, n, m]``, differentiable.
+    """:func:`stationary_covariance` ``[n, m]`` from :func:`squared_differences` ``[d, n, m]``,
+    differentiable.
 
     The squared scaled distance is ``sum_j differences_j / lengthscale_j^2``, whose gradient is
     one contraction per dimension (cheaper than differentiating a distance matrix). For the
@@ -103,7 +128,9 @@ def covariance_from_differences(
     return outputscale * polynomial * torch.exp(-scaled)
 
 
-def _correlation_in_place(kernel_name: str, distance: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+def _correlation_in_place(
+    kernel_name: str, distance: torch.Tensor, alpha: torch.Tensor | None
+) -> torch.Tensor:
     """Correlation as a function of the scaled distance ``[n, m]``, overwriting it (no autograd)."""
     if kernel_name == "matern12":
         return distance.neg_().exp_()
@@ -120,12 +147,19 @@ def _correlation_in_place(kernel_name: str, distance: torch.Tensor, alpha: torch
 
 
 def kernel_hyperparameters(kernel: torch.nn.Module) -> dict[str, torch.Tensor | None]:
-    """``lengthscale`` ``[d]``, ``outputscale`` and ``alpha`` (rational quadratic, else None) of a GPyTorch ``ScaleKernel``."""
+    """``lengthscale`` ``[d]``, ``outputscale`` and ``alpha`` (rational quadratic, else None) of a GPyTorch "
+    "``ScaleKernel``."""
     base = kernel.base_kernel
-    return {"lengthscale": base.lengthscale.reshape(-1), "outputscale": kernel.outputscale, "alpha": getattr(base, "alpha", None)}
+    return {
+        "lengthscale": base.lengthscale.reshape(-1),
+        "outputscale": kernel.outputscale,
+        "alpha": getattr(base, "alpha", None),
+    }
 
 
-def module_covariance(kernel: torch.nn.Module, kernel_name: str, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+def module_covariance(
+    kernel: torch.nn.Module, kernel_name: str, first: torch.Tensor, second: torch.Tensor
+) -> torch.Tensor:
     """:func:`stationary_covariance` with the hyperparameters of a GPyTorch ``ScaleKernel``."""
     return stationary_covariance(kernel_name, first, second, **kernel_hyperparameters(kernel))
 
@@ -134,11 +168,17 @@ class _NegativeLogMarginalLikelihood(torch.autograd.Function):
     """``-log N(r; 0, K) / n`` with the analytic gradient (Rasmussen & Williams 2006, eq. 5.9)."""
 
     @staticmethod
-    def forward(context, covariance: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:  # [..., n, n], [..., n] -> []
+    def forward(
+        context, covariance: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:  # [..., n, n], [..., n] -> []
         factor = cholesky_with_jitter(covariance)
         weights = torch.cholesky_solve(residual[..., None], factor)[..., 0]  # K^-1 r, [..., n]
         count = residual.numel()
-        value = 0.5 * (residual * weights).sum() + torch.log(factor.diagonal(dim1=-2, dim2=-1)).sum() + 0.5 * count * math.log(2.0 * math.pi)
+        value = (
+            0.5 * (residual * weights).sum()
+            + torch.log(factor.diagonal(dim1=-2, dim2=-1)).sum()
+            + 0.5 * count * math.log(2.0 * math.pi)
+        )
         context.save_for_backward(factor, weights)
         return value / count
 
@@ -147,7 +187,9 @@ class _NegativeLogMarginalLikelihood(torch.autograd.Function):
         factor, weights = context.saved_tensors
         count = weights.numel()
         # d/dK = (K^-1 - a a^T) / 2n, d/dr = a / n with a = K^-1 r (n: points of all blocks).
-        covariance_gradient = 0.5 * (torch.cholesky_inverse(factor) - weights[..., :, None] * weights[..., None, :]) / count
+        covariance_gradient = (
+            0.5 * (torch.cholesky_inverse(factor) - weights[..., :, None] * weights[..., None, :]) / count
+        )
         return gradient * covariance_gradient, gradient * weights / count
 
 

@@ -22,7 +22,8 @@ expectation of ``e_i^2`` given that, ``1 - b phi(b) / Phi(b)`` with ``b = (bound
 expects dry is no evidence either way, one where it expected rain is. The bandwidth ``h`` and
 ``prior_weight`` are chosen per task by the leave-one-out CRPS of the contexts
 (:func:`weatherunc.models.gp.select_predictive_options`), the scale at a context then computed
-from the other contexts' residuals with that context left out too (:func:`left_out_scales`). In geostatistics the same departure from stationarity is the
+from the other contexts' residuals with that context left out too (:func:`left_out_scales`). In geostatistics
+the same departure from stationarity is the
 "proportional effect" (Journel & Huijbregts 1978, "Mining Geostatistics", section III.B).
 """
 
@@ -38,19 +39,27 @@ from scipy.spatial import distance
 
 @dataclass(frozen=True)
 class LocalVarianceScale:
-    """Smoothing of squared leave-one-out residuals: Gaussian ``bandwidth_km``, ``prior_weight`` pseudo-residuals at 1."""
+    """Smoothing of squared leave-one-out residuals: Gaussian ``bandwidth_km``, ``prior_weight`` "
+    "pseudo-residuals at 1."""
 
     bandwidth_km: float
     prior_weight: float
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.bandwidth_km) and self.bandwidth_km > 0):
-            raise ValueError(f"LocalVarianceScale: bandwidth_km must be finite and > 0, got {self.bandwidth_km}")
+            raise ValueError(
+                f"LocalVarianceScale: bandwidth_km must be finite and > 0, got {self.bandwidth_km}"
+            )
         if not (np.isfinite(self.prior_weight) and self.prior_weight > 0):
-            raise ValueError(f"LocalVarianceScale: prior_weight must be finite and > 0, got {self.prior_weight}")
+            raise ValueError(
+                f"LocalVarianceScale: prior_weight must be finite and > 0, got {self.prior_weight}"
+            )
 
-    def at(self, points: np.ndarray, contexts: np.ndarray, squared_residuals: np.ndarray, *, batch: int = 1024) -> np.ndarray:
-        """Variance scale ``[m]`` at ``[m, >=2]`` ``points`` from ``[n, >=2]`` ``contexts`` (first two columns: x, y in km).
+    def at(
+        self, points: np.ndarray, contexts: np.ndarray, squared_residuals: np.ndarray, *, batch: int = 1024
+    ) -> np.ndarray:
+        """Variance scale ``[m]`` at ``[m, >=2]`` ``points`` from ``[n, >=2]`` ``contexts`` (first two
+        columns: x, y in km).
 
         ``squared_residuals``: ``[n]`` standardised squared leave-one-out residuals of the contexts
         (:func:`squared_residuals`). Memory is bounded by ``batch`` points at a time (``[batch, n]``).
@@ -58,20 +67,38 @@ class LocalVarianceScale:
         contexts = np.asarray(contexts, dtype=np.float64)[:, :2]
         squared_residuals = np.asarray(squared_residuals, dtype=np.float64)
         if squared_residuals.shape != (len(contexts),):
-            raise ValueError(f"squared_residuals must be [n] for n = {len(contexts)} contexts, got shape {squared_residuals.shape}")
+            raise ValueError(
+                f"squared_residuals must be [n] for n = {len(contexts)} contexts, got shape "
+                f"{squared_residuals.shape}"
+            )
         points = np.asarray(points, dtype=np.float64)[:, :2]
         scale = np.empty(len(points))
         for start in range(0, len(points), batch):
-            weights = np.exp(-0.5 * distance.cdist(points[start : start + batch], contexts, "sqeuclidean") / self.bandwidth_km**2)  # [b, n]
-            scale[start : start + batch] = (weights @ squared_residuals + self.prior_weight) / (weights.sum(1) + self.prior_weight)
+            weights = np.exp(
+                -0.5
+                * distance.cdist(points[start : start + batch], contexts, "sqeuclidean")
+                / self.bandwidth_km**2
+            )  # [b, n]
+            scale[start : start + batch] = (weights @ squared_residuals + self.prior_weight) / (
+                weights.sum(1) + self.prior_weight
+            )
         return scale
 
     def to_attrs(self) -> dict[str, float]:
         """Attributes that record the smoothing in an output dataset."""
-        return {"local_variance_bandwidth_km": float(self.bandwidth_km), "local_variance_prior_weight": float(self.prior_weight)}
+        return {
+            "local_variance_bandwidth_km": float(self.bandwidth_km),
+            "local_variance_prior_weight": float(self.prior_weight),
+        }
 
 
-def squared_residuals(values: np.ndarray, mean: np.ndarray, variance: np.ndarray, censored: np.ndarray | None = None, bound: float = 0.0) -> np.ndarray:
+def squared_residuals(
+    values: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    censored: np.ndarray | None = None,
+    bound: float = 0.0,
+) -> np.ndarray:
     """Standardised squared residuals ``(values - mean)^2 / variance``, arrays of any shapes that broadcast.
 
     Where ``censored`` (bool, broadcasting likewise) only ``value <= bound`` is known; the value there is the
@@ -83,21 +110,28 @@ def squared_residuals(values: np.ndarray, mean: np.ndarray, variance: np.ndarray
     values, mean, variance = (np.asarray(array, dtype=np.float64) for array in (values, mean, variance))
     if np.any(~(variance > 0)):
         raise ValueError("squared_residuals: variance must be > 0 everywhere")
-    squared = np.asarray(np.subtract(values, mean))  # a new array of the broadcast shape (0-d for scalars), squared and divided in place
+    squared = np.asarray(
+        np.subtract(values, mean)
+    )  # a new array of the broadcast shape (0-d for scalars), squared and divided in place
     np.square(squared, out=squared)
     squared /= variance
     if censored is None or not np.any(censored):
         return squared
     where = np.broadcast_to(np.asarray(censored, dtype=bool), squared.shape)
-    limit = (bound - np.broadcast_to(mean, squared.shape)[where]) / np.sqrt(np.broadcast_to(variance, squared.shape)[where])  # only where censored
+    limit = (bound - np.broadcast_to(mean, squared.shape)[where]) / np.sqrt(
+        np.broadcast_to(variance, squared.shape)[where]
+    )  # only where censored
     # phi(b) / Phi(b) through logs, finite also far in the lower tail (where it tends to -b)
     ratio = np.exp(-0.5 * limit**2 - 0.5 * np.log(2.0 * np.pi) - special.log_ndtr(limit))
     squared[where] = np.maximum(1.0 - limit * ratio, 0.0)
     return squared
 
 
-def left_out_scales(contexts: np.ndarray, pairwise_squared_residuals: np.ndarray, options: Sequence[LocalVarianceScale]) -> list[np.ndarray]:
-    """Each option's variance scale ``[n]`` at every context from the other contexts, for scoring by leave-one-out.
+def left_out_scales(
+    contexts: np.ndarray, pairwise_squared_residuals: np.ndarray, options: Sequence[LocalVarianceScale]
+) -> list[np.ndarray]:
+    """Each option's variance scale ``[n]`` at every context from the other contexts, for scoring by
+    leave-one-out.
 
     ``contexts``: ``[n, >=2]`` (x, y in km first). ``pairwise_squared_residuals``: ``[n, n]``, row
     ``i`` the other contexts' standardised squared residuals with context ``i`` left out as well as
@@ -106,7 +140,10 @@ def left_out_scales(contexts: np.ndarray, pairwise_squared_residuals: np.ndarray
     """
     points = np.asarray(contexts, dtype=np.float64)[:, :2]
     if pairwise_squared_residuals.shape != (len(points), len(points)):
-        raise ValueError(f"pairwise_squared_residuals must be [n, n] for n = {len(points)} contexts, got shape {pairwise_squared_residuals.shape}")
+        raise ValueError(
+            f"pairwise_squared_residuals must be [n, n] for n = {len(points)} contexts, got shape "
+            f"{pairwise_squared_residuals.shape}"
+        )
     squared = distance.cdist(points, points, "sqeuclidean")  # [n, n]
     sums: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     scales = []
@@ -114,7 +151,10 @@ def left_out_scales(contexts: np.ndarray, pairwise_squared_residuals: np.ndarray
         if option.bandwidth_km not in sums:
             weights = np.exp(-0.5 * squared / option.bandwidth_km**2)
             np.fill_diagonal(weights, 0.0)
-            sums[option.bandwidth_km] = (np.einsum("ij,ij->i", weights, pairwise_squared_residuals), weights.sum(1))
+            sums[option.bandwidth_km] = (
+                np.einsum("ij,ij->i", weights, pairwise_squared_residuals),
+                weights.sum(1),
+            )
         weighted, total = sums[option.bandwidth_km]
         scales.append((weighted + option.prior_weight) / (total + option.prior_weight))
     return scales

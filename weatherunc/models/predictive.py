@@ -51,14 +51,46 @@ def prediction_dataset(
     dataset = xr.Dataset(
         {
             "precipitation_mean": (dim, mean, {**rate, "long_name": "predictive mean of precipitation rate"}),
-            "precipitation_std": (dim, std, {**rate, "long_name": "predictive standard deviation of precipitation rate"}),
-            "precipitation_quantile": ((dim, "quantile"), quantiles(transform, transformed_mean, transformed_std, levels), {**rate, "long_name": "predictive quantiles of precipitation rate"}),
-            "exceedance_probability": ((dim, "threshold"), exceedance_probability(transform, transformed_mean, transformed_std, limits), {"units": "1", "long_name": "P(precipitation rate > threshold)"}),
-            "transformed_mean": (dim, transformed_mean, {"long_name": "predictive mean of the transformed rate"}),
-            "transformed_std": (dim, transformed_std, {"long_name": "predictive standard deviation of the transformed rate (latent and noise)"}),
-            "latent_variance": (dim, latent_variance, {"long_name": "epistemic (latent) variance of the transformed rate"}),
-            "noise_variance": (dim, np.array(noise_variance), {"long_name": "aleatoric (noise) variance of the transformed rate"}),
-            "transform_offset": (dim, np.full(latent_variance.shape, float(transform.offset)), {**rate, "long_name": "offset of the transform of the rate (models may choose it per task)"}),
+            "precipitation_std": (
+                dim,
+                std,
+                {**rate, "long_name": "predictive standard deviation of precipitation rate"},
+            ),
+            "precipitation_quantile": (
+                (dim, "quantile"),
+                quantiles(transform, transformed_mean, transformed_std, levels),
+                {**rate, "long_name": "predictive quantiles of precipitation rate"},
+            ),
+            "exceedance_probability": (
+                (dim, "threshold"),
+                exceedance_probability(transform, transformed_mean, transformed_std, limits),
+                {"units": "1", "long_name": "P(precipitation rate > threshold)"},
+            ),
+            "transformed_mean": (
+                dim,
+                transformed_mean,
+                {"long_name": "predictive mean of the transformed rate"},
+            ),
+            "transformed_std": (
+                dim,
+                transformed_std,
+                {"long_name": "predictive standard deviation of the transformed rate (latent and noise)"},
+            ),
+            "latent_variance": (
+                dim,
+                latent_variance,
+                {"long_name": "epistemic (latent) variance of the transformed rate"},
+            ),
+            "noise_variance": (
+                dim,
+                np.array(noise_variance),
+                {"long_name": "aleatoric (noise) variance of the transformed rate"},
+            ),
+            "transform_offset": (
+                dim,
+                np.full(latent_variance.shape, float(transform.offset)),
+                {**rate, "long_name": "offset of the transform of the rate (models may choose it per task)"},
+            ),
         },
         coords={
             "quantile": ("quantile", levels, {"long_name": "probability level"}),

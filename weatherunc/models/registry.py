@@ -11,7 +11,11 @@ from typing import Any, Protocol
 
 import xarray as xr
 
-from weatherunc.models.baselines import ClimatologyInterpolator, InverseDistanceInterpolator, OrdinaryKrigingInterpolator
+from weatherunc.models.baselines import (
+    ClimatologyInterpolator,
+    InverseDistanceInterpolator,
+    OrdinaryKrigingInterpolator,
+)
 from weatherunc.models.gp import GaussianProcessInterpolator
 from weatherunc.tasks import Task
 
@@ -40,7 +44,9 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
 
         options.setdefault("name", kind)
-        return NeuralProcessInterpolator.from_checkpoint(Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options)
+        return NeuralProcessInterpolator.from_checkpoint(
+            Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
+        )
 
     factory.__doc__ = f"The {kind.upper()}: the shipped checkpoint, or ``checkpoint=PATH``."
     return factory
@@ -50,7 +56,9 @@ def _convolutional_neural_process(checkpoint: str | Path | None = None, **option
     """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``."""
     from weatherunc.models.convnp.interpolator import ConvNPInterpolator
 
-    return ConvNPInterpolator.from_checkpoint(Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options)
+    return ConvNPInterpolator.from_checkpoint(
+        Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options
+    )
 
 
 #: Suffix of a model name that asks for its self-calibrated form.
@@ -78,5 +86,8 @@ def get_model(model: str, /, **options: Any) -> Interpolator:
 
         return SelfCalibrated(get_model(model[: -len(SELF_CALIBRATED)], **options))
     if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; valid models: {', '.join(sorted(MODELS))} (each also as NAME{SELF_CALIBRATED}, self-calibrated)")
+        raise ValueError(
+            f"unknown model {model!r}; valid models: {', '.join(sorted(MODELS))} (each also as "
+            f"NAME{SELF_CALIBRATED}, self-calibrated)"
+        )
     return MODELS[model](**options)

@@ -23,6 +23,17 @@ from weatherunc.plotting.maps import (
 )
 
 __all__ = [
-    "bin_frequency_figure", "combined_map", "coverage_figure", "distance_figure", "exceedance_map", "mean_map", "model_comparison_figure",
-    "observed_map", "pit_figure", "reliability_figure", "save_figure", "std_map", "uncertainty_maps",
+    "bin_frequency_figure",
+    "combined_map",
+    "coverage_figure",
+    "distance_figure",
+    "exceedance_map",
+    "mean_map",
+    "model_comparison_figure",
+    "observed_map",
+    "pit_figure",
+    "reliability_figure",
+    "save_figure",
+    "std_map",
+    "uncertainty_maps",
 ]

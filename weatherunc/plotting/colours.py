@@ -31,7 +31,9 @@ def _scale(levels: tuple[float, ...], palette: str, first: str | None, extend: s
     colours = list(colormaps[palette](np.linspace(0.15, 1.0, classes - (1 if first else 0))))
     if first:
         colours = [mcolors.to_rgba(first), *colours]
-    colormap = mcolors.ListedColormap(colours[: len(levels) - 1]).with_extremes(bad=(0.0, 0.0, 0.0, 0.0), over=colours[-1] if extend == "max" else None)
+    colormap = mcolors.ListedColormap(colours[: len(levels) - 1]).with_extremes(
+        bad=(0.0, 0.0, 0.0, 0.0), over=colours[-1] if extend == "max" else None
+    )
     return ColourScale(colormap, mcolors.BoundaryNorm(levels, colormap.N, extend="neither"), levels, extend)
 
 

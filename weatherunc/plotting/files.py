@@ -9,7 +9,15 @@ import xarray as xr
 
 from weatherunc import conventions
 from weatherunc.gridding import COMPLETE_ATTRIBUTE
-from weatherunc.plotting.maps import combined_map, exceedance_map, mean_map, observed_map, save_figure, std_map, uncertainty_maps
+from weatherunc.plotting.maps import (
+    combined_map,
+    exceedance_map,
+    mean_map,
+    observed_map,
+    save_figure,
+    std_map,
+    uncertainty_maps,
+)
 
 
 def open_prediction_store(store: Path) -> xr.Dataset:
@@ -19,14 +27,19 @@ def open_prediction_store(store: Path) -> xr.Dataset:
         raise FileNotFoundError(f"prediction store {store} does not exist")
     dataset = xr.open_zarr(store, consolidated=False)
     if not dataset.attrs.get(COMPLETE_ATTRIBUTE):
-        raise ValueError(f"prediction store {store} is not marked complete ({COMPLETE_ATTRIBUTE} is missing): it was not finished")
+        raise ValueError(
+            f"prediction store {store} is not marked complete ({COMPLETE_ATTRIBUTE} is missing): it was not "
+            "finished"
+        )
     for name in ("precipitation_mean", "precipitation_std", "exceedance_probability"):
         if name not in dataset:
             raise ValueError(f"prediction store {store} has no variable {name!r}")
     return dataset
 
 
-def plot_frame(prediction: xr.Dataset, out_dir: Path, *, threshold: float = 1.0, stem: str = "") -> list[Path]:
+def plot_frame(
+    prediction: xr.Dataset, out_dir: Path, *, threshold: float = 1.0, stem: str = ""
+) -> list[Path]:
     """Every map of one gridded prediction ``(y, x)``; returns the PNG paths."""
     out_dir = Path(out_dir)
     prefix = f"{stem}_" if stem else ""
@@ -49,10 +62,16 @@ def plot_store(store: Path, out_dir: Path, *, threshold: float = 1.0) -> list[Pa
     if "time" in dataset.dims:
         for index in range(dataset.sizes["time"]):
             frame = dataset.isel(time=index).load()
-            stem = str(np.datetime_as_string(frame["time"].values, unit="m")).replace("-", "").replace(":", "")
+            stem = (
+                str(np.datetime_as_string(frame["time"].values, unit="m")).replace("-", "").replace(":", "")
+            )
             written += plot_frame(frame, out_dir, threshold=threshold, stem=stem)
     else:
         frame = dataset.load()
-        stem = str(np.datetime_as_string(frame["time"].values, unit="m")).replace("-", "").replace(":", "") if "time" in frame.coords else ""
+        stem = (
+            str(np.datetime_as_string(frame["time"].values, unit="m")).replace("-", "").replace(":", "")
+            if "time" in frame.coords
+            else ""
+        )
         written += plot_frame(frame, out_dir, threshold=threshold, stem=stem)
     return written

@@ -54,7 +54,8 @@ def crs_of_grid(dataset: xr.Dataset | xr.DataArray, crs: pyproj.CRS | None = Non
 
 
 def map_projection(crs: pyproj.CRS, extent: tuple[float, float, float, float]):
-    """A cartopy projection for ``crs``; ``extent`` (x0, x1, y0, y1) bounds it when the CRS has no area of use."""
+    """A cartopy projection for ``crs``; ``extent`` (x0, x1, y0, y1) bounds it when the CRS has no area of "
+    "use."""
     import cartopy.crs as ccrs
 
     if crs.is_geographic:
@@ -79,14 +80,24 @@ def _geography(axes, files: dict[str, Path] | None) -> None:
     if files == {}:
         return
     if files is None:
-        warnings.warn("Natural Earth shapefiles not found under $CARTOPY_DATA_DIR: drawing the map without coastlines and borders", stacklevel=2)
+        warnings.warn(
+            "Natural Earth shapefiles not found under $CARTOPY_DATA_DIR: drawing the map without coastlines "
+            "and borders",
+            stacklevel=2,
+        )
         return
     import cartopy.crs as ccrs
     from cartopy.feature import ShapelyFeature
     from cartopy.io.shapereader import Reader
 
     for name, width in (("coastline", 0.7), ("borders", 0.5)):
-        feature = ShapelyFeature(Reader(str(files[name])).geometries(), ccrs.PlateCarree(), facecolor="none", edgecolor="black", linewidth=width)
+        feature = ShapelyFeature(
+            Reader(str(files[name])).geometries(),
+            ccrs.PlateCarree(),
+            facecolor="none",
+            edgecolor="black",
+            linewidth=width,
+        )
         axes.add_feature(feature, zorder=3)
 
 
@@ -98,7 +109,17 @@ def _title(grid: xr.DataArray | xr.Dataset, label: str, attrs: dict) -> str:
     return " · ".join(part for part in (label, when, model) if part)
 
 
-def _panel(figure: Figure, position, field: xr.DataArray, scale: ColourScale, label: str, units: str, crs: pyproj.CRS, attrs: dict, files):
+def _panel(
+    figure: Figure,
+    position,
+    field: xr.DataArray,
+    scale: ColourScale,
+    label: str,
+    units: str,
+    crs: pyproj.CRS,
+    attrs: dict,
+    files,
+):
     import cartopy.crs as ccrs
 
     extent = _extent(field)
@@ -106,16 +127,29 @@ def _panel(figure: Figure, position, field: xr.DataArray, scale: ColourScale, la
     axes = figure.add_subplot(*position, projection=projection)
     source = ccrs.PlateCarree() if crs.is_geographic else projection
     x, y = field[conventions.X].values, field[conventions.Y].values
-    mesh = axes.pcolormesh(x, y, np.ma.masked_invalid(field.transpose(conventions.Y, conventions.X).values), cmap=scale.colormap, norm=scale.norm, transform=source, shading="nearest", zorder=1)
+    mesh = axes.pcolormesh(
+        x,
+        y,
+        np.ma.masked_invalid(field.transpose(conventions.Y, conventions.X).values),
+        cmap=scale.colormap,
+        norm=scale.norm,
+        transform=source,
+        shading="nearest",
+        zorder=1,
+    )
     axes.set_extent(extent, crs=source)
     _geography(axes, files)
-    colour_bar = figure.colorbar(mesh, ax=axes, orientation="vertical", shrink=0.8, extend=scale.extend, ticks=scale.levels)
+    colour_bar = figure.colorbar(
+        mesh, ax=axes, orientation="vertical", shrink=0.8, extend=scale.extend, ticks=scale.levels
+    )
     colour_bar.set_label(units)
     axes.set_title(_title(field, label, attrs), fontsize=9)
     return axes, source
 
 
-def _single(field: xr.DataArray, scale: ColourScale, label: str, units: str, crs: pyproj.CRS, attrs: dict) -> Figure:
+def _single(
+    field: xr.DataArray, scale: ColourScale, label: str, units: str, crs: pyproj.CRS, attrs: dict
+) -> Figure:
     figure = plt.figure(figsize=(6.4, 5.6))
     _panel(figure, (1, 1, 1), field, scale, label, units, crs, attrs, natural_earth_files())
     return figure
@@ -123,15 +157,43 @@ def _single(field: xr.DataArray, scale: ColourScale, label: str, units: str, crs
 
 def _outline(axes, mask: xr.DataArray, source) -> None:
     if mask.any():
-        axes.contour(mask[conventions.X].values, mask[conventions.Y].values, mask.values.astype(float), levels=[0.5], colors="black", linewidths=1.0, linestyles="--", transform=source, zorder=4)
+        axes.contour(
+            mask[conventions.X].values,
+            mask[conventions.Y].values,
+            mask.values.astype(float),
+            levels=[0.5],
+            colors="black",
+            linewidths=1.0,
+            linestyles="--",
+            transform=source,
+            zorder=4,
+        )
 
 
-def observed_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None, predicted_mask: xr.DataArray | None = None) -> Figure:
+def observed_map(
+    dataset: xr.Dataset, *, crs: pyproj.CRS | None = None, predicted_mask: xr.DataArray | None = None
+) -> Figure:
     """The observed field ``precipitation`` with the predicted (unobserved) region outlined (dashed)."""
     crs = crs_of_grid(dataset, crs)
     figure = plt.figure(figsize=(6.4, 5.6))
-    axes, source = _panel(figure, (1, 1, 1), dataset[conventions.PRECIPITATION], rate_scale(), "observed", "precipitation rate [mm h-1]", crs, dataset.attrs, natural_earth_files())
-    mask = predicted_mask if predicted_mask is not None else dataset["precipitation_mean"].notnull() if "precipitation_mean" in dataset else None
+    axes, source = _panel(
+        figure,
+        (1, 1, 1),
+        dataset[conventions.PRECIPITATION],
+        rate_scale(),
+        "observed",
+        "precipitation rate [mm h-1]",
+        crs,
+        dataset.attrs,
+        natural_earth_files(),
+    )
+    mask = (
+        predicted_mask
+        if predicted_mask is not None
+        else dataset["precipitation_mean"].notnull()
+        if "precipitation_mean" in dataset
+        else None
+    )
     if mask is not None:
         _outline(axes, mask, source)
     return figure
@@ -139,43 +201,91 @@ def observed_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None, predicte
 
 def mean_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None) -> Figure:
     """Predictive mean rate."""
-    return _single(dataset["precipitation_mean"], rate_scale(), "predictive mean", "precipitation rate [mm h-1]", crs_of_grid(dataset, crs), dataset.attrs)
+    return _single(
+        dataset["precipitation_mean"],
+        rate_scale(),
+        "predictive mean",
+        "precipitation rate [mm h-1]",
+        crs_of_grid(dataset, crs),
+        dataset.attrs,
+    )
 
 
 def std_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None) -> Figure:
     """Predictive standard deviation of the rate."""
-    return _single(dataset["precipitation_std"], spread_scale(), "predictive standard deviation", "standard deviation [mm h-1]", crs_of_grid(dataset, crs), dataset.attrs)
+    return _single(
+        dataset["precipitation_std"],
+        spread_scale(),
+        "predictive standard deviation",
+        "standard deviation [mm h-1]",
+        crs_of_grid(dataset, crs),
+        dataset.attrs,
+    )
 
 
 def exceedance_map(dataset: xr.Dataset, threshold: float = 1.0, *, crs: pyproj.CRS | None = None) -> Figure:
     """``P(rate > threshold)``; ``threshold`` must be one of the dataset's thresholds."""
     field = _threshold(dataset, threshold)
-    return _single(field, probability_scale(), f"P(rate > {threshold:g} mm/h)", "probability", crs_of_grid(dataset, crs), dataset.attrs)
+    return _single(
+        field,
+        probability_scale(),
+        f"P(rate > {threshold:g} mm/h)",
+        "probability",
+        crs_of_grid(dataset, crs),
+        dataset.attrs,
+    )
 
 
 def _threshold(dataset: xr.Dataset, threshold: float) -> xr.DataArray:
     available = dataset["threshold"].values
     if not np.any(np.isclose(available, threshold)):
-        raise ValueError(f"threshold {threshold:g} mm/h is not in the prediction; available: {', '.join(f'{t:g}' for t in available)}")
+        raise ValueError(
+            f"threshold {threshold:g} mm/h is not in the prediction; available: "
+            f"{', '.join(f'{t:g}' for t in available)}"
+        )
     return dataset["exceedance_probability"].sel(threshold=threshold, method="nearest")
 
 
 def low_confidence(dataset: xr.Dataset, ratio: float = LOW_CONFIDENCE_RATIO) -> xr.DataArray:
     """Where the predictive std exceeds ``ratio`` x max(predictive mean, 0.1 mm/h) (predicted pixels only)."""
-    return (dataset["precipitation_std"] > ratio * np.maximum(dataset["precipitation_mean"], WET_RATE)) & dataset["precipitation_mean"].notnull()
+    return (
+        dataset["precipitation_std"] > ratio * np.maximum(dataset["precipitation_mean"], WET_RATE)
+    ) & dataset["precipitation_mean"].notnull()
 
 
-def combined_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None, ratio: float = LOW_CONFIDENCE_RATIO) -> Figure:
-    """Observed and predicted mean in one field, low-confidence predictions hatched, predicted region outlined."""
+def combined_map(
+    dataset: xr.Dataset, *, crs: pyproj.CRS | None = None, ratio: float = LOW_CONFIDENCE_RATIO
+) -> Figure:
+    """Observed and predicted mean in one field, low-confidence predictions hatched, predicted region "
+    "outlined."""
     crs = crs_of_grid(dataset, crs)
     field = dataset["precipitation_mean"]
     if conventions.PRECIPITATION in dataset:
         field = dataset[conventions.PRECIPITATION].fillna(field)
     figure = plt.figure(figsize=(6.4, 5.6))
-    axes, source = _panel(figure, (1, 1, 1), field, rate_scale(), f"observed + predicted (hatched: std > {ratio:g} x mean)", "precipitation rate [mm h-1]", crs, dataset.attrs, natural_earth_files())
+    axes, source = _panel(
+        figure,
+        (1, 1, 1),
+        field,
+        rate_scale(),
+        f"observed + predicted (hatched: std > {ratio:g} x mean)",
+        "precipitation rate [mm h-1]",
+        crs,
+        dataset.attrs,
+        natural_earth_files(),
+    )
     hatched = low_confidence(dataset, ratio)
     if hatched.any():
-        axes.contourf(hatched[conventions.X].values, hatched[conventions.Y].values, hatched.values.astype(float), levels=[0.5, 1.5], hatches=["////"], colors="none", transform=source, zorder=2)
+        axes.contourf(
+            hatched[conventions.X].values,
+            hatched[conventions.Y].values,
+            hatched.values.astype(float),
+            levels=[0.5, 1.5],
+            hatches=["////"],
+            colors="none",
+            transform=source,
+            zorder=2,
+        )
     _outline(axes, dataset["precipitation_mean"].notnull(), source)
     return figure
 
@@ -187,10 +297,17 @@ def uncertainty_maps(dataset: xr.Dataset, *, threshold: float = 1.0, crs: pyproj
     figure = plt.figure(figsize=(12, 10))
     panels = []
     if conventions.PRECIPITATION in dataset:
-        panels.append((dataset[conventions.PRECIPITATION], rate_scale(), "observed", "precipitation rate [mm h-1]"))
+        panels.append(
+            (dataset[conventions.PRECIPITATION], rate_scale(), "observed", "precipitation rate [mm h-1]")
+        )
     panels += [
         (dataset["precipitation_mean"], rate_scale(), "predictive mean", "precipitation rate [mm h-1]"),
-        (dataset["precipitation_std"], spread_scale(), "predictive standard deviation", "standard deviation [mm h-1]"),
+        (
+            dataset["precipitation_std"],
+            spread_scale(),
+            "predictive standard deviation",
+            "standard deviation [mm h-1]",
+        ),
         (_threshold(dataset, threshold), probability_scale(), f"P(rate > {threshold:g} mm/h)", "probability"),
     ]
     for number, (field, scale, label, units) in enumerate(panels, start=1):

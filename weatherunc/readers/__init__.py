@@ -28,4 +28,12 @@ def get_reader(name: str) -> GridReader | CSVStationReader:
     return readers[name]
 
 
-__all__ = ["FrameReference", "GridGeometry", "GridReader", "StationTable", "get_reader", "GRID_READERS", "STATION_READERS"]
+__all__ = [
+    "FrameReference",
+    "GridGeometry",
+    "GridReader",
+    "StationTable",
+    "get_reader",
+    "GRID_READERS",
+    "STATION_READERS",
+]

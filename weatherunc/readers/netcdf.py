@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import h5netcdf
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -55,7 +55,12 @@ def _time_step(variable_dims: tuple[str, ...], index: int, path: Path, name: str
     if not _has_time(variable_dims):
         return None
     if conventions.DIMENSION_ALIASES.get(str(variable_dims[0]).lower()) != conventions.TIME:
-        raise InputDataError(source=path, variable=name, check="known dimensions", detail=f"time must be the first dimension, not in {variable_dims}")
+        raise InputDataError(
+            source=path,
+            variable=name,
+            check="known dimensions",
+            detail=f"time must be the first dimension, not in {variable_dims}",
+        )
     return index
 
 
@@ -73,7 +78,12 @@ def _read_decoded(path: Path, name: str, index: int) -> xr.Variable:
             return (variable if step is None else variable[step]).load()
     with h5netcdf.File(path, "r") as handle:
         if name not in handle.variables:
-            raise InputDataError(source=path, variable=name, check="variable present", detail=f"file has {sorted(handle.variables)}")
+            raise InputDataError(
+                source=path,
+                variable=name,
+                check="variable present",
+                detail=f"file has {sorted(handle.variables)}",
+            )
         stored = handle.variables[name]
         dims = tuple(stored.dimensions)
         step = _time_step(dims, index, path, name)
@@ -87,7 +97,12 @@ def _variable_dims(path: Path, name: str) -> tuple[str, ...]:
     if _is_hdf5(path):
         with h5netcdf.File(path, "r") as handle:
             if name not in handle.variables:
-                raise InputDataError(source=path, variable=name, check="variable present", detail=f"file has {sorted(handle.variables)}")
+                raise InputDataError(
+                    source=path,
+                    variable=name,
+                    check="variable present",
+                    detail=f"file has {sorted(handle.variables)}",
+                )
             return tuple(handle.variables[name].dimensions)
     with _open(path) as dataset:
         return tuple(str(dim) for dim in dataset[name].dims)
@@ -98,29 +113,59 @@ def _canonical_dims(variable: xr.DataArray, path: Path, name: str) -> dict[str, 
     for dim in variable.dims:
         canonical = conventions.DIMENSION_ALIASES.get(str(dim).lower())
         if canonical is None:
-            raise InputDataError(source=path, variable=name, check="known dimensions", detail=f"unknown dimension {dim!r} in {variable.dims}")
+            raise InputDataError(
+                source=path,
+                variable=name,
+                check="known dimensions",
+                detail=f"unknown dimension {dim!r} in {variable.dims}",
+            )
         renames[str(dim)] = canonical
-    if sorted(renames.values()) not in (sorted([conventions.Y, conventions.X]), sorted([conventions.TIME, conventions.Y, conventions.X])):
-        raise InputDataError(source=path, variable=name, check="known dimensions", detail=f"dimensions {variable.dims} are not (time,) y, x")
+    if sorted(renames.values()) not in (
+        sorted([conventions.Y, conventions.X]),
+        sorted([conventions.TIME, conventions.Y, conventions.X]),
+    ):
+        raise InputDataError(
+            source=path,
+            variable=name,
+            check="known dimensions",
+            detail=f"dimensions {variable.dims} are not (time,) y, x",
+        )
     return renames
 
 
 def _coordinate(dataset: xr.Dataset, dim: str, path: Path, name: str) -> np.ndarray:
     if dim not in dataset.variables:
-        raise InputDataError(source=path, variable=name, check="coordinates present", detail=f"no coordinate variable for dimension {dim!r}")
+        raise InputDataError(
+            source=path,
+            variable=name,
+            check="coordinates present",
+            detail=f"no coordinate variable for dimension {dim!r}",
+        )
     coordinate = dataset[dim]
     values = np.asarray(coordinate.values, dtype=np.float64)
     units = coordinate.attrs.get("units", "m")
     if units in _ANGLE_UNITS:
         if "north" in units and np.nanmax(np.abs(values)) > 90.0:
-            raise InputDataError(source=path, variable=dim, check="latitude within ±90", detail=f"latitude reaches {np.nanmax(np.abs(values)):.3f}")
+            raise InputDataError(
+                source=path,
+                variable=dim,
+                check="latitude within ±90",
+                detail=f"latitude reaches {np.nanmax(np.abs(values)):.3f}",
+            )
         scale = 1.0
     elif units in _LENGTH_SCALE:
         scale = _LENGTH_SCALE[units]
     else:
-        raise InputDataError(source=path, variable=dim, check="coordinate units", detail=f"unknown units {units!r}")
+        raise InputDataError(
+            source=path, variable=dim, check="coordinate units", detail=f"unknown units {units!r}"
+        )
     if not np.all(np.isfinite(values)):
-        raise InputDataError(source=path, variable=dim, check="finite coordinates", detail="coordinate has NaN or infinite values")
+        raise InputDataError(
+            source=path,
+            variable=dim,
+            check="finite coordinates",
+            detail="coordinate has NaN or infinite values",
+        )
     return values * scale
 
 
@@ -132,7 +177,12 @@ class NetCDFReader:
         """Coordinates from the file, scaled to metres; units as the file declares them."""
         with _open(path) as dataset:
             if entry.variable not in dataset:
-                raise InputDataError(source=path, variable=entry.variable, check="variable present", detail=f"file has {sorted(dataset.data_vars)}")
+                raise InputDataError(
+                    source=path,
+                    variable=entry.variable,
+                    check="variable present",
+                    detail=f"file has {sorted(dataset.data_vars)}",
+                )
             variable = dataset[entry.variable]
             renames = _canonical_dims(variable, path, entry.variable)
             by_canonical = {canonical: original for original, canonical in renames.items()}
@@ -141,7 +191,12 @@ class NetCDFReader:
             units = variable.attrs.get("units")
             mapping = variable.attrs.get("grid_mapping") or variable.encoding.get("grid_mapping")
             if mapping and mapping not in dataset.variables:
-                raise InputDataError(source=path, variable=entry.variable, check="CRS present", detail=f"grid_mapping {mapping!r} names no variable in the file")
+                raise InputDataError(
+                    source=path,
+                    variable=entry.variable,
+                    check="CRS present",
+                    detail=f"grid_mapping {mapping!r} names no variable in the file",
+                )
         return GridGeometry(x=x, y=y, units=units)
 
     def frames(self, path: Path, entry: CatalogEntry) -> list[FrameReference]:
@@ -154,18 +209,42 @@ class NetCDFReader:
             time_dims = [dim for dim, canonical in renames.items() if canonical == conventions.TIME]
             if time_dims:
                 if time_dims[0] not in dataset.variables:
-                    raise InputDataError(source=path, variable=entry.variable, check="coordinates present", detail="no time coordinate")
+                    raise InputDataError(
+                        source=path,
+                        variable=entry.variable,
+                        check="coordinates present",
+                        detail="no time coordinate",
+                    )
                 times = pd.to_datetime(dataset[time_dims[0]].values)
-                return [FrameReference(path=path, index=index, time=time.to_pydatetime()) for index, time in enumerate(times)]
+                return [
+                    FrameReference(path=path, index=index, time=time.to_pydatetime())
+                    for index, time in enumerate(times)
+                ]
             if "valid_time" in dataset.variables:
-                return [FrameReference(path=path, index=0, time=pd.Timestamp(dataset["valid_time"].values).to_pydatetime())]
-        raise InputDataError(source=path, variable=entry.variable, check="coordinates present", detail="no time coordinate, valid_time or time_from_filename")
+                return [
+                    FrameReference(
+                        path=path, index=0, time=pd.Timestamp(dataset["valid_time"].values).to_pydatetime()
+                    )
+                ]
+        raise InputDataError(
+            source=path,
+            variable=entry.variable,
+            check="coordinates present",
+            detail="no time coordinate, valid_time or time_from_filename",
+        )
 
     def read_frame(self, frame: FrameReference, entry: CatalogEntry) -> np.ndarray:
         """The decoded field ``[ny, nx]``; NaN where the file's ``_FillValue`` was."""
         variable = _read_decoded(frame.path, entry.variable, frame.index)
-        canonical = tuple(conventions.DIMENSION_ALIASES.get(str(dim).lower(), str(dim)) for dim in variable.dims)
+        canonical = tuple(
+            conventions.DIMENSION_ALIASES.get(str(dim).lower(), str(dim)) for dim in variable.dims
+        )
         if sorted(canonical) != sorted((conventions.Y, conventions.X)):
-            raise InputDataError(source=frame.path, variable=entry.variable, check="known dimensions", detail=f"dimensions {variable.dims} are not y, x")
+            raise InputDataError(
+                source=frame.path,
+                variable=entry.variable,
+                check="known dimensions",
+                detail=f"dimensions {variable.dims} are not y, x",
+            )
         variable = xr.Variable(canonical, variable.data)
         return np.asarray(variable.transpose(conventions.Y, conventions.X).values, dtype=np.float64)

@@ -45,7 +45,9 @@ class _Header:
         """The next ``count`` bytes; ``EOFError`` when the file ends first."""
         data = self.handle.read(count)
         if len(data) != count:
-            raise EOFError(f"the file ends inside its header, before byte {self.handle.tell() + count - len(data)}")
+            raise EOFError(
+                f"the file ends inside its header, before byte {self.handle.tell() + count - len(data)}"
+            )
         return data
 
     def integer(self, width: int = 4) -> int:
@@ -127,14 +129,20 @@ def classic_extents(path: Path) -> list[VariableExtent]:
             header.count()  # vsize: recomputed below, since it saturates for very large variables
             begin = header.offset()
             if any(index >= len(dimension_lengths) for index in dimensions):
-                raise ValueError(f"variable {name!r} names dimension ids {dimensions} of {len(dimension_lengths)}")
+                raise ValueError(
+                    f"variable {name!r} names dimension ids {dimensions} of {len(dimension_lengths)}"
+                )
             shape = [dimension_lengths[index] for index in dimensions]
             is_record = bool(shape) and shape[0] == 0
             slab = size * math.prod(shape[1:] if is_record else shape)
             variables.append((name, begin, slab, is_record))
     record_variables = [variable for variable in variables if variable[3]]
     # One record variable: records follow each other unpadded; several: each slab is padded to 4 bytes.
-    record_size = record_variables[0][2] if len(record_variables) == 1 else sum(slab + (-slab) % 4 for _, _, slab, _ in record_variables)
+    record_size = (
+        record_variables[0][2]
+        if len(record_variables) == 1
+        else sum(slab + (-slab) % 4 for _, _, slab, _ in record_variables)
+    )
     extents = []
     for name, begin, slab, is_record in variables:
         if not is_record:
@@ -151,14 +159,29 @@ def check_classic_complete(path: Path) -> None:
     try:
         extents = classic_extents(path)
     except EOFError as error:
-        raise InputDataError(source=path, variable="<header>", check="file complete", detail=f"the file has {length} bytes: {error}") from error
+        raise InputDataError(
+            source=path,
+            variable="<header>",
+            check="file complete",
+            detail=f"the file has {length} bytes: {error}",
+        ) from error
     except ValueError as error:
-        raise InputDataError(source=path, variable="<header>", check="readable file", detail=f"malformed classic NetCDF header: {error}") from error
+        raise InputDataError(
+            source=path,
+            variable="<header>",
+            check="readable file",
+            detail=f"malformed classic NetCDF header: {error}",
+        ) from error
     cut = sorted((extent for extent in extents if extent.end > length), key=lambda extent: extent.begin)
     if cut:
         first = cut[0]
         others = f"; {len(cut) - 1} more variables are cut" if len(cut) > 1 else ""
         raise InputDataError(
-            source=path, variable=first.name, check="file complete",
-            detail=f"the file has {length} bytes, but its header places the data of {first.name!r} at bytes {first.begin}-{first.end}: the file is truncated{others}",
+            source=path,
+            variable=first.name,
+            check="file complete",
+            detail=(
+                f"the file has {length} bytes, but its header places the data of {first.name!r} at bytes "
+                f"{first.begin}-{first.end}: the file is truncated{others}"
+            ),
         )

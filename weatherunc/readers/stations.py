@@ -40,19 +40,33 @@ class CSVStationReader:
         try:
             table = pd.read_csv(path)
         except (OSError, ValueError, pd.errors.ParserError) as error:
-            raise InputDataError(source=path, variable=entry.variable, check="readable file", detail=str(error)) from None
+            raise InputDataError(
+                source=path, variable=entry.variable, check="readable file", detail=str(error)
+            ) from None
         for column in ("ID", "x", "y", entry.variable):
             if column not in table.columns:
-                raise InputDataError(source=path, variable=column, check="coordinates present" if column in "xy" else "column present", detail=f"columns are {list(table.columns)}")
+                raise InputDataError(
+                    source=path,
+                    variable=column,
+                    check="coordinates present" if column in "xy" else "column present",
+                    detail=f"columns are {list(table.columns)}",
+                )
         if table["ID"].duplicated().any():
-            raise InputDataError(source=path, variable="ID", check="unique stations", detail="duplicated station IDs")
+            raise InputDataError(
+                source=path, variable="ID", check="unique stations", detail="duplicated station IDs"
+            )
         covariates = {}
         for column in table.columns:
             if column not in ("ID", "x", "y", entry.variable):
                 values = numeric_column(table, column, path)
                 if not np.all(np.isfinite(values)):
                     row = int(np.argmax(~np.isfinite(values)))
-                    raise InputDataError(source=path, variable=column, check="finite covariates", detail=f"{_row_name(table, row)} holds {values[row]:g}")
+                    raise InputDataError(
+                        source=path,
+                        variable=column,
+                        check="finite covariates",
+                        detail=f"{_row_name(table, row)} holds {values[row]:g}",
+                    )
                 covariates[column] = values
         return StationTable(
             identifier=table["ID"].to_numpy(),
@@ -70,7 +84,12 @@ def numeric_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     text = values.isna() & table[column].notna()
     if text.any():
         row = int(np.argmax(text.to_numpy()))
-        raise InputDataError(source=path, variable=column, check="numeric values", detail=f"{_row_name(table, row)} holds {table[column].iloc[row]!r}")
+        raise InputDataError(
+            source=path,
+            variable=column,
+            check="numeric values",
+            detail=f"{_row_name(table, row)} holds {table[column].iloc[row]!r}",
+        )
     return values.to_numpy(dtype=np.float64)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,8 +24,8 @@ class FrameSelection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     dataset: str
-    start: Optional[str] = None
-    end: Optional[str] = None
+    start: str | None = None
+    end: str | None = None
     stride: int = Field(1, ge=1, description="keep every stride-th frame")
 
 
@@ -53,8 +53,12 @@ class ModelOptions(BaseModel):
     def to_config(self, value_centre: float, value_scale: float) -> NeuralProcessConfig:
         """The architecture config with the data normalisation filled in."""
         values = self.model_dump()
-        transform = PrecipitationTransform(kind=values.pop("transform"), offset=values.pop("transform_offset"))
-        return NeuralProcessConfig(**values, transform=transform, value_centre=value_centre, value_scale=value_scale)
+        transform = PrecipitationTransform(
+            kind=values.pop("transform"), offset=values.pop("transform_offset")
+        )
+        return NeuralProcessConfig(
+            **values, transform=transform, value_centre=value_centre, value_scale=value_scale
+        )
 
 
 class SamplingOptions(BaseModel):
@@ -69,7 +73,10 @@ class SamplingOptions(BaseModel):
     min_wet_fraction: float = Field(0.05, ge=0, le=1)
     dry_patch_fraction: float = Field(0.1, ge=0, le=1)
     min_observed_fraction: float = Field(0.9, gt=0, le=1)
-    intensity_scale: tuple[float, float] = Field((1.0, 1.0), description="each task's rates are multiplied by a factor drawn log-uniformly in this range")
+    intensity_scale: tuple[float, float] = Field(
+        (1.0, 1.0),
+        description="each task's rates are multiplied by a factor drawn log-uniformly in this range",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> SamplingOptions:
@@ -100,20 +107,36 @@ class TrainingConfig(BaseModel):
     validation_tasks: int = Field(8, ge=1)
     patience: int = Field(5, ge=1, description="validations without improvement before stopping")
     checkpoint_every: int = Field(100, ge=1)
-    device: Optional[str] = None
-    sampling_workers: int = Field(0, ge=0, description="processes drawing training batches ahead of the step (0: drawn in the training process); the batches do not depend on it")
+    device: str | None = None
+    sampling_workers: int = Field(
+        0,
+        ge=0,
+        description=(
+            "processes drawing training batches ahead of the step (0: drawn in the training "
+            "process); the batches do not depend on it"
+        ),
+    )
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     output_dir: Path = Path("runs/anp")
-    initialise_from: Optional[Path] = Field(
+    initialise_from: Path | None = Field(
         None,
-        description="fine-tuning: a neural-process checkpoint (.safetensors with its sidecar) whose weights and data normalisation a fresh run starts from; its architecture must be the one model: describes",
+        description=(
+            "fine-tuning: a neural-process checkpoint (.safetensors with its sidecar) whose weights "
+            "and data normalisation a fresh run starts from; its architecture must be the one "
+            "model: describes"
+        ),
     )
 
     def fingerprint(self) -> str:
         """sha256 of everything that changes the result (``steps`` may grow on resume), of
         :data:`TASK_STREAM`, and of the content (not the path) of ``initialise_from``, so that a
         run is not resumed from other starting weights. Reads ``initialise_from`` when set."""
-        values = {**self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "sampling_workers", "initialise_from"}), "task_stream": TASK_STREAM}
+        values = {
+            **self.model_dump(
+                mode="json", exclude={"steps", "output_dir", "device", "sampling_workers", "initialise_from"}
+            ),
+            "task_stream": TASK_STREAM,
+        }
         if self.initialise_from is not None:
             values["initialise_from_sha256"] = sha256_of(self.initialise_from)
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
@@ -137,5 +160,7 @@ def load_yaml_config(path: Path, config_class: type[BaseModel], **overrides) -> 
     try:
         return config_class(**values)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
+        )
         raise ValueError(f"{path}: invalid training config: {problems}") from error

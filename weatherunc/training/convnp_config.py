@@ -1,7 +1,8 @@
 """Training configuration of the convolutional neural process, read from YAML and validated.
 
 A config with ``architecture: convnp`` is trained by :func:`weatherunc.training.convnp_loop.train_convnp`
-(``weatherunc train`` dispatches on it). Its frames come from :class:`~weatherunc.training.config.FrameSelection`
+(``weatherunc train`` dispatches on it). Its frames come from
+:class:`~weatherunc.training.config.FrameSelection`
 entries (whole frames of a catalog entry) and :class:`PatchSelection` entries (windows cut from
 frames too large to hold, with a longitude-latitude box left out, e.g. a test region and its buffer).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,12 +39,12 @@ class PatchSelection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     dataset: str
-    start: Optional[str] = None
-    end: Optional[str] = None
+    start: str | None = None
+    end: str | None = None
     stride: int = Field(1, ge=1)
     patch_pixels: int = Field(256, ge=16)
     patches_per_frame: int = Field(16, ge=1)
-    exclude_box: Optional[tuple[float, float, float, float]] = None
+    exclude_box: tuple[float, float, float, float] | None = None
     min_wet_fraction: float = Field(0.05, ge=0, le=1)
     dry_fraction: float = Field(0.1, ge=0, le=1)
     min_observed_fraction: float = Field(0.5, ge=0, le=1)
@@ -56,11 +57,18 @@ class GridSamplingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     patch_cells: int = Field(128, ge=16)
     target_points: int = Field(2048, ge=1)
-    mask_weights: tuple[float, float, float, float] = Field((0.45, 0.3, 0.1, 0.15), description="blocks, gauges, coverage, wedge")
+    mask_weights: tuple[float, float, float, float] = Field(
+        (0.45, 0.3, 0.1, 0.15), description="blocks, gauges, coverage, wedge"
+    )
     block_pixels: tuple[int, int] = (8, 64)
     halo_pixels: tuple[int, int] = (8, 64)
     ring_fraction: float = Field(0.7, ge=0, le=1)
-    wet_block_fraction: float = Field(0.7, ge=0, le=1, description="share of block tasks whose blocks are placed over rain (at least 30 % wet)")
+    wet_block_fraction: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="share of block tasks whose blocks are placed over rain (at least 30 % wet)",
+    )
     gauge_fraction: tuple[float, float] = (0.002, 0.05)
     context_keep: tuple[float, float] = (0.05, 1.0)
     min_observed_fraction: float = Field(0.5, gt=0, le=1)
@@ -93,7 +101,9 @@ class ConvNPModelOptions(BaseModel):
     def to_config(self, value_centre: float, value_scale: float) -> ConvNPConfig:
         """The architecture config with the data normalisation filled in."""
         values = self.model_dump()
-        transform = PrecipitationTransform(kind=values.pop("transform"), offset=values.pop("transform_offset"))
+        transform = PrecipitationTransform(
+            kind=values.pop("transform"), offset=values.pop("transform_offset")
+        )
         return ConvNPConfig(**values, transform=transform, value_centre=value_centre, value_scale=value_scale)
 
 
@@ -105,7 +115,7 @@ class ConvNPTrainingConfig(BaseModel):
     name: str = "convnp"
     model: ConvNPModelOptions = ConvNPModelOptions()
     sampling: GridSamplingOptions = GridSamplingOptions()
-    train: list[Union[FrameSelection, PatchSelection]] = Field(min_length=1)
+    train: list[FrameSelection | PatchSelection] = Field(min_length=1)
     validation: list[FrameSelection] = Field(min_length=1)
     steps: int = Field(10_000, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -118,19 +128,29 @@ class ConvNPTrainingConfig(BaseModel):
     validation_tasks: int = Field(16, ge=1)
     patience: int = Field(1000, ge=1, description="validations without improvement before stopping")
     checkpoint_every: int = Field(50, ge=1)
-    snapshot_every: int = Field(500, ge=1, description="keep the weights of every such step (for the learning curve)")
-    threads: Optional[int] = Field(None, ge=1, description="torch threads (default: torch's choice)")
-    device: Optional[str] = None
+    snapshot_every: int = Field(
+        500, ge=1, description="keep the weights of every such step (for the learning curve)"
+    )
+    threads: int | None = Field(None, ge=1, description="torch threads (default: torch's choice)")
+    device: str | None = None
     output_dir: Path = Path("runs/convnp")
 
     def fingerprint(self) -> str:
-        """sha256 of everything that changes the result (``steps`` may grow on resume) and of :data:`GRID_TASK_STREAM`."""
-        values = {**self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "threads", "patience"}), "task_stream": GRID_TASK_STREAM}
+        """sha256 of everything that changes the result (``steps`` may grow on resume) and of "
+        ":data:`GRID_TASK_STREAM`."""
+        values = {
+            **self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "threads", "patience"}),
+            "task_stream": GRID_TASK_STREAM,
+        }
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
     def frames_fingerprint(self) -> str:
         """sha256 of the training frame selections (names the cached frame bank)."""
-        return hashlib.sha256(json.dumps([selection.model_dump(mode="json") for selection in self.train], sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps(
+                [selection.model_dump(mode="json") for selection in self.train], sort_keys=True
+            ).encode()
+        ).hexdigest()
 
 
 def is_convnp_config(path: Path) -> bool:

@@ -28,15 +28,25 @@ from weatherunc.models.convnp.model import ConvNP, censored_loss
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
 from weatherunc.training.grid_sampling import sample_grid_batch
 from weatherunc.training.loop import (
-    TRAINING_STATE, TrainingResult, _diverged, _optimiser_tensors, _remove_older, _require_finite_weights,
-    _restore_optimiser, _stamped, latest_checkpoint, learning_rate,
+    TRAINING_STATE,
+    TrainingResult,
+    _diverged,
+    _optimiser_tensors,
+    _remove_older,
+    _require_finite_weights,
+    _restore_optimiser,
+    _stamped,
+    latest_checkpoint,
+    learning_rate,
 )
 from weatherunc.training.patches import load_bank, load_frames, save_bank
 from weatherunc.training.sampling import FrameBank, step_generator
 from weatherunc.training.validation import validation_scores, validation_tasks
 
 
-def training_frames(config: ConvNPTrainingConfig, *, progress: bool = True, open_options: dict | None = None) -> FrameBank:
+def training_frames(
+    config: ConvNPTrainingConfig, *, progress: bool = True, open_options: dict | None = None
+) -> FrameBank:
     """The training frames, from the run folder's cache when it holds these selections, else read
     from the catalog and cached there."""
     key = config.frames_fingerprint()
@@ -50,10 +60,19 @@ def training_frames(config: ConvNPTrainingConfig, *, progress: bool = True, open
 
 def _save(path: Path, model: ConvNP, config: ConvNPTrainingConfig, fingerprint: str, extra: dict) -> Path:
     metadata = {"training_config": config.model_dump(mode="json"), "fingerprint": fingerprint, **extra}
-    return save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata)
+    return save_checkpoint(
+        path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata
+    )
 
 
-def train_convnp(config: ConvNPTrainingConfig, *, restart: bool = False, stop_after: int | None = None, progress: bool = True, open_options: dict | None = None) -> TrainingResult:
+def train_convnp(
+    config: ConvNPTrainingConfig,
+    *,
+    restart: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    open_options: dict | None = None,
+) -> TrainingResult:
     """Train (or resume) the run in ``config.output_dir``; see the module docstring.
 
     A run resumes from ``last`` when its fingerprint matches the config and refuses a changed
@@ -67,22 +86,31 @@ def train_convnp(config: ConvNPTrainingConfig, *, restart: bool = False, stop_af
     torch.manual_seed(config.seed)
     fingerprint = config.fingerprint()
     bank = training_frames(config, progress=progress, open_options=open_options)
-    tasks = validation_tasks(config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options)
+    tasks = validation_tasks(
+        config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options
+    )
     step, history, best, stale, best_scores, trained_seconds = 0, [], math.inf, 0, {}, 0.0
     resumable = latest_checkpoint(directory, "last")
     if resumable is not None and not restart:
         model, sidecar = load_convnp(resumable)
         if sidecar["metadata"].get("fingerprint") != fingerprint:
-            raise CheckpointError(f"{directory} holds a run of another training config; pass restart=True (--restart) to start over")
+            raise CheckpointError(
+                f"{directory} holds a run of another training config; pass restart=True (--restart) to "
+                "start over"
+            )
         state = sidecar["metadata"]["state"]
-        step, history, best, stale, best_scores, trained_seconds = (state[name] for name in ("step", "history", "best", "stale", "best_scores", "trained_seconds"))
+        step, history, best, stale, best_scores, trained_seconds = (
+            state[name] for name in ("step", "history", "best", "stale", "best_scores", "trained_seconds")
+        )
     else:
         centre, scale = bank.transformed_statistics(config.model.to_config(0.0, 1.0))
         model = ConvNP(config.model.to_config(centre, scale))
         for stale_file in [*directory.glob("*.safetensors"), *directory.glob("*.json")]:
             stale_file.unlink()
     model = model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     if step:
         tensors, _ = load_checkpoint(_stamped(directory, "optimiser", step), architecture=TRAINING_STATE)
         _restore_optimiser(optimiser, model, tensors)
@@ -95,9 +123,18 @@ def train_convnp(config: ConvNPTrainingConfig, *, restart: bool = False, stop_af
         model.train()
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
-        batch = sample_grid_batch(bank, model.config, config.sampling, config.batch_size, step_generator(config.seed, step)).to(device)
+        batch = sample_grid_batch(
+            bank, model.config, config.sampling, config.batch_size, step_generator(config.seed, step)
+        ).to(device)
         output = model(batch.observed, batch.values, batch.positions)
-        losses = censored_loss(output, batch.target_values, batch.target_bins, batch.weights, dry_bound=dry_bound, bin_weight=config.bin_weight)
+        losses = censored_loss(
+            output,
+            batch.target_values,
+            batch.target_bins,
+            batch.weights,
+            dry_bound=dry_bound,
+            bin_weight=config.bin_weight,
+        )
         loss_value = losses["loss"].item()
         if not math.isfinite(loss_value):
             raise _diverged(config, step + 1, f"the loss is {loss_value}")
@@ -115,22 +152,51 @@ def train_convnp(config: ConvNPTrainingConfig, *, restart: bool = False, stop_af
             trained_seconds += time.perf_counter() - segment_start
         if validating:
             model.eval()
-            scores = validation_scores(ConvNPInterpolator(model=model, name=config.name, device=str(device)), tasks)
-            history.append({"step": step, "seconds": round(trained_seconds, 3), "train_loss": loss_value, **scores})
+            scores = validation_scores(
+                ConvNPInterpolator(model=model, name=config.name, device=str(device)), tasks
+            )
+            history.append(
+                {"step": step, "seconds": round(trained_seconds, 3), "train_loss": loss_value, **scores}
+            )
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
-                _save(_stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores})
+                _save(
+                    _stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores}
+                )
                 _remove_older(directory, "best", step)
             else:
                 stale += 1
-            bar.write(f"step {step} ({trained_seconds:.0f} s): validation crps {scores['crps']:.4f} nlpd {scores['nlpd']:.3f} coverage_90 {scores['coverage_90']:.3f}" + (" (best)" if stale == 0 else ""))
+            bar.write(
+                f"step {step} ({trained_seconds:.0f} s): validation crps {scores['crps']:.4f} nlpd "
+                f"{scores['nlpd']:.3f} coverage_90 {scores['coverage_90']:.3f}"
+                + (" (best)" if stale == 0 else "")
+            )
             stopped_early = stale >= config.patience
             (directory / "history.json").write_text(json.dumps(history, indent=2))
         if step % config.snapshot_every == 0:
-            _save(_stamped(directory, "snapshot", step), model, config, fingerprint, {"step": step, "seconds": round(trained_seconds, 1)})
+            _save(
+                _stamped(directory, "snapshot", step),
+                model,
+                config,
+                fingerprint,
+                {"step": step, "seconds": round(trained_seconds, 1)},
+            )
         if saving or stopped_early:
-            state = {"step": step, "history": history, "best": best, "stale": stale, "best_scores": best_scores, "trained_seconds": trained_seconds}
-            save_checkpoint(_stamped(directory, "optimiser", step), _optimiser_tensors(optimiser, model), architecture=TRAINING_STATE, config={}, metadata_={"step": step})
+            state = {
+                "step": step,
+                "history": history,
+                "best": best,
+                "stale": stale,
+                "best_scores": best_scores,
+                "trained_seconds": trained_seconds,
+            }
+            save_checkpoint(
+                _stamped(directory, "optimiser", step),
+                _optimiser_tensors(optimiser, model),
+                architecture=TRAINING_STATE,
+                config={},
+                metadata_={"step": step},
+            )
             _save(_stamped(directory, "last", step), model, config, fingerprint, {"state": state})
             _remove_older(directory, "last", step)
             _remove_older(directory, "optimiser", step)
@@ -142,6 +208,18 @@ def train_convnp(config: ConvNPTrainingConfig, *, restart: bool = False, stop_af
     best_checkpoint = latest_checkpoint(directory, "best")
     if best_checkpoint is not None:
         exported, sidecar = load_convnp(best_checkpoint)
-        save_checkpoint(directory / "best.safetensors", exported.state_dict(), architecture=ARCHITECTURE, config=exported.config.to_dict(), metadata_=sidecar["metadata"])
-    return TrainingResult(directory / "best.safetensors", step, best_scores, history, time.perf_counter() - started, stopped_early)
-
+        save_checkpoint(
+            directory / "best.safetensors",
+            exported.state_dict(),
+            architecture=ARCHITECTURE,
+            config=exported.config.to_dict(),
+            metadata_=sidecar["metadata"],
+        )
+    return TrainingResult(
+        directory / "best.safetensors",
+        step,
+        best_scores,
+        history,
+        time.perf_counter() - started,
+        stopped_early,
+    )

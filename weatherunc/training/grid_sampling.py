@@ -41,7 +41,8 @@ MASK_KINDS = ("blocks", "gauges", "coverage", "wedge")
 class GridBatch:
     """Tensors of one batch of grid tasks.
 
-    observed, values ``[batch, 1, P, P]`` (context grids, see :class:`~weatherunc.models.convnp.model.ConvNP`);
+    observed, values ``[batch, 1, P, P]`` (context grids, see
+    :class:`~weatherunc.models.convnp.model.ConvNP`);
     positions ``[batch, n, 2]`` (row, column in cells); target_values ``[batch, n]`` (standardised
     transformed rate); target_bins ``[batch, n]`` (long); weights ``[batch, n]``.
     """
@@ -58,7 +59,9 @@ class GridBatch:
         return GridBatch(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
 
 
-def _window(frame: BankedFrame, options: GridSamplingOptions, config: ConvNPConfig, rng: np.random.Generator) -> tuple[slice, slice]:
+def _window(
+    frame: BankedFrame, options: GridSamplingOptions, config: ConvNPConfig, rng: np.random.Generator
+) -> tuple[slice, slice]:
     extent_km = options.patch_cells * config.grid_km
     pixel_x, pixel_y = float(np.abs(np.diff(frame.x_km)).mean()), float(np.abs(np.diff(frame.y_km)).mean())
     ny, nx = frame.values.shape
@@ -67,7 +70,9 @@ def _window(frame: BankedFrame, options: GridSamplingOptions, config: ConvNPConf
     return slice(top, top + height), slice(left, left + width)
 
 
-def _blocks(rates: np.ndarray, options: GridSamplingOptions, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _blocks(
+    rates: np.ndarray, options: GridSamplingOptions, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     shape = rates.shape
     wet = np.nan_to_num(rates) > WET_THRESHOLD
     over_rain = rng.uniform() < options.wet_block_fraction
@@ -114,8 +119,11 @@ def _log_uniform(bounds: tuple[float, float], rng: np.random.Generator) -> float
     return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
 
 
-def draw_task(bank: FrameBank, config: ConvNPConfig, options: GridSamplingOptions, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """One grid task: ``observed``, ``values`` ``[P, P]``, ``positions`` ``[n, 2]``, target rates ``[n]`` (mm/h)."""
+def draw_task(
+    bank: FrameBank, config: ConvNPConfig, options: GridSamplingOptions, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """One grid task: ``observed``, ``values`` ``[P, P]``, ``positions`` ``[n, 2]``, target rates ``[n]`` "
+    "(mm/h)."""
     size, n_target = options.patch_cells, options.target_points
     for _attempt in range(1000):
         frame = bank.frames[rng.integers(len(bank.frames))]
@@ -124,9 +132,14 @@ def draw_task(bank: FrameBank, config: ConvNPConfig, options: GridSamplingOption
         observed = np.isfinite(rates)
         if observed.mean() < options.min_observed_fraction:
             continue
-        if rng.uniform() >= options.dry_patch_fraction and np.mean(rates[observed] > WET_THRESHOLD) < options.min_wet_fraction:
+        if (
+            rng.uniform() >= options.dry_patch_fraction
+            and np.mean(rates[observed] > WET_THRESHOLD) < options.min_wet_fraction
+        ):
             continue
-        kind = MASK_KINDS[rng.choice(len(MASK_KINDS), p=np.asarray(options.mask_weights) / sum(options.mask_weights))]
+        kind = MASK_KINDS[
+            rng.choice(len(MASK_KINDS), p=np.asarray(options.mask_weights) / sum(options.mask_weights))
+        ]
         allowed = np.ones_like(observed)
         if kind == "blocks":
             hidden, allowed = _blocks(rates, options, rng)
@@ -145,10 +158,18 @@ def draw_task(bank: FrameBank, config: ConvNPConfig, options: GridSamplingOption
         if context.sum() < 3 or hidden_targets.size + other_targets.size < 32:
             continue
         n_hidden = min(n_target, hidden_targets.size) if other_targets.size else n_target
-        chosen = np.concatenate([
-            rng.choice(hidden_targets, n_hidden, replace=hidden_targets.size < n_hidden) if n_hidden else np.empty(0, dtype=np.int64),
-            rng.choice(other_targets, n_target - n_hidden, replace=other_targets.size < n_target - n_hidden) if n_target > n_hidden else np.empty(0, dtype=np.int64),
-        ])
+        chosen = np.concatenate(
+            [
+                rng.choice(hidden_targets, n_hidden, replace=hidden_targets.size < n_hidden)
+                if n_hidden
+                else np.empty(0, dtype=np.int64),
+                rng.choice(
+                    other_targets, n_target - n_hidden, replace=other_targets.size < n_target - n_hidden
+                )
+                if n_target > n_hidden
+                else np.empty(0, dtype=np.int64),
+            ]
+        )
         # planar coordinates of every pixel, centred, turned and mirrored at random
         x_km, y_km = np.meshgrid(frame.x_km[window[1]], frame.y_km[window[0]])
         planar = np.stack([y_km.ravel() - y_km.mean(), x_km.ravel() - x_km.mean()], axis=1)
@@ -161,17 +182,36 @@ def draw_task(bank: FrameBank, config: ConvNPConfig, options: GridSamplingOption
         context_index = np.flatnonzero(context.ravel())
         rounded = np.rint(cells[context_index]).astype(np.int64)
         inside = np.all((rounded >= 0) & (rounded < size), axis=1)
-        grid_observed, grid_values = context_grids(config, rounded[inside, 0], rounded[inside, 1], flat_rates[context_index[inside]], (size, size))
-        return grid_observed, grid_values, np.clip(cells[chosen], 0, size - 1).astype(np.float32), flat_rates[chosen]
-    raise RuntimeError("could not draw a grid training task in 1000 attempts (too little observed or wet data in the frame bank)")
+        grid_observed, grid_values = context_grids(
+            config, rounded[inside, 0], rounded[inside, 1], flat_rates[context_index[inside]], (size, size)
+        )
+        return (
+            grid_observed,
+            grid_values,
+            np.clip(cells[chosen], 0, size - 1).astype(np.float32),
+            flat_rates[chosen],
+        )
+    raise RuntimeError(
+        "could not draw a grid training task in 1000 attempts (too little observed or wet data in the frame "
+        "bank)"
+    )
 
 
-def sample_grid_batch(bank: FrameBank, config: ConvNPConfig, options: GridSamplingOptions, batch_size: int, rng: np.random.Generator) -> GridBatch:
+def sample_grid_batch(
+    bank: FrameBank,
+    config: ConvNPConfig,
+    options: GridSamplingOptions,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> GridBatch:
     """A batch of ``batch_size`` tasks drawn by :func:`draw_task`."""
     tasks = [draw_task(bank, config, options, rng) for _ in range(batch_size)]
     observed, values, positions, rates = (np.stack(part) for part in zip(*tasks))
     return GridBatch(
-        observed=torch.as_tensor(observed)[:, None], values=torch.as_tensor(values)[:, None],
-        positions=torch.as_tensor(positions), target_values=torch.as_tensor(standardise(config, rates)),
-        target_bins=torch.as_tensor(rate_bin_index(config, rates)), weights=torch.ones(rates.shape, dtype=torch.float32),
+        observed=torch.as_tensor(observed)[:, None],
+        values=torch.as_tensor(values)[:, None],
+        positions=torch.as_tensor(positions),
+        target_values=torch.as_tensor(standardise(config, rates)),
+        target_bins=torch.as_tensor(rate_bin_index(config, rates)),
+        weights=torch.ones(rates.shape, dtype=torch.float32),
     )

@@ -44,7 +44,11 @@ from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
 from weatherunc.metrics import categorical_nll, top_label_ece
 from weatherunc.models.neural_process.config import NeuralProcessConfig
-from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralProcessInterpolator, load_neural_process
+from weatherunc.models.neural_process.interpolator import (
+    ARCHITECTURE,
+    NeuralProcessInterpolator,
+    load_neural_process,
+)
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.tasks import Task
 from weatherunc.training.config import TrainingConfig
@@ -97,35 +101,60 @@ class DecoderFeatures:
     scale: torch.Tensor
 
 
-def decoder_features(model: NeuralProcess, batches: Iterable[Batch], options: HeadRefitOptions, *, progress: bool = False) -> DecoderFeatures:
+def decoder_features(
+    model: NeuralProcess, batches: Iterable[Batch], options: HeadRefitOptions, *, progress: bool = False
+) -> DecoderFeatures:
     """Decoder features in prediction mode (prior latents, dropout off) and what was observed.
 
     ``n = batches x batch x targets_per_task``: the targets kept per task are drawn with
     ``default_rng([seed, batch number])``.
     """
     if not model.config.bins and not options.gaussian:
-        raise ValueError("the model has no categorical head (config.bins == 0) and gaussian=False: nothing to refit")
+        raise ValueError(
+            "the model has no categorical head (config.bins == 0) and gaussian=False: nothing to refit"
+        )
     captured: list[torch.Tensor] = []
-    hook = output_layer(model).register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].detach()))
+    hook = output_layer(model).register_forward_hook(
+        lambda module, inputs, output: captured.append(inputs[0].detach())
+    )
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in DecoderFeatures.__dataclass_fields__}
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
-            for number, batch in enumerate(tqdm(batches, total=options.batches, desc="decoder features", disable=not progress, leave=False)):
+            for number, batch in enumerate(
+                tqdm(
+                    batches, total=options.batches, desc="decoder features", disable=not progress, leave=False
+                )
+            ):
                 torch.manual_seed(options.seed * 1_000_003 + number)
                 captured.clear()
                 batch = batch.to(device)
-                model(batch.context_inputs, batch.context_values, batch.target_inputs, samples=options.latent_samples)
+                model(
+                    batch.context_inputs,
+                    batch.context_values,
+                    batch.target_inputs,
+                    samples=options.latent_samples,
+                )
                 stacked = torch.stack(captured).float().cpu()  # [samples, batch, n_target, hidden]
                 keep = min(options.targets_per_task, stacked.shape[2])
-                chosen = torch.as_tensor(np.sort(np.random.default_rng([options.seed, number]).choice(stacked.shape[2], keep, replace=False)))
-                parts["features"].append(stacked[:, :, chosen].reshape(stacked.shape[0], -1, stacked.shape[-1]).half())
+                chosen = torch.as_tensor(
+                    np.sort(
+                        np.random.default_rng([options.seed, number]).choice(
+                            stacked.shape[2], keep, replace=False
+                        )
+                    )
+                )
+                parts["features"].append(
+                    stacked[:, :, chosen].reshape(stacked.shape[0], -1, stacked.shape[-1]).half()
+                )
                 parts["bins"].append(batch.target_bins.cpu()[:, chosen].reshape(-1))
                 parts["values"].append(batch.target_values.float().cpu()[:, chosen, 0].reshape(-1))
                 if model.config.task_normalisation:
-                    centre, scale = (statistic.cpu()[:, 0, 0] for statistic in model.task_statistics(batch.context_values))  # [batch] each
+                    centre, scale = (
+                        statistic.cpu()[:, 0, 0] for statistic in model.task_statistics(batch.context_values)
+                    )  # [batch] each
                 else:
                     centre, scale = torch.zeros(stacked.shape[1]), torch.ones(stacked.shape[1])
                 parts["centre"].append(centre.repeat_interleave(keep))
@@ -133,10 +162,19 @@ def decoder_features(model: NeuralProcess, batches: Iterable[Batch], options: He
     finally:
         hook.remove()
         model.train(was_training)
-    return DecoderFeatures(**{name: torch.cat(values, dim=1 if name == "features" else 0) for name, values in parts.items()})
+    return DecoderFeatures(
+        **{name: torch.cat(values, dim=1 if name == "features" else 0) for name, values in parts.items()}
+    )
 
 
-def mixture_nll(weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor, bins: torch.Tensor, *, chunk: int = 65536) -> torch.Tensor:
+def mixture_nll(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    features: torch.Tensor,
+    bins: torch.Tensor,
+    *,
+    chunk: int = 65536,
+) -> torch.Tensor:
     """Mean of ``-log mean_s softmax(weight h_s + bias)[bin]`` over targets.
 
     weight ``[bins, hidden]``, bias ``[bins]``, features ``[samples, n, hidden]``, bins ``[n]``.
@@ -147,12 +185,16 @@ def mixture_nll(weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor
         block = features[:, start : start + chunk].to(weight.dtype)
         log_probabilities = torch.log_softmax(block @ weight.T + bias, dim=-1)  # [samples, n, bins]
         observed = bins[start : start + chunk]
-        picked = log_probabilities.gather(-1, observed[None, :, None].expand(samples, -1, 1))[..., 0]  # [samples, n]
+        picked = log_probabilities.gather(-1, observed[None, :, None].expand(samples, -1, 1))[
+            ..., 0
+        ]  # [samples, n]
         total = total + (torch.logsumexp(picked, dim=0) - math.log(samples)).sum()
     return -total / features.shape[1]
 
 
-def gaussian_nll(weight: torch.Tensor, bias: torch.Tensor, data: DecoderFeatures, minimum_std: float, *, chunk: int = 65536) -> torch.Tensor:
+def gaussian_nll(
+    weight: torch.Tensor, bias: torch.Tensor, data: DecoderFeatures, minimum_std: float, *, chunk: int = 65536
+) -> torch.Tensor:
     """Mean negative log density of the observed values under the published Gaussian.
 
     weight ``[2, hidden]``, bias ``[2]`` (the mean and std rows). Per latent draw ``s`` the decoder
@@ -168,17 +210,44 @@ def gaussian_nll(weight: torch.Tensor, bias: torch.Tensor, data: DecoderFeatures
         means = outputs[..., 0] * scale + centre
         stds = (minimum_std + (1.0 - minimum_std) * torch.nn.functional.softplus(outputs[..., 1])) * scale
         mean, variance = means.mean(0), means.var(0, unbiased=False) + stds.pow(2).mean(0)
-        total = total + 0.5 * (torch.log(2 * math.pi * variance) + (data.values[part].to(weight.dtype) - mean).pow(2) / variance).sum()
+        total = (
+            total
+            + 0.5
+            * (
+                torch.log(2 * math.pi * variance)
+                + (data.values[part].to(weight.dtype) - mean).pow(2) / variance
+            ).sum()
+        )
     return total / data.features.shape[1]
 
 
-def _minimise(loss, weight: torch.Tensor, bias: torch.Tensor, *, max_iterations: int, progress: bool, description: str, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def _minimise(
+    loss,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    max_iterations: int,
+    progress: bool,
+    description: str,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(weight, bias)`` minimising ``loss(weight, bias)`` by L-BFGS from the given start."""
-    bar = tqdm(total=max_iterations * 5 // 4, desc=f"{description} (L-BFGS evaluations)", disable=not progress, leave=False)
+    bar = tqdm(
+        total=max_iterations * 5 // 4,
+        desc=f"{description} (L-BFGS evaluations)",
+        disable=not progress,
+        leave=False,
+    )
     with torch.enable_grad(), bar:
         fitted_weight = weight.detach().to(dtype).clone().requires_grad_(True)
         fitted_bias = bias.detach().to(dtype).clone().requires_grad_(True)
-        optimiser = torch.optim.LBFGS([fitted_weight, fitted_bias], lr=1.0, max_iter=max_iterations, line_search_fn="strong_wolfe", tolerance_grad=1e-7)
+        optimiser = torch.optim.LBFGS(
+            [fitted_weight, fitted_bias],
+            lr=1.0,
+            max_iter=max_iterations,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-7,
+        )
 
         def closure() -> torch.Tensor:
             optimiser.zero_grad()
@@ -191,21 +260,65 @@ def _minimise(loss, weight: torch.Tensor, bias: torch.Tensor, *, max_iterations:
     return fitted_weight.detach(), fitted_bias.detach()
 
 
-def fit_bin_rows(features: torch.Tensor, bins: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, max_iterations: int = 200, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight ``[bins, hidden]`` and bias ``[bins]`` minimising :func:`mixture_nll`, from the given start (float32, L-BFGS)."""
+def fit_bin_rows(
+    features: torch.Tensor,
+    bins: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    max_iterations: int = 200,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight ``[bins, hidden]`` and bias ``[bins]`` minimising :func:`mixture_nll`, from the given start "
+    "(float32, L-BFGS)."""
     if features.shape[1] != bins.shape[0] or features.shape[-1] != weight.shape[1]:
-        raise ValueError(f"features {tuple(features.shape)} do not fit bins {tuple(bins.shape)} and weight {tuple(weight.shape)}")
+        raise ValueError(
+            f"features {tuple(features.shape)} do not fit bins {tuple(bins.shape)} and weight "
+            f"{tuple(weight.shape)}"
+        )
     if int(bins.min()) < 0 or int(bins.max()) >= weight.shape[0]:
-        raise ValueError(f"observed bins must lie in 0..{weight.shape[0] - 1}, got {int(bins.min())}..{int(bins.max())}")
-    return _minimise(lambda w, b: mixture_nll(w, b, features, bins), weight, bias, max_iterations=max_iterations, progress=progress, description="fitting the bin head")
+        raise ValueError(
+            f"observed bins must lie in 0..{weight.shape[0] - 1}, got {int(bins.min())}..{int(bins.max())}"
+        )
+    return _minimise(
+        lambda w, b: mixture_nll(w, b, features, bins),
+        weight,
+        bias,
+        max_iterations=max_iterations,
+        progress=progress,
+        description="fitting the bin head",
+    )
 
 
-def fit_gaussian_rows(data: DecoderFeatures, weight: torch.Tensor, bias: torch.Tensor, minimum_std: float, *, max_iterations: int = 200, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std rows (weight ``[2, hidden]``, bias ``[2]``) minimising :func:`gaussian_nll`, from the given start (float64, L-BFGS)."""
-    return _minimise(lambda w, b: gaussian_nll(w, b, data, minimum_std), weight, bias, max_iterations=max_iterations, progress=progress, description="fitting the Gaussian rows", dtype=torch.float64)
+def fit_gaussian_rows(
+    data: DecoderFeatures,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    minimum_std: float,
+    *,
+    max_iterations: int = 200,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std rows (weight ``[2, hidden]``, bias ``[2]``) minimising :func:`gaussian_nll`, from the "
+    "given start (float64, L-BFGS)."""
+    return _minimise(
+        lambda w, b: gaussian_nll(w, b, data, minimum_std),
+        weight,
+        bias,
+        max_iterations=max_iterations,
+        progress=progress,
+        description="fitting the Gaussian rows",
+        dtype=torch.float64,
+    )
 
 
-def refit_head(model: NeuralProcess, batches: Iterable[Batch], options: HeadRefitOptions = HeadRefitOptions(), *, progress: bool = False) -> tuple[NeuralProcess, dict]:
+def refit_head(
+    model: NeuralProcess,
+    batches: Iterable[Batch],
+    options: HeadRefitOptions = HeadRefitOptions(),
+    *,
+    progress: bool = False,
+) -> tuple[NeuralProcess, dict]:
     """The model with its bin rows (and with ``options.gaussian`` its Gaussian rows) refitted, as
     a new module (``model`` is left as it is), and a report: the options, targets used, and the
     training-target NLLs before and after."""
@@ -215,14 +328,29 @@ def refit_head(model: NeuralProcess, batches: Iterable[Batch], options: HeadRefi
     report: dict = {"options": asdict(options), "targets": int(data.bins.numel())}
     if model.config.bins:
         rows = slice(GAUSSIAN_ROWS, None)
-        report["training_mixture_nll_before"] = float(mixture_nll(weight[rows].float(), bias[rows].float(), data.features, data.bins))
-        fitted_weight, fitted_bias = fit_bin_rows(data.features, data.bins, weight[rows], bias[rows], max_iterations=options.max_iterations, progress=progress)
-        report["training_mixture_nll_after"] = float(mixture_nll(fitted_weight, fitted_bias, data.features, data.bins))
+        report["training_mixture_nll_before"] = float(
+            mixture_nll(weight[rows].float(), bias[rows].float(), data.features, data.bins)
+        )
+        fitted_weight, fitted_bias = fit_bin_rows(
+            data.features,
+            data.bins,
+            weight[rows],
+            bias[rows],
+            max_iterations=options.max_iterations,
+            progress=progress,
+        )
+        report["training_mixture_nll_after"] = float(
+            mixture_nll(fitted_weight, fitted_bias, data.features, data.bins)
+        )
         weight[rows], bias[rows] = fitted_weight.to(weight.dtype), fitted_bias.to(bias.dtype)
     if options.gaussian:
         rows, minimum = slice(0, GAUSSIAN_ROWS), model.config.minimum_std
-        report["training_gaussian_nll_before"] = float(gaussian_nll(weight[rows].double(), bias[rows].double(), data, minimum))
-        fitted_weight, fitted_bias = fit_gaussian_rows(data, weight[rows], bias[rows], minimum, max_iterations=options.max_iterations, progress=progress)
+        report["training_gaussian_nll_before"] = float(
+            gaussian_nll(weight[rows].double(), bias[rows].double(), data, minimum)
+        )
+        fitted_weight, fitted_bias = fit_gaussian_rows(
+            data, weight[rows], bias[rows], minimum, max_iterations=options.max_iterations, progress=progress
+        )
         report["training_gaussian_nll_after"] = float(gaussian_nll(fitted_weight, fitted_bias, data, minimum))
         weight[rows], bias[rows] = fitted_weight.to(weight.dtype), fitted_bias.to(bias.dtype)
     refitted = NeuralProcess(model.config)
@@ -246,7 +374,11 @@ def check_architecture(found: NeuralProcessConfig, expected: NeuralProcessConfig
         elif a != b:
             differing.append(f"{name} {a!r} vs {b!r}")
     if differing:
-        raise CheckpointError(f"checkpoint {checkpoint} was not trained with this training config: " + "; ".join(differing[:4]) + " (checkpoint vs config)")
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was not trained with this training config: "
+            + "; ".join(differing[:4])
+            + " (checkpoint vs config)"
+        )
 
 
 def validation_report(model: NeuralProcess, tasks: Sequence[Task]) -> dict[str, float]:
@@ -257,16 +389,33 @@ def validation_report(model: NeuralProcess, tasks: Sequence[Task]) -> dict[str, 
     predictions = [interpolator.predict(task) for task in tasks]
     report = mean_scores(predictions, tasks)
     if model.config.bins:
-        pooled, truth = pool_predictions([with_bin_probabilities(prediction) for prediction in predictions], [task.target_values for task in tasks])
+        pooled, truth = pool_predictions(
+            [with_bin_probabilities(prediction) for prediction in predictions],
+            [task.target_values for task in tasks],
+        )
         probabilities, observed = probabilities_and_observed_bins(pooled, truth)  # targets with a known truth
         forecast = xr.DataArray(probabilities, dims=("target", "bin"))
         observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
-        report.update(targets=int(observed.size), nll=float(categorical_nll(forecast, observed_bin)), ece=float(top_label_ece(forecast, observed_bin)))
+        report.update(
+            targets=int(observed.size),
+            nll=float(categorical_nll(forecast, observed_bin)),
+            ece=float(top_label_ece(forecast, observed_bin)),
+        )
     return report
 
 
-def refit_checkpoint(config: TrainingConfig, checkpoint: Path, output: Path, options: HeadRefitOptions = HeadRefitOptions(), *, packed: Path | None = None, progress: bool = True, open_options: dict | None = None) -> dict:
-    """Refit the head of ``checkpoint`` (:func:`refit_head`) on tasks from ``config``'s training frames and write it to ``output``.
+def refit_checkpoint(
+    config: TrainingConfig,
+    checkpoint: Path,
+    output: Path,
+    options: HeadRefitOptions = HeadRefitOptions(),
+    *,
+    packed: Path | None = None,
+    progress: bool = True,
+    open_options: dict | None = None,
+) -> dict:
+    """Refit the head of ``checkpoint`` (:func:`refit_head`) on tasks from ``config``'s training frames and
+    write it to ``output``.
 
     The checkpoint must have been trained with ``config`` (architecture and value normalisation
     are checked). Tasks are drawn as in training (``config.sampling``, ``config.batch_size``) from
@@ -277,14 +426,31 @@ def refit_checkpoint(config: TrainingConfig, checkpoint: Path, output: Path, opt
     """
     checkpoint, output = Path(checkpoint), Path(output)
     if output.resolve() == checkpoint.resolve():
-        raise ValueError(f"output {output} is the checkpoint itself: the refit never overwrites the weights it starts from")
+        raise ValueError(
+            f"output {output} is the checkpoint itself: the refit never overwrites the weights it starts from"
+        )
     model, sidecar = load_neural_process(checkpoint)
-    bank, validation = load_training_data(packed, config) if packed is not None else catalog_training_data(config, progress=progress, open_options=open_options)
+    bank, validation = (
+        load_training_data(packed, config)
+        if packed is not None
+        else catalog_training_data(config, progress=progress, open_options=open_options)
+    )
     check_architecture(model.config, architecture_config(config, bank), checkpoint)
     batches = StepBatches(bank, model.config, config.sampling, config.batch_size, options.seed)
-    refitted, report = refit_head(model, (batches[step] for step in range(options.batches)), options, progress=progress)
-    report["validation_before"], report["validation_after"] = validation_report(model, validation), validation_report(refitted, validation)
+    refitted, report = refit_head(
+        model, (batches[step] for step in range(options.batches)), options, progress=progress
+    )
+    report["validation_before"], report["validation_after"] = (
+        validation_report(model, validation),
+        validation_report(refitted, validation),
+    )
     report["from_sha256"] = sidecar["sha256"]
     metadata = {**sidecar.get("metadata", {}), "head_refit": report}
-    save_checkpoint(output, refitted.state_dict(), architecture=ARCHITECTURE, config=refitted.config.to_dict(), metadata_=metadata)
+    save_checkpoint(
+        output,
+        refitted.state_dict(),
+        architecture=ARCHITECTURE,
+        config=refitted.config.to_dict(),
+        metadata_=metadata,
+    )
     return report

@@ -29,7 +29,11 @@ from tqdm import tqdm
 from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint, sha256_of
 from weatherunc.devices import autocast, choose_device, needs_gradient_scaler
 from weatherunc.models.neural_process.config import NeuralProcessConfig
-from weatherunc.models.neural_process.interpolator import ARCHITECTURE, NeuralProcessInterpolator, load_neural_process
+from weatherunc.models.neural_process.interpolator import (
+    ARCHITECTURE,
+    NeuralProcessInterpolator,
+    load_neural_process,
+)
 from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.tasks import Task
@@ -48,7 +52,8 @@ class TrainingDivergedError(ValueError):
 
 def _diverged(config: TrainingConfig, step: int, what: str) -> TrainingDivergedError:
     return TrainingDivergedError(
-        f"training diverged at step {step}: {what}; lower learning_rate ({config.learning_rate}) or gradient_clip "
+        f"training diverged at step {step}: {what}; lower learning_rate ({config.learning_rate}) or "
+        "gradient_clip "
         f"({config.gradient_clip}); {config.output_dir} keeps the checkpoints written before"
     )
 
@@ -59,7 +64,9 @@ def _require_finite_weights(model: NeuralProcess, config: TrainingConfig, step: 
     if bool(torch.stack([torch.isfinite(parameter).all() for parameter in model.parameters()]).all()):
         return
     bad = [name for name, parameter in model.named_parameters() if not bool(torch.isfinite(parameter).all())]
-    raise _diverged(config, step, f"non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}")
+    raise _diverged(
+        config, step, f"non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"
+    )
 
 
 @dataclass
@@ -89,12 +96,16 @@ def _optimiser_tensors(optimiser: torch.optim.Optimizer, model: torch.nn.Module)
     for group in optimiser.param_groups:
         for parameter in group["params"]:
             for key, value in optimiser.state.get(parameter, {}).items():
-                tensors[f"{names[id(parameter)]}::{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"{names[id(parameter)]}::{key}"] = (
+                    value if torch.is_tensor(value) else torch.tensor(value)
+                )
     tensors["torch_rng_state"] = torch.get_rng_state()
     return tensors
 
 
-def _restore_optimiser(optimiser: torch.optim.Optimizer, model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def _restore_optimiser(
+    optimiser: torch.optim.Optimizer, model: torch.nn.Module, tensors: dict[str, torch.Tensor]
+) -> None:
     parameters = dict(model.named_parameters())
     for key, value in tensors.items():
         if key == "torch_rng_state":
@@ -126,14 +137,21 @@ def latest_checkpoint(directory: Path, kind: str) -> Path | None:
         except CheckpointError:
             continue
         if path.exists() and sha256_of(path) == sidecar["sha256"]:
-            if kind != "last" or _stamped(directory, "optimiser", int(path.stem.split("-")[1])).with_suffix(".json").exists():
+            if (
+                kind != "last"
+                or _stamped(directory, "optimiser", int(path.stem.split("-")[1]))
+                .with_suffix(".json")
+                .exists()
+            ):
                 return path
     return None
 
 
 def _save(path: Path, model: NeuralProcess, config: TrainingConfig, fingerprint: str, extra: dict) -> Path:
     metadata = {"training_config": config.model_dump(mode="json"), "fingerprint": fingerprint, **extra}
-    return save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata)
+    return save_checkpoint(
+        path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata
+    )
 
 
 def architecture_config(config: TrainingConfig, bank: FrameBank) -> NeuralProcessConfig:
@@ -144,20 +162,33 @@ def architecture_config(config: TrainingConfig, bank: FrameBank) -> NeuralProces
     return config.model.to_config(centre, scale)
 
 
-def _validate(model: NeuralProcess, config: TrainingConfig, device: torch.device, tasks: Sequence[Task]) -> dict[str, float]:
-    """Mean verification scores of ``model`` on the validation tasks (:func:`~weatherunc.training.validation.validation_scores`)."""
-    return validation_scores(NeuralProcessInterpolator(model=model, name=config.name, samples=8, seed=config.seed, device=str(device)), tasks)
+def _validate(
+    model: NeuralProcess, config: TrainingConfig, device: torch.device, tasks: Sequence[Task]
+) -> dict[str, float]:
+    """Mean verification scores of ``model`` on the validation tasks "
+    "(:func:`~weatherunc.training.validation.validation_scores`)."""
+    return validation_scores(
+        NeuralProcessInterpolator(
+            model=model, name=config.name, samples=8, seed=config.seed, device=str(device)
+        ),
+        tasks,
+    )
 
 
 def architecture_differences(config: TrainingConfig, checkpoint: NeuralProcessConfig) -> list[str]:
     """The fields in which a checkpoint's architecture differs from ``config.model``, the data
     normalisation (``value_centre``, ``value_scale``) aside, each as ``name (checkpoint X, config Y)``."""
     expected = config.model.to_config(checkpoint.value_centre, checkpoint.value_scale)
-    return [f"{name} (checkpoint {getattr(checkpoint, name)!r}, config {getattr(expected, name)!r})" for name in NeuralProcessConfig.__dataclass_fields__ if getattr(checkpoint, name) != getattr(expected, name)]
+    return [
+        f"{name} (checkpoint {getattr(checkpoint, name)!r}, config {getattr(expected, name)!r})"
+        for name in NeuralProcessConfig.__dataclass_fields__
+        if getattr(checkpoint, name) != getattr(expected, name)
+    ]
 
 
 def _initialise_from(config: TrainingConfig) -> Path | None:
-    """``config.initialise_from`` as a path, or None; raises :class:`CheckpointError` naming it when it is not a file."""
+    """``config.initialise_from`` as a path, or None; raises :class:`CheckpointError` naming it when it is "
+    "not a file."""
     if config.initialise_from is None:
         return None
     path = Path(config.initialise_from)
@@ -183,11 +214,22 @@ def initial_model(config: TrainingConfig, bank: FrameBank) -> NeuralProcess:
         raise CheckpointError(f"initialise_from: {error}") from error
     differing = architecture_differences(config, model.config)
     if differing:
-        raise CheckpointError(f"initialise_from: {path} has another architecture than the config's model options: " + "; ".join(differing))
+        raise CheckpointError(
+            f"initialise_from: {path} has another architecture than the config's model options: "
+            + "; ".join(differing)
+        )
     return model
 
 
-def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | None = None, progress: bool = True, open_options: dict | None = None, packed: Path | None = None) -> TrainingResult:
+def train(
+    config: TrainingConfig,
+    *,
+    restart: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    open_options: dict | None = None,
+    packed: Path | None = None,
+) -> TrainingResult:
     """Train (or resume) the run in ``config.output_dir``.
 
     A run resumes from ``last`` when its fingerprint matches the config, and refuses a
@@ -205,29 +247,48 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     torch.manual_seed(config.seed)
     _initialise_from(config)  # before the fingerprint reads it
     fingerprint = config.fingerprint()
-    bank, tasks = load_training_data(packed, config) if packed is not None else catalog_training_data(config, progress=progress, open_options=open_options)
+    bank, tasks = (
+        load_training_data(packed, config)
+        if packed is not None
+        else catalog_training_data(config, progress=progress, open_options=open_options)
+    )
     step, history, best, stale = 0, [], math.inf, 0
     best_scores: dict[str, float] = {}
     resumable = latest_checkpoint(directory, "last")
     if resumable is not None and not restart:
         model, sidecar = load_neural_process(resumable)
         if sidecar["metadata"].get("fingerprint") != fingerprint:
-            raise CheckpointError(f"{directory} holds a run of another training config; pass restart=True (--restart) to start over")
+            raise CheckpointError(
+                f"{directory} holds a run of another training config; pass restart=True (--restart) to "
+                "start over"
+            )
         state = sidecar["metadata"]["state"]
-        step, history, best, stale, best_scores = state["step"], state["history"], state["best"], state["stale"], state["best_scores"]
+        step, history, best, stale, best_scores = (
+            state["step"],
+            state["history"],
+            state["best"],
+            state["stale"],
+            state["best_scores"],
+        )
     else:
         model = initial_model(config, bank)
         for stale_file in directory.glob("*.safetensors"):
             stale_file.unlink()
     model = model.to(device)
     if step == 0 and config.initialise_from is not None:
-        # the starting weights are the score to beat: best.safetensors is never worse on validation than the checkpoint fine-tuned
+        # the starting weights are the score to beat: best.safetensors is never worse on validation
+        # than the checkpoint fine-tuned
         best_scores = {"step": 0, **_validate(model, config, device, tasks)}
         best = best_scores["crps"]
         history.append(dict(best_scores))
         _save(_stamped(directory, "best", 0), model, config, fingerprint, {"validation": best_scores})
-        tqdm.write(f"step 0 (initialise_from {config.initialise_from}): validation crps {best:.4f} nlpd {best_scores['nlpd']:.3f} coverage_90 {best_scores['coverage_90']:.3f}")
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        tqdm.write(
+            f"step 0 (initialise_from {config.initialise_from}): validation crps {best:.4f} nlpd "
+            f"{best_scores['nlpd']:.3f} coverage_90 {best_scores['coverage_90']:.3f}"
+        )
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     if step:
         tensors, _ = load_checkpoint(_stamped(directory, "optimiser", step), architecture=TRAINING_STATE)
         _restore_optimiser(optimiser, model, tensors)
@@ -236,7 +297,12 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
     stopped_early = False
     pinned = device.type == "cuda" and config.sampling_workers > 0
-    batches = batch_stream(StepBatches(bank, model.config, config.sampling, config.batch_size, config.seed), range(step, end), workers=config.sampling_workers, pin_memory=pinned)
+    batches = batch_stream(
+        StepBatches(bank, model.config, config.sampling, config.batch_size, config.seed),
+        range(step, end),
+        workers=config.sampling_workers,
+        pin_memory=pinned,
+    )
     while step < end:
         model.train()
         for group in optimiser.param_groups:
@@ -244,14 +310,22 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
         batch = next(batches).to(device, non_blocking=pinned)
         try:
             with autocast(device, config.precision):
-                output = model(batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values)
-            losses = neural_process_loss(output, batch.target_values[..., 0].float(), batch.target_bins, bin_weight=config.bin_weight)
-        except ValueError as error:  # torch.distributions refuses non-finite parameters (weights grown so large that outputs overflow)
+                output = model(
+                    batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values
+                )
+            losses = neural_process_loss(
+                output, batch.target_values[..., 0].float(), batch.target_bins, bin_weight=config.bin_weight
+            )
+        # torch.distributions refuses non-finite parameters (weights grown so large that outputs
+        # overflow)
+        except ValueError as error:
             if "invalid values" not in str(error):
                 raise
             raise _diverged(config, step + 1, "the model's outputs are not finite") from error
         loss_value = losses["loss"].item()
-        if scaler is None and not math.isfinite(loss_value):  # float16's gradient scaler skips such a step instead
+        if scaler is None and not math.isfinite(
+            loss_value
+        ):  # float16's gradient scaler skips such a step instead
             raise _diverged(config, step + 1, f"the loss is {loss_value}")
         optimiser.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -270,22 +344,41 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
         bar.set_postfix(loss=f"{loss_value:.3f}", nll=f"{losses['nll'].item():.3f}")
         validating = step % config.validate_every == 0 or step == config.steps
         if validating or step % config.checkpoint_every == 0 or step == end:
-            _require_finite_weights(model, config, step)  # other steps: the next step's loss or outputs show it
+            _require_finite_weights(
+                model, config, step
+            )  # other steps: the next step's loss or outputs show it
         if validating:
             scores = _validate(model, config, device, tasks)
             history.append({"step": step, "train_loss": loss_value, **scores})
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
-                _save(_stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores})
+                _save(
+                    _stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores}
+                )
                 _remove_older(directory, "best", step)
             else:
                 stale += 1
-            bar.write(f"step {step}: validation crps {scores['crps']:.4f} nlpd {scores['nlpd']:.3f} coverage_90 {scores['coverage_90']:.3f}" + (" (best)" if stale == 0 else ""))
+            bar.write(
+                f"step {step}: validation crps {scores['crps']:.4f} nlpd {scores['nlpd']:.3f} coverage_90 "
+                f"{scores['coverage_90']:.3f}" + (" (best)" if stale == 0 else "")
+            )
             if stale >= config.patience:
                 stopped_early = True
         if step % config.checkpoint_every == 0 or step == end or stopped_early:
-            state = {"step": step, "history": history, "best": best, "stale": stale, "best_scores": best_scores}
-            save_checkpoint(_stamped(directory, "optimiser", step), _optimiser_tensors(optimiser, model), architecture=TRAINING_STATE, config={}, metadata_={"step": step})
+            state = {
+                "step": step,
+                "history": history,
+                "best": best,
+                "stale": stale,
+                "best_scores": best_scores,
+            }
+            save_checkpoint(
+                _stamped(directory, "optimiser", step),
+                _optimiser_tensors(optimiser, model),
+                architecture=TRAINING_STATE,
+                config={},
+                metadata_={"step": step},
+            )
             _save(_stamped(directory, "last", step), model, config, fingerprint, {"state": state})
             _remove_older(directory, "last", step)
             _remove_older(directory, "optimiser", step)
@@ -296,5 +389,18 @@ def train(config: TrainingConfig, *, restart: bool = False, stop_after: int | No
     best_checkpoint = latest_checkpoint(directory, "best")
     if best_checkpoint is not None:
         exported, sidecar = load_neural_process(best_checkpoint)
-        save_checkpoint(directory / "best.safetensors", exported.state_dict(), architecture=ARCHITECTURE, config=exported.config.to_dict(), metadata_=sidecar["metadata"])
-    return TrainingResult(directory / "best.safetensors", step, best_scores, history, time.perf_counter() - started, stopped_early)
+        save_checkpoint(
+            directory / "best.safetensors",
+            exported.state_dict(),
+            architecture=ARCHITECTURE,
+            config=exported.config.to_dict(),
+            metadata_=sidecar["metadata"],
+        )
+    return TrainingResult(
+        directory / "best.safetensors",
+        step,
+        best_scores,
+        history,
+        time.perf_counter() - started,
+        stopped_early,
+    )

@@ -29,8 +29,15 @@ def _lonlat_box(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS) -> tuple[float, f
     if crs.is_geographic:
         longitude, latitude = edge_x, edge_y
     else:
-        longitude, latitude = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(edge_x, edge_y)
-    return float(np.min(longitude)), float(np.min(latitude)), float(np.max(longitude)), float(np.max(latitude))
+        longitude, latitude = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(
+            edge_x, edge_y
+        )
+    return (
+        float(np.min(longitude)),
+        float(np.min(latitude)),
+        float(np.max(longitude)),
+        float(np.max(latitude)),
+    )
 
 
 def overlaps(box: tuple[float, float, float, float], other: tuple[float, float, float, float]) -> bool:
@@ -38,23 +45,36 @@ def overlaps(box: tuple[float, float, float, float], other: tuple[float, float, 
     return box[0] <= other[2] and other[0] <= box[2] and box[1] <= other[3] and other[1] <= box[3]
 
 
-def load_patches(selection: PatchSelection, *, progress: bool = True, open_options: dict | None = None) -> list[BankedFrame]:
+def load_patches(
+    selection: PatchSelection, *, progress: bool = True, open_options: dict | None = None
+) -> list[BankedFrame]:
     """The windows of :class:`PatchSelection` ``selection``, each a frame with its own planar km axes
     (geographic grids: a local plane about the window's centre, so a window far from the frame's
     centre is not stretched)."""
     dataset = open_dataset(selection.dataset, **(open_options or {}))
     crs = crs_of(dataset)
     x, y = dataset[conventions.X].values, dataset[conventions.Y].values
-    precipitation = dataset[conventions.PRECIPITATION].sel(time=slice(selection.start, selection.end)).isel(time=slice(None, None, selection.stride))
+    precipitation = (
+        dataset[conventions.PRECIPITATION]
+        .sel(time=slice(selection.start, selection.end))
+        .isel(time=slice(None, None, selection.stride))
+    )
     if precipitation.sizes["time"] == 0:
-        raise ValueError(f"patch selection {selection.dataset} {selection.start}..{selection.end} holds no frame")
+        raise ValueError(
+            f"patch selection {selection.dataset} {selection.start}..{selection.end} holds no frame"
+        )
     size = selection.patch_pixels
     ny, nx = precipitation.shape[1:]
     if size > min(ny, nx):
         raise ValueError(f"patch_pixels={size} does not fit the {ny}x{nx} frames of {selection.dataset}")
     rng = np.random.default_rng(selection.seed)
     frames: list[BankedFrame] = []
-    for index in tqdm(range(precipitation.sizes["time"]), desc=f"cutting {selection.dataset}", disable=not progress, leave=False):
+    for index in tqdm(
+        range(precipitation.sizes["time"]),
+        desc=f"cutting {selection.dataset}",
+        disable=not progress,
+        leave=False,
+    ):
         values = np.asarray(precipitation.isel(time=index).values, dtype=np.float32)
         label = f"{selection.dataset} {str(precipitation.time.values[index])[:16]}"
         for number in range(selection.patches_per_frame):
@@ -62,7 +82,9 @@ def load_patches(selection: PatchSelection, *, progress: bool = True, open_optio
             for _attempt in range(500):
                 top, left = int(rng.integers(0, ny - size + 1)), int(rng.integers(0, nx - size + 1))
                 rows, columns = slice(top, top + size), slice(left, left + size)
-                if selection.exclude_box is not None and overlaps(_lonlat_box(x[columns], y[rows], crs), selection.exclude_box):
+                if selection.exclude_box is not None and overlaps(
+                    _lonlat_box(x[columns], y[rows], crs), selection.exclude_box
+                ):
                     continue
                 window = values[rows, columns]
                 observed = np.isfinite(window)
@@ -73,12 +95,21 @@ def load_patches(selection: PatchSelection, *, progress: bool = True, open_optio
                 x_km, y_km = planar_kilometres(x[columns], y[rows], crs)
                 if crs.is_geographic:
                     y_km = y_km - y_km.mean()
-                frames.append(BankedFrame(window.copy(), x_km, y_km, f"{label} window {number} at row {top}, column {left}"))
+                frames.append(
+                    BankedFrame(
+                        window.copy(), x_km, y_km, f"{label} window {number} at row {top}, column {left}"
+                    )
+                )
                 break
     return frames
 
 
-def load_frames(selections: list[FrameSelection | PatchSelection], *, progress: bool = True, open_options: dict | None = None) -> FrameBank:
+def load_frames(
+    selections: list[FrameSelection | PatchSelection],
+    *,
+    progress: bool = True,
+    open_options: dict | None = None,
+) -> FrameBank:
     """Every selected whole frame and window, in the order of ``selections``."""
     frames: list[BankedFrame] = []
     for selection in selections:
@@ -90,13 +121,18 @@ def load_frames(selections: list[FrameSelection | PatchSelection], *, progress: 
 
 
 def save_bank(bank: FrameBank, path: Path, key: str) -> Path:
-    """Write ``bank`` to ``path`` (``.npz``, no pickles) under ``key``; written to a temporary name and renamed."""
+    """Write ``bank`` to ``path`` (``.npz``, no pickles) under ``key``; written to a temporary name and "
+    "renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format": CACHE_FORMAT, "key": key, "labels": [frame.label for frame in bank.frames]}
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     for number, frame in enumerate(bank.frames):
-        arrays[f"values{number}"], arrays[f"x{number}"], arrays[f"y{number}"] = frame.values, frame.x_km, frame.y_km
+        arrays[f"values{number}"], arrays[f"x{number}"], arrays[f"y{number}"] = (
+            frame.values,
+            frame.x_km,
+            frame.y_km,
+        )
     temporary = path.with_name(path.name + ".partial.npz")
     np.savez(temporary, **arrays)
     os.replace(temporary, path)
@@ -104,11 +140,17 @@ def save_bank(bank: FrameBank, path: Path, key: str) -> Path:
 
 
 def load_bank(path: Path, key: str) -> FrameBank | None:
-    """The bank cached at ``path`` under ``key``, or None when there is none or it was cached for other selections."""
+    """The bank cached at ``path`` under ``key``, or None when there is none or it was cached for other "
+    "selections."""
     if not Path(path).is_file():
         return None
     with np.load(path, allow_pickle=False) as arrays:
         header = json.loads(arrays["header"].tobytes())
         if header.get("format") != CACHE_FORMAT or header.get("key") != key:
             return None
-        return FrameBank(tuple(BankedFrame(arrays[f"values{n}"], arrays[f"x{n}"], arrays[f"y{n}"], label) for n, label in enumerate(header["labels"])))
+        return FrameBank(
+            tuple(
+                BankedFrame(arrays[f"values{n}"], arrays[f"x{n}"], arrays[f"y{n}"], label)
+                for n, label in enumerate(header["labels"])
+            )
+        )

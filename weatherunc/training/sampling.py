@@ -58,18 +58,40 @@ class FrameBank:
     frames: tuple[BankedFrame, ...]
 
     @classmethod
-    def load(cls, selections: list[FrameSelection], *, progress: bool = True, open_options: dict | None = None) -> FrameBank:
+    def load(
+        cls, selections: list[FrameSelection], *, progress: bool = True, open_options: dict | None = None
+    ) -> FrameBank:
         """Load every selected frame into memory."""
         frames: list[BankedFrame] = []
         for selection in selections:
             dataset = open_dataset(selection.dataset, **(open_options or {}))
-            precipitation = dataset[conventions.PRECIPITATION].sel(time=slice(selection.start, selection.end)).isel(time=slice(None, None, selection.stride))
+            precipitation = (
+                dataset[conventions.PRECIPITATION]
+                .sel(time=slice(selection.start, selection.end))
+                .isel(time=slice(None, None, selection.stride))
+            )
             if precipitation.sizes["time"] == 0:
-                raise ValueError(f"frame selection {selection.dataset} {selection.start}..{selection.end} holds no frame")
-            x_km, y_km = planar_kilometres(dataset[conventions.X].values, dataset[conventions.Y].values, crs_of(dataset))
-            for index in tqdm(range(precipitation.sizes["time"]), desc=f"loading {selection.dataset}", disable=not progress, leave=False):
+                raise ValueError(
+                    f"frame selection {selection.dataset} {selection.start}..{selection.end} holds no frame"
+                )
+            x_km, y_km = planar_kilometres(
+                dataset[conventions.X].values, dataset[conventions.Y].values, crs_of(dataset)
+            )
+            for index in tqdm(
+                range(precipitation.sizes["time"]),
+                desc=f"loading {selection.dataset}",
+                disable=not progress,
+                leave=False,
+            ):
                 frame: xr.DataArray = precipitation.isel(time=index)
-                frames.append(BankedFrame(np.asarray(frame.values, dtype=np.float32), x_km, y_km, f"{selection.dataset} {str(frame.time.values)[:16]}"))
+                frames.append(
+                    BankedFrame(
+                        np.asarray(frame.values, dtype=np.float32),
+                        x_km,
+                        y_km,
+                        f"{selection.dataset} {str(frame.time.values)[:16]}",
+                    )
+                )
         return cls(tuple(frames))
 
     def transformed_statistics(self, config: NeuralProcessConfig) -> tuple[float, float]:
@@ -99,14 +121,18 @@ class Batch:
 
     def to(self, device: torch.device, *, non_blocking: bool = False) -> Batch:
         """The same batch on ``device`` (``non_blocking``: asynchronous copy from pinned memory)."""
-        return Batch(*(getattr(self, name).to(device, non_blocking=non_blocking) for name in self.__dataclass_fields__))
+        return Batch(
+            *(getattr(self, name).to(device, non_blocking=non_blocking) for name in self.__dataclass_fields__)
+        )
 
     def pin_memory(self) -> Batch:
         """The same batch in page-locked host memory (called by the ``DataLoader`` with ``pin_memory``)."""
         return Batch(*(getattr(self, name).pin_memory() for name in self.__dataclass_fields__))
 
 
-def _patch(bank: FrameBank, options: SamplingOptions, rng: np.random.Generator, want_wet: bool) -> tuple[BankedFrame, tuple[slice, slice]] | None:
+def _patch(
+    bank: FrameBank, options: SamplingOptions, rng: np.random.Generator, want_wet: bool
+) -> tuple[BankedFrame, tuple[slice, slice]] | None:
     frame = bank.frames[rng.integers(len(bank.frames))]
     size = int(round(rng.uniform(*options.patch_km) / frame.pixel_km))
     ny, nx = frame.values.shape
@@ -122,7 +148,9 @@ def _patch(bank: FrameBank, options: SamplingOptions, rng: np.random.Generator, 
     return frame, window
 
 
-def _blocks(shape: tuple[int, int], pixel_km: float, options: SamplingOptions, rng: np.random.Generator) -> np.ndarray:
+def _blocks(
+    shape: tuple[int, int], pixel_km: float, options: SamplingOptions, rng: np.random.Generator
+) -> np.ndarray:
     inside = np.zeros(shape, dtype=bool)
     for _ in range(rng.integers(1, 4)):
         size = max(2, min(int(round(rng.uniform(*options.block_km) / pixel_km)), shape[0] // 2))
@@ -131,7 +159,9 @@ def _blocks(shape: tuple[int, int], pixel_km: float, options: SamplingOptions, r
     return inside
 
 
-def _one_task(bank: FrameBank, options: SamplingOptions, n_context: int, masked: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _one_task(
+    bank: FrameBank, options: SamplingOptions, n_context: int, masked: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_target = options.target_points
     for _attempt in range(1000):
         found = _patch(bank, options, rng, want_wet=rng.uniform() >= options.dry_patch_fraction)
@@ -151,7 +181,12 @@ def _one_task(bank: FrameBank, options: SamplingOptions, n_context: int, masked:
             n_inside = min(target_pool.size, (3 * n_target) // 4)
             if rest.size < n_target - n_inside:
                 continue
-            target = np.concatenate([rng.choice(target_pool, n_inside, replace=False), rng.choice(rest, n_target - n_inside, replace=False)])
+            target = np.concatenate(
+                [
+                    rng.choice(target_pool, n_inside, replace=False),
+                    rng.choice(rest, n_target - n_inside, replace=False),
+                ]
+            )
         else:
             pool = np.flatnonzero(observed.ravel())
             if pool.size < n_context + n_target:
@@ -161,7 +196,9 @@ def _one_task(bank: FrameBank, options: SamplingOptions, n_context: int, masked:
         size = values.shape[1]
         x_km, y_km = frame.x_km[window[1]], frame.y_km[window[0]]
         centre = np.array([x_km.mean(), y_km.mean()])
-        coordinates = np.stack([np.tile(x_km, values.shape[0]), np.repeat(y_km, size)], axis=1) - centre  # [ny*nx, 2]
+        coordinates = (
+            np.stack([np.tile(x_km, values.shape[0]), np.repeat(y_km, size)], axis=1) - centre
+        )  # [ny*nx, 2]
         if rng.uniform() < 0.5:
             coordinates = coordinates[:, ::-1]
         coordinates = coordinates * rng.choice([-1.0, 1.0], size=2)
@@ -170,15 +207,26 @@ def _one_task(bank: FrameBank, options: SamplingOptions, n_context: int, masked:
         if (low, high) != (1.0, 1.0):
             flat = flat * np.exp(rng.uniform(np.log(low), np.log(high)))
         return coordinates[context], flat[context], coordinates[target], flat[target]
-    raise RuntimeError("could not draw a training task from the frame bank in 1000 attempts (too little observed or wet data)")
+    raise RuntimeError(
+        "could not draw a training task from the frame bank in 1000 attempts (too little observed or wet "
+        "data)"
+    )
 
 
-def sample_batch(bank: FrameBank, config: NeuralProcessConfig, options: SamplingOptions, batch_size: int, rng: np.random.Generator) -> Batch:
+def sample_batch(
+    bank: FrameBank,
+    config: NeuralProcessConfig,
+    options: SamplingOptions,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> Batch:
     """One batch; all tasks share a context size drawn from ``options.context_points`` and one task kind."""
     n_context = int(rng.integers(options.context_points[0], options.context_points[1] + 1))
     masked = bool(rng.uniform() < options.masked_block_fraction)
     tasks = [_one_task(bank, options, n_context, masked, rng) for _ in range(batch_size)]
-    context_coordinates, context_rates, target_coordinates, target_rates = (np.stack(part) for part in zip(*tasks))
+    context_coordinates, context_rates, target_coordinates, target_rates = (
+        np.stack(part) for part in zip(*tasks)
+    )
     scale = config.coordinate_scale_km
     return Batch(
         context_inputs=torch.as_tensor(context_coordinates / scale, dtype=torch.float32),
@@ -190,7 +238,8 @@ def sample_batch(bank: FrameBank, config: NeuralProcessConfig, options: Sampling
 
 
 def step_generator(seed: int, step: int) -> np.random.Generator:
-    """The random stream of training step ``step``: ``default_rng([seed, step])``, independent of every other step."""
+    """The random stream of training step ``step``: ``default_rng([seed, step])``, independent of every "
+    "other step."""
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     return np.random.default_rng([seed, step])
@@ -210,10 +259,14 @@ class StepBatches(torch.utils.data.Dataset):
     seed: int
 
     def __getitem__(self, step: int) -> Batch:
-        return sample_batch(self.bank, self.config, self.options, self.batch_size, step_generator(self.seed, int(step)))
+        return sample_batch(
+            self.bank, self.config, self.options, self.batch_size, step_generator(self.seed, int(step))
+        )
 
 
-def batch_stream(batches: StepBatches, steps: range, *, workers: int = 0, pin_memory: bool = False) -> Iterator[Batch]:
+def batch_stream(
+    batches: StepBatches, steps: range, *, workers: int = 0, pin_memory: bool = False
+) -> Iterator[Batch]:
     """The batches of ``steps``, in order.
 
     ``workers = 0``: each drawn when asked for, in this process. ``workers > 0``: drawn ahead by
@@ -227,6 +280,12 @@ def batch_stream(batches: StepBatches, steps: range, *, workers: int = 0, pin_me
     if workers == 0:
         return (batches[step] for step in steps)
     loader = torch.utils.data.DataLoader(
-        batches, batch_size=None, sampler=steps, num_workers=workers, prefetch_factor=4, pin_memory=pin_memory, generator=torch.Generator(),
+        batches,
+        batch_size=None,
+        sampler=steps,
+        num_workers=workers,
+        prefetch_factor=4,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),
     )
     return iter(loader)

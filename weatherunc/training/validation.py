@@ -18,13 +18,19 @@ from weatherunc.training.config import FrameSelection
 WINDOW_PIXELS = 96
 
 
-def validation_tasks(selections: list[FrameSelection], count: int, *, seed: int = 0, open_options: dict | None = None) -> list[Task]:
+def validation_tasks(
+    selections: list[FrameSelection], count: int, *, seed: int = 0, open_options: dict | None = None
+) -> list[Task]:
     """``count`` tasks (alternately masked blocks and gauge networks) on the wettest windows of
     the wettest selected frames, spread over the selections; fixed by ``seed``."""
-    return [task for _, task in labelled_validation_tasks(selections, count, seed=seed, open_options=open_options)]
+    return [
+        task for _, task in labelled_validation_tasks(selections, count, seed=seed, open_options=open_options)
+    ]
 
 
-def labelled_validation_tasks(selections: list[FrameSelection], count: int, *, seed: int = 0, open_options: dict | None = None) -> list[tuple[str, Task]]:
+def labelled_validation_tasks(
+    selections: list[FrameSelection], count: int, *, seed: int = 0, open_options: dict | None = None
+) -> list[tuple[str, Task]]:
     """:func:`validation_tasks` with the dataset each task was drawn from: ``(dataset, task)``
     pairs, the same tasks in the same order (for calibrations cross-validated by dataset)."""
     rng = np.random.default_rng(seed)
@@ -33,16 +39,34 @@ def labelled_validation_tasks(selections: list[FrameSelection], count: int, *, s
     for selection in selections:
         dataset = open_dataset(selection.dataset, **(open_options or {}))
         crs = crs_of(dataset)
-        precipitation = dataset[conventions.PRECIPITATION].sel(time=slice(selection.start, selection.end)).isel(time=slice(None, None, selection.stride))
+        precipitation = (
+            dataset[conventions.PRECIPITATION]
+            .sel(time=slice(selection.start, selection.end))
+            .isel(time=slice(None, None, selection.stride))
+        )
         wet = (precipitation > 0.1).mean((conventions.Y, conventions.X)).values
         frames = np.argsort(-wet, kind="stable")[: max(1, per_selection // 2)]
         for number in range(per_selection):
             index = int(frames[number % len(frames)])
-            frame = precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"], errors="ignore")
+            frame = (
+                precipitation.isel(time=index)
+                .load()
+                .drop_vars(["latitude", "longitude", "time"], errors="ignore")
+            )
             window = wettest_window(frame, min(WINDOW_PIXELS, *frame.shape))
             task_seed = int(rng.integers(2**31))
             if number % 2 == 0:
-                task = masked_blocks(window, block_pixels=16, count=2, halo_pixels=16, max_context=1000, max_target=2000, min_wet_fraction=0.2, seed=task_seed, crs=crs)
+                task = masked_blocks(
+                    window,
+                    block_pixels=16,
+                    count=2,
+                    halo_pixels=16,
+                    max_context=1000,
+                    max_target=2000,
+                    min_wet_fraction=0.2,
+                    seed=task_seed,
+                    crs=crs,
+                )
             else:
                 task = gauge_network(window, fraction=0.02, max_target=2000, seed=task_seed, crs=crs)
             tasks.append((selection.dataset, task))
@@ -57,4 +81,7 @@ def validation_scores(interpolator: NeuralProcessInterpolator, tasks: list[Task]
 def mean_scores(predictions: Sequence[xr.Dataset], tasks: Sequence[Task]) -> dict[str, float]:
     """Mean crps, nlpd, rmse and coverage_90 of predictions already made, one per task."""
     scores = [score_prediction(prediction, task) for prediction, task in zip(predictions, tasks, strict=True)]
-    return {key: float(np.mean([score[key] for score in scores])) for key in ("crps", "nlpd", "rmse", "coverage_90")}
+    return {
+        key: float(np.mean([score[key] for score in scores]))
+        for key in ("crps", "nlpd", "rmse", "coverage_90")
+    }

@@ -36,10 +36,18 @@ class ConvNPConfig:
         if self.grid_km <= 0 or self.minimum_std <= 0 or self.value_scale <= 0:
             raise ValueError("grid_km, minimum_std and value_scale must be > 0")
         if not self.set_conv_lengthscales_km or min(self.set_conv_lengthscales_km) <= 0:
-            raise ValueError(f"set_conv_lengthscales_km must be positive lengths, got {self.set_conv_lengthscales_km}")
+            raise ValueError(
+                f"set_conv_lengthscales_km must be positive lengths, got {self.set_conv_lengthscales_km}"
+            )
         if not self.channels or min(self.channels) < 4 or self.decoder_hidden < 4:
-            raise ValueError(f"channels and decoder_hidden must be >= 4, got {self.channels} and {self.decoder_hidden}")
-        if list(self.bin_edges) != sorted(set(self.bin_edges)) or not self.bin_edges or self.bin_edges[0] != 0.0:
+            raise ValueError(
+                f"channels and decoder_hidden must be >= 4, got {self.channels} and {self.decoder_hidden}"
+            )
+        if (
+            list(self.bin_edges) != sorted(set(self.bin_edges))
+            or not self.bin_edges
+            or self.bin_edges[0] != 0.0
+        ):
             raise ValueError(f"bin_edges must start at 0 and increase strictly, got {self.bin_edges}")
 
     @property

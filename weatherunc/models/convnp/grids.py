@@ -14,10 +14,14 @@ def standardise(config: ConvNPConfig, rate: np.ndarray) -> np.ndarray:
 
 def rate_bin_index(config: ConvNPConfig, rate: np.ndarray) -> np.ndarray:
     """Bin index of each rate ``[...]`` (``edges[i] <= rate < edges[i + 1]``), int64."""
-    return np.clip(np.searchsorted(np.asarray(config.bin_edges), rate, side="right") - 1, 0, config.bins - 1).astype(np.int64)
+    return np.clip(
+        np.searchsorted(np.asarray(config.bin_edges), rate, side="right") - 1, 0, config.bins - 1
+    ).astype(np.int64)
 
 
-def context_grids(config: ConvNPConfig, rows: np.ndarray, columns: np.ndarray, rates: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def context_grids(
+    config: ConvNPConfig, rows: np.ndarray, columns: np.ndarray, rates: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """The context grids ``observed``, ``values`` ``[H, W]`` (float32) from contexts at integer
     cells ``rows``, ``columns`` ``[n]`` with rates ``[n]`` mm/h: a cell is observed when it holds a
     context, and its value is the mean standardised transformed rate of its contexts."""

@@ -50,8 +50,15 @@ def load_convnp(path: Path) -> tuple[ConvNP, dict]:
         config = ConvNPConfig.from_dict(values)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: invalid config ({error})") from error
-    if max(config.channels) > MAXIMUM_CHANNELS or config.levels > MAXIMUM_LEVELS or config.decoder_hidden > MAXIMUM_CHANNELS:
-        raise CheckpointError(f"checkpoint {path}: config asks for channels {config.channels}, decoder_hidden {config.decoder_hidden} (at most {MAXIMUM_CHANNELS} wide, {MAXIMUM_LEVELS} levels)")
+    if (
+        max(config.channels) > MAXIMUM_CHANNELS
+        or config.levels > MAXIMUM_LEVELS
+        or config.decoder_hidden > MAXIMUM_CHANNELS
+    ):
+        raise CheckpointError(
+            f"checkpoint {path}: config asks for channels {config.channels}, decoder_hidden "
+            f"{config.decoder_hidden} (at most {MAXIMUM_CHANNELS} wide, {MAXIMUM_LEVELS} levels)"
+        )
     with torch.device("meta"):
         layout = parameter_layout(ConvNP(config))
     tensors, sidecar = load_checkpoint(path, architecture=ARCHITECTURE, expected_parameters=layout)
@@ -76,8 +83,12 @@ def task_grid(config: ConvNPConfig, task: Task, margin_cells: int) -> TaskGrid:
     points = np.vstack([task.context_coordinates, task.target_coordinates])
     origin = points.min(0) - margin_cells * config.grid_km
     columns, rows = np.ceil((points.max(0) - origin) / config.grid_km).astype(int) + margin_cells + 1
-    context = np.rint((task.context_coordinates - origin) / config.grid_km).astype(np.int64)  # [n, 2] (column, row)
-    observed, values = context_grids(config, context[:, 1], context[:, 0], task.context_values, (rows, columns))
+    context = np.rint((task.context_coordinates - origin) / config.grid_km).astype(
+        np.int64
+    )  # [n, 2] (column, row)
+    observed, values = context_grids(
+        config, context[:, 1], context[:, 0], task.context_values, (rows, columns)
+    )
     positions = ((task.target_coordinates - origin) / config.grid_km)[:, ::-1].astype(np.float32)
     return TaskGrid(observed, values, positions, origin)
 
@@ -109,9 +120,12 @@ class ConvNPInterpolator:
         return self.model.config
 
     def predict_moments(self, task: Task) -> dict[str, np.ndarray]:
-        """Per target ``[n_target]``: transformed mean and noise variance, ``bin_probability`` ``[n_target, bins]``."""
+        """Per target ``[n_target]``: transformed mean and noise variance, ``bin_probability`` ``[n_target, "
+        "bins]``."""
         if self.tile_cells < 1 or self.halo_cells < 0:
-            raise ValueError(f"tile_cells must be >= 1 and halo_cells >= 0, got {self.tile_cells}, {self.halo_cells}")
+            raise ValueError(
+                f"tile_cells must be >= 1 and halo_cells >= 0, got {self.tile_cells}, {self.halo_cells}"
+            )
         config = self.config
         device = torch.device(self.device) if self.device else choose_device()
         model = self.model.to(device).eval()
@@ -123,10 +137,23 @@ class ConvNPInterpolator:
         with torch.inference_mode():
             for top in range(0, rows, self.tile_cells):
                 for left in range(0, columns, self.tile_cells):
-                    members = np.flatnonzero((cell[:, 0] >= top) & (cell[:, 0] < top + self.tile_cells) & (cell[:, 1] >= left) & (cell[:, 1] < left + self.tile_cells))
+                    members = np.flatnonzero(
+                        (cell[:, 0] >= top)
+                        & (cell[:, 0] < top + self.tile_cells)
+                        & (cell[:, 1] >= left)
+                        & (cell[:, 1] < left + self.tile_cells)
+                    )
                     if not members.size:
                         continue
-                    window = (slice(max(0, top - self.halo_cells), min(rows, top + self.tile_cells + self.halo_cells)), slice(max(0, left - self.halo_cells), min(columns, left + self.tile_cells + self.halo_cells)))
+                    window = (
+                        slice(
+                            max(0, top - self.halo_cells), min(rows, top + self.tile_cells + self.halo_cells)
+                        ),
+                        slice(
+                            max(0, left - self.halo_cells),
+                            min(columns, left + self.tile_cells + self.halo_cells),
+                        ),
+                    )
                     observed = torch.as_tensor(grid.observed[window], device=device)[None, None]
                     values = torch.as_tensor(grid.values[window], device=device)[None, None]
                     shift = np.array([window[0].start, window[1].start], dtype=np.float32)
@@ -142,18 +169,30 @@ class ConvNPInterpolator:
         }
 
     def predict(self, task: Task) -> xr.Dataset:
-        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, bin)``."""
+        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, "
+        "bin)``."""
         start = time.perf_counter()
         moments = self.predict_moments(task)
         elapsed = time.perf_counter() - start
         dataset = prediction_dataset(
-            task, transformed_mean=moments["transformed_mean"], latent_variance=np.zeros(task.n_target),
-            noise_variance=moments["noise_variance"], transform=self.config.transform, model=self.name,
+            task,
+            transformed_mean=moments["transformed_mean"],
+            latent_variance=np.zeros(task.n_target),
+            noise_variance=moments["noise_variance"],
+            transform=self.config.transform,
+            model=self.name,
             attrs={
-                "fit_seconds": 0.0, "predict_seconds": elapsed, "architecture": self.config.kind,
+                "fit_seconds": 0.0,
+                "predict_seconds": elapsed,
+                "architecture": self.config.kind,
                 "checkpoint_sha256": self.checkpoint_sha256,
-                "prediction": f"grid of {self.config.grid_km:g} km, tiles of {self.tile_cells} cells with a halo of {self.halo_cells}",
+                "prediction": (
+                    f"grid of {self.config.grid_km:g} km, tiles of {self.tile_cells} cells with a halo of "
+                    f"{self.halo_cells}"
+                ),
             },
         )
         probabilities = moments["bin_probability"]
-        return with_head_probabilities(dataset, probabilities, self.config.bin_edges, entropy(probabilities), np.zeros(task.n_target))
+        return with_head_probabilities(
+            dataset, probabilities, self.config.bin_edges, entropy(probabilities), np.zeros(task.n_target)
+        )

@@ -61,11 +61,17 @@ class SetConvolution(nn.Module):
         return 2 + 2 * self.count
 
     def forward(self, observed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        both = torch.cat([observed, observed * values], dim=1).repeat_interleave(self.count, dim=1)  # [B, 2L, H, W]
+        both = torch.cat([observed, observed * values], dim=1).repeat_interleave(
+            self.count, dim=1
+        )  # [B, 2L, H, W]
         kernels = self.kernels.to(both.dtype).repeat(2, 1)  # [2L, k]
         size = kernels.shape[1]
-        smoothed = functional.conv2d(both, kernels[:, None, :, None], padding=(size // 2, 0), groups=2 * self.count)
-        smoothed = functional.conv2d(smoothed, kernels[:, None, None, :], padding=(0, size // 2), groups=2 * self.count)
+        smoothed = functional.conv2d(
+            both, kernels[:, None, :, None], padding=(size // 2, 0), groups=2 * self.count
+        )
+        smoothed = functional.conv2d(
+            smoothed, kernels[:, None, None, :], padding=(0, size // 2), groups=2 * self.count
+        )
         density, weighted = smoothed[:, : self.count], smoothed[:, self.count :]
         signal = weighted / (density + 1e-5)
         return torch.cat([observed, observed * values, density, signal], dim=1)
@@ -93,9 +99,19 @@ class UNet(nn.Module):
     def __init__(self, inputs: int, channels: tuple[int, ...]) -> None:
         super().__init__()
         self.stem = nn.Conv2d(inputs, channels[0], 3, padding=1)
-        self.down = nn.ModuleList([ResidualBlock(channels[0], channels[0])] + [ResidualBlock(channels[level - 1], channels[level]) for level in range(1, len(channels))])
-        self.lift = nn.ModuleList([nn.Conv2d(channels[level], channels[level - 1], 3, padding=1) for level in range(1, len(channels))])
-        self.up = nn.ModuleList([ResidualBlock(2 * channels[level - 1], channels[level - 1]) for level in range(1, len(channels))])
+        self.down = nn.ModuleList(
+            [ResidualBlock(channels[0], channels[0])]
+            + [ResidualBlock(channels[level - 1], channels[level]) for level in range(1, len(channels))]
+        )
+        self.lift = nn.ModuleList(
+            [
+                nn.Conv2d(channels[level], channels[level - 1], 3, padding=1)
+                for level in range(1, len(channels))
+            ]
+        )
+        self.up = nn.ModuleList(
+            [ResidualBlock(2 * channels[level - 1], channels[level - 1]) for level in range(1, len(channels))]
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -104,7 +120,9 @@ class UNet(nn.Module):
             skips.append(hidden)
             hidden = block(functional.avg_pool2d(hidden, 2))
         for level in reversed(range(len(self.lift))):
-            hidden = functional.silu(self.lift[level](functional.interpolate(hidden, scale_factor=2.0, mode="nearest")))
+            hidden = functional.silu(
+                self.lift[level](functional.interpolate(hidden, scale_factor=2.0, mode="nearest"))
+            )
             hidden = self.up[level](torch.cat([hidden, skips[level]], dim=1))
         return hidden
 
@@ -117,7 +135,9 @@ def read_at(features: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     row = 2.0 * positions[..., 0] / max(height - 1, 1) - 1.0
     column = 2.0 * positions[..., 1] / max(width - 1, 1) - 1.0
     grid = torch.stack([column, row], dim=-1)[:, None].to(features.dtype)  # [B, 1, n, 2] as (x, y)
-    sampled = functional.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    sampled = functional.grid_sample(
+        features, grid, mode="bilinear", padding_mode="border", align_corners=True
+    )
     return sampled[:, :, 0].transpose(1, 2)
 
 
@@ -130,8 +150,10 @@ class ConvNP(nn.Module):
         self.encoder = SetConvolution(config)
         self.unet = UNet(self.encoder.channels, config.channels)
         self.decoder = nn.Sequential(
-            nn.Linear(config.channels[0], config.decoder_hidden), nn.SiLU(),
-            nn.Linear(config.decoder_hidden, config.decoder_hidden), nn.SiLU(),
+            nn.Linear(config.channels[0], config.decoder_hidden),
+            nn.SiLU(),
+            nn.Linear(config.decoder_hidden, config.decoder_hidden),
+            nn.SiLU(),
             nn.Linear(config.decoder_hidden, 2 + config.bins),
         )
 
@@ -151,7 +173,8 @@ class ConvNP(nn.Module):
         return self.unet(inputs)[..., :height, :width]
 
     def decode(self, features: torch.Tensor, positions: torch.Tensor) -> ConvNPOutput:
-        """Predictive outputs at ``positions`` ``[batch, n, 2]`` (row, column in cells) read from ``features``."""
+        """Predictive outputs at ``positions`` ``[batch, n, 2]`` (row, column in cells) read from "
+        "``features``."""
         output = self.decoder(read_at(features, positions))
         std = self.config.minimum_std + functional.softplus(output[..., 1])
         return ConvNPOutput(mean=output[..., 0], std=std, logits=output[..., 2:])
@@ -161,7 +184,15 @@ class ConvNP(nn.Module):
         return self.decode(self.features(observed, values), positions)
 
 
-def censored_loss(output: ConvNPOutput, target_values: torch.Tensor, target_bins: torch.Tensor, weights: torch.Tensor, *, dry_bound: float, bin_weight: float) -> dict[str, torch.Tensor]:
+def censored_loss(
+    output: ConvNPOutput,
+    target_values: torch.Tensor,
+    target_bins: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    dry_bound: float,
+    bin_weight: float,
+) -> dict[str, torch.Tensor]:
     """Training loss, each term a weighted mean over targets.
 
     ``target_values`` ``[batch, n]`` standardised transformed rates, ``target_bins`` ``[batch, n]``
@@ -177,5 +208,12 @@ def censored_loss(output: ConvNPOutput, target_values: torch.Tensor, target_bins
     nll_each = torch.where(dry, dry_nll, wet_nll)
     total = weights.sum().clamp_min(1.0)
     nll = (nll_each * weights).sum() / total
-    cross_entropy = (functional.cross_entropy(output.logits.reshape(-1, output.logits.shape[-1]).float(), target_bins.reshape(-1), reduction="none") * weights.reshape(-1)).sum() / total
+    cross_entropy = (
+        functional.cross_entropy(
+            output.logits.reshape(-1, output.logits.shape[-1]).float(),
+            target_bins.reshape(-1),
+            reduction="none",
+        )
+        * weights.reshape(-1)
+    ).sum() / total
     return {"loss": nll + bin_weight * cross_entropy, "nll": nll, "cross_entropy": cross_entropy}

@@ -45,9 +45,18 @@ class FittedGaussianProcess:
         return kernel_named(self.kernel_name).covariance(self.kernel, first, second)
 
     def predict(
-        self, context: np.ndarray, values: np.ndarray, targets: np.ndarray, batch: int, *, rescale_variance: bool = True,
-        censored: np.ndarray | None = None, bound: float = 0.0, samples: int = GaussianProcessConfig.censored_samples,
-        burn_in: int = GaussianProcessConfig.censored_burn_in, rng: np.random.Generator | None = None,
+        self,
+        context: np.ndarray,
+        values: np.ndarray,
+        targets: np.ndarray,
+        batch: int,
+        *,
+        rescale_variance: bool = True,
+        censored: np.ndarray | None = None,
+        bound: float = 0.0,
+        samples: int = GaussianProcessConfig.censored_samples,
+        burn_in: int = GaussianProcessConfig.censored_burn_in,
+        rng: np.random.Generator | None = None,
         local_variance: LocalVarianceScale | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
         """Posterior mean ``[m]``, latent variance ``[m]`` and noise variance of ``z`` at ``targets``.
@@ -72,24 +81,43 @@ class FittedGaussianProcess:
         """
         with torch.no_grad():
             inputs = self._inputs(context)
-            residual = torch.as_tensor((values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64)
-            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(len(inputs), dtype=torch.float64)
+            residual = torch.as_tensor(
+                (values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64
+            )
+            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(
+                len(inputs), dtype=torch.float64
+            )
             factor = cholesky_with_jitter(covariance)  # [n, n]
             weights = torch.cholesky_solve(residual[:, None], factor)  # [n, 1]
-            scale = max(float((residual[:, None] * weights).sum()) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
+            scale = (
+                max(float((residual[:, None] * weights).sum()) / len(residual), MINIMUM_VARIANCE_SCALE)
+                if rescale_variance
+                else 1.0
+            )
             limit = (bound - self.output_centre) / self.output_scale - self.constant
             censoring = censored is not None and bool(np.any(censored))
-            inverse = torch.cholesky_inverse(factor).numpy() if censoring or local_variance is not None else None  # [n, n]
+            inverse = (
+                torch.cholesky_inverse(factor).numpy() if censoring or local_variance is not None else None
+            )  # [n, n]
             local_scale = np.ones(len(targets))
             if local_variance is not None:
                 diagonal = inverse.diagonal()
                 loo_mean = residual.numpy() - weights[:, 0].numpy() / diagonal
-                residuals = squared_residuals(residual.numpy(), loo_mean, scale / diagonal, censored if censoring else None, limit)
+                residuals = squared_residuals(
+                    residual.numpy(), loo_mean, scale / diagonal, censored if censoring else None, limit
+                )
                 local_scale = local_variance.at(targets, context, residuals, batch=batch)
             if censoring:
                 precision = np.divide(inverse, scale, out=inverse)  # [n, n] of the scaled residual, in place
-                draws = sample_censored(precision, np.minimum(residual.numpy(), np.where(censored, limit, np.inf)), censored, limit,
-                                        samples=samples, burn_in=burn_in, rng=rng if rng is not None else np.random.default_rng(0))
+                draws = sample_censored(
+                    precision,
+                    np.minimum(residual.numpy(), np.where(censored, limit, np.inf)),
+                    censored,
+                    limit,
+                    samples=samples,
+                    burn_in=burn_in,
+                    rng=rng if rng is not None else np.random.default_rng(0),
+                )
                 del precision
                 weights = torch.cholesky_solve(torch.as_tensor(draws), factor)  # [n, samples]
             del inverse
@@ -110,9 +138,15 @@ class FittedGaussianProcess:
             mean = mean + self.constant
             variance = (variance * scale + spread) * local_scale
             noise = self.noise * scale * self.output_scale**2
-        return mean * self.output_scale + self.output_centre, variance * self.output_scale**2, noise * local_scale if local_variance is not None else noise
+        return (
+            mean * self.output_scale + self.output_centre,
+            variance * self.output_scale**2,
+            noise * local_scale if local_variance is not None else noise,
+        )
 
-    def leave_one_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def leave_one_out(
+        self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Leave-one-out predictive mean and variance (noise included) of ``z`` at each context.
 
         Closed form from one inverse of ``K = K_f + sigma^2 I`` over the ``[n, d]`` contexts,
@@ -126,21 +160,34 @@ class FittedGaussianProcess:
         variance = 1.0 / diagonal * scale
         return mean * self.output_scale + self.output_centre, variance * self.output_scale**2
 
-    def _inverse_solution(self, context: np.ndarray, values: np.ndarray, rescale_variance: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def _inverse_solution(
+        self, context: np.ndarray, values: np.ndarray, rescale_variance: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Standardised residual ``r`` ``[n]``, ``K^-1`` ``[n, n]``, ``K^-1 r`` ``[n]`` and the variance scale
         (``r^T K^-1 r / n``, or 1 without ``rescale_variance``) over the ``[n, d]`` contexts."""
         with torch.no_grad():
             inputs = self._inputs(context)
-            residual = torch.as_tensor((values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64)
-            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(len(inputs), dtype=torch.float64)
+            residual = torch.as_tensor(
+                (values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64
+            )
+            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(
+                len(inputs), dtype=torch.float64
+            )
             inverse = torch.cholesky_inverse(cholesky_with_jitter(covariance)).numpy()  # [n, n]
         residual = residual.numpy()
         weights = inverse @ residual
-        scale = max(float(residual @ weights) / len(residual), MINIMUM_VARIANCE_SCALE) if rescale_variance else 1.0
+        scale = (
+            max(float(residual @ weights) / len(residual), MINIMUM_VARIANCE_SCALE)
+            if rescale_variance
+            else 1.0
+        )
         return residual, inverse, weights, scale
 
-    def leave_two_out(self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Predictive mean and variance ``[n, n]`` of ``z_j`` (column) with contexts ``i`` (row) and ``j`` both left out.
+    def leave_two_out(
+        self, context: np.ndarray, values: np.ndarray, *, rescale_variance: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and variance ``[n, n]`` of ``z_j`` (column) with contexts ``i`` (row) and ``j``
+        both left out.
 
         From the ``2 x 2`` blocks of ``A = K^-1`` over the ``[n, d]`` contexts, ``alpha = A r``: the
         pair's left-out residuals are ``A_SS^-1 alpha_S`` with covariance ``A_SS^-1``, so
@@ -159,8 +206,12 @@ class FittedGaussianProcess:
         product *= 1e-12
         np.maximum(determinant, product, out=determinant)
         del product
-        np.fill_diagonal(determinant, diagonal**2)  # i = j: leave one out (1 / a_jj for the variance, alpha_j / a_jj for the residual)
-        left_out = np.multiply(inverse, weights[:, None], out=inverse)  # a_ij alpha_i, over K^-1 (no longer needed)
+        np.fill_diagonal(
+            determinant, diagonal**2
+        )  # i = j: leave one out (1 / a_jj for the variance, alpha_j / a_jj for the residual)
+        left_out = np.multiply(
+            inverse, weights[:, None], out=inverse
+        )  # a_ij alpha_i, over K^-1 (no longer needed)
         np.subtract(np.multiply.outer(diagonal, weights), left_out, out=left_out)
         left_out /= determinant
         np.fill_diagonal(left_out, weights / diagonal)
@@ -169,4 +220,3 @@ class FittedGaussianProcess:
         mean += self.output_centre
         variance = np.divide((scale * self.output_scale**2) * diagonal[:, None], determinant, out=determinant)
         return mean, variance
-

@@ -59,4 +59,3 @@ class GaussianProcessConfig:
     local_variance_bandwidths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     local_variance_prior_weights: tuple[float, ...] = (1.0, 4.0)
     seed: int = 0
-

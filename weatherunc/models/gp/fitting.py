@@ -11,13 +11,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from weatherunc.models.covariance import GaussianProcessNumericalError, negative_log_marginal_likelihood, squared_differences
+from weatherunc.models.covariance import (
+    GaussianProcessNumericalError,
+    negative_log_marginal_likelihood,
+    squared_differences,
+)
 from weatherunc.models.gp.algebra import FittedGaussianProcess
 from weatherunc.models.gp.config import GaussianProcessConfig
 from weatherunc.models.gp.kernels import kernel_named
 
 
-def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig, *, fitted: dict[str, FittedGaussianProcess] | None = None) -> FittedGaussianProcess:
+def fit_gaussian_process(
+    inputs: np.ndarray,
+    values: np.ndarray,
+    config: GaussianProcessConfig,
+    *,
+    fitted: dict[str, FittedGaussianProcess] | None = None,
+) -> FittedGaussianProcess:
     """Maximise the exact marginal likelihood of ``values`` ``[n]`` at ``inputs`` ``[n, d]``.
 
     With ``kernel="auto"`` every kernel of ``config.automatic_kernels`` is fitted on the same
@@ -29,7 +39,10 @@ def fit_gaussian_process(inputs: np.ndarray, values: np.ndarray, config: Gaussia
     """
     kernels = config.automatic_kernels if config.kernel == "auto" else (config.kernel,)
     fitted = fitted or {}
-    fits = [fitted[kernel] if kernel in fitted else fit_kernel(inputs, values, config, kernel) for kernel in kernels]
+    fits = [
+        fitted[kernel] if kernel in fitted else fit_kernel(inputs, values, config, kernel)
+        for kernel in kernels
+    ]
     return max(fits, key=lambda fit: fit.log_marginal_likelihood)
 
 
@@ -47,14 +60,18 @@ def spatial_blocks(points: np.ndarray, size: int) -> np.ndarray:
     while max(len(members) for members in sets) > size:
         halves = []
         for members in sets:
-            order = members[np.argsort(points[members, int(np.argmax(np.ptp(points[members], axis=0)))], kind="stable")]
+            order = members[
+                np.argsort(points[members, int(np.argmax(np.ptp(points[members], axis=0)))], kind="stable")
+            ]
             halves += [order[: len(order) // 2], order[len(order) // 2 :]]
         sets = halves
     smallest = min(len(members) for members in sets)
     return np.stack([members[:smallest] for members in sets])
 
 
-def fit_kernel(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig, kernel_name: str) -> FittedGaussianProcess:
+def fit_kernel(
+    inputs: np.ndarray, values: np.ndarray, config: GaussianProcessConfig, kernel_name: str
+) -> FittedGaussianProcess:
     """One kernel's hyperparameters by exact or block composite marginal likelihood (see the config)."""
     import gpytorch
 
@@ -64,30 +81,42 @@ def fit_kernel(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessCo
     if len(values) > limit:
         chosen = rng.choice(len(values), size=limit, replace=False)
         inputs, values = inputs[chosen], values[chosen]
-    blocks = torch.as_tensor(spatial_blocks(inputs[:, :2], config.block_points) if composite else np.arange(len(values))[None, :])  # [b, m]
+    blocks = torch.as_tensor(
+        spatial_blocks(inputs[:, :2], config.block_points) if composite else np.arange(len(values))[None, :]
+    )  # [b, m]
     input_centre = inputs.mean(axis=0)
     input_scale = np.maximum(inputs.std(axis=0), 1e-6)
-    input_scale[:2] = max(float(np.sqrt(np.mean(inputs[:, :2].var(axis=0)))), 1e-6)  # one spatial scale: x and y alike
+    input_scale[:2] = max(
+        float(np.sqrt(np.mean(inputs[:, :2].var(axis=0)))), 1e-6
+    )  # one spatial scale: x and y alike
     output_centre = float(values.mean())
     output_scale = float(values.std()) if values.std() > 1e-9 else 1.0
     x = torch.as_tensor((inputs - input_centre) / input_scale, dtype=torch.float64)  # [n, d]
     y = torch.as_tensor((values - output_centre) / output_scale, dtype=torch.float64)[blocks]  # [b, m]
     family = kernel_named(kernel_name)
     kernel = family.module(x.shape[1]).double()
-    likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(config.minimum_noise)).double()
+    likelihood = gpytorch.likelihoods.GaussianLikelihood(
+        noise_constraint=gpytorch.constraints.GreaterThan(config.minimum_noise)
+    ).double()
     mean = gpytorch.means.ConstantMean().double()
     kernel.base_kernel.lengthscale = torch.full((1, x.shape[1]), 0.3, dtype=torch.float64)
     kernel.outputscale = torch.tensor(1.0, dtype=torch.float64)
     likelihood.noise = torch.tensor(0.1, dtype=torch.float64)
     identity = torch.eye(blocks.shape[1], dtype=torch.float64)
-    differences = torch.stack([squared_differences(x[members], x[members]) for members in blocks], dim=1)  # [d, b, m, m], fixed during the fit
+    differences = torch.stack(
+        [squared_differences(x[members], x[members]) for members in blocks], dim=1
+    )  # [d, b, m, m], fixed during the fit
 
     def objective() -> torch.Tensor:  # negative log (composite) marginal likelihood per point
-        covariance = family.covariance_from_differences(kernel, differences) + likelihood.noise * identity  # [b, m, m]
+        covariance = (
+            family.covariance_from_differences(kernel, differences) + likelihood.noise * identity
+        )  # [b, m, m]
         return negative_log_marginal_likelihood(covariance, y - mean.constant)
 
     parameters = [*likelihood.parameters(), *mean.parameters(), *kernel.parameters()]
-    optimiser = torch.optim.LBFGS(parameters, lr=1.0, max_iter=config.fit_iterations, line_search_fn="strong_wolfe")
+    optimiser = torch.optim.LBFGS(
+        parameters, lr=1.0, max_iter=config.fit_iterations, line_search_fn="strong_wolfe"
+    )
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
@@ -100,10 +129,17 @@ def fit_kernel(inputs: np.ndarray, values: np.ndarray, config: GaussianProcessCo
         with torch.no_grad():
             log_marginal_likelihood = -float(objective())  # per point, standardised values
     except (GaussianProcessNumericalError, RuntimeError) as error:
-        raise GaussianProcessNumericalError(f"marginal-likelihood fit failed on {len(values)} points: {error}") from error
+        raise GaussianProcessNumericalError(
+            f"marginal-likelihood fit failed on {len(values)} points: {error}"
+        ) from error
     return FittedGaussianProcess(
-        kernel=kernel, kernel_name=kernel_name, log_marginal_likelihood=log_marginal_likelihood,
-        constant=float(mean.constant.detach()), noise=float(likelihood.noise.detach()),
-        input_centre=input_centre, input_scale=input_scale, output_centre=output_centre, output_scale=output_scale,
+        kernel=kernel,
+        kernel_name=kernel_name,
+        log_marginal_likelihood=log_marginal_likelihood,
+        constant=float(mean.constant.detach()),
+        noise=float(likelihood.noise.detach()),
+        input_centre=input_centre,
+        input_scale=input_scale,
+        output_centre=output_centre,
+        output_scale=output_scale,
     )
-

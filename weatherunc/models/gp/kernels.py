@@ -15,7 +15,11 @@ from types import ModuleType
 
 import torch
 
-from weatherunc.models.covariance import covariance_from_differences, kernel_hyperparameters, module_covariance
+from weatherunc.models.covariance import (
+    covariance_from_differences,
+    kernel_hyperparameters,
+    module_covariance,
+)
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,8 @@ class StationaryKernel(ABC):
     name: str
 
     def module(self, dimensions: int) -> torch.nn.Module:
-        """A new GPyTorch ``ScaleKernel`` of this family over ``dimensions`` inputs, with GPyTorch's initial values and dtype."""
+        """A new GPyTorch ``ScaleKernel`` of this family over ``dimensions`` inputs, with GPyTorch's "
+        "initial values and dtype."""
         import gpytorch
 
         return gpytorch.kernels.ScaleKernel(self._base_module(gpytorch, dimensions))
@@ -39,7 +44,8 @@ class StationaryKernel(ABC):
         """The GPyTorch base kernel (inside the ``ScaleKernel``) with ``ard_num_dims=dimensions``."""
 
     def covariance(self, module: torch.nn.Module, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """Covariance ``[n, m]`` between ``first`` ``[n, d]`` and ``second`` ``[m, d]`` with the hyperparameters of ``module``.
+        """Covariance ``[n, m]`` between ``first`` ``[n, d]`` and ``second`` ``[m, d]`` with the
+        hyperparameters of ``module``.
 
         :func:`~weatherunc.models.covariance.stationary_covariance`: computed in place unless a
         gradient is needed.
@@ -75,7 +81,8 @@ class SquaredExponential(StationaryKernel):
 
 @dataclass(frozen=True)
 class RationalQuadratic(StationaryKernel):
-    """Rational quadratic kernel, a scale mixture of squared exponentials (Rasmussen & Williams 2006, eq. 4.19)."""
+    """Rational quadratic kernel, a scale mixture of squared exponentials (Rasmussen & Williams 2006, eq. "
+    "4.19)."""
 
     def _base_module(self, gpytorch: ModuleType, dimensions: int) -> torch.nn.Module:
         return gpytorch.kernels.RQKernel(ard_num_dims=dimensions)
@@ -85,8 +92,11 @@ class RationalQuadratic(StationaryKernel):
 KERNELS: dict[str, StationaryKernel] = {
     kernel.name: kernel
     for kernel in (
-        Matern("matern12", 0.5), Matern("matern32", 1.5), Matern("matern52", 2.5),
-        SquaredExponential("rbf"), RationalQuadratic("rational_quadratic"),
+        Matern("matern12", 0.5),
+        Matern("matern32", 1.5),
+        Matern("matern52", 2.5),
+        SquaredExponential("rbf"),
+        RationalQuadratic("rational_quadratic"),
     )
 }
 
@@ -99,5 +109,6 @@ def kernel_named(name: str) -> StationaryKernel:
 
 
 def gpytorch_kernel(name: str, dimensions: int) -> torch.nn.Module:
-    """A new GPyTorch ``ScaleKernel`` of the family ``name`` over ``dimensions`` inputs (:meth:`StationaryKernel.module`)."""
+    """A new GPyTorch ``ScaleKernel`` of the family ``name`` over ``dimensions`` inputs "
+    "(:meth:`StationaryKernel.module`)."""
     return kernel_named(name).module(dimensions)

@@ -1,4 +1,5 @@
-"""Per-task choice of the transform offset and the local variance scale by the leave-one-out CRPS of the contexts."""
+"""Per-task choice of the transform offset and the local variance scale by the leave-one-out CRPS of the "
+"contexts."""
 
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def spatial_lengthscale_km(fitted: FittedGaussianProcess) -> float:
     return float(np.sqrt(np.prod(lengthscales)))
 
 
-def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: GaussianProcessConfig) -> PredictiveSelection:
-    """The transform offset and local variance scale with the lowest leave-one-out CRPS [mm/h] of the contexts.
+def select_predictive_options(
+    inputs: np.ndarray, rates: np.ndarray, config: GaussianProcessConfig
+) -> PredictiveSelection:
+    """The transform offset and local variance scale with the lowest leave-one-out CRPS [mm/h] of the
+    contexts.
 
     For each offset of ``config.offset_candidates`` (log/Box-Cox transforms; otherwise the
     configured transform only): transform the ``[n]`` context ``rates``, fit a GP by marginal
@@ -75,10 +79,18 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
     if not offsets and not config.local_variance:
         return PredictiveSelection(base, None, {}, {}, {})
     rng = np.random.default_rng(config.seed)
-    scored = rng.choice(len(rates), size=config.selection_points, replace=False) if len(rates) > config.selection_points else np.arange(len(rates))
+    scored = (
+        rng.choice(len(rates), size=config.selection_points, replace=False)
+        if len(rates) > config.selection_points
+        else np.arange(len(rates))
+    )
     kernel = OFFSET_SELECTION_KERNEL if config.kernel == "auto" else config.kernel
     dry = rates <= 0.0
-    censored = dry[scored] if config.censored_contexts and base.censor_at_zero and dry.any() and not dry.all() else None
+    censored = (
+        dry[scored]
+        if config.censored_contexts and base.censor_at_zero and dry.any() and not dry.all()
+        else None
+    )
     nodes = quantile_nodes(SELECTION_CRPS_NODES)
     pointwise: dict[tuple[float, str], np.ndarray] = {}
     fits: dict[float, FittedGaussianProcess] = {}
@@ -90,24 +102,46 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
         options[offset] = {"none": None}
         if config.local_variance:
             length = spatial_lengthscale_km(fitted)
-            options[offset].update({
-                f"bandwidth {bandwidth:g} x lengthscale, prior weight {weight:g}": LocalVarianceScale(bandwidth * length, weight)
-                for bandwidth in config.local_variance_bandwidths for weight in config.local_variance_prior_weights
-            })
+            options[offset].update(
+                {
+                    f"bandwidth {bandwidth:g} x lengthscale, prior weight {weight:g}": LocalVarianceScale(
+                        bandwidth * length, weight
+                    )
+                    for bandwidth in config.local_variance_bandwidths
+                    for weight in config.local_variance_prior_weights
+                }
+            )
             pair_mean, pair_variance = fitted.leave_two_out(inputs[scored], values[scored])  # [n, n]
             mean, variance = pair_mean.diagonal().copy(), pair_variance.diagonal().copy()  # leave one out
-            residuals = squared_residuals(values[scored][None, :], pair_mean, pair_variance, None if censored is None else censored[None, :], float(transform.forward(0.0)))
+            residuals = squared_residuals(
+                values[scored][None, :],
+                pair_mean,
+                pair_variance,
+                None if censored is None else censored[None, :],
+                float(transform.forward(0.0)),
+            )
             del pair_mean, pair_variance
         else:
             mean, variance = fitted.leave_one_out(inputs[scored], values[scored])
-        factors = dict(zip(list(options[offset])[1:], left_out_scales(inputs[scored], residuals, list(options[offset].values())[1:]))) if config.local_variance else {}
+        factors = (
+            dict(
+                zip(
+                    list(options[offset])[1:],
+                    left_out_scales(inputs[scored], residuals, list(options[offset].values())[1:]),
+                )
+            )
+            if config.local_variance
+            else {}
+        )
         for label in options[offset]:
             factor = factors.get(label, 1.0)
             predicted = quantiles(transform, mean, np.sqrt(variance * factor), nodes)  # [n, nodes]
             pointwise[(offset, label)] = crps_ensemble(predicted, rates[scored])  # [n]
     scores = {key: float(values.mean()) for key, values in pointwise.items()}
     offset, label = min(scores, key=scores.__getitem__)
-    if label != "none":  # the one-standard-error rule: re-scaling must beat the best plain option by more than its noise
+    if (
+        label != "none"
+    ):  # the one-standard-error rule: re-scaling must beat the best plain option by more than its noise
         plain = min((key for key in scores if key[1] == "none"), key=scores.__getitem__)
         gain = pointwise[plain] - pointwise[(offset, label)]
         if len(gain) < 2 or gain.mean() <= gain.std(ddof=1) / np.sqrt(len(gain)):
@@ -115,8 +149,16 @@ def select_predictive_options(inputs: np.ndarray, rates: np.ndarray, config: Gau
     return PredictiveSelection(
         transform=replace(base, offset=offset),
         local_variance=options[offset][label],
-        offset_scores={candidate: min(score for (other, name), score in scores.items() if other == candidate and (label != "none" or name == "none")) for candidate in offsets},
-        variance_scores={name: score for (other, name), score in scores.items() if other == offset} if config.local_variance else {},
+        offset_scores={
+            candidate: min(
+                score
+                for (other, name), score in scores.items()
+                if other == candidate and (label != "none" or name == "none")
+            )
+            for candidate in offsets
+        },
+        variance_scores={name: score for (other, name), score in scores.items() if other == offset}
+        if config.local_variance
+        else {},
         fits={kernel: fits[offset]},
     )
-

@@ -51,9 +51,16 @@ class NeuralProcessConfig:
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
             raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
-        if self.minimum_std <= 0 or self.coordinate_scale_km <= 0 or self.value_scale <= 0 or self.task_scale_floor <= 0:
+        if (
+            self.minimum_std <= 0
+            or self.coordinate_scale_km <= 0
+            or self.value_scale <= 0
+            or self.task_scale_floor <= 0
+        ):
             raise ValueError("minimum_std, coordinate_scale_km, value_scale and task_scale_floor must be > 0")
-        if list(self.bin_edges) != sorted(set(self.bin_edges)) or (self.bin_edges and self.bin_edges[0] != 0.0):
+        if list(self.bin_edges) != sorted(set(self.bin_edges)) or (
+            self.bin_edges and self.bin_edges[0] != 0.0
+        ):
             raise ValueError(f"bin_edges must start at 0 and increase strictly, got {self.bin_edges}")
 
     @property

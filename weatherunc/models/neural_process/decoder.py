@@ -14,7 +14,8 @@ from weatherunc.models.neural_process.layers import multilayer_perceptron
 
 @dataclass
 class DecoderOutput:
-    """mean, std ``[batch, n_target]`` (standardised transformed rate); logits ``[batch, n_target, bins]`` or None."""
+    """mean, std ``[batch, n_target]`` (standardised transformed rate); logits ``[batch, n_target, bins]`` "
+    "or None."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -31,10 +32,25 @@ class Decoder(nn.Module):
     def __init__(self, config: NeuralProcessConfig, inputs: int) -> None:
         super().__init__()
         self.config = config
-        width = inputs + config.hidden + (config.latent_dimension if config.latent else 0) + int(config.distance_bias) + 2 * int(config.task_normalisation)
-        self.network = multilayer_perceptron(width, config.hidden, 2 + config.bins, layers=4, dropout=config.dropout)
+        width = (
+            inputs
+            + config.hidden
+            + (config.latent_dimension if config.latent else 0)
+            + int(config.distance_bias)
+            + 2 * int(config.task_normalisation)
+        )
+        self.network = multilayer_perceptron(
+            width, config.hidden, 2 + config.bins, layers=4, dropout=config.dropout
+        )
 
-    def forward(self, target_inputs: torch.Tensor, representation: torch.Tensor, latent: torch.Tensor | None, nearest: torch.Tensor | None = None, task_statistics: torch.Tensor | None = None) -> DecoderOutput:
+    def forward(
+        self,
+        target_inputs: torch.Tensor,
+        representation: torch.Tensor,
+        latent: torch.Tensor | None,
+        nearest: torch.Tensor | None = None,
+        task_statistics: torch.Tensor | None = None,
+    ) -> DecoderOutput:
         """target_inputs ``[batch, n_target, inputs]``, representation ``[batch, n_target, hidden]``,
         latent ``[batch, latent]`` or None, nearest ``[batch, n_target, 1]`` (log distance to the
         nearest context) or None, task_statistics ``[batch, 2]`` (context centre and log scale,

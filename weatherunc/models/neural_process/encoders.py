@@ -18,7 +18,10 @@ from weatherunc.models.neural_process.layers import AttentionBlock, multilayer_p
 
 def _blocks(config: NeuralProcessConfig, distance_bias: bool) -> nn.ModuleList:
     """Self-attention layers among a set of points."""
-    return nn.ModuleList(AttentionBlock(config.hidden, config.heads, distance_bias, config.coordinate_scale_km) for _ in range(config.self_attention_layers))
+    return nn.ModuleList(
+        AttentionBlock(config.hidden, config.heads, distance_bias, config.coordinate_scale_km)
+        for _ in range(config.self_attention_layers)
+    )
 
 
 class DeterministicEncoder(nn.Module):
@@ -31,22 +34,37 @@ class DeterministicEncoder(nn.Module):
         if config.attention:
             self.self_attention = _blocks(config, config.distance_bias)
             self.position = multilayer_perceptron(inputs, config.hidden, config.hidden)
-            self.cross_attention = nn.ModuleList(AttentionBlock(config.hidden, config.heads, config.distance_bias, config.coordinate_scale_km) for _ in range(config.cross_attention_layers))
+            self.cross_attention = nn.ModuleList(
+                AttentionBlock(config.hidden, config.heads, config.distance_bias, config.coordinate_scale_km)
+                for _ in range(config.cross_attention_layers)
+            )
 
     def encode_context(self, context_inputs: torch.Tensor, context_values: torch.Tensor) -> torch.Tensor:
         """``[batch, n_context, inputs]``, ``[batch, n_context, 1]`` -> ``[batch, n_context, hidden]``."""
         representation = self.pairs(torch.cat([context_inputs, context_values], dim=-1))
         if self.config.attention:
-            distance = squared_distances(context_inputs[..., :2], context_inputs[..., :2]) if self.config.distance_bias else None
+            distance = (
+                squared_distances(context_inputs[..., :2], context_inputs[..., :2])
+                if self.config.distance_bias
+                else None
+            )
             for block in self.self_attention:
                 representation = block(representation, representation, representation, distance)
         return representation
 
-    def attend(self, context_inputs: torch.Tensor, representation: torch.Tensor, target_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def attend(
+        self, context_inputs: torch.Tensor, representation: torch.Tensor, target_inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Representation per target ``[batch, n_target, hidden]`` from encoded contexts, and (with
         ``distance_bias``) the log distance to the nearest context ``[batch, n_target, 1]``."""
-        distance = squared_distances(target_inputs[..., :2], context_inputs[..., :2]) if self.config.distance_bias else None  # [batch, n_target, n_context]
-        nearest = None if distance is None else 0.5 * torch.log(distance.min(dim=-1, keepdim=True).values + 1e-6)
+        distance = (
+            squared_distances(target_inputs[..., :2], context_inputs[..., :2])
+            if self.config.distance_bias
+            else None
+        )  # [batch, n_target, n_context]
+        nearest = (
+            None if distance is None else 0.5 * torch.log(distance.min(dim=-1, keepdim=True).values + 1e-6)
+        )
         if not self.config.attention:
             return representation.mean(dim=1, keepdim=True).expand(-1, target_inputs.shape[1], -1), nearest
         keys = self.position(context_inputs)  # [batch, n_context, hidden]

@@ -5,7 +5,8 @@ contexts inside the tile and a halo of ``halo_km`` around it (at most ``max_cont
 nearest to the tile centre), with coordinates centred on the tile. The latent path gives
 ``samples`` draws of ``z ~ q(z | C)``; the predictive distribution of the transformed rate is
 summarised by the mixture's moments (latent draws are seeded per tile, so a target's
-prediction does not depend on which other targets are predicted with it): ``latent_variance`` = variance of the per-sample means
+prediction does not depend on which other targets are predicted with it): ``latent_variance`` = variance of
+the per-sample means
 (epistemic), ``noise_variance`` = mean of the per-sample variances (aleatoric).
 """
 
@@ -21,10 +22,15 @@ import xarray as xr
 
 from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar
 from weatherunc.devices import choose_device
+from weatherunc.heads.bins import entropy_and_mutual_information, with_head_probabilities
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.model import NeuralProcess
-from weatherunc.models.neural_process.normalisation import as_batch, denormalise, normalise_inputs, normalise_values
-from weatherunc.heads.bins import entropy_and_mutual_information, with_head_probabilities
+from weatherunc.models.neural_process.normalisation import (
+    as_batch,
+    denormalise,
+    normalise_inputs,
+    normalise_values,
+)
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
 
@@ -62,10 +68,15 @@ def sidecar_config(path: Path, sidecar: dict) -> NeuralProcessConfig:
     for name, (minimum, maximum) in SIZE_BOUNDS.items():
         value = values.get(name, minimum)
         if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-            raise CheckpointError(f"checkpoint {path}: config {name!r} must be a whole number from {minimum} to {maximum}, got {value!r}")
+            raise CheckpointError(
+                f"checkpoint {path}: config {name!r} must be a whole number from {minimum} to {maximum}, "
+                f"got {value!r}"
+            )
     edges = values.get("bin_edges", [])
     if not isinstance(edges, list) or len(edges) > MAXIMUM_BINS:
-        raise CheckpointError(f"checkpoint {path}: config 'bin_edges' must be a list of at most {MAXIMUM_BINS} edges")
+        raise CheckpointError(
+            f"checkpoint {path}: config 'bin_edges' must be a list of at most {MAXIMUM_BINS} edges"
+        )
     try:
         return NeuralProcessConfig.from_dict(values)
     except (TypeError, ValueError) as error:
@@ -96,7 +107,9 @@ class TileOptions:
     target_batch: int = 2048
 
 
-def tile_context(context: np.ndarray, lower: np.ndarray, upper: np.ndarray, halo_km: float, max_context: int) -> np.ndarray:
+def tile_context(
+    context: np.ndarray, lower: np.ndarray, upper: np.ndarray, halo_km: float, max_context: int
+) -> np.ndarray:
     """Indices of contexts ``[n, 2]`` inside the box ``[lower - halo, upper + halo]``, at most
     ``max_context`` (nearest to the box centre first); the nearest ``max_context`` if none is inside."""
     centre = 0.5 * (lower + upper)
@@ -140,7 +153,8 @@ class NeuralProcessInterpolator:
         return self.model.config
 
     def predict_moments(self, task: Task) -> dict[str, np.ndarray]:
-        """Per target ``[n_target]``: transformed mean, latent and noise variance; ``bin_probability`` ``[n_target, bins]``."""
+        """Per target ``[n_target]``: transformed mean, latent and noise variance; ``bin_probability`` "
+        "``[n_target, bins]``."""
         config, options = self.config, self.tiles
         device = torch.device(self.device) if self.device else choose_device()
         model = self.model.to(device).eval()
@@ -159,10 +173,22 @@ class NeuralProcessInterpolator:
                 torch.manual_seed(tile_seed(self.seed, key))
                 lower = np.array(key, dtype=np.float64) * options.tile_km
                 upper = lower + options.tile_km
-                chosen = tile_context(task.context_coordinates, lower, upper, options.halo_km, options.max_context)
+                chosen = tile_context(
+                    task.context_coordinates, lower, upper, options.halo_km, options.max_context
+                )
                 centre = 0.5 * (lower + upper)
-                context_inputs = normalise_inputs(config, task.context_coordinates[chosen], centre, None if task.context_covariates is None else task.context_covariates[chosen])
-                target_inputs = normalise_inputs(config, task.target_coordinates[members], centre, None if task.target_covariates is None else task.target_covariates[members])
+                context_inputs = normalise_inputs(
+                    config,
+                    task.context_coordinates[chosen],
+                    centre,
+                    None if task.context_covariates is None else task.context_covariates[chosen],
+                )
+                target_inputs = normalise_inputs(
+                    config,
+                    task.target_coordinates[members],
+                    centre,
+                    None if task.target_covariates is None else task.target_covariates[members],
+                )
                 tensors = as_batch(context_inputs, context_values[chosen], target_inputs, device=device)
                 output = model(*tensors, samples=draws, target_batch=options.target_batch)
                 sample_means = output.mean[:, 0].double().cpu().numpy()  # [samples, n_members]
@@ -171,28 +197,57 @@ class NeuralProcessInterpolator:
                 latent[members] = sample_means.var(0)
                 noise[members] = sample_variances.mean(0)
                 if probabilities is not None:
-                    draws_probabilities = torch.softmax(output.logits[:, 0].double(), -1).cpu().numpy()  # [samples, n_members, bins]
+                    draws_probabilities = (
+                        torch.softmax(output.logits[:, 0].double(), -1).cpu().numpy()
+                    )  # [samples, n_members, bins]
                     probabilities[members] = draws_probabilities.mean(0)
-                    entropy[members], information[members] = entropy_and_mutual_information(draws_probabilities)
+                    entropy[members], information[members] = entropy_and_mutual_information(
+                        draws_probabilities
+                    )
         mean, latent = denormalise(config, mean, latent)
         _, noise = denormalise(config, np.zeros(1), noise)
-        return {"transformed_mean": mean, "latent_variance": latent, "noise_variance": noise, "bin_probability": probabilities, "predictive_entropy": entropy, "mutual_information": information}
+        return {
+            "transformed_mean": mean,
+            "latent_variance": latent,
+            "noise_variance": noise,
+            "bin_probability": probabilities,
+            "predictive_entropy": entropy,
+            "mutual_information": information,
+        }
 
     def predict(self, task: Task) -> xr.Dataset:
-        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, bin)``."""
+        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, "
+        "bin)``."""
         start = time.perf_counter()
         moments = self.predict_moments(task)
         elapsed = time.perf_counter() - start
         options = self.tiles
         dataset = prediction_dataset(
-            task, transformed_mean=moments["transformed_mean"], latent_variance=moments["latent_variance"],
-            noise_variance=moments["noise_variance"], transform=self.config.transform, model=self.name,
+            task,
+            transformed_mean=moments["transformed_mean"],
+            latent_variance=moments["latent_variance"],
+            noise_variance=moments["noise_variance"],
+            transform=self.config.transform,
+            model=self.name,
             attrs={
-                "fit_seconds": 0.0, "predict_seconds": elapsed, "architecture": self.config.kind,
-                "latent_samples": self.samples, "mc_dropout": int(self.mc_dropout), "checkpoint_sha256": self.checkpoint_sha256,
-                "prediction": f"tiles of {options.tile_km:g} km, halo {options.halo_km:g} km, at most {options.max_context} contexts",
+                "fit_seconds": 0.0,
+                "predict_seconds": elapsed,
+                "architecture": self.config.kind,
+                "latent_samples": self.samples,
+                "mc_dropout": int(self.mc_dropout),
+                "checkpoint_sha256": self.checkpoint_sha256,
+                "prediction": (
+                    f"tiles of {options.tile_km:g} km, halo {options.halo_km:g} km, at most "
+                    f"{options.max_context} contexts"
+                ),
             },
         )
         if moments["bin_probability"] is not None:
-            dataset = with_head_probabilities(dataset, moments["bin_probability"], self.config.bin_edges, moments["predictive_entropy"], moments["mutual_information"])
+            dataset = with_head_probabilities(
+                dataset,
+                moments["bin_probability"],
+                self.config.bin_edges,
+                moments["predictive_entropy"],
+                moments["mutual_information"],
+            )
         return dataset

@@ -17,7 +17,9 @@ from torch import nn
 from torch.nn import functional
 
 
-def multilayer_perceptron(inputs: int, hidden: int, outputs: int, layers: int = 2, dropout: float = 0.0) -> nn.Sequential:
+def multilayer_perceptron(
+    inputs: int, hidden: int, outputs: int, layers: int = 2, dropout: float = 0.0
+) -> nn.Sequential:
     """``layers`` linear layers with ReLU between them (dropout after each hidden activation)."""
     modules: list[nn.Module] = []
     width = inputs
@@ -42,7 +44,9 @@ class MultiHeadAttention(nn.Module):
     squared_distance ``[batch, n_query, n_key]`` (normalised units) -> ``[batch, n_query, hidden]``.
     """
 
-    def __init__(self, hidden: int, heads: int, distance_bias: bool, coordinate_scale_km: float = 32.0) -> None:
+    def __init__(
+        self, hidden: int, heads: int, distance_bias: bool, coordinate_scale_km: float = 32.0
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.query, self.key, self.value, self.output = (nn.Linear(hidden, hidden) for _ in range(4))
@@ -51,34 +55,62 @@ class MultiHeadAttention(nn.Module):
             lengthscales_km = torch.logspace(0.0, math.log10(32.0), heads)
             self.log_inverse_lengthscale = nn.Parameter(torch.log(coordinate_scale_km / lengthscales_km))
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, squared_distance: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        squared_distance: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         batch, n_query, hidden = queries.shape
         n_key = keys.shape[1]
         width = hidden // self.heads
 
         def split(tensor: torch.Tensor, count: int) -> torch.Tensor:
-            return tensor.view(batch, count, self.heads, width).transpose(1, 2)  # [batch, heads, count, width]
+            return tensor.view(batch, count, self.heads, width).transpose(
+                1, 2
+            )  # [batch, heads, count, width]
 
         bias = None
         if self.log_inverse_lengthscale is not None:
             if squared_distance is None:
                 raise ValueError("this attention block has a distance bias: pass squared_distance")
-            inverse_squared = torch.exp(2 * self.log_inverse_lengthscale)[None, :, None, None]  # [1, heads, 1, 1]
-            bias = (-0.5 * inverse_squared * squared_distance[:, None]).to(queries.dtype)  # [batch, heads, n_query, n_key]
-        attended = functional.scaled_dot_product_attention(split(self.query(queries), n_query), split(self.key(keys), n_key), split(self.value(values), n_key), attn_mask=bias)
+            inverse_squared = torch.exp(2 * self.log_inverse_lengthscale)[
+                None, :, None, None
+            ]  # [1, heads, 1, 1]
+            bias = (-0.5 * inverse_squared * squared_distance[:, None]).to(
+                queries.dtype
+            )  # [batch, heads, n_query, n_key]
+        attended = functional.scaled_dot_product_attention(
+            split(self.query(queries), n_query),
+            split(self.key(keys), n_key),
+            split(self.value(values), n_key),
+            attn_mask=bias,
+        )
         return self.output(attended.transpose(1, 2).reshape(batch, n_query, hidden))
 
 
 class AttentionBlock(nn.Module):
-    """Attention, residual and layer norm, then a residual feed-forward layer (post-norm transformer block)."""
+    """Attention, residual and layer norm, then a residual feed-forward layer (post-norm transformer "
+    "block)."""
 
-    def __init__(self, hidden: int, heads: int, distance_bias: bool = False, coordinate_scale_km: float = 32.0) -> None:
+    def __init__(
+        self, hidden: int, heads: int, distance_bias: bool = False, coordinate_scale_km: float = 32.0
+    ) -> None:
         super().__init__()
         self.attention = MultiHeadAttention(hidden, heads, distance_bias, coordinate_scale_km)
         self.normalise_attention = nn.LayerNorm(hidden)
         self.feed_forward = multilayer_perceptron(hidden, hidden, hidden)
         self.normalise_output = nn.LayerNorm(hidden)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, squared_distance: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.normalise_attention(queries + self.attention(queries, keys, values, squared_distance))  # [batch, n_query, hidden]
+    def forward(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        squared_distance: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        hidden = self.normalise_attention(
+            queries + self.attention(queries, keys, values, squared_distance)
+        )  # [batch, n_query, hidden]
         return self.normalise_output(hidden + self.feed_forward(hidden))

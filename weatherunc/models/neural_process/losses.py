@@ -13,20 +13,38 @@ from torch.nn import functional
 from weatherunc.models.neural_process.model import NeuralProcessOutput
 
 
-def neural_process_loss(output: NeuralProcessOutput, target_values: torch.Tensor, target_bins: torch.Tensor | None = None, *, bin_weight: float = 1.0) -> dict[str, torch.Tensor]:
+def neural_process_loss(
+    output: NeuralProcessOutput,
+    target_values: torch.Tensor,
+    target_bins: torch.Tensor | None = None,
+    *,
+    bin_weight: float = 1.0,
+) -> dict[str, torch.Tensor]:
     """Loss terms, each a scalar.
 
     target_values ``[batch, n_target]`` (standardised transformed rate), target_bins
     ``[batch, n_target]`` (long, bin index). Returns ``loss`` (to minimise), ``nll`` (Gaussian
     negative log-likelihood per target), ``kl`` (per target), ``cross_entropy``.
     """
-    likelihood = torch.distributions.Normal(output.mean, output.std).log_prob(target_values[None])  # [samples, batch, n_target]
+    likelihood = torch.distributions.Normal(output.mean, output.std).log_prob(
+        target_values[None]
+    )  # [samples, batch, n_target]
     nll = -likelihood.mean()
     kl = torch.zeros((), device=target_values.device)
     if output.prior is not None and output.posterior is not None:
-        kl = torch.distributions.kl_divergence(output.posterior, output.prior).sum(-1).mean() / target_values.shape[1]
+        kl = (
+            torch.distributions.kl_divergence(output.posterior, output.prior).sum(-1).mean()
+            / target_values.shape[1]
+        )
     cross_entropy = torch.zeros((), device=target_values.device)
     if output.logits is not None and target_bins is not None:
         logits = output.logits.reshape(-1, output.logits.shape[-1])
-        cross_entropy = functional.cross_entropy(logits.float(), target_bins.expand(output.logits.shape[0], -1, -1).reshape(-1))
-    return {"loss": nll + kl + bin_weight * cross_entropy, "nll": nll, "kl": kl, "cross_entropy": cross_entropy}
+        cross_entropy = functional.cross_entropy(
+            logits.float(), target_bins.expand(output.logits.shape[0], -1, -1).reshape(-1)
+        )
+    return {
+        "loss": nll + kl + bin_weight * cross_entropy,
+        "nll": nll,
+        "kl": kl,
+        "cross_entropy": cross_entropy,
+    }

@@ -71,25 +71,34 @@ class NeuralProcess(nn.Module):
             context_values = (context_values - centre) / scale
             target_values = None if target_values is None else (target_values - centre) / scale
             statistics = torch.cat([centre[:, 0], torch.log(scale[:, 0])], dim=-1)  # [batch, 2]
-        representation = self.deterministic.encode_context(context_inputs, context_values)  # [batch, n_context, hidden]
+        representation = self.deterministic.encode_context(
+            context_inputs, context_values
+        )  # [batch, n_context, hidden]
         prior = posterior = None
         latents: list[torch.Tensor | None] = [None] * samples
         if self.latent is not None:
             prior = self.latent(context_inputs, context_values)
             if target_values is not None:
-                posterior = self.latent(torch.cat([context_inputs, target_inputs], 1), torch.cat([context_values, target_values], 1))
+                posterior = self.latent(
+                    torch.cat([context_inputs, target_inputs], 1),
+                    torch.cat([context_values, target_values], 1),
+                )
             source = posterior if posterior is not None else prior
             latents = [source.rsample() for _ in range(samples)]  # each [batch, latent]
         batch = target_inputs.shape[1] if target_batch is None else target_batch
         pieces: list[list[DecoderOutput]] = [[] for _ in range(samples)]
         for start in range(0, target_inputs.shape[1], batch):
             targets = target_inputs[:, start : start + batch]
-            attended, nearest = self.deterministic.attend(context_inputs, representation, targets)  # [batch, b, hidden], [batch, b, 1]
+            attended, nearest = self.deterministic.attend(
+                context_inputs, representation, targets
+            )  # [batch, b, hidden], [batch, b, 1]
             for sample, latent in enumerate(latents):
                 pieces[sample].append(self.decoder(targets, attended, latent, nearest, statistics))
 
         def stack(field: str) -> torch.Tensor:
-            return torch.stack([torch.cat([getattr(piece, field) for piece in sample], 1) for sample in pieces])
+            return torch.stack(
+                [torch.cat([getattr(piece, field) for piece in sample], 1) for sample in pieces]
+            )
 
         logits = stack("logits") if self.config.bins else None
         mean, std = stack("mean"), stack("std")  # [samples, batch, n_target]
