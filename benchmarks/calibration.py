@@ -60,6 +60,7 @@ from common import RESULTS, machine, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc import metrics
+from weatherunc.conventions import DEFAULT_BIN_EDGES
 from weatherunc.evaluation import interval_coverage
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration, VectorScaling, lowest_ece_temperature
@@ -72,7 +73,6 @@ from weatherunc.heads.fitting import (
 )
 from weatherunc.heads.self_calibration import self_calibrate
 from weatherunc.models.ensemble import EnsembleInterpolator
-from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
 from weatherunc.plotting import bin_frequency_figure, reliability_figure, save_figure
 from weatherunc.training.config import load_training_config

@@ -91,3 +91,26 @@ RATE_UNIT_FACTORS: Final[dict[str, float]] = {
 ACCUMULATION_UNITS: Final[dict[str, float]] = {"mm": 1.0, "kg m-2": 1.0, "0.1 mm": 0.1}
 REFLECTIVITY_UNITS: Final = frozenset({"dBZ"})
 KNOWN_UNITS: Final = RATE_UNITS | frozenset(ACCUMULATION_UNITS) | REFLECTIVITY_UNITS
+
+# Prediction outputs: the variables every model's prediction carries (``weatherunc.models``),
+# and the optional ones that bin heads, ensembles and gridded fills add.
+PRECIPITATION_MEAN: Final = "precipitation_mean"
+PRECIPITATION_STD: Final = "precipitation_std"
+PRECIPITATION_QUANTILE: Final = "precipitation_quantile"
+EXCEEDANCE_PROBABILITY: Final = "exceedance_probability"
+TRANSFORMED_MEAN: Final = "transformed_mean"
+TRANSFORMED_STD: Final = "transformed_std"
+LATENT_VARIANCE: Final = "latent_variance"
+NOISE_VARIANCE: Final = "noise_variance"
+TRANSFORM_OFFSET: Final = "transform_offset"
+BIN_PROBABILITY: Final = "bin_probability"
+BIN_LOWER: Final = "bin_lower"
+BIN_UPPER: Final = "bin_upper"
+MUTUAL_INFORMATION: Final = "mutual_information"
+RAIN_PROBABILITY: Final = "rain_probability"
+#: Dimensions of the prediction outputs besides the target (or ``y``, ``x``) dimensions.
+QUANTILE: Final = "quantile"
+THRESHOLD: Final = "threshold"
+BIN: Final = "bin"
+#: Lower edges [mm/h] of the rain-rate bins of the categorical heads; the last bin is open above.
+DEFAULT_BIN_EDGES: Final[tuple[float, ...]] = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)

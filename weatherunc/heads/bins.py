@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
+from weatherunc.conventions import DEFAULT_BIN_EDGES
 from weatherunc.transforms import PrecipitationTransform
 
 BIN = "bin"

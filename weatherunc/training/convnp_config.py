@@ -17,8 +17,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from weatherunc.conventions import DEFAULT_BIN_EDGES
 from weatherunc.models.convnp.config import ConvNPConfig
-from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
 from weatherunc.training.config import FrameSelection, load_yaml_config
 from weatherunc.transforms import PrecipitationTransform
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from weatherunc.models.neural_process.config import DEFAULT_BIN_EDGES
+from weatherunc.conventions import DEFAULT_BIN_EDGES
 from weatherunc.transforms import PrecipitationTransform
 
 

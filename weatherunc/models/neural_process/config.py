@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from weatherunc.conventions import DEFAULT_BIN_EDGES
 from weatherunc.transforms import PrecipitationTransform
-
-#: Default precipitation-rate bin edges [mm/h] of the categorical head (MetNet-style); the last bin is open.
-DEFAULT_BIN_EDGES = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 
 
 @dataclass(frozen=True)
