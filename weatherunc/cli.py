@@ -157,14 +157,19 @@ def train(
 
     try:
         if is_convnp_config(config):
-            if packed is not None or sampling_workers is not None or initialise_from is not None:
+            if packed is not None or sampling_workers is not None:
                 raise ValueError(
-                    "--packed, --sampling-workers and --initialise-from apply to the attentive and plain "
-                    "neural processes, not to architecture: convnp"
+                    "--packed and --sampling-workers apply to the attentive and plain neural processes, "
+                    "not to architecture: convnp"
                 )
             result = train_convnp(
                 load_convnp_training_config(
-                    config, output_dir=output_dir, steps=steps, device=device, seed=seed
+                    config,
+                    output_dir=output_dir,
+                    steps=steps,
+                    device=device,
+                    seed=seed,
+                    initialise_from=initialise_from,
                 ),
                 restart=restart,
             )

@@ -17,8 +17,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from weatherunc.checkpoints import sha256_of
 from weatherunc.conventions import DEFAULT_BIN_EDGES
-from weatherunc.models.convnp.config import ConvNPConfig
+from weatherunc.models.convnp.config import DEFAULT_PRIOR_GP, ConvNPConfig
 from weatherunc.training.config import FrameSelection, load_yaml_config
 from weatherunc.transforms import PrecipitationTransform
 
@@ -97,6 +98,12 @@ class ConvNPModelOptions(BaseModel):
     bin_edges: tuple[float, ...] = DEFAULT_BIN_EDGES
     transform: Literal["log", "box_cox", "identity"] = "log"
     transform_offset: float = Field(1.0, gt=0)
+    prior: Literal["none", "gp"] = "none"
+    prior_stride: int = Field(4, ge=1, le=64)
+    prior_gp: dict[str, object] = Field(
+        default_factory=lambda: dict(DEFAULT_PRIOR_GP),
+        description="options of the prior's GaussianProcessConfig (a cheaper GP than the default one)",
+    )
 
     def to_config(self, value_centre: float, value_scale: float) -> ConvNPConfig:
         """The architecture config with the data normalisation filled in."""
@@ -134,14 +141,41 @@ class ConvNPTrainingConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's choice)")
     device: str | None = None
     output_dir: Path = Path("runs/convnp")
+    prior_tasks: int = Field(
+        2000,
+        ge=1,
+        description=(
+            "with a GP prior: training tasks drawn once with their prior computed (the GP is too slow "
+            "to run at every step), kept in the run folder and drawn from, turned and mirrored, at "
+            "each step"
+        ),
+    )
+    initialise_from: Path | None = Field(
+        None,
+        description=(
+            "a ConvNP checkpoint whose weights (and data normalisation) a fresh run starts from; "
+            "weights of another shape (a prior model's wider input) are copied where they overlap"
+        ),
+    )
 
     def fingerprint(self) -> str:
-        """sha256 of everything that changes the result (``steps`` may grow on resume) and of "
-        ":data:`GRID_TASK_STREAM`."""
+        """sha256 of everything that changes the result (``steps`` may grow on resume), of
+        :data:`GRID_TASK_STREAM`, and of the content (not the path) of ``initialise_from``. The
+        options of a GP prior count only for a prior model, so that runs without one keep their
+        fingerprint."""
         values = {
-            **self.model_dump(mode="json", exclude={"steps", "output_dir", "device", "threads", "patience"}),
+            **self.model_dump(
+                mode="json",
+                exclude={"steps", "output_dir", "device", "threads", "patience", "initialise_from"},
+            ),
             "task_stream": GRID_TASK_STREAM,
         }
+        if self.model.prior == "none":
+            for name in ("prior", "prior_stride", "prior_gp"):
+                values["model"].pop(name)
+            values.pop("prior_tasks")
+        if self.initialise_from is not None:
+            values["initialise_from_sha256"] = sha256_of(self.initialise_from)
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
     def frames_fingerprint(self) -> str:

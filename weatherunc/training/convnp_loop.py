@@ -40,6 +40,7 @@ from weatherunc.training.loop import (
     learning_rate,
 )
 from weatherunc.training.patches import load_bank, load_frames, save_bank
+from weatherunc.training.prior_bank import PriorBank, build_prior_bank
 from weatherunc.training.sampling import FrameBank, step_generator
 from weatherunc.training.validation import validation_scores, validation_tasks
 
@@ -56,6 +57,41 @@ def training_frames(
         bank = load_frames(config.train, progress=progress, open_options=open_options)
         save_bank(bank, cache, key)
     return bank
+
+
+def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank) -> ConvNP:
+    """The model a fresh run starts from: new weights with the data normalisation of ``bank``, or,
+    with ``config.initialise_from``, that checkpoint's weights and normalisation copied into the
+    configured architecture where they overlap (a prior model's wider input layer keeps the
+    checkpoint's weights for the context channels and starts at zero for the prior's), the prior
+    model's correction outputs starting at zero. Raises
+    :class:`~weatherunc.checkpoints.CheckpointError` naming ``initialise_from`` when the file is
+    missing or broken, or when a tensor differs in more than its size."""
+    if config.initialise_from is None:
+        centre, scale = bank.transformed_statistics(config.model.to_config(0.0, 1.0))
+        return ConvNP(config.model.to_config(centre, scale))
+    path = Path(config.initialise_from)
+    try:
+        source, _ = load_convnp(path)
+    except (CheckpointError, OSError) as error:
+        raise CheckpointError(f"initialise_from: {error}") from error
+    model = ConvNP(config.model.to_config(source.config.value_centre, source.config.value_scale))
+    target = model.state_dict()
+    for name, tensor in source.state_dict().items():
+        if name not in target or target[name].dim() != tensor.dim():
+            raise CheckpointError(
+                f"initialise_from: {path} has {name} {list(tensor.shape)}, not in this model"
+            )
+        overlap = tuple(slice(0, min(a, b)) for a, b in zip(target[name].shape, tensor.shape))
+        if target[name].shape != tensor.shape:
+            target[name].zero_()
+        target[name][overlap] = tensor[overlap]
+    model.load_state_dict(target)
+    if model.config.prior_channels:
+        with torch.no_grad():
+            model.decoder[-1].weight[:2].zero_()
+            model.decoder[-1].bias[:2].zero_()
+    return model
 
 
 def _save(path: Path, model: ConvNP, config: ConvNPTrainingConfig, fingerprint: str, extra: dict) -> Path:
@@ -103,10 +139,22 @@ def train_convnp(
             state[name] for name in ("step", "history", "best", "stale", "best_scores", "trained_seconds")
         )
     else:
-        centre, scale = bank.transformed_statistics(config.model.to_config(0.0, 1.0))
-        model = ConvNP(config.model.to_config(centre, scale))
+        model = initial_convnp(config, bank)
         for stale_file in [*directory.glob("*.safetensors"), *directory.glob("*.json")]:
             stale_file.unlink()
+    prior_bank = None
+    if model.config.prior_channels:
+        folder = build_prior_bank(
+            directory / "prior_bank",
+            bank,
+            config.frames_fingerprint(),
+            model.config,
+            config.sampling,
+            count=config.prior_tasks,
+            seed=config.seed,
+            progress=progress,
+        )
+        prior_bank = PriorBank.load(folder, model.config)
     model = model.to(device)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -123,10 +171,13 @@ def train_convnp(
         model.train()
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
-        batch = sample_grid_batch(
-            bank, model.config, config.sampling, config.batch_size, step_generator(config.seed, step)
-        ).to(device)
-        output = model(batch.observed, batch.values, batch.positions)
+        generator = step_generator(config.seed, step)
+        if prior_bank is None:
+            batch = sample_grid_batch(bank, model.config, config.sampling, config.batch_size, generator)
+        else:
+            batch = prior_bank.sample(model.config, config.batch_size, generator)
+        batch = batch.to(device)
+        output = model(batch.observed, batch.values, batch.positions, batch.prior)
         losses = censored_loss(
             output,
             batch.target_values,

@@ -44,7 +44,8 @@ class GridBatch:
     observed, values ``[batch, 1, P, P]`` (context grids, see
     :class:`~weatherunc.models.convnp.model.ConvNP`);
     positions ``[batch, n, 2]`` (row, column in cells); target_values ``[batch, n]`` (standardised
-    transformed rate); target_bins ``[batch, n]`` (long); weights ``[batch, n]``.
+    transformed rate); target_bins ``[batch, n]`` (long); weights ``[batch, n]``; prior
+    ``[batch, 3, P, P]`` (the GP prior's quantile grids) for a model with a prior, else ``None``.
     """
 
     observed: torch.Tensor
@@ -53,10 +54,16 @@ class GridBatch:
     target_values: torch.Tensor
     target_bins: torch.Tensor
     weights: torch.Tensor
+    prior: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> GridBatch:
         """The same batch on ``device``."""
-        return GridBatch(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
+        return GridBatch(
+            *(
+                None if getattr(self, name) is None else getattr(self, name).to(device)
+                for name in self.__dataclass_fields__
+            )
+        )
 
 
 def _window(

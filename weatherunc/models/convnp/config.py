@@ -6,7 +6,26 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from weatherunc.conventions import DEFAULT_BIN_EDGES
+from weatherunc.models.gp.config import GaussianProcessConfig
+from weatherunc.models.gp.kernels import kernel_named
 from weatherunc.transforms import PrecipitationTransform
+
+#: What the network may start from: nothing, or the GP's predictive distribution.
+PRIORS = ("none", "gp")
+#: Predictive quantile levels of the GP given to the network, one channel each.
+PRIOR_LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9)
+#: Options of the prior's GP that a config may set.
+PRIOR_GP_OPTIONS = frozenset(
+    {"kernel", "offset_candidates", "censored_contexts", "local_variance", "fit_iterations", "fit_points"}
+)
+#: Options of the prior's GP (:class:`~weatherunc.models.gp.config.GaussianProcessConfig`): one
+#: kernel, one transform offset and no censored contexts make it several times cheaper than the
+#: default GP, so that it can be computed for thousands of training tasks.
+DEFAULT_PRIOR_GP: dict[str, object] = {
+    "kernel": "matern32",
+    "offset_candidates": [1.0],
+    "censored_contexts": False,
+}
 
 
 @dataclass(frozen=True)
@@ -19,7 +38,10 @@ class ConvNPConfig:
     the contexts and their density over the grid (one signal and one density channel each).
     ``channels`` are the widths of the U-Net's levels (each level halves the resolution);
     ``value_centre`` / ``value_scale`` standardise the transformed rate (set from training data);
-    ``bin_edges`` are the lower edges [mm/h] of the categorical head's bins.
+    ``bin_edges`` are the lower edges [mm/h] of the categorical head's bins. ``prior`` is
+    ``"none"`` or ``"gp"``: with ``"gp"`` the network also sees the GP's predictive quantiles,
+    computed every ``prior_stride`` cells, and corrects that prior
+    (:mod:`weatherunc.models.convnp.prior`).
     """
 
     grid_km: float = 1.0
@@ -31,6 +53,9 @@ class ConvNPConfig:
     value_centre: float = 0.0
     value_scale: float = 1.0
     transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
+    prior: str = "none"
+    prior_stride: int = 4
+    prior_gp: dict[str, object] = field(default_factory=lambda: dict(DEFAULT_PRIOR_GP))
 
     def __post_init__(self) -> None:
         if self.grid_km <= 0 or self.minimum_std <= 0 or self.value_scale <= 0:
@@ -49,11 +74,46 @@ class ConvNPConfig:
             or self.bin_edges[0] != 0.0
         ):
             raise ValueError(f"bin_edges must start at 0 and increase strictly, got {self.bin_edges}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
+        if not 1 <= self.prior_stride <= 64:
+            raise ValueError(f"prior_stride must be a whole number from 1 to 64, got {self.prior_stride}")
+        unknown = set(self.prior_gp) - PRIOR_GP_OPTIONS
+        if unknown:
+            raise ValueError(
+                f"prior_gp: unknown options {sorted(unknown)} (allowed: {sorted(PRIOR_GP_OPTIONS)})"
+            )
+        self.prior_gp_config()
+
+    def prior_gp_config(self) -> GaussianProcessConfig:
+        """The configuration of the prior's GP (``prior_gp`` over the GP's defaults)."""
+        values = dict(self.prior_gp)
+        try:
+            if "kernel" in values and values["kernel"] != "auto":
+                kernel_named(values["kernel"])
+            if "offset_candidates" in values:
+                values["offset_candidates"] = tuple(float(offset) for offset in values["offset_candidates"])
+                if not values["offset_candidates"] or min(values["offset_candidates"]) <= 0:
+                    raise ValueError("offset_candidates must be positive offsets [mm/h]")
+            for name in ("fit_iterations", "fit_points"):
+                if name in values and (not isinstance(values[name], int) or not 1 <= values[name] <= 100_000):
+                    raise ValueError(f"{name} must be a whole number from 1 to 100000, got {values[name]!r}")
+            for name in ("censored_contexts", "local_variance"):
+                if name in values and not isinstance(values[name], bool):
+                    raise ValueError(f"{name} must be true or false, got {values[name]!r}")
+            return GaussianProcessConfig(**values)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"prior_gp: {error}") from error
 
     @property
     def kind(self) -> str:
         """``"convnp"``."""
         return "convnp"
+
+    @property
+    def prior_channels(self) -> int:
+        """Number of prior input channels (the GP's quantiles, or none)."""
+        return len(PRIOR_LEVELS) if self.prior == "gp" else 0
 
     @property
     def bins(self) -> int:

@@ -6,6 +6,8 @@ targets at their exact (fractional) positions. Grids larger than ``tile_cells`` 
 tiles that each see ``halo_cells`` more on every side and keep their core, so memory stays bounded
 and tiles agree where they meet up to the network's reach beyond the halo. The model is
 deterministic: ``latent_variance`` is 0 and the whole predictive variance is ``noise_variance``.
+A model with a GP prior (``config.prior == "gp"``) first predicts the task's whole grid with the GP
+(``config.prior_gp``, on every ``config.prior_stride``-th cell; :mod:`weatherunc.models.convnp.prior`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from weatherunc.heads.bins import entropy, with_head_probabilities
 from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.convnp.grids import context_grids
 from weatherunc.models.convnp.model import ConvNP
+from weatherunc.models.convnp.prior import prior_quantiles, upsample_prior
+from weatherunc.models.gp import GaussianProcessInterpolator
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task
 
@@ -134,6 +138,16 @@ class ConvNPInterpolator:
         n = task.n_target
         mean, std, probabilities = np.empty(n), np.empty(n), np.empty((n, config.bins))
         cell = np.clip(np.rint(grid.positions).astype(np.int64), 0, [rows - 1, columns - 1])
+        prior = None
+        if config.prior_channels:
+            coarse = prior_quantiles(
+                GaussianProcessInterpolator(config.prior_gp_config()).predict,
+                config,
+                grid.observed,
+                grid.values,
+                config.prior_stride,
+            )
+            prior = upsample_prior(torch.as_tensor(coarse)[None], (rows, columns), config.prior_stride)[0]
         with torch.inference_mode():
             for top in range(0, rows, self.tile_cells):
                 for left in range(0, columns, self.tile_cells):
@@ -158,7 +172,8 @@ class ConvNPInterpolator:
                     values = torch.as_tensor(grid.values[window], device=device)[None, None]
                     shift = np.array([window[0].start, window[1].start], dtype=np.float32)
                     positions = torch.as_tensor(grid.positions[members] - shift, device=device)[None]
-                    output = model(observed, values, positions)
+                    window_prior = None if prior is None else prior[:, window[0], window[1]][None].to(device)
+                    output = model(observed, values, positions, window_prior)
                     mean[members] = output.mean[0].double().cpu().numpy()
                     std[members] = output.std[0].double().cpu().numpy()
                     probabilities[members] = torch.softmax(output.logits[0].double(), -1).cpu().numpy()

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional
 
 from weatherunc.models.convnp.config import ConvNPConfig
+from weatherunc.models.convnp.prior import prior_moments
 
 
 @dataclass
@@ -141,14 +142,25 @@ def read_at(features: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return sampled[:, :, 0].transpose(1, 2)
 
 
+#: Decoder output that makes ``softplus`` 1: a prior model's std starts at the prior's.
+_UNIT_SOFTPLUS = math.log(math.e - 1.0)
+
+
 class ConvNP(nn.Module):
-    """Set convolution, U-Net and pointwise decoder; see the module docstring."""
+    """Set convolution, U-Net and pointwise decoder; see the module docstring.
+
+    With a GP prior (``config.prior == "gp"``), the prior's quantile grids ``[batch, 3, H, W]``
+    join the encoder's channels, and the decoder's first two outputs correct the prior's moments
+    at each target (:func:`~weatherunc.models.convnp.prior.prior_moments`): mean = prior mean +
+    output 0, std = minimum_std + prior std x softplus(output 1 + log(e - 1)). Those two outputs
+    start at zero, so that an untrained prior model predicts the prior.
+    """
 
     def __init__(self, config: ConvNPConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = SetConvolution(config)
-        self.unet = UNet(self.encoder.channels, config.channels)
+        self.unet = UNet(self.encoder.channels + config.prior_channels, config.channels)
         self.decoder = nn.Sequential(
             nn.Linear(config.channels[0], config.decoder_hidden),
             nn.SiLU(),
@@ -156,32 +168,60 @@ class ConvNP(nn.Module):
             nn.SiLU(),
             nn.Linear(config.decoder_hidden, 2 + config.bins),
         )
+        if config.prior_channels:
+            with torch.no_grad():
+                self.decoder[-1].weight[:2].zero_()
+                self.decoder[-1].bias[:2].zero_()
 
     @property
     def multiple(self) -> int:
         """Grid sizes must be multiples of this (:meth:`features` pads to it)."""
         return 2 ** (self.config.levels - 1)
 
-    def features(self, observed: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, observed: torch.Tensor, values: torch.Tensor, prior: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Grid features ``[batch, channels[0], H, W]`` from the context grids ``[batch, 1, H, W]``
-        (padded with unobserved cells to a multiple of :attr:`multiple` and cropped back)."""
+        and, for a prior model, the prior's grids ``[batch, 3, H, W]`` (padded with unobserved
+        cells to a multiple of :attr:`multiple` and cropped back)."""
         height, width = observed.shape[-2:]
         pad_rows, pad_columns = -height % self.multiple, -width % self.multiple
         inputs = self.encoder(observed, values)
+        if self.config.prior_channels:
+            if prior is None or prior.shape != (observed.shape[0], self.config.prior_channels, height, width):
+                raise ValueError(
+                    f"a model with prior {self.config.prior!r} needs prior grids "
+                    f"[{observed.shape[0]}, {self.config.prior_channels}, {height}, {width}], got "
+                    f"{None if prior is None else list(prior.shape)}"
+                )
+            inputs = torch.cat([inputs, prior.to(inputs.dtype)], dim=1)
         if pad_rows or pad_columns:
             inputs = functional.pad(inputs, (0, pad_columns, 0, pad_rows))
         return self.unet(inputs)[..., :height, :width]
 
-    def decode(self, features: torch.Tensor, positions: torch.Tensor) -> ConvNPOutput:
-        """Predictive outputs at ``positions`` ``[batch, n, 2]`` (row, column in cells) read from "
-        "``features``."""
+    def decode(
+        self, features: torch.Tensor, positions: torch.Tensor, prior: torch.Tensor | None = None
+    ) -> ConvNPOutput:
+        """Predictive outputs at ``positions`` ``[batch, n, 2]`` (row, column in cells) read from
+        ``features`` (and, for a prior model, from the prior's grids ``[batch, 3, H, W]``)."""
         output = self.decoder(read_at(features, positions))
-        std = self.config.minimum_std + functional.softplus(output[..., 1])
-        return ConvNPOutput(mean=output[..., 0], std=std, logits=output[..., 2:])
+        if not self.config.prior_channels:
+            std = self.config.minimum_std + functional.softplus(output[..., 1])
+            return ConvNPOutput(mean=output[..., 0], std=std, logits=output[..., 2:])
+        prior_mean, prior_std = prior_moments(read_at(prior, positions), self.config.minimum_std)
+        std = self.config.minimum_std + prior_std * functional.softplus(output[..., 1] + _UNIT_SOFTPLUS)
+        return ConvNPOutput(mean=prior_mean + output[..., 0], std=std, logits=output[..., 2:])
 
-    def forward(self, observed: torch.Tensor, values: torch.Tensor, positions: torch.Tensor) -> ConvNPOutput:
-        """``observed``, ``values`` ``[batch, 1, H, W]``; ``positions`` ``[batch, n_target, 2]``."""
-        return self.decode(self.features(observed, values), positions)
+    def forward(
+        self,
+        observed: torch.Tensor,
+        values: torch.Tensor,
+        positions: torch.Tensor,
+        prior: torch.Tensor | None = None,
+    ) -> ConvNPOutput:
+        """``observed``, ``values`` ``[batch, 1, H, W]``; ``positions`` ``[batch, n_target, 2]``;
+        ``prior`` ``[batch, 3, H, W]`` for a prior model, else ``None``."""
+        return self.decode(self.features(observed, values, prior), positions, prior)
 
 
 def censored_loss(

@@ -1,0 +1,221 @@
+"""The convolutional neural process with a GP prior: the prior's grids, the bank of training tasks
+with their prior, fine-tuning from a model without one, and a tiny training run on the embedded
+MRMS sample (no shared data needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_convnp_training import CONFIG, _synthetic_bank
+from weatherunc import conventions
+from weatherunc.checkpoints import CheckpointError, save_checkpoint
+from weatherunc.models.convnp.config import PRIOR_LEVELS, ConvNPConfig
+from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator, load_convnp
+from weatherunc.models.convnp.model import ConvNP, read_at
+from weatherunc.models.convnp.prior import coarse_cells, prior_moments, prior_quantiles, upsample_prior
+from weatherunc.models.gp import GaussianProcessInterpolator
+from weatherunc.tasks import Task
+from weatherunc.training.convnp_config import ConvNPTrainingConfig, GridSamplingOptions
+from weatherunc.training.convnp_loop import initial_convnp, train_convnp
+from weatherunc.training.prior_bank import CHUNK_TASKS, PriorBank, build_prior_bank
+
+TINY = {"channels": (8, 8, 8), "decoder_hidden": 8, "set_conv_lengthscales_km": (1.0, 2.0)}
+CHEAP_GP = {"kernel": "matern32", "offset_candidates": [1.0], "censored_contexts": False, "fit_iterations": 5}
+
+
+def _smooth_task(n_context: int = 80, seed: int = 0) -> Task:
+    rng = np.random.default_rng(seed)
+    field = lambda xy: np.maximum(0.0, 2.0 + np.sin(xy[:, 0] / 6.0) * 2.0 + np.cos(xy[:, 1] / 8.0))  # noqa: E731
+    context = rng.uniform(0, 30, (n_context, 2))
+    targets = rng.uniform(2, 28, (40, 2))
+    return Task(context, field(context), targets, field(targets))
+
+
+def test_coarse_cells_span_the_grid_and_upsampling_is_exact_on_them() -> None:
+    rows, columns = coarse_cells((10, 13), 4)
+    assert rows.tolist() == [0, 4, 8, 9] and columns.tolist() == [0, 4, 8, 12]
+    coarse = torch.randn(2, 3, rows.size, columns.size)
+    fine = upsample_prior(coarse, (10, 13), 4)
+    assert fine.shape == (2, 3, 10, 13)
+    torch.testing.assert_close(fine[:, :, rows][:, :, :, columns], coarse)
+    # halfway between two coarse cells: their mean
+    torch.testing.assert_close(fine[:, :, 2, 0], (coarse[:, :, 0, 0] + coarse[:, :, 1, 0]) / 2)
+    with pytest.raises(ValueError, match="coarse grids are"):
+        upsample_prior(coarse, (20, 13), 4)
+
+
+def test_prior_moments_of_gaussian_quantiles_are_its_mean_and_std() -> None:
+    mean, std = torch.tensor([0.3, -1.0]), torch.tensor([0.5, 2.0])
+    levels = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(PRIOR_LEVELS))
+    quantiles = mean[:, None] + std[:, None] * levels
+    got_mean, got_std = prior_moments(quantiles, minimum_std=0.01)
+    torch.testing.assert_close(got_mean, mean)
+    torch.testing.assert_close(got_std, std)
+    assert prior_moments(torch.zeros(1, 3), minimum_std=0.01)[1].item() == pytest.approx(0.01)
+
+
+def test_an_untrained_prior_model_predicts_the_prior_gp() -> None:
+    """The correction outputs start at zero: the median and the 0.1-0.9 range are the prior GP's."""
+    config = ConvNPConfig(**TINY, prior="gp", prior_stride=1, prior_gp=CHEAP_GP)
+    task = _smooth_task()
+    prediction = ConvNPInterpolator(model=ConvNP(config).eval()).predict(task)
+    reference = GaussianProcessInterpolator(config.prior_gp_config()).predict(task)
+    median = prediction[conventions.PRECIPITATION_QUANTILE].sel(quantile=0.5).values
+    expected = reference[conventions.PRECIPITATION_QUANTILE].sel(quantile=0.5).values
+    # the prior's GP sees the contexts at their cells' centres and is read bilinearly between
+    # cells; on a field that varies over 6 km, that moves its median little
+    np.testing.assert_allclose(median, expected, rtol=0.1, atol=0.1)
+    assert np.all(prediction[conventions.PRECIPITATION_STD].values > 0)
+    without = ConvNPConfig(**TINY)
+    with pytest.raises(ValueError, match="needs prior grids"):
+        ConvNP(config)(*(torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 2, 2))
+    assert ConvNP(without)(*(torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 2, 2)).mean.shape == (1, 2)
+
+
+def test_prior_quantiles_refuse_an_empty_context_grid() -> None:
+    config = ConvNPConfig(**TINY, prior="gp")
+    with pytest.raises(ValueError, match="'observed' holds no context"):
+        prior_quantiles(lambda task: None, config, np.zeros((8, 8)), np.zeros((8, 8)), 4)
+
+
+def test_prior_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="prior must be one of"):
+        ConvNPConfig(prior="kriging")
+    with pytest.raises(ValueError, match=r"prior_gp: unknown options \['max_exact_context'\]"):
+        ConvNPConfig(prior="gp", prior_gp={"max_exact_context": 10**9})
+    with pytest.raises(ValueError, match="prior_gp:"):
+        ConvNPConfig(prior="gp", prior_gp={"kernel": "no such kernel"})
+    assert ConvNPConfig.from_dict(ConvNPConfig(prior="gp").to_dict()) == ConvNPConfig(prior="gp")
+    # a sidecar written before the prior existed still reads, as a model without one
+    values = ConvNPConfig().to_dict()
+    for name in ("prior", "prior_stride", "prior_gp"):
+        values.pop(name)
+    assert ConvNPConfig.from_dict(values).prior == "none"
+
+
+def _tiny_bank(directory: Path, count: int = 3) -> tuple[Path, ConvNPConfig]:
+    config = ConvNPConfig(**TINY, prior="gp", prior_gp=CHEAP_GP)
+    options = GridSamplingOptions(patch_cells=24, target_points=16, block_pixels=(4, 8), halo_pixels=(4, 6))
+    folder = build_prior_bank(
+        directory, _synthetic_bank(), "frames", config, options, count=count, seed=0, progress=False
+    )
+    return folder, config
+
+
+def test_prior_bank_builds_resumes_and_rebuilds_for_other_options(tmp_path: Path) -> None:
+    folder, config = _tiny_bank(tmp_path / "bank")
+    assert sorted(path.name for path in folder.glob("chunk-*.npz")) == ["chunk-000000.npz"]
+    bank = PriorBank.load(folder, config)
+    assert len(bank) == 3 and bank.prior.shape == (3, 3, 7, 7) and bank.observed.shape == (3, 24, 24)
+    chunk = folder / "chunk-000000.npz"
+    stamp = chunk.stat().st_mtime_ns
+    _tiny_bank(tmp_path / "bank")  # complete: nothing redrawn
+    assert chunk.stat().st_mtime_ns == stamp
+    build_prior_bank(
+        folder,
+        _synthetic_bank(),
+        "other frames",
+        config,
+        GridSamplingOptions(patch_cells=24, target_points=16, block_pixels=(4, 8), halo_pixels=(4, 6)),
+        count=2,
+        seed=0,
+        progress=False,
+    )
+    assert (
+        json.loads((folder / "bank.json").read_text())["count"] == 2
+        and len(PriorBank.load(folder, config)) == 2
+    )
+    (folder / "chunk-000000.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="1 chunks missing"):
+        PriorBank.load(folder, config)
+    assert CHUNK_TASKS > 2
+
+
+def test_prior_bank_batches_turn_grids_and_positions_together(tmp_path: Path) -> None:
+    """Whatever the turn and mirror, each target reads the same prior value as before."""
+    folder, config = _tiny_bank(tmp_path / "bank", count=2)
+    bank = PriorBank.load(folder, config)
+    size = bank.observed.shape[-1]
+    reference = upsample_prior(torch.as_tensor(bank.prior), (size, size), bank.stride)
+    expected = read_at(reference, torch.as_tensor(bank.positions))  # [2, n, 3]
+    seen = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        chosen = np.random.default_rng(seed).integers(len(bank), size=4)
+        batch = bank.sample(config, 4, rng)
+        got = read_at(batch.prior, batch.positions)
+        torch.testing.assert_close(got, expected[chosen], rtol=1e-4, atol=1e-4)
+        assert torch.equal(
+            batch.observed.sum((1, 2, 3)),
+            torch.as_tensor(bank.observed[chosen].sum((1, 2)), dtype=torch.float32),
+        )
+        seen.add(tuple(batch.prior[:, 0, 0, 0].tolist()))
+    assert len(seen) > 1  # the grids were turned: their corner differs between draws
+
+
+def test_fine_tuning_a_prior_model_from_a_model_without_one(tmp_path: Path) -> None:
+    plain = ConvNP(ConvNPConfig(**TINY, value_centre=0.4, value_scale=0.8))
+    path = tmp_path / "plain.safetensors"
+    save_checkpoint(
+        path,
+        plain.state_dict(),
+        architecture=ARCHITECTURE,
+        config=plain.config.to_dict(),
+    )
+    config = ConvNPTrainingConfig(
+        **{
+            **CONFIG,
+            "model": {**CONFIG["model"], "prior": "gp", "prior_gp": CHEAP_GP},
+            "output_dir": tmp_path / "run",
+            "initialise_from": path,
+        }
+    )
+    model = initial_convnp(config, _synthetic_bank())
+    assert (model.config.value_centre, model.config.value_scale) == (0.4, 0.8)
+    stem = model.unet.stem.weight
+    torch.testing.assert_close(stem[:, : plain.unet.stem.weight.shape[1]], plain.unet.stem.weight)
+    assert torch.all(stem[:, plain.unet.stem.weight.shape[1] :] == 0)
+    assert torch.all(model.decoder[-1].weight[:2] == 0)
+    torch.testing.assert_close(model.decoder[-1].weight[2:], plain.decoder[-1].weight[2:])
+    wider = ConvNPTrainingConfig(
+        **{**config.model_dump(), "model": {**config.model.model_dump(), "channels": (8, 8)}}
+    )
+    with pytest.raises(CheckpointError, match="initialise_from: .* not in this model"):
+        initial_convnp(wider, _synthetic_bank())
+    with pytest.raises(CheckpointError, match="initialise_from"):
+        initial_convnp(
+            ConvNPTrainingConfig(**{**config.model_dump(), "initialise_from": tmp_path / "none"}),
+            _synthetic_bank(),
+        )
+
+
+def test_a_prior_model_trains_resumably_and_predicts(tmp_path: Path) -> None:
+    config = ConvNPTrainingConfig(
+        **{
+            **CONFIG,
+            "model": {**CONFIG["model"], "prior": "gp", "prior_gp": CHEAP_GP},
+            "output_dir": tmp_path / "run",
+            "steps": 4,
+            "prior_tasks": 4,
+        }
+    )
+    result = train_convnp(config, progress=False, stop_after=2)
+    assert result.steps == 2 and len(list((tmp_path / "run" / "prior_bank").glob("chunk-*.npz"))) == 1
+    result = train_convnp(config, progress=False)
+    assert result.steps == 4 and [entry["step"] for entry in result.history] == [3, 4]
+    model, _ = load_convnp(result.best_checkpoint)
+    assert model.config.prior == "gp"
+    prediction = ConvNPInterpolator(model=model).predict(_smooth_task())
+    assert np.all(np.isfinite(prediction[conventions.PRECIPITATION_MEAN].values))
+    # the prior options count in the fingerprint only for a prior model
+    plain = ConvNPTrainingConfig(**CONFIG)
+    assert plain.fingerprint() == ConvNPTrainingConfig(**{**CONFIG, "prior_tasks": 7}).fingerprint()
+    assert (
+        config.fingerprint()
+        != ConvNPTrainingConfig(**{**config.model_dump(), "prior_tasks": 7}).fingerprint()
+    )
