@@ -85,8 +85,8 @@ ECE_BINS = 15
 
 
 def scores(pooled: xr.Dataset, truth: np.ndarray) -> dict[str, object]:
-    """Probability scores of predictions pooled over tasks (:func:`pool_predictions`) against their truths "
-    "``[target]``."""
+    """Probability scores of predictions pooled over tasks (:func:`pool_predictions`) against their truths
+    ``[target]``."""
     observed = metrics.observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
     probability = pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore")
     result: dict[str, object] = {

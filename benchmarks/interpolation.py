@@ -90,8 +90,8 @@ METRICS = ("crps", "nlpd", "rmse", "mae", "bias", "coverage_50", "coverage_80", 
 def wettest_frames(
     dataset: xr.Dataset, count: int, *, avoid: tuple[int, ...] = (), avoid_minutes: float = HOLDOUT_MINUTES
 ) -> list[int]:
-    """Indices of the ``count`` wettest frames, at least 30 minutes apart and at least ``avoid_minutes`` "
-    "from the frames ``avoid``."""
+    """Indices of the ``count`` wettest frames, at least 30 minutes apart and at least ``avoid_minutes``
+    from the frames ``avoid``."""
     wet = (dataset.precipitation > 0.1).mean(("y", "x")).values
     seconds = np.diff(dataset.time.values[:2]).astype("timedelta64[s]").astype(int)[0]
     step = max(1, int(np.ceil(30 * 60 / seconds)))
@@ -108,8 +108,8 @@ def wettest_frames(
 
 
 def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Task]]:
-    """(task kind, frame time, task) for one radar dataset (``holdout``: other frames and seeds, see the "
-    "module docstring)."""
+    """(task kind, frame time, task) for one radar dataset (``holdout``: other frames and seeds, see the
+    module docstring)."""
     dataset = open_dataset(name)
     start, end = TEST_PERIODS.get(name, (None, None))
     dataset = dataset.sel(time=slice(start, end))
@@ -168,8 +168,8 @@ def _row(
 
 
 def sic97_rows(*, seed: int = 0) -> list[dict[str, object]]:
-    """10-fold cross-validation on SIC97 (folds drawn with ``seed``), predictions pooled over folds, then "
-    "scored."""
+    """10-fold cross-validation on SIC97 (folds drawn with ``seed``), predictions pooled over folds, then
+    scored."""
     stations = open_dataset("sic97").compute()
     rows = []
     methods = {name: get_model(name) for name in STATION_METHODS}

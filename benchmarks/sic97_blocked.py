@@ -57,8 +57,8 @@ def scheme_name(block_km: float | None, folds: int) -> str:
 def folds_for(
     stations: xr.Dataset, block_km: float | None, seed: int, covariates: tuple[str, ...]
 ) -> list[Task]:
-    """Blocked folds of ``block_km`` (:data:`FOLDS`, or as many as there are blocks), or random "
-    ":data:`FOLDS`-fold CV for ``None``."""
+    """Blocked folds of ``block_km`` (:data:`FOLDS`, or as many as there are blocks), or random
+    :data:`FOLDS`-fold CV for ``None``."""
     if block_km is None:
         return list(station_folds(stations, folds=FOLDS, seed=seed, covariates=covariates))
     return list(

@@ -37,8 +37,8 @@ GPU_TRAINING = Path(__file__).resolve().parent / "results" / "anp_gpu_training.j
 
 
 def gpu_training_rates(path: Path = GPU_TRAINING) -> dict[str, object]:
-    """Steps/s of the first part of each GPU training run in ``path`` "
-    "(benchmarks/results/anp_gpu_training.json), with its device."""
+    """Steps/s of the first part of each GPU training run in ``path``
+    (benchmarks/results/anp_gpu_training.json), with its device."""
     record = json.loads(path.read_text())
     rates: dict[str, object] = {name: run["parts"][0]["steps_per_s"] for name, run in record["runs"].items()}
     rates["source"] = f"{path.relative_to(path.parents[2])} (part 1 of each run): {record['device']}"

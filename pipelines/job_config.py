@@ -16,8 +16,8 @@ class _Strict(BaseModel):
 
 
 class FramesOptions(_Strict):
-    """Which frames of the dataset: ``start``/``end`` (ISO, inclusive), every ``stride``-th, at most "
-    "``limit``."""
+    """Which frames of the dataset: ``start``/``end`` (ISO, inclusive), every ``stride``-th, at most
+    ``limit``."""
 
     start: str | None = None
     end: str | None = None
@@ -42,8 +42,8 @@ class TargetOptions(_Strict):
 
 
 class ModelOptions(_Strict):
-    """A registered model (``gp``, ``kriging``, ``idw``, ``climatology``, ``anp``, ``cnp``, ``convnp``) and "
-    "its options."""
+    """A registered model (``gp``, ``kriging``, ``idw``, ``climatology``, ``anp``, ``cnp``, ``convnp``) and
+    its options."""
 
     name: str
     checkpoint: Path | None = None
@@ -67,8 +67,8 @@ class PlotOptions(_Strict):
 
 
 class JobConfig(_Strict):
-    """One batch job: observations -> tasks -> model -> tiled prediction -> calibration -> verification -> "
-    "plots."""
+    """One batch job: observations -> tasks -> model -> tiled prediction -> calibration -> verification ->
+    plots."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: str
@@ -127,8 +127,8 @@ class JobConfig(_Strict):
 
 
 def load_job_config(path: Path, **overrides: Any) -> JobConfig:
-    """Read and validate a job YAML; relative checkpoint/calibration paths are taken from the current "
-    "folder."""
+    """Read and validate a job YAML; relative checkpoint/calibration paths are taken from the current
+    folder."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:

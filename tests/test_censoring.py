@@ -27,8 +27,8 @@ def test_one_censored_value_follows_the_truncated_normal() -> None:
 
 
 def test_censored_value_is_drawn_given_the_observed_ones() -> None:
-    """z = (z0, z1) ~ N(0, [[1, .8], [.8, 1]]), z0 = 1 observed, z1 <= 0: z1 | z0 ~ N(0.8, 0.36) truncated "
-    "at 0."""
+    """z = (z0, z1) ~ N(0, [[1, .8], [.8, 1]]), z0 = 1 observed, z1 <= 0: z1 | z0 ~ N(0.8, 0.36) truncated
+    at 0."""
     covariance = np.array([[1.0, 0.8], [0.8, 1.0]])
     draws = sample_censored(
         np.linalg.inv(covariance),

@@ -166,8 +166,8 @@ def test_train_and_run_name_the_bad_field(tmp_path: Path) -> None:
 
 
 def _two_radars(tmp_path: Path) -> tuple[Path, Path]:
-    """Catalog and data folders with two small synthetic radars of different intensities (4 frames of 64 x "
-    "64 px)."""
+    """Catalog and data folders with two small synthetic radars of different intensities (4 frames of 64 x
+    64 px)."""
     data, catalog = tmp_path / "data", tmp_path / "catalog"
     data.mkdir()
     rng = np.random.default_rng(0)

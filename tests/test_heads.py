@@ -177,8 +177,8 @@ def test_vector_scaling_does_at_least_as_well_as_temperature() -> None:
 
 
 def _shifted_bins(rng: np.random.Generator, n: int, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A calibrated forecast ``[n, 4]`` and outcomes drawn from it with its logits shifted by ``shift`` "
-    "``[4]``."""
+    """A calibrated forecast ``[n, 4]`` and outcomes drawn from it with its logits shifted by ``shift``
+    ``[4]``."""
     logits = rng.normal(size=(n, 4))
     observed = np.array([rng.choice(4, p=p) for p in special.softmax(logits + shift, axis=-1)])
     return special.softmax(logits, axis=-1), observed

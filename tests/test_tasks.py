@@ -155,8 +155,8 @@ def test_station_folds(data_dir: Path) -> None:
 
 
 def _clustered_stations(seed: int = 0, clusters: int = 12, per_cluster: int = 10) -> xr.Dataset:
-    """``precipitation(station)`` at ``clusters`` x ``per_cluster`` stations: tight clusters (3 km) over "
-    "300 km, EPSG:3035."""
+    """``precipitation(station)`` at ``clusters`` x ``per_cluster`` stations: tight clusters (3 km) over
+    300 km, EPSG:3035."""
     rng = np.random.default_rng(seed)
     centres = rng.uniform(50_000.0, 350_000.0, size=(clusters, 2))
     points = np.repeat(centres, per_cluster, axis=0) + rng.normal(

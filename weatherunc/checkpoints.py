@@ -92,8 +92,8 @@ def save_checkpoint(
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:
-    """The sidecar of ``path``, checked for format; ``CheckpointError`` if missing, unreadable or not a "
-    "mapping."""
+    """The sidecar of ``path``, checked for format; ``CheckpointError`` if missing, unreadable or not a
+    mapping."""
     sidecar = sidecar_path(Path(path))
     try:
         values = json.loads(sidecar.read_text())

@@ -146,8 +146,8 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Train a neural process (the convolutional one when the config says `architecture: convnp`); resumes "
-    "from the run folder's last checkpoint."""
+    """Train a neural process (the convolutional one when the config says `architecture: convnp`); resumes
+    from the run folder's last checkpoint."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.training.config import load_training_config
@@ -233,8 +233,8 @@ def refit_head(
         ),
     ] = False,
 ) -> None:
-    """Refit a neural process's bin head in prediction mode (prior latents, no dropout) on training tasks; "
-    "the Gaussian outputs are kept unless --gaussian."""
+    """Refit a neural process's bin head in prediction mode (prior latents, no dropout) on training tasks;
+    the Gaussian outputs are kept unless --gaussian."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.training.config import load_training_config
@@ -268,8 +268,8 @@ def parse_frames(specification: str):
 
 
 def _calibration_figure(pooled, truth, calibration, path: Path, *, title: str) -> Path:
-    """Reliability of the most probable bin before and after ``calibration`` on pooled predictions, saved "
-    "to ``path``."""
+    """Reliability of the most probable bin before and after ``calibration`` on pooled predictions, saved
+    to ``path``."""
     import numpy as np
     import xarray as xr
 
@@ -341,8 +341,8 @@ def calibrate(
     catalog: CatalogOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Fit a model's calibration (temperature or vector scaling of its bin probabilities, and a std factor) "
-    "on held-out frames, e.g. of your own radar."""
+    """Fit a model's calibration (temperature or vector scaling of its bin probabilities, and a std factor)
+    on held-out frames, e.g. of your own radar."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.heads.fitting import calibrate_predictions, pooled_predictions, target_groups
@@ -404,8 +404,8 @@ def pack(
         int | None, typer.Option(help="Seed the run will use (it fixes the validation tasks).")
     ] = None,
 ) -> None:
-    """Pack a training config's frames and validation tasks into one file, for `weatherunc train --packed` "
-    "on a machine without the raw data."""
+    """Pack a training config's frames and validation tasks into one file, for `weatherunc train --packed`
+    on a machine without the raw data."""
     from weatherunc.errors import InputDataError
     from weatherunc.training.config import load_training_config
     from weatherunc.training.packing import pack_training_data
@@ -442,8 +442,8 @@ def run(
     catalog: CatalogOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Run a batch job: ingest, tasks, model, tiled prediction, calibration, verification, maps "
-    "(resumable)."""
+    """Run a batch job: ingest, tasks, model, tiled prediction, calibration, verification, maps
+    (resumable)."""
     from pipelines.job_config import load_job_config
     from pipelines.run_job import JobStateError, run_job
     from weatherunc.checkpoints import CheckpointError

@@ -97,8 +97,8 @@ OUTPUT_ATTRS: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class _Grid:
-    """The checked layout of the input: its dims, its declared units and the rates ``[frames, ny, nx]`` in "
-    "mm/h."""
+    """The checked layout of the input: its dims, its declared units and the rates ``[frames, ny, nx]`` in
+    mm/h."""
 
     time_dim: Hashable | None
     y_dim: Hashable

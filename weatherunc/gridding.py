@@ -139,8 +139,8 @@ def predict_tile(
     tiling: GridTiling,
     target_mask: np.ndarray | None = None,
 ) -> xr.Dataset | None:
-    """The model's prediction for one tile on the tile's (y, x) block; None when there is nothing to "
-    "predict."""
+    """The model's prediction for one tile on the tile's (y, x) block; None when there is nothing to
+    predict."""
     task = tile_task(values, x_km, y_km, tile, tiling, target_mask)
     if task is None:
         return None

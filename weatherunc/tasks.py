@@ -168,8 +168,8 @@ def _grid_task(
 
 
 def tile_groups(points: np.ndarray, tile_km: float) -> dict[tuple[int, int], np.ndarray]:
-    """Indices of ``points`` ``[n, >=2]`` (km) grouped by square tiles of ``tile_km``, keyed by tile "
-    "(column, row)."""
+    """Indices of ``points`` ``[n, >=2]`` (km) grouped by square tiles of ``tile_km``, keyed by tile
+    (column, row)."""
     keys = np.floor(points[:, :2] / tile_km).astype(np.int64)
     order = np.lexsort((keys[:, 1], keys[:, 0]))
     groups: dict[tuple[int, int], np.ndarray] = {}
@@ -336,8 +336,8 @@ def gauge_network(
 def _station_points(
     stations: xr.Dataset, covariates: tuple[str, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Values ``[n_station]`` (mm/h), km coordinates ``[n_station, 2]`` and covariates ``[n_station, "
-    "n_covariates]`` (or ``None``)."""
+    """Values ``[n_station]`` (mm/h), km coordinates ``[n_station, 2]`` and covariates ``[n_station,
+    n_covariates]`` (or ``None``)."""
     crs = crs_of(stations)
     values = np.asarray(stations[conventions.PRECIPITATION].values, dtype=np.float64)
     x_km, y_km = planar_kilometres(stations[conventions.X].values, stations[conventions.Y].values, crs)

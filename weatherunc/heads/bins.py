@@ -28,8 +28,8 @@ def gaussian_bin_probabilities(
     std: np.ndarray,
     edges: Sequence[float] = DEFAULT_BIN_EDGES,
 ) -> np.ndarray:
-    """Bin probabilities ``[..., bins]`` of the censored back-transformed Gaussian ``N(mean, std^2)`` "
-    "``[...]``."""
+    """Bin probabilities ``[..., bins]`` of the censored back-transformed Gaussian ``N(mean, std^2)``
+    ``[...]``."""
     edges = np.asarray(edges, dtype=np.float64)
     at_least = np.ones((*np.shape(mean), len(edges) + 1))
     positive = edges > 0
@@ -51,8 +51,8 @@ def bin_coordinates(edges: Sequence[float]) -> dict[str, tuple]:
 
 
 def with_bin_probabilities(prediction: xr.Dataset, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> xr.Dataset:
-    """Add ``bin_probability`` (derived from the Gaussian) unless the model predicted it, and "
-    "``rain_probability``."""
+    """Add ``bin_probability`` (derived from the Gaussian) unless the model predicted it, and
+    ``rain_probability``."""
     if "bin_probability" not in prediction:
         from weatherunc.evaluation import transform_groups
 
@@ -133,8 +133,8 @@ def entropy(probabilities: np.ndarray) -> np.ndarray:
 
 
 def entropy_and_mutual_information(sample_probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictive entropy ``H[E p]`` and mutual information ``H[E p] - E H[p]`` from draws ``[samples, ..., "
-    "bins]``."""
+    """Predictive entropy ``H[E p]`` and mutual information ``H[E p] - E H[p]`` from draws ``[samples, ...,
+    bins]``."""
     mean = sample_probabilities.mean(0)
     total = entropy(mean)
     return total, np.maximum(total - entropy(sample_probabilities).mean(0), 0.0)

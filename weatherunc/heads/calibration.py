@@ -82,8 +82,8 @@ class TemperatureScaling(ProbabilityScaler):
 
     @classmethod
     def fit(cls, probabilities: np.ndarray, observed: np.ndarray) -> TemperatureScaling:
-        """``T`` minimising the NLL of ``observed`` bin indices ``[n]`` under ``probabilities`` ``[n, "
-        "bins]``."""
+        """``T`` minimising the NLL of ``observed`` bin indices ``[n]`` under ``probabilities`` ``[n,
+        bins]``."""
         logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
         result = optimize.minimize_scalar(
             lambda log_t: _nll(logits / np.exp(log_t), observed),
@@ -130,8 +130,8 @@ def lowest_ece_temperature(
 
 @dataclass(frozen=True)
 class VectorScaling(ProbabilityScaler):
-    """``softmax(w * log p + b)``, one weight and bias per bin; ``penalty`` is the L2 strength it was "
-    "fitted with."""
+    """``softmax(w * log p + b)``, one weight and bias per bin; ``penalty`` is the L2 strength it was
+    fitted with."""
 
     method: ClassVar[str] = "vector"
     weights: np.ndarray = field(default_factory=lambda: np.ones(1))
@@ -230,8 +230,8 @@ class StdScaling:
 
     @classmethod
     def fit(cls, mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> StdScaling:
-        """Closed-form NLL minimiser ``sqrt(mean(((z - mu) / sigma)^2))`` over finite ``observed`` "
-        "(transformed)."""
+        """Closed-form NLL minimiser ``sqrt(mean(((z - mu) / sigma)^2))`` over finite ``observed``
+        (transformed)."""
         known = np.isfinite(observed)
         return cls(factor=float(np.sqrt(np.mean(((observed[known] - mean[known]) / std[known]) ** 2))))
 

@@ -89,8 +89,8 @@ def fit_calibration(
 
 
 def target_groups(tasks: Sequence[Task], task_groups: Sequence[str]) -> np.ndarray:
-    """Each task's label repeated for its targets: ``[sum of n_target]``, in the order "
-    ":func:`pooled_predictions` pools them."""
+    """Each task's label repeated for its targets: ``[sum of n_target]``, in the order
+    :func:`pooled_predictions` pools them."""
     if len(task_groups) != len(tasks):
         raise ValueError(
             f"task_groups: one label per task, got {len(task_groups)} labels for {len(tasks)} tasks"

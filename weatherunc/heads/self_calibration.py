@@ -158,8 +158,8 @@ def _coverage(
 
 
 def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
-    """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the "
-    "std times ``factor``."""
+    """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the
+    std times ``factor``."""
     mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values * factor
     scores = np.full(mean.shape, np.nan)
     for transform, members in transform_groups(prediction):
@@ -176,8 +176,8 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
 def _smallest_covering_factor(
     prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float
 ) -> float:
-    """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage reaches ``level`` (the largest if "
-    "none does)."""
+    """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage reaches ``level`` (the largest if
+    none does)."""
     for factor in FACTOR_GRID:
         if _weighted_mean(_coverage(prediction, truth, level, factor), weights) >= level:
             return float(factor)

@@ -147,8 +147,8 @@ def _correlation_in_place(
 
 
 def kernel_hyperparameters(kernel: torch.nn.Module) -> dict[str, torch.Tensor | None]:
-    """``lengthscale`` ``[d]``, ``outputscale`` and ``alpha`` (rational quadratic, else None) of a GPyTorch "
-    "``ScaleKernel``."""
+    """``lengthscale`` ``[d]``, ``outputscale`` and ``alpha`` (rational quadratic, else None) of a GPyTorch
+    ``ScaleKernel``."""
     base = kernel.base_kernel
     return {
         "lengthscale": base.lengthscale.reshape(-1),

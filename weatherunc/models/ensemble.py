@@ -25,8 +25,8 @@ from weatherunc.tasks import Task
 
 @dataclass
 class EnsembleInterpolator:
-    """Mixture of ``members`` (each an :class:`~weatherunc.models.registry.Interpolator` with the same "
-    "transform)."""
+    """Mixture of ``members`` (each an :class:`~weatherunc.models.registry.Interpolator` with the same
+    transform)."""
 
     members: Sequence[Interpolator]
     name: str = "ensemble"
@@ -36,8 +36,8 @@ class EnsembleInterpolator:
             raise ValueError(f"an ensemble needs at least 2 members, got {len(self.members)}")
 
     def predict(self, task: Task) -> xr.Dataset:
-        """Prediction Dataset of the mixture, with ``bin_probability``, ``predictive_entropy`` and "
-        "``mutual_information``."""
+        """Prediction Dataset of the mixture, with ``bin_probability``, ``predictive_entropy`` and
+        ``mutual_information``."""
         start = time.perf_counter()
         predictions = [member.predict(task) for member in self.members]
         transforms = {transform_of(prediction) for prediction in predictions}

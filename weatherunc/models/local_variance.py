@@ -39,8 +39,8 @@ from scipy.spatial import distance
 
 @dataclass(frozen=True)
 class LocalVarianceScale:
-    """Smoothing of squared leave-one-out residuals: Gaussian ``bandwidth_km``, ``prior_weight`` "
-    "pseudo-residuals at 1."""
+    """Smoothing of squared leave-one-out residuals: Gaussian ``bandwidth_km``, ``prior_weight``
+    pseudo-residuals at 1."""
 
     bandwidth_km: float
     prior_weight: float

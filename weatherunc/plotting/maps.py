@@ -54,8 +54,8 @@ def crs_of_grid(dataset: xr.Dataset | xr.DataArray, crs: pyproj.CRS | None = Non
 
 
 def map_projection(crs: pyproj.CRS, extent: tuple[float, float, float, float]):
-    """A cartopy projection for ``crs``; ``extent`` (x0, x1, y0, y1) bounds it when the CRS has no area of "
-    "use."""
+    """A cartopy projection for ``crs``; ``extent`` (x0, x1, y0, y1) bounds it when the CRS has no area of
+    use."""
     import cartopy.crs as ccrs
 
     if crs.is_geographic:
@@ -256,8 +256,8 @@ def low_confidence(dataset: xr.Dataset, ratio: float = LOW_CONFIDENCE_RATIO) -> 
 def combined_map(
     dataset: xr.Dataset, *, crs: pyproj.CRS | None = None, ratio: float = LOW_CONFIDENCE_RATIO
 ) -> Figure:
-    """Observed and predicted mean in one field, low-confidence predictions hatched, predicted region "
-    "outlined."""
+    """Observed and predicted mean in one field, low-confidence predictions hatched, predicted region
+    outlined."""
     crs = crs_of_grid(dataset, crs)
     field = dataset["precipitation_mean"]
     if conventions.PRECIPITATION in dataset:

@@ -129,8 +129,8 @@ def _log_uniform(bounds: tuple[float, float], rng: np.random.Generator) -> float
 def draw_task(
     bank: FrameBank, config: ConvNPConfig, options: GridSamplingOptions, rng: np.random.Generator
 ) -> tuple[np.ndarray, ...]:
-    """One grid task: ``observed``, ``values`` ``[P, P]``, ``positions`` ``[n, 2]``, target rates ``[n]`` "
-    "(mm/h)."""
+    """One grid task: ``observed``, ``values`` ``[P, P]``, ``positions`` ``[n, 2]``, target rates ``[n]``
+    (mm/h)."""
     size, n_target = options.patch_cells, options.target_points
     for _attempt in range(1000):
         frame = bank.frames[rng.integers(len(bank.frames))]

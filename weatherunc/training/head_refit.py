@@ -269,8 +269,8 @@ def fit_bin_rows(
     max_iterations: int = 200,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight ``[bins, hidden]`` and bias ``[bins]`` minimising :func:`mixture_nll`, from the given start "
-    "(float32, L-BFGS)."""
+    """Weight ``[bins, hidden]`` and bias ``[bins]`` minimising :func:`mixture_nll`, from the given start
+    (float32, L-BFGS)."""
     if features.shape[1] != bins.shape[0] or features.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"features {tuple(features.shape)} do not fit bins {tuple(bins.shape)} and weight "
@@ -299,8 +299,8 @@ def fit_gaussian_rows(
     max_iterations: int = 200,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std rows (weight ``[2, hidden]``, bias ``[2]``) minimising :func:`gaussian_nll`, from the "
-    "given start (float64, L-BFGS)."""
+    """Mean and std rows (weight ``[2, hidden]``, bias ``[2]``) minimising :func:`gaussian_nll`, from the
+    given start (float64, L-BFGS)."""
     return _minimise(
         lambda w, b: gaussian_nll(w, b, data, minimum_std),
         weight,

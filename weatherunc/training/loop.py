@@ -165,8 +165,8 @@ def architecture_config(config: TrainingConfig, bank: FrameBank) -> NeuralProces
 def _validate(
     model: NeuralProcess, config: TrainingConfig, device: torch.device, tasks: Sequence[Task]
 ) -> dict[str, float]:
-    """Mean verification scores of ``model`` on the validation tasks "
-    "(:func:`~weatherunc.training.validation.validation_scores`)."""
+    """Mean verification scores of ``model`` on the validation tasks
+    (:func:`~weatherunc.training.validation.validation_scores`)."""
     return validation_scores(
         NeuralProcessInterpolator(
             model=model, name=config.name, samples=8, seed=config.seed, device=str(device)
@@ -187,8 +187,8 @@ def architecture_differences(config: TrainingConfig, checkpoint: NeuralProcessCo
 
 
 def _initialise_from(config: TrainingConfig) -> Path | None:
-    """``config.initialise_from`` as a path, or None; raises :class:`CheckpointError` naming it when it is "
-    "not a file."""
+    """``config.initialise_from`` as a path, or None; raises :class:`CheckpointError` naming it when it is
+    not a file."""
     if config.initialise_from is None:
         return None
     path = Path(config.initialise_from)

@@ -121,8 +121,8 @@ def load_frames(
 
 
 def save_bank(bank: FrameBank, path: Path, key: str) -> Path:
-    """Write ``bank`` to ``path`` (``.npz``, no pickles) under ``key``; written to a temporary name and "
-    "renamed."""
+    """Write ``bank`` to ``path`` (``.npz``, no pickles) under ``key``; written to a temporary name and
+    renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format": CACHE_FORMAT, "key": key, "labels": [frame.label for frame in bank.frames]}
@@ -140,8 +140,8 @@ def save_bank(bank: FrameBank, path: Path, key: str) -> Path:
 
 
 def load_bank(path: Path, key: str) -> FrameBank | None:
-    """The bank cached at ``path`` under ``key``, or None when there is none or it was cached for other "
-    "selections."""
+    """The bank cached at ``path`` under ``key``, or None when there is none or it was cached for other
+    selections."""
     if not Path(path).is_file():
         return None
     with np.load(path, allow_pickle=False) as arrays:

@@ -238,8 +238,8 @@ def sample_batch(
 
 
 def step_generator(seed: int, step: int) -> np.random.Generator:
-    """The random stream of training step ``step``: ``default_rng([seed, step])``, independent of every "
-    "other step."""
+    """The random stream of training step ``step``: ``default_rng([seed, step])``, independent of every
+    other step."""
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     return np.random.default_rng([seed, step])

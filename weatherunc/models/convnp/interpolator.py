@@ -124,8 +124,8 @@ class ConvNPInterpolator:
         return self.model.config
 
     def predict_moments(self, task: Task) -> dict[str, np.ndarray]:
-        """Per target ``[n_target]``: transformed mean and noise variance, ``bin_probability`` ``[n_target, "
-        "bins]``."""
+        """Per target ``[n_target]``: transformed mean and noise variance, ``bin_probability`` ``[n_target,
+        bins]``."""
         if self.tile_cells < 1 or self.halo_cells < 0:
             raise ValueError(
                 f"tile_cells must be >= 1 and halo_cells >= 0, got {self.tile_cells}, {self.halo_cells}"
@@ -184,8 +184,8 @@ class ConvNPInterpolator:
         }
 
     def predict(self, task: Task) -> xr.Dataset:
-        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, "
-        "bin)``."""
+        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target,
+        bin)``."""
         start = time.perf_counter()
         moments = self.predict_moments(task)
         elapsed = time.perf_counter() - start

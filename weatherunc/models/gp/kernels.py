@@ -33,8 +33,8 @@ class StationaryKernel(ABC):
     name: str
 
     def module(self, dimensions: int) -> torch.nn.Module:
-        """A new GPyTorch ``ScaleKernel`` of this family over ``dimensions`` inputs, with GPyTorch's "
-        "initial values and dtype."""
+        """A new GPyTorch ``ScaleKernel`` of this family over ``dimensions`` inputs, with GPyTorch's
+        initial values and dtype."""
         import gpytorch
 
         return gpytorch.kernels.ScaleKernel(self._base_module(gpytorch, dimensions))
@@ -81,8 +81,8 @@ class SquaredExponential(StationaryKernel):
 
 @dataclass(frozen=True)
 class RationalQuadratic(StationaryKernel):
-    """Rational quadratic kernel, a scale mixture of squared exponentials (Rasmussen & Williams 2006, eq. "
-    "4.19)."""
+    """Rational quadratic kernel, a scale mixture of squared exponentials (Rasmussen & Williams 2006, eq.
+    4.19)."""
 
     def _base_module(self, gpytorch: ModuleType, dimensions: int) -> torch.nn.Module:
         return gpytorch.kernels.RQKernel(ard_num_dims=dimensions)
@@ -109,6 +109,6 @@ def kernel_named(name: str) -> StationaryKernel:
 
 
 def gpytorch_kernel(name: str, dimensions: int) -> torch.nn.Module:
-    """A new GPyTorch ``ScaleKernel`` of the family ``name`` over ``dimensions`` inputs "
-    "(:meth:`StationaryKernel.module`)."""
+    """A new GPyTorch ``ScaleKernel`` of the family ``name`` over ``dimensions`` inputs
+    (:meth:`StationaryKernel.module`)."""
     return kernel_named(name).module(dimensions)

@@ -1,5 +1,5 @@
-"""Per-task choice of the transform offset and the local variance scale by the leave-one-out CRPS of the "
-"contexts."""
+"""Per-task choice of the transform offset and the local variance scale by the leave-one-out CRPS of the
+contexts."""
 
 from __future__ import annotations
 

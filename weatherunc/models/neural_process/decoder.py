@@ -14,8 +14,8 @@ from weatherunc.models.neural_process.layers import multilayer_perceptron
 
 @dataclass
 class DecoderOutput:
-    """mean, std ``[batch, n_target]`` (standardised transformed rate); logits ``[batch, n_target, bins]`` "
-    "or None."""
+    """mean, std ``[batch, n_target]`` (standardised transformed rate); logits ``[batch, n_target, bins]``
+    or None."""
 
     mean: torch.Tensor
     std: torch.Tensor

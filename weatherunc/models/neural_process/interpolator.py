@@ -153,8 +153,8 @@ class NeuralProcessInterpolator:
         return self.model.config
 
     def predict_moments(self, task: Task) -> dict[str, np.ndarray]:
-        """Per target ``[n_target]``: transformed mean, latent and noise variance; ``bin_probability`` "
-        "``[n_target, bins]``."""
+        """Per target ``[n_target]``: transformed mean, latent and noise variance; ``bin_probability``
+        ``[n_target, bins]``."""
         config, options = self.config, self.tiles
         device = torch.device(self.device) if self.device else choose_device()
         model = self.model.to(device).eval()
@@ -216,8 +216,8 @@ class NeuralProcessInterpolator:
         }
 
     def predict(self, task: Task) -> xr.Dataset:
-        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target, "
-        "bin)``."""
+        """Prediction Dataset over the task's targets, as for every model; adds ``bin_probability(target,
+        bin)``."""
         start = time.perf_counter()
         moments = self.predict_moments(task)
         elapsed = time.perf_counter() - start

@@ -91,8 +91,8 @@ class MultiHeadAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Attention, residual and layer norm, then a residual feed-forward layer (post-norm transformer "
-    "block)."""
+    """Attention, residual and layer norm, then a residual feed-forward layer (post-norm transformer
+    block)."""
 
     def __init__(
         self, hidden: int, heads: int, distance_bias: bool = False, coordinate_scale_km: float = 32.0

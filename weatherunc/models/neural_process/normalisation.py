@@ -51,8 +51,8 @@ def rate_bins(config: NeuralProcessConfig, rate: np.ndarray) -> np.ndarray:
 
 
 def as_batch(*arrays: np.ndarray, device: torch.device | str = "cpu") -> list[torch.Tensor]:
-    """Each array ``[n, ...]`` -> tensor ``[1, n, ...]`` on ``device`` (values ``[n]`` become ``[1, n, "
-    "1]``)."""
+    """Each array ``[n, ...]`` -> tensor ``[1, n, ...]`` on ``device`` (values ``[n]`` become ``[1, n,
+    1]``)."""
     tensors = []
     for array in arrays:
         tensor = torch.as_tensor(array, device=device)[None]
