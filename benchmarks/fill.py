@@ -22,22 +22,15 @@ import torch
 from common import machine, write_result
 
 import weatherunc
+from weatherunc.gridding import GridTiling, seam_ratio
 
 GAP = slice(108, 148)
-EDGE = 128
 FRAME = 20
 
 
-def seam_ratio(mean: np.ndarray) -> tuple[float, float, float]:
-    """(ratio, mean jump across the edges, mean step elsewhere) of ``mean`` ``[ny, nx]`` inside the gap."""
-    block = mean[GAP, GAP]
-    edge = EDGE - GAP.start
-    row_steps, column_steps = np.abs(np.diff(block, axis=0)), np.abs(np.diff(block, axis=1))
-    across = np.concatenate([row_steps[edge - 1, :], column_steps[:, edge - 1]])
-    inside_rows = np.delete(row_steps, edge - 1, axis=0).ravel()
-    inside_columns = np.delete(column_steps, edge - 1, axis=1).ravel()
-    elsewhere = np.concatenate([inside_rows, inside_columns])
-    return float(across.mean() / elsewhere.mean()), float(across.mean()), float(elsewhere.mean())
+def gap_seam_ratio(mean: np.ndarray) -> tuple[float, float, float]:
+    """(ratio, jump across the tile edges, step elsewhere) of ``mean`` ``[ny, nx]`` inside the gap."""
+    return seam_ratio(mean, GridTiling().tile_pixels, GAP, GAP)
 
 
 def main() -> None:
@@ -56,7 +49,7 @@ def main() -> None:
         filled = weatherunc.fill(gappy, model=model, progress=False)
         seconds = time.perf_counter() - started
         mean = filled.precipitation_mean.values
-        ratio, jump, step = seam_ratio(mean)
+        ratio, jump, step = gap_seam_ratio(mean)
         rows.append(
             {
                 "model": model,
@@ -69,7 +62,7 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    truth_ratio, _, _ = seam_ratio(frame.values)
+    truth_ratio, _, _ = gap_seam_ratio(frame.values)
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),

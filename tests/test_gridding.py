@@ -10,7 +10,14 @@ import pytest
 import torch
 import xarray as xr
 
-from weatherunc.gridding import GridTiling, grid_tiles, predict_grid, predict_grid_to_zarr, tile_task
+from weatherunc.gridding import (
+    GridTiling,
+    grid_tiles,
+    predict_grid,
+    predict_grid_to_zarr,
+    seam_ratio,
+    tile_task,
+)
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator, TileOptions
 from weatherunc.models.neural_process.model import NeuralProcess
@@ -167,3 +174,16 @@ def test_zarr_stream_equals_memory_and_a_crash_leaves_the_old_store(tmp_path: Pa
     with pytest.raises(RuntimeError, match="worker lost"):
         predict_grid_to_zarr(_FailingModel(fail_at=3), frame, store, crs=CRS, tiling=tiling, progress=False)
     xr.testing.assert_identical(xr.open_zarr(store, consolidated=False).load(), streamed)  # untouched
+
+
+def test_seam_ratio_measures_jumps_at_tile_edges_only() -> None:
+    ramp = np.add.outer(np.arange(32.0), np.arange(32.0)) * 0.1  # steps of 0.1 everywhere
+    ratio, jump, step = seam_ratio(ramp, 16, slice(8, 24), slice(8, 24))
+    assert (ratio, jump, step) == pytest.approx((1.0, 0.1, 0.1))
+    seamed = ramp.copy()
+    seamed[16:, :] += 1.0  # a jump between rows 15 and 16: a tile edge
+    ratio, jump, _ = seam_ratio(seamed, 16, slice(8, 24), slice(8, 24))
+    # half the edge pairs (rows) jump by 1.1, the other half (columns) step by 0.1
+    assert jump == pytest.approx(0.6) and ratio == pytest.approx(6.0)
+    with pytest.raises(ValueError, match="no edge of 16-pixel tiles"):
+        seam_ratio(ramp, 16, slice(0, 10), slice(0, 10))

@@ -7,6 +7,8 @@ most ``max_context`` (a random subset drawn with a seed derived from the frame s
 tile, so a recomputed tile is identical). Any registered model predicts the task; the tile's
 output is written into its region of the zarr store, whose chunks are the tiles, so memory
 stays bounded by one tile whatever the frame size.
+
+:func:`seam_ratio` measures how much a tiled map jumps where its tiles meet.
 """
 
 from __future__ import annotations
@@ -161,6 +163,28 @@ def predict_tile(
         {name: prediction[name] for name in ("bin_lower", "bin_upper") if name in prediction.coords}
     )
     return xr.Dataset(out, coords=coords, attrs=prediction.attrs)
+
+
+def seam_ratio(mean: np.ndarray, tile_pixels: int, rows: slice, columns: slice) -> tuple[float, float, float]:
+    """How much a tiled map jumps where tiles meet: ``(ratio, jump, step)`` inside the region
+    ``mean[rows, columns]`` of a ``[ny, nx]`` map tiled by :func:`grid_tiles`, where ``jump`` is
+    the mean absolute difference between neighbouring pixels on either side of a tile edge and
+    ``step`` the mean absolute difference between the other neighbouring pixels; ``ratio`` is
+    ``jump / step`` (about 1 for a map without seams). ``ValueError`` when no tile edge crosses
+    the region."""
+    block = np.asarray(mean, dtype=np.float64)[rows, columns]
+    row_steps, column_steps = np.abs(np.diff(block, axis=0)), np.abs(np.diff(block, axis=1))
+    # the step between block rows i and i + 1 crosses an edge when row start + i + 1 starts a tile
+    row_edges = (rows.start + 1 + np.arange(row_steps.shape[0])) % tile_pixels == 0
+    column_edges = (columns.start + 1 + np.arange(column_steps.shape[1])) % tile_pixels == 0
+    if not row_edges.any() and not column_edges.any():
+        raise ValueError(
+            f"seam_ratio: no edge of {tile_pixels}-pixel tiles crosses rows {rows}, columns {columns}"
+        )
+    across = np.concatenate([row_steps[row_edges].ravel(), column_steps[:, column_edges].ravel()])
+    elsewhere = np.concatenate([row_steps[~row_edges].ravel(), column_steps[:, ~column_edges].ravel()])
+    jump, step = float(np.nanmean(across)), float(np.nanmean(elsewhere))
+    return jump / step, jump, step
 
 
 def iterate_tiles(

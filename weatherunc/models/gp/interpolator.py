@@ -1,5 +1,5 @@
-"""The GP interpolator: per task, choose the options, fit, and predict every target (exact or tile by "
-"tile)."""
+"""The GP interpolator: per task, choose the options, fit, and predict every target (exact or tile by
+tile)."""
 
 from __future__ import annotations
 
