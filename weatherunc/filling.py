@@ -4,7 +4,9 @@
 dims ``(y, x)``, ``(lat, lon)`` or ``(latitude, longitude)``, optionally after a leading ``time``,
 and returns a CF ``xr.Dataset`` with the observed field, the filled mean, its standard deviation,
 quantiles, exceedance and bin probabilities, and an ``observation`` flag per pixel. Each frame is
-predicted tile by tile by :func:`weatherunc.gridding.iterate_tiles`, only at its unobserved pixels.
+predicted tile by tile, only at its unobserved pixels, each tile reaching ``tiling.blend_pixels``
+into its neighbours and blended with them so that the map has no seams
+(:func:`weatherunc.blending.predict_blended`).
 
 Observed pixels keep their value: there the predictive distribution is the point mass at the
 observation (mean = observed value, std 0, every quantile the observed value, probabilities 0 or 1).
@@ -27,10 +29,10 @@ import xarray as xr
 from tqdm import tqdm
 
 from weatherunc import __version__, conventions, validation
+from weatherunc.blending import predict_blended
 from weatherunc.errors import InputDataError
 from weatherunc.geolocation import grid_mapping, grid_mapping_name, grid_mapping_of
-from weatherunc.gridding import GridTiling, iterate_tiles
-from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.gridding import GridTiling
 from weatherunc.models.registry import MODELS, Interpolator, get_model
 from weatherunc.units import rate_factor_to_mm_per_hour
 
@@ -38,6 +40,8 @@ SOURCE = "weatherunc.fill"
 TIME = conventions.TIME
 #: Spatial dims accepted, as (y, x) pairs; the geographic ones imply EPSG:4326 without a CRS.
 PROJECTED_DIMS = (conventions.Y, conventions.X)
+#: How far the default tiling's tiles reach into their neighbours to be blended [pixels].
+DEFAULT_BLEND_PIXELS = 16
 GEOGRAPHIC_DIMS = (("lat", "lon"), (conventions.LATITUDE, conventions.LONGITUDE))
 GEOGRAPHIC_CRS = "EPSG:4326"
 
@@ -126,8 +130,9 @@ def fill(
     model: a registered model name (:func:`weatherunc.models.registry.get_model`) or a model instance.
     crs: the grid's CRS, anything ``pyproj.CRS.from_user_input`` reads (``"EPSG:3035"``); by default
         the data's CF grid mapping, rioxarray's ``spatial_ref``, or EPSG:4326 for lat/lon dims.
-    tiling: tile size, halo and context cap (:class:`weatherunc.gridding.GridTiling`; its
-        ``targets`` must be ``"unobserved"``).
+    tiling: tile size, halo, context cap and blending (:class:`weatherunc.gridding.GridTiling`; its
+        ``targets`` must be ``"unobserved"``); by default 64-pixel tiles blended over 32 pixels
+        across each edge, or one tile for a model that sees the whole frame (the ConvNP).
     units: the data's units when it has no ``units`` attribute (e.g. ``"mm h-1"``).
     progress: show progress bars over frames and tiles.
 
@@ -287,7 +292,7 @@ def _interpolator(model: str | Interpolator) -> Interpolator:
 def _checked_tiling(tiling: GridTiling | None, model: Interpolator, shape: tuple[int, ...]) -> GridTiling:
     if tiling is None and getattr(model, "whole_frame", False):  # a model that sees the whole frame at once
         tiling = GridTiling(tile_pixels=max(shape[-2:]), halo_pixels=0, max_context=int(np.prod(shape[-2:])))
-    tiling = GridTiling() if tiling is None else tiling
+    tiling = GridTiling(blend_pixels=DEFAULT_BLEND_PIXELS) if tiling is None else tiling
     if tiling.targets != "unobserved":
         raise ValueError(
             f"{SOURCE}: tiling.targets must be 'unobserved' (check 'tiling'): observed pixels keep their "
@@ -309,16 +314,14 @@ def _predict(
         if np.isfinite(grid.rates[number]).all():
             continue
         frame = xr.DataArray(grid.rates[number], dims=PROJECTED_DIMS, coords=axes)
-        for tile, block in iterate_tiles(model, frame, crs=crs, tiling=tiling, progress=progress):
-            if block is None:
-                continue
-            block = with_bin_probabilities(block)
-            if not predicted:
-                for variable in PREDICTED_VARIABLES:
-                    predicted[variable] = np.full((frames, ny, nx, *block[variable].shape[2:]), np.nan)
-                coordinates = {key: block[key] for key in block.coords if key not in PROJECTED_DIMS}
-            for variable in PREDICTED_VARIABLES:
-                predicted[variable][number, tile.rows, tile.columns] = block[variable].values
+        blended = predict_blended(model, frame, crs=crs, tiling=tiling, progress=progress)
+        if blended is None:
+            continue
+        outputs, coordinates = blended
+        for variable in PREDICTED_VARIABLES:
+            if variable not in predicted:
+                predicted[variable] = np.full((frames, ny, nx, *outputs[variable].shape[2:]), np.nan)
+            predicted[variable][number] = outputs[variable]
     if not predicted:
         raise ValueError(
             f"{SOURCE}: nothing could be filled (check 'observed pixels within reach'): no unobserved pixel "
@@ -384,7 +387,8 @@ def _assemble(
         "title": f"precipitation rate filled by weatherunc ({model_name})",
         "source": (
             f"weatherunc {__version__} fill, model {model_name!r}, tiles of {tiling.tile_pixels} px, halo "
-            f"{tiling.halo_pixels} px, at most {tiling.max_context} contexts"
+            f"{tiling.halo_pixels} px, at most {tiling.max_context} contexts, blended over "
+            f"{2 * tiling.blend_pixels} px across tile edges"
         ),
         "comment": (
             "observed pixels keep their value (std 0); precipitation_std and the probabilities describe the "

@@ -35,17 +35,25 @@ COMPLETE_ATTRIBUTE = "weatherunc_complete"
 
 @dataclass(frozen=True)
 class GridTiling:
-    """Tile size, halo and context cap [pixels]; ``targets``: "unobserved" pixels or "all"."""
+    """Tile size, halo and context cap [pixels]; ``targets``: "unobserved" pixels or "all";
+    ``blend_pixels``: how far tiles reach into their neighbours to be blended with them where
+    the caller blends (:mod:`weatherunc.blending`; at most half a tile)."""
 
     tile_pixels: int = 64
     halo_pixels: int = 32
     max_context: int = 2000
     targets: Literal["unobserved", "all"] = "unobserved"
     seed: int = 0
+    blend_pixels: int = 0
 
     def __post_init__(self) -> None:
         if self.tile_pixels < 1 or self.halo_pixels < 0 or self.max_context < 1:
             raise ValueError(f"tile_pixels >= 1, halo_pixels >= 0 and max_context >= 1 required, got {self}")
+        if not 0 <= self.blend_pixels <= self.tile_pixels // 2:
+            raise ValueError(
+                f"blend_pixels must be from 0 to half of tile_pixels={self.tile_pixels}, got "
+                f"{self.blend_pixels}"
+            )
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,9 @@ def tile_task(
     )
 
 
-def _frame_axes(frame: xr.DataArray, crs: pyproj.CRS | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_axes(frame: xr.DataArray, crs: pyproj.CRS | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``(y, x)`` frame's values ``[ny, nx]`` (float64) and its axes ``x_km`` ``[nx]``, ``y_km``
+    ``[ny]`` in planar kilometres."""
     if frame.dims != (conventions.Y, conventions.X):
         raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
     x_km, y_km = planar_kilometres(
@@ -197,7 +207,7 @@ def iterate_tiles(
     progress: bool = True,
 ) -> Iterator[tuple[Tile, xr.Dataset | None]]:
     """Every tile and its prediction (None where there is nothing to predict), in order."""
-    values, x_km, y_km = _frame_axes(frame, crs)
+    values, x_km, y_km = frame_axes(frame, crs)
     for tile in tqdm(
         grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False
     ):
@@ -316,7 +326,7 @@ def predict_grid_to_zarr(
     shutil.rmtree(partial, ignore_errors=True)
     if target_mask is not None:
         frame, _ = mask_frame(frame, target_mask)
-    values, x_km, y_km = _frame_axes(frame, crs)
+    values, x_km, y_km = frame_axes(frame, crs)
     created = False
     for tile in tqdm(
         grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False

@@ -1,0 +1,230 @@
+"""Seam-free tiled maps: overlapping tiles blended as a mixture of their predictive distributions.
+
+A model that predicts a frame tile by tile sees other contexts, and may choose other options, on
+each side of a tile edge, and its map jumps there. Here every tile is extended by
+``blend_pixels`` into its neighbours (:func:`extended_tile`), and each pixel covered by several
+tiles gets the mixture of their predictive distributions (a linear opinion pool; Stone 1961,
+"The opinion pool", Ann. Math. Stat.), with weights that ramp linearly across each inner tile
+edge over ``2 * blend_pixels`` pixels and sum to one at every pixel (:func:`ramp_weights`; the
+feathering of image mosaics, Szeliski 2006, "Image alignment and stitching: a tutorial", section
+6.3). The mixture's mean, standard deviation, exceedance and bin probabilities follow in closed
+form; its quantiles are found by bisection on its distribution function, which lies between the
+tiles' own quantiles. Each tile's predictive distribution is ``max(g^-1(Z), 0)`` with ``Z``
+Gaussian in its transformed space (``transformed_mean``, ``transformed_std``, ``transform_offset``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyproj
+import xarray as xr
+from scipy import stats
+from tqdm import tqdm
+
+from weatherunc import conventions
+from weatherunc.gridding import GridTiling, Tile, frame_axes, grid_tiles, predict_tile
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.models.registry import Interpolator
+
+#: Bisection steps for the mixture's quantiles (the bracket shrinks by 2 ** -steps).
+BISECTION_STEPS = 48
+#: Tiles that may cover one pixel: the tile and its neighbours differ in row or column parity.
+SLOTS = 4
+#: The outputs blended, each ``[y, x, ...]``.
+BLENDED_VARIABLES = (
+    conventions.PRECIPITATION_MEAN,
+    conventions.PRECIPITATION_STD,
+    conventions.PRECIPITATION_QUANTILE,
+    conventions.EXCEEDANCE_PROBABILITY,
+    conventions.BIN_PROBABILITY,
+)
+
+
+def extended_tile(tile: Tile, shape: tuple[int, int], blend_pixels: int) -> Tile:
+    """``tile`` grown by ``blend_pixels`` on every side, within the ``(ny, nx)`` grid."""
+    ny, nx = shape
+    return Tile(
+        tile.number,
+        slice(max(0, tile.rows.start - blend_pixels), min(ny, tile.rows.stop + blend_pixels)),
+        slice(max(0, tile.columns.start - blend_pixels), min(nx, tile.columns.stop + blend_pixels)),
+    )
+
+
+def _ramp(core: slice, extended: slice, size: int, blend_pixels: int) -> np.ndarray:
+    index = np.arange(extended.start, extended.stop) + 0.5
+    weight = np.ones(index.size)
+    if blend_pixels and core.start > 0:
+        weight = np.minimum(weight, np.clip((index - (core.start - blend_pixels)) / (2 * blend_pixels), 0, 1))
+    if blend_pixels and core.stop < size:
+        weight = np.minimum(weight, np.clip((core.stop + blend_pixels - index) / (2 * blend_pixels), 0, 1))
+    return weight
+
+
+def ramp_weights(tile: Tile, shape: tuple[int, int], blend_pixels: int) -> np.ndarray:
+    """Weights ``[h, w]`` over :func:`extended_tile`'s region: 1 inside the tile away from its inner
+    edges, falling linearly to 0 across each inner edge over ``2 * blend_pixels`` pixels centred on
+    it. With tiles of :func:`~weatherunc.gridding.grid_tiles` and ``blend_pixels`` at most half a
+    tile, the weights of the tiles covering any pixel sum to one."""
+    extended = extended_tile(tile, shape, blend_pixels)
+    rows = _ramp(tile.rows, extended.rows, shape[0], blend_pixels)
+    columns = _ramp(tile.columns, extended.columns, shape[1], blend_pixels)
+    return np.outer(rows, columns)
+
+
+def tile_slot(tile: Tile, tile_pixels: int) -> int:
+    """Which of :data:`SLOTS` a tile's outputs go to: neighbouring tiles never share one."""
+    return 2 * ((tile.rows.start // tile_pixels) % 2) + (tile.columns.start // tile_pixels) % 2
+
+
+def _forward(kind: str, lam: float, offset: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    if kind == "identity":
+        return rate
+    if kind == "log":
+        return np.log(rate + offset)
+    return ((rate + offset) ** lam - 1.0) / lam
+
+
+class TileBlender:
+    """Collects the tiles' predictions of one ``(ny, nx)`` frame and blends them (module docstring).
+
+    :meth:`add` each tile's prediction on its extended region; :meth:`result` gives the blended
+    outputs ``[ny, nx, ...]`` (NaN where no tile predicted).
+    """
+
+    def __init__(self, shape: tuple[int, int], tile_pixels: int, blend_pixels: int) -> None:
+        if not 0 <= blend_pixels <= tile_pixels // 2:
+            raise ValueError(
+                f"blend_pixels must be from 0 to half of tile_pixels={tile_pixels}, got {blend_pixels}"
+            )
+        self.shape, self.tile_pixels, self.blend_pixels = shape, tile_pixels, blend_pixels
+        self.weights = np.zeros((SLOTS, *shape))
+        self.outputs: dict[str, np.ndarray] = {}
+        self.transform: tuple[str, float] | None = None
+        self.coordinates: dict[str, xr.DataArray] = {}
+
+    def _output(self, name: str, extra: tuple[int, ...]) -> np.ndarray:
+        if name not in self.outputs:
+            self.outputs[name] = np.zeros((SLOTS, *self.shape, *extra))
+        return self.outputs[name]
+
+    def add(self, tile: Tile, block: xr.Dataset) -> None:
+        """Add the prediction ``block`` (dims ``y``, ``x`` over :func:`extended_tile`'s region of
+        ``tile``, NaN where not predicted) with its :func:`ramp_weights`."""
+        extended = extended_tile(tile, self.shape, self.blend_pixels)
+        kind, lam = str(block.attrs.get("transform", "log")), float(block.attrs.get("transform_lambda", 0.0))
+        if self.transform is None:
+            self.transform = (kind, lam)
+            self.coordinates = {
+                key: block[key] for key in block.coords if key not in (conventions.Y, conventions.X)
+            }
+        elif self.transform != (kind, lam):
+            raise ValueError(
+                f"tiles of one frame have different transforms: {self.transform} and {(kind, lam)}"
+            )
+        slot = tile_slot(tile, self.tile_pixels)
+        predicted = np.isfinite(block[conventions.PRECIPITATION_MEAN].values)
+        region = (slot, extended.rows, extended.columns)
+        self.weights[region] = np.where(predicted, ramp_weights(tile, self.shape, self.blend_pixels), 0.0)
+        for name in (
+            *BLENDED_VARIABLES,
+            conventions.TRANSFORMED_MEAN,
+            conventions.TRANSFORMED_STD,
+            conventions.TRANSFORM_OFFSET,
+        ):
+            values = block[name].values
+            target = self._output(name, values.shape[2:])
+            target[region] = np.where(
+                predicted.reshape(*predicted.shape, *[1] * (values.ndim - 2)), values, 0.0
+            )
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The blended :data:`BLENDED_VARIABLES`, each ``[ny, nx, ...]``."""
+        total = self.weights.sum(0)
+        covered = total > 0
+        weights = np.where(covered, self.weights / np.where(covered, total, 1.0), 0.0)
+
+        def pooled(name: str) -> np.ndarray:
+            values = self.outputs[name]
+            return np.einsum("syx,syx...->yx...", weights, values)
+
+        mean = pooled(conventions.PRECIPITATION_MEAN)
+        second = np.einsum(
+            "syx,syx->yx",
+            weights,
+            self.outputs[conventions.PRECIPITATION_STD] ** 2
+            + self.outputs[conventions.PRECIPITATION_MEAN] ** 2,
+        )
+        single = weights.max(0) >= 1.0 - 1e-12  # one tile: its own std, without rounding
+        result = {
+            conventions.PRECIPITATION_MEAN: mean,
+            conventions.PRECIPITATION_STD: np.where(
+                single, pooled(conventions.PRECIPITATION_STD), np.sqrt(np.maximum(second - mean**2, 0.0))
+            ),
+            conventions.EXCEEDANCE_PROBABILITY: pooled(conventions.EXCEEDANCE_PROBABILITY),
+            conventions.BIN_PROBABILITY: pooled(conventions.BIN_PROBABILITY),
+            conventions.PRECIPITATION_QUANTILE: self._quantiles(weights),
+        }
+        for values in result.values():
+            values[~covered] = np.nan
+        return result
+
+    def _quantiles(self, weights: np.ndarray) -> np.ndarray:
+        """The mixture's quantiles ``[ny, nx, levels]``: a single tile's where one tile covers the
+        pixel, else by bisection between the smallest and largest of the tiles' quantiles."""
+        quantiles = self.outputs[conventions.PRECIPITATION_QUANTILE]  # [S, ny, nx, L]
+        single = weights.max(0) >= 1.0 - 1e-12
+        result = np.einsum("syx,syxl->yxl", (weights >= 1.0 - 1e-12).astype(float), quantiles)
+        mixed = np.nonzero(~single & (weights.sum(0) > 0))
+        if mixed[0].size == 0:
+            return result
+        levels = self.coordinates[conventions.QUANTILE].values  # [L]
+        share = weights[:, mixed[0], mixed[1]]  # [S, m]
+        active = share > 0
+        own = quantiles[:, mixed[0], mixed[1], :]  # [S, m, L]
+        low = np.where(active[..., None], own, np.inf).min(0)  # [m, L]
+        high = np.where(active[..., None], own, -np.inf).max(0)
+        mean = self.outputs[conventions.TRANSFORMED_MEAN][:, mixed[0], mixed[1]][..., None]  # [S, m, 1]
+        std = self.outputs[conventions.TRANSFORMED_STD][:, mixed[0], mixed[1]][..., None]
+        offset = self.outputs[conventions.TRANSFORM_OFFSET][:, mixed[0], mixed[1]][..., None]
+        kind, lam = self.transform
+        std = np.where(active[..., None], std, 1.0)
+        offset = np.where(active[..., None], offset, 1.0)
+
+        def cdf(rate: np.ndarray) -> np.ndarray:  # the mixture's distribution function [m, L]
+            transformed = _forward(kind, lam, offset, np.maximum(rate[None], 0.0))
+            return (share[..., None] * stats.norm.cdf((transformed - mean) / std)).sum(0)
+
+        at_low = cdf(low) >= levels  # a point mass at the lower end (e.g. at 0 mm/h) holds the level
+        for _step in range(BISECTION_STEPS):
+            middle = 0.5 * (low + high)
+            below = cdf(middle) < levels
+            low, high = np.where(below, middle, low), np.where(below, high, middle)
+        result[mixed[0], mixed[1]] = np.where(at_low, np.where(active[..., None], own, np.inf).min(0), high)
+        return result
+
+
+def predict_blended(
+    model: Interpolator,
+    frame: xr.DataArray,
+    *,
+    crs: pyproj.CRS | str,
+    tiling: GridTiling,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, xr.DataArray]] | None:
+    """A ``(y, x)`` frame predicted tile by tile, each tile reaching ``tiling.blend_pixels`` into
+    its neighbours, and blended (module docstring): :data:`BLENDED_VARIABLES` ``[ny, nx, ...]``
+    (NaN where nothing was predicted) and the coordinates of their extra dims; None when no tile
+    had anything to predict."""
+    values, x_km, y_km = frame_axes(frame, crs)
+    blender = TileBlender(values.shape, tiling.tile_pixels, tiling.blend_pixels)
+    predicted = False
+    for tile in tqdm(
+        grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False
+    ):
+        extended = extended_tile(tile, values.shape, tiling.blend_pixels)
+        block = predict_tile(model, values, x_km, y_km, extended, tiling)
+        if block is None:
+            continue
+        blender.add(tile, with_bin_probabilities(block))
+        predicted = True
+    return (blender.result(), blender.coordinates) if predicted else None
