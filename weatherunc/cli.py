@@ -253,6 +253,42 @@ def refit_head(
     typer.echo(json.dumps({"checkpoint": str(output), **report}, indent=2))
 
 
+@app.command()
+def swag(
+    config: Annotated[
+        Path, typer.Argument(help="The ConvNP training config the checkpoint was trained with.")
+    ],
+    checkpoint: Annotated[Path, typer.Argument(help="Trained ConvNP (.safetensors with its sidecar).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the SWAG moments (.safetensors).")],
+    steps: Annotated[int, typer.Option(help="Training steps at a constant learning rate.")] = 300,
+    every: Annotated[int, typer.Option(help="Collect the weights every this many steps.")] = 10,
+    burn_in: Annotated[int, typer.Option(help="Steps before the first collection.")] = 50,
+    rank: Annotated[int, typer.Option(help="Deviations kept for the low-rank part.")] = 20,
+    learning_rate: Annotated[float, typer.Option(help="The constant learning rate (Adam).")] = 1e-4,
+) -> None:
+    """Collect SWAG moments of a ConvNP's decoder and last U-Net block; use them with
+    get_model("convnp", swag=OUTPUT, weight_samples=N)."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.convnp_config import load_convnp_training_config
+    from weatherunc.training.swag import collect_swag
+
+    try:
+        sidecar = collect_swag(
+            load_convnp_training_config(config),
+            checkpoint,
+            output,
+            steps=steps,
+            every=every,
+            burn_in=burn_in,
+            rank=rank,
+            learning_rate=learning_rate,
+        )
+    except (ValueError, CheckpointError, InputDataError, KeyError, OSError) as error:
+        _fail(error)
+    typer.echo(json.dumps({"swag": str(output), "sidecar": str(sidecar)}, indent=2))
+
+
 def parse_frames(specification: str):
     """``DATASET[,START[,END]]`` (ISO times, either may be empty) as a frame selection."""
     from weatherunc.training.config import FrameSelection

@@ -52,13 +52,28 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
     return factory
 
 
-def _convolutional_neural_process(checkpoint: str | Path | None = None, **options: Any) -> Interpolator:
-    """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``."""
+def _convolutional_neural_process(
+    checkpoint: str | Path | None = None,
+    *,
+    swag: str | Path | None = None,
+    weight_samples: int = 10,
+    **options: Any,
+) -> Interpolator:
+    """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``; with
+    ``swag=PATH`` (moments collected by ``weatherunc swag``), an ensemble of ``weight_samples``
+    weight samples (:mod:`weatherunc.models.swag`)."""
     from weatherunc.models.convnp.interpolator import ConvNPInterpolator
 
-    return ConvNPInterpolator.from_checkpoint(
+    base = ConvNPInterpolator.from_checkpoint(
         Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options
     )
+    if swag is None:
+        return base
+    from weatherunc.models.ensemble import EnsembleInterpolator
+    from weatherunc.models.swag import load_swag, swag_members
+
+    moments, _ = load_swag(Path(swag))
+    return EnsembleInterpolator(swag_members(base, moments, weight_samples), name=f"{base.name}+swag")
 
 
 #: Suffix of a model name that asks for its self-calibrated form.

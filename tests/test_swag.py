@@ -1,0 +1,143 @@
+"""SWAG: the collected moments, the weight samples' distribution, the file and its checks, and a
+ConvNP whose weight samples predict as an ensemble."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.test_convnp_prior import TINY, _smooth_task
+from tests.test_convnp_training import CONFIG
+from weatherunc import conventions
+from weatherunc.checkpoints import CheckpointError, save_checkpoint
+from weatherunc.cli import app
+from weatherunc.models.convnp.config import ConvNPConfig
+from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator
+from weatherunc.models.convnp.model import ConvNP
+from weatherunc.models.ensemble import EnsembleInterpolator
+from weatherunc.models.registry import get_model
+from weatherunc.models.swag import (
+    SwagCollector,
+    load_swag,
+    sample_weights,
+    save_swag,
+    selected_parameters,
+    swag_members,
+)
+from weatherunc.training.convnp_config import ConvNPTrainingConfig
+from weatherunc.training.swag import collect_swag
+
+
+class _Vector(torch.nn.Module):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(size))
+        self.other = torch.nn.Parameter(torch.zeros(2, 2))
+
+
+def _moments(rank: int = 3):
+    model = _Vector(4)
+    collector = SwagCollector(model, ["weight"], rank)
+    vectors = [
+        torch.tensor([1.0, 2.0, 0.0, -1.0]),
+        torch.tensor([3.0, 2.0, 1.0, 1.0]),
+        torch.tensor([2.0, 5.0, -1.0, 0.0]),
+    ]
+    for vector in vectors:
+        model.weight.data = vector.clone()
+        collector.collect(model)
+    return collector.moments(), torch.stack(vectors).double()
+
+
+def test_collected_moments_are_running_means_and_last_deviations() -> None:
+    moments, vectors = _moments()
+    torch.testing.assert_close(moments.mean.double(), vectors.mean(0), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(moments.square_mean.double(), (vectors**2).mean(0), rtol=1e-6, atol=1e-6)
+    # each deviation is taken from the running mean at its collection
+    expected = [vectors[0] - vectors[0], vectors[1] - vectors[:2].mean(0), vectors[2] - vectors.mean(0)]
+    torch.testing.assert_close(moments.deviations.double(), torch.stack(expected), rtol=1e-6, atol=1e-6)
+    assert moments.count == 3 and moments.rank == 3
+    with pytest.raises(ValueError, match="at least 2 collected"):
+        SwagCollector(_Vector(4), ["weight"], 3).moments()
+    with pytest.raises(ValueError, match="no parameter of the model starts with"):
+        selected_parameters(_Vector(4), ("decoder.",))
+
+
+def test_weight_samples_have_the_swag_mean_and_covariance() -> None:
+    moments, _ = _moments()
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_weights(moments, generator)["weight"] for _ in range(40_000)]).double()
+    diagonal = (moments.square_mean - moments.mean**2).clamp_min(0).double()
+    deviations = moments.deviations.double()
+    covariance = torch.diag(diagonal) / 2 + deviations.T @ deviations / (2 * (moments.rank - 1))
+    torch.testing.assert_close(draws.mean(0), moments.mean.double(), atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.cov(draws.T), covariance, atol=0.05, rtol=0.05)
+    assert torch.equal(sample_weights(moments, generator, scale=0.0)["weight"], moments.mean)
+
+
+def test_swag_file_round_trips_and_bad_files_are_refused(tmp_path: Path) -> None:
+    moments, _ = _moments()
+    path = tmp_path / "swag.safetensors"
+    sidecar = save_swag(path, moments, {"note": "test"})
+    loaded, values = load_swag(path)
+    assert loaded.names == ["weight"] and values["metadata"]["note"] == "test"
+    torch.testing.assert_close(loaded.deviations, moments.deviations)
+    original = json.loads(sidecar.read_text())
+    for label, change in {
+        "huge": {"shapes": [[10**9]]},
+        "rank": {"rank": 10**6},
+        "shapes": {"shapes": [[-4]]},
+        "names": {"names": "weight"},
+    }.items():
+        sidecar.write_text(json.dumps({**original, "config": {**original["config"], **change}}))
+        with pytest.raises(CheckpointError):
+            load_swag(path)
+            pytest.fail(f"the {label} sidecar was accepted")
+
+
+def test_swag_members_predict_as_an_ensemble_with_epistemic_variance() -> None:
+    base = ConvNPInterpolator(model=ConvNP(ConvNPConfig(**TINY)).eval())
+    names = selected_parameters(base.model, ("decoder.",))
+    collector = SwagCollector(base.model, names, 4)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        for name, parameter in base.model.named_parameters():
+            if name in names:
+                parameter.data += 0.05 * torch.randn(parameter.shape, generator=generator)
+        collector.collect(base.model)
+    moments = collector.moments()
+    task = _smooth_task()
+    members = swag_members(base, moments, 3)
+    assert [member.name for member in members] == ["convnp-swag0", "convnp-swag1", "convnp-swag2"]
+    prediction = EnsembleInterpolator(members).predict(task)
+    assert np.all(prediction[conventions.LATENT_VARIANCE].values > 0)
+    assert np.all(prediction[conventions.MUTUAL_INFORMATION].values >= 0)
+    still = EnsembleInterpolator(swag_members(base, moments, 2, scale=0.0)).predict(task)
+    np.testing.assert_allclose(still[conventions.LATENT_VARIANCE].values, 0.0, atol=1e-12)
+    with pytest.raises(ValueError, match="weight_samples must be at least 2"):
+        swag_members(base, moments, 1)
+    other = ConvNPInterpolator(model=ConvNP(ConvNPConfig(**{**TINY, "decoder_hidden": 12})).eval())
+    with pytest.raises(ValueError, match="is not in the model"):
+        swag_members(other, moments, 2)
+
+
+def test_collect_swag_on_the_embedded_sample_and_use_it_by_name(tmp_path: Path) -> None:
+    model = ConvNP(ConvNPConfig(**TINY))
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_checkpoint(checkpoint, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict())
+    config = ConvNPTrainingConfig(**{**CONFIG, "output_dir": tmp_path / "run"})
+    output = tmp_path / "tiny.swag.safetensors"
+    collect_swag(config, checkpoint, output, steps=6, every=2, burn_in=1, rank=2, progress=False)
+    moments, sidecar = load_swag(output)
+    assert moments.count == 2 and sidecar["metadata"]["steps"] == 6
+    assert all(name.startswith(("decoder.", "unet.up.0.", "unet.lift.0.")) for name in moments.names)
+    ensemble = get_model("convnp", checkpoint=checkpoint, swag=output, weight_samples=3)
+    prediction = ensemble.predict(_smooth_task())
+    assert prediction.attrs["members"] == 3 and np.all(prediction[conventions.LATENT_VARIANCE].values > 0)
+    result = CliRunner().invoke(app, ["swag", str(tmp_path / "none.yaml"), str(checkpoint), str(output)])
+    assert result.exit_code != 0 and "none.yaml" in result.output
