@@ -1,0 +1,200 @@
+"""Benchmark: does the epistemic variance rise on a radar never trained on and beyond the trained intensities?
+
+Three splits of the interpolation benchmark's radar tasks (masked blocks and gauge networks,
+:func:`interpolation.radar_tasks`), none of whose frames any model trained on:
+
+- ``in_distribution``: KNMI 2010-08-26 from 05:20 (earlier KNMI frames of the event are training
+  and validation frames of the neural processes);
+- ``left_out_radar``: FMI 2016-09-28, a radar no neural process of this repository trained on;
+- ``beyond_range``: the ``in_distribution`` tasks with every rate multiplied by
+  ``BEYOND_FACTOR`` (beyond the training's intensity scaling of at most 2), capped at the largest
+  plausible rate.
+
+For each method and split: CRPS, 90 % central interval coverage, the bins' top-label ECE (where the
+method has bins), the mean epistemic std (sqrt of ``latent_variance``, transformed space), the
+epistemic share of the predictive variance, the AUROC of the epistemic std for telling the split's
+targets from the in-distribution ones, and the prediction seconds relative to the single model.
+Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, ``split``, ``crps``,
+``coverage_90``, ``ece``, ``epistemic_std``, ``auroc``).
+
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
+        [--swag benchmarks/checkpoints/convnp.swag.safetensors] [--methods convnp,convnp+swag,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from common import machine, write_result
+from interpolation import radar_tasks
+from scipy import stats
+
+from weatherunc import conventions, metrics
+from weatherunc.conventions import MAXIMUM_RATE_MM_PER_HOUR
+from weatherunc.evaluation import score_prediction
+from weatherunc.models.registry import get_model
+from weatherunc.tasks import Task
+
+BEYOND_FACTOR = 4.0
+IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond_range"
+SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
+ECE_BINS = 15
+#: Each method's single-model reference for the relative prediction cost.
+SINGLE = {"convnp+swag": "convnp", "anp_mc_dropout": "anp"}
+
+
+def scaled(task: Task, factor: float) -> Task:
+    """``task`` with every rate multiplied by ``factor`` (capped at the largest plausible rate)."""
+    return Task(
+        task.context_coordinates,
+        np.minimum(task.context_values * factor, MAXIMUM_RATE_MM_PER_HOUR),
+        task.target_coordinates,
+        np.minimum(task.target_values * factor, MAXIMUM_RATE_MM_PER_HOUR),
+        target_dim=task.target_dim,
+        target_coords=task.target_coords,
+        description=f"{task.description}, rates x {factor:g}",
+    )
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of a score telling ``positive`` from ``negative`` (the Mann-Whitney
+    U statistic over both sizes; ties count half)."""
+    if positive.size == 0 or negative.size == 0:
+        return float("nan")
+    ranks = stats.rankdata(np.concatenate([positive, negative]))
+    return float(
+        (ranks[: positive.size].sum() - positive.size * (positive.size + 1) / 2)
+        / (positive.size * negative.size)
+    )
+
+
+def models(swag: Path | None) -> dict[str, object]:
+    """The methods compared, by name."""
+    chosen = {
+        "gp": lambda: get_model("gp"),
+        "convnp": lambda: get_model("convnp"),
+        "anp": lambda: get_model("anp"),
+        "anp_mc_dropout": lambda: get_model("anp", mc_dropout=True, name="anp_mc_dropout"),
+    }
+    if swag is not None:
+        chosen["convnp+swag"] = lambda: get_model("convnp", swag=swag, weight_samples=10)
+    return chosen
+
+
+def split_tasks() -> dict[str, list[Task]]:
+    """The tasks of each split."""
+    tasks = {split: [task for _, _, task in radar_tasks(name)] for split, name in SPLIT_DATASETS.items()}
+    tasks[BEYOND] = [scaled(task, BEYOND_FACTOR) for task in tasks[IN_DISTRIBUTION]]
+    return tasks
+
+
+def summarise(predictions: list[xr.Dataset], tasks: list[Task]) -> dict[str, object]:
+    """Scores of one method on one split, and its targets' epistemic std ``[n]``."""
+    scores = [score_prediction(prediction, task) for prediction, task in zip(predictions, tasks)]
+    sizes = np.array([task.n_target for task in tasks], dtype=float)
+    latent = np.concatenate([p[conventions.LATENT_VARIANCE].values for p in predictions])
+    noise = np.concatenate([p[conventions.NOISE_VARIANCE].values for p in predictions])
+    row: dict[str, object] = {
+        name: round(float(np.average([score[name] for score in scores], weights=sizes)), 4)
+        for name in ("crps", "coverage_90")
+    }
+    row["ece"] = None
+    if all(conventions.BIN_PROBABILITY in p for p in predictions):
+        forecast = xr.concat([p[conventions.BIN_PROBABILITY] for p in predictions], dim="target")
+        truth = xr.DataArray(np.concatenate([task.target_values for task in tasks]), dims="target")
+        observed = metrics.observed_bins(truth, predictions[0][conventions.BIN_LOWER].values)
+        row["ece"] = round(
+            metrics.top_label_ece(forecast.drop_vars(forecast.coords), observed, bins=ECE_BINS), 4
+        )
+    row["epistemic_std"] = round(float(np.sqrt(latent).mean()), 4)
+    row["epistemic_share"] = round(float(np.mean(latent / (latent + noise))), 4)
+    row["predict_s"] = round(float(sum(float(p.attrs["predict_seconds"]) for p in predictions)), 2)
+    return {"row": row, "epistemic": np.sqrt(latent)}
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    """The rows as a Markdown table."""
+    names = [
+        "method",
+        "split",
+        "crps",
+        "coverage_90",
+        "ece",
+        "epistemic_std",
+        "epistemic_share",
+        "auroc",
+        "relative_cost",
+    ]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in rows:
+        lines.append(
+            "| " + " | ".join("" if row.get(name) is None else str(row[name]) for name in names) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--swag", type=Path, default=None, help="SWAG moments of the shipped ConvNP")
+    parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
+    arguments = parser.parse_args()
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    factories = models(arguments.swag)
+    only = [name for name in arguments.methods.split(",") if name]
+    unknown = sorted(set(only) - set(factories))
+    if unknown:
+        sys.exit(f"unknown methods {unknown}; valid: {sorted(factories)}")
+    tasks = split_tasks()
+    rows: list[dict[str, object]] = []
+    for method, factory in factories.items():
+        if only and method not in only:
+            continue
+        model = factory()
+        results = {}
+        for split, split_tasks_ in tasks.items():
+            results[split] = summarise([model.predict(task) for task in split_tasks_], split_tasks_)
+            print(method, split, results[split]["row"], flush=True)
+        for split, result in results.items():
+            row = {"method": method, "split": split, **result["row"]}
+            row["auroc"] = (
+                None
+                if split == IN_DISTRIBUTION
+                else round(auroc(result["epistemic"], results[IN_DISTRIBUTION]["epistemic"]), 4)
+            )
+            rows.append(row)
+    seconds = {(row["method"], row["split"]): row["predict_s"] for row in rows}
+    for row in rows:
+        reference = seconds.get((SINGLE.get(row["method"], row["method"]), row["split"]))
+        row["relative_cost"] = round(row["predict_s"] / reference, 2) if reference else None
+    table = markdown(rows)
+    print(table)
+    result = {
+        "benchmark": __doc__.strip().splitlines()[0],
+        "machine": machine(),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "beyond_factor": BEYOND_FACTOR,
+        "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},
+        "not_run": {
+            "deep_ensemble": "needs 5 members of one recipe trained with different seeds",
+            "bayes_by_backprop": "not implemented",
+            "stochastic_attention": "not implemented",
+        },
+        "rows": rows,
+    }
+    path = write_result("epistemic.json", result)
+    (Path(path).with_suffix(".md")).write_text(f"{result['benchmark']}\n\n{machine()}\n\n{table}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
