@@ -34,7 +34,6 @@ import torch
 import xarray as xr
 from common import machine, write_result
 from interpolation import radar_tasks
-from scipy import stats
 
 from weatherunc import conventions, metrics
 from weatherunc.conventions import MAXIMUM_RATE_MM_PER_HOUR
@@ -60,18 +59,6 @@ def scaled(task: Task, factor: float) -> Task:
         target_dim=task.target_dim,
         target_coords=task.target_coords,
         description=f"{task.description}, rates x {factor:g}",
-    )
-
-
-def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Area under the ROC curve of a score telling ``positive`` from ``negative`` (the Mann-Whitney
-    U statistic over both sizes; ties count half)."""
-    if positive.size == 0 or negative.size == 0:
-        return float("nan")
-    ranks = stats.rankdata(np.concatenate([positive, negative]))
-    return float(
-        (ranks[: positive.size].sum() - positive.size * (positive.size + 1) / 2)
-        / (positive.size * negative.size)
     )
 
 
@@ -169,7 +156,9 @@ def main() -> None:
             row["auroc"] = (
                 None
                 if split == IN_DISTRIBUTION
-                else round(auroc(result["epistemic"], results[IN_DISTRIBUTION]["epistemic"]), 4)
+                else round(
+                    metrics.area_under_roc(result["epistemic"], results[IN_DISTRIBUTION]["epistemic"]), 4
+                )
             )
             rows.append(row)
     seconds = {(row["method"], row["split"]): row["predict_s"] for row in rows}

@@ -175,3 +175,18 @@ def test_reliability_accepts_float32_rounding_above_one_but_not_more() -> None:
     assert accumulator.counts[-1] == 1 and accumulator.probability_sums[-1] == 1.0
     with pytest.raises(ValueError, match=r"\[0, 1\]; got 1.001"):
         metrics.ReliabilityAccumulator.init().accumulate(np.array([1.001]), np.array([1.0]))
+
+
+def test_area_under_roc_matches_scikit_learn_and_closed_forms() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    positive, negative = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.0, 200)
+    labels = np.r_[np.ones(300), np.zeros(200)]
+    assert metrics.area_under_roc(positive, negative) == pytest.approx(
+        roc_auc_score(labels, np.r_[positive, negative])
+    )
+    assert metrics.area_under_roc([2.0, 3.0], [0.0, 1.0]) == 1.0
+    assert metrics.area_under_roc([0.0], [1.0]) == 0.0
+    assert metrics.area_under_roc([1.0, 1.0], [1.0]) == 0.5  # ties count half
+    assert np.isnan(metrics.area_under_roc([], [1.0]))

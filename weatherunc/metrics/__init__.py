@@ -9,6 +9,7 @@ from weatherunc.metrics.categorical import (
     top_label_calibration,
     top_label_ece,
 )
+from weatherunc.metrics.discrimination import area_under_roc
 from weatherunc.metrics.reliability import (
     ReliabilityAccumulator,
     expected_calibration_error,
@@ -29,6 +30,7 @@ from weatherunc.metrics.scores import (
 )
 
 __all__ = [
+    "area_under_roc",
     "BrierDecomposition",
     "bias",
     "brier_decomposition",
