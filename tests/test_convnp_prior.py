@@ -22,10 +22,11 @@ from weatherunc.models.gp import GaussianProcessInterpolator
 from weatherunc.tasks import Task
 from weatherunc.training.convnp_config import ConvNPTrainingConfig, GridSamplingOptions
 from weatherunc.training.convnp_loop import initial_convnp, train_convnp
+from weatherunc.training.grid_sampling import draw_task
 from weatherunc.training.prior_bank import CHUNK_TASKS, PriorBank, build_prior_bank
 
 TINY = {"channels": (8, 8, 8), "decoder_hidden": 8, "set_conv_lengthscales_km": (1.0, 2.0)}
-CHEAP_GP = {"kernel": "matern32", "offset_candidates": [1.0], "censored_contexts": False, "fit_iterations": 5}
+CHEAP_GP = {"kernel": "matern32", "censored_contexts": False, "fit_iterations": 5}
 
 
 def _smooth_task(n_context: int = 80, seed: int = 0) -> Task:
@@ -60,27 +61,30 @@ def test_prior_moments_of_gaussian_quantiles_are_its_mean_and_std() -> None:
 
 
 def test_an_untrained_prior_model_predicts_the_prior_gp() -> None:
-    """The correction outputs start at zero: the median and the 0.1-0.9 range are the prior GP's."""
-    config = ConvNPConfig(**TINY, prior="gp", prior_stride=1, prior_gp=CHEAP_GP)
+    """The correction outputs start at zero: the median and the 0.1-0.9 range are the prior GP's
+    at each target."""
+    config = ConvNPConfig(**TINY, prior="gp", prior_stride=4, prior_gp=CHEAP_GP)
     task = _smooth_task()
     prediction = ConvNPInterpolator(model=ConvNP(config).eval()).predict(task)
     reference = GaussianProcessInterpolator(config.prior_gp_config()).predict(task)
     median = prediction[conventions.PRECIPITATION_QUANTILE].sel(quantile=0.5).values
     expected = reference[conventions.PRECIPITATION_QUANTILE].sel(quantile=0.5).values
-    # the prior's GP sees the contexts at their cells' centres and is read bilinearly between
-    # cells; on a field that varies over 6 km, that moves its median little
-    np.testing.assert_allclose(median, expected, rtol=0.1, atol=0.1)
+    # the prior's GP sees the contexts at their cells' centres (moved by up to half a cell): on a
+    # field that varies over 6 km, that moves its median little
+    np.testing.assert_allclose(median, expected, rtol=0.05, atol=0.05)
     assert np.all(prediction[conventions.PRECIPITATION_STD].values > 0)
     without = ConvNPConfig(**TINY)
     with pytest.raises(ValueError, match="needs prior grids"):
         ConvNP(config)(*(torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match="needs the prior at the targets"):
+        ConvNP(config)(*(torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 2, 2), torch.zeros(1, 3, 8, 8))
     assert ConvNP(without)(*(torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 2, 2)).mean.shape == (1, 2)
 
 
 def test_prior_quantiles_refuse_an_empty_context_grid() -> None:
     config = ConvNPConfig(**TINY, prior="gp")
     with pytest.raises(ValueError, match="'observed' holds no context"):
-        prior_quantiles(lambda task: None, config, np.zeros((8, 8)), np.zeros((8, 8)), 4)
+        prior_quantiles(lambda task: None, config, np.zeros((8, 8)), np.zeros((8, 8)), 4, np.zeros((1, 2)))
 
 
 def test_prior_options_are_checked() -> None:
@@ -112,6 +116,7 @@ def test_prior_bank_builds_resumes_and_rebuilds_for_other_options(tmp_path: Path
     assert sorted(path.name for path in folder.glob("chunk-*.npz")) == ["chunk-000000.npz"]
     bank = PriorBank.load(folder, config)
     assert len(bank) == 3 and bank.prior.shape == (3, 3, 7, 7) and bank.observed.shape == (3, 24, 24)
+    assert bank.target_prior.shape == (3, 16, 3) and np.all(np.diff(bank.target_prior, axis=-1) >= 0)
     chunk = folder / "chunk-000000.npz"
     stamp = chunk.stat().st_mtime_ns
     _tiny_bank(tmp_path / "bank")  # complete: nothing redrawn
@@ -219,3 +224,15 @@ def test_a_prior_model_trains_resumably_and_predicts(tmp_path: Path) -> None:
         config.fingerprint()
         != ConvNPTrainingConfig(**{**config.model_dump(), "prior_tasks": 7}).fingerprint()
     )
+
+
+def test_drawn_contexts_are_the_observed_cells_before_rounding() -> None:
+    config = ConvNPConfig(**TINY)
+    options = GridSamplingOptions(patch_cells=24, target_points=16, block_pixels=(4, 8), halo_pixels=(4, 6))
+    observed, values, _, _, cells, rates = draw_task(
+        _synthetic_bank(), config, options, np.random.default_rng(5), with_contexts=True
+    )
+    rounded = np.rint(cells).astype(int)
+    assert len(cells) == len(rates) and observed[rounded[:, 0], rounded[:, 1]].all()
+    assert int(observed.sum()) == len({tuple(cell) for cell in rounded})
+    assert np.all(np.abs(cells - rounded) <= 0.5 + 1e-9)

@@ -99,8 +99,8 @@ def test_grid_batches_are_reproducible_and_rescaled_pixels_land_on_the_grid() ->
     options = GridSamplingOptions(patch_cells=32, target_points=50)
     first = sample_grid_batch(_synthetic_bank(), config, options, 3, step_generator(0, 7))
     second = sample_grid_batch(_synthetic_bank(), config, options, 3, step_generator(0, 7))
-    assert first.prior is None and second.prior is None  # no prior without a prior model
-    for name in first.__dataclass_fields__.keys() - {"prior"}:
+    assert first.prior is None and first.target_prior is None  # no prior without a prior model
+    for name in first.__dataclass_fields__.keys() - {"prior", "target_prior"}:
         assert torch.equal(getattr(first, name), getattr(second, name)), name
     assert first.observed.shape == (3, 1, 32, 32) and first.target_bins.dtype == torch.int64
     # 0.5 km pixels: a 32-cell patch is cut from 64 pixels, about four per cell

@@ -177,7 +177,7 @@ def train_convnp(
         else:
             batch = prior_bank.sample(model.config, config.batch_size, generator)
         batch = batch.to(device)
-        output = model(batch.observed, batch.values, batch.positions, batch.prior)
+        output = model(batch.observed, batch.values, batch.positions, batch.prior, batch.target_prior)
         losses = censored_loss(
             output,
             batch.target_values,

@@ -45,7 +45,8 @@ class GridBatch:
     :class:`~weatherunc.models.convnp.model.ConvNP`);
     positions ``[batch, n, 2]`` (row, column in cells); target_values ``[batch, n]`` (standardised
     transformed rate); target_bins ``[batch, n]`` (long); weights ``[batch, n]``; prior
-    ``[batch, 3, P, P]`` (the GP prior's quantile grids) for a model with a prior, else ``None``.
+    ``[batch, 3, P, P]`` (the GP prior's quantile grids) and target_prior ``[batch, n, 3]`` (its
+    quantiles at the targets) for a model with a prior, else ``None``.
     """
 
     observed: torch.Tensor
@@ -55,6 +56,7 @@ class GridBatch:
     target_bins: torch.Tensor
     weights: torch.Tensor
     prior: torch.Tensor | None = None
+    target_prior: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> GridBatch:
         """The same batch on ``device``."""
@@ -127,10 +129,16 @@ def _log_uniform(bounds: tuple[float, float], rng: np.random.Generator) -> float
 
 
 def draw_task(
-    bank: FrameBank, config: ConvNPConfig, options: GridSamplingOptions, rng: np.random.Generator
+    bank: FrameBank,
+    config: ConvNPConfig,
+    options: GridSamplingOptions,
+    rng: np.random.Generator,
+    *,
+    with_contexts: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """One grid task: ``observed``, ``values`` ``[P, P]``, ``positions`` ``[n, 2]``, target rates ``[n]``
-    (mm/h)."""
+    (mm/h); ``with_contexts`` also the contexts' exact positions ``[m, 2]`` (row, column in cells,
+    before they are placed in cells) and rates ``[m]`` (mm/h)."""
     size, n_target = options.patch_cells, options.target_points
     for _attempt in range(1000):
         frame = bank.frames[rng.integers(len(bank.frames))]
@@ -192,12 +200,15 @@ def draw_task(
         grid_observed, grid_values = context_grids(
             config, rounded[inside, 0], rounded[inside, 1], flat_rates[context_index[inside]], (size, size)
         )
-        return (
+        drawn = (
             grid_observed,
             grid_values,
             np.clip(cells[chosen], 0, size - 1).astype(np.float32),
             flat_rates[chosen],
         )
+        if with_contexts:  # the contexts' exact positions (row, column in cells) and rates
+            return *drawn, cells[context_index[inside]], flat_rates[context_index[inside]]
+        return drawn
     raise RuntimeError(
         "could not draw a grid training task in 1000 attempts (too little observed or wet data in the frame "
         "bank)"

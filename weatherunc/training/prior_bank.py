@@ -44,7 +44,10 @@ def bank_fingerprint(config: ConvNPConfig, options: GridSamplingOptions, frames_
         "sampling": options.model_dump(mode="json"),
         "frames": frames_key,
         "seed": seed,
-        "stream": "draw_task with default_rng([seed, 1, index])",
+        "stream": (
+            "draw_task with default_rng([seed, 1, index]); prior of the exact contexts on the grid and "
+            "at the targets"
+        ),
     }
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
@@ -57,16 +60,25 @@ def _draw_with_prior(
     index: int,
     predict,
 ) -> dict[str, np.ndarray]:
-    observed, values, positions, rates = draw_task(
-        frames, config, options, np.random.default_rng([seed, 1, index])
+    observed, values, positions, rates, context_cells, context_rates = draw_task(
+        frames, config, options, np.random.default_rng([seed, 1, index]), with_contexts=True
     )
-    prior = prior_quantiles(predict, config, observed, values, config.prior_stride)
+    prior, target_prior = prior_quantiles(
+        predict,
+        config,
+        observed,
+        values,
+        config.prior_stride,
+        positions,
+        contexts=(context_cells[:, ::-1] * config.grid_km, context_rates),
+    )
     return {
         "observed": observed.astype(bool),
         "values": values.astype(np.float32),
         "positions": positions.astype(np.float32),
         "rates": rates.astype(np.float32),
         "prior": prior.astype(np.float32),
+        "target_prior": target_prior.astype(np.float32),
     }
 
 
@@ -116,14 +128,16 @@ def build_prior_bank(
 
 @dataclass
 class PriorBank:
-    """Training tasks with their coarse prior: ``observed``, ``values`` ``[N, P, P]``, ``positions``
-    ``[N, n, 2]`` (row, column in cells), ``rates`` ``[N, n]`` mm/h, ``prior`` ``[N, 3, h, w]``."""
+    """Training tasks with their prior: ``observed``, ``values`` ``[N, P, P]``, ``positions``
+    ``[N, n, 2]`` (row, column in cells), ``rates`` ``[N, n]`` mm/h, the coarse prior grids
+    ``prior`` ``[N, 3, h, w]`` and the prior at the targets ``target_prior`` ``[N, n, 3]``."""
 
     observed: np.ndarray
     values: np.ndarray
     positions: np.ndarray
     rates: np.ndarray
     prior: np.ndarray
+    target_prior: np.ndarray
     stride: int
 
     @classmethod
@@ -179,4 +193,5 @@ class PriorBank:
             target_bins=torch.as_tensor(rate_bin_index(config, rates)),
             weights=torch.ones(rates.shape, dtype=torch.float32),
             prior=prior,
+            target_prior=torch.as_tensor(self.target_prior[chosen]),
         )

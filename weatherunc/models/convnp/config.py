@@ -16,16 +16,12 @@ PRIORS = ("none", "gp")
 PRIOR_LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9)
 #: Options of the prior's GP that a config may set.
 PRIOR_GP_OPTIONS = frozenset(
-    {"kernel", "offset_candidates", "censored_contexts", "local_variance", "fit_iterations", "fit_points"}
+    {"kernel", "censored_contexts", "local_variance", "fit_iterations", "fit_points"}
 )
 #: Options of the prior's GP (:class:`~weatherunc.models.gp.config.GaussianProcessConfig`): one
-#: kernel, one transform offset and no censored contexts make it several times cheaper than the
-#: default GP, so that it can be computed for thousands of training tasks.
-DEFAULT_PRIOR_GP: dict[str, object] = {
-    "kernel": "matern32",
-    "offset_candidates": [1.0],
-    "censored_contexts": False,
-}
+#: kernel and no censored contexts make it several times cheaper than the default GP, so that it
+#: can be computed for thousands of training tasks. Its transform is always the network's.
+DEFAULT_PRIOR_GP: dict[str, object] = {"kernel": "matern32", "censored_contexts": False}
 
 
 @dataclass(frozen=True)
@@ -86,22 +82,19 @@ class ConvNPConfig:
         self.prior_gp_config()
 
     def prior_gp_config(self) -> GaussianProcessConfig:
-        """The configuration of the prior's GP (``prior_gp`` over the GP's defaults)."""
+        """The configuration of the prior's GP: ``prior_gp`` over the GP's defaults, with the
+        network's transform (one offset, not chosen per task)."""
         values = dict(self.prior_gp)
         try:
             if "kernel" in values and values["kernel"] != "auto":
                 kernel_named(values["kernel"])
-            if "offset_candidates" in values:
-                values["offset_candidates"] = tuple(float(offset) for offset in values["offset_candidates"])
-                if not values["offset_candidates"] or min(values["offset_candidates"]) <= 0:
-                    raise ValueError("offset_candidates must be positive offsets [mm/h]")
             for name in ("fit_iterations", "fit_points"):
                 if name in values and (not isinstance(values[name], int) or not 1 <= values[name] <= 100_000):
                     raise ValueError(f"{name} must be a whole number from 1 to 100000, got {values[name]!r}")
             for name in ("censored_contexts", "local_variance"):
                 if name in values and not isinstance(values[name], bool):
                     raise ValueError(f"{name} must be true or false, got {values[name]!r}")
-            return GaussianProcessConfig(**values)
+            return GaussianProcessConfig(**values, transform=self.transform, offset_candidates=())
         except (TypeError, ValueError) as error:
             raise ValueError(f"prior_gp: {error}") from error
 

@@ -138,14 +138,16 @@ class ConvNPInterpolator:
         n = task.n_target
         mean, std, probabilities = np.empty(n), np.empty(n), np.empty((n, config.bins))
         cell = np.clip(np.rint(grid.positions).astype(np.int64), 0, [rows - 1, columns - 1])
-        prior = None
+        prior = target_prior = None
         if config.prior_channels:
-            coarse = prior_quantiles(
+            coarse, target_prior = prior_quantiles(
                 GaussianProcessInterpolator(config.prior_gp_config()).predict,
                 config,
                 grid.observed,
                 grid.values,
                 config.prior_stride,
+                grid.positions,
+                contexts=(task.context_coordinates - grid.origin, task.context_values),
             )
             prior = upsample_prior(torch.as_tensor(coarse)[None], (rows, columns), config.prior_stride)[0]
         with torch.inference_mode():
@@ -172,8 +174,11 @@ class ConvNPInterpolator:
                     values = torch.as_tensor(grid.values[window], device=device)[None, None]
                     shift = np.array([window[0].start, window[1].start], dtype=np.float32)
                     positions = torch.as_tensor(grid.positions[members] - shift, device=device)[None]
-                    window_prior = None if prior is None else prior[:, window[0], window[1]][None].to(device)
-                    output = model(observed, values, positions, window_prior)
+                    window_prior = members_prior = None
+                    if prior is not None:
+                        window_prior = prior[:, window[0], window[1]][None].to(device)
+                        members_prior = torch.as_tensor(target_prior[members], device=device)[None]
+                    output = model(observed, values, positions, window_prior, members_prior)
                     mean[members] = output.mean[0].double().cpu().numpy()
                     std[members] = output.std[0].double().cpu().numpy()
                     probabilities[members] = torch.softmax(output.logits[0].double(), -1).cpu().numpy()

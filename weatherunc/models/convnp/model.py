@@ -151,9 +151,10 @@ class ConvNP(nn.Module):
 
     With a GP prior (``config.prior == "gp"``), the prior's quantile grids ``[batch, 3, H, W]``
     join the encoder's channels, and the decoder's first two outputs correct the prior's moments
-    at each target (:func:`~weatherunc.models.convnp.prior.prior_moments`): mean = prior mean +
-    output 0, std = minimum_std + prior std x softplus(output 1 + log(e - 1)). Those two outputs
-    start at zero, so that an untrained prior model predicts the prior.
+    at each target (:func:`~weatherunc.models.convnp.prior.prior_moments` of the prior's quantiles
+    at the targets ``[batch, n, 3]``): mean = prior mean + output 0, std = minimum_std + prior std
+    x softplus(output 1 + log(e - 1)). Those two outputs start at zero, so that an untrained prior
+    model predicts the prior.
     """
 
     def __init__(self, config: ConvNPConfig) -> None:
@@ -200,15 +201,22 @@ class ConvNP(nn.Module):
         return self.unet(inputs)[..., :height, :width]
 
     def decode(
-        self, features: torch.Tensor, positions: torch.Tensor, prior: torch.Tensor | None = None
+        self, features: torch.Tensor, positions: torch.Tensor, target_prior: torch.Tensor | None = None
     ) -> ConvNPOutput:
         """Predictive outputs at ``positions`` ``[batch, n, 2]`` (row, column in cells) read from
-        ``features`` (and, for a prior model, from the prior's grids ``[batch, 3, H, W]``)."""
+        ``features``, for a prior model corrections of the prior's quantiles at the targets
+        ``target_prior`` ``[batch, n, 3]``."""
         output = self.decoder(read_at(features, positions))
         if not self.config.prior_channels:
             std = self.config.minimum_std + functional.softplus(output[..., 1])
             return ConvNPOutput(mean=output[..., 0], std=std, logits=output[..., 2:])
-        prior_mean, prior_std = prior_moments(read_at(prior, positions), self.config.minimum_std)
+        if target_prior is None or target_prior.shape != (*positions.shape[:2], self.config.prior_channels):
+            raise ValueError(
+                f"a model with prior {self.config.prior!r} needs the prior at the targets "
+                f"[{positions.shape[0]}, {positions.shape[1]}, {self.config.prior_channels}], got "
+                f"{None if target_prior is None else list(target_prior.shape)}"
+            )
+        prior_mean, prior_std = prior_moments(target_prior.to(output.dtype), self.config.minimum_std)
         std = self.config.minimum_std + prior_std * functional.softplus(output[..., 1] + _UNIT_SOFTPLUS)
         return ConvNPOutput(mean=prior_mean + output[..., 0], std=std, logits=output[..., 2:])
 
@@ -218,10 +226,12 @@ class ConvNP(nn.Module):
         values: torch.Tensor,
         positions: torch.Tensor,
         prior: torch.Tensor | None = None,
+        target_prior: torch.Tensor | None = None,
     ) -> ConvNPOutput:
         """``observed``, ``values`` ``[batch, 1, H, W]``; ``positions`` ``[batch, n_target, 2]``;
-        ``prior`` ``[batch, 3, H, W]`` for a prior model, else ``None``."""
-        return self.decode(self.features(observed, values, prior), positions, prior)
+        for a prior model the prior's grids ``prior`` ``[batch, 3, H, W]`` and its quantiles at
+        the targets ``target_prior`` ``[batch, n_target, 3]``, else ``None``."""
+        return self.decode(self.features(observed, values, prior), positions, target_prior)
 
 
 def censored_loss(

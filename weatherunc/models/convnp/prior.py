@@ -1,14 +1,15 @@
 """The GP's predictive distribution as input channels of the convolutional neural process.
 
-With ``config.prior == "gp"`` the network sees, beside the context grids, the GP's predictive
-quantiles at levels :data:`PRIOR_LEVELS` over the whole grid, standardised with the network's own
-transform (quantiles map exactly through a monotone transform, whatever transform the GP chose for
-the task), and its outputs are corrections of that prior: the network starts at the GP and learns
+With ``config.prior == "gp"`` the network sees, beside the context grids, the quantiles at levels
+:data:`PRIOR_LEVELS` of the GP's Gaussian in the transformed space (the GP uses the network's
+transform), standardised as the network's values are, and its outputs are corrections of that
+prior: the network starts at the GP and learns
 what the GP misses (Petersen et al. 2021, "GP-ConvCNP: better generalization for convolutional
 conditional neural processes on time series data", UAI, put a GP inside a ConvCNP in the same way).
 
-The GP is evaluated on a coarser grid, every ``stride`` cells (its posterior is smooth on that
-scale), and the quantile grids are interpolated bilinearly to the network's grid.
+The GP is evaluated on a coarser grid, every ``stride`` cells, whose quantile grids are
+interpolated bilinearly to the network's grid as input channels, and at the targets themselves:
+the corrections start from the GP's own prediction at each target, not from an interpolation.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import xarray as xr
+from scipy import stats
 from torch.nn import functional
 
 from weatherunc import conventions
 from weatherunc.models.convnp.config import PRIOR_LEVELS, ConvNPConfig
-from weatherunc.models.convnp.grids import standardise
 from weatherunc.tasks import Task
 
 #: Standard-normal quantile at 0.9: half the 0.1-0.9 range of a Gaussian is this many stds.
@@ -43,11 +44,16 @@ def prior_quantiles(
     observed: np.ndarray,
     values: np.ndarray,
     stride: int,
-) -> np.ndarray:
-    """The GP's standardised predictive quantiles ``[len(PRIOR_LEVELS), h, w]`` (float32) on the
-    coarse grid of :func:`coarse_cells`, from the context grids ``observed``, ``values`` ``[H, W]``
-    (see :func:`~weatherunc.models.convnp.grids.context_grids`): each observed cell is a context at
-    its centre (km from cell (0, 0), ``x`` along columns) with the rate its value stands for.
+    positions: np.ndarray,
+    contexts: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The GP's standardised predictive quantiles on the coarse grid of :func:`coarse_cells`,
+    ``[len(PRIOR_LEVELS), h, w]``, and at the targets at ``positions`` ``[n, 2]`` (row, column in
+    cells), ``[n, len(PRIOR_LEVELS)]`` (both float32), from the context grids ``observed``,
+    ``values`` ``[H, W]`` (see :func:`~weatherunc.models.convnp.grids.context_grids`): each
+    observed cell is a context at its centre (km from cell (0, 0), ``x`` along columns) with the
+    rate its value stands for, unless ``contexts`` gives them exactly: their coordinates ``[m, 2]``
+    (x, y in km from the centre of cell (0, 0)) and rates ``[m]`` mm/h.
 
     ``predict`` is a model's ``predict`` (e.g. a GP interpolator's) returning the prediction
     Dataset with ``precipitation_quantile`` at levels including :data:`PRIOR_LEVELS`.
@@ -60,20 +66,39 @@ def prior_quantiles(
     )
     coarse_rows, coarse_columns = coarse_cells(observed.shape, stride)
     grid_rows, grid_columns = np.meshgrid(coarse_rows, coarse_columns, indexing="ij")
+    targets = np.concatenate(
+        [
+            np.stack([grid_columns.ravel(), grid_rows.ravel()], axis=1).astype(np.float64),
+            np.asarray(positions, dtype=np.float64)[:, ::-1],
+        ]
+    )
+    coordinates = np.stack([columns, rows], axis=1).astype(np.float64) * config.grid_km
+    if contexts is not None:
+        coordinates, rates = contexts
     task = Task(
-        context_coordinates=np.stack([columns, rows], axis=1).astype(np.float64) * config.grid_km,
-        context_values=rates.astype(np.float64),
-        target_coordinates=np.stack([grid_columns.ravel(), grid_rows.ravel()], axis=1).astype(np.float64)
-        * config.grid_km,
-        target_values=np.full(grid_rows.size, np.nan),
+        context_coordinates=np.asarray(coordinates, dtype=np.float64),
+        context_values=np.asarray(rates, dtype=np.float64),
+        target_coordinates=targets * config.grid_km,
+        target_values=np.full(len(targets), np.nan),
         description="prior of the convolutional neural process",
     )
     prediction = predict(task)
-    quantiles = prediction[conventions.PRECIPITATION_QUANTILE].sel(
-        {conventions.QUANTILE: list(PRIOR_LEVELS)}, method="nearest"
+    offsets = np.unique(prediction[conventions.TRANSFORM_OFFSET].values)
+    if prediction.attrs.get("transform") != config.transform.kind or not np.allclose(
+        offsets, config.transform.offset
+    ):
+        raise ValueError(
+            f"prior_quantiles: the prior's transform ({prediction.attrs.get('transform')}, offsets "
+            f"{offsets}) is not the network's ({config.transform.kind}, offset {config.transform.offset})"
+        )
+    levels = stats.norm.ppf(np.asarray(PRIOR_LEVELS))
+    transformed = (
+        prediction[conventions.TRANSFORMED_MEAN].values[:, None]
+        + prediction[conventions.TRANSFORMED_STD].values[:, None] * levels
     )
-    grids = standardise(config, np.maximum(quantiles.transpose(conventions.QUANTILE, ...).values, 0.0))
-    return grids.reshape(len(PRIOR_LEVELS), *grid_rows.shape)
+    standardised = ((transformed - config.value_centre) / config.value_scale).astype(np.float32)
+    grids = standardised[: grid_rows.size].T.reshape(len(PRIOR_LEVELS), *grid_rows.shape)
+    return grids, standardised[grid_rows.size :]
 
 
 def upsample_prior(coarse: torch.Tensor, shape: tuple[int, int], stride: int) -> torch.Tensor:
