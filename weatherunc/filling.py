@@ -26,13 +26,14 @@ import pyproj
 import xarray as xr
 from tqdm import tqdm
 
-from weatherunc import __version__, conventions, validation
+from weatherunc import conventions, validation
 from weatherunc.errors import InputDataError
 from weatherunc.geolocation import grid_mapping, grid_mapping_name, grid_mapping_of
 from weatherunc.gridding import GridTiling, iterate_tiles
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.models.registry import MODELS, Interpolator, get_model
 from weatherunc.units import rate_factor_to_mm_per_hour
+from weatherunc.version import __version__
 
 SOURCE = "weatherunc.fill"
 TIME = conventions.TIME

@@ -17,7 +17,7 @@ from weatherunc.heads.calibration import (
     fit_vector_scaling,
 )
 from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
-from weatherunc.models.registry import Interpolator
+from weatherunc.models.interface import Interpolator
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 

@@ -18,8 +18,8 @@ import xarray as xr
 
 from weatherunc.evaluation import transform_of
 from weatherunc.heads.bins import BIN, entropy_and_mutual_information, with_rain_probability
+from weatherunc.models.interface import Interpolator
 from weatherunc.models.predictive import prediction_dataset
-from weatherunc.models.registry import Interpolator
 from weatherunc.tasks import Task
 
 
