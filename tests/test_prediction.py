@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import tokenize
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -12,6 +16,23 @@ from weatherunc.models.predictive import prediction_dataset, to_grid
 from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform, moments
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Output names with one meaning: written as string literals only in weatherunc/conventions.py.
+OUTPUT_NAMES = (
+    conventions.PRECIPITATION_MEAN,
+    conventions.PRECIPITATION_STD,
+    conventions.PRECIPITATION_QUANTILE,
+    conventions.EXCEEDANCE_PROBABILITY,
+    conventions.TRANSFORMED_MEAN,
+    conventions.TRANSFORMED_STD,
+    conventions.LATENT_VARIANCE,
+    conventions.NOISE_VARIANCE,
+    conventions.BIN_PROBABILITY,
+    conventions.MUTUAL_INFORMATION,
+    conventions.PREDICTIVE_ENTROPY,
+    conventions.RAIN_PROBABILITY,
+)
 
 
 def _prediction(offset: float, n: int, seed: int, *, coords: bool = True) -> tuple[xr.Dataset, Task]:
@@ -36,6 +57,19 @@ def _prediction(offset: float, n: int, seed: int, *, coords: bool = True) -> tup
         model="oracle",
     )
     return dataset, task
+
+
+def test_output_names_are_string_literals_only_in_conventions() -> None:
+    literals = {f"{quote}{name}{quote}" for name in OUTPUT_NAMES for quote in "\"'"}
+    found = []
+    for folder in ("weatherunc", "pipelines"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "weatherunc" / "conventions.py":
+                continue
+            for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+                if token.type == tokenize.STRING and token.string in literals:
+                    found.append(f"{path.relative_to(ROOT)}:{token.start[0]} {token.string}")
+    assert found == []
 
 
 def test_derived_outputs_follow_the_gaussian_of_each_target() -> None:
