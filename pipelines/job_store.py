@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,6 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from pipelines.faults import crash_point
 from weatherunc.store import hide_root_metadata, reveal_root_metadata
 
 COMPLETE_ATTRIBUTE = "weatherunc_complete"
@@ -127,21 +125,16 @@ class JobStore:
         columns: slice,
         blocks: dict[str, np.ndarray],
         tile: int,
-        counter: Counter,
     ) -> None:
         """Write each variable's block ``[ny_tile, nx_tile, ...]`` at ``frame``, then the manifest entry."""
         names = sorted(blocks)
-        for number, name in enumerate(names):
+        for name in names:
             array = zarr.open_array(self.zarr_path / name, mode="r+")
             array[frame, rows, columns] = blocks[name]
-            if number == len(names) // 2:
-                crash_point("tile-half", counter)
         entry = self.manifest / self.entry_name(frame, tile)
         temporary = self.manifest / f".{entry.name}.tmp"
         temporary.write_text("")
-        crash_point("marker-temporary", counter)
         os.replace(temporary, entry)
-        crash_point("tile-done", counter)
 
     def _check_manifest(self, expected: set[tuple[int, int]]) -> None:
         missing = expected - self.finished()

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +52,6 @@ FINGERPRINT_ATTRIBUTE = "weatherunc_job_fingerprint"
 
 class JobStateError(RuntimeError):
     """The run folder holds output of another job config, input or model."""
-
-
-@dataclass
-class CrashCounter:
-    """Counts visits of fault-injection points within one process (see :mod:`pipelines.faults`)."""
-
-    counts: Counter
 
 
 @dataclass(frozen=True)
@@ -157,13 +149,12 @@ def _tile_task(
     tile,
     store: JobStore,
     template: xr.Dataset,
-    crash: CrashCounter,
 ) -> int:
     frames = xr.open_zarr(observations_path, consolidated=False)
     values = np.asarray(frames[conventions.PRECIPITATION].isel(time=frame_index).values, dtype=np.float64)
     x_km, y_km = frame_axes(frames)
     blocks = predict_frame_tile(job, values, x_km, y_km, frame_number, tile, template)
-    store.write_tile(frame_number, tile.rows, tile.columns, blocks, tile.number, crash.counts)
+    store.write_tile(frame_number, tile.rows, tile.columns, blocks, tile.number)
     return tile.number
 
 
@@ -292,7 +283,6 @@ def run_job(
         store.begin(template, encoding, digest, inputs)
     frame_template = template.isel(time=0, drop=True)
     done = store.finished()
-    crash = CrashCounter(Counter())
     tasks = [
         (
             job,
@@ -302,7 +292,6 @@ def run_job(
             tile,
             store,
             frame_template,
-            crash,
         )
         for frame in range(len(frame_indices))
         for tile in tiles
@@ -315,9 +304,6 @@ def run_job(
     metrics_path = run_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, default=float))
     figures = write_figures(store.zarr_path, job, metrics, run_dir / "figures")
-    from pipelines.faults import crash_point
-
-    crash_point("before-complete", crash.counts)
     attrs = {
         FINGERPRINT_ATTRIBUTE: digest,
         "job_config": json.dumps(job.model_dump(mode="json"), sort_keys=True),

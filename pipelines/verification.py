@@ -16,9 +16,10 @@ import numpy as np
 import xarray as xr
 
 from pipelines.job_config import JobConfig
-from weatherunc import metrics
+from weatherunc import conventions, metrics
 from weatherunc.evaluation import score_prediction
 from weatherunc.metrics.reliability import ReliabilityAccumulator
+from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 
 POOLED = ("crps", "nlpd", "mae", "bias", "coverage_50", "coverage_80", "coverage_90", "coverage_95")
@@ -27,7 +28,7 @@ ECE_BINS = 15
 
 def _frame_targets(frame: xr.Dataset) -> tuple[xr.Dataset, Task] | None:
     truth = frame["withheld_precipitation"].values
-    predicted = np.isfinite(frame["precipitation_mean"].values) & np.isfinite(truth)
+    predicted = np.isfinite(frame[conventions.PRECIPITATION_MEAN].values) & np.isfinite(truth)
     if not predicted.any():
         return None
     rows, columns = np.nonzero(predicted)
@@ -41,13 +42,15 @@ def _frame_targets(frame: xr.Dataset) -> tuple[xr.Dataset, Task] | None:
 def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
     """Pooled scores over every frame of a (staged or finished) job store."""
     dataset = xr.open_zarr(store, consolidated=False)
-    attrs = {key: value for key, value in dataset["precipitation_mean"].attrs.items()}
+    attrs = {key: value for key, value in dataset[conventions.PRECIPITATION_MEAN].attrs.items()}
     totals: dict[str, float] = dict.fromkeys(POOLED, 0.0)
     squared_error, count = 0.0, 0
-    has_bins = "bin_probability" in dataset
+    has_bins = conventions.BIN_PROBABILITY in dataset
     top_label = ReliabilityAccumulator.init(ECE_BINS)
     thresholds = (
-        dataset["rain_probability"]["threshold"].values if "rain_probability" in dataset else np.array([])
+        dataset[conventions.RAIN_PROBABILITY][conventions.THRESHOLD].values
+        if conventions.RAIN_PROBABILITY in dataset
+        else np.array([])
     )
     per_threshold = {float(t): ReliabilityAccumulator.init(ECE_BINS) for t in thresholds}
     brier = {float(t): [] for t in thresholds}
@@ -60,6 +63,7 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
             continue
         flat, task = found
         flat = flat.assign_attrs(dataset.attrs)  # the root attributes record the transform
+        prediction = Prediction.from_dataset(flat)
         scores = score_prediction(flat, task)
         n = task.n_target
         for key in POOLED:
@@ -74,16 +78,16 @@ def verify_store(store: Path, job: JobConfig) -> dict[str, Any]:
             }
         )
         if has_bins:
-            probabilities = flat["bin_probability"]
-            observed = metrics.observed_bins(
-                xr.DataArray(task.target_values, dims="target"), flat["bin_lower"].values
-            )
+            bins = prediction.bins
+            probabilities = xr.DataArray(bins.probability, dims=(*prediction.dims, conventions.BIN))
+            observed = metrics.observed_bins(xr.DataArray(task.target_values, dims="target"), bins.edges)
             categorical["nll"] += float(metrics.categorical_nll(probabilities, observed)) * n
             categorical["brier"] += float(metrics.multiclass_brier_score(probabilities, observed)) * n
             categorical["rps"] += float(metrics.ranked_probability_score(probabilities, observed)) * n
             top_label = top_label.merge(metrics.top_label_calibration(probabilities, observed, bins=ECE_BINS))
+            rain_thresholds, rain = prediction.rain_probability()
             for threshold in thresholds:
-                forecast = flat["rain_probability"].sel(threshold=threshold).values
+                forecast = rain[:, int(np.flatnonzero(rain_thresholds == threshold)[0])]
                 event = task.target_values >= threshold
                 per_threshold[float(threshold)] = per_threshold[float(threshold)].accumulate(forecast, event)
                 brier[float(threshold)].append((forecast, event))

@@ -53,7 +53,7 @@ def _scores(mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> dict[str
     return {
         "rmse": float(metrics.root_mean_squared_error(forecast, truth)),
         "nlpd": float(metrics.negative_log_predictive_density(forecast, truth)),
-        "coverage_95": float(metrics.interval_coverage(forecast, truth, level=0.95)),
+        "coverage_95": float(metrics.gaussian_interval_coverage(forecast, truth, level=0.95)),
     }
 
 

@@ -96,14 +96,12 @@ def _write_config(tmp_path: Path, **overrides) -> Path:
 
 
 def _run_cli(config: Path, crash_at: str | None = None, kill_after: float | None = None) -> int:
-    env = {**os.environ}
-    env.pop("WEATHERUNC_CRASH_AT", None)
-    if crash_at:
-        env["WEATHERUNC_CRASH_AT"] = crash_at
-    command = [sys.executable, "-m", "pipelines.run_job", str(config), "--scheduler", "synchronous"]
+    """Run the job in a process of its own; ``crash_at`` (``POINT:N``): SIGKILL there
+    (:mod:`tests.crash_injection`)."""
+    runner = ["tests.crash_injection", crash_at] if crash_at else ["pipelines.run_job"]
+    command = [sys.executable, "-m", *runner, str(config), "--scheduler", "synchronous"]
     process = subprocess.Popen(
         command,
-        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parent.parent,

@@ -75,13 +75,13 @@ def test_deterministic_scores() -> None:
 def test_coverage_of_calibrated_forecast_is_nominal() -> None:
     forecast, observed, *_ = _gaussian_case(3, shape=(400, 500))
     for level in (0.5, 0.8, 0.9, 0.95):
-        assert float(metrics.interval_coverage(forecast, observed, level=level)) == pytest.approx(
+        assert float(metrics.gaussian_interval_coverage(forecast, observed, level=level)) == pytest.approx(
             level, abs=0.005
         )
     overconfident = forecast.assign(precipitation_std=forecast.precipitation_std / 2)
-    assert float(metrics.interval_coverage(overconfident, observed, level=0.9)) < 0.6
+    assert float(metrics.gaussian_interval_coverage(overconfident, observed, level=0.9)) < 0.6
     with pytest.raises(ValueError, match="level"):
-        metrics.interval_coverage(forecast, observed, level=1.5)
+        metrics.gaussian_interval_coverage(forecast, observed, level=1.5)
 
 
 def test_pit_histogram_flat_when_calibrated_and_u_shaped_when_overconfident() -> None:

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from weatherunc import conventions
+from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import MODELS, get_model
+from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 
 
@@ -38,6 +41,29 @@ class ModelContract:
     @classmethod
     def prediction(cls) -> xr.Dataset:
         return cls.make_model().predict(_task())
+
+    def test_schema_round_trip_and_derived_outputs(self, prediction: xr.Dataset) -> None:
+        """The schema is Prediction's: reading and writing again is exact, and the derived outputs
+        computed afresh from the Gaussian are the model's."""
+        predicted = Prediction.from_dataset(prediction)
+        xr.testing.assert_identical(predicted.to_dataset(), prediction)
+        xr.testing.assert_identical(predicted.recomputed().to_dataset(), prediction)
+        assert predicted.model == self.name and predicted.dims == ("target",)
+        assert np.all(predicted.transformed_std > 0)
+        np.testing.assert_allclose(
+            predicted.latent_variance + predicted.noise_variance, predicted.transformed_std**2, rtol=1e-10
+        )
+
+    def test_bin_probabilities_sum_to_one(self, prediction: xr.Dataset) -> None:
+        """Every model's bins sum to one: its own where it has a head, else derived from its Gaussian."""
+        predicted = Prediction.from_dataset(prediction)
+        own = predicted.bins is not None
+        with_bins = predicted.with_derived_bins()
+        np.testing.assert_allclose(with_bins.bins.probability.sum(-1), 1.0, rtol=1e-10)
+        written = with_bins.to_dataset()
+        assert (conventions.BIN_PROBABILITY in prediction) == own
+        assert np.all(written[conventions.RAIN_PROBABILITY].values >= 0)
+        xr.testing.assert_identical(Prediction.from_dataset(written).to_dataset(), written)
 
     def test_variables_and_dims(self, prediction: xr.Dataset) -> None:
         assert prediction.precipitation_mean.dims == ("target",) and prediction.sizes["target"] == 20
@@ -112,8 +138,8 @@ class TestClimatology(ModelContract):
 class TestAttentiveNeuralProcess(ModelContract):
     name = "anp"
 
-    def test_bin_probabilities_sum_to_one(self, prediction: xr.Dataset) -> None:
-        np.testing.assert_allclose(prediction.bin_probability.sum("bin").values, 1.0, rtol=1e-10)
+    def test_head_outputs(self, prediction: xr.Dataset) -> None:
+        assert prediction.bin_probability.attrs["source"] == "categorical head"
         assert np.all(prediction.mutual_information.values >= 0) and prediction.attrs["checkpoint_sha256"]
 
 
@@ -124,9 +150,23 @@ class TestConditionalNeuralProcess(ModelContract):
 class TestConvolutionalNeuralProcess(ModelContract):
     name = "convnp"
 
-    def test_bin_probabilities_sum_to_one(self, prediction: xr.Dataset) -> None:
-        np.testing.assert_allclose(prediction.bin_probability.sum("bin").values, 1.0, rtol=1e-10)
+    def test_head_outputs(self, prediction: xr.Dataset) -> None:
+        assert prediction.bin_probability.attrs["source"] == "categorical head"
         assert np.all(prediction.latent_variance.values == 0) and prediction.attrs["checkpoint_sha256"]
+
+
+class TestEnsemble(ModelContract):
+    """The deep ensemble (not registered by name): the ANP and the CNP as members."""
+
+    name = "ensemble"
+
+    @classmethod
+    def make_model(cls):
+        return EnsembleInterpolator([get_model("anp"), get_model("cnp")])
+
+    def test_member_disagreement_is_epistemic(self, prediction: xr.Dataset) -> None:
+        assert prediction.attrs["members"] == 2
+        assert np.all(prediction.mutual_information.values >= 0)
 
 
 def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
@@ -138,7 +178,7 @@ def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
 
 def test_every_registered_model_has_a_contract_test() -> None:
     tested = {cls.name for cls in ModelContract.__subclasses__()}
-    assert tested == set(MODELS)
+    assert tested == {*MODELS, "ensemble"}
 
 
 def test_unknown_model_lists_valid_names() -> None:

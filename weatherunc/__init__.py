@@ -15,8 +15,7 @@ from importlib import import_module
 from typing import Any
 
 from weatherunc.accessor import register_when_xarray_is_imported
-
-__version__ = "0.1.0"
+from weatherunc.version import __version__ as __version__
 
 _PUBLIC = {
     "fill": "weatherunc.filling",

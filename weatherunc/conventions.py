@@ -108,6 +108,7 @@ BIN_LOWER: Final = "bin_lower"
 BIN_UPPER: Final = "bin_upper"
 MUTUAL_INFORMATION: Final = "mutual_information"
 RAIN_PROBABILITY: Final = "rain_probability"
+PREDICTIVE_ENTROPY: Final = "predictive_entropy"
 #: Dimensions of the prediction outputs besides the target (or ``y``, ``x``) dimensions.
 QUANTILE: Final = "quantile"
 THRESHOLD: Final = "threshold"

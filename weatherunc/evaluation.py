@@ -14,15 +14,15 @@ nominal level also where much of the field is dry.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import xarray as xr
 
-from weatherunc import metrics
+from weatherunc import conventions, metrics
+from weatherunc.prediction import Prediction, read_transform, single_transform
+from weatherunc.prediction import transform_groups as grouped
 from weatherunc.tasks import Task
 from weatherunc.transforms import (
-    TRANSFORM_ATTRIBUTES,
     PrecipitationTransform,
     central_interval_coverage,
     log_density,
@@ -35,34 +35,14 @@ CRPS_NODES = 100
 
 
 def transform_of(prediction: xr.Dataset) -> PrecipitationTransform:
-    """The transform recorded in a prediction's attributes (one for all its targets).
+    """The transform recorded in a prediction (one for all its targets;
+    :func:`weatherunc.prediction.read_transform`).
 
     Raises ``ValueError`` where the per-target ``transform_offset`` differs between targets
     (predictions of several tasks pooled or tiled): split them by offset first
     (:func:`offset_groups`).
     """
-    attrs = prediction.attrs
-    missing = [key for key in TRANSFORM_ATTRIBUTES if key not in attrs]
-    if missing:
-        raise ValueError(f"prediction attrs lack {missing}: no transform is recorded")
-    offset = float(attrs["transform_offset"])
-    if "transform_offset" in prediction.data_vars:
-        offsets = np.unique(
-            prediction["transform_offset"].values[np.isfinite(prediction["transform_offset"].values)]
-        )
-        if len(offsets) > 1:
-            raise ValueError(
-                f"transform_offset differs between targets ({offsets.tolist()}): no single transform; split "
-                "the prediction by offset first"
-            )
-        if len(offsets) == 1:
-            offset = float(offsets[0])
-    return PrecipitationTransform(
-        kind=attrs["transform"],
-        offset=offset,
-        lam=float(attrs["transform_lambda"]),
-        censor_at_zero=bool(attrs["censored_at_zero"]),
-    )
+    return single_transform(*read_transform(prediction))
 
 
 def transform_groups(prediction: xr.Dataset) -> list[tuple[PrecipitationTransform, np.ndarray]]:
@@ -72,19 +52,8 @@ def transform_groups(prediction: xr.Dataset) -> list[tuple[PrecipitationTransfor
     per-target ``transform_offset`` (targets without an offset, e.g. unpredicted pixels of a
     grid, go with the first). For element-wise work on predictions of several tasks or tiles.
     """
-    shape = prediction["transformed_mean"].shape
-    if "transform_offset" not in prediction.data_vars:
-        return [(transform_of(prediction), np.ones(shape, dtype=bool))]
-    offsets = np.broadcast_to(
-        prediction["transform_offset"].transpose(*prediction["transformed_mean"].dims).values, shape
-    )
-    values = np.unique(offsets[np.isfinite(offsets)])
-    if len(values) <= 1:
-        return [(transform_of(prediction), np.ones(shape, dtype=bool))]
-    base = transform_of(prediction.drop_vars("transform_offset"))
-    groups = [(replace(base, offset=float(value)), offsets == value) for value in values]
-    groups[0][1][~np.isfinite(offsets)] = True
-    return groups
+    transform, offsets = read_transform(prediction)
+    return grouped(transform, offsets, prediction[conventions.TRANSFORMED_MEAN].shape)
 
 
 def transformed_values(prediction: xr.Dataset, rates: np.ndarray) -> np.ndarray:
@@ -141,21 +110,23 @@ def score_prediction(prediction: xr.Dataset, task: Task) -> dict[str, float]:
         if not parts:
             raise ValueError("the task has no target with known truth to score")
         return pooled_scores([part for part, _ in parts], [part_task for _, part_task in parts])
-    transform = transform_of(prediction)
+    predicted = Prediction.from_dataset(prediction)
+    transform = predicted.single_transform()
     dim = task.target_dim
     truth = xr.DataArray(task.target_values, dims=dim)
     known = np.isfinite(task.target_values)
     if not known.any():
         raise ValueError("the task has no target with known truth to score")
-    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+    mean, std = predicted.transformed_mean, predicted.transformed_std
     nodes = quantiles(transform, mean, std, quantile_nodes(CRPS_NODES))  # [n_target, nodes]
     ensemble = xr.DataArray(nodes, dims=(dim, "sample"))
+    rate_mean = xr.DataArray(predicted.rate_outputs()[conventions.PRECIPITATION_MEAN], dims=dim)
     scores = {
         "crps": float(metrics.crps_ensemble(ensemble, truth)),
         "nlpd": float(-np.mean(log_density(transform, mean, std, task.target_values)[known])),
-        "rmse": float(metrics.root_mean_squared_error(prediction["precipitation_mean"], truth)),
-        "mae": float(metrics.mean_absolute_error(prediction["precipitation_mean"], truth)),
-        "bias": float(metrics.bias(prediction["precipitation_mean"], truth)),
+        "rmse": float(metrics.root_mean_squared_error(rate_mean, truth)),
+        "mae": float(metrics.mean_absolute_error(rate_mean, truth)),
+        "bias": float(metrics.bias(rate_mean, truth)),
     }
     for level in (0.5, 0.8, 0.9, 0.95):
         inside = central_interval_coverage(
@@ -202,7 +173,10 @@ def rate_pit_histogram(prediction: xr.Dataset, task: Task, *, bins: int = 10) ->
     """
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+    mean, std = (
+        prediction[conventions.TRANSFORMED_MEAN].values,
+        prediction[conventions.TRANSFORMED_STD].values,
+    )
     truth = np.asarray(task.target_values, dtype=np.float64)
     known = np.isfinite(truth)
     if not known.any():
@@ -235,8 +209,10 @@ def interval_coverage(
     :func:`weatherunc.transforms.central_interval_coverage`, each target with its own transform),
     not the share of truths between two quantiles, which counts every dry truth as covered where
     the lower quantile is censored to 0.
+    (:func:`weatherunc.metrics.gaussian_interval_coverage` is the share of observations inside a
+    plain Gaussian's central interval.)
     """
-    mean = prediction["transformed_mean"]
+    mean = prediction[conventions.TRANSFORMED_MEAN]
     if isinstance(truth, xr.DataArray):
         if set(truth.dims) != set(mean.dims):
             raise ValueError(
@@ -250,7 +226,7 @@ def interval_coverage(
             f"interval_coverage: truth has shape {rates.shape}, the prediction's transformed_mean "
             f"{mean.shape}"
         )
-    means, stds = mean.values, prediction["transformed_std"].values
+    means, stds = mean.values, prediction[conventions.TRANSFORMED_STD].values
     known = np.isfinite(rates) & np.isfinite(means) & np.isfinite(stds)
     covered = np.full(rates.shape, np.nan)
     for transform, members in transform_groups(prediction):
@@ -285,7 +261,10 @@ def scores_by_distance(
     nearest context (dim ``distance``, labelled by the bin's mean distance; empty bins are NaN)."""
     from weatherunc.metrics.kernels import crps_ensemble as crps_kernel
 
-    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
+    mean, std = (
+        prediction[conventions.TRANSFORMED_MEAN].values,
+        prediction[conventions.TRANSFORMED_STD].values,
+    )
     truth = task.target_values
     crps = np.full(truth.shape, np.nan)
     for transform, members in transform_groups(prediction):

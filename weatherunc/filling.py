@@ -28,13 +28,14 @@ import pyproj
 import xarray as xr
 from tqdm import tqdm
 
-from weatherunc import __version__, conventions, validation
+from weatherunc import conventions, validation
 from weatherunc.blending import predict_blended
 from weatherunc.errors import InputDataError
 from weatherunc.geolocation import grid_mapping, grid_mapping_name, grid_mapping_of
 from weatherunc.gridding import GridTiling
 from weatherunc.models.registry import MODELS, Interpolator, get_model
 from weatherunc.units import rate_factor_to_mm_per_hour
+from weatherunc.version import __version__
 
 SOURCE = "weatherunc.fill"
 TIME = conventions.TIME
@@ -56,11 +57,11 @@ OBSERVATION_ATTRS = {
 }
 #: The model outputs kept, each ``[..., y, x, extra]`` on the grid.
 PREDICTED_VARIABLES = (
-    "precipitation_mean",
-    "precipitation_std",
-    "precipitation_quantile",
-    "exceedance_probability",
-    "bin_probability",
+    conventions.PRECIPITATION_MEAN,
+    conventions.PRECIPITATION_STD,
+    conventions.PRECIPITATION_QUANTILE,
+    conventions.EXCEEDANCE_PROBABILITY,
+    conventions.BIN_PROBABILITY,
 )
 RATE = {"units": conventions.PRECIPITATION_UNITS}
 OUTPUT_ATTRS: dict[str, dict[str, str]] = {
@@ -69,28 +70,28 @@ OUTPUT_ATTRS: dict[str, dict[str, str]] = {
         "standard_name": "lwe_precipitation_rate",
         "long_name": "observed precipitation rate (NaN: unobserved)",
     },
-    "precipitation_mean": {
+    conventions.PRECIPITATION_MEAN: {
         **RATE,
         "standard_name": "lwe_precipitation_rate",
         "long_name": "filled precipitation rate: the observed value where observed, else the predictive mean",
         "ancillary_variables": "precipitation_std observation",
     },
-    "precipitation_std": {
+    conventions.PRECIPITATION_STD: {
         **RATE,
         "standard_name": "lwe_precipitation_rate standard_error",
         "long_name": "predictive standard deviation of precipitation rate (0 where observed)",
     },
-    "precipitation_quantile": {
+    conventions.PRECIPITATION_QUANTILE: {
         **RATE,
         "standard_name": "lwe_precipitation_rate",
         "long_name": "predictive quantiles of precipitation rate (the observed value where observed)",
     },
     # CF defines no standard name for a probability; the thresholds and bin edges carry the rate's.
-    "exceedance_probability": {
+    conventions.EXCEEDANCE_PROBABILITY: {
         "units": "1",
         "long_name": "P(precipitation rate > threshold) (0 or 1 where observed)",
     },
-    "bin_probability": {
+    conventions.BIN_PROBABILITY: {
         "units": "1",
         "long_name": (
             "probability of the precipitation-rate bin [bin_lower, bin_upper) (0 or 1 where observed)"
@@ -345,29 +346,33 @@ def _assemble(
     """The output Dataset: observed pixels as point masses, the model's prediction elsewhere."""
     rates = grid.rates
     observed = np.isfinite(rates)
-    thresholds = coordinates["threshold"].values
-    lower, upper = coordinates["bin_lower"].values, coordinates["bin_upper"].values
+    thresholds = coordinates[conventions.THRESHOLD].values
+    lower, upper = coordinates[conventions.BIN_LOWER].values, coordinates[conventions.BIN_UPPER].values
     point = rates[..., None]
     fields = {
         conventions.PRECIPITATION: rates,
-        "precipitation_mean": np.where(observed, rates, predicted["precipitation_mean"]),
-        "precipitation_std": np.where(observed, 0.0, predicted["precipitation_std"]),
-        "precipitation_quantile": np.where(observed[..., None], point, predicted["precipitation_quantile"]),
-        "exceedance_probability": np.where(
-            observed[..., None], point > thresholds, predicted["exceedance_probability"]
+        conventions.PRECIPITATION_MEAN: np.where(observed, rates, predicted[conventions.PRECIPITATION_MEAN]),
+        conventions.PRECIPITATION_STD: np.where(observed, 0.0, predicted[conventions.PRECIPITATION_STD]),
+        conventions.PRECIPITATION_QUANTILE: np.where(
+            observed[..., None], point, predicted[conventions.PRECIPITATION_QUANTILE]
         ),
-        "bin_probability": np.where(
-            observed[..., None], (point >= lower) & (point < upper), predicted["bin_probability"]
+        conventions.EXCEEDANCE_PROBABILITY: np.where(
+            observed[..., None], point > thresholds, predicted[conventions.EXCEEDANCE_PROBABILITY]
+        ),
+        conventions.BIN_PROBABILITY: np.where(
+            observed[..., None], (point >= lower) & (point < upper), predicted[conventions.BIN_PROBABILITY]
         ),
         "observation": np.where(
-            observed, OBSERVED, np.where(np.isfinite(predicted["precipitation_mean"]), FILLED, UNFILLED)
+            observed,
+            OBSERVED,
+            np.where(np.isfinite(predicted[conventions.PRECIPITATION_MEAN]), FILLED, UNFILLED),
         ).astype(np.int8),
     }
     spatial = (grid.y_dim, grid.x_dim) if grid.time_dim is None else (grid.time_dim, grid.y_dim, grid.x_dim)
     extra = {
-        "precipitation_quantile": ("quantile",),
-        "exceedance_probability": ("threshold",),
-        "bin_probability": ("bin",),
+        conventions.PRECIPITATION_QUANTILE: (conventions.QUANTILE,),
+        conventions.EXCEEDANCE_PROBABILITY: (conventions.THRESHOLD,),
+        conventions.BIN_PROBABILITY: (conventions.BIN,),
     }
     variables = {}
     for variable, values in fields.items():
@@ -379,7 +384,7 @@ def _assemble(
             {**attributes, "grid_mapping": str(mapping)},
         )
     variables[conventions.PRECIPITATION][2].update(source_variable=name, source_units=grid.units)
-    for key in ("threshold", "bin_lower", "bin_upper"):
+    for key in (conventions.THRESHOLD, conventions.BIN_LOWER, conventions.BIN_UPPER):
         coordinates[key] = coordinates[key].assign_attrs(standard_name="lwe_precipitation_rate")
     model_name = getattr(model, "name", type(model).__name__)
     attributes = {

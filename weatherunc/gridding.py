@@ -170,7 +170,11 @@ def predict_tile(
         out[name] = ((conventions.Y, conventions.X, *extra), block, variable.attrs)
     coords = {dim: prediction[dim] for dim in prediction.dims if dim != "target"}
     coords.update(
-        {name: prediction[name] for name in ("bin_lower", "bin_upper") if name in prediction.coords}
+        {
+            name: prediction[name]
+            for name in (conventions.BIN_LOWER, conventions.BIN_UPPER)
+            if name in prediction.coords
+        }
     )
     return xr.Dataset(out, coords=coords, attrs=prediction.attrs)
 

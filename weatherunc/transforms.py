@@ -20,9 +20,11 @@ from typing import Literal
 import numpy as np
 from scipy import special, stats
 
+from weatherunc import conventions
+
 GAUSS_HERMITE_NODES = 48
 #: Attributes in which :meth:`PrecipitationTransform.to_attrs` records a transform.
-TRANSFORM_ATTRIBUTES = ("transform", "transform_offset", "transform_lambda", "censored_at_zero")
+TRANSFORM_ATTRIBUTES = ("transform", conventions.TRANSFORM_OFFSET, "transform_lambda", "censored_at_zero")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class PrecipitationTransform:
         """Attributes that record the transform in an output dataset."""
         return {
             "transform": self.kind,
-            "transform_offset": self.offset,
+            conventions.TRANSFORM_OFFSET: self.offset,
             "transform_lambda": self.lam,
             "censored_at_zero": int(self.censor_at_zero),
         }

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,9 +33,9 @@ import numpy as np
 import xarray as xr
 from scipy import optimize, special
 
-from weatherunc.heads.bins import BIN, with_rain_probability
+from weatherunc import conventions
 from weatherunc.metrics import top_label_ece
-from weatherunc.transforms import exceedance_probability, moments, quantiles
+from weatherunc.prediction import Prediction
 
 PROBABILITY_FLOOR = 1e-12
 
@@ -118,7 +118,7 @@ def lowest_ece_temperature(
     logits = _log_probabilities(probabilities)
     errors = [
         top_label_ece(
-            xr.DataArray(special.softmax(logits / temperature, axis=-1), dims=("point", "bin")),
+            xr.DataArray(special.softmax(logits / temperature, axis=-1), dims=("point", conventions.BIN)),
             truth,
             bins=bins,
         )
@@ -314,50 +314,23 @@ class Calibration:
 
     def apply(self, prediction: xr.Dataset) -> xr.Dataset:
         """The prediction with calibrated std (and everything derived from it) and bin probabilities."""
-        prediction = prediction.copy()
+        return self.apply_to(Prediction.from_dataset(prediction)).to_dataset()
+
+    def apply_to(self, prediction: Prediction) -> Prediction:
+        """:meth:`apply` on a :class:`~weatherunc.prediction.Prediction`: the std times the factor, the
+        probability scaler on the bins (where there are bins), the calibration in the attributes."""
         if self.std is not None:
-            prediction = rescale_std(prediction, self.std.factor)
-        if self.probability is not None and "bin_probability" in prediction:
-            variable = prediction["bin_probability"]
-            prediction["bin_probability"] = variable.copy(
-                data=self.probability.apply(variable.transpose(..., BIN).values)
-            ).transpose(*variable.dims)
-            prediction = with_rain_probability(prediction)
-        prediction.attrs.update(self.attrs())
-        return prediction
+            prediction = prediction.rescaled(self.std.factor)
+        if self.probability is not None and prediction.bins is not None:
+            prediction = prediction.with_bin_probability(self.probability.apply(prediction.bins.probability))
+        return replace(prediction, attrs={**prediction.attrs, **self.attrs()})
 
 
 def rescale_std(prediction: xr.Dataset, factor: float | np.ndarray) -> xr.Dataset:
     """The prediction with its transformed standard deviation multiplied by ``factor`` (a number or
-    one per target, shaped like ``transformed_mean``: ``[target]`` or a grid ``[y, x]``): latent and noise
-    variance by ``factor**2``, and the rate's mean,
-    std, quantiles and exceedance probabilities recomputed from the new Gaussian. Bin
-    probabilities are left as they are (derived ones are recomputed by
+    one per target, shaped like ``transformed_mean``: ``[target]`` or a grid ``[y, x]``): latent and
+    noise variance by ``factor**2``, and the rate's mean, std, quantiles and exceedance
+    probabilities recomputed from the new Gaussian (:meth:`~weatherunc.prediction.Prediction.rescaled`).
+    Bin probabilities are left as they are (derived ones are recomputed by
     :func:`~weatherunc.heads.bins.with_bin_probabilities` after dropping them)."""
-    from weatherunc.evaluation import transform_groups
-
-    prediction = prediction.copy()
-    factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), prediction["transformed_mean"].shape)
-    if not np.all(np.isfinite(factor) & (factor > 0)):
-        raise ValueError("factor: every std factor must be finite and > 0")
-    scale = xr.DataArray(factor, dims=prediction["transformed_mean"].dims)
-    prediction["latent_variance"] = prediction["latent_variance"] * scale**2
-    prediction["noise_variance"] = prediction["noise_variance"] * scale**2
-    prediction["transformed_std"] = prediction["transformed_std"] * scale
-    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values
-    rate_mean, rate_std = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
-    rate_quantiles = np.full(prediction["precipitation_quantile"].shape, np.nan)
-    rate_exceedance = np.full(prediction["exceedance_probability"].shape, np.nan)
-    for transform, members in transform_groups(prediction):  # each target with its own transform
-        rate_mean[members], rate_std[members] = moments(transform, mean[members], std[members])
-        rate_quantiles[members] = quantiles(
-            transform, mean[members], std[members], prediction["quantile"].values
-        )
-        rate_exceedance[members] = exceedance_probability(
-            transform, mean[members], std[members], prediction["threshold"].values
-        )
-    prediction["precipitation_mean"] = prediction["precipitation_mean"].copy(data=rate_mean)
-    prediction["precipitation_std"] = prediction["precipitation_std"].copy(data=rate_std)
-    prediction["precipitation_quantile"] = prediction["precipitation_quantile"].copy(data=rate_quantiles)
-    prediction["exceedance_probability"] = prediction["exceedance_probability"].copy(data=rate_exceedance)
-    return prediction
+    return Prediction.from_dataset(prediction).rescaled(factor).to_dataset()

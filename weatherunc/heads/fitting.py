@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from weatherunc import conventions
 from weatherunc.evaluation import transform_groups, transformed_values
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import (
@@ -17,7 +18,7 @@ from weatherunc.heads.calibration import (
     fit_vector_scaling,
 )
 from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
-from weatherunc.models.registry import Interpolator
+from weatherunc.models.interface import Interpolator
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
@@ -36,14 +37,23 @@ def pool_predictions(
     prediction's transform: models such as the GP choose the transform per task) ``[target]`` and
     ``bin_probability`` ``[target, bin]``, with the first prediction's attributes, less the
     transform's where the predictions' transforms differ; and the truths ``[target]`` concatenated."""
-    keep = ["transformed_mean", "transformed_std", "bin_probability"]
+    keep = [conventions.TRANSFORMED_MEAN, conventions.TRANSFORMED_STD, conventions.BIN_PROBABILITY]
     parts = []
     for prediction, truth in zip(predictions, truths, strict=True):
         part = prediction[keep]
-        part = part.drop_vars([name for name in part.coords if name not in ("bin", "bin_lower", "bin_upper")])
+        part = part.drop_vars(
+            [
+                name
+                for name in part.coords
+                if name not in (conventions.BIN, conventions.BIN_LOWER, conventions.BIN_UPPER)
+            ]
+        )
         parts.append(
             part.assign(
-                transformed_truth=(part["transformed_mean"].dims, transformed_values(prediction, truth))
+                transformed_truth=(
+                    part[conventions.TRANSFORMED_MEAN].dims,
+                    transformed_values(prediction, truth),
+                )
             )
         )
     pooled = xr.concat(parts, dim="target")
@@ -134,17 +144,19 @@ def calibrate_predictions(
             probabilities, observed
         )
     std = StdScaling.fit(
-        pooled["transformed_mean"].values,
-        pooled["transformed_std"].values,
+        pooled[conventions.TRANSFORMED_MEAN].values,
+        pooled[conventions.TRANSFORMED_STD].values,
         pooled["transformed_truth"].values,
     )
-    calibrated = pooled["bin_probability"].copy(data=scaler.apply(pooled["bin_probability"].values))
+    calibrated = pooled[conventions.BIN_PROBABILITY].copy(
+        data=scaler.apply(pooled[conventions.BIN_PROBABILITY].values)
+    )
     observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
     scores = {
         "validation_targets": int(truth.size),
-        "nll_before": float(categorical_nll(pooled["bin_probability"], observed_bin)),
+        "nll_before": float(categorical_nll(pooled[conventions.BIN_PROBABILITY], observed_bin)),
         "nll_after": float(categorical_nll(calibrated, observed_bin)),
-        "ece_before": top_label_ece(pooled["bin_probability"], observed_bin),
+        "ece_before": top_label_ece(pooled[conventions.BIN_PROBABILITY], observed_bin),
         "ece_after": top_label_ece(calibrated, observed_bin),
     }
     if held_out:
@@ -162,8 +174,7 @@ def probabilities_and_observed_bins(pooled: xr.Dataset, truth: np.ndarray) -> tu
     targets with a finite ``truth`` ``[target]``, and the index ``[n]`` of each truth's bin."""
     known = np.flatnonzero(np.isfinite(truth))
     observed = observed_bins(
-        xr.DataArray(np.asarray(truth)[known], dims="target"), pooled["bin_lower"].values
+        xr.DataArray(np.asarray(truth)[known], dims="target"), pooled[conventions.BIN_LOWER].values
     )
-    return pooled["bin_probability"].transpose("target", "bin").values[known], observed.values.astype(
-        np.int64
-    )
+    probabilities = pooled[conventions.BIN_PROBABILITY].transpose("target", conventions.BIN).values
+    return probabilities[known], observed.values.astype(np.int64)

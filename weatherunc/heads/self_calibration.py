@@ -37,15 +37,25 @@ import numpy as np
 import xarray as xr
 from scipy.spatial import cKDTree
 
+from weatherunc import conventions
 from weatherunc.evaluation import CRPS_NODES, distance_to_nearest_context, transform_groups
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.heads.calibration import TemperatureScaling, VectorScaling, rescale_std
+from weatherunc.heads.calibration import TemperatureScaling, VectorScaling
 from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
 from weatherunc.metrics import top_label_ece
 from weatherunc.metrics.kernels import crps_ensemble
+from weatherunc.prediction import HEAD_SOURCE, Prediction
 from weatherunc.tasks import Task
 from weatherunc.transforms import central_interval_coverage, quantile_nodes, quantiles
 
+#: Coordinates kept when the predictions of several pseudo-tasks are pooled (the others differ).
+POOLED_COORDINATES = (
+    conventions.QUANTILE,
+    conventions.THRESHOLD,
+    conventions.BIN,
+    conventions.BIN_LOWER,
+    conventions.BIN_UPPER,
+)
 #: Std factors searched per distance bin.
 FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
 
@@ -144,11 +154,18 @@ def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.n
     return pseudo, weights / weights.mean() if weights.sum() > 0 else np.ones(pseudo.n_target)
 
 
+def _gaussian(prediction: xr.Dataset, factor: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Transformed mean and std times ``factor``, each shaped like ``transformed_mean``."""
+    return prediction[conventions.TRANSFORMED_MEAN].values, prediction[
+        conventions.TRANSFORMED_STD
+    ].values * factor
+
+
 def _coverage(
     prediction: xr.Dataset, truth: np.ndarray, level: float, factor: np.ndarray | float = 1.0
 ) -> np.ndarray:
     """Randomised-PIT coverage ``[n]`` of the central ``level`` interval with the std times ``factor``."""
-    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values * factor
+    mean, std = _gaussian(prediction, factor)
     covered = np.full(mean.shape, np.nan)
     for transform, members in transform_groups(prediction):
         covered[members] = central_interval_coverage(
@@ -160,7 +177,7 @@ def _coverage(
 def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
     """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the
     std times ``factor``."""
-    mean, std = prediction["transformed_mean"].values, prediction["transformed_std"].values * factor
+    mean, std = _gaussian(prediction, factor)
     scores = np.full(mean.shape, np.nan)
     for transform, members in transform_groups(prediction):
         scores[members] = crps_ensemble(
@@ -201,23 +218,17 @@ class SelfCalibration:
 
     def apply(self, prediction: xr.Dataset, distance: np.ndarray) -> xr.Dataset:
         """The prediction with std factors by ``distance`` ``[n_target]`` and scaled bin probabilities."""
-        head = (
-            "bin_probability" in prediction
-            and prediction["bin_probability"].attrs.get("source") == "categorical head"
-        )
-        calibrated = rescale_std(prediction, self.factor_at(distance))
+        return self.apply_to(Prediction.from_dataset(prediction), distance).to_dataset()
+
+    def apply_to(self, prediction: Prediction, distance: np.ndarray) -> Prediction:
+        """:meth:`apply` on a :class:`~weatherunc.prediction.Prediction`: a categorical head's bins
+        are kept (then scaled), bins derived from the Gaussian are derived again from the new std."""
+        head = prediction.bins is not None and prediction.bins.source == HEAD_SOURCE
+        calibrated = prediction.rescaled(self.factor_at(distance))
         if not head:  # probabilities derived from the Gaussian follow the new std
-            calibrated = with_bin_probabilities(
-                calibrated.drop_vars(["bin_probability", "rain_probability"], errors="ignore")
-            )
-        else:
-            calibrated = with_bin_probabilities(calibrated)
+            calibrated = calibrated.with_bins(None).with_derived_bins()
         if self.probability is not None:
-            variable = calibrated["bin_probability"]
-            calibrated["bin_probability"] = variable.copy(
-                data=self.probability.apply(variable.transpose(..., "bin").values)
-            ).transpose(*variable.dims)
-            calibrated = with_bin_probabilities(calibrated)
+            calibrated = calibrated.with_bin_probability(self.probability.apply(calibrated.bins.probability))
         return calibrated
 
     def to_dict(self) -> dict[str, object]:
@@ -243,7 +254,7 @@ def _interval_and_bins_scores(
         ),
         "ece": round(
             top_label_ece(
-                xr.DataArray(probabilities, dims=("point", "bin")),
+                xr.DataArray(probabilities, dims=("point", conventions.BIN)),
                 xr.DataArray(observed.astype(float), dims="point"),
             ),
             4,
@@ -331,13 +342,7 @@ def pseudo_predictions(
         pseudo, weight = pseudo_task(task, replace(options, seed=options.seed + draw))
         prediction = model.predict(pseudo)
         predictions.append(
-            prediction.drop_vars(
-                [
-                    name
-                    for name in prediction.coords
-                    if name not in ("quantile", "threshold", "bin", "bin_lower", "bin_upper")
-                ]
-            )
+            prediction.drop_vars([name for name in prediction.coords if name not in POOLED_COORDINATES])
         )
         truths.append(pseudo.target_values)
         distances.append(distance_to_nearest_context(pseudo))

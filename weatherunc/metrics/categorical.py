@@ -20,10 +20,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from weatherunc import conventions
 from weatherunc.metrics.reliability import ReliabilityAccumulator
 from weatherunc.metrics.scores import Dims, _reduce
 
-BIN = "bin"
+BIN = conventions.BIN
 PROBABILITY_FLOOR = 1e-12
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from weatherunc import conventions
 from weatherunc.metrics import kernels
 
-MEAN = "precipitation_mean"
-STD = "precipitation_std"
+MEAN = conventions.PRECIPITATION_MEAN
+STD = conventions.PRECIPITATION_STD
 SAMPLE = "sample"
 Dims = str | Sequence[str] | None
 
@@ -152,7 +153,7 @@ def bias(
     return _reduce(_point(forecast) - observed, reduce_dims, preserve_dims, weights)
 
 
-def interval_coverage(
+def gaussian_interval_coverage(
     forecast: xr.Dataset,
     observed: xr.DataArray,
     *,
@@ -161,7 +162,12 @@ def interval_coverage(
     preserve_dims: Dims = None,
     weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
-    """Fraction of observations inside the central ``level`` interval of a Gaussian forecast."""
+    """Fraction of observations inside the central ``level`` interval of a Gaussian forecast of the
+    observation itself (``precipitation_mean``, ``precipitation_std``).
+
+    Not the coverage of a prediction's censored rate distribution: that is
+    :func:`weatherunc.evaluation.interval_coverage` (randomised PIT, each target with its transform).
+    """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     mean, std = _gaussian(forecast)

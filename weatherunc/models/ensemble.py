@@ -16,11 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from weatherunc.evaluation import transform_of
-from weatherunc.heads.bins import BIN, entropy_and_mutual_information, with_rain_probability
-from weatherunc.models.predictive import prediction_dataset
-from weatherunc.models.registry import Interpolator
+from weatherunc import conventions
+from weatherunc.heads.bins import entropy_and_mutual_information
+from weatherunc.models.interface import Interpolator
+from weatherunc.models.predictive import task_prediction
+from weatherunc.prediction import ATTRS, BinProbabilities, Prediction
 from weatherunc.tasks import Task
+
+#: Attributes of the ensemble's mutual information (between bin and member).
+INFORMATION_ATTRS = {
+    **ATTRS[conventions.MUTUAL_INFORMATION],
+    "long_name": "mutual information between bin and ensemble member (epistemic)",
+}
 
 
 @dataclass
@@ -37,20 +44,17 @@ class EnsembleInterpolator:
 
     def predict(self, task: Task) -> xr.Dataset:
         """Prediction Dataset of the mixture, with ``bin_probability``, ``predictive_entropy`` and
-        ``mutual_information``."""
+        ``mutual_information`` where every member predicts bin probabilities."""
         start = time.perf_counter()
-        predictions = [member.predict(task) for member in self.members]
-        transforms = {transform_of(prediction) for prediction in predictions}
+        datasets = [member.predict(task) for member in self.members]
+        predictions = [Prediction.from_dataset(dataset) for dataset in datasets]
+        transforms = {prediction.single_transform() for prediction in predictions}
         if len(transforms) != 1:
             raise ValueError("ensemble members must share one precipitation transform")
-        means = np.stack(
-            [prediction["transformed_mean"].values for prediction in predictions]
-        )  # [members, n_target]
-        latent = np.mean(
-            [prediction["latent_variance"].values for prediction in predictions], axis=0
-        ) + means.var(0)
-        noise = np.mean([prediction["noise_variance"].values for prediction in predictions], axis=0)
-        dataset = prediction_dataset(
+        means = np.stack([prediction.transformed_mean for prediction in predictions])  # [members, n_target]
+        latent = np.mean([prediction.latent_variance for prediction in predictions], axis=0) + means.var(0)
+        noise = np.mean([prediction.noise_variance for prediction in predictions], axis=0)
+        mixture = task_prediction(
             task,
             transformed_mean=means.mean(0),
             latent_variance=latent,
@@ -64,34 +68,22 @@ class EnsembleInterpolator:
                 "predict_seconds": time.perf_counter() - start,
             },
         )
-        if all("bin_probability" in prediction for prediction in predictions):
-            draws = np.stack(
-                [
-                    prediction["bin_probability"].transpose(task.target_dim, BIN).values
-                    for prediction in predictions
-                ]
-            )
+        if all(prediction.bins is not None for prediction in predictions):
+            draws = np.stack([prediction.bins.probability for prediction in predictions])
             entropy, information = entropy_and_mutual_information(draws)
-            dataset = dataset.assign_coords(
-                {name: predictions[0][name] for name in (BIN, "bin_lower", "bin_upper")}
-            )
-            dataset["bin_probability"] = (
-                (task.target_dim, BIN),
+            first = predictions[0].bins
+            bins = BinProbabilities(
                 draws.mean(0),
-                predictions[0]["bin_probability"].attrs,
+                first.edges,
+                first.source,
+                predictive_entropy=entropy,
+                mutual_information=information,
             )
-            dataset["predictive_entropy"] = (
-                task.target_dim,
-                entropy,
-                {"units": "nat", "long_name": "entropy of the mean bin probabilities"},
-            )
-            dataset["mutual_information"] = (
-                task.target_dim,
-                information,
-                {
-                    "units": "nat",
-                    "long_name": "mutual information between bin and ensemble member (epistemic)",
+            mixture = mixture.with_bins(
+                bins,
+                variable_attrs={
+                    conventions.BIN_PROBABILITY: datasets[0][conventions.BIN_PROBABILITY].attrs,
+                    conventions.MUTUAL_INFORMATION: INFORMATION_ATTRS,
                 },
             )
-            dataset = with_rain_probability(dataset)
-        return dataset
+        return mixture.to_dataset()

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
-
-import xarray as xr
+from typing import Any
 
 from weatherunc.models.baselines import (
     ClimatologyInterpolator,
@@ -17,18 +15,7 @@ from weatherunc.models.baselines import (
     OrdinaryKrigingInterpolator,
 )
 from weatherunc.models.gp import GaussianProcessInterpolator
-from weatherunc.tasks import Task
-
-
-class Interpolator(Protocol):
-    """The contract every model meets (see ``tests/test_model_contract.py``)."""
-
-    name: str
-
-    def predict(self, task: Task) -> xr.Dataset:
-        """Predict every target of ``task``."""
-        ...
-
+from weatherunc.models.interface import Interpolator
 
 #: Trained neural-process checkpoints shipped with the package (see docs/methods/neural_processes.md).
 PACKAGED_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"

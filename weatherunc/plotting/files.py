@@ -31,7 +31,11 @@ def open_prediction_store(store: Path) -> xr.Dataset:
             f"prediction store {store} is not marked complete ({COMPLETE_ATTRIBUTE} is missing): it was not "
             "finished"
         )
-    for name in ("precipitation_mean", "precipitation_std", "exceedance_probability"):
+    for name in (
+        conventions.PRECIPITATION_MEAN,
+        conventions.PRECIPITATION_STD,
+        conventions.EXCEEDANCE_PROBABILITY,
+    ):
         if name not in dataset:
             raise ValueError(f"prediction store {store} has no variable {name!r}")
     return dataset

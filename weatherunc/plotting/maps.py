@@ -190,8 +190,8 @@ def observed_map(
     mask = (
         predicted_mask
         if predicted_mask is not None
-        else dataset["precipitation_mean"].notnull()
-        if "precipitation_mean" in dataset
+        else dataset[conventions.PRECIPITATION_MEAN].notnull()
+        if conventions.PRECIPITATION_MEAN in dataset
         else None
     )
     if mask is not None:
@@ -202,7 +202,7 @@ def observed_map(
 def mean_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None) -> Figure:
     """Predictive mean rate."""
     return _single(
-        dataset["precipitation_mean"],
+        dataset[conventions.PRECIPITATION_MEAN],
         rate_scale(),
         "predictive mean",
         "precipitation rate [mm h-1]",
@@ -214,7 +214,7 @@ def mean_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None) -> Figure:
 def std_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None) -> Figure:
     """Predictive standard deviation of the rate."""
     return _single(
-        dataset["precipitation_std"],
+        dataset[conventions.PRECIPITATION_STD],
         spread_scale(),
         "predictive standard deviation",
         "standard deviation [mm h-1]",
@@ -237,20 +237,21 @@ def exceedance_map(dataset: xr.Dataset, threshold: float = 1.0, *, crs: pyproj.C
 
 
 def _threshold(dataset: xr.Dataset, threshold: float) -> xr.DataArray:
-    available = dataset["threshold"].values
+    available = dataset[conventions.THRESHOLD].values
     if not np.any(np.isclose(available, threshold)):
         raise ValueError(
             f"threshold {threshold:g} mm/h is not in the prediction; available: "
             f"{', '.join(f'{t:g}' for t in available)}"
         )
-    return dataset["exceedance_probability"].sel(threshold=threshold, method="nearest")
+    return dataset[conventions.EXCEEDANCE_PROBABILITY].sel(threshold=threshold, method="nearest")
 
 
 def low_confidence(dataset: xr.Dataset, ratio: float = LOW_CONFIDENCE_RATIO) -> xr.DataArray:
     """Where the predictive std exceeds ``ratio`` x max(predictive mean, 0.1 mm/h) (predicted pixels only)."""
     return (
-        dataset["precipitation_std"] > ratio * np.maximum(dataset["precipitation_mean"], WET_RATE)
-    ) & dataset["precipitation_mean"].notnull()
+        dataset[conventions.PRECIPITATION_STD]
+        > ratio * np.maximum(dataset[conventions.PRECIPITATION_MEAN], WET_RATE)
+    ) & dataset[conventions.PRECIPITATION_MEAN].notnull()
 
 
 def combined_map(
@@ -259,7 +260,7 @@ def combined_map(
     """Observed and predicted mean in one field, low-confidence predictions hatched, predicted region
     outlined."""
     crs = crs_of_grid(dataset, crs)
-    field = dataset["precipitation_mean"]
+    field = dataset[conventions.PRECIPITATION_MEAN]
     if conventions.PRECIPITATION in dataset:
         field = dataset[conventions.PRECIPITATION].fillna(field)
     figure = plt.figure(figsize=(6.4, 5.6))
@@ -286,7 +287,7 @@ def combined_map(
             transform=source,
             zorder=2,
         )
-    _outline(axes, dataset["precipitation_mean"].notnull(), source)
+    _outline(axes, dataset[conventions.PRECIPITATION_MEAN].notnull(), source)
     return figure
 
 
@@ -301,9 +302,14 @@ def uncertainty_maps(dataset: xr.Dataset, *, threshold: float = 1.0, crs: pyproj
             (dataset[conventions.PRECIPITATION], rate_scale(), "observed", "precipitation rate [mm h-1]")
         )
     panels += [
-        (dataset["precipitation_mean"], rate_scale(), "predictive mean", "precipitation rate [mm h-1]"),
         (
-            dataset["precipitation_std"],
+            dataset[conventions.PRECIPITATION_MEAN],
+            rate_scale(),
+            "predictive mean",
+            "precipitation rate [mm h-1]",
+        ),
+        (
+            dataset[conventions.PRECIPITATION_STD],
             spread_scale(),
             "predictive standard deviation",
             "standard deviation [mm h-1]",
@@ -313,7 +319,7 @@ def uncertainty_maps(dataset: xr.Dataset, *, threshold: float = 1.0, crs: pyproj
     for number, (field, scale, label, units) in enumerate(panels, start=1):
         axes, source = _panel(figure, (2, 2, number), field, scale, label, units, crs, dataset.attrs, files)
         if number == 1 and conventions.PRECIPITATION in dataset:
-            _outline(axes, dataset["precipitation_mean"].notnull(), source)
+            _outline(axes, dataset[conventions.PRECIPITATION_MEAN].notnull(), source)
         files = files if files is not None else {}  # warn once per figure
     figure.tight_layout()
     return figure

@@ -39,6 +39,7 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from weatherunc import conventions
 from weatherunc.checkpoints import CheckpointError, save_checkpoint
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
@@ -394,7 +395,7 @@ def validation_report(model: NeuralProcess, tasks: Sequence[Task]) -> dict[str, 
             [task.target_values for task in tasks],
         )
         probabilities, observed = probabilities_and_observed_bins(pooled, truth)  # targets with a known truth
-        forecast = xr.DataArray(probabilities, dims=("target", "bin"))
+        forecast = xr.DataArray(probabilities, dims=("target", conventions.BIN))
         observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
         report.update(
             targets=int(observed.size),

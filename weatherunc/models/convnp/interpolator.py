@@ -21,15 +21,17 @@ import numpy as np
 import torch
 import xarray as xr
 
+from weatherunc import conventions
 from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar
 from weatherunc.devices import choose_device
-from weatherunc.heads.bins import entropy, with_head_probabilities
+from weatherunc.heads.bins import entropy
 from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.convnp.grids import context_grids
 from weatherunc.models.convnp.model import ConvNP
 from weatherunc.models.convnp.prior import prior_quantiles, upsample_prior
 from weatherunc.models.gp import GaussianProcessInterpolator
-from weatherunc.models.predictive import prediction_dataset
+from weatherunc.models.predictive import task_prediction
+from weatherunc.prediction import HEAD_SOURCE, BinProbabilities
 from weatherunc.tasks import Task
 
 ARCHITECTURE = "weatherunc.ConvNP"
@@ -183,9 +185,9 @@ class ConvNPInterpolator:
                     std[members] = output.std[0].double().cpu().numpy()
                     probabilities[members] = torch.softmax(output.logits[0].double(), -1).cpu().numpy()
         return {
-            "transformed_mean": mean * config.value_scale + config.value_centre,
-            "noise_variance": (std * config.value_scale) ** 2,
-            "bin_probability": probabilities,
+            conventions.TRANSFORMED_MEAN: mean * config.value_scale + config.value_centre,
+            conventions.NOISE_VARIANCE: (std * config.value_scale) ** 2,
+            conventions.BIN_PROBABILITY: probabilities,
         }
 
     def predict(self, task: Task) -> xr.Dataset:
@@ -194,11 +196,11 @@ class ConvNPInterpolator:
         start = time.perf_counter()
         moments = self.predict_moments(task)
         elapsed = time.perf_counter() - start
-        dataset = prediction_dataset(
+        prediction = task_prediction(
             task,
-            transformed_mean=moments["transformed_mean"],
+            transformed_mean=moments[conventions.TRANSFORMED_MEAN],
             latent_variance=np.zeros(task.n_target),
-            noise_variance=moments["noise_variance"],
+            noise_variance=moments[conventions.NOISE_VARIANCE],
             transform=self.config.transform,
             model=self.name,
             attrs={
@@ -212,7 +214,12 @@ class ConvNPInterpolator:
                 ),
             },
         )
-        probabilities = moments["bin_probability"]
-        return with_head_probabilities(
-            dataset, probabilities, self.config.bin_edges, entropy(probabilities), np.zeros(task.n_target)
+        probabilities = moments[conventions.BIN_PROBABILITY]
+        bins = BinProbabilities(
+            probabilities,
+            np.asarray(self.config.bin_edges, dtype=np.float64),
+            HEAD_SOURCE,
+            predictive_entropy=entropy(probabilities),
+            mutual_information=np.zeros(task.n_target),
         )
+        return prediction.with_bins(bins).to_dataset()

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from weatherunc import conventions
 from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar
 from weatherunc.devices import choose_device
-from weatherunc.heads.bins import entropy_and_mutual_information, with_head_probabilities
+from weatherunc.heads.bins import entropy_and_mutual_information
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.models.neural_process.normalisation import (
@@ -31,7 +32,8 @@ from weatherunc.models.neural_process.normalisation import (
     normalise_inputs,
     normalise_values,
 )
-from weatherunc.models.predictive import prediction_dataset
+from weatherunc.models.predictive import task_prediction
+from weatherunc.prediction import HEAD_SOURCE, BinProbabilities
 from weatherunc.tasks import Task, tile_groups
 
 ARCHITECTURE = "weatherunc.NeuralProcess"
@@ -207,12 +209,12 @@ class NeuralProcessInterpolator:
         mean, latent = denormalise(config, mean, latent)
         _, noise = denormalise(config, np.zeros(1), noise)
         return {
-            "transformed_mean": mean,
-            "latent_variance": latent,
-            "noise_variance": noise,
-            "bin_probability": probabilities,
-            "predictive_entropy": entropy,
-            "mutual_information": information,
+            conventions.TRANSFORMED_MEAN: mean,
+            conventions.LATENT_VARIANCE: latent,
+            conventions.NOISE_VARIANCE: noise,
+            conventions.BIN_PROBABILITY: probabilities,
+            conventions.PREDICTIVE_ENTROPY: entropy,
+            conventions.MUTUAL_INFORMATION: information,
         }
 
     def predict(self, task: Task) -> xr.Dataset:
@@ -222,11 +224,11 @@ class NeuralProcessInterpolator:
         moments = self.predict_moments(task)
         elapsed = time.perf_counter() - start
         options = self.tiles
-        dataset = prediction_dataset(
+        prediction = task_prediction(
             task,
-            transformed_mean=moments["transformed_mean"],
-            latent_variance=moments["latent_variance"],
-            noise_variance=moments["noise_variance"],
+            transformed_mean=moments[conventions.TRANSFORMED_MEAN],
+            latent_variance=moments[conventions.LATENT_VARIANCE],
+            noise_variance=moments[conventions.NOISE_VARIANCE],
             transform=self.config.transform,
             model=self.name,
             attrs={
@@ -242,12 +244,13 @@ class NeuralProcessInterpolator:
                 ),
             },
         )
-        if moments["bin_probability"] is not None:
-            dataset = with_head_probabilities(
-                dataset,
-                moments["bin_probability"],
-                self.config.bin_edges,
-                moments["predictive_entropy"],
-                moments["mutual_information"],
+        if moments[conventions.BIN_PROBABILITY] is not None:
+            bins = BinProbabilities(
+                moments[conventions.BIN_PROBABILITY],
+                np.asarray(self.config.bin_edges, dtype=np.float64),
+                HEAD_SOURCE,
+                predictive_entropy=moments[conventions.PREDICTIVE_ENTROPY],
+                mutual_information=moments[conventions.MUTUAL_INFORMATION],
             )
-        return dataset
+            prediction = prediction.with_bins(bins)
+        return prediction.to_dataset()
