@@ -1,0 +1,28 @@
+"""The catalogue of bad inputs: each is refused with its error type and a message naming the
+variable and the check, leaves any earlier output byte-identical and runs no embedded code;
+each valid control is accepted. The cases live in ``tests/bad_inputs`` (shared with
+``benchmarks/reliability.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.bad_inputs.cases import CASES
+from tests.bad_inputs.runner import Case, run_case
+from tests.conftest import shared_data_dir
+
+
+def test_case_identifiers_are_unique() -> None:
+    identifiers = [case.id for case in CASES]
+    assert len(identifiers) == len(set(identifiers))
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in CASES])
+def test_case(case: Case, tmp_path: Path) -> None:
+    shared = shared_data_dir()
+    if case.needs_shared_data and shared is None:
+        pytest.skip("../shared/data is absent")
+    outcome = run_case(case, tmp_path / "work", shared)
+    assert outcome.passed, outcome.describe()
