@@ -18,4 +18,5 @@ CASES: list[Case] = [
     *CHECKPOINT_CASES,
     *TASK_CASES,
     *FILL_CASES,
+    *JOB_CASES,
 ]
