@@ -1,4 +1,4 @@
-"""A tiny batch job (a synthetic 2-frame 32x32 dataset, inverse-distance weighting, 16-pixel
+"""A tiny batch job (2 frames of a synthetic 4-frame 32x32 dataset, inverse-distance weighting, 16-pixel
 tiles) and the catalogue cases that re-run it over its earlier outputs."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from weatherunc.errors import InputDataError
 JOB_NAME = "tiny"
 
 
-def tiny_values(frames: int = 2, size: int = 32) -> np.ndarray:
+def tiny_values(frames: int = 4, size: int = 32) -> np.ndarray:
     """Rain with dry gaps, ``[frames, size, size]`` mm/h, the same on every call."""
     values = np.random.default_rng(11).gamma(0.5, 2.0, size=(frames, size, size))
     values[values < 0.5] = 0.0
