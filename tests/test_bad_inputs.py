@@ -26,3 +26,18 @@ def test_case(case: Case, tmp_path: Path) -> None:
         pytest.skip("../shared/data is absent")
     outcome = run_case(case, tmp_path / "work", shared)
     assert outcome.passed, outcome.describe()
+
+
+def test_planted_code_would_leave_its_marker(tmp_path: Path) -> None:
+    """The YAML tags and pickles of the catalogue do run their command when loaded unsafely, so
+    an absent marker file means that the project's loaders did not run them."""
+    import pickle
+
+    import yaml
+
+    from tests.bad_inputs.catalog_stations import SYSTEM_TAG
+    from tests.bad_inputs.models import Touch
+
+    yaml.unsafe_load(f"name: {SYSTEM_TAG}".format(marker=tmp_path / "from_yaml"))
+    pickle.loads(pickle.dumps(Touch(tmp_path / "from_pickle")))  # noqa: S301 - the point of the test
+    assert (tmp_path / "from_yaml").exists() and (tmp_path / "from_pickle").exists()

@@ -18,7 +18,7 @@ from weatherunc.errors import InputDataError
 from weatherunc.training.config import load_training_config
 
 #: A YAML value that runs a shell command when an unsafe loader constructs it.
-_SYSTEM_TAG = "!!python/object/apply:os.system ['touch {marker}']"
+SYSTEM_TAG = "!!python/object/apply:os.system ['touch {marker}']"
 
 
 def _load_user_catalog(work: Path) -> Catalog:
@@ -91,7 +91,7 @@ CATALOG_CASES: list[Case] = [
         "catalog-yaml-python-apply",
         "<catalog entry>",
         "readable YAML",
-        text=f"name: {_SYSTEM_TAG}\ndescription: x\n",
+        text=f"name: {SYSTEM_TAG}\ndescription: x\n",
     ),
     entry_case(
         "catalog-yaml-python-name",
@@ -155,7 +155,7 @@ def _config_case(case_id: str, kind: str, text: str, match: str) -> Case:
 _JOB = "name: tiny\ndataset: mrms_embedded\nmodel: {{name: idw}}\n"
 CONFIG_CASES: list[Case] = [
     _config_case(
-        "job-config-yaml-python-apply", "job", f"name: {_SYSTEM_TAG}\n", "cannot read the job config"
+        "job-config-yaml-python-apply", "job", f"name: {SYSTEM_TAG}\n", "cannot read the job config"
     ),
     _config_case(
         "job-config-yaml-python-object-new",
@@ -171,7 +171,7 @@ CONFIG_CASES: list[Case] = [
     _config_case(
         "job-config-torch-threads-zero", "job", _JOB + "torch_threads: 0\n", r"torch_threads: Input should be"
     ),
-    _config_case("training-config-yaml-python-apply", "training", f"seed: {_SYSTEM_TAG}\n", "not valid YAML"),
+    _config_case("training-config-yaml-python-apply", "training", f"seed: {SYSTEM_TAG}\n", "not valid YAML"),
 ]
 
 

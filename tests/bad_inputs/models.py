@@ -29,7 +29,7 @@ TINY = NeuralProcessConfig(
 )
 
 
-class _Touch:
+class Touch:
     """Unpickling this object runs ``touch MARKER`` (what a malicious ``.pt`` file does)."""
 
     def __init__(self, marker: Path) -> None:
@@ -99,7 +99,7 @@ def _weights(content: Callable[[Path, Path], bytes]) -> Callable[[Path, Path], N
 def _pickle_as_pt(path: Path, marker: Path) -> Path:
     """A torch ``.pt`` pickle that would run a command, beside a sidecar forged to match it."""
     pt = path.with_suffix(".pt")
-    torch.save({"decoder.weight": _Touch(marker)}, pt)
+    torch.save({"decoder.weight": Touch(marker)}, pt)
     _write_sidecar(pt, {**_sidecar(path), "weights_file": pt.name, "sha256": sha256_of(pt)})
     return pt
 
@@ -163,7 +163,7 @@ CHECKPOINT_CASES: list[Case] = [
     checkpoint_case("checkpoint-truncated-rehashed", _weights(lambda p, m: p.read_bytes()[:100]), _READABLE),
     checkpoint_case(
         "checkpoint-pickle-as-safetensors",
-        _weights(lambda path, marker: pickle.dumps({"decoder.weight": _Touch(marker)})),
+        _weights(lambda path, marker: pickle.dumps({"decoder.weight": Touch(marker)})),
         _READABLE,
     ),
     checkpoint_case("checkpoint-torch-pickle-pt", _pickle_as_pt, _READABLE),
