@@ -19,7 +19,13 @@ def test_case_identifiers_are_unique() -> None:
     assert len(identifiers) == len(set(identifiers))
 
 
-@pytest.mark.parametrize("case", [pytest.param(case, id=case.id) for case in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, id=case.id, marks=[pytest.mark.shared_data] if case.needs_shared_data else [])
+        for case in CASES
+    ],
+)
 def test_case(case: Case, tmp_path: Path) -> None:
     shared = shared_data_dir()
     if case.needs_shared_data and shared is None:
