@@ -150,6 +150,8 @@ def ingest(
 
     if out.exists():
         if store_fingerprint(out) == digest:
+            if staged.staged_fingerprint() in (None, digest):
+                staged.discard()  # left by a run killed after its store was renamed into place
             return IngestReport(out, total, 0, total, time.perf_counter() - start)
         if not overwrite:
             changes = describe_changes(store_description(out), opened.recorded)

@@ -102,6 +102,11 @@ class JobStore:
         )
         os.replace(building, self.folder)
 
+    def discard(self) -> None:
+        """Remove the staging folder (and one left half-built) with everything in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.creating, ignore_errors=True)
+
     @staticmethod
     def entry_name(frame: int, tile: int) -> str:
         """Manifest entry name of (frame, tile)."""

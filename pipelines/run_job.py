@@ -269,6 +269,7 @@ def run_job(
     tiles = all_tiles(frames, job)
     expected = {(frame, tile.number) for frame in range(len(frame_indices)) for tile in tiles}
     if finished_digest == digest and not restart:
+        store.discard()  # a staging folder here (of this job) was left by a run killed after its rename
         return JobReport(
             store.final,
             run_dir / "metrics.json",

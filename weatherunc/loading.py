@@ -22,7 +22,7 @@ from weatherunc.errors import InputDataError
 from weatherunc.geolocation import grid_mapping, latitude_longitude
 from weatherunc.readers import GRID_READERS, STATION_READERS, FrameReference, GridGeometry
 from weatherunc.units import ZRRelation, to_rate_mm_per_hour
-from weatherunc.validation import check_frame, check_grid, check_times, check_units
+from weatherunc.validation import check_fill_values, check_frame, check_grid, check_times, check_units
 
 
 def _unreadable(path: Path, entry: CatalogEntry, error: Exception) -> InputDataError:
@@ -110,6 +110,7 @@ class GridSource:
                 check="grid shape",
                 detail=f"shape {native.shape}, expected {self.geometry.shape}",
             )
+        check_fill_values(native, source=frame.path, variable=entry.variable, time=frame.time)
         if entry.negative_tolerance > 0:
             native = np.where((native < 0) & (native >= -entry.negative_tolerance), 0.0, native)
         zr = ZRRelation(entry.zr_relation.a, entry.zr_relation.b) if entry.zr_relation else None
@@ -214,6 +215,7 @@ def open_stations(catalog: Catalog, name: str) -> xr.Dataset:
             detail=f"{len(files)} files match",
         )
     table = reader.read_stations(files[0], entry)
+    check_fill_values(table.values, source=files[0], variable=entry.variable, time="whole set")
     rate = to_rate_mm_per_hour(
         table.values, units=entry.units, accumulation_minutes=entry.accumulation_minutes
     )

@@ -274,14 +274,13 @@ class StagedStore:
         if self.final.exists() and not replace:
             raise FileExistsError(f"{self.final} exists; pass overwrite to replace it")
         reveal_root_metadata(self.zarr_path, {COMPLETE_ATTRIBUTE: True})
+        retired = self.final.with_name(self.final.name + ".replaced")
         if self.final.exists():
-            retired = self.final.with_name(self.final.name + ".replaced")
             shutil.rmtree(retired, ignore_errors=True)
             os.replace(self.final, retired)
-            os.replace(self.zarr_path, self.final)
-            shutil.rmtree(retired)
-        else:
-            os.replace(self.zarr_path, self.final)
+        os.replace(self.zarr_path, self.final)
+        # Also removes the earlier store of a run killed between the two renames.
+        shutil.rmtree(retired, ignore_errors=True)
         shutil.rmtree(self.folder)
         return self.final
 

@@ -37,15 +37,7 @@ def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: da
         raise InputDataError(
             source=where, variable=variable, check="not all NaN", detail="the frame has no observed pixel"
         )
-    for fill in conventions.UNDECLARED_FILL_VALUES:
-        count = int(np.count_nonzero(finite == fill))
-        if count:
-            raise InputDataError(
-                source=where,
-                variable=variable,
-                check="no undeclared fill values",
-                detail=f"{count} pixels equal {fill:g}; declare it as _FillValue",
-            )
+    check_fill_values(finite, source=source, variable=variable, time=time)
     if np.isinf(rate).any():
         raise InputDataError(source=where, variable=variable, check="finite values", detail="infinite values")
     minimum, maximum = float(finite.min()), float(finite.max())
@@ -60,6 +52,25 @@ def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: da
             check="plausible rate",
             detail=f"maximum {maximum:g} mm/h exceeds {conventions.MAXIMUM_RATE_MM_PER_HOUR:g} mm/h",
         )
+
+
+def check_fill_values(values: np.ndarray, *, source: str | Path, variable: str, time: datetime | str) -> None:
+    """Fail when ``values`` (any shape, native units or mm/h) hold a fill value that producers use
+    without declaring it (:data:`weatherunc.conventions.UNDECLARED_FILL_VALUES`).
+
+    Readers call it on the native values, before conversion to mm/h: a conversion (an
+    accumulation divided by its period, reflectivity through a Z-R law) turns a fill value into
+    a plausible-looking rate (65535 tenths of a millimetre a day are 273 mm/h).
+    """
+    for fill in conventions.UNDECLARED_FILL_VALUES:
+        count = int(np.count_nonzero(values == fill))
+        if count:
+            raise InputDataError(
+                source=f"{source} (time {time})",
+                variable=variable,
+                check="no undeclared fill values",
+                detail=f"{count} pixels equal {fill:g}; declare it as _FillValue",
+            )
 
 
 def check_times(times: Sequence[datetime] | np.ndarray, *, source: str | Path, variable: str) -> None:

@@ -6,6 +6,7 @@ Geographic Information and Decision Analysis 2(2), 1-10.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,8 +36,9 @@ class CSVStationReader:
     """A CSV with columns ``ID, x, y, <variable>`` and further numeric covariates."""
 
     def read_stations(self, path: Path, entry: CatalogEntry) -> StationTable:
-        """The table; raises :class:`InputDataError` on missing columns, unreadable files, cells that
-        are not numbers (coordinates, values, covariates) and covariates that are not finite."""
+        """The table; raises :class:`InputDataError` on missing columns, unreadable files, rows with
+        fewer fields than the header (a cut file), duplicated IDs, cells that are not numbers
+        (coordinates, values, covariates), covariates that are not finite and co-located stations."""
         try:
             table = pd.read_csv(path)
         except (OSError, ValueError, pd.errors.ParserError) as error:
@@ -51,6 +53,7 @@ class CSVStationReader:
                     check="coordinates present" if column in "xy" else "column present",
                     detail=f"columns are {list(table.columns)}",
                 )
+        _check_complete_rows(path, table)
         if table["ID"].duplicated().any():
             raise InputDataError(
                 source=path, variable="ID", check="unique stations", detail="duplicated station IDs"
@@ -68,12 +71,52 @@ class CSVStationReader:
                         detail=f"{_row_name(table, row)} holds {values[row]:g}",
                     )
                 covariates[column] = values
+        x, y = numeric_column(table, "x", path), numeric_column(table, "y", path)
+        _check_unique_locations(path, table, x, y)
         return StationTable(
             identifier=table["ID"].to_numpy(),
-            x=numeric_column(table, "x", path),
-            y=numeric_column(table, "y", path),
+            x=x,
+            y=y,
             values=numeric_column(table, entry.variable, path),
             covariates=covariates,
+        )
+
+
+def _check_complete_rows(path: Path, table: pd.DataFrame) -> None:
+    """Fail (check ``complete rows``) on a data row with fewer fields than the header: pandas
+    reads the missing cells as empty, so a file cut inside its last row would pass with a
+    shortened number and NaN after it. Blank lines are skipped, as pandas skips them."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        rows = csv.reader(handle)
+        next(rows, None)
+        for number, row in enumerate(row for row in rows if row):
+            if len(row) < len(table.columns):
+                raise InputDataError(
+                    source=path,
+                    variable=str(table.columns[len(row)]),
+                    check="complete rows",
+                    detail=(
+                        f"data row {number + 1} has {len(row)} of {len(table.columns)} fields; "
+                        "the file may be truncated"
+                    ),
+                )
+
+
+def _check_unique_locations(path: Path, table: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> None:
+    """Fail (check ``unique station locations``) when two stations share both coordinates: the
+    models take them for one point observed twice (a singular covariance)."""
+    duplicated = pd.DataFrame({"x": x, "y": y}).duplicated(keep="first").to_numpy()
+    if duplicated.any():
+        row = int(np.argmax(duplicated))
+        first = int(np.flatnonzero((x == x[row]) & (y == y[row]))[0])
+        raise InputDataError(
+            source=path,
+            variable="x, y",
+            check="unique station locations",
+            detail=(
+                f"{_row_name(table, row)} is at x={x[row]:g}, y={y[row]:g}, like {_row_name(table, first)}; "
+                "merge or average co-located stations"
+            ),
         )
 
 
