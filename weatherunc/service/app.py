@@ -52,6 +52,7 @@ class ServiceState:
     fill_worker: ThreadPoolExecutor = field(init=False)
     pending_fills: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    metadata_by_store: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.renderer = MapRenderer(self.limits.map_cache_entries)
@@ -62,6 +63,12 @@ class ServiceState:
         if name not in self.stores:
             raise RequestError(404, f"no store {name!r}; stores: {', '.join(self.stores)}")
         return self.stores[name]
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """:func:`~weatherunc.service.stores.store_metadata` of the store ``name``, computed once."""
+        if name not in self.metadata_by_store:
+            self.metadata_by_store[name] = store_metadata(self.store(name))
+        return self.metadata_by_store[name]
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -85,7 +92,7 @@ def dataset_routes(state: ServiceState) -> APIRouter:
     @router.get("/metadata")
     def metadata(dataset_id: str) -> Response:
         """Times, grid, variables, model, calibration and provenance of one store."""
-        return _json(store_metadata(state.store(dataset_id)))
+        return _json(state.metadata(dataset_id))
 
     def query(
         dataset_id: str, coords: str | None, datetime: str | None, parameters: str | None, crs: str | None
@@ -179,7 +186,7 @@ def app_routes(state: ServiceState) -> APIRouter:
     @router.get("/stores")
     def stores() -> Response:
         """Every served store's metadata, by name."""
-        return _json({name: store_metadata(store) for name, store in state.stores.items()})
+        return _json({name: state.metadata(name) for name in state.stores})
 
     @router.post("/fill")
     async def fill(request: Request) -> Response:
