@@ -6,7 +6,8 @@ then runs ``--clients`` concurrent clients (asyncio tasks, one shared ``httpx.As
 ``--seconds``: each sends, one after the other, an EDR position query (four in five requests: a
 random pixel of the grid in longitude/latitude, at a random time of the store, every default
 variable) or a map request (a random layer and time; the first of each is drawn, later ones come
-from the service's memory). Records requests per second, latency percentiles per request kind,
+from the service's memory). Times are drawn from the store's latest ``--times`` (default 4: the
+frames a map page's users look at; 0 for every time of the store). Records requests per second, latency percentiles per request kind,
 errors (5xx answers and dropped connections), the service's peak resident memory (``VmHWM``), then
 the latency of one fill of 300 random gauges onto a 256 x 256 longitude/latitude grid over the
 store's area with the GP. Target: EDR position p95 <= 100 ms at 50 clients. Writes
@@ -54,7 +55,7 @@ async def _client(
     session, url: str, metadata: dict, deadline: float, record: dict, rng: random.Random
 ) -> None:
     west, south, east, north = metadata["grid"]["bounds_lon_lat"]
-    times = metadata["times"]
+    times = metadata["query_times"]
     while time.perf_counter() < deadline:
         if rng.random() < MAP_SHARE:
             kind = "map"
@@ -167,7 +168,7 @@ def _markdown(result: dict) -> str:
     )
     command = (
         f"benchmarks/service_load.py --store {result['store']} --clients {result['clients']} "
-        f"--seconds {result['seconds']}"
+        f"--seconds {result['seconds']} --times {result['query_times']}"
     )
     computer = result["machine"]
     return f"""# Service load ({computer["date"]})
@@ -195,6 +196,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--gauges", type=int, default=300)
     parser.add_argument("--grid", type=int, default=256, help="the fill's target grid is GRID x GRID")
+    parser.add_argument("--times", type=int, default=4, help="query the store's latest TIMES times (0: all)")
     arguments = parser.parse_args()
     if not arguments.store.exists():
         sys.exit(f"{arguments.store} does not exist; run `weatherunc run pipelines/jobs/knmi_anp.yaml` first")
@@ -204,6 +206,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with background_service([arguments.store], log=log) as service:
         metadata = next(iter(httpx.get(service.url + "stores", timeout=60).json().values()))
+        metadata["query_times"] = (
+            metadata["times"][-arguments.times :] if arguments.times else metadata["times"]
+        )
         load = asyncio.run(_load(service.url, metadata, arguments.clients, arguments.seconds))
         peak_under_load = _peak_memory_mb(service.process.pid)
         fill = _fill(service.url, metadata, arguments.gauges, arguments.grid)
@@ -214,6 +219,7 @@ def main() -> None:
         "machine": machine(),
         "store": str(arguments.store),
         "times": len(metadata["times"]),
+        "query_times": len(metadata["query_times"]),
         "grid": metadata["grid"]["shape"],
         "clients": arguments.clients,
         "seconds": arguments.seconds,

@@ -30,6 +30,7 @@ from xpublish.plugins.included.dataset_info import DatasetInfoPlugin
 from xpublish_zarr import ZarrPlugin
 
 from weatherunc.service import queries
+from weatherunc.service.chunks import ChunkCache
 from weatherunc.service.fill_requests import fill_request
 from weatherunc.service.maps import MapRenderer, check_layer
 from weatherunc.service.settings import BATCH_JOB_HINT, RequestError, ServiceLimits
@@ -44,11 +45,12 @@ MAX_PENDING_FILLS = 2
 
 @dataclass
 class ServiceState:
-    """What the routes share: the stores, the limits, the map cache and the fill worker."""
+    """What the routes share: the stores, the limits, the map and chunk caches and the fill worker."""
 
     stores: dict[str, ServedStore]
     limits: ServiceLimits
     renderer: MapRenderer = field(init=False)
+    chunks: ChunkCache = field(init=False)
     fill_worker: ThreadPoolExecutor = field(init=False)
     pending_fills: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +58,7 @@ class ServiceState:
 
     def __post_init__(self) -> None:
         self.renderer = MapRenderer(self.limits.map_cache_entries)
+        self.chunks = ChunkCache(self.limits.chunk_cache_mb * 1024 * 1024)
         self.fill_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weatherunc-fill")
 
     def store(self, name: str) -> ServedStore:
@@ -122,7 +125,7 @@ def dataset_routes(state: ServiceState) -> APIRouter:
             raise RequestError(
                 400, "coords: a position query takes a POINT or MULTIPOINT; use /edr/area for a POLYGON"
             )
-        return _json(queries.position(store, points, crs_, times, names, state.limits))
+        return _json(queries.position(store, points, crs_, times, names, state.limits, state.chunks))
 
     @router.get("/edr/area")
     def area(

@@ -3,7 +3,7 @@ axes and referencing), from xarray selections of a prediction store."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,14 +17,25 @@ from weatherunc.service.stores import ServedStore
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
 
-def coverage_parts(block: xr.Dataset, names: Sequence[str], spatial: list[str]) -> tuple[dict, dict, dict]:
-    """CoverageJSON ``parameters``, ``ranges`` and extra axes of ``block`` (dims time, *spatial, extra)."""
+#: The extra dims of the distribution, which become extra CoverageJSON axes.
+EXTRA_AXES = (conventions.QUANTILE, conventions.THRESHOLD, conventions.BIN)
+
+
+def axis_values(store: ServedStore) -> dict[str, np.ndarray]:
+    """The values of the store's extra axes (quantile levels, thresholds, bin numbers) by dim."""
+    return {dim: store.reader.variables[dim].values for dim in EXTRA_AXES if dim in store.reader.variables}
+
+
+def coverage_parts(
+    block: Mapping[str, xr.Variable], axes_by_dim: Mapping[str, np.ndarray], spatial: list[str]
+) -> tuple[dict, dict, dict]:
+    """CoverageJSON ``parameters``, ``ranges`` and extra axes of the variables of ``block`` (dims time,
+    *spatial, extra), the extra axes' values from ``axes_by_dim``."""
     parameters, ranges, axes = {}, {}, {}
-    for name in names:
-        variable = block[name]
+    for name, variable in block.items():
         extra = [str(dim) for dim in variable.dims if dim not in (conventions.TIME, *spatial)]
         for dim in extra:
-            axes[dim] = {"values": [float(value) for value in block[dim].values]}
+            axes[dim] = {"values": [float(value) for value in axes_by_dim[dim]]}
         ordered = variable.transpose(conventions.TIME, *spatial, *extra)
         values = np.asarray(ordered.values, dtype=np.float64)
         integer = np.issubdtype(variable.dtype, np.integer)

@@ -76,27 +76,38 @@ def check_layer(store: ServedStore, layer: str, threshold: float | None) -> floa
 class MapRenderer:
     """Draws maps with the plotting module's functions and keeps the last ``entries`` in memory.
 
-    One map is drawn at a time (matplotlib's pyplot is not thread-safe); a repeated request is
-    answered from memory.
+    One map is drawn at a time (matplotlib's pyplot is not thread-safe); a map drawn before is
+    answered from memory without waiting for a drawing in progress.
     """
 
     def __init__(self, entries: int) -> None:
         self.entries = entries
         self._cache: OrderedDict[tuple, RenderedMap] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._drawing_lock = threading.Lock()
+
+    def _cached(self, key: tuple) -> RenderedMap | None:
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            return None
 
     def render(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
         """The map of ``layer`` at the store's ``time_index``-th time (from memory when drawn before)."""
         key = (store.name, time_index, layer, threshold)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            rendered = self._draw(store, time_index, layer, threshold)
-            self._cache[key] = rendered
-            while len(self._cache) > self.entries:
-                self._cache.popitem(last=False)
+        rendered = self._cached(key)
+        if rendered is not None:
             return rendered
+        with self._drawing_lock:
+            rendered = self._cached(key)  # drawn while this request waited
+            if rendered is None:
+                rendered = self._draw(store, time_index, layer, threshold)
+                with self._cache_lock:
+                    self._cache[key] = rendered
+                    while len(self._cache) > self.entries:
+                        self._cache.popitem(last=False)
+        return rendered
 
     @staticmethod
     def _draw(store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:

@@ -23,6 +23,7 @@ from matplotlib.path import Path as PolygonPath
 
 from weatherunc import conventions
 from weatherunc.service import coverage
+from weatherunc.service.chunks import ChunkCache
 from weatherunc.service.settings import RequestError, ServiceLimits
 from weatherunc.service.stores import ServedStore
 
@@ -37,6 +38,8 @@ DEFAULT_PARAMETERS = (
     conventions.OBSERVATION,
 )
 NATIVE_CRS = "native"
+#: The default CRS of query coordinates: longitude, latitude on WGS 84.
+GEOGRAPHIC_CRS = pyproj.CRS.from_user_input("OGC:CRS84")
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
 PAIR = re.compile(rf"^\s*\(?\s*({NUMBER})\s+({NUMBER})\s*\)?\s*$", re.IGNORECASE)
 GEOMETRY = re.compile(r"^\s*(POINT|MULTIPOINT|POLYGON)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
@@ -84,7 +87,7 @@ def parse_coords(text: str | None) -> tuple[str, np.ndarray]:
 def query_crs(text: str | None, store: ServedStore) -> pyproj.CRS:
     """The CRS of the query's coordinates: CRS84 by default, ``native`` for the store's own."""
     if text is None or text in (coverage.CRS84, "CRS84", "EPSG:4326"):
-        return pyproj.CRS.from_user_input("OGC:CRS84")
+        return GEOGRAPHIC_CRS
     if text == NATIVE_CRS:
         return store.crs
     try:
@@ -102,10 +105,9 @@ def to_store_coordinates(points: np.ndarray, crs: pyproj.CRS, store: ServedStore
                 400,
                 "coords: longitude must lie in [-180, 360], latitude in [-90, 90] (order: lon lat)",
             )
-    if crs == store.crs:
+    if crs is store.crs:
         return points
-    transformer = pyproj.Transformer.from_crs(crs, store.crs, always_xy=True)
-    x, y = transformer.transform(points[:, 0], points[:, 1])
+    x, y = store.transformer_from(crs).transform(points[:, 0], points[:, 1])
     transformed = np.stack([np.asarray(x), np.asarray(y)], axis=1)
     if not np.all(np.isfinite(transformed)):
         raise RequestError(400, "coords: a point lies outside the domain of the store's projection")
@@ -161,7 +163,7 @@ def parse_parameters(text: str | None, store: ServedStore) -> list[str]:
     """The variables ``parameter-name`` names (comma-separated), each on the store's (time, y, x) grid."""
     queryable = [
         str(name)
-        for name, variable in store.dataset.data_vars.items()
+        for name, variable in store.reader.variables.items()
         if variable.dims[:3] == (conventions.TIME, conventions.Y, conventions.X)
     ]
     if not text:
@@ -197,6 +199,11 @@ def _check_size(count: int, limits: ServiceLimits, what: str) -> None:
         )
 
 
+def _values_per_pixel(store: ServedStore, names: list[str]) -> int:
+    """How many values the variables ``names`` hold per pixel and time (their extra entries)."""
+    return sum(int(np.prod(store.reader.variables[name].shape[3:])) for name in names)
+
+
 def position(
     store: ServedStore,
     points: np.ndarray,
@@ -204,23 +211,26 @@ def position(
     times: np.ndarray,
     names: list[str],
     limits: ServiceLimits,
+    chunks: ChunkCache,
 ) -> dict[str, Any]:
     """Values at the pixels nearest to ``points`` ``[n, 2]`` (in ``crs``): a CoverageJSON ``Coverage``
-    (one point) or ``CoverageCollection``."""
+    (one point) or ``CoverageCollection``. The values are read through ``chunks``."""
     reader = store.reader
     if len(points) > limits.max_points:
         raise RequestError(413, f"coords: {len(points)} points, more than the limit of {limits.max_points}")
     native = to_store_coordinates(points, crs, store)
-    columns = _pixel_index(native[:, 0], reader[conventions.X].values, "x")
-    rows = _pixel_index(native[:, 1], reader[conventions.Y].values, "y")
-    per_point = sum(int(np.prod([reader.sizes[d] for d in reader[n].dims[3:]] or [1])) for n in names)
+    columns = _pixel_index(native[:, 0], store.x, "x")
+    rows = _pixel_index(native[:, 1], store.y, "y")
+    per_point = _values_per_pixel(store, names)
     _check_size(len(points) * len(times) * per_point, limits, "the position query")
     coverages = []
     for point, row, column in zip(points, rows, columns):
-        block = reader[names].isel(
-            {conventions.TIME: times, conventions.Y: int(row), conventions.X: int(column)}
-        )
-        parameters, ranges, axes = coverage.coverage_parts(block.load(), names, [])
+        series = chunks.pixel_series(store, names, times, int(row), int(column))
+        block = {
+            name: xr.Variable(dims, values, reader.variables[name].attrs)
+            for name, (dims, values) in series.items()
+        }
+        parameters, ranges, axes = coverage.coverage_parts(block, coverage.axis_values(store), [])
         coverages.append(
             {
                 "type": "Coverage",
@@ -241,8 +251,8 @@ def position(
                     "store": store.name,
                     "row": int(row),
                     "column": int(column),
-                    "x": float(reader[conventions.X].values[column]),
-                    "y": float(reader[conventions.Y].values[row]),
+                    "x": float(store.x[column]),
+                    "y": float(store.y[row]),
                     **coverage.bin_edges(store),
                 },
             }
@@ -264,7 +274,7 @@ def area(
     ``MultiPointSeries`` coverage, points in the store's CRS and in longitude/latitude."""
     reader = store.reader
     native = to_store_coordinates(vertices, crs, store)
-    x, y = reader[conventions.X].values, reader[conventions.Y].values
+    x, y = store.x, store.y
     in_x = np.flatnonzero((x >= native[:, 0].min()) & (x <= native[:, 0].max()))
     in_y = np.flatnonzero((y >= native[:, 1].min()) & (y <= native[:, 1].max()))
     if in_x.size == 0 or in_y.size == 0:
@@ -285,7 +295,7 @@ def area(
         raise RequestError(
             413, f"coords: the polygon holds {count} pixels, more than the limit of {limits.max_area_pixels}"
         )
-    per_pixel = sum(int(np.prod([reader.sizes[d] for d in reader[n].dims[3:]] or [1])) for n in names)
+    per_pixel = _values_per_pixel(store, names)
     _check_size(count * len(times) * per_pixel, limits, "the area query")
     rows, columns = np.nonzero(inside)
     window = (
@@ -305,9 +315,10 @@ def area(
             conventions.X: xr.DataArray(columns, dims="composite"),
         }
     )
-    parameters, ranges, axes = coverage.coverage_parts(pixels, names, ["composite"])
+    block = {name: pixels.variables[name] for name in names}
+    parameters, ranges, axes = coverage.coverage_parts(block, coverage.axis_values(store), ["composite"])
     pixel_x, pixel_y = grid_x[rows, columns], grid_y[rows, columns]
-    longitude, latitude = pyproj.Transformer.from_crs(store.crs, "OGC:CRS84", always_xy=True).transform(
+    longitude, latitude = pyproj.Transformer.from_crs(store.crs, GEOGRAPHIC_CRS, always_xy=True).transform(
         pixel_x, pixel_y
     )
     return {
@@ -324,7 +335,7 @@ def area(
                 "t": coverage.time_axis(store, times),
                 **axes,
             },
-            "referencing": coverage.referencing(pyproj.CRS.from_user_input("OGC:CRS84")),
+            "referencing": coverage.referencing(GEOGRAPHIC_CRS),
         },
         "parameters": parameters,
         "ranges": ranges,

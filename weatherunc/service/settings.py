@@ -18,6 +18,7 @@ class ServiceLimits:
     max_grid_pixels: most pixels of a fill's observed or target grid.
     fill_timeout_s: seconds a synchronous fill may take before the request is answered 503.
     map_cache_entries: PNG maps kept in memory.
+    chunk_cache_mb: decoded zarr chunks kept in memory for point queries [MB].
     """
 
     max_body_bytes: int = 8_000_000
@@ -28,6 +29,7 @@ class ServiceLimits:
     max_grid_pixels: int = 512 * 512
     fill_timeout_s: float = 120.0
     map_cache_entries: int = 256
+    chunk_cache_mb: int = 512
 
 
 #: What a refused fill points to: the batch jobs, which have no size limit.

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,26 @@ UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 class ServedStore:
     """One complete prediction store: its name in URLs, its path, its CRS and the store opened twice,
     lazily: ``dataset`` with Dask chunks (for xpublish and its zarr endpoint) and ``reader`` without
-    Dask, whose indexing reads only the chunks it touches (for point, area and map requests)."""
+    Dask, whose indexing reads only the chunks it touches (for point, area and map requests). Its
+    times ``[time]`` and pixel-centre axes ``x`` ``[x]`` and ``y`` ``[y]`` are kept as arrays."""
 
     name: str
     path: Path
     dataset: xr.Dataset
     reader: xr.Dataset
     crs: pyproj.CRS
+    times: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    transformers: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
-    @property
-    def times(self) -> np.ndarray:
-        """The store's times ``[time]`` (datetime64)."""
-        return np.atleast_1d(self.dataset[conventions.TIME].values)
+    def transformer_from(self, crs: pyproj.CRS) -> pyproj.Transformer:
+        """A transformer from ``crs`` (x/longitude first) to the store's CRS, made once per thread
+        (pyproj transformers are not shared between threads)."""
+        per_thread = self.transformers.__dict__
+        if crs.srs not in per_thread:
+            per_thread[crs.srs] = pyproj.Transformer.from_crs(crs, self.crs, always_xy=True)
+        return per_thread[crs.srs]
 
 
 def _is_zarr_store(path: Path) -> bool:
@@ -101,7 +110,19 @@ def open_served_store(path: Path, name: str) -> ServedStore:
             )
     dataset = dataset.set_coords(conventions.CRS_VARIABLE)
     reader = xr.open_zarr(path, consolidated=False, chunks=None).set_coords(conventions.CRS_VARIABLE)
-    return ServedStore(name=name, path=path.resolve(), dataset=dataset, reader=reader, crs=crs_of(dataset))
+    edges = [name for name in (conventions.BIN_LOWER, conventions.BIN_UPPER) if name in dataset.coords]
+    edge_values = {name: reader[name].load() for name in edges}  # small, read by every query
+    dataset, reader = dataset.assign_coords(edge_values), reader.assign_coords(edge_values)
+    return ServedStore(
+        name=name,
+        path=path.resolve(),
+        dataset=dataset,
+        reader=reader,
+        crs=crs_of(dataset),
+        times=np.atleast_1d(reader[conventions.TIME].values),
+        x=np.asarray(reader[conventions.X].values),
+        y=np.asarray(reader[conventions.Y].values),
+    )
 
 
 def discover_stores(paths: Iterable[Path | str]) -> dict[str, ServedStore]:
