@@ -7,7 +7,8 @@ then runs ``--clients`` concurrent clients (asyncio tasks, one shared ``httpx.As
 random pixel of the grid in longitude/latitude, at a random time of the store, every default
 variable) or a map request (a random layer and time; the first of each is drawn, later ones come
 from the service's memory). Times are drawn from the store's latest ``--times`` (default 4: the
-frames a map page's users look at; 0 for every time of the store). Records requests per second, latency percentiles per request kind,
+frames a map page's users look at; 0 for every time of the store). Records requests per second,
+latency percentiles per request kind,
 errors (5xx answers and dropped connections), the service's peak resident memory (``VmHWM``), then
 the latency of one fill of 300 random gauges onto a 256 x 256 longitude/latitude grid over the
 store's area with the GP. Target: EDR position p95 <= 100 ms at 50 clients. Writes
