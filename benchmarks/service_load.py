@@ -138,7 +138,7 @@ def _fill(url: str, metadata: dict, gauges: int, size: int) -> dict:
         "target": target,
     }
     started = time.perf_counter()
-    response = httpx.post(url + "fill", json=body, timeout=600.0)
+    response = httpx.post(url + "fill", json=body, timeout=None)
     latency = time.perf_counter() - started
     return {
         "model": "gp",
@@ -197,6 +197,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--gauges", type=int, default=300)
     parser.add_argument("--grid", type=int, default=256, help="the fill's target grid is GRID x GRID")
+    parser.add_argument("--fill-timeout", type=float, default=900.0, help="the service's --fill-timeout [s]")
     parser.add_argument("--times", type=int, default=4, help="query the store's latest TIMES times (0: all)")
     arguments = parser.parse_args()
     if not arguments.store.exists():
@@ -205,7 +206,8 @@ def main() -> None:
 
     log = RESULTS / "service_load.log"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with background_service([arguments.store], log=log) as service:
+    options = ["--fill-timeout", str(arguments.fill_timeout)]
+    with background_service([arguments.store], log=log, options=options) as service:
         metadata = next(iter(httpx.get(service.url + "stores", timeout=60).json().values()))
         metadata["query_times"] = (
             metadata["times"][-arguments.times :] if arguments.times else metadata["times"]

@@ -75,12 +75,23 @@ def background_service(
     port: int | None = None,
     log: Path | None = None,
     startup_seconds: float = 240.0,
+    options: Sequence[str] = (),
 ) -> Iterator[BackgroundService]:
-    """Run ``weatherunc serve PATHS`` on the loopback interface (a free port unless ``port``) in a child
-    process, writing its output to ``log`` (else discarding it); yields once ``/datasets`` answers and
-    stops the process when the block ends. ``RuntimeError`` when it exits or stays silent at start."""
+    """Run ``weatherunc serve PATHS [OPTIONS]`` on the loopback interface (a free port unless ``port``) in
+    a child process, writing its output to ``log`` (else discarding it); yields once ``/datasets``
+    answers and stops the process when the block ends. ``RuntimeError`` when it exits or stays silent
+    at start."""
     port = free_port() if port is None else port
-    command = [sys.executable, "-m", "weatherunc.cli", "serve", *map(str, paths), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "weatherunc.cli",
+        "serve",
+        *map(str, paths),
+        "--port",
+        str(port),
+        *options,
+    ]
     output = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://{LOOPBACK}:{port}/"
