@@ -9,9 +9,12 @@ or Plate Carree for a geographic one).
 from __future__ import annotations
 
 import io
+import multiprocessing
 import threading
 from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,8 +79,10 @@ def check_layer(store: ServedStore, layer: str, threshold: float | None) -> floa
 class MapRenderer:
     """Draws maps with the plotting module's functions and keeps the last ``entries`` in memory.
 
-    One map is drawn at a time (matplotlib's pyplot is not thread-safe); a map drawn before is
-    answered from memory without waiting for a drawing in progress.
+    One map is drawn at a time, in a child process (started with the first map): pyplot is not
+    thread-safe, and a drawing there leaves the service's own process free to answer queries. A map
+    drawn before is answered from memory without waiting for a drawing in progress. The drawing
+    process ends with the service's (``concurrent.futures`` joins it at exit).
     """
 
     def __init__(self, entries: int) -> None:
@@ -85,6 +90,14 @@ class MapRenderer:
         self._cache: OrderedDict[tuple, RenderedMap] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._drawing_lock = threading.Lock()
+        self._drawer: ProcessPoolExecutor | None = None
+
+    def _draw(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+        if self._drawer is None:
+            self._drawer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return self._drawer.submit(
+            draw_map, str(store.path), store.name, time_index, layer, threshold
+        ).result()
 
     def _cached(self, key: tuple) -> RenderedMap | None:
         with self._cache_lock:
@@ -109,46 +122,53 @@ class MapRenderer:
                         self._cache.popitem(last=False)
         return rendered
 
-    @staticmethod
-    def _draw(store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
-        import matplotlib.pyplot as plt
 
-        from weatherunc.plotting.maps import exceedance_map, mean_map, observed_map, std_map
+def draw_map(path: str, name: str, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+    """Draw the map of ``layer`` at the ``time_index``-th time of the store at ``path`` (in the drawing
+    process: it opens the store itself and draws without a display)."""
+    import matplotlib
 
-        names = [
-            name
-            for name in (
-                conventions.PRECIPITATION,
-                conventions.PRECIPITATION_MEAN,
-                conventions.PRECIPITATION_STD,
-                conventions.EXCEEDANCE_PROBABILITY,
-            )
-            if name in store.reader
-        ]
-        frame = store.reader[names].isel({conventions.TIME: time_index}).load()  # keeps crs and attrs
-        if layer == "observed":
-            figure = observed_map(frame)
-        elif layer == "mean":
-            figure = mean_map(frame)
-        elif layer == "std":
-            figure = std_map(frame)
-        else:
-            figure = exceedance_map(frame, threshold)
-        try:
-            figure.set_dpi(MAP_DPI)
-            figure.canvas.draw()
-            axes = figure.axes[0]
-            box = axes.get_window_extent()
-            width, height = int(round(figure.bbox.width)), int(round(figure.bbox.height))
-            extent = tuple(float(value) for value in axes.get_extent())
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=MAP_DPI)
-        finally:
-            plt.close(figure)
-        return RenderedMap(
-            png=buffer.getvalue(),
-            width=width,
-            height=height,
-            axes_box=(float(box.x0), float(height - box.y1), float(box.x1), float(height - box.y0)),
-            extent=extent,
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from weatherunc.plotting.maps import exceedance_map, mean_map, observed_map, std_map
+    from weatherunc.service.stores import open_served_store
+
+    store = open_served_store(Path(path), name)
+    names = [
+        variable
+        for variable in (
+            conventions.PRECIPITATION,
+            conventions.PRECIPITATION_MEAN,
+            conventions.PRECIPITATION_STD,
+            conventions.EXCEEDANCE_PROBABILITY,
         )
+        if variable in store.reader
+    ]
+    frame = store.reader[names].isel({conventions.TIME: time_index}).load()  # keeps crs and attrs
+    if layer == "observed":
+        figure = observed_map(frame)
+    elif layer == "mean":
+        figure = mean_map(frame)
+    elif layer == "std":
+        figure = std_map(frame)
+    else:
+        figure = exceedance_map(frame, threshold)
+    try:
+        figure.set_dpi(MAP_DPI)
+        figure.canvas.draw()
+        axes = figure.axes[0]
+        box = axes.get_window_extent()
+        width, height = int(round(figure.bbox.width)), int(round(figure.bbox.height))
+        extent = tuple(float(value) for value in axes.get_extent())
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=MAP_DPI)
+    finally:
+        plt.close(figure)
+    return RenderedMap(
+        png=buffer.getvalue(),
+        width=width,
+        height=height,
+        axes_box=(float(box.x0), float(height - box.y1), float(box.x1), float(height - box.y0)),
+        extent=extent,
+    )
