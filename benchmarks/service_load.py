@@ -91,7 +91,7 @@ async def _load(url: str, metadata: dict, clients: int, seconds: float) -> dict:
 
     record: dict = {"latencies": {}, "errors": 0, "statuses": {}}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60.0, limits=limits) as session:
+    async with httpx.AsyncClient(timeout=300.0, limits=limits) as session:
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(

@@ -271,4 +271,5 @@ def create_app(stores: dict[str, ServedStore], limits: ServiceLimits | None = No
     app = rest.app
     app.add_exception_handler(RequestError, _request_error)
     app.state.weatherunc = state
+    state.renderer.start()
     return app

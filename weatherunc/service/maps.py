@@ -79,7 +79,7 @@ def check_layer(store: ServedStore, layer: str, threshold: float | None) -> floa
 class MapRenderer:
     """Draws maps with the plotting module's functions and keeps the last ``entries`` in memory.
 
-    One map is drawn at a time, in a child process (started with the first map): pyplot is not
+    One map is drawn at a time, in a child process (started with the service): pyplot is not
     thread-safe, and a drawing there leaves the service's own process free to answer queries. A map
     drawn before is answered from memory without waiting for a drawing in progress. The drawing
     process ends with the service's (``concurrent.futures`` joins it at exit).
@@ -92,9 +92,14 @@ class MapRenderer:
         self._drawing_lock = threading.Lock()
         self._drawer: ProcessPoolExecutor | None = None
 
-    def _draw(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+    def start(self) -> None:
+        """Start the drawing process and let it import the plotting modules, before the first map."""
         if self._drawer is None:
             self._drawer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._drawer.submit(prepare_drawing)
+
+    def _draw(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+        self.start()
         return self._drawer.submit(
             draw_map, str(store.path), store.name, time_index, layer, threshold
         ).result()
@@ -123,12 +128,18 @@ class MapRenderer:
         return rendered
 
 
-def draw_map(path: str, name: str, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
-    """Draw the map of ``layer`` at the ``time_index``-th time of the store at ``path`` (in the drawing
-    process: it opens the store itself and draws without a display)."""
+def prepare_drawing() -> None:
+    """Draw without a display and import the plotting modules (in the drawing process)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import weatherunc.plotting.maps  # noqa: F401 - imported once, ahead of the first map
+
+
+def draw_map(path: str, name: str, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+    """Draw the map of ``layer`` at the ``time_index``-th time of the store at ``path`` (in the drawing
+    process: it opens the store itself and draws without a display)."""
+    prepare_drawing()
     import matplotlib.pyplot as plt
 
     from weatherunc.plotting.maps import exceedance_map, mean_map, observed_map, std_map

@@ -31,19 +31,17 @@ def serve(
     """Serve the complete prediction stores that ``paths`` name (stores or folders holding them) until
     interrupted. Binds to the loopback interface unless ``host`` says otherwise.
 
-    Two process-wide settings are made here, as the service owns its process: matplotlib draws
-    without a display (Agg), and zarr writes chunks that hold only the fill value, because
-    xpublish-zarr encodes each requested chunk through a scratch zarr array and answers 500 when
-    zarr skips writing an all-NaN chunk (``array.write_empty_chunks``).
+    One process-wide setting is made here, as the service owns its process: zarr writes chunks that
+    hold only the fill value, because xpublish-zarr encodes each requested chunk through a scratch
+    zarr array and answers 500 when zarr skips writing an all-NaN chunk (``array.write_empty_chunks``).
+    Maps are drawn in a child process (:class:`weatherunc.service.maps.MapRenderer`).
     """
-    import matplotlib
     import uvicorn
     import zarr
 
     from weatherunc.service.app import create_app
     from weatherunc.service.stores import discover_stores
 
-    matplotlib.use("Agg")
     zarr.config.set({"array.write_empty_chunks": True})
     stores = discover_stores(paths)
     application = create_app(stores, limits)
