@@ -520,6 +520,34 @@ def plot(
         typer.echo(str(path))
 
 
+@app.command()
+def serve(
+    stores: Annotated[
+        list[Path],
+        typer.Argument(help="Complete prediction stores, or folders searched for them (job run folders)."),
+    ],
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; the default serves this machine only.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    fill_timeout: Annotated[
+        float, typer.Option(help="Seconds a synchronous POST /fill may take before it is answered 503.")
+    ] = 120.0,
+) -> None:
+    """Serve prediction stores: OGC EDR queries, zarr, maps, on-demand fills and a map page (needs the
+    service extra: pip install 'weatherunc[service]')."""
+    try:
+        from weatherunc.service.server import serve as run_service
+    except ImportError as error:
+        _fail(ImportError(f"{error}; install the service extra: pip install 'weatherunc[service]'"))
+    try:
+        from weatherunc.service.settings import ServiceLimits
+
+        run_service(stores, host=host, port=port, limits=ServiceLimits(fill_timeout_s=fill_timeout))
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        _fail(error)
+
+
 DEMO_JOBS = ("demo_mrms_gp.yaml", "demo_mrms_anp.yaml")
 
 

@@ -109,6 +109,8 @@ BIN_UPPER: Final = "bin_upper"
 MUTUAL_INFORMATION: Final = "mutual_information"
 RAIN_PROBABILITY: Final = "rain_probability"
 PREDICTIVE_ENTROPY: Final = "predictive_entropy"
+#: Per-pixel flag of a gridded prediction: observed, or filled / withheld (its ``flag_meanings`` say).
+OBSERVATION: Final = "observation"
 #: Dimensions of the prediction outputs besides the target (or ``y``, ``x``) dimensions.
 QUANTILE: Final = "quantile"
 THRESHOLD: Final = "threshold"

@@ -1,0 +1,275 @@
+"""The service's application: xpublish with its zarr and dataset-info plugins and weatherunc's routes.
+
+Routes added to xpublish's (``/datasets``, ``/datasets/{name}/info``, ``/datasets/{name}/zarr/...``):
+
+- ``GET /datasets/{name}/metadata``: times, grid, variables, model, calibration, provenance;
+- ``GET /datasets/{name}/edr/position`` and ``/edr/area``: OGC EDR queries
+  (:mod:`weatherunc.service.queries`);
+- ``GET /datasets/{name}/map/{layer}.png`` and ``.json`` (its geometry): cached maps
+  (:mod:`weatherunc.service.maps`);
+- ``POST /fill``: on-demand filling (:mod:`weatherunc.service.fill_requests`);
+- ``GET /`` and ``GET /static/{file}``: the map page.
+
+Every refusal is JSON ``{"detail": message}`` with a 4xx status, as FastAPI's own errors are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from xpublish import Plugin, Rest, hookimpl
+from xpublish.plugins.included.dataset_info import DatasetInfoPlugin
+from xpublish_zarr import ZarrPlugin
+
+from weatherunc.service import queries
+from weatherunc.service.chunks import ChunkCache
+from weatherunc.service.fill_requests import fill_request
+from weatherunc.service.maps import MapRenderer, check_layer
+from weatherunc.service.settings import BATCH_JOB_HINT, RequestError, ServiceLimits
+from weatherunc.service.stores import ServedStore, store_metadata
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: The map page's files: the only files ``/static`` serves, with their media types.
+STATIC_FILES = {"page.js": "text/javascript", "page.css": "text/css"}
+#: Fills waiting or running at once; more are refused (503) rather than queued without bound.
+MAX_PENDING_FILLS = 2
+
+
+@dataclass
+class ServiceState:
+    """What the routes share: the stores, the limits, the map and chunk caches and the fill worker."""
+
+    stores: dict[str, ServedStore]
+    limits: ServiceLimits
+    renderer: MapRenderer = field(init=False)
+    chunks: ChunkCache = field(init=False)
+    fill_worker: ThreadPoolExecutor = field(init=False)
+    pending_fills: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    metadata_by_store: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.renderer = MapRenderer(self.limits.map_cache_entries)
+        self.chunks = ChunkCache(self.limits.chunk_cache_mb * 1024 * 1024)
+        self.fill_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weatherunc-fill")
+
+    def store(self, name: str) -> ServedStore:
+        """The store called ``name``; 404 naming the served ones otherwise."""
+        if name not in self.stores:
+            raise RequestError(404, f"no store {name!r}; stores: {', '.join(self.stores)}")
+        return self.stores[name]
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """:func:`~weatherunc.service.stores.store_metadata` of the store ``name``, computed once."""
+        if name not in self.metadata_by_store:
+            self.metadata_by_store[name] = store_metadata(self.store(name))
+        return self.metadata_by_store[name]
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    """``content`` as JSON (json.dumps: much faster than FastAPI's encoder on long lists)."""
+    return Response(json.dumps(content, allow_nan=False), status_code=status, media_type="application/json")
+
+
+def _time_index(store: ServedStore, time: str | None) -> int:
+    if time is None:
+        return 0
+    selected = queries.parse_datetime(time, store)
+    if selected.size != 1:
+        raise RequestError(400, f"time: {time!r} selects {selected.size} times; give one time")
+    return int(selected[0])
+
+
+def dataset_routes(state: ServiceState) -> APIRouter:
+    """Routes under ``/datasets/{dataset_id}``."""
+    router = APIRouter(tags=["weatherunc"])
+
+    @router.get("/metadata")
+    def metadata(dataset_id: str) -> Response:
+        """Times, grid, variables, model, calibration and provenance of one store."""
+        return _json(state.metadata(dataset_id))
+
+    def query(
+        dataset_id: str, coords: str | None, datetime: str | None, parameters: str | None, crs: str | None
+    ):
+        store = state.store(dataset_id)
+        kind, points = queries.parse_coords(coords)
+        return (
+            store,
+            kind,
+            points,
+            queries.query_crs(crs, store),
+            queries.parse_datetime(datetime, store),
+            (queries.parse_parameters(parameters, store)),
+        )
+
+    @router.get("/edr/position")
+    def position(
+        dataset_id: str,
+        coords: str | None = None,
+        datetime: str | None = None,
+        parameter_name: str | None = Query(None, alias="parameter-name"),
+        crs: str | None = None,
+    ) -> Response:
+        """EDR position query: CoverageJSON of the variables at the pixel nearest to each point."""
+        store, kind, points, crs_, times, names = query(dataset_id, coords, datetime, parameter_name, crs)
+        if kind == "POLYGON":
+            raise RequestError(
+                400, "coords: a position query takes a POINT or MULTIPOINT; use /edr/area for a POLYGON"
+            )
+        return _json(queries.position(store, points, crs_, times, names, state.limits, state.chunks))
+
+    @router.get("/edr/area")
+    def area(
+        dataset_id: str,
+        coords: str | None = None,
+        datetime: str | None = None,
+        parameter_name: str | None = Query(None, alias="parameter-name"),
+        crs: str | None = None,
+    ) -> Response:
+        """EDR area query: CoverageJSON of the variables at every pixel centre inside the polygon."""
+        store, kind, points, crs_, times, names = query(dataset_id, coords, datetime, parameter_name, crs)
+        if kind != "POLYGON":
+            raise RequestError(
+                400, "coords: an area query takes a POLYGON((x y, ...)); use /edr/position for points"
+            )
+        return _json(queries.area(store, points, crs_, times, names, state.limits))
+
+    def rendered(dataset_id: str, layer: str, time: str | None, threshold: float | None):
+        store = state.store(dataset_id)
+        threshold = check_layer(store, layer, threshold)
+        return state.renderer.render(store, _time_index(store, time), layer, threshold)
+
+    @router.get("/map/{layer}.png")
+    def map_image(
+        dataset_id: str, layer: str, time: str | None = None, threshold: float | None = None
+    ) -> Response:
+        """The map of a layer (observed, mean, std, exceedance) at one time, as PNG."""
+        image = rendered(dataset_id, layer, time, threshold)
+        return Response(image.png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @router.get("/map/{layer}.json")
+    def map_geometry(
+        dataset_id: str, layer: str, time: str | None = None, threshold: float | None = None
+    ) -> Response:
+        """Where the map's axes lie in its PNG and which extent of the store's CRS they show."""
+        return _json(rendered(dataset_id, layer, time, threshold).geometry())
+
+    return router
+
+
+def _reject_constant(name: str) -> float:
+    raise RequestError(400, f"the body holds {name}; JSON numbers must be finite (use null for unobserved)")
+
+
+def app_routes(state: ServiceState) -> APIRouter:
+    """Routes at the top level: the map page and ``POST /fill``."""
+    router = APIRouter(tags=["weatherunc"])
+
+    @router.get("/", include_in_schema=False)
+    def page() -> Response:
+        """The map page."""
+        return Response((STATIC / "index.html").read_bytes(), media_type="text/html")
+
+    @router.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        """One of the map page's files (only those of :data:`STATIC_FILES`)."""
+        if name not in STATIC_FILES:
+            raise RequestError(404, f"no static file {name!r}")
+        return Response((STATIC / name).read_bytes(), media_type=STATIC_FILES[name])
+
+    @router.get("/stores")
+    def stores() -> Response:
+        """Every served store's metadata, by name."""
+        return _json({name: state.metadata(name) for name in state.stores})
+
+    @router.post("/fill")
+    async def fill(request: Request) -> Response:
+        """Fill posted observations with a registered model (synchronous, within the size limits)."""
+        limits = state.limits
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise RequestError(
+                413, f"the body has {declared} bytes, more than {limits.max_body_bytes}; {BATCH_JOB_HINT}"
+            )
+        body = await request.body()
+        if len(body) > limits.max_body_bytes:
+            raise RequestError(
+                413, f"the body has {len(body)} bytes, more than {limits.max_body_bytes}; {BATCH_JOB_HINT}"
+            )
+        try:
+            parsed = json.loads(body, parse_constant=_reject_constant)
+        except ValueError as error:
+            if isinstance(error, RequestError):
+                raise
+            raise RequestError(400, f"the body is not valid JSON: {error}") from error
+        with state.lock:
+            if state.pending_fills >= MAX_PENDING_FILLS:
+                raise RequestError(
+                    503, "the service is busy with other fills; retry later, or " + BATCH_JOB_HINT
+                )
+            state.pending_fills += 1
+        future = state.fill_worker.submit(fill_request, parsed, limits)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=limits.fill_timeout_s)
+        except TimeoutError as error:
+            raise RequestError(
+                503, f"the fill took longer than {limits.fill_timeout_s:g} s; {BATCH_JOB_HINT}"
+            ) from error
+        finally:
+            with state.lock:
+                state.pending_fills -= 1
+        return _json(result)
+
+    return router
+
+
+class WeatherUncPlugin(Plugin):
+    """weatherunc's routes as an xpublish plugin (dataset routes under ``/datasets/{name}``)."""
+
+    name: str = "weatherunc"
+    state: Any = None
+
+    @hookimpl
+    def dataset_router(self, deps) -> APIRouter:
+        """Metadata, EDR queries and maps of one store."""
+        return dataset_routes(self.state)
+
+    @hookimpl
+    def app_router(self, deps) -> APIRouter:
+        """The map page and ``POST /fill``."""
+        return app_routes(self.state)
+
+
+def _request_error(request: Request, error: RequestError) -> JSONResponse:
+    return JSONResponse({"detail": error.message}, status_code=error.status)
+
+
+def create_app(stores: dict[str, ServedStore], limits: ServiceLimits | None = None) -> FastAPI:
+    """The FastAPI application serving ``stores`` (read-only) with ``limits``."""
+    state = ServiceState(stores=stores, limits=limits or ServiceLimits())
+    rest = Rest(
+        {name: store.dataset for name, store in stores.items()},
+        plugins={
+            "zarr": ZarrPlugin(),
+            "dataset_info": DatasetInfoPlugin(),
+            "weatherunc": WeatherUncPlugin(state=state),
+        },
+        app_kws={
+            "title": "weatherunc",
+            "description": "Precipitation predictions and their uncertainty: EDR, zarr, maps, fills.",
+        },
+    )
+    app = rest.app
+    app.add_exception_handler(RequestError, _request_error)
+    app.state.weatherunc = state
+    state.renderer.start()
+    return app
