@@ -182,7 +182,10 @@ def main() -> None:
     }
     path = write_result("epistemic.json", result)
     computer = result["machine"]
-    header = f"{computer['date']}, {computer['cpu_count']} cores ({computer['processor']}), Python {computer['python']}"
+    header = (
+        f"{computer['date']}, {computer['cpu_count']} cores ({computer['processor']}), "
+        f"Python {computer['python']}"
+    )
     (Path(path).with_suffix(".md")).write_text(f"{result['benchmark']}\n\n{header}\n\n{table}")
     print(f"wrote {path}")
 
