@@ -181,7 +181,12 @@ def main() -> None:
         "rows": rows,
     }
     path = write_result("epistemic.json", result)
-    (Path(path).with_suffix(".md")).write_text(f"{result['benchmark']}\n\n{machine()}\n\n{table}")
+    computer = result["machine"]
+    header = (
+        f"{computer['date']}, {computer['cpu_count']} cores ({computer['processor']}), "
+        f"Python {computer['python']}"
+    )
+    (Path(path).with_suffix(".md")).write_text(f"{result['benchmark']}\n\n{header}\n\n{table}")
     print(f"wrote {path}")
 
 

@@ -1,0 +1,70 @@
+"""Benchmark: the ConvNP with a GP prior on the interpolation benchmark's radar tasks, beside the GP.
+
+Scores a ConvNP checkpoint with ``prior: gp`` (default: the best of the fine-tuning run kept in
+``benchmarks/checkpoints/convnp_gp_run/``) on the tasks of :func:`interpolation.radar_tasks` and
+puts each row beside the GP's row of ``benchmarks/results/interpolation.json`` on the same task.
+Writes ``benchmarks/results/convnp_prior_check.json`` and ``.md`` (rows with ``dataset``, ``task``,
+``frame``, ``crps``, ``gp_crps``, ``crps_ratio``, ``coverage_90``).
+
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/convnp_prior_check.py [--checkpoint PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from common import RESULTS, machine, write_result
+from interpolation import RADAR_DATASETS, _row, radar_tasks
+
+from weatherunc.models.registry import get_model
+
+CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "convnp_gp_run" / "best-00000600.safetensors"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    arguments = parser.parse_args()
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    torch.set_num_threads(2)
+    model = get_model("convnp", checkpoint=arguments.checkpoint, name="convnp_gp")
+    gp_rows = json.loads((RESULTS / "interpolation.json").read_text())["rows"]
+    reference = {(row["dataset"], row["task"], row["frame"]): row for row in gp_rows if row["method"] == "gp"}
+    rows = []
+    for dataset in RADAR_DATASETS:
+        for kind, frame, task in radar_tasks(dataset):
+            row = _row(dataset, kind, frame, "convnp_gp", task, model.predict(task))
+            row["gp_crps"] = reference[(dataset, kind, frame)]["crps"]
+            row["crps_ratio"] = round(row["crps"] / row["gp_crps"], 3)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    lines = [
+        "| dataset | task | frame | crps | gp_crps | crps_ratio | coverage_90 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['dataset']} | {row['task']} | {row['frame']} | {row['crps']} | {row['gp_crps']} | "
+            f"{row['crps_ratio']} | {row['coverage_90']} |"
+        )
+    result = {
+        "benchmark": __doc__.strip().splitlines()[0],
+        "machine": machine(),
+        "checkpoint": str(arguments.checkpoint.name),
+        "rows": rows,
+    }
+    path = write_result("convnp_prior_check.json", result)
+    computer = result["machine"]
+    header = f"{computer['date']}, {computer['cpu_count']} cores, checkpoint {result['checkpoint']}"
+    path.with_suffix(".md").write_text(f"{result['benchmark']}\n\n{header}\n\n" + "\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
