@@ -88,9 +88,7 @@ def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank) -> ConvNP:
         target[name][overlap] = tensor[overlap]
     model.load_state_dict(target)
     if model.config.prior_channels:
-        with torch.no_grad():
-            model.decoder[-1].weight[:2].zero_()
-            model.decoder[-1].bias[:2].zero_()
+        model.start_at_prior()
     return model
 
 

@@ -170,9 +170,13 @@ class ConvNP(nn.Module):
             nn.Linear(config.decoder_hidden, 2 + config.bins),
         )
         if config.prior_channels:
-            with torch.no_grad():
-                self.decoder[-1].weight[:2].zero_()
-                self.decoder[-1].bias[:2].zero_()
+            self.start_at_prior()
+
+    def start_at_prior(self) -> None:
+        """Zero the decoder's two correction outputs, so that a prior model predicts its prior."""
+        with torch.no_grad():
+            self.decoder[-1].weight[:2].zero_()
+            self.decoder[-1].bias[:2].zero_()
 
     @property
     def multiple(self) -> int:
