@@ -5,6 +5,7 @@ MRMS sample (no shared data needed)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ import torch
 from tests.test_convnp_training import CONFIG, _synthetic_bank
 from weatherunc import conventions
 from weatherunc.checkpoints import CheckpointError, save_checkpoint
+from weatherunc.metrics.kernels import crps_gaussian
 from weatherunc.models.convnp.config import PRIOR_LEVELS, ConvNPConfig
 from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator, load_convnp
-from weatherunc.models.convnp.model import ConvNP, read_at
+from weatherunc.models.convnp.model import ConvNP, ConvNPOutput, rate_crps_loss, read_at
 from weatherunc.models.convnp.prior import coarse_cells, prior_moments, prior_quantiles, upsample_prior
 from weatherunc.models.gp import GaussianProcessInterpolator
 from weatherunc.tasks import Task
@@ -24,6 +26,7 @@ from weatherunc.training.convnp_config import ConvNPTrainingConfig, GridSampling
 from weatherunc.training.convnp_loop import initial_convnp, train_convnp
 from weatherunc.training.grid_sampling import draw_task
 from weatherunc.training.prior_bank import CHUNK_TASKS, PriorBank, build_prior_bank
+from weatherunc.transforms import PrecipitationTransform
 
 TINY = {"channels": (8, 8, 8), "decoder_hidden": 8, "set_conv_lengthscales_km": (1.0, 2.0)}
 CHEAP_GP = {"kernel": "matern32", "censored_contexts": False, "fit_iterations": 5}
@@ -79,6 +82,52 @@ def test_an_untrained_prior_model_predicts_the_prior_gp() -> None:
     with pytest.raises(ValueError, match="needs the prior at the targets"):
         ConvNP(config)(*(torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 2, 2), torch.zeros(1, 3, 8, 8))
     assert ConvNP(without)(*(torch.zeros(1, 1, 8, 8),) * 2, torch.zeros(1, 2, 2)).mean.shape == (1, 2)
+
+
+def test_bounded_corrections_stay_within_their_bound_and_start_at_the_prior() -> None:
+    config = ConvNPConfig(**TINY, prior="gp", prior_stride=4, prior_gp=CHEAP_GP, correction_bound=0.5)
+    model = ConvNP(config)
+    target_prior = torch.tensor([[[-0.5, 0.2, 0.9], [1.0, 1.5, 2.0]]])
+    prior_mean, prior_std = prior_moments(target_prior, config.minimum_std)
+    features = torch.zeros(1, config.channels[0], 8, 8)
+    positions = torch.tensor([[[2.0, 3.0], [5.0, 1.0]]])
+    start = model.decode(features, positions, target_prior)
+    torch.testing.assert_close(start.mean, prior_mean)
+    torch.testing.assert_close(start.std, config.minimum_std + prior_std)
+    with torch.no_grad():
+        model.decoder[-1].bias[:2] = torch.tensor([1e3, -1e3])
+    extreme = model.decode(features, positions, target_prior)
+    assert torch.all(extreme.mean <= prior_mean + 0.5 * prior_std + 1e-6)
+    assert torch.all(extreme.mean >= prior_mean + 0.49 * prior_std)
+    torch.testing.assert_close(extreme.std, config.minimum_std + prior_std * math.exp(-0.5))
+    with pytest.raises(ValueError, match="correction_bound"):
+        ConvNPConfig(**TINY, correction_bound=0.5)
+    with pytest.raises(ValueError, match="correction_bound"):
+        ConvNPConfig(**TINY, prior="gp", prior_gp=CHEAP_GP, correction_bound=-1.0)
+
+
+def test_rate_crps_loss_is_the_gaussian_crps_in_rate_units_over_the_task_mean() -> None:
+    """Far from zero and with the identity transform, the predictive is a Gaussian in mm/h: the
+    loss is its closed-form CRPS (Gneiting & Raftery 2007) over the task's mean rate + 0.1."""
+    config = ConvNPConfig(**TINY, transform=PrecipitationTransform("identity", censor_at_zero=False))
+    mean, std = torch.tensor([[40.0, 50.0], [60.0, 30.0]]), torch.tensor([[2.0, 1.0], [3.0, 0.5]])
+    truth = torch.tensor([[41.0, 47.0], [60.0, 31.0]])
+    weights = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    output = ConvNPOutput(mean=mean, std=std, logits=torch.zeros(2, 2, config.bins))
+    closed = crps_gaussian(mean.numpy(), std.numpy(), truth.numpy())
+    expected = np.mean(
+        [closed[0].mean() / (truth[0].mean().item() + 0.1), closed[1, 0] / (truth[1, 0].item() + 0.1)]
+    )
+    got = rate_crps_loss(output, truth, weights, config).item()
+    assert got == pytest.approx(expected, rel=0.03)
+    # a sharper forecast at the truth scores better, and the loss has a gradient
+    mean.requires_grad_(True)
+    better = rate_crps_loss(
+        ConvNPOutput(mean=mean, std=std / 4, logits=output.logits), mean.detach(), weights, config
+    )
+    assert better.item() < got
+    better.backward()
+    assert mean.grad is not None
 
 
 def test_prior_quantiles_refuse_an_empty_context_grid() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from weatherunc.transforms import (
     PrecipitationTransform,
@@ -24,6 +25,15 @@ TRANSFORMS = [
 def test_inverse_is_exact(transform: PrecipitationTransform) -> None:
     rate = np.array([0.0, 0.05, 1.0, 12.5, 150.0])
     np.testing.assert_allclose(transform.inverse(transform.forward(rate)), rate, atol=1e-12)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda t: t.kind)
+def test_inverse_tensor_is_the_inverse_and_differentiable(transform: PrecipitationTransform) -> None:
+    value = torch.tensor(transform.forward(np.array([0.0, 0.05, 1.0, 12.5, 150.0])), requires_grad=True)
+    rate = transform.inverse_tensor(value)
+    np.testing.assert_allclose(rate.detach().numpy(), transform.inverse(value.detach().numpy()), rtol=1e-12)
+    rate.sum().backward()
+    assert torch.all(value.grad > 0)
 
 
 def test_log_is_log1p() -> None:

@@ -15,12 +15,15 @@ References: Box & Cox (1964), JRSS B 26, 211; Tobin (1958), Econometrica 26, 24 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from scipy import special, stats
 
 from weatherunc import conventions
+
+if TYPE_CHECKING:
+    import torch
 
 GAUSS_HERMITE_NODES = 48
 #: Attributes in which :meth:`PrecipitationTransform.to_attrs` records a transform.
@@ -61,6 +64,15 @@ class PrecipitationTransform:
         if self.kind == "log":
             return np.exp(value) - self.offset
         base = np.maximum(self.lam * value + 1.0, 0.0)
+        return base ** (1.0 / self.lam) - self.offset
+
+    def inverse_tensor(self, value: torch.Tensor) -> torch.Tensor:
+        """:meth:`inverse` on a torch tensor, differentiable (for losses in mm/h), any shape."""
+        if self.kind == "identity":
+            return value
+        if self.kind == "log":
+            return value.exp() - self.offset
+        base = (self.lam * value + 1.0).clamp_min(0.0)
         return base ** (1.0 / self.lam) - self.offset
 
     def to_attrs(self) -> dict[str, str | float]:

@@ -104,6 +104,9 @@ class ConvNPModelOptions(BaseModel):
         default_factory=lambda: dict(DEFAULT_PRIOR_GP),
         description="options of the prior's GaussianProcessConfig (a cheaper GP than the default one)",
     )
+    correction_bound: float | None = Field(
+        None, gt=0, le=10, description="with a GP prior: bound of the corrections, in prior stds"
+    )
 
     def to_config(self, value_centre: float, value_scale: float) -> ConvNPConfig:
         """The architecture config with the data normalisation filled in."""
@@ -130,6 +133,9 @@ class ConvNPTrainingConfig(BaseModel):
     weight_decay: float = Field(1e-5, ge=0)
     gradient_clip: float = Field(1.0, gt=0)
     bin_weight: float = Field(0.5, ge=0)
+    crps_weight: float = Field(
+        0.0, ge=0, description="weight of the CRPS in mm/h (rate_crps_loss) added to the likelihood"
+    )
     seed: int = 0
     validate_every: int = Field(250, ge=1)
     validation_tasks: int = Field(16, ge=1)
@@ -174,6 +180,11 @@ class ConvNPTrainingConfig(BaseModel):
             for name in ("prior", "prior_stride", "prior_gp"):
                 values["model"].pop(name)
             values.pop("prior_tasks")
+        # options added later count only when used, so that earlier runs keep their fingerprint
+        if self.model.correction_bound is None:
+            values["model"].pop("correction_bound")
+        if self.crps_weight == 0:
+            values.pop("crps_weight")
         if self.initialise_from is not None:
             values["initialise_from_sha256"] = sha256_of(self.initialise_from)
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()

@@ -6,7 +6,8 @@ step-stamped, sidecars written last; a killed run resumes from its newest comple
 continues as if it had never stopped (each step's batch is drawn from ``default_rng([seed, step])``).
 AdamW, warm-up and cosine decay (:func:`~weatherunc.training.loop.learning_rate`), gradient
 clipping, a progress bar. The loss is the censored Gaussian likelihood plus the bins'
-cross-entropy (:func:`~weatherunc.models.convnp.model.censored_loss`). Every ``snapshot_every``
+cross-entropy (:func:`~weatherunc.models.convnp.model.censored_loss`), plus ``crps_weight`` times
+the CRPS in mm/h (:func:`~weatherunc.models.convnp.model.rate_crps_loss`). Every ``snapshot_every``
 steps the weights are also kept as ``snapshot-STEP`` (for learning curves), and ``history.json``
 records each validation with the step and the wall time spent training.
 """
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from weatherunc.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from weatherunc.devices import choose_device
 from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator, load_convnp
-from weatherunc.models.convnp.model import ConvNP, censored_loss
+from weatherunc.models.convnp.model import ConvNP, censored_loss, rate_crps_loss
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
 from weatherunc.training.grid_sampling import sample_grid_batch
 from weatherunc.training.loop import (
@@ -184,6 +185,9 @@ def train_convnp(
             dry_bound=dry_bound,
             bin_weight=config.bin_weight,
         )
+        if config.crps_weight:
+            losses["crps"] = rate_crps_loss(output, batch.target_values, batch.weights, model.config)
+            losses["loss"] = losses["loss"] + config.crps_weight * losses["crps"]
         loss_value = losses["loss"].item()
         if not math.isfinite(loss_value):
             raise _diverged(config, step + 1, f"the loss is {loss_value}")

@@ -34,13 +34,16 @@ from weatherunc.training.sampling import FrameBank
 #: Tasks per chunk file.
 CHUNK_TASKS = 25
 BANK_FILE = "bank.json"
+#: Options of the network that do not change the bank's tasks: banks are shared across them.
+ARCHITECTURE_ONLY = ("channels", "decoder_hidden", "correction_bound")
 
 
 def bank_fingerprint(config: ConvNPConfig, options: GridSamplingOptions, frames_key: str, seed: int) -> str:
     """sha256 of what the bank's tasks depend on: the architecture config (normalisation and
-    prior options), the sampling options, the training frames and the seed."""
+    prior options; not :data:`ARCHITECTURE_ONLY`), the sampling options, the training frames and
+    the seed."""
     values = {
-        "config": config.to_dict(),
+        "config": {name: value for name, value in config.to_dict().items() if name not in ARCHITECTURE_ONLY},
         "sampling": options.model_dump(mode="json"),
         "frames": frames_key,
         "seed": seed,

@@ -37,7 +37,9 @@ class ConvNPConfig:
     ``bin_edges`` are the lower edges [mm/h] of the categorical head's bins. ``prior`` is
     ``"none"`` or ``"gp"``: with ``"gp"`` the network also sees the GP's predictive quantiles,
     computed every ``prior_stride`` cells, and corrects that prior
-    (:mod:`weatherunc.models.convnp.prior`).
+    (:mod:`weatherunc.models.convnp.prior`). ``correction_bound`` (a prior model only) limits the
+    corrections: the mean moves at most that many prior stds and the std changes by at most a
+    factor ``exp(correction_bound)``; ``None`` leaves them unbounded.
     """
 
     grid_km: float = 1.0
@@ -52,6 +54,7 @@ class ConvNPConfig:
     prior: str = "none"
     prior_stride: int = 4
     prior_gp: dict[str, object] = field(default_factory=lambda: dict(DEFAULT_PRIOR_GP))
+    correction_bound: float | None = None
 
     def __post_init__(self) -> None:
         if self.grid_km <= 0 or self.minimum_std <= 0 or self.value_scale <= 0:
@@ -74,6 +77,11 @@ class ConvNPConfig:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if not 1 <= self.prior_stride <= 64:
             raise ValueError(f"prior_stride must be a whole number from 1 to 64, got {self.prior_stride}")
+        if self.correction_bound is not None and not (self.prior == "gp" and 0 < self.correction_bound <= 10):
+            raise ValueError(
+                f"correction_bound must be None or from 0 to 10 with prior 'gp', got {self.correction_bound} "
+                f"with prior {self.prior!r}"
+            )
         unknown = set(self.prior_gp) - PRIOR_GP_OPTIONS
         if unknown:
             raise ValueError(

@@ -153,8 +153,9 @@ class ConvNP(nn.Module):
     join the encoder's channels, and the decoder's first two outputs correct the prior's moments
     at each target (:func:`~weatherunc.models.convnp.prior.prior_moments` of the prior's quantiles
     at the targets ``[batch, n, 3]``): mean = prior mean + output 0, std = minimum_std + prior std
-    x softplus(output 1 + log(e - 1)). Those two outputs start at zero, so that an untrained prior
-    model predicts the prior.
+    x softplus(output 1 + log(e - 1)); with ``config.correction_bound`` b, mean = prior mean +
+    prior std x b tanh(output 0 / b) and std = minimum_std + prior std x exp(b tanh(output 1 / b)).
+    Those two outputs start at zero, so that an untrained prior model predicts the prior.
     """
 
     def __init__(self, config: ConvNPConfig) -> None:
@@ -221,8 +222,13 @@ class ConvNP(nn.Module):
                 f"{None if target_prior is None else list(target_prior.shape)}"
             )
         prior_mean, prior_std = prior_moments(target_prior.to(output.dtype), self.config.minimum_std)
-        std = self.config.minimum_std + prior_std * functional.softplus(output[..., 1] + _UNIT_SOFTPLUS)
-        return ConvNPOutput(mean=prior_mean + output[..., 0], std=std, logits=output[..., 2:])
+        bound = self.config.correction_bound
+        if bound is None:
+            std = self.config.minimum_std + prior_std * functional.softplus(output[..., 1] + _UNIT_SOFTPLUS)
+            return ConvNPOutput(mean=prior_mean + output[..., 0], std=std, logits=output[..., 2:])
+        mean = prior_mean + prior_std * bound * torch.tanh(output[..., 0] / bound)
+        std = self.config.minimum_std + prior_std * torch.exp(bound * torch.tanh(output[..., 1] / bound))
+        return ConvNPOutput(mean=mean, std=std, logits=output[..., 2:])
 
     def forward(
         self,
@@ -271,3 +277,42 @@ def censored_loss(
         * weights.reshape(-1)
     ).sum() / total
     return {"loss": nll + bin_weight * cross_entropy, "nll": nll, "cross_entropy": cross_entropy}
+
+
+#: Quantile levels (k - 1/2) / K of the quantile decomposition of the CRPS in :func:`rate_crps_loss`.
+CRPS_LEVELS = 16
+#: Rate [mm/h] added to a task's mean rate before :func:`rate_crps_loss` divides by it.
+CRPS_SCALE_FLOOR = 0.1
+#: Rates above this [mm/h] are clipped in :func:`rate_crps_loss` (keeps exp() finite).
+CRPS_RATE_CEILING = 500.0
+
+
+def rate_crps_loss(
+    output: ConvNPOutput, target_values: torch.Tensor, weights: torch.Tensor, config: ConvNPConfig
+) -> torch.Tensor:
+    """CRPS in mm/h of the predictive ``max(g^-1(Z), 0)``, divided by each task's mean rate
+    (+ :data:`CRPS_SCALE_FLOOR`), so that dry and heavy-rain tasks count alike; a weighted mean.
+
+    ``target_values`` ``[batch, n]`` standardised transformed rates, ``weights`` ``[batch, n]``
+    (0 for padding). The CRPS is the integral of twice the quantile (pinball) loss over the
+    levels (Gneiting & Raftery 2007, JASA 102, eq. 20 onwards; Laio & Tamea 2007, HESS 11), here
+    at :data:`CRPS_LEVELS` midpoint levels. It aims training at the score the benchmarks report,
+    in the units they report it in, where the censored likelihood weighs errors in the
+    transformed space."""
+    levels = (
+        torch.arange(CRPS_LEVELS, dtype=output.mean.dtype, device=output.mean.device) + 0.5
+    ) / CRPS_LEVELS
+    normal = torch.special.ndtri(levels)
+    ceiling = float((config.transform.forward(CRPS_RATE_CEILING) - config.value_centre) / config.value_scale)
+    standardised = (output.mean[..., None] + output.std[..., None] * normal).clamp_max(ceiling)
+    scale, centre = config.value_scale, config.value_centre
+    quantiles = config.transform.inverse_tensor(standardised * scale + centre).clamp_min(0.0)
+    truth = config.transform.inverse_tensor(target_values.clamp_max(ceiling) * scale + centre).clamp_min(0.0)
+    difference = truth[..., None] - quantiles
+    pinball = torch.maximum(levels * difference, (levels - 1.0) * difference)
+    crps = 2.0 * pinball.mean(-1)
+    counts = weights.sum(-1).clamp_min(1.0)
+    task_scale = (truth * weights).sum(-1) / counts + CRPS_SCALE_FLOOR
+    per_task = (crps * weights).sum(-1) / counts / task_scale
+    present = (weights.sum(-1) > 0).to(per_task.dtype)
+    return (per_task * present).sum() / present.sum().clamp_min(1.0)
