@@ -11,7 +11,7 @@ tasks (``validation_reference``). Writes ``benchmarks/results/convnp_learning_cu
 ``--name``, ``convnp_learning_curve_NAME.*`` (for variants).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/convnp_learning_curve.py [--run
-    runs/convnp] [--every 1000]
+    runs/convnp] [--every 1000] [--initial] [--name VARIANT]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from weatherunc.evaluation import score_prediction
 from weatherunc.models.convnp.interpolator import ConvNPInterpolator
 from weatherunc.models.registry import get_model
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
+from weatherunc.training.convnp_loop import initial_convnp
 from weatherunc.training.validation import mean_scores, validation_tasks
 
 
@@ -49,7 +50,39 @@ def curve_row(
     """Scores of one snapshot: validation (from the run's history) and test tasks (relative to the GP)."""
     sidecar = read_sidecar(path)
     step = int(sidecar["metadata"]["step"])
-    model = ConvNPInterpolator.from_checkpoint(path)
+    return model_row(
+        ConvNPInterpolator.from_checkpoint(path),
+        step,
+        sidecar["metadata"].get("seconds"),
+        history,
+        tasks,
+        reference,
+    )
+
+
+def initial_row(
+    training_config: ConvNPTrainingConfig, tasks: list[tuple[str, str, str, object]], reference: dict
+) -> dict[str, object]:
+    """Scores of the model a run starts from (step 0): for a fine-tuning run, its
+    ``initialise_from`` weights as the run sets them up (a prior model predicts its prior); the
+    validation CRPS on the run's own validation tasks."""
+    model = ConvNPInterpolator(model=initial_convnp(training_config, None).eval())
+    validation = validation_tasks(
+        training_config.validation, training_config.validation_tasks, seed=training_config.seed + 1
+    )
+    scores = mean_scores([model.predict(task) for task in validation], validation)
+    return model_row(model, 0, 0.0, {0: scores}, tasks, reference)
+
+
+def model_row(
+    model: ConvNPInterpolator,
+    step: int,
+    seconds: float | None,
+    history: dict[int, dict],
+    tasks: list[tuple[str, str, str, object]],
+    reference: dict,
+) -> dict[str, object]:
+    """Scores of ``model`` at ``step``: validation (``history[step]``) and test tasks (over the GP)."""
     ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
     coverage: dict[tuple[str, str], list[float]] = defaultdict(list)
     for dataset, kind, frame, task in tasks:
@@ -59,7 +92,7 @@ def curve_row(
     validation = history.get(step, {})
     return {
         "step": step,
-        "seconds": sidecar["metadata"].get("seconds"),
+        "seconds": seconds,
         "validation_crps": validation.get("crps"),
         "validation_coverage_90": validation.get("coverage_90"),
         "test_crps_over_gp": {
@@ -95,6 +128,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/convnp"))
     parser.add_argument("--every", type=int, default=1, help="score every n-th snapshot")
     parser.add_argument("--name", default="", help="suffix of the result files (a variant's name)")
+    parser.add_argument(
+        "--initial", action="store_true", help="also score the model the run starts from, as step 0"
+    )
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
@@ -115,6 +151,8 @@ def main() -> None:
     reference = gp_crps()
     rows = [curve_row(path, history, tasks, reference) for path in snapshots]
     training_config = read_sidecar(snapshots[-1])["metadata"]["training_config"] if snapshots else {}
+    if arguments.initial and training_config:
+        rows.insert(0, initial_row(ConvNPTrainingConfig(**training_config), tasks, reference))
     validation_reference = {}
     if training_config:
         config = ConvNPTrainingConfig(**training_config)

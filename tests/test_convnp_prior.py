@@ -231,6 +231,10 @@ def test_fine_tuning_a_prior_model_from_a_model_without_one(tmp_path: Path) -> N
     )
     model = initial_convnp(config, _synthetic_bank())
     assert (model.config.value_centre, model.config.value_scale) == (0.4, 0.8)
+    # the normalisation comes from the checkpoint: the frames' bank is not needed
+    torch.testing.assert_close(initial_convnp(config, None).state_dict(), model.state_dict())
+    with pytest.raises(ValueError, match="needs the training frames' bank"):
+        initial_convnp(ConvNPTrainingConfig(**{**config.model_dump(), "initialise_from": None}), None)
     stem = model.unet.stem.weight
     torch.testing.assert_close(stem[:, : plain.unet.stem.weight.shape[1]], plain.unet.stem.weight)
     assert torch.all(stem[:, plain.unet.stem.weight.shape[1] :] == 0)

@@ -60,15 +60,18 @@ def training_frames(
     return bank
 
 
-def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank) -> ConvNP:
+def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank | None) -> ConvNP:
     """The model a fresh run starts from: new weights with the data normalisation of ``bank``, or,
     with ``config.initialise_from``, that checkpoint's weights and normalisation copied into the
     configured architecture where they overlap (a prior model's wider input layer keeps the
     checkpoint's weights for the context channels and starts at zero for the prior's), the prior
     model's correction outputs starting at zero. Raises
     :class:`~weatherunc.checkpoints.CheckpointError` naming ``initialise_from`` when the file is
-    missing or broken, or when a tensor differs in more than its size."""
+    missing or broken, or when a tensor differs in more than its size. ``bank`` (for the
+    normalisation) may be ``None`` with ``initialise_from``."""
     if config.initialise_from is None:
+        if bank is None:
+            raise ValueError("initial_convnp: a run without initialise_from needs the training frames' bank")
         centre, scale = bank.transformed_statistics(config.model.to_config(0.0, 1.0))
         return ConvNP(config.model.to_config(centre, scale))
     path = Path(config.initialise_from)
