@@ -11,7 +11,7 @@ tasks (``validation_reference``). Writes ``benchmarks/results/convnp_learning_cu
 ``--name``, ``convnp_learning_curve_NAME.*`` (for variants).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/convnp_learning_curve.py [--run
-    runs/convnp] [--every 1000] [--initial] [--name VARIANT]
+    runs/convnp] [--every 1000] [--initial] [--name VARIANT] [--merge]
 """
 
 from __future__ import annotations
@@ -131,6 +131,11 @@ def main() -> None:
     parser.add_argument(
         "--initial", action="store_true", help="also score the model the run starts from, as step 0"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the result file's rows of steps whose snapshots the run folder no longer holds",
+    )
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
@@ -161,8 +166,6 @@ def main() -> None:
             method: mean_scores([get_model(method).predict(task) for task in validation], validation)
             for method in ("gp", "anp")
         }
-    for row in rows:
-        print(row["step"], row["seconds"], row["validation_crps"], row["worst_masked_blocks_crps_over_gp"])
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
@@ -174,6 +177,14 @@ def main() -> None:
         "curve": rows,
     }
     suffix = f"_{arguments.name}" if arguments.name else ""
+    earlier = RESULTS / f"convnp_learning_curve{suffix}.json"
+    if arguments.merge and earlier.exists():
+        scored = {row["step"] for row in rows}
+        kept = [row for row in json.loads(earlier.read_text())["curve"] if row["step"] not in scored]
+        rows = sorted(kept + rows, key=lambda row: row["step"])
+    result["curve"] = rows
+    for row in rows:
+        print(row["step"], row["seconds"], row["validation_crps"], row["worst_masked_blocks_crps_over_gp"])
     path = write_result(f"convnp_learning_curve{suffix}.json", result)
     (RESULTS / f"convnp_learning_curve{suffix}.md").write_text(markdown(rows))
     print(f"wrote {path} in {result['wall_s']} s")
