@@ -7,6 +7,8 @@ can be scored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyproj
 import xarray as xr
@@ -19,42 +21,45 @@ from weatherunc.tasks.task import Task
 WET_THRESHOLD = 0.1
 
 
-def _grid_points(
-    frame: xr.DataArray, crs: pyproj.CRS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flattened values ``[ny*nx]``, km coordinates ``[ny*nx, 2]``, and row/column indices."""
-    if frame.dims != (conventions.Y, conventions.X):
-        raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
-    ny, nx = frame.shape
-    rows, columns = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-    x_km, y_km = planar_kilometres(frame[conventions.X].values, frame[conventions.Y].values, crs)
-    coordinates = np.stack([x_km[columns.ravel()], y_km[rows.ravel()]], axis=1)
-    return np.asarray(frame.values, dtype=np.float64).ravel(), coordinates, rows.ravel(), columns.ravel()
+@dataclass(frozen=True)
+class _GridPoints:
+    """The pixels of a frame ``(y, x)`` flattened: values ``[ny*nx]`` (mm/h), km coordinates
+    ``[ny*nx, 2]`` and row and column indices ``[ny*nx]``."""
 
+    frame: xr.DataArray
+    values: np.ndarray
+    coordinates: np.ndarray
+    rows: np.ndarray
+    columns: np.ndarray
 
-def _grid_task(
-    frame: xr.DataArray,
-    values: np.ndarray,
-    coordinates: np.ndarray,
-    rows: np.ndarray,
-    columns: np.ndarray,
-    context: np.ndarray,
-    target: np.ndarray,
-    description: str,
-) -> Task:
-    return Task(
-        context_coordinates=coordinates[context],
-        context_values=values[context],
-        target_coordinates=coordinates[target],
-        target_values=values[target],
-        target_coords={
-            conventions.Y: frame[conventions.Y].values[rows[target]],
-            conventions.X: frame[conventions.X].values[columns[target]],
-            "row": rows[target],
-            "column": columns[target],
-        },
-        description=description,
-    )
+    @classmethod
+    def of(cls, frame: xr.DataArray, crs: pyproj.CRS) -> _GridPoints:
+        """The pixels of ``frame`` with planar km coordinates in ``crs``."""
+        if frame.dims != (conventions.Y, conventions.X):
+            raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
+        ny, nx = frame.shape
+        rows, columns = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        x_km, y_km = planar_kilometres(frame[conventions.X].values, frame[conventions.Y].values, crs)
+        coordinates = np.stack([x_km[columns.ravel()], y_km[rows.ravel()]], axis=1)
+        values = np.asarray(frame.values, dtype=np.float64).ravel()
+        return cls(frame, values, coordinates, rows.ravel(), columns.ravel())
+
+    def task(self, context: np.ndarray, target: np.ndarray, description: str) -> Task:
+        """The task with the pixels ``context`` and ``target`` (flat indices) as its points."""
+        frame = self.frame
+        return Task(
+            context_coordinates=self.coordinates[context],
+            context_values=self.values[context],
+            target_coordinates=self.coordinates[target],
+            target_values=self.values[target],
+            target_coords={
+                conventions.Y: frame[conventions.Y].values[self.rows[target]],
+                conventions.X: frame[conventions.X].values[self.columns[target]],
+                "row": self.rows[target],
+                "column": self.columns[target],
+            },
+            description=description,
+        )
 
 
 def wettest_window(frame: xr.DataArray, size: int) -> xr.DataArray:
@@ -85,17 +90,13 @@ def random_pixels(
 ) -> Task:
     """Context: a random ``context_fraction`` of observed pixels; targets: other observed pixels."""
     rng = np.random.default_rng(seed)
-    values, coordinates, rows, columns = _grid_points(frame, crs)
+    points = _GridPoints.of(frame, crs)
+    values = points.values
     observed = np.flatnonzero(np.isfinite(values))
     shuffled = rng.permutation(observed)
     n_context = max(1, int(round(context_fraction * observed.size)))
     context, rest = np.sort(shuffled[:n_context]), shuffled[n_context:]
-    return _grid_task(
-        frame,
-        values,
-        coordinates,
-        rows,
-        columns,
+    return points.task(
         context,
         _limit(rest, max_target, rng),
         f"random pixels {context_fraction:.1%}, seed {seed}",
@@ -121,7 +122,8 @@ def masked_blocks(
     within the halo of a block but outside every block, subsampled to ``max_context``.
     """
     rng = np.random.default_rng(seed)
-    values, coordinates, rows, columns = _grid_points(frame, crs)
+    points = _GridPoints.of(frame, crs)
+    values = points.values
     ny, nx = frame.shape
     if block_pixels >= min(ny, nx):
         raise ValueError(f"block_pixels={block_pixels} does not fit a {ny}x{nx} frame")
@@ -149,12 +151,7 @@ def masked_blocks(
         raise ValueError("no block with at least half of its pixels observed fits the frame")
     context = np.flatnonzero((near & ~inside & observed_grid).ravel())
     target = np.flatnonzero((inside & observed_grid).ravel())
-    return _grid_task(
-        frame,
-        values,
-        coordinates,
-        rows,
-        columns,
+    return points.task(
         _limit(context, max_context, rng),
         _limit(target, max_target, rng),
         f"{placed} masked blocks of {block_pixels} px, halo {halo} px, seed {seed}",
@@ -177,7 +174,8 @@ def gauge_network(
     and towns), with a spread of a tenth of the frame's size.
     """
     rng = np.random.default_rng(seed)
-    values, coordinates, rows, columns = _grid_points(frame, crs)
+    points = _GridPoints.of(frame, crs)
+    values, rows, columns = points.values, points.rows, points.columns
     observed = np.flatnonzero(np.isfinite(values))
     n_sites = max(3, int(round(fraction * observed.size)))
     if not clustered:
@@ -199,12 +197,7 @@ def gauge_network(
         context = np.array(sorted(chosen))
     rest = np.setdiff1d(observed, context)
     kind = "clustered" if clustered else "uniform"
-    return _grid_task(
-        frame,
-        values,
-        coordinates,
-        rows,
-        columns,
+    return points.task(
         np.sort(context),
         _limit(rest, max_target, rng),
         f"{kind} gauge network {fraction:.2%}, seed {seed}",
