@@ -31,17 +31,7 @@ from weatherunc.training.divergence import diverged, require_finite_weights
 from weatherunc.training.grid_sampling import sample_grid_batch
 from weatherunc.training.patches import load_bank, load_frames, save_bank
 from weatherunc.training.prior_bank import PriorBank, build_prior_bank
-from weatherunc.training.run_folder import (
-    TrainingResult,
-    export_best,
-    latest_checkpoint,
-    restore_optimiser,
-    resumed_state,
-    save_best,
-    save_last,
-    save_model,
-    stamped_path,
-)
+from weatherunc.training.run_folder import RunFolder, TrainingResult, latest_checkpoint
 from weatherunc.training.sampling import FrameBank, step_generator
 from weatherunc.training.schedule import learning_rate
 from weatherunc.training.validation import validation_scores, validation_tasks
@@ -113,7 +103,7 @@ def train_convnp(
     directory = Path(config.output_dir)
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
-    fingerprint = config.fingerprint()
+    folder = RunFolder(directory, ARCHITECTURE, config, config.fingerprint())
     bank = training_frames(config, progress=progress, open_options=open_options)
     tasks = validation_tasks(
         config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options
@@ -122,7 +112,7 @@ def train_convnp(
     resumable = latest_checkpoint(directory, "last")
     if resumable is not None and not restart:
         model, sidecar = load_convnp(resumable)
-        state = resumed_state(sidecar, fingerprint, directory)
+        state = folder.resumed_state(sidecar)
         step, history, best, stale, best_scores, trained_seconds = (
             state[name] for name in ("step", "history", "best", "stale", "best_scores", "trained_seconds")
         )
@@ -148,7 +138,7 @@ def train_convnp(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     if step:
-        restore_optimiser(directory, step, optimiser, model)
+        folder.restore_optimiser(step, optimiser, model)
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
     stopped_early = False
@@ -198,15 +188,7 @@ def train_convnp(
             )
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
-                save_best(
-                    directory,
-                    step,
-                    model,
-                    architecture=ARCHITECTURE,
-                    training_config=config,
-                    fingerprint=fingerprint,
-                    scores=best_scores,
-                )
+                folder.save_best(step, model, best_scores)
             else:
                 stale += 1
             bar.write(
@@ -217,13 +199,8 @@ def train_convnp(
             stopped_early = stale >= config.patience
             (directory / "history.json").write_text(json.dumps(history, indent=2))
         if step % config.snapshot_every == 0:
-            save_model(
-                stamped_path(directory, "snapshot", step),
-                model,
-                architecture=ARCHITECTURE,
-                training_config=config,
-                fingerprint=fingerprint,
-                extra={"step": step, "seconds": round(trained_seconds, 1)},
+            folder.save_snapshot(
+                "snapshot", step, model, {"step": step, "seconds": round(trained_seconds, 1)}
             )
         if saving or stopped_early:
             state = {
@@ -234,23 +211,14 @@ def train_convnp(
                 "best_scores": best_scores,
                 "trained_seconds": trained_seconds,
             }
-            save_last(
-                directory,
-                step,
-                model,
-                optimiser,
-                architecture=ARCHITECTURE,
-                training_config=config,
-                fingerprint=fingerprint,
-                state=state,
-            )
+            folder.save_last(step, model, optimiser, state)
         if validating or saving:
             segment_start = time.perf_counter()
         if stopped_early:
             break
     bar.close()
     return TrainingResult(
-        export_best(directory, load_convnp, ARCHITECTURE),
+        folder.export_best(load_convnp),
         step,
         best_scores,
         history,

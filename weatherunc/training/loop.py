@@ -40,17 +40,7 @@ from weatherunc.tasks import Task
 from weatherunc.training.config import TrainingConfig
 from weatherunc.training.divergence import diverged, require_finite_weights
 from weatherunc.training.packing import catalog_training_data, load_training_data
-from weatherunc.training.run_folder import (
-    TrainingResult,
-    export_best,
-    latest_checkpoint,
-    restore_optimiser,
-    resumed_state,
-    save_best,
-    save_last,
-    save_model,
-    stamped_path,
-)
+from weatherunc.training.run_folder import RunFolder, TrainingResult, latest_checkpoint
 from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream
 from weatherunc.training.schedule import learning_rate
 from weatherunc.training.validation import validation_scores
@@ -148,7 +138,7 @@ def train(
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
     _initialise_from(config)  # before the fingerprint reads it
-    fingerprint = config.fingerprint()
+    folder = RunFolder(directory, ARCHITECTURE, config, config.fingerprint())
     bank, tasks = (
         load_training_data(packed, config)
         if packed is not None
@@ -159,7 +149,7 @@ def train(
     resumable = latest_checkpoint(directory, "last")
     if resumable is not None and not restart:
         model, sidecar = load_neural_process(resumable)
-        state = resumed_state(sidecar, fingerprint, directory)
+        state = folder.resumed_state(sidecar)
         step, history, best, stale, best_scores = (
             state["step"],
             state["history"],
@@ -178,14 +168,7 @@ def train(
         best_scores = {"step": 0, **_validate(model, config, device, tasks)}
         best = best_scores["crps"]
         history.append(dict(best_scores))
-        save_model(
-            stamped_path(directory, "best", 0),
-            model,
-            architecture=ARCHITECTURE,
-            training_config=config,
-            fingerprint=fingerprint,
-            extra={"validation": best_scores},
-        )
+        folder.save_snapshot("best", 0, model, {"validation": best_scores})
         tqdm.write(
             f"step 0 (initialise_from {config.initialise_from}): validation crps {best:.4f} nlpd "
             f"{best_scores['nlpd']:.3f} coverage_90 {best_scores['coverage_90']:.3f}"
@@ -194,7 +177,7 @@ def train(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     if step:
-        restore_optimiser(directory, step, optimiser, model)
+        folder.restore_optimiser(step, optimiser, model)
     scaler = torch.amp.GradScaler("cuda") if needs_gradient_scaler(device, config.precision) else None
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
@@ -255,15 +238,7 @@ def train(
             history.append({"step": step, "train_loss": loss_value, **scores})
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
-                save_best(
-                    directory,
-                    step,
-                    model,
-                    architecture=ARCHITECTURE,
-                    training_config=config,
-                    fingerprint=fingerprint,
-                    scores=best_scores,
-                )
+                folder.save_best(step, model, best_scores)
             else:
                 stale += 1
             bar.write(
@@ -280,22 +255,13 @@ def train(
                 "stale": stale,
                 "best_scores": best_scores,
             }
-            save_last(
-                directory,
-                step,
-                model,
-                optimiser,
-                architecture=ARCHITECTURE,
-                training_config=config,
-                fingerprint=fingerprint,
-                state=state,
-            )
+            folder.save_last(step, model, optimiser, state)
         if stopped_early:
             break
     bar.close()
     (directory / "history.json").write_text(json.dumps(history, indent=2))
     return TrainingResult(
-        export_best(directory, load_neural_process, ARCHITECTURE),
+        folder.export_best(load_neural_process),
         step,
         best_scores,
         history,

@@ -101,105 +101,84 @@ def restore_optimiser(
         optimiser.state[parameters[name]][state_key] = value.to(parameters[name].device)
 
 
-def save_model(
-    path: Path,
-    model: torch.nn.Module,
-    *,
-    architecture: str,
-    training_config: BaseModel,
-    fingerprint: str,
-    extra: dict[str, Any],
-) -> Path:
-    """Write ``model`` (with a ``config`` that has ``to_dict``) to ``path``, its sidecar's metadata
-    holding the training config, its fingerprint and ``extra``; returns the sidecar path."""
-    metadata = {
-        "training_config": training_config.model_dump(mode="json"),
-        "fingerprint": fingerprint,
-        **extra,
-    }
-    return save_checkpoint(
-        path, model.state_dict(), architecture=architecture, config=model.config.to_dict(), metadata_=metadata
-    )
+@dataclass(frozen=True)
+class RunFolder:
+    """The folder of one training run: where its checkpoints go, the architecture name and training
+    config written with each model, and the config's fingerprint that a resumed run must match."""
 
+    directory: Path
+    architecture: str
+    training_config: BaseModel
+    fingerprint: str
 
-def resumed_state(sidecar: dict[str, Any], fingerprint: str, directory: Path) -> dict[str, Any]:
-    """The loop's state saved in the sidecar of a ``last`` checkpoint; raises
-    :class:`~weatherunc.checkpoints.CheckpointError` when the run was of another training config."""
-    if sidecar["metadata"].get("fingerprint") != fingerprint:
-        raise CheckpointError(
-            f"{directory} holds a run of another training config; pass restart=True (--restart) to start over"
+    def save_model(self, path: Path, model: torch.nn.Module, extra: dict[str, Any]) -> Path:
+        """Write ``model`` (with a ``config`` that has ``to_dict``) to ``path``, its sidecar's metadata
+        holding the training config, the fingerprint and ``extra``; returns the sidecar path."""
+        metadata = {
+            "training_config": self.training_config.model_dump(mode="json"),
+            "fingerprint": self.fingerprint,
+            **extra,
+        }
+        return save_checkpoint(
+            path,
+            model.state_dict(),
+            architecture=self.architecture,
+            config=model.config.to_dict(),
+            metadata_=metadata,
         )
-    return sidecar["metadata"]["state"]
 
+    def save_snapshot(self, kind: str, step: int, model: torch.nn.Module, extra: dict[str, Any]) -> Path:
+        """Write ``KIND-STEP`` (:meth:`save_model`), keeping the older ones; returns the sidecar path."""
+        return self.save_model(stamped_path(self.directory, kind, step), model, extra)
 
-def save_last(
-    directory: Path,
-    step: int,
-    model: torch.nn.Module,
-    optimiser: torch.optim.Optimizer,
-    *,
-    architecture: str,
-    training_config: BaseModel,
-    fingerprint: str,
-    state: dict[str, Any],
-) -> None:
-    """Write ``optimiser-STEP`` then ``last-STEP`` (the model with the loop's ``state``), then
-    remove the older ones of both kinds."""
-    save_checkpoint(
-        stamped_path(directory, "optimiser", step),
-        optimiser_tensors(optimiser, model),
-        architecture=TRAINING_STATE,
-        config={},
-        metadata_={"step": step},
-    )
-    save_model(
-        stamped_path(directory, "last", step),
-        model,
-        architecture=architecture,
-        training_config=training_config,
-        fingerprint=fingerprint,
-        extra={"state": state},
-    )
-    remove_older(directory, "last", step)
-    remove_older(directory, "optimiser", step)
+    def save_best(self, step: int, model: torch.nn.Module, scores: dict[str, float]) -> None:
+        """Write ``best-STEP`` (the model with its validation ``scores``), then remove the older ones."""
+        self.save_snapshot("best", step, model, {"validation": scores})
+        remove_older(self.directory, "best", step)
 
-
-def save_best(
-    directory: Path,
-    step: int,
-    model: torch.nn.Module,
-    *,
-    architecture: str,
-    training_config: BaseModel,
-    fingerprint: str,
-    scores: dict[str, float],
-) -> None:
-    """Write ``best-STEP`` (the model with its validation ``scores``), then remove the older ones."""
-    save_model(
-        stamped_path(directory, "best", step),
-        model,
-        architecture=architecture,
-        training_config=training_config,
-        fingerprint=fingerprint,
-        extra={"validation": scores},
-    )
-    remove_older(directory, "best", step)
-
-
-def export_best(
-    directory: Path, load: Callable[[Path], tuple[torch.nn.Module, dict]], architecture: str
-) -> Path:
-    """Copy the newest complete ``best-STEP`` to ``directory/best.safetensors`` through the
-    model's checked loader ``load`` (nothing when there is none); returns that path."""
-    exported_path = directory / "best.safetensors"
-    best_checkpoint = latest_checkpoint(directory, "best")
-    if best_checkpoint is not None:
-        exported, sidecar = load(best_checkpoint)
+    def save_last(
+        self, step: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer, state: dict[str, Any]
+    ) -> None:
+        """Write ``optimiser-STEP`` then ``last-STEP`` (the model with the loop's ``state``), then
+        remove the older ones of both kinds."""
         save_checkpoint(
-            exported_path,
-            exported.state_dict(),
-            architecture=architecture,
-            config=exported.config.to_dict(),
-            metadata_=sidecar["metadata"],
+            stamped_path(self.directory, "optimiser", step),
+            optimiser_tensors(optimiser, model),
+            architecture=TRAINING_STATE,
+            config={},
+            metadata_={"step": step},
         )
-    return exported_path
+        self.save_snapshot("last", step, model, {"state": state})
+        remove_older(self.directory, "last", step)
+        remove_older(self.directory, "optimiser", step)
+
+    def resumed_state(self, sidecar: dict[str, Any]) -> dict[str, Any]:
+        """The loop's state saved in the sidecar of a ``last`` checkpoint; raises
+        :class:`~weatherunc.checkpoints.CheckpointError` when the run was of another training config."""
+        if sidecar["metadata"].get("fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"{self.directory} holds a run of another training config; pass restart=True (--restart) "
+                "to start over"
+            )
+        return sidecar["metadata"]["state"]
+
+    def restore_optimiser(self, step: int, optimiser: torch.optim.Optimizer, model: torch.nn.Module) -> None:
+        """Load the optimiser state and torch random state saved at ``step`` into ``optimiser`` and
+        torch (:func:`restore_optimiser`)."""
+        restore_optimiser(self.directory, step, optimiser, model)
+
+    def export_best(self, load: Callable[[Path], tuple[torch.nn.Module, dict]]) -> Path:
+        """Copy the newest complete ``best-STEP`` to ``best.safetensors`` through the model's checked
+        loader ``load`` (nothing when there is none); returns that path."""
+        exported_path = self.directory / "best.safetensors"
+        best_checkpoint = latest_checkpoint(self.directory, "best")
+        if best_checkpoint is not None:
+            exported, sidecar = load(best_checkpoint)
+            save_checkpoint(
+                exported_path,
+                exported.state_dict(),
+                architecture=self.architecture,
+                config=exported.config.to_dict(),
+                metadata_=sidecar["metadata"],
+            )
+        return exported_path
