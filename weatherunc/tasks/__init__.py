@@ -2,7 +2,7 @@
 
 A :class:`Task` holds numpy arrays only; samplers build tasks from a gridded frame
 ``precipitation(y, x)`` (:mod:`~weatherunc.tasks.grid_samplers`) or a station set
-``precipitation(station)`` (:mod:`~weatherunc.tasks.station_folds`). Every sampler is seeded and
+``precipitation(station)`` (:mod:`~weatherunc.tasks.station_samplers`). Every sampler is seeded and
 reproducible, and targets carry the withheld truth so every task can be scored. Coordinates are
 planar kilometres in the dataset's CRS (:mod:`~weatherunc.tasks.geometry`; geographic grids: a
 local equirectangular projection about the frame's centre).
@@ -16,7 +16,7 @@ from weatherunc.tasks.grid_samplers import (
     random_pixels,
     wettest_window,
 )
-from weatherunc.tasks.station_folds import blocked_station_folds, station_folds
+from weatherunc.tasks.station_samplers import blocked_station_folds, station_folds
 from weatherunc.tasks.task import Task
 
 __all__ = [
