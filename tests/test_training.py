@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from weatherunc.models.neural_process.interpolator import load_neural_process
 from weatherunc.training.config import TrainingConfig, load_training_config
-from weatherunc.training.loop import latest_checkpoint, train
+from weatherunc.training.loop import train
+from weatherunc.training.run_folder import latest_checkpoint
 
 CONFIG = {
     "name": "tiny",
@@ -573,7 +574,7 @@ def test_cli_train_initialise_from(clean_run: Path, tmp_path: Path) -> None:
 def test_diverging_training_names_the_learning_rate_and_keeps_earlier_checkpoints(
     tmp_path: Path, rate: float, step: int, symptom: str
 ) -> None:
-    from weatherunc.training.loop import TrainingDivergedError
+    from weatherunc.training.divergence import TrainingDivergedError
 
     config = _config(tmp_path, "diverging", learning_rate=rate, checkpoint_every=1)
     with pytest.raises(
@@ -588,11 +589,11 @@ def test_diverging_training_names_the_learning_rate_and_keeps_earlier_checkpoint
 
 
 def test_non_finite_weights_are_named(clean_run: Path, tmp_path: Path) -> None:
-    from weatherunc.training.loop import TrainingDivergedError, _require_finite_weights
+    from weatherunc.training.divergence import TrainingDivergedError, require_finite_weights
 
     model, _ = load_neural_process(clean_run / "best.safetensors")
     config = _config(tmp_path, "weights")
-    _require_finite_weights(model, config, 3)  # finite: passes
+    require_finite_weights(model, config, 3)  # finite: passes
     name, parameter = list(model.named_parameters())[5]
     with torch.no_grad():
         parameter.view(-1)[0] = float("inf")
@@ -600,7 +601,7 @@ def test_non_finite_weights_are_named(clean_run: Path, tmp_path: Path) -> None:
         TrainingDivergedError,
         match=rf"training diverged at step 3: non-finite weights in {name}; lower learning_rate",
     ):
-        _require_finite_weights(model, config, 3)
+        require_finite_weights(model, config, 3)
 
 
 def test_shipped_training_configs_load_and_match_the_checkpoints_they_name() -> None:

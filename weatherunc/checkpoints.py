@@ -14,15 +14,18 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
+#: A model class loaded by :func:`load_model`.
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
 
 class CheckpointError(ValueError):
@@ -158,3 +161,32 @@ def load_checkpoint(
             f"{unexpected[:3]}, other shape {reshaped[:3]})"
         )
     return tensors, sidecar
+
+
+def sidecar_config_values(path: Path, sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The ``config`` mapping of a checkpoint's sidecar; :class:`CheckpointError` naming ``path``
+    when there is none."""
+    values = sidecar.get("config")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"checkpoint {path}: sidecar has no config mapping")
+    return values
+
+
+def parameter_layout(model: torch.nn.Module) -> dict[str, list[int]]:
+    """Names and shapes of a model's state."""
+    return {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def load_model(
+    path: Path, config: Any, build: Callable[[Any], ModelT], *, architecture: str
+) -> tuple[ModelT, dict[str, Any]]:
+    """The model ``build(config)`` with the weights of checkpoint ``path``, every check done before
+    any weight is allocated: the model is laid out on the ``meta`` device, the file is checked
+    against that layout (:func:`load_checkpoint`), then the weights are loaded strictly. Returns the
+    model (eval mode) and the sidecar. ``config`` comes from the sidecar, checked by the caller."""
+    with torch.device("meta"):
+        layout = parameter_layout(build(config))
+    tensors, sidecar = load_checkpoint(path, architecture=architecture, expected_parameters=layout)
+    model = build(config)
+    model.load_state_dict(tensors, strict=True)
+    return model.eval(), sidecar

@@ -29,10 +29,29 @@ PROBABILITY_FLOOR = 1e-12
 
 
 def _one_hot(forecast: xr.DataArray, observed: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """The observed bin as one-hot ``(..., bin)`` (float) and where it is known ``(...)``."""
     known = observed.notnull()
     index = observed.fillna(0).astype(np.int64)
     classes = xr.DataArray(np.arange(forecast.sizes[BIN]), dims=BIN)
     return (index == classes).astype(np.float64), known
+
+
+def _categorical_score(
+    per_point,
+    forecast: xr.DataArray,
+    observed: xr.DataArray,
+    reduce_dims: Dims,
+    preserve_dims: Dims,
+    weights: xr.DataArray | None,
+) -> xr.DataArray:
+    """Mean of ``per_point(forecast, one_hot)`` ``(...)`` where the observed bin is known."""
+    one_hot, known = _one_hot(forecast, observed)
+    return _reduce(per_point(forecast, one_hot).where(known), reduce_dims, preserve_dims, weights)
+
+
+def _rows(array: xr.DataArray) -> np.ndarray:
+    """``array`` ``(..., bin)`` as a NumPy array ``[points, bin]``."""
+    return array.transpose(..., BIN).values.reshape(-1, array.sizes[BIN])
 
 
 def categorical_nll(
@@ -44,10 +63,14 @@ def categorical_nll(
     weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Mean negative log probability of the observed bin (nats)."""
-    one_hot, known = _one_hot(forecast, observed)
-    probability = (forecast * one_hot).sum(BIN)
-    score = -np.log(np.maximum(probability, PROBABILITY_FLOOR)).where(known)
-    return _reduce(score, reduce_dims, preserve_dims, weights)
+    return _categorical_score(
+        lambda probability, one_hot: -np.log(np.maximum((probability * one_hot).sum(BIN), PROBABILITY_FLOOR)),
+        forecast,
+        observed,
+        reduce_dims,
+        preserve_dims,
+        weights,
+    )
 
 
 def multiclass_brier_score(
@@ -59,9 +82,14 @@ def multiclass_brier_score(
     weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Mean of ``sum_k (p_k - o_k)^2``."""
-    one_hot, known = _one_hot(forecast, observed)
-    score = ((forecast - one_hot) ** 2).sum(BIN).where(known)
-    return _reduce(score, reduce_dims, preserve_dims, weights)
+    return _categorical_score(
+        lambda probability, one_hot: ((probability - one_hot) ** 2).sum(BIN),
+        forecast,
+        observed,
+        reduce_dims,
+        preserve_dims,
+        weights,
+    )
 
 
 def ranked_probability_score(
@@ -73,9 +101,14 @@ def ranked_probability_score(
     weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Mean of ``sum_k (P_k - O_k)^2`` over cumulative bin probabilities."""
-    one_hot, known = _one_hot(forecast, observed)
-    score = ((forecast.cumsum(BIN) - one_hot.cumsum(BIN)) ** 2).sum(BIN).where(known)
-    return _reduce(score, reduce_dims, preserve_dims, weights)
+    return _categorical_score(
+        lambda probability, one_hot: ((probability.cumsum(BIN) - one_hot.cumsum(BIN)) ** 2).sum(BIN),
+        forecast,
+        observed,
+        reduce_dims,
+        preserve_dims,
+        weights,
+    )
 
 
 def top_label_calibration(
@@ -83,8 +116,8 @@ def top_label_calibration(
 ) -> ReliabilityAccumulator:
     """Reliability of the most probable bin: its probability against whether it was observed."""
     one_hot, known = _one_hot(forecast, observed)
-    values = forecast.transpose(..., BIN).values.reshape(-1, forecast.sizes[BIN])
-    hits = one_hot.broadcast_like(forecast).transpose(..., BIN).values.reshape(-1, forecast.sizes[BIN])
+    values = _rows(forecast)
+    hits = _rows(one_hot.broadcast_like(forecast))
     mask = known.broadcast_like(forecast.isel({BIN: 0})).values.ravel()
     top = np.argmax(values, axis=1)
     rows = np.arange(len(values))
@@ -111,7 +144,7 @@ def consistency_top_label_ece(
     """
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
-    values = forecast.transpose(..., BIN).values.reshape(-1, forecast.sizes[BIN])
+    values = _rows(forecast)
     values = values[np.all(np.isfinite(values), axis=1)]
     top = values.max(axis=1)
     rng = np.random.default_rng(seed)

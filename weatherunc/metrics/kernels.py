@@ -60,6 +60,13 @@ def probability_integral_transform_gaussian(
     return stats.norm.cdf((observed - mean) / std)
 
 
+def probability_bin_index(probability: np.ndarray, bins: int) -> np.ndarray:
+    """Index ``[...]`` of each probability's bin among ``bins`` equal-width bins of [0, 1] (1 in the
+    last bin; values outside [0, 1] in the first or last). Reference: Murphy & Winkler (1977), Appl.
+    Statist. 26, 41 (binned reliability diagram)."""
+    return np.clip((probability * bins).astype(int), 0, bins - 1)
+
+
 def brier(probability: np.ndarray, event: np.ndarray) -> np.ndarray:
     """Brier score ``(p - o)^2`` for binary outcomes. Reference: Brier (1950), Mon. Wea. Rev. 78, 1."""
     return (probability - event) ** 2

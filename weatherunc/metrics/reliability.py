@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from weatherunc.metrics.kernels import probability_bin_index
+
 #: How far outside [0, 1] a probability may lie from floating-point rounding before it is refused.
 PROBABILITY_TOLERANCE = 1e-6
 
@@ -45,7 +47,7 @@ class ReliabilityAccumulator:
             worst = float(probability[np.argmax(np.abs(probability - 0.5))])
             raise ValueError(f"probabilities must lie in [0, 1]; got {worst!r}")
         probability = np.clip(probability, 0.0, 1.0)  # float32 sums of bin probabilities may end at 1 + 1e-7
-        index = np.clip((probability * self.bins).astype(int), 0, self.bins - 1)
+        index = probability_bin_index(probability, self.bins)
         return ReliabilityAccumulator(
             self.counts + np.bincount(index, minlength=self.bins),
             self.probability_sums + np.bincount(index, weights=probability, minlength=self.bins),
@@ -90,18 +92,23 @@ class ReliabilityAccumulator:
 
 def reliability_diagram(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15) -> xr.Dataset:
     """Reliability diagram of probabilities ``forecast`` for binary ``observed``, over every point."""
-    accumulator = ReliabilityAccumulator.init(bins)
-    for block_forecast, block_observed in _blocks(forecast, observed):
-        accumulator = accumulator.accumulate(block_forecast, block_observed)
-    return accumulator.compute()
+    return accumulate_blocks(forecast, observed, bins=bins).compute()
 
 
 def expected_calibration_error(forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15) -> float:
     """Binary expected calibration error over equal-width bins (15 by default)."""
+    return accumulate_blocks(forecast, observed, bins=bins).expected_calibration_error()
+
+
+def accumulate_blocks(
+    forecast: xr.DataArray, observed: xr.DataArray, *, bins: int = 15
+) -> ReliabilityAccumulator:
+    """A :class:`ReliabilityAccumulator` of ``bins`` bins fed with every point of probabilities
+    ``forecast`` for binary ``observed``, one Dask block at a time where they are chunked."""
     accumulator = ReliabilityAccumulator.init(bins)
     for block_forecast, block_observed in _blocks(forecast, observed):
         accumulator = accumulator.accumulate(block_forecast, block_observed)
-    return accumulator.expected_calibration_error()
+    return accumulator
 
 
 def _blocks(forecast: xr.DataArray, observed: xr.DataArray):

@@ -58,6 +58,19 @@ def _elementwise(kernel, *arrays: xr.DataArray) -> xr.DataArray:
     return xr.apply_ufunc(kernel, *arrays, dask="parallelized", output_dtypes=[np.float64])
 
 
+def _gaussian_score(
+    kernel,
+    forecast: xr.Dataset,
+    observed: xr.DataArray,
+    reduce_dims: Dims,
+    preserve_dims: Dims,
+    weights: xr.DataArray | None,
+) -> xr.DataArray:
+    """Mean of ``kernel(mean, std, observed)`` of a Gaussian forecast over the chosen dims."""
+    mean, std = _gaussian(forecast)
+    return _reduce(_elementwise(kernel, mean, std, observed), reduce_dims, preserve_dims, weights)
+
+
 def crps_gaussian(
     forecast: xr.Dataset,
     observed: xr.DataArray,
@@ -67,10 +80,7 @@ def crps_gaussian(
     weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Mean CRPS of a Gaussian predictive distribution [units of the observation]."""
-    mean, std = _gaussian(forecast)
-    return _reduce(
-        _elementwise(kernels.crps_gaussian, mean, std, observed), reduce_dims, preserve_dims, weights
-    )
+    return _gaussian_score(kernels.crps_gaussian, forecast, observed, reduce_dims, preserve_dims, weights)
 
 
 def crps_ensemble(
@@ -104,12 +114,8 @@ def negative_log_predictive_density(
     weights: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Mean negative log predictive density of a Gaussian forecast [nats]."""
-    mean, std = _gaussian(forecast)
-    return _reduce(
-        _elementwise(kernels.negative_log_density_gaussian, mean, std, observed),
-        reduce_dims,
-        preserve_dims,
-        weights,
+    return _gaussian_score(
+        kernels.negative_log_density_gaussian, forecast, observed, reduce_dims, preserve_dims, weights
     )
 
 
@@ -243,7 +249,7 @@ def brier_decomposition(
     probability, event = probability[valid], event[valid]
     count = probability.size
     climatology = event.mean()
-    index = np.clip((probability * bins).astype(int), 0, bins - 1)
+    index = kernels.probability_bin_index(probability, bins)
     reliability = resolution = 0.0
     for b in range(bins):
         members = index == b

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,10 +29,30 @@ class FrameSelection(BaseModel):
     stride: int = Field(1, ge=1, description="keep every stride-th frame")
 
 
-class ModelOptions(BaseModel):
-    """Architecture options; see :class:`~weatherunc.models.neural_process.config.NeuralProcessConfig`."""
+class ArchitectureOptions(BaseModel):
+    """Architecture options as a training config writes them: the fields of the model's frozen
+    architecture config (:attr:`architecture_config`) less the data normalisation, with its
+    transform as ``transform`` (the kind) and ``transform_offset``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: The architecture config class that :meth:`to_config` builds.
+    architecture_config: ClassVar[type]
+
+    def to_config(self, value_centre: float, value_scale: float) -> Any:
+        """The architecture config with the data normalisation filled in."""
+        values = self.model_dump()
+        transform = PrecipitationTransform(
+            kind=values.pop("transform"), offset=values.pop("transform_offset")
+        )
+        return self.architecture_config(
+            **values, transform=transform, value_centre=value_centre, value_scale=value_scale
+        )
+
+
+class ModelOptions(ArchitectureOptions):
+    """Architecture options; see :class:`~weatherunc.models.neural_process.config.NeuralProcessConfig`."""
+
+    architecture_config: ClassVar[type[NeuralProcessConfig]] = NeuralProcessConfig
     hidden: int = Field(64, ge=8)
     latent_dimension: int = Field(32, ge=1)
     heads: int = Field(4, ge=1)
@@ -49,16 +69,6 @@ class ModelOptions(BaseModel):
     coordinate_scale_km: float = Field(32.0, gt=0)
     transform: Literal["log", "box_cox", "identity"] = "log"
     transform_offset: float = Field(1.0, gt=0)
-
-    def to_config(self, value_centre: float, value_scale: float) -> NeuralProcessConfig:
-        """The architecture config with the data normalisation filled in."""
-        values = self.model_dump()
-        transform = PrecipitationTransform(
-            kind=values.pop("transform"), offset=values.pop("transform_offset")
-        )
-        return NeuralProcessConfig(
-            **values, transform=transform, value_centre=value_centre, value_scale=value_scale
-        )
 
 
 class SamplingOptions(BaseModel):

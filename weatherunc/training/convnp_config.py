@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from weatherunc.checkpoints import sha256_of
 from weatherunc.conventions import DEFAULT_BIN_EDGES
 from weatherunc.models.convnp.config import DEFAULT_PRIOR_GP, ConvNPConfig
-from weatherunc.training.config import FrameSelection, load_yaml_config
-from weatherunc.transforms import PrecipitationTransform
+from weatherunc.training.config import ArchitectureOptions, FrameSelection, load_yaml_config
 
 #: How training batches are seeded; part of the fingerprint.
 GRID_TASK_STREAM = "sample_grid_batch with default_rng([seed, step]) per step"
@@ -86,10 +85,10 @@ class GridSamplingOptions(BaseModel):
         return self
 
 
-class ConvNPModelOptions(BaseModel):
+class ConvNPModelOptions(ArchitectureOptions):
     """Architecture options; see :class:`~weatherunc.models.convnp.config.ConvNPConfig`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    architecture_config: ClassVar[type[ConvNPConfig]] = ConvNPConfig
     grid_km: float = Field(1.0, gt=0)
     set_conv_lengthscales_km: tuple[float, ...] = (1.0, 3.0, 9.0)
     channels: tuple[int, ...] = (24, 48, 64, 96, 128)
@@ -107,14 +106,6 @@ class ConvNPModelOptions(BaseModel):
     correction_bound: float | None = Field(
         None, gt=0, le=10, description="with a GP prior: bound of the corrections, in prior stds"
     )
-
-    def to_config(self, value_centre: float, value_scale: float) -> ConvNPConfig:
-        """The architecture config with the data normalisation filled in."""
-        values = self.model_dump()
-        transform = PrecipitationTransform(
-            kind=values.pop("transform"), offset=values.pop("transform_offset")
-        )
-        return ConvNPConfig(**values, transform=transform, value_centre=value_centre, value_scale=value_scale)
 
 
 class ConvNPTrainingConfig(BaseModel):

@@ -1,10 +1,11 @@
 """The training loop of the convolutional neural process (config in, checkpoints out).
 
-The same run-folder protocol as :mod:`weatherunc.training.loop`: ``last`` (weights, optimiser,
-torch random state) every ``checkpoint_every`` steps and ``best`` at each better validation CRPS,
-step-stamped, sidecars written last; a killed run resumes from its newest complete checkpoint and
-continues as if it had never stopped (each step's batch is drawn from ``default_rng([seed, step])``).
-AdamW, warm-up and cosine decay (:func:`~weatherunc.training.loop.learning_rate`), gradient
+The same run folder as :mod:`weatherunc.training.loop` (:mod:`weatherunc.training.run_folder`):
+``last`` (weights, optimiser, torch random state) every ``checkpoint_every`` steps and ``best`` at
+each better validation CRPS, step-stamped, sidecars written last; a killed run resumes from its
+newest complete checkpoint and continues as if it had never stopped (each step's batch is drawn
+from ``default_rng([seed, step])``).
+AdamW, warm-up and cosine decay (:func:`~weatherunc.training.schedule.learning_rate`), gradient
 clipping, a progress bar. The loss is the censored Gaussian likelihood plus the bins'
 cross-entropy (:func:`~weatherunc.models.convnp.model.censored_loss`), plus ``crps_weight`` times
 the CRPS in mm/h (:func:`~weatherunc.models.convnp.model.rate_crps_loss`). Every ``snapshot_every``
@@ -22,27 +23,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from weatherunc.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from weatherunc.checkpoints import CheckpointError
 from weatherunc.devices import choose_device
 from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator, load_convnp
 from weatherunc.models.convnp.model import ConvNP, censored_loss, rate_crps_loss
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
+from weatherunc.training.divergence import diverged, require_finite_weights
 from weatherunc.training.grid_sampling import sample_grid_batch
-from weatherunc.training.loop import (
-    TRAINING_STATE,
-    TrainingResult,
-    _diverged,
-    _optimiser_tensors,
-    _remove_older,
-    _require_finite_weights,
-    _restore_optimiser,
-    _stamped,
-    latest_checkpoint,
-    learning_rate,
-)
 from weatherunc.training.patches import load_bank, load_frames, save_bank
 from weatherunc.training.prior_bank import PriorBank, build_prior_bank
+from weatherunc.training.run_folder import RunFolder, TrainingResult, latest_checkpoint
 from weatherunc.training.sampling import FrameBank, step_generator
+from weatherunc.training.schedule import learning_rate
 from weatherunc.training.validation import validation_scores, validation_tasks
 
 
@@ -96,13 +88,6 @@ def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank | None) -> Conv
     return model
 
 
-def _save(path: Path, model: ConvNP, config: ConvNPTrainingConfig, fingerprint: str, extra: dict) -> Path:
-    metadata = {"training_config": config.model_dump(mode="json"), "fingerprint": fingerprint, **extra}
-    return save_checkpoint(
-        path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata
-    )
-
-
 def train_convnp(
     config: ConvNPTrainingConfig,
     *,
@@ -122,7 +107,7 @@ def train_convnp(
     directory = Path(config.output_dir)
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
-    fingerprint = config.fingerprint()
+    folder = RunFolder(directory, ARCHITECTURE, config, config.fingerprint())
     bank = training_frames(config, progress=progress, open_options=open_options)
     tasks = validation_tasks(
         config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options
@@ -131,12 +116,7 @@ def train_convnp(
     resumable = latest_checkpoint(directory, "last")
     if resumable is not None and not restart:
         model, sidecar = load_convnp(resumable)
-        if sidecar["metadata"].get("fingerprint") != fingerprint:
-            raise CheckpointError(
-                f"{directory} holds a run of another training config; pass restart=True (--restart) to "
-                "start over"
-            )
-        state = sidecar["metadata"]["state"]
+        state = folder.resumed_state(sidecar)
         step, history, best, stale, best_scores, trained_seconds = (
             state[name] for name in ("step", "history", "best", "stale", "best_scores", "trained_seconds")
         )
@@ -162,8 +142,7 @@ def train_convnp(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     if step:
-        tensors, _ = load_checkpoint(_stamped(directory, "optimiser", step), architecture=TRAINING_STATE)
-        _restore_optimiser(optimiser, model, tensors)
+        folder.restore_optimiser(step, optimiser, model)
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
     stopped_early = False
@@ -193,7 +172,7 @@ def train_convnp(
             losses["loss"] = losses["loss"] + config.crps_weight * losses["crps"]
         loss_value = losses["loss"].item()
         if not math.isfinite(loss_value):
-            raise _diverged(config, step + 1, f"the loss is {loss_value}")
+            raise diverged(config, step + 1, f"the loss is {loss_value}")
         optimiser.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
@@ -204,7 +183,7 @@ def train_convnp(
         validating = step % config.validate_every == 0 or step == config.steps
         saving = step % config.checkpoint_every == 0 or step == end or validating
         if validating or saving:
-            _require_finite_weights(model, config, step)
+            require_finite_weights(model, config, step)
             trained_seconds += time.perf_counter() - segment_start
         if validating:
             model.eval()
@@ -216,10 +195,7 @@ def train_convnp(
             )
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
-                _save(
-                    _stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores}
-                )
-                _remove_older(directory, "best", step)
+                folder.save_best(step, model, best_scores)
             else:
                 stale += 1
             bar.write(
@@ -230,12 +206,8 @@ def train_convnp(
             stopped_early = stale >= config.patience
             (directory / "history.json").write_text(json.dumps(history, indent=2))
         if step % config.snapshot_every == 0:
-            _save(
-                _stamped(directory, "snapshot", step),
-                model,
-                config,
-                fingerprint,
-                {"step": step, "seconds": round(trained_seconds, 1)},
+            folder.save_snapshot(
+                "snapshot", step, model, {"step": step, "seconds": round(trained_seconds, 1)}
             )
         if saving or stopped_early:
             state = {
@@ -246,33 +218,14 @@ def train_convnp(
                 "best_scores": best_scores,
                 "trained_seconds": trained_seconds,
             }
-            save_checkpoint(
-                _stamped(directory, "optimiser", step),
-                _optimiser_tensors(optimiser, model),
-                architecture=TRAINING_STATE,
-                config={},
-                metadata_={"step": step},
-            )
-            _save(_stamped(directory, "last", step), model, config, fingerprint, {"state": state})
-            _remove_older(directory, "last", step)
-            _remove_older(directory, "optimiser", step)
+            folder.save_last(step, model, optimiser, state)
         if validating or saving:
             segment_start = time.perf_counter()
         if stopped_early:
             break
     bar.close()
-    best_checkpoint = latest_checkpoint(directory, "best")
-    if best_checkpoint is not None:
-        exported, sidecar = load_convnp(best_checkpoint)
-        save_checkpoint(
-            directory / "best.safetensors",
-            exported.state_dict(),
-            architecture=ARCHITECTURE,
-            config=exported.config.to_dict(),
-            metadata_=sidecar["metadata"],
-        )
     return TrainingResult(
-        directory / "best.safetensors",
+        folder.export_best(load_convnp),
         step,
         best_scores,
         history,

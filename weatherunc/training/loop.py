@@ -11,7 +11,8 @@ a killed run resumes from its newest complete checkpoint and continues exactly a
 never stopped. ``initialise_from`` fine-tunes: a fresh run starts from a trained checkpoint's
 weights (:func:`initial_model`) and keeps them as ``best`` until a step beats their validation
 CRPS (Howard & Ruder 2018 for fine-tuning a pretrained model on new data). A non-finite loss,
-output or weight stops the run with :class:`TrainingDivergedError` before anything is saved from it.
+output or weight stops the run with :class:`~weatherunc.training.divergence.TrainingDivergedError`
+before anything is saved from it. The run folder's files: :mod:`weatherunc.training.run_folder`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar, save_checkpoint, sha256_of
+from weatherunc.checkpoints import CheckpointError
 from weatherunc.devices import autocast, choose_device, needs_gradient_scaler
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import (
@@ -38,120 +38,12 @@ from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.tasks import Task
 from weatherunc.training.config import TrainingConfig
+from weatherunc.training.divergence import diverged, require_finite_weights
 from weatherunc.training.packing import catalog_training_data, load_training_data
+from weatherunc.training.run_folder import RunFolder, TrainingResult, latest_checkpoint
 from weatherunc.training.sampling import FrameBank, StepBatches, batch_stream
+from weatherunc.training.schedule import learning_rate
 from weatherunc.training.validation import validation_scores
-
-TRAINING_STATE = "weatherunc.TrainingState"
-
-
-class TrainingDivergedError(ValueError):
-    """Training produced a non-finite loss or non-finite weights; the run folder keeps the
-    checkpoints written before (none is written from the diverged weights)."""
-
-
-def _diverged(config: TrainingConfig, step: int, what: str) -> TrainingDivergedError:
-    return TrainingDivergedError(
-        f"training diverged at step {step}: {what}; lower learning_rate ({config.learning_rate}) or "
-        "gradient_clip "
-        f"({config.gradient_clip}); {config.output_dir} keeps the checkpoints written before"
-    )
-
-
-def _require_finite_weights(model: NeuralProcess, config: TrainingConfig, step: int) -> None:
-    """Raise :class:`TrainingDivergedError` if any weight of ``model`` is NaN or infinite (one
-    device synchronisation when all are finite)."""
-    if bool(torch.stack([torch.isfinite(parameter).all() for parameter in model.parameters()]).all()):
-        return
-    bad = [name for name, parameter in model.named_parameters() if not bool(torch.isfinite(parameter).all())]
-    raise _diverged(
-        config, step, f"non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}"
-    )
-
-
-@dataclass
-class TrainingResult:
-    """Where the run ended: best checkpoint, steps done, best validation scores, history, seconds."""
-
-    best_checkpoint: Path
-    steps: int
-    best_scores: dict[str, float]
-    history: list[dict[str, float]]
-    seconds: float
-    stopped_early: bool
-
-
-def learning_rate(config: TrainingConfig, step: int) -> float:
-    """Linear warm-up over 5 % of the steps, then cosine decay to a tenth."""
-    warmup = max(1, config.steps // 20)
-    if step < warmup:
-        return config.learning_rate * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, config.steps - warmup))
-    return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _optimiser_tensors(optimiser: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    names = {id(parameter): name for name, parameter in model.named_parameters()}
-    tensors: dict[str, torch.Tensor] = {}
-    for group in optimiser.param_groups:
-        for parameter in group["params"]:
-            for key, value in optimiser.state.get(parameter, {}).items():
-                tensors[f"{names[id(parameter)]}::{key}"] = (
-                    value if torch.is_tensor(value) else torch.tensor(value)
-                )
-    tensors["torch_rng_state"] = torch.get_rng_state()
-    return tensors
-
-
-def _restore_optimiser(
-    optimiser: torch.optim.Optimizer, model: torch.nn.Module, tensors: dict[str, torch.Tensor]
-) -> None:
-    parameters = dict(model.named_parameters())
-    for key, value in tensors.items():
-        if key == "torch_rng_state":
-            torch.set_rng_state(value)
-            continue
-        name, state_key = key.split("::")
-        optimiser.state[parameters[name]][state_key] = value.to(parameters[name].device)
-
-
-def _stamped(directory: Path, kind: str, step: int) -> Path:
-    return directory / f"{kind}-{step:08d}.safetensors"
-
-
-def _remove_older(directory: Path, kind: str, step: int) -> None:
-    """Delete checkpoints of ``kind`` older than ``step`` (after the new one is complete)."""
-    for path in directory.glob(f"{kind}-*.safetensors"):
-        if int(path.stem.split("-")[1]) < step:
-            path.with_suffix(".json").unlink(missing_ok=True)
-            path.unlink(missing_ok=True)
-
-
-def latest_checkpoint(directory: Path, kind: str) -> Path | None:
-    """The newest complete checkpoint ``KIND-STEP.safetensors`` in ``directory`` (its sidecar,
-    written last, exists and the weights match its sha256), or None. A run killed while saving
-    leaves at worst an incomplete newest file, which is skipped."""
-    for path in sorted(Path(directory).glob(f"{kind}-*.safetensors"), reverse=True):
-        try:
-            sidecar = read_sidecar(path)
-        except CheckpointError:
-            continue
-        if path.exists() and sha256_of(path) == sidecar["sha256"]:
-            if (
-                kind != "last"
-                or _stamped(directory, "optimiser", int(path.stem.split("-")[1]))
-                .with_suffix(".json")
-                .exists()
-            ):
-                return path
-    return None
-
-
-def _save(path: Path, model: NeuralProcess, config: TrainingConfig, fingerprint: str, extra: dict) -> Path:
-    metadata = {"training_config": config.model_dump(mode="json"), "fingerprint": fingerprint, **extra}
-    return save_checkpoint(
-        path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict(), metadata_=metadata
-    )
 
 
 def architecture_config(config: TrainingConfig, bank: FrameBank) -> NeuralProcessConfig:
@@ -246,7 +138,7 @@ def train(
     device = choose_device(config.device)
     torch.manual_seed(config.seed)
     _initialise_from(config)  # before the fingerprint reads it
-    fingerprint = config.fingerprint()
+    folder = RunFolder(directory, ARCHITECTURE, config, config.fingerprint())
     bank, tasks = (
         load_training_data(packed, config)
         if packed is not None
@@ -257,12 +149,7 @@ def train(
     resumable = latest_checkpoint(directory, "last")
     if resumable is not None and not restart:
         model, sidecar = load_neural_process(resumable)
-        if sidecar["metadata"].get("fingerprint") != fingerprint:
-            raise CheckpointError(
-                f"{directory} holds a run of another training config; pass restart=True (--restart) to "
-                "start over"
-            )
-        state = sidecar["metadata"]["state"]
+        state = folder.resumed_state(sidecar)
         step, history, best, stale, best_scores = (
             state["step"],
             state["history"],
@@ -281,7 +168,7 @@ def train(
         best_scores = {"step": 0, **_validate(model, config, device, tasks)}
         best = best_scores["crps"]
         history.append(dict(best_scores))
-        _save(_stamped(directory, "best", 0), model, config, fingerprint, {"validation": best_scores})
+        folder.save_snapshot("best", 0, model, {"validation": best_scores})
         tqdm.write(
             f"step 0 (initialise_from {config.initialise_from}): validation crps {best:.4f} nlpd "
             f"{best_scores['nlpd']:.3f} coverage_90 {best_scores['coverage_90']:.3f}"
@@ -290,8 +177,7 @@ def train(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     if step:
-        tensors, _ = load_checkpoint(_stamped(directory, "optimiser", step), architecture=TRAINING_STATE)
-        _restore_optimiser(optimiser, model, tensors)
+        folder.restore_optimiser(step, optimiser, model)
     scaler = torch.amp.GradScaler("cuda") if needs_gradient_scaler(device, config.precision) else None
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
@@ -321,12 +207,12 @@ def train(
         except ValueError as error:
             if "invalid values" not in str(error):
                 raise
-            raise _diverged(config, step + 1, "the model's outputs are not finite") from error
+            raise diverged(config, step + 1, "the model's outputs are not finite") from error
         loss_value = losses["loss"].item()
         if scaler is None and not math.isfinite(
             loss_value
         ):  # float16's gradient scaler skips such a step instead
-            raise _diverged(config, step + 1, f"the loss is {loss_value}")
+            raise diverged(config, step + 1, f"the loss is {loss_value}")
         optimiser.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(losses["loss"]).backward()
@@ -344,7 +230,7 @@ def train(
         bar.set_postfix(loss=f"{loss_value:.3f}", nll=f"{losses['nll'].item():.3f}")
         validating = step % config.validate_every == 0 or step == config.steps
         if validating or step % config.checkpoint_every == 0 or step == end:
-            _require_finite_weights(
+            require_finite_weights(
                 model, config, step
             )  # other steps: the next step's loss or outputs show it
         if validating:
@@ -352,10 +238,7 @@ def train(
             history.append({"step": step, "train_loss": loss_value, **scores})
             if scores["crps"] < best:
                 best, stale, best_scores = scores["crps"], 0, {"step": step, **scores}
-                _save(
-                    _stamped(directory, "best", step), model, config, fingerprint, {"validation": best_scores}
-                )
-                _remove_older(directory, "best", step)
+                folder.save_best(step, model, best_scores)
             else:
                 stale += 1
             bar.write(
@@ -372,32 +255,13 @@ def train(
                 "stale": stale,
                 "best_scores": best_scores,
             }
-            save_checkpoint(
-                _stamped(directory, "optimiser", step),
-                _optimiser_tensors(optimiser, model),
-                architecture=TRAINING_STATE,
-                config={},
-                metadata_={"step": step},
-            )
-            _save(_stamped(directory, "last", step), model, config, fingerprint, {"state": state})
-            _remove_older(directory, "last", step)
-            _remove_older(directory, "optimiser", step)
+            folder.save_last(step, model, optimiser, state)
         if stopped_early:
             break
     bar.close()
     (directory / "history.json").write_text(json.dumps(history, indent=2))
-    best_checkpoint = latest_checkpoint(directory, "best")
-    if best_checkpoint is not None:
-        exported, sidecar = load_neural_process(best_checkpoint)
-        save_checkpoint(
-            directory / "best.safetensors",
-            exported.state_dict(),
-            architecture=ARCHITECTURE,
-            config=exported.config.to_dict(),
-            metadata_=sidecar["metadata"],
-        )
     return TrainingResult(
-        directory / "best.safetensors",
+        folder.export_best(load_neural_process),
         step,
         best_scores,
         history,

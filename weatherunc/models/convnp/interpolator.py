@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 
 from weatherunc import conventions
-from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar
+from weatherunc.checkpoints import CheckpointError, load_model, read_sidecar, sidecar_config_values
 from weatherunc.devices import choose_device
 from weatherunc.heads.bins import entropy
 from weatherunc.models.convnp.config import ConvNPConfig
@@ -39,19 +39,12 @@ ARCHITECTURE = "weatherunc.ConvNP"
 MAXIMUM_CHANNELS, MAXIMUM_LEVELS = 1024, 8
 
 
-def parameter_layout(model: torch.nn.Module) -> dict[str, list[int]]:
-    """Names and shapes of a model's state."""
-    return {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
-
-
 def load_convnp(path: Path) -> tuple[ConvNP, dict]:
     """A model from ``path`` (safetensors + sidecar), every check done before any weight is
     allocated: the sidecar's config is validated, the model is laid out on the ``meta`` device,
-    then the file is checked against that layout. Returns the model (eval mode) and the sidecar."""
-    sidecar = read_sidecar(path)
-    values = sidecar.get("config")
-    if not isinstance(values, dict):
-        raise CheckpointError(f"checkpoint {path}: sidecar has no config mapping")
+    then the file is checked against that layout (:func:`~weatherunc.checkpoints.load_model`).
+    Returns the model (eval mode) and the sidecar."""
+    values = sidecar_config_values(path, read_sidecar(path))
     try:
         config = ConvNPConfig.from_dict(values)
     except (TypeError, ValueError) as error:
@@ -65,12 +58,7 @@ def load_convnp(path: Path) -> tuple[ConvNP, dict]:
             f"checkpoint {path}: config asks for channels {config.channels}, decoder_hidden "
             f"{config.decoder_hidden} (at most {MAXIMUM_CHANNELS} wide, {MAXIMUM_LEVELS} levels)"
         )
-    with torch.device("meta"):
-        layout = parameter_layout(ConvNP(config))
-    tensors, sidecar = load_checkpoint(path, architecture=ARCHITECTURE, expected_parameters=layout)
-    model = ConvNP(config)
-    model.load_state_dict(tensors, strict=True)
-    return model.eval(), sidecar
+    return load_model(path, config, ConvNP, architecture=ARCHITECTURE)
 
 
 @dataclass(frozen=True)

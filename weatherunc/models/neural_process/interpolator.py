@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 
 from weatherunc import conventions
-from weatherunc.checkpoints import CheckpointError, load_checkpoint, read_sidecar
+from weatherunc.checkpoints import CheckpointError, load_model, read_sidecar, sidecar_config_values
 from weatherunc.devices import choose_device
 from weatherunc.heads.bins import entropy_and_mutual_information
 from weatherunc.models.neural_process.config import NeuralProcessConfig
@@ -52,18 +52,11 @@ SIZE_BOUNDS = {
 }
 
 
-def parameter_layout(model: torch.nn.Module) -> dict[str, list[int]]:
-    """Names and shapes of a model's state."""
-    return {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
-
-
 def sidecar_config(path: Path, sidecar: dict) -> NeuralProcessConfig:
     """The config a checkpoint's sidecar describes, after checks; :class:`CheckpointError` naming
     ``path`` when it is not a mapping, has unknown keys, sizes outside :data:`SIZE_BOUNDS` or more
     than :data:`MAXIMUM_BINS` bins, or fails the config's own checks."""
-    values = sidecar.get("config")
-    if not isinstance(values, dict):
-        raise CheckpointError(f"checkpoint {path}: sidecar has no config mapping")
+    values = sidecar_config_values(path, sidecar)
     unknown = sorted(set(values) - {field.name for field in fields(NeuralProcessConfig)})
     if unknown:
         raise CheckpointError(f"checkpoint {path}: unknown config keys {unknown}")
@@ -89,14 +82,10 @@ def load_neural_process(path: Path) -> tuple[NeuralProcess, dict]:
     """A model from ``path`` (safetensors + sidecar), every check done before any weight is
     allocated: the sidecar's config is checked (:func:`sidecar_config`), the model is laid out on
     the ``meta`` device, then the file is checked against that layout. Returns the model (eval
-    mode) and the sidecar."""
-    config = sidecar_config(path, read_sidecar(path))
-    with torch.device("meta"):
-        layout = parameter_layout(NeuralProcess(config))
-    tensors, sidecar = load_checkpoint(path, architecture=ARCHITECTURE, expected_parameters=layout)
-    model = NeuralProcess(config)
-    model.load_state_dict(tensors, strict=True)
-    return model.eval(), sidecar
+    mode) and the sidecar (:func:`~weatherunc.checkpoints.load_model`)."""
+    return load_model(
+        path, sidecar_config(path, read_sidecar(path)), NeuralProcess, architecture=ARCHITECTURE
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""Self-calibration: each prediction is calibrated on pseudo-gaps of its own observations.
+
+In gap filling the observed part of the very field being filled is labelled data from this
+radar, this weather, this moment. :func:`pseudo_task` hides discs of the task's contexts and turns
+them into pseudo-targets, predicted from the remaining contexts by the same model; discs are
+centred on random contexts with radii drawn from the real targets' distances to their nearest
+context, and each pseudo-target is weighted so that the distribution of distances to the nearest
+remaining context matches the real targets' (importance weights per distance bin).
+
+:func:`fit_self_calibration` then fits, on the pseudo-targets:
+
+- the intervals: a std factor per distance bin, the smallest on a grid whose randomised-PIT
+  coverage of the central 90 % interval reaches 0.9 (split conformal calibration of the
+  interval, Vovk et al. 2005; conditioned on the distance to the nearest observation as in the
+  local spatial conformal prediction of Mao, Martin & Reich 2024), shrunk towards the factor of
+  all pseudo-targets by ``shrinkage`` pseudo-counts; bins with too few pseudo-targets, and
+  distances beyond the last bin, take the factor of all pseudo-targets; the factors are dropped
+  when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``;
+- the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
+  per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
+  (Guo et al. 2017);
+
+with a fall-back to no calibration below ``minimum_targets`` pseudo-targets. :func:`self_calibrate`
+applies the fit to the real prediction and records what was fitted, on how many pseudo-targets,
+and the before/after scores on them, in the attribute ``self_calibration`` (JSON).
+:class:`SelfCalibrated` wraps any model so that its ``predict`` does all of this.
+
+Modules: :mod:`~weatherunc.heads.self_calibration.options`,
+:mod:`~weatherunc.heads.self_calibration.pseudo_targets`,
+:mod:`~weatherunc.heads.self_calibration.fitting` and
+:mod:`~weatherunc.heads.self_calibration.calibrate`.
+"""
+
+from weatherunc.heads.self_calibration.calibrate import SelfCalibrated, self_calibrate
+from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, SelfCalibration, fit_self_calibration
+from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
+from weatherunc.heads.self_calibration.pseudo_targets import (
+    POOLED_COORDINATES,
+    pseudo_predictions,
+    pseudo_task,
+)
+
+__all__ = [
+    "FACTOR_GRID",
+    "POOLED_COORDINATES",
+    "SelfCalibrated",
+    "SelfCalibration",
+    "SelfCalibrationOptions",
+    "distance_bin_index",
+    "fit_self_calibration",
+    "pseudo_predictions",
+    "pseudo_task",
+    "self_calibrate",
+]

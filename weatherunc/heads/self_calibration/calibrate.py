@@ -1,0 +1,77 @@
+"""Applying self-calibration to a model's prediction, and models that calibrate themselves."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+
+import xarray as xr
+
+from weatherunc.evaluation import distance_to_nearest_context
+from weatherunc.heads.self_calibration.fitting import fit_self_calibration
+from weatherunc.heads.self_calibration.options import SelfCalibrationOptions
+from weatherunc.heads.self_calibration.pseudo_targets import pseudo_predictions
+from weatherunc.tasks import Task
+
+
+def self_calibrate(
+    model, task: Task, prediction: xr.Dataset | None = None, options: SelfCalibrationOptions | None = None
+) -> xr.Dataset:
+    """``model``'s prediction of ``task`` calibrated on pseudo-targets of ``task``'s own contexts.
+
+    ``prediction``: the model's prediction of ``task`` when already made. The attribute
+    ``self_calibration`` (JSON) records the fit, the pseudo-target count and the before/after
+    scores on them, or why nothing was fitted; ``self_calibration_seconds`` its cost.
+    """
+    options = options or SelfCalibrationOptions()
+    prediction = model.predict(task) if prediction is None else prediction
+    started = time.perf_counter()
+    try:
+        pooled, truth, distance, weights, draws = pseudo_predictions(model, task, options)
+    except ValueError as error:
+        return prediction.assign_attrs(
+            self_calibration=json.dumps({"method": "none", "reason": str(error)}),
+            self_calibration_seconds=0.0,
+        )
+    fitted = fit_self_calibration(pooled, truth, distance, weights, options)
+    if fitted is None:
+        reason = (
+            f"{truth.size} pseudo-targets in {draws} draws, fewer than "
+            f"minimum_targets={options.minimum_targets}"
+        )
+        return prediction.assign_attrs(
+            self_calibration=json.dumps({"method": "none", "reason": reason}),
+            self_calibration_seconds=time.perf_counter() - started,
+        )
+    fitted = replace(fitted, scores={**fitted.scores, "draws": draws})
+    calibrated = fitted.apply(prediction, distance_to_nearest_context(task))
+    return calibrated.assign_attrs(
+        self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started
+    )
+
+
+@dataclass
+class SelfCalibrated:
+    """Any model whose predictions calibrate themselves (:func:`self_calibrate`); named ``MODEL+self``."""
+
+    model: object
+    options: SelfCalibrationOptions = field(default_factory=SelfCalibrationOptions)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"{self.model.name}+self"
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        """The wrapped model's checkpoint, if any."""
+        return getattr(self.model, "checkpoint_sha256", "")
+
+    def predict(self, task: Task) -> xr.Dataset:
+        """The wrapped model's prediction of ``task``, self-calibrated; ``model`` attribute ``NAME+self``."""
+        prediction = self_calibrate(self.model, task, options=self.options)
+        return prediction.assign_attrs(
+            model=self.name,
+            predict_seconds=float(prediction.attrs.get("predict_seconds", 0.0))
+            + float(prediction.attrs["self_calibration_seconds"]),
+        )

@@ -1,0 +1,199 @@
+"""Fitting self-calibration on pseudo-targets: std factors per distance bin and a bin-probability
+scaler (see :mod:`weatherunc.heads.self_calibration`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import xarray as xr
+
+from weatherunc import conventions
+from weatherunc.evaluation import CRPS_NODES, transform_groups
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.heads.calibration import TemperatureScaling, VectorScaling
+from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
+from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
+from weatherunc.metrics import top_label_ece
+from weatherunc.metrics.kernels import crps_ensemble
+from weatherunc.prediction import HEAD_SOURCE, Prediction
+from weatherunc.transforms import central_interval_coverage, quantile_nodes, quantiles
+
+#: Std factors searched per distance bin.
+FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
+
+
+def _gaussian(prediction: xr.Dataset, factor: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Transformed mean and std times ``factor``, each shaped like ``transformed_mean``."""
+    return prediction[conventions.TRANSFORMED_MEAN].values, prediction[
+        conventions.TRANSFORMED_STD
+    ].values * factor
+
+
+def _coverage(
+    prediction: xr.Dataset, truth: np.ndarray, level: float, factor: np.ndarray | float = 1.0
+) -> np.ndarray:
+    """Randomised-PIT coverage ``[n]`` of the central ``level`` interval with the std times ``factor``."""
+    mean, std = _gaussian(prediction, factor)
+    covered = np.full(mean.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        covered[members] = central_interval_coverage(
+            transform, mean[members], std[members], truth[members], level
+        )
+    return covered
+
+
+def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
+    """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the
+    std times ``factor``."""
+    mean, std = _gaussian(prediction, factor)
+    scores = np.full(mean.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        scores[members] = crps_ensemble(
+            quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members]
+        )
+    return scores
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.sum(values * weights) / max(np.sum(weights), 1e-12))
+
+
+def _smallest_covering_factor(
+    prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float
+) -> float:
+    """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage reaches ``level`` (the largest if
+    none does)."""
+    for factor in FACTOR_GRID:
+        if _weighted_mean(_coverage(prediction, truth, level, factor), weights) >= level:
+            return float(factor)
+    return float(FACTOR_GRID[-1])
+
+
+@dataclass(frozen=True)
+class SelfCalibration:
+    """Std factors per distance bin and a bin-probability scaler fitted on pseudo-targets."""
+
+    distance_edges_km: tuple[float, ...]
+    factors: tuple[float, ...]
+    overall_factor: float
+    probability: TemperatureScaling | VectorScaling | None
+    scores: dict[str, object] = field(default_factory=dict)
+
+    def factor_at(self, distance: np.ndarray) -> np.ndarray:
+        """The std factor of each target ``[n]`` from its distance [km] to the nearest context."""
+        bins = distance_bin_index(distance, self.distance_edges_km)
+        return np.where(bins >= 0, np.asarray(self.factors)[np.maximum(bins, 0)], self.overall_factor)
+
+    def apply(self, prediction: xr.Dataset, distance: np.ndarray) -> xr.Dataset:
+        """The prediction with std factors by ``distance`` ``[n_target]`` and scaled bin probabilities."""
+        return self.apply_to(Prediction.from_dataset(prediction), distance).to_dataset()
+
+    def apply_to(self, prediction: Prediction, distance: np.ndarray) -> Prediction:
+        """:meth:`apply` on a :class:`~weatherunc.prediction.Prediction`: a categorical head's bins
+        are kept (then scaled), bins derived from the Gaussian are derived again from the new std."""
+        head = prediction.bins is not None and prediction.bins.source == HEAD_SOURCE
+        calibrated = prediction.rescaled(self.factor_at(distance))
+        if not head:  # probabilities derived from the Gaussian follow the new std
+            calibrated = calibrated.with_bins(None).with_derived_bins()
+        if self.probability is not None:
+            calibrated = calibrated.with_bin_probability(self.probability.apply(calibrated.bins.probability))
+        return calibrated
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready description."""
+        return {
+            "method": "self",
+            "distance_edges_km": list(self.distance_edges_km),
+            "std_factors": list(self.factors),
+            "overall_std_factor": self.overall_factor,
+            "probability": None if self.probability is None else self.probability.to_dict(),
+            "scores": self.scores,
+        }
+
+
+def _interval_and_bins_scores(
+    prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float
+) -> dict[str, float]:
+    pooled, _ = pool_predictions([with_bin_probabilities(prediction)], [truth])
+    probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+    return {
+        f"coverage_{round(level * 100)}": round(
+            _weighted_mean(_coverage(prediction, truth, level), weights), 4
+        ),
+        "ece": round(
+            top_label_ece(
+                xr.DataArray(probabilities, dims=("point", conventions.BIN)),
+                xr.DataArray(observed.astype(float), dims="point"),
+            ),
+            4,
+        ),
+    }
+
+
+def fit_self_calibration(
+    prediction: xr.Dataset,
+    truth: np.ndarray,
+    distance: np.ndarray,
+    weights: np.ndarray,
+    options: SelfCalibrationOptions,
+) -> SelfCalibration | None:
+    """Fit on pseudo-targets (see the module docstring): their ``prediction``, ``truth`` [mm/h],
+    ``distance`` [km] to the nearest remaining context and importance ``weights``, each
+    ``[n_pseudo]``; None below ``minimum_targets``."""
+    if truth.size < options.minimum_targets:
+        return None
+    edges = options.distance_edges_km
+    bins = distance_bin_index(distance, edges)
+    overall = _smallest_covering_factor(prediction, truth, weights, options.level)
+    factors = []
+    for number in range(len(edges) - 1):
+        members = np.flatnonzero(bins == number)
+        if members.size < options.minimum_per_bin:
+            factors.append(overall)
+            continue
+        local = _smallest_covering_factor(
+            prediction.isel(target=members), truth[members], np.ones(members.size), options.level
+        )
+        share = members.size / (members.size + options.shrinkage)
+        factors.append(float(np.exp(share * np.log(local) + (1 - share) * np.log(overall))))
+    before = _interval_and_bins_scores(prediction, truth, weights, options.level)
+    crps_before = _weighted_mean(_crps(prediction, truth), weights)
+    crps_after = _weighted_mean(
+        _crps(
+            prediction,
+            truth,
+            SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance),
+        ),
+        weights,
+    )
+    intervals_kept = crps_after <= (1 + options.crps_tolerance) * crps_before
+    if (
+        not intervals_kept
+    ):  # a wider (or narrower) interval that costs sharpness beyond the tolerance is not worth it
+        factors, overall = [1.0] * len(factors), 1.0
+    interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
+    rescaled = interim.apply(prediction, distance)
+    probability = None
+    if options.probability != "none":
+        pooled, _ = pool_predictions([rescaled], [truth])
+        probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+        if options.probability == "vector" and observed.size >= options.vector_minimum:
+            probability = VectorScaling.fit(probabilities, observed, penalty=options.vector_penalty)
+        else:
+            probability = TemperatureScaling.fit(probabilities, observed)
+    fitted = replace(interim, probability=probability)
+    after = _interval_and_bins_scores(fitted.apply(prediction, distance), truth, weights, options.level)
+    before["crps"], after["crps"] = (
+        round(crps_before, 5),
+        round(crps_after if intervals_kept else crps_before, 5),
+    )
+    return replace(
+        fitted,
+        scores={
+            "pseudo_targets": int(truth.size),
+            "std_factors_kept": bool(intervals_kept),
+            "before": before,
+            "after": after,
+        },
+    )

@@ -1,0 +1,59 @@
+"""The options of self-calibration and the distance bins it fits std factors in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SelfCalibrationOptions:
+    """How pseudo-targets are drawn and what is fitted on them.
+
+    ``pseudo_fraction``: at most this share of the contexts is hidden (and at most
+    ``max_pseudo_targets``); ``distance_edges_km``: the bins of distance to the nearest context;
+    ``level``: the central interval whose coverage the std factors calibrate; ``probability``:
+    the scaler of the bin probabilities (``"vector"`` falls back to temperature below
+    ``vector_minimum`` pseudo-targets). A task with fewer contexts than give ``2 *
+    minimum_targets`` pseudo-targets in one draw (a small station network) is drawn again with
+    other seeds, up to ``max_repeats`` draws, and the draws' pseudo-targets are pooled. The std
+    factors are kept only if they raise the pseudo-targets' weighted CRPS by at most
+    ``crps_tolerance`` (relative); otherwise the intervals are left as the model gave them.
+    """
+
+    pseudo_fraction: float = 0.3
+    max_pseudo_targets: int = 3000
+    distance_edges_km: tuple[float, ...] = (0.0, 1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
+    level: float = 0.9
+    shrinkage: float = 50.0
+    minimum_per_bin: int = 30
+    minimum_targets: int = 50
+    probability: Literal["vector", "temperature", "none"] = "vector"
+    vector_penalty: float = 0.01
+    vector_minimum: int = 500
+    max_repeats: int = 8
+    crps_tolerance: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pseudo_fraction < 1:
+            raise ValueError(f"pseudo_fraction must be in (0, 1), got {self.pseudo_fraction}")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if self.crps_tolerance < 0:
+            raise ValueError(f"crps_tolerance must be >= 0, got {self.crps_tolerance}")
+        if self.max_repeats < 1:
+            raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
+        if (
+            list(self.distance_edges_km) != sorted(set(self.distance_edges_km))
+            or len(self.distance_edges_km) < 2
+        ):
+            raise ValueError(f"distance_edges_km must increase strictly, got {self.distance_edges_km}")
+
+
+def distance_bin_index(distance: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Index of each distance's bin ``[n]``; -1 beyond the last edge."""
+    index = np.searchsorted(np.asarray(edges), distance, side="right") - 1
+    return np.where(distance >= edges[-1], -1, np.clip(index, 0, len(edges) - 2))

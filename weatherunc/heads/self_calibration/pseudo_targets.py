@@ -1,0 +1,108 @@
+"""Pseudo-targets: discs of a task's own contexts hidden and predicted from the remaining ones.
+
+Discs are centred on random contexts with radii drawn from the real targets' distances to their
+nearest context, and each pseudo-target is weighted so that the distribution of distances to the
+nearest remaining context matches the real targets' (importance weights per distance bin; Shimodaira
+2000 for importance weighting under covariate shift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import xarray as xr
+from scipy.spatial import cKDTree
+
+from weatherunc import conventions
+from weatherunc.evaluation import distance_to_nearest_context
+from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
+from weatherunc.tasks import Task
+
+#: Coordinates kept when the predictions of several pseudo-tasks are pooled (the others differ).
+POOLED_COORDINATES = (
+    conventions.QUANTILE,
+    conventions.THRESHOLD,
+    conventions.BIN,
+    conventions.BIN_LOWER,
+    conventions.BIN_UPPER,
+)
+
+
+def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.ndarray]:
+    """Hide discs of ``task``'s contexts; returns the pseudo-task (the hidden contexts as targets,
+    with their values as truth) and its importance weights ``[n_pseudo]`` (mean 1) that match the
+    pseudo-targets' distances to the nearest remaining context to the real targets'."""
+    rng = np.random.default_rng(options.seed)
+    real = distance_to_nearest_context(task)
+    budget = min(options.max_pseudo_targets, int(options.pseudo_fraction * task.n_context))
+    if budget < 1 or task.n_context - budget < 1:
+        raise ValueError(f"task: {task.n_context} contexts are too few for pseudo-targets")
+    tree = cKDTree(task.context_coordinates)
+    hidden = np.zeros(task.n_context, dtype=bool)
+    radii = rng.choice(real, size=10 * budget + 10) * rng.uniform(1.0, 3.0, size=10 * budget + 10)
+    for radius in radii:
+        if hidden.sum() >= budget:
+            break
+        centre = task.context_coordinates[rng.integers(task.n_context)]
+        inside = np.asarray(tree.query_ball_point(centre, r=max(radius, 1e-9)), dtype=np.int64)
+        room = budget - int(hidden.sum())
+        hidden[inside[: max(room, 1)] if inside.size > room else inside] = True
+    kept = ~hidden
+    pseudo = Task(
+        context_coordinates=task.context_coordinates[kept],
+        context_values=task.context_values[kept],
+        target_coordinates=task.context_coordinates[hidden],
+        target_values=task.context_values[hidden],
+        context_covariates=None if task.context_covariates is None else task.context_covariates[kept],
+        target_covariates=None if task.context_covariates is None else task.context_covariates[hidden],
+        target_dim="target",
+        target_coords={},
+        description=f"pseudo-targets of {task.description}",
+    )
+    edges = options.distance_edges_km
+    real_bins, pseudo_bins = (
+        distance_bin_index(real, edges),
+        distance_bin_index(distance_to_nearest_context(pseudo), edges),
+    )
+    bins = len(edges) - 1
+    real_share = np.bincount(real_bins[real_bins >= 0], minlength=bins) / max(1, int((real_bins >= 0).sum()))
+    pseudo_share = np.bincount(pseudo_bins[pseudo_bins >= 0], minlength=bins) / max(
+        1, int((pseudo_bins >= 0).sum())
+    )
+    ratio = np.divide(real_share, pseudo_share, out=np.zeros(bins), where=pseudo_share > 0)
+    weights = np.where(pseudo_bins >= 0, ratio[np.maximum(pseudo_bins, 0)], 0.0)
+    return pseudo, weights / weights.mean() if weights.sum() > 0 else np.ones(pseudo.n_target)
+
+
+def pseudo_predictions(
+    model, task: Task, options: SelfCalibrationOptions
+) -> tuple[xr.Dataset, np.ndarray, np.ndarray, np.ndarray, int]:
+    """``model``'s predictions of one or more pseudo-tasks of ``task`` (:func:`pseudo_task`, seeds
+    ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets and
+    ``max_repeats`` allows), pooled along ``target``, with their truths, distances to the nearest
+    remaining context and weights ``[n_pseudo]``, and the number of draws."""
+    predictions, truths, distances, weights = [], [], [], []
+    for draw in range(options.max_repeats):
+        pseudo, weight = pseudo_task(task, replace(options, seed=options.seed + draw))
+        prediction = model.predict(pseudo)
+        predictions.append(
+            prediction.drop_vars([name for name in prediction.coords if name not in POOLED_COORDINATES])
+        )
+        truths.append(pseudo.target_values)
+        distances.append(distance_to_nearest_context(pseudo))
+        weights.append(weight)
+        if sum(truth.size for truth in truths) >= 2 * options.minimum_targets:
+            break
+    pooled = (
+        xr.concat(predictions, dim="target", combine_attrs="override")
+        if len(predictions) > 1
+        else predictions[0]
+    )
+    return (
+        pooled,
+        np.concatenate(truths),
+        np.concatenate(distances),
+        np.concatenate(weights),
+        len(predictions),
+    )
