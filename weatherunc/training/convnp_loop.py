@@ -126,7 +126,7 @@ def train_convnp(
             stale_file.unlink()
     prior_bank = None
     if model.config.prior_channels:
-        folder = build_prior_bank(
+        bank_folder = build_prior_bank(
             directory / "prior_bank",
             bank,
             config.frames_fingerprint(),
@@ -136,7 +136,7 @@ def train_convnp(
             seed=config.seed,
             progress=progress,
         )
-        prior_bank = PriorBank.load(folder, model.config)
+        prior_bank = PriorBank.load(bank_folder, model.config)
     model = model.to(device)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
