@@ -32,8 +32,14 @@ from weatherunc.plotting import (  # noqa: E402
     save_figure,
     std_map,
     uncertainty_maps,
+    variance_split_map,
 )
-from weatherunc.plotting.colours import DRY_COLOUR, rate_scale  # noqa: E402
+from weatherunc.plotting.colours import (  # noqa: E402
+    DRY_COLOUR,
+    probability_scale,
+    rate_scale,
+    transformed_spread_scale,
+)
 from weatherunc.plotting.maps import low_confidence, map_projection  # noqa: E402
 
 #: The KNMI radar grid's CRS (polar stereographic, no area of use) and LAEA Europe (has one).
@@ -114,6 +120,33 @@ def test_mean_map_extent_colour_bar_and_blank_nan(crs_name: str, natural_earth: 
     scale = rate_scale()
     expected = np.round(255 * np.array(scale.colormap(scale.norm(3.0))[:3]))
     np.testing.assert_allclose(predicted[:3], expected, atol=2)
+
+
+def test_variance_split_map_shows_each_std_and_the_epistemic_share(natural_earth: Path) -> None:
+    grid = _grid("knmi")
+    hidden = grid["precipitation_mean"].notnull()
+    grid["latent_variance"] = xr.where(hidden, xr.where(grid.x < grid.x[38], 0.0225, 0.49), np.nan)
+    grid["noise_variance"] = xr.where(hidden, 0.16, np.nan)
+    figure = variance_split_map(grid)
+    epistemic, aleatoric, share = (figure.axes[number] for number in (0, 2, 4))
+    assert [axes.get_title().split(" · ")[0] for axes in (epistemic, aleatoric, share)] == [
+        "epistemic std",
+        "aleatoric std",
+        "epistemic share of the variance",
+    ]
+    x, y = grid.x.values, grid.y.values
+    spread, probability = transformed_spread_scale(), probability_scale()
+    for axes, column, value, scale in [
+        (epistemic, 33, 0.15, spread),  # sqrt(0.0225)
+        (epistemic, 42, 0.7, spread),  # sqrt(0.49)
+        (aleatoric, 42, 0.4, spread),
+        (share, 33, 0.0225 / 0.1825, probability),
+        (share, 42, 0.49 / 0.65, probability),
+    ]:
+        expected = np.round(255 * np.array(scale.colormap(scale.norm(value))[:3]))
+        np.testing.assert_allclose(_pixel(figure, axes, x[column], y[20])[:3], expected, atol=2)
+    with pytest.raises(ValueError, match="'latent_variance'"):
+        variance_split_map(grid.drop_vars("latent_variance"))
 
 
 def test_observed_map_shows_dry_apart_from_nan(natural_earth: Path) -> None:

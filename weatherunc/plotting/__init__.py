@@ -20,6 +20,7 @@ from weatherunc.plotting.maps import (
     save_figure,
     std_map,
     uncertainty_maps,
+    variance_split_map,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "save_figure",
     "std_map",
     "uncertainty_maps",
+    "variance_split_map",
 ]

@@ -13,6 +13,8 @@ RATE_LEVELS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 #: Standard deviation levels [mm/h].
 SPREAD_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 PROBABILITY_LEVELS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+#: Standard deviation levels of the transformed rate (e.g. log(rate + 1), dimensionless).
+TRANSFORMED_SPREAD_LEVELS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
 DRY_COLOUR = "#e6e6e6"
 
 
@@ -45,6 +47,11 @@ def rate_scale() -> ColourScale:
 def spread_scale() -> ColourScale:
     """Standard deviation [mm/h]: log-like steps on a sequential palette."""
     return _scale(SPREAD_LEVELS, "magma_r", None, "max")
+
+
+def transformed_spread_scale() -> ColourScale:
+    """Standard deviation of the transformed rate: log-like steps on a sequential palette."""
+    return _scale(TRANSFORMED_SPREAD_LEVELS, "magma_r", None, "max")
 
 
 def probability_scale() -> ColourScale:

@@ -20,7 +20,13 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from weatherunc import conventions
-from weatherunc.plotting.colours import ColourScale, probability_scale, rate_scale, spread_scale
+from weatherunc.plotting.colours import (
+    ColourScale,
+    probability_scale,
+    rate_scale,
+    spread_scale,
+    transformed_spread_scale,
+)
 
 NATURAL_EARTH_RESOLUTION = "50m"
 #: A predicted pixel is "low confidence" in the combined view when its predictive std exceeds
@@ -320,6 +326,38 @@ def uncertainty_maps(dataset: xr.Dataset, *, threshold: float = 1.0, crs: pyproj
         axes, source = _panel(figure, (2, 2, number), field, scale, label, units, crs, dataset.attrs, files)
         if number == 1 and conventions.PRECIPITATION in dataset:
             _outline(axes, dataset[conventions.PRECIPITATION_MEAN].notnull(), source)
+        files = files if files is not None else {}  # warn once per figure
+    figure.tight_layout()
+    return figure
+
+
+def variance_split_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None) -> Figure:
+    """Epistemic and aleatoric standard deviations side by side, and the epistemic share.
+
+    The predictive variance of the transformed rate is ``latent_variance`` (epistemic: what more
+    observations or a better model would remove) plus ``noise_variance`` (aleatoric: the rain's own
+    variability at a pixel); the panels show ``sqrt`` of each on one colour scale (units of the
+    transformed rate, e.g. log(rate + 1)) and ``latent_variance / (latent + noise)`` (Kendall & Gal
+    2017, "What uncertainties do we need in Bayesian deep learning for computer vision?",
+    NeurIPS). A model without an epistemic part shows an epistemic std of 0 everywhere.
+    """
+    for name in (conventions.LATENT_VARIANCE, conventions.NOISE_VARIANCE):
+        if name not in dataset:
+            raise ValueError(f"variance_split_map: the dataset has no {name!r} variable")
+    crs = crs_of_grid(dataset, crs)
+    files = natural_earth_files()
+    latent, noise = dataset[conventions.LATENT_VARIANCE], dataset[conventions.NOISE_VARIANCE]
+    if noise.dims != latent.dims:
+        noise = noise.broadcast_like(latent)
+    share = (latent / (latent + noise)).where(latent + noise > 0)
+    panels = [
+        (np.sqrt(latent), transformed_spread_scale(), "epistemic std", "std of the transformed rate"),
+        (np.sqrt(noise), transformed_spread_scale(), "aleatoric std", "std of the transformed rate"),
+        (share, probability_scale(), "epistemic share of the variance", "share"),
+    ]
+    figure = plt.figure(figsize=(18, 5.2))
+    for number, (field, scale, label, units) in enumerate(panels, start=1):
+        _panel(figure, (1, 3, number), field, scale, label, units, crs, dataset.attrs, files)
         files = files if files is not None else {}  # warn once per figure
     figure.tight_layout()
     return figure
