@@ -81,8 +81,8 @@ def ingest(
     restart: Annotated[bool, typer.Option(help="Discard an unfinished ingest of other input.")] = False,
 ) -> None:
     """Read, check and write a catalog entry to a chunked zarr store (resumable)."""
-    from pipelines.ingest import ingest as run_ingest
     from weatherunc.errors import InputDataError
+    from weatherunc.pipelines.ingest import ingest as run_ingest
 
     try:
         report = run_ingest(
@@ -455,7 +455,7 @@ def pack(
 
 @app.command()
 def run(
-    job: Annotated[Path, typer.Argument(help="Job config YAML (see pipelines/jobs/).")],
+    job: Annotated[Path, typer.Argument(help="Job config YAML (see weatherunc/pipelines/jobs/).")],
     scheduler: Annotated[
         str,
         typer.Option(
@@ -480,10 +480,10 @@ def run(
 ) -> None:
     """Run a batch job: ingest, tasks, model, tiled prediction, calibration, verification, maps
     (resumable)."""
-    from pipelines.job_config import load_job_config
-    from pipelines.run_job import JobStateError, run_job
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
+    from weatherunc.pipelines.job_config import load_job_config
+    from weatherunc.pipelines.run_job import JobStateError, run_job
 
     try:
         config = load_job_config(job, output_dir=output_dir)
@@ -563,9 +563,9 @@ def demo(
 ) -> None:
     """Fill withheld regions of the embedded MRMS sample with the GP and the ANP: maps, calibrated
     probabilities and scores against the withheld truth (no data folder needed)."""
-    from pipelines import jobs_folder
-    from pipelines.job_config import load_job_config
-    from pipelines.run_job import run_job
+    from weatherunc.pipelines import jobs_folder
+    from weatherunc.pipelines.job_config import load_job_config
+    from weatherunc.pipelines.run_job import run_job
 
     for name in DEMO_JOBS:
         job = load_job_config(jobs_folder() / name, output_dir=out_dir)
