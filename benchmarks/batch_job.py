@@ -1,8 +1,8 @@
 """Benchmark: the KNMI batch job (all 92 frames, full 765 x 700 grid) on a local Dask cluster of 1 and 2
 workers.
 
-``--job`` picks the job (default ``pipelines/jobs/knmi_anp.yaml``; ``knmi_convnp.yaml`` runs the
-convolutional neural process), ``--workers`` the cluster sizes. Each job's entry in
+``--job`` picks the job (default ``weatherunc/pipelines/jobs/knmi_anp.yaml``; ``knmi_convnp.yaml``
+runs the convolutional neural process), ``--workers`` the cluster sizes. Each job's entry in
 ``benchmarks/results/batch_job.json`` (``jobs``, one per job file) is replaced; the others are kept.
 Each run starts from an empty output folder (the observation ingest is kept and not timed
 twice), on a ``distributed.LocalCluster`` of single-threaded worker processes. Records wall
@@ -10,7 +10,7 @@ time, frames per minute, each worker's peak resident memory (``ru_maxrss`` of th
 process at the end) and the scaling ratio. Writes benchmarks/results/batch_job.json.
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/batch_job.py [--job
-    pipelines/jobs/knmi_convnp.yaml] [--workers 1,2]
+    weatherunc/pipelines/jobs/knmi_convnp.yaml] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 
 from common import RESULTS, machine, write_result
 
-from pipelines.job_config import load_job_config
-from pipelines.run_job import run_job
 from weatherunc.checkpoints import read_sidecar
 from weatherunc.models.registry import packaged_checkpoint
+from weatherunc.pipelines.job_config import load_job_config
+from weatherunc.pipelines.run_job import run_job
 
-JOB = Path("pipelines/jobs/knmi_anp.yaml")
+JOB = Path("weatherunc/pipelines/jobs/knmi_anp.yaml")
 
 
 def _peak_rss_mb() -> float:
@@ -96,7 +96,8 @@ def main() -> None:
     jobs = previous.get("jobs") or (
         [{key: value for key, value in previous.items() if key != "benchmark"}] if "runs" in previous else []
     )
-    jobs = [other for other in jobs if other.get("job") != str(arguments.job)] + [entry]
+    # one entry per job file name, whichever folder the job file was read from
+    jobs = [other for other in jobs if Path(other.get("job", "")).name != arguments.job.name] + [entry]
     result = {"benchmark": __doc__.strip().splitlines()[0], "jobs": jobs}
     print(json.dumps(entry, indent=2))
     print(f"wrote {write_result('batch_job.json', result)}")

@@ -44,8 +44,8 @@ def _peak_memory_sampler(stop: threading.Event, peak: list[float]) -> None:
 
 def run_one(name: str, scheduler: str, workers: int) -> dict[str, object]:
     """Ingest ``name`` once in this process and return its figures."""
-    from pipelines.ingest import ingest
     from weatherunc.catalog import Catalog
+    from weatherunc.pipelines.ingest import ingest
 
     catalog = Catalog.load()
     stop, peak = threading.Event(), [0.0]

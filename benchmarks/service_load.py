@@ -17,7 +17,7 @@ benchmarks/results/service_load.json and service_load.md.
     .venv/bin/python benchmarks/service_load.py --store outputs/knmi_anp/prediction.zarr [--clients 50]
     [--seconds 60]
 
-(``weatherunc run pipelines/jobs/knmi_anp.yaml`` writes that KNMI job store.)
+(``weatherunc run weatherunc/pipelines/jobs/knmi_anp.yaml`` writes that KNMI job store.)
 """
 
 from __future__ import annotations
@@ -201,7 +201,10 @@ def main() -> None:
     parser.add_argument("--times", type=int, default=4, help="query the store's latest TIMES times (0: all)")
     arguments = parser.parse_args()
     if not arguments.store.exists():
-        sys.exit(f"{arguments.store} does not exist; run `weatherunc run pipelines/jobs/knmi_anp.yaml` first")
+        sys.exit(
+            f"{arguments.store} does not exist; run `weatherunc run weatherunc/pipelines/jobs/knmi_anp.yaml` "
+            "first"
+        )
     import httpx
 
     log = RESULTS / "service_load.log"

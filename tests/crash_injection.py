@@ -1,8 +1,8 @@
 """Fault injection for the crash tests of the batch job: SIGKILL the job's process at a named point.
 
-``python -m tests.crash_injection POINT:N CONFIG [options of pipelines.run_job]`` runs the job as
-``python -m pipelines.run_job CONFIG ...`` does and kills the process (SIGKILL, no clean-up) the
-N-th time it reaches POINT:
+``python -m tests.crash_injection POINT:N CONFIG [options of weatherunc run]`` runs the job as
+``weatherunc run CONFIG ...`` does and kills the process (SIGKILL, no clean-up) the N-th time it
+reaches POINT:
 
 - ``tile-half``: half of a tile's variables written;
 - ``marker-temporary``: a tile's manifest entry written under its temporary name, not yet renamed;
@@ -26,8 +26,7 @@ from typing import Any
 
 import zarr
 
-from pipelines import run_job
-from pipelines.job_store import JobStore
+from weatherunc.pipelines.job_store import JobStore
 
 POINTS = ("tile-half", "marker-temporary", "tile-done", "before-complete")
 #: Name of a manifest entry before it is renamed into place (``JobStore.write_tile``).
@@ -100,11 +99,12 @@ def install(point: str, count: int) -> None:
 
 
 def main() -> None:
-    """``POINT:N`` then the arguments of ``python -m pipelines.run_job``."""
+    """``POINT:N`` then the arguments of ``weatherunc run``."""
+    from weatherunc.cli import app
+
     point, _, count = sys.argv[1].partition(":")
     install(point, int(count or 1))
-    sys.argv = [sys.argv[0], *sys.argv[2:]]
-    run_job.main()
+    app(["run", *sys.argv[2:]])
 
 
 if __name__ == "__main__":

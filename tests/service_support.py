@@ -18,8 +18,8 @@ TINY_JOB = {
 
 def make_job_store(output_dir: Path) -> Path:
     """Run :data:`TINY_JOB` into ``output_dir``; returns its complete ``prediction.zarr``."""
-    from pipelines.job_config import JobConfig
-    from pipelines.run_job import run_job
+    from weatherunc.pipelines.job_config import JobConfig
+    from weatherunc.pipelines.run_job import run_job
 
     job = JobConfig(**{**TINY_JOB, "output_dir": str(output_dir)})
     return run_job(job, scheduler="synchronous", progress=False).store

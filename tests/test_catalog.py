@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
@@ -9,13 +10,15 @@ import pytest
 
 from tests.conftest import write_cf_netcdf, write_entry
 from weatherunc.catalog import (
-    PROJECT_CATALOG_DIR,
+    SHIPPED_CATALOG,
     Catalog,
     CatalogEntry,
     TimeFromFilename,
     catalog_dirs,
     data_root,
     load_entry,
+    package_data_dir,
+    yaml_files,
 )
 from weatherunc.errors import InputDataError
 
@@ -41,8 +44,17 @@ def test_project_catalog_covers_every_shared_dataset_and_the_embedded_sample() -
 
 
 def test_every_project_entry_validates_alone() -> None:
-    for path in sorted(PROJECT_CATALOG_DIR.glob("*.yaml")):
+    paths = yaml_files(SHIPPED_CATALOG)
+    assert len(paths) == len(SHARED_ENTRIES) + 1
+    for path in paths:
         assert isinstance(load_entry(path), CatalogEntry)
+
+
+def test_the_shipped_catalog_and_data_are_package_resources() -> None:
+    assert (
+        catalog_dirs()[0] == SHIPPED_CATALOG == importlib.resources.files("weatherunc") / "data" / "catalog"
+    )
+    assert (package_data_dir() / "mrms_20190610_crop256.nc").is_file()
 
 
 def test_get_unknown_name_lists_valid_names() -> None:
@@ -148,3 +160,24 @@ def test_time_from_filename() -> None:
         parse("other.gif")
     with pytest.raises(ValueError, match="exactly one capturing group"):
         TimeFromFilename(pattern=r"(\d)(\d)", format="%H%M")
+
+
+def test_package_data_inside_an_archive_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    import weatherunc.catalog
+
+    with zipfile.ZipFile(tmp_path / "weatherunc.zip", "w") as archive:
+        archive.writestr("weatherunc/data/catalog/a.yaml", "name: a\n")
+    monkeypatch.setattr(
+        weatherunc.catalog, "PACKAGE_DATA", zipfile.Path(tmp_path / "weatherunc.zip", "weatherunc/data/")
+    )
+    with pytest.raises(InputDataError, match="package installed as files"):
+        package_data_dir()
+
+
+def test_yaml_files_lists_only_yaml_files_of_a_folder_by_name(tmp_path: Path) -> None:
+    for name in ("b.yaml", "a.yaml", "notes.txt", "c.yml"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "folder.yaml").mkdir()
+    assert [path.name for path in yaml_files(tmp_path)] == ["a.yaml", "b.yaml"]

@@ -1,4 +1,5 @@
-"""The import graph of weatherunc: no cycle between its modules, no import of the CLI or the pipelines.
+"""The import graph of weatherunc: no cycle between its modules; only the CLI imports the pipelines and
+nothing imports the CLI.
 
 Every ``import`` and ``from ... import`` counts, also inside functions; imports under
 ``if TYPE_CHECKING:`` do not (they never run). ``from package import name`` counts as an import
@@ -11,8 +12,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "weatherunc"
-#: The command line drives the pipelines; it is the only module allowed to import them.
-PIPELINE_IMPORTERS = {"weatherunc.cli"}
+#: The command line (a package) and the batch-job pipelines (a package).
+CLI, PIPELINES = "weatherunc.cli", "weatherunc.pipelines"
 
 
 def _module_name(path: Path) -> str:
@@ -123,13 +124,33 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles(graph) == [["a", "b", "c"]]
 
 
-def test_nothing_in_weatherunc_imports_the_cli_or_the_pipelines() -> None:
+def _within(name: str, package: str) -> bool:
+    """Whether the dotted ``name`` is ``package`` or one of its modules."""
+    return name == package or name.startswith(f"{package}.")
+
+
+def test_nothing_outside_the_cli_imports_it_and_only_the_cli_imports_the_pipelines() -> None:
     _, imported = _import_graph()
-    cli = sorted(module for module, names in imported.items() if "weatherunc.cli" in names)
+    assert {CLI, PIPELINES, f"{CLI}.jobs", f"{PIPELINES}.run_job"} <= set(imported)
+    cli = sorted(
+        module
+        for module, names in imported.items()
+        if not _within(module, CLI) and any(_within(name, CLI) for name in names)
+    )
     pipelines = sorted(
         module
         for module, names in imported.items()
-        if module not in PIPELINE_IMPORTERS
-        and any(name == "pipelines" or name.startswith("pipelines.") for name in names)
+        if not _within(module, CLI)
+        and not _within(module, PIPELINES)
+        and any(_within(name, PIPELINES) for name in names)
     )
     assert cli == [] and pipelines == []
+    assert any(_within(name, PIPELINES) for name in imported[f"{CLI}.jobs"])
+
+
+def test_no_generic_top_level_package_beside_weatherunc() -> None:
+    import weatherunc.pipelines
+
+    assert weatherunc.pipelines.__file__.startswith(str(PACKAGE))
+    assert not (PACKAGE.parent / "pipelines" / "__init__.py").exists()
+    assert not list((PACKAGE.parent / "pipelines").glob("*.py"))

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import pipelines.ingest as ingest_module
+import weatherunc.pipelines.ingest as ingest_module
 import weatherunc.store as store_module
-from pipelines.ingest import ingest
 from tests.conftest import REPOSITORY, tree_bytes, write_cf_netcdf, write_classic_netcdf, write_entry
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import open_dataset
+from weatherunc.pipelines.ingest import ingest
 from weatherunc.store import COMPLETE_ATTRIBUTE, StagedStore, open_store
 
 

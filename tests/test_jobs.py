@@ -17,11 +17,11 @@ import pytest
 import xarray as xr
 import yaml
 
-from pipelines.job_config import JobConfig, load_job_config
-from pipelines.job_store import JobStore
-from pipelines.run_job import JobStateError, run_job
 from tests.conftest import tree_bytes, write_entry
 from weatherunc.catalog import Catalog
+from weatherunc.pipelines.job_config import JobConfig, load_job_config
+from weatherunc.pipelines.job_store import JobStore
+from weatherunc.pipelines.run_job import JobStateError, run_job
 
 JOB = {
     "name": "mrms_idw",
@@ -98,7 +98,7 @@ def _write_config(tmp_path: Path, **overrides) -> Path:
 def _run_cli(config: Path, crash_at: str | None = None, kill_after: float | None = None) -> int:
     """Run the job in a process of its own; ``crash_at`` (``POINT:N``): SIGKILL there
     (:mod:`tests.crash_injection`)."""
-    runner = ["tests.crash_injection", crash_at] if crash_at else ["pipelines.run_job"]
+    runner = ["tests.crash_injection", crash_at] if crash_at else ["weatherunc.cli", "run"]
     command = [sys.executable, "-m", *runner, str(config), "--scheduler", "synchronous"]
     process = subprocess.Popen(
         command,

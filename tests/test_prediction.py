@@ -62,13 +62,12 @@ def _prediction(offset: float, n: int, seed: int, *, coords: bool = True) -> tup
 def test_output_names_are_string_literals_only_in_conventions() -> None:
     literals = {f"{quote}{name}{quote}" for name in OUTPUT_NAMES for quote in "\"'"}
     found = []
-    for folder in ("weatherunc", "pipelines"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            if path == ROOT / "weatherunc" / "conventions.py":
-                continue
-            for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
-                if token.type == tokenize.STRING and token.string in literals:
-                    found.append(f"{path.relative_to(ROOT)}:{token.start[0]} {token.string}")
+    for path in sorted((ROOT / "weatherunc").rglob("*.py")):
+        if path == ROOT / "weatherunc" / "conventions.py":
+            continue
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type == tokenize.STRING and token.string in literals:
+                found.append(f"{path.relative_to(ROOT)}:{token.start[0]} {token.string}")
     assert found == []
 
 

@@ -210,9 +210,9 @@ def test_options_are_checked() -> None:
 
 
 def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
-    from pipelines.job_config import JobConfig
-    from pipelines.run_job import run_job
     from tests.test_jobs import JOB
+    from weatherunc.pipelines.job_config import JobConfig
+    from weatherunc.pipelines.run_job import run_job
 
     job = JobConfig(
         **{

@@ -1,7 +1,8 @@
 """The YAML data catalog: one validated entry per data source.
 
-A catalog is a set of folders of ``*.yaml`` files, one entry each. The project's own
-folder ``data_catalog/`` is always read; users add folders with ``--catalog DIR`` or the
+A catalog is a set of folders of ``*.yaml`` files, one entry each. The catalog shipped with the
+package (``weatherunc/data/catalog/``, read through :mod:`importlib.resources`, so also from an
+installed wheel) is always read; users add folders with ``--catalog DIR`` or the
 ``WEATHERUNC_CATALOG`` environment variable (several separated by ``os.pathsep``). File
 patterns are relative to a data root (``WEATHERUNC_DATA_DIR``) or, for entries with
 ``root: package``, to the data shipped inside weatherunc. Paths may never leave their root.
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,8 +34,10 @@ from weatherunc.errors import InputDataError
 
 CATALOG_ENVIRONMENT_VARIABLE = "WEATHERUNC_CATALOG"
 DATA_DIR_ENVIRONMENT_VARIABLE = "WEATHERUNC_DATA_DIR"
-PROJECT_CATALOG_DIR = Path(__file__).resolve().parent.parent / "data_catalog"
-PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "data"
+#: The data shipped inside weatherunc (package data: the sample, the checkpoints, the catalog).
+PACKAGE_DATA: Traversable = resources.files("weatherunc") / "data"
+#: The shipped catalog folder, always read first.
+SHIPPED_CATALOG: Traversable = PACKAGE_DATA / "catalog"
 
 
 class TimeFromFilename(BaseModel):
@@ -141,9 +146,9 @@ class CatalogEntry(BaseModel):
         return self
 
 
-def catalog_dirs(extra: list[Path] | None = None) -> list[Path]:
-    """The project catalog folder, then ``WEATHERUNC_CATALOG`` folders, then ``extra``."""
-    folders = [PROJECT_CATALOG_DIR]
+def catalog_dirs(extra: list[Path] | None = None) -> list[Path | Traversable]:
+    """The shipped catalog folder, then ``WEATHERUNC_CATALOG`` folders, then ``extra``."""
+    folders: list[Path | Traversable] = [SHIPPED_CATALOG]
     environment = os.environ.get(CATALOG_ENVIRONMENT_VARIABLE, "")
     folders += [Path(part) for part in environment.split(os.pathsep) if part]
     folders += list(extra or [])
@@ -158,17 +163,44 @@ def data_root(explicit: Path | None = None) -> Path | None:
     return Path(environment) if environment else None
 
 
-def load_entry(path: Path) -> CatalogEntry:
-    """Read and validate one YAML entry; raises :class:`InputDataError` naming the field."""
+def package_data_dir() -> Path:
+    """The folder of the data shipped inside weatherunc, as a file-system path (readers open files by
+    path); raises :class:`InputDataError` when weatherunc is imported from an archive."""
+    if not isinstance(PACKAGE_DATA, Path):
+        raise InputDataError(
+            source=str(PACKAGE_DATA),
+            variable="<package data>",
+            check="package installed as files",
+            detail="weatherunc is imported from an archive; install it into a folder (pip install)",
+        )
+    return PACKAGE_DATA
+
+
+def yaml_files(folder: Path | Traversable) -> list[Path | Traversable]:
+    """The ``*.yaml`` files directly in ``folder`` (a path or a package resource), sorted by name."""
+    return sorted(
+        (item for item in folder.iterdir() if item.name.endswith(".yaml") and item.is_file()),
+        key=lambda item: item.name,
+    )
+
+
+def load_entry(path: Path | Traversable) -> CatalogEntry:
+    """Read and validate one YAML entry (a path or a package resource); raises :class:`InputDataError`
+    naming the field."""
+    if isinstance(path, str):
+        path = Path(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
         raise InputDataError(
-            source=path, variable="<catalog entry>", check="readable YAML", detail=str(error)
+            source=str(path), variable="<catalog entry>", check="readable YAML", detail=str(error)
         ) from None
     if not isinstance(raw, dict):
         raise InputDataError(
-            source=path, variable="<catalog entry>", check="schema", detail="the file must hold one mapping"
+            source=str(path),
+            variable="<catalog entry>",
+            check="schema",
+            detail="the file must hold one mapping",
         )
     try:
         return CatalogEntry.model_validate(raw)
@@ -176,7 +208,7 @@ def load_entry(path: Path) -> CatalogEntry:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "<entry>"
         raise InputDataError(
-            source=path,
+            source=str(path),
             variable=field,
             check="schema",
             detail=f"{first['msg']} ({error.error_count()} error(s))",
@@ -194,20 +226,20 @@ class Catalog:
     def load(cls, extra_dirs: list[Path] | None = None, *, data_root_dir: Path | None = None) -> Catalog:
         """Read every ``*.yaml`` in :func:`catalog_dirs`; a later folder may not redefine a name."""
         entries: dict[str, CatalogEntry] = {}
-        origins: dict[str, Path] = {}
+        origins: dict[str, Path | Traversable] = {}
         for folder in catalog_dirs(extra_dirs):
             if not folder.is_dir():
                 raise InputDataError(
-                    source=folder,
+                    source=str(folder),
                     variable="<catalog folder>",
                     check="folder exists",
                     detail="not a directory",
                 )
-            for path in sorted(folder.glob("*.yaml")):
+            for path in yaml_files(folder):
                 entry = load_entry(path)
                 if entry.name in entries:
                     raise InputDataError(
-                        source=path,
+                        source=str(path),
                         variable="name",
                         check="unique name",
                         detail=f"{entry.name!r} is already defined in {origins[entry.name]}",
@@ -230,7 +262,7 @@ class Catalog:
     def root_of(self, entry: CatalogEntry) -> Path:
         """The folder that ``entry.files`` is relative to."""
         if entry.root == "package":
-            return PACKAGE_DATA_DIR
+            return package_data_dir()
         if self.data_root is None:
             raise InputDataError(
                 source=entry.name,

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipelines.ingest import ingest
-from pipelines.job_config import load_job_config
 from tests.bad_inputs.grids import write_grid
 from tests.bad_inputs.runner import Case, Scenario, named
 from tests.conftest import write_entry
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
+from weatherunc.pipelines.ingest import ingest
+from weatherunc.pipelines.job_config import load_job_config
 from weatherunc.training.config import load_training_config
 
 #: A YAML value that runs a shell command when an unsafe loader constructs it.

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipelines.ingest import ingest
 from tests.bad_inputs.runner import Case, Scenario, named
 from tests.conftest import write_entry
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
+from weatherunc.pipelines.ingest import ingest
 
 SHAPE = (3, 8, 10)
 #: Time pattern of one-frame files named ``<anything>_YYYYmmddHHMM.nc``.

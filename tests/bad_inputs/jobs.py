@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.job_config import JobConfig
-from pipelines.run_job import JobReport, JobStateError, run_job
 from tests.bad_inputs.grids import write_grid
 from tests.bad_inputs.runner import Case, Scenario, named
 from tests.conftest import write_entry
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
+from weatherunc.pipelines.job_config import JobConfig
+from weatherunc.pipelines.run_job import JobReport, JobStateError, run_job
 
 JOB_NAME = "tiny"
 

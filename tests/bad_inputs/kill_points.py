@@ -22,13 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import zarr
 
-import pipelines.job_store as job_store_module
-import pipelines.run_job as run_job_module
+import weatherunc.pipelines.job_store as job_store_module
+import weatherunc.pipelines.run_job as run_job_module
 import weatherunc.store as store_module
-from pipelines.ingest import ingest
-from pipelines.job_store import JobStore
 from tests.bad_inputs.jobs import JOB_NAME, load_inputs, run_tiny_job, tiny_values, write_inputs
 from tests.bad_inputs.runner import tree_digest
+from weatherunc.pipelines.ingest import ingest
+from weatherunc.pipelines.job_store import JobStore
 from weatherunc.store import StagedStore
 
 #: Seconds a killed child may take before it counts as hung.

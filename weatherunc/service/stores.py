@@ -3,7 +3,7 @@
 A path is either a zarr store or a folder searched for stores (``RUN/prediction.zarr`` of a batch
 job, or any ``*.zarr``). A store is served only when :func:`weatherunc.plotting.files.open_prediction_store`
 accepts it: marked complete and holding the prediction variables. Staging folders
-(``*.zarr.partial``, see :mod:`pipelines.job_store`) are never served. A store is named by its run
+(``*.zarr.partial``, see :mod:`weatherunc.pipelines.job_store`) are never served. A store is named by its run
 folder (``knmi_anp`` for ``outputs/knmi_anp/prediction.zarr``) or its file name without ``.zarr``.
 """
 

@@ -1,6 +1,6 @@
 """Ingest a catalog entry into a chunked zarr store, in parallel with Dask, resumably.
 
-``python -m pipelines.ingest NAME --out STORE.zarr`` or ``weatherunc ingest NAME --out STORE.zarr``.
+The work of ``weatherunc ingest NAME --out STORE.zarr``.
 Each frame is read, converted to mm/h, checked and written by one Dask task; a re-run
 after an interruption writes only the frames that have no marker yet (see
 :mod:`weatherunc.store`). Bad input removes the staged store and leaves any earlier
@@ -16,11 +16,11 @@ from pathlib import Path
 import dask
 import xarray as xr
 
-from pipelines.execution import compute_tasks
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.loading import GridSource, open_stations
+from weatherunc.pipelines.execution import compute_tasks
 from weatherunc.store import (
     StagedStore,
     describe_changes,
@@ -195,14 +195,3 @@ def ingest(
         written = len(todo)
     staged.complete(total, replace=overwrite)
     return IngestReport(out, total, written, len(done), time.perf_counter() - start)
-
-
-def main() -> None:
-    """Command-line entry: the same as ``weatherunc ingest``."""
-    from weatherunc.cli import app
-
-    app(["ingest", *__import__("sys").argv[1:]])
-
-
-if __name__ == "__main__":
-    main()

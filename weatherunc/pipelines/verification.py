@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipelines.job_config import JobConfig
 from weatherunc import conventions, metrics
 from weatherunc.evaluation import score_prediction
 from weatherunc.metrics.reliability import ReliabilityAccumulator
+from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 

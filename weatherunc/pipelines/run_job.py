@@ -1,4 +1,4 @@
-"""Run a batch job: ``weatherunc run JOB.yaml`` (or ``python -m pipelines.run_job JOB.yaml``).
+"""Run a batch job: the work of ``weatherunc run JOB.yaml``.
 
 Every (frame, tile) is an independent Dask task that predicts its tile and writes its zarr
 chunks and manifest entry; a re-run skips what the manifest lists, so a job killed at any
@@ -24,10 +24,15 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from pipelines.ingest import IngestInput
-from pipelines.job_config import JobConfig
-from pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
-from pipelines.stages import (
+from weatherunc import conventions
+from weatherunc.catalog import Catalog
+from weatherunc.checkpoints import sha256_of, software_versions
+from weatherunc.geolocation import crs_of, grid_mapping
+from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.pipelines.ingest import IngestInput
+from weatherunc.pipelines.job_config import JobConfig
+from weatherunc.pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
+from weatherunc.pipelines.stages import (
     all_tiles,
     frame_axes,
     ingest_observations,
@@ -37,12 +42,7 @@ from pipelines.stages import (
     predict_frame_tile,
     select_frames,
 )
-from pipelines.verification import verify_store, write_figures
-from weatherunc import conventions
-from weatherunc.catalog import Catalog
-from weatherunc.checkpoints import sha256_of, software_versions
-from weatherunc.geolocation import crs_of, grid_mapping
-from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.pipelines.verification import verify_store, write_figures
 from weatherunc.store import describe_changes
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
@@ -334,16 +334,3 @@ def open_job_output(store: Path) -> xr.Dataset:
     if not dataset.attrs.get(COMPLETE_ATTRIBUTE):
         raise ValueError(f"{store} is not marked complete")
     return dataset
-
-
-def main() -> None:
-    """Command-line entry: the same as ``weatherunc run``."""
-    import sys
-
-    from weatherunc.cli import app
-
-    app(["run", *sys.argv[1:]])
-
-
-if __name__ == "__main__":
-    main()

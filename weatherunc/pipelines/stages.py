@@ -16,8 +16,6 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from pipelines.ingest import IngestInput, ingest, open_input
-from pipelines.job_config import JobConfig
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.devices import torch_threads
@@ -27,6 +25,8 @@ from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
 from weatherunc.heads.self_calibration import SelfCalibrated
 from weatherunc.models.registry import Interpolator, get_model
+from weatherunc.pipelines.ingest import IngestInput, ingest, open_input
+from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.store import open_store
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
 

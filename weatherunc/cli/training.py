@@ -1,0 +1,214 @@
+"""Training commands: ``train``, ``refit-head``, ``swag`` and ``pack``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weatherunc.cli.shared import fail
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (see pipelines/training/).")],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Run folder (default: the config's output_dir).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the number of training steps.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: CUDA when available).")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Override the seed (initialisation and task draws), e.g. for ensemble members."),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option(help="Start over even if the run folder holds a run of another config.")
+    ] = False,
+    packed: Annotated[
+        Path | None,
+        typer.Option(
+            help="Training data packed by `weatherunc pack` for this config (read instead of the catalog)."
+        ),
+    ] = None,
+    sampling_workers: Annotated[
+        int | None,
+        typer.Option(
+            help=(
+                "Processes drawing training batches ahead of the step (default: the config's, 0 = none); "
+                "the result does not depend on it."
+            )
+        ),
+    ] = None,
+    initialise_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--initialise-from",
+            help=(
+                "Fine-tune: start a fresh run from this checkpoint's weights (its architecture must be the "
+                "config's; default: the config's initialise_from)."
+            ),
+        ),
+    ] = None,
+) -> None:
+    """Train a neural process (the convolutional one when the config says `architecture: convnp`); resumes
+    from the run folder's last checkpoint."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.convnp_config import is_convnp_config, load_convnp_training_config
+    from weatherunc.training.convnp_loop import train_convnp
+    from weatherunc.training.loop import train as run_training
+
+    try:
+        if is_convnp_config(config):
+            if packed is not None or sampling_workers is not None:
+                raise ValueError(
+                    "--packed and --sampling-workers apply to the attentive and plain neural processes, "
+                    "not to architecture: convnp"
+                )
+            result = train_convnp(
+                load_convnp_training_config(
+                    config,
+                    output_dir=output_dir,
+                    steps=steps,
+                    device=device,
+                    seed=seed,
+                    initialise_from=initialise_from,
+                ),
+                restart=restart,
+            )
+        else:
+            training_config = load_training_config(
+                config,
+                output_dir=output_dir,
+                steps=steps,
+                device=device,
+                seed=seed,
+                sampling_workers=sampling_workers,
+                initialise_from=initialise_from,
+            )
+            result = run_training(training_config, restart=restart, packed=packed)
+    except (ValueError, CheckpointError, InputDataError, KeyError) as error:
+        fail(error)
+    typer.echo(
+        json.dumps(
+            {
+                "best_checkpoint": str(result.best_checkpoint),
+                "steps": result.steps,
+                "stopped_early": result.stopped_early,
+                "seconds": round(result.seconds, 1),
+                "best_validation": result.best_scores,
+            },
+            indent=2,
+        )
+    )
+
+
+def refit_head(
+    config: Annotated[Path, typer.Argument(help="The training config the checkpoint was trained with.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Trained neural process (.safetensors with its sidecar).")
+    ],
+    output: Annotated[Path, typer.Argument(help="Where to write the refitted checkpoint (not the input).")],
+    batches: Annotated[
+        int,
+        typer.Option(
+            help=(
+                "Training batches drawn for the refit (300 x batch 32 x 64 targets x 4 draws of 128 "
+                "features: about 0.6 GB)."
+            )
+        ),
+    ] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the refit's task stream.")] = 1,
+    packed: Annotated[
+        Path | None,
+        typer.Option(
+            help="Training data packed by `weatherunc pack` for this config (read instead of the catalog)."
+        ),
+    ] = None,
+    gaussian: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Also refit the Gaussian rows (mean, std) to the likelihood of the published Gaussian; "
+                "changes the Gaussian predictions."
+            )
+        ),
+    ] = False,
+) -> None:
+    """Refit a neural process's bin head in prediction mode (prior latents, no dropout) on training tasks;
+    the Gaussian outputs are kept unless --gaussian."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.head_refit import HeadRefitOptions, refit_checkpoint
+
+    try:
+        report = refit_checkpoint(
+            load_training_config(config),
+            checkpoint,
+            output,
+            HeadRefitOptions(batches=batches, seed=seed, gaussian=gaussian),
+            packed=packed,
+        )
+    except (ValueError, CheckpointError, InputDataError, KeyError) as error:
+        fail(error)
+    typer.echo(json.dumps({"checkpoint": str(output), **report}, indent=2))
+
+
+def swag(
+    config: Annotated[
+        Path, typer.Argument(help="The ConvNP training config the checkpoint was trained with.")
+    ],
+    checkpoint: Annotated[Path, typer.Argument(help="Trained ConvNP (.safetensors with its sidecar).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the SWAG moments (.safetensors).")],
+    steps: Annotated[int, typer.Option(help="Training steps at a constant learning rate.")] = 300,
+    every: Annotated[int, typer.Option(help="Collect the weights every this many steps.")] = 10,
+    burn_in: Annotated[int, typer.Option(help="Steps before the first collection.")] = 50,
+    rank: Annotated[int, typer.Option(help="Deviations kept for the low-rank part.")] = 20,
+    learning_rate: Annotated[float, typer.Option(help="The constant learning rate (Adam).")] = 1e-4,
+) -> None:
+    """Collect SWAG moments of a ConvNP's decoder and last U-Net block; use them with
+    get_model("convnp", swag=OUTPUT, weight_samples=N)."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.convnp_config import load_convnp_training_config
+    from weatherunc.training.swag import collect_swag
+
+    try:
+        sidecar = collect_swag(
+            load_convnp_training_config(config),
+            checkpoint,
+            output,
+            steps=steps,
+            every=every,
+            burn_in=burn_in,
+            rank=rank,
+            learning_rate=learning_rate,
+        )
+    except (ValueError, CheckpointError, InputDataError, KeyError, OSError) as error:
+        fail(error)
+    typer.echo(json.dumps({"swag": str(output), "sidecar": str(sidecar)}, indent=2))
+
+
+def pack(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (see pipelines/training/).")],
+    output: Annotated[Path, typer.Argument(help="The .npz file to write.")],
+    seed: Annotated[
+        int | None, typer.Option(help="Seed the run will use (it fixes the validation tasks).")
+    ] = None,
+) -> None:
+    """Pack a training config's frames and validation tasks into one file, for `weatherunc train --packed`
+    on a machine without the raw data."""
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.packing import pack_training_data
+
+    try:
+        path = pack_training_data(load_training_config(config, seed=seed), output)
+    except (ValueError, InputDataError, KeyError) as error:
+        fail(error)
+    typer.echo(json.dumps({"packed": str(path), "bytes": path.stat().st_size}))
