@@ -34,7 +34,7 @@ def test_ruff_is_clean(arguments: list[str]) -> None:
 MAXIMUM_MODULE_LINES = 400
 #: Modules still over the limit while their split is under way elsewhere; remove each entry with its
 #: split (the test below fails once a listed module fits, so that the list does not outlive it).
-MODULES_BEING_SPLIT = frozenset({"weatherunc/cli.py", "weatherunc/filling.py"})
+MODULES_BEING_SPLIT = frozenset({"weatherunc/filling.py"})
 
 
 def _module_lines() -> dict[str, int]:
