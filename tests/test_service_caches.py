@@ -8,7 +8,7 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +140,36 @@ def _fake_map(number: int) -> maps.RenderedMap:
     )
 
 
+def _finished(rendered: maps.RenderedMap) -> Future:
+    future: Future = Future()
+    future.set_result(rendered)
+    return future
+
+
+def test_a_map_asked_for_while_it_is_drawn_is_drawn_once(job_store: Path, monkeypatch) -> None:
+    store = open_served_store(job_store, "run")
+    renderer = maps.MapRenderer(entries=4)
+    drawings = []
+
+    def draw(store, time_index, layer, threshold):
+        drawings.append(Future())
+        return drawings[-1]
+
+    monkeypatch.setattr(renderer, "_start_drawing", draw)
+    first, second = renderer.submit(store, 0, "mean", None), renderer.submit(store, 0, "mean", None)
+    assert first is second and len(drawings) == 1 and renderer.cached(store, 0, "mean", None) is None
+    drawings[0].set_result(_fake_map(1))
+    assert (
+        renderer.cached(store, 0, "mean", None) is first.result()
+        and renderer.submit(store, 0, "mean", None).done()
+    )
+    failed = renderer.submit(store, 1, "mean", None)
+    drawings[-1].set_exception(RuntimeError("drawing failed"))
+    assert (
+        failed.exception() is not None and renderer.submit(store, 1, "mean", None) is not failed
+    )  # drawn again
+
+
 def test_map_cache_keeps_the_last_maps_by_store_version(job_store: Path, monkeypatch) -> None:
     store = open_served_store(job_store, "run")
     renderer = maps.MapRenderer(entries=2)
@@ -147,9 +177,9 @@ def test_map_cache_keeps_the_last_maps_by_store_version(job_store: Path, monkeyp
 
     def draw(store, time_index, layer, threshold):
         drawn.append((store.version, time_index, layer))
-        return _fake_map(len(drawn))
+        return _finished(_fake_map(len(drawn)))
 
-    monkeypatch.setattr(renderer, "_draw", draw)
+    monkeypatch.setattr(renderer, "_start_drawing", draw)
     first = renderer.render(store, 0, "mean", None)
     assert (
         renderer.render(store, 0, "mean", None) is first and renderer.cached(store, 0, "mean", None) is first
@@ -177,7 +207,7 @@ def test_the_fast_path_answers_from_memory_as_the_routes_do(job_store: Path, mon
     from starlette.testclient import TestClient
 
     monkeypatch.setattr(maps.MapRenderer, "start", lambda self: None)
-    monkeypatch.setattr(maps.MapRenderer, "_draw", lambda self, *arguments: _fake_map(1))
+    monkeypatch.setattr(maps.MapRenderer, "_start_drawing", lambda self, *arguments: _finished(_fake_map(1)))
     answered = []
     original = fast_path.position_answer
 

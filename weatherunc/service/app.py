@@ -165,25 +165,27 @@ def dataset_routes(state: ServiceState) -> APIRouter:
             )
         return _json(queries.area(store, points, crs_, times, names, state.limits))
 
-    def rendered(dataset_id: str, layer: str, time: str | None, threshold: float | None):
+    async def rendered(dataset_id: str, layer: str, time: str | None, threshold: float | None):
+        """The map, awaited without holding a worker thread while it is drawn."""
         store = state.store(dataset_id)
         threshold = check_layer(store, layer, threshold)
-        return state.renderer.render(store, map_time_index(state, dataset_id, time), layer, threshold)
+        drawing = state.renderer.submit(store, map_time_index(state, dataset_id, time), layer, threshold)
+        return await asyncio.wrap_future(drawing)
 
     @router.get("/map/{layer}.png")
-    def map_image(
+    async def map_image(
         dataset_id: str, layer: str, time: str | None = None, threshold: float | None = None
     ) -> Response:
         """The map of a layer (observed, mean, std, exceedance) at one time, as PNG."""
-        image = rendered(dataset_id, layer, time, threshold)
+        image = await rendered(dataset_id, layer, time, threshold)
         return Response(image.png, media_type="image/png", headers={"Cache-Control": MAP_CACHE_CONTROL})
 
     @router.get("/map/{layer}.json")
-    def map_geometry(
+    async def map_geometry(
         dataset_id: str, layer: str, time: str | None = None, threshold: float | None = None
     ) -> Response:
         """Where the map's axes lie in its PNG and which extent of the store's CRS they show."""
-        return _json(rendered(dataset_id, layer, time, threshold).geometry())
+        return _json((await rendered(dataset_id, layer, time, threshold)).geometry())
 
     return router
 

@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,8 @@ class MapRenderer:
     def __init__(self, entries: int) -> None:
         self.entries = entries
         self._cache: OrderedDict[tuple, RenderedMap] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._drawing_lock = threading.Lock()
+        self._pending: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
         self._drawer: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -108,14 +108,17 @@ class MapRenderer:
             )
             self._drawer.submit(prepare_drawing)
 
-    def _draw(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+    def _start_drawing(
+        self, store: ServedStore, time_index: int, layer: str, threshold: float | None
+    ) -> Future:
+        """Queue the drawing of one map in the drawing process."""
         self.start()
         return self._drawer.submit(
             draw_map, str(store.path), store.name, time_index, layer, threshold, store.version
-        ).result()
+        )
 
     def _cached(self, key: tuple) -> RenderedMap | None:
-        with self._cache_lock:
+        with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
@@ -130,21 +133,37 @@ class MapRenderer:
     def __len__(self) -> int:
         return len(self._cache)
 
-    def render(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
-        """The map of ``layer`` at the store's ``time_index``-th time (from memory when drawn before)."""
+    def submit(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> Future:
+        """A future of the map of ``layer`` at the store's ``time_index``-th time: done at once when
+        drawn before, shared with the drawing of the same map when one is queued or in progress, else
+        a new drawing. Waiting on it holds no thread of the service (``asyncio.wrap_future``)."""
         key = (store.name, store.version, time_index, layer, threshold)
-        rendered = self._cached(key)
-        if rendered is not None:
-            return rendered
-        with self._drawing_lock:
-            rendered = self._cached(key)  # drawn while this request waited
-            if rendered is None:
-                rendered = self._draw(store, time_index, layer, threshold)
-                with self._cache_lock:
-                    self._cache[key] = rendered
-                    while len(self._cache) > self.entries:
-                        self._cache.popitem(last=False)
-        return rendered
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                done: Future = Future()
+                done.set_result(self._cache[key])
+                return done
+            if key in self._pending:
+                return self._pending[key]
+            drawing = self._start_drawing(store, time_index, layer, threshold)
+            self._pending[key] = drawing
+        drawing.add_done_callback(lambda finished: self._keep(key, finished))
+        return drawing
+
+    def _keep(self, key: tuple, finished: Future) -> None:
+        with self._lock:
+            if not finished.cancelled() and finished.exception() is None:
+                self._cache[key] = finished.result()
+                self._cache.move_to_end(key)
+                while len(self._cache) > self.entries:
+                    self._cache.popitem(last=False)
+            self._pending.pop(key, None)
+
+    def render(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+        """The map of ``layer`` at the store's ``time_index``-th time (from memory when drawn before),
+        waiting for its drawing in this thread."""
+        return self.submit(store, time_index, layer, threshold).result()
 
 
 def start_drawing() -> None:
