@@ -179,9 +179,11 @@ def _markdown(result: dict) -> str:
     computer = result["machine"]
     return f"""# Service load ({computer["date"]})
 
-`{command}` on {computer["cpu_count"]} cores ({computer["processor"]}), clients and service on the
-same machine (clients: {result["client_library"]}); load average (1, 5, 15 min) before the load phase
-{result["load_average"]["before"]}, after it {result["load_average"]["after"]}.
+`{command}`
+
+On {computer["cpu_count"]} cores ({computer["processor"]}), clients ({result["client_library"]}) and service
+on the same machine; load average (1, 5, 15 min) {result["load_average"]["before"]} before the
+load phase, {result["load_average"]["after"]} after it.
 Target: EDR position p95 <= 100 ms at 50 clients.
 
 - {load["requests_per_s"]} requests/s over {load["wall_s"]} s, {load["errors"]} errors (5xx or dropped),
