@@ -2,7 +2,9 @@
 one POST /fill of 300 gauges onto a 256 x 256 grid with the GP.
 
 Starts ``weatherunc serve STORE`` on a free loopback port (a subprocess, so its memory is its own),
-then runs ``--clients`` concurrent clients (asyncio tasks, one shared ``httpx.AsyncClient``) for
+then runs ``--clients`` concurrent clients (asyncio tasks sharing one ``aiohttp.ClientSession`` with
+a connection each; aiohttp, because the load generator shares the machine's cores with the service
+and httpx spends several times more CPU per request) for
 ``--seconds``: each sends, one after the other, an EDR position query (four in five requests: a
 random pixel of the grid in longitude/latitude, at a random time of the store, every default
 variable) or a map request (a random layer and time; the first of each is drawn, later ones come
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -74,8 +77,9 @@ async def _client(
             )
         started = time.perf_counter()
         try:
-            response = await session.get(request[0], params=request[1])
-            status = response.status_code
+            async with session.get(request[0], params=request[1]) as response:
+                await response.read()
+                status = response.status
         except Exception:  # a dropped or refused connection counts as an error
             status = None
         elapsed = time.perf_counter() - started
@@ -87,11 +91,12 @@ async def _client(
 
 
 async def _load(url: str, metadata: dict, clients: int, seconds: float) -> dict:
-    import httpx
+    import aiohttp
 
     record: dict = {"latencies": {}, "errors": 0, "statuses": {}}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=300.0, limits=limits) as session:
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=300.0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(
@@ -174,7 +179,11 @@ def _markdown(result: dict) -> str:
     computer = result["machine"]
     return f"""# Service load ({computer["date"]})
 
-`{command}` on {computer["cpu_count"]} cores ({computer["processor"]}).
+`{command}`
+
+On {computer["cpu_count"]} cores ({computer["processor"]}), clients ({result["client_library"]}) and service
+on the same machine; load average (1, 5, 15 min) {result["load_average"]["before"]} before the
+load phase, {result["load_average"]["after"]} after it.
 Target: EDR position p95 <= 100 ms at 50 clients.
 
 - {load["requests_per_s"]} requests/s over {load["wall_s"]} s, {load["errors"]} errors (5xx or dropped),
@@ -215,7 +224,9 @@ def main() -> None:
         metadata["query_times"] = (
             metadata["times"][-arguments.times :] if arguments.times else metadata["times"]
         )
+        load_before = [round(value, 2) for value in os.getloadavg()]
         load = asyncio.run(_load(service.url, metadata, arguments.clients, arguments.seconds))
+        load_after = [round(value, 2) for value in os.getloadavg()]
         peak_under_load = _peak_memory_mb(service.process.pid)
         fill = _fill(service.url, metadata, arguments.gauges, arguments.grid)
         peak = _peak_memory_mb(service.process.pid)
@@ -228,6 +239,9 @@ def main() -> None:
         "query_times": len(metadata["query_times"]),
         "grid": metadata["grid"]["shape"],
         "clients": arguments.clients,
+        "client_library": "aiohttp",
+        # the machine's 1, 5 and 15 minute load averages just before and just after the load phase
+        "load_average": {"before": load_before, "after": load_after},
         "seconds": arguments.seconds,
         "requests_per_s": load["requests_per_s"],
         "latency_ms": load["latency_ms"],

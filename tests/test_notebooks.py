@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -41,3 +42,8 @@ def test_notebook_runs(path: Path) -> None:
     assert any("image/png" in output.get("data", {}) for output in outputs), (
         "every notebook draws at least one figure"
     )
+    if path.stem == "04_batch_job" and importlib.util.find_spec("xpublish") is not None:
+        printed = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
+        assert "mean over HTTP:" in printed and "precipitation_std" in printed, (
+            "the service cell queries a running server (EDR over HTTP, the store with xarray)"
+        )

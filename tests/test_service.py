@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -288,6 +289,37 @@ def test_bad_requests_get_a_clear_json_refusal(
         response = client.post(path, json=body)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
+
+
+def _python_blocks(page: str) -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / page).read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_the_documented_python_examples_run_against_a_server(served) -> None:
+    """The Python examples of docs/service.md and README.md, run against the test's server (its
+    address and store name in place of the documented ones)."""
+    requests = pytest.importorskip("requests", reason="the documented examples use requests")
+
+    def localised(block: str) -> str:
+        return block.replace("http://127.0.0.1:8000/", served[0]).replace("knmi_anp", "mrms_idw")
+
+    (fill_example,) = _python_blocks("docs/service.md")
+    namespace: dict = {}
+    exec(compile(localised(fill_example), "docs/service.md", "exec"), namespace)
+    answer = namespace["answer"]
+    assert answer.status_code == 200, answer.text
+    assert np.asarray(answer.json()["variables"]["precipitation_std"], dtype=float).shape == (3, 4)
+    (readme_example,) = [block for block in _python_blocks("README.md") if "open_zarr" in block]
+    namespace.update(xarray=xr, requests=requests)
+    exec(compile(localised(readme_example), "README.md", "exec"), namespace)
+    assert namespace["filled"].status_code == 200, namespace["filled"].text
+    remote = namespace["store"]
+    np.testing.assert_allclose(
+        remote[conventions.PRECIPITATION_MEAN].values,
+        served[1][conventions.PRECIPITATION_MEAN].values,
+        equal_nan=True,
+    )
 
 
 def test_importing_the_command_line_loads_no_service_library() -> None:

@@ -23,18 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import xarray as xr
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from xpublish import Plugin, Rest, hookimpl
 from xpublish.plugins.included.dataset_info import DatasetInfoPlugin
+from xpublish.utils.api import DATASET_ID_ATTR_KEY
 from xpublish_zarr import ZarrPlugin
 
 from weatherunc.service import queries
 from weatherunc.service.chunks import ChunkCache
+from weatherunc.service.fast_path import MAP_CACHE_CONTROL, MemoryFastPath, map_time_index, position_answer
 from weatherunc.service.fill_requests import fill_request
 from weatherunc.service.maps import MapRenderer, check_layer
 from weatherunc.service.settings import BATCH_JOB_HINT, RequestError, ServiceLimits
-from weatherunc.service.stores import ServedStore, store_metadata
+from weatherunc.service.stores import ServedStore, open_served_store, store_metadata, store_version
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: The map page's files: the only files ``/static`` serves, with their media types.
@@ -62,30 +65,50 @@ class ServiceState:
         self.fill_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weatherunc-fill")
 
     def store(self, name: str) -> ServedStore:
-        """The store called ``name``; 404 naming the served ones otherwise."""
+        """The store called ``name``, opened anew when it was rewritten on disk since it was opened
+        (its :func:`~weatherunc.service.stores.store_version` changed); 404 naming the served ones
+        for an unknown name, 503 while a rewritten store is not complete."""
         if name not in self.stores:
             raise RequestError(404, f"no store {name!r}; stores: {', '.join(self.stores)}")
-        return self.stores[name]
+        store = self.stores[name]
+        if store_version(store.path) != store.version:
+            with self.lock:
+                store = self.stores[name]
+                if store_version(store.path) != store.version:
+                    store = self._reopen(store)
+        return store
+
+    def _reopen(self, store: ServedStore) -> ServedStore:
+        try:
+            reopened = open_served_store(store.path, store.name)
+        except (OSError, ValueError, KeyError) as error:
+            raise RequestError(
+                503, f"store {store.name!r} is being rewritten and is not complete now; retry later ({error})"
+            ) from error
+        self.stores[store.name] = reopened
+        self.metadata_by_store.pop(store.name, None)
+        return reopened
 
     def metadata(self, name: str) -> dict[str, Any]:
-        """:func:`~weatherunc.service.stores.store_metadata` of the store ``name``, computed once."""
+        """:func:`~weatherunc.service.stores.store_metadata` of the store ``name``, computed once per
+        version of the store."""
+        store = self.store(name)
         if name not in self.metadata_by_store:
-            self.metadata_by_store[name] = store_metadata(self.store(name))
+            self.metadata_by_store[name] = store_metadata(store)
         return self.metadata_by_store[name]
+
+    def published(self, name: str) -> xr.Dataset | None:
+        """The dataset xpublish serves as ``name`` (its zarr endpoint and dataset description), tagged
+        with the store's version so that xpublish's own caches do not outlive a rewrite."""
+        if name not in self.stores:
+            return None
+        store = self.store(name)
+        return store.dataset.assign_attrs({DATASET_ID_ATTR_KEY: f"{name}@{store.version}"})
 
 
 def _json(content: Any, status: int = 200) -> Response:
     """``content`` as JSON (json.dumps: much faster than FastAPI's encoder on long lists)."""
     return Response(json.dumps(content, allow_nan=False), status_code=status, media_type="application/json")
-
-
-def _time_index(store: ServedStore, time: str | None) -> int:
-    if time is None:
-        return 0
-    selected = queries.parse_datetime(time, store)
-    if selected.size != 1:
-        raise RequestError(400, f"time: {time!r} selects {selected.size} times; give one time")
-    return int(selected[0])
 
 
 def dataset_routes(state: ServiceState) -> APIRouter:
@@ -119,13 +142,12 @@ def dataset_routes(state: ServiceState) -> APIRouter:
         parameter_name: str | None = Query(None, alias="parameter-name"),
         crs: str | None = None,
     ) -> Response:
-        """EDR position query: CoverageJSON of the variables at the pixel nearest to each point."""
-        store, kind, points, crs_, times, names = query(dataset_id, coords, datetime, parameter_name, crs)
-        if kind == "POLYGON":
-            raise RequestError(
-                400, "coords: a position query takes a POINT or MULTIPOINT; use /edr/area for a POLYGON"
-            )
-        return _json(queries.position(store, points, crs_, times, names, state.limits, state.chunks))
+        """EDR position query: CoverageJSON of the variables at the pixel nearest to each point.
+
+        Answered ahead of this route, from memory, when the chunks it needs are decoded already
+        (:mod:`weatherunc.service.fast_path`)."""
+        parameters = {"coords": coords, "datetime": datetime, "parameter-name": parameter_name, "crs": crs}
+        return _json(position_answer(state, dataset_id, parameters))
 
     @router.get("/edr/area")
     def area(
@@ -143,25 +165,27 @@ def dataset_routes(state: ServiceState) -> APIRouter:
             )
         return _json(queries.area(store, points, crs_, times, names, state.limits))
 
-    def rendered(dataset_id: str, layer: str, time: str | None, threshold: float | None):
+    async def rendered(dataset_id: str, layer: str, time: str | None, threshold: float | None):
+        """The map, awaited without holding a worker thread while it is drawn."""
         store = state.store(dataset_id)
         threshold = check_layer(store, layer, threshold)
-        return state.renderer.render(store, _time_index(store, time), layer, threshold)
+        drawing = state.renderer.submit(store, map_time_index(state, dataset_id, time), layer, threshold)
+        return await asyncio.wrap_future(drawing)
 
     @router.get("/map/{layer}.png")
-    def map_image(
+    async def map_image(
         dataset_id: str, layer: str, time: str | None = None, threshold: float | None = None
     ) -> Response:
         """The map of a layer (observed, mean, std, exceedance) at one time, as PNG."""
-        image = rendered(dataset_id, layer, time, threshold)
-        return Response(image.png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+        image = await rendered(dataset_id, layer, time, threshold)
+        return Response(image.png, media_type="image/png", headers={"Cache-Control": MAP_CACHE_CONTROL})
 
     @router.get("/map/{layer}.json")
-    def map_geometry(
+    async def map_geometry(
         dataset_id: str, layer: str, time: str | None = None, threshold: float | None = None
     ) -> Response:
         """Where the map's axes lie in its PNG and which extent of the store's CRS they show."""
-        return _json(rendered(dataset_id, layer, time, threshold).geometry())
+        return _json((await rendered(dataset_id, layer, time, threshold)).geometry())
 
     return router
 
@@ -244,6 +268,16 @@ class WeatherUncPlugin(Plugin):
         return dataset_routes(self.state)
 
     @hookimpl
+    def get_datasets(self) -> list[str]:
+        """The served stores' names."""
+        return list(self.state.stores)
+
+    @hookimpl
+    def get_dataset(self, dataset_id: str) -> xr.Dataset | None:
+        """The served store ``dataset_id`` (its latest version), ``None`` for another name."""
+        return self.state.published(dataset_id)
+
+    @hookimpl
     def app_router(self, deps) -> APIRouter:
         """The map page and ``POST /fill``."""
         return app_routes(self.state)
@@ -257,7 +291,7 @@ def create_app(stores: dict[str, ServedStore], limits: ServiceLimits | None = No
     """The FastAPI application serving ``stores`` (read-only) with ``limits``."""
     state = ServiceState(stores=stores, limits=limits or ServiceLimits())
     rest = Rest(
-        {name: store.dataset for name, store in stores.items()},
+        {},
         plugins={
             "zarr": ZarrPlugin(),
             "dataset_info": DatasetInfoPlugin(),
@@ -270,6 +304,7 @@ def create_app(stores: dict[str, ServedStore], limits: ServiceLimits | None = No
     )
     app = rest.app
     app.add_exception_handler(RequestError, _request_error)
+    app.add_middleware(MemoryFastPath, state=state)
     app.state.weatherunc = state
     state.renderer.start()
     return app

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ LAYERS = {
     "std": (conventions.PRECIPITATION_STD,),
     "exceedance": (conventions.EXCEEDANCE_PROBABILITY,),
 }
+#: How much lower than the service's the drawing process's scheduling priority is (``nice``).
+DRAWING_NICENESS = 10
+#: Stores the drawing process keeps open, by path and version.
+OPEN_STORES = 4
 #: Resolution of the PNG maps (the figures' own size, 6.4 x 5.6 inches).
 MAP_DPI = 100
 
@@ -80,52 +85,92 @@ class MapRenderer:
     """Draws maps with the plotting module's functions and keeps the last ``entries`` in memory.
 
     One map is drawn at a time, in a child process (started with the service): pyplot is not
-    thread-safe, and a drawing there leaves the service's own process free to answer queries. A map
-    drawn before is answered from memory without waiting for a drawing in progress. The drawing
-    process ends with the service's (``concurrent.futures`` joins it at exit).
+    thread-safe, and a drawing there leaves the service's own process free to answer queries. The
+    drawing process runs at a lower scheduling priority (:data:`DRAWING_NICENESS`), so that on a
+    machine with few cores queries are not kept waiting behind a drawing. A map drawn before is
+    answered from memory without waiting for a drawing in progress; maps are kept by store name and
+    version, so a store rewritten on disk is drawn anew. The drawing process ends with the
+    service's (``concurrent.futures`` joins it at exit).
     """
 
     def __init__(self, entries: int) -> None:
         self.entries = entries
         self._cache: OrderedDict[tuple, RenderedMap] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._drawing_lock = threading.Lock()
+        self._pending: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
         self._drawer: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
         """Start the drawing process and let it import the plotting modules, before the first map."""
         if self._drawer is None:
-            self._drawer = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._drawer = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=start_drawing
+            )
             self._drawer.submit(prepare_drawing)
 
-    def _draw(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
+    def _start_drawing(
+        self, store: ServedStore, time_index: int, layer: str, threshold: float | None
+    ) -> Future:
+        """Queue the drawing of one map in the drawing process."""
         self.start()
         return self._drawer.submit(
-            draw_map, str(store.path), store.name, time_index, layer, threshold
-        ).result()
+            draw_map, str(store.path), store.name, time_index, layer, threshold, store.version
+        )
 
     def _cached(self, key: tuple) -> RenderedMap | None:
-        with self._cache_lock:
+        with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             return None
 
+    def cached(
+        self, store: ServedStore, time_index: int, layer: str, threshold: float | None
+    ) -> RenderedMap | None:
+        """The map of ``layer`` at the store's ``time_index``-th time when drawn before, else ``None``."""
+        return self._cached((store.name, store.version, time_index, layer, threshold))
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def submit(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> Future:
+        """A future of the map of ``layer`` at the store's ``time_index``-th time: done at once when
+        drawn before, shared with the drawing of the same map when one is queued or in progress, else
+        a new drawing. Waiting on it holds no thread of the service (``asyncio.wrap_future``)."""
+        key = (store.name, store.version, time_index, layer, threshold)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                done: Future = Future()
+                done.set_result(self._cache[key])
+                return done
+            if key in self._pending:
+                return self._pending[key]
+            drawing = self._start_drawing(store, time_index, layer, threshold)
+            self._pending[key] = drawing
+        drawing.add_done_callback(lambda finished: self._keep(key, finished))
+        return drawing
+
+    def _keep(self, key: tuple, finished: Future) -> None:
+        with self._lock:
+            if not finished.cancelled() and finished.exception() is None:
+                self._cache[key] = finished.result()
+                self._cache.move_to_end(key)
+                while len(self._cache) > self.entries:
+                    self._cache.popitem(last=False)
+            self._pending.pop(key, None)
+
     def render(self, store: ServedStore, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
-        """The map of ``layer`` at the store's ``time_index``-th time (from memory when drawn before)."""
-        key = (store.name, time_index, layer, threshold)
-        rendered = self._cached(key)
-        if rendered is not None:
-            return rendered
-        with self._drawing_lock:
-            rendered = self._cached(key)  # drawn while this request waited
-            if rendered is None:
-                rendered = self._draw(store, time_index, layer, threshold)
-                with self._cache_lock:
-                    self._cache[key] = rendered
-                    while len(self._cache) > self.entries:
-                        self._cache.popitem(last=False)
-        return rendered
+        """The map of ``layer`` at the store's ``time_index``-th time (from memory when drawn before),
+        waiting for its drawing in this thread."""
+        return self.submit(store, time_index, layer, threshold).result()
+
+
+def start_drawing() -> None:
+    """Lower the drawing process's scheduling priority (POSIX only) and prepare it for drawing."""
+    if hasattr(os, "nice"):
+        os.nice(DRAWING_NICENESS)
+    prepare_drawing()
 
 
 def prepare_drawing() -> None:
@@ -136,16 +181,34 @@ def prepare_drawing() -> None:
     import weatherunc.plotting.maps  # noqa: F401 - imported once, ahead of the first map
 
 
-def draw_map(path: str, name: str, time_index: int, layer: str, threshold: float | None) -> RenderedMap:
-    """Draw the map of ``layer`` at the ``time_index``-th time of the store at ``path`` (in the drawing
-    process: it opens the store itself and draws without a display)."""
+_opened: OrderedDict[tuple[str, str, str], ServedStore] = OrderedDict()
+
+
+def opened_store(path: str, name: str, version: str) -> ServedStore:
+    """The store at ``path`` opened in this process, kept for the next map (the last
+    :data:`OPEN_STORES`, by path, name and version: a rewritten store is opened anew)."""
+    from weatherunc.service.stores import open_served_store
+
+    key = (path, name, version)
+    if key not in _opened:
+        _opened[key] = open_served_store(Path(path), name)
+        while len(_opened) > OPEN_STORES:
+            _opened.popitem(last=False)
+    _opened.move_to_end(key)
+    return _opened[key]
+
+
+def draw_map(
+    path: str, name: str, time_index: int, layer: str, threshold: float | None, version: str = ""
+) -> RenderedMap:
+    """Draw the map of ``layer`` at the ``time_index``-th time of the store at ``path`` and ``version``
+    (in the drawing process: it opens the store itself and draws without a display)."""
     prepare_drawing()
     import matplotlib.pyplot as plt
 
     from weatherunc.plotting.maps import exceedance_map, mean_map, observed_map, std_map
-    from weatherunc.service.stores import open_served_store
 
-    store = open_served_store(Path(path), name)
+    store = opened_store(path, name, version)
     names = [
         variable
         for variable in (

@@ -12,6 +12,7 @@ distribution (``quantile``, ``threshold``, ``bin``) become extra CoverageJSON ax
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -114,24 +115,28 @@ def to_store_coordinates(points: np.ndarray, crs: pyproj.CRS, store: ServedStore
     return transformed
 
 
+@functools.lru_cache(maxsize=1024)
+def _instant(value: str) -> np.datetime64:
+    """An ISO 8601 time as a UTC ``datetime64[ns]``; ``RequestError`` when it is not one."""
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError as error:
+        raise RequestError(400, f"datetime: cannot read {value!r} as an ISO 8601 time") from error
+    if stamp is pd.NaT:
+        raise RequestError(400, f"datetime: {value!r} is not a time")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(stamp.to_datetime64(), "ns")
+
+
 def parse_datetime(text: str | None, store: ServedStore) -> np.ndarray:
     """Indices of the store times that an EDR ``datetime`` selects (all when absent); 404 when none."""
-    times = store.times.astype("datetime64[ns]")
+    times = store.memoised("times_ns", lambda: store.times.astype("datetime64[ns]"))
     if text is None:
         return np.arange(times.size)
 
     def instant(value: str) -> np.datetime64 | None:
-        if value in ("..", ""):
-            return None
-        try:
-            stamp = pd.Timestamp(value)
-        except ValueError as error:
-            raise RequestError(400, f"datetime: cannot read {value!r} as an ISO 8601 time") from error
-        if stamp is pd.NaT:
-            raise RequestError(400, f"datetime: {value!r} is not a time")
-        if stamp.tzinfo is not None:
-            stamp = stamp.tz_convert("UTC").tz_localize(None)
-        return np.datetime64(stamp.to_datetime64(), "ns")
+        return None if value in ("..", "") else _instant(value)
 
     span = f"{np.datetime_as_string(times[0], unit='m')}Z to {np.datetime_as_string(times[-1], unit='m')}Z"
     if "/" in text:
@@ -161,11 +166,14 @@ def parse_datetime(text: str | None, store: ServedStore) -> np.ndarray:
 
 def parse_parameters(text: str | None, store: ServedStore) -> list[str]:
     """The variables ``parameter-name`` names (comma-separated), each on the store's (time, y, x) grid."""
-    queryable = [
-        str(name)
-        for name, variable in store.reader.variables.items()
-        if variable.dims[:3] == (conventions.TIME, conventions.Y, conventions.X)
-    ]
+    queryable = store.memoised(
+        "queryable",
+        lambda: [
+            str(name)
+            for name, variable in store.reader.variables.items()
+            if variable.dims[:3] == (conventions.TIME, conventions.Y, conventions.X)
+        ],
+    )
     if not text:
         return [name for name in DEFAULT_PARAMETERS if name in queryable]
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -201,7 +209,13 @@ def _check_size(count: int, limits: ServiceLimits, what: str) -> None:
 
 def _values_per_pixel(store: ServedStore, names: list[str]) -> int:
     """How many values the variables ``names`` hold per pixel and time (their extra entries)."""
-    return sum(int(np.prod(store.reader.variables[name].shape[3:])) for name in names)
+    sizes = store.memoised(
+        "values_per_pixel",
+        lambda: {
+            str(name): int(np.prod(variable.shape[3:])) for name, variable in store.reader.variables.items()
+        },
+    )
+    return sum(sizes[name] for name in names)
 
 
 def position(
@@ -212,10 +226,12 @@ def position(
     names: list[str],
     limits: ServiceLimits,
     chunks: ChunkCache,
+    *,
+    loading: bool = True,
 ) -> dict[str, Any]:
     """Values at the pixels nearest to ``points`` ``[n, 2]`` (in ``crs``): a CoverageJSON ``Coverage``
-    (one point) or ``CoverageCollection``. The values are read through ``chunks``."""
-    reader = store.reader
+    (one point) or ``CoverageCollection``. The values are read through ``chunks`` (with ``loading``
+    false, only from memory: :class:`~weatherunc.service.chunks.ChunkMiss` otherwise)."""
     if len(points) > limits.max_points:
         raise RequestError(413, f"coords: {len(points)} points, more than the limit of {limits.max_points}")
     native = to_store_coordinates(points, crs, store)
@@ -225,12 +241,8 @@ def position(
     _check_size(len(points) * len(times) * per_point, limits, "the position query")
     coverages = []
     for point, row, column in zip(points, rows, columns):
-        series = chunks.pixel_series(store, names, times, int(row), int(column))
-        block = {
-            name: xr.Variable(dims, values, reader.variables[name].attrs)
-            for name, (dims, values) in series.items()
-        }
-        parameters, ranges, axes = coverage.coverage_parts(block, coverage.axis_values(store), [])
+        series = chunks.pixel_series(store, names, times, int(row), int(column), loading=loading)
+        parameters, ranges, axes = coverage.coverage_parts(store, series, [])
         coverages.append(
             {
                 "type": "Coverage",
@@ -315,8 +327,16 @@ def area(
             conventions.X: xr.DataArray(columns, dims="composite"),
         }
     )
-    block = {name: pixels.variables[name] for name in names}
-    parameters, ranges, axes = coverage.coverage_parts(block, coverage.axis_values(store), ["composite"])
+    block = {}
+    for name in names:
+        variable = pixels.variables[name]
+        order = (
+            conventions.TIME,
+            "composite",
+            *(dim for dim in variable.dims if dim not in (conventions.TIME, "composite")),
+        )
+        block[name] = (order, variable.transpose(*order).values)
+    parameters, ranges, axes = coverage.coverage_parts(store, block, ["composite"])
     pixel_x, pixel_y = grid_x[rows, columns], grid_y[rows, columns]
     longitude, latitude = pyproj.Transformer.from_crs(store.crs, GEOGRAPHIC_CRS, always_xy=True).transform(
         pixel_x, pixel_y

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from weatherunc.service.settings import finite_or_none
 LOGGER = logging.getLogger("weatherunc.service")
 #: The name of a job's prediction store inside its run folder.
 JOB_STORE_NAME = "prediction.zarr"
+#: The root metadata file of a zarr v3 store.
+ROOT_METADATA = "zarr.json"
 #: Suffixes of a store that is still being written (never served).
 STAGING_SUFFIXES = (".partial", ".partial.creating", ".replaced")
 #: Characters allowed in a store name (it is a URL path segment).
@@ -41,7 +43,9 @@ class ServedStore:
     """One complete prediction store: its name in URLs, its path, its CRS and the store opened twice,
     lazily: ``dataset`` with Dask chunks (for xpublish and its zarr endpoint) and ``reader`` without
     Dask, whose indexing reads only the chunks it touches (for point, area and map requests). Its
-    times ``[time]`` and pixel-centre axes ``x`` ``[x]`` and ``y`` ``[y]`` are kept as arrays."""
+    times ``[time]`` and pixel-centre axes ``x`` ``[x]`` and ``y`` ``[y]`` are kept as arrays;
+    ``version`` (:func:`store_version`) tells whether the store on disk is still the one opened;
+    ``memo`` keeps what queries derive from the store's metadata, computed once per opening."""
 
     name: str
     path: Path
@@ -51,7 +55,15 @@ class ServedStore:
     times: np.ndarray
     x: np.ndarray
     y: np.ndarray
+    version: str = ""
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     transformers: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    def memoised(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time ``key`` is asked for, its kept value after."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
     def transformer_from(self, crs: pyproj.CRS) -> pyproj.Transformer:
         """A transformer from ``crs`` (x/longitude first) to the store's CRS, made once per thread
@@ -63,7 +75,7 @@ class ServedStore:
 
 
 def _is_zarr_store(path: Path) -> bool:
-    return path.is_dir() and ((path / "zarr.json").exists() or (path / ".zgroup").exists())
+    return path.is_dir() and ((path / ROOT_METADATA).exists() or (path / ".zgroup").exists())
 
 
 def _is_staging(path: Path) -> bool:
@@ -93,6 +105,17 @@ def store_name(path: Path) -> str:
     return UNSAFE_NAME_CHARACTERS.sub("_", stem).strip("_") or "store"
 
 
+def store_version(path: Path) -> str:
+    """A token that changes whenever the store at ``path`` is written anew: the identity and
+    modification time of its root metadata (a job replaces a store by renaming a new one into
+    place, and marks it complete by rewriting that file); ``""`` when it has none."""
+    try:
+        status = (path / ROOT_METADATA).stat()
+    except OSError:
+        return ""
+    return f"{status.st_ino}-{status.st_mtime_ns}-{status.st_size}"
+
+
 def open_served_store(path: Path, name: str) -> ServedStore:
     """Open a complete prediction store lazily; ``ValueError`` / ``FileNotFoundError`` otherwise.
 
@@ -100,6 +123,7 @@ def open_served_store(path: Path, name: str) -> ServedStore:
     """
     if _is_staging(path):
         raise ValueError(f"{path} is a store still being written (a staging folder); not served")
+    version = store_version(path)
     dataset = open_prediction_store(path)
     if conventions.CRS_VARIABLE not in dataset.variables:
         raise ValueError(f"prediction store {path} has no grid mapping variable {conventions.CRS_VARIABLE!r}")
@@ -122,6 +146,7 @@ def open_served_store(path: Path, name: str) -> ServedStore:
         times=np.atleast_1d(reader[conventions.TIME].values),
         x=np.asarray(reader[conventions.X].values),
         y=np.asarray(reader[conventions.Y].values),
+        version=version,
     )
 
 
