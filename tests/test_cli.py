@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -13,8 +14,15 @@ from typer.testing import CliRunner
 from tests.conftest import write_cf_netcdf, write_entry
 from weatherunc.cli import app
 from weatherunc.store import open_store
+from weatherunc.version import __version__
 
 runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"weatherunc {__version__}"
+    assert __version__ == importlib.metadata.version("weatherunc")
 
 
 def test_catalog_list() -> None:

@@ -9,6 +9,7 @@ from weatherunc.cli.catalog import catalog_app
 from weatherunc.cli.jobs import demo, ingest, run
 from weatherunc.cli.outputs import plot, serve
 from weatherunc.cli.training import pack, refit_head, swag, train
+from weatherunc.version import __version__
 
 __all__ = ["app"]
 
@@ -18,6 +19,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"weatherunc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """weatherunc: fill unobserved precipitation and say how sure each value is."""
+
+
 app.add_typer(catalog_app, name="catalog")
 app.command()(ingest)
 app.command()(train)
