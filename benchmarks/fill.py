@@ -10,8 +10,9 @@ central 90 % interval (the 0.05 and 0.95 quantiles) and the quantile score (twic
 loss over the output's quantile levels, an estimate of the CRPS; Gneiting & Raftery 2007, JASA
 102, 359, eq. 24). ``gp-per-tile`` is the GP with each tile fitting its own options
 (``share_fit=False``). Writes ``benchmarks/results/fill.json`` (rows with ``model``, ``seconds``,
-``seam_ratio``; ``cpu_seconds``: the process's CPU time, all threads) with the load average before
-and after the runs. Needs no shared data.
+``seam_ratio``; ``cpu_seconds``: the process's CPU time, all threads;
+``other_processes_cpu_seconds``: the CPU time other processes took meanwhile, 0 on an idle
+machine) with the load average before and after the runs. Needs no shared data.
 
     .venv/bin/python benchmarks/fill.py [--models gp,kriging,idw,convnp,gp-per-tile]
 """
@@ -23,6 +24,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,6 +60,16 @@ def quality(filled: object, truth: np.ndarray) -> dict[str, float]:
     }
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all cores; /proc/stat), None off Linux."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages."""
     return [round(value, 2) for value in os.getloadavg()]
@@ -77,15 +89,18 @@ def main() -> None:
     load_before = load_average()
     for model in arguments.models.split(","):
         name, share_fit = model.removesuffix(PER_TILE), not model.endswith(PER_TILE)
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu_started, busy_started = time.perf_counter(), time.process_time(), machine_busy_seconds()
         filled = weatherunc.fill(gappy, model=name, share_fit=share_fit, progress=False)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        busy = machine_busy_seconds()
+        others = None if busy is None or busy_started is None else busy - busy_started - cpu_seconds
         ratio, jump, step = gap_seam_ratio(filled.precipitation_mean.values)
         rows.append(
             {
                 "model": model,
                 "seconds": round(seconds, 2),
                 "cpu_seconds": round(cpu_seconds, 2),
+                "other_processes_cpu_seconds": None if others is None else round(max(others, 0.0), 2),
                 "seam_ratio": round(ratio, 3),
                 "edge_jump_mm_h": round(jump, 4),
                 "neighbour_step_mm_h": round(step, 4),
