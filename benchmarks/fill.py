@@ -4,18 +4,27 @@ The gap (rows and columns 108-147) crosses the default tiling's tile edges at 12
 For each model: wall time of ``weatherunc.fill`` and the seam ratio: the mean absolute jump of the
 filled mean across the tile edges inside the gap, divided by the mean absolute step between
 neighbouring pixels inside the gap that do not cross an edge (1 for a seam-free map; a model that
-sees the whole frame at once has no edges, and its ratio is that of the same pixel pairs). Writes
-``benchmarks/results/fill.json`` (rows with ``model``, ``seconds``, ``seam_ratio``). Needs no
-shared data.
+sees the whole frame at once has no edges, and its ratio is that of the same pixel pairs). The
+quality of the fill against the withheld truth: mean absolute error of the mean, coverage of the
+central 90 % interval (the 0.05 and 0.95 quantiles) and the quantile score (twice the mean pinball
+loss over the output's quantile levels, an estimate of the CRPS; Gneiting & Raftery 2007, JASA
+102, 359, eq. 24). ``gp-per-tile`` is the GP with each tile fitting its own options
+(``share_fit=False``). Writes ``benchmarks/results/fill.json`` (rows with ``model``, ``seconds``,
+``seam_ratio``; ``cpu_seconds``: the process's CPU time, all threads;
+``other_processes_cpu_seconds``: the CPU time other processes took meanwhile, 0 on an idle
+machine) with the load average before and after the runs. Needs no shared data.
 
-    .venv/bin/python benchmarks/fill.py [--models gp,kriging,convnp]
+    .venv/bin/python benchmarks/fill.py [--models gp,kriging,idw,convnp,gp-per-tile]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +35,8 @@ from weatherunc.gridding import GridTiling, seam_ratio
 
 GAP = slice(108, 148)
 FRAME = 20
+#: Suffix of a model name run with each tile fitting its own options (``share_fit=False``).
+PER_TILE = "-per-tile"
 
 
 def gap_seam_ratio(mean: np.ndarray) -> tuple[float, float, float]:
@@ -33,9 +44,40 @@ def gap_seam_ratio(mean: np.ndarray) -> tuple[float, float, float]:
     return seam_ratio(mean, GridTiling().tile_pixels, GAP, GAP)
 
 
+def quality(filled: object, truth: np.ndarray) -> dict[str, float]:
+    """MAE, 90 % interval coverage and quantile score of ``filled``'s gap against ``truth`` ``[40, 40]``."""
+    mean = filled.precipitation_mean.values[GAP, GAP]
+    quantiles = filled.precipitation_quantile.values[GAP, GAP]  # [40, 40, levels]
+    levels = filled["quantile"].values
+    error = truth[..., None] - quantiles
+    pinball = np.maximum(levels * error, (levels - 1.0) * error)
+    low, high = (int(np.argmin(np.abs(levels - level))) for level in (0.05, 0.95))
+    inside = (truth >= quantiles[..., low]) & (truth <= quantiles[..., high])
+    return {
+        "gap_mae_mm_h": round(float(np.mean(np.abs(mean - truth))), 4),
+        "gap_interval_90_coverage": round(float(inside.mean()), 4),
+        "gap_quantile_score_mm_h": round(float(2.0 * pinball.mean()), 4),
+    }
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all cores; /proc/stat), None off Linux."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--models", default="gp,kriging,convnp")
+    parser.add_argument("--models", default="gp,kriging,idw,convnp,gp-per-tile")
     arguments = parser.parse_args()
     torch.set_num_threads(2)
     sample = weatherunc.open_dataset("mrms_embedded")
@@ -44,20 +86,26 @@ def main() -> None:
     gappy[GAP, GAP] = np.nan
     truth = frame.values[GAP, GAP]
     rows = []
+    load_before = load_average()
     for model in arguments.models.split(","):
-        started = time.perf_counter()
-        filled = weatherunc.fill(gappy, model=model, progress=False)
-        seconds = time.perf_counter() - started
-        mean = filled.precipitation_mean.values
-        ratio, jump, step = gap_seam_ratio(mean)
+        name, share_fit = model.removesuffix(PER_TILE), not model.endswith(PER_TILE)
+        started, cpu_started, busy_started = time.perf_counter(), time.process_time(), machine_busy_seconds()
+        filled = weatherunc.fill(gappy, model=name, share_fit=share_fit, progress=False)
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        busy = machine_busy_seconds()
+        others = None if busy is None or busy_started is None else busy - busy_started - cpu_seconds
+        ratio, jump, step = gap_seam_ratio(filled.precipitation_mean.values)
         rows.append(
             {
                 "model": model,
                 "seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu_seconds, 2),
+                "other_processes_cpu_seconds": None if others is None else round(max(others, 0.0), 2),
                 "seam_ratio": round(ratio, 3),
                 "edge_jump_mm_h": round(jump, 4),
                 "neighbour_step_mm_h": round(step, 4),
-                "gap_mae_mm_h": round(float(np.mean(np.abs(mean[GAP, GAP] - truth))), 4),
+                "std_seam_ratio": round(gap_seam_ratio(filled.precipitation_std.values)[0], 3),
+                **quality(filled, truth),
                 "source": filled.attrs["source"],
             }
         )
@@ -66,6 +114,8 @@ def main() -> None:
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
+        "finished_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
+        "load_average_1_5_15_min": {"before": load_before, "after": load_average()},
         "torch_threads": torch.get_num_threads(),
         "frame": str(frame.time.values)[:16],
         "gap_pixels": int(np.isnan(gappy.values).sum() - np.isnan(frame.values).sum()),

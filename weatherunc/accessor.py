@@ -39,12 +39,21 @@ class WeatherUncAccessor:
         crs: pyproj.CRS | str | int | None = None,
         tiling: GridTiling | None = None,
         units: str | None = None,
+        share_fit: bool = True,
         progress: bool = True,
     ) -> xr.Dataset:
         """Fill the NaN pixels of this DataArray: :func:`weatherunc.filling.fill` on it."""
         from weatherunc.filling import fill
 
-        return fill(self._data, model=model, crs=crs, tiling=tiling, units=units, progress=progress)
+        return fill(
+            self._data,
+            model=model,
+            crs=crs,
+            tiling=tiling,
+            units=units,
+            share_fit=share_fit,
+            progress=progress,
+        )
 
 
 def register() -> None:

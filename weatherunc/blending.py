@@ -25,6 +25,7 @@ from weatherunc import conventions
 from weatherunc.gridding import GridTiling, Tile, frame_axes, grid_tiles, predict_tile
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.models.registry import Interpolator
+from weatherunc.shared_fit import shared_model
 
 #: Bisection steps for the mixture's quantiles (the bracket shrinks by 2 ** -steps).
 BISECTION_STEPS = 48
@@ -209,13 +210,18 @@ def predict_blended(
     *,
     crs: pyproj.CRS | str,
     tiling: GridTiling,
+    share_fit: bool = True,
     progress: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, xr.DataArray]] | None:
     """A ``(y, x)`` frame predicted tile by tile, each tile reaching ``tiling.blend_pixels`` into
     its neighbours, and blended (module docstring): :data:`BLENDED_VARIABLES` ``[ny, nx, ...]``
     (NaN where nothing was predicted) and the coordinates of their extra dims; None when no tile
-    had anything to predict."""
+    had anything to predict. ``share_fit``: a model that fits per task and can share a fit (the
+    GP) is fitted once on the frame and every tile uses that fit
+    (:func:`weatherunc.shared_fit.shared_model`); False: each tile fits its own."""
     values, x_km, y_km = frame_axes(frame, crs)
+    if share_fit:
+        model = shared_model(model, values, x_km, y_km, tiling)
     blender = TileBlender(values.shape, tiling.tile_pixels, tiling.blend_pixels)
     predicted = False
     for tile in tqdm(

@@ -36,15 +36,21 @@ Modules: :mod:`~weatherunc.models.gp.config` (options), :mod:`~weatherunc.models
 (kernel families), :mod:`~weatherunc.models.gp.algebra` (exact prediction, leave-one-out and
 leave-two-out), :mod:`~weatherunc.models.gp.fitting` (hyperparameters and kernel by marginal
 likelihood), :mod:`~weatherunc.models.gp.selection` (transform offset and local variance by
-leave-one-out CRPS) and :mod:`~weatherunc.models.gp.interpolator`; their public names are
-re-exported here.
+leave-one-out CRPS) and :mod:`~weatherunc.models.gp.interpolator` (per task, or one fit shared by
+several tasks: :meth:`GaussianProcessInterpolator.shared_fit`); their public names are re-exported here.
 """
 
 from weatherunc.models.covariance import GaussianProcessNumericalError, cholesky_with_jitter
 from weatherunc.models.gp.algebra import MINIMUM_VARIANCE_SCALE, FittedGaussianProcess
 from weatherunc.models.gp.config import AUTOMATIC_KERNELS, GaussianProcessConfig
 from weatherunc.models.gp.fitting import fit_gaussian_process, spatial_blocks
-from weatherunc.models.gp.interpolator import GaussianProcessInterpolator
+from weatherunc.models.gp.interpolator import (
+    GaussianProcessFit,
+    GaussianProcessInterpolator,
+    SharedFitGaussianProcess,
+    fit_task,
+    predict_with_fit,
+)
 from weatherunc.models.gp.kernels import KERNELS, StationaryKernel, gpytorch_kernel, kernel_named
 from weatherunc.models.gp.selection import (
     OFFSET_SELECTION_KERNEL,
@@ -64,15 +70,19 @@ __all__ = [
     "OFFSET_SELECTION_KERNEL",
     "SELECTION_CRPS_NODES",
     "FittedGaussianProcess",
+    "GaussianProcessFit",
     "GaussianProcessConfig",
     "GaussianProcessInterpolator",
     "GaussianProcessNumericalError",
     "PredictiveSelection",
+    "SharedFitGaussianProcess",
     "StationaryKernel",
     "cholesky_with_jitter",
     "fit_gaussian_process",
+    "fit_task",
     "gpytorch_kernel",
     "kernel_named",
+    "predict_with_fit",
     "select_predictive_options",
     "spatial_blocks",
     "spatial_lengthscale_km",

@@ -1,5 +1,5 @@
 """The GP interpolator: per task, choose the options, fit, and predict every target (exact or tile by
-tile)."""
+tile); or fit once and share that fit across tasks (the tiles of one frame)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,148 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import xarray as xr
 
+from weatherunc.models.gp.algebra import FittedGaussianProcess
 from weatherunc.models.gp.config import GaussianProcessConfig
 from weatherunc.models.gp.fitting import fit_gaussian_process
-from weatherunc.models.gp.selection import select_predictive_options
+from weatherunc.models.gp.selection import PredictiveSelection, select_predictive_options
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
+
+
+def _inputs(coordinates: np.ndarray, covariates: np.ndarray | None) -> np.ndarray:
+    """GP inputs ``[n, d]``: coordinates ``[n, 2]`` [km], then covariates ``[n, c]`` if any."""
+    return coordinates if covariates is None else np.hstack([coordinates, covariates])
+
+
+@dataclass(frozen=True)
+class GaussianProcessFit:
+    """What fitting one task chose: the transform offset and local variance scale (``selection``,
+    :func:`select_predictive_options`), the kernel and its hyperparameters (``fitted``,
+    :func:`fit_gaussian_process`), the configuration with the chosen transform, and the fit's
+    wall time [s]. ``source``: the task it was fitted on (its description)."""
+
+    selection: PredictiveSelection
+    fitted: FittedGaussianProcess
+    config: GaussianProcessConfig
+    seconds: float
+    source: str = ""
+
+
+def fit_task(task: Task, config: GaussianProcessConfig) -> GaussianProcessFit:
+    """Choose the transform offset and local variance scale, then the kernel and hyperparameters, on
+    ``task``'s contexts only (never its targets)."""
+    start = time.perf_counter()
+    context = _inputs(task.context_coordinates, task.context_covariates)
+    rates = np.asarray(task.context_values, dtype=np.float64)
+    selection = select_predictive_options(context, rates, config)
+    config = replace(config, transform=selection.transform)
+    fitted = fit_gaussian_process(context, selection.transform.forward(rates), config, fitted=selection.fits)
+    return GaussianProcessFit(selection, fitted, config, time.perf_counter() - start, task.description)
+
+
+def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: bool) -> xr.Dataset:
+    """Prediction Dataset over ``task``'s targets (see :func:`prediction_dataset`), conditioned on its
+    contexts with the options and hyperparameters of ``fit`` (the variance scale and the local
+    variance re-estimated on these contexts: :meth:`FittedGaussianProcess.predict`).
+
+    Up to ``config.max_exact_context`` contexts: one Cholesky factorisation over all of them; else the
+    targets tile by tile from the nearest contexts (local exact GPs with the same hyperparameters).
+    ``shared``: the fit was made once for several tasks (recorded in the attributes, with no fit
+    time charged to this task).
+    """
+    config, fitted, selection = fit.config, fit.fitted, fit.selection
+    transform = config.transform
+    start = time.perf_counter()
+    context = _inputs(task.context_coordinates, task.context_covariates)
+    targets = _inputs(task.target_coordinates, task.target_covariates)
+    values = transform.forward(task.context_values)
+    dry = np.asarray(task.context_values) <= 0.0
+    censoring = (
+        config.censored_contexts and transform.censor_at_zero and bool(dry.any()) and not bool(dry.all())
+    )
+
+    def conditioned(
+        chosen: np.ndarray, members: np.ndarray, number: int
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        return fitted.predict(
+            context[chosen],
+            values[chosen],
+            targets[members],
+            config.target_batch,
+            censored=dry[chosen] if censoring else None,
+            bound=float(transform.forward(0.0)),
+            samples=config.censored_samples,
+            burn_in=config.censored_burn_in,
+            rng=np.random.default_rng([config.seed, number]),
+            local_variance=selection.local_variance,
+        )
+
+    if task.n_context <= config.max_exact_context:
+        mean, latent, noise = conditioned(np.arange(task.n_context), np.arange(task.n_target), 0)
+        method = "exact"
+    else:
+        mean, latent, noise = np.empty(task.n_target), np.empty(task.n_target), np.empty(task.n_target)
+        for number, members in enumerate(tile_groups(targets, config.tile_km).values()):
+            centre = targets[members, :2].mean(axis=0)
+            distance = np.linalg.norm(context[:, :2] - centre, axis=1)
+            if len(distance) > config.max_local_context:
+                nearest = np.argpartition(distance, config.max_local_context)[: config.max_local_context]
+            else:
+                nearest = np.arange(len(distance))
+            mean[members], latent[members], noise[members] = conditioned(nearest, members, number)
+        method = f"tiled local ({config.tile_km:g} km tiles, {config.max_local_context} nearest contexts)"
+    lengthscales = fitted.kernel.base_kernel.lengthscale.detach().numpy().ravel() * fitted.input_scale
+    return prediction_dataset(
+        task,
+        transformed_mean=mean,
+        latent_variance=latent,
+        noise_variance=noise,
+        transform=transform,
+        model=name,
+        attrs={
+            "kernel": fitted.kernel_name,
+            "kernel_selection": config.kernel,
+            "prediction": method,
+            "hyperparameters": f"shared, fitted once on {fit.source or 'another task'}"
+            if shared
+            else "per task",
+            "lengthscales_km": lengthscales.tolist(),
+            "fitted_outputscale": float(fitted.kernel.outputscale.detach()) * fitted.output_scale**2,
+            "fitted_noise_variance": fitted.noise * fitted.output_scale**2,
+            "fit_seconds": 0.0 if shared else fit.seconds,
+            "predict_seconds": time.perf_counter() - start,
+            "censored_contexts": int(dry.sum()) if censoring else 0,
+            **(
+                {
+                    "censored_gibbs_samples": config.censored_samples,
+                    "censored_gibbs_burn_in": config.censored_burn_in,
+                }
+                if censoring
+                else {}
+            ),
+            **(
+                {
+                    "transform_offset_selection": "leave-one-out CRPS of the contexts",
+                    "transform_offset_candidates": list(selection.offset_scores),
+                    "transform_offset_loo_crps": list(selection.offset_scores.values()),
+                }
+                if selection.offset_scores
+                else {}
+            ),
+            **(
+                {
+                    "local_variance_candidates": list(selection.variance_scores),
+                    "local_variance_loo_crps": list(selection.variance_scores.values()),
+                    "local_variance": "none"
+                    if selection.local_variance is None
+                    else "leave-one-out residuals",
+                }
+                if selection.variance_scores
+                else {}
+            ),
+            **(selection.local_variance.to_attrs() if selection.local_variance is not None else {}),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -24,109 +161,25 @@ class GaussianProcessInterpolator:
     name: str = "gp"
 
     def predict(self, task: Task) -> xr.Dataset:
-        """Prediction Dataset over the task's targets (see :func:`prediction_dataset`)."""
-        config = self.config
-        context = (
-            task.context_coordinates
-            if task.context_covariates is None
-            else np.hstack([task.context_coordinates, task.context_covariates])
-        )
-        targets = (
-            task.target_coordinates
-            if task.target_covariates is None
-            else np.hstack([task.target_coordinates, task.target_covariates])
-        )
-        start = time.perf_counter()
-        selection = select_predictive_options(
-            context, np.asarray(task.context_values, dtype=np.float64), config
-        )
-        transform = selection.transform
-        config = replace(config, transform=transform)
-        values = transform.forward(task.context_values)
-        fitted = fit_gaussian_process(context, values, config, fitted=selection.fits)
-        fitted_at = time.perf_counter()
-        dry = np.asarray(task.context_values) <= 0.0
-        censoring = (
-            config.censored_contexts and transform.censor_at_zero and bool(dry.any()) and not bool(dry.all())
-        )
+        """Prediction Dataset over the task's targets (see :func:`prediction_dataset`), with options and
+        hyperparameters fitted on this task's contexts."""
+        return predict_with_fit(task, fit_task(task, self.config), name=self.name, shared=False)
 
-        def conditioned(
-            chosen: np.ndarray, members: np.ndarray, number: int
-        ) -> tuple[np.ndarray, np.ndarray, float]:
-            return fitted.predict(
-                context[chosen],
-                values[chosen],
-                targets[members],
-                config.target_batch,
-                censored=dry[chosen] if censoring else None,
-                bound=float(transform.forward(0.0)),
-                samples=config.censored_samples,
-                burn_in=config.censored_burn_in,
-                rng=np.random.default_rng([config.seed, number]),
-                local_variance=selection.local_variance,
-            )
+    def shared_fit(self, task: Task) -> SharedFitGaussianProcess:
+        """A GP fitted once on ``task``'s contexts whose options and hyperparameters every task it
+        predicts shares (e.g. the tiles of one frame: no tile chooses its own kernel, offset or
+        lengthscales, so the map does not change character where tiles meet)."""
+        return SharedFitGaussianProcess(fit_task(task, self.config), self.name)
 
-        if task.n_context <= config.max_exact_context:
-            mean, latent, noise = conditioned(np.arange(task.n_context), np.arange(task.n_target), 0)
-            method = "exact"
-        else:
-            mean, latent, noise = np.empty(task.n_target), np.empty(task.n_target), np.empty(task.n_target)
-            for number, members in enumerate(tile_groups(targets, config.tile_km).values()):
-                centre = targets[members, :2].mean(axis=0)
-                distance = np.linalg.norm(context[:, :2] - centre, axis=1)
-                if len(distance) > config.max_local_context:
-                    nearest = np.argpartition(distance, config.max_local_context)[: config.max_local_context]
-                else:
-                    nearest = np.arange(len(distance))
-                mean[members], latent[members], noise[members] = conditioned(nearest, members, number)
-            method = f"tiled local ({config.tile_km:g} km tiles, {config.max_local_context} nearest contexts)"
-        predicted_at = time.perf_counter()
-        lengthscales = fitted.kernel.base_kernel.lengthscale.detach().numpy().ravel() * fitted.input_scale
-        return prediction_dataset(
-            task,
-            transformed_mean=mean,
-            latent_variance=latent,
-            noise_variance=noise,
-            transform=config.transform,
-            model=self.name,
-            attrs={
-                "kernel": fitted.kernel_name,
-                "kernel_selection": config.kernel,
-                "prediction": method,
-                "lengthscales_km": lengthscales.tolist(),
-                "fitted_outputscale": float(fitted.kernel.outputscale.detach()) * fitted.output_scale**2,
-                "fitted_noise_variance": fitted.noise * fitted.output_scale**2,
-                "fit_seconds": fitted_at - start,
-                "predict_seconds": predicted_at - fitted_at,
-                "censored_contexts": int(dry.sum()) if censoring else 0,
-                **(
-                    {
-                        "censored_gibbs_samples": config.censored_samples,
-                        "censored_gibbs_burn_in": config.censored_burn_in,
-                    }
-                    if censoring
-                    else {}
-                ),
-                **(
-                    {
-                        "transform_offset_selection": "leave-one-out CRPS of the contexts",
-                        "transform_offset_candidates": list(selection.offset_scores),
-                        "transform_offset_loo_crps": list(selection.offset_scores.values()),
-                    }
-                    if selection.offset_scores
-                    else {}
-                ),
-                **(
-                    {
-                        "local_variance_candidates": list(selection.variance_scores),
-                        "local_variance_loo_crps": list(selection.variance_scores.values()),
-                        "local_variance": "none"
-                        if selection.local_variance is None
-                        else "leave-one-out residuals",
-                    }
-                    if selection.variance_scores
-                    else {}
-                ),
-                **(selection.local_variance.to_attrs() if selection.local_variance is not None else {}),
-            },
-        )
+
+@dataclass(frozen=True)
+class SharedFitGaussianProcess:
+    """A GP with one fit (:class:`GaussianProcessFit`) shared by every task it predicts: per task it
+    only conditions on the task's contexts (:func:`predict_with_fit`)."""
+
+    fit: GaussianProcessFit
+    name: str = "gp"
+
+    def predict(self, task: Task) -> xr.Dataset:
+        """Prediction Dataset over the task's targets with the shared fit."""
+        return predict_with_fit(task, self.fit, name=self.name, shared=True)
