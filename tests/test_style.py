@@ -32,9 +32,6 @@ def test_ruff_is_clean(arguments: list[str]) -> None:
 
 #: The most lines a module of the library or the pipelines may have (house style: one job a module).
 MAXIMUM_MODULE_LINES = 400
-#: Modules still over the limit while their split is under way elsewhere; remove each entry with its
-#: split (the test below fails once a listed module fits, so that the list does not outlive it).
-MODULES_BEING_SPLIT = frozenset({"weatherunc/filling.py"})
 
 
 def _module_lines() -> dict[str, int]:
@@ -50,15 +47,5 @@ def _module_lines() -> dict[str, int]:
 def test_no_module_is_over_the_line_limit() -> None:
     lines = _module_lines()
     assert lines, "no module found under weatherunc/ or pipelines/"
-    too_long = {
-        name: count
-        for name, count in lines.items()
-        if count > MAXIMUM_MODULE_LINES and name not in MODULES_BEING_SPLIT
-    }
+    too_long = {name: count for name, count in lines.items() if count > MAXIMUM_MODULE_LINES}
     assert too_long == {}, f"modules over {MAXIMUM_MODULE_LINES} lines (split them by concept): {too_long}"
-
-
-def test_modules_being_split_are_still_over_the_limit() -> None:
-    lines = _module_lines()
-    done = sorted(name for name in MODULES_BEING_SPLIT if lines.get(name, 0) <= MAXIMUM_MODULE_LINES)
-    assert done == [], f"remove {done} from MODULES_BEING_SPLIT: they fit in {MAXIMUM_MODULE_LINES} lines now"
