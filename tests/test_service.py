@@ -54,6 +54,14 @@ def test_only_the_complete_store_is_served(client: httpx.Client, served) -> None
     assert list(client.get("stores").json()) == ["mrms_idw"]
 
 
+def test_the_page_reads_every_output_name_from_the_server(client: httpx.Client) -> None:
+    names = client.get("names").json()
+    assert names["std"] == conventions.PRECIPITATION_STD and names["mean"] == conventions.PRECIPITATION_MEAN
+    assert set(names.values()) <= {value for value in vars(conventions).values() if isinstance(value, str)}
+    page = client.get("static/page.js").text
+    assert not [name for name in names.values() if f'"{name}"' in page or f".{name}" in page]
+
+
 def test_metadata_names_times_grid_variables_model_and_provenance(client: httpx.Client, served) -> None:
     metadata = client.get("datasets/mrms_idw/metadata").json()
     local = served[1]

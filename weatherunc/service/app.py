@@ -8,7 +8,7 @@ Routes added to xpublish's (``/datasets``, ``/datasets/{name}/info``, ``/dataset
 - ``GET /datasets/{name}/map/{layer}.png`` and ``.json`` (its geometry): cached maps
   (:mod:`weatherunc.service.maps`);
 - ``POST /fill``: on-demand filling (:mod:`weatherunc.service.fill_requests`);
-- ``GET /`` and ``GET /static/{file}``: the map page.
+- ``GET /`` and ``GET /static/{file}``: the map page; ``GET /names``: the output names it reads.
 
 Every refusal is JSON ``{"detail": message}`` with a 4xx status, as FastAPI's own errors are.
 """
@@ -31,6 +31,7 @@ from xpublish.plugins.included.dataset_info import DatasetInfoPlugin
 from xpublish.utils.api import DATASET_ID_ATTR_KEY
 from xpublish_zarr import ZarrPlugin
 
+from weatherunc import conventions
 from weatherunc.service import queries
 from weatherunc.service.chunks import ChunkCache
 from weatherunc.service.fast_path import MAP_CACHE_CONTROL, MemoryFastPath, map_time_index, position_answer
@@ -40,6 +41,16 @@ from weatherunc.service.settings import BATCH_JOB_HINT, RequestError, ServiceLim
 from weatherunc.service.stores import ServedStore, open_served_store, store_metadata, store_version
 
 STATIC = Path(__file__).resolve().parent / "static"
+#: Output names the map page uses, by the page's key: the page holds no name of its own.
+PAGE_NAMES = {
+    "observed": conventions.PRECIPITATION,
+    "mean": conventions.PRECIPITATION_MEAN,
+    "std": conventions.PRECIPITATION_STD,
+    "quantile": conventions.PRECIPITATION_QUANTILE,
+    "exceedance": conventions.EXCEEDANCE_PROBABILITY,
+    "bins": conventions.BIN_PROBABILITY,
+    "flags": conventions.OBSERVATION,
+}
 #: The map page's files: the only files ``/static`` serves, with their media types.
 STATIC_FILES = {"page.js": "text/javascript", "page.css": "text/css"}
 #: Fills waiting or running at once; more are refused (503) rather than queued without bound.
@@ -209,6 +220,11 @@ def app_routes(state: ServiceState) -> APIRouter:
         if name not in STATIC_FILES:
             raise RequestError(404, f"no static file {name!r}")
         return Response((STATIC / name).read_bytes(), media_type=STATIC_FILES[name])
+
+    @router.get("/names")
+    def names() -> Response:
+        """The output variables' names (:mod:`weatherunc.conventions`) that the map page reads."""
+        return _json(PAGE_NAMES)
 
     @router.get("/stores")
     def stores() -> Response:

@@ -21,7 +21,7 @@ const elements = {
   pixelExceedance: document.getElementById("pixel-exceedance"),
   pixelBins: document.getElementById("pixel-bins"),
 };
-const state = { stores: {}, geometry: null, pixel: null };
+const state = { stores: {}, geometry: null, pixel: null, names: {} };
 
 async function getJson(url) {
   const response = await fetch(url);
@@ -113,13 +113,14 @@ function bar(probability) {
 }
 
 function statusOf(coverage) {
-  const flags = coverage.ranges.observation;
-  const mean = coverage.ranges.precipitation_mean;
+  const names = state.names;
+  const flags = coverage.ranges[names.flags];
+  const mean = coverage.ranges[names.mean];
   const predicted = mean && mean.values[0] !== null;
   if (!flags) {
     return predicted ? "predicted" : "not predicted";
   }
-  const encoding = coverage.parameters.observation.categoryEncoding || {};
+  const encoding = coverage.parameters[names.flags].categoryEncoding || {};
   const meaning = Object.keys(encoding).find((key) => encoding[key] === flags.values[0]) || String(flags.values[0]);
   if (meaning === "observed") {
     return "observed";
@@ -159,32 +160,36 @@ function renderPixel(coverage) {
     `(x ${formatNumber(pixel.x, 7)}, y ${formatNumber(pixel.y, 7)}), ${axes.t.values[0]}`;
   elements.pixelStatus.textContent = statusOf(coverage);
   elements.pixelSummary.replaceChildren();
-  [["observed", "precipitation"], ["predictive mean", "precipitation_mean"],
-    ["predictive std", "precipitation_std"]].forEach(([label, name]) => {
+  const names = state.names;
+  [["observed", names.observed], ["predictive mean", names.mean],
+    ["predictive std", names.std]].forEach(([label, name]) => {
     if (ranges[name]) {
       row(elements.pixelSummary, [label, `${formatNumber(ranges[name].values[0])} mm/h`]);
     }
   });
   elements.pixelQuantiles.replaceChildren();
-  if (ranges.precipitation_quantile) {
+  const quantiles = ranges[names.quantile];
+  if (quantiles) {
     row(elements.pixelQuantiles, ["quantile", "rate"], true);
     axes.quantile.values.forEach((level, index) => row(elements.pixelQuantiles,
-      [level, formatNumber(ranges.precipitation_quantile.values[index])]));
+      [level, formatNumber(quantiles.values[index])]));
   }
   elements.pixelExceedance.replaceChildren();
-  if (ranges.exceedance_probability) {
+  const exceedance = ranges[names.exceedance];
+  if (exceedance) {
     row(elements.pixelExceedance, ["threshold [mm/h]", "probability", ""], true);
     axes.threshold.values.forEach((threshold, index) => {
-      const probability = ranges.exceedance_probability.values[index];
+      const probability = exceedance.values[index];
       row(elements.pixelExceedance, [threshold, formatNumber(probability), bar(probability)]);
     });
   }
   elements.pixelBins.replaceChildren();
-  if (ranges.bin_probability) {
+  const bins = ranges[names.bins];
+  if (bins) {
     row(elements.pixelBins, ["bin [mm/h]", "probability", ""], true);
     pixel.bin_lower.forEach((lower, index) => {
       const upper = pixel.bin_upper[index];
-      const probability = ranges.bin_probability.values[index];
+      const probability = bins.values[index];
       row(elements.pixelBins, [upper === null ? `≥ ${lower}` : `${lower} – ${upper}`,
         formatNumber(probability), bar(probability)]);
     });
@@ -214,6 +219,7 @@ function onMapClick(event) {
 
 async function start() {
   try {
+    state.names = await getJson("names");
     state.stores = await getJson("stores");
   } catch (error) {
     elements.mapStatus.textContent = `error: ${error.message}`;
