@@ -12,10 +12,11 @@ import xarray as xr
 from tests.conftest import write_entry
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
+from weatherunc.fingerprints import fingerprint
 from weatherunc.geolocation import crs_of, grid_mapping, latitude_longitude
 from weatherunc.readers import GRID_READERS, STATION_READERS, get_reader
 from weatherunc.readers.base import centres
-from weatherunc.store import fingerprint, frame_encoding
+from weatherunc.store import frame_encoding
 from weatherunc.summary import summarise
 
 

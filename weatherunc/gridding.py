@@ -28,9 +28,8 @@ from tqdm import tqdm
 from weatherunc import conventions
 from weatherunc.geolocation import grid_mapping
 from weatherunc.models.registry import Interpolator
+from weatherunc.store import COMPLETE_ATTRIBUTE
 from weatherunc.tasks import Task, planar_kilometres
-
-COMPLETE_ATTRIBUTE = "weatherunc_complete"
 
 
 @dataclass(frozen=True)

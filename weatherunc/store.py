@@ -22,7 +22,6 @@ replaced only by a complete one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from weatherunc import conventions
 from weatherunc.errors import InputDataError
 from weatherunc.validation import check_dataset
 
+#: Root attribute of every complete store (ingest, batch jobs, gridded predictions), written last.
 COMPLETE_ATTRIBUTE = "weatherunc_complete"
 FINGERPRINT_ATTRIBUTE = "weatherunc_fingerprint"
 #: Root attribute: JSON of the described inputs of the fingerprint, to say what changed.
@@ -74,11 +74,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def fingerprint(description: dict[str, Any]) -> str:
-    """sha256 of a JSON description of what a store holds."""
-    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def describe_changes(recorded: dict[str, Any] | None, current: dict[str, Any], *, limit: int = 6) -> str:

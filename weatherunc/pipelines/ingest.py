@@ -19,12 +19,12 @@ import xarray as xr
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
+from weatherunc.fingerprints import fingerprint
 from weatherunc.loading import GridSource, open_stations
 from weatherunc.pipelines.execution import compute_tasks
 from weatherunc.store import (
     StagedStore,
     describe_changes,
-    fingerprint,
     frame_encoding,
     store_description,
     store_fingerprint,

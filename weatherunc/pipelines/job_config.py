@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from weatherunc.fingerprints import fingerprint
 
 
 class _Strict(BaseModel):
@@ -123,7 +123,7 @@ class JobConfig(_Strict):
 
     def fingerprint(self) -> str:
         """sha256 of :meth:`description`."""
-        return hashlib.sha256(json.dumps(self.description(), sort_keys=True).encode()).hexdigest()
+        return fingerprint(self.description())
 
 
 def load_job_config(path: Path, **overrides: Any) -> JobConfig:

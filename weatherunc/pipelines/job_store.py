@@ -32,9 +32,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from weatherunc.store import hide_root_metadata, reveal_root_metadata
-
-COMPLETE_ATTRIBUTE = "weatherunc_complete"
+from weatherunc.store import COMPLETE_ATTRIBUTE, hide_root_metadata, reveal_root_metadata
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ depends only on (job, frame, tile), the recomputed chunks are identical.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -27,11 +26,12 @@ from tqdm import tqdm
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.checkpoints import sha256_of, software_versions
+from weatherunc.fingerprints import fingerprint
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.pipelines.ingest import IngestInput
 from weatherunc.pipelines.job_config import JobConfig
-from weatherunc.pipelines.job_store import COMPLETE_ATTRIBUTE, JobStore
+from weatherunc.pipelines.job_store import JobStore
 from weatherunc.pipelines.stages import (
     all_tiles,
     frame_axes,
@@ -43,7 +43,7 @@ from weatherunc.pipelines.stages import (
     select_frames,
 )
 from weatherunc.pipelines.verification import verify_store, write_figures
-from weatherunc.store import describe_changes
+from weatherunc.store import COMPLETE_ATTRIBUTE, describe_changes
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
@@ -171,7 +171,7 @@ def _job_fingerprint(job: JobConfig, observations: IngestInput) -> tuple[str, di
         "calibration_sha256": sha256_of(job.calibration_file) if job.calibration_file else "",
     }
     hashed = {**inputs, "observations": observations.digest}
-    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest(), inputs
+    return fingerprint(hashed), inputs
 
 
 def _what_changed(recorded: dict[str, Any] | None, inputs: dict[str, Any], observations: IngestInput) -> str:

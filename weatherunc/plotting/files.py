@@ -8,7 +8,6 @@ import numpy as np
 import xarray as xr
 
 from weatherunc import conventions
-from weatherunc.gridding import COMPLETE_ATTRIBUTE
 from weatherunc.plotting.maps import (
     combined_map,
     exceedance_map,
@@ -18,6 +17,7 @@ from weatherunc.plotting.maps import (
     std_map,
     uncertainty_maps,
 )
+from weatherunc.store import COMPLETE_ATTRIBUTE
 
 
 def open_prediction_store(store: Path) -> xr.Dataset:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -11,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from weatherunc.checkpoints import sha256_of
+from weatherunc.fingerprints import fingerprint
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.transforms import PrecipitationTransform
 
@@ -149,7 +148,7 @@ class TrainingConfig(BaseModel):
         }
         if self.initialise_from is not None:
             values["initialise_from_sha256"] = sha256_of(self.initialise_from)
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        return fingerprint(values)
 
 
 def load_training_config(path: Path, **overrides) -> TrainingConfig:

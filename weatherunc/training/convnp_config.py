@@ -9,8 +9,6 @@ frames too large to hold, with a longitude-latitude box left out, e.g. a test re
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -19,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from weatherunc.checkpoints import sha256_of
 from weatherunc.conventions import DEFAULT_BIN_EDGES
+from weatherunc.fingerprints import fingerprint
 from weatherunc.models.convnp.config import DEFAULT_PRIOR_GP, ConvNPConfig
 from weatherunc.training.config import ArchitectureOptions, FrameSelection, load_yaml_config
 
@@ -178,15 +177,11 @@ class ConvNPTrainingConfig(BaseModel):
             values.pop("crps_weight")
         if self.initialise_from is not None:
             values["initialise_from_sha256"] = sha256_of(self.initialise_from)
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        return fingerprint(values)
 
     def frames_fingerprint(self) -> str:
         """sha256 of the training frame selections (names the cached frame bank)."""
-        return hashlib.sha256(
-            json.dumps(
-                [selection.model_dump(mode="json") for selection in self.train], sort_keys=True
-            ).encode()
-        ).hexdigest()
+        return fingerprint([selection.model_dump(mode="json") for selection in self.train])
 
 
 def is_convnp_config(path: Path) -> bool:

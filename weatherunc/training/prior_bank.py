@@ -13,7 +13,6 @@ first, so that it turns with it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from weatherunc.fingerprints import fingerprint
 from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.convnp.grids import rate_bin_index, standardise
 from weatherunc.models.convnp.prior import coarse_cells, prior_quantiles, upsample_prior
@@ -52,7 +52,7 @@ def bank_fingerprint(config: ConvNPConfig, options: GridSamplingOptions, frames_
             "at the targets"
         ),
     }
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+    return fingerprint(values)
 
 
 def _draw_with_prior(
