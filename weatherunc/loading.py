@@ -58,10 +58,17 @@ class GridSource:
         except Exception as error:  # noqa: BLE001 - any decoder failure is an unreadable file
             raise _unreadable(files[0], entry, error) from error
         check_units(geometry.units, entry.units, source=files[0], variable=entry.variable)
+        if entry.crs is None and geometry.crs is None:
+            raise InputDataError(
+                source=files[0],
+                variable=entry.variable,
+                check="CRS present",
+                detail="the file carries no grid mapping: set crs in the catalog entry",
+            )
         check_grid(
             geometry.x,
             geometry.y,
-            pyproj.CRS.from_user_input(entry.crs),
+            pyproj.CRS.from_user_input(entry.crs or geometry.crs),
             source=files[0],
             variable=entry.variable,
         )
@@ -84,8 +91,8 @@ class GridSource:
 
     @property
     def crs(self) -> pyproj.CRS:
-        """The entry's coordinate reference system."""
-        return pyproj.CRS.from_user_input(self.entry.crs)
+        """The entry's coordinate reference system, else the one its files carry."""
+        return pyproj.CRS.from_user_input(self.entry.crs or self.geometry.crs)
 
     @property
     def times(self) -> np.ndarray:
@@ -191,10 +198,12 @@ def dataset_attributes(entry: CatalogEntry) -> dict[str, str]:
             f"weatherunc catalog entry {entry.name!r} (reader {entry.reader}, variable {entry.variable}, "
             f"native units {entry.units})"
         ),
-        "licence": entry.licence,
-        "attribution": entry.attribution,
         "weatherunc_catalog_entry": entry.name,
     }
+    if entry.licence is not None:
+        attributes["licence"] = entry.licence
+    if entry.attribution is not None:
+        attributes["attribution"] = entry.attribution
     if entry.zr_relation is not None:
         attributes["zr_relation"] = (
             f"Z = {entry.zr_relation.a:g} R^{entry.zr_relation.b:g} ({entry.zr_relation.reference})"

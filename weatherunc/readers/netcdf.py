@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 import h5netcdf
 import numpy as np
 import pandas as pd
+import pyproj
 import xarray as xr
 
 from weatherunc import conventions
 from weatherunc.errors import InputDataError
+from weatherunc.geolocation import crs_from_grid_mapping, grid_mapping_name
 from weatherunc.readers.base import FrameReference, GridGeometry, frame_time
 from weatherunc.readers.netcdf_classic import check_classic_complete, is_classic
 
@@ -169,6 +171,25 @@ def _coordinate(dataset: xr.Dataset, dim: str, path: Path, name: str) -> np.ndar
     return values * scale
 
 
+def file_crs(dataset: xr.Dataset, variable: xr.DataArray, path: Path, name: str) -> str | None:
+    """The WKT of the CF grid mapping that ``variable`` names, or ``None`` when it names none;
+    :class:`InputDataError` when the named variable is absent or describes no CRS (CF 1.10 §5.6)."""
+    mapping = grid_mapping_name(variable)
+    if not mapping:
+        return None
+    if mapping not in dataset.variables:
+        raise InputDataError(
+            source=path,
+            variable=name,
+            check="CRS present",
+            detail=f"grid_mapping {mapping!r} names no variable in the file",
+        )
+    try:
+        return crs_from_grid_mapping(dict(dataset[mapping].attrs)).to_wkt()
+    except (ValueError, pyproj.exceptions.CRSError) as error:
+        raise InputDataError(source=path, variable=mapping, check="CRS readable", detail=str(error)) from None
+
+
 @dataclass(frozen=True)
 class NetCDFReader:
     """CF NetCDF with the entry's ``variable`` on dims ``(time,) y, x`` (aliases accepted)."""
@@ -189,15 +210,8 @@ class NetCDFReader:
             x = _coordinate(dataset, by_canonical[conventions.X], path, entry.variable)
             y = _coordinate(dataset, by_canonical[conventions.Y], path, entry.variable)
             units = variable.attrs.get("units")
-            mapping = variable.attrs.get("grid_mapping") or variable.encoding.get("grid_mapping")
-            if mapping and mapping not in dataset.variables:
-                raise InputDataError(
-                    source=path,
-                    variable=entry.variable,
-                    check="CRS present",
-                    detail=f"grid_mapping {mapping!r} names no variable in the file",
-                )
-        return GridGeometry(x=x, y=y, units=units)
+            crs = file_crs(dataset, variable, path, entry.variable)
+        return GridGeometry(x=x, y=y, units=units, crs=crs)
 
     def frames(self, path: Path, entry: CatalogEntry) -> list[FrameReference]:
         """Every time step of the file; a one-frame file is timed by its name or ``valid_time``."""
