@@ -31,7 +31,7 @@ _ANGLE_UNITS = {"degrees_north", "degrees_east", "degree_north", "degree_east", 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _open(path: Path) -> xr.Dataset:
+def open_netcdf(path: Path) -> xr.Dataset:
     """Open with h5netcdf for NetCDF-4 (HDF5) files: h5py serialises access, so Dask
     threads may read concurrently; classic NetCDF goes through xarray's default engine,
     once its length has been checked against its header (the netCDF library reads the
@@ -74,7 +74,7 @@ def _read_decoded(path: Path, name: str, index: int) -> xr.Variable:
     ``xr.open_dataset`` costs tens of milliseconds of per-variable set-up per file.
     """
     if not _is_hdf5(path):
-        with _open(path) as dataset:
+        with open_netcdf(path) as dataset:
             variable = dataset[name].variable
             step = _time_step(tuple(str(dim) for dim in variable.dims), index, path, name)
             return (variable if step is None else variable[step]).load()
@@ -106,7 +106,7 @@ def _variable_dims(path: Path, name: str) -> tuple[str, ...]:
                     detail=f"file has {sorted(handle.variables)}",
                 )
             return tuple(handle.variables[name].dimensions)
-    with _open(path) as dataset:
+    with open_netcdf(path) as dataset:
         return tuple(str(dim) for dim in dataset[name].dims)
 
 
@@ -196,7 +196,7 @@ class NetCDFReader:
 
     def geometry(self, path: Path, entry: CatalogEntry) -> GridGeometry:
         """Coordinates from the file, scaled to metres; units as the file declares them."""
-        with _open(path) as dataset:
+        with open_netcdf(path) as dataset:
             if entry.variable not in dataset:
                 raise InputDataError(
                     source=path,
@@ -217,7 +217,7 @@ class NetCDFReader:
         """Every time step of the file; a one-frame file is timed by its name or ``valid_time``."""
         if not _has_time(_variable_dims(path, entry.variable)) and entry.time_from_filename is not None:
             return [FrameReference(path=path, index=0, time=frame_time(path, entry))]
-        with _open(path) as dataset:
+        with open_netcdf(path) as dataset:
             variable = dataset[entry.variable]
             renames = _canonical_dims(variable, path, entry.variable)
             time_dims = [dim for dim, canonical in renames.items() if canonical == conventions.TIME]
