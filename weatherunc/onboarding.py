@@ -1,6 +1,6 @@
 """Draft a catalog entry from data files: ``weatherunc catalog new FILE... --name NAME``.
 
-The files are inspected for a precipitation variable (precipitation-like units or CF
+CF NetCDF and ODIM_H5 files are inspected for a precipitation variable (precipitation-like units or CF
 ``standard_name``), its units, the CRS of its CF grid mapping (or latitude/longitude
 dimensions) and its time range; the entry written is validated by the catalog schema and opened
 once, so that it loads as written. Descriptive fields (``description``, ``licence``,
@@ -251,6 +251,68 @@ def inspect_netcdf(
     return entry
 
 
+#: ODIM quantities a draft prefers, best first: rates need no conversion, reflectivity a Z-R law.
+ODIM_PREFERENCE = ("RATE", "ACRR", "DBZH", "TH", "DBZV", "TV")
+
+
+def inspect_odim(files: list[Path], name: str, root: Path, *, variable: str | None = None) -> dict[str, Any]:
+    """A draft entry for the ODIM_H5 Cartesian ``files`` under ``root``: reader ``odim_hdf5``, the
+    quantity (``variable``, else the first of :data:`ODIM_PREFERENCE` present), its units, the
+    ``projdef`` CRS and the nominal times."""
+    import h5py
+
+    from weatherunc.readers import odim
+
+    first = files[0]
+    with h5py.File(first, "r") as handle:
+        groups = {odim.text(what.get("quantity", "")): what for _group, what in odim.data_groups(handle)}
+        source = odim.text(odim.attributes(handle, "what").get("source", ""))
+        projdef = odim.text(odim.attributes(handle, "where").get("projdef", ""))
+    chosen = variable or next((quantity for quantity in ODIM_PREFERENCE if quantity in groups), None)
+    if chosen is None or chosen not in groups or chosen not in odim.QUANTITY_UNITS:
+        raise InputDataError(
+            source=first,
+            variable=chosen or "<quantity>",
+            check="precipitation variable found",
+            detail=f"quantities in the file: {sorted(groups)}; readable: {sorted(odim.QUANTITY_UNITS)}",
+        )
+    units = odim.QUANTITY_UNITS[chosen]
+    times = []
+    for path in files:
+        with h5py.File(path, "r") as handle:
+            times.append(odim.nominal_time(handle))
+    times_index = pd.DatetimeIndex(sorted(times))
+    entry: dict[str, Any] = {
+        "name": name,
+        "description": "",
+        "kind": "grid",
+        "reader": "odim_hdf5",
+        "files": files_pattern(files, root),
+        "variable": chosen,
+        "units": units,
+        **_time_fields(times_index),
+    }
+    if units in conventions.ACCUMULATION_UNITS:
+        minutes = odim.period_minutes(groups[chosen]) or entry.get("time_step_minutes")
+        if minutes is None:
+            raise InputDataError(
+                source=first,
+                variable=chosen,
+                check="accumulation period found",
+                detail="no startdate/starttime to enddate/endtime and no regular time step",
+            )
+        entry["accumulation_minutes"] = minutes
+    if units in conventions.REFLECTIVITY_UNITS:
+        entry["zr_relation"] = dict(MARSHALL_PALMER)
+    if projdef:
+        entry["crs"] = crs_text(pyproj.CRS.from_user_input(projdef).to_wkt())
+    span = (
+        f"{times_index[0]:%Y-%m-%d %H:%M}-{times_index[-1]:%Y-%m-%d %H:%M} UTC, {len(times_index)} frame(s)"
+    )
+    entry["description"] = f"ODIM {chosen} {source or 'composite'} ({span})"
+    return entry
+
+
 def _times(files: list[Path], time_dim: str | None) -> pd.DatetimeIndex | None:
     """Every file's times from its time coordinate or ``valid_time``, sorted; ``None`` when absent."""
     times: list[pd.Timestamp] = []
@@ -309,6 +371,9 @@ def draft_entry(
             raise InputDataError(source=path, variable="files", check="files exist", detail="no such file")
     files = sorted(Path(path) for path in files)
     root = default_root(data_root) or files[0].resolve().parent
-    entry = inspect_netcdf(files, name, root, variable=variable)
+    from weatherunc.readers.odim import is_odim
+
+    inspect = inspect_odim if is_odim(files[0]) else inspect_netcdf
+    entry = inspect(files, name, root, variable=variable)
     validate_draft(entry, root, files[0])
     return entry

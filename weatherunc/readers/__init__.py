@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from weatherunc.readers.base import FrameReference, GridGeometry, GridReader
 from weatherunc.readers.netcdf import NetCDFReader
+from weatherunc.readers.odim import OdimReader
 from weatherunc.readers.pysteps_formats import PystepsReader
 from weatherunc.readers.stations import CSVStationReader, StationTable
 
@@ -16,6 +17,7 @@ GRID_READERS: dict[str, GridReader] = {
     "fmi_pgm": PystepsReader("import_fmi_pgm"),
     "mrms_grib": PystepsReader("import_mrms_grib"),
     "cf_netcdf": NetCDFReader(),
+    "odim_hdf5": OdimReader(),
 }
 STATION_READERS: dict[str, CSVStationReader] = {"station_csv": CSVStationReader()}
 
