@@ -28,7 +28,7 @@ from weatherunc.readers.odim import (
 
 #: The OPERA composite's projection (Lambert azimuthal equal area on WGS84).
 PROJDEF = "+proj=laea +lat_0=55.0 +lon_0=10.0 +x_0=1950000.0 +y_0=-2100000.0 +units=m +ellps=WGS84"
-LEFT, BOTTOM, SCALE = 1_000_000.0, 2_000_000.0, 2000.0
+LEFT, BOTTOM, SCALE = 1_900_000.0, -2_200_000.0, 2000.0
 #: Stored values: 0 = undetect, 255 = nodata, the rest ``raw * gain + offset``.
 RAW = np.array([[0, 100, 255, 120], [80, 0, 90, 255], [110, 130, 0, 70]], dtype=np.uint8)
 
@@ -45,9 +45,10 @@ def write_odim(
     where: bool = True,
 ) -> Path:
     """A one-dataset ODIM_H5 file: ``/what``, ``/where`` and ``/dataset1/data1`` holding ``raw``."""
-    longitude, latitude = pyproj.Transformer.from_crs(PROJDEF, "EPSG:4326", always_xy=True).transform(
-        LEFT, BOTTOM
-    )
+    to_geographic = pyproj.Transformer.from_crs(PROJDEF, "EPSG:4326", always_xy=True).transform
+    ny, nx = raw.shape
+    corners = {"LL": (LEFT, BOTTOM), "UR": (LEFT + SCALE * nx, BOTTOM + SCALE * ny)}
+    corners |= {"UL": (LEFT, BOTTOM + SCALE * ny), "LR": (LEFT + SCALE * nx, BOTTOM)}
     with h5py.File(path, "w") as handle:
         handle.attrs["Conventions"] = np.bytes_("ODIM_H5/V2_4")
         what = handle.create_group("what")
@@ -56,13 +57,9 @@ def write_odim(
         if where:
             location = handle.create_group("where")
             location.attrs["projdef"] = np.bytes_(PROJDEF)
-            for key, value in {
-                "xscale": SCALE,
-                "yscale": SCALE,
-                "LL_lon": longitude,
-                "LL_lat": latitude,
-            }.items():
-                location.attrs[key] = value
+            location.attrs["xscale"], location.attrs["yscale"] = SCALE, SCALE
+            for corner, (x, y) in corners.items():
+                location.attrs[f"{corner}_lon"], location.attrs[f"{corner}_lat"] = to_geographic(x, y)
             location.attrs["xsize"], location.attrs["ysize"] = raw.shape[1], raw.shape[0]
         dataset = handle.create_group("dataset1")
         dataset_what = dataset.create_group("what")

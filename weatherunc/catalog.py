@@ -115,12 +115,9 @@ class CatalogEntry(BaseModel):
     @field_validator("reader")
     @classmethod
     def _registered_reader(cls, reader: str, info: ValidationInfo) -> str:
-        from weatherunc.readers import GRID_READERS, STATION_READERS
+        from weatherunc.readers import get_reader
 
-        kind = info.data.get("kind", "grid")
-        readers = GRID_READERS if kind == "grid" else STATION_READERS
-        if reader not in readers:
-            raise ValueError(f"unknown {kind} reader {reader!r}; valid: {', '.join(sorted(readers))}")
+        get_reader(reader, info.data.get("kind", "grid"))  # ValueError names the valid readers
         return reader
 
     @field_validator("files")

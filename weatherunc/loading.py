@@ -20,7 +20,7 @@ from weatherunc import conventions
 from weatherunc.catalog import Catalog, CatalogEntry
 from weatherunc.errors import InputDataError
 from weatherunc.geolocation import grid_mapping, latitude_longitude
-from weatherunc.readers import GRID_READERS, STATION_READERS, FrameReference, GridGeometry
+from weatherunc.readers import FrameReference, GridGeometry, get_reader
 from weatherunc.units import ZRRelation, to_rate_mm_per_hour
 from weatherunc.validation import check_fill_values, check_frame, check_grid, check_times, check_units
 
@@ -49,7 +49,7 @@ class GridSource:
         entry = catalog.get(name)
         if entry.kind != "grid":
             raise ValueError(f"catalog entry {name!r} is a {entry.kind} set, not a grid")
-        reader = GRID_READERS[entry.reader]
+        reader = get_reader(entry.reader, "grid")
         files = catalog.resolve_files(entry)
         try:
             geometry = reader.geometry(files[0], entry)
@@ -103,7 +103,7 @@ class GridSource:
         """Frame ``index`` as ``[ny, nx]`` float32 mm/h, NaN unobserved, checked."""
         frame = self.frames[index]
         entry = self.entry
-        reader = GRID_READERS[entry.reader]
+        reader = get_reader(entry.reader, "grid")
         try:
             native = reader.read_frame(frame, entry)
         except InputDataError:
@@ -214,7 +214,7 @@ def dataset_attributes(entry: CatalogEntry) -> dict[str, str]:
 def open_stations(catalog: Catalog, name: str) -> xr.Dataset:
     """A station set as ``precipitation(station)`` [mm/h] with x/y and covariates."""
     entry = catalog.get(name)
-    reader = STATION_READERS[entry.reader]
+    reader = get_reader(entry.reader, "stations")
     files = catalog.resolve_files(entry)
     if len(files) != 1:
         raise InputDataError(
