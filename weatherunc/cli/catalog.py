@@ -22,8 +22,9 @@ def catalog_list(catalog: CatalogOption = None, data_dir: DataDirOption = None) 
     except InputDataError as error:
         fail(error)
     width = max(len(name) for name in entries)
+    reader_width = max(len(entry.reader) for entry in entries.values())
     for name, entry in entries.items():
-        typer.echo(f"{name:<{width}}  {entry.kind:<8}  {entry.reader:<10}  {entry.description}")
+        typer.echo(f"{name:<{width}}  {entry.kind:<8}  {entry.reader:<{reader_width}}  {entry.description}")
 
 
 @catalog_app.command("show")
@@ -42,7 +43,7 @@ def catalog_show(name: str, catalog: CatalogOption = None, data_dir: DataDirOpti
 
 @catalog_app.command("new")
 def catalog_new(
-    files: Annotated[list[Path], typer.Argument(help="Data files of one source (CF NetCDF).")],
+    files: Annotated[list[Path], typer.Argument(help="Data files of one source (CF NetCDF or ODIM_H5).")],
     name: Annotated[str, typer.Option("--name", help="Entry name: lower-case letters, digits and _.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write NAME.yaml into.")] = Path("."),
     variable: Annotated[
