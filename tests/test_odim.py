@@ -14,7 +14,8 @@ from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
-from weatherunc.onboarding import draft_entry, inspect_odim, write_draft
+from weatherunc.onboarding import draft_entry, write_draft
+from weatherunc.onboarding_odim import inspect_odim
 from weatherunc.readers.odim import (
     attributes,
     data_groups,

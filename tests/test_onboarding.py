@@ -19,15 +19,14 @@ from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.loading import open_dataset
 from weatherunc.onboarding import (
     catalog_units,
-    crs_text,
     draft_entry,
-    files_pattern,
     inspect_netcdf,
     precipitation_variable,
     time_from_filenames,
     validate_draft,
     write_draft,
 )
+from weatherunc.onboarding_fields import crs_text, files_pattern, regular_time_step
 
 
 def _one_frame_file(path: Path, *, units: str = "mm h-1", crs: str | None = "EPSG:3035") -> Path:
@@ -148,12 +147,33 @@ def test_helpers_units_crs_and_time_patterns() -> None:
     assert crs_text(pyproj.CRS.from_proj4(custom).to_wkt()).startswith("PROJCRS")
     assert time_from_filenames([Path("RAD_20100826.h5")])["format"] == "%Y%m%d"
     assert time_from_filenames([Path("no_time.nc")]) is None
+    assert regular_time_step(pd.DatetimeIndex(["2020-01-01 00:00", "2020-01-01 00:05"])) == {
+        "time_step_minutes": 5.0
+    }
+    assert (
+        regular_time_step(pd.DatetimeIndex(["2020-01-01 00:00", "2020-01-01 00:05", "2020-01-01 00:15"]))
+        == {}
+    )
 
 
 def test_validate_draft_lists_every_schema_error(tmp_path: Path) -> None:
     with pytest.raises(InputDataError) as caught:
         validate_draft({"name": "Bad Name", "units": "inches"}, tmp_path, tmp_path / "x.nc")
     assert {"name", "units", "reader", "files"} <= set(caught.value.variable.split(", "))
+
+
+def test_a_crs_given_for_a_file_without_one_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WEATHERUNC_DATA_DIR", raising=False)  # the root is then the files' folder
+    path = write_cf_netcdf(tmp_path / "file.nc")
+    entry = draft_entry([path], "given_crs", data_root=tmp_path, crs="EPSG:32631")
+    assert entry["crs"] == "EPSG:32631"
+    result = CliRunner().invoke(
+        app, ["catalog", "new", str(path), "--name", "given", "--out", str(tmp_path), "--crs", "EPSG:32631"]
+    )
+    assert result.exit_code == 0, result.output
+    assert load_entry(tmp_path / "given.yaml").crs == "EPSG:32631"
 
 
 def test_catalog_new_command_writes_an_entry_that_lists(tmp_path: Path) -> None:

@@ -11,15 +11,12 @@ Reference: CF Conventions 1.10, sections 3.3 (standard names) and 5.6 (grid mapp
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import pyproj
 import xarray as xr
 import yaml
 from pydantic import ValidationError
@@ -27,6 +24,8 @@ from pydantic import ValidationError
 from weatherunc import conventions
 from weatherunc.catalog import Catalog, CatalogEntry, schema_error
 from weatherunc.errors import InputDataError
+from weatherunc.onboarding_fields import MARSHALL_PALMER, crs_text, files_pattern, regular_time_step
+from weatherunc.onboarding_odim import inspect_odim
 from weatherunc.readers.netcdf import file_crs, open_netcdf
 from weatherunc.validation import normalise_units
 
@@ -45,8 +44,6 @@ PRECIPITATION_STANDARD_NAMES = frozenset(
 )
 #: Digits in a file name read as a time, longest first: run length -> ``strptime`` format.
 FILENAME_TIME_FORMATS = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M", 10: "%Y%m%d%H", 8: "%Y%m%d"}
-#: Marshall and Palmer (1948), J. Meteor. 5, 165-166: Z = 200 R^1.6, the default for a new entry.
-MARSHALL_PALMER = {"a": 200.0, "b": 1.6, "reference": "Marshall and Palmer (1948); review for this radar"}
 
 
 def catalog_units(declared: str | None) -> str | None:
@@ -105,39 +102,6 @@ def precipitation_variable(dataset: xr.Dataset, path: Path, variable: str | None
     return candidates[0]
 
 
-def files_pattern(files: list[Path], root: Path) -> str:
-    """A glob relative to ``root`` that matches ``files``: the path of one file, else the common
-    folder, name prefix and suffix around ``*`` (digits next to ``*`` go in it: they are usually a
-    time). :class:`InputDataError` when a file is outside
-    ``root``."""
-    relative = []
-    for path in files:
-        resolved = path.resolve()
-        if not resolved.is_relative_to(root.resolve()):
-            raise InputDataError(
-                source=path,
-                variable="files",
-                check="path inside data root",
-                detail=f"not under the data root {root}; pass --data-dir or set WEATHERUNC_DATA_DIR",
-            )
-        relative.append(resolved.relative_to(root.resolve()))
-    if len(relative) == 1:
-        return relative[0].as_posix()
-    folders = {path.parent for path in relative}
-    if len(folders) > 1:
-        raise InputDataError(
-            source=root,
-            variable="files",
-            check="files in one folder",
-            detail=f"the files lie in {len(folders)} folders; inspect one folder at a time",
-        )
-    names = [path.name for path in relative]
-    prefix = os.path.commonprefix(names)
-    suffix = os.path.commonprefix([name[len(prefix) :][::-1] for name in names])[::-1]
-    prefix, suffix = prefix.rstrip("0123456789"), suffix.lstrip("0123456789")  # times vary in full
-    return (folders.pop() / f"{prefix}*{suffix}").as_posix()
-
-
 def time_from_filenames(files: list[Path]) -> dict[str, str] | None:
     """``{pattern, format}`` reading every file's time from the longest run of digits in its name
     that parses as a date (14, 12, 10 or 8 digits), or ``None`` when no such run fits all files."""
@@ -155,20 +119,8 @@ def time_from_filenames(files: list[Path]) -> dict[str, str] | None:
     return None
 
 
-def crs_text(wkt: str) -> str:
-    """``EPSG:code`` when the CRS matches an EPSG definition exactly, else its WKT."""
-    crs = pyproj.CRS.from_user_input(wkt)
-    code = crs.to_epsg(min_confidence=100)
-    return f"EPSG:{code}" if code is not None else wkt
-
-
-def _time_fields(times: pd.DatetimeIndex) -> dict[str, Any]:
-    steps = np.unique(np.diff(times.values).astype("timedelta64[s]").astype(np.int64))
-    return {"time_step_minutes": float(steps[0]) / 60.0} if steps.size == 1 and steps[0] > 0 else {}
-
-
 def inspect_netcdf(
-    files: list[Path], name: str, root: Path, *, variable: str | None = None
+    files: list[Path], name: str, root: Path, *, variable: str | None = None, crs: str | None = None
 ) -> dict[str, Any]:
     """A draft entry (a dict in catalog field order) for the CF NetCDF ``files`` under ``root``."""
     first = files[0]
@@ -218,7 +170,7 @@ def inspect_netcdf(
                 for path in files
             )
         )
-    entry.update(_time_fields(times))
+    entry.update(regular_time_step(times))
     if units in conventions.ACCUMULATION_UNITS:
         interval = re.search(r"interval:\s*([\d.]+)\s*min", cell_methods)
         minutes = float(interval.group(1)) if interval else entry.get("time_step_minutes")
@@ -235,7 +187,9 @@ def inspect_netcdf(
         entry["accumulation_minutes"] = minutes
     if units in conventions.REFLECTIVITY_UNITS:
         entry["zr_relation"] = dict(MARSHALL_PALMER)
-    if wkt is not None:
+    if crs is not None:
+        entry["crs"] = crs
+    elif wkt is not None:
         entry["crs"] = crs_text(wkt)
     elif geographic:
         entry["crs"] = "EPSG:4326"
@@ -244,72 +198,10 @@ def inspect_netcdf(
             source=first,
             variable=chosen,
             check="CRS present",
-            detail="no grid mapping and no latitude/longitude dimensions; add crs to the entry by hand",
+            detail="no grid mapping and no latitude/longitude dimensions; pass the CRS with --crs",
         )
     span = f"{times[0]:%Y-%m-%d %H:%M}-{times[-1]:%Y-%m-%d %H:%M} UTC, {len(times)} frame(s)"
     entry["description"] = f"{title or chosen} ({span})"
-    return entry
-
-
-#: ODIM quantities a draft prefers, best first: rates need no conversion, reflectivity a Z-R law.
-ODIM_PREFERENCE = ("RATE", "ACRR", "DBZH", "TH", "DBZV", "TV")
-
-
-def inspect_odim(files: list[Path], name: str, root: Path, *, variable: str | None = None) -> dict[str, Any]:
-    """A draft entry for the ODIM_H5 Cartesian ``files`` under ``root``: reader ``odim_hdf5``, the
-    quantity (``variable``, else the first of :data:`ODIM_PREFERENCE` present), its units, the
-    ``projdef`` CRS and the nominal times."""
-    import h5py
-
-    from weatherunc.readers import odim
-
-    first = files[0]
-    with h5py.File(first, "r") as handle:
-        groups = {odim.text(what.get("quantity", "")): what for _group, what in odim.data_groups(handle)}
-        source = odim.text(odim.attributes(handle, "what").get("source", ""))
-        projdef = odim.text(odim.attributes(handle, "where").get("projdef", ""))
-    chosen = variable or next((quantity for quantity in ODIM_PREFERENCE if quantity in groups), None)
-    if chosen is None or chosen not in groups or chosen not in odim.QUANTITY_UNITS:
-        raise InputDataError(
-            source=first,
-            variable=chosen or "<quantity>",
-            check="precipitation variable found",
-            detail=f"quantities in the file: {sorted(groups)}; readable: {sorted(odim.QUANTITY_UNITS)}",
-        )
-    units = odim.QUANTITY_UNITS[chosen]
-    times = []
-    for path in files:
-        with h5py.File(path, "r") as handle:
-            times.append(odim.nominal_time(handle))
-    times_index = pd.DatetimeIndex(sorted(times))
-    entry: dict[str, Any] = {
-        "name": name,
-        "description": "",
-        "kind": "grid",
-        "reader": "odim_hdf5",
-        "files": files_pattern(files, root),
-        "variable": chosen,
-        "units": units,
-        **_time_fields(times_index),
-    }
-    if units in conventions.ACCUMULATION_UNITS:
-        minutes = odim.period_minutes(groups[chosen]) or entry.get("time_step_minutes")
-        if minutes is None:
-            raise InputDataError(
-                source=first,
-                variable=chosen,
-                check="accumulation period found",
-                detail="no startdate/starttime to enddate/endtime and no regular time step",
-            )
-        entry["accumulation_minutes"] = minutes
-    if units in conventions.REFLECTIVITY_UNITS:
-        entry["zr_relation"] = dict(MARSHALL_PALMER)
-    if projdef:
-        entry["crs"] = crs_text(pyproj.CRS.from_user_input(projdef).to_wkt())
-    span = (
-        f"{times_index[0]:%Y-%m-%d %H:%M}-{times_index[-1]:%Y-%m-%d %H:%M} UTC, {len(times_index)} frame(s)"
-    )
-    entry["description"] = f"ODIM {chosen} {source or 'composite'} ({span})"
     return entry
 
 
@@ -355,9 +247,15 @@ def write_draft(entry: dict[str, Any], out: Path, *, overwrite: bool = False) ->
 
 
 def draft_entry(
-    files: list[Path], name: str, *, data_root: Path | None = None, variable: str | None = None
+    files: list[Path],
+    name: str,
+    *,
+    data_root: Path | None = None,
+    variable: str | None = None,
+    crs: str | None = None,
 ) -> dict[str, Any]:
-    """Inspect ``files`` and return a catalog entry that validates and opens, for review.
+    """Inspect ``files`` and return a catalog entry that validates and opens, for review;
+    ``variable`` and ``crs`` override what the files say.
 
     ``data_root`` (default ``WEATHERUNC_DATA_DIR``, else the folder of the files) is the root the
     written ``files`` pattern is relative to.
@@ -374,6 +272,6 @@ def draft_entry(
     from weatherunc.readers.odim import is_odim
 
     inspect = inspect_odim if is_odim(files[0]) else inspect_netcdf
-    entry = inspect(files, name, root, variable=variable)
+    entry = inspect(files, name, root, variable=variable, crs=crs)
     validate_draft(entry, root, files[0])
     return entry

@@ -49,6 +49,10 @@ def catalog_new(
     variable: Annotated[
         str | None, typer.Option("--variable", help="The precipitation variable, when several fit.")
     ] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option("--crs", help="The CRS (EPSG code, PROJ string, WKT), when the files carry none."),
+    ] = None,
     data_dir: DataDirOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing NAME.yaml.")] = False,
 ) -> None:
@@ -57,7 +61,7 @@ def catalog_new(
     from weatherunc.onboarding import draft_entry, write_draft
 
     try:
-        entry = draft_entry(files, name, data_root=data_dir, variable=variable)
+        entry = draft_entry(files, name, data_root=data_dir, variable=variable, crs=crs)
         path = write_draft(entry, out, overwrite=overwrite)
     except (InputDataError, FileExistsError, ValueError) as error:
         fail(error)
