@@ -60,6 +60,7 @@ def test_a_drafted_entry_for_a_cf_time_series_loads_as_written(tmp_path: Path) -
     assert "2020-01-01 00:00-2020-01-01 00:10 UTC, 3 frame(s)" in entry["description"]
     written = write_draft(entry, tmp_path / "catalog")
     assert written.read_text().startswith("# Drafted by `weatherunc catalog new`")
+    assert "\n  " not in written.read_text()  # one line per field, also for long descriptions
     assert load_entry(written).name == "my_radar"
     dataset = open_dataset("my_radar", catalog_dirs=[tmp_path / "catalog"], data_dir=root)
     assert dataset.precipitation.shape == (3, 8, 10)
@@ -144,7 +145,9 @@ def test_helpers_units_crs_and_time_patterns() -> None:
     assert catalog_units("K") is None and catalog_units(None) is None
     assert crs_text(pyproj.CRS.from_epsg(3035).to_wkt()) == "EPSG:3035"
     custom = "+proj=stere +lat_0=90 +lon_0=0 +lat_ts=60 +a=6378137 +b=6356752 +units=m +no_defs"
-    assert crs_text(pyproj.CRS.from_proj4(custom).to_wkt()).startswith("PROJCRS")
+    assert (
+        crs_text(pyproj.CRS.from_proj4(custom).to_wkt()).startswith("PROJCRS") and crs_text(custom) == custom
+    )
     assert time_from_filenames([Path("RAD_20100826.h5")])["format"] == "%Y%m%d"
     assert time_from_filenames([Path("no_time.nc")]) is None
     assert regular_time_step(pd.DatetimeIndex(["2020-01-01 00:00", "2020-01-01 00:05"])) == {

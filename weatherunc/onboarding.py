@@ -242,7 +242,9 @@ def write_draft(entry: dict[str, Any], out: Path, *, overwrite: bool = False) ->
         "# Drafted by `weatherunc catalog new`: review description, time step, units and crs, and add\n"
         "# licence and attribution if the data are not your own.\n"
     )
-    path.write_text(header + yaml.safe_dump(entry, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    path.write_text(
+        header + yaml.safe_dump(entry, sort_keys=False, allow_unicode=True, width=1_000_000), encoding="utf-8"
+    )
     return path
 
 

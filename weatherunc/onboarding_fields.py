@@ -53,11 +53,11 @@ def files_pattern(files: list[Path], root: Path) -> str:
     return (folders.pop() / f"{prefix}*{suffix}").as_posix()
 
 
-def crs_text(wkt: str) -> str:
-    """``EPSG:code`` when the CRS matches an EPSG definition exactly, else its WKT."""
-    crs = pyproj.CRS.from_user_input(wkt)
-    code = crs.to_epsg(min_confidence=100)
-    return f"EPSG:{code}" if code is not None else wkt
+def crs_text(definition: str) -> str:
+    """``EPSG:code`` when the CRS ``definition`` (WKT, PROJ string) matches an EPSG definition
+    exactly, else ``definition`` as the file gives it."""
+    code = pyproj.CRS.from_user_input(definition).to_epsg(min_confidence=100)
+    return f"EPSG:{code}" if code is not None else definition
 
 
 def regular_time_step(times: pd.DatetimeIndex) -> dict[str, Any]:

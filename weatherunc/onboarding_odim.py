@@ -11,7 +11,6 @@ from typing import Any
 
 import h5py
 import pandas as pd
-import pyproj
 
 from weatherunc import conventions
 from weatherunc.errors import InputDataError
@@ -72,7 +71,7 @@ def inspect_odim(
     if crs is not None:
         entry["crs"] = crs
     elif projdef:
-        entry["crs"] = crs_text(pyproj.CRS.from_user_input(projdef).to_wkt())
+        entry["crs"] = crs_text(projdef)
     span = (
         f"{times_index[0]:%Y-%m-%d %H:%M}-{times_index[-1]:%Y-%m-%d %H:%M} UTC, {len(times_index)} frame(s)"
     )
