@@ -51,8 +51,10 @@ def write_cf_netcdf(
     with_coordinates: bool = True,
     latitude: bool = False,
     grid_mapping: str | None = None,
+    crs: str | None = None,
 ) -> Path:
-    """A small CF NetCDF file ``precipitation(time, y, x)`` with chosen defects."""
+    """A small CF NetCDF file ``precipitation(time, y, x)`` with chosen defects; ``crs`` (anything
+    pyproj reads) adds a CF grid-mapping variable ``crs`` that the precipitation names."""
     if values is None:
         rng = np.random.default_rng(0)
         values = rng.gamma(0.5, 2.0, size=(3, 8, 10))
@@ -71,6 +73,13 @@ def write_cf_netcdf(
             coords[dims[1]] = (dims[1], 1000.0 * np.arange(ny), {"units": "m"})
             coords[dims[2]] = (dims[2], 1000.0 * np.arange(nx), {"units": "m"})
     dataset = xr.Dataset({"precipitation": (dims, values.astype(np.float32), attrs)}, coords=coords)
+    if crs is not None:
+        import pyproj
+
+        from weatherunc.geolocation import grid_mapping as cf_grid_mapping
+
+        dataset["crs"] = cf_grid_mapping(pyproj.CRS.from_user_input(crs))
+        dataset["precipitation"].attrs["grid_mapping"] = "crs"
     dataset.to_netcdf(path)
     return path
 

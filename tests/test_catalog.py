@@ -113,6 +113,30 @@ def test_schema_failures_name_the_field(tmp_path: Path, field: str, value: objec
     assert str(path) in str(caught.value)
 
 
+def test_every_schema_failure_of_an_entry_is_reported_at_once(tmp_path: Path) -> None:
+    path = write_entry(tmp_path, units="inches", files="../outside/*.nc", surprise="field")
+    with pytest.raises(InputDataError) as caught:
+        load_entry(path)
+    assert caught.value.check == "schema"
+    assert set(caught.value.variable.split(", ")) == {"units", "files", "surprise"}
+    assert "3 error(s)" in caught.value.detail
+    for message in ("unknown units", "without '..'", "Extra inputs"):
+        assert message in caught.value.detail
+
+
+def test_licence_and_attribution_are_optional_for_user_entries(tmp_path: Path) -> None:
+    entry = load_entry(write_entry(tmp_path, licence=None, attribution=None))
+    assert entry.licence is None and entry.attribution is None
+    with pytest.raises(InputDataError, match="licence"):
+        load_entry(write_entry(tmp_path, licence=""))
+
+
+def test_crs_is_optional_for_grids_but_required_for_station_sets(tmp_path: Path) -> None:
+    assert load_entry(write_entry(tmp_path, crs=None)).crs is None
+    with pytest.raises(InputDataError, match="crs is required"):
+        load_entry(write_entry(tmp_path, kind="stations", reader="station_csv", crs=None))
+
+
 def test_accumulation_needs_its_period(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="accumulation_minutes is required"):
         load_entry(write_entry(tmp_path, units="mm"))
@@ -181,3 +205,33 @@ def test_yaml_files_lists_only_yaml_files_of_a_folder_by_name(tmp_path: Path) ->
         (tmp_path / name).write_text("")
     (tmp_path / "folder.yaml").mkdir()
     assert [path.name for path in yaml_files(tmp_path)] == ["a.yaml", "b.yaml"]
+
+
+def test_a_grid_without_crs_takes_the_grid_mapping_of_its_file(synthetic) -> None:
+    import pyproj
+
+    from weatherunc.geolocation import crs_of
+    from weatherunc.loading import open_dataset
+
+    catalog = synthetic({"crs": "EPSG:3035"}, crs=None, licence=None, attribution=None)
+    dataset = open_dataset("synthetic", catalog=catalog)
+    assert crs_of(dataset).equals(pyproj.CRS.from_epsg(3035))
+    assert "licence" not in dataset.attrs and "attribution" not in dataset.attrs
+    assert float(dataset.precipitation.isel(time=0).mean()) > 0
+
+
+def test_a_grid_without_crs_in_entry_or_file_names_the_missing_crs(synthetic) -> None:
+    from weatherunc.loading import open_dataset
+
+    with pytest.raises(InputDataError, match="CRS present.*set crs in the catalog entry"):
+        open_dataset("synthetic", catalog=synthetic(crs=None))
+
+
+def test_the_entry_crs_takes_precedence_over_the_file(synthetic) -> None:
+    import pyproj
+
+    from weatherunc.geolocation import crs_of
+    from weatherunc.loading import open_dataset
+
+    dataset = open_dataset("synthetic", catalog=synthetic({"crs": "EPSG:3035"}, crs="EPSG:32631"))
+    assert crs_of(dataset).equals(pyproj.CRS.from_epsg(32631))

@@ -86,7 +86,11 @@ class CatalogEntry(BaseModel):
     units: str = Field(description="native units of the variable")
     accumulation_minutes: float | None = Field(default=None, gt=0)
     time_step_minutes: float | None = Field(default=None, gt=0)
-    crs: str = Field(min_length=1, description="PROJ string, EPSG code or WKT")
+    crs: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PROJ string, EPSG code or WKT; optional for grids whose files carry a CF grid mapping",
+    )
     time_from_filename: TimeFromFilename | None = None
     zr_relation: ZRCoefficients | None = None
     no_echo_dbz: float | None = None
@@ -98,8 +102,8 @@ class CatalogEntry(BaseModel):
         ),
     )
     reader_options: dict[str, Any] = Field(default_factory=dict)
-    licence: str = Field(min_length=1)
-    attribution: str = Field(min_length=1)
+    licence: str | None = Field(default=None, min_length=1, description="the provider's terms")
+    attribution: str | None = Field(default=None, min_length=1, description="who to credit")
 
     @field_validator("units")
     @classmethod
@@ -111,12 +115,9 @@ class CatalogEntry(BaseModel):
     @field_validator("reader")
     @classmethod
     def _registered_reader(cls, reader: str, info: ValidationInfo) -> str:
-        from weatherunc.readers import GRID_READERS, STATION_READERS
+        from weatherunc.readers import get_reader
 
-        kind = info.data.get("kind", "grid")
-        readers = GRID_READERS if kind == "grid" else STATION_READERS
-        if reader not in readers:
-            raise ValueError(f"unknown {kind} reader {reader!r}; valid: {', '.join(sorted(readers))}")
+        get_reader(reader, info.data.get("kind", "grid"))  # ValueError names the valid readers
         return reader
 
     @field_validator("files")
@@ -128,9 +129,11 @@ class CatalogEntry(BaseModel):
 
     @field_validator("crs")
     @classmethod
-    def _parsable_crs(cls, crs: str) -> str:
+    def _parsable_crs(cls, crs: str | None) -> str | None:
         import pyproj
 
+        if crs is None:
+            return None
         try:
             pyproj.CRS.from_user_input(crs)
         except pyproj.exceptions.CRSError as error:
@@ -143,6 +146,8 @@ class CatalogEntry(BaseModel):
             raise ValueError(f"units {self.units!r} are an accumulation: accumulation_minutes is required")
         if self.units in conventions.REFLECTIVITY_UNITS and self.zr_relation is None:
             raise ValueError(f"units {self.units!r} are reflectivity: zr_relation is required")
+        if self.kind == "stations" and self.crs is None:
+            raise ValueError("station sets carry no grid mapping: crs is required")
         return self
 
 
@@ -205,14 +210,24 @@ def load_entry(path: Path | Traversable) -> CatalogEntry:
     try:
         return CatalogEntry.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "<entry>"
-        raise InputDataError(
-            source=str(path),
-            variable=field,
-            check="schema",
-            detail=f"{first['msg']} ({error.error_count()} error(s))",
-        ) from None
+        raise schema_error(path, error) from None
+
+
+def schema_error(path: Path | Traversable, error: ValidationError) -> InputDataError:
+    """One :class:`InputDataError` listing every field of ``error`` with the check it failed."""
+    fields: list[str] = []
+    lines: list[str] = []
+    for failure in error.errors():
+        field = ".".join(str(part) for part in failure["loc"]) or "<entry>"
+        if field not in fields:
+            fields.append(field)
+        lines.append(f"{field}: {failure['msg']}")
+    return InputDataError(
+        source=str(path),
+        variable=", ".join(fields),
+        check="schema",
+        detail=f"{error.error_count()} error(s): " + "; ".join(lines),
+    )
 
 
 class Catalog:

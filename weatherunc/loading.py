@@ -20,7 +20,7 @@ from weatherunc import conventions
 from weatherunc.catalog import Catalog, CatalogEntry
 from weatherunc.errors import InputDataError
 from weatherunc.geolocation import grid_mapping, latitude_longitude
-from weatherunc.readers import GRID_READERS, STATION_READERS, FrameReference, GridGeometry
+from weatherunc.readers import FrameReference, GridGeometry, get_reader
 from weatherunc.units import ZRRelation, to_rate_mm_per_hour
 from weatherunc.validation import check_fill_values, check_frame, check_grid, check_times, check_units
 
@@ -49,7 +49,7 @@ class GridSource:
         entry = catalog.get(name)
         if entry.kind != "grid":
             raise ValueError(f"catalog entry {name!r} is a {entry.kind} set, not a grid")
-        reader = GRID_READERS[entry.reader]
+        reader = get_reader(entry.reader, "grid")
         files = catalog.resolve_files(entry)
         try:
             geometry = reader.geometry(files[0], entry)
@@ -58,10 +58,17 @@ class GridSource:
         except Exception as error:  # noqa: BLE001 - any decoder failure is an unreadable file
             raise _unreadable(files[0], entry, error) from error
         check_units(geometry.units, entry.units, source=files[0], variable=entry.variable)
+        if entry.crs is None and geometry.crs is None:
+            raise InputDataError(
+                source=files[0],
+                variable=entry.variable,
+                check="CRS present",
+                detail="the file carries no grid mapping: set crs in the catalog entry",
+            )
         check_grid(
             geometry.x,
             geometry.y,
-            pyproj.CRS.from_user_input(entry.crs),
+            pyproj.CRS.from_user_input(entry.crs or geometry.crs),
             source=files[0],
             variable=entry.variable,
         )
@@ -84,8 +91,8 @@ class GridSource:
 
     @property
     def crs(self) -> pyproj.CRS:
-        """The entry's coordinate reference system."""
-        return pyproj.CRS.from_user_input(self.entry.crs)
+        """The entry's coordinate reference system, else the one its files carry."""
+        return pyproj.CRS.from_user_input(self.entry.crs or self.geometry.crs)
 
     @property
     def times(self) -> np.ndarray:
@@ -96,7 +103,7 @@ class GridSource:
         """Frame ``index`` as ``[ny, nx]`` float32 mm/h, NaN unobserved, checked."""
         frame = self.frames[index]
         entry = self.entry
-        reader = GRID_READERS[entry.reader]
+        reader = get_reader(entry.reader, "grid")
         try:
             native = reader.read_frame(frame, entry)
         except InputDataError:
@@ -191,10 +198,12 @@ def dataset_attributes(entry: CatalogEntry) -> dict[str, str]:
             f"weatherunc catalog entry {entry.name!r} (reader {entry.reader}, variable {entry.variable}, "
             f"native units {entry.units})"
         ),
-        "licence": entry.licence,
-        "attribution": entry.attribution,
         "weatherunc_catalog_entry": entry.name,
     }
+    if entry.licence is not None:
+        attributes["licence"] = entry.licence
+    if entry.attribution is not None:
+        attributes["attribution"] = entry.attribution
     if entry.zr_relation is not None:
         attributes["zr_relation"] = (
             f"Z = {entry.zr_relation.a:g} R^{entry.zr_relation.b:g} ({entry.zr_relation.reference})"
@@ -205,7 +214,7 @@ def dataset_attributes(entry: CatalogEntry) -> dict[str, str]:
 def open_stations(catalog: Catalog, name: str) -> xr.Dataset:
     """A station set as ``precipitation(station)`` [mm/h] with x/y and covariates."""
     entry = catalog.get(name)
-    reader = STATION_READERS[entry.reader]
+    reader = get_reader(entry.reader, "stations")
     files = catalog.resolve_files(entry)
     if len(files) != 1:
         raise InputDataError(

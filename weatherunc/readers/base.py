@@ -20,11 +20,14 @@ class GridGeometry:
     x: ``[nx]`` in metres (projected CRS) or degrees east (geographic CRS).
     y: ``[ny]`` in metres or degrees north, in the order of the data's rows.
     units: the native units the source itself declares, or ``None`` when it declares none.
+    crs: the CRS the source itself declares (WKT or PROJ string, e.g. from a CF grid mapping),
+        or ``None``; a catalog entry's ``crs`` takes precedence over it.
     """
 
     x: np.ndarray
     y: np.ndarray
     units: str | None
+    crs: str | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

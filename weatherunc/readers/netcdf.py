@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 import h5netcdf
 import numpy as np
 import pandas as pd
+import pyproj
 import xarray as xr
 
 from weatherunc import conventions
 from weatherunc.errors import InputDataError
+from weatherunc.geolocation import crs_from_grid_mapping, grid_mapping_name
 from weatherunc.readers.base import FrameReference, GridGeometry, frame_time
 from weatherunc.readers.netcdf_classic import check_classic_complete, is_classic
 
@@ -29,7 +31,7 @@ _ANGLE_UNITS = {"degrees_north", "degrees_east", "degree_north", "degree_east", 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _open(path: Path) -> xr.Dataset:
+def open_netcdf(path: Path) -> xr.Dataset:
     """Open with h5netcdf for NetCDF-4 (HDF5) files: h5py serialises access, so Dask
     threads may read concurrently; classic NetCDF goes through xarray's default engine,
     once its length has been checked against its header (the netCDF library reads the
@@ -72,7 +74,7 @@ def _read_decoded(path: Path, name: str, index: int) -> xr.Variable:
     ``xr.open_dataset`` costs tens of milliseconds of per-variable set-up per file.
     """
     if not _is_hdf5(path):
-        with _open(path) as dataset:
+        with open_netcdf(path) as dataset:
             variable = dataset[name].variable
             step = _time_step(tuple(str(dim) for dim in variable.dims), index, path, name)
             return (variable if step is None else variable[step]).load()
@@ -104,7 +106,7 @@ def _variable_dims(path: Path, name: str) -> tuple[str, ...]:
                     detail=f"file has {sorted(handle.variables)}",
                 )
             return tuple(handle.variables[name].dimensions)
-    with _open(path) as dataset:
+    with open_netcdf(path) as dataset:
         return tuple(str(dim) for dim in dataset[name].dims)
 
 
@@ -169,13 +171,32 @@ def _coordinate(dataset: xr.Dataset, dim: str, path: Path, name: str) -> np.ndar
     return values * scale
 
 
+def file_crs(dataset: xr.Dataset, variable: xr.DataArray, path: Path, name: str) -> str | None:
+    """The WKT of the CF grid mapping that ``variable`` names, or ``None`` when it names none;
+    :class:`InputDataError` when the named variable is absent or describes no CRS (CF 1.10 §5.6)."""
+    mapping = grid_mapping_name(variable)
+    if not mapping:
+        return None
+    if mapping not in dataset.variables:
+        raise InputDataError(
+            source=path,
+            variable=name,
+            check="CRS present",
+            detail=f"grid_mapping {mapping!r} names no variable in the file",
+        )
+    try:
+        return crs_from_grid_mapping(dict(dataset[mapping].attrs)).to_wkt()
+    except (ValueError, pyproj.exceptions.CRSError) as error:
+        raise InputDataError(source=path, variable=mapping, check="CRS readable", detail=str(error)) from None
+
+
 @dataclass(frozen=True)
 class NetCDFReader:
     """CF NetCDF with the entry's ``variable`` on dims ``(time,) y, x`` (aliases accepted)."""
 
     def geometry(self, path: Path, entry: CatalogEntry) -> GridGeometry:
         """Coordinates from the file, scaled to metres; units as the file declares them."""
-        with _open(path) as dataset:
+        with open_netcdf(path) as dataset:
             if entry.variable not in dataset:
                 raise InputDataError(
                     source=path,
@@ -189,21 +210,14 @@ class NetCDFReader:
             x = _coordinate(dataset, by_canonical[conventions.X], path, entry.variable)
             y = _coordinate(dataset, by_canonical[conventions.Y], path, entry.variable)
             units = variable.attrs.get("units")
-            mapping = variable.attrs.get("grid_mapping") or variable.encoding.get("grid_mapping")
-            if mapping and mapping not in dataset.variables:
-                raise InputDataError(
-                    source=path,
-                    variable=entry.variable,
-                    check="CRS present",
-                    detail=f"grid_mapping {mapping!r} names no variable in the file",
-                )
-        return GridGeometry(x=x, y=y, units=units)
+            crs = file_crs(dataset, variable, path, entry.variable)
+        return GridGeometry(x=x, y=y, units=units, crs=crs)
 
     def frames(self, path: Path, entry: CatalogEntry) -> list[FrameReference]:
         """Every time step of the file; a one-frame file is timed by its name or ``valid_time``."""
         if not _has_time(_variable_dims(path, entry.variable)) and entry.time_from_filename is not None:
             return [FrameReference(path=path, index=0, time=frame_time(path, entry))]
-        with _open(path) as dataset:
+        with open_netcdf(path) as dataset:
             variable = dataset[entry.variable]
             renames = _canonical_dims(variable, path, entry.variable)
             time_dims = [dim for dim, canonical in renames.items() if canonical == conventions.TIME]

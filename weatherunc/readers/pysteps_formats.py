@@ -49,7 +49,7 @@ class PystepsReader:
             y = centres(metadata["y2"], -y_size, ny) * scale
         else:
             y = centres(metadata["y1"], y_size, ny) * scale
-        return GridGeometry(x=x, y=y, units=metadata.get("unit"))
+        return GridGeometry(x=x, y=y, units=metadata.get("unit"), crs=metadata.get("projection") or None)
 
     def frames(self, path: Path, entry: CatalogEntry) -> list[FrameReference]:
         """One frame, timed by the file name."""
