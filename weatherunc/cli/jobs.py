@@ -30,6 +30,7 @@ def ingest(
 ) -> None:
     """Read, check and write a catalog entry to a chunked zarr store (resumable)."""
     from weatherunc.errors import InputDataError
+    from weatherunc.pipelines.execution import SchedulerError
     from weatherunc.pipelines.ingest import ingest as run_ingest
 
     try:
@@ -42,7 +43,7 @@ def ingest(
             overwrite=overwrite,
             restart=restart,
         )
-    except (InputDataError, FileExistsError, KeyError) as error:
+    except (InputDataError, SchedulerError, FileExistsError, KeyError) as error:
         fail(error)
     typer.echo(
         f"{report.store}: {report.frames_total} frames complete "
@@ -114,12 +115,16 @@ def demo(
     """Fill withheld regions of the embedded MRMS sample with the GP and the ANP: maps, calibrated
     probabilities and scores against the withheld truth (no data folder needed)."""
     from weatherunc.pipelines import jobs_folder
+    from weatherunc.pipelines.execution import SchedulerError
     from weatherunc.pipelines.job_config import load_job_config
     from weatherunc.pipelines.run_job import run_job
 
     for name in DEMO_JOBS:
         job = load_job_config(jobs_folder() / name, output_dir=out_dir)
-        report = run_job(job, scheduler=scheduler, catalog=load_catalog(None, None))
+        try:
+            report = run_job(job, scheduler=scheduler, catalog=load_catalog(None, None))
+        except SchedulerError as error:
+            fail(error)
         scores = json.loads(report.metrics.read_text()).get("scores", {})
         summary = ", ".join(
             f"{key} {scores[key]:.3f}" for key in ("crps", "rmse", "coverage_90") if key in scores

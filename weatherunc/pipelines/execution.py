@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,53 @@ import dask
 from dask.delayed import Delayed
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+#: Seconds :func:`check_scheduler` waits for a distributed scheduler to accept a connection.
+CONNECT_TIMEOUT = 5.0
+
+
+class SchedulerError(ValueError):
+    """A scheduler option is neither a known local scheduler nor a reachable distributed address."""
+
+    def __init__(self, scheduler: str, check: str, detail: str) -> None:
+        self.scheduler = scheduler
+        self.check = check
+        super().__init__(f"scheduler {scheduler!r} failed check {check!r}: {detail}")
+
+
+def check_scheduler(
+    scheduler: str, *, local: Sequence[str] = LOCAL_SCHEDULERS, timeout: float = CONNECT_TIMEOUT
+) -> None:
+    """Raise :class:`SchedulerError` unless ``scheduler`` is one of ``local`` or the address of a
+    distributed scheduler that accepts a connection within ``timeout`` seconds.
+
+    Batch commands call it before they read or write anything, so that a mistyped or unreachable
+    address fails at once. An address is ``[protocol://]host:port``; ``tcp`` and ``tls`` addresses
+    are probed with a plain TCP connection, other protocols are only parsed.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    if scheduler in local:
+        return
+    expected = f"one of {', '.join(local)} or a distributed scheduler address like tcp://host:8786"
+    try:
+        protocol, location = parse_address(scheduler, strict=False)
+        host, port = parse_host_port(location)
+    except (TypeError, ValueError) as error:
+        raise SchedulerError(scheduler, "address", f"expected {expected} ({error})") from None
+    if not host or not 0 < int(port) < 65536:
+        raise SchedulerError(scheduler, "address", f"expected {expected} (host {host!r}, port {port!r})")
+    if protocol not in ("tcp", "tls"):
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        raise SchedulerError(
+            scheduler,
+            "reachable",
+            f"no scheduler accepts connections at {host}:{port} within {timeout:g} s "
+            f"({type(error).__name__}: {error})",
+        ) from None
 
 
 def compute_tasks(

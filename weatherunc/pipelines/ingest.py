@@ -21,7 +21,7 @@ from weatherunc.catalog import Catalog
 from weatherunc.errors import InputDataError
 from weatherunc.fingerprints import fingerprint
 from weatherunc.loading import GridSource, open_stations
-from weatherunc.pipelines.execution import compute_tasks
+from weatherunc.pipelines.execution import check_scheduler, compute_tasks
 from weatherunc.store import (
     StagedStore,
     describe_changes,
@@ -135,8 +135,10 @@ def ingest(
     ``overwrite`` replaces an existing store of different content (only once the new one
     is complete); ``restart`` discards a staged store of different content. ``opened`` is
     entry ``name`` already opened with :func:`open_input` (by a caller that needed its
-    fingerprint first); by default the entry is opened here.
+    fingerprint first); by default the entry is opened here. ``scheduler`` (see
+    :func:`~weatherunc.pipelines.execution.compute_tasks`) is checked before anything is read.
     """
+    check_scheduler(scheduler)
     start = time.perf_counter()
     catalog = catalog or Catalog.load()
     out = Path(out)

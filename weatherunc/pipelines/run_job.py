@@ -29,6 +29,7 @@ from weatherunc.checkpoints import sha256_of, software_versions
 from weatherunc.fingerprints import fingerprint
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.pipelines.execution import check_scheduler
 from weatherunc.pipelines.ingest import IngestInput
 from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.pipelines.job_store import JobStore
@@ -48,6 +49,8 @@ from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
 FINGERPRINT_ATTRIBUTE = "weatherunc_job_fingerprint"
+#: The ``scheduler`` values of :func:`run_job` that are not a distributed scheduler's address.
+JOB_SCHEDULERS = ("local", "threads", "synchronous")
 
 
 class JobStateError(RuntimeError):
@@ -228,7 +231,10 @@ def run_job(
     progress: bool = True,
     catalog: Catalog | None = None,
 ) -> JobReport:
-    """Run (or resume) ``job``; see the module docstring."""
+    """Run (or resume) ``job``; see the module docstring. ``scheduler`` is one of
+    :data:`JOB_SCHEDULERS` or a distributed scheduler's address, checked (reachable) before
+    anything is read or written."""
+    check_scheduler(scheduler, local=JOB_SCHEDULERS)
     start = time.perf_counter()
     run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
