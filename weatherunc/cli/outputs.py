@@ -1,4 +1,7 @@
-"""Commands that use finished prediction stores: ``plot`` (maps) and ``serve`` (the service)."""
+"""Commands that use finished prediction stores: ``plot`` (maps) and ``serve`` (the service).
+
+Help texts are Rich markup: a bracketed word such as ``[mm/h]`` is written ``\\[mm/h]`` to be shown.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ def plot(
         Path, typer.Argument(help="A complete prediction store (zarr) with dims (y, x) or (time, y, x).")
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNG figures.")],
-    threshold: Annotated[float, typer.Option(help="Rate threshold [mm/h] of the exceedance map.")] = 1.0,
+    threshold: Annotated[float, typer.Option(help="Rate threshold \\[mm/h] of the exceedance map.")] = 1.0,
 ) -> None:
     """Draw the uncertainty maps of a prediction store: observed, mean, std, P(rate > t), combined, panel."""
     from weatherunc.plotting.files import plot_store
@@ -41,8 +44,8 @@ def serve(
         float, typer.Option(help="Seconds a synchronous POST /fill may take before it is answered 503.")
     ] = 120.0,
 ) -> None:
-    """Serve prediction stores: OGC EDR queries, zarr, maps, on-demand fills and a map page (needs the
-    service extra: pip install 'weatherunc[service]')."""
+    r"""Serve prediction stores: OGC EDR queries, zarr, maps, on-demand fills and a map page (needs the
+    service extra: pip install 'weatherunc\[service]')."""
     try:
         from weatherunc.service.server import serve as run_service
     except ImportError as error:
