@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +10,15 @@ import pytest
 import xarray as xr
 import yaml
 
+from weatherunc import shared_data
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def shared_data_dir() -> Path | None:
-    """``$WEATHERUNC_DATA_DIR`` or ``../shared/data`` beside the repository, if present."""
-    candidates = [os.environ.get("WEATHERUNC_DATA_DIR"), REPOSITORY.parent / "shared" / "data"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "MANIFEST.md").is_file():
-            return Path(candidate)
-    return None
+    """``$WEATHERUNC_DATA_DIR`` or ``../shared/data`` beside the repository, if present (the rule the
+    notebooks follow too: :func:`weatherunc.shared_data.shared_data_dir`)."""
+    return shared_data.shared_data_dir(REPOSITORY)
 
 
 requires_shared_data = pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is absent")

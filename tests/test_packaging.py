@@ -31,8 +31,10 @@ def _conda_specs() -> dict[str, str]:
 
 
 def _pypi_requirements() -> list[Requirement]:
+    """The dependencies and every extra: environment.yml is the one conda environment for all of them."""
     project = _pyproject()["project"]
-    return [Requirement(text) for text in project["dependencies"] + project["optional-dependencies"]["test"]]
+    extras = [text for texts in project["optional-dependencies"].values() for text in texts]
+    return [Requirement(text) for text in project["dependencies"] + extras]
 
 
 def test_environment_yml_matches_pyproject() -> None:
@@ -63,6 +65,16 @@ def test_docs_extra_is_part_of_the_test_extra() -> None:
     assert extras["docs"], "pyproject.toml has an empty docs extra"
     assert set(extras["docs"]) <= set(extras["test"]), (
         "make test builds the docs: the test extra must hold the docs extra"
+    )
+
+
+def test_notebooks_extra_has_jupyterlab_and_stays_out_of_the_test_extra() -> None:
+    extras = _pyproject()["project"]["optional-dependencies"]
+    names = {Requirement(text).name for text in extras["notebooks"]}
+    assert {"jupyterlab", "ipykernel"} <= names, "the notebooks extra opens notebooks/ in JupyterLab"
+    test_names = {Requirement(text).name for text in extras["test"]}
+    assert "jupyterlab" not in test_names, (
+        "make test (and CI) installs the test extra; the tests run the notebooks with nbclient, no JupyterLab"
     )
 
 
