@@ -17,7 +17,8 @@ by a crash is simply rewritten on resume (zarr chunk writes replace whole chunks
 (frame, tile) is in the manifest, the store's root metadata is kept out of zarr's sight, so no
 zarr reader opens the staged store and takes unwritten tiles for missing predictions. Then the
 root metadata is put in place (the job verifies the store), the store is marked complete (root
-attribute ``weatherunc_complete``) and renamed to ``RUN/prediction.zarr``.
+attribute ``weatherunc_complete``), its metadata consolidated (``xr.open_zarr`` reads it in one
+request) and renamed to ``RUN/prediction.zarr``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,14 @@ import xarray as xr
 import zarr
 
 from weatherunc.store import COMPLETE_ATTRIBUTE, hide_root_metadata, reveal_root_metadata
+
+
+def consolidate(path: Path) -> None:
+    """Consolidate the metadata of the zarr v3 store ``path`` into its root ``zarr.json``; zarr's
+    warning that consolidated metadata is not yet part of the v3 specification is not repeated."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,7 @@ class JobStore:
         """Check the manifest, set ``attrs`` and the complete flag, and move the store into place."""
         self._check_manifest(expected)
         reveal_root_metadata(self.zarr_path, {**attrs, COMPLETE_ATTRIBUTE: 1})
+        consolidate(self.zarr_path)
         if self.final.exists():
             shutil.rmtree(self.final)
         os.replace(self.zarr_path, self.final)

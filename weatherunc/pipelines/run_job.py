@@ -44,11 +44,14 @@ from weatherunc.pipelines.stages import (
     select_frames,
 )
 from weatherunc.pipelines.verification import verify_store, write_figures
+from weatherunc.prediction.attributes import COORDINATE_ATTRS, stored_attrs
 from weatherunc.store import COMPLETE_ATTRIBUTE, describe_changes
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
 FINGERPRINT_ATTRIBUTE = "weatherunc_job_fingerprint"
+#: The 2-D geolocation coordinates the store keeps from the observations.
+GEOLOCATION = (conventions.LATITUDE, conventions.LONGITUDE)
 #: The ``scheduler`` values of :func:`run_job` that are not a distributed scheduler's address.
 JOB_SCHEDULERS = ("local", "threads", "synchronous")
 
@@ -118,6 +121,7 @@ def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict
     }
     for name, variable in probe.data_vars.items():
         variables[name] = (tuple(dim for dim in variable.dims if dim != "target"), variable.attrs)
+    cell_methods = frames[conventions.PRECIPITATION].attrs.get("cell_methods", "time: point")
     data, encoding = {}, {}
     for name, (extra, attrs) in variables.items():
         shape = (nt, ny, nx, *[probe.sizes[dim] for dim in extra])
@@ -126,7 +130,7 @@ def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict
         data[name] = (
             ("time", conventions.Y, conventions.X, *extra),
             da.zeros(shape, chunks=chunks, dtype=dtype),
-            {**attrs, "grid_mapping": conventions.CRS_VARIABLE},
+            {**stored_attrs(name, attrs, cell_methods), "grid_mapping": conventions.CRS_VARIABLE},
         )
         encoding[name] = {
             "chunks": chunks,
@@ -139,8 +143,14 @@ def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict
         conventions.X: frames[conventions.X],
     }
     coords.update({name: probe[name] for name in probe.coords if name not in ("row", "column")})
+    # 2-D latitude/longitude, loaded so that they are written with the template's metadata.
+    coords.update({name: frames[name].load() for name in GEOLOCATION if name in frames.coords})
     template = xr.Dataset(data, coords=coords, attrs={key: probe.attrs[key] for key in TRANSFORM_ATTRIBUTES})
-    template[conventions.CRS_VARIABLE] = grid_mapping(crs_of(frames))
+    for name, attrs in COORDINATE_ATTRS.items():
+        if name in template.coords:
+            template[name].attrs.update(attrs)
+    # A coordinate (named in every variable's "coordinates"), so plain xr.open_zarr and rioxarray find it.
+    template.coords[conventions.CRS_VARIABLE] = grid_mapping(crs_of(frames))
     return template, encoding
 
 

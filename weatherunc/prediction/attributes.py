@@ -75,3 +75,45 @@ def read_transform(dataset: xr.Dataset) -> tuple[PrecipitationTransform, np.ndar
         return transform, offsets.values
     mean = dataset[conventions.TRANSFORMED_MEAN]
     return transform, np.array(np.broadcast_to(offsets.transpose(*mean.dims).values, mean.shape))
+
+
+#: CF standard names (with CF modifiers) of the stored variables that have one. CF's table holds no
+#: name for a probability or for the transformed rate, so those variables carry none (a made-up
+#: name would fail CF checkers); their ``long_name`` and ``units`` describe them.
+STANDARD_NAMES: dict[str, str] = {
+    conventions.PRECIPITATION: "lwe_precipitation_rate",
+    conventions.PRECIPITATION_MEAN: "lwe_precipitation_rate",
+    conventions.PRECIPITATION_STD: "lwe_precipitation_rate standard_error",
+    conventions.PRECIPITATION_QUANTILE: "lwe_precipitation_rate",
+    "withheld_precipitation": "lwe_precipitation_rate",
+    "observation": "lwe_precipitation_rate status_flag",
+}
+#: Attributes of the coordinates of a stored prediction.
+COORDINATE_ATTRS: dict[str, dict[str, Any]] = {
+    conventions.TIME: conventions.TIME_ATTRS,
+    conventions.QUANTILE: {"long_name": "probability level of the quantile", "units": "1"},
+    conventions.THRESHOLD: {**ATTRS[conventions.THRESHOLD], "standard_name": "lwe_precipitation_rate"},
+    conventions.BIN: {**ATTRS[conventions.BIN], "units": "1"},
+    conventions.BIN_LOWER: {
+        **_RATE,
+        "standard_name": "lwe_precipitation_rate",
+        "long_name": "lower edge of the precipitation-rate bin",
+    },
+    conventions.BIN_UPPER: {
+        **_RATE,
+        "standard_name": "lwe_precipitation_rate",
+        "long_name": "upper edge of the precipitation-rate bin",
+    },
+}
+
+
+def stored_attrs(name: str, attrs: dict[str, Any], cell_methods: str) -> dict[str, Any]:
+    """CF attributes of the stored variable ``name``: ``attrs``, its CF standard name where CF has one
+    (:data:`STANDARD_NAMES`), the ``cell_methods`` of the observed rate it is predicted from, and
+    ``units`` "1" where ``attrs`` give none (flag variables, which CF leaves without units, excepted)."""
+    out = {**attrs, "cell_methods": cell_methods}
+    if name in STANDARD_NAMES:
+        out["standard_name"] = STANDARD_NAMES[name]
+    if "units" not in out and "flag_values" not in out:
+        out["units"] = "1"
+    return out
