@@ -78,6 +78,12 @@ def run(
 ) -> None:
     """Run a batch job: ingest, tasks, model, tiled prediction, calibration, verification, maps
     (resumable)."""
+    from weatherunc.pipelines.execution import JOB_SCHEDULERS, SchedulerError, check_scheduler
+
+    try:  # before the heavy imports below: a bad address fails at once
+        check_scheduler(scheduler, local=JOB_SCHEDULERS)
+    except SchedulerError as error:
+        fail(error)
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.pipelines.job_config import load_job_config

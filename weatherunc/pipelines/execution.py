@@ -10,6 +10,8 @@ import dask
 from dask.delayed import Delayed
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+#: The ``scheduler`` values of a batch job (``weatherunc run``) that are not a distributed address.
+JOB_SCHEDULERS = ("local", "threads", "synchronous")
 #: Seconds :func:`check_scheduler` waits for a distributed scheduler to accept a connection.
 CONNECT_TIMEOUT = 5.0
 

@@ -29,7 +29,7 @@ from weatherunc.checkpoints import sha256_of, software_versions
 from weatherunc.fingerprints import fingerprint
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.pipelines.execution import check_scheduler
+from weatherunc.pipelines.execution import JOB_SCHEDULERS, check_scheduler
 from weatherunc.pipelines.ingest import IngestInput
 from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.pipelines.job_store import JobStore
@@ -52,8 +52,6 @@ from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 FINGERPRINT_ATTRIBUTE = "weatherunc_job_fingerprint"
 #: The 2-D geolocation coordinates the store keeps from the observations.
 GEOLOCATION = (conventions.LATITUDE, conventions.LONGITUDE)
-#: The ``scheduler`` values of :func:`run_job` that are not a distributed scheduler's address.
-JOB_SCHEDULERS = ("local", "threads", "synchronous")
 
 
 class JobStateError(RuntimeError):
