@@ -93,9 +93,10 @@ def test_missing_coordinates(synthetic) -> None:
     _expect("coordinates present", synthetic, {"with_coordinates": False})
 
 
-def test_missing_crs_in_catalog(synthetic) -> None:
-    error = _expect("schema", synthetic, None, crs=None)
-    assert error.variable == "crs"
+def test_missing_crs_in_catalog_and_in_the_file(synthetic) -> None:
+    """``crs`` may be left out of an entry whose files carry a grid mapping; here neither has one."""
+    error = _expect("CRS present", synthetic, None, crs=None)
+    assert "set crs in the catalog entry" in str(error)
 
 
 def test_unparsable_crs_in_catalog(synthetic) -> None:
