@@ -146,8 +146,10 @@ def _changes(recorded: Any, current: Any, path: str) -> Iterator[str]:
 
 
 @dataclass(frozen=True)
-class StagedStore:
-    """The staging folder of a store that is being written to ``final``."""
+class StagingFolder:
+    """The staging folder of a zarr store that is being written to ``final``: built under
+    :attr:`creating`, filled at :attr:`folder`, with the fingerprint of what it holds; the ingest's
+    :class:`StagedStore` and the batch jobs' store both keep this layout."""
 
     final: Path
 
@@ -158,13 +160,39 @@ class StagedStore:
 
     @property
     def creating(self) -> Path:
-        """``OUT.zarr.partial.creating``: the staging folder while :meth:`begin` builds it."""
+        """``OUT.zarr.partial.creating``: the staging folder while ``begin`` builds it."""
         return self.final.with_name(self.final.name + ".partial.creating")
 
     @property
     def zarr_path(self) -> Path:
         """The zarr store inside the staging folder."""
         return self.folder / "store.zarr"
+
+    @property
+    def fingerprint_path(self) -> Path:
+        """Where the staged store's fingerprint is kept."""
+        return self.folder / "fingerprint.json"
+
+    def recorded(self, key: str) -> Any:
+        """The field ``key`` of the staged fingerprint file, ``None`` when it is not there or unreadable."""
+        try:
+            return json.loads(self.fingerprint_path.read_text())[key]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def staged_fingerprint(self) -> str | None:
+        """The fingerprint of what is staged, or ``None`` when nothing usable is."""
+        return self.recorded("fingerprint")
+
+    def discard(self) -> None:
+        """Remove the staging folder (and one left half-built) with everything in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.creating, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class StagedStore(StagingFolder):
+    """The staging folder of a store that the ingest is writing to ``final``, frame by frame."""
 
     @property
     def markers(self) -> Path:
@@ -176,24 +204,9 @@ class StagedStore:
         """Created by the first frame that fails its checks; later frames then skip."""
         return self.folder / "failed"
 
-    @property
-    def fingerprint_path(self) -> Path:
-        """Where the staged store's fingerprint is kept."""
-        return self.folder / "fingerprint.json"
-
-    def staged_fingerprint(self) -> str | None:
-        """The fingerprint of what is staged, or ``None`` when nothing usable is."""
-        try:
-            return json.loads(self.fingerprint_path.read_text())["fingerprint"]
-        except (OSError, ValueError, KeyError):
-            return None
-
     def staged_description(self) -> dict[str, Any] | None:
         """The description the staged fingerprint was computed from, ``None`` if not recorded."""
-        try:
-            return json.loads(self.fingerprint_path.read_text())["description"]
-        except (OSError, ValueError, KeyError):
-            return None
+        return self.recorded("description")
 
     def begin(
         self,
@@ -278,11 +291,6 @@ class StagedStore:
         shutil.rmtree(retired, ignore_errors=True)
         shutil.rmtree(self.folder)
         return self.final
-
-    def discard(self) -> None:
-        """Remove the staging folder (and one left half-built) with everything in it."""
-        shutil.rmtree(self.folder, ignore_errors=True)
-        shutil.rmtree(self.creating, ignore_errors=True)
 
 
 def store_fingerprint(path: Path) -> str | None:

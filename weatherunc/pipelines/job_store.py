@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from weatherunc.store import COMPLETE_ATTRIBUTE, hide_root_metadata, reveal_root_metadata
+from weatherunc.store import COMPLETE_ATTRIBUTE, StagingFolder, hide_root_metadata, reveal_root_metadata
 
 
 def consolidate(path: Path) -> None:
@@ -46,44 +46,17 @@ def consolidate(path: Path) -> None:
 
 
 @dataclass(frozen=True)
-class JobStore:
+class JobStore(StagingFolder):
     """Staging and final paths of one job's prediction store."""
-
-    final: Path
-
-    @property
-    def folder(self) -> Path:
-        """``prediction.zarr.partial``."""
-        return self.final.with_name(self.final.name + ".partial")
-
-    @property
-    def creating(self) -> Path:
-        """``prediction.zarr.partial.creating``: the staging folder while :meth:`begin` builds it."""
-        return self.final.with_name(self.final.name + ".partial.creating")
-
-    @property
-    def zarr_path(self) -> Path:
-        """The zarr store being filled."""
-        return self.folder / "store.zarr"
 
     @property
     def manifest(self) -> Path:
         """Folder of finished-tile entries."""
         return self.folder / "tiles"
 
-    def staged_fingerprint(self) -> str | None:
-        """Fingerprint of the staged job, or None."""
-        try:
-            return json.loads((self.folder / "fingerprint.json").read_text())["fingerprint"]
-        except (OSError, ValueError, KeyError):
-            return None
-
     def staged_inputs(self) -> dict | None:
         """The described inputs of the staged job's fingerprint, ``None`` if not recorded."""
-        try:
-            return json.loads((self.folder / "fingerprint.json").read_text())["inputs"]
-        except (OSError, ValueError, KeyError):
-            return None
+        return self.recorded("inputs")
 
     def begin(self, template: xr.Dataset, encoding: dict, fingerprint: str, inputs: dict) -> None:
         """Replace any staging folder with a new one holding the store's metadata and
@@ -105,15 +78,10 @@ class JobStore:
             zarr_format=3,
         )
         hide_root_metadata(building / self.zarr_path.name)
-        (building / "fingerprint.json").write_text(
+        (building / self.fingerprint_path.name).write_text(
             json.dumps({"fingerprint": fingerprint, "inputs": inputs}, indent=2, default=str)
         )
         os.replace(building, self.folder)
-
-    def discard(self) -> None:
-        """Remove the staging folder (and one left half-built) with everything in it."""
-        shutil.rmtree(self.folder, ignore_errors=True)
-        shutil.rmtree(self.creating, ignore_errors=True)
 
     @staticmethod
     def entry_name(frame: int, tile: int) -> str:
