@@ -127,6 +127,13 @@ class ConvNPTrainingConfig(BaseModel):
         0.0, ge=0, description="weight of the CRPS in mm/h (rate_crps_loss) added to the likelihood"
     )
     seed: int = 0
+    data_seed: int | None = Field(
+        None,
+        description=(
+            "seed of the prior bank's task draws and of the validation tasks (default: seed); members of "
+            "a deep ensemble share these and differ by seed (initialisation, batch order, turns)"
+        ),
+    )
     validate_every: int = Field(250, ge=1)
     validation_tasks: int = Field(16, ge=1)
     patience: int = Field(1000, ge=1, description="validations without improvement before stopping")
@@ -175,9 +182,16 @@ class ConvNPTrainingConfig(BaseModel):
             values["model"].pop("correction_bound")
         if self.crps_weight == 0:
             values.pop("crps_weight")
+        if self.data_seed is None:
+            values.pop("data_seed")
         if self.initialise_from is not None:
             values["initialise_from_sha256"] = sha256_of(self.initialise_from)
         return fingerprint(values)
+
+    @property
+    def task_seed(self) -> int:
+        """The seed of the prior bank's tasks and of the validation tasks: ``data_seed`` or ``seed``."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     def frames_fingerprint(self) -> str:
         """sha256 of the training frame selections (names the cached frame bank)."""

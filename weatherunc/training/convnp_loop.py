@@ -110,7 +110,7 @@ def train_convnp(
     folder = RunFolder(directory, ARCHITECTURE, config, config.fingerprint())
     bank = training_frames(config, progress=progress, open_options=open_options)
     tasks = validation_tasks(
-        config.validation, config.validation_tasks, seed=config.seed + 1, open_options=open_options
+        config.validation, config.validation_tasks, seed=config.task_seed + 1, open_options=open_options
     )
     step, history, best, stale, best_scores, trained_seconds = 0, [], math.inf, 0, {}, 0.0
     resumable = latest_checkpoint(directory, "last")
@@ -133,7 +133,7 @@ def train_convnp(
             model.config,
             config.sampling,
             count=config.prior_tasks,
-            seed=config.seed,
+            seed=config.task_seed,
             progress=progress,
         )
         prior_bank = PriorBank.load(bank_folder, model.config)
