@@ -5,7 +5,7 @@ Follows ``pysteps.nowcasts.interface.get_method``: a dict and a lookup that list
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +26,68 @@ def packaged_checkpoint(name: str) -> Path:
     return PACKAGED_MODELS_DIR / f"{name}.safetensors"
 
 
+def deep_ensemble(
+    load: Callable[..., Interpolator],
+    members: Sequence[str | Path],
+    checkpoint: str | Path | None,
+    name: str,
+    options: dict[str, Any],
+) -> Interpolator:
+    """An :class:`~weatherunc.models.ensemble.EnsembleInterpolator` of the checkpoints ``members``
+    (each loaded by ``load(path, **options)``), named ``name``; ``checkpoint`` must then be unset."""
+    from weatherunc.models.ensemble import EnsembleInterpolator
+
+    if checkpoint is not None:
+        raise ValueError("members: give either checkpoint or members (the ensemble's checkpoints), not both")
+    if isinstance(members, (str, Path)) or len(members) < 2:
+        raise ValueError(f"members: a deep ensemble needs a list of at least 2 checkpoints, got {members!r}")
+    return EnsembleInterpolator([load(Path(path), **options) for path in members], name=name)
+
+
 def _neural_process(kind: str) -> Callable[..., Interpolator]:
-    def factory(checkpoint: str | Path | None = None, **options: Any) -> Interpolator:
+    def factory(
+        checkpoint: str | Path | None = None,
+        *,
+        members: Sequence[str | Path] | None = None,
+        **options: Any,
+    ) -> Interpolator:
         from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
 
+        if members is not None:
+            name = options.pop("name", f"{kind}_ensemble")
+            load = NeuralProcessInterpolator.from_checkpoint
+            return deep_ensemble(load, members, checkpoint, name, options)
         options.setdefault("name", kind)
         return NeuralProcessInterpolator.from_checkpoint(
             Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
         )
 
-    factory.__doc__ = f"The {kind.upper()}: the shipped checkpoint, or ``checkpoint=PATH``."
+    factory.__doc__ = (
+        f"The {kind.upper()}: the shipped checkpoint, ``checkpoint=PATH``, or a deep ensemble of the "
+        "checkpoints ``members=[PATH, ...]``."
+    )
     return factory
 
 
 def _convolutional_neural_process(
     checkpoint: str | Path | None = None,
     *,
+    members: Sequence[str | Path] | None = None,
     swag: str | Path | None = None,
     weight_samples: int = 10,
     **options: Any,
 ) -> Interpolator:
-    """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``; with
+    """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``; a deep
+    ensemble of the checkpoints ``members=[PATH, ...]`` (Lakshminarayanan et al. 2017); with
     ``swag=PATH`` (moments collected by ``weatherunc swag``), an ensemble of ``weight_samples``
     weight samples (:mod:`weatherunc.models.swag`)."""
     from weatherunc.models.convnp.interpolator import ConvNPInterpolator
+
+    if members is not None:
+        if swag is not None:
+            raise ValueError("members: a deep ensemble and swag cannot be combined; give one of them")
+        name = options.pop("name", "convnp_ensemble")
+        return deep_ensemble(ConvNPInterpolator.from_checkpoint, members, checkpoint, name, options)
 
     base = ConvNPInterpolator.from_checkpoint(
         Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options
