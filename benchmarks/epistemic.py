@@ -18,12 +18,18 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
 ``coverage_90``, ``ece``, ``epistemic_std``, ``auroc``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
-        [--swag benchmarks/checkpoints/convnp.swag.safetensors] [--methods convnp,convnp+swag,...]
+        [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
+        [--members runs/convnp_gp_ensemble/member-*/best.safetensors] [--methods gp,...] [--merge]
+
+``--members``: the checkpoints of a deep ensemble (``benchmarks/train_convnp_ensemble.sh``), scored
+as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--merge`` keeps the rows
+of the methods not run from the existing ``epistemic.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -32,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from common import machine, write_result
+from common import RESULTS, machine, write_result
 from interpolation import radar_tasks
 
 from weatherunc import conventions, metrics
@@ -46,7 +52,7 @@ IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
 ECE_BINS = 15
 #: Each method's single-model reference for the relative prediction cost.
-SINGLE = {"convnp+swag": "convnp", "anp_mc_dropout": "anp"}
+SINGLE = {"convnp+swag": "convnp", "anp_mc_dropout": "anp", "convnp_gp_ensemble": "convnp_gp"}
 
 
 def scaled(task: Task, factor: float) -> Task:
@@ -62,7 +68,7 @@ def scaled(task: Task, factor: float) -> Task:
     )
 
 
-def models(swag: Path | None) -> dict[str, object]:
+def models(swag: Path | None, members: list[Path]) -> dict[str, object]:
     """The methods compared, by name."""
     chosen = {
         "gp": lambda: get_model("gp"),
@@ -72,6 +78,9 @@ def models(swag: Path | None) -> dict[str, object]:
     }
     if swag is not None:
         chosen["convnp+swag"] = lambda: get_model("convnp", swag=swag, weight_samples=10)
+    if members:
+        chosen["convnp_gp"] = lambda: get_model("convnp", checkpoint=members[0], name="convnp_gp")
+        chosen["convnp_gp_ensemble"] = lambda: get_model("convnp", members=members, name="convnp_gp_ensemble")
     return chosen
 
 
@@ -130,13 +139,15 @@ def markdown(rows: list[dict[str, object]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--swag", type=Path, default=None, help="SWAG moments of the shipped ConvNP")
+    parser.add_argument("--members", type=Path, nargs="*", default=[], help="a deep ensemble's checkpoints")
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
+    parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     torch.set_num_threads(2)
     start = time.perf_counter()
-    factories = models(arguments.swag)
+    factories = models(arguments.swag, arguments.members)
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
     if unknown:
@@ -161,6 +172,10 @@ def main() -> None:
                 )
             )
             rows.append(row)
+    if arguments.merge and (RESULTS / "epistemic.json").exists():
+        run = {row["method"] for row in rows}
+        kept = json.loads((RESULTS / "epistemic.json").read_text())["rows"]
+        rows = [row for row in kept if row["method"] not in run] + rows
     seconds = {(row["method"], row["split"]): row["predict_s"] for row in rows}
     for row in rows:
         reference = seconds.get((SINGLE.get(row["method"], row["method"]), row["split"]))
@@ -173,11 +188,6 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "beyond_factor": BEYOND_FACTOR,
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},
-        "not_run": {
-            "deep_ensemble": "needs 5 members of one recipe trained with different seeds",
-            "bayes_by_backprop": "not implemented",
-            "stochastic_attention": "not implemented",
-        },
         "rows": rows,
     }
     path = write_result("epistemic.json", result)
