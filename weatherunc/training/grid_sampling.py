@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.models.convnp.config import ConvNPConfig
-from weatherunc.models.convnp.grids import context_grids, rate_bin_index, standardise
+from weatherunc.models.convnp.grids import context_grids, standardise
 from weatherunc.tasks import WET_THRESHOLD
 from weatherunc.training.convnp_config import GridSamplingOptions
 from weatherunc.training.sampling import BankedFrame, FrameBank
@@ -230,6 +231,6 @@ def sample_grid_batch(
         values=torch.as_tensor(values)[:, None],
         positions=torch.as_tensor(positions),
         target_values=torch.as_tensor(standardise(config, rates)),
-        target_bins=torch.as_tensor(rate_bin_index(config, rates)),
+        target_bins=torch.as_tensor(rate_bin_index(rates, config.bin_edges)),
         weights=torch.ones(rates.shape, dtype=torch.float32),
     )

@@ -30,8 +30,9 @@ from tqdm import tqdm
 from weatherunc import conventions
 from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.models.neural_process.config import NeuralProcessConfig
-from weatherunc.models.neural_process.normalisation import normalise_values, rate_bins
+from weatherunc.models.neural_process.normalisation import normalise_values
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
 from weatherunc.training.config import FrameSelection, SamplingOptions
 
@@ -233,7 +234,7 @@ def sample_batch(
         context_values=torch.as_tensor(normalise_values(config, context_rates))[..., None],
         target_inputs=torch.as_tensor(target_coordinates / scale, dtype=torch.float32),
         target_values=torch.as_tensor(normalise_values(config, target_rates))[..., None],
-        target_bins=torch.as_tensor(rate_bins(config, target_rates)),
+        target_bins=torch.as_tensor(rate_bin_index(target_rates, config.bin_edges)),
     )
 
 
