@@ -30,6 +30,7 @@ from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.predictive import to_grid
 from weatherunc.models.registry import get_model, packaged_checkpoint
 from weatherunc.tasks import Task, wettest_window
+from weatherunc.tasks.blocks import BlockRules, cover, place_blocks
 from weatherunc.training.config import SamplingOptions, load_training_config
 from weatherunc.training.sampling import FrameBank, sample_batch
 
@@ -78,15 +79,10 @@ def training_throughput(
 def withheld_blocks(
     shape: tuple[int, int], count: int, size: int, observed: np.ndarray, seed: int
 ) -> np.ndarray:
-    """``count`` non-overlapping squares over observed pixels."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(shape, dtype=bool)
-    while mask.sum() < count * size * size:
-        top, left = rng.integers(0, shape[0] - size), rng.integers(0, shape[1] - size)
-        block = (slice(top, top + size), slice(left, left + size))
-        if observed[block].all() and not mask[block].any():
-            mask[block] = True
-    return mask
+    """``count`` non-overlapping squares over observed pixels only (drawn until they are placed)."""
+    rules = BlockRules(attempts=sys.maxsize, touch_far_edge=False, spacing=0, min_observed_fraction=1.0)
+    blocks = place_blocks(shape, count, size, rules, np.random.default_rng(seed), observed=observed)
+    return cover(shape, blocks)
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ import torch
 from scipy import stats
 
 from weatherunc.checkpoints import CheckpointError, save_checkpoint
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.models.convnp.config import ConvNPConfig
-from weatherunc.models.convnp.grids import context_grids, rate_bin_index, standardise
+from weatherunc.models.convnp.grids import context_grids, standardise
 from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator, load_convnp, task_grid
 from weatherunc.models.convnp.model import (
     ConvNP,
@@ -137,7 +138,9 @@ def test_context_grids_average_the_contexts_of_a_cell() -> None:
     assert observed.sum() == 2 and observed[0, 1] == 1 and observed[2, 3] == 1
     assert values[0, 1] == pytest.approx(np.mean(standardise(config, np.array([0.0, 3.0]))))
     assert values[2, 3] == pytest.approx(float(standardise(config, np.array(1.0))))
-    np.testing.assert_array_equal(rate_bin_index(config, np.array([0.0, 0.1, 0.15, 60.0])), [0, 1, 1, 9])
+    np.testing.assert_array_equal(
+        rate_bin_index(np.array([0.0, 0.1, 0.15, 60.0]), config.bin_edges), [0, 1, 1, 9]
+    )
 
 
 def test_task_grid_places_contexts_and_targets_by_their_coordinates() -> None:

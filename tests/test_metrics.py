@@ -190,3 +190,19 @@ def test_area_under_roc_matches_scikit_learn_and_closed_forms() -> None:
     assert metrics.area_under_roc([0.0], [1.0]) == 0.0
     assert metrics.area_under_roc([1.0, 1.0], [1.0]) == 0.5  # ties count half
     assert np.isnan(metrics.area_under_roc([], [1.0]))
+
+
+def test_rate_bin_index_closed_form() -> None:
+    edges = (0.0, 0.1, 1.0, 10.0)
+    rate = np.array([[0.0, 0.05, 0.1, 0.99], [1.0, 9.99, 10.0, 500.0]])
+    index = kernels.rate_bin_index(rate, edges)
+    assert index.dtype == np.int64 and index.shape == rate.shape
+    # an edge value opens its bin; the last bin is open above
+    np.testing.assert_array_equal(index, [[0, 0, 1, 1], [2, 2, 3, 3]])
+    # below the first edge: the first bin; NaN and +inf sort after every edge: the last bin
+    np.testing.assert_array_equal(
+        kernels.rate_bin_index(np.array([-1.0, -np.inf, np.inf, np.nan]), np.asarray(edges)), [0, 0, 3, 3]
+    )
+    # observed_bins replaces NaN before binning and keeps it in its result
+    observed = metrics.observed_bins(xr.DataArray([-1.0, 0.1, np.nan, 12.0]), np.asarray(edges))
+    np.testing.assert_array_equal(observed.values, [0.0, 1.0, np.nan, 3.0])

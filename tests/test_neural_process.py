@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator, TileOptions, tile_context
 from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
-from weatherunc.models.neural_process.normalisation import denormalise, normalise_values, rate_bins
+from weatherunc.models.neural_process.normalisation import denormalise, normalise_values
 from weatherunc.tasks import Task
 
 TINY = {"hidden": 16, "latent_dimension": 4, "heads": 2, "self_attention_layers": 1}
@@ -154,7 +155,7 @@ def test_normalisation_round_trip_and_bins() -> None:
     mean, variance = denormalise(config, standardised, np.ones_like(standardised))
     np.testing.assert_allclose(config.transform.inverse(mean), rate, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(variance, 0.64)
-    np.testing.assert_array_equal(rate_bins(config, rate), [0, 0, 1, 3, 4, 9])
+    np.testing.assert_array_equal(rate_bin_index(rate, config.bin_edges), [0, 0, 1, 3, 4, 9])
 
 
 def test_tile_context_takes_the_box_and_caps_by_distance() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from weatherunc import conventions
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.metrics.reliability import ReliabilityAccumulator
 from weatherunc.metrics.scores import Dims, _reduce
 
@@ -160,7 +161,5 @@ def consistency_top_label_ece(
 
 def observed_bins(rate: xr.DataArray, edges: np.ndarray) -> xr.DataArray:
     """Index of the bin of each observed rate (``edges[i] <= rate < edges[i+1]``, last bin open); NaN kept."""
-    index = np.clip(
-        np.searchsorted(np.asarray(edges), np.nan_to_num(rate.values), side="right") - 1, 0, len(edges) - 1
-    ).astype(np.float64)
+    index = rate_bin_index(np.nan_to_num(rate.values), edges).astype(np.float64)
     return rate.copy(data=np.where(np.isfinite(rate.values), index, np.nan))

@@ -67,6 +67,16 @@ def probability_bin_index(probability: np.ndarray, bins: int) -> np.ndarray:
     return np.clip((probability * bins).astype(int), 0, bins - 1)
 
 
+def rate_bin_index(rate: np.ndarray, edges: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    """Index ``[...]`` (int64) of each rate's bin among the bins with increasing lower edges
+    ``edges`` [mm/h]: ``i`` where ``edges[i] <= rate < edges[i + 1]``, the last bin open above.
+    Rates below the first edge (``-inf`` too) fall in the first bin; NaN, which sorts after every
+    edge, falls in the last (replace it first where it must not count)."""
+    return np.clip(np.searchsorted(np.asarray(edges), rate, side="right") - 1, 0, len(edges) - 1).astype(
+        np.int64
+    )
+
+
 def brier(probability: np.ndarray, event: np.ndarray) -> np.ndarray:
     """Brier score ``(p - o)^2`` for binary outcomes. Reference: Brier (1950), Mon. Wea. Rev. 78, 1."""
     return (probability - event) ** 2

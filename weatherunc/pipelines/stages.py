@@ -29,6 +29,7 @@ from weatherunc.pipelines.ingest import IngestInput, ingest, open_input
 from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.store import open_store
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
+from weatherunc.tasks.blocks import BlockRules, cover, place_blocks
 
 #: Values of the ``observation`` variable.
 OBSERVED, UNOBSERVED, WITHHELD = 1, 0, 2
@@ -81,8 +82,10 @@ def select_frames(observations: xr.Dataset, job: JobConfig) -> xr.Dataset:
 def target_mask(values: np.ndarray, job: JobConfig, frame_number: int) -> np.ndarray:
     """Stage 3: pixels to predict in one frame ``[ny, nx]`` (bool), deterministic in (job seed, frame).
 
-    ``withheld``: up to ``blocks`` squares, each at least half observed and with at least
-    ``min_wet_fraction`` of its observed pixels above 0.1 mm/h, not overlapping; ``unobserved``:
+    ``withheld``: the observed pixels of up to ``blocks`` squares
+    (:func:`~weatherunc.tasks.blocks.place_blocks`, at most ``300 * blocks`` attempts), each at
+    least half observed, with at least ``min_wet_fraction`` of its observed pixels above 0.1 mm/h
+    and a pixel or more away from the others; ``unobserved``:
     unobserved pixels within ``max_distance_pixels`` of an observation.
     """
     observed = np.isfinite(values)
@@ -92,26 +95,18 @@ def target_mask(values: np.ndarray, job: JobConfig, frame_number: int) -> np.nda
         distance = ndimage.distance_transform_edt(~observed)
         return ~observed & (distance <= job.targets.max_distance_pixels)
     rng = np.random.default_rng([job.seed, frame_number])
-    size = job.targets.block_pixels
-    ny, nx = values.shape
-    mask = np.zeros(values.shape, dtype=bool)
+    rules = BlockRules(
+        attempts=300 * job.targets.blocks,
+        touch_far_edge=False,
+        spacing=1,
+        min_observed_fraction=0.5,
+        min_wet_fraction=job.targets.min_wet_fraction,
+    )
     wet = np.nan_to_num(values) > WET_THRESHOLD
-    placed = 0
-    for _attempt in range(300 * job.targets.blocks):
-        if placed == job.targets.blocks:
-            break
-        top, left = int(rng.integers(0, ny - size)), int(rng.integers(0, nx - size))
-        block = (slice(top, top + size), slice(left, left + size))
-        seen = observed[block]
-        if (
-            seen.mean() < 0.5
-            or mask[max(0, top - 1) : top + size + 1, max(0, left - 1) : left + size + 1].any()
-        ):
-            continue
-        if wet[block][seen].mean() < job.targets.min_wet_fraction:
-            continue
-        mask[block] = True
-        placed += 1
+    blocks = place_blocks(
+        values.shape, job.targets.blocks, job.targets.block_pixels, rules, rng, observed=observed, wet=wet
+    )
+    mask = cover(values.shape, blocks)
     return mask & observed
 
 

@@ -14,6 +14,7 @@ import pyproj
 import xarray as xr
 
 from weatherunc import conventions
+from weatherunc.tasks.blocks import BlockRules, cover, place_blocks
 from weatherunc.tasks.geometry import planar_kilometres
 from weatherunc.tasks.task import Task
 
@@ -117,36 +118,32 @@ def masked_blocks(
 ) -> Task:
     """Hide ``count`` square blocks (radar gaps); predict them from a ring of ``halo_pixels`` around.
 
-    Blocks are placed at random where at least half the block was observed and at least
-    ``min_wet_fraction`` of its observed pixels exceed 0.1 mm/h. Context: observed pixels
-    within the halo of a block but outside every block, subsampled to ``max_context``.
+    Blocks are placed at random (:func:`~weatherunc.tasks.blocks.place_blocks`, at most
+    ``200 * count`` attempts, never touching the last row or column) where at least half the
+    block was observed, at least ``min_wet_fraction`` of its observed pixels exceed 0.1 mm/h and
+    no earlier block overlaps it. Context: observed pixels within the halo of a block but outside
+    every block, subsampled to ``max_context``; targets: observed pixels inside a block,
+    subsampled to ``max_target``.
     """
     rng = np.random.default_rng(seed)
     points = _GridPoints.of(frame, crs)
     values = points.values
     ny, nx = frame.shape
-    if block_pixels >= min(ny, nx):
+    if not 1 <= block_pixels < min(ny, nx):
         raise ValueError(f"block_pixels={block_pixels} does not fit a {ny}x{nx} frame")
     halo = block_pixels if halo_pixels is None else halo_pixels
     observed_grid = np.isfinite(values).reshape(ny, nx)
-    inside = np.zeros((ny, nx), dtype=bool)
-    near = np.zeros((ny, nx), dtype=bool)
-    placed = 0
-    for _attempt in range(200 * count):
-        if placed == count:
-            break
-        top, left = rng.integers(0, ny - block_pixels), rng.integers(0, nx - block_pixels)
-        block = (slice(top, top + block_pixels), slice(left, left + block_pixels))
-        if observed_grid[block].mean() < 0.5 or inside[block].any():
-            continue
-        block_values = values.reshape(ny, nx)[block]
-        if np.mean(block_values[np.isfinite(block_values)] > WET_THRESHOLD) < min_wet_fraction:
-            continue
-        inside[block] = True
-        near[
-            max(0, top - halo) : top + block_pixels + halo, max(0, left - halo) : left + block_pixels + halo
-        ] = True
-        placed += 1
+    rules = BlockRules(
+        attempts=200 * count,
+        touch_far_edge=False,
+        spacing=0,
+        min_observed_fraction=0.5,
+        min_wet_fraction=min_wet_fraction,
+    )
+    wet = np.nan_to_num(values.reshape(ny, nx)) > WET_THRESHOLD
+    blocks = place_blocks((ny, nx), count, block_pixels, rules, rng, observed=observed_grid, wet=wet)
+    placed = len(blocks)
+    inside, near = cover((ny, nx), blocks), cover((ny, nx), blocks, halo)
     if placed == 0:
         raise ValueError("no block with at least half of its pixels observed fits the frame")
     context = np.flatnonzero((near & ~inside & observed_grid).ravel())

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.models.convnp.config import ConvNPConfig
-from weatherunc.models.convnp.grids import context_grids, rate_bin_index, standardise
+from weatherunc.models.convnp.grids import context_grids, standardise
 from weatherunc.tasks import WET_THRESHOLD
+from weatherunc.tasks.blocks import BlockRules, SideDraw, cover, place_blocks
 from weatherunc.training.convnp_config import GridSamplingOptions
 from weatherunc.training.sampling import BankedFrame, FrameBank
 
@@ -82,19 +84,18 @@ def _window(
 def _blocks(
     rates: np.ndarray, options: GridSamplingOptions, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden pixels ``[P, P]`` (bool) of 1-4 blocks in ``rates`` ``[P, P]`` (mm/h), and the
+    pixels allowed as contexts (a ring of a random halo around the blocks, or everywhere)."""
     shape = rates.shape
     wet = np.nan_to_num(rates) > WET_THRESHOLD
     over_rain = rng.uniform() < options.wet_block_fraction
-    hidden, near = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     halo = int(rng.integers(options.halo_pixels[0], options.halo_pixels[1] + 1))
-    for _ in range(int(rng.integers(1, 5))):
-        size = int(min(rng.integers(options.block_pixels[0], options.block_pixels[1] + 1), min(shape) - 2))
-        for _attempt in range(20):  # over rain: a block at least 30 % wet where one fits
-            top, left = rng.integers(0, shape[0] - size + 1), rng.integers(0, shape[1] - size + 1)
-            if not over_rain or wet[top : top + size, left : left + size].mean() >= 0.3:
-                break
-        hidden[top : top + size, left : left + size] = True
-        near[max(0, top - halo) : top + size + halo, max(0, left - halo) : left + size + halo] = True
+    count = int(rng.integers(1, 5))
+    # over rain: a block at least 30 % wet where one fits in 20 attempts; blocks may overlap
+    rules = BlockRules(attempts=20, attempts_per_block=True, min_wet_fraction=0.3 if over_rain else 0.0)
+    side = SideDraw(options.block_pixels, largest=min(shape) - 2)
+    blocks = place_blocks(shape, count, side, rules, rng, wet=wet)
+    hidden, near = cover(shape, blocks), cover(shape, blocks, halo)
     if rng.uniform() >= options.ring_fraction:
         near[:] = True
     return hidden, near
@@ -230,6 +231,6 @@ def sample_grid_batch(
         values=torch.as_tensor(values)[:, None],
         positions=torch.as_tensor(positions),
         target_values=torch.as_tensor(standardise(config, rates)),
-        target_bins=torch.as_tensor(rate_bin_index(config, rates)),
+        target_bins=torch.as_tensor(rate_bin_index(rates, config.bin_edges)),
         weights=torch.ones(rates.shape, dtype=torch.float32),
     )

@@ -23,8 +23,9 @@ import torch
 from tqdm import tqdm
 
 from weatherunc.fingerprints import fingerprint
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.models.convnp.config import ConvNPConfig
-from weatherunc.models.convnp.grids import rate_bin_index, standardise
+from weatherunc.models.convnp.grids import standardise
 from weatherunc.models.convnp.prior import coarse_cells, prior_quantiles, upsample_prior
 from weatherunc.models.gp import GaussianProcessInterpolator
 from weatherunc.training.convnp_config import GridSamplingOptions
@@ -193,7 +194,7 @@ class PriorBank:
             values=values,
             positions=positions,
             target_values=torch.as_tensor(standardise(config, rates)),
-            target_bins=torch.as_tensor(rate_bin_index(config, rates)),
+            target_bins=torch.as_tensor(rate_bin_index(rates, config.bin_edges)),
             weights=torch.ones(rates.shape, dtype=torch.float32),
             prior=prior,
             target_prior=torch.as_tensor(self.target_prior[chosen]),

@@ -30,9 +30,11 @@ from tqdm import tqdm
 from weatherunc import conventions
 from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
+from weatherunc.metrics.kernels import rate_bin_index
 from weatherunc.models.neural_process.config import NeuralProcessConfig
-from weatherunc.models.neural_process.normalisation import normalise_values, rate_bins
+from weatherunc.models.neural_process.normalisation import normalise_values
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
+from weatherunc.tasks.blocks import BlockRules, SideDraw, cover, place_blocks
 from weatherunc.training.config import FrameSelection, SamplingOptions
 
 
@@ -151,12 +153,12 @@ def _patch(
 def _blocks(
     shape: tuple[int, int], pixel_km: float, options: SamplingOptions, rng: np.random.Generator
 ) -> np.ndarray:
-    inside = np.zeros(shape, dtype=bool)
-    for _ in range(rng.integers(1, 4)):
-        size = max(2, min(int(round(rng.uniform(*options.block_km) / pixel_km)), shape[0] // 2))
-        top, left = rng.integers(0, shape[0] - size + 1), rng.integers(0, shape[1] - size + 1)
-        inside[top : top + size, left : left + size] = True
-    return inside
+    """Mask ``shape`` (bool) of the pixels inside 1-3 blocks of ``options.block_km`` (at least 2
+    pixels, at most half the patch's height) placed anywhere in the patch; blocks may overlap."""
+    side = SideDraw(options.block_km, largest=shape[0] // 2, smallest=2, pixel_km=pixel_km)
+    rules = BlockRules(attempts=1, attempts_per_block=True)  # every block where first drawn
+    blocks = place_blocks(shape, int(rng.integers(1, 4)), side, rules, rng)
+    return cover(shape, blocks)
 
 
 def _one_task(
@@ -233,7 +235,7 @@ def sample_batch(
         context_values=torch.as_tensor(normalise_values(config, context_rates))[..., None],
         target_inputs=torch.as_tensor(target_coordinates / scale, dtype=torch.float32),
         target_values=torch.as_tensor(normalise_values(config, target_rates))[..., None],
-        target_bins=torch.as_tensor(rate_bins(config, target_rates)),
+        target_bins=torch.as_tensor(rate_bin_index(target_rates, config.bin_edges)),
     )
 
 

@@ -1,4 +1,5 @@
-"""Rates to the standardised values, bins and context grids the convolutional neural process sees."""
+"""Rates to the standardised values and context grids the convolutional neural process sees (the
+rain-rate bins of its categorical head: :func:`weatherunc.metrics.kernels.rate_bin_index`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,6 @@ from weatherunc.models.convnp.config import ConvNPConfig
 def standardise(config: ConvNPConfig, rate: np.ndarray) -> np.ndarray:
     """Rate [mm/h] ``[...]`` -> standardised transformed rate ``[...]`` (float32)."""
     return ((config.transform.forward(rate) - config.value_centre) / config.value_scale).astype(np.float32)
-
-
-def rate_bin_index(config: ConvNPConfig, rate: np.ndarray) -> np.ndarray:
-    """Bin index of each rate ``[...]`` (``edges[i] <= rate < edges[i + 1]``), int64."""
-    return np.clip(
-        np.searchsorted(np.asarray(config.bin_edges), rate, side="right") - 1, 0, config.bins - 1
-    ).astype(np.int64)
 
 
 def context_grids(

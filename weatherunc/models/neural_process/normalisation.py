@@ -2,7 +2,8 @@
 
 Coordinates are centred on a chosen point (the tile or patch centre) and divided by
 ``coordinate_scale_km``; rates go through the precipitation transform and are standardised
-with ``value_centre`` / ``value_scale``; bins index the categorical head.
+with ``value_centre`` / ``value_scale`` (the rain-rate bins of the categorical head:
+:func:`weatherunc.metrics.kernels.rate_bin_index`).
 """
 
 from __future__ import annotations
@@ -41,13 +42,6 @@ def denormalise(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Standardised mean and variance -> mean and variance of the transformed rate."""
     return mean * config.value_scale + config.value_centre, variance * config.value_scale**2
-
-
-def rate_bins(config: NeuralProcessConfig, rate: np.ndarray) -> np.ndarray:
-    """Index of the bin of each rate ``[...]`` (``edges[i] <= rate < edges[i + 1]``), int64."""
-    return np.clip(
-        np.searchsorted(np.asarray(config.bin_edges), rate, side="right") - 1, 0, config.bins - 1
-    ).astype(np.int64)
 
 
 def as_batch(*arrays: np.ndarray, device: torch.device | str = "cpu") -> list[torch.Tensor]:
