@@ -18,7 +18,8 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
 ``coverage_90``, ``ece``, ``epistemic_std``, ``auroc``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
-        [--swag benchmarks/checkpoints/convnp.swag.safetensors] [--methods convnp,convnp+swag,...]
+        [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
+        [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] [--methods convnp,convnp+swag,...]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
 ECE_BINS = 15
 #: Each method's single-model reference for the relative prediction cost.
-SINGLE = {"convnp+swag": "convnp", "anp_mc_dropout": "anp"}
+SINGLE = {"convnp+swag": "convnp", "convnp+bbb": "convnp", "anp_mc_dropout": "anp"}
 
 
 def scaled(task: Task, factor: float) -> Task:
@@ -62,8 +63,8 @@ def scaled(task: Task, factor: float) -> Task:
     )
 
 
-def models(swag: Path | None) -> dict[str, object]:
-    """The methods compared, by name."""
+def models(swag: Path | None, bbb: Path | None = None) -> dict[str, object]:
+    """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``)."""
     chosen = {
         "gp": lambda: get_model("gp"),
         "convnp": lambda: get_model("convnp"),
@@ -72,6 +73,8 @@ def models(swag: Path | None) -> dict[str, object]:
     }
     if swag is not None:
         chosen["convnp+swag"] = lambda: get_model("convnp", swag=swag, weight_samples=10)
+    if bbb is not None:
+        chosen["convnp+bbb"] = lambda: get_model("convnp", bayes_by_backprop=bbb, weight_samples=10)
     return chosen
 
 
@@ -130,13 +133,16 @@ def markdown(rows: list[dict[str, object]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--swag", type=Path, default=None, help="SWAG moments of the shipped ConvNP")
+    parser.add_argument(
+        "--bbb", type=Path, default=None, help="Bayes by Backprop posterior of the shipped ConvNP"
+    )
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     torch.set_num_threads(2)
     start = time.perf_counter()
-    factories = models(arguments.swag)
+    factories = models(arguments.swag, arguments.bbb)
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
     if unknown:
@@ -175,8 +181,8 @@ def main() -> None:
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},
         "not_run": {
             "deep_ensemble": "needs 5 members of one recipe trained with different seeds",
-            "bayes_by_backprop": "not implemented",
             "stochastic_attention": "not implemented",
+            **({} if arguments.bbb else {"bayes_by_backprop": "needs --bbb (a posterior by weatherunc bbb)"}),
         },
         "rows": rows,
     }

@@ -213,6 +213,13 @@ def bbb(
         float, typer.Option(help="Weight of KL / (steps x batch x targets); 1 is the ELBO.")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the weight noise.")] = 0,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", help="Run folder of the training frames' cache (default: the config's)."
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,
 ) -> None:
     """Fit a Bayes by Backprop posterior (mean-field Gaussian) over a ConvNP's decoder and last U-Net
     block; use it with get_model("convnp", bayes_by_backprop=OUTPUT, weight_samples=N)."""
@@ -231,7 +238,8 @@ def bbb(
             kl_weight=kl_weight,
             seed=seed,
         )
-        sidecar = fit_bayes_by_backprop(load_convnp_training_config(config), checkpoint, output, options)
+        training_config = load_convnp_training_config(config, output_dir=output_dir, threads=threads)
+        sidecar = fit_bayes_by_backprop(training_config, checkpoint, output, options)
     except (ValueError, CheckpointError, InputDataError, KeyError, OSError) as error:
         fail(error)
     typer.echo(json.dumps({"bayes_by_backprop": str(output), "sidecar": str(sidecar)}, indent=2))
