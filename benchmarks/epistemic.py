@@ -19,6 +19,7 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
         [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
+        [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] \
         [--members runs/convnp_gp_ensemble/member-*/best.safetensors] [--methods gp,...] [--merge]
 
 ``--members``: the checkpoints of a deep ensemble (``benchmarks/train_convnp_ensemble.sh``), scored
@@ -52,7 +53,12 @@ IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
 ECE_BINS = 15
 #: Each method's single-model reference for the relative prediction cost.
-SINGLE = {"convnp+swag": "convnp", "anp_mc_dropout": "anp", "convnp_gp_ensemble": "convnp_gp"}
+SINGLE = {
+    "convnp+swag": "convnp",
+    "convnp+bbb": "convnp",
+    "anp_mc_dropout": "anp",
+    "convnp_gp_ensemble": "convnp_gp",
+}
 
 
 def scaled(task: Task, factor: float) -> Task:
@@ -68,8 +74,9 @@ def scaled(task: Task, factor: float) -> Task:
     )
 
 
-def models(swag: Path | None, members: list[Path]) -> dict[str, object]:
-    """The methods compared, by name."""
+def models(swag: Path | None, members: list[Path], bbb: Path | None = None) -> dict[str, object]:
+    """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
+    deep ensemble and its first member with ``members``)."""
     chosen = {
         "gp": lambda: get_model("gp"),
         "convnp": lambda: get_model("convnp"),
@@ -78,6 +85,8 @@ def models(swag: Path | None, members: list[Path]) -> dict[str, object]:
     }
     if swag is not None:
         chosen["convnp+swag"] = lambda: get_model("convnp", swag=swag, weight_samples=10)
+    if bbb is not None:
+        chosen["convnp+bbb"] = lambda: get_model("convnp", bayes_by_backprop=bbb, weight_samples=10)
     if members:
         chosen["convnp_gp"] = lambda: get_model("convnp", checkpoint=members[0], name="convnp_gp")
         chosen["convnp_gp_ensemble"] = lambda: get_model("convnp", members=members, name="convnp_gp_ensemble")
@@ -139,6 +148,9 @@ def markdown(rows: list[dict[str, object]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--swag", type=Path, default=None, help="SWAG moments of the shipped ConvNP")
+    parser.add_argument(
+        "--bbb", type=Path, default=None, help="Bayes by Backprop posterior of the shipped ConvNP"
+    )
     parser.add_argument("--members", type=Path, nargs="*", default=[], help="a deep ensemble's checkpoints")
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
@@ -147,7 +159,7 @@ def main() -> None:
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     torch.set_num_threads(2)
     start = time.perf_counter()
-    factories = models(arguments.swag, arguments.members)
+    factories = models(arguments.swag, arguments.members, arguments.bbb)
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
     if unknown:

@@ -59,5 +59,5 @@ def test_bad_member_lists_are_refused(tmp_path: Path) -> None:
         get_model("anp", members=str(paths[0]))
     with pytest.raises(ValueError, match="members: give either checkpoint or members"):
         get_model("convnp", checkpoint=paths[0], members=paths)
-    with pytest.raises(ValueError, match="members: a deep ensemble and swag"):
+    with pytest.raises(ValueError, match="members: a deep ensemble cannot be combined with swag"):
         get_model("convnp", members=paths, swag=tmp_path / "none.safetensors")

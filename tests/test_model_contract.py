@@ -3,13 +3,18 @@ monotone quantiles and exceedance probabilities, xarray out, reproducible."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
 
 from weatherunc import conventions
+from weatherunc.models.bayes_by_backprop import initial_posterior, save_posterior
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import MODELS, get_model
+from weatherunc.models.swag import selected_parameters
 from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 
@@ -169,6 +174,26 @@ class TestEnsemble(ModelContract):
         assert np.all(prediction.mutual_information.values >= 0)
 
 
+class TestBayesByBackprop(ModelContract):
+    """The ConvNP with Bayes by Backprop weight samples (``get_model("convnp", bayes_by_backprop=PATH)``):
+    a posterior centred on the shipped weights, written once to a temporary folder."""
+
+    name = "convnp+bbb"
+    folder = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def make_model(cls):
+        path = Path(cls.folder.name) / "convnp.bbb.safetensors"
+        if not path.exists():
+            model = get_model("convnp").model
+            names = selected_parameters(model, ("decoder.",))
+            save_posterior(path, initial_posterior(model, names, initial_std=0.01, prior_std=0.1), {})
+        return get_model("convnp", bayes_by_backprop=path, weight_samples=2)
+
+    def test_weight_samples_disagree(self, prediction: xr.Dataset) -> None:
+        assert prediction.attrs["members"] == 2 and np.all(prediction.latent_variance.values > 0)
+
+
 def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
     model = get_model("idw+self")
     assert model.name == "idw+self" and model.model.name == "idw"
@@ -178,7 +203,7 @@ def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
 
 def test_every_registered_model_has_a_contract_test() -> None:
     tested = {cls.name for cls in ModelContract.__subclasses__()}
-    assert tested == {*MODELS, "ensemble"}
+    assert tested == {*MODELS, "ensemble", "convnp+bbb"}
 
 
 def test_unknown_model_lists_valid_names() -> None:

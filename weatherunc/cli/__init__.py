@@ -8,7 +8,7 @@ from weatherunc.cli.calibration import calibrate
 from weatherunc.cli.catalog import catalog_app
 from weatherunc.cli.jobs import demo, ingest, run
 from weatherunc.cli.outputs import plot, serve
-from weatherunc.cli.training import pack, refit_head, swag, train
+from weatherunc.cli.training import bbb, pack, refit_head, swag, train
 from weatherunc.version import __version__
 
 __all__ = ["app"]
@@ -41,6 +41,7 @@ app.command()(ingest)
 app.command()(train)
 app.command("refit-head")(refit_head)
 app.command()(swag)
+app.command()(bbb)
 app.command()(calibrate)
 app.command()(pack)
 app.command()(run)

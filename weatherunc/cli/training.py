@@ -1,4 +1,4 @@
-"""Training commands: ``train``, ``refit-head``, ``swag`` and ``pack``."""
+"""Training commands: ``train``, ``refit-head``, ``swag``, ``bbb`` and ``pack``."""
 
 from __future__ import annotations
 
@@ -192,6 +192,57 @@ def swag(
     except (ValueError, CheckpointError, InputDataError, KeyError, OSError) as error:
         fail(error)
     typer.echo(json.dumps({"swag": str(output), "sidecar": str(sidecar)}, indent=2))
+
+
+def bbb(
+    config: Annotated[
+        Path, typer.Argument(help="The ConvNP training config the checkpoint was trained with.")
+    ],
+    checkpoint: Annotated[Path, typer.Argument(help="Trained ConvNP (.safetensors with its sidecar).")],
+    output: Annotated[
+        Path, typer.Option("--output", help="Where to write the variational posterior (.safetensors).")
+    ],
+    steps: Annotated[int, typer.Option(help="Fine-tuning steps (one weight sample per batch).")] = 300,
+    learning_rate: Annotated[float, typer.Option(help="Adam's learning rate of the means.")] = 1e-4,
+    std_learning_rate: Annotated[
+        float, typer.Option(help="Adam's learning rate of rho (std = softplus(rho)).")
+    ] = 1e-2,
+    initial_std: Annotated[float, typer.Option(help="Every weight's starting std.")] = 1e-3,
+    prior_std: Annotated[float, typer.Option(help="Std of the prior N(0, prior_std^2).")] = 0.1,
+    kl_weight: Annotated[
+        float, typer.Option(help="Weight of KL / (steps x batch x targets); 1 is the ELBO.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the weight noise.")] = 0,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", help="Run folder of the training frames' cache (default: the config's)."
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,
+) -> None:
+    """Fit a Bayes by Backprop posterior (mean-field Gaussian) over a ConvNP's decoder and last U-Net
+    block; use it with get_model("convnp", bayes_by_backprop=OUTPUT, weight_samples=N)."""
+    from weatherunc.checkpoints import CheckpointError
+    from weatherunc.errors import InputDataError
+    from weatherunc.training.bayes_by_backprop import BayesByBackpropOptions, fit_bayes_by_backprop
+    from weatherunc.training.convnp_config import load_convnp_training_config
+
+    try:
+        options = BayesByBackpropOptions(
+            steps=steps,
+            learning_rate=learning_rate,
+            std_learning_rate=std_learning_rate,
+            initial_std=initial_std,
+            prior_std=prior_std,
+            kl_weight=kl_weight,
+            seed=seed,
+        )
+        training_config = load_convnp_training_config(config, output_dir=output_dir, threads=threads)
+        sidecar = fit_bayes_by_backprop(training_config, checkpoint, output, options)
+    except (ValueError, CheckpointError, InputDataError, KeyError, OSError) as error:
+        fail(error)
+    typer.echo(json.dumps({"bayes_by_backprop": str(output), "sidecar": str(sidecar)}, indent=2))
 
 
 def pack(

@@ -74,27 +74,39 @@ def _convolutional_neural_process(
     *,
     members: Sequence[str | Path] | None = None,
     swag: str | Path | None = None,
+    bayes_by_backprop: str | Path | None = None,
     weight_samples: int = 10,
     **options: Any,
 ) -> Interpolator:
     """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``; a deep
     ensemble of the checkpoints ``members=[PATH, ...]`` (Lakshminarayanan et al. 2017); with
-    ``swag=PATH`` (moments collected by ``weatherunc swag``), an ensemble of ``weight_samples``
-    weight samples (:mod:`weatherunc.models.swag`)."""
+    ``swag=PATH`` (moments collected by ``weatherunc swag``) or ``bayes_by_backprop=PATH`` (a
+    posterior fitted by ``weatherunc bbb``), an ensemble of ``weight_samples`` weight samples
+    (:mod:`weatherunc.models.swag`, :mod:`weatherunc.models.bayes_by_backprop`)."""
     from weatherunc.models.convnp.interpolator import ConvNPInterpolator
 
     if members is not None:
-        if swag is not None:
-            raise ValueError("members: a deep ensemble and swag cannot be combined; give one of them")
+        if swag is not None or bayes_by_backprop is not None:
+            raise ValueError(
+                "members: a deep ensemble cannot be combined with swag or bayes_by_backprop; give one of them"
+            )
         name = options.pop("name", "convnp_ensemble")
         return deep_ensemble(ConvNPInterpolator.from_checkpoint, members, checkpoint, name, options)
-
+    if swag is not None and bayes_by_backprop is not None:
+        raise ValueError("convnp: give swag= or bayes_by_backprop=, not both (each is its own posterior)")
     base = ConvNPInterpolator.from_checkpoint(
         Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options
     )
-    if swag is None:
+    if swag is None and bayes_by_backprop is None:
         return base
     from weatherunc.models.ensemble import EnsembleInterpolator
+
+    if bayes_by_backprop is not None:
+        from weatherunc.models.bayes_by_backprop import bayes_by_backprop_members, load_posterior
+
+        posterior, _ = load_posterior(Path(bayes_by_backprop))
+        members = bayes_by_backprop_members(base, posterior, weight_samples)
+        return EnsembleInterpolator(members, name=f"{base.name}+bbb")
     from weatherunc.models.swag import load_swag, swag_members
 
     moments, _ = load_swag(Path(swag))
