@@ -27,15 +27,29 @@ def packaged_checkpoint(name: str) -> Path:
 
 
 def _neural_process(kind: str) -> Callable[..., Interpolator]:
-    def factory(checkpoint: str | Path | None = None, **options: Any) -> Interpolator:
-        from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
-
-        options.setdefault("name", kind)
-        return NeuralProcessInterpolator.from_checkpoint(
-            Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
+    def factory(
+        checkpoint: str | Path | None = None, *, stochastic_attention_samples: int = 1, **options: Any
+    ) -> Interpolator:
+        from weatherunc.models.neural_process.interpolator import (
+            NeuralProcessInterpolator,
+            attention_members,
         )
 
-    factory.__doc__ = f"The {kind.upper()}: the shipped checkpoint, or ``checkpoint=PATH``."
+        options.setdefault("name", kind)
+        base = NeuralProcessInterpolator.from_checkpoint(
+            Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
+        )
+        if stochastic_attention_samples == 1:
+            return base
+        from weatherunc.models.ensemble import EnsembleInterpolator
+
+        return EnsembleInterpolator(attention_members(base, stochastic_attention_samples), name=base.name)
+
+    factory.__doc__ = (
+        f"The {kind.upper()}: the shipped checkpoint, or ``checkpoint=PATH``; for a checkpoint with "
+        "stochastic attention, ``stochastic_attention_samples=N`` (N >= 2) predicts with N attention "
+        "draws as an ensemble (:func:`~weatherunc.models.neural_process.interpolator.attention_members`)."
+    )
     return factory
 
 
