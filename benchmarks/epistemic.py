@@ -18,7 +18,12 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
 ``coverage_90``, ``ece``, ``epistemic_std``, ``auroc``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
-        [--swag benchmarks/checkpoints/convnp.swag.safetensors] [--methods convnp,convnp+swag,...]
+        [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
+        [--stochastic-attention benchmarks/checkpoints/anp_stochastic_attention.safetensors] \
+        [--methods convnp,convnp+swag,...]
+
+``--stochastic-attention`` adds ``anp_stochastic_attention``: an ANP fine-tuned with stochastic
+attention (Kim et al. 2022), predicting with ``ATTENTION_DRAWS`` attention draws as an ensemble.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
 ECE_BINS = 15
 #: Each method's single-model reference for the relative prediction cost.
-SINGLE = {"convnp+swag": "convnp", "anp_mc_dropout": "anp"}
+SINGLE = {"convnp+swag": "convnp", "anp_mc_dropout": "anp", "anp_stochastic_attention": "anp"}
+#: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws).
+ATTENTION_DRAWS = 8
 
 
 def scaled(task: Task, factor: float) -> Task:
@@ -62,8 +69,9 @@ def scaled(task: Task, factor: float) -> Task:
     )
 
 
-def models(swag: Path | None) -> dict[str, object]:
-    """The methods compared, by name."""
+def models(swag: Path | None, stochastic_attention: Path | None = None) -> dict[str, object]:
+    """The methods compared, by name: ``swag`` (SWAG moments of the shipped ConvNP) and
+    ``stochastic_attention`` (an ANP checkpoint with stochastic attention) add one method each."""
     chosen = {
         "gp": lambda: get_model("gp"),
         "convnp": lambda: get_model("convnp"),
@@ -72,6 +80,13 @@ def models(swag: Path | None) -> dict[str, object]:
     }
     if swag is not None:
         chosen["convnp+swag"] = lambda: get_model("convnp", swag=swag, weight_samples=10)
+    if stochastic_attention is not None:
+        chosen["anp_stochastic_attention"] = lambda: get_model(
+            "anp",
+            checkpoint=stochastic_attention,
+            stochastic_attention_samples=ATTENTION_DRAWS,
+            name="anp_stochastic_attention",
+        )
     return chosen
 
 
@@ -130,13 +145,19 @@ def markdown(rows: list[dict[str, object]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--swag", type=Path, default=None, help="SWAG moments of the shipped ConvNP")
+    parser.add_argument(
+        "--stochastic-attention",
+        type=Path,
+        default=None,
+        help="an ANP checkpoint with stochastic attention (adds anp_stochastic_attention)",
+    )
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     torch.set_num_threads(2)
     start = time.perf_counter()
-    factories = models(arguments.swag)
+    factories = models(arguments.swag, arguments.stochastic_attention)
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
     if unknown:
@@ -174,9 +195,13 @@ def main() -> None:
         "beyond_factor": BEYOND_FACTOR,
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},
         "not_run": {
+            **(
+                {}
+                if arguments.stochastic_attention
+                else {"anp_stochastic_attention": "needs --stochastic-attention CHECKPOINT"}
+            ),
             "deep_ensemble": "needs 5 members of one recipe trained with different seeds",
             "bayes_by_backprop": "not implemented",
-            "stochastic_attention": "not implemented",
         },
         "rows": rows,
     }
