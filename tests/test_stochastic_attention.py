@@ -85,21 +85,19 @@ def test_weibull_gamma_kl_matches_a_monte_carlo_estimate(
     assert abs(closed - terms.mean()) < 5 * standard_error and closed > 0
 
 
-def test_attention_weights_sum_to_one_vary_between_draws_and_have_the_softmax_mean() -> None:
+def test_attention_weights_sum_to_one_and_vary_between_draws() -> None:
     torch.manual_seed(2)
     attention = StochasticMultiHeadAttention(8, 2, distance_bias=True, weibull_shape=10.0)
-    queries, keys = torch.randn(1, 3, 8), torch.randn(1, 5, 8)
-    distance = torch.rand(1, 3, 5) * 1e-3  # a mild distance bias: no weight is all but zero
-    draws = []
+    draws = 2000  # the same query and keys repeated along the batch: one draw per batch entry
+    queries, keys = torch.randn(1, 3, 8).expand(draws, -1, -1), torch.randn(1, 5, 8).expand(draws, -1, -1)
+    distance = (torch.rand(1, 3, 5) * 1e-3).expand(draws, -1, -1)  # mild: no weight is all but zero
     with torch.no_grad():
-        for _ in range(2000):
-            attention(queries, keys, keys, distance)
-            draws.append(attention.last_weights)
-    weights = torch.cat(draws)  # [draws, heads, n_query, n_key]
+        attention(queries, keys, keys, distance)
+    weights = attention.last_weights  # [draws, heads, n_query, n_key]
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
     assert weights.std(0).min() > 1e-3  # draws differ
     assert attention.divergence is None  # no KL without gradients
-    attention(queries, keys, keys, distance)
+    attention(queries[:1], keys[:1], keys[:1], distance[:1])
     assert attention.divergence.shape == (1, 3) and torch.all(attention.divergence > 0)
 
 
@@ -183,9 +181,9 @@ def test_attention_draws_differ_and_their_ensemble_adds_epistemic_variance(tmp_p
     torch.manual_seed(7)
     path = _save(NeuralProcess(NeuralProcessConfig(**STOCHASTIC)), tmp_path / "stochastic.safetensors")
     task = _task()
-    ensemble = get_model("anp", checkpoint=path, stochastic_attention_samples=4, samples=2)
-    assert isinstance(ensemble, EnsembleInterpolator) and len(ensemble.members) == 4
-    assert ensemble.name == "anp" and len({member.seed for member in ensemble.members}) == 4
+    ensemble = get_model("anp", checkpoint=path, stochastic_attention_samples=3, samples=2)
+    assert isinstance(ensemble, EnsembleInterpolator) and len(ensemble.members) == 3
+    assert ensemble.name == "anp" and len({member.seed for member in ensemble.members}) == 3
     members = [member.predict(task) for member in ensemble.members]
     means = np.stack([member.transformed_mean.values for member in members])
     assert np.all(means.std(0) > 0)  # the attention draws differ
@@ -193,8 +191,8 @@ def test_attention_draws_differ_and_their_ensemble_adds_epistemic_variance(tmp_p
     member_latent = np.mean([member.latent_variance.values for member in members], axis=0)
     assert np.all(mixture.latent_variance.values > member_latent)
     np.testing.assert_allclose(mixture.latent_variance.values, member_latent + means.var(0), rtol=1e-10)
-    again = get_model("anp", checkpoint=path, stochastic_attention_samples=4, samples=2).predict(task)
-    np.testing.assert_array_equal(again.transformed_mean.values, mixture.transformed_mean.values)
+    again = get_model("anp", checkpoint=path, stochastic_attention_samples=3, samples=2).members[1]
+    np.testing.assert_array_equal(again.predict(task).transformed_mean.values, means[1])  # seeded draws
     with pytest.raises(ValueError, match="no stochastic attention"):
         get_model("anp", stochastic_attention_samples=4)
     with pytest.raises(ValueError, match="at least 2"):
