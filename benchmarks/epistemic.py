@@ -20,11 +20,16 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
         [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
         [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] \
-        [--members runs/convnp_gp_ensemble/member-*/best.safetensors] [--methods gp,...] [--merge]
+        [--members benchmarks/checkpoints/convnp_gp_ensemble/member-?.safetensors] \
+        [--stochastic-attention benchmarks/checkpoints/anp_stochastic_attention.safetensors] \
+        [--methods gp,...] [--merge]
 
 ``--members``: the checkpoints of a deep ensemble (``benchmarks/train_convnp_ensemble.sh``), scored
 as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--merge`` keeps the rows
 of the methods not run from the existing ``epistemic.json``.
+
+``--stochastic-attention`` adds ``anp_stochastic_attention``: an ANP fine-tuned with stochastic
+attention (Kim et al. 2022), predicting with ``ATTENTION_DRAWS`` attention draws as an ensemble.
 """
 
 from __future__ import annotations
@@ -58,7 +63,10 @@ SINGLE = {
     "convnp+bbb": "convnp",
     "anp_mc_dropout": "anp",
     "convnp_gp_ensemble": "convnp_gp",
+    "anp_stochastic_attention": "anp",
 }
+#: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws).
+ATTENTION_DRAWS = 8
 
 
 def scaled(task: Task, factor: float) -> Task:
@@ -74,9 +82,15 @@ def scaled(task: Task, factor: float) -> Task:
     )
 
 
-def models(swag: Path | None, members: list[Path], bbb: Path | None = None) -> dict[str, object]:
+def models(
+    swag: Path | None,
+    members: list[Path],
+    bbb: Path | None = None,
+    stochastic_attention: Path | None = None,
+) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
-    deep ensemble and its first member with ``members``)."""
+    deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
+    ``stochastic_attention``, an ANP checkpoint with stochastic attention)."""
     chosen = {
         "gp": lambda: get_model("gp"),
         "convnp": lambda: get_model("convnp"),
@@ -90,6 +104,13 @@ def models(swag: Path | None, members: list[Path], bbb: Path | None = None) -> d
     if members:
         chosen["convnp_gp"] = lambda: get_model("convnp", checkpoint=members[0], name="convnp_gp")
         chosen["convnp_gp_ensemble"] = lambda: get_model("convnp", members=members, name="convnp_gp_ensemble")
+    if stochastic_attention is not None:
+        chosen["anp_stochastic_attention"] = lambda: get_model(
+            "anp",
+            checkpoint=stochastic_attention,
+            stochastic_attention_samples=ATTENTION_DRAWS,
+            name="anp_stochastic_attention",
+        )
     return chosen
 
 
@@ -152,6 +173,12 @@ def main() -> None:
         "--bbb", type=Path, default=None, help="Bayes by Backprop posterior of the shipped ConvNP"
     )
     parser.add_argument("--members", type=Path, nargs="*", default=[], help="a deep ensemble's checkpoints")
+    parser.add_argument(
+        "--stochastic-attention",
+        type=Path,
+        default=None,
+        help="an ANP checkpoint with stochastic attention (adds anp_stochastic_attention)",
+    )
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
     arguments = parser.parse_args()
@@ -159,7 +186,7 @@ def main() -> None:
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     torch.set_num_threads(2)
     start = time.perf_counter()
-    factories = models(arguments.swag, arguments.members, arguments.bbb)
+    factories = models(arguments.swag, arguments.members, arguments.bbb, arguments.stochastic_attention)
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
     if unknown:

@@ -3,6 +3,7 @@ monotone quantiles and exceedance probabilities, xarray out, reproducible."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -148,6 +149,43 @@ class TestAttentiveNeuralProcess(ModelContract):
         assert np.all(prediction.mutual_information.values >= 0) and prediction.attrs["checkpoint_sha256"]
 
 
+@functools.cache
+def _stochastic_attention_checkpoint() -> Path:
+    """A tiny untrained ANP with stochastic attention, saved once per session."""
+    import torch
+
+    from weatherunc.checkpoints import save_checkpoint
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.models.neural_process.interpolator import ARCHITECTURE
+    from weatherunc.models.neural_process.model import NeuralProcess
+
+    torch.manual_seed(0)
+    config = NeuralProcessConfig(hidden=16, latent_dimension=4, heads=2, stochastic_attention=True)
+    model = NeuralProcess(config)
+    path = Path(tempfile.mkdtemp()) / "anp_stochastic_attention.safetensors"
+    save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=config.to_dict())
+    return path
+
+
+class TestStochasticAttention(ModelContract):
+    """The ANP with stochastic attention, 3 attention draws as an ensemble (not a registered name:
+    ``get_model("anp", checkpoint=..., stochastic_attention_samples=3)``)."""
+
+    name = "anp_stochastic_attention"
+
+    @classmethod
+    def make_model(cls):
+        return get_model(
+            "anp",
+            checkpoint=_stochastic_attention_checkpoint(),
+            stochastic_attention_samples=3,
+            name=cls.name,
+        )
+
+    def test_attention_draws_are_epistemic(self, prediction: xr.Dataset) -> None:
+        assert prediction.attrs["members"] == 3 and np.all(prediction.latent_variance.values > 0)
+
+
 class TestConditionalNeuralProcess(ModelContract):
     name = "cnp"
 
@@ -203,7 +241,7 @@ def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
 
 def test_every_registered_model_has_a_contract_test() -> None:
     tested = {cls.name for cls in ModelContract.__subclasses__()}
-    assert tested == {*MODELS, "ensemble", "convnp+bbb"}
+    assert tested == {*MODELS, "ensemble", "convnp+bbb", "anp_stochastic_attention"}
 
 
 def test_unknown_model_lists_valid_names() -> None:

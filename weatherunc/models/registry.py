@@ -49,22 +49,33 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         checkpoint: str | Path | None = None,
         *,
         members: Sequence[str | Path] | None = None,
+        stochastic_attention_samples: int = 1,
         **options: Any,
     ) -> Interpolator:
-        from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
+        from weatherunc.models.neural_process.interpolator import (
+            NeuralProcessInterpolator,
+            attention_members,
+        )
 
         if members is not None:
             name = options.pop("name", f"{kind}_ensemble")
             load = NeuralProcessInterpolator.from_checkpoint
             return deep_ensemble(load, members, checkpoint, name, options)
         options.setdefault("name", kind)
-        return NeuralProcessInterpolator.from_checkpoint(
+        base = NeuralProcessInterpolator.from_checkpoint(
             Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
         )
+        if stochastic_attention_samples == 1:
+            return base
+        from weatherunc.models.ensemble import EnsembleInterpolator
+
+        return EnsembleInterpolator(attention_members(base, stochastic_attention_samples), name=base.name)
 
     factory.__doc__ = (
         f"The {kind.upper()}: the shipped checkpoint, ``checkpoint=PATH``, or a deep ensemble of the "
-        "checkpoints ``members=[PATH, ...]``."
+        "checkpoints ``members=[PATH, ...]``; for a checkpoint with stochastic attention, "
+        "``stochastic_attention_samples=N`` (N >= 2) predicts with N attention draws as an ensemble "
+        "(:func:`~weatherunc.models.neural_process.interpolator.attention_members`)."
     )
     return factory
 

@@ -68,6 +68,14 @@ class ModelOptions(ArchitectureOptions):
     coordinate_scale_km: float = Field(32.0, gt=0)
     transform: Literal["log", "box_cox", "identity"] = "log"
     transform_offset: float = Field(1.0, gt=0)
+    stochastic_attention: bool = False
+    attention_weibull_shape: float = Field(10.0, gt=0)
+    attention_prior_rate: float = Field(1.0, gt=0)
+
+
+#: Options added after the first runs: they count in the fingerprint only with stochastic attention,
+#: so that the runs before them keep theirs.
+STOCHASTIC_ATTENTION_OPTIONS = ("stochastic_attention", "attention_weibull_shape", "attention_prior_rate")
 
 
 class SamplingOptions(BaseModel):
@@ -111,6 +119,9 @@ class TrainingConfig(BaseModel):
     weight_decay: float = Field(1e-5, ge=0)
     gradient_clip: float = Field(1.0, gt=0)
     bin_weight: float = Field(0.5, ge=0)
+    attention_kl_weight: float = Field(
+        1.0, ge=0, description="weight of the attention KL in the loss (with model.stochastic_attention)"
+    )
     seed: int = 0
     validate_every: int = Field(200, ge=1)
     validation_tasks: int = Field(8, ge=1)
@@ -139,13 +150,18 @@ class TrainingConfig(BaseModel):
     def fingerprint(self) -> str:
         """sha256 of everything that changes the result (``steps`` may grow on resume), of
         :data:`TASK_STREAM`, and of the content (not the path) of ``initialise_from``, so that a
-        run is not resumed from other starting weights. Reads ``initialise_from`` when set."""
+        run is not resumed from other starting weights. Reads ``initialise_from`` when set. The
+        stochastic-attention options count only when it is on (earlier runs keep their fingerprint)."""
         values = {
             **self.model_dump(
                 mode="json", exclude={"steps", "output_dir", "device", "sampling_workers", "initialise_from"}
             ),
             "task_stream": TASK_STREAM,
         }
+        if not self.model.stochastic_attention:
+            for name in STOCHASTIC_ATTENTION_OPTIONS:
+                values["model"].pop(name)
+            values.pop("attention_kl_weight")
         if self.initialise_from is not None:
             values["initialise_from_sha256"] = sha256_of(self.initialise_from)
         return fingerprint(values)

@@ -9,7 +9,8 @@ CRPS. ``last`` (weights, optimiser, torch random state) is saved every ``checkpo
 steps and ``best`` at each improvement, as step-stamped files whose sidecars are written last;
 a killed run resumes from its newest complete checkpoint and continues exactly as if it had
 never stopped. ``initialise_from`` fine-tunes: a fresh run starts from a trained checkpoint's
-weights (:func:`initial_model`) and keeps them as ``best`` until a step beats their validation
+weights (:func:`initial_model`; a deterministic-attention checkpoint may start a run with
+``model.stochastic_attention``) and keeps them as ``best`` until a step beats their validation
 CRPS (Howard & Ruder 2018 for fine-tuning a pretrained model on new data). A non-finite loss,
 output or weight stops the run with :class:`~weatherunc.training.divergence.TrainingDivergedError`
 before anything is saved from it. The run folder's files: :mod:`weatherunc.training.run_folder`.
@@ -37,7 +38,7 @@ from weatherunc.models.neural_process.interpolator import (
 from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.tasks import Task
-from weatherunc.training.config import TrainingConfig
+from weatherunc.training.config import STOCHASTIC_ATTENTION_OPTIONS, TrainingConfig
 from weatherunc.training.divergence import diverged, require_finite_weights
 from weatherunc.training.packing import catalog_training_data, load_training_data
 from weatherunc.training.run_folder import RunFolder, TrainingResult, latest_checkpoint
@@ -69,13 +70,28 @@ def _validate(
 
 def architecture_differences(config: TrainingConfig, checkpoint: NeuralProcessConfig) -> list[str]:
     """The fields in which a checkpoint's architecture differs from ``config.model``, the data
-    normalisation (``value_centre``, ``value_scale``) aside, each as ``name (checkpoint X, config Y)``."""
+    normalisation (``value_centre``, ``value_scale``) aside, each as ``name (checkpoint X, config Y)``.
+    A checkpoint without stochastic attention fits a config with it (its weights are all there; the
+    attention prior's are new): the stochastic-attention options are then not compared."""
     expected = config.model.to_config(checkpoint.value_centre, checkpoint.value_scale)
+    ignored = set(STOCHASTIC_ATTENTION_OPTIONS) if not checkpoint.stochastic_attention else set()
     return [
         f"{name} (checkpoint {getattr(checkpoint, name)!r}, config {getattr(expected, name)!r})"
         for name in NeuralProcessConfig.__dataclass_fields__
-        if getattr(checkpoint, name) != getattr(expected, name)
+        if name not in ignored and getattr(checkpoint, name) != getattr(expected, name)
     ]
+
+
+def with_stochastic_attention(model: NeuralProcess, config: NeuralProcessConfig) -> NeuralProcess:
+    """A model of ``config`` (``model``'s with stochastic attention) holding ``model``'s weights; the
+    attention prior's key networks keep their initialisation (last layer zero: the prior is the
+    distance bias alone), so that the attention weights' mean is the deterministic attention."""
+    stochastic = NeuralProcess(config)
+    missing, unexpected = stochastic.load_state_dict(model.state_dict(), strict=False)
+    new = [name for name in missing if ".attention.prior." not in name]
+    if new or unexpected:
+        raise CheckpointError(f"initialise_from: weights missing {new}, unexpected {unexpected}")
+    return stochastic
 
 
 def _initialise_from(config: TrainingConfig) -> Path | None:
@@ -109,6 +125,10 @@ def initial_model(config: TrainingConfig, bank: FrameBank) -> NeuralProcess:
         raise CheckpointError(
             f"initialise_from: {path} has another architecture than the config's model options: "
             + "; ".join(differing)
+        )
+    if config.model.stochastic_attention and not model.config.stochastic_attention:
+        model = with_stochastic_attention(
+            model, config.model.to_config(model.config.value_centre, model.config.value_scale)
         )
     return model
 
@@ -200,7 +220,11 @@ def train(
                     batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values
                 )
             losses = neural_process_loss(
-                output, batch.target_values[..., 0].float(), batch.target_bins, bin_weight=config.bin_weight
+                output,
+                batch.target_values[..., 0].float(),
+                batch.target_bins,
+                bin_weight=config.bin_weight,
+                attention_kl_weight=config.attention_kl_weight,
             )
         # torch.distributions refuses non-finite parameters (weights grown so large that outputs
         # overflow)

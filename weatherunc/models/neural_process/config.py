@@ -25,6 +25,11 @@ class NeuralProcessConfig:
     its own contexts, ``sqrt(variance + task_scale_floor**2)``, before the encoders, scales the
     predictive mean and std back afterwards, and gives the decoder the two statistics so that
     the bin head keeps the absolute level (see :mod:`~weatherunc.models.neural_process.model`).
+    ``stochastic_attention`` makes the deterministic path's cross-attention weights latent
+    variables: Weibull draws of shape ``attention_weibull_shape`` around the deterministic weights,
+    with a Gamma prior of rate ``attention_prior_rate`` (see
+    :mod:`~weatherunc.models.neural_process.stochastic_attention`); off, the model is the
+    deterministic-attention one, parameter for parameter.
     """
 
     hidden: int = 64
@@ -45,6 +50,9 @@ class NeuralProcessConfig:
     value_centre: float = 0.0
     value_scale: float = 1.0
     transform: PrecipitationTransform = field(default_factory=PrecipitationTransform)
+    stochastic_attention: bool = False
+    attention_weibull_shape: float = 10.0
+    attention_prior_rate: float = 1.0
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
@@ -56,6 +64,10 @@ class NeuralProcessConfig:
             or self.task_scale_floor <= 0
         ):
             raise ValueError("minimum_std, coordinate_scale_km, value_scale and task_scale_floor must be > 0")
+        if not (self.attention_weibull_shape > 0 and self.attention_prior_rate > 0):
+            raise ValueError("attention_weibull_shape and attention_prior_rate must be > 0")
+        if self.stochastic_attention and not self.attention:
+            raise ValueError("stochastic_attention needs attention=True")
         if list(self.bin_edges) != sorted(set(self.bin_edges)) or (
             self.bin_edges and self.bin_edges[0] != 0.0
         ):

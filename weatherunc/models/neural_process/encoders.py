@@ -2,8 +2,9 @@
 
 Deterministic path: per-context representation, self-attention among contexts, then
 cross-attention from each target's position to the contexts' positions (a learned,
-non-stationary kernel regression). Latent path: self-attention, mean pooling, and a
-diagonal Gaussian over a global latent ``z``. Without attention both paths mean-pool
+non-stationary kernel regression), optionally with stochastic attention weights
+(:mod:`~weatherunc.models.neural_process.stochastic_attention`). Latent path: self-attention,
+mean pooling, and a diagonal Gaussian over a global latent ``z``. Without attention both paths mean-pool
 (the conditional / latent-variable neural process of Garnelo et al. 2018).
 """
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.layers import AttentionBlock, multilayer_perceptron, squared_distances
+from weatherunc.models.neural_process.stochastic_attention import StochasticMultiHeadAttention
 
 
 def _blocks(config: NeuralProcessConfig, distance_bias: bool) -> nn.ModuleList:
@@ -21,6 +23,18 @@ def _blocks(config: NeuralProcessConfig, distance_bias: bool) -> nn.ModuleList:
     return nn.ModuleList(
         AttentionBlock(config.hidden, config.heads, distance_bias, config.coordinate_scale_km)
         for _ in range(config.self_attention_layers)
+    )
+
+
+def _stochastic_attention(config: NeuralProcessConfig) -> StochasticMultiHeadAttention:
+    """A cross-attention with Weibull weights (Kim et al. 2022)."""
+    return StochasticMultiHeadAttention(
+        config.hidden,
+        config.heads,
+        config.distance_bias,
+        config.coordinate_scale_km,
+        weibull_shape=config.attention_weibull_shape,
+        prior_rate=config.attention_prior_rate,
     )
 
 
@@ -35,7 +49,13 @@ class DeterministicEncoder(nn.Module):
             self.self_attention = _blocks(config, config.distance_bias)
             self.position = multilayer_perceptron(inputs, config.hidden, config.hidden)
             self.cross_attention = nn.ModuleList(
-                AttentionBlock(config.hidden, config.heads, config.distance_bias, config.coordinate_scale_km)
+                AttentionBlock(
+                    config.hidden,
+                    config.heads,
+                    config.distance_bias,
+                    config.coordinate_scale_km,
+                    _stochastic_attention(config) if config.stochastic_attention else None,
+                )
                 for _ in range(config.cross_attention_layers)
             )
 
@@ -72,6 +92,17 @@ class DeterministicEncoder(nn.Module):
         for block in self.cross_attention:  # stacked blocks refine the query with what it attended to
             queries = block(queries, keys, representation, distance)
         return queries, nearest
+
+    def attention_divergence(self) -> torch.Tensor | None:
+        """With ``stochastic_attention``, the KL of the last :meth:`attend`'s attention weights to their
+        prior, averaged over heads and contexts and summed over layers, ``[batch, n_target]``; None
+        without stochastic attention or when the last call recorded no gradients."""
+        if not self.config.stochastic_attention:
+            return None
+        divergences = [block.attention.divergence for block in self.cross_attention]
+        if not divergences or any(divergence is None for divergence in divergences):
+            return None
+        return torch.stack(divergences).sum(0)
 
 
 class LatentEncoder(nn.Module):

@@ -7,13 +7,15 @@ nearest to the tile centre), with coordinates centred on the tile. The latent pa
 summarised by the mixture's moments (latent draws are seeded per tile, so a target's
 prediction does not depend on which other targets are predicted with it): ``latent_variance`` = variance of
 the per-sample means
-(epistemic), ``noise_variance`` = mean of the per-sample variances (aleatoric).
+(epistemic), ``noise_variance`` = mean of the per-sample variances (aleatoric). With stochastic
+attention each prediction draws one set of attention weights per tile; :func:`attention_members`
+gives copies that draw other sets, for an ensemble over attention draws.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +245,23 @@ class NeuralProcessInterpolator:
             )
             prediction = prediction.with_bins(bins)
         return prediction.to_dataset()
+
+
+def attention_members(base: NeuralProcessInterpolator, draws: int) -> list[NeuralProcessInterpolator]:
+    """``draws`` copies of ``base`` (sharing its model, which needs ``stochastic_attention``) that
+    draw other attention weights: member ``i`` has the seed ``SeedSequence([base.seed, i])`` and the
+    name ``NAME-attentionI``; for :class:`~weatherunc.models.ensemble.EnsembleInterpolator`, whose
+    latent variance then adds the spread of the members' means across attention draws (Kim et al.
+    2022). ``ValueError`` for fewer than 2 draws or a model without stochastic attention."""
+    if draws < 2:
+        raise ValueError(f"stochastic_attention_samples must be at least 2, got {draws}")
+    if not base.config.stochastic_attention:
+        raise ValueError(f"{base.name}: the model has no stochastic attention to draw from")
+    return [
+        replace(
+            base,
+            seed=int(np.random.SeedSequence([base.seed, number]).generate_state(1)[0]),
+            name=f"{base.name}-attention{number}",
+        )
+        for number in range(draws)
+    ]

@@ -92,13 +92,23 @@ class MultiHeadAttention(nn.Module):
 
 class AttentionBlock(nn.Module):
     """Attention, residual and layer norm, then a residual feed-forward layer (post-norm transformer
-    block)."""
+    block). ``attention`` replaces the block's :class:`MultiHeadAttention` (e.g. a stochastic one,
+    :mod:`~weatherunc.models.neural_process.stochastic_attention`)."""
 
     def __init__(
-        self, hidden: int, heads: int, distance_bias: bool = False, coordinate_scale_km: float = 32.0
+        self,
+        hidden: int,
+        heads: int,
+        distance_bias: bool = False,
+        coordinate_scale_km: float = 32.0,
+        attention: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.attention = MultiHeadAttention(hidden, heads, distance_bias, coordinate_scale_km)
+        self.attention = (
+            MultiHeadAttention(hidden, heads, distance_bias, coordinate_scale_km)
+            if attention is None
+            else attention
+        )
         self.normalise_attention = nn.LayerNorm(hidden)
         self.feed_forward = multilayer_perceptron(hidden, hidden, hidden)
         self.normalise_output = nn.LayerNorm(hidden)

@@ -29,13 +29,16 @@ from weatherunc.models.neural_process.encoders import DeterministicEncoder, Late
 @dataclass
 class NeuralProcessOutput:
     """Decoder output per latent sample, ``[samples, batch, n_target]`` (logits ``[..., bins]``),
-    and the latent prior ``q(z | C)`` / posterior ``q(z | C, T)`` (None without latent path)."""
+    the latent prior ``q(z | C)`` / posterior ``q(z | C, T)`` (None without latent path), and with
+    stochastic attention (while gradients are recorded) the KL of each target's attention weights to
+    their prior ``[batch, n_target]`` (None otherwise)."""
 
     mean: torch.Tensor
     std: torch.Tensor
     logits: torch.Tensor | None
     prior: torch.distributions.Normal | None
     posterior: torch.distributions.Normal | None
+    attention_divergence: torch.Tensor | None = None
 
 
 class NeuralProcess(nn.Module):
@@ -63,7 +66,9 @@ class NeuralProcess(nn.Module):
 
         With ``target_values`` (training), latents are drawn from the posterior ``q(z | C, T)``;
         without, from the prior ``q(z | C)``. ``samples`` latent draws share one encoding of the
-        contexts. ``target_batch`` bounds memory of the cross-attention at prediction time.
+        contexts. ``target_batch`` bounds memory of the cross-attention at prediction time. With
+        ``stochastic_attention`` each target's attention weights are drawn once per call, shared by
+        the latent samples (several attention draws: several calls with other seeds).
         """
         statistics = None
         if self.config.task_normalisation:
@@ -87,11 +92,13 @@ class NeuralProcess(nn.Module):
             latents = [source.rsample() for _ in range(samples)]  # each [batch, latent]
         batch = target_inputs.shape[1] if target_batch is None else target_batch
         pieces: list[list[DecoderOutput]] = [[] for _ in range(samples)]
+        divergences: list[torch.Tensor | None] = []
         for start in range(0, target_inputs.shape[1], batch):
             targets = target_inputs[:, start : start + batch]
             attended, nearest = self.deterministic.attend(
                 context_inputs, representation, targets
             )  # [batch, b, hidden], [batch, b, 1]
+            divergences.append(self.deterministic.attention_divergence())  # [batch, b] or None
             for sample, latent in enumerate(latents):
                 pieces[sample].append(self.decoder(targets, attended, latent, nearest, statistics))
 
@@ -104,7 +111,17 @@ class NeuralProcess(nn.Module):
         mean, std = stack("mean"), stack("std")  # [samples, batch, n_target]
         if statistics is not None:
             mean, std = mean * scale[:, 0] + centre[:, 0], std * scale[:, 0]
-        return NeuralProcessOutput(mean=mean, std=std, logits=logits, prior=prior, posterior=posterior)
+        divergence = (
+            None if any(part is None for part in divergences) else torch.cat(divergences, 1)
+        )  # [batch, n_target]
+        return NeuralProcessOutput(
+            mean=mean,
+            std=std,
+            logits=logits,
+            prior=prior,
+            posterior=posterior,
+            attention_divergence=divergence,
+        )
 
     def task_statistics(self, context_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Centre and scale of each task's contexts, ``[batch, 1, 1]`` each, in float32:
