@@ -65,7 +65,8 @@ SINGLE = {
     "convnp_gp_ensemble": "convnp_gp",
     "anp_stochastic_attention": "anp",
 }
-#: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws).
+#: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws);
+#: ``--attention-draws`` overrides it.
 ATTENTION_DRAWS = 8
 
 
@@ -87,6 +88,7 @@ def models(
     members: list[Path],
     bbb: Path | None = None,
     stochastic_attention: Path | None = None,
+    attention_draws: int = ATTENTION_DRAWS,
 ) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
     deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
@@ -108,7 +110,7 @@ def models(
         chosen["anp_stochastic_attention"] = lambda: get_model(
             "anp",
             checkpoint=stochastic_attention,
-            stochastic_attention_samples=ATTENTION_DRAWS,
+            stochastic_attention_samples=attention_draws,
             name="anp_stochastic_attention",
         )
     return chosen
@@ -179,6 +181,7 @@ def main() -> None:
         default=None,
         help="an ANP checkpoint with stochastic attention (adds anp_stochastic_attention)",
     )
+    parser.add_argument("--attention-draws", type=int, default=ATTENTION_DRAWS, help="of the stochastic attention")
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
     arguments = parser.parse_args()
@@ -186,7 +189,9 @@ def main() -> None:
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     torch.set_num_threads(2)
     start = time.perf_counter()
-    factories = models(arguments.swag, arguments.members, arguments.bbb, arguments.stochastic_attention)
+    factories = models(
+        arguments.swag, arguments.members, arguments.bbb, arguments.stochastic_attention, arguments.attention_draws
+    )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
     if unknown:
@@ -227,6 +232,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "beyond_factor": BEYOND_FACTOR,
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},
+        "attention_draws": arguments.attention_draws,
         "rows": rows,
     }
     path = write_result("epistemic.json", result)
