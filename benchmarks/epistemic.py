@@ -181,7 +181,9 @@ def main() -> None:
         default=None,
         help="an ANP checkpoint with stochastic attention (adds anp_stochastic_attention)",
     )
-    parser.add_argument("--attention-draws", type=int, default=ATTENTION_DRAWS, help="of the stochastic attention")
+    parser.add_argument(
+        "--attention-draws", type=int, default=ATTENTION_DRAWS, help="of the stochastic attention"
+    )
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
     arguments = parser.parse_args()
@@ -190,7 +192,11 @@ def main() -> None:
     torch.set_num_threads(2)
     start = time.perf_counter()
     factories = models(
-        arguments.swag, arguments.members, arguments.bbb, arguments.stochastic_attention, arguments.attention_draws
+        arguments.swag,
+        arguments.members,
+        arguments.bbb,
+        arguments.stochastic_attention,
+        arguments.attention_draws,
     )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
