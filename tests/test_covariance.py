@@ -8,17 +8,21 @@ import pytest
 import torch
 
 from weatherunc.models.covariance import (
-    KERNEL_NAMES,
     GaussianProcessNumericalError,
     cholesky_with_jitter,
-    covariance_from_differences,
-    kernel_hyperparameters,
-    module_covariance,
     negative_log_marginal_likelihood,
     squared_differences,
-    stationary_covariance,
 )
 from weatherunc.models.gp import _kernel
+from weatherunc.models.gp.kernels import (
+    KERNELS,
+    KernelHyperparameters,
+    Matern,
+    RationalQuadratic,
+    kernel_named,
+)
+
+KERNEL_NAMES = tuple(KERNELS)
 
 
 def _hyperparameters(kernel_name: str, dimensions: int = 3):
@@ -44,7 +48,7 @@ def test_covariance_equals_gpytorch(kernel_name: str, gradient: bool) -> None:
     first, second = _points(40, 0), _points(25, 1)
     second[:5] = first[:5]  # coincident points: distance zero
     with torch.set_grad_enabled(gradient):
-        ours = module_covariance(kernel, kernel_name, first, second)
+        ours = kernel_named(kernel_name).module_covariance(kernel, first, second)
         reference = kernel(first, second).to_dense()
     assert ours.shape == (40, 25)
     assert ours.requires_grad == gradient
@@ -64,9 +68,10 @@ def test_covariance_from_precomputed_differences(kernel_name: str) -> None:
     first[3] = first[2]
     differences = squared_differences(first, first)
     assert differences.shape == (3, 30, 30)
-    ours = covariance_from_differences(kernel_name, differences, **kernel_hyperparameters(kernel))
+    family = kernel_named(kernel_name)
+    ours = family.covariance_from_differences(differences, family.hyperparameters(kernel))
     with torch.no_grad():
-        direct = module_covariance(kernel, kernel_name, first, first)
+        direct = family.module_covariance(kernel, first, first)
     torch.testing.assert_close(ours.detach(), direct, rtol=1e-12, atol=1e-14)
     gradients = torch.autograd.grad(ours.sum(), list(kernel.parameters()))
     assert all(torch.isfinite(gradient).all() for gradient in gradients)
@@ -92,8 +97,8 @@ def test_likelihood_and_its_gradient_equal_gpytorch(kernel_name: str) -> None:
         mean.constant = torch.tensor(0.2, dtype=torch.float64)
         parameters = [*likelihood.parameters(), *mean.parameters(), *kernel.parameters()]
         if ours:
-            covariance = module_covariance(
-                kernel, kernel_name, inputs, inputs
+            covariance = kernel_named(kernel_name).module_covariance(
+                kernel, inputs, inputs
             ) + likelihood.noise * torch.eye(60, dtype=torch.float64)
             loss = negative_log_marginal_likelihood(covariance, values - mean.constant)
         else:
@@ -150,10 +155,12 @@ def test_likelihood_is_the_gaussian_log_density() -> None:
 def test_bad_kernel_arguments_are_named() -> None:
     points = _points(3, 6)
     one = torch.ones(3, dtype=torch.float64)
-    with pytest.raises(ValueError, match="kernel_name must be one of"):
-        stationary_covariance("periodic", points, points, one, one[0])
+    with pytest.raises(ValueError, match="valid kernels: matern12"):
+        kernel_named("periodic")
     with pytest.raises(ValueError, match="needs alpha"):
-        stationary_covariance("rational_quadratic", points, points, one, one[0])
+        RationalQuadratic().covariance(points, points, KernelHyperparameters(one, one[0]))
+    with pytest.raises(ValueError, match="nu must be 0.5, 1.5 or 2.5"):
+        Matern(2.0)
 
 
 def test_batched_likelihood_is_the_sum_over_blocks() -> None:

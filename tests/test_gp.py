@@ -11,13 +11,15 @@ import torch
 import xarray as xr
 
 from weatherunc import metrics
-from weatherunc.models.covariance import KERNEL_NAMES
 from weatherunc.models.gp import (
     KERNELS,
     FittedGaussianProcess,
     GaussianProcessConfig,
     GaussianProcessInterpolator,
     GaussianProcessNumericalError,
+    Matern,
+    RadialBasis,
+    RationalQuadratic,
     _kernel,
     cholesky_with_jitter,
     fit_gaussian_process,
@@ -292,9 +294,18 @@ def test_rational_quadratic_kernel_is_among_the_automatic_kernels() -> None:
 
 
 def test_every_configurable_kernel_is_a_family() -> None:
-    """Each kernel name of the config (but "auto") names one kernel family, known to the covariances too."""
+    """Each kernel name of the config (but "auto") names one kernel family, a class of its own."""
     configurable = set(get_args(get_type_hints(GaussianProcessConfig)["kernel"])) - {"auto"}
-    assert configurable == set(KERNELS) == set(KERNEL_NAMES)
+    assert configurable == set(KERNELS)
+    assert [
+        kernel_named(name) for name in ("matern12", "matern32", "matern52", "rbf", "rational_quadratic")
+    ] == [
+        Matern(0.5),
+        Matern(1.5),
+        Matern(2.5),
+        RadialBasis(),
+        RationalQuadratic(),
+    ]
     assert all(kernel_named(name).name == name for name in configurable)
     assert type(kernel_named("matern32").module(2).base_kernel).__name__ == "MaternKernel"
     with pytest.raises(ValueError, match="valid kernels: matern12"):

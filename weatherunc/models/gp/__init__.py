@@ -28,16 +28,18 @@ GPyTorch's defaults are deliberately avoided: above 800 points they switch to co
 gradients and Lanczos variance estimates, reported to give badly calibrated variances on 2-D
 fields; here every solve is a Cholesky factorisation in float64.
 The hyperparameters live in GPyTorch kernel, likelihood and mean modules (their constraints and
-parametrisation); covariance matrices and the marginal likelihood with its gradient are evaluated
-by :mod:`weatherunc.models.covariance` in plain torch, which is checked against GPyTorch's own
+parametrisation); covariance matrices are evaluated by the kernel families
+(:mod:`weatherunc.models.gp.kernels`) and the marginal likelihood with its gradient by
+:mod:`weatherunc.models.covariance`, in plain torch, which is checked against GPyTorch's own
 and is several times faster on the CPU.
 
 Modules: :mod:`~weatherunc.models.gp.config` (options), :mod:`~weatherunc.models.gp.kernels`
-(kernel families), :mod:`~weatherunc.models.gp.algebra` (exact prediction, leave-one-out and
-leave-two-out), :mod:`~weatherunc.models.gp.fitting` (hyperparameters and kernel by marginal
-likelihood), :mod:`~weatherunc.models.gp.selection` (transform offset and local variance by
-leave-one-out CRPS) and :mod:`~weatherunc.models.gp.interpolator` (per task, or one fit shared by
-several tasks: :meth:`GaussianProcessInterpolator.shared_fit`); their public names are re-exported here.
+(kernel families as classes, and the registry of their names), :mod:`~weatherunc.models.gp.algebra`
+(exact prediction, leave-one-out and leave-two-out), :mod:`~weatherunc.models.gp.fitting`
+(hyperparameters and kernel by marginal likelihood), :mod:`~weatherunc.models.gp.selection`
+(transform offset and local variance by leave-one-out CRPS) and :mod:`~weatherunc.models.gp.interpolator`
+(per task, or one fit shared by several tasks: :meth:`GaussianProcessInterpolator.shared_fit`); their
+public names are re-exported here.
 """
 
 from weatherunc.models.covariance import GaussianProcessNumericalError, cholesky_with_jitter
@@ -51,7 +53,16 @@ from weatherunc.models.gp.interpolator import (
     fit_task,
     predict_with_fit,
 )
-from weatherunc.models.gp.kernels import KERNELS, StationaryKernel, gpytorch_kernel, kernel_named
+from weatherunc.models.gp.kernels import (
+    KERNELS,
+    KernelHyperparameters,
+    Matern,
+    RadialBasis,
+    RationalQuadratic,
+    StationaryKernel,
+    gpytorch_kernel,
+    kernel_named,
+)
 from weatherunc.models.gp.selection import (
     OFFSET_SELECTION_KERNEL,
     SELECTION_CRPS_NODES,
@@ -74,7 +85,11 @@ __all__ = [
     "GaussianProcessConfig",
     "GaussianProcessInterpolator",
     "GaussianProcessNumericalError",
+    "KernelHyperparameters",
+    "Matern",
     "PredictiveSelection",
+    "RadialBasis",
+    "RationalQuadratic",
     "SharedFitGaussianProcess",
     "StationaryKernel",
     "cholesky_with_jitter",

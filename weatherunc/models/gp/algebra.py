@@ -17,7 +17,7 @@ import torch
 from weatherunc.models.censoring import sample_censored
 from weatherunc.models.covariance import cholesky_with_jitter
 from weatherunc.models.gp.config import GaussianProcessConfig
-from weatherunc.models.gp.kernels import kernel_named
+from weatherunc.models.gp.kernels import KernelHyperparameters, StationaryKernel, kernel_named
 from weatherunc.models.local_variance import LocalVarianceScale, squared_residuals
 
 #: Floor of the re-estimated variance scale, so that a constant (e.g. all-dry) context keeps std > 0.
@@ -41,8 +41,20 @@ class FittedGaussianProcess:
     def _inputs(self, points: np.ndarray) -> torch.Tensor:
         return torch.as_tensor((points - self.input_centre) / self.input_scale, dtype=torch.float64)
 
+    @property
+    def family(self) -> StationaryKernel:
+        """The kernel family of ``kernel`` (the one called ``kernel_name``)."""
+        return kernel_named(self.kernel_name)
+
+    @property
+    def hyperparameters(self) -> KernelHyperparameters:
+        """Lengthscales ``[d]`` and outputscale (and the family's shape parameters) of ``kernel``, on the
+        scaled inputs and outputs."""
+        return self.family.hyperparameters(self.kernel)
+
     def _covariance(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        return kernel_named(self.kernel_name).covariance(self.kernel, first, second)
+        """Covariance ``[n, m]`` of scaled inputs ``first`` ``[n, d]`` and ``second`` ``[m, d]``."""
+        return self.family.module_covariance(self.kernel, first, second)
 
     def predict(
         self,
@@ -121,7 +133,7 @@ class FittedGaussianProcess:
                 del precision
                 weights = torch.cholesky_solve(torch.as_tensor(draws), factor)  # [n, samples]
             del inverse
-            prior_variance = float(self.kernel.outputscale)
+            prior_variance = float(self.hyperparameters.outputscale)
             # Written into preallocated outputs: small per-batch tensors kept alive between the
             # large temporaries fragment the heap (glibc then keeps the freed batches).
             mean, variance, spread = np.empty(len(targets)), np.empty(len(targets)), np.zeros(len(targets))

@@ -109,7 +109,8 @@ def fit_kernel(
 
     def objective() -> torch.Tensor:  # negative log (composite) marginal likelihood per point
         covariance = (
-            family.covariance_from_differences(kernel, differences) + likelihood.noise * identity
+            family.covariance_from_differences(differences, family.hyperparameters(kernel))
+            + likelihood.noise * identity
         )  # [b, m, m]
         return negative_log_marginal_likelihood(covariance, y - mean.constant)
 

@@ -99,7 +99,8 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
                 nearest = np.arange(len(distance))
             mean[members], latent[members], noise[members] = conditioned(nearest, members, number)
         method = f"tiled local ({config.tile_km:g} km tiles, {config.max_local_context} nearest contexts)"
-    lengthscales = fitted.kernel.base_kernel.lengthscale.detach().numpy().ravel() * fitted.input_scale
+    hyperparameters = fitted.hyperparameters
+    lengthscales = hyperparameters.lengthscale.detach().numpy() * fitted.input_scale
     return prediction_dataset(
         task,
         transformed_mean=mean,
@@ -115,7 +116,7 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             if shared
             else "per task",
             "lengthscales_km": lengthscales.tolist(),
-            "fitted_outputscale": float(fitted.kernel.outputscale.detach()) * fitted.output_scale**2,
+            "fitted_outputscale": float(hyperparameters.outputscale.detach()) * fitted.output_scale**2,
             "fitted_noise_variance": fitted.noise * fitted.output_scale**2,
             "fit_seconds": 0.0 if shared else fit.seconds,
             "predict_seconds": time.perf_counter() - start,

@@ -42,7 +42,7 @@ class PredictiveSelection:
 
 def spatial_lengthscale_km(fitted: FittedGaussianProcess) -> float:
     """Geometric mean of the fitted x and y lengthscales [km] (the units of the inputs)."""
-    lengthscales = fitted.kernel.base_kernel.lengthscale.detach().numpy().ravel()[:2] * fitted.input_scale[:2]
+    lengthscales = fitted.hyperparameters.lengthscale.detach().numpy()[:2] * fitted.input_scale[:2]
     return float(np.sqrt(np.prod(lengthscales)))
 
 
