@@ -11,13 +11,14 @@ from scipy import stats
 
 import weatherunc
 from weatherunc import conventions
-from weatherunc.blending import TileBlender, extended_tile, predict_blended, ramp_weights, tile_slot
-from weatherunc.gridding import GridTiling, Tile, grid_tiles, predict_grid, seam_ratio
+from weatherunc.blending import TileBlender, predict_blended, ramp_weights, tile_slot
+from weatherunc.gridding import predict_grid, seam_ratio
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.models.gp import GaussianProcessConfig
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
+from weatherunc.tiling import GridTiling, Tile, extended_tile, grid_tiles
 from weatherunc.transforms import PrecipitationTransform
 
 CRS = pyproj.CRS.from_epsg(3035)

@@ -126,8 +126,9 @@ def test_demo_runs_the_demo_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_plot_writes_maps_of_a_store_and_refuses_an_unfinished_one(tmp_path: Path) -> None:
     import pyproj
 
-    from weatherunc.gridding import GridTiling, predict_grid_to_zarr
+    from weatherunc.gridding import predict_grid_to_zarr
     from weatherunc.models.registry import get_model
+    from weatherunc.tiling import GridTiling
 
     values = np.where(np.arange(30)[:, None] + np.arange(40)[None, :] > 25, 2.0, 0.0)
     values[10:20, 10:20] = np.nan

@@ -16,8 +16,8 @@ import xarray as xr
 import weatherunc
 from weatherunc.filling import FILLED, OBSERVED, UNFILLED
 from weatherunc.geolocation import grid_mapping
-from weatherunc.gridding import GridTiling
 from weatherunc.loading import open_dataset
+from weatherunc.tiling import GridTiling
 
 CRS = pyproj.CRS.from_epsg(3035)
 #: Few contexts keep the GP to seconds on one core.

@@ -10,20 +10,15 @@ import pytest
 import torch
 import xarray as xr
 
-from weatherunc.gridding import (
-    GridTiling,
-    grid_tiles,
-    predict_grid,
-    predict_grid_to_zarr,
-    seam_ratio,
-    tile_task,
-)
+from weatherunc.gridding import predict_grid, predict_grid_to_zarr, seam_ratio
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator, TileOptions
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.models.predictive import to_grid
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import random_pixels
+from weatherunc.tile_prediction import tile_task
+from weatherunc.tiling import GridTiling, grid_tiles
 
 CRS = pyproj.CRS.from_epsg(3035)
 

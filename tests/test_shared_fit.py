@@ -12,11 +12,13 @@ import xarray as xr
 import weatherunc
 from weatherunc.blending import predict_blended
 from weatherunc.filling import FILLED, OBSERVED
-from weatherunc.gridding import GridTiling, frame_axes, grid_tiles, seam_ratio, tile_task
+from weatherunc.gridding import seam_ratio
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator, SharedFitGaussianProcess
 from weatherunc.models.interface import SharesFit
 from weatherunc.models.registry import get_model
 from weatherunc.shared_fit import frame_task, shared_model
+from weatherunc.tile_prediction import frame_axes, tile_task
+from weatherunc.tiling import GridTiling, grid_tiles
 
 CRS = pyproj.CRS.from_epsg(3035)
 #: Few contexts and iterations keep the GP to seconds on one core.

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     import pyproj
     import xarray as xr
 
-    from weatherunc.gridding import GridTiling
     from weatherunc.models.registry import Interpolator
+    from weatherunc.tiling import GridTiling
 
 ACCESSOR_NAME = "weatherunc"
 

@@ -1,19 +1,24 @@
 """Seam-free tiled maps: overlapping tiles blended as a mixture of their predictive distributions.
 
 A model that predicts a frame tile by tile sees other contexts, and may choose other options, on
-each side of a tile edge, and its map jumps there. Here every tile is extended by
-``blend_pixels`` into its neighbours (:func:`extended_tile`), and each pixel covered by several
-tiles gets the mixture of their predictive distributions (a linear opinion pool; Stone 1961,
-"The opinion pool", Ann. Math. Stat.), with weights that ramp linearly across each inner tile
-edge over ``2 * blend_pixels`` pixels and sum to one at every pixel (:func:`ramp_weights`; the
-feathering of image mosaics, Szeliski 2006, "Image alignment and stitching: a tutorial", section
-6.3). The mixture's mean, standard deviation, exceedance and bin probabilities follow in closed
-form; its quantiles are found by bisection on its distribution function, which lies between the
-tiles' own quantiles. Each tile's predictive distribution is ``max(g^-1(Z), 0)`` with ``Z``
-Gaussian in its transformed space (``transformed_mean``, ``transformed_std``, ``transform_offset``).
+each side of a tile edge, and its map jumps there. Here every tile is extended by ``blend_pixels``
+into its neighbours (:func:`~weatherunc.tiling.extended_tile`), and each pixel covered by several
+tiles gets the mixture of their predictive distributions (a linear opinion pool; Stone 1961, "The
+opinion pool", Ann. Math. Stat.), with weights that ramp linearly across each inner tile edge over
+``2 * blend_pixels`` pixels and sum to one at every pixel (:func:`ramp_weights`; the feathering of
+image mosaics, Szeliski 2006, "Image alignment and stitching: a tutorial", section 6.3). The
+mixture's mean, standard deviation, exceedance and bin probabilities follow in closed form; its
+quantiles are found by bisection on its distribution function, which lies between the tiles' own
+quantiles. Each tile's predictive distribution is ``max(g^-1(Z), 0)`` with ``Z`` Gaussian in its
+transformed space (``transformed_mean``, ``transformed_std``, ``transform_offset``).
+
+:func:`predict_blended` blends a whole frame in memory; :func:`predict_blended_tile` gives one
+tile's blended block, for callers that write tile by tile.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pyproj
@@ -22,10 +27,11 @@ from scipy import stats
 from tqdm import tqdm
 
 from weatherunc import conventions
-from weatherunc.gridding import GridTiling, Tile, frame_axes, grid_tiles, predict_tile
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.models.registry import Interpolator
 from weatherunc.shared_fit import shared_model
+from weatherunc.tile_prediction import frame_axes, predict_tile
+from weatherunc.tiling import GridTiling, Tile, check_blend_pixels, extended_tile, overlapping_tiles
 
 #: Bisection steps for the mixture's quantiles (the bracket shrinks by 2 ** -steps).
 BISECTION_STEPS = 48
@@ -39,16 +45,8 @@ BLENDED_VARIABLES = (
     conventions.EXCEEDANCE_PROBABILITY,
     conventions.BIN_PROBABILITY,
 )
-
-
-def extended_tile(tile: Tile, shape: tuple[int, int], blend_pixels: int) -> Tile:
-    """``tile`` grown by ``blend_pixels`` on every side, within the ``(ny, nx)`` grid."""
-    ny, nx = shape
-    return Tile(
-        tile.number,
-        slice(max(0, tile.rows.start - blend_pixels), min(ny, tile.rows.stop + blend_pixels)),
-        slice(max(0, tile.columns.start - blend_pixels), min(nx, tile.columns.stop + blend_pixels)),
-    )
+#: Outputs pooled linearly where a prediction has them (a mixture's is the pool of the tiles').
+POOLED_VARIABLES = (conventions.RAIN_PROBABILITY,)
 
 
 def _ramp(core: slice, extended: slice, size: int, blend_pixels: int) -> np.ndarray:
@@ -62,10 +60,10 @@ def _ramp(core: slice, extended: slice, size: int, blend_pixels: int) -> np.ndar
 
 
 def ramp_weights(tile: Tile, shape: tuple[int, int], blend_pixels: int) -> np.ndarray:
-    """Weights ``[h, w]`` over :func:`extended_tile`'s region: 1 inside the tile away from its inner
-    edges, falling linearly to 0 across each inner edge over ``2 * blend_pixels`` pixels centred on
-    it. With tiles of :func:`~weatherunc.gridding.grid_tiles` and ``blend_pixels`` at most half a
-    tile, the weights of the tiles covering any pixel sum to one."""
+    """Weights ``[h, w]`` over :func:`~weatherunc.tiling.extended_tile`'s region: 1 inside the tile
+    away from its inner edges, falling linearly to 0 across each inner edge over ``2 *
+    blend_pixels`` pixels centred on it. With tiles of :func:`~weatherunc.tiling.grid_tiles` and
+    ``blend_pixels`` at most half a tile, the weights of the tiles covering any pixel sum to one."""
     extended = extended_tile(tile, shape, blend_pixels)
     rows = _ramp(tile.rows, extended.rows, shape[0], blend_pixels)
     columns = _ramp(tile.columns, extended.columns, shape[1], blend_pixels)
@@ -75,6 +73,16 @@ def ramp_weights(tile: Tile, shape: tuple[int, int], blend_pixels: int) -> np.nd
 def tile_slot(tile: Tile, tile_pixels: int) -> int:
     """Which of :data:`SLOTS` a tile's outputs go to: neighbouring tiles never share one."""
     return 2 * ((tile.rows.start // tile_pixels) % 2) + (tile.columns.start // tile_pixels) % 2
+
+
+def _within(span: slice, window: slice) -> slice:
+    return slice(
+        max(span.start, window.start), max(min(span.stop, window.stop), max(span.start, window.start))
+    )
+
+
+def _shifted(span: slice, origin: int) -> slice:
+    return slice(span.start - origin, span.stop - origin)
 
 
 def _forward(kind: str, lam: float, offset: np.ndarray, rate: np.ndarray) -> np.ndarray:
@@ -89,28 +97,34 @@ class TileBlender:
     """Collects the tiles' predictions of one ``(ny, nx)`` frame and blends them (module docstring).
 
     :meth:`add` each tile's prediction on its extended region; :meth:`result` gives the blended
-    outputs ``[ny, nx, ...]`` (NaN where no tile predicted).
+    outputs over ``window`` (a region of the frame, by default all of it), each ``[h, w, ...]``
+    (NaN where no tile predicted). The parts of a prediction outside ``window`` are left out.
     """
 
-    def __init__(self, shape: tuple[int, int], tile_pixels: int, blend_pixels: int) -> None:
-        if not 0 <= blend_pixels <= tile_pixels // 2:
-            raise ValueError(
-                f"blend_pixels must be from 0 to half of tile_pixels={tile_pixels}, got {blend_pixels}"
-            )
+    def __init__(
+        self, shape: tuple[int, int], tile_pixels: int, blend_pixels: int, window: Tile | None = None
+    ) -> None:
+        check_blend_pixels(tile_pixels, blend_pixels)
         self.shape, self.tile_pixels, self.blend_pixels = shape, tile_pixels, blend_pixels
-        self.weights = np.zeros((SLOTS, *shape))
+        self.window = Tile(-1, slice(0, shape[0]), slice(0, shape[1])) if window is None else window
+        self.size = (
+            self.window.rows.stop - self.window.rows.start,
+            self.window.columns.stop - self.window.columns.start,
+        )
+        self.weights = np.zeros((SLOTS, *self.size))
         self.outputs: dict[str, np.ndarray] = {}
         self.transform: tuple[str, float] | None = None
         self.coordinates: dict[str, xr.DataArray] = {}
 
     def _output(self, name: str, extra: tuple[int, ...]) -> np.ndarray:
         if name not in self.outputs:
-            self.outputs[name] = np.zeros((SLOTS, *self.shape, *extra))
+            self.outputs[name] = np.zeros((SLOTS, *self.size, *extra))
         return self.outputs[name]
 
     def add(self, tile: Tile, block: xr.Dataset) -> None:
-        """Add the prediction ``block`` (dims ``y``, ``x`` over :func:`extended_tile`'s region of
-        ``tile``, NaN where not predicted) with its :func:`ramp_weights`."""
+        """Add the prediction ``block`` (dims ``y``, ``x`` over
+        :func:`~weatherunc.tiling.extended_tile`'s region of ``tile``, NaN where not predicted)
+        with its :func:`ramp_weights`."""
         extended = extended_tile(tile, self.shape, self.blend_pixels)
         kind, lam = str(block.attrs.get("transform", "log")), float(block.attrs.get("transform_lambda", 0.0))
         if self.transform is None:
@@ -122,24 +136,35 @@ class TileBlender:
             raise ValueError(
                 f"tiles of one frame have different transforms: {self.transform} and {(kind, lam)}"
             )
-        slot = tile_slot(tile, self.tile_pixels)
-        predicted = np.isfinite(block[conventions.PRECIPITATION_MEAN].values)
-        region = (slot, extended.rows, extended.columns)
-        self.weights[region] = np.where(predicted, ramp_weights(tile, self.shape, self.blend_pixels), 0.0)
+        rows, columns = (
+            _within(extended.rows, self.window.rows),
+            _within(extended.columns, self.window.columns),
+        )
+        inside = (_shifted(rows, extended.rows.start), _shifted(columns, extended.columns.start))
+        region = (
+            tile_slot(tile, self.tile_pixels),
+            _shifted(rows, self.window.rows.start),
+            _shifted(columns, self.window.columns.start),
+        )
+        predicted = np.isfinite(block[conventions.PRECIPITATION_MEAN].values[inside])
+        weights = ramp_weights(tile, self.shape, self.blend_pixels)[inside]
+        self.weights[region] = np.where(predicted, weights, 0.0)
         for name in (
             *BLENDED_VARIABLES,
             conventions.TRANSFORMED_MEAN,
             conventions.TRANSFORMED_STD,
             conventions.TRANSFORM_OFFSET,
+            *[name for name in POOLED_VARIABLES if name in block],
         ):
-            values = block[name].values
+            values = block[name].values[inside]
             target = self._output(name, values.shape[2:])
             target[region] = np.where(
                 predicted.reshape(*predicted.shape, *[1] * (values.ndim - 2)), values, 0.0
             )
 
     def result(self) -> dict[str, np.ndarray]:
-        """The blended :data:`BLENDED_VARIABLES`, each ``[ny, nx, ...]``."""
+        """The blended :data:`BLENDED_VARIABLES` (and the :data:`POOLED_VARIABLES` that the
+        predictions had) over the window, each ``[h, w, ...]``."""
         total = self.weights.sum(0)
         covered = total > 0
         weights = np.where(covered, self.weights / np.where(covered, total, 1.0), 0.0)
@@ -164,15 +189,16 @@ class TileBlender:
             conventions.EXCEEDANCE_PROBABILITY: pooled(conventions.EXCEEDANCE_PROBABILITY),
             conventions.BIN_PROBABILITY: pooled(conventions.BIN_PROBABILITY),
             conventions.PRECIPITATION_QUANTILE: self._quantiles(weights),
+            **{name: pooled(name) for name in POOLED_VARIABLES if name in self.outputs},
         }
         for values in result.values():
             values[~covered] = np.nan
         return result
 
     def _quantiles(self, weights: np.ndarray) -> np.ndarray:
-        """The mixture's quantiles ``[ny, nx, levels]``: a single tile's where one tile covers the
+        """The mixture's quantiles ``[h, w, levels]``: a single tile's where one tile covers the
         pixel, else by bisection between the smallest and largest of the tiles' quantiles."""
-        quantiles = self.outputs[conventions.PRECIPITATION_QUANTILE]  # [S, ny, nx, L]
+        quantiles = self.outputs[conventions.PRECIPITATION_QUANTILE]  # [S, h, w, L]
         single = weights.max(0) >= 1.0 - 1e-12
         result = np.einsum("syx,syxl->yxl", (weights >= 1.0 - 1e-12).astype(float), quantiles)
         mixed = np.nonzero(~single & (weights.sum(0) > 0))
@@ -224,13 +250,73 @@ def predict_blended(
         model = shared_model(model, values, x_km, y_km, tiling)
     blender = TileBlender(values.shape, tiling.tile_pixels, tiling.blend_pixels)
     predicted = False
-    for tile in tqdm(
-        grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False
-    ):
-        extended = extended_tile(tile, values.shape, tiling.blend_pixels)
-        block = predict_tile(model, values, x_km, y_km, extended, tiling)
+    for tile in tqdm(tiling.tiles(values.shape), desc="tiles", disable=not progress, leave=False):
+        block = predict_tile(model, values, x_km, y_km, tiling.extended(tile, values.shape), tiling)
         if block is None:
             continue
         blender.add(tile, with_bin_probabilities(block))
         predicted = True
     return (blender.result(), blender.coordinates) if predicted else None
+
+
+def predict_blended_tile(
+    model: Interpolator,
+    values: np.ndarray,
+    x_km: np.ndarray,
+    y_km: np.ndarray,
+    tile: Tile,
+    tiling: GridTiling,
+    target_mask: np.ndarray | None = None,
+    prepare: Callable[[xr.Dataset], xr.Dataset] | None = None,
+) -> xr.Dataset | None:
+    """The prediction on ``tile``'s ``(y, x)`` block, blended with its neighbours' where
+    ``tiling.blend_pixels`` > 0; None when nothing in it is predicted. For a caller that writes
+    tile by tile (:func:`weatherunc.gridding.predict_grid_to_zarr`, the batch jobs).
+
+    values ``[ny, nx]`` (NaN = unobserved), x_km ``[nx]``, y_km ``[ny]``, ``target_mask`` (bool
+    ``[ny, nx]``) as for :func:`~weatherunc.tile_prediction.predict_tile`; ``prepare`` turns each
+    tile's prediction into the one blended or returned (e.g. adds bins and calibrates it).
+    Without blending: :func:`~weatherunc.tile_prediction.predict_tile`'s prediction, prepared.
+    With blending: each tile whose extended tile reaches ``tile`` (itself and up to 8
+    neighbours, :func:`~weatherunc.tiling.overlapping_tiles`) predicts ``tile``'s targets from
+    the contexts of its extended tile (as in :func:`predict_blended`), each prediction prepared
+    (by default: bin probabilities added), and the :data:`BLENDED_VARIABLES` and
+    :data:`POOLED_VARIABLES` are their mixture; the other outputs (the transformed-space moments)
+    are ``tile``'s own. Each tile thus costs up to 9 predictions, with memory bounded by a tile.
+    """
+    if not tiling.blend_pixels:
+        block = predict_tile(model, values, x_km, y_km, tile, tiling, target_mask)
+        return block if block is None or prepare is None else prepare(block)
+    prepare = with_bin_probabilities if prepare is None else prepare
+    shape = values.shape
+    if target_mask is None:
+        target_mask = ~np.isfinite(values) if tiling.targets == "unobserved" else np.ones(shape, dtype=bool)
+    wanted = np.zeros(shape, dtype=bool)
+    wanted[tile.rows, tile.columns] = target_mask[tile.rows, tile.columns]
+    blender = TileBlender(shape, tiling.tile_pixels, tiling.blend_pixels, window=tile)
+    blocks: dict[int, xr.Dataset] = {}
+    for other in overlapping_tiles(tile, shape, tiling):
+        extended = tiling.extended(other, shape)
+        block = predict_tile(model, values, x_km, y_km, extended, tiling, wanted)
+        if block is not None:
+            blocks[other.number] = prepare(block)
+            blender.add(other, blocks[other.number])
+    if not blocks:
+        return None
+    blended = blender.result()
+    own = blocks.get(tile.number)
+    source = own if own is not None else next(iter(blocks.values()))
+    extended = tiling.extended(tile, shape)
+    core = (_shifted(tile.rows, extended.rows.start), _shifted(tile.columns, extended.columns.start))
+    height, width = blender.size
+    out = {}
+    for name, variable in source.data_vars.items():
+        if name in blended:
+            data = blended[name]
+        elif own is not None:
+            data = own[name].values[core]
+        else:
+            data = np.full((height, width, *variable.shape[2:]), np.nan)
+        out[name] = (variable.dims, data, variable.attrs)
+    coordinates = {name: source[name] for name in source.coords if name not in (conventions.Y, conventions.X)}
+    return xr.Dataset(out, coords=coordinates, attrs={**source.attrs, "blend_pixels": tiling.blend_pixels})

@@ -17,8 +17,8 @@ import xarray as xr
 
 from weatherunc import conventions
 from weatherunc.fill_inputs import CheckedGrid
-from weatherunc.gridding import GridTiling
 from weatherunc.models.interface import Interpolator
+from weatherunc.tiling import GridTiling
 from weatherunc.version import __version__
 
 #: ``observation`` flags: the pixel was filled by the model, observed, or left NaN because no

@@ -42,9 +42,9 @@ from weatherunc.fill_inputs import (
 )
 from weatherunc.fill_outputs import FILLED, OBSERVED, PREDICTED_VARIABLES, UNFILLED, assemble
 from weatherunc.geolocation import grid_mapping
-from weatherunc.gridding import GridTiling
 from weatherunc.models.interface import SharesFit
 from weatherunc.models.registry import MODELS, Interpolator, get_model
+from weatherunc.tiling import GridTiling
 
 __all__ = ["DEFAULT_BLEND_PIXELS", "FILLED", "OBSERVED", "UNFILLED", "fill"]
 
@@ -72,7 +72,7 @@ def fill(
     model: a registered model name (:func:`weatherunc.models.registry.get_model`) or a model instance.
     crs: the grid's CRS, anything ``pyproj.CRS.from_user_input`` reads (``"EPSG:3035"``); by default
         the data's CF grid mapping, rioxarray's ``spatial_ref``, or EPSG:4326 for lat/lon dims.
-    tiling: tile size, halo, context cap and blending (:class:`weatherunc.gridding.GridTiling`; its
+    tiling: tile size, halo, context cap and blending (:class:`weatherunc.tiling.GridTiling`; its
         ``targets`` must be ``"unobserved"``); by default 64-pixel tiles blended over 32 pixels
         across each edge, or one tile for a model that sees the whole frame (the ConvNP).
     units: the data's units when it has no ``units`` attribute (e.g. ``"mm h-1"``).

@@ -1,12 +1,15 @@
 """Whole-frame prediction tile by tile, with a halo of context around each tile, streamed to zarr.
 
-A frame ``precipitation(y, x)`` is cut into square tiles of ``tile_pixels``. Each tile is one
-:class:`~weatherunc.tasks.Task`: its targets are the tile's pixels (the unobserved ones, or
-all), its contexts the observed pixels in the tile and a halo of ``halo_pixels`` around it, at
-most ``max_context`` (a random subset drawn with a seed derived from the frame seed and the
-tile, so a recomputed tile is identical). Any registered model predicts the task; the tile's
-output is written into its region of the zarr store, whose chunks are the tiles, so memory
-stays bounded by one tile whatever the frame size.
+A frame ``precipitation(y, x)`` is cut into the square tiles of a
+:class:`~weatherunc.tiling.GridTiling` (:mod:`weatherunc.tiling`). Each tile is one
+:class:`~weatherunc.tasks.Task` (:func:`weatherunc.tile_prediction.tile_task`): its targets are
+the tile's pixels (the unobserved ones, or all), its contexts the observed pixels in the tile and
+a halo of ``halo_pixels`` around it, at most ``max_context`` (a random subset drawn with a seed
+derived from the tiling's seed and the tile, so a recomputed tile is identical). Any registered
+model predicts the task; with ``blend_pixels`` > 0 each tile is blended with its neighbours
+(:func:`weatherunc.blending.predict_blended_tile`). The tile's output is written into its region
+of the zarr store, whose chunks are the tiles, so memory stays bounded by one tile whatever the
+frame size.
 
 :func:`seam_ratio` measures how much a tiled map jumps where its tiles meet.
 """
@@ -16,9 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pyproj
@@ -26,163 +27,19 @@ import xarray as xr
 from tqdm import tqdm
 
 from weatherunc import conventions
+from weatherunc.blending import predict_blended_tile
 from weatherunc.geolocation import grid_mapping
 from weatherunc.models.registry import Interpolator
 from weatherunc.store import COMPLETE_ATTRIBUTE
-from weatherunc.tasks import Task, planar_kilometres
-
-
-@dataclass(frozen=True)
-class GridTiling:
-    """Tile size, halo and context cap [pixels]; ``targets``: "unobserved" pixels or "all";
-    ``blend_pixels``: how far tiles reach into their neighbours to be blended with them where
-    the caller blends (:mod:`weatherunc.blending`; at most half a tile)."""
-
-    tile_pixels: int = 64
-    halo_pixels: int = 32
-    max_context: int = 2000
-    targets: Literal["unobserved", "all"] = "unobserved"
-    seed: int = 0
-    blend_pixels: int = 0
-
-    def __post_init__(self) -> None:
-        if self.tile_pixels < 1 or self.halo_pixels < 0 or self.max_context < 1:
-            raise ValueError(f"tile_pixels >= 1, halo_pixels >= 0 and max_context >= 1 required, got {self}")
-        if not 0 <= self.blend_pixels <= self.tile_pixels // 2:
-            raise ValueError(
-                f"blend_pixels must be from 0 to half of tile_pixels={self.tile_pixels}, got "
-                f"{self.blend_pixels}"
-            )
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One tile: its number, row and column ranges."""
-
-    number: int
-    rows: slice
-    columns: slice
-
-
-def grid_tiles(shape: tuple[int, int], tile_pixels: int) -> list[Tile]:
-    """Tiles covering a ``(ny, nx)`` grid, row-major."""
-    ny, nx = shape
-    tiles = []
-    for top in range(0, ny, tile_pixels):
-        for left in range(0, nx, tile_pixels):
-            tiles.append(
-                Tile(
-                    len(tiles),
-                    slice(top, min(top + tile_pixels, ny)),
-                    slice(left, min(left + tile_pixels, nx)),
-                )
-            )
-    return tiles
-
-
-def tile_task(
-    values: np.ndarray,
-    x_km: np.ndarray,
-    y_km: np.ndarray,
-    tile: Tile,
-    tiling: GridTiling,
-    target_mask: np.ndarray | None = None,
-) -> Task | None:
-    """The task of one tile (None when it has no target or no observed context).
-
-    values ``[ny, nx]`` (NaN = unobserved), x_km ``[nx]``, y_km ``[ny]``; ``target_mask`` (bool
-    ``[ny, nx]``) names the pixels to predict, else ``tiling.targets`` decides.
-    """
-    ny, nx = values.shape
-    top, bottom = max(0, tile.rows.start - tiling.halo_pixels), min(ny, tile.rows.stop + tiling.halo_pixels)
-    left, right = (
-        max(0, tile.columns.start - tiling.halo_pixels),
-        min(nx, tile.columns.stop + tiling.halo_pixels),
-    )
-    region = values[top:bottom, left:right]
-    context_rows, context_columns = np.nonzero(np.isfinite(region))
-    if context_rows.size == 0:
-        return None
-    if context_rows.size > tiling.max_context:
-        rng = np.random.default_rng([tiling.seed, tile.number])
-        keep = np.sort(rng.choice(context_rows.size, tiling.max_context, replace=False))
-        context_rows, context_columns = context_rows[keep], context_columns[keep]
-    context_rows, context_columns = context_rows + top, context_columns + left
-    block = values[tile.rows, tile.columns]
-    if target_mask is not None:
-        wanted = target_mask[tile.rows, tile.columns]
-    else:
-        wanted = ~np.isfinite(block) if tiling.targets == "unobserved" else np.ones(block.shape, dtype=bool)
-    target_rows, target_columns = np.nonzero(wanted)
-    if target_rows.size == 0:
-        return None
-    target_rows, target_columns = target_rows + tile.rows.start, target_columns + tile.columns.start
-    return Task(
-        context_coordinates=np.stack([x_km[context_columns], y_km[context_rows]], axis=1),
-        context_values=values[context_rows, context_columns].astype(np.float64),
-        target_coordinates=np.stack([x_km[target_columns], y_km[target_rows]], axis=1),
-        target_values=values[target_rows, target_columns].astype(np.float64),
-        target_coords={"row": target_rows, "column": target_columns},
-        description=(
-            f"tile {tile.number} (rows {tile.rows.start}-{tile.rows.stop}, columns "
-            f"{tile.columns.start}-{tile.columns.stop}), halo {tiling.halo_pixels} px"
-        ),
-    )
-
-
-def frame_axes(frame: xr.DataArray, crs: pyproj.CRS | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A ``(y, x)`` frame's values ``[ny, nx]`` (float64) and its axes ``x_km`` ``[nx]``, ``y_km``
-    ``[ny]`` in planar kilometres."""
-    if frame.dims != (conventions.Y, conventions.X):
-        raise ValueError(f"frame must have dims (y, x), got {frame.dims}")
-    x_km, y_km = planar_kilometres(
-        frame[conventions.X].values, frame[conventions.Y].values, pyproj.CRS.from_user_input(crs)
-    )
-    return np.asarray(frame.values, dtype=np.float64), x_km, y_km
-
-
-def predict_tile(
-    model: Interpolator,
-    values: np.ndarray,
-    x_km: np.ndarray,
-    y_km: np.ndarray,
-    tile: Tile,
-    tiling: GridTiling,
-    target_mask: np.ndarray | None = None,
-) -> xr.Dataset | None:
-    """The model's prediction for one tile on the tile's (y, x) block; None when there is nothing to
-    predict."""
-    task = tile_task(values, x_km, y_km, tile, tiling, target_mask)
-    if task is None:
-        return None
-    prediction = model.predict(task)
-    height, width = tile.rows.stop - tile.rows.start, tile.columns.stop - tile.columns.start
-    rows, columns = (
-        task.target_coords["row"] - tile.rows.start,
-        task.target_coords["column"] - tile.columns.start,
-    )
-    out = {}
-    for name, variable in prediction.data_vars.items():
-        extra = [dim for dim in variable.dims if dim != "target"]
-        block = np.full((height, width, *[prediction.sizes[dim] for dim in extra]), np.nan)
-        block[rows, columns] = variable.transpose("target", *extra).values
-        out[name] = ((conventions.Y, conventions.X, *extra), block, variable.attrs)
-    coords = {dim: prediction[dim] for dim in prediction.dims if dim != "target"}
-    coords.update(
-        {
-            name: prediction[name]
-            for name in (conventions.BIN_LOWER, conventions.BIN_UPPER)
-            if name in prediction.coords
-        }
-    )
-    return xr.Dataset(out, coords=coords, attrs=prediction.attrs)
+from weatherunc.tile_prediction import frame_axes
+from weatherunc.tiling import DEFAULT_TILING, GridTiling, Tile
 
 
 def seam_ratio(mean: np.ndarray, tile_pixels: int, rows: slice, columns: slice) -> tuple[float, float, float]:
     """How much a tiled map jumps where tiles meet: ``(ratio, jump, step)`` inside the region
-    ``mean[rows, columns]`` of a ``[ny, nx]`` map tiled by :func:`grid_tiles`, where ``jump`` is
-    the mean absolute difference between neighbouring pixels on either side of a tile edge and
-    ``step`` the mean absolute difference between the other neighbouring pixels; ``ratio`` is
+    ``mean[rows, columns]`` of a ``[ny, nx]`` map tiled by :func:`~weatherunc.tiling.grid_tiles`,
+    where ``jump`` is the mean absolute difference between neighbouring pixels on either side of
+    a tile edge and ``step`` the mean absolute difference between the other neighbouring pixels; ``ratio`` is
     ``jump / step`` (about 1 for a map without seams). ``ValueError`` when no tile edge crosses
     the region."""
     block = np.asarray(mean, dtype=np.float64)[rows, columns]
@@ -209,12 +66,12 @@ def iterate_tiles(
     target_mask: np.ndarray | None = None,
     progress: bool = True,
 ) -> Iterator[tuple[Tile, xr.Dataset | None]]:
-    """Every tile and its prediction (None where there is nothing to predict), in order."""
+    """Every tile and its prediction (None where there is nothing to predict), in order; with
+    ``tiling.blend_pixels`` > 0 blended with its neighbours'
+    (:func:`~weatherunc.blending.predict_blended_tile`)."""
     values, x_km, y_km = frame_axes(frame, crs)
-    for tile in tqdm(
-        grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False
-    ):
-        yield tile, predict_tile(model, values, x_km, y_km, tile, tiling, target_mask)
+    for tile in tqdm(tiling.tiles(values.shape), desc="tiles", disable=not progress, leave=False):
+        yield tile, predict_blended_tile(model, values, x_km, y_km, tile, tiling, target_mask)
 
 
 def predict_grid(
@@ -222,7 +79,7 @@ def predict_grid(
     frame: xr.DataArray,
     *,
     crs: pyproj.CRS | str,
-    tiling: GridTiling = GridTiling(),
+    tiling: GridTiling = DEFAULT_TILING,
     target_mask: np.ndarray | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -314,7 +171,7 @@ def predict_grid_to_zarr(
     store: Path,
     *,
     crs: pyproj.CRS | str,
-    tiling: GridTiling = GridTiling(),
+    tiling: GridTiling = DEFAULT_TILING,
     target_mask: np.ndarray | None = None,
     progress: bool = True,
 ) -> Path:
@@ -322,7 +179,9 @@ def predict_grid_to_zarr(
 
     Written to ``STORE.partial`` and renamed to ``store`` once every tile is in, with the root
     attribute ``weatherunc_complete`` set last; a crash leaves no ``store`` behind.
-    Chunks are the tiles, so no two tiles write the same chunk.
+    Chunks are the tiles, so no two tiles write the same chunk. With ``tiling.blend_pixels`` > 0
+    each tile is blended with its neighbours (:func:`~weatherunc.blending.predict_blended_tile`:
+    up to 9 predictions per tile, outputs with bin probabilities added).
     """
     store = Path(store)
     partial = store.with_name(store.name + ".partial")
@@ -331,10 +190,8 @@ def predict_grid_to_zarr(
         frame, _ = mask_frame(frame, target_mask)
     values, x_km, y_km = frame_axes(frame, crs)
     created = False
-    for tile in tqdm(
-        grid_tiles(values.shape, tiling.tile_pixels), desc="tiles", disable=not progress, leave=False
-    ):
-        block = predict_tile(model, values, x_km, y_km, tile, tiling, target_mask)
+    for tile in tqdm(tiling.tiles(values.shape), desc="tiles", disable=not progress, leave=False):
+        block = predict_blended_tile(model, values, x_km, y_km, tile, tiling, target_mask)
         if block is None:
             continue
         if not created:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from weatherunc.gridding import GridTiling
 from weatherunc.models.interface import Interpolator, SharesFit
 from weatherunc.tasks import Task
+from weatherunc.tiling import GridTiling
 
 #: Random stream of the frame task's context subset, apart from the tiles' (numbered from 0).
 FRAME_STREAM = 2**32 - 1
@@ -36,7 +36,7 @@ def frame_task(
 
     values ``[ny, nx]`` (NaN = unobserved), x_km ``[nx]``, y_km ``[ny]``; ``target_mask`` (bool
     ``[ny, nx]``) names the pixels to predict, else ``tiling.targets`` decides (as for a tile,
-    :func:`weatherunc.gridding.tile_task`). Contexts: observed pixels within ``halo_pixels``
+    :func:`weatherunc.tile_prediction.tile_task`). Contexts: observed pixels within ``halo_pixels``
     (Chebyshev distance, in pixels) of a target, at most ``tiling.max_context`` of them (a random
     subset seeded by ``tiling.seed``); targets: the pixels to predict.
     """

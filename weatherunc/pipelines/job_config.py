@@ -6,9 +6,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from weatherunc.fingerprints import fingerprint
+from weatherunc.tiling import DEFAULT_TILING, GridTiling
 
 
 class _Strict(BaseModel):
@@ -50,12 +59,46 @@ class ModelOptions(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class TilingOptions(_Strict):
-    """Tiles of ``tile_pixels`` (also the zarr chunk size), contexts from a halo of ``halo_pixels``."""
+#: Jobs' tiles: larger than :class:`~weatherunc.tiling.GridTiling`'s default, as they are also the
+#: store's zarr chunks.
+JOB_TILE_PIXELS = 128
 
-    tile_pixels: int = Field(128, ge=8)
-    halo_pixels: int = Field(32, ge=0)
-    max_context: int = Field(2000, ge=1)
+
+class TilingOptions(_Strict):
+    """The YAML form of the job's :class:`~weatherunc.tiling.GridTiling` (:meth:`to_tiling`): tiles of
+    ``tile_pixels`` (also the zarr chunk size), contexts from a halo of ``halo_pixels``, at most
+    ``max_context``, tiles blended ``blend_pixels`` into their neighbours (0: not blended).
+    The seed is the job's, per frame, and the targets are the job's ``targets``."""
+
+    tile_pixels: int = Field(JOB_TILE_PIXELS, ge=8)
+    halo_pixels: int = Field(DEFAULT_TILING.halo_pixels, ge=0)
+    max_context: int = Field(DEFAULT_TILING.max_context, ge=1)
+    blend_pixels: int = Field(DEFAULT_TILING.blend_pixels, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_tiling(self) -> TilingOptions:
+        self.to_tiling(seed=0)  # GridTiling's own checks (blend_pixels at most half a tile)
+        return self
+
+    def to_tiling(self, seed: int) -> GridTiling:
+        """The :class:`~weatherunc.tiling.GridTiling` these options describe, its contexts drawn
+        with ``seed``."""
+        return GridTiling(
+            tile_pixels=self.tile_pixels,
+            halo_pixels=self.halo_pixels,
+            max_context=self.max_context,
+            seed=seed,
+            blend_pixels=self.blend_pixels,
+        )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dumped without ``blend_pixels`` where tiles are not blended, so that the description and
+        fingerprint of a job written before ``blend_pixels`` existed stay the same."""
+        dumped = handler(self)
+        if not self.blend_pixels:
+            dumped.pop("blend_pixels", None)
+        return dumped
 
 
 class PlotOptions(_Strict):

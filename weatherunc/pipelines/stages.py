@@ -17,10 +17,10 @@ import xarray as xr
 from scipy import ndimage
 
 from weatherunc import conventions
+from weatherunc.blending import predict_blended_tile
 from weatherunc.catalog import Catalog
 from weatherunc.devices import torch_threads
 from weatherunc.geolocation import crs_of
-from weatherunc.gridding import GridTiling, Tile, grid_tiles, predict_tile
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
 from weatherunc.heads.self_calibration import SelfCalibrated
@@ -30,6 +30,7 @@ from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.store import open_store
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
 from weatherunc.tasks.blocks import BlockRules, cover, place_blocks
+from weatherunc.tiling import GridTiling, Tile
 
 #: Values of the ``observation`` variable.
 OBSERVED, UNOBSERVED, WITHHELD = 1, 0, 2
@@ -136,13 +137,19 @@ def load_calibration(job: JobConfig) -> Calibration | None:
 
 
 def tiling_of(job: JobConfig, frame_number: int) -> GridTiling:
-    """The grid tiling with a per-frame seed, so a recomputed tile is identical."""
-    return GridTiling(
-        tile_pixels=job.tiling.tile_pixels,
-        halo_pixels=job.tiling.halo_pixels,
-        max_context=job.tiling.max_context,
-        seed=int(np.random.SeedSequence([job.seed, frame_number]).generate_state(1)[0]),
+    """The job's grid tiling (:meth:`~weatherunc.pipelines.job_config.TilingOptions.to_tiling`) with a
+    per-frame seed, so a recomputed tile is identical."""
+    return job.tiling.to_tiling(
+        seed=int(np.random.SeedSequence([job.seed, frame_number]).generate_state(1)[0])
     )
+
+
+def prepared_prediction(job: JobConfig, prediction: xr.Dataset) -> xr.Dataset:
+    """Stage 6 for one tile's prediction: bin probabilities added, and calibrated where the job
+    names a calibration."""
+    prediction = with_bin_probabilities(prediction)
+    calibration = load_calibration(job)
+    return calibration.apply(prediction) if calibration is not None else prediction
 
 
 def predict_frame_tile(
@@ -154,7 +161,9 @@ def predict_frame_tile(
     tile: Tile,
     template: xr.Dataset,
 ) -> dict[str, np.ndarray]:
-    """Stages 5 and 6 for one tile: every output variable's block ``[tile_ny, tile_nx, ...]``.
+    """Stages 5 and 6 for one tile: every output variable's block ``[tile_ny, tile_nx, ...]``;
+    with ``tiling.blend_pixels`` > 0 the tile's prediction is blended with its neighbours'
+    (:func:`weatherunc.blending.predict_blended_tile`), each calibrated before blending.
 
     ``template`` holds the output variables of one frame (dims y, x, ...) and their coordinates.
     """
@@ -168,14 +177,16 @@ def predict_frame_tile(
     prediction = None
     if targets[tile.rows, tile.columns].any():
         with torch_threads(job.torch_threads):  # Dask's threads x torch's must not exceed the cores
-            prediction = predict_tile(
-                load_model(job), seen, x_km, y_km, tile, tiling_of(job, frame_number), targets
+            prediction = predict_blended_tile(
+                load_model(job),
+                seen,
+                x_km,
+                y_km,
+                tile,
+                tiling_of(job, frame_number),
+                targets,
+                prepare=functools.partial(prepared_prediction, job),
             )
-    if prediction is not None:
-        prediction = with_bin_probabilities(prediction)
-        calibration = load_calibration(job)
-        if calibration is not None:
-            prediction = calibration.apply(prediction)
     for name, variable in template.data_vars.items():
         if conventions.Y not in variable.dims:
             continue  # the grid mapping, written with the template
@@ -203,7 +214,7 @@ def frame_axes(frames: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def all_tiles(frames: xr.Dataset, job: JobConfig) -> list[Tile]:
     """The tiles of one frame."""
-    return grid_tiles((frames.sizes[conventions.Y], frames.sizes[conventions.X]), job.tiling.tile_pixels)
+    return tiling_of(job, 0).tiles((frames.sizes[conventions.Y], frames.sizes[conventions.X]))
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:

@@ -4,7 +4,8 @@ The task's contexts and targets are placed on a grid of ``config.grid_km`` cover
 margin: contexts by their nearest cell (:func:`~weatherunc.training.grid_sampling.context_grids`),
 targets at their exact (fractional) positions. Grids larger than ``tile_cells`` are computed in
 tiles that each see ``halo_cells`` more on every side and keep their core, so memory stays bounded
-and tiles agree where they meet up to the network's reach beyond the halo. The model is
+and tiles agree where they meet up to the network's reach beyond the halo (the tiles and halo
+windows of :mod:`weatherunc.tiling`, in cells of the model's grid rather than pixels of a frame). The model is
 deterministic: ``latent_variance`` is 0 and the whole predictive variance is ``noise_variance``.
 A model with a GP prior (``config.prior == "gp"``) first predicts the task's whole grid with the GP
 (``config.prior_gp``, on every ``config.prior_stride``-th cell; :mod:`weatherunc.models.convnp.prior`).
@@ -33,6 +34,7 @@ from weatherunc.models.gp import GaussianProcessInterpolator
 from weatherunc.models.predictive import task_prediction
 from weatherunc.prediction import HEAD_SOURCE, BinProbabilities
 from weatherunc.tasks import Task
+from weatherunc.tiling import grid_tiles, halo_window
 
 ARCHITECTURE = "weatherunc.ConvNP"
 #: Largest U-Net width and number of levels a checkpoint may ask for (checked before allocating).
@@ -141,37 +143,29 @@ class ConvNPInterpolator:
             )
             prior = upsample_prior(torch.as_tensor(coarse)[None], (rows, columns), config.prior_stride)[0]
         with torch.inference_mode():
-            for top in range(0, rows, self.tile_cells):
-                for left in range(0, columns, self.tile_cells):
-                    members = np.flatnonzero(
-                        (cell[:, 0] >= top)
-                        & (cell[:, 0] < top + self.tile_cells)
-                        & (cell[:, 1] >= left)
-                        & (cell[:, 1] < left + self.tile_cells)
-                    )
-                    if not members.size:
-                        continue
-                    window = (
-                        slice(
-                            max(0, top - self.halo_cells), min(rows, top + self.tile_cells + self.halo_cells)
-                        ),
-                        slice(
-                            max(0, left - self.halo_cells),
-                            min(columns, left + self.tile_cells + self.halo_cells),
-                        ),
-                    )
-                    observed = torch.as_tensor(grid.observed[window], device=device)[None, None]
-                    values = torch.as_tensor(grid.values[window], device=device)[None, None]
-                    shift = np.array([window[0].start, window[1].start], dtype=np.float32)
-                    positions = torch.as_tensor(grid.positions[members] - shift, device=device)[None]
-                    window_prior = members_prior = None
-                    if prior is not None:
-                        window_prior = prior[:, window[0], window[1]][None].to(device)
-                        members_prior = torch.as_tensor(target_prior[members], device=device)[None]
-                    output = model(observed, values, positions, window_prior, members_prior)
-                    mean[members] = output.mean[0].double().cpu().numpy()
-                    std[members] = output.std[0].double().cpu().numpy()
-                    probabilities[members] = torch.softmax(output.logits[0].double(), -1).cpu().numpy()
+            for tile in grid_tiles((rows, columns), self.tile_cells):
+                members = np.flatnonzero(
+                    (cell[:, 0] >= tile.rows.start)
+                    & (cell[:, 0] < tile.rows.stop)
+                    & (cell[:, 1] >= tile.columns.start)
+                    & (cell[:, 1] < tile.columns.stop)
+                )
+                if not members.size:
+                    continue
+                reach = halo_window(tile, (rows, columns), self.halo_cells)
+                window = (reach.rows, reach.columns)
+                observed = torch.as_tensor(grid.observed[window], device=device)[None, None]
+                values = torch.as_tensor(grid.values[window], device=device)[None, None]
+                shift = np.array([window[0].start, window[1].start], dtype=np.float32)
+                positions = torch.as_tensor(grid.positions[members] - shift, device=device)[None]
+                window_prior = members_prior = None
+                if prior is not None:
+                    window_prior = prior[:, window[0], window[1]][None].to(device)
+                    members_prior = torch.as_tensor(target_prior[members], device=device)[None]
+                output = model(observed, values, positions, window_prior, members_prior)
+                mean[members] = output.mean[0].double().cpu().numpy()
+                std[members] = output.std[0].double().cpu().numpy()
+                probabilities[members] = torch.softmax(output.logits[0].double(), -1).cpu().numpy()
         return {
             conventions.TRANSFORMED_MEAN: mean * config.value_scale + config.value_centre,
             conventions.NOISE_VARIANCE: (std * config.value_scale) ** 2,
