@@ -37,9 +37,10 @@ Modules: :mod:`~weatherunc.models.gp.config` (options), :mod:`~weatherunc.models
 (kernel families as classes, and the registry of their names), :mod:`~weatherunc.models.gp.algebra`
 (exact prediction, leave-one-out and leave-two-out), :mod:`~weatherunc.models.gp.fitting`
 (hyperparameters and kernel by marginal likelihood), :mod:`~weatherunc.models.gp.selection`
-(transform offset and local variance by leave-one-out CRPS) and :mod:`~weatherunc.models.gp.interpolator`
-(per task, or one fit shared by several tasks: :meth:`GaussianProcessInterpolator.shared_fit`); their
-public names are re-exported here.
+(transform offset and local variance by leave-one-out CRPS), :mod:`~weatherunc.models.gp.small_network`
+(fewer options, a noise prior and a leave-block-out variance factor below ``small_network_contexts``
+contexts) and :mod:`~weatherunc.models.gp.interpolator` (per task, or one fit shared by several tasks:
+:meth:`GaussianProcessInterpolator.shared_fit`); their public names are re-exported here.
 """
 
 from weatherunc.models.covariance import GaussianProcessNumericalError, cholesky_with_jitter

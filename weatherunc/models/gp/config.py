@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from weatherunc.models.covariance import KERNEL_NAMES
 from weatherunc.transforms import PrecipitationTransform
 
 #: Kernels compared by marginal likelihood when ``kernel="auto"``.
 AUTOMATIC_KERNELS = ("matern12", "matern32", "matern52", "rational_quadratic")
+#: Default of ``small_network_contexts``: below it a task's contexts are a small network.
+SMALL_NETWORK_CONTEXTS = 300
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,17 @@ class GaussianProcessConfig:
     lengthscales) and ``local_variance_prior_weights`` chosen with the transform offset by the
     leave-one-out CRPS of the contexts, among them no re-scaling at all (its effect on the
     benchmark's tasks: benchmarks/results/interpolation.md).
+    ``small_network_contexts``: a task with fewer contexts than this is a small network, fitted
+    with the options of :func:`~weatherunc.models.gp.small_network.small_network_config` (fewer
+    options, a prior on the noise, the variance calibrated by leave-block-out cross-validation of
+    the contexts); 0 turns the rule off, and tasks with at least this many contexts are never
+    affected. ``small_network_kernels``: the kernels compared when ``kernel="auto"`` on a small
+    network. ``small_network_noise_prior``: shape and rate of the Gamma prior on the noise
+    variance (as a fraction of the contexts' variance) in the marginal likelihood of a small
+    network. ``small_network_blocks``: compact spatial blocks of the contexts left out in turn to
+    calibrate the predictive variance of a small network (0: no calibration). ``noise_prior``:
+    (shape, rate) of a Gamma prior on that noise fraction in every fit (``None``: none; set by the
+    small-network rule).
     """
 
     kernel: Literal["auto", "matern12", "matern32", "matern52", "rbf", "rational_quadratic"] = "auto"
@@ -59,3 +73,24 @@ class GaussianProcessConfig:
     local_variance_bandwidths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     local_variance_prior_weights: tuple[float, ...] = (1.0, 4.0)
     seed: int = 0
+    small_network_contexts: int = SMALL_NETWORK_CONTEXTS
+    small_network_kernels: tuple[str, ...] = ("matern12",)
+    small_network_noise_prior: tuple[float, float] = (2.0, 20.0)
+    small_network_blocks: int = 8
+    noise_prior: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        """``ValueError`` naming the field for an invalid small-network option or noise prior."""
+        if self.small_network_contexts < 0:
+            raise ValueError(f"small_network_contexts must be >= 0, got {self.small_network_contexts}")
+        if not self.small_network_kernels or not set(self.small_network_kernels) <= set(KERNEL_NAMES):
+            raise ValueError(
+                f"small_network_kernels must be a non-empty subset of {KERNEL_NAMES}, "
+                f"got {self.small_network_kernels}"
+            )
+        for name in ("small_network_noise_prior", "noise_prior"):
+            prior = getattr(self, name)
+            if prior is not None and (len(prior) != 2 or not all(value > 0 for value in prior)):
+                raise ValueError(f"{name} must be (shape > 0, rate > 0), got {prior}")
+        if self.small_network_blocks < 0 or self.small_network_blocks == 1:
+            raise ValueError(f"small_network_blocks must be 0 or >= 2, got {self.small_network_blocks}")

@@ -13,6 +13,7 @@ from weatherunc.models.gp.algebra import FittedGaussianProcess
 from weatherunc.models.gp.config import GaussianProcessConfig
 from weatherunc.models.gp.fitting import fit_gaussian_process
 from weatherunc.models.gp.selection import PredictiveSelection, select_predictive_options
+from weatherunc.models.gp.small_network import blocked_variance_factor, is_small_network, small_network_config
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.tasks import Task, tile_groups
 
@@ -27,25 +28,47 @@ class GaussianProcessFit:
     """What fitting one task chose: the transform offset and local variance scale (``selection``,
     :func:`select_predictive_options`), the kernel and its hyperparameters (``fitted``,
     :func:`fit_gaussian_process`), the configuration with the chosen transform, and the fit's
-    wall time [s]. ``source``: the task it was fitted on (its description)."""
+    wall time [s]. ``source``: the task it was fitted on (its description). ``small_network``:
+    fitted with the small-network options (:mod:`weatherunc.models.gp.small_network`), and
+    ``variance_factor`` the leave-block-out variance factor then applied to the predictive
+    variances (:func:`~weatherunc.models.gp.small_network.blocked_variance_factor`; ``None``:
+    none)."""
 
     selection: PredictiveSelection
     fitted: FittedGaussianProcess
     config: GaussianProcessConfig
     seconds: float
     source: str = ""
+    small_network: bool = False
+    variance_factor: float | None = None
 
 
 def fit_task(task: Task, config: GaussianProcessConfig) -> GaussianProcessFit:
     """Choose the transform offset and local variance scale, then the kernel and hyperparameters, on
-    ``task``'s contexts only (never its targets)."""
+    ``task``'s contexts only (never its targets).
+
+    Fewer than ``config.small_network_contexts`` contexts: with the small-network options
+    (:func:`~weatherunc.models.gp.small_network.small_network_config`) and the variance factor of
+    leave-block-out cross-validation of the contexts.
+    """
     start = time.perf_counter()
+    small = is_small_network(task.n_context, config)
+    if small:
+        config = small_network_config(config)
     context = _inputs(task.context_coordinates, task.context_covariates)
     rates = np.asarray(task.context_values, dtype=np.float64)
     selection = select_predictive_options(context, rates, config)
     config = replace(config, transform=selection.transform)
-    fitted = fit_gaussian_process(context, selection.transform.forward(rates), config, fitted=selection.fits)
-    return GaussianProcessFit(selection, fitted, config, time.perf_counter() - start, task.description)
+    values = selection.transform.forward(rates)
+    fitted = fit_gaussian_process(context, values, config, fitted=selection.fits)
+    factor = (
+        blocked_variance_factor(fitted, context, values, config.small_network_blocks)
+        if small and config.small_network_blocks
+        else None
+    )
+    return GaussianProcessFit(
+        selection, fitted, config, time.perf_counter() - start, task.description, small, factor
+    )
 
 
 def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: bool) -> xr.Dataset:
@@ -99,6 +122,8 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
                 nearest = np.arange(len(distance))
             mean[members], latent[members], noise[members] = conditioned(nearest, members, number)
         method = f"tiled local ({config.tile_km:g} km tiles, {config.max_local_context} nearest contexts)"
+    if fit.variance_factor is not None:
+        latent, noise = latent * fit.variance_factor, noise * fit.variance_factor
     hyperparameters = fitted.hyperparameters
     lengthscales = hyperparameters.lengthscale.detach().numpy() * fitted.input_scale
     return prediction_dataset(
@@ -119,6 +144,8 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             "fitted_outputscale": float(hyperparameters.outputscale.detach()) * fitted.output_scale**2,
             "fitted_noise_variance": fitted.noise * fitted.output_scale**2,
             "fit_seconds": 0.0 if shared else fit.seconds,
+            **({"small_network": 1} if fit.small_network else {}),
+            **({"blocked_variance_factor": fit.variance_factor} if fit.variance_factor is not None else {}),
             "predict_seconds": time.perf_counter() - start,
             "censored_contexts": int(dry.sum()) if censoring else 0,
             **(
