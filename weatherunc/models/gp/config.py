@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from weatherunc.models.covariance import KERNEL_NAMES
+from weatherunc.models.gp.kernels import KERNELS
 from weatherunc.transforms import PrecipitationTransform
 
 #: Kernels compared by marginal likelihood when ``kernel="auto"``.
@@ -83,9 +83,9 @@ class GaussianProcessConfig:
         """``ValueError`` naming the field for an invalid small-network option or noise prior."""
         if self.small_network_contexts < 0:
             raise ValueError(f"small_network_contexts must be >= 0, got {self.small_network_contexts}")
-        if not self.small_network_kernels or not set(self.small_network_kernels) <= set(KERNEL_NAMES):
+        if not self.small_network_kernels or not set(self.small_network_kernels) <= set(KERNELS):
             raise ValueError(
-                f"small_network_kernels must be a non-empty subset of {KERNEL_NAMES}, "
+                f"small_network_kernels must be a non-empty subset of {tuple(KERNELS)}, "
                 f"got {self.small_network_kernels}"
             )
         for name in ("small_network_noise_prior", "noise_prior"):
