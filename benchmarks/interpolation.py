@@ -21,7 +21,8 @@ task's own contexts (weatherunc.heads.self_calibration); its ``predict_s`` inclu
 
 ``--methods A,B``: run only these methods (registered names or ablations) and replace their rows
 in the existing ``interpolation.json`` (the other methods' rows are kept as committed; the summary,
-the scores by distance and the markdown are rebuilt from all rows).
+the scores by distance and the markdown are rebuilt from all rows). ``--sic97`` with it also
+re-runs the SIC97 rows of every station method and replaces them.
 
 ``--holdout``: the same for the GP, the three baselines and the ConvNP, on tasks that no choice of the
 GP's defaults looked at: the three wettest frames of each test period that are at least 30
@@ -301,6 +302,11 @@ def main() -> None:
         default="",
         help="comma-separated methods to run; their rows replace those in the existing result",
     )
+    parser.add_argument(
+        "--sic97",
+        action="store_true",
+        help="with --methods: also re-run the SIC97 rows (all their methods) and replace them",
+    )
     arguments = parser.parse_args()
     holdout = arguments.holdout
     only = tuple(name for name in arguments.methods.split(",") if name)
@@ -355,12 +361,16 @@ def main() -> None:
                     pooled[method].append(scores_by_distance(prediction, task))
         for method, parts in pooled.items():
             distances += distance_rows(dataset, method, parts)
-    if not only:
+    if not only or arguments.sic97:
         rows += sic97_rows(seed=HOLDOUT_SEED if holdout else 0)
     name = "interpolation_holdout" if holdout else "interpolation"
     if only:
         previous = json.loads((RESULTS / f"{name}.json").read_text())
-        rows = [row for row in previous["rows"] if row["method"] not in only] + rows
+        rows = [
+            row
+            for row in previous["rows"]
+            if row["method"] not in only and not (arguments.sic97 and row["dataset"] == "sic97")
+        ] + rows
         distances = [row for row in previous["coverage_by_distance"] if row["method"] not in only] + distances
     summary = summarise(rows)
     table = markdown(summary) + "\n" + distance_markdown(distances)
