@@ -141,8 +141,9 @@ def summarise(predictions: list[xr.Dataset], tasks: list[Task]) -> dict[str, obj
         row["ece"] = round(
             metrics.top_label_ece(forecast.drop_vars(forecast.coords), observed, bins=ECE_BINS), 4
         )
-    row["epistemic_std"] = round(float(np.sqrt(latent).mean()), 4)
-    row["epistemic_share"] = round(float(np.mean(latent / (latent + noise))), 4)
+    # four significant figures: the shares of the neural processes are far below 0.001
+    row["epistemic_std"] = float(f"{np.sqrt(latent).mean():.4g}")
+    row["epistemic_share"] = float(f"{np.mean(latent / (latent + noise)):.4g}")
     row["predict_s"] = round(float(sum(float(p.attrs["predict_seconds"]) for p in predictions)), 2)
     return {"row": row, "epistemic": np.sqrt(latent)}
 
