@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from weatherunc import conventions
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator
 from weatherunc.models.gp.fitting import fit_kernel
 from weatherunc.models.gp.small_network import blocked_variance_factor
@@ -97,3 +98,17 @@ def test_blocked_variance_factor_is_near_one_for_the_true_model() -> None:
 def test_invalid_small_network_options_name_the_field(options: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         GaussianProcessConfig(**options)
+
+
+def test_fewer_contexts_than_blocks_give_a_finite_variance_factor_and_prediction() -> None:
+    """Seven contexts in eight blocks: the blocks are empty or single, and the factor falls back to
+    1 instead of the mean of no residuals (NaN, which made every std NaN)."""
+    generator = np.random.default_rng(3)
+    values = np.array([0.0, 0.0, 0.0, 0.0, 0.684, 1.428, 1.473])
+    targets = generator.uniform(0, 20, size=(30, 2))
+    task = Task(generator.uniform(0, 20, size=(7, 2)), values, targets, np.full(30, np.nan))
+    config = GaussianProcessConfig(kernel="matern32", offset_candidates=(), censored_contexts=False)
+    prediction = GaussianProcessInterpolator(config).predict(task)
+    assert np.isfinite(prediction.attrs["blocked_variance_factor"])
+    std = prediction[conventions.PRECIPITATION_STD].values
+    assert np.all(np.isfinite(std)) and np.all(std > 0)

@@ -61,7 +61,9 @@ def blocked_variance_factor(
     from ``A = K^-1`` and ``alpha = A r``: residuals ``A_SS^-1 alpha_S``, covariance
     ``A_SS^-1`` (the block form of Rasmussen & Williams 2006, eq. 5.12), noise included and
     scaled as :meth:`FittedGaussianProcess.predict` scales it. Censoring is ignored here (values
-    taken as given). Clipped to :data:`VARIANCE_FACTOR_BOUNDS`; 1 with fewer than 2 blocks.
+    taken as given). Residuals that are not finite (a block whose left-out variance vanishes, as
+    for contexts of one value) are left out. Clipped to :data:`VARIANCE_FACTOR_BOUNDS`; 1 with fewer
+    than 2 blocks or no finite residual.
     """
     size = int(np.ceil(len(values) / max(blocks, 1)))
     members = spatial_blocks(inputs[:, :2], max(size, 1))  # [b, m]
@@ -73,5 +75,8 @@ def blocked_variance_factor(
         left_out = np.linalg.inv(inverse[np.ix_(block, block)])  # [m, m]: covariance of the residuals
         residual = left_out @ weights[block]
         squares.append(residual**2 / (np.diag(left_out) * scale))
-    factor = float(np.mean(np.concatenate(squares)))
-    return float(np.clip(factor, *VARIANCE_FACTOR_BOUNDS))
+    squares = np.concatenate(squares)
+    finite = np.isfinite(squares)
+    if not finite.any():
+        return 1.0
+    return float(np.clip(np.mean(squares[finite]), *VARIANCE_FACTOR_BOUNDS))
