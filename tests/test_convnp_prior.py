@@ -289,3 +289,10 @@ def test_drawn_contexts_are_the_observed_cells_before_rounding() -> None:
     assert len(cells) == len(rates) and observed[rounded[:, 0], rounded[:, 1]].all()
     assert int(observed.sum()) == len({tuple(cell) for cell in rounded})
     assert np.all(np.abs(cells - rounded) <= 0.5 + 1e-9)
+
+
+def test_the_prior_gp_keeps_the_small_network_rule_off_unless_asked() -> None:
+    """Priors of tasks with few contexts stay those the shipped GP-prior networks were trained on."""
+    assert ConvNPConfig(prior="gp").prior_gp_config().small_network_contexts == 0
+    asked = ConvNPConfig(prior="gp", prior_gp={**CHEAP_GP, "small_network_contexts": 300})
+    assert asked.prior_gp_config().small_network_contexts == 300

@@ -16,7 +16,14 @@ PRIORS = ("none", "gp")
 PRIOR_LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9)
 #: Options of the prior's GP that a config may set.
 PRIOR_GP_OPTIONS = frozenset(
-    {"kernel", "censored_contexts", "local_variance", "fit_iterations", "fit_points"}
+    {
+        "kernel",
+        "censored_contexts",
+        "local_variance",
+        "fit_iterations",
+        "fit_points",
+        "small_network_contexts",
+    }
 )
 #: Options of the prior's GP (:class:`~weatherunc.models.gp.config.GaussianProcessConfig`): one
 #: kernel and no censored contexts make it several times cheaper than the default GP, so that it
@@ -91,8 +98,10 @@ class ConvNPConfig:
 
     def prior_gp_config(self) -> GaussianProcessConfig:
         """The configuration of the prior's GP: ``prior_gp`` over the GP's defaults, with the
-        network's transform (one offset, not chosen per task)."""
-        values = dict(self.prior_gp)
+        network's transform (one offset, not chosen per task). The GP's small-network rule is off
+        unless ``prior_gp`` sets ``small_network_contexts``, so that the prior of a task is the
+        one the network was trained with."""
+        values = {"small_network_contexts": 0, **self.prior_gp}
         try:
             if "kernel" in values and values["kernel"] != "auto":
                 kernel_named(values["kernel"])
