@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_neural_process import TINY, _inputs
 from weatherunc.checkpoints import save_checkpoint
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.neural_process.config import NeuralProcessConfig
@@ -28,18 +29,7 @@ from weatherunc.models.neural_process.stochastic_attention import (
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
 
-TINY = {"hidden": 16, "latent_dimension": 4, "heads": 2, "self_attention_layers": 1}
 STOCHASTIC = {**TINY, "stochastic_attention": True, "attention_weibull_shape": 5.0}
-
-
-def _inputs(batch: int = 2, n_context: int = 9, n_target: int = 6) -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(0)
-    return (
-        torch.randn(batch, n_context, 2, generator=generator),
-        torch.randn(batch, n_context, 1, generator=generator),
-        torch.randn(batch, n_target, 2, generator=generator),
-        torch.randn(batch, n_target, 1, generator=generator),
-    )
 
 
 def _task() -> Task:
@@ -128,7 +118,7 @@ def test_off_switch_is_the_deterministic_model_bit_for_bit() -> None:
     torch.manual_seed(3)
     off = NeuralProcess(NeuralProcessConfig(**TINY, stochastic_attention=False))
     assert plain.state_dict().keys() == off.state_dict().keys()
-    inputs = _inputs()
+    inputs = _inputs(2, 9, 6)
     torch.manual_seed(4)
     first = plain.eval()(*inputs[:3], samples=2)
     torch.manual_seed(4)
@@ -144,7 +134,7 @@ def test_off_switch_is_the_deterministic_model_bit_for_bit() -> None:
 def test_loss_adds_the_weighted_attention_kl_and_trains() -> None:
     torch.manual_seed(5)
     model = NeuralProcess(NeuralProcessConfig(**STOCHASTIC))
-    context_inputs, context_values, target_inputs, target_values = _inputs()
+    context_inputs, context_values, target_inputs, target_values = _inputs(2, 9, 6)
     output = model(context_inputs, context_values, target_inputs, target_values)
     assert output.attention_divergence.shape == (2, 6)
     unweighted = neural_process_loss(output, target_values[..., 0], attention_kl_weight=0.0)

@@ -55,6 +55,17 @@ class MultiHeadAttention(nn.Module):
             lengthscales_km = torch.logspace(0.0, math.log10(32.0), heads)
             self.log_inverse_lengthscale = nn.Parameter(torch.log(coordinate_scale_km / lengthscales_km))
 
+    def distance_bias(self, squared_distance: torch.Tensor | None) -> torch.Tensor | None:
+        """The additive attention bias ``-d^2 / (2 l_h^2)`` ``[batch, heads, n_query, n_key]`` of
+        each head's lengthscale ``l_h`` from ``squared_distance`` ``[batch, n_query, n_key]``, in the
+        parameters' dtype; None without a distance bias."""
+        if self.log_inverse_lengthscale is None:
+            return None
+        if squared_distance is None:
+            raise ValueError("this attention block has a distance bias: pass squared_distance")
+        inverse_squared = torch.exp(2 * self.log_inverse_lengthscale)[None, :, None, None]  # [1, heads, 1, 1]
+        return -0.5 * inverse_squared * squared_distance[:, None]
+
     def forward(
         self,
         queries: torch.Tensor,
@@ -71,16 +82,9 @@ class MultiHeadAttention(nn.Module):
                 1, 2
             )  # [batch, heads, count, width]
 
-        bias = None
-        if self.log_inverse_lengthscale is not None:
-            if squared_distance is None:
-                raise ValueError("this attention block has a distance bias: pass squared_distance")
-            inverse_squared = torch.exp(2 * self.log_inverse_lengthscale)[
-                None, :, None, None
-            ]  # [1, heads, 1, 1]
-            bias = (-0.5 * inverse_squared * squared_distance[:, None]).to(
-                queries.dtype
-            )  # [batch, heads, n_query, n_key]
+        bias = self.distance_bias(squared_distance)
+        if bias is not None:
+            bias = bias.to(queries.dtype)
         attended = functional.scaled_dot_product_attention(
             split(self.query(queries), n_query),
             split(self.key(keys), n_key),

@@ -125,12 +125,8 @@ class StochasticMultiHeadAttention(MultiHeadAttention):
         def split(tensor: torch.Tensor, count: int) -> torch.Tensor:
             return tensor.view(batch, count, self.heads, width).transpose(1, 2).float()
 
-        bias = torch.zeros((), device=queries.device)
-        if self.log_inverse_lengthscale is not None:
-            if squared_distance is None:
-                raise ValueError("this attention block has a distance bias: pass squared_distance")
-            inverse_squared = torch.exp(2 * self.log_inverse_lengthscale.float())[None, :, None, None]
-            bias = -0.5 * inverse_squared * squared_distance[:, None].float()  # [batch, heads, n_q, n_k]
+        bias = self.distance_bias(squared_distance)
+        bias = torch.zeros((), device=queries.device) if bias is None else bias.float()
         scores = (
             split(self.query(queries), n_query) @ split(self.key(keys), n_key).transpose(-1, -2)
         ) / math.sqrt(width) + bias  # [batch, heads, n_query, n_key]
