@@ -33,10 +33,9 @@ from tqdm import tqdm
 from weatherunc.checkpoints import sha256_of
 from weatherunc.models.bayes_by_backprop import gaussian_kl, initial_posterior, sample_weights, save_posterior
 from weatherunc.models.convnp.interpolator import load_convnp
-from weatherunc.models.convnp.model import censored_loss, rate_crps_loss
 from weatherunc.models.swag import selected_parameters
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
-from weatherunc.training.convnp_loop import training_frames
+from weatherunc.training.convnp_loop import training_frames, training_losses
 from weatherunc.training.grid_sampling import sample_grid_batch
 from weatherunc.training.swag import DEFAULT_PREFIXES, SWAG_STREAM
 
@@ -123,17 +122,7 @@ def fit_bayes_by_backprop(
         prediction = torch.func.functional_call(
             model, weights, (batch.observed, batch.values, batch.positions)
         )
-        losses = censored_loss(
-            prediction,
-            batch.target_values,
-            batch.target_bins,
-            batch.weights,
-            dry_bound=model.config.dry_bound,
-            bin_weight=config.bin_weight,
-        )
-        if config.crps_weight:
-            crps = rate_crps_loss(prediction, batch.target_values, batch.weights, model.config)
-            losses["loss"] = losses["loss"] + config.crps_weight * crps
+        losses = training_losses(prediction, batch, config, model.config)
         kl = gaussian_kl(posterior.mean, posterior.std, posterior.prior_std)
         loss = losses["loss"] + options.kl_weight * kl / divisor
         if not math.isfinite(loss.item()):

@@ -25,11 +25,12 @@ from tqdm import tqdm
 
 from weatherunc.checkpoints import CheckpointError
 from weatherunc.devices import choose_device
+from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.convnp.interpolator import ARCHITECTURE, ConvNPInterpolator, load_convnp
-from weatherunc.models.convnp.model import ConvNP, censored_loss, rate_crps_loss
+from weatherunc.models.convnp.model import ConvNP, ConvNPOutput, censored_loss, rate_crps_loss
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
 from weatherunc.training.divergence import diverged, require_finite_weights
-from weatherunc.training.grid_sampling import sample_grid_batch
+from weatherunc.training.grid_sampling import GridBatch, sample_grid_batch
 from weatherunc.training.patches import load_bank, load_frames, save_bank
 from weatherunc.training.prior_bank import PriorBank, build_prior_bank
 from weatherunc.training.run_folder import RunFolder, TrainingResult, latest_checkpoint
@@ -50,6 +51,26 @@ def training_frames(
         bank = load_frames(config.train, progress=progress, open_options=open_options)
         save_bank(bank, cache, key)
     return bank
+
+
+def training_losses(
+    output: ConvNPOutput, batch: GridBatch, config: ConvNPTrainingConfig, model_config: ConvNPConfig
+) -> dict[str, torch.Tensor]:
+    """The training loss of ``config`` on ``batch``: the censored likelihood with the bins' cross
+    entropy (:func:`~weatherunc.models.convnp.model.censored_loss`), plus ``crps_weight`` times
+    :func:`~weatherunc.models.convnp.model.rate_crps_loss` (then also under ``"crps"``)."""
+    losses = censored_loss(
+        output,
+        batch.target_values,
+        batch.target_bins,
+        batch.weights,
+        dry_bound=model_config.dry_bound,
+        bin_weight=config.bin_weight,
+    )
+    if config.crps_weight:
+        losses["crps"] = rate_crps_loss(output, batch.target_values, batch.weights, model_config)
+        losses["loss"] = losses["loss"] + config.crps_weight * losses["crps"]
+    return losses
 
 
 def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank | None) -> ConvNP:
@@ -146,7 +167,6 @@ def train_convnp(
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
     stopped_early = False
-    dry_bound = model.config.dry_bound
     segment_start = time.perf_counter()
     while step < end:
         model.train()
@@ -159,17 +179,7 @@ def train_convnp(
             batch = prior_bank.sample(model.config, config.batch_size, generator)
         batch = batch.to(device)
         output = model(batch.observed, batch.values, batch.positions, batch.prior, batch.target_prior)
-        losses = censored_loss(
-            output,
-            batch.target_values,
-            batch.target_bins,
-            batch.weights,
-            dry_bound=dry_bound,
-            bin_weight=config.bin_weight,
-        )
-        if config.crps_weight:
-            losses["crps"] = rate_crps_loss(output, batch.target_values, batch.weights, model.config)
-            losses["loss"] = losses["loss"] + config.crps_weight * losses["crps"]
+        losses = training_losses(output, batch, config, model.config)
         loss_value = losses["loss"].item()
         if not math.isfinite(loss_value):
             raise diverged(config, step + 1, f"the loss is {loss_value}")
