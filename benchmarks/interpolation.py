@@ -50,7 +50,6 @@ from tqdm import tqdm
 
 from weatherunc.evaluation import score_prediction, scores_by_distance
 from weatherunc.geolocation import crs_of
-from weatherunc.heads.self_calibration import self_calibrate
 from weatherunc.loading import open_dataset
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator
 from weatherunc.models.registry import Interpolator, get_model
@@ -341,21 +340,8 @@ def main() -> None:
         tasks = radar_tasks(dataset, holdout=holdout)
         pooled: dict[str, list[xr.Dataset]] = defaultdict(list)
         for kind, frame, task in tqdm(tasks, desc=dataset):
-            made: dict[str, xr.Dataset] = {}
             for method, model in models.items():
-                base = method.removesuffix("+self")
-                if method != base and base in made:  # the plain prediction is reused, its time added
-                    prediction = self_calibrate(
-                        model.model, task, prediction=made[base], options=model.options
-                    )
-                    prediction = prediction.assign_attrs(
-                        model=method,
-                        predict_seconds=float(made[base].attrs["predict_seconds"])
-                        + float(prediction.attrs["self_calibration_seconds"]),
-                    )
-                else:
-                    prediction = model.predict(task)
-                made[method] = prediction
+                prediction = model.predict(task)  # METHOD+self: the product's path (a GP fits once)
                 rows.append(_row(dataset, kind, frame, method, task, prediction))
                 if kind == "masked_blocks" and method in DISTANCE_METHODS:
                     pooled[method].append(scores_by_distance(prediction, task))

@@ -73,7 +73,8 @@ class OverconfidentModel:
 def test_pseudo_task_hides_contexts_and_weights_match_the_real_distances() -> None:
     task = _field_task()
     options = SelfCalibrationOptions(pseudo_fraction=0.2)
-    pseudo, weights = pseudo_task(task, options)
+    pseudo, weights, discs = pseudo_task(task, options)
+    assert discs.shape == (pseudo.n_target,) and np.array_equal(np.unique(discs), np.arange(discs.max() + 1))
     assert (
         pseudo.n_target == int(0.2 * task.n_context) and pseudo.n_context == task.n_context - pseudo.n_target
     )
@@ -143,7 +144,7 @@ def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
         prediction.transformed_std.values, model.predict(task).transformed_std.values
     )
     assert prediction.attrs["model"] == "overconfident+self"
-    pseudo, weights = pseudo_task(task, once)
+    pseudo, weights, _ = pseudo_task(task, once)
     assert (
         fit_self_calibration(
             model.predict(pseudo), pseudo.target_values, distance_to_nearest_context(pseudo), weights, once
@@ -155,16 +156,21 @@ def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
 def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() -> None:
     task = _field_task(n_context=60, n_target=20)
     options = SelfCalibrationOptions()
-    pooled, truth, distance, weights, draws = pseudo_predictions(OverconfidentModel(0.5), task, options)
+    pseudo = pseudo_predictions(OverconfidentModel(0.5), task, options)
+    draws, truth = pseudo.draws, pseudo.truth
     per_draw = int(options.pseudo_fraction * task.n_context)
     assert draws == int(np.ceil(2 * options.minimum_targets / per_draw)) and truth.size == draws * per_draw
-    assert pooled.sizes["target"] == truth.size == distance.size == weights.size
+    assert pseudo.prediction.sizes["target"] == truth.size == pseudo.distance.size == pseudo.weights.size
+    # disc numbers are unique over draws: each draw's discs follow the previous draw's
+    assert pseudo.discs.size == truth.size and np.unique(pseudo.discs).size == pseudo.discs.max() + 1
+    assert np.all(np.diff([pseudo.discs[i * per_draw : (i + 1) * per_draw].min() for i in range(draws)]) > 0)
     record = json.loads(
         self_calibrate(OverconfidentModel(0.5), task, options=options).attrs["self_calibration"]
     )
     assert (
         record["method"] == "self" and record["scores"]["draws"] == draws and record["overall_std_factor"] > 1
     )
+    assert record["scores"]["discs"] == np.unique(pseudo.discs).size
 
 
 def test_std_factors_that_cost_crps_are_dropped() -> None:
@@ -256,3 +262,32 @@ def test_rescale_std_takes_gridded_predictions() -> None:
         rescaled.transformed_std.values, 2.0 * grid.transformed_std.values
     )  # NaN off the targets on both
     assert rescaled.precipitation_std.dims == ("y", "x")
+
+
+def test_a_gp_is_fitted_once_and_its_pseudo_tasks_share_that_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GP's pseudo-tasks are conditioned with the real task's fit: one fit per self-calibrated
+    prediction (two when the plain prediction is passed in), and the mean is the plain GP's."""
+    import weatherunc.models.gp.interpolator as interpolator
+    from weatherunc.models.gp import GaussianProcessInterpolator
+
+    fits: list[int] = []
+    original = interpolator.fit_task
+
+    def counted(task: Task, config):
+        fits.append(task.n_context)
+        return original(task, config)
+
+    monkeypatch.setattr(interpolator, "fit_task", counted)
+    task = _field_task(n_context=400, n_target=60)
+    gp = GaussianProcessInterpolator()
+    calibrated = self_calibrate(gp, task)
+    assert fits == [task.n_context]  # the pseudo-tasks (fewer contexts) were not fitted
+    record = json.loads(calibrated.attrs["self_calibration"])
+    assert record["method"] == "self" and record["scores"]["pseudo_targets"] == int(0.3 * task.n_context)
+    plain = gp.predict(task)
+    np.testing.assert_array_equal(calibrated.transformed_mean.values, plain.transformed_mean.values)
+    assert calibrated.attrs["hyperparameters"] == "per task"
+    fits.clear()
+    again = self_calibrate(gp, task, prediction=plain)
+    assert fits == [task.n_context]  # the given prediction is kept; the pseudo-tasks need the fit once
+    np.testing.assert_allclose(again.transformed_std.values, calibrated.transformed_std.values)

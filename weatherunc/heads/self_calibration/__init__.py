@@ -36,6 +36,7 @@ from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, SelfCalibrati
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.heads.self_calibration.pseudo_targets import (
     POOLED_COORDINATES,
+    PseudoTargets,
     pseudo_predictions,
     pseudo_task,
 )
@@ -43,6 +44,7 @@ from weatherunc.heads.self_calibration.pseudo_targets import (
 __all__ = [
     "FACTOR_GRID",
     "POOLED_COORDINATES",
+    "PseudoTargets",
     "SelfCalibrated",
     "SelfCalibration",
     "SelfCalibrationOptions",

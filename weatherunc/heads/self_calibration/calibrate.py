@@ -20,31 +20,43 @@ def self_calibrate(
 ) -> xr.Dataset:
     """``model``'s prediction of ``task`` calibrated on pseudo-targets of ``task``'s own contexts.
 
-    ``prediction``: the model's prediction of ``task`` when already made. The attribute
-    ``self_calibration`` (JSON) records the fit, the pseudo-target count and the before/after
-    scores on them, or why nothing was fitted; ``self_calibration_seconds`` its cost.
+    A model fitted per task (the GP: ``shared_fit``) predicts the pseudo-tasks with the fit of
+    ``task`` itself, so that each costs a conditioning, not a fit; the hyperparameters have then
+    seen the hidden contexts too, a small share of the data for a handful of parameters.
+    ``prediction``: the model's prediction of ``task`` when already made (a GP then fits once
+    more). The attribute ``self_calibration`` (JSON) records the fit, the pseudo-target count and
+    the before/after scores on them, or why nothing was fitted; ``self_calibration_seconds`` its
+    cost.
     """
     options = options or SelfCalibrationOptions()
-    prediction = model.predict(task) if prediction is None else prediction
+    pseudo_model = model
+    if prediction is None and hasattr(model, "predict_sharing_fit"):
+        prediction, pseudo_model = model.predict_sharing_fit(task)
+    elif prediction is None:
+        prediction = model.predict(task)
     started = time.perf_counter()
+    if pseudo_model is model and hasattr(model, "shared_fit"):
+        pseudo_model = model.shared_fit(task)
     try:
-        pooled, truth, distance, weights, draws = pseudo_predictions(model, task, options)
+        pseudo = pseudo_predictions(pseudo_model, task, options)
     except ValueError as error:
         return prediction.assign_attrs(
             self_calibration=json.dumps({"method": "none", "reason": str(error)}),
             self_calibration_seconds=0.0,
         )
-    fitted = fit_self_calibration(pooled, truth, distance, weights, options)
+    fitted = fit_self_calibration(
+        pseudo.prediction, pseudo.truth, pseudo.distance, pseudo.weights, options, discs=pseudo.discs
+    )
     if fitted is None:
         reason = (
-            f"{truth.size} pseudo-targets in {draws} draws, fewer than "
+            f"{pseudo.truth.size} pseudo-targets in {pseudo.draws} draws, fewer than "
             f"minimum_targets={options.minimum_targets}"
         )
         return prediction.assign_attrs(
             self_calibration=json.dumps({"method": "none", "reason": reason}),
             self_calibration_seconds=time.perf_counter() - started,
         )
-    fitted = replace(fitted, scores={**fitted.scores, "draws": draws})
+    fitted = replace(fitted, scores={**fitted.scores, "draws": pseudo.draws})
     calibrated = fitted.apply(prediction, distance_to_nearest_context(task))
     return calibrated.assign_attrs(
         self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started

@@ -137,9 +137,12 @@ def fit_self_calibration(
     distance: np.ndarray,
     weights: np.ndarray,
     options: SelfCalibrationOptions,
+    discs: np.ndarray | None = None,
 ) -> SelfCalibration | None:
     """Fit on pseudo-targets (see the module docstring): their ``prediction``, ``truth`` [mm/h],
-    ``distance`` [km] to the nearest remaining context and importance ``weights``, each
+    ``distance`` [km] to the nearest remaining context, importance ``weights`` and, where known,
+    the ``discs`` that hid them (recorded: the pseudo-targets of one disc are correlated, so the
+    count of discs, not of targets, tells how much independent evidence the fit had), each
     ``[n_pseudo]``; None below ``minimum_targets``."""
     if truth.size < options.minimum_targets:
         return None
@@ -192,6 +195,7 @@ def fit_self_calibration(
         fitted,
         scores={
             "pseudo_targets": int(truth.size),
+            **({"discs": int(np.unique(discs).size)} if discs is not None else {}),
             "std_factors_kept": bool(intervals_kept),
             "before": before,
             "after": after,

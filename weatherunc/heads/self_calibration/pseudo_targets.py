@@ -8,7 +8,7 @@ nearest remaining context matches the real targets' (importance weights per dist
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import xarray as xr
@@ -29,25 +29,29 @@ POOLED_COORDINATES = (
 )
 
 
-def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.ndarray]:
+def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.ndarray, np.ndarray]:
     """Hide discs of ``task``'s contexts; returns the pseudo-task (the hidden contexts as targets,
-    with their values as truth) and its importance weights ``[n_pseudo]`` (mean 1) that match the
-    pseudo-targets' distances to the nearest remaining context to the real targets'."""
+    with their values as truth), its importance weights ``[n_pseudo]`` (mean 1) that match the
+    pseudo-targets' distances to the nearest remaining context to the real targets', and the number
+    of the disc that hid each pseudo-target ``[n_pseudo]`` (the pseudo-targets of one disc are
+    correlated: the fit counts discs, not targets, as independent evidence)."""
     rng = np.random.default_rng(options.seed)
     real = distance_to_nearest_context(task)
     budget = min(options.max_pseudo_targets, int(options.pseudo_fraction * task.n_context))
     if budget < 1 or task.n_context - budget < 1:
         raise ValueError(f"task: {task.n_context} contexts are too few for pseudo-targets")
     tree = cKDTree(task.context_coordinates)
-    hidden = np.zeros(task.n_context, dtype=bool)
+    disc = np.full(task.n_context, -1, dtype=np.int64)
     radii = rng.choice(real, size=10 * budget + 10) * rng.uniform(1.0, 3.0, size=10 * budget + 10)
-    for radius in radii:
-        if hidden.sum() >= budget:
+    for number, radius in enumerate(radii):
+        if (disc >= 0).sum() >= budget:
             break
         centre = task.context_coordinates[rng.integers(task.n_context)]
         inside = np.asarray(tree.query_ball_point(centre, r=max(radius, 1e-9)), dtype=np.int64)
-        room = budget - int(hidden.sum())
-        hidden[inside[: max(room, 1)] if inside.size > room else inside] = True
+        inside = inside[disc[inside] < 0]  # a context already hidden keeps its first disc
+        room = budget - int((disc >= 0).sum())
+        disc[inside[: max(room, 1)] if inside.size > room else inside] = number
+    hidden = disc >= 0
     kept = ~hidden
     pseudo = Task(
         context_coordinates=task.context_coordinates[kept],
@@ -72,19 +76,34 @@ def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.n
     )
     ratio = np.divide(real_share, pseudo_share, out=np.zeros(bins), where=pseudo_share > 0)
     weights = np.where(pseudo_bins >= 0, ratio[np.maximum(pseudo_bins, 0)], 0.0)
-    return pseudo, weights / weights.mean() if weights.sum() > 0 else np.ones(pseudo.n_target)
+    weights = weights / weights.mean() if weights.sum() > 0 else np.ones(pseudo.n_target)
+    return pseudo, weights, np.unique(disc[hidden], return_inverse=True)[1]
 
 
-def pseudo_predictions(
-    model, task: Task, options: SelfCalibrationOptions
-) -> tuple[xr.Dataset, np.ndarray, np.ndarray, np.ndarray, int]:
+@dataclass(frozen=True)
+class PseudoTargets:
+    """A model's predictions of pseudo-targets, pooled over draws along ``target``.
+
+    ``truth`` [mm/h], ``distance`` [km] to the nearest remaining context, importance ``weights``
+    and ``discs`` (the hiding disc's number, unique over draws), each ``[n_pseudo]``; ``draws``:
+    how many pseudo-tasks were drawn.
+    """
+
+    prediction: xr.Dataset
+    truth: np.ndarray
+    distance: np.ndarray
+    weights: np.ndarray
+    discs: np.ndarray
+    draws: int
+
+
+def pseudo_predictions(model, task: Task, options: SelfCalibrationOptions) -> PseudoTargets:
     """``model``'s predictions of one or more pseudo-tasks of ``task`` (:func:`pseudo_task`, seeds
     ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets and
-    ``max_repeats`` allows), pooled along ``target``, with their truths, distances to the nearest
-    remaining context and weights ``[n_pseudo]``, and the number of draws."""
-    predictions, truths, distances, weights = [], [], [], []
+    ``max_repeats`` allows)."""
+    predictions, truths, distances, weights, discs = [], [], [], [], []
     for draw in range(options.max_repeats):
-        pseudo, weight = pseudo_task(task, replace(options, seed=options.seed + draw))
+        pseudo, weight, disc = pseudo_task(task, replace(options, seed=options.seed + draw))
         prediction = model.predict(pseudo)
         predictions.append(
             prediction.drop_vars([name for name in prediction.coords if name not in POOLED_COORDINATES])
@@ -92,6 +111,7 @@ def pseudo_predictions(
         truths.append(pseudo.target_values)
         distances.append(distance_to_nearest_context(pseudo))
         weights.append(weight)
+        discs.append(disc + (int(discs[-1].max()) + 1 if discs else 0))
         if sum(truth.size for truth in truths) >= 2 * options.minimum_targets:
             break
     pooled = (
@@ -99,10 +119,11 @@ def pseudo_predictions(
         if len(predictions) > 1
         else predictions[0]
     )
-    return (
+    return PseudoTargets(
         pooled,
         np.concatenate(truths),
         np.concatenate(distances),
         np.concatenate(weights),
+        np.concatenate(discs),
         len(predictions),
     )

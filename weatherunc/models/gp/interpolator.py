@@ -193,6 +193,15 @@ class GaussianProcessInterpolator:
         hyperparameters fitted on this task's contexts."""
         return predict_with_fit(task, fit_task(task, self.config), name=self.name, shared=False)
 
+    def predict_sharing_fit(self, task: Task) -> tuple[xr.Dataset, SharedFitGaussianProcess]:
+        """:meth:`predict`'s prediction of ``task`` and a GP that predicts other tasks with the same
+        fit, made once (self-calibration predicts ``task``'s pseudo-tasks with it, so that they cost
+        a conditioning each, not a fit)."""
+        fit = fit_task(task, self.config)
+        return predict_with_fit(task, fit, name=self.name, shared=False), SharedFitGaussianProcess(
+            fit, self.name
+        )
+
     def shared_fit(self, task: Task) -> SharedFitGaussianProcess:
         """A GP fitted once on ``task``'s contexts whose options and hyperparameters every task it
         predicts shares (e.g. the tiles of one frame: no tile chooses its own kernel, offset or
