@@ -12,9 +12,11 @@ import xarray as xr
 from weatherunc.evaluation import distance_to_nearest_context, score_prediction
 from weatherunc.heads.calibration import rescale_std
 from weatherunc.heads.self_calibration import (
+    EarlierFrame,
     SelfCalibrated,
     SelfCalibrationOptions,
     fit_self_calibration,
+    pooled_pseudo_targets,
     pseudo_predictions,
     pseudo_task,
     self_calibrate,
@@ -291,3 +293,82 @@ def test_a_gp_is_fitted_once_and_its_pseudo_tasks_share_that_fit(monkeypatch: py
     again = self_calibrate(gp, task, prediction=plain)
     assert fits == [task.n_context]  # the given prediction is kept; the pseudo-tasks need the fit once
     np.testing.assert_allclose(again.transformed_std.values, calibrated.transformed_std.values)
+
+
+def _grid_frame(seed: int, size: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smooth rain field on a 1 km grid: values ``[size, size]`` in mm/h and the axes in km."""
+    rng = np.random.default_rng(seed)
+    axis = np.arange(size, dtype=float)
+    x, y = np.meshgrid(axis, axis)
+    level = 2.0 + np.sin(x / 5.0 + seed) + np.cos(y / 7.0) + 0.2 * rng.normal(size=x.shape)
+    return np.expm1(np.maximum(level, 0.0)), axis, axis
+
+
+def _grid_task(values: np.ndarray, axis: np.ndarray) -> Task:
+    """Every fourth observed pixel outside a central 12 px gap as contexts; the gap as targets."""
+    rows, columns = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
+    gap = (np.abs(rows - 24) < 6) & (np.abs(columns - 24) < 6)
+    context = ~gap & (rows % 2 == 0) & (columns % 2 == 0)
+    return Task(
+        np.stack([axis[columns[context]], axis[rows[context]]], axis=1),
+        values[context],
+        np.stack([axis[columns[gap]], axis[rows[gap]]], axis=1),
+        values[gap],
+    )
+
+
+def test_an_earlier_frame_gives_a_task_of_its_observations_where_the_task_lies() -> None:
+    values, axis, _ = _grid_frame(0)
+    task = _grid_task(values, axis)
+    earlier_values, _, _ = _grid_frame(1)
+    earlier_values[:10, :] = np.nan  # unobserved rows give no context
+    earlier = EarlierFrame(earlier_values, axis, axis).task_like(task, seed=3)
+    assert earlier.n_context == task.n_context  # subsampled to the task's own count
+    assert np.all(earlier.context_coordinates[:, 1] >= 10)
+    rows, columns = (
+        earlier.context_coordinates[:, 1].astype(int),
+        earlier.context_coordinates[:, 0].astype(int),
+    )
+    np.testing.assert_array_equal(earlier.context_values, earlier_values[rows, columns])
+    np.testing.assert_array_equal(earlier.target_coordinates, task.target_coordinates)
+    assert np.all(np.isnan(earlier.target_values))
+    with pytest.raises(ValueError, match="values: shape"):
+        EarlierFrame(earlier_values[:, :5], axis, axis)
+    with pytest.raises(ValueError, match="context point"):
+        EarlierFrame(np.full_like(values, np.nan), axis, axis).task_like(task)
+
+
+def test_a_rolling_window_pools_the_pseudo_targets_of_earlier_frames() -> None:
+    values, axis, _ = _grid_frame(0)
+    task = _grid_task(values, axis)
+    model = OverconfidentModel(0.5)
+    single = json.loads(SelfCalibrated(model).predict(task).attrs["self_calibration"])
+    blank = np.full_like(values, np.nan)
+    frames = tuple(EarlierFrame(_grid_frame(seed)[0], axis, axis) for seed in (1, 2)) + (
+        EarlierFrame(blank, axis, axis),  # nothing observed: skipped
+    )
+    windowed = json.loads(
+        SelfCalibrated(model, earlier_frames=frames).predict(task).attrs["self_calibration"]
+    )
+    assert windowed["scores"]["window_frames"] == 3 and single["scores"]["window_frames"] == 1
+    assert windowed["scores"]["pseudo_targets"] == 3 * single["scores"]["pseudo_targets"]
+    assert windowed["scores"]["discs"] > single["scores"]["discs"]
+    assert windowed["overall_std_factor"] > 1 and single["overall_std_factor"] > 1
+
+
+def test_pooled_pseudo_targets_keep_disc_numbers_unique() -> None:
+    task = _field_task(n_context=300, n_target=50)
+    parts = [
+        pseudo_predictions(OverconfidentModel(1.0), task, SelfCalibrationOptions(seed=seed))
+        for seed in (0, 1)
+    ]
+    pooled = pooled_pseudo_targets(parts)
+    assert pooled.truth.size == sum(part.truth.size for part in parts)
+    assert pooled.draws == sum(part.draws for part in parts)
+    assert np.unique(pooled.discs).size == sum(np.unique(part.discs).size for part in parts)
+    with pytest.raises(ValueError, match="parts"):
+        pooled_pseudo_targets([])
+    far = pseudo_task(task, SelfCalibrationOptions(), real_distance=np.full(10, 40.0))[0]
+    near = pseudo_task(task, SelfCalibrationOptions(), real_distance=np.full(10, 0.5))[0]
+    assert far.n_target == near.n_target  # the same budget, other disc radii
+    assert distance_to_nearest_context(far).mean() > distance_to_nearest_context(near).mean()

@@ -23,25 +23,31 @@ remaining context matches the real targets' (importance weights per distance bin
 with a fall-back to no calibration below ``minimum_targets`` pseudo-targets. :func:`self_calibrate`
 applies the fit to the real prediction and records what was fitted, on how many pseudo-targets,
 and the before/after scores on them, in the attribute ``self_calibration`` (JSON).
-:class:`SelfCalibrated` wraps any model so that its ``predict`` does all of this.
+:class:`SelfCalibrated` wraps any model so that its ``predict`` does all of this. A rolling
+window of earlier frames of the same place (``history``, or :class:`EarlierFrame` grids in
+:class:`SelfCalibrated`) adds their pseudo-targets, weighted to the current targets' distances.
 
 Modules: :mod:`~weatherunc.heads.self_calibration.options`,
 :mod:`~weatherunc.heads.self_calibration.pseudo_targets`,
-:mod:`~weatherunc.heads.self_calibration.fitting` and
+:mod:`~weatherunc.heads.self_calibration.fitting`,
+:mod:`~weatherunc.heads.self_calibration.history` and
 :mod:`~weatherunc.heads.self_calibration.calibrate`.
 """
 
 from weatherunc.heads.self_calibration.calibrate import SelfCalibrated, self_calibrate
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, SelfCalibration, fit_self_calibration
+from weatherunc.heads.self_calibration.history import EarlierFrame
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.heads.self_calibration.pseudo_targets import (
     POOLED_COORDINATES,
     PseudoTargets,
+    pooled_pseudo_targets,
     pseudo_predictions,
     pseudo_task,
 )
 
 __all__ = [
+    "EarlierFrame",
     "FACTOR_GRID",
     "POOLED_COORDINATES",
     "PseudoTargets",
@@ -50,6 +56,7 @@ __all__ = [
     "SelfCalibrationOptions",
     "distance_bin_index",
     "fit_self_calibration",
+    "pooled_pseudo_targets",
     "pseudo_predictions",
     "pseudo_task",
     "self_calibrate",

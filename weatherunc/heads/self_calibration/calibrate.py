@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import xarray as xr
 
 from weatherunc.evaluation import distance_to_nearest_context
 from weatherunc.heads.self_calibration.fitting import fit_self_calibration
+from weatherunc.heads.self_calibration.history import EarlierFrame
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions
-from weatherunc.heads.self_calibration.pseudo_targets import pseudo_predictions
+from weatherunc.heads.self_calibration.pseudo_targets import pooled_pseudo_targets, pseudo_predictions
 from weatherunc.tasks import Task
 
 
 def self_calibrate(
-    model, task: Task, prediction: xr.Dataset | None = None, options: SelfCalibrationOptions | None = None
+    model,
+    task: Task,
+    prediction: xr.Dataset | None = None,
+    options: SelfCalibrationOptions | None = None,
+    history: Sequence[Task] = (),
 ) -> xr.Dataset:
     """``model``'s prediction of ``task`` calibrated on pseudo-targets of ``task``'s own contexts.
+
+    ``history``: earlier frames of the same place (a rolling window), whose contexts give more
+    pseudo-targets, weighted to ``task``'s target distances and pooled with ``task``'s own; their
+    targets are not used. A frame with too few contexts is skipped.
 
     A model fitted per task (the GP: ``shared_fit``) predicts the pseudo-tasks with the fit of
     ``task`` itself, so that each costs a conditioning, not a fit; the hyperparameters have then
@@ -44,6 +54,14 @@ def self_calibrate(
             self_calibration=json.dumps({"method": "none", "reason": str(error)}),
             self_calibration_seconds=0.0,
         )
+    if history:
+        real_distance, earlier = distance_to_nearest_context(task), []
+        for frame in history:
+            try:
+                earlier.append(pseudo_predictions(pseudo_model, frame, options, real_distance))
+            except ValueError:
+                continue  # an earlier frame with too few contexts adds nothing
+        pseudo = pooled_pseudo_targets([pseudo, *earlier])
     fitted = fit_self_calibration(
         pseudo.prediction, pseudo.truth, pseudo.distance, pseudo.weights, options, discs=pseudo.discs
     )
@@ -56,7 +74,9 @@ def self_calibrate(
             self_calibration=json.dumps({"method": "none", "reason": reason}),
             self_calibration_seconds=time.perf_counter() - started,
         )
-    fitted = replace(fitted, scores={**fitted.scores, "draws": pseudo.draws})
+    fitted = replace(
+        fitted, scores={**fitted.scores, "draws": pseudo.draws, "window_frames": 1 + len(history)}
+    )
     calibrated = fitted.apply(prediction, distance_to_nearest_context(task))
     return calibrated.assign_attrs(
         self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started
@@ -65,11 +85,17 @@ def self_calibrate(
 
 @dataclass
 class SelfCalibrated:
-    """Any model whose predictions calibrate themselves (:func:`self_calibrate`); named ``MODEL+self``."""
+    """Any model whose predictions calibrate themselves (:func:`self_calibrate`); named ``MODEL+self``.
+
+    ``earlier_frames``: the rolling window, earlier frames of the grid the tasks are drawn on; each
+    task also draws pseudo-targets from their observations where its contexts lie
+    (:meth:`EarlierFrame.task_like`).
+    """
 
     model: object
     options: SelfCalibrationOptions = field(default_factory=SelfCalibrationOptions)
     name: str = ""
+    earlier_frames: tuple[EarlierFrame, ...] = ()
 
     def __post_init__(self) -> None:
         self.name = self.name or f"{self.model.name}+self"
@@ -81,7 +107,13 @@ class SelfCalibrated:
 
     def predict(self, task: Task) -> xr.Dataset:
         """The wrapped model's prediction of ``task``, self-calibrated; ``model`` attribute ``NAME+self``."""
-        prediction = self_calibrate(self.model, task, options=self.options)
+        history = []
+        for number, frame in enumerate(self.earlier_frames):
+            try:
+                history.append(frame.task_like(task, seed=self.options.seed + number))
+            except ValueError:
+                continue  # nothing observed there in that frame
+        prediction = self_calibrate(self.model, task, options=self.options, history=history)
         return prediction.assign_attrs(
             model=self.name,
             predict_seconds=float(prediction.attrs.get("predict_seconds", 0.0))

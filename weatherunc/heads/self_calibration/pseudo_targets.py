@@ -8,6 +8,7 @@ nearest remaining context matches the real targets' (importance weights per dist
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -29,14 +30,22 @@ POOLED_COORDINATES = (
 )
 
 
-def pseudo_task(task: Task, options: SelfCalibrationOptions) -> tuple[Task, np.ndarray, np.ndarray]:
+def pseudo_task(
+    task: Task, options: SelfCalibrationOptions, real_distance: np.ndarray | None = None
+) -> tuple[Task, np.ndarray, np.ndarray]:
     """Hide discs of ``task``'s contexts; returns the pseudo-task (the hidden contexts as targets,
     with their values as truth), its importance weights ``[n_pseudo]`` (mean 1) that match the
     pseudo-targets' distances to the nearest remaining context to the real targets', and the number
     of the disc that hid each pseudo-target ``[n_pseudo]`` (the pseudo-targets of one disc are
-    correlated: the fit counts discs, not targets, as independent evidence)."""
+    correlated: the fit counts discs, not targets, as independent evidence).
+
+    ``real_distance`` ``[n]`` [km]: the distances of the targets to calibrate for, when they are not
+    ``task``'s own (an earlier frame of the same place drawn for a later frame's targets).
+    """
     rng = np.random.default_rng(options.seed)
-    real = distance_to_nearest_context(task)
+    real = distance_to_nearest_context(task) if real_distance is None else np.asarray(real_distance)
+    if real.size == 0:
+        raise ValueError("real_distance: no target distance to match")
     budget = min(options.max_pseudo_targets, int(options.pseudo_fraction * task.n_context))
     if budget < 1 or task.n_context - budget < 1:
         raise ValueError(f"task: {task.n_context} contexts are too few for pseudo-targets")
@@ -97,33 +106,44 @@ class PseudoTargets:
     draws: int
 
 
-def pseudo_predictions(model, task: Task, options: SelfCalibrationOptions) -> PseudoTargets:
+def pooled_pseudo_targets(parts: Sequence[PseudoTargets]) -> PseudoTargets:
+    """One :class:`PseudoTargets` of several (draws, or earlier frames of the same place): the
+    predictions concatenated along ``target``, the disc numbers offset so that they stay unique."""
+    if not parts:
+        raise ValueError("parts: no pseudo-targets to pool")
+    offsets = np.cumsum([0] + [int(part.discs.max()) + 1 if part.discs.size else 0 for part in parts[:-1]])
+    return PseudoTargets(
+        xr.concat([part.prediction for part in parts], dim="target", combine_attrs="override")
+        if len(parts) > 1
+        else parts[0].prediction,
+        np.concatenate([part.truth for part in parts]),
+        np.concatenate([part.distance for part in parts]),
+        np.concatenate([part.weights for part in parts]),
+        np.concatenate([part.discs + offset for part, offset in zip(parts, offsets)]),
+        sum(part.draws for part in parts),
+    )
+
+
+def pseudo_predictions(
+    model, task: Task, options: SelfCalibrationOptions, real_distance: np.ndarray | None = None
+) -> PseudoTargets:
     """``model``'s predictions of one or more pseudo-tasks of ``task`` (:func:`pseudo_task`, seeds
     ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets and
-    ``max_repeats`` allows)."""
-    predictions, truths, distances, weights, discs = [], [], [], [], []
+    ``max_repeats`` allows), pooled; ``real_distance`` as for :func:`pseudo_task`."""
+    parts: list[PseudoTargets] = []
     for draw in range(options.max_repeats):
-        pseudo, weight, disc = pseudo_task(task, replace(options, seed=options.seed + draw))
+        pseudo, weights, discs = pseudo_task(task, replace(options, seed=options.seed + draw), real_distance)
         prediction = model.predict(pseudo)
-        predictions.append(
-            prediction.drop_vars([name for name in prediction.coords if name not in POOLED_COORDINATES])
+        parts.append(
+            PseudoTargets(
+                prediction.drop_vars([name for name in prediction.coords if name not in POOLED_COORDINATES]),
+                pseudo.target_values,
+                distance_to_nearest_context(pseudo),
+                weights,
+                discs,
+                1,
+            )
         )
-        truths.append(pseudo.target_values)
-        distances.append(distance_to_nearest_context(pseudo))
-        weights.append(weight)
-        discs.append(disc + (int(discs[-1].max()) + 1 if discs else 0))
-        if sum(truth.size for truth in truths) >= 2 * options.minimum_targets:
+        if sum(part.truth.size for part in parts) >= 2 * options.minimum_targets:
             break
-    pooled = (
-        xr.concat(predictions, dim="target", combine_attrs="override")
-        if len(predictions) > 1
-        else predictions[0]
-    )
-    return PseudoTargets(
-        pooled,
-        np.concatenate(truths),
-        np.concatenate(distances),
-        np.concatenate(weights),
-        np.concatenate(discs),
-        len(predictions),
-    )
+    return pooled_pseudo_targets(parts)
