@@ -238,6 +238,41 @@ def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
     assert json.loads(report.metrics.read_text())["scores"]["crps"] > 0
 
 
+def test_a_job_window_calibrates_each_frame_on_the_frames_before_it_too(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from tests.test_jobs import JOB
+    from weatherunc.pipelines.job_config import JobConfig
+    from weatherunc.pipelines.run_job import run_job
+
+    def job(calibration: object, name: str) -> JobConfig:
+        return JobConfig(
+            **{
+                **JOB,
+                "name": name,
+                "calibration": calibration,
+                "frames": {"start": "2019-06-10T00:30", "limit": 2},
+                "output_dir": str(tmp_path),
+            }
+        )
+
+    single, window = job("self", "single"), job({"self": {"window_frames": 2}}, "window")
+    assert (single.self_calibration_window, window.self_calibration_window) == (1, 2)
+    assert window.self_calibration and window.calibration_file is None
+    assert single.fingerprint() != window.fingerprint()
+    with pytest.raises(ValidationError, match="window_frames"):
+        job({"self": {"window_frames": 0}}, "bad")
+    stores = {}
+    for config in (single, window):
+        report = run_job(config, scheduler="synchronous", progress=False)
+        stores[config.name] = xr.open_zarr(report.store, consolidated=False)
+    assert stores["window"].attrs["calibration"].endswith("and of the 1 frames before it")
+    std = {name: store.precipitation_std.values for name, store in stores.items()}
+    np.testing.assert_array_equal(std["single"][0], std["window"][0])  # nothing before the first frame
+    predicted = np.isfinite(std["single"][1])
+    assert predicted.any() and not np.allclose(std["single"][1][predicted], std["window"][1][predicted])
+
+
 def test_rescale_std_takes_gridded_predictions() -> None:
     from weatherunc.models.predictive import to_grid
 

@@ -109,6 +109,20 @@ class PlotOptions(_Strict):
     threshold: float = Field(1.0, gt=0)
 
 
+class WindowOptions(_Strict):
+    """Self-calibration over a rolling window: each tile also draws pseudo-targets from the
+    ``window_frames - 1`` frames before it (their observations, withheld blocks excluded)."""
+
+    window_frames: int = Field(1, ge=1, le=12)
+
+
+class SelfCalibrationOptions(_Strict):
+    """``calibration: {self: {window_frames: N}}``; ``calibration: self`` is one frame."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    self_: WindowOptions = Field(alias="self")
+
+
 class JobConfig(_Strict):
     """One batch job: observations -> tasks -> model -> tiled prediction -> calibration -> verification ->
     plots."""
@@ -118,12 +132,13 @@ class JobConfig(_Strict):
     frames: FramesOptions = FramesOptions()
     targets: TargetOptions = TargetOptions()
     model: ModelOptions
-    calibration: Path | None = Field(
+    calibration: SelfCalibrationOptions | Path | None = Field(
         None,
         description=(
             'calibration.json of the model, "packaged" for the one shipped with a packaged model, '
-            'or "self": each tile calibrates itself on pseudo-gaps of its own observations '
-            "(weatherunc.heads.self_calibration)"
+            '"self": each tile calibrates itself on pseudo-gaps of its own observations '
+            "(weatherunc.heads.self_calibration), or {self: {window_frames: N}}: also on those of "
+            "the N - 1 frames before it"
         ),
     )
     tiling: TilingOptions = TilingOptions()
@@ -152,8 +167,16 @@ class JobConfig(_Strict):
 
     @property
     def self_calibration(self) -> bool:
-        """Whether each prediction calibrates itself (``calibration: self``)."""
-        return str(self.calibration) == "self"
+        """Whether each prediction calibrates itself (``calibration: self`` or ``{self: ...}``)."""
+        return isinstance(self.calibration, SelfCalibrationOptions) or str(self.calibration) == "self"
+
+    @property
+    def self_calibration_window(self) -> int:
+        """Frames whose pseudo-targets each tile's self-calibration pools (itself included); 0
+        without self-calibration."""
+        if isinstance(self.calibration, SelfCalibrationOptions):
+            return self.calibration.self_.window_frames
+        return 1 if self.self_calibration else 0
 
     @property
     def run_dir(self) -> Path:

@@ -160,11 +160,26 @@ def _tile_task(
     tile,
     store: JobStore,
     template: xr.Dataset,
+    earlier: tuple[tuple[int, int], ...] = (),
 ) -> int:
+    """One tile of one frame, written to the store; ``earlier``: (index in the observations,
+    frame number) of the frames before it in the self-calibration window."""
     frames = xr.open_zarr(observations_path, consolidated=False)
-    values = np.asarray(frames[conventions.PRECIPITATION].isel(time=frame_index).values, dtype=np.float64)
+
+    def frame_values(index: int) -> np.ndarray:
+        return np.asarray(frames[conventions.PRECIPITATION].isel(time=index).values, dtype=np.float64)
+
     x_km, y_km = frame_axes(frames)
-    blocks = predict_frame_tile(job, values, x_km, y_km, frame_number, tile, template)
+    blocks = predict_frame_tile(
+        job,
+        frame_values(frame_index),
+        x_km,
+        y_km,
+        frame_number,
+        tile,
+        template,
+        earlier=[(frame_values(index), number) for index, number in earlier],
+    )
     store.write_tile(frame_number, tile.rows, tile.columns, blocks, tile.number)
     return tile.number
 
@@ -307,6 +322,10 @@ def run_job(
             tile,
             store,
             frame_template,
+            tuple(
+                (frame_indices[number], number)
+                for number in range(max(0, frame - job.self_calibration_window + 1), frame)
+            ),
         )
         for frame in range(len(frame_indices))
         for tile in tiles
@@ -335,7 +354,11 @@ def run_job(
         attrs.update(calibration.attrs())
         attrs["calibration"] = json.dumps(calibration.to_dict())
     if job.self_calibration:
-        attrs["calibration"] = "self: each tile calibrated on pseudo-gaps of its own observations"
+        attrs["calibration"] = "self: each tile calibrated on pseudo-gaps of its own observations" + (
+            f" and of the {job.self_calibration_window - 1} frames before it"
+            if job.self_calibration_window > 1
+            else ""
+        )
     store.complete(expected, attrs)
     return JobReport(
         store.final, metrics_path, figures, len(expected), len(tasks), time.perf_counter() - start

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from weatherunc.devices import torch_threads
 from weatherunc.geolocation import crs_of
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
-from weatherunc.heads.self_calibration import SelfCalibrated
+from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated
 from weatherunc.models.registry import Interpolator, get_model
 from weatherunc.pipelines.ingest import IngestInput, ingest, open_input
 from weatherunc.pipelines.job_config import JobConfig
@@ -119,11 +120,14 @@ def _cached_model(name: str, checkpoint: str | None, options: str) -> Interpolat
     return get_model(name, **kwargs)
 
 
-def load_model(job: JobConfig) -> Interpolator:
-    """Stage 4: the job's model (loaded once per worker process and reused by its tiles)."""
+def load_model(job: JobConfig, earlier_frames: Sequence[EarlierFrame] = ()) -> Interpolator:
+    """Stage 4: the job's model (loaded once per worker process and reused by its tiles), wrapped
+    to calibrate itself where the job asks, with ``earlier_frames`` as its rolling window."""
     checkpoint = str(job.model.checkpoint) if job.model.checkpoint else None
     model = _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
-    return SelfCalibrated(model, name=job.model.name) if job.self_calibration else model
+    if not job.self_calibration:
+        return model
+    return SelfCalibrated(model, name=job.model.name, earlier_frames=tuple(earlier_frames))
 
 
 def load_calibration(job: JobConfig) -> Calibration | None:
@@ -160,12 +164,15 @@ def predict_frame_tile(
     frame_number: int,
     tile: Tile,
     template: xr.Dataset,
+    earlier: Sequence[tuple[np.ndarray, int]] = (),
 ) -> dict[str, np.ndarray]:
     """Stages 5 and 6 for one tile: every output variable's block ``[tile_ny, tile_nx, ...]``;
     with ``tiling.blend_pixels`` > 0 the tile's prediction is blended with its neighbours'
     (:func:`weatherunc.blending.predict_blended_tile`), each calibrated before blending.
 
-    ``template`` holds the output variables of one frame (dims y, x, ...) and their coordinates.
+    ``template`` holds the output variables of one frame (dims y, x, ...) and their coordinates;
+    ``earlier``: the values ``[ny, nx]`` and frame numbers of the frames before this one that the
+    job's self-calibration window takes (their own targets are withheld from them too).
     """
     targets = target_mask(values, job, frame_number)
     seen = np.where(targets, np.nan, values)
@@ -177,8 +184,12 @@ def predict_frame_tile(
     prediction = None
     if targets[tile.rows, tile.columns].any():
         with torch_threads(job.torch_threads):  # Dask's threads x torch's must not exceed the cores
+            earlier_frames = [
+                EarlierFrame(np.where(target_mask(other, job, number), np.nan, other), x_km, y_km)
+                for other, number in earlier
+            ]
             prediction = predict_blended_tile(
-                load_model(job),
+                load_model(job, earlier_frames),
                 seen,
                 x_km,
                 y_km,
