@@ -118,8 +118,9 @@ def demo(
         ),
     ] = "local",
 ) -> None:
-    """Fill withheld regions of the embedded MRMS sample with the GP and the ANP: maps, calibrated
-    probabilities and scores against the withheld truth (no data folder needed)."""
+    """Fill withheld regions of the embedded MRMS sample with the GP (self-calibrated) and the ANP
+    (its shipped calibration): maps, calibrated probabilities and scores against the withheld truth
+    (no data folder needed)."""
     from weatherunc.pipelines import jobs_folder
     from weatherunc.pipelines.execution import SchedulerError
     from weatherunc.pipelines.job_config import load_job_config

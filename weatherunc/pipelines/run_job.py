@@ -35,6 +35,7 @@ from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.pipelines.job_store import JobStore
 from weatherunc.pipelines.stages import (
     all_tiles,
+    calibration_attributes,
     frame_axes,
     ingest_observations,
     load_calibration,
@@ -349,16 +350,7 @@ def run_job(
         "model": job.model.name,
         **{key: value for key, value in template.attrs.items() if key.startswith("calibration")},
     }
-    calibration = load_calibration(job)
-    if calibration is not None:
-        attrs.update(calibration.attrs())
-        attrs["calibration"] = json.dumps(calibration.to_dict())
-    if job.self_calibration:
-        attrs["calibration"] = "self: each tile calibrated on pseudo-gaps of its own observations" + (
-            f" and of the {job.self_calibration_window - 1} frames before it"
-            if job.self_calibration_window > 1
-            else ""
-        )
+    attrs.update(calibration_attributes(job))
     store.complete(expected, attrs)
     return JobReport(
         store.final, metrics_path, figures, len(expected), len(tasks), time.perf_counter() - start

@@ -140,6 +140,21 @@ def load_calibration(job: JobConfig) -> Calibration | None:
     return Calibration.load(path)
 
 
+def calibration_attributes(job: JobConfig) -> dict[str, Any]:
+    """The attributes that record the job's calibration in its output (and its maps' titles)."""
+    if job.self_calibration:
+        window = job.self_calibration_window
+        return {
+            "calibration": "self: each tile calibrated on pseudo-gaps of its own observations"
+            + (f" and of the {window - 1} frames before it" if window > 1 else ""),
+            "calibration_window_frames": window,
+        }
+    calibration = load_calibration(job)
+    if calibration is None:
+        return {}
+    return {**calibration.attrs(), "calibration": json.dumps(calibration.to_dict())}
+
+
 def tiling_of(job: JobConfig, frame_number: int) -> GridTiling:
     """The job's grid tiling (:meth:`~weatherunc.pipelines.job_config.TilingOptions.to_tiling`) with a
     per-frame seed, so a recomputed tile is identical."""

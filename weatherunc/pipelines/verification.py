@@ -19,6 +19,7 @@ from weatherunc import conventions, metrics
 from weatherunc.evaluation import score_prediction
 from weatherunc.metrics.reliability import ReliabilityAccumulator
 from weatherunc.pipelines.job_config import JobConfig
+from weatherunc.pipelines.stages import calibration_attributes
 from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 
@@ -153,7 +154,9 @@ def write_figures(store: Path, job: JobConfig, scores: dict[str, Any], folder: P
     for index in job.plots.frames:
         if index >= dataset.sizes["time"]:
             continue
-        frame = dataset.isel(time=index).load().assign_attrs(model=job.model.name)
+        frame = (
+            dataset.isel(time=index).load().assign_attrs(model=job.model.name, **calibration_attributes(job))
+        )
         stem = str(np.datetime_as_string(frame["time"].values, unit="m")).replace("-", "").replace(":", "")
         written += plot_frame(frame, folder, threshold=job.plots.threshold, stem=stem)
     table = scores.get("probability", {}).get("per_threshold", {}).get(f"{job.plots.threshold:g}")

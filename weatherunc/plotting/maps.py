@@ -20,6 +20,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from weatherunc import conventions
+from weatherunc.heads.calibration_label import calibration_label
 from weatherunc.plotting.colours import (
     ColourScale,
     probability_scale,
@@ -112,7 +113,8 @@ def _title(grid: xr.DataArray | xr.Dataset, label: str, attrs: dict) -> str:
     if "time" in grid.coords and grid["time"].size == 1:
         when = str(np.datetime_as_string(grid["time"].values, unit="m")).replace("T", " ") + " UTC"
     model = attrs.get("model", "")
-    return " · ".join(part for part in (label, when, model) if part)
+    calibration = calibration_label(attrs) if model else ""  # a model's output, not observations
+    return " · ".join(part for part in (label, when, model, calibration) if part)
 
 
 def _panel(

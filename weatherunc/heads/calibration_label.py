@@ -1,0 +1,39 @@
+"""A short label of the calibration a prediction carries, for map titles and summaries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def calibration_label(attrs: Mapping[str, Any]) -> str:
+    """What calibration the attributes of a prediction (or of a job's output) record.
+
+    Reads the attributes that :func:`weatherunc.heads.self_calibration.self_calibrate`
+    (``self_calibration``, JSON), :meth:`weatherunc.heads.calibration.Calibration.attrs`
+    (``calibration_method``, ``calibration_temperature``, ``calibration_std_factor``) and the batch
+    jobs (``calibration``: ``"self: ..."`` and ``calibration_window_frames``) write. Returns e.g.
+    ``"self-calibrated"``, ``"self-calibrated, 3 frames"``, ``"temperature 1.07, std x 1.20"`` or
+    ``"uncalibrated"``.
+    """
+    record = attrs.get("self_calibration")
+    if record:
+        fitted = json.loads(record) if isinstance(record, str) else dict(record)
+        if fitted.get("method") != "self":
+            return "uncalibrated (self-calibration: too few pseudo-targets)"
+        frames = int(fitted.get("scores", {}).get("window_frames", 1))
+        return "self-calibrated" + (f", {frames} frames" if frames > 1 else "")
+    job = attrs.get("calibration")
+    if isinstance(job, str) and job.startswith("self"):
+        frames = int(attrs.get("calibration_window_frames", 1))
+        return "self-calibrated per tile" + (f", {frames} frames" if frames > 1 else "")
+    parts = []
+    method = attrs.get("calibration_method")
+    if method == "temperature" and "calibration_temperature" in attrs:
+        parts.append(f"temperature {float(attrs['calibration_temperature']):.2f}")
+    elif method:
+        parts.append(f"{method} scaling")
+    if "calibration_std_factor" in attrs:
+        parts.append(f"std x {float(attrs['calibration_std_factor']):.2f}")
+    return ", ".join(parts) if parts else "uncalibrated"
