@@ -1,0 +1,233 @@
+"""Benchmark: does self-calibration bring each frame's 90 % coverage closer to 0.9, on validation frames?
+
+Validation frames only (pipelines/training/anp.yaml: KNMI 04:40-05:10, BoM CSCN from 15:00; never
+the test frames), in a fixed 192 x 192 px window per event (the wettest of the period's mean), with
+the interpolation benchmark's task geometry on every frame: masked blocks (3 gaps of 24 px over
+rain, context from a 24 px ring, at most 2,000 contexts) and a 1 % gauge-like network. Frames
+whose window would reach before the validation period are not scored, so every variant is scored
+on the same tasks.
+
+Per model (the GP, the shipped ANP and ConvNP) and variant: the model alone (``none``),
+self-calibrated on the frame's own pseudo-targets (``self``), and with a rolling window of the
+``N - 1`` frames before it (``self_window_N``: ``SelfCalibrated(earlier_frames=...)``, the jobs'
+``calibration: {self: {window_frames: N}}``). Rows: per dataset x task x variant, the mean 90 %
+coverage over frames, the mean of each frame's distance from 0.9 (``coverage_error``), the CRPS
+relative to ``none`` and the self-calibration seconds relative to the model's own. Also per row
+and frame, the std factor fitted on the pseudo-targets against the one that would have given the
+frame's real targets 0.9 coverage (``oracle_factor``, known only with the truth):
+``factor_correlation`` is their correlation over the frames of one model and variant (log factors).
+
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/self_calibration_validation.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+import xarray as xr
+from common import RESULTS, machine, write_result
+from tqdm import tqdm
+
+from weatherunc import conventions
+from weatherunc.evaluation import score_prediction
+from weatherunc.geolocation import crs_of
+from weatherunc.heads.calibration import rescale_std
+from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated
+from weatherunc.heads.self_calibration.fitting import FACTOR_GRID
+from weatherunc.loading import open_dataset
+from weatherunc.models.registry import get_model
+from weatherunc.tasks import Task, gauge_network, masked_blocks, planar_kilometres, wettest_window
+from weatherunc.training.config import load_training_config
+
+MODELS = ("gp", "anp", "convnp")
+WINDOWS = (1, 3)
+WINDOW_PIXELS = 192
+
+
+def event_frames(dataset: str, start: str | None, end: str | None) -> tuple[xr.DataArray, object]:
+    """The validation period's frames (time, y, x) in its fixed window, and the CRS."""
+    opened = open_dataset(dataset)
+    frames = opened.precipitation.sel(time=slice(start, end)).load()
+    window = wettest_window(frames.mean("time"), WINDOW_PIXELS)
+    frames = frames.sel({conventions.Y: window[conventions.Y], conventions.X: window[conventions.X]})
+    return frames.drop_vars(["latitude", "longitude"], errors="ignore"), crs_of(opened)
+
+
+def frame_tasks(frame: xr.DataArray, crs, seed: int) -> dict[str, Task]:
+    """The interpolation benchmark's two tasks on one frame."""
+    frame = frame.drop_vars("time", errors="ignore")
+    return {
+        "masked_blocks": masked_blocks(
+            frame,
+            block_pixels=24,
+            count=3,
+            halo_pixels=24,
+            max_context=2000,
+            min_wet_fraction=0.3,
+            seed=seed,
+            crs=crs,
+        ),
+        "gauge_network": gauge_network(frame, fraction=0.01, max_target=10_000, seed=seed + 1, crs=crs),
+    }
+
+
+def withheld(frame: xr.DataArray, task: Task) -> np.ndarray:
+    """The frame's values ``[ny, nx]`` with ``task``'s targets hidden (an earlier frame of a window)."""
+    values = np.asarray(frame.values, dtype=np.float64).copy()
+    values[task.target_coords["row"], task.target_coords["column"]] = np.nan
+    return values
+
+
+def oracle_factor(prediction: xr.Dataset, task: Task) -> float:
+    """The smallest factor of ``FACTOR_GRID`` on the std that gives ``task``'s targets 0.9 coverage
+    (bisection: the coverage grows with the factor; the largest if none does)."""
+    low, high = -1, FACTOR_GRID.size - 1  # coverage(low) < 0.9 assumed, coverage(high) tested last
+    while high - low > 1:
+        middle = (low + high) // 2
+        if score_prediction(rescale_std(prediction, float(FACTOR_GRID[middle])), task)["coverage_90"] >= 0.9:
+            high = middle
+        else:
+            low = middle
+    return float(FACTOR_GRID[high])
+
+
+def main() -> None:
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    start = time.perf_counter()
+    validation = load_training_config("pipelines/training/anp.yaml").validation
+    records: list[dict[str, object]] = []
+    for name in MODELS:
+        model = get_model(name)
+        for selection in validation:
+            frames, crs = event_frames(selection.dataset, selection.start, selection.end)
+            x_km, y_km = planar_kilometres(frames[conventions.X].values, frames[conventions.Y].values, crs)
+            tasks = [
+                frame_tasks(frames.isel(time=index), crs, 7000 + 10 * index)
+                for index in range(frames.sizes["time"])
+            ]
+            for index in tqdm(
+                range(max(WINDOWS) - 1, frames.sizes["time"]), desc=f"{name} {selection.dataset}"
+            ):
+                for kind, task in tasks[index].items():
+                    plain = model.predict(task)
+                    seconds = float(plain.attrs.get("fit_seconds", 0.0)) + float(
+                        plain.attrs["predict_seconds"]
+                    )
+                    plain_scores = score_prediction(plain, task)
+                    base = {
+                        "dataset": selection.dataset,
+                        "task": kind,
+                        "frame": str(frames.time.values[index])[:16],
+                        "model": name,
+                        "oracle_factor": oracle_factor(plain, task),
+                    }
+                    records.append(
+                        {
+                            **base,
+                            "variant": "none",
+                            "coverage_90": plain_scores["coverage_90"],
+                            "crps_ratio": 1.0,
+                            "cost": 0.0,
+                            "factor": 1.0,
+                        }
+                    )
+                    for window in WINDOWS:
+                        earlier = tuple(
+                            EarlierFrame(withheld(frames.isel(time=other), tasks[other][kind]), x_km, y_km)
+                            for other in range(index - window + 1, index)
+                        )
+                        calibrated = SelfCalibrated(model, earlier_frames=earlier).predict(task)
+                        fit = json.loads(calibrated.attrs["self_calibration"])
+                        scores = score_prediction(calibrated, task)
+                        records.append(
+                            {
+                                **base,
+                                "variant": "self" if window == 1 else f"self_window_{window}",
+                                "coverage_90": scores["coverage_90"],
+                                "crps_ratio": scores["crps"] / plain_scores["crps"],
+                                "cost": float(calibrated.attrs["self_calibration_seconds"])
+                                / max(seconds, 1e-9),
+                                "factor": float(fit.get("overall_std_factor", 1.0)),
+                            }
+                        )
+    rows = summarise(records)
+    table = markdown(rows)
+    print(table)
+    result = {
+        "benchmark": __doc__.strip().splitlines()[0],
+        "machine": machine(),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "summary": rows,
+        "frames": records,
+    }
+    path = write_result("self_calibration_validation.json", result)
+    (RESULTS / "self_calibration_validation.md").write_text(table)
+    print(f"wrote {path} in {result['wall_s']} s")
+
+
+def summarise(records: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One row per model x dataset x task x variant, and per model x variant over all of them."""
+    groups: dict[tuple, list[dict[str, object]]] = defaultdict(list)
+    for record in records:
+        groups[(record["model"], record["variant"], record["dataset"], record["task"])].append(record)
+        groups[(record["model"], record["variant"], "all", "all")].append(record)
+    rows = []
+    for (model, variant, dataset, task), members in groups.items():
+        coverage = np.array([member["coverage_90"] for member in members])
+        factor = np.log([member["factor"] for member in members])
+        oracle = np.log([member["oracle_factor"] for member in members])
+        varied = factor.std() > 0 and oracle.std() > 0
+        rows.append(
+            {
+                "model": model,
+                "variant": variant,
+                "dataset": dataset,
+                "task": task,
+                "frames": len(members),
+                "coverage_90": round(float(coverage.mean()), 4),
+                "coverage_error": round(float(np.abs(coverage - 0.9).mean()), 4),
+                "crps_ratio": round(float(np.mean([member["crps_ratio"] for member in members])), 4),
+                "cost": round(float(np.mean([member["cost"] for member in members])), 3),
+                "factor_correlation": round(float(np.corrcoef(factor, oracle)[0, 1]), 3) if varied else None,
+            }
+        )
+    return sorted(
+        rows,
+        key=lambda row: (row["model"], row["dataset"] == "all", row["dataset"], row["task"], row["variant"]),
+    )
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    fields = (
+        "model",
+        "dataset",
+        "task",
+        "variant",
+        "frames",
+        "coverage_90",
+        "coverage_error",
+        "crps_ratio",
+        "cost",
+        "factor_correlation",
+    )
+    lines = [
+        "Benchmark: self-calibration on validation frames (see benchmarks/self_calibration_validation.py).",
+        "",
+        "| " + " | ".join(fields) + " |",
+        "|" + "---|" * len(fields),
+    ]
+    lines += [
+        "| " + " | ".join("" if row[field] is None else str(row[field]) for field in fields) + " |"
+        for row in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
