@@ -180,7 +180,7 @@ def test_std_factors_that_cost_crps_are_dropped() -> None:
     rng = np.random.default_rng(5)
     n = 400
     truth_level = rng.normal(2.0, 0.02, size=n)
-    truth_level[: int(0.12 * n)] += 1.0  # 12 % far above the forecast: 90 % coverage needs some of them
+    truth_level[: int(0.2 * n)] += 1.0  # 20 % far above the forecast: 90 % coverage needs half of them
     points = rng.uniform(0, 50, size=(n, 2))
     transform = PrecipitationTransform()
     prediction = prediction_dataset(
@@ -212,6 +212,7 @@ def test_options_are_checked() -> None:
         {"distance_edges_km": (0.0, 5.0, 2.0)},
         {"max_repeats": 0},
         {"crps_tolerance": -0.1},
+        {"evidence_z": -1.0},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
@@ -407,3 +408,32 @@ def test_pooled_pseudo_targets_keep_disc_numbers_unique() -> None:
     near = pseudo_task(task, SelfCalibrationOptions(), real_distance=np.full(10, 0.5))[0]
     assert far.n_target == near.n_target  # the same budget, other disc radii
     assert distance_to_nearest_context(far).mean() > distance_to_nearest_context(near).mean()
+
+
+def test_clustered_coverage_counts_a_disc_once() -> None:
+    from weatherunc.heads.self_calibration.fitting import clustered_coverage
+
+    covered = np.repeat([1.0, 0.0, 1.0, 1.0], 50)  # four discs of 50 perfectly correlated targets
+    weights = np.ones(covered.size)
+    coverage, clustered = clustered_coverage(covered, weights, np.repeat(np.arange(4), 50))
+    _, independent = clustered_coverage(covered, weights, np.arange(covered.size))
+    assert coverage == pytest.approx(0.75)
+    # independent targets: sqrt(p (1 - p) / n) up to n / (n - 1); four clusters: sqrt(p (1 - p) / 4) likewise
+    assert independent == pytest.approx(np.sqrt(0.75 * 0.25 / 200 * 200 / 199))
+    assert clustered == pytest.approx(np.sqrt(0.75 * 0.25 / 4 * 4 / 3))
+    assert clustered_coverage(covered, weights, np.zeros(covered.size, dtype=int))[1] == np.inf
+
+
+def test_a_coverage_within_its_noise_keeps_the_model_s_intervals() -> None:
+    """Pseudo-targets that cover 0.89 with a standard error of 0.03 (six discs) are no evidence of
+    miscalibration: the std factor fitted to them without the evidence rule is dropped with it."""
+    task = _field_task(seed=3)
+    model = OverconfidentModel(1.0)
+    record = json.loads(self_calibrate(model, task).attrs["self_calibration"])
+    scores = record["scores"]
+    assert abs(scores["before"]["coverage_90"] - 0.9) < 2 * scores["coverage_standard_error"]
+    assert not scores["std_factors_kept"] and record["overall_std_factor"] == 1.0
+    eager = json.loads(
+        self_calibrate(model, task, options=SelfCalibrationOptions(evidence_z=0.0)).attrs["self_calibration"]
+    )
+    assert eager["scores"]["std_factors_kept"] and eager["overall_std_factor"] != 1.0

@@ -15,7 +15,8 @@ remaining context matches the real targets' (importance weights per distance bin
   local spatial conformal prediction of Mao, Martin & Reich 2024), shrunk towards the factor of
   all pseudo-targets by ``shrinkage`` pseudo-counts; bins with too few pseudo-targets, and
   distances beyond the last bin, take the factor of all pseudo-targets; the factors are dropped
-  when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``;
+  when the pseudo-targets' coverage is within ``evidence_z`` standard errors of the level (discs
+  as clusters) or when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``;
 - the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
   per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
   (Guo et al. 2017);

@@ -83,6 +83,22 @@ def _smallest_covering_factor(covered: np.ndarray, weights: np.ndarray, level: f
     return float(FACTOR_GRID[reached[0]] if reached.size else FACTOR_GRID[-1])
 
 
+def clustered_coverage(covered: np.ndarray, weights: np.ndarray, discs: np.ndarray) -> tuple[float, float]:
+    """Weighted coverage of ``covered`` ``[n]`` and its standard error with the ``discs`` ``[n]`` as
+    clusters (the ratio estimator's linearised variance over clusters; Cochran 1977, Sampling
+    Techniques, ch. 6): correlated pseudo-targets of one disc count once."""
+    totals = np.bincount(discs, weights=weights * covered)
+    sizes = np.bincount(discs, weights=weights)
+    present = sizes > 0
+    totals, sizes = totals[present], sizes[present]
+    coverage = float(totals.sum() / max(sizes.sum(), 1e-12))
+    clusters = totals.size
+    if clusters < 2:
+        return coverage, float("inf")
+    residuals = totals - coverage * sizes
+    return coverage, float(np.sqrt(clusters / (clusters - 1) * np.sum(residuals**2)) / sizes.sum())
+
+
 @dataclass(frozen=True)
 class SelfCalibration:
     """Std factors per distance bin and a bin-probability scaler fitted on pseudo-targets."""
@@ -156,7 +172,9 @@ def fit_self_calibration(
     ``distance`` [km] to the nearest remaining context, importance ``weights`` and, where known,
     the ``discs`` that hid them (recorded: the pseudo-targets of one disc are correlated, so the
     count of discs, not of targets, tells how much independent evidence the fit had), each
-    ``[n_pseudo]``; None below ``minimum_targets``."""
+    ``[n_pseudo]``; None below ``minimum_targets``. The std factors are kept only where the
+    pseudo-targets' coverage differs from ``level`` by more than ``evidence_z`` standard errors
+    (:func:`clustered_coverage`, discs as clusters)."""
     if truth.size < options.minimum_targets:
         return None
     edges = options.distance_edges_km
@@ -182,10 +200,16 @@ def fit_self_calibration(
         ),
         weights,
     )
-    intervals_kept = crps_after <= (1 + options.crps_tolerance) * crps_before
-    if (
-        not intervals_kept
-    ):  # a wider (or narrower) interval that costs sharpness beyond the tolerance is not worth it
+    coverage, error = clustered_coverage(
+        _coverage(prediction, truth, options.level),
+        weights,
+        np.arange(truth.size) if discs is None else np.asarray(discs),
+    )
+    evidence = abs(coverage - options.level) > options.evidence_z * error
+    # Kept only where the pseudo-targets' coverage is off by more than their noise, and where a wider
+    # (or narrower) interval does not cost sharpness beyond the tolerance.
+    intervals_kept = evidence and crps_after <= (1 + options.crps_tolerance) * crps_before
+    if not intervals_kept:
         factors, overall = [1.0] * len(factors), 1.0
     interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
     rescaled = interim.apply(prediction, distance)
@@ -209,6 +233,7 @@ def fit_self_calibration(
             "pseudo_targets": int(truth.size),
             **({"discs": int(np.unique(discs).size)} if discs is not None else {}),
             "std_factors_kept": bool(intervals_kept),
+            "coverage_standard_error": round(error, 4),
             "before": before,
             "after": after,
         },

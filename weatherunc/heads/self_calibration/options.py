@@ -19,8 +19,10 @@ class SelfCalibrationOptions:
     ``vector_minimum`` pseudo-targets). A task with fewer contexts than give ``2 *
     minimum_targets`` pseudo-targets in one draw (a small station network) is drawn again with
     other seeds, up to ``max_repeats`` draws, and the draws' pseudo-targets are pooled. The std
-    factors are kept only if they raise the pseudo-targets' weighted CRPS by at most
-    ``crps_tolerance`` (relative); otherwise the intervals are left as the model gave them.
+    factors are kept only if the pseudo-targets' coverage differs from ``level`` by more than
+    ``evidence_z`` of its standard errors (the discs as clusters: a frame with few discs is little
+    evidence) and if they raise the pseudo-targets' weighted CRPS by at most ``crps_tolerance``
+    (relative); otherwise the intervals are left as the model gave them.
     """
 
     pseudo_fraction: float = 0.3
@@ -35,6 +37,7 @@ class SelfCalibrationOptions:
     vector_minimum: int = 500
     max_repeats: int = 8
     crps_tolerance: float = 0.01
+    evidence_z: float = 2.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -44,6 +47,8 @@ class SelfCalibrationOptions:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
         if self.crps_tolerance < 0:
             raise ValueError(f"crps_tolerance must be >= 0, got {self.crps_tolerance}")
+        if self.evidence_z < 0:
+            raise ValueError(f"evidence_z must be >= 0, got {self.evidence_z}")
         if self.max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
         if (
