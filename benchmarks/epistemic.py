@@ -22,11 +22,14 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
         [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] \
         [--members benchmarks/checkpoints/convnp_gp_ensemble/member-?.safetensors] \
         [--stochastic-attention benchmarks/checkpoints/anp_stochastic_attention.safetensors] \
-        [--methods gp,...] [--merge]
+        [--self] [--methods gp,...] [--merge]
 
 ``--members``: the checkpoints of a deep ensemble (``benchmarks/train_convnp_ensemble.sh``), scored
 as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--merge`` keeps the rows
 of the methods not run from the existing ``epistemic.json``.
+
+``--self`` adds ``NAME+self`` for the ANP, its MC dropout and stochastic attention and the deep
+ensemble: each prediction self-calibrated on pseudo-gaps of its own task's contexts.
 
 ``--stochastic-attention`` adds ``anp_stochastic_attention``: an ANP fine-tuned with stochastic
 attention (Kim et al. 2022), predicting with ``ATTENTION_DRAWS`` attention draws as an ensemble.
@@ -50,6 +53,7 @@ from interpolation import radar_tasks
 from weatherunc import conventions, metrics
 from weatherunc.conventions import MAXIMUM_RATE_MM_PER_HOUR
 from weatherunc.evaluation import score_prediction
+from weatherunc.heads.self_calibration import SelfCalibrated
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
 
@@ -57,6 +61,9 @@ BEYOND_FACTOR = 4.0
 IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond_range"
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
 ECE_BINS = 15
+#: Methods also run self-calibrated with ``--self`` (weatherunc.heads.self_calibration: the std
+#: factors scale the latent and the noise variance alike, so the epistemic share is the method's).
+SELF_CALIBRATED = ("anp", "anp_mc_dropout", "anp_stochastic_attention", "convnp_gp_ensemble")
 #: Each method's single-model reference for the relative prediction cost.
 SINGLE = {
     "convnp+swag": "convnp",
@@ -64,6 +71,7 @@ SINGLE = {
     "anp_mc_dropout": "anp",
     "convnp_gp_ensemble": "convnp_gp",
     "anp_stochastic_attention": "anp",
+    **{f"{name}+self": name for name in SELF_CALIBRATED},
 }
 #: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws);
 #: ``--attention-draws`` overrides it.
@@ -89,10 +97,12 @@ def models(
     bbb: Path | None = None,
     stochastic_attention: Path | None = None,
     attention_draws: int = ATTENTION_DRAWS,
+    self_calibrated: bool = False,
 ) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
     deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
-    ``stochastic_attention``, an ANP checkpoint with stochastic attention)."""
+    ``stochastic_attention``, an ANP checkpoint with stochastic attention; with ``self_calibrated``,
+    each of :data:`SELF_CALIBRATED` that is there also as ``NAME+self``)."""
     chosen = {
         "gp": lambda: get_model("gp"),
         "convnp": lambda: get_model("convnp"),
@@ -113,6 +123,11 @@ def models(
             stochastic_attention_samples=attention_draws,
             name="anp_stochastic_attention",
         )
+    if self_calibrated:
+        for name in [name for name in SELF_CALIBRATED if name in chosen]:
+            chosen[f"{name}+self"] = lambda factory=chosen[name], name=name: SelfCalibrated(
+                factory(), name=f"{name}+self"
+            )
     return chosen
 
 
@@ -185,6 +200,9 @@ def main() -> None:
     parser.add_argument(
         "--attention-draws", type=int, default=ATTENTION_DRAWS, help="of the stochastic attention"
     )
+    parser.add_argument(
+        "--self", action="store_true", dest="self_calibrated", help="also the methods self-calibrated"
+    )
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
     arguments = parser.parse_args()
@@ -198,6 +216,7 @@ def main() -> None:
         arguments.bbb,
         arguments.stochastic_attention,
         arguments.attention_draws,
+        arguments.self_calibrated,
     )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))

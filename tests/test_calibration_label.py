@@ -39,4 +39,6 @@ def test_a_map_title_names_the_calibration() -> None:
     assert _title(
         field, "mean", {"model": "gp", "calibration_method": "temperature", "calibration_temperature": 1.5}
     ) == ("mean · gp · temperature 1.50")
-    assert _title(field, "observed", {}) == "observed"  # observations carry no calibration
+    assert _title(field, "observed", {}) == "observed"
+    observed = field.rename("precipitation")  # observations carry no calibration
+    assert _title(observed, "observed", {"model": "gp", "calibration": "self: ..."}) == "observed · gp"

@@ -113,7 +113,8 @@ def _title(grid: xr.DataArray | xr.Dataset, label: str, attrs: dict) -> str:
     if "time" in grid.coords and grid["time"].size == 1:
         when = str(np.datetime_as_string(grid["time"].values, unit="m")).replace("T", " ") + " UTC"
     model = attrs.get("model", "")
-    calibration = calibration_label(attrs) if model else ""  # a model's output, not observations
+    observed = getattr(grid, "name", None) == conventions.PRECIPITATION
+    calibration = calibration_label(attrs) if model and not observed else ""  # a model's output only
     return " · ".join(part for part in (label, when, model, calibration) if part)
 
 
