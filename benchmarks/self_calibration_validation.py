@@ -10,9 +10,12 @@ on the same tasks.
 Per model (the GP, the shipped ANP and ConvNP) and variant: the model alone (``none``),
 self-calibrated on the frame's own pseudo-targets (``self``), and with a rolling window of the
 ``N - 1`` frames before it (``self_window_N``: ``SelfCalibrated(earlier_frames=...)``, the jobs'
-``calibration: {self: {window_frames: N}}``). Rows: per dataset x task x variant, the mean 90 %
+``calibration: {self: {window_frames: N}}``), and self-calibrated without the guards that keep a fit
+only beyond the pseudo-targets' noise (``self_unguarded``: ``evidence_z=0``, no cross-validation of
+the bin scaler). Rows: per dataset x task x variant, the mean 90 %
 coverage over frames, the mean of each frame's distance from 0.9 (``coverage_error``), the CRPS
-relative to ``none`` and the self-calibration seconds relative to the model's own. Also per row
+relative to ``none``, the top-label ECE of the rain bins pooled over the frames (15 bins, as
+``calibration.py``) and the self-calibration seconds relative to the model's own. Also per row
 and frame, the std factor fitted on the pseudo-targets against the one that would have given the
 frame's real targets 0.9 coverage (``oracle_factor``, known only with the truth):
 ``factor_correlation`` is their correlation over the frames of one model and variant (log factors).
@@ -33,11 +36,13 @@ import xarray as xr
 from common import RESULTS, machine, write_result
 from tqdm import tqdm
 
-from weatherunc import conventions
+from weatherunc import conventions, metrics
 from weatherunc.evaluation import score_prediction
 from weatherunc.geolocation import crs_of
+from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import rescale_std
-from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated
+from weatherunc.heads.fitting import pool_predictions
+from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated, SelfCalibrationOptions
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID
 from weatherunc.loading import open_dataset
 from weatherunc.models.registry import get_model
@@ -46,6 +51,8 @@ from weatherunc.training.config import load_training_config
 
 MODELS = ("gp", "anp", "convnp")
 WINDOWS = (1, 3)
+#: The rules before the evidence and cross-validation guards (``self_unguarded``).
+UNGUARDED = SelfCalibrationOptions(evidence_z=0.0, probability_cross_validated=False)
 WINDOW_PIXELS = 192
 
 
@@ -102,6 +109,7 @@ def main() -> None:
     start = time.perf_counter()
     validation = load_training_config("pipelines/training/anp.yaml").validation
     records: list[dict[str, object]] = []
+    bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
     for name in MODELS:
         model = get_model(name)
         for selection in validation:
@@ -127,6 +135,9 @@ def main() -> None:
                         "model": name,
                         "oracle_factor": oracle_factor(plain, task),
                     }
+                    bins[(name, "none", selection.dataset, kind)].append(
+                        (with_bin_probabilities(plain), task.target_values)
+                    )
                     records.append(
                         {
                             **base,
@@ -137,18 +148,28 @@ def main() -> None:
                             "factor": 1.0,
                         }
                     )
-                    for window in WINDOWS:
+                    variants = [
+                        (f"self_window_{window}" if window > 1 else "self", window, None)
+                        for window in WINDOWS
+                    ]
+                    variants.append(("self_unguarded", 1, UNGUARDED))
+                    for variant, window, options in variants:
                         earlier = tuple(
                             EarlierFrame(withheld(frames.isel(time=other), tasks[other][kind]), x_km, y_km)
                             for other in range(index - window + 1, index)
                         )
-                        calibrated = SelfCalibrated(model, earlier_frames=earlier).predict(task)
+                        calibrated = SelfCalibrated(
+                            model, options=options or SelfCalibrationOptions(), earlier_frames=earlier
+                        ).predict(task)
                         fit = json.loads(calibrated.attrs["self_calibration"])
                         scores = score_prediction(calibrated, task)
+                        bins[(name, variant, selection.dataset, kind)].append(
+                            (with_bin_probabilities(calibrated), task.target_values)
+                        )
                         records.append(
                             {
                                 **base,
-                                "variant": "self" if window == 1 else f"self_window_{window}",
+                                "variant": variant,
                                 "coverage_90": scores["coverage_90"],
                                 "crps_ratio": scores["crps"] / plain_scores["crps"],
                                 "cost": float(calibrated.attrs["self_calibration_seconds"])
@@ -156,7 +177,7 @@ def main() -> None:
                                 "factor": float(fit.get("overall_std_factor", 1.0)),
                             }
                         )
-    rows = summarise(records)
+    rows = summarise(records, bins)
     table = markdown(rows)
     print(table)
     result = {
@@ -171,12 +192,27 @@ def main() -> None:
     print(f"wrote {path} in {result['wall_s']} s")
 
 
-def summarise(records: list[dict[str, object]]) -> list[dict[str, object]]:
+def pooled_ece(parts: list[tuple[xr.Dataset, np.ndarray]]) -> float:
+    """Top-label ECE of the rain bins of predictions pooled over tasks (15 bins, as calibration.py)."""
+    pooled, truth = pool_predictions([prediction for prediction, _ in parts], [truth for _, truth in parts])
+    observed = metrics.observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
+    probability = pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore")
+    return round(float(metrics.top_label_ece(probability, observed, bins=15)), 4)
+
+
+def summarise(
+    records: list[dict[str, object]],
+    bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]],
+) -> list[dict[str, object]]:
     """One row per model x dataset x task x variant, and per model x variant over all of them."""
     groups: dict[tuple, list[dict[str, object]]] = defaultdict(list)
     for record in records:
         groups[(record["model"], record["variant"], record["dataset"], record["task"])].append(record)
         groups[(record["model"], record["variant"], "all", "all")].append(record)
+    predictions: dict[tuple, list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
+    for (model, variant, dataset, task), parts in bins.items():
+        predictions[(model, variant, dataset, task)] += parts
+        predictions[(model, variant, "all", "all")] += parts
     rows = []
     for (model, variant, dataset, task), members in groups.items():
         coverage = np.array([member["coverage_90"] for member in members])
@@ -194,6 +230,7 @@ def summarise(records: list[dict[str, object]]) -> list[dict[str, object]]:
                 "coverage_error": round(float(np.abs(coverage - 0.9).mean()), 4),
                 "crps_ratio": round(float(np.mean([member["crps_ratio"] for member in members])), 4),
                 "cost": round(float(np.mean([member["cost"] for member in members])), 3),
+                "ece": pooled_ece(predictions[(model, variant, dataset, task)]),
                 "factor_correlation": round(float(np.corrcoef(factor, oracle)[0, 1]), 3) if varied else None,
             }
         )

@@ -122,7 +122,7 @@ def test_demo_runs_the_demo_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     anp = xr.open_zarr(tmp_path / "demo_mrms_anp" / "prediction.zarr", consolidated=False)
     assert anp.attrs["calibration_method"] == "temperature" and anp.attrs["calibration_temperature"] > 0
     gp = xr.open_zarr(tmp_path / "demo_mrms_gp" / "prediction.zarr", consolidated=False)
-    assert gp.attrs["calibration"].startswith("self") and gp.attrs["calibration_window_frames"] == 1
+    assert gp.attrs["calibration"].startswith("self") and gp.attrs["calibration_window_frames"] == 3
 
 
 def test_plot_writes_maps_of_a_store_and_refuses_an_unfinished_one(tmp_path: Path) -> None:

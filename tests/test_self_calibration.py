@@ -437,3 +437,36 @@ def test_a_coverage_within_its_noise_keeps_the_model_s_intervals() -> None:
         self_calibrate(model, task, options=SelfCalibrationOptions(evidence_z=0.0)).attrs["self_calibration"]
     )
     assert eager["scores"]["std_factors_kept"] and eager["overall_std_factor"] != 1.0
+
+
+def test_a_bin_scaler_is_kept_only_if_it_carries_over_between_halves_of_the_discs() -> None:
+    from weatherunc.heads.calibration import TemperatureScaling, VectorScaling
+    from weatherunc.heads.self_calibration.fitting import held_out_nll
+
+    rng = np.random.default_rng(0)
+    n, bins = 400, 6
+    logits = rng.normal(size=(n, bins)) * 1.5
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    folds = np.arange(n) % 2
+    # outcomes drawn from much sharper probabilities: the forecast is underconfident, a temperature
+    # below 1 fitted on one half lowers the NLL of the other
+    sharp = probabilities**3 / (probabilities**3).sum(axis=1, keepdims=True)
+    observed = np.array([rng.choice(bins, p=row) for row in sharp])
+    before, after = held_out_nll(
+        probabilities,
+        observed,
+        folds,
+        lambda chosen: TemperatureScaling.fit(probabilities[chosen], observed[chosen]),
+    )
+    assert after < before - 0.05
+    # outcomes drawn from the forecast itself: an unpenalised vector scaling fitted on 200 targets
+    # learns noise, and the other half's NLL rises
+    calibrated = np.array([rng.choice(bins, p=row) for row in probabilities])
+    before, after = held_out_nll(
+        probabilities,
+        calibrated,
+        folds,
+        lambda chosen: VectorScaling.fit(probabilities[chosen], calibrated[chosen], penalty=0.0),
+    )
+    assert after > before
+    assert held_out_nll(probabilities, calibrated, np.zeros(n, dtype=int), lambda chosen: None) is None

@@ -19,7 +19,7 @@ remaining context matches the real targets' (importance weights per distance bin
   as clusters) or when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``;
 - the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
   per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
-  (Guo et al. 2017);
+  (Guo et al. 2017), kept only if it carries over from one half of the discs to the other;
 
 with a fall-back to no calibration below ``minimum_targets`` pseudo-targets. :func:`self_calibrate`
 applies the fit to the real prediction and records what was fitted, on how many pseudo-targets,

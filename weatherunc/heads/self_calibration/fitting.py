@@ -99,6 +99,25 @@ def clustered_coverage(covered: np.ndarray, weights: np.ndarray, discs: np.ndarr
     return coverage, float(np.sqrt(clusters / (clusters - 1) * np.sum(residuals**2)) / sizes.sum())
 
 
+def held_out_nll(
+    probabilities: np.ndarray, observed: np.ndarray, folds: np.ndarray, fit
+) -> tuple[float, float] | None:
+    """Bin NLL of the pseudo-targets before and after a scaler fitted (``fit(indices)``) on the other
+    fold (``folds`` ``[n]``: 0 or 1, by disc), pooled over both folds; None if a fold is empty."""
+    if not (np.any(folds == 0) and np.any(folds == 1)):
+        return None
+    before = after = 0.0
+    for fold in (0, 1):
+        tested = np.flatnonzero(folds == fold)
+        scaler = fit(np.flatnonzero(folds != fold))
+        rows = np.arange(tested.size)
+        before -= np.sum(np.log(np.maximum(probabilities[tested][rows, observed[tested]], 1e-12)))
+        after -= np.sum(
+            np.log(np.maximum(scaler.apply(probabilities[tested])[rows, observed[tested]], 1e-12))
+        )
+    return before / observed.size, after / observed.size
+
+
 @dataclass(frozen=True)
 class SelfCalibration:
     """Std factors per distance bin and a bin-probability scaler fitted on pseudo-targets."""
@@ -213,14 +232,26 @@ def fit_self_calibration(
         factors, overall = [1.0] * len(factors), 1.0
     interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
     rescaled = interim.apply(prediction, distance)
-    probability = None
+    probability, held_out = None, None
     if options.probability != "none":
         pooled, _ = pool_predictions([rescaled], [truth])
         probabilities, observed = probabilities_and_observed_bins(pooled, truth)
-        if options.probability == "vector" and observed.size >= options.vector_minimum:
-            probability = VectorScaling.fit(probabilities, observed, penalty=options.vector_penalty)
-        else:
-            probability = TemperatureScaling.fit(probabilities, observed)
+        vector = options.probability == "vector" and observed.size >= options.vector_minimum
+
+        def fit(chosen: np.ndarray) -> TemperatureScaling | VectorScaling:
+            if vector:
+                return VectorScaling.fit(
+                    probabilities[chosen], observed[chosen], penalty=options.vector_penalty
+                )
+            return TemperatureScaling.fit(probabilities[chosen], observed[chosen])
+
+        probability = fit(np.arange(observed.size))
+        if options.probability_cross_validated:
+            known = np.isfinite(truth)
+            folds = (np.arange(truth.size) if discs is None else np.asarray(discs))[known] % 2
+            held_out = held_out_nll(probabilities, observed, folds, fit)
+            if held_out is not None and held_out[1] >= held_out[0]:
+                probability = None  # the scaler does not carry over from one half of the discs to the other
     fitted = replace(interim, probability=probability)
     after = _interval_and_bins_scores(fitted.apply(prediction, distance), truth, weights, options.level)
     before["crps"], after["crps"] = (
@@ -234,6 +265,12 @@ def fit_self_calibration(
             **({"discs": int(np.unique(discs).size)} if discs is not None else {}),
             "std_factors_kept": bool(intervals_kept),
             "coverage_standard_error": round(error, 4),
+            "probability_kept": probability is not None,
+            **(
+                {"held_out_nll_before": round(held_out[0], 5), "held_out_nll_after": round(held_out[1], 5)}
+                if held_out is not None
+                else {}
+            ),
             "before": before,
             "after": after,
         },

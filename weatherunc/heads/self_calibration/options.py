@@ -22,7 +22,9 @@ class SelfCalibrationOptions:
     factors are kept only if the pseudo-targets' coverage differs from ``level`` by more than
     ``evidence_z`` of its standard errors (the discs as clusters: a frame with few discs is little
     evidence) and if they raise the pseudo-targets' weighted CRPS by at most ``crps_tolerance``
-    (relative); otherwise the intervals are left as the model gave them.
+    (relative); otherwise the intervals are left as the model gave them. With
+    ``probability_cross_validated``, the bin scaler is kept only if, fitted on one half of the discs
+    (even and odd numbers), it lowers the bin NLL of the other half (both ways, pooled).
     """
 
     pseudo_fraction: float = 0.3
@@ -38,6 +40,7 @@ class SelfCalibrationOptions:
     max_repeats: int = 8
     crps_tolerance: float = 0.01
     evidence_z: float = 2.0
+    probability_cross_validated: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
