@@ -124,30 +124,26 @@ def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Tas
         )
         time_label = str(dataset.time.values[index])[:16]
         seed = 1000 * frame_number + (HOLDOUT_SEED if holdout else 0)
-        tasks.append(
-            (
-                "masked_blocks",
-                time_label,
-                masked_blocks(
-                    frame,
-                    block_pixels=24,
-                    count=3,
-                    halo_pixels=24,
-                    max_context=2000,
-                    min_wet_fraction=0.3,
-                    seed=seed,
-                    crs=crs,
-                ),
-            )
-        )
-        tasks.append(
-            (
-                "gauge_network",
-                time_label,
-                gauge_network(frame, fraction=0.01, max_target=10_000, seed=seed + 1, crs=crs),
-            )
-        )
+        tasks += [(kind, time_label, task) for kind, task in frame_tasks(frame, crs, seed).items()]
     return tasks
+
+
+def frame_tasks(frame: xr.DataArray, crs, seed: int) -> dict[str, Task]:
+    """The benchmark's two tasks on one frame window (y, x): masked blocks (3 gaps of 24 px over rain,
+    context from a 24 px ring, at most 2,000 contexts) and a 1 % gauge-like network."""
+    return {
+        "masked_blocks": masked_blocks(
+            frame,
+            block_pixels=24,
+            count=3,
+            halo_pixels=24,
+            max_context=2000,
+            min_wet_fraction=0.3,
+            seed=seed,
+            crs=crs,
+        ),
+        "gauge_network": gauge_network(frame, fraction=0.01, max_target=10_000, seed=seed + 1, crs=crs),
+    }
 
 
 def _row(

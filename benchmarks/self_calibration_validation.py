@@ -34,6 +34,7 @@ from collections import defaultdict
 import numpy as np
 import xarray as xr
 from common import RESULTS, machine, write_result
+from interpolation import frame_tasks
 from tqdm import tqdm
 
 from weatherunc import conventions, metrics
@@ -46,7 +47,7 @@ from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated, Self
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID
 from weatherunc.loading import open_dataset
 from weatherunc.models.registry import get_model
-from weatherunc.tasks import Task, gauge_network, masked_blocks, planar_kilometres, wettest_window
+from weatherunc.tasks import Task, planar_kilometres, wettest_window
 from weatherunc.training.config import load_training_config
 
 MODELS = ("gp", "anp", "convnp")
@@ -63,24 +64,6 @@ def event_frames(dataset: str, start: str | None, end: str | None) -> tuple[xr.D
     window = wettest_window(frames.mean("time"), WINDOW_PIXELS)
     frames = frames.sel({conventions.Y: window[conventions.Y], conventions.X: window[conventions.X]})
     return frames.drop_vars(["latitude", "longitude"], errors="ignore"), crs_of(opened)
-
-
-def frame_tasks(frame: xr.DataArray, crs, seed: int) -> dict[str, Task]:
-    """The interpolation benchmark's two tasks on one frame."""
-    frame = frame.drop_vars("time", errors="ignore")
-    return {
-        "masked_blocks": masked_blocks(
-            frame,
-            block_pixels=24,
-            count=3,
-            halo_pixels=24,
-            max_context=2000,
-            min_wet_fraction=0.3,
-            seed=seed,
-            crs=crs,
-        ),
-        "gauge_network": gauge_network(frame, fraction=0.01, max_target=10_000, seed=seed + 1, crs=crs),
-    }
 
 
 def withheld(frame: xr.DataArray, task: Task) -> np.ndarray:
@@ -116,7 +99,7 @@ def main() -> None:
             frames, crs = event_frames(selection.dataset, selection.start, selection.end)
             x_km, y_km = planar_kilometres(frames[conventions.X].values, frames[conventions.Y].values, crs)
             tasks = [
-                frame_tasks(frames.isel(time=index), crs, 7000 + 10 * index)
+                frame_tasks(frames.isel(time=index).drop_vars("time"), crs, 7000 + 10 * index)
                 for index in range(frames.sizes["time"])
             ]
             for index in tqdm(
