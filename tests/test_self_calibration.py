@@ -261,6 +261,7 @@ def test_a_job_window_calibrates_each_frame_on_the_frames_before_it_too(tmp_path
     assert (single.self_calibration_window, window.self_calibration_window) == (1, 2)
     assert window.self_calibration and window.calibration_file is None
     assert single.fingerprint() != window.fingerprint()
+    assert window.model_dump(mode="json")["calibration"] == {"self": {"window_frames": 2}}  # as written
     with pytest.raises(ValidationError, match="window_frames"):
         job({"self": {"window_frames": 0}}, "bad")
     stores = {}

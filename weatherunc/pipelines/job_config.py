@@ -119,7 +119,7 @@ class WindowOptions(_Strict):
 class SelfCalibrationOptions(_Strict):
     """``calibration: {self: {window_frames: N}}``; ``calibration: self`` is one frame."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
     self_: WindowOptions = Field(alias="self")
 
 
