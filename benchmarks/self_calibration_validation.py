@@ -233,6 +233,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
         "coverage_90",
         "coverage_error",
         "crps_ratio",
+        "ece",
         "cost",
         "factor_correlation",
     )
