@@ -205,6 +205,16 @@ def test_fill_gauges_onto_points_and_a_grid(client: httpx.Client) -> None:
     assert bins.shape == (4, 5, 10) and np.allclose(bins.sum(axis=-1), 1.0, atol=1e-4)
 
 
+def test_fill_says_which_calibration_it_applied(client: httpx.Client) -> None:
+    target = {"type": "MultiPoint", "coordinates": [[-98.5, 30.5], [-98.2, 30.7]]}
+    plain = client.post("fill", json={"model": "idw", "observations": _gauges(60), "target": target}).json()
+    assert plain["calibration"] == "uncalibrated"
+    calibrated = client.post(
+        "fill", json={"model": "idw+self", "observations": _gauges(60), "target": target}
+    ).json()
+    assert calibrated["model"] == "idw+self" and calibrated["calibration"] == "self-calibrated"
+
+
 def test_fill_a_grid_with_gaps(client: httpx.Client) -> None:
     values = np.random.default_rng(2).gamma(0.5, 2.0, size=(6, 8)).tolist()
     values[2][3] = values[2][4] = None

@@ -14,7 +14,10 @@ each with a ``rate`` property in mm/h. GRID is ``{"type": "Grid", "x": [...], "y
 ``Point`` features or one ``MultiPoint``. Gauges go to the model as one task
 (:class:`weatherunc.tasks.Task`, coordinates by :func:`weatherunc.tasks.planar_kilometres`), a
 grid to :func:`weatherunc.fill`; both return the predictive mean, std, quantiles, exceedance and
-bin probabilities (:func:`weatherunc.heads.bins.with_bin_probabilities`).
+bin probabilities (:func:`weatherunc.heads.bins.with_bin_probabilities`). ``"model": "gp+self"``
+(any ``NAME+self``) self-calibrates the prediction on pseudo-gaps of the posted observations; the
+response's ``calibration`` names the calibration applied
+(:func:`weatherunc.heads.calibration_label.calibration_label`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pyproj
 import xarray as xr
 
 from weatherunc import conventions
+from weatherunc.heads.calibration_label import calibration_label
 from weatherunc.service.settings import BATCH_JOB_HINT, RequestError, ServiceLimits, finite_or_none
 
 #: Outputs a fill may return, and the default ones.
@@ -214,6 +218,7 @@ def fill_request(body: Any, limits: ServiceLimits) -> dict[str, Any]:
         return {
             "type": "Grid",
             "model": getattr(model, "name", str(body.get("model"))),
+            "calibration": calibration_label(prediction.attrs),
             "x": x.tolist(),
             "y": y.tolist(),
             "crs": crs.to_string(),
@@ -233,6 +238,7 @@ def fill_request(body: Any, limits: ServiceLimits) -> dict[str, Any]:
     return {
         "type": "FeatureCollection",
         "model": getattr(model, "name", str(body.get("model"))),
+        "calibration": calibration_label(prediction.attrs),
         **_axes_of(prediction),
         "features": features,
     }
@@ -292,6 +298,7 @@ def _fill_grid(grid: dict, model, outputs: list[str], limits: ServiceLimits) -> 
     return {
         "type": "Grid",
         "model": getattr(model, "name", ""),
+        "calibration": calibration_label(filled.attrs),
         "x": x.tolist(),
         "y": y.tolist(),
         "crs": crs.to_string(),
