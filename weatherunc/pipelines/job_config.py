@@ -116,7 +116,7 @@ class WindowOptions(_Strict):
     window_frames: int = Field(1, ge=1, le=12)
 
 
-class SelfCalibrationOptions(_Strict):
+class JobSelfCalibration(_Strict):
     """``calibration: {self: {window_frames: N}}``; ``calibration: self`` is one frame."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
@@ -132,7 +132,7 @@ class JobConfig(_Strict):
     frames: FramesOptions = FramesOptions()
     targets: TargetOptions = TargetOptions()
     model: ModelOptions
-    calibration: SelfCalibrationOptions | Path | None = Field(
+    calibration: JobSelfCalibration | Path | None = Field(
         None,
         description=(
             'calibration.json of the model, "packaged" for the one shipped with a packaged model, '
@@ -168,13 +168,13 @@ class JobConfig(_Strict):
     @property
     def self_calibration(self) -> bool:
         """Whether each prediction calibrates itself (``calibration: self`` or ``{self: ...}``)."""
-        return isinstance(self.calibration, SelfCalibrationOptions) or str(self.calibration) == "self"
+        return isinstance(self.calibration, JobSelfCalibration) or str(self.calibration) == "self"
 
     @property
     def self_calibration_window(self) -> int:
         """Frames whose pseudo-targets each tile's self-calibration pools (itself included); 0
         without self-calibration."""
-        if isinstance(self.calibration, SelfCalibrationOptions):
+        if isinstance(self.calibration, JobSelfCalibration):
             return self.calibration.self_.window_frames
         return 1 if self.self_calibration else 0
 
