@@ -264,7 +264,7 @@ def fit_self_calibration(
             "pseudo_targets": int(truth.size),
             **({"discs": int(np.unique(discs).size)} if discs is not None else {}),
             "std_factors_kept": bool(intervals_kept),
-            "coverage_standard_error": round(error, 4),
+            "coverage_standard_error": round(error, 4) if np.isfinite(error) else None,  # None: one disc
             "probability_kept": probability is not None,
             **(
                 {"held_out_nll_before": round(held_out[0], 5), "held_out_nll_after": round(held_out[1], 5)}
