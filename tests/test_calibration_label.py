@@ -11,11 +11,21 @@ from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureSca
 from weatherunc.heads.calibration_label import calibration_label
 
 
-def test_self_calibration_is_labelled_with_its_window() -> None:
-    fitted = {"method": "self", "scores": {"window_frames": 1}}
-    assert calibration_label({"self_calibration": json.dumps(fitted)}) == "self-calibrated"
-    fitted["scores"]["window_frames"] = 3
-    assert calibration_label({"self_calibration": json.dumps(fitted)}) == "self-calibrated, 3 frames"
+def test_self_calibration_is_labelled_with_what_it_kept_and_its_window() -> None:
+    def label(std_kept: bool, probability: dict | None, frames: int = 1) -> str:
+        fitted = {
+            "method": "self",
+            "probability": probability,
+            "scores": {"window_frames": frames, "std_factors_kept": std_kept},
+        }
+        return calibration_label({"self_calibration": json.dumps(fitted)})
+
+    temperature = {"method": "temperature", "temperature": 1.2}
+    assert label(True, temperature) == "self-calibrated"
+    assert label(True, temperature, frames=3) == "self-calibrated, 3 frames"
+    assert label(True, None) == "self-calibrated (intervals)"
+    assert label(False, temperature) == "self-calibrated (bins)"
+    assert label(False, None, frames=2) == "self-checked, unchanged, 2 frames"
     skipped = {"method": "none", "reason": "12 pseudo-targets"}
     assert calibration_label({"self_calibration": json.dumps(skipped)}).startswith("uncalibrated")
 

@@ -212,7 +212,7 @@ def test_fill_says_which_calibration_it_applied(client: httpx.Client) -> None:
     calibrated = client.post(
         "fill", json={"model": "idw+self", "observations": _gauges(60), "target": target}
     ).json()
-    assert calibrated["model"] == "idw+self" and calibrated["calibration"] == "self-calibrated"
+    assert calibrated["model"] == "idw+self" and calibrated["calibration"].startswith("self-")
 
 
 def test_fill_a_grid_with_gaps(client: httpx.Client) -> None:

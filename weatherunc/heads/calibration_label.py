@@ -14,16 +14,23 @@ def calibration_label(attrs: Mapping[str, Any]) -> str:
     (``self_calibration``, JSON), :meth:`weatherunc.heads.calibration.Calibration.attrs`
     (``calibration_method``, ``calibration_temperature``, ``calibration_std_factor``) and the batch
     jobs (``calibration``: ``"self: ..."`` and ``calibration_window_frames``) write. Returns e.g.
-    ``"self-calibrated"``, ``"self-calibrated, 3 frames"``, ``"temperature 1.07, std x 1.20"`` or
-    ``"uncalibrated"``.
+    ``"self-calibrated"`` (``"(intervals)"`` or ``"(bins)"`` where only one part was kept),
+    ``"self-checked, unchanged"`` (self-calibration kept neither), ``"self-calibrated, 3 frames"``,
+    ``"temperature 1.07, std x 1.20"`` or ``"uncalibrated"``.
     """
     record = attrs.get("self_calibration")
     if record:
         fitted = json.loads(record) if isinstance(record, str) else dict(record)
         if fitted.get("method") != "self":
             return "uncalibrated (self-calibration: too few pseudo-targets)"
-        frames = int(fitted.get("scores", {}).get("window_frames", 1))
-        return "self-calibrated" + (f", {frames} frames" if frames > 1 else "")
+        scores = fitted.get("scores", {})
+        frames = int(scores.get("window_frames", 1))
+        window = f", {frames} frames" if frames > 1 else ""
+        intervals, bins = bool(scores.get("std_factors_kept", True)), fitted.get("probability") is not None
+        if not (intervals or bins):
+            return f"self-checked, unchanged{window}"  # the pseudo-targets gave no evidence to act on
+        kept = "" if intervals and bins else " (intervals)" if intervals else " (bins)"
+        return f"self-calibrated{kept}{window}"
     job = attrs.get("calibration")
     if isinstance(job, str) and job.startswith("self"):
         frames = int(attrs.get("calibration_window_frames", 1))
