@@ -151,12 +151,11 @@ def write_figures(store: Path, job: JobConfig, scores: dict[str, Any], folder: P
 
     dataset = xr.open_zarr(store, consolidated=False)
     written: list[Path] = []
+    attrs = {"model": job.model.name, **calibration_attributes(job)}
     for index in job.plots.frames:
         if index >= dataset.sizes["time"]:
             continue
-        frame = (
-            dataset.isel(time=index).load().assign_attrs(model=job.model.name, **calibration_attributes(job))
-        )
+        frame = dataset.isel(time=index).load().assign_attrs(**attrs)
         stem = str(np.datetime_as_string(frame["time"].values, unit="m")).replace("-", "").replace(":", "")
         written += plot_frame(frame, folder, threshold=job.plots.threshold, stem=stem)
     table = scores.get("probability", {}).get("per_threshold", {}).get(f"{job.plots.threshold:g}")

@@ -47,15 +47,16 @@ def self_calibrate(
     started = time.perf_counter()
     if pseudo_model is model and hasattr(model, "shared_fit"):
         pseudo_model = model.shared_fit(task)
+    real_distance = distance_to_nearest_context(task)  # what every pseudo-task is weighted to
     try:
-        pseudo = pseudo_predictions(pseudo_model, task, options)
+        pseudo = pseudo_predictions(pseudo_model, task, options, real_distance)
     except ValueError as error:
         return prediction.assign_attrs(
             self_calibration=json.dumps({"method": "none", "reason": str(error)}),
             self_calibration_seconds=0.0,
         )
     if history:
-        real_distance, earlier = distance_to_nearest_context(task), []
+        earlier = []
         for frame in history:
             try:
                 earlier.append(pseudo_predictions(pseudo_model, frame, options, real_distance))
@@ -77,7 +78,7 @@ def self_calibrate(
     fitted = replace(
         fitted, scores={**fitted.scores, "draws": pseudo.draws, "window_frames": 1 + len(history)}
     )
-    calibrated = fitted.apply(prediction, distance_to_nearest_context(task))
+    calibrated = fitted.apply(prediction, real_distance)
     return calibrated.assign_attrs(
         self_calibration=json.dumps(fitted.to_dict()), self_calibration_seconds=time.perf_counter() - started
     )
