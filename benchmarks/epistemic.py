@@ -72,7 +72,6 @@ SINGLE = {
     "anp_mc_dropout": "anp",
     "convnp_gp_ensemble": "convnp_gp",
     "anp_stochastic_attention": "anp",
-    **{f"{name}+self": name for name in SELF_CALIBRATED},
 }
 #: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws);
 #: ``--attention-draws`` overrides it.
@@ -253,9 +252,10 @@ def main() -> None:
         rows = [row for row in kept if row["method"] not in run] + rows
     seconds = {(row["method"], row["split"]): row["predict_s"] for row in rows}
     for row in rows:
-        reference = seconds.get((SINGLE.get(row["method"], row["method"]), row["split"]))
-        if row.get("self_calibration_s") is not None:  # over the wrapped method's seconds, same predictions
+        if row.get("self_calibration_s") is not None:  # METHOD+self: its own predictions' model seconds
             reference = row["predict_s"] - row["self_calibration_s"]
+        else:
+            reference = seconds.get((SINGLE.get(row["method"], row["method"]), row["split"]))
         row["relative_cost"] = round(row["predict_s"] / reference, 2) if reference else None
     table = markdown(rows)
     print(table)
