@@ -34,6 +34,7 @@ from weatherunc.models.neural_process.normalisation import (
     normalise_inputs,
     normalise_values,
 )
+from weatherunc.models.neural_process.randomness import drawing
 from weatherunc.models.predictive import task_prediction
 from weatherunc.prediction import HEAD_SOURCE, BinProbabilities
 from weatherunc.tasks import Task, tile_groups
@@ -151,19 +152,16 @@ class NeuralProcessInterpolator:
         config, options = self.config, self.tiles
         device = torch.device(self.device) if self.device else choose_device()
         model = self.model.to(device).eval()
-        if self.mc_dropout:
-            for module in model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.train()
         draws = self.samples if (config.latent or self.mc_dropout) else 1
         n = task.n_target
         mean, latent, noise = np.empty(n), np.empty(n), np.empty(n)
         probabilities = np.empty((n, config.bins)) if config.bins else None
         entropy, information = np.empty(n), np.empty(n)
         context_values = normalise_values(config, task.context_values)
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        with torch.inference_mode():
             for key, members in tile_groups(task.target_coordinates, options.tile_km).items():
-                torch.manual_seed(tile_seed(self.seed, key))
+                # Each tile's draws from a generator of its own: the same result in any thread.
+                generator = torch.Generator(device=device).manual_seed(tile_seed(self.seed, key))
                 lower = np.array(key, dtype=np.float64) * options.tile_km
                 upper = lower + options.tile_km
                 chosen = tile_context(
@@ -183,7 +181,8 @@ class NeuralProcessInterpolator:
                     None if task.target_covariates is None else task.target_covariates[members],
                 )
                 tensors = as_batch(context_inputs, context_values[chosen], target_inputs, device=device)
-                output = model(*tensors, samples=draws, target_batch=options.target_batch)
+                with drawing(generator, dropout=self.mc_dropout):
+                    output = model(*tensors, samples=draws, target_batch=options.target_batch)
                 sample_means = output.mean[:, 0].double().cpu().numpy()  # [samples, n_members]
                 sample_variances = output.std[:, 0].double().cpu().numpy() ** 2
                 mean[members] = sample_means.mean(0)

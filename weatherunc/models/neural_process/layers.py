@@ -16,17 +16,20 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from weatherunc.models.neural_process.randomness import DrawnDropout
+
 
 def multilayer_perceptron(
     inputs: int, hidden: int, outputs: int, layers: int = 2, dropout: float = 0.0
 ) -> nn.Sequential:
-    """``layers`` linear layers with ReLU between them (dropout after each hidden activation)."""
+    """``layers`` linear layers with ReLU between them (dropout after each hidden activation,
+    :class:`~weatherunc.models.neural_process.randomness.DrawnDropout`)."""
     modules: list[nn.Module] = []
     width = inputs
     for _ in range(layers - 1):
         modules += [nn.Linear(width, hidden), nn.ReLU()]
         if dropout > 0:
-            modules.append(nn.Dropout(dropout))
+            modules.append(DrawnDropout(dropout))
         width = hidden
     modules.append(nn.Linear(width, outputs))
     return nn.Sequential(*modules)

@@ -24,6 +24,7 @@ from torch import nn
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.decoder import Decoder, DecoderOutput
 from weatherunc.models.neural_process.encoders import DeterministicEncoder, LatentEncoder
+from weatherunc.models.neural_process.randomness import standard_normal_like
 
 
 @dataclass
@@ -89,7 +90,8 @@ class NeuralProcess(nn.Module):
                     torch.cat([context_values, target_values], 1),
                 )
             source = posterior if posterior is not None else prior
-            latents = [source.rsample() for _ in range(samples)]  # each [batch, latent]
+            # Normal.rsample, with the noise from the prediction's own generator (randomness.drawing)
+            latents = [source.loc + standard_normal_like(source.loc) * source.scale for _ in range(samples)]
         batch = target_inputs.shape[1] if target_batch is None else target_batch
         pieces: list[list[DecoderOutput]] = [[] for _ in range(samples)]
         divergences: list[torch.Tensor | None] = []

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional
 
 from weatherunc.models.neural_process.layers import MultiHeadAttention, multilayer_perceptron
+from weatherunc.models.neural_process.randomness import uniform_like
 
 #: Euler-Mascheroni constant.
 EULER_GAMMA = 0.5772156649015329
@@ -57,9 +58,9 @@ def weibull_log_scale(log_mean: torch.Tensor, shape: float) -> torch.Tensor:
 
 def sample_log_weibull(log_scale: torch.Tensor, shape: float) -> torch.Tensor:
     """``log W`` for ``W ~ Weibull(shape, exp(log_scale))``, one draw per element, reparameterised
-    (differentiable in ``log_scale``): ``log lambda + log(-log(1 - u)) / k``, ``u`` from torch's
-    global generator."""
-    uniform = torch.rand_like(log_scale).clamp_min(UNIFORM_FLOOR)
+    (differentiable in ``log_scale``): ``log lambda + log(-log(1 - u)) / k``, ``u`` drawn by
+    :func:`~weatherunc.models.neural_process.randomness.uniform_like`."""
+    uniform = uniform_like(log_scale).clamp_min(UNIFORM_FLOOR)
     return log_scale + torch.log(-torch.log1p(-uniform)) / shape
 
 
