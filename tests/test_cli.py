@@ -110,7 +110,8 @@ def test_ingest_bad_input_exits_with_message(tmp_path: Path) -> None:
 
 def test_demo_runs_the_demo_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WEATHERUNC_DATA_DIR", raising=False)
-    result = runner.invoke(app, ["demo", "--out-dir", str(tmp_path), "--scheduler", "synchronous"])
+    # The threaded scheduler: tiles at once in two threads (each prediction draws from its own generator).
+    result = runner.invoke(app, ["demo", "--out-dir", str(tmp_path), "--scheduler", "threads"])
     assert result.exit_code == 0, result.output
     for job in ("demo_mrms_gp", "demo_mrms_anp"):
         metrics = json.loads((tmp_path / job / "metrics.json").read_text())
