@@ -4,8 +4,11 @@ from them; bounded, decoded once, and never stale after a store is rewritten on 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -236,3 +239,36 @@ def test_the_fast_path_answers_from_memory_as_the_routes_do(job_store: Path, mon
         assert cached.headers["content-type"] == "image/png" and "max-age" in cached.headers["cache-control"]
         assert client.get("/datasets/run/map/mean.png", params={"threshold": "x"}).status_code == 422
         assert client.get("/datasets/run/map/bogus.png").status_code == 400
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_the_drawing_process_ends_when_the_service_is_killed(tmp_path: Path) -> None:
+    """A service killed (SIGKILL: nothing of it runs again) leaves no drawing process behind."""
+    script = (
+        "import multiprocessing, sys, time\n"
+        "from weatherunc.service.maps import MapRenderer\n"
+        "renderer = MapRenderer(entries=1)\n"
+        "renderer.start()\n"
+        "renderer._drawer.submit(int, 0).result()\n"  # the drawing process is up
+        "print([child.pid for child in multiprocessing.active_children()], flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        drawing = json.loads(service.stdout.readline())
+        assert len(drawing) == 1 and _running(drawing[0])
+    finally:
+        service.kill()
+        service.wait()
+    deadline = time.monotonic() + 20 * maps.SERVICE_CHECK_S + 10
+    while _running(drawing[0]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(drawing[0]), "the drawing process outlived the killed service"

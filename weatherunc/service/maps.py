@@ -12,6 +12,7 @@ import io
 import multiprocessing
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ LAYERS = {
 }
 #: How much lower than the service's the drawing process's scheduling priority is (``nice``).
 DRAWING_NICENESS = 10
+#: How often the drawing process checks that the service that started it is still there [s].
+SERVICE_CHECK_S = 1.0
 #: Stores the drawing process keeps open, by path and version.
 OPEN_STORES = 4
 #: Resolution of the PNG maps (the figures' own size, 6.4 x 5.6 inches).
@@ -90,7 +93,8 @@ class MapRenderer:
     machine with few cores queries are not kept waiting behind a drawing. A map drawn before is
     answered from memory without waiting for a drawing in progress; maps are kept by store name and
     version, so a store rewritten on disk is drawn anew. The drawing process ends with the
-    service's (``concurrent.futures`` joins it at exit).
+    service's (``concurrent.futures`` joins it at exit; a service killed leaves none behind either,
+    :func:`end_with`).
     """
 
     def __init__(self, entries: int) -> None:
@@ -104,7 +108,10 @@ class MapRenderer:
         """Start the drawing process and let it import the plotting modules, before the first map."""
         if self._drawer is None:
             self._drawer = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=start_drawing
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=start_drawing,
+                initargs=(os.getpid(),),
             )
             self._drawer.submit(prepare_drawing)
 
@@ -166,11 +173,23 @@ class MapRenderer:
         return self.submit(store, time_index, layer, threshold).result()
 
 
-def start_drawing() -> None:
-    """Lower the drawing process's scheduling priority (POSIX only) and prepare it for drawing."""
+def start_drawing(service: int) -> None:
+    """Lower the drawing process's scheduling priority (POSIX only), make it end with the process
+    ``service`` that started it (:func:`end_with`), and prepare it for drawing."""
     if hasattr(os, "nice"):
         os.nice(DRAWING_NICENESS)
+    watch = threading.Thread(target=end_with, args=(service,), name="weatherunc-service-watch", daemon=True)
+    watch.start()
     prepare_drawing()
+
+
+def end_with(service: int, interval_s: float = SERVICE_CHECK_S) -> None:
+    """Exit this process once ``service``, its parent, is gone (its parent then changes): a service
+    killed, or ended without joining its drawing process, leaves no drawing process behind. Runs
+    in a thread of the drawing process; checks every ``interval_s`` seconds."""
+    while os.getppid() == service:
+        time.sleep(interval_s)
+    os._exit(0)
 
 
 def prepare_drawing() -> None:
