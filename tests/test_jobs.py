@@ -335,3 +335,32 @@ def test_gp_job_records_each_tiles_transform_offset(tmp_path: Path) -> None:
         atol=1e-4,
     )
     assert json.loads(report.metrics.read_text())["scores"]["crps"] > 0
+
+
+def test_gp_job_sharing_one_fit_per_frame_fits_once_per_frame(tmp_path: Path, monkeypatch) -> None:
+    """With ``tiling.share_fit`` the GP is fitted once for the frame, not per tile (the job of
+    :func:`test_gp_job_records_each_tiles_transform_offset`, whose tiles chose different offsets):
+    every withheld pixel has the frame's one offset, and the threaded scheduler writes the same."""
+    from weatherunc.models.gp import interpolator
+
+    fits = []
+    original = interpolator.fit_task
+    monkeypatch.setattr(
+        interpolator, "fit_task", lambda task, config: fits.append(task.description) or original(task, config)
+    )
+    options = {
+        "name": "mrms_gp_shared",
+        "model": {"name": "gp"},
+        "frames": {"start": "2019-06-10T00:30", "limit": 1},
+        "tiling": {**JOB["tiling"], "share_fit": True},
+    }
+    report = run_job(_job(tmp_path / "synchronous", **options), scheduler="synchronous", progress=False)
+    frame_fits = [description for description in fits if description.startswith("the frame's")]
+    assert len(frame_fits) == 1 and len(fits) == 2  # and one on the tiny task that probes the outputs
+    store = _load(report.store)
+    withheld = store.observation.values == 2
+    tiles = {(row // 64, column // 64) for row, column in zip(*np.nonzero(withheld[0]))}
+    assert len(tiles) > 1 and len(np.unique(store.transform_offset.values[withheld])) == 1
+    threaded = run_job(_job(tmp_path / "threads", **options), scheduler="threads", workers=2, progress=False)
+    xr.testing.assert_identical(_load(threaded.store).drop_attrs(), store.drop_attrs())
+    assert "share_fit" not in _job(tmp_path).description()["tiling"]  # fingerprints of older jobs kept

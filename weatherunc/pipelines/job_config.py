@@ -68,12 +68,15 @@ class TilingOptions(_Strict):
     """The YAML form of the job's :class:`~weatherunc.tiling.GridTiling` (:meth:`to_tiling`): tiles of
     ``tile_pixels`` (also the zarr chunk size), contexts from a halo of ``halo_pixels``, at most
     ``max_context``, tiles blended ``blend_pixels`` into their neighbours (0: not blended).
-    The seed is the job's, per frame, and the targets are the job's ``targets``."""
+    The seed is the job's, per frame, and the targets are the job's ``targets``. ``share_fit``: a
+    model that fits per task (the GP) is fitted once per frame and its tiles share that fit
+    (:mod:`weatherunc.shared_fit`), instead of each tile fitting its own."""
 
     tile_pixels: int = Field(JOB_TILE_PIXELS, ge=8)
     halo_pixels: int = Field(DEFAULT_TILING.halo_pixels, ge=0)
     max_context: int = Field(DEFAULT_TILING.max_context, ge=1)
     blend_pixels: int = Field(DEFAULT_TILING.blend_pixels, ge=0)
+    share_fit: bool = False
 
     @model_validator(mode="after")
     def _valid_tiling(self) -> TilingOptions:
@@ -93,11 +96,14 @@ class TilingOptions(_Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Dumped without ``blend_pixels`` where tiles are not blended, so that the description and
-        fingerprint of a job written before ``blend_pixels`` existed stay the same."""
+        """Dumped without ``blend_pixels`` where tiles are not blended and without ``share_fit`` where
+        tiles fit their own, so that the description and fingerprint of a job written before these
+        options existed stay the same."""
         dumped = handler(self)
         if not self.blend_pixels:
             dumped.pop("blend_pixels", None)
+        if not self.share_fit:
+            dumped.pop("share_fit", None)
         return dumped
 
 

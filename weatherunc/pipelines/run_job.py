@@ -6,7 +6,9 @@ moment finishes with the same store as an uninterrupted run. Scheduler: a local
 ``distributed`` cluster sized to the machine by default, ``threads`` or ``synchronous``, or
 the address of any running ``distributed`` scheduler (dask-jobqueue, Kubernetes...), used
 unchanged. Tasks of a lost worker are recomputed by the scheduler, and since a task's output
-depends only on (job, frame, tile), the recomputed chunks are identical.
+depends only on (job, frame, tile), the recomputed chunks are identical. With
+``tiling.share_fit`` each frame's model is fitted once, in a task of its own that its tiles wait
+for (deterministic too: the frame's fit depends only on (job, frame)).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from weatherunc.checkpoints import sha256_of, software_versions
 from weatherunc.fingerprints import fingerprint
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.models.registry import Interpolator
 from weatherunc.pipelines.execution import JOB_SCHEDULERS, check_scheduler
 from weatherunc.pipelines.ingest import IngestInput
 from weatherunc.pipelines.job_config import JobConfig
@@ -37,6 +40,7 @@ from weatherunc.pipelines.stages import (
     all_tiles,
     calibration_attributes,
     frame_axes,
+    frame_model,
     ingest_observations,
     load_calibration,
     load_model,
@@ -162,9 +166,11 @@ def _tile_task(
     store: JobStore,
     template: xr.Dataset,
     earlier: tuple[tuple[int, int], ...] = (),
+    fitted: Interpolator | None = None,
 ) -> int:
     """One tile of one frame, written to the store; ``earlier``: (index in the observations,
-    frame number) of the frames before it in the self-calibration window."""
+    frame number) of the frames before it in the self-calibration window; ``fitted``: the frame's
+    shared fit (:func:`_frame_fit`)."""
     frames = xr.open_zarr(observations_path, consolidated=False)
 
     def frame_values(index: int) -> np.ndarray:
@@ -180,9 +186,19 @@ def _tile_task(
         tile,
         template,
         earlier=[(frame_values(index), number) for index, number in earlier],
+        fitted=fitted,
     )
     store.write_tile(frame_number, tile.rows, tile.columns, blocks, tile.number)
     return tile.number
+
+
+def _frame_fit(
+    job: JobConfig, observations_path: str, frame_index: int, frame_number: int
+) -> Interpolator | None:
+    """The model fitted once for one frame's tiles (``tiling.share_fit``; :func:`frame_model`)."""
+    frames = xr.open_zarr(observations_path, consolidated=False)
+    values = np.asarray(frames[conventions.PRECIPITATION].isel(time=frame_index).values, dtype=np.float64)
+    return frame_model(job, values, *frame_axes(frames), frame_number)
 
 
 def _job_fingerprint(job: JobConfig, observations: IngestInput) -> tuple[str, dict[str, Any]]:
@@ -212,10 +228,22 @@ def _what_changed(recorded: dict[str, Any] | None, inputs: dict[str, Any], obser
 def _run_tasks(
     tasks: list[tuple], job: JobConfig, *, scheduler: str, workers: int | None, progress: bool
 ) -> None:
+    """Run the tile tasks (the arguments of :func:`_tile_task`); where the tiles share a fit, each
+    frame's fit first (:func:`_frame_fit`), passed to its tiles."""
     if not tasks:
         return
+    # (observations, frame index, frame number) of each frame with tiles to do, where they share a fit
+    frames = sorted({arguments[1:4] for arguments in tasks}) if job.tiling.share_fit else []
     if scheduler in ("threads", "synchronous"):
-        delayed = [dask.delayed(_tile_task, pure=False)(*arguments) for arguments in tasks]
+        fits = dask.compute(
+            *[dask.delayed(_frame_fit, pure=False)(job, *frame) for frame in frames],
+            scheduler=scheduler,
+            num_workers=workers,
+        )
+        fitted = {frame[2]: fit for frame, fit in zip(frames, fits)}
+        delayed = [
+            dask.delayed(_tile_task, pure=False)(*arguments, fitted.get(arguments[3])) for arguments in tasks
+        ]
         with tqdm(total=len(delayed), desc=f"{job.name} tiles", disable=not progress) as bar:
             for start in range(0, len(delayed), 64):
                 dask.compute(*delayed[start : start + 64], scheduler=scheduler, num_workers=workers)
@@ -235,7 +263,11 @@ def _run_tasks(
     else:
         client = Client(scheduler)
     try:
-        futures = [client.submit(_tile_task, *arguments, pure=False, retries=2) for arguments in tasks]
+        fitted = {frame[2]: client.submit(_frame_fit, job, *frame, pure=False, retries=2) for frame in frames}
+        futures = [
+            client.submit(_tile_task, *arguments, fitted.get(arguments[3]), pure=False, retries=2)
+            for arguments in tasks
+        ]
         for future in tqdm(
             as_completed(futures), total=len(futures), desc=f"{job.name} tiles", disable=not progress
         ):

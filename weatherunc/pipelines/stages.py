@@ -28,6 +28,7 @@ from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated
 from weatherunc.models.registry import Interpolator, get_model
 from weatherunc.pipelines.ingest import IngestInput, ingest, open_input
 from weatherunc.pipelines.job_config import JobConfig
+from weatherunc.shared_fit import shared_model
 from weatherunc.store import open_store
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
 from weatherunc.tasks.blocks import BlockRules, cover, place_blocks
@@ -120,14 +121,40 @@ def _cached_model(name: str, checkpoint: str | None, options: str) -> Interpolat
     return get_model(name, **kwargs)
 
 
-def load_model(job: JobConfig, earlier_frames: Sequence[EarlierFrame] = ()) -> Interpolator:
-    """Stage 4: the job's model (loaded once per worker process and reused by its tiles), wrapped
-    to calibrate itself where the job asks, with ``earlier_frames`` as its rolling window."""
+def _job_model(job: JobConfig) -> Interpolator:
     checkpoint = str(job.model.checkpoint) if job.model.checkpoint else None
-    model = _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
+    return _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
+
+
+def load_model(
+    job: JobConfig, earlier_frames: Sequence[EarlierFrame] = (), fitted: Interpolator | None = None
+) -> Interpolator:
+    """Stage 4: the job's model (loaded once per worker process and reused by its tiles), or
+    ``fitted``, the frame's shared fit of it (:func:`frame_model`), wrapped to calibrate itself
+    where the job asks, with ``earlier_frames`` as its rolling window."""
+    model = fitted if fitted is not None else _job_model(job)
     if not job.self_calibration:
         return model
     return SelfCalibrated(model, name=job.model.name, earlier_frames=tuple(earlier_frames))
+
+
+def frame_model(
+    job: JobConfig, values: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, frame_number: int
+) -> Interpolator | None:
+    """Stage 4 once per frame where the job's tiles share a fit (``tiling.share_fit``): the job's
+    model fitted on the frame's observations near its targets (values ``[ny, nx]`` with the
+    targets hidden, :func:`weatherunc.shared_fit.shared_model`), for :func:`predict_frame_tile`;
+    None where the tiles fit their own, the model has nothing to fit, or the frame nothing to
+    predict."""
+    if not job.tiling.share_fit:
+        return None
+    targets = target_mask(values, job, frame_number)
+    model = _job_model(job)
+    with torch_threads(job.torch_threads):
+        shared = shared_model(
+            model, np.where(targets, np.nan, values), x_km, y_km, tiling_of(job, frame_number), targets
+        )
+    return None if shared is model else shared
 
 
 def load_calibration(job: JobConfig) -> Calibration | None:
@@ -180,6 +207,7 @@ def predict_frame_tile(
     tile: Tile,
     template: xr.Dataset,
     earlier: Sequence[tuple[np.ndarray, int]] = (),
+    fitted: Interpolator | None = None,
 ) -> dict[str, np.ndarray]:
     """Stages 5 and 6 for one tile: every output variable's block ``[tile_ny, tile_nx, ...]``;
     with ``tiling.blend_pixels`` > 0 the tile's prediction is blended with its neighbours'
@@ -187,7 +215,8 @@ def predict_frame_tile(
 
     ``template`` holds the output variables of one frame (dims y, x, ...) and their coordinates;
     ``earlier``: the values ``[ny, nx]`` and frame numbers of the frames before this one that the
-    job's self-calibration window takes (their own targets are withheld from them too).
+    job's self-calibration window takes (their own targets are withheld from them too); ``fitted``:
+    the frame's shared fit of the model (:func:`frame_model`), else the tile fits its own.
     """
     targets = target_mask(values, job, frame_number)
     seen = np.where(targets, np.nan, values)
@@ -204,7 +233,7 @@ def predict_frame_tile(
                 for other, number in earlier
             ]
             prediction = predict_blended_tile(
-                load_model(job, earlier_frames),
+                load_model(job, earlier_frames, fitted),
                 seen,
                 x_km,
                 y_km,
