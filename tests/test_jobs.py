@@ -292,9 +292,15 @@ def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
 def test_killed_dask_worker_does_not_fail_the_job(clean: xr.Dataset, tmp_path: Path) -> None:
     from distributed import LocalCluster
 
+    from weatherunc.pipelines.execution import restored_environment
+
     job = _job(tmp_path)
     manifest = tmp_path / "mrms_idw" / "prediction.zarr.partial" / "tiles"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    # The environment restored: the nannies set OMP_NUM_THREADS=1 in it, for every later test's processes.
+    with (
+        restored_environment(),
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+    ):
         pids = [nanny.process.pid for nanny in cluster.workers.values()]
         killed: list[int] = []
 

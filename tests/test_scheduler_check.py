@@ -94,3 +94,17 @@ def test_ingest_and_demo_refuse_a_malformed_scheduler(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--out-dir", str(tmp_path / "demo"), "--scheduler", "tcp://x"])
     assert result.exit_code == 2 and "'tcp://x' failed check 'address'" in result.output
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_local_cluster_leaves_the_environment_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local cluster's nannies set OMP_NUM_THREADS=1 in this process's environment; closed, the
+    cluster leaves it as before (unset, or its value), so later processes keep their threads."""
+    import os
+
+    from weatherunc.pipelines.execution import cluster_client
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+    with cluster_client("local", workers=1) as client:
+        assert client.submit(os.environ.get, "OMP_NUM_THREADS").result() == "1"  # the worker's
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "2"

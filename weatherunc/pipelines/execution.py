@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dask
@@ -89,3 +91,49 @@ def compute_tasks(
         if progress:
             distributed_progress(futures)
         return client.gather(futures)
+
+
+@contextlib.contextmanager
+def restored_environment() -> Iterator[None]:
+    """Run the block, then put back this process's environment variables as they were before it.
+
+    A local ``distributed`` cluster's nannies set ``OMP_NUM_THREADS=1`` and the like in the
+    environment of the process that starts them, before each worker starts (distributed's
+    ``nanny.pre-spawn-environ``), and leave them there: every process started afterwards (a
+    notebook kernel, a command run from Python) would run its numerical libraries single-threaded.
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in [name for name in os.environ if name not in before]:
+            del os.environ[name]
+        for name, value in before.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str, workers: int | None = None) -> Iterator[Any]:
+    """A ``distributed.Client``: of a local cluster of ``workers`` processes (default: one per core),
+    one thread each, for ``"local"``; else connected to the scheduler at the address ``scheduler``.
+    Closed (with the local cluster) at the end of the block, and the environment of this process
+    restored (:func:`restored_environment`)."""
+    from distributed import Client, LocalCluster
+
+    with restored_environment():
+        cluster = None
+        if scheduler == "local":
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
+        client = Client(cluster if cluster is not None else scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()

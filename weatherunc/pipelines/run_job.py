@@ -14,7 +14,6 @@ for (deterministic too: the frame's fit depends only on (job, frame)).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from weatherunc.fingerprints import fingerprint
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.models.registry import Interpolator
-from weatherunc.pipelines.execution import JOB_SCHEDULERS, check_scheduler
+from weatherunc.pipelines.execution import JOB_SCHEDULERS, check_scheduler, cluster_client
 from weatherunc.pipelines.ingest import IngestInput
 from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.pipelines.job_store import JobStore
@@ -249,20 +248,9 @@ def _run_tasks(
                 dask.compute(*delayed[start : start + 64], scheduler=scheduler, num_workers=workers)
                 bar.update(len(delayed[start : start + 64]))
         return
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    if scheduler == "local":
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-    try:
+    with cluster_client(scheduler, workers) as client:
         fitted = {frame[2]: client.submit(_frame_fit, job, *frame, pure=False, retries=2) for frame in frames}
         futures = [
             client.submit(_tile_task, *arguments, fitted.get(arguments[3]), pure=False, retries=2)
@@ -272,10 +260,6 @@ def _run_tasks(
             as_completed(futures), total=len(futures), desc=f"{job.name} tiles", disable=not progress
         ):
             future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def run_job(
