@@ -145,3 +145,36 @@ def test_predict_blended_with_or_without_a_shared_fit(share_fit: bool) -> None:
     gap = np.isnan(_frame().values)
     assert np.isfinite(outputs["precipitation_mean"][gap]).all()
     assert np.isnan(outputs["precipitation_mean"][~gap]).all()
+
+
+def _dry_half_frame() -> tuple[xr.DataArray, tuple[slice, slice], tuple[slice, slice]]:
+    """Rain on the left half, dry ground with five isolated wet pixels on the right; a gap in each half
+    (the dry one, then the wet one)."""
+    values = _truth()
+    values[:, 24:] = 0.0
+    rng = np.random.default_rng(0)
+    spikes = rng.integers(26, 47, size=(5, 2))
+    values[spikes[:, 0], spikes[:, 1]] = rng.uniform(5.0, 15.0, 5)
+    dry_gap, wet_gap = (slice(4, 14), slice(28, 40)), (slice(30, 44), slice(6, 18))
+    values[dry_gap] = np.nan
+    values[wet_gap] = np.nan
+    frame = _frame(gap=(slice(0, 0), slice(0, 0))).copy(data=values)
+    return frame, dry_gap, wet_gap
+
+
+def test_a_shared_fit_keeps_the_frame_variance_in_a_nearly_dry_tile() -> None:
+    frame, dry_gap, wet_gap = _dry_half_frame()
+    filled = weatherunc.fill(
+        frame, model=GaussianProcessInterpolator(CONFIG), crs=CRS, tiling=TILING, progress=False
+    )
+    # the dry gap is filled dry and narrow, not by a log-rate distribution wide enough to make rain
+    assert filled["precipitation_mean"].values[dry_gap].max() < 0.1
+    assert filled["precipitation_std"].values[dry_gap].max() < 0.5
+    truth = _truth()[wet_gap]
+    assert np.abs(filled["precipitation_mean"].values[wet_gap] - truth).mean() < 0.5
+    # every tile says where its variance was estimated: on the frame's contexts
+    values, x_km, y_km = frame_axes(frame, CRS)
+    shared = shared_model(GaussianProcessInterpolator(CONFIG), values, x_km, y_km, TILING)
+    tasks = [tile_task(values, x_km, y_km, tile, TILING) for tile in grid_tiles(values.shape, 24)]
+    sources = {shared.predict(task).attrs["variance_estimated_on"] for task in tasks if task is not None}
+    assert len(sources) == 1 and sources.pop().startswith("the frame's 300 contexts")

@@ -44,7 +44,7 @@ contexts) and :mod:`~weatherunc.models.gp.interpolator` (per task, or one fit sh
 """
 
 from weatherunc.models.covariance import GaussianProcessNumericalError, cholesky_with_jitter
-from weatherunc.models.gp.algebra import MINIMUM_VARIANCE_SCALE, FittedGaussianProcess
+from weatherunc.models.gp.algebra import MINIMUM_VARIANCE_SCALE, FittedGaussianProcess, VarianceEvidence
 from weatherunc.models.gp.config import AUTOMATIC_KERNELS, GaussianProcessConfig
 from weatherunc.models.gp.fitting import fit_gaussian_process, spatial_blocks
 from weatherunc.models.gp.interpolator import (
@@ -52,6 +52,7 @@ from weatherunc.models.gp.interpolator import (
     GaussianProcessInterpolator,
     SharedFitGaussianProcess,
     fit_task,
+    frame_evidence,
     predict_with_fit,
 )
 from weatherunc.models.gp.kernels import (
@@ -93,9 +94,11 @@ __all__ = [
     "RationalQuadratic",
     "SharedFitGaussianProcess",
     "StationaryKernel",
+    "VarianceEvidence",
     "cholesky_with_jitter",
     "fit_gaussian_process",
     "fit_task",
+    "frame_evidence",
     "gpytorch_kernel",
     "kernel_named",
     "predict_with_fit",

@@ -24,6 +24,22 @@ from weatherunc.models.local_variance import LocalVarianceScale, squared_residua
 MINIMUM_VARIANCE_SCALE = 1e-4
 
 
+@dataclass(frozen=True)
+class VarianceEvidence:
+    """What the variance of a GP's predictions is scaled by, estimated on one set of contexts
+    (:meth:`FittedGaussianProcess.variance_evidence`).
+
+    ``scale``: the common variance scale ``r^T K^-1 r / n``; ``sites``: the contexts ``[n, d]`` (x, y
+    in km first); ``squared_residuals``: their standardised squared leave-one-out residuals
+    ``[n]`` (:func:`~weatherunc.models.local_variance.squared_residuals`), which a
+    :class:`~weatherunc.models.local_variance.LocalVarianceScale` smooths.
+    """
+
+    scale: float
+    sites: np.ndarray
+    squared_residuals: np.ndarray
+
+
 @dataclass
 class FittedGaussianProcess:
     """Hyperparameters and input/output scaling of a fitted GP; predicts with exact algebra."""
@@ -56,6 +72,69 @@ class FittedGaussianProcess:
         """Covariance ``[n, m]`` of scaled inputs ``first`` ``[n, d]`` and ``second`` ``[m, d]``."""
         return self.family.module_covariance(self.kernel, first, second)
 
+    def _factorised(self, context: np.ndarray, values: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Scaled inputs ``[n, d]``, standardised residual ``r`` ``[n]``, the Cholesky factor ``L``
+        ``[n, n]`` of ``K_f + sigma^2 I`` and ``K^-1 r`` ``[n, 1]`` over the contexts."""
+        inputs = self._inputs(context)
+        residual = torch.as_tensor(
+            (values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64
+        )
+        covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(
+            len(inputs), dtype=torch.float64
+        )
+        factor = cholesky_with_jitter(covariance)  # [n, n]
+        return inputs, residual, factor, torch.cholesky_solve(residual[:, None], factor)
+
+    @staticmethod
+    def _variance_scale(residual: torch.Tensor, weights: torch.Tensor, rescale_variance: bool) -> float:
+        """``r^T K^-1 r / n`` (at least :data:`MINIMUM_VARIANCE_SCALE`), or 1 without ``rescale_variance``."""
+        if not rescale_variance:
+            return 1.0
+        return max(float((residual[:, None] * weights).sum()) / len(residual), MINIMUM_VARIANCE_SCALE)
+
+    @staticmethod
+    def _squared_residuals(
+        residual: torch.Tensor,
+        weights: torch.Tensor,
+        inverse: np.ndarray,
+        scale: float,
+        censored: np.ndarray | None,
+        limit: float,
+    ) -> np.ndarray:
+        """Standardised squared leave-one-out residuals ``[n]`` (censored contexts by their expectation below
+        ``limit``) from ``r``, ``K^-1 r`` and ``K^-1`` (Rasmussen & Williams 2006, eq. 5.12)."""
+        diagonal = inverse.diagonal()
+        loo_mean = residual.numpy() - weights[:, 0].numpy() / diagonal
+        return squared_residuals(residual.numpy(), loo_mean, scale / diagonal, censored, limit)
+
+    def variance_evidence(
+        self,
+        context: np.ndarray,
+        values: np.ndarray,
+        *,
+        censored: np.ndarray | None = None,
+        bound: float = 0.0,
+        rescale_variance: bool = True,
+    ) -> VarianceEvidence:
+        """The variance scale and the squared standardised leave-one-out residuals of ``[n, d]`` contexts with
+        ``[n]`` ``values`` (``censored``: ``[n]`` bool, known only to be ``<= bound``), as :meth:`predict`
+        computes them for its own contexts; :meth:`predict` can use them for other contexts
+        (``evidence``)."""
+        with torch.no_grad():
+            _, residual, factor, weights = self._factorised(context, values)
+            scale = self._variance_scale(residual, weights, rescale_variance)
+            limit = (bound - self.output_centre) / self.output_scale - self.constant
+            censoring = censored is not None and bool(np.any(censored))
+            residuals = self._squared_residuals(
+                residual,
+                weights,
+                torch.cholesky_inverse(factor).numpy(),
+                scale,
+                censored if censoring else None,
+                limit,
+            )
+        return VarianceEvidence(scale, np.asarray(context, dtype=np.float64), residuals)
+
     def predict(
         self,
         context: np.ndarray,
@@ -70,6 +149,7 @@ class FittedGaussianProcess:
         burn_in: int = GaussianProcessConfig.censored_burn_in,
         rng: np.random.Generator | None = None,
         local_variance: LocalVarianceScale | None = None,
+        evidence: VarianceEvidence | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
         """Posterior mean ``[m]``, latent variance ``[m]`` and noise variance of ``z`` at ``targets``.
 
@@ -90,35 +170,33 @@ class FittedGaussianProcess:
         scale of the contexts' squared standardised leave-one-out residuals (censored ones by
         their expectation below the bound; :mod:`weatherunc.models.local_variance`); the noise
         variance is then ``[m]`` instead of one number.
+
+        ``evidence`` (optional, :meth:`variance_evidence`): the variance scale and the residuals
+        the local scale smooths are taken from it (another, larger set of contexts: the frame a
+        shared fit was made on) instead of being re-estimated on these contexts, so that every
+        task conditioned with one fit has one variance field.
         """
         with torch.no_grad():
-            inputs = self._inputs(context)
-            residual = torch.as_tensor(
-                (values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64
-            )
-            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(
-                len(inputs), dtype=torch.float64
-            )
-            factor = cholesky_with_jitter(covariance)  # [n, n]
-            weights = torch.cholesky_solve(residual[:, None], factor)  # [n, 1]
+            inputs, residual, factor, weights = self._factorised(context, values)
             scale = (
-                max(float((residual[:, None] * weights).sum()) / len(residual), MINIMUM_VARIANCE_SCALE)
-                if rescale_variance
-                else 1.0
+                evidence.scale
+                if evidence is not None
+                else self._variance_scale(residual, weights, rescale_variance)
             )
             limit = (bound - self.output_centre) / self.output_scale - self.constant
             censoring = censored is not None and bool(np.any(censored))
-            inverse = (
-                torch.cholesky_inverse(factor).numpy() if censoring or local_variance is not None else None
-            )  # [n, n]
+            own_residuals = local_variance is not None and evidence is None
+            inverse = torch.cholesky_inverse(factor).numpy() if censoring or own_residuals else None  # [n, n]
             local_scale = np.ones(len(targets))
-            if local_variance is not None:
-                diagonal = inverse.diagonal()
-                loo_mean = residual.numpy() - weights[:, 0].numpy() / diagonal
-                residuals = squared_residuals(
-                    residual.numpy(), loo_mean, scale / diagonal, censored if censoring else None, limit
+            if own_residuals:
+                residuals = self._squared_residuals(
+                    residual, weights, inverse, scale, censored if censoring else None, limit
                 )
                 local_scale = local_variance.at(targets, context, residuals, batch=batch)
+            elif local_variance is not None:
+                local_scale = local_variance.at(
+                    targets, evidence.sites, evidence.squared_residuals, batch=batch
+                )
             if censoring:
                 precision = np.divide(inverse, scale, out=inverse)  # [n, n] of the scaled residual, in place
                 draws = sample_censored(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import xarray as xr
 
-from weatherunc.models.gp.algebra import FittedGaussianProcess
+from weatherunc.models.gp.algebra import FittedGaussianProcess, VarianceEvidence
 from weatherunc.models.gp.config import GaussianProcessConfig
 from weatherunc.models.gp.fitting import fit_gaussian_process
 from weatherunc.models.gp.selection import PredictiveSelection, select_predictive_options
@@ -32,7 +32,9 @@ class GaussianProcessFit:
     fitted with the small-network options (:mod:`weatherunc.models.gp.small_network`), and
     ``variance_factor`` the leave-block-out variance factor then applied to the predictive
     variances (:func:`~weatherunc.models.gp.small_network.blocked_variance_factor`; ``None``:
-    none)."""
+    none). ``evidence``: the variance scale and leave-one-out residuals of the fitted task's
+    contexts (:func:`frame_evidence`), used by every task predicted with the fit instead of
+    their own (``None``: each task re-estimates them on its own contexts)."""
 
     selection: PredictiveSelection
     fitted: FittedGaussianProcess
@@ -41,6 +43,7 @@ class GaussianProcessFit:
     source: str = ""
     small_network: bool = False
     variance_factor: float | None = None
+    evidence: VarianceEvidence | None = None
 
 
 def fit_task(task: Task, config: GaussianProcessConfig) -> GaussianProcessFit:
@@ -71,10 +74,48 @@ def fit_task(task: Task, config: GaussianProcessConfig) -> GaussianProcessFit:
     )
 
 
+def _censoring(rates: np.ndarray, config: GaussianProcessConfig) -> np.ndarray | None:
+    """The dry contexts ``[n]`` (bool) that are censored at the transform's zero, or ``None`` when none is
+    (censoring off, a transform without it, or all or none of the contexts dry)."""
+    dry = np.asarray(rates) <= 0.0
+    censoring = (
+        config.censored_contexts
+        and config.transform.censor_at_zero
+        and bool(dry.any())
+        and not bool(dry.all())
+    )
+    return dry if censoring else None
+
+
+def frame_evidence(task: Task, fit: GaussianProcessFit) -> GaussianProcessFit:
+    """``fit`` with the variance scale and the leave-one-out residuals of ``task``'s contexts
+    (:meth:`FittedGaussianProcess.variance_evidence`; the first ``config.max_exact_context`` of them)
+    attached, for every task predicted with it to share.
+
+    Each tile of a frame otherwise re-estimates both on its own contexts. With hyperparameters
+    chosen on the frame, a tile whose contexts the frame's model fits badly (a nearly dry tile
+    with a few isolated wet pixels) then scales its variance by its worst residuals, and the
+    back-transformed mean of that wide a log-rate distribution explodes. One variance field per
+    frame keeps the model the frame was fitted as, and leaves no seam in the variance.
+    """
+    config = fit.config
+    keep = slice(0, config.max_exact_context)
+    context = _inputs(task.context_coordinates, task.context_covariates)[keep]
+    rates = np.asarray(task.context_values, dtype=np.float64)[keep]
+    evidence = fit.fitted.variance_evidence(
+        context,
+        config.transform.forward(rates),
+        censored=_censoring(rates, config),
+        bound=float(config.transform.forward(0.0)),
+    )
+    return replace(fit, evidence=evidence)
+
+
 def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: bool) -> xr.Dataset:
     """Prediction Dataset over ``task``'s targets (see :func:`prediction_dataset`), conditioned on its
     contexts with the options and hyperparameters of ``fit`` (the variance scale and the local
-    variance re-estimated on these contexts: :meth:`FittedGaussianProcess.predict`).
+    variance re-estimated on these contexts, :meth:`FittedGaussianProcess.predict`, unless ``fit``
+    carries them: :func:`frame_evidence`).
 
     Up to ``config.max_exact_context`` contexts: one Cholesky factorisation over all of them; else the
     targets tile by tile from the nearest contexts (local exact GPs with the same hyperparameters).
@@ -88,9 +129,7 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
     targets = _inputs(task.target_coordinates, task.target_covariates)
     values = transform.forward(task.context_values)
     dry = np.asarray(task.context_values) <= 0.0
-    censoring = (
-        config.censored_contexts and transform.censor_at_zero and bool(dry.any()) and not bool(dry.all())
-    )
+    censoring = _censoring(task.context_values, config) is not None
 
     def conditioned(
         chosen: np.ndarray, members: np.ndarray, number: int
@@ -106,6 +145,7 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             burn_in=config.censored_burn_in,
             rng=np.random.default_rng([config.seed, number]),
             local_variance=selection.local_variance,
+            evidence=fit.evidence,
         )
 
     if task.n_context <= config.max_exact_context:
@@ -144,6 +184,7 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             "fitted_outputscale": float(hyperparameters.outputscale.detach()) * fitted.output_scale**2,
             "fitted_noise_variance": fitted.noise * fitted.output_scale**2,
             "fit_seconds": 0.0 if shared else fit.seconds,
+            "variance_estimated_on": fit.source if fit.evidence is not None else "this task's contexts",
             **({"small_network": 1} if fit.small_network else {}),
             **({"blocked_variance_factor": fit.variance_factor} if fit.variance_factor is not None else {}),
             "predict_seconds": time.perf_counter() - start,
@@ -205,8 +246,9 @@ class GaussianProcessInterpolator:
     def shared_fit(self, task: Task) -> SharedFitGaussianProcess:
         """A GP fitted once on ``task``'s contexts whose options and hyperparameters every task it
         predicts shares (e.g. the tiles of one frame: no tile chooses its own kernel, offset or
-        lengthscales, so the map does not change character where tiles meet)."""
-        return SharedFitGaussianProcess(fit_task(task, self.config), self.name)
+        lengthscales, so the map does not change character where tiles meet), and with them the
+        variance scale and local variance field of ``task``'s contexts (:func:`frame_evidence`)."""
+        return SharedFitGaussianProcess(frame_evidence(task, fit_task(task, self.config)), self.name)
 
 
 @dataclass(frozen=True)
