@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/weatherunc demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache

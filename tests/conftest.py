@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,23 @@ def shared_data_dir() -> Path | None:
     """``$WEATHERUNC_DATA_DIR`` or ``../shared/data`` beside the repository, if present (the rule the
     notebooks follow too: :func:`weatherunc.shared_data.shared_data_dir`)."""
     return shared_data.shared_data_dir(REPOSITORY)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``pytest -n auto``) the workers share the cores: each
+    worker, and every process it starts (notebook kernels, the CLI), gets ``cores // workers``
+    threads. Torch's default of one thread per core in every worker would oversubscribe them, and
+    a torch process beside another busy one runs many times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers <= 1:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // workers)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 requires_shared_data = pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is absent")
