@@ -17,7 +17,7 @@ from weatherunc.blending import BLENDED_VARIABLES, predict_blended, predict_blen
 from weatherunc.gridding import predict_grid_to_zarr
 from weatherunc.models.registry import get_model
 from weatherunc.pipelines.job_config import JobConfig, TilingOptions
-from weatherunc.tile_prediction import frame_axes, predict_tile
+from weatherunc.tile_prediction import frame_axes, predict_tile, tile_task
 from weatherunc.tiling import (
     DEFAULT_TILING,
     GridTiling,
@@ -101,6 +101,44 @@ def test_job_tiling_is_the_grid_tiling_with_unchanged_defaults_and_fingerprints(
     assert blended.tiling.to_tiling(seed=1).blend_pixels == 8
     with pytest.raises(ValueError, match="blend_pixels must be from 0 to half of tile_pixels=64"):
         JobConfig(**{**job, "tiling": {"tile_pixels": 64, "blend_pixels": 33}})
+    random = JobConfig(**{**job, "tiling": {"tile_pixels": 64, "contexts": "random"}})
+    nearest = JobConfig(**{**job, "tiling": {"tile_pixels": 64, "contexts": "nearest"}})
+    assert random.fingerprint() == old.fingerprint() and nearest.fingerprint() != old.fingerprint()
+    assert nearest.tiling.to_tiling(seed=1).contexts == "nearest"
+    with pytest.raises(ValueError, match="contexts"):
+        JobConfig(**{**job, "tiling": {"contexts": "closest"}})
+    with pytest.raises(ValueError, match="contexts must be 'random' or 'nearest', got 'closest'"):
+        GridTiling(contexts="closest")
+
+
+def test_nearest_contexts_keep_the_pixels_nearest_to_the_targets_and_a_random_far_field() -> None:
+    values, x_km, y_km = frame_axes(_field(), CRS)
+    tile = Tile(0, slice(8, 28), slice(10, 32))  # around the 16 x 18 px gap
+    observed = np.isfinite(values[tile.rows, tile.columns].copy())
+    gap = ~observed
+    for contexts in ("random", "nearest"):
+        tiling = GridTiling(tile_pixels=22, halo_pixels=6, max_context=200, contexts=contexts)
+        task = tile_task(values, x_km, y_km, tile, tiling)
+        again = tile_task(values, x_km, y_km, tile, tiling)
+        np.testing.assert_array_equal(task.context_coordinates, again.context_coordinates)
+        assert task.n_context == 200 and task.n_target == gap.sum()
+        distances = np.linalg.norm(
+            task.context_coordinates[:, None] - task.target_coordinates[None], axis=2
+        ).min(1)  # [n] km to the nearest target (1 km pixels here)
+        window = tiling.context_window(tile, values.shape)
+        rows, columns = np.nonzero(np.isfinite(values[window.rows, window.columns]))
+        every = np.linalg.norm(
+            np.stack([x_km[columns + window.columns.start], y_km[rows + window.rows.start]], 1)[:, None]
+            - task.target_coordinates[None],
+            axis=2,
+        ).min(1)  # every observed pixel of the window
+        if contexts == "nearest":
+            # the 100 nearest observed pixels are all kept, and the other 100 reach beyond them
+            assert np.sort(distances)[:100].max() <= np.sort(every)[99] + 1e-9
+            assert np.sum(distances > np.sort(every)[99] + 1e-9) >= 90
+            assert (distances <= 1.0 + 1e-9).sum() == (every <= 1.0 + 1e-9).sum()  # the gap's rim
+        else:
+            assert (distances <= 1.0 + 1e-9).sum() < (every <= 1.0 + 1e-9).sum()
 
 
 def test_without_blending_a_tile_is_its_own_prediction() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyproj
 import xarray as xr
+from scipy import ndimage
 
 from weatherunc import conventions
 from weatherunc.models.registry import Interpolator
@@ -33,27 +34,33 @@ def tile_task(
     """The task of one tile (None when it has no target or no observed context).
 
     values ``[ny, nx]`` (NaN = unobserved), x_km ``[nx]``, y_km ``[ny]``; ``target_mask`` (bool
-    ``[ny, nx]``) names the pixels to predict, else ``tiling.targets`` decides.
+    ``[ny, nx]``) names the pixels to predict, else ``tiling.targets`` decides. Contexts: the
+    observed pixels of the tile's halo window, at most ``tiling.max_context`` of them, chosen as
+    ``tiling.contexts`` says (:func:`context_subset`).
     """
-    window = tiling.context_window(tile, values.shape)
-    top, left = window.rows.start, window.columns.start
-    region = values[window.rows, window.columns]
-    context_rows, context_columns = np.nonzero(np.isfinite(region))
-    if context_rows.size == 0:
-        return None
-    if context_rows.size > tiling.max_context:
-        rng = np.random.default_rng([tiling.seed, tile.number])
-        keep = np.sort(rng.choice(context_rows.size, tiling.max_context, replace=False))
-        context_rows, context_columns = context_rows[keep], context_columns[keep]
-    context_rows, context_columns = context_rows + top, context_columns + left
     block = values[tile.rows, tile.columns]
     if target_mask is not None:
         wanted = target_mask[tile.rows, tile.columns]
     else:
         wanted = ~np.isfinite(block) if tiling.targets == "unobserved" else np.ones(block.shape, dtype=bool)
     target_rows, target_columns = np.nonzero(wanted)
-    if target_rows.size == 0:
+    window = tiling.context_window(tile, values.shape)
+    top, left = window.rows.start, window.columns.start
+    region = values[window.rows, window.columns]
+    context_rows, context_columns = np.nonzero(np.isfinite(region))
+    if context_rows.size == 0 or target_rows.size == 0:
         return None
+    if context_rows.size > tiling.max_context:
+        keep = context_subset(
+            context_rows,
+            context_columns,
+            target_rows + tile.rows.start - top,
+            target_columns + tile.columns.start - left,
+            tiling,
+            np.random.default_rng([tiling.seed, tile.number]),
+        )
+        context_rows, context_columns = context_rows[keep], context_columns[keep]
+    context_rows, context_columns = context_rows + top, context_columns + left
     target_rows, target_columns = target_rows + tile.rows.start, target_columns + tile.columns.start
     return Task(
         context_coordinates=np.stack([x_km[context_columns], y_km[context_rows]], axis=1),
@@ -66,6 +73,38 @@ def tile_task(
             f"{tile.columns.start}-{tile.columns.stop}), halo {tiling.halo_pixels} px"
         ),
     )
+
+
+def context_subset(
+    context_rows: np.ndarray,
+    context_columns: np.ndarray,
+    target_rows: np.ndarray,
+    target_columns: np.ndarray,
+    tiling: GridTiling,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Sorted indices of the ``tiling.max_context`` contexts kept out of ``[n]`` (row, column) pixels
+    (``n`` larger than the cap), for targets at ``[m]`` (row, column) pixels of the same grid.
+
+    "random": a random subset. "nearest": the ``max_context // 2`` contexts nearest to a target
+    (Euclidean distance in pixels, ties in pixel order), then a random subset of the others: the
+    nearest-neighbour search of local kriging (Cressie 1993, "Statistics for Spatial Data",
+    section 3.2.1), which keeps the pixels that determine a gap's edges, with the far field kept
+    so that the contexts still show the covariance at longer range.
+    """
+    if tiling.contexts == "random":
+        return np.sort(rng.choice(context_rows.size, tiling.max_context, replace=False))
+    shape = (
+        int(max(context_rows.max(), target_rows.max())) + 1,
+        int(max(context_columns.max(), target_columns.max())) + 1,
+    )
+    free = np.ones(shape, dtype=bool)
+    free[target_rows, target_columns] = False
+    distance = ndimage.distance_transform_edt(free)[context_rows, context_columns]  # [n]
+    nearest = np.argsort(distance, kind="stable")[: tiling.max_context // 2]
+    others = np.setdiff1d(np.arange(context_rows.size), nearest)
+    drawn = rng.choice(others, tiling.max_context - nearest.size, replace=False)
+    return np.sort(np.concatenate([nearest, drawn]))
 
 
 def frame_axes(frame: xr.DataArray, crs: pyproj.CRS | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,7 +25,11 @@ class GridTiling:
     pixels or "all"; ``seed`` of each tile's random context subset (drawn with the tile's number,
     so a recomputed tile is identical); ``blend_pixels``: how far tiles reach into their
     neighbours to be blended with them (:mod:`weatherunc.blending`; 0: not blended, at most half
-    a tile)."""
+    a tile). ``contexts``: where a tile has more than ``max_context`` observed pixels in its halo
+    window, which it keeps: "random", a random subset; "nearest", the half of ``max_context``
+    nearest to its targets and a random subset of the others (local kriging's nearest-neighbour
+    search, with the far field kept for the covariance structure:
+    :func:`weatherunc.tile_prediction.tile_task`)."""
 
     tile_pixels: int = 64
     halo_pixels: int = 32
@@ -33,11 +37,14 @@ class GridTiling:
     targets: Literal["unobserved", "all"] = "unobserved"
     seed: int = 0
     blend_pixels: int = 0
+    contexts: Literal["random", "nearest"] = "random"
 
     def __post_init__(self) -> None:
         if self.tile_pixels < 1 or self.halo_pixels < 0 or self.max_context < 1:
             raise ValueError(f"tile_pixels >= 1, halo_pixels >= 0 and max_context >= 1 required, got {self}")
         check_blend_pixels(self.tile_pixels, self.blend_pixels)
+        if self.contexts not in ("random", "nearest"):
+            raise ValueError(f"contexts must be 'random' or 'nearest', got {self.contexts!r}")
 
     def tiles(self, shape: tuple[int, int]) -> list[Tile]:
         """The tiles covering a ``(ny, nx)`` grid (:func:`grid_tiles`)."""

@@ -70,13 +70,16 @@ class TilingOptions(_Strict):
     ``max_context``, tiles blended ``blend_pixels`` into their neighbours (0: not blended).
     The seed is the job's, per frame, and the targets are the job's ``targets``. ``share_fit``: a
     model that fits per task (the GP) is fitted once per frame and its tiles share that fit
-    (:mod:`weatherunc.shared_fit`), instead of each tile fitting its own."""
+    (:mod:`weatherunc.shared_fit`), instead of each tile fitting its own. ``contexts``: which
+    observed pixels a tile keeps when its halo holds more than ``max_context`` ("random" or
+    "nearest": :class:`~weatherunc.tiling.GridTiling`)."""
 
     tile_pixels: int = Field(JOB_TILE_PIXELS, ge=8)
     halo_pixels: int = Field(DEFAULT_TILING.halo_pixels, ge=0)
     max_context: int = Field(DEFAULT_TILING.max_context, ge=1)
     blend_pixels: int = Field(DEFAULT_TILING.blend_pixels, ge=0)
     share_fit: bool = False
+    contexts: Literal["random", "nearest"] = "random"
 
     @model_validator(mode="after")
     def _valid_tiling(self) -> TilingOptions:
@@ -92,18 +95,21 @@ class TilingOptions(_Strict):
             max_context=self.max_context,
             seed=seed,
             blend_pixels=self.blend_pixels,
+            contexts=self.contexts,
         )
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Dumped without ``blend_pixels`` where tiles are not blended and without ``share_fit`` where
-        tiles fit their own, so that the description and fingerprint of a job written before these
-        options existed stay the same."""
+        """Dumped without ``blend_pixels`` where tiles are not blended, without ``share_fit`` where
+        tiles fit their own and without ``contexts`` where they are random, so that the description
+        and fingerprint of a job written before these options existed stay the same."""
         dumped = handler(self)
         if not self.blend_pixels:
             dumped.pop("blend_pixels", None)
         if not self.share_fit:
             dumped.pop("share_fit", None)
+        if self.contexts == "random":
+            dumped.pop("contexts", None)
         return dumped
 
 
