@@ -9,12 +9,15 @@ quality of the fill against the withheld truth: mean absolute error of the mean,
 central 90 % interval (the 0.05 and 0.95 quantiles) and the quantile score (twice the mean pinball
 loss over the output's quantile levels, an estimate of the CRPS; Gneiting & Raftery 2007, JASA
 102, 359, eq. 24). ``gp-per-tile`` is the GP with each tile fitting its own options
-(``share_fit=False``). Writes ``benchmarks/results/fill.json`` (rows with ``model``, ``seconds``,
-``seam_ratio``; ``cpu_seconds``: the process's CPU time, all threads;
+(``share_fit=False``). ``--contexts`` runs every model with each rule of choosing a tile's
+contexts (``GridTiling.contexts``: random, or the nearest half and a random far field). Writes
+``benchmarks/results/fill.json`` (rows with ``model``, ``contexts``, ``seconds``, ``seam_ratio``;
+``cpu_seconds``: the process's CPU time, all threads;
 ``other_processes_cpu_seconds``: the CPU time other processes took meanwhile, 0 on an idle
 machine) with the load average before and after the runs. Needs no shared data.
 
-    .venv/bin/python benchmarks/fill.py [--models gp,kriging,idw,convnp,gp-per-tile]
+    .venv/bin/python benchmarks/fill.py [--models gp,kriging,idw,convnp,gp-per-tile] \
+        [--contexts random,nearest]
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ import torch
 from common import machine, write_result
 
 import weatherunc
+from weatherunc.filling import DEFAULT_BLEND_PIXELS
 from weatherunc.gridding import GridTiling, seam_ratio
+from weatherunc.tiling import DEFAULT_TILING
 
 GAP = slice(108, 148)
 FRAME = 20
@@ -78,6 +83,7 @@ def load_average() -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--models", default="gp,kriging,idw,convnp,gp-per-tile")
+    parser.add_argument("--contexts", default=DEFAULT_TILING.contexts)
     arguments = parser.parse_args()
     torch.set_num_threads(2)
     sample = weatherunc.open_dataset("mrms_embedded")
@@ -87,10 +93,12 @@ def main() -> None:
     truth = frame.values[GAP, GAP]
     rows = []
     load_before = load_average()
-    for model in arguments.models.split(","):
+    runs = [(model, rule) for model in arguments.models.split(",") for rule in arguments.contexts.split(",")]
+    for model, rule in runs:
         name, share_fit = model.removesuffix(PER_TILE), not model.endswith(PER_TILE)
+        tiling = GridTiling(blend_pixels=DEFAULT_BLEND_PIXELS, contexts=rule)
         started, cpu_started, busy_started = time.perf_counter(), time.process_time(), machine_busy_seconds()
-        filled = weatherunc.fill(gappy, model=name, share_fit=share_fit, progress=False)
+        filled = weatherunc.fill(gappy, model=name, share_fit=share_fit, tiling=tiling, progress=False)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         busy = machine_busy_seconds()
         others = None if busy is None or busy_started is None else busy - busy_started - cpu_seconds
@@ -98,6 +106,7 @@ def main() -> None:
         rows.append(
             {
                 "model": model,
+                "contexts": rule,
                 "seconds": round(seconds, 2),
                 "cpu_seconds": round(cpu_seconds, 2),
                 "other_processes_cpu_seconds": None if others is None else round(max(others, 0.0), 2),

@@ -4,11 +4,14 @@ The job (:data:`JOB`) withholds blocks of 40 px on MeteoSwiss 2015-05-15 frames 
 so that most blocks cross tile edges, and fills them with the GP, once with each tile fitting its
 own options and hyperparameters (``tiling.share_fit: false``, the default) and once with one fit
 per frame (``share_fit: true``), on the threaded scheduler with two threads of one torch thread
-each. Per run: wall seconds, the job's scores against the withheld truth (``metrics.json``), and
-the seam ratio of the mean inside the withheld blocks: the mean absolute difference between
-neighbouring withheld pixels on either side of a tile edge over that between the other
-neighbouring withheld pixels (``truth_seam_ratio``: the same of the withheld truth; a map with
-seams has a higher ratio than the truth's). Writes ``benchmarks/results/job_shared_fit.json``.
+each; each of the two also with the tiles' contexts chosen as the nearest half and a random
+far field (``tiling.contexts: nearest``) instead of at random (:data:`VARIANTS`; arguments such
+as ``True,nearest`` run only those). Per run: wall seconds, the job's scores against the withheld
+truth (``metrics.json``), and the seam ratio of the mean inside the withheld blocks: the mean
+absolute difference between neighbouring withheld pixels on either side of a tile edge over that
+between the other neighbouring withheld pixels (``truth_seam_ratio``: the same of the withheld
+truth; a map with seams has a higher ratio than the truth's). Writes
+``benchmarks/results/job_shared_fit.json``.
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/job_shared_fit.py
 """
@@ -38,6 +41,8 @@ JOB = {
     "tiling": {"tile_pixels": TILE_PIXELS, "halo_pixels": 32, "max_context": 2000},
     "plots": {"enabled": False},
 }
+#: (tiling.share_fit, tiling.contexts) of each run.
+VARIANTS = [(False, "random"), (True, "random"), (False, "nearest"), (True, "nearest")]
 WITHHELD = 2  # the store's observation flag of a withheld pixel
 
 
@@ -64,17 +69,20 @@ def masked_seam_ratio(values: np.ndarray, mask: np.ndarray, tile_pixels: int) ->
 
 
 def main() -> None:
+    only = sys.argv[1:]  # e.g. "True,nearest": run only these variants
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     rows = []
     truth_ratio = None
     with tempfile.TemporaryDirectory() as folder:
-        for share_fit in (False, True):
+        for share_fit, contexts in VARIANTS:
+            if only and f"{share_fit},{contexts}" not in only:
+                continue
             job = JobConfig(
                 **{
                     **JOB,
-                    "name": f"{JOB['name']}_{'shared' if share_fit else 'per_tile'}",
-                    "tiling": {**JOB["tiling"], "share_fit": share_fit},
+                    "name": f"{JOB['name']}_{'shared' if share_fit else 'per_tile'}_{contexts}",
+                    "tiling": {**JOB["tiling"], "share_fit": share_fit, "contexts": contexts},
                     "output_dir": folder,
                 }
             )
@@ -91,6 +99,7 @@ def main() -> None:
             rows.append(
                 {
                     "share_fit": share_fit,
+                    "contexts": contexts,
                     "wall_s": round(seconds, 1),
                     "tiles_written": report.tiles_written,
                     "withheld_pixels": int(withheld.sum()),

@@ -4,8 +4,9 @@ A tile (:class:`~weatherunc.tiling.Tile`) of a frame ``precipitation(y, x)`` bec
 :class:`~weatherunc.tasks.Task` (:func:`tile_task`): its targets are the tile's pixels (the
 unobserved ones, those a target mask names, or all), its contexts the observed pixels in the
 tile's halo window (:meth:`~weatherunc.tiling.GridTiling.context_window`), at most
-``max_context`` (a random subset drawn with a seed derived from the tiling's seed and the tile's
-number, so a recomputed tile is identical). :func:`predict_tile` puts any registered model's
+``max_context`` (chosen at random, or the nearest to the targets and a random far field:
+:func:`context_subset`; the random draws are seeded by the tiling's seed and the tile's number,
+so a recomputed tile is identical). :func:`predict_tile` puts any registered model's
 prediction of that task back on the tile's block. Callers: :mod:`weatherunc.gridding` (whole
 frames), :mod:`weatherunc.blending` (extended tiles, blended) and the batch jobs.
 """
