@@ -10,7 +10,8 @@ central 90 % interval (the 0.05 and 0.95 quantiles) and the quantile score (twic
 loss over the output's quantile levels, an estimate of the CRPS; Gneiting & Raftery 2007, JASA
 102, 359, eq. 24). ``gp-per-tile`` is the GP with each tile fitting its own options
 (``share_fit=False``). ``--contexts`` runs every model with each rule of choosing a tile's
-contexts (``GridTiling.contexts``: random, or the nearest half and a random far field). Writes
+contexts (``GridTiling.contexts``: random, or the nearest half and a random far field; a model
+that sees the whole frame at once, such as the ConvNP, takes every observed pixel: ``all``). Writes
 ``benchmarks/results/fill.json`` (rows with ``model``, ``contexts``, ``seconds``, ``seam_ratio``;
 ``cpu_seconds``: the process's CPU time, all threads;
 ``other_processes_cpu_seconds``: the CPU time other processes took meanwhile, 0 on an idle
@@ -36,12 +37,15 @@ from common import machine, write_result
 import weatherunc
 from weatherunc.filling import DEFAULT_BLEND_PIXELS
 from weatherunc.gridding import GridTiling, seam_ratio
+from weatherunc.models.registry import get_model
 from weatherunc.tiling import DEFAULT_TILING
 
 GAP = slice(108, 148)
 FRAME = 20
 #: Suffix of a model name run with each tile fitting its own options (``share_fit=False``).
 PER_TILE = "-per-tile"
+#: ``contexts`` of a model that sees the whole frame at once (fill's one tile, every observed pixel).
+WHOLE_FRAME = "all"
 
 
 def gap_seam_ratio(mean: np.ndarray) -> tuple[float, float, float]:
@@ -93,10 +97,15 @@ def main() -> None:
     truth = frame.values[GAP, GAP]
     rows = []
     load_before = load_average()
-    runs = [(model, rule) for model in arguments.models.split(",") for rule in arguments.contexts.split(",")]
+    runs = []
+    for model in arguments.models.split(","):
+        if getattr(get_model(model.removesuffix(PER_TILE)), "whole_frame", False):
+            runs.append((model, WHOLE_FRAME))  # one tile with every observed pixel: no rule applies
+        else:
+            runs.extend((model, rule) for rule in arguments.contexts.split(","))
     for model, rule in runs:
         name, share_fit = model.removesuffix(PER_TILE), not model.endswith(PER_TILE)
-        tiling = GridTiling(blend_pixels=DEFAULT_BLEND_PIXELS, contexts=rule)
+        tiling = None if rule == WHOLE_FRAME else GridTiling(blend_pixels=DEFAULT_BLEND_PIXELS, contexts=rule)
         started, cpu_started, busy_started = time.perf_counter(), time.process_time(), machine_busy_seconds()
         filled = weatherunc.fill(gappy, model=name, share_fit=share_fit, tiling=tiling, progress=False)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started

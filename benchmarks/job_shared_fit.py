@@ -4,20 +4,23 @@ The job (:data:`JOB`) withholds blocks of 40 px on MeteoSwiss 2015-05-15 frames 
 so that most blocks cross tile edges, and fills them with the GP, once with each tile fitting its
 own options and hyperparameters (``tiling.share_fit: false``, the default) and once with one fit
 per frame (``share_fit: true``), on the threaded scheduler with two threads of one torch thread
-each; each of the two also with the tiles' contexts chosen as the nearest half and a random
-far field (``tiling.contexts: nearest``) instead of at random (:data:`VARIANTS`; arguments such
-as ``True,nearest`` run only those). Per run: wall seconds, the job's scores against the withheld
-truth (``metrics.json``), and the seam ratio of the mean inside the withheld blocks: the mean
-absolute difference between neighbouring withheld pixels on either side of a tile edge over that
-between the other neighbouring withheld pixels (``truth_seam_ratio``: the same of the withheld
-truth; a map with seams has a higher ratio than the truth's). Writes
-``benchmarks/results/job_shared_fit.json``.
+each; each of the two also with the tiles' contexts chosen as the nearest half and a random far
+field (``tiling.contexts: nearest``) instead of at random (:data:`VARIANTS`; arguments such as
+``True,nearest`` run only those). ``--period validation`` runs the same job on the KNMI
+validation frames (:data:`VALIDATION_JOB`): the variants are compared there, the MeteoSwiss
+event being a test event. Per run: wall seconds, the job's scores against the withheld truth
+(``metrics.json``), and the seam ratio of the mean inside the withheld blocks: the mean absolute
+difference between neighbouring withheld pixels on either side of a tile edge over that between
+the other neighbouring withheld pixels (``truth_seam_ratio``: the same of the withheld truth; a
+map with seams has a higher ratio than the truth's). Writes
+``benchmarks/results/job_shared_fit.json`` (``job_shared_fit_validation.json``).
 
-    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/job_shared_fit.py
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/job_shared_fit.py [--period validation]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -40,6 +43,19 @@ JOB = {
     "model": {"name": "gp"},
     "tiling": {"tile_pixels": TILE_PIXELS, "halo_pixels": 32, "max_context": 2000},
     "plots": {"enabled": False},
+}
+#: The same job on validation frames (pipelines/training/anp.yaml: KNMI 04:40-05:10), where the
+#: choice between the variants is made; MeteoSwiss 2015-05-15 is a test event.
+VALIDATION_JOB = {
+    **JOB,
+    "name": "knmi_validation_gp_shared_fit",
+    "dataset": "knmi_20100826",
+    "frames": {"start": "2010-08-26T04:40", "stride": 1, "limit": 6},
+}
+#: Frames of each period: job, results file.
+PERIODS = {
+    "test": (JOB, "job_shared_fit.json"),
+    "validation": (VALIDATION_JOB, "job_shared_fit_validation.json"),
 }
 #: (tiling.share_fit, tiling.contexts) of each run.
 VARIANTS = [(False, "random"), (True, "random"), (False, "nearest"), (True, "nearest")]
@@ -69,7 +85,12 @@ def masked_seam_ratio(values: np.ndarray, mask: np.ndarray, tile_pixels: int) ->
 
 
 def main() -> None:
-    only = sys.argv[1:]  # e.g. "True,nearest": run only these variants
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--period", choices=sorted(PERIODS), default="test")
+    parser.add_argument("variants", nargs="*", help='e.g. "True,nearest": run only these variants')
+    arguments = parser.parse_args()
+    only = arguments.variants
+    base, output = PERIODS[arguments.period]
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     rows = []
@@ -80,9 +101,9 @@ def main() -> None:
                 continue
             job = JobConfig(
                 **{
-                    **JOB,
-                    "name": f"{JOB['name']}_{'shared' if share_fit else 'per_tile'}_{contexts}",
-                    "tiling": {**JOB["tiling"], "share_fit": share_fit, "contexts": contexts},
+                    **base,
+                    "name": f"{base['name']}_{'shared' if share_fit else 'per_tile'}_{contexts}",
+                    "tiling": {**base["tiling"], "share_fit": share_fit, "contexts": contexts},
                     "output_dir": folder,
                 }
             )
@@ -113,12 +134,13 @@ def main() -> None:
     result = {
         "benchmark": __doc__.strip().splitlines()[0],
         "machine": machine(),
-        "job": JOB,
+        "period": arguments.period,
+        "job": base,
         "scheduler": "threads, 2 workers, torch_threads 1",
         "truth_seam_ratio": round(truth_ratio, 3),
         "rows": rows,
     }
-    print(f"wrote {write_result('job_shared_fit.json', result)}")
+    print(f"wrote {write_result(output, result)}")
 
 
 if __name__ == "__main__":
