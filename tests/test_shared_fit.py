@@ -4,6 +4,8 @@ truth, surer near observations, no seams, observed pixels kept, the gap filled."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyproj
 import pytest
@@ -13,10 +15,17 @@ import weatherunc
 from weatherunc.blending import predict_blended
 from weatherunc.filling import FILLED, OBSERVED
 from weatherunc.gridding import seam_ratio
-from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator, SharedFitGaussianProcess
+from weatherunc.models.gp import (
+    GaussianProcessConfig,
+    GaussianProcessInterpolator,
+    SharedFitGaussianProcess,
+    VarianceEvidence,
+    predict_with_fit,
+)
 from weatherunc.models.interface import SharesFit
 from weatherunc.models.registry import get_model
 from weatherunc.shared_fit import frame_task, shared_model
+from weatherunc.tasks import Task
 from weatherunc.tile_prediction import frame_axes, tile_task
 from weatherunc.tiling import GridTiling, grid_tiles
 
@@ -178,3 +187,39 @@ def test_a_shared_fit_keeps_the_frame_variance_in_a_nearly_dry_tile() -> None:
     tasks = [tile_task(values, x_km, y_km, tile, TILING) for tile in grid_tiles(values.shape, 24)]
     sources = {shared.predict(task).attrs["variance_estimated_on"] for task in tasks if task is not None}
     assert len(sources) == 1 and sources.pop().startswith("the frame's 300 contexts")
+
+
+def test_a_shared_fit_leaves_the_pixels_it_predicts_out_of_its_variance_field() -> None:
+    values, x_km, y_km = frame_axes(_frame(), CRS)
+    frame = frame_task(values, x_km, y_km, TILING)
+    shared = GaussianProcessInterpolator(CONFIG).shared_fit(frame)
+    evidence = shared.fit.evidence
+    assert evidence.without(frame.target_coordinates) is evidence  # unobserved targets: no site
+    # a pseudo-task, as self-calibration makes: 30 of the frame's contexts hidden and predicted
+    pseudo = Task(
+        context_coordinates=frame.context_coordinates[30:],
+        context_values=frame.context_values[30:],
+        target_coordinates=frame.context_coordinates[:30],
+        target_values=frame.context_values[:30],
+    )
+    kept = np.ones(len(evidence.sites), dtype=bool)
+    kept[:30] = False
+    by_hand = VarianceEvidence(evidence.scale, evidence.sites[kept], evidence.squared_residuals[kept])
+    assert len(evidence.without(pseudo.target_coordinates).sites) == len(evidence.sites) - 30
+    predicted = shared.predict(pseudo)
+    expected = SharedFitGaussianProcess(replace(shared.fit, evidence=by_hand)).predict(pseudo)
+    leaking = predict_with_fit(
+        pseudo, replace(shared.fit, evidence=_Unfiltered(evidence)), name="gp", shared=True
+    )
+    np.testing.assert_array_equal(predicted.transformed_std.values, expected.transformed_std.values)
+    assert not np.allclose(predicted.transformed_std.values, leaking.transformed_std.values)
+
+
+class _Unfiltered(VarianceEvidence):
+    """Evidence that keeps every site, hidden or not (the variance field with the leak)."""
+
+    def __init__(self, evidence: VarianceEvidence) -> None:
+        super().__init__(evidence.scale, evidence.sites, evidence.squared_residuals)
+
+    def without(self, points: np.ndarray) -> VarianceEvidence:
+        return self

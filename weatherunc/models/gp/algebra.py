@@ -39,6 +39,17 @@ class VarianceEvidence:
     sites: np.ndarray
     squared_residuals: np.ndarray
 
+    def without(self, points: np.ndarray) -> VarianceEvidence:
+        """The evidence without the sites at any of ``[m, d]`` ``points`` (exact coordinates): a task
+        that hides observed pixels to predict them (self-calibration's pseudo-targets) must not
+        have their own residuals in the variance field it is predicted with. ``self`` when no
+        site is hidden."""
+        hidden = {tuple(point) for point in np.asarray(points, dtype=np.float64)}
+        keep = np.array([tuple(site) not in hidden for site in self.sites], dtype=bool)
+        if keep.all():
+            return self
+        return VarianceEvidence(self.scale, self.sites[keep], self.squared_residuals[keep])
+
 
 @dataclass
 class FittedGaussianProcess:

@@ -115,7 +115,8 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
     """Prediction Dataset over ``task``'s targets (see :func:`prediction_dataset`), conditioned on its
     contexts with the options and hyperparameters of ``fit`` (the variance scale and the local
     variance re-estimated on these contexts, :meth:`FittedGaussianProcess.predict`, unless ``fit``
-    carries them: :func:`frame_evidence`).
+    carries them: :func:`frame_evidence`; sites of that evidence among ``task``'s targets, pixels
+    hidden to be predicted, are then left out of it: :meth:`VarianceEvidence.without`).
 
     Up to ``config.max_exact_context`` contexts: one Cholesky factorisation over all of them; else the
     targets tile by tile from the nearest contexts (local exact GPs with the same hyperparameters).
@@ -129,6 +130,7 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
     targets = _inputs(task.target_coordinates, task.target_covariates)
     values = transform.forward(task.context_values)
     dry = np.asarray(task.context_values) <= 0.0
+    evidence = fit.evidence.without(targets) if fit.evidence is not None else None
     censoring = _censoring(task.context_values, config) is not None
 
     def conditioned(
@@ -145,7 +147,7 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             burn_in=config.censored_burn_in,
             rng=np.random.default_rng([config.seed, number]),
             local_variance=selection.local_variance,
-            evidence=fit.evidence,
+            evidence=evidence,
         )
 
     if task.n_context <= config.max_exact_context:
