@@ -185,7 +185,8 @@ class FittedGaussianProcess:
         ``evidence`` (optional, :meth:`variance_evidence`): the variance scale and the residuals
         the local scale smooths are taken from it (another, larger set of contexts: the frame a
         shared fit was made on) instead of being re-estimated on these contexts, so that every
-        task conditioned with one fit has one variance field.
+        task conditioned with one fit has one variance field (``rescale_variance`` is then not
+        used).
         """
         with torch.no_grad():
             inputs, residual, factor, weights = self._factorised(context, values)

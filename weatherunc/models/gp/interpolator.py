@@ -129,9 +129,8 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
     context = _inputs(task.context_coordinates, task.context_covariates)
     targets = _inputs(task.target_coordinates, task.target_covariates)
     values = transform.forward(task.context_values)
-    dry = np.asarray(task.context_values) <= 0.0
+    censored = _censoring(task.context_values, config)  # [n] bool, or None
     evidence = fit.evidence.without(targets) if fit.evidence is not None else None
-    censoring = _censoring(task.context_values, config) is not None
 
     def conditioned(
         chosen: np.ndarray, members: np.ndarray, number: int
@@ -141,7 +140,7 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             values[chosen],
             targets[members],
             config.target_batch,
-            censored=dry[chosen] if censoring else None,
+            censored=censored[chosen] if censored is not None else None,
             bound=float(transform.forward(0.0)),
             samples=config.censored_samples,
             burn_in=config.censored_burn_in,
@@ -190,13 +189,13 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             **({"small_network": 1} if fit.small_network else {}),
             **({"blocked_variance_factor": fit.variance_factor} if fit.variance_factor is not None else {}),
             "predict_seconds": time.perf_counter() - start,
-            "censored_contexts": int(dry.sum()) if censoring else 0,
+            "censored_contexts": int(censored.sum()) if censored is not None else 0,
             **(
                 {
                     "censored_gibbs_samples": config.censored_samples,
                     "censored_gibbs_burn_in": config.censored_burn_in,
                 }
-                if censoring
+                if censored is not None
                 else {}
             ),
             **(
