@@ -1,18 +1,19 @@
 """Benchmark: a GP batch job with one fit per tile against one fit per frame shared by its tiles.
 
-The job (:data:`JOB`) withholds blocks of 40 px on MeteoSwiss 2015-05-15 frames tiled by 64 px,
-so that most blocks cross tile edges, and fills them with the GP, once with each tile fitting its
-own options and hyperparameters (``tiling.share_fit: false``, the default) and once with one fit
-per frame (``share_fit: true``), on the threaded scheduler with two threads of one torch thread
-each; each of the two also with the tiles' contexts chosen as the nearest half and a random far
-field (``tiling.contexts: nearest``) instead of at random (:data:`VARIANTS`; arguments such as
-``True,nearest`` run only those). ``--period validation`` runs the same job on the KNMI
-validation frames (:data:`VALIDATION_JOB`): the variants are compared there, the MeteoSwiss
-event being a test event. Per run: wall seconds, the job's scores against the withheld truth
-(``metrics.json``), and the seam ratio of the mean inside the withheld blocks: the mean absolute
-difference between neighbouring withheld pixels on either side of a tile edge over that between
-the other neighbouring withheld pixels (``truth_seam_ratio``: the same of the withheld truth; a
-map with seams has a higher ratio than the truth's). Writes
+The job (:data:`JOB`) withholds blocks of 40 px on MeteoSwiss 2015-05-15 frames tiled by 64 px, so
+that most blocks cross tile edges, and fills them with the GP, once with each tile fitting its own
+options and hyperparameters (``tiling.share_fit: false``, the default) and once with one fit per
+frame (``share_fit: true``), on the threaded scheduler with two threads of one torch thread each;
+each of the two also with the tiles' contexts chosen as the nearest half and a random far field
+(``tiling.contexts: nearest``) instead of at random (:data:`VARIANTS`; arguments such as
+``True,nearest`` run only those). ``--period validation`` runs the same job on the KNMI validation
+frames (:data:`VALIDATION_JOB`): the variants are compared there, the MeteoSwiss event being a test
+event. ``--model anp`` runs another model instead of the GP (without a shared fit, which only the GP
+has; written to ``..._anp.json``). Per run: wall seconds, the job's scores against the withheld
+truth (``metrics.json``), and the seam ratio of the mean inside the withheld blocks: the mean
+absolute difference between neighbouring withheld pixels on either side of a tile edge over that
+between the other neighbouring withheld pixels (``truth_seam_ratio``: the same of the withheld
+truth; a map with seams has a higher ratio than the truth's). Writes
 ``benchmarks/results/job_shared_fit.json`` (``job_shared_fit_validation.json``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/job_shared_fit.py [--period validation]
@@ -88,9 +89,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--period", choices=sorted(PERIODS), default="test")
     parser.add_argument("variants", nargs="*", help='e.g. "True,nearest": run only these variants')
+    parser.add_argument("--model", default="gp", help="models other than the GP: share_fit false only")
     arguments = parser.parse_args()
     only = arguments.variants
     base, output = PERIODS[arguments.period]
+    if arguments.model != "gp":
+        base = {**base, "name": f"{base['name']}_{arguments.model}", "model": {"name": arguments.model}}
+        output = output.replace(".json", f"_{arguments.model}.json")
+        only = only or [f"False,{contexts}" for _, contexts in VARIANTS]
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     rows = []
