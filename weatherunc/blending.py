@@ -289,8 +289,7 @@ def predict_blended_tile(
         return block if block is None or prepare is None else prepare(block)
     prepare = with_bin_probabilities if prepare is None else prepare
     shape = values.shape
-    if target_mask is None:
-        target_mask = ~np.isfinite(values) if tiling.targets == "unobserved" else np.ones(shape, dtype=bool)
+    target_mask = tiling.pixels_to_predict(values, target_mask)
     wanted = np.zeros(shape, dtype=bool)
     wanted[tile.rows, tile.columns] = target_mask[tile.rows, tile.columns]
     blender = TileBlender(shape, tiling.tile_pixels, tiling.blend_pixels, window=tile)

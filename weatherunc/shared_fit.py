@@ -41,10 +41,7 @@ def frame_task(
     subset seeded by ``tiling.seed``); targets: the pixels to predict.
     """
     observed = np.isfinite(values)
-    if target_mask is not None:
-        wanted = target_mask
-    else:
-        wanted = ~observed if tiling.targets == "unobserved" else np.ones(values.shape, dtype=bool)
+    wanted = tiling.pixels_to_predict(values, target_mask)
     if not wanted.any():
         return None
     near = ndimage.maximum_filter(wanted.astype(np.uint8), size=2 * tiling.halo_pixels + 1, mode="constant")

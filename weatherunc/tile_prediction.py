@@ -39,11 +39,9 @@ def tile_task(
     observed pixels of the tile's halo window, at most ``tiling.max_context`` of them, chosen as
     ``tiling.contexts`` says (:func:`context_subset`).
     """
-    block = values[tile.rows, tile.columns]
-    if target_mask is not None:
-        wanted = target_mask[tile.rows, tile.columns]
-    else:
-        wanted = ~np.isfinite(block) if tiling.targets == "unobserved" else np.ones(block.shape, dtype=bool)
+    wanted = tiling.pixels_to_predict(
+        values[tile.rows, tile.columns], None if target_mask is None else target_mask[tile.rows, tile.columns]
+    )
     target_rows, target_columns = np.nonzero(wanted)
     window = tiling.context_window(tile, values.shape)
     top, left = window.rows.start, window.columns.start

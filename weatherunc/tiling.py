@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class GridTiling:
@@ -45,6 +47,13 @@ class GridTiling:
         check_blend_pixels(self.tile_pixels, self.blend_pixels)
         if self.contexts not in ("random", "nearest"):
             raise ValueError(f"contexts must be 'random' or 'nearest', got {self.contexts!r}")
+
+    def pixels_to_predict(self, values: np.ndarray, target_mask: np.ndarray | None = None) -> np.ndarray:
+        """Which pixels of ``values`` ``[ny, nx]`` (NaN = unobserved) to predict, bool ``[ny, nx]``:
+        ``target_mask`` where given, else the unobserved pixels or all of them (``targets``)."""
+        if target_mask is not None:
+            return target_mask
+        return ~np.isfinite(values) if self.targets == "unobserved" else np.ones(values.shape, dtype=bool)
 
     def tiles(self, shape: tuple[int, int]) -> list[Tile]:
         """The tiles covering a ``(ny, nx)`` grid (:func:`grid_tiles`)."""

@@ -83,9 +83,9 @@ class FittedGaussianProcess:
         """Covariance ``[n, m]`` of scaled inputs ``first`` ``[n, d]`` and ``second`` ``[m, d]``."""
         return self.family.module_covariance(self.kernel, first, second)
 
-    def _factorised(self, context: np.ndarray, values: np.ndarray) -> tuple[torch.Tensor, ...]:
-        """Scaled inputs ``[n, d]``, standardised residual ``r`` ``[n]``, the Cholesky factor ``L``
-        ``[n, n]`` of ``K_f + sigma^2 I`` and ``K^-1 r`` ``[n, 1]`` over the contexts."""
+    def _factor(self, context: np.ndarray, values: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Scaled inputs ``[n, d]``, standardised residual ``r`` ``[n]`` and the Cholesky factor ``L``
+        ``[n, n]`` of ``K_f + sigma^2 I`` over the contexts."""
         inputs = self._inputs(context)
         residual = torch.as_tensor(
             (values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64
@@ -93,7 +93,11 @@ class FittedGaussianProcess:
         covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(
             len(inputs), dtype=torch.float64
         )
-        factor = cholesky_with_jitter(covariance)  # [n, n]
+        return inputs, residual, cholesky_with_jitter(covariance)
+
+    def _factorised(self, context: np.ndarray, values: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """:meth:`_factor`'s inputs, residual and factor, and ``K^-1 r`` ``[n, 1]``."""
+        inputs, residual, factor = self._factor(context, values)
         return inputs, residual, factor, torch.cholesky_solve(residual[:, None], factor)
 
     @staticmethod
@@ -268,14 +272,8 @@ class FittedGaussianProcess:
         """Standardised residual ``r`` ``[n]``, ``K^-1`` ``[n, n]``, ``K^-1 r`` ``[n]`` and the variance scale
         (``r^T K^-1 r / n``, or 1 without ``rescale_variance``) over the ``[n, d]`` contexts."""
         with torch.no_grad():
-            inputs = self._inputs(context)
-            residual = torch.as_tensor(
-                (values - self.output_centre) / self.output_scale - self.constant, dtype=torch.float64
-            )
-            covariance = self._covariance(inputs, inputs) + self.noise * torch.eye(
-                len(inputs), dtype=torch.float64
-            )
-            inverse = torch.cholesky_inverse(cholesky_with_jitter(covariance)).numpy()  # [n, n]
+            _, residual, factor = self._factor(context, values)
+            inverse = torch.cholesky_inverse(factor).numpy()  # [n, n]
         residual = residual.numpy()
         weights = inverse @ residual
         scale = (
