@@ -425,6 +425,23 @@ def test_clustered_coverage_counts_a_disc_once() -> None:
     assert clustered_coverage(covered, weights, np.zeros(covered.size, dtype=int))[1] == np.inf
 
 
+def test_the_factor_grid_s_unit_column_is_the_coverage_as_predicted() -> None:
+    from weatherunc.heads.self_calibration.fitting import (
+        FACTOR_GRID,
+        UNIT_FACTOR,
+        _coverage,
+        _coverage_by_factor,
+    )
+
+    assert FACTOR_GRID[UNIT_FACTOR] == 1.0
+    task = _field_task(seed=4)
+    prediction = OverconfidentModel(0.5).predict(task)
+    covered = _coverage_by_factor(prediction, task.target_values, 0.9)
+    as_predicted = _coverage(prediction, task.target_values, 0.9)
+    np.testing.assert_array_equal(covered[:, UNIT_FACTOR], as_predicted)
+    assert covered[:, UNIT_FACTOR].mean() < covered[:, -1].mean()  # a wider interval covers more
+
+
 def test_a_coverage_within_its_noise_keeps_the_model_s_intervals() -> None:
     """Pseudo-targets that cover 0.89 with a standard error of 0.03 (six discs) are no evidence of
     miscalibration: the std factor fitted to them without the evidence rule is dropped with it."""

@@ -21,6 +21,8 @@ from weatherunc.transforms import central_interval_coverage, quantile_nodes, qua
 
 #: Std factors searched per distance bin.
 FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
+#: The column of :data:`FACTOR_GRID` that is exactly 1 (the std as predicted).
+UNIT_FACTOR = int(np.argmin(np.abs(np.log(FACTOR_GRID))))
 
 
 def _gaussian(prediction: xr.Dataset, factor: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
@@ -161,14 +163,20 @@ class SelfCalibration:
 
 
 def _interval_and_bins_scores(
-    prediction: xr.Dataset, truth: np.ndarray, weights: np.ndarray, level: float
+    prediction: xr.Dataset,
+    truth: np.ndarray,
+    weights: np.ndarray,
+    level: float,
+    covered: np.ndarray | None = None,
 ) -> dict[str, float]:
+    """Weighted coverage of the central ``level`` interval and the bins' top-label ECE of
+    ``prediction`` on ``truth``; ``covered`` ``[n]``: its coverage per target, where already known."""
     pooled, _ = pool_predictions([with_bin_probabilities(prediction)], [truth])
     probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+    if covered is None:
+        covered = _coverage(prediction, truth, level)
     return {
-        f"coverage_{round(level * 100)}": round(
-            _weighted_mean(_coverage(prediction, truth, level), weights), 4
-        ),
+        f"coverage_{round(level * 100)}": round(_weighted_mean(covered, weights), 4),
         "ece": round(
             top_label_ece(
                 xr.DataArray(probabilities, dims=("point", conventions.BIN)),
@@ -209,7 +217,8 @@ def fit_self_calibration(
         local = _smallest_covering_factor(covered[members], np.ones(members.size), options.level)
         share = members.size / (members.size + options.shrinkage)
         factors.append(float(np.exp(share * np.log(local) + (1 - share) * np.log(overall))))
-    before = _interval_and_bins_scores(prediction, truth, weights, options.level)
+    covered_as_predicted = covered[:, UNIT_FACTOR]
+    before = _interval_and_bins_scores(prediction, truth, weights, options.level, covered_as_predicted)
     crps_before = _weighted_mean(_crps(prediction, truth), weights)
     crps_after = _weighted_mean(
         _crps(
@@ -220,7 +229,7 @@ def fit_self_calibration(
         weights,
     )
     coverage, error = clustered_coverage(
-        _coverage(prediction, truth, options.level),
+        covered_as_predicted,
         weights,
         np.arange(truth.size) if discs is None else np.asarray(discs),
     )
