@@ -57,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from bin_scores import ECE_BINS, probability_and_observed
 from common import RESULTS, machine, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
@@ -82,14 +83,12 @@ from weatherunc.training.validation import labelled_validation_tasks
 THRESHOLDS = (0.1, 1.0, 5.0, 10.0)
 #: The ensemble's second member unless ``--members`` names others (the committed results use it).
 DEFAULT_MEMBER = Path(__file__).resolve().parent / "checkpoints" / "anp_task_normalised_small.safetensors"
-ECE_BINS = 15
 
 
 def scores(pooled: xr.Dataset, truth: np.ndarray) -> dict[str, object]:
     """Probability scores of predictions pooled over tasks (:func:`pool_predictions`) against their truths
     ``[target]``."""
-    observed = metrics.observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
-    probability = pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore")
+    probability, observed = probability_and_observed(pooled, truth)
     result: dict[str, object] = {
         "ece": round(metrics.top_label_ece(probability, observed, bins=ECE_BINS), 5),
         "ece_consistency": [

@@ -48,12 +48,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from bin_scores import pooled_ece
 from common import RESULTS, machine, write_result
 from interpolation import radar_tasks
 
 from weatherunc import conventions, metrics
 from weatherunc.conventions import MAXIMUM_RATE_MM_PER_HOUR
 from weatherunc.evaluation import score_prediction
+from weatherunc.heads.fitting import pool_predictions
 from weatherunc.heads.self_calibration import SelfCalibrated
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
@@ -61,7 +63,6 @@ from weatherunc.tasks import Task
 BEYOND_FACTOR = 4.0
 IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond_range"
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
-ECE_BINS = 15
 #: Methods also run self-calibrated with ``--self`` (weatherunc.heads.self_calibration: the std
 #: factors scale the latent and the noise variance alike, so the epistemic share is the method's).
 SELF_CALIBRATED = ("anp", "anp_mc_dropout", "anp_stochastic_attention", "convnp_gp_ensemble")
@@ -150,11 +151,8 @@ def summarise(predictions: list[xr.Dataset], tasks: list[Task]) -> dict[str, obj
     }
     row["ece"] = None
     if all(conventions.BIN_PROBABILITY in p for p in predictions):
-        forecast = xr.concat([p[conventions.BIN_PROBABILITY] for p in predictions], dim="target")
-        truth = xr.DataArray(np.concatenate([task.target_values for task in tasks]), dims="target")
-        observed = metrics.observed_bins(truth, predictions[0][conventions.BIN_LOWER].values)
         row["ece"] = round(
-            metrics.top_label_ece(forecast.drop_vars(forecast.coords), observed, bins=ECE_BINS), 4
+            pooled_ece(*pool_predictions(predictions, [task.target_values for task in tasks])), 4
         )
     # four significant figures: the shares of the neural processes are far below 0.001
     row["epistemic_std"] = float(f"{np.sqrt(latent).mean():.4g}")

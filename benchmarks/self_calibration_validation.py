@@ -33,11 +33,12 @@ from collections import defaultdict
 
 import numpy as np
 import xarray as xr
+from bin_scores import pooled_ece
 from common import RESULTS, machine, write_result
 from interpolation import frame_tasks
 from tqdm import tqdm
 
-from weatherunc import conventions, metrics
+from weatherunc import conventions
 from weatherunc.evaluation import score_prediction
 from weatherunc.geolocation import crs_of
 from weatherunc.heads.bins import with_bin_probabilities
@@ -175,14 +176,6 @@ def main() -> None:
     print(f"wrote {path} in {result['wall_s']} s")
 
 
-def pooled_ece(parts: list[tuple[xr.Dataset, np.ndarray]]) -> float:
-    """Top-label ECE of the rain bins of predictions pooled over tasks (15 bins, as calibration.py)."""
-    pooled, truth = pool_predictions([prediction for prediction, _ in parts], [truth for _, truth in parts])
-    observed = metrics.observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
-    probability = pooled["bin_probability"].drop_vars(["bin_lower", "bin_upper"], errors="ignore")
-    return round(float(metrics.top_label_ece(probability, observed, bins=15)), 4)
-
-
 def summarise(
     records: list[dict[str, object]],
     bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]],
@@ -192,10 +185,10 @@ def summarise(
     for record in records:
         groups[(record["model"], record["variant"], record["dataset"], record["task"])].append(record)
         groups[(record["model"], record["variant"], "all", "all")].append(record)
-    predictions: dict[tuple, list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
-    for (model, variant, dataset, task), parts in bins.items():
-        predictions[(model, variant, dataset, task)] += parts
-        predictions[(model, variant, "all", "all")] += parts
+    parts: dict[tuple, list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
+    for (model, variant, dataset, task), members in bins.items():
+        parts[(model, variant, dataset, task)] += members
+        parts[(model, variant, "all", "all")] += members
     rows = []
     for (model, variant, dataset, task), members in groups.items():
         coverage = np.array([member["coverage_90"] for member in members])
@@ -213,7 +206,7 @@ def summarise(
                 "coverage_error": round(float(np.abs(coverage - 0.9).mean()), 4),
                 "crps_ratio": round(float(np.mean([member["crps_ratio"] for member in members])), 4),
                 "cost": round(float(np.mean([member["cost"] for member in members])), 3),
-                "ece": pooled_ece(predictions[(model, variant, dataset, task)]),
+                "ece": round(pooled_ece(*pool_predictions(*zip(*parts[(model, variant, dataset, task)]))), 4),
                 "factor_correlation": round(float(np.corrcoef(factor, oracle)[0, 1]), 3) if varied else None,
             }
         )
