@@ -21,12 +21,15 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
         [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
         [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] \
         [--members benchmarks/checkpoints/convnp_gp_ensemble/member-?.safetensors] \
+        [--anp-members benchmarks/checkpoints/anp_ensemble/member-?.safetensors] \
         [--stochastic-attention benchmarks/checkpoints/anp_stochastic_attention.safetensors] \
         [--self] [--methods gp,...] [--merge]
 
 ``--members``: the checkpoints of a deep ensemble (``benchmarks/train_convnp_ensemble.sh``), scored
-as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--merge`` keeps the rows
-of the methods not run from the existing ``epistemic.json``.
+as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--anp-members``: the
+checkpoints of the ANP's deep ensemble (``benchmarks/train_anp_ensemble.sh``), scored as
+``anp_ensemble`` beside the shipped ANP (``anp``), whose fine-tuned copies the members are.
+``--merge`` keeps the rows of the methods not run from the existing ``epistemic.json``.
 
 ``--self`` adds ``NAME+self`` for the ANP, its MC dropout and stochastic attention and the deep
 ensemble: each prediction self-calibrated on pseudo-gaps of its own task's contexts; their
@@ -43,6 +46,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +69,7 @@ IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
 #: Methods also run self-calibrated with ``--self`` (weatherunc.heads.self_calibration: the std
 #: factors scale the latent and the noise variance alike, so the epistemic share is the method's).
-SELF_CALIBRATED = ("anp", "anp_mc_dropout", "anp_stochastic_attention", "convnp_gp_ensemble")
+SELF_CALIBRATED = ("anp", "anp_mc_dropout", "anp_stochastic_attention", "convnp_gp_ensemble", "anp_ensemble")
 #: Each method's single-model reference for the relative prediction cost.
 SINGLE = {
     "convnp+swag": "convnp",
@@ -73,6 +77,7 @@ SINGLE = {
     "anp_mc_dropout": "anp",
     "convnp_gp_ensemble": "convnp_gp",
     "anp_stochastic_attention": "anp",
+    "anp_ensemble": "anp",
 }
 #: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws);
 #: ``--attention-draws`` overrides it.
@@ -99,11 +104,13 @@ def models(
     stochastic_attention: Path | None = None,
     attention_draws: int = ATTENTION_DRAWS,
     self_calibrated: bool = False,
+    anp_members: Sequence[Path] = (),
 ) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
     deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
-    ``stochastic_attention``, an ANP checkpoint with stochastic attention; with ``self_calibrated``,
-    each of :data:`SELF_CALIBRATED` that is there also as ``NAME+self``)."""
+    ``stochastic_attention``, an ANP checkpoint with stochastic attention, ``anp_ensemble`` with
+    ``anp_members``; with ``self_calibrated``, each of :data:`SELF_CALIBRATED` that is there also as
+    ``NAME+self``)."""
     chosen = {
         "gp": lambda: get_model("gp"),
         "convnp": lambda: get_model("convnp"),
@@ -117,6 +124,8 @@ def models(
     if members:
         chosen["convnp_gp"] = lambda: get_model("convnp", checkpoint=members[0], name="convnp_gp")
         chosen["convnp_gp_ensemble"] = lambda: get_model("convnp", members=members, name="convnp_gp_ensemble")
+    if anp_members:
+        chosen["anp_ensemble"] = lambda: get_model("anp", members=anp_members, name="anp_ensemble")
     if stochastic_attention is not None:
         chosen["anp_stochastic_attention"] = lambda: get_model(
             "anp",
@@ -194,6 +203,9 @@ def main() -> None:
     )
     parser.add_argument("--members", type=Path, nargs="*", default=[], help="a deep ensemble's checkpoints")
     parser.add_argument(
+        "--anp-members", type=Path, nargs="*", default=[], help="the ANP deep ensemble's checkpoints"
+    )
+    parser.add_argument(
         "--stochastic-attention",
         type=Path,
         default=None,
@@ -219,6 +231,7 @@ def main() -> None:
         arguments.stochastic_attention,
         arguments.attention_draws,
         arguments.self_calibrated,
+        arguments.anp_members,
     )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))

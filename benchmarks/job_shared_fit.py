@@ -9,14 +9,17 @@ each of the two also with the tiles' contexts chosen as the nearest half and a r
 ``True,nearest`` run only those). ``--period validation`` runs the same job on the KNMI validation
 frames (:data:`VALIDATION_JOB`): the variants are compared there, the MeteoSwiss event being a test
 event. ``--model anp`` runs another model instead of the GP (without a shared fit, which only the GP
-has; written to ``..._anp.json``). Per run: wall seconds, the job's scores against the withheld
+has; written to ``..._anp.json``). ``--self-calibration N`` runs the job self-calibrated over a
+window of ``N`` frames (``calibration: {self: {window_frames: N}}``, as the demo GP job; written to
+``..._self_N.json``). Per run: wall seconds, the job's scores against the withheld
 truth (``metrics.json``), and the seam ratio of the mean inside the withheld blocks: the mean
 absolute difference between neighbouring withheld pixels on either side of a tile edge over that
 between the other neighbouring withheld pixels (``truth_seam_ratio``: the same of the withheld
 truth; a map with seams has a higher ratio than the truth's). Writes
 ``benchmarks/results/job_shared_fit.json`` (``job_shared_fit_validation.json``).
 
-    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/job_shared_fit.py [--period validation]
+    WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/job_shared_fit.py \
+        [--period validation] [--model anp] [--self-calibration 3] [True,nearest ...]
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ def main() -> None:
     parser.add_argument("--period", choices=sorted(PERIODS), default="test")
     parser.add_argument("variants", nargs="*", help='e.g. "True,nearest": run only these variants')
     parser.add_argument("--model", default="gp", help="models other than the GP: share_fit false only")
+    parser.add_argument(
+        "--self-calibration", type=int, default=0, help="self-calibrate over a window of N frames (0: no)"
+    )
     arguments = parser.parse_args()
     only = arguments.variants
     base, output = PERIODS[arguments.period]
@@ -97,6 +103,14 @@ def main() -> None:
         base = {**base, "name": f"{base['name']}_{arguments.model}", "model": {"name": arguments.model}}
         output = output.replace(".json", f"_{arguments.model}.json")
         only = only or [f"False,{contexts}" for _, contexts in VARIANTS]
+    if arguments.self_calibration > 0:
+        window = arguments.self_calibration
+        base = {
+            **base,
+            "name": f"{base['name']}_self_{window}",
+            "calibration": {"self": {"window_frames": window}},
+        }
+        output = output.replace(".json", f"_self_{window}.json")
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     rows = []
