@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import torch
-from common import machine, write_result
+from common import result_header, write_result
 
 from weatherunc.geolocation import crs_of
 from weatherunc.gridding import GridTiling, predict_grid
@@ -160,8 +160,7 @@ def main() -> None:
             }
         )
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "torch_threads": torch.get_num_threads(),
         "checkpoint": str(packaged_checkpoint("anp").name),
         "checkpoint_sha256": model.checkpoint_sha256,

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from bin_scores import ECE_BINS, probability_and_observed
-from common import RESULTS, machine, write_result
+from common import RESULTS, machine, result_header, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc import metrics
@@ -251,8 +251,7 @@ def main() -> None:
     table = markdown(rows)
     print(table)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "validation_targets": {
             name: calibration.scores["validation_targets"] for name, calibration in calibrations.items()

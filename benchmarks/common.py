@@ -1,4 +1,4 @@
-"""What every benchmark records beside its figures: the machine, and the JSON file itself."""
+"""What every benchmark records beside its figures: its title, the machine, and the JSON file itself."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
+
+
+def result_header(docstring: str) -> dict[str, object]:
+    """The opening entries of a result file: ``benchmark``, the first line of the script's
+    ``docstring``, and ``machine`` (:func:`machine`)."""
+    return {"benchmark": docstring.strip().splitlines()[0], "machine": machine()}
 
 
 def write_result(name: str, result: dict[str, object]) -> Path:

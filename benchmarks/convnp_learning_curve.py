@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc.checkpoints import read_sidecar
@@ -167,8 +167,7 @@ def main() -> None:
             for method in ("gp", "anp")
         }
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "run": str(arguments.run),
         "training_config": training_config,

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 from interpolation import RADAR_DATASETS, _row, radar_tasks
 
 from weatherunc.models.registry import get_model
@@ -92,8 +92,7 @@ def main() -> None:
     ]
     checkpoints = arguments.members or [arguments.checkpoint]
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "method": method,
         "checkpoint": ", ".join(str(path) for path in checkpoints),
         "rows": rows,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 
 from weatherunc.models.convnp.interpolator import ConvNPInterpolator, load_convnp
 from weatherunc.models.convnp.model import ConvNP, censored_loss, rate_crps_loss
@@ -121,8 +121,7 @@ def main() -> None:
             f"{row['validation_fuller_prior']['crps']} |"
         )
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "run": str(arguments.run),
         "heldout_seed": HELDOUT_SEED,

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, write_result
+from common import result_header, write_result
 from gp_full_frame import full_frame_task
 
 from weatherunc.evaluation import score_prediction
@@ -156,8 +156,7 @@ def main() -> None:
     rows.append({"context": "gauges", "method": "convnp", **row})
     training = training_seconds_per_step(convnp)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "torch_threads": torch.get_num_threads(),
         "frame": str(test.time.values[index])[:16],
         "grid": [ny, nx],

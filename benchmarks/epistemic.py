@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import xarray as xr
 from bin_scores import pooled_ece
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 from interpolation import radar_tasks
 
 from weatherunc import conventions, metrics
@@ -271,8 +271,7 @@ def main() -> None:
     table = markdown(rows)
     print(table)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "beyond_factor": BEYOND_FACTOR,
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},

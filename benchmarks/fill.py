@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, write_result
+from common import result_header, write_result
 
 import weatherunc
 from weatherunc.filling import DEFAULT_BLEND_PIXELS
@@ -130,8 +130,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     truth_ratio, _, _ = gap_seam_ratio(frame.values)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "finished_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
         "load_average_1_5_15_min": {"before": load_before, "after": load_average()},
         "torch_threads": torch.get_num_threads(),

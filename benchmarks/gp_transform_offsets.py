@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc.evaluation import score_prediction
@@ -99,8 +99,7 @@ def main() -> None:
     write_result(
         "gp_transform_offsets.json",
         {
-            "benchmark": __doc__.strip().splitlines()[0],
-            "machine": machine(),
+            **result_header(__doc__),
             "wall_s": round(time.perf_counter() - start, 1),
             "rows": rows,
         },

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 from tqdm import tqdm
 
 from weatherunc.evaluation import score_prediction, scores_by_distance
@@ -358,8 +358,7 @@ def main() -> None:
     table = markdown(summary) + "\n" + distance_markdown(distances)
     print(table)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "checkpoints": {
             method: getattr(models[method], "checkpoint_sha256", "")

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 import xarray as xr
-from common import machine, write_result
+from common import result_header, write_result
 
 from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.pipelines.run_job import run_job
@@ -152,8 +152,7 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "period": arguments.period,
         "job": base,
         "scheduler": "threads, 2 workers, torch_threads 1",

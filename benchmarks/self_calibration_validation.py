@@ -34,7 +34,7 @@ from collections import defaultdict
 import numpy as np
 import xarray as xr
 from bin_scores import pooled_ece
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 from interpolation import frame_tasks
 from tqdm import tqdm
 
@@ -165,8 +165,7 @@ def main() -> None:
     table = markdown(rows)
     print(table)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "summary": rows,
         "frames": records,

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 
 from weatherunc.service.server import background_service
 
@@ -232,8 +232,7 @@ def main() -> None:
         peak = _peak_memory_mb(service.process.pid)
     log.unlink(missing_ok=True)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "store": str(arguments.store),
         "times": len(metadata["times"]),
         "query_times": len(metadata["query_times"]),

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import xarray as xr
-from common import RESULTS, machine, write_result
+from common import RESULTS, result_header, write_result
 from interpolation import pooled_fold_row
 from tqdm import tqdm
 
@@ -192,8 +192,7 @@ def main() -> None:
     table = markdown(summary)
     print(table)
     result = {
-        "benchmark": __doc__.strip().splitlines()[0],
-        "machine": machine(),
+        **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "block_sizes_km": [size for size in BLOCK_SIZES if size is not None],
         "seeds": list(SEEDS),
