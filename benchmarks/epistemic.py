@@ -29,7 +29,8 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
 as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--anp-members``: the
 checkpoints of the ANP's deep ensemble (``benchmarks/train_anp_ensemble.sh``), scored as
 ``anp_ensemble`` beside the shipped ANP (``anp``), whose fine-tuned copies the members are.
-``--merge`` keeps the rows of the methods not run from the existing ``epistemic.json``.
+``--merge`` keeps the rows of the methods not run from the existing ``epistemic.json``, with the
+relative cost of the run that measured them.
 
 ``--self`` adds ``NAME+self`` for the ANP, its MC dropout and stochastic attention and the deep
 ensemble: each prediction self-calibrated on pseudo-gaps of its own task's contexts; their
@@ -257,10 +258,8 @@ def main() -> None:
                 )
             )
             rows.append(row)
-    if arguments.merge and (RESULTS / "epistemic.json").exists():
-        run = {row["method"] for row in rows}
-        kept = json.loads((RESULTS / "epistemic.json").read_text())["rows"]
-        rows = [row for row in kept if row["method"] not in run] + rows
+    # Costs relative to seconds measured in this run only (run its single model beside a method);
+    # the rows kept by --merge keep the relative cost of the run that measured them.
     seconds = {(row["method"], row["split"]): row["predict_s"] for row in rows}
     for row in rows:
         if row.get("self_calibration_s") is not None:  # METHOD+self: its own predictions' model seconds
@@ -268,6 +267,10 @@ def main() -> None:
         else:
             reference = seconds.get((SINGLE.get(row["method"], row["method"]), row["split"]))
         row["relative_cost"] = round(row["predict_s"] / reference, 2) if reference else None
+    if arguments.merge and (RESULTS / "epistemic.json").exists():
+        run = {row["method"] for row in rows}
+        kept = json.loads((RESULTS / "epistemic.json").read_text())["rows"]
+        rows = [row for row in kept if row["method"] not in run] + rows
     table = markdown(rows)
     print(table)
     result = {

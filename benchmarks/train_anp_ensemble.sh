@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the members of the ANP deep ensemble (pipelines/training/anp_ensemble.yaml) one after
 # another, each resuming where it stopped, and copy each member's last checkpoint (weights and
-# sidecar) to benchmarks/checkpoints/anp_ensemble/member-N.*, with its history.
+# sidecar) to benchmarks/checkpoints/anp_ensemble/member-N.*, with its history (only the histories
+# are committed).
 #   bash benchmarks/train_anp_ensemble.sh [FIRST_SEED] [LAST_SEED]
 set -euo pipefail
 cd "$(dirname "$0")/.."
