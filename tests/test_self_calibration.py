@@ -45,6 +45,13 @@ def _field_task(seed: int = 0, n_context: int = 1500, n_target: int = 400) -> Ta
     )
 
 
+#: ``mean_error_tolerance`` that turns the mean guard off. :class:`OverconfidentModel`'s median is
+#: the nearest context, noise included, so the wider std that restores its coverage also lifts its
+#: rate mean above the truth, and the guard can drop the fit; its own test is
+#: ``test_std_factors_that_carry_the_mean_away_are_dropped``.
+NO_MEAN_GUARD = np.inf
+
+
 class OverconfidentModel:
     """Predicts the truth's level from the nearest context with a std too small by ``shrink``."""
 
@@ -118,11 +125,12 @@ def test_rescale_std_scales_each_target_and_recomputes_the_rate_distribution() -
 @pytest.mark.parametrize("shrink", [0.4, 2.5])
 def test_self_calibration_restores_the_coverage_of_a_miscalibrated_model(shrink: float) -> None:
     model = OverconfidentModel(shrink)
+    options = SelfCalibrationOptions(mean_error_tolerance=NO_MEAN_GUARD)
     plain, calibrated = [], []
     for seed in range(3):
         task = _field_task(seed=seed)
         plain.append(score_prediction(model.predict(task), task)["coverage_90"])
-        calibrated_prediction = self_calibrate(model, task)
+        calibrated_prediction = self_calibrate(model, task, options=options)
         calibrated.append(score_prediction(calibrated_prediction, task)["coverage_90"])
         record = json.loads(calibrated_prediction.attrs["self_calibration"])
         assert record["method"] == "self" and record["scores"]["pseudo_targets"] > 100
@@ -157,7 +165,7 @@ def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
 
 def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() -> None:
     task = _field_task(n_context=60, n_target=20)
-    options = SelfCalibrationOptions()
+    options = SelfCalibrationOptions(mean_error_tolerance=NO_MEAN_GUARD)
     pseudo = pseudo_predictions(OverconfidentModel(0.5), task, options)
     draws, truth = pseudo.draws, pseudo.truth
     per_draw = int(options.pseudo_fraction * task.n_context)
@@ -205,6 +213,41 @@ def test_std_factors_that_cost_crps_are_dropped() -> None:
     assert loose.scores["std_factors_kept"] and loose.overall_factor > 2
 
 
+def test_std_factors_that_carry_the_mean_away_are_dropped() -> None:
+    """Under a log transform the rate's mean grows as exp(std^2 / 2): widening the std until 20 %
+    of targets far below the forecast are half covered multiplies the mean many times over."""
+    rng = np.random.default_rng(6)
+    n = 400
+    truth_level = rng.normal(2.0, 0.02, size=n)
+    truth_level[: int(0.2 * n)] -= 4.0
+    points = rng.uniform(0, 50, size=(n, 2))
+    transform = PrecipitationTransform(kind="log", offset=0.1)
+    truth = transform.inverse(truth_level)
+    prediction = prediction_dataset(
+        Task(points, np.ones(n), points, truth),
+        transformed_mean=np.full(n, 2.0),
+        latent_variance=np.zeros(n),
+        noise_variance=np.full(n, 0.8**2),
+        transform=transform,
+        model="sharp",
+    )
+
+    def fit(**options: float):
+        return fit_self_calibration(
+            prediction,
+            truth,
+            np.full(n, 2.0),
+            np.ones(n),
+            SelfCalibrationOptions(crps_tolerance=10.0, **options),
+        )
+
+    guarded, unguarded = fit(), fit(mean_error_tolerance=1e6)
+    assert unguarded.scores["std_factors_kept"] and unguarded.overall_factor > 2
+    assert unguarded.scores["after"]["rmse"] > 2 * unguarded.scores["before"]["rmse"]
+    assert not guarded.scores["std_factors_kept"] and guarded.factors == (1.0,) * len(guarded.factors)
+    assert guarded.scores["after"]["rmse"] == guarded.scores["before"]["rmse"]
+
+
 def test_options_are_checked() -> None:
     for bad in (
         {"pseudo_fraction": 1.0},
@@ -213,6 +256,7 @@ def test_options_are_checked() -> None:
         {"max_repeats": 0},
         {"crps_tolerance": -0.1},
         {"evidence_z": -1.0},
+        {"mean_error_tolerance": -0.1},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
@@ -379,13 +423,14 @@ def test_a_rolling_window_pools_the_pseudo_targets_of_earlier_frames() -> None:
     values, axis, _ = _grid_frame(0)
     task = _grid_task(values, axis)
     model = OverconfidentModel(0.5)
-    single = json.loads(SelfCalibrated(model).predict(task).attrs["self_calibration"])
+    options = SelfCalibrationOptions(mean_error_tolerance=NO_MEAN_GUARD)
+    single = json.loads(SelfCalibrated(model, options).predict(task).attrs["self_calibration"])
     blank = np.full_like(values, np.nan)
     frames = tuple(EarlierFrame(_grid_frame(seed)[0], axis, axis) for seed in (1, 2)) + (
         EarlierFrame(blank, axis, axis),  # nothing observed: skipped
     )
     windowed = json.loads(
-        SelfCalibrated(model, earlier_frames=frames).predict(task).attrs["self_calibration"]
+        SelfCalibrated(model, options, earlier_frames=frames).predict(task).attrs["self_calibration"]
     )
     assert windowed["scores"]["window_frames"] == 3 and single["scores"]["window_frames"] == 1
     assert windowed["scores"]["pseudo_targets"] == 3 * single["scores"]["pseudo_targets"]

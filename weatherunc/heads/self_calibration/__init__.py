@@ -16,7 +16,9 @@ remaining context matches the real targets' (importance weights per distance bin
   all pseudo-targets by ``shrinkage`` pseudo-counts; bins with too few pseudo-targets, and
   distances beyond the last bin, take the factor of all pseudo-targets; the factors are dropped
   when the pseudo-targets' coverage is within ``evidence_z`` standard errors of the level (discs
-  as clusters) or when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``;
+  as clusters), when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``, or
+  when they raise the squared error of the rate's mean by more than ``mean_error_tolerance``
+  (under a log-like transform the mean grows as ``exp(std^2 / 2)``);
 - the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
   per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
   (Guo et al. 2017), kept only if it carries over from one half of the discs to the other;

@@ -17,7 +17,7 @@ from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, di
 from weatherunc.metrics import top_label_ece
 from weatherunc.metrics.kernels import crps_ensemble
 from weatherunc.prediction import HEAD_SOURCE, Prediction
-from weatherunc.transforms import central_interval_coverage, quantile_nodes, quantiles
+from weatherunc.transforms import central_interval_coverage, moments, quantile_nodes, quantiles
 
 #: Std factors searched per distance bin.
 FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
@@ -55,6 +55,16 @@ def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float 
             quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members]
         )
     return scores
+
+
+def _squared_error(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
+    """Squared error ``[n]`` [(mm/h)^2] of the rate's mean (:func:`~weatherunc.transforms.moments`) with the
+    std times ``factor``: under a log-like transform the mean grows with the std, the median does not."""
+    mean, std = _gaussian(prediction, factor)
+    errors = np.full(mean.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        errors[members] = (moments(transform, mean[members], std[members])[0] - truth[members]) ** 2
+    return errors
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
@@ -201,7 +211,9 @@ def fit_self_calibration(
     count of discs, not of targets, tells how much independent evidence the fit had), each
     ``[n_pseudo]``; None below ``minimum_targets``. The std factors are kept only where the
     pseudo-targets' coverage differs from ``level`` by more than ``evidence_z`` standard errors
-    (:func:`clustered_coverage`, discs as clusters)."""
+    (:func:`clustered_coverage`, discs as clusters), and where they raise neither the pseudo-targets'
+    weighted CRPS by more than ``crps_tolerance`` nor the weighted squared error of the rate's mean
+    by more than ``mean_error_tolerance`` (relative)."""
     if truth.size < options.minimum_targets:
         return None
     edges = options.distance_edges_km
@@ -220,25 +232,29 @@ def fit_self_calibration(
     covered_as_predicted = covered[:, UNIT_FACTOR]
     before = _interval_and_bins_scores(prediction, truth, weights, options.level, covered_as_predicted)
     crps_before = _weighted_mean(_crps(prediction, truth), weights)
-    crps_after = _weighted_mean(
-        _crps(
-            prediction,
-            truth,
-            SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance),
-        ),
-        weights,
-    )
+    squared_error_before = _weighted_mean(_squared_error(prediction, truth), weights)
     coverage, error = clustered_coverage(
         covered_as_predicted,
         weights,
         np.arange(truth.size) if discs is None else np.asarray(discs),
     )
     evidence = abs(coverage - options.level) > options.evidence_z * error
-    # Kept only where the pseudo-targets' coverage is off by more than their noise, and where a wider
-    # (or narrower) interval does not cost sharpness beyond the tolerance.
-    intervals_kept = evidence and crps_after <= (1 + options.crps_tolerance) * crps_before
+    # Kept only where the pseudo-targets' coverage is off by more than their noise, where a wider (or
+    # narrower) interval does not cost sharpness beyond the tolerance, and where the wider std does not
+    # carry the rate's mean away from the truth (under a log transform the mean grows as exp(std^2 / 2)).
+    crps_after, squared_error_after = crps_before, squared_error_before
+    if evidence:
+        candidate = SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance)
+        crps_after = _weighted_mean(_crps(prediction, truth, candidate), weights)
+        squared_error_after = _weighted_mean(_squared_error(prediction, truth, candidate), weights)
+    intervals_kept = bool(
+        evidence
+        and crps_after <= (1 + options.crps_tolerance) * crps_before
+        and squared_error_after <= (1 + options.mean_error_tolerance) * squared_error_before
+    )
     if not intervals_kept:
         factors, overall = [1.0] * len(factors), 1.0
+        crps_after, squared_error_after = crps_before, squared_error_before
     interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
     rescaled = interim.apply(prediction, distance)
     probability, held_out = None, None
@@ -263,9 +279,10 @@ def fit_self_calibration(
                 probability = None  # the scaler does not carry over from one half of the discs to the other
     fitted = replace(interim, probability=probability)
     after = _interval_and_bins_scores(fitted.apply(prediction, distance), truth, weights, options.level)
-    before["crps"], after["crps"] = (
-        round(crps_before, 5),
-        round(crps_after if intervals_kept else crps_before, 5),
+    before["crps"], after["crps"] = round(crps_before, 5), round(crps_after, 5)
+    before["rmse"], after["rmse"] = (
+        round(float(np.sqrt(squared_error_before)), 5),
+        round(float(np.sqrt(squared_error_after)), 5),
     )
     return replace(
         fitted,

@@ -22,7 +22,9 @@ class SelfCalibrationOptions:
     factors are kept only if the pseudo-targets' coverage differs from ``level`` by more than
     ``evidence_z`` of its standard errors (the discs as clusters: a frame with few discs is little
     evidence) and if they raise the pseudo-targets' weighted CRPS by at most ``crps_tolerance``
-    (relative); otherwise the intervals are left as the model gave them. With
+    (relative) and the weighted squared error of the rate's mean by at most ``mean_error_tolerance``
+    (relative: under a log-like transform a wider std raises the mean, which can run far above the
+    truth where the std is large); otherwise the intervals are left as the model gave them. With
     ``probability_cross_validated``, the bin scaler is kept only if, fitted on one half of the discs
     (even and odd numbers), it lowers the bin NLL of the other half (both ways, pooled).
     """
@@ -39,6 +41,7 @@ class SelfCalibrationOptions:
     vector_minimum: int = 500
     max_repeats: int = 8
     crps_tolerance: float = 0.01
+    mean_error_tolerance: float = 0.01
     evidence_z: float = 2.0
     probability_cross_validated: bool = True
     seed: int = 0
@@ -50,6 +53,8 @@ class SelfCalibrationOptions:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
         if self.crps_tolerance < 0:
             raise ValueError(f"crps_tolerance must be >= 0, got {self.crps_tolerance}")
+        if self.mean_error_tolerance < 0:
+            raise ValueError(f"mean_error_tolerance must be >= 0, got {self.mean_error_tolerance}")
         if self.evidence_z < 0:
             raise ValueError(f"evidence_z must be >= 0, got {self.evidence_z}")
         if self.max_repeats < 1:
