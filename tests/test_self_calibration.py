@@ -202,6 +202,7 @@ def test_std_factors_that_cost_crps_are_dropped() -> None:
     options = SelfCalibrationOptions()
     fitted = fit_self_calibration(prediction, np.expm1(truth_level), np.full(n, 2.0), np.ones(n), options)
     assert not fitted.scores["std_factors_kept"] and fitted.factors == (1.0,) * len(fitted.factors)
+    assert "crps_rise" in fitted.scores["std_factors_dropped_by"]
     assert fitted.scores["after"]["crps"] == fitted.scores["before"]["crps"]
     loose = fit_self_calibration(
         prediction,
@@ -245,6 +246,7 @@ def test_std_factors_that_carry_the_mean_away_are_dropped() -> None:
     assert unguarded.scores["std_factors_kept"] and unguarded.overall_factor > 2
     assert unguarded.scores["after"]["rmse"] > 2 * unguarded.scores["before"]["rmse"]
     assert not guarded.scores["std_factors_kept"] and guarded.factors == (1.0,) * len(guarded.factors)
+    assert guarded.scores["std_factors_dropped_by"] == ["mean_error_rise"]
     assert guarded.scores["after"]["rmse"] == guarded.scores["before"]["rmse"]
 
 
@@ -496,10 +498,12 @@ def test_a_coverage_within_its_noise_keeps_the_model_s_intervals() -> None:
     scores = record["scores"]
     assert abs(scores["before"]["coverage_90"] - 0.9) < 2 * scores["coverage_standard_error"]
     assert not scores["std_factors_kept"] and record["overall_std_factor"] == 1.0
+    assert scores["std_factors_dropped_by"] == ["coverage_within_noise"]
     eager = json.loads(
         self_calibrate(model, task, options=SelfCalibrationOptions(evidence_z=0.0)).attrs["self_calibration"]
     )
     assert eager["scores"]["std_factors_kept"] and eager["overall_std_factor"] != 1.0
+    assert eager["scores"]["std_factors_dropped_by"] == []
 
 
 def test_a_bin_scaler_is_kept_only_if_it_carries_over_between_halves_of_the_discs() -> None:

@@ -213,7 +213,8 @@ def fit_self_calibration(
     pseudo-targets' coverage differs from ``level`` by more than ``evidence_z`` standard errors
     (:func:`clustered_coverage`, discs as clusters), and where they raise neither the pseudo-targets'
     weighted CRPS by more than ``crps_tolerance`` nor the weighted squared error of the rate's mean
-    by more than ``mean_error_tolerance`` (relative)."""
+    by more than ``mean_error_tolerance`` (relative); ``scores["std_factors_dropped_by"]`` names the
+    guards that dropped them (``coverage_within_noise``, ``crps_rise``, ``mean_error_rise``)."""
     if truth.size < options.minimum_targets:
         return None
     edges = options.distance_edges_km
@@ -247,11 +248,19 @@ def fit_self_calibration(
         candidate = SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance)
         crps_after = _weighted_mean(_crps(prediction, truth, candidate), weights)
         squared_error_after = _weighted_mean(_squared_error(prediction, truth, candidate), weights)
-    intervals_kept = bool(
-        evidence
-        and crps_after <= (1 + options.crps_tolerance) * crps_before
-        and squared_error_after <= (1 + options.mean_error_tolerance) * squared_error_before
-    )
+    dropped_by = [
+        reason
+        for reason, failed in (
+            ("coverage_within_noise", not evidence),
+            ("crps_rise", evidence and crps_after > (1 + options.crps_tolerance) * crps_before),
+            (
+                "mean_error_rise",
+                evidence and squared_error_after > (1 + options.mean_error_tolerance) * squared_error_before,
+            ),
+        )
+        if failed
+    ]
+    intervals_kept = not dropped_by
     if not intervals_kept:
         factors, overall = [1.0] * len(factors), 1.0
         crps_after, squared_error_after = crps_before, squared_error_before
@@ -289,7 +298,8 @@ def fit_self_calibration(
         scores={
             "pseudo_targets": int(truth.size),
             **({"discs": int(np.unique(discs).size)} if discs is not None else {}),
-            "std_factors_kept": bool(intervals_kept),
+            "std_factors_kept": intervals_kept,
+            "std_factors_dropped_by": dropped_by,
             "coverage_standard_error": round(error, 4) if np.isfinite(error) else None,  # None: one disc
             "probability_kept": probability is not None,
             **(
