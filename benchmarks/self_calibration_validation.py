@@ -12,14 +12,16 @@ self-calibrated on the frame's own pseudo-targets (``self``), and with a rolling
 ``N - 1`` frames before it (``self_window_N``: ``SelfCalibrated(earlier_frames=...)``, the jobs'
 ``calibration: {self: {window_frames: N}}``), and self-calibrated without the guards that keep a fit
 only beyond the pseudo-targets' noise (``self_unguarded``: ``evidence_z=0``, no cross-validation of
-the bin scaler). Rows: per dataset x task x variant, the mean 90 %
+the bin scaler; the CRPS and mean guards stay). Rows: per dataset x task x variant, the mean 90 %
 coverage over frames, the mean of each frame's distance from 0.9 (``coverage_error``), the CRPS
 and the RMSE of the mean relative to ``none`` (``rmse_ratio``, its frames' mean, and
 ``max_rmse_ratio``, their largest), the top-label ECE of the rain bins pooled over the frames (15 bins, as
 ``calibration.py``) and the self-calibration seconds relative to the model's own. Also per row
 and frame, the std factor fitted on the pseudo-targets against the one that would have given the
 frame's real targets 0.9 coverage (``oracle_factor``, known only with the truth):
-``factor_correlation`` is their correlation over the frames of one model and variant (log factors).
+``factor_correlation`` is their correlation over the frames of one model and variant (log factors);
+``dropped_REASON``: in how many frames each guard dropped the std factors (a frame can count under
+two).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/self_calibration_validation.py
 
@@ -63,6 +65,8 @@ WINDOWS = (1, 3)
 #: The rules before the evidence and cross-validation guards (``self_unguarded``).
 UNGUARDED = {"evidence_z": 0.0, "probability_cross_validated": False}
 WINDOW_PIXELS = 192
+#: The guards that can drop the std factors (``std_factors_dropped_by`` of the fit's record).
+DROP_REASONS = ("coverage_within_noise", "crps_rise", "mean_error_rise")
 
 
 def event_frames(dataset: str, start: str | None, end: str | None) -> tuple[xr.DataArray, object]:
@@ -159,6 +163,7 @@ def main() -> None:
                             "rmse_ratio": 1.0,
                             "cost": 0.0,
                             "factor": 1.0,
+                            "dropped_by": [],
                         }
                     )
                     variants = [
@@ -191,6 +196,7 @@ def main() -> None:
                                 "cost": float(calibrated.attrs["self_calibration_seconds"])
                                 / max(seconds, 1e-9),
                                 "factor": float(fit.get("overall_std_factor", 1.0)),
+                                "dropped_by": fit.get("scores", {}).get("std_factors_dropped_by", []),
                             }
                         )
     rows = summarise(records, bins)
@@ -242,6 +248,10 @@ def summarise(
                 "cost": round(float(np.mean([member["cost"] for member in members])), 3),
                 "ece": round(pooled_ece(*pool_predictions(*zip(*parts[(model, variant, dataset, task)]))), 4),
                 "factor_correlation": round(float(np.corrcoef(factor, oracle)[0, 1]), 3) if varied else None,
+                **{
+                    f"dropped_{reason}": sum(reason in member["dropped_by"] for member in members)
+                    for reason in DROP_REASONS
+                },
             }
         )
     return sorted(
@@ -265,6 +275,7 @@ def markdown(rows: list[dict[str, object]], chosen: dict[str, object]) -> str:
         "ece",
         "cost",
         "factor_correlation",
+        *(f"dropped_{reason}" for reason in DROP_REASONS),
     )
     lines = [
         "Benchmark: self-calibration on validation frames (see benchmarks/self_calibration_validation.py).",
