@@ -167,7 +167,7 @@ def main() -> None:
                         }
                     )
                     variants = [
-                        (f"self_window_{window}" if window > 1 else "self", window, None)
+                        (f"self_window_{window}" if window > 1 else "self", window, chosen)
                         for window in WINDOWS
                     ]
                     variants.append(("self_unguarded", 1, {**chosen, **UNGUARDED}))
@@ -178,7 +178,7 @@ def main() -> None:
                         )
                         calibrated = SelfCalibrated(
                             model,
-                            options=SelfCalibrationOptions(**(options or chosen)),
+                            options=SelfCalibrationOptions(**options),
                             earlier_frames=earlier,
                         ).predict(task)
                         fit = json.loads(calibrated.attrs["self_calibration"])

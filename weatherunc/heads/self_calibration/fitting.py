@@ -3,6 +3,7 @@ scaler (see :mod:`weatherunc.heads.self_calibration`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -17,7 +18,13 @@ from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, di
 from weatherunc.metrics import top_label_ece
 from weatherunc.metrics.kernels import crps_ensemble
 from weatherunc.prediction import HEAD_SOURCE, Prediction
-from weatherunc.transforms import central_interval_coverage, moments, quantile_nodes, quantiles
+from weatherunc.transforms import (
+    PrecipitationTransform,
+    central_interval_coverage,
+    moments,
+    quantile_nodes,
+    quantiles,
+)
 
 #: Std factors searched per distance bin.
 FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
@@ -32,39 +39,57 @@ def _gaussian(prediction: xr.Dataset, factor: np.ndarray | float) -> tuple[np.nd
     ].values * factor
 
 
+def _per_target(
+    prediction: xr.Dataset,
+    truth: np.ndarray,
+    score: Callable[[PrecipitationTransform, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    factor: np.ndarray | float = 1.0,
+) -> np.ndarray:
+    """``score(transform, mean, std, truth)`` ``[n]`` of each target, by transform group, with the std
+    times ``factor``."""
+    mean, std = _gaussian(prediction, factor)
+    values = np.full(mean.shape, np.nan)
+    for transform, members in transform_groups(prediction):
+        values[members] = score(transform, mean[members], std[members], truth[members])
+    return values
+
+
 def _coverage(
     prediction: xr.Dataset, truth: np.ndarray, level: float, factor: np.ndarray | float = 1.0
 ) -> np.ndarray:
     """Randomised-PIT coverage ``[n]`` of the central ``level`` interval with the std times ``factor``."""
-    mean, std = _gaussian(prediction, factor)
-    covered = np.full(mean.shape, np.nan)
-    for transform, members in transform_groups(prediction):
-        covered[members] = central_interval_coverage(
-            transform, mean[members], std[members], truth[members], level
-        )
-    return covered
+    return _per_target(
+        prediction,
+        truth,
+        lambda transform, mean, std, observed: central_interval_coverage(
+            transform, mean, std, observed, level
+        ),
+        factor,
+    )
 
 
 def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
     """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the
     std times ``factor``."""
-    mean, std = _gaussian(prediction, factor)
-    scores = np.full(mean.shape, np.nan)
-    for transform, members in transform_groups(prediction):
-        scores[members] = crps_ensemble(
-            quantiles(transform, mean[members], std[members], quantile_nodes(CRPS_NODES)), truth[members]
-        )
-    return scores
+    return _per_target(
+        prediction,
+        truth,
+        lambda transform, mean, std, observed: crps_ensemble(
+            quantiles(transform, mean, std, quantile_nodes(CRPS_NODES)), observed
+        ),
+        factor,
+    )
 
 
 def _squared_error(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
     """Squared error ``[n]`` [(mm/h)^2] of the rate's mean (:func:`~weatherunc.transforms.moments`) with the
     std times ``factor``: under a log-like transform the mean grows with the std, the median does not."""
-    mean, std = _gaussian(prediction, factor)
-    errors = np.full(mean.shape, np.nan)
-    for transform, members in transform_groups(prediction):
-        errors[members] = (moments(transform, mean[members], std[members])[0] - truth[members]) ** 2
-    return errors
+    return _per_target(
+        prediction,
+        truth,
+        lambda transform, mean, std, observed: (moments(transform, mean, std)[0] - observed) ** 2,
+        factor,
+    )
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
