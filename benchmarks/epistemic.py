@@ -21,12 +21,16 @@ Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, 
         [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
         [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] \
         [--members benchmarks/checkpoints/convnp_gp_ensemble/member-?.safetensors] \
+        [--random-start-members benchmarks/checkpoints/convnp_gp_ensemble_random_start/member-?.safetensors] \
         [--anp-members benchmarks/checkpoints/anp_ensemble/member-?.safetensors] \
         [--stochastic-attention benchmarks/checkpoints/anp_stochastic_attention.safetensors] \
         [--self] [--methods gp,...] [--merge]
 
 ``--members``: the checkpoints of a deep ensemble (``benchmarks/train_convnp_ensemble.sh``), scored
-as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--anp-members``: the
+as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--random-start-members``:
+the members of ``pipelines/training/convnp_gp_ensemble_random_start.yaml`` (the same recipe with each
+member's new weights drawn with its seed), scored as ``convnp_gp_ensemble_random_start`` beside its
+first member alone (``convnp_gp_random_start``). ``--anp-members``: the
 checkpoints of the ANP's deep ensemble (``benchmarks/train_anp_ensemble.sh``), scored as
 ``anp_ensemble`` beside the shipped ANP (``anp``), whose fine-tuned copies the members are.
 ``--merge`` keeps the rows of the methods not run from the existing ``epistemic.json``, with the
@@ -70,13 +74,21 @@ IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
 #: Methods also run self-calibrated with ``--self`` (weatherunc.heads.self_calibration: the std
 #: factors scale the latent and the noise variance alike, so the epistemic share is the method's).
-SELF_CALIBRATED = ("anp", "anp_mc_dropout", "anp_stochastic_attention", "convnp_gp_ensemble", "anp_ensemble")
+SELF_CALIBRATED = (
+    "anp",
+    "anp_mc_dropout",
+    "anp_stochastic_attention",
+    "convnp_gp_ensemble",
+    "anp_ensemble",
+    "convnp_gp_ensemble_random_start",
+)
 #: Each method's single-model reference for the relative prediction cost.
 SINGLE = {
     "convnp+swag": "convnp",
     "convnp+bbb": "convnp",
     "anp_mc_dropout": "anp",
     "convnp_gp_ensemble": "convnp_gp",
+    "convnp_gp_ensemble_random_start": "convnp_gp_random_start",
     "anp_stochastic_attention": "anp",
     "anp_ensemble": "anp",
 }
@@ -106,11 +118,13 @@ def models(
     attention_draws: int = ATTENTION_DRAWS,
     self_calibrated: bool = False,
     anp_members: Sequence[Path] = (),
+    random_start_members: Sequence[Path] = (),
 ) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
     deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
     ``stochastic_attention``, an ANP checkpoint with stochastic attention, ``anp_ensemble`` with
-    ``anp_members``; with ``self_calibrated``, each of :data:`SELF_CALIBRATED` that is there also as
+    ``anp_members``, ``convnp_gp_ensemble_random_start`` and its first member alone with
+    ``random_start_members``; with ``self_calibrated``, each of :data:`SELF_CALIBRATED` that is there also as
     ``NAME+self``)."""
     chosen = {
         "gp": lambda: get_model("gp"),
@@ -125,6 +139,13 @@ def models(
     if members:
         chosen["convnp_gp"] = lambda: get_model("convnp", checkpoint=members[0], name="convnp_gp")
         chosen["convnp_gp_ensemble"] = lambda: get_model("convnp", members=members, name="convnp_gp_ensemble")
+    if random_start_members:
+        chosen["convnp_gp_random_start"] = lambda: get_model(
+            "convnp", checkpoint=random_start_members[0], name="convnp_gp_random_start"
+        )
+        chosen["convnp_gp_ensemble_random_start"] = lambda: get_model(
+            "convnp", members=random_start_members, name="convnp_gp_ensemble_random_start"
+        )
     if anp_members:
         chosen["anp_ensemble"] = lambda: get_model("anp", members=anp_members, name="anp_ensemble")
     if stochastic_attention is not None:
@@ -207,6 +228,13 @@ def main() -> None:
         "--anp-members", type=Path, nargs="*", default=[], help="the ANP deep ensemble's checkpoints"
     )
     parser.add_argument(
+        "--random-start-members",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="checkpoints of the deep ensemble whose members' new weights were drawn with their seed",
+    )
+    parser.add_argument(
         "--stochastic-attention",
         type=Path,
         default=None,
@@ -233,6 +261,7 @@ def main() -> None:
         arguments.attention_draws,
         arguments.self_calibrated,
         arguments.anp_members,
+        arguments.random_start_members,
     )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))

@@ -252,6 +252,37 @@ def test_fine_tuning_a_prior_model_from_a_model_without_one(tmp_path: Path) -> N
         )
 
 
+def test_random_new_weights_differ_by_seed_and_keep_the_checkpoint(tmp_path: Path) -> None:
+    plain = ConvNP(ConvNPConfig(**TINY, value_centre=0.4, value_scale=0.8))
+    path = tmp_path / "plain.safetensors"
+    save_checkpoint(path, plain.state_dict(), architecture=ARCHITECTURE, config=plain.config.to_dict())
+    zero = ConvNPTrainingConfig(
+        **{
+            **CONFIG,
+            "model": {**CONFIG["model"], "prior": "gp", "prior_gp": CHEAP_GP},
+            "output_dir": tmp_path / "run",
+            "initialise_from": path,
+        }
+    )
+    random = {**zero.model_dump(), "new_weights": "random"}
+    first, again, second = (
+        initial_convnp(ConvNPTrainingConfig(**{**random, "seed": seed}), None) for seed in (1, 1, 2)
+    )
+    torch.testing.assert_close(first.state_dict(), again.state_dict())  # drawn with the seed
+    width = plain.unet.stem.weight.shape[1]
+    fan_in = first.unet.stem.weight[0].numel()
+    for model in (first, second):
+        new_inputs = model.unet.stem.weight[:, width:]
+        assert torch.all(new_inputs != 0) and new_inputs.abs().max() <= fan_in**-0.5
+        corrections, hidden = model.decoder[-1].weight[:2], model.decoder[-1].in_features
+        assert torch.all(corrections != 0) and corrections.abs().max() <= hidden**-0.5
+        torch.testing.assert_close(model.unet.stem.weight[:, :width], plain.unet.stem.weight)
+        torch.testing.assert_close(model.decoder[-1].weight[2:], plain.decoder[-1].weight[2:])
+    assert not torch.equal(first.unet.stem.weight, second.unet.stem.weight)
+    assert not torch.equal(first.decoder[-1].weight[:2], second.decoder[-1].weight[:2])
+    assert zero.fingerprint() != ConvNPTrainingConfig(**random).fingerprint()  # no resuming across
+
+
 def test_a_prior_model_trains_resumably_and_predicts(tmp_path: Path) -> None:
     config = ConvNPTrainingConfig(
         **{

@@ -183,10 +183,19 @@ def test_config_dispatch_and_named_errors(tmp_path: Path) -> None:
     assert is_convnp_config(path) and not is_convnp_config(REPOSITORY / "pipelines" / "training" / "anp.yaml")
     with pytest.raises(ValueError, match="block_pixels"):
         load_convnp_training_config(path)
-    shipped = load_convnp_training_config(REPOSITORY / "pipelines" / "training" / "convnp.yaml")
-    mrms = [selection for selection in shipped.train if isinstance(selection, PatchSelection)]
-    # the MRMS test sample (lon -99.92..-97.36, lat 29.40..31.96) lies inside the excluded box with a margin
-    assert mrms and all(overlaps(selection.exclude_box, (-99.92, 29.40, -97.36, 31.96)) for selection in mrms)
-    assert all(
-        selection.exclude_box[0] <= -99.92 - 2 and selection.exclude_box[3] >= 31.96 + 2 for selection in mrms
-    )
+    shipped = [
+        load_convnp_training_config(path)
+        for path in sorted((REPOSITORY / "pipelines" / "training").glob("*.yaml"))
+        if is_convnp_config(path)
+    ]
+    assert "convnp" in {config.name for config in shipped}
+    for config in shipped:
+        mrms = [selection for selection in config.train if isinstance(selection, PatchSelection)]
+        # the MRMS test sample (lon -99.92..-97.36, lat 29.40..31.96) lies in the excluded box, with a margin
+        assert mrms and all(
+            overlaps(selection.exclude_box, (-99.92, 29.40, -97.36, 31.96)) for selection in mrms
+        ), config.name
+        assert all(
+            selection.exclude_box[0] <= -99.92 - 2 and selection.exclude_box[3] >= 31.96 + 2
+            for selection in mrms
+        ), config.name

@@ -161,6 +161,16 @@ class ConvNPTrainingConfig(BaseModel):
         ),
     )
 
+    new_weights: Literal["zero", "random"] = Field(
+        "zero",
+        description=(
+            "with initialise_from: how the weights the checkpoint lacks (a prior model's input weights "
+            "for the prior's channels) and a prior model's two correction outputs start: zero (the "
+            "model starts at its prior, alike for every seed) or random (drawn with the seed, as a "
+            "fresh layer's, so that the members of a deep ensemble start from different functions)"
+        ),
+    )
+
     def fingerprint(self) -> str:
         """sha256 of everything that changes the result (``steps`` may grow on resume), of
         :data:`GRID_TASK_STREAM`, and of the content (not the path) of ``initialise_from``. The
@@ -184,6 +194,8 @@ class ConvNPTrainingConfig(BaseModel):
             values.pop("crps_weight")
         if self.data_seed is None:
             values.pop("data_seed")
+        if self.new_weights == "zero":
+            values.pop("new_weights")
         if self.initialise_from is not None:
             values["initialise_from_sha256"] = sha256_of(self.initialise_from)
         return fingerprint(values)

@@ -76,12 +76,14 @@ def training_losses(
 def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank | None) -> ConvNP:
     """The model a fresh run starts from: new weights with the data normalisation of ``bank``, or,
     with ``config.initialise_from``, that checkpoint's weights and normalisation copied into the
-    configured architecture where they overlap (a prior model's wider input layer keeps the
-    checkpoint's weights for the context channels and starts at zero for the prior's), the prior
-    model's correction outputs starting at zero. Raises
-    :class:`~weatherunc.checkpoints.CheckpointError` naming ``initialise_from`` when the file is
-    missing or broken, or when a tensor differs in more than its size. ``bank`` (for the
-    normalisation) may be ``None`` with ``initialise_from``."""
+    configured architecture where they overlap. What the checkpoint lacks (a prior model's wider
+    input layer: its weights for the prior's channels) and a prior model's two correction outputs
+    start at zero, so that the model predicts its prior, or with ``config.new_weights == "random"``
+    are drawn with ``config.seed`` as a fresh layer's (uniform within ``1 / sqrt(fan_in)``, the
+    torch default; Lakshminarayanan et al. 2017: random initialisation is what makes deep-ensemble
+    members disagree). Raises :class:`~weatherunc.checkpoints.CheckpointError` naming
+    ``initialise_from`` when the file is missing or broken, or when a tensor differs in more than
+    its size. ``bank`` (for the normalisation) may be ``None`` with ``initialise_from``."""
     if config.initialise_from is None:
         if bank is None:
             raise ValueError("initial_convnp: a run without initialise_from needs the training frames' bank")
@@ -93,6 +95,8 @@ def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank | None) -> Conv
     except (CheckpointError, OSError) as error:
         raise CheckpointError(f"initialise_from: {error}") from error
     model = ConvNP(config.model.to_config(source.config.value_centre, source.config.value_scale))
+    generator = torch.Generator().manual_seed(config.seed)
+    random = config.new_weights == "random"
     target = model.state_dict()
     for name, tensor in source.state_dict().items():
         if name not in target or target[name].dim() != tensor.dim():
@@ -101,12 +105,27 @@ def initial_convnp(config: ConvNPTrainingConfig, bank: FrameBank | None) -> Conv
             )
         overlap = tuple(slice(0, min(a, b)) for a, b in zip(target[name].shape, tensor.shape))
         if target[name].shape != tensor.shape:
-            target[name].zero_()
+            if random and target[name].dim() > 1:
+                _fresh_uniform(target[name], target[name][0].numel(), generator)
+            else:
+                target[name].zero_()
         target[name][overlap] = tensor[overlap]
     model.load_state_dict(target)
     if model.config.prior_channels:
         model.start_at_prior()
+        if random:
+            output = model.decoder[-1]
+            with torch.no_grad():
+                _fresh_uniform(output.weight[:2], output.in_features, generator)
+                _fresh_uniform(output.bias[:2], output.in_features, generator)
     return model
+
+
+def _fresh_uniform(tensor: torch.Tensor, fan_in: int, generator: torch.Generator) -> None:
+    """Fill ``tensor`` in place from U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)) (torch's default for
+    the weights and biases of ``Linear`` and ``Conv2d``)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    tensor.copy_((torch.rand(tensor.shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
 
 
 def train_convnp(
