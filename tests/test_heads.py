@@ -32,7 +32,7 @@ from weatherunc.metrics import (
 )
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
-from weatherunc.transforms import PrecipitationTransform
+from weatherunc.transforms import PrecipitationTransform, log_density
 
 EDGES = (0.0, 0.1, 1.0, 5.0)
 
@@ -251,6 +251,29 @@ def test_std_scaling_is_the_gaussian_nll_minimiser() -> None:
     assert nll(factor) <= min(nll(factor * 0.98), nll(factor * 1.02))
 
 
+@pytest.mark.parametrize("centre", [0.0, -0.5])
+def test_std_scaling_counts_dry_targets_with_their_mass_below_the_censoring_point(centre: float) -> None:
+    """Calibrated forecasts of a censored rate (about 28 % and 50 % dry): the factor is 1, as the censored
+    likelihood says; the closed form, which takes each dry target as a value at g(0), is not."""
+    rng = np.random.default_rng(7)
+    transform = PrecipitationTransform("log", 1.0)
+    mean, std = rng.normal(centre, 0.5, 100_000), np.full(100_000, 0.7)
+    rate = np.maximum(transform.inverse(rng.normal(mean, std)), 0.0)
+    observed, dry = transform.forward(rate), rate <= 0
+    assert 0.2 < dry.mean() < 0.8
+    factor = StdScaling.fit(mean, std, observed, dry=dry).factor
+    assert factor == pytest.approx(1.0, abs=0.015)
+    assert abs(StdScaling.fit(mean, std, observed).factor - 1.0) > 0.1  # without the mass: biased
+
+    def nll(scale: float) -> float:
+        return -log_density(transform, mean, scale * std, rate).mean()
+
+    assert nll(factor) <= min(nll(factor * 0.97), nll(factor * 1.03))
+    assert StdScaling.fit(mean, std, observed, dry=np.zeros(dry.shape, bool)).factor == pytest.approx(
+        StdScaling.fit(mean, std, observed).factor
+    )
+
+
 def test_calibration_applies_records_and_round_trips(tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     points = rng.uniform(0, 40, size=(90, 2))
@@ -305,6 +328,37 @@ def test_fit_calibration_on_validation_tasks_improves_validation_nll() -> None:
     calibration = fit_calibration(get_model("idw"), tasks)
     assert calibration.scores["nll_after"] <= calibration.scores["nll_before"]
     assert calibration.scores["validation_targets"] == 600 and calibration.std.factor > 0
+
+
+def test_a_calibration_of_derived_bins_is_fitted_on_the_bins_it_will_apply_to() -> None:
+    """Bins derived from the Gaussian follow the std factor when applied; the probability scaler
+    is fitted on them as they will be, so the recorded NLL after is the applied one's, and the
+    applied rain probabilities agree with the applied exceedance probabilities."""
+    from weatherunc.heads.fitting import fit_calibration, pool_predictions
+
+    rng = np.random.default_rng(9)
+    tasks = []
+    for _ in range(3):
+        points = rng.uniform(0, 50, size=(260, 2))
+        values = np.maximum(rng.gamma(0.6, 2.0, 260) * (np.sin(points[:, 0] / 6) > 0), 0)
+        tasks.append(Task(points[:60], values[:60], points[60:], values[60:]))
+    model = get_model("idw")
+    calibration = fit_calibration(model, tasks)
+    assert abs(calibration.std.factor - 1.0) > 0.05  # the std factor changes the derived bins
+    applied = [calibration.apply(with_bin_probabilities(model.predict(task))) for task in tasks]
+    pooled, truth = pool_predictions(applied, [task.target_values for task in tasks])
+    observed = observed_bins(xr.DataArray(truth, dims="target"), pooled["bin_lower"].values)
+    assert float(categorical_nll(pooled["bin_probability"], observed)) == pytest.approx(
+        calibration.scores["nll_after"], rel=1e-9
+    )
+    uncalibrated = calibration.apply(with_bin_probabilities(model.predict(tasks[0])))
+    unscaled = Calibration(std=calibration.std).apply(with_bin_probabilities(model.predict(tasks[0])))
+    np.testing.assert_allclose(
+        unscaled["rain_probability"].sel(threshold=[1.0, 5.0]).values,
+        unscaled["exceedance_probability"].sel(threshold=[1.0, 5.0]).values,
+        rtol=1e-9,
+    )
+    assert not np.allclose(uncalibrated["bin_probability"].values, unscaled["bin_probability"].values)
 
 
 def test_calibrate_predictions_fits_what_fit_calibration_fits_on_the_same_predictions() -> None:
@@ -367,7 +421,7 @@ def test_pool_predictions_concatenates_made_predictions_like_pooled_predictions(
 def test_pool_predictions_keeps_each_truth_in_its_own_transform() -> None:
     """Pooled over tasks whose transforms differ, each truth is transformed by its own
     prediction's transform (for the std factor) and no single transform is claimed."""
-    from weatherunc.evaluation import transform_of
+    from weatherunc.evaluation import transform_groups, transform_of
     from weatherunc.heads.fitting import pool_predictions
     from weatherunc.models.baselines import InverseDistanceInterpolator
 
@@ -386,9 +440,18 @@ def test_pool_predictions_keeps_each_truth_in_its_own_transform() -> None:
         pooled["transformed_truth"].values,
         np.concatenate([np.log(values[60:] + 0.3), np.log(values[60:] + 3.0)]),
     )
-    assert "transform_offset" not in pooled.attrs
-    with pytest.raises(ValueError, match="transform_offset"):
+    # the per-target offsets record each target's transform; no single transform is claimed
+    np.testing.assert_array_equal(pooled["transform_offset"].values, np.repeat([0.3, 3.0], 60))
+    assert [transform.offset for transform, _ in transform_groups(pooled)] == [0.3, 3.0]
+    with pytest.raises(ValueError, match="offset"):
         transform_of(pooled)
+    boxcox = with_bin_probabilities(
+        InverseDistanceInterpolator(transform=PrecipitationTransform("boxcox", 0.3, lam=0.5)).predict(task)
+    )
+    mixed, _ = pool_predictions([made[0], boxcox], [task.target_values, task.target_values])
+    assert "transform" not in mixed.attrs  # kinds differ: the transform is not read from the pool
+    with pytest.raises(ValueError, match="no transform is recorded"):
+        transform_groups(mixed)
 
 
 def test_std_calibration_of_a_prediction_with_two_offsets_equals_calibrating_each() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tokenize
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import xarray as xr
 from weatherunc import conventions
 from weatherunc.heads.calibration import Calibration, StdScaling, TemperatureScaling
 from weatherunc.models.predictive import prediction_dataset, to_grid
-from weatherunc.prediction import Prediction
+from weatherunc.prediction import HEAD_SOURCE, Prediction
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform, moments
 
@@ -104,15 +105,30 @@ def test_round_trip_of_pooled_predictions_with_two_offsets_and_of_a_grid() -> No
     assert np.all(np.isnan(on_grid.bins.probability[~filled]))
 
 
-def test_rescaling_scales_the_gaussian_and_recomputes_only_the_rate_outputs() -> None:
+def test_rescaling_scales_the_gaussian_and_recomputes_what_derives_from_it() -> None:
     dataset, _ = _prediction(1.0, 40, 3)
-    predicted = Prediction.from_dataset(dataset).with_derived_bins()
+    edges = (0.0, 0.5, 1.0, 5.0)
+    predicted = Prediction.from_dataset(dataset).with_derived_bins(edges)
     factor = np.linspace(0.5, 2.0, 40)
     rescaled = predicted.rescaled(factor)
     np.testing.assert_array_equal(rescaled.transformed_std, predicted.transformed_std * factor)
     np.testing.assert_array_equal(rescaled.latent_variance, predicted.latent_variance * factor**2)
     np.testing.assert_array_equal(rescaled.noise_variance, predicted.noise_variance * factor**2)
-    assert rescaled.bins is predicted.bins  # bins stay as they are, derived or not
+    # bins derived from the Gaussian follow the new std, on their own edges; a head's bins stay
+    rederived = replace(predicted, transformed_std=rescaled.transformed_std).with_bins(None)
+    np.testing.assert_allclose(
+        rescaled.bins.probability, rederived.with_derived_bins(edges).bins.probability, rtol=1e-12
+    )
+    np.testing.assert_array_equal(rescaled.bins.edges, edges)
+    assert not np.allclose(rescaled.bins.probability, predicted.bins.probability)
+    written = rescaled.to_dataset()
+    np.testing.assert_allclose(  # P(rate >= 1 and 5 mm/h) from the bins and from the Gaussian agree
+        written[conventions.RAIN_PROBABILITY].sel(threshold=[1.0, 5.0]).values,
+        written[conventions.EXCEEDANCE_PROBABILITY].sel(threshold=[1.0, 5.0]).values,
+        rtol=1e-9,
+    )
+    head = predicted.with_bins(replace(predicted.bins, source=HEAD_SOURCE))
+    assert head.rescaled(factor).bins is head.bins
     fresh = Prediction.from_moments(
         ("target",),
         transformed_mean=predicted.transformed_mean,

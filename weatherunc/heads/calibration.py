@@ -16,7 +16,9 @@ calibrated forecast.
   frequencies: a bin those events never observed is driven towards probability zero.
 - :class:`StdScaling`: one factor on the Gaussian output's standard deviation (Levi et al.
   2022, "Evaluating and Calibrating Uncertainty Prediction in Regression Tasks"; Laves et al.
-  2020); for a Gaussian its NLL minimiser is closed form, ``s^2 = mean(((z - mu) / sigma)^2)``.
+  2020), the factor of largest likelihood; for a Gaussian it is closed form,
+  ``s^2 = mean(((z - mu) / sigma)^2)``, and targets observed dry count with their probability
+  mass below the censoring point (Tobin 1958).
 
 All fits run in float64 (a float32 fit can stall at ``T = 1``).
 """
@@ -229,11 +231,37 @@ class StdScaling:
     factor: float = 1.0
 
     @classmethod
-    def fit(cls, mean: np.ndarray, std: np.ndarray, observed: np.ndarray) -> StdScaling:
-        """Closed-form NLL minimiser ``sqrt(mean(((z - mu) / sigma)^2))`` over finite ``observed``
-        (transformed)."""
-        known = np.isfinite(observed)
-        return cls(factor=float(np.sqrt(np.mean(((observed[known] - mean[known]) / std[known]) ** 2))))
+    def fit(
+        cls, mean: np.ndarray, std: np.ndarray, observed: np.ndarray, dry: np.ndarray | None = None
+    ) -> StdScaling:
+        """The factor of largest likelihood of the finite ``observed`` (transformed) under
+        ``N(mean, (factor * std)^2)``, all ``[n]``.
+
+        ``dry`` ``[n]`` (bool): targets observed dry under a transform censored at zero, whose
+        ``observed`` is the censoring point ``g(0)``; each counts with its probability mass
+        ``log Phi((g(0) - mean) / (factor * std))`` (Tobin 1958), the others with the density. Without
+        dry targets the maximiser is closed form, ``sqrt(mean(((z - mu) / sigma)^2))``; with them it is
+        searched over ``log factor`` in ``[log 0.1, log 10]`` (a bounded 1-D minimisation): the
+        closed form counted each dry target as an exact value at ``g(0)`` and was biased by them
+        (too narrow where dry targets lie near the predicted mean, too wide where far below it).
+        """
+        known = np.isfinite(observed) & np.isfinite(mean) & np.isfinite(std)
+        standardised = (observed[known] - mean[known]) / std[known]
+        closed_form = float(np.sqrt(np.mean(standardised**2)))
+        censored = np.zeros(standardised.shape, dtype=bool) if dry is None else np.asarray(dry)[known]
+        if not censored.any():
+            return cls(factor=closed_form)
+        wet, below = standardised[~censored], standardised[censored]
+
+        def negative_log_likelihood(log_factor: float) -> float:
+            factor = np.exp(log_factor)
+            density = np.sum(-0.5 * (wet / factor) ** 2) - wet.size * log_factor
+            return -(density + np.sum(special.log_ndtr(below / factor)))
+
+        best = optimize.minimize_scalar(
+            negative_log_likelihood, bounds=(np.log(0.1), np.log(10.0)), method="bounded"
+        )
+        return cls(factor=float(np.exp(best.x)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -317,8 +345,9 @@ class Calibration:
         return self.apply_to(Prediction.from_dataset(prediction)).to_dataset()
 
     def apply_to(self, prediction: Prediction) -> Prediction:
-        """:meth:`apply` on a :class:`~weatherunc.prediction.Prediction`: the std times the factor, the
-        probability scaler on the bins (where there are bins), the calibration in the attributes."""
+        """:meth:`apply` on a :class:`~weatherunc.prediction.Prediction`: the std times the factor (bins
+        derived from the Gaussian follow it), the probability scaler on the bins (where there are
+        bins), the calibration in the attributes."""
         if self.std is not None:
             prediction = prediction.rescaled(self.std.factor)
         if self.probability is not None and prediction.bins is not None:
@@ -329,8 +358,7 @@ class Calibration:
 def rescale_std(prediction: xr.Dataset, factor: float | np.ndarray) -> xr.Dataset:
     """The prediction with its transformed standard deviation multiplied by ``factor`` (a number or
     one per target, shaped like ``transformed_mean``: ``[target]`` or a grid ``[y, x]``): latent and
-    noise variance by ``factor**2``, and the rate's mean, std, quantiles and exceedance
-    probabilities recomputed from the new Gaussian (:meth:`~weatherunc.prediction.Prediction.rescaled`).
-    Bin probabilities are left as they are (derived ones are recomputed by
-    :func:`~weatherunc.heads.bins.with_bin_probabilities` after dropping them)."""
+    noise variance by ``factor**2``, and the rate's mean, std, quantiles, exceedance probabilities
+    and the bin probabilities derived from the Gaussian recomputed from the new Gaussian
+    (:meth:`~weatherunc.prediction.Prediction.rescaled`); a categorical head's bins stay as they are."""
     return Prediction.from_dataset(prediction).rescaled(factor).to_dataset()

@@ -19,6 +19,8 @@ from weatherunc.heads.calibration import (
 )
 from weatherunc.metrics import categorical_nll, observed_bins, top_label_ece
 from weatherunc.models.interface import Interpolator
+from weatherunc.prediction import HEAD_SOURCE
+from weatherunc.prediction.distribution import grouped_bin_probabilities
 from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
@@ -34,10 +36,15 @@ def pool_predictions(
 ) -> tuple[xr.Dataset, np.ndarray]:
     """Predictions already made (each with ``bin_probability``) concatenated along ``target``:
     ``transformed_mean``, ``transformed_std``, ``transformed_truth`` (each truth through its own
-    prediction's transform: models such as the GP choose the transform per task) ``[target]`` and
-    ``bin_probability`` ``[target, bin]``, with the first prediction's attributes, less the
-    transform's where the predictions' transforms differ; and the truths ``[target]`` concatenated."""
+    prediction's transform: models such as the GP choose the transform per task), the per-target
+    ``transform_offset`` where every prediction has it ``[target]``, and ``bin_probability``
+    ``[target, bin]``, with the first prediction's attributes; the transform's attributes are left
+    out where the transforms differ in more than the offset (or differ in it without per-target
+    offsets), so that a transform is read from the pool only where it holds for every target. Also
+    the truths ``[target]`` concatenated."""
     keep = [conventions.TRANSFORMED_MEAN, conventions.TRANSFORMED_STD, conventions.BIN_PROBABILITY]
+    if all(conventions.TRANSFORM_OFFSET in prediction.data_vars for prediction in predictions):
+        keep.append(conventions.TRANSFORM_OFFSET)
     parts = []
     for prediction, truth in zip(predictions, truths, strict=True):
         part = prediction[keep]
@@ -58,16 +65,16 @@ def pool_predictions(
         )
     pooled = xr.concat(parts, dim="target")
     pooled.attrs.update(predictions[0].attrs)
-    if (
-        len(
-            {
-                tuple(transform.to_attrs().items())
-                for prediction in predictions
-                for transform, _ in transform_groups(prediction)
-            }
+    described = {  # offsets count only where the per-target offsets do not record them
+        tuple(
+            (key, value)
+            for key, value in transform.to_attrs().items()
+            if key != conventions.TRANSFORM_OFFSET or conventions.TRANSFORM_OFFSET not in keep
         )
-        > 1
-    ):
+        for prediction in predictions
+        for transform, _ in transform_groups(prediction)
+    }
+    if len(described) > 1:
         for key in TRANSFORM_ATTRIBUTES:
             pooled.attrs.pop(key, None)
     return pooled, np.concatenate(truths)
@@ -120,7 +127,11 @@ def calibrate_predictions(
 
     ``pooled`` has ``transformed_mean``, ``transformed_std``, ``transformed_truth`` ``[target]``
     and ``bin_probability`` ``[target, bin]``; ``truth`` ``[target]`` is the observed rate (NaN
-    targets are left out). ``groups`` ``[target]`` (optional): a label per target; for
+    targets are left out). The std factor is fitted first (:meth:`StdScaling.fit`, dry truths
+    counted with their mass below the censoring point); where the bins are derived from the
+    Gaussian they follow that factor when the calibration is applied, so the probability scaler
+    is fitted on the bins derived at the rescaled std (which needs the pool's transform:
+    :func:`pool_predictions` keeps it). ``groups`` ``[target]`` (optional): a label per target; for
     ``method="vector"`` the L2 penalty is then chosen by leave-one-group-out cross-validation
     (:func:`~weatherunc.heads.calibration.fit_vector_scaling`) and the held-out NLL of each
     penalty is recorded in ``scores``; without it vector scaling is unpenalised.
@@ -135,6 +146,28 @@ def calibrate_predictions(
             )
         groups = groups[known]
     pooled, truth = pooled.isel(target=np.flatnonzero(known)), truth[known]
+    std = StdScaling.fit(
+        pooled[conventions.TRANSFORMED_MEAN].values,
+        pooled[conventions.TRANSFORMED_STD].values,
+        pooled["transformed_truth"].values,
+        dry=(truth <= 0) & bool(pooled.attrs.get("censored_at_zero", True)),
+    )
+    as_predicted = pooled
+    if pooled[conventions.BIN_PROBABILITY].attrs.get("source") != HEAD_SOURCE and std.factor != 1.0:
+        # bins derived from the Gaussian follow the std factor when applied (Prediction.rescaled):
+        # the probability scaler is fitted on them as they will be
+        pooled = pooled.assign(
+            {
+                conventions.BIN_PROBABILITY: pooled[conventions.BIN_PROBABILITY].copy(
+                    data=grouped_bin_probabilities(
+                        transform_groups(pooled),
+                        pooled[conventions.TRANSFORMED_MEAN].values,
+                        pooled[conventions.TRANSFORMED_STD].values * std.factor,
+                        pooled[conventions.BIN_LOWER].values,
+                    )
+                )
+            }
+        )
     probabilities, observed = probabilities_and_observed_bins(pooled, truth)
     held_out: dict[float, float] = {}
     if method == "vector" and groups is not None:
@@ -143,20 +176,15 @@ def calibrate_predictions(
         scaler = {"temperature": TemperatureScaling, "vector": VectorScaling}[method].fit(
             probabilities, observed
         )
-    std = StdScaling.fit(
-        pooled[conventions.TRANSFORMED_MEAN].values,
-        pooled[conventions.TRANSFORMED_STD].values,
-        pooled["transformed_truth"].values,
-    )
     calibrated = pooled[conventions.BIN_PROBABILITY].copy(
         data=scaler.apply(pooled[conventions.BIN_PROBABILITY].values)
     )
     observed_bin = xr.DataArray(observed.astype(np.float64), dims="target")
     scores = {
         "validation_targets": int(truth.size),
-        "nll_before": float(categorical_nll(pooled[conventions.BIN_PROBABILITY], observed_bin)),
+        "nll_before": float(categorical_nll(as_predicted[conventions.BIN_PROBABILITY], observed_bin)),
         "nll_after": float(categorical_nll(calibrated, observed_bin)),
-        "ece_before": top_label_ece(pooled[conventions.BIN_PROBABILITY], observed_bin),
+        "ece_before": top_label_ece(as_predicted[conventions.BIN_PROBABILITY], observed_bin),
         "ece_after": top_label_ece(calibrated, observed_bin),
     }
     if held_out:

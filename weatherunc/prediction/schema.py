@@ -25,6 +25,7 @@ from weatherunc.prediction.attributes import (
     DEFAULT_QUANTILES,
     DEFAULT_THRESHOLDS,
     DERIVED_SOURCE,
+    HEAD_SOURCE,
     RATE_OUTPUTS,
     read_transform,
 )
@@ -161,17 +162,21 @@ class Prediction:
 
     def rescaled(self, factor: float | np.ndarray) -> Prediction:
         """The transformed std times ``factor`` (a number or ``[...]``, each finite and > 0), the latent
-        and noise variances times ``factor**2``; the rate outputs follow, the bins stay as they are."""
+        and noise variances times ``factor**2``; the rate outputs follow, and so do bins derived from
+        the Gaussian (derived again, on their edges); a categorical head's bins stay as they are."""
         factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), self.shape)
         if not np.all(np.isfinite(factor) & (factor > 0)):
             raise ValueError("factor: every std factor must be finite and > 0")
-        return replace(
+        rescaled = replace(
             self,
             transformed_std=self.transformed_std * factor,
             latent_variance=self.latent_variance * factor**2,
             noise_variance=self.noise_variance * factor**2,
             cached={key: value for key, value in self.cached.items() if key not in RATE_OUTPUTS},
         )
+        if self.bins is None or self.bins.source == HEAD_SOURCE:
+            return rescaled
+        return rescaled.with_bins(None).with_derived_bins(self.bins.edges)
 
     def with_bins(
         self, bins: BinProbabilities | None, variable_attrs: Mapping[str, Mapping[str, Any]] | None = None

@@ -17,7 +17,7 @@ from weatherunc.heads.fitting import pool_predictions, probabilities_and_observe
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.metrics import top_label_ece
 from weatherunc.metrics.kernels import crps_ensemble
-from weatherunc.prediction import HEAD_SOURCE, Prediction
+from weatherunc.prediction import Prediction
 from weatherunc.transforms import (
     PrecipitationTransform,
     central_interval_coverage,
@@ -176,11 +176,9 @@ class SelfCalibration:
 
     def apply_to(self, prediction: Prediction, distance: np.ndarray) -> Prediction:
         """:meth:`apply` on a :class:`~weatherunc.prediction.Prediction`: a categorical head's bins
-        are kept (then scaled), bins derived from the Gaussian are derived again from the new std."""
-        head = prediction.bins is not None and prediction.bins.source == HEAD_SOURCE
-        calibrated = prediction.rescaled(self.factor_at(distance))
-        if not head:  # probabilities derived from the Gaussian follow the new std
-            calibrated = calibrated.with_bins(None).with_derived_bins()
+        are kept (then scaled), bins derived from the Gaussian are derived again from the new std
+        (:meth:`~weatherunc.prediction.Prediction.rescaled`; the default bins where it had none)."""
+        calibrated = prediction.rescaled(self.factor_at(distance)).with_derived_bins()
         if self.probability is not None:
             calibrated = calibrated.with_bin_probability(self.probability.apply(calibrated.bins.probability))
         return calibrated
