@@ -161,6 +161,31 @@ def test_probabilities_and_observed_bins_leave_out_unknown_truths_and_index_the_
     assert probabilities.shape == (3, 3) and observed.tolist() == [0, 1, 2] and observed.dtype == np.int64
 
 
+def test_scalers_weigh_each_point_by_its_sample_weight() -> None:
+    """A weight of 0 leaves a point out and a weight of 2 counts it twice, for both scalers; the
+    weighted temperature is the one of the weighted points."""
+    rng = np.random.default_rng(12)
+    logits = rng.normal(size=(600, 4)) * 2
+    probabilities = special.softmax(logits, axis=-1)
+    temperatures = np.where(np.arange(600) < 200, 2.0, 0.5)  # the left-out points need another one
+    observed = np.array([rng.choice(4, p=special.softmax(row / t)) for row, t in zip(logits, temperatures)])
+    weights = np.where(np.arange(600) < 200, 0.0, np.where(np.arange(600) < 400, 1.0, 2.0))
+    repeated = np.concatenate([np.arange(200, 600), np.arange(400, 600)])
+    for fit in (TemperatureScaling.fit, lambda *args, **kw: VectorScaling.fit(*args, penalty=0.01, **kw)):
+        weighted = fit(probabilities, observed, sample_weight=weights)
+        duplicated = fit(probabilities[repeated], observed[repeated])
+        np.testing.assert_allclose(
+            weighted.apply(probabilities[:5]), duplicated.apply(probabilities[:5]), rtol=1e-4, atol=1e-6
+        )
+        unweighted = fit(probabilities, observed)
+        assert not np.allclose(
+            unweighted.apply(probabilities[:5]), weighted.apply(probabilities[:5]), atol=1e-3
+        )
+    assert TemperatureScaling.fit(
+        probabilities, observed, sample_weight=weights
+    ).temperature == pytest.approx(0.5, rel=0.15)
+
+
 def test_vector_scaling_does_at_least_as_well_as_temperature() -> None:
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(5000, 4))

@@ -82,13 +82,18 @@ class OverconfidentModel:
 def test_pseudo_task_hides_contexts_and_weights_match_the_real_distances() -> None:
     task = _field_task()
     options = SelfCalibrationOptions(pseudo_fraction=0.2)
-    pseudo, weights, discs = pseudo_task(task, options)
+    pseudo, weights, discs, hidden = pseudo_task(task, options)
     assert discs.shape == (pseudo.n_target,) and np.array_equal(np.unique(discs), np.arange(discs.max() + 1))
     assert (
         pseudo.n_target == int(0.2 * task.n_context) and pseudo.n_context == task.n_context - pseudo.n_target
     )
     both = np.vstack([pseudo.context_coordinates, pseudo.target_coordinates])
     assert len(np.unique(both, axis=0)) == task.n_context  # a partition of the contexts
+    np.testing.assert_array_equal(task.context_coordinates[hidden], pseudo.target_coordinates)
+    hideable = np.zeros(task.n_context, dtype=bool)
+    hideable[::3] = True  # discs hide only these
+    _, _, _, restricted = pseudo_task(task, options, hideable=hideable)
+    assert restricted.size == pseudo.n_target and np.all(hideable[restricted])
     assert weights.shape == (pseudo.n_target,) and weights.mean() == pytest.approx(1.0)
     edges = np.asarray(options.distance_edges_km)
     real = np.histogram(distance_to_nearest_context(task), edges)[0]
@@ -154,7 +159,7 @@ def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
         prediction.transformed_std.values, model.predict(task).transformed_std.values
     )
     assert prediction.attrs["model"] == "overconfident+self"
-    pseudo, weights, _ = pseudo_task(task, once)
+    pseudo, weights, _, _ = pseudo_task(task, once)
     assert (
         fit_self_calibration(
             model.predict(pseudo), pseudo.target_values, distance_to_nearest_context(pseudo), weights, once
@@ -169,8 +174,10 @@ def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() 
     pseudo = pseudo_predictions(OverconfidentModel(0.5), task, options)
     draws, truth = pseudo.draws, pseudo.truth
     per_draw = int(options.pseudo_fraction * task.n_context)
-    assert draws == int(np.ceil(2 * options.minimum_targets / per_draw)) and truth.size == draws * per_draw
+    # 18 contexts a draw, each context hidden once: 60 < 2 x 50 pseudo-targets after four draws
+    assert draws == int(np.ceil(task.n_context / per_draw)) and truth.size == task.n_context
     assert pseudo.prediction.sizes["target"] == truth.size == pseudo.distance.size == pseudo.weights.size
+    np.testing.assert_array_equal(np.sort(truth), np.sort(task.context_values))  # every context once
     # disc numbers are unique over draws: each draw's discs follow the previous draw's
     assert pseudo.discs.size == truth.size and np.unique(pseudo.discs).size == pseudo.discs.max() + 1
     assert np.all(np.diff([pseudo.discs[i * per_draw : (i + 1) * per_draw].min() for i in range(draws)]) > 0)
@@ -487,6 +494,27 @@ def test_the_factor_grid_s_unit_column_is_the_coverage_as_predicted() -> None:
     as_predicted = _coverage(prediction, task.target_values, 0.9)
     np.testing.assert_array_equal(covered[:, UNIT_FACTOR], as_predicted)
     assert covered[:, UNIT_FACTOR].mean() < covered[:, -1].mean()  # a wider interval covers more
+
+
+def test_a_factor_fitted_on_few_exchangeable_pseudo_targets_covers_a_new_target_at_the_level() -> None:
+    """Split conformal's finite-sample level: with 30 calibrated Gaussian residuals per fit, the
+    fitted factor covers a new residual with probability at least 0.9 over many fits (the plain
+    0.9 level of the 30 would give about 0.88)."""
+    from scipy import stats
+
+    from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, _smallest_covering_factor
+
+    rng = np.random.default_rng(13)
+    half_width = stats.norm.ppf(0.95)
+    covering = []
+    for _ in range(4000):
+        residuals = np.abs(rng.standard_normal(30))
+        covered = (residuals[:, None] <= half_width * FACTOR_GRID[None, :]).astype(float)
+        factor = _smallest_covering_factor(covered, np.ones(30), 0.9)
+        covering.append(2 * stats.norm.cdf(half_width * factor) - 1)  # P(a new residual is covered)
+    assert np.mean(covering) >= 0.9
+    doubled = _smallest_covering_factor(covered, np.full(30, 2.0), 0.9)  # equal weights: a count of 30
+    assert doubled == _smallest_covering_factor(covered, np.ones(30), 0.9)
 
 
 def test_a_coverage_within_its_noise_keeps_the_model_s_intervals() -> None:

@@ -46,8 +46,10 @@ def _log_probabilities(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_FLOOR, 1.0))
 
 
-def _nll(logits: np.ndarray, observed: np.ndarray) -> float:
-    return float(-np.mean(special.log_softmax(logits, axis=-1)[np.arange(len(observed)), observed]))
+def _nll(logits: np.ndarray, observed: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean (``weights`` ``[n]``: weighted mean) negative log probability of the ``observed`` bins."""
+    values = -special.log_softmax(logits, axis=-1)[np.arange(len(observed)), observed]
+    return float(np.average(values, weights=weights))
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,14 @@ class TemperatureScaling(ProbabilityScaler):
         return logits / self.temperature
 
     @classmethod
-    def fit(cls, probabilities: np.ndarray, observed: np.ndarray) -> TemperatureScaling:
+    def fit(
+        cls, probabilities: np.ndarray, observed: np.ndarray, *, sample_weight: np.ndarray | None = None
+    ) -> TemperatureScaling:
         """``T`` minimising the NLL of ``observed`` bin indices ``[n]`` under ``probabilities`` ``[n,
-        bins]``."""
+        bins]`` (with ``sample_weight`` ``[n]``, the weighted mean NLL)."""
         logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
         result = optimize.minimize_scalar(
-            lambda log_t: _nll(logits / np.exp(log_t), observed),
+            lambda log_t: _nll(logits / np.exp(log_t), observed, sample_weight),
             bounds=(-4.0, 4.0),
             method="bounded",
             options={"xatol": 1e-6},
@@ -144,30 +148,43 @@ class VectorScaling(ProbabilityScaler):
         return logits * np.asarray(self.weights) + np.asarray(self.biases)
 
     @classmethod
-    def fit(cls, probabilities: np.ndarray, observed: np.ndarray, *, penalty: float = 0.0) -> VectorScaling:
+    def fit(
+        cls,
+        probabilities: np.ndarray,
+        observed: np.ndarray,
+        *,
+        penalty: float = 0.0,
+        sample_weight: np.ndarray | None = None,
+    ) -> VectorScaling:
         """Weights and biases minimising ``NLL + penalty * (sum((w - 1)^2) + sum(b^2))``.
 
         probabilities ``[n, bins]``, observed ``[n]`` bin indices; the NLL is the mean over the
-        ``n`` points. L-BFGS with the exact gradient, from ``w = 1, b = 0``.
+        ``n`` points (with ``sample_weight`` ``[n]``, the weighted mean). L-BFGS with the exact
+        gradient, from ``w = 1, b = 0``.
         """
         if penalty < 0:
             raise ValueError(f"penalty must be >= 0, got {penalty}")
         logits, observed = _log_probabilities(probabilities), np.asarray(observed, dtype=np.int64)
         n, bins = logits.shape
         one_hot = np.eye(bins)[observed]
+        share = (
+            np.full(n, 1.0 / n)
+            if sample_weight is None
+            else np.asarray(sample_weight) / np.sum(sample_weight)
+        )
 
         def objective(parameters: np.ndarray) -> tuple[float, np.ndarray]:
             weights, biases = parameters[:bins], parameters[bins:]
             scaled = logits * weights + biases
             log_probability = special.log_softmax(scaled, axis=-1)
-            residual = np.exp(log_probability) - one_hot  # d NLL / d scaled, times n
-            value = -np.mean((log_probability * one_hot).sum(-1)) + penalty * (
+            residual = (np.exp(log_probability) - one_hot) * share[:, None]  # d NLL / d scaled
+            value = -np.sum(share * (log_probability * one_hot).sum(-1)) + penalty * (
                 np.sum((weights - 1) ** 2) + np.sum(biases**2)
             )
             gradient = np.concatenate(
                 [
-                    (residual * logits).mean(0) + 2 * penalty * (weights - 1),
-                    residual.mean(0) + 2 * penalty * biases,
+                    (residual * logits).sum(0) + 2 * penalty * (weights - 1),
+                    residual.sum(0) + 2 * penalty * biases,
                 ]
             )
             return float(value), gradient

@@ -114,9 +114,16 @@ def _coverage_by_factor(prediction: xr.Dataset, truth: np.ndarray, level: float)
 
 def _smallest_covering_factor(covered: np.ndarray, weights: np.ndarray, level: float) -> float:
     """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage (``covered``: rows of
-    :func:`_coverage_by_factor`) reaches ``level`` (the largest if none does)."""
-    coverage = weights @ covered / max(float(np.sum(weights)), 1e-12)
-    reached = np.flatnonzero(coverage >= level)
+    :func:`_coverage_by_factor`; ``weights`` with a positive sum) reaches ``level (1 + 1 / n)``, with
+    ``n`` the weights' effective sample size ``(sum w)^2 / sum w^2`` (Kish 1965; the count of
+    pseudo-targets where the weights are equal): split conformal prediction's finite-sample level,
+    the ``ceil((n + 1) level)``-th of ``n`` calibration scores (Vovk et al. 2005), so that a new
+    target is covered with probability at least ``level`` where the pseudo-targets are exchangeable
+    with it (the largest factor if none reaches it)."""
+    total = float(np.sum(weights))
+    effective = total**2 / float(np.sum(weights**2))
+    coverage = weights @ covered / total
+    reached = np.flatnonzero(coverage >= min(level * (1.0 + 1.0 / effective), 1.0))
     return float(FACTOR_GRID[reached[0]] if reached.size else FACTOR_GRID[-1])
 
 
@@ -137,22 +144,32 @@ def clustered_coverage(covered: np.ndarray, weights: np.ndarray, discs: np.ndarr
 
 
 def held_out_nll(
-    probabilities: np.ndarray, observed: np.ndarray, folds: np.ndarray, fit
+    probabilities: np.ndarray,
+    observed: np.ndarray,
+    folds: np.ndarray,
+    fit,
+    weights: np.ndarray | None = None,
 ) -> tuple[float, float] | None:
     """Bin NLL of the pseudo-targets before and after a scaler fitted (``fit(indices)``) on the other
-    fold (``folds`` ``[n]``: 0 or 1, by disc), pooled over both folds; None if a fold is empty."""
+    fold (``folds`` ``[n]``: 0 or 1, by disc), pooled over both folds (with ``weights`` ``[n]``, the
+    weighted mean); None if a fold is empty."""
     if not (np.any(folds == 0) and np.any(folds == 1)):
         return None
+    weights = np.ones(observed.size) if weights is None else np.asarray(weights, dtype=np.float64)
     before = after = 0.0
     for fold in (0, 1):
         tested = np.flatnonzero(folds == fold)
         scaler = fit(np.flatnonzero(folds != fold))
         rows = np.arange(tested.size)
-        before -= np.sum(np.log(np.maximum(probabilities[tested][rows, observed[tested]], 1e-12)))
-        after -= np.sum(
-            np.log(np.maximum(scaler.apply(probabilities[tested])[rows, observed[tested]], 1e-12))
+        before -= np.sum(
+            weights[tested] * np.log(np.maximum(probabilities[tested][rows, observed[tested]], 1e-12))
         )
-    return before / observed.size, after / observed.size
+        after -= np.sum(
+            weights[tested]
+            * np.log(np.maximum(scaler.apply(probabilities[tested])[rows, observed[tested]], 1e-12))
+        )
+    total = max(float(np.sum(weights)), 1e-12)
+    return before / total, after / total
 
 
 @dataclass(frozen=True)
@@ -247,10 +264,10 @@ def fit_self_calibration(
     factors = []
     for number in range(len(edges) - 1):
         members = np.flatnonzero(bins == number)
-        if members.size < options.minimum_per_bin:
-            factors.append(overall)
+        if members.size < options.minimum_per_bin or not np.sum(weights[members]) > 0:
+            factors.append(overall)  # too few pseudo-targets, or no real target at these distances
             continue
-        local = _smallest_covering_factor(covered[members], np.ones(members.size), options.level)
+        local = _smallest_covering_factor(covered[members], weights[members], options.level)
         share = members.size / (members.size + options.shrinkage)
         factors.append(float(np.exp(share * np.log(local) + (1 - share) * np.log(overall))))
     covered_as_predicted = covered[:, UNIT_FACTOR]
@@ -293,20 +310,25 @@ def fit_self_calibration(
     if options.probability != "none":
         pooled, _ = pool_predictions([rescaled], [truth])
         probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+        known = np.isfinite(truth)
+        known_weights = weights[known]  # the real targets' distance mix, as for the std factors
         vector = options.probability == "vector" and observed.size >= options.vector_minimum
 
         def fit(chosen: np.ndarray) -> TemperatureScaling | VectorScaling:
+            weighted = known_weights[chosen] if np.sum(known_weights[chosen]) > 0 else None
             if vector:
                 return VectorScaling.fit(
-                    probabilities[chosen], observed[chosen], penalty=options.vector_penalty
+                    probabilities[chosen],
+                    observed[chosen],
+                    penalty=options.vector_penalty,
+                    sample_weight=weighted,
                 )
-            return TemperatureScaling.fit(probabilities[chosen], observed[chosen])
+            return TemperatureScaling.fit(probabilities[chosen], observed[chosen], sample_weight=weighted)
 
         probability = fit(np.arange(observed.size))
         if options.probability_cross_validated:
-            known = np.isfinite(truth)
             folds = (np.arange(truth.size) if discs is None else np.asarray(discs))[known] % 2
-            held_out = held_out_nll(probabilities, observed, folds, fit)
+            held_out = held_out_nll(probabilities, observed, folds, fit, known_weights)
             if held_out is not None and held_out[1] >= held_out[0]:
                 probability = None  # the scaler does not carry over from one half of the discs to the other
     fitted = replace(interim, probability=probability)

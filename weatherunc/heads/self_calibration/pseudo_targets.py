@@ -31,33 +31,45 @@ POOLED_COORDINATES = (
 
 
 def pseudo_task(
-    task: Task, options: SelfCalibrationOptions, real_distance: np.ndarray | None = None
-) -> tuple[Task, np.ndarray, np.ndarray]:
+    task: Task,
+    options: SelfCalibrationOptions,
+    real_distance: np.ndarray | None = None,
+    hideable: np.ndarray | None = None,
+) -> tuple[Task, np.ndarray, np.ndarray, np.ndarray]:
     """Hide discs of ``task``'s contexts; returns the pseudo-task (the hidden contexts as targets,
     with their values as truth), its importance weights ``[n_pseudo]`` (mean 1) that match the
-    pseudo-targets' distances to the nearest remaining context to the real targets', and the number
+    pseudo-targets' distances to the nearest remaining context to the real targets', the number
     of the disc that hid each pseudo-target ``[n_pseudo]`` (the pseudo-targets of one disc are
-    correlated: the fit counts discs, not targets, as independent evidence).
+    correlated: the fit counts discs, not targets, as independent evidence), and the indices of
+    the hidden contexts in ``task`` ``[n_pseudo]``.
 
     ``real_distance`` ``[n]`` [km]: the distances of the targets to calibrate for, when they are not
     ``task``'s own (an earlier frame of the same place drawn for a later frame's targets).
+    ``hideable`` ``[n_context]`` (bool): the contexts a disc may hide (default: all); discs are
+    centred on them and hide only them, at most all of them.
     """
     rng = np.random.default_rng(options.seed)
     real = distance_to_nearest_context(task) if real_distance is None else np.asarray(real_distance)
     if real.size == 0:
         raise ValueError("real_distance: no target distance to match")
-    budget = min(options.max_pseudo_targets, int(options.pseudo_fraction * task.n_context))
+    hideable = np.ones(task.n_context, dtype=bool) if hideable is None else np.asarray(hideable, dtype=bool)
+    budget = min(
+        options.max_pseudo_targets, int(options.pseudo_fraction * task.n_context), int(hideable.sum())
+    )
     if budget < 1 or task.n_context - budget < 1:
         raise ValueError(f"task: {task.n_context} contexts are too few for pseudo-targets")
     tree = cKDTree(task.context_coordinates)
     disc = np.full(task.n_context, -1, dtype=np.int64)
+    centres = np.flatnonzero(hideable)
     radii = rng.choice(real, size=10 * budget + 10) * rng.uniform(1.0, 3.0, size=10 * budget + 10)
     for number, radius in enumerate(radii):
         if (disc >= 0).sum() >= budget:
             break
-        centre = task.context_coordinates[rng.integers(task.n_context)]
+        centre = task.context_coordinates[centres[rng.integers(centres.size)]]
         inside = np.asarray(tree.query_ball_point(centre, r=max(radius, 1e-9)), dtype=np.int64)
-        inside = inside[disc[inside] < 0]  # a context already hidden keeps its first disc
+        inside = inside[
+            (disc[inside] < 0) & hideable[inside]
+        ]  # a context already hidden keeps its first disc
         room = budget - int((disc >= 0).sum())
         disc[inside[: max(room, 1)] if inside.size > room else inside] = number
     hidden = disc >= 0
@@ -86,7 +98,7 @@ def pseudo_task(
     ratio = np.divide(real_share, pseudo_share, out=np.zeros(bins), where=pseudo_share > 0)
     weights = np.where(pseudo_bins >= 0, ratio[np.maximum(pseudo_bins, 0)], 0.0)
     weights = weights / weights.mean() if weights.sum() > 0 else np.ones(pseudo.n_target)
-    return pseudo, weights, np.unique(disc[hidden], return_inverse=True)[1]
+    return pseudo, weights, np.unique(disc[hidden], return_inverse=True)[1], np.flatnonzero(hidden)
 
 
 @dataclass(frozen=True)
@@ -128,11 +140,19 @@ def pseudo_predictions(
     model, task: Task, options: SelfCalibrationOptions, real_distance: np.ndarray | None = None
 ) -> PseudoTargets:
     """``model``'s predictions of one or more pseudo-tasks of ``task`` (:func:`pseudo_task`, seeds
-    ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets and
-    ``max_repeats`` allows), pooled; ``real_distance`` as for :func:`pseudo_task`."""
+    ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets,
+    ``max_repeats`` allows and contexts not hidden before remain: a context is a pseudo-target once,
+    so that the discs stay independent pieces of evidence and the bin scaler's halves share no
+    truth), pooled; ``real_distance`` as for :func:`pseudo_task`."""
     parts: list[PseudoTargets] = []
+    hideable = np.ones(task.n_context, dtype=bool)
     for draw in range(options.max_repeats):
-        pseudo, weights, discs = pseudo_task(task, replace(options, seed=options.seed + draw), real_distance)
+        if not hideable.any():
+            break
+        pseudo, weights, discs, hidden = pseudo_task(
+            task, replace(options, seed=options.seed + draw), real_distance, hideable
+        )
+        hideable[hidden] = False
         prediction = model.predict(pseudo)
         parts.append(
             PseudoTargets(
