@@ -22,6 +22,7 @@ from weatherunc.heads.self_calibration import (
     self_calibrate,
 )
 from weatherunc.models.predictive import prediction_dataset
+from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
 
@@ -532,6 +533,50 @@ def test_a_coverage_within_its_noise_keeps_the_model_s_intervals() -> None:
     )
     assert eager["scores"]["std_factors_kept"] and eager["overall_std_factor"] != 1.0
     assert eager["scores"]["std_factors_dropped_by"] == []
+
+
+def test_per_bin_evidence_keeps_factors_that_a_pooled_coverage_of_0_9_hides() -> None:
+    """Near pseudo-targets cover 0.99 and far ones 0.81, 0.9 pooled: the pooled test finds no
+    evidence and keeps the intervals; tested per distance bin, the near std narrows, the far widens,
+    and the CRPS falls."""
+    from weatherunc.heads.self_calibration.fitting import _crps
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    transform = PrecipitationTransform("log", 1.0)
+    near = np.arange(n) < n // 2
+    distance = np.where(near, 1.0, 15.0)
+    mean, std = np.full(n, 2.0), np.full(n, 0.3)
+    truth = np.maximum(transform.inverse(rng.normal(mean, np.where(near, 0.6, 1.266) * std)), 0.0)
+    prediction = Prediction.from_moments(
+        ("target",),
+        transformed_mean=mean,
+        latent_variance=std**2,
+        noise_variance=0.0,
+        transform=transform,
+        model="toy",
+    ).to_dataset()
+    discs = np.arange(n) // 20
+    fits = {
+        evidence: fit_self_calibration(
+            prediction,
+            truth,
+            distance,
+            np.ones(n),
+            SelfCalibrationOptions(probability="none", evidence=evidence),
+            discs=discs,
+        )
+        for evidence in ("pooled", "per_bin")
+    }
+    assert fits["pooled"].scores["std_factors_dropped_by"] == ["coverage_within_noise"]
+    per_bin = fits["per_bin"]
+    assert per_bin.scores["std_factors_kept"]
+    near_factor, far_factor = per_bin.factor_at(np.array([1.0, 15.0]))
+    assert near_factor < 0.9 and far_factor > 1.1
+    assert per_bin.scores["after"]["crps"] < 0.99 * per_bin.scores["before"]["crps"]
+    assert _crps(prediction, truth, per_bin.factor_at(distance)).mean() < _crps(prediction, truth).mean()
+    with pytest.raises(ValueError, match="evidence"):
+        SelfCalibrationOptions(evidence="everywhere")
 
 
 def test_a_bin_scaler_is_kept_only_if_it_carries_over_between_halves_of_the_discs() -> None:

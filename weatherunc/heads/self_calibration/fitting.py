@@ -212,6 +212,34 @@ class SelfCalibration:
         }
 
 
+def _factors_with_evidence(
+    factors: list[float],
+    overall: float,
+    pooled_evidence: bool,
+    bins: np.ndarray,
+    covered: np.ndarray,
+    weights: np.ndarray,
+    clusters: np.ndarray,
+    options: SelfCalibrationOptions,
+) -> tuple[list[float], float, bool]:
+    """The std factors of ``evidence="per_bin"``, the overall factor and whether any factor is
+    kept: a distance bin with at least ``minimum_per_bin`` pseudo-targets keeps its factor only
+    where its own coverage as predicted (``covered`` ``[n]``) differs from ``level`` by more than
+    ``evidence_z`` clustered standard errors (:func:`clustered_coverage` of its pseudo-targets),
+    else 1; a smaller bin (which took ``overall``) and the targets beyond the last edge keep
+    ``overall`` only with ``pooled_evidence``, the test of all pseudo-targets."""
+    overall = overall if pooled_evidence else 1.0
+    kept = []
+    for number, factor in enumerate(factors):
+        members = np.flatnonzero(bins == number)
+        if members.size < options.minimum_per_bin or not np.sum(weights[members]) > 0:
+            kept.append(overall)
+            continue
+        coverage, error = clustered_coverage(covered[members], weights[members], clusters[members])
+        kept.append(factor if abs(coverage - options.level) > options.evidence_z * error else 1.0)
+    return kept, overall, any(factor != 1.0 for factor in [*kept, overall])
+
+
 def _interval_and_bins_scores(
     prediction: xr.Dataset,
     truth: np.ndarray,
@@ -274,12 +302,13 @@ def fit_self_calibration(
     before = _interval_and_bins_scores(prediction, truth, weights, options.level, covered_as_predicted)
     crps_before = _weighted_mean(_crps(prediction, truth), weights)
     squared_error_before = _weighted_mean(_squared_error(prediction, truth), weights)
-    coverage, error = clustered_coverage(
-        covered_as_predicted,
-        weights,
-        np.arange(truth.size) if discs is None else np.asarray(discs),
-    )
+    clusters = np.arange(truth.size) if discs is None else np.asarray(discs)
+    coverage, error = clustered_coverage(covered_as_predicted, weights, clusters)
     evidence = abs(coverage - options.level) > options.evidence_z * error
+    if options.evidence == "per_bin":
+        factors, overall, evidence = _factors_with_evidence(
+            factors, overall, evidence, bins, covered_as_predicted, weights, clusters, options
+        )
     # Kept only where the pseudo-targets' coverage is off by more than their noise, where a wider (or
     # narrower) interval does not cost sharpness beyond the tolerance, and where the wider std does not
     # carry the rate's mean away from the truth (under a log transform the mean grows as exp(std^2 / 2)).

@@ -18,10 +18,12 @@ class SelfCalibrationOptions:
     the scaler of the bin probabilities (``"vector"`` falls back to temperature below
     ``vector_minimum`` pseudo-targets). A task with fewer contexts than give ``2 *
     minimum_targets`` pseudo-targets in one draw (a small station network) is drawn again with
-    other seeds, up to ``max_repeats`` draws, and the draws' pseudo-targets are pooled. The std
-    factors are kept only if the pseudo-targets' coverage differs from ``level`` by more than
-    ``evidence_z`` of its standard errors (the discs as clusters: a frame with few discs is little
-    evidence) and if they raise the pseudo-targets' weighted CRPS by at most ``crps_tolerance``
+    other seeds (each context hidden at most once), up to ``max_repeats`` draws, and the draws'
+    pseudo-targets are pooled. The std factors are kept only if the pseudo-targets' coverage
+    differs from ``level`` by more than ``evidence_z`` of its standard errors (the discs as
+    clusters: a frame with few discs is little evidence; ``evidence="per_bin"``: tested in each
+    distance bin, a bin without evidence keeping its std, where ``"pooled"`` tests all
+    pseudo-targets at once) and if they raise the pseudo-targets' weighted CRPS by at most ``crps_tolerance``
     (relative) and the weighted squared error of the rate's mean by at most ``mean_error_tolerance``
     (relative: under a log-like transform a wider std raises the mean, which can run far above the
     truth where the std is large); otherwise the intervals are left as the model gave them. With
@@ -43,6 +45,7 @@ class SelfCalibrationOptions:
     crps_tolerance: float = 0.01
     mean_error_tolerance: float = 0.01
     evidence_z: float = 2.0
+    evidence: Literal["pooled", "per_bin"] = "pooled"
     probability_cross_validated: bool = True
     seed: int = 0
 
@@ -57,6 +60,8 @@ class SelfCalibrationOptions:
             raise ValueError(f"mean_error_tolerance must be >= 0, got {self.mean_error_tolerance}")
         if self.evidence_z < 0:
             raise ValueError(f"evidence_z must be >= 0, got {self.evidence_z}")
+        if self.evidence not in ("pooled", "per_bin"):
+            raise ValueError(f"evidence must be 'pooled' or 'per_bin', got {self.evidence!r}")
         if self.max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
         if (
