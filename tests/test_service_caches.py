@@ -272,3 +272,45 @@ def test_the_drawing_process_ends_when_the_service_is_killed(tmp_path: Path) -> 
     while _running(drawing[0]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(drawing[0]), "the drawing process outlived the killed service"
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_a_fill_that_timed_out_holds_its_place_until_it_ends(monkeypatch) -> None:
+    """A fill answered 503 after its timeout still runs in the worker: it keeps its place, so that
+    at most two fills wait or run at once, and gives it back when it ends; a queued fill whose
+    request timed out never runs."""
+    from starlette.testclient import TestClient
+
+    from weatherunc.service import app as service_app
+
+    release, started = threading.Event(), []
+
+    def slow_fill(parsed, limits):
+        started.append(parsed["number"])
+        release.wait(30)
+        return {"filled": parsed["number"]}
+
+    monkeypatch.setattr(service_app, "fill_request", slow_fill)
+    application = create_app({}, ServiceLimits(fill_timeout_s=1.0))
+    with TestClient(application) as client:
+        running = client.post("/fill", json={"number": 1})
+        assert running.status_code == 503 and "longer than 1 s" in running.json()["detail"]
+        answers = {}
+        waiting = threading.Thread(
+            target=lambda: answers.update(queued=client.post("/fill", json={"number": 2}))
+        )
+        waiting.start()
+        time.sleep(0.3)  # fill 2 waits behind fill 1, which still runs: both places are taken
+        busy = client.post("/fill", json={"number": 3})
+        assert busy.status_code == 503 and "busy" in busy.json()["detail"]
+        waiting.join()
+        assert answers["queued"].status_code == 503
+        release.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            answer = client.post("/fill", json={"number": 4})
+            if answer.status_code == 200:
+                break
+            time.sleep(0.05)
+        assert answer.status_code == 200 and answer.json() == {"filled": 4}
+    assert started == [1, 4]  # the queued fill was cancelled before it ran

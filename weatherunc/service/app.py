@@ -75,6 +75,11 @@ class ServiceState:
         self.chunks = ChunkCache(self.limits.chunk_cache_mb * 1024 * 1024)
         self.fill_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weatherunc-fill")
 
+    def fill_ended(self) -> None:
+        """Give back the place of a fill that ended (returned, failed or was cancelled before it ran)."""
+        with self.lock:
+            self.pending_fills -= 1
+
     def store(self, name: str) -> ServedStore:
         """The store called ``name``, opened anew when it was rewritten on disk since it was opened
         (its :func:`~weatherunc.service.stores.store_version` changed); 404 naming the served ones
@@ -258,15 +263,16 @@ def app_routes(state: ServiceState) -> APIRouter:
                 )
             state.pending_fills += 1
         future = state.fill_worker.submit(fill_request, parsed, limits)
+        # the fill holds its place until it has ended, not until its request was answered: a fill that
+        # timed out while running goes on in the worker, and fills queued behind it would wait for it
+        future.add_done_callback(lambda _: state.fill_ended())
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=limits.fill_timeout_s)
         except TimeoutError as error:
+            future.cancel()  # a fill still queued never runs (and gives its place back at once)
             raise RequestError(
                 503, f"the fill took longer than {limits.fill_timeout_s:g} s; {BATCH_JOB_HINT}"
             ) from error
-        finally:
-            with state.lock:
-                state.pending_fills -= 1
         return _json(result)
 
     return router
