@@ -194,7 +194,7 @@ def test_units_are_converted_to_mm_per_hour_or_given() -> None:
 
 def test_pixels_out_of_reach_stay_nan_flagged_and_warned() -> None:
     data = _field(gap=(slice(4, 44), slice(4, 44)))
-    with pytest.warns(UserWarning, match="no observed pixel within reach"):
+    with pytest.warns(UserWarning, match="fewer observed pixels within reach than 'idw' needs \\(1\\)"):
         filled = weatherunc.fill(
             data, model="idw", crs=CRS, tiling=GridTiling(tile_pixels=8, halo_pixels=2), progress=False
         )
@@ -204,6 +204,25 @@ def test_pixels_out_of_reach_stay_nan_flagged_and_warned() -> None:
         np.isnan(filled["precipitation_mean"].values[unfilled]).all()
         and np.isfinite(filled["precipitation_mean"].values[~unfilled]).all()
     )
+
+
+def test_tiles_with_fewer_contexts_than_kriging_needs_stay_unfilled() -> None:
+    """Two observed pixels alone in a gap cannot fit a variogram: their tile stays NaN and warned,
+    the rest of the frame is filled."""
+    from weatherunc.models.interface import minimum_contexts
+    from weatherunc.models.registry import get_model
+
+    assert minimum_contexts(get_model("kriging")) == 3 and minimum_contexts(get_model("idw")) == 1
+    data = _field(gap=(slice(4, 44), slice(4, 44)))
+    data[20, 20] = data[20, 22] = 1.0  # alone, far inside the gap
+    with pytest.warns(UserWarning, match="than 'kriging' needs \\(3\\)"):
+        filled = weatherunc.fill(
+            data, model="kriging", crs=CRS, tiling=GridTiling(tile_pixels=8, halo_pixels=2), progress=False
+        )
+    observation = filled["observation"].values
+    assert observation[20, 21] == UNFILLED and np.isnan(filled["precipitation_mean"].values[20, 21])
+    assert (observation == FILLED).any()
+    assert np.isfinite(filled["precipitation_mean"].values[observation == FILLED]).all()
 
 
 def test_embedded_mrms_sample() -> None:

@@ -203,6 +203,15 @@ def test_fill_gauges_onto_points_and_a_grid(client: httpx.Client) -> None:
     ).json()
     bins = np.asarray(grid["variables"][conventions.BIN_PROBABILITY])
     assert bins.shape == (4, 5, 10) and np.allclose(bins.sum(axis=-1), 1.0, atol=1e-4)
+    too_few = client.post(
+        "fill",
+        json={
+            "model": "kriging",
+            "observations": _gauges(2),
+            "target": {"type": "MultiPoint", "coordinates": [[-98.5, 30.5]]},
+        },
+    )
+    assert too_few.status_code == 400 and "kriging needs at least 3 gauges, got 2" in too_few.json()["detail"]
 
 
 def test_fill_says_which_calibration_it_applied(client: httpx.Client) -> None:

@@ -42,7 +42,7 @@ from weatherunc.fill_inputs import (
 )
 from weatherunc.fill_outputs import FILLED, OBSERVED, PREDICTED_VARIABLES, UNFILLED, assemble
 from weatherunc.geolocation import grid_mapping
-from weatherunc.models.interface import SharesFit
+from weatherunc.models.interface import SharesFit, minimum_contexts
 from weatherunc.models.registry import MODELS, Interpolator, get_model
 from weatherunc.tiling import GridTiling
 
@@ -127,8 +127,8 @@ def fill(
     unfilled = int((filled["observation"] == UNFILLED).sum())
     if unfilled:
         warnings.warn(
-            f"{SOURCE}: {unfilled} unobserved pixels of {name!r} have no observed pixel within reach and "
-            "stay NaN "
+            f"{SOURCE}: {unfilled} unobserved pixels of {name!r} have fewer observed pixels within reach "
+            f"than {interpolator.name!r} needs ({minimum_contexts(interpolator)}) and stay NaN "
             f"(observation == {UNFILLED}); a larger tiling.halo_pixels reaches further",
             UserWarning,
             stacklevel=2,

@@ -19,6 +19,7 @@ import xarray as xr
 from scipy import ndimage
 
 from weatherunc import conventions
+from weatherunc.models.interface import minimum_contexts
 from weatherunc.models.registry import Interpolator
 from weatherunc.tasks import Task, planar_kilometres
 from weatherunc.tiling import GridTiling, Tile
@@ -127,9 +128,10 @@ def predict_tile(
     target_mask: np.ndarray | None = None,
 ) -> xr.Dataset | None:
     """The model's prediction for one tile on the tile's (y, x) block; None when there is nothing to
-    predict."""
+    predict, or fewer contexts than the model needs
+    (:func:`~weatherunc.models.interface.minimum_contexts`)."""
     task = tile_task(values, x_km, y_km, tile, tiling, target_mask)
-    if task is None:
+    if task is None or task.n_context < minimum_contexts(model):
         return None
     prediction = model.predict(task)
     height, width = tile.rows.stop - tile.rows.start, tile.columns.stop - tile.columns.start

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import xarray as xr
@@ -106,7 +106,8 @@ class OrdinaryKrigingInterpolator:
 
     Exponential or spherical variograms (PyKrige's Gaussian variogram auto-fits a zero nugget and
     goes singular). Above ``moving_window`` contexts each target uses its nearest ones.
-    A task with fewer than :data:`MINIMUM_KRIGING_CONTEXTS` contexts raises ``ValueError``: no
+    A task with fewer than :data:`MINIMUM_KRIGING_CONTEXTS` contexts (``minimum_contexts``) raises
+    ``ValueError``: no
     variogram can be fitted to it, and a fallback would report a spread it has no basis for
     (one context gave a standard deviation of 1e-5). A constant field (every context value
     equal) is predicted by :class:`ClimatologyInterpolator`.
@@ -119,6 +120,7 @@ class OrdinaryKrigingInterpolator:
     moving_window: int = 3000
     window_points: int = 200
     name: str = "kriging"
+    minimum_contexts: ClassVar[int] = MINIMUM_KRIGING_CONTEXTS
 
     def predict(self, task: Task) -> xr.Dataset:
         """Prediction Dataset over the task's targets."""

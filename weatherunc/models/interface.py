@@ -42,3 +42,9 @@ class SharesFit(Protocol):
     def shared_fit(self, task: Task) -> Interpolator:
         """A model fitted once on ``task``'s contexts, predicting any task with that fit."""
         ...
+
+
+def minimum_contexts(model: Interpolator) -> int:
+    """How many contexts ``model`` needs in a task: its ``minimum_contexts`` attribute where it has
+    one (kriging needs 3 to fit a variogram), else 1."""
+    return int(getattr(model, "minimum_contexts", 1))

@@ -248,9 +248,18 @@ def _predict_points(
     model, gauges: np.ndarray, rates: np.ndarray, targets: np.ndarray, crs: pyproj.CRS
 ) -> xr.Dataset:
     """The model's prediction ``[target, ...]`` at ``targets`` from the gauges (both ``[n, 2]``, in
-    ``crs``)."""
+    ``crs``); 400 where the model needs more gauges than were posted."""
     from weatherunc.heads.bins import with_bin_probabilities
+    from weatherunc.models.interface import minimum_contexts
     from weatherunc.tasks import Task, planar_kilometres
+
+    needed = minimum_contexts(model)
+    if len(gauges) < needed:
+        raise RequestError(
+            400,
+            f"observations: {getattr(model, 'name', 'the model')} needs at least {needed} gauges, "
+            f"got {len(gauges)}",
+        )
 
     every = np.concatenate([gauges, targets])
     x_km, y_km = planar_kilometres(every[:, 0], every[:, 1], crs)  # one plane for gauges and targets
