@@ -82,6 +82,15 @@ def test_planar_kilometres() -> None:
     lon, lat = planar_kilometres(np.array([-98.0, -97.0]), np.array([30.0, 31.0]), pyproj.CRS.from_epsg(4326))
     assert lon[1] - lon[0] == pytest.approx(111.19 * np.cos(np.deg2rad(30.5)), rel=1e-3)
     assert lat[1] - lat[0] == pytest.approx(111.19, rel=1e-3)
+    geographic = pyproj.CRS.from_epsg(4326)
+    # 0-360 longitudes are the same places as -180-180 ones; the antimeridian is no wall
+    shifted, _ = planar_kilometres(np.array([365.19, 365.21]), np.array([52.0, 52.1]), geographic)
+    plain, _ = planar_kilometres(np.array([5.19, 5.21]), np.array([52.0, 52.1]), geographic)
+    np.testing.assert_allclose(shifted, plain, atol=1e-9)
+    across, _ = planar_kilometres(np.array([179.9, -179.9]), np.array([0.0, 0.0]), geographic)
+    assert across[1] - across[0] == pytest.approx(0.2 * 111.19, rel=1e-3)
+    world, _ = planar_kilometres(np.arange(0.0, 360.0, 30.0), np.zeros(12), geographic)
+    assert np.all(np.diff(world) > 0)  # spread over the globe: kept in order, not wrapped
 
 
 def test_task_checks_its_arrays() -> None:
