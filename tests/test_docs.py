@@ -133,3 +133,14 @@ def test_readme_example_runs() -> None:
     )
     observed_outside = filled.observation.values[~gap.values] == 1
     assert observed_outside.mean() > 0.9 and set(filled.precipitation_mean.dims) == {"y", "x"}
+
+
+def test_the_jobs_page_lists_every_job_field_and_every_shipped_job() -> None:
+    from weatherunc.pipelines.job_config import JobConfig
+
+    page = (REPOSITORY / "docs" / "jobs.md").read_text()
+    rows = [line.split("|")[1] for line in page.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row)}
+    assert set(JobConfig.model_fields) <= documented, set(JobConfig.model_fields) - documented
+    shipped = sorted(path.name for path in (REPOSITORY / "weatherunc" / "pipelines" / "jobs").glob("*.yaml"))
+    assert shipped and all(f"`{name}`" in page for name in shipped)

@@ -287,6 +287,9 @@ def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
         ),
     ):
         load_job_config(path)
+    for escaping in ("..", ".", ".hidden"):  # a name is a folder of output_dir, never its parent
+        with pytest.raises(ValueError, match="name: String should match pattern"):
+            load_job_config(_write_config(tmp_path, name=escaping))
 
 
 def test_killed_dask_worker_does_not_fail_the_job(clean: xr.Dataset, tmp_path: Path) -> None:

@@ -139,7 +139,10 @@ class JobConfig(_Strict):
     """One batch job: observations -> tasks -> model -> tiled prediction -> calibration -> verification ->
     plots."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$",
+        description="the job's folder in output_dir: letters, digits, _ . -, not starting with a dot",
+    )
     dataset: str
     frames: FramesOptions = FramesOptions()
     targets: TargetOptions = TargetOptions()
