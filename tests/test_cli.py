@@ -47,6 +47,7 @@ def test_catalog_show_unknown_name() -> None:
     result = runner.invoke(app, ["catalog", "show", "nowhere"])
     assert result.exit_code == 2
     assert "available" in result.output
+    assert "error: no catalog entry 'nowhere'" in result.output  # without the quotes of str(KeyError)
 
 
 def test_broken_user_entry_is_reported(tmp_path: Path) -> None:

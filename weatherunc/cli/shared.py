@@ -27,6 +27,8 @@ def load_catalog(catalog_dirs: list[Path] | None, data_dir: Path | None) -> Cata
 
 
 def fail(error: Exception) -> NoReturn:
-    """Print ``error`` in red on stderr and exit with status 2."""
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    """Print ``error`` in red on stderr and exit with status 2 (a ``KeyError``'s message without the
+    quotes its ``str`` adds)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
