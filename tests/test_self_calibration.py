@@ -222,6 +222,52 @@ def test_std_factors_that_cost_crps_are_dropped() -> None:
     assert loose.scores["std_factors_kept"] and loose.overall_factor > 2
 
 
+def test_the_weighted_bin_scaler_fits_the_pseudo_targets_that_carry_weight() -> None:
+    """With ``probability_weighted`` the temperature is fitted on the weighted pseudo-targets only
+    (the others weigh 0); without it, on all of them."""
+    from weatherunc.heads.bins import with_bin_probabilities
+    from weatherunc.heads.calibration import TemperatureScaling
+    from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
+
+    rng = np.random.default_rng(14)
+    n = 600
+    points = rng.uniform(0, 50, size=(n, 2))
+    mean = rng.normal(0.5, 1.0, n)
+    near = np.arange(n) < n // 2
+    truth = np.maximum(np.expm1(rng.normal(mean, np.where(near, 0.3, 1.5))), 0.0)  # sharp near, wide far
+    prediction = prediction_dataset(
+        Task(points, np.ones(n), points, truth),
+        transformed_mean=mean,
+        latent_variance=np.zeros(n),
+        noise_variance=np.full(n, 0.8**2),
+        transform=PrecipitationTransform(),
+        model="toy",
+    )
+    weights = np.where(near, 0.0, 2.0)
+    fits = {
+        weighted: fit_self_calibration(
+            prediction,
+            truth,
+            np.full(n, 2.0),
+            weights,
+            SelfCalibrationOptions(
+                probability="temperature",
+                probability_cross_validated=False,
+                evidence_z=np.inf,  # the std as predicted: the bins as derived
+                probability_weighted=weighted,
+            ),
+        )
+        for weighted in (True, False)
+    }
+    pooled, _ = pool_predictions([with_bin_probabilities(prediction)], [truth])
+    probabilities, observed = probabilities_and_observed_bins(pooled, truth)
+    far = TemperatureScaling.fit(probabilities[~near], observed[~near]).temperature
+    every = TemperatureScaling.fit(probabilities, observed).temperature
+    assert fits[True].probability.temperature == pytest.approx(far, rel=1e-4)
+    assert fits[False].probability.temperature == pytest.approx(every, rel=1e-4)
+    assert abs(far - every) > 0.1
+
+
 def test_std_factors_that_carry_the_mean_away_are_dropped() -> None:
     """Under a log transform the rate's mean grows as exp(std^2 / 2): widening the std until 20 %
     of targets far below the forecast are half covered multiplies the mean many times over."""

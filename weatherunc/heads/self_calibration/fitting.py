@@ -340,7 +340,8 @@ def fit_self_calibration(
         pooled, _ = pool_predictions([rescaled], [truth])
         probabilities, observed = probabilities_and_observed_bins(pooled, truth)
         known = np.isfinite(truth)
-        known_weights = weights[known]  # the real targets' distance mix, as for the std factors
+        # the real targets' distance mix, as for the std factors
+        known_weights = weights[known] if options.probability_weighted else np.ones(int(known.sum()))
         vector = options.probability == "vector" and observed.size >= options.vector_minimum
 
         def fit(chosen: np.ndarray) -> TemperatureScaling | VectorScaling:

@@ -27,6 +27,9 @@ class SelfCalibrationOptions:
     (relative) and the weighted squared error of the rate's mean by at most ``mean_error_tolerance``
     (relative: under a log-like transform a wider std raises the mean, which can run far above the
     truth where the std is large); otherwise the intervals are left as the model gave them. With
+    ``probability_weighted``, the bin scaler's NLL weighs the pseudo-targets with their importance
+    weights (the real targets' distance mix), as the std factors do (off by default, chosen on the
+    validation frames: ``benchmarks/self_calibration_validation.py``). With
     ``probability_cross_validated``, the bin scaler is kept only if, fitted on one half of the discs
     (even and odd numbers), it lowers the bin NLL of the other half (both ways, pooled).
     """
@@ -46,6 +49,7 @@ class SelfCalibrationOptions:
     mean_error_tolerance: float = 0.01
     evidence_z: float = 2.0
     evidence: Literal["pooled", "per_bin"] = "pooled"
+    probability_weighted: bool = False
     probability_cross_validated: bool = True
     seed: int = 0
 
