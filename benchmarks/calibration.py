@@ -7,9 +7,10 @@ of the shipped width has been trained, so this ensemble differs by width, not by
 with MC dropout, and bin probabilities derived from the GP's predictive distribution. Both ANP
 checkpoints carry bin heads refitted in prediction mode (``weatherunc refit-head``; see
 docs/training.md). Each method's temperature (and std factor) is fitted on validation tasks drawn from the
-training
-config's validation frames (never the test frames); scores are computed on the test tasks of
-benchmarks/interpolation.py (masked blocks and gauge networks, three frames per dataset).
+training config's validation frames (never the test frames) and applied whole, as a job applies it
+(bins derived from the GP's Gaussian follow its std factor; a head's bins do not); scores are
+computed on the test tasks of benchmarks/interpolation.py (masked blocks and gauge networks, three
+frames per dataset).
 Bins: 0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, inf mm/h. ECE: 15 bins, top-label (multiclass) and
 per threshold. Writes benchmarks/results/calibration.json, calibration.md, reliability diagrams
 (PNG), per-method figures of how often each bin is observed against its mean forecast probability
@@ -177,13 +178,10 @@ def main() -> None:
         before_all, after_all, vector_all, truths_all = [], [], [], []
         for dataset, tasks in tests.items():
             before = [with_bin_probabilities(model.predict(task)) for task in tasks]
-            after = [
-                Calibration(probability=calibration.probability).apply(prediction) for prediction in before
-            ]
-            vector = [
-                Calibration(probability=vector_calibrations[method].probability).apply(prediction)
-                for prediction in before
-            ]
+            # applied whole, as a job applies it: bins derived from the Gaussian (the GP's) follow the
+            # std factor, and the probability scaler was fitted on them so
+            after = [calibration.apply(prediction) for prediction in before]
+            vector = [vector_calibrations[method].apply(prediction) for prediction in before]
             truths = [task.target_values for task in tasks]
             pooled_before = pool_predictions(before, truths)  # pooled once, scored and diagnosed
             rows.append(
