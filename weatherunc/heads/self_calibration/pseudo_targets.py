@@ -67,9 +67,8 @@ def pseudo_task(
             break
         centre = task.context_coordinates[centres[rng.integers(centres.size)]]
         inside = np.asarray(tree.query_ball_point(centre, r=max(radius, 1e-9)), dtype=np.int64)
-        inside = inside[
-            (disc[inside] < 0) & hideable[inside]
-        ]  # a context already hidden keeps its first disc
+        # a context already hidden keeps its first disc; one not hideable is never hidden
+        inside = inside[(disc[inside] < 0) & hideable[inside]]
         room = budget - int((disc >= 0).sum())
         disc[inside[: max(room, 1)] if inside.size > room else inside] = number
     hidden = disc >= 0
