@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,10 @@ def test_ingest_equals_lazy_dataset(tmp_path: Path, embedded_catalog: Catalog) -
     assert stored.attrs[COMPLETE_ATTRIBUTE] is True
     assert stored.precipitation.encoding["chunks"] == (1, 256, 256)
     assert stored["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "metadata not consolidated" warning
+        plain = xr.open_zarr(out)
+    assert plain.attrs[COMPLETE_ATTRIBUTE] is True and plain.sizes["time"] == 36
 
 
 def test_second_run_finds_the_store_complete(tmp_path: Path, embedded_catalog: Catalog) -> None:

@@ -14,8 +14,8 @@ afresh. A missing zarr chunk reads back as NaN ("no observation"), so a frame co
 only once its marker exists, and the store's root group metadata is kept out of zarr's sight
 (``zarr.json.unfinished``) while frames are missing: no zarr reader opens the staged store and
 takes its unwritten frames for unobserved ones. When every frame has its marker, the root
-metadata is put in place with the attribute ``weatherunc_complete`` set, the store is renamed
-to ``OUT.zarr`` (an atomic rename on one file system), and the staging folder is removed.
+metadata is put in place with the attribute ``weatherunc_complete`` set and consolidated, the
+store is renamed to ``OUT.zarr`` (an atomic rename on one file system), and the staging folder is removed.
 ``OUT.zarr`` therefore exists only when it is complete, and an earlier ``OUT.zarr`` is
 replaced only by a complete one.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,14 @@ def reveal_root_metadata(store: Path, attributes: dict[str, Any] | None = None) 
     metadata.setdefault("attributes", {}).update(attributes or {})
     _write_atomically(store / ROOT_METADATA, json.dumps(metadata, indent=2, default=_plain))
     hidden.unlink()
+
+
+def consolidate(path: Path) -> None:
+    """Consolidate the metadata of the zarr v3 store ``path`` into its root ``zarr.json``; zarr's
+    warning that consolidated metadata is not yet part of the v3 specification is not repeated."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def _plain(value: Any) -> Any:
@@ -282,6 +291,7 @@ class StagedStore(StagingFolder):
         if self.final.exists() and not replace:
             raise FileExistsError(f"{self.final} exists; pass overwrite to replace it")
         reveal_root_metadata(self.zarr_path, {COMPLETE_ATTRIBUTE: True})
+        consolidate(self.zarr_path)  # xr.open_zarr reads the metadata in one file, without a warning
         retired = self.final.with_name(self.final.name + ".replaced")
         if self.final.exists():
             shutil.rmtree(retired, ignore_errors=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,15 +33,13 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from weatherunc.store import COMPLETE_ATTRIBUTE, StagingFolder, hide_root_metadata, reveal_root_metadata
-
-
-def consolidate(path: Path) -> None:
-    """Consolidate the metadata of the zarr v3 store ``path`` into its root ``zarr.json``; zarr's
-    warning that consolidated metadata is not yet part of the v3 specification is not repeated."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        zarr.consolidate_metadata(str(path), zarr_format=3)
+from weatherunc.store import (
+    COMPLETE_ATTRIBUTE,
+    StagingFolder,
+    consolidate,
+    hide_root_metadata,
+    reveal_root_metadata,
+)
 
 
 @dataclass(frozen=True)
