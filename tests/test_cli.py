@@ -176,6 +176,19 @@ def test_train_and_run_name_the_bad_field(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["run", str(tmp_path / "job.yaml")])
     assert result.exit_code == 2 and "tiling.tile_pixels" in result.output
+    missing = runner.invoke(app, ["run", "no_such_job"])
+    assert missing.exit_code == 2 and "no_such_job: cannot read the job config" in missing.output
+
+
+def test_a_shipped_job_is_found_by_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from weatherunc.pipelines import job_path, jobs_folder
+
+    monkeypatch.chdir(tmp_path)  # outside the checkout, as from an installed wheel
+    assert job_path("knmi_anp") == job_path("knmi_anp.yaml") == jobs_folder() / "knmi_anp.yaml"
+    own = tmp_path / "knmi_anp.yaml"
+    own.write_text("name: mine\n")
+    assert job_path("knmi_anp.yaml") == Path("knmi_anp.yaml")  # a file of that name comes first
+    assert job_path("elsewhere/knmi_anp") == Path("elsewhere/knmi_anp")  # a path is never a name
 
 
 def _two_radars(tmp_path: Path) -> tuple[Path, Path]:

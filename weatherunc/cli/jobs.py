@@ -53,7 +53,10 @@ def ingest(
 
 
 def run(
-    job: Annotated[Path, typer.Argument(help="Job config YAML (see weatherunc/pipelines/jobs/).")],
+    job: Annotated[
+        Path,
+        typer.Argument(help="Job config YAML, or the name of a shipped job (e.g. knmi_anp; docs/jobs.md)."),
+    ],
     scheduler: Annotated[
         str,
         typer.Option(
@@ -86,11 +89,12 @@ def run(
         fail(error)
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
+    from weatherunc.pipelines import job_path
     from weatherunc.pipelines.job_config import load_job_config
     from weatherunc.pipelines.run_job import JobStateError, run_job
 
     try:
-        config = load_job_config(job, output_dir=output_dir)
+        config = load_job_config(job_path(job), output_dir=output_dir)
         report = run_job(
             config,
             scheduler=scheduler,
