@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 from typer.testing import CliRunner
 
 from tests.conftest import write_cf_netcdf, write_entry
@@ -125,6 +126,16 @@ def test_demo_runs_the_demo_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert anp.attrs["calibration_method"] == "temperature" and anp.attrs["calibration_temperature"] > 0
     gp = xr.open_zarr(tmp_path / "demo_mrms_gp" / "prediction.zarr", consolidated=False)
     assert gp.attrs["calibration"].startswith("self") and gp.attrs["calibration_window_frames"] == 3
+    # an earlier demo's store of another config or model (an earlier version) is replaced, not refused
+    from weatherunc.pipelines.run_job import FINGERPRINT_ATTRIBUTE
+
+    zarr.open_group(tmp_path / "demo_mrms_anp" / "prediction.zarr", mode="r+").attrs[
+        FINGERPRINT_ATTRIBUTE
+    ] = "old"
+    again = runner.invoke(app, ["demo", "--out-dir", str(tmp_path), "--scheduler", "threads"])
+    assert again.exit_code == 0, again.output
+    replaced = zarr.open_group(tmp_path / "demo_mrms_anp" / "prediction.zarr", mode="r").attrs
+    assert replaced[FINGERPRINT_ATTRIBUTE] != "old"
 
 
 def test_plot_writes_maps_of_a_store_and_refuses_an_unfinished_one(tmp_path: Path) -> None:

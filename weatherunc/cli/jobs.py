@@ -124,17 +124,19 @@ def demo(
 ) -> None:
     """Fill withheld regions of the embedded MRMS sample with the GP (self-calibrated) and the ANP
     (its shipped calibration): maps, calibrated probabilities and scores against the withheld truth
-    (no data folder needed)."""
+    (no data folder needed). The demo's folder holds only its own outputs: those of an earlier
+    demo with another job config, model or calibration (an earlier version) are replaced, and an
+    interrupted demo resumes."""
     from weatherunc.pipelines import jobs_folder
     from weatherunc.pipelines.execution import SchedulerError
     from weatherunc.pipelines.job_config import load_job_config
-    from weatherunc.pipelines.run_job import run_job
+    from weatherunc.pipelines.run_job import JobStateError, run_job
 
     for name in DEMO_JOBS:
         job = load_job_config(jobs_folder() / name, output_dir=out_dir)
         try:
-            report = run_job(job, scheduler=scheduler, catalog=load_catalog(None, None))
-        except SchedulerError as error:
+            report = run_job(job, scheduler=scheduler, restart=True, catalog=load_catalog(None, None))
+        except (SchedulerError, JobStateError, FileExistsError) as error:
             fail(error)
         scores = json.loads(report.metrics.read_text()).get("scores", {})
         summary = ", ".join(
