@@ -212,27 +212,40 @@ class SelfCalibration:
         }
 
 
+def _bin_members(
+    bins: np.ndarray, weights: np.ndarray, options: SelfCalibrationOptions
+) -> list[np.ndarray | None]:
+    """Per distance bin, the indices of its pseudo-targets where it fits a std factor of its own:
+    at least ``minimum_per_bin`` of them, at distances where there are real targets (a positive
+    weight); None where it takes the overall factor."""
+    members_by_bin: list[np.ndarray | None] = []
+    for number in range(len(options.distance_edges_km) - 1):
+        members = np.flatnonzero(bins == number)
+        fitted = members.size >= options.minimum_per_bin and np.sum(weights[members]) > 0
+        members_by_bin.append(members if fitted else None)
+    return members_by_bin
+
+
 def _factors_with_evidence(
     factors: list[float],
     overall: float,
     pooled_evidence: bool,
-    bins: np.ndarray,
+    members_by_bin: list[np.ndarray | None],
     covered: np.ndarray,
     weights: np.ndarray,
     clusters: np.ndarray,
     options: SelfCalibrationOptions,
 ) -> tuple[list[float], float, bool]:
     """The std factors of ``evidence="per_bin"``, the overall factor and whether any factor is
-    kept: a distance bin with at least ``minimum_per_bin`` pseudo-targets keeps its factor only
-    where its own coverage as predicted (``covered`` ``[n]``) differs from ``level`` by more than
-    ``evidence_z`` clustered standard errors (:func:`clustered_coverage` of its pseudo-targets),
-    else 1; a smaller bin (which took ``overall``) and the targets beyond the last edge keep
-    ``overall`` only with ``pooled_evidence``, the test of all pseudo-targets."""
+    kept: a distance bin with a factor of its own (:func:`_bin_members`) keeps it only where its
+    pseudo-targets' coverage as predicted (``covered`` ``[n]``) differs from ``level`` by more than
+    ``evidence_z`` clustered standard errors (:func:`clustered_coverage`), else 1; a bin that took
+    ``overall`` and the targets beyond the last edge keep ``overall`` only with
+    ``pooled_evidence``, the test of all pseudo-targets."""
     overall = overall if pooled_evidence else 1.0
     kept = []
-    for number, factor in enumerate(factors):
-        members = np.flatnonzero(bins == number)
-        if members.size < options.minimum_per_bin or not np.sum(weights[members]) > 0:
+    for factor, members in zip(factors, members_by_bin):
+        if members is None:
             kept.append(overall)
             continue
         coverage, error = clustered_coverage(covered[members], weights[members], clusters[members])
@@ -289,11 +302,11 @@ def fit_self_calibration(
     bins = distance_bin_index(distance, edges)
     covered = _coverage_by_factor(prediction, truth, options.level)
     overall = _smallest_covering_factor(covered, weights, options.level)
+    members_by_bin = _bin_members(bins, weights, options)
     factors = []
-    for number in range(len(edges) - 1):
-        members = np.flatnonzero(bins == number)
-        if members.size < options.minimum_per_bin or not np.sum(weights[members]) > 0:
-            factors.append(overall)  # too few pseudo-targets, or no real target at these distances
+    for members in members_by_bin:
+        if members is None:
+            factors.append(overall)
             continue
         local = _smallest_covering_factor(covered[members], weights[members], options.level)
         share = members.size / (members.size + options.shrinkage)
@@ -307,7 +320,7 @@ def fit_self_calibration(
     evidence = abs(coverage - options.level) > options.evidence_z * error
     if options.evidence == "per_bin":
         factors, overall, evidence = _factors_with_evidence(
-            factors, overall, evidence, bins, covered_as_predicted, weights, clusters, options
+            factors, overall, evidence, members_by_bin, covered_as_predicted, weights, clusters, options
         )
     # Kept only where the pseudo-targets' coverage is off by more than their noise, where a wider (or
     # narrower) interval does not cost sharpness beyond the tolerance, and where the wider std does not
@@ -357,7 +370,7 @@ def fit_self_calibration(
 
         probability = fit(np.arange(observed.size))
         if options.probability_cross_validated:
-            folds = (np.arange(truth.size) if discs is None else np.asarray(discs))[known] % 2
+            folds = clusters[known] % 2
             held_out = held_out_nll(probabilities, observed, folds, fit, known_weights)
             if held_out is not None and held_out[1] >= held_out[0]:
                 probability = None  # the scaler does not carry over from one half of the discs to the other
