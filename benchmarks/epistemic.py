@@ -136,16 +136,15 @@ def models(
         chosen["convnp+swag"] = lambda: get_model("convnp", swag=swag, weight_samples=10)
     if bbb is not None:
         chosen["convnp+bbb"] = lambda: get_model("convnp", bayes_by_backprop=bbb, weight_samples=10)
-    if members:
-        chosen["convnp_gp"] = lambda: get_model("convnp", checkpoint=members[0], name="convnp_gp")
-        chosen["convnp_gp_ensemble"] = lambda: get_model("convnp", members=members, name="convnp_gp_ensemble")
-    if random_start_members:
-        chosen["convnp_gp_random_start"] = lambda: get_model(
-            "convnp", checkpoint=random_start_members[0], name="convnp_gp_random_start"
-        )
-        chosen["convnp_gp_ensemble_random_start"] = lambda: get_model(
-            "convnp", members=random_start_members, name="convnp_gp_ensemble_random_start"
-        )
+    for suffix, checkpoints in (("", members), ("_random_start", random_start_members)):
+        if checkpoints:  # a GP-prior ConvNP deep ensemble, and its first member alone
+            single, ensemble = f"convnp_gp{suffix}", f"convnp_gp_ensemble{suffix}"
+            chosen[single] = lambda path=checkpoints[0], name=single: get_model(
+                "convnp", checkpoint=path, name=name
+            )
+            chosen[ensemble] = lambda paths=checkpoints, name=ensemble: get_model(
+                "convnp", members=paths, name=name
+            )
     if anp_members:
         chosen["anp_ensemble"] = lambda: get_model("anp", members=anp_members, name="anp_ensemble")
     if stochastic_attention is not None:
