@@ -218,12 +218,8 @@ def _bin_members(
     """Per distance bin, the indices of its pseudo-targets where it fits a std factor of its own:
     at least ``minimum_per_bin`` of them, at distances where there are real targets (a positive
     weight); None where it takes the overall factor."""
-    members_by_bin: list[np.ndarray | None] = []
-    for number in range(len(options.distance_edges_km) - 1):
-        members = np.flatnonzero(bins == number)
-        fitted = members.size >= options.minimum_per_bin and np.sum(weights[members]) > 0
-        members_by_bin.append(members if fitted else None)
-    return members_by_bin
+    every = [np.flatnonzero(bins == number) for number in range(len(options.distance_edges_km) - 1)]
+    return [m if m.size >= options.minimum_per_bin and np.sum(weights[m]) > 0 else None for m in every]
 
 
 def _factors_with_evidence(
