@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from weatherunc.evaluation import distance_to_nearest_context, score_prediction
+from weatherunc.evaluation import distance_to_nearest_context, interval_coverage, score_prediction
 from weatherunc.heads.calibration import rescale_std
 from weatherunc.heads.self_calibration import (
     EarlierFrame,
@@ -21,6 +21,7 @@ from weatherunc.heads.self_calibration import (
     pseudo_task,
     self_calibrate,
 )
+from weatherunc.heads.self_calibration.pseudo_targets import conclusive
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
@@ -313,6 +314,9 @@ def test_options_are_checked() -> None:
         {"crps_tolerance": -0.1},
         {"evidence_z": -1.0},
         {"mean_error_tolerance": -0.1},
+        {"evidence_draws": 0},
+        {"evidence_draws": 9, "max_repeats": 8},
+        {"coverage_tolerance": -0.1},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
@@ -579,6 +583,43 @@ def test_a_coverage_within_its_noise_keeps_the_model_s_intervals() -> None:
     )
     assert eager["scores"]["std_factors_kept"] and eager["overall_std_factor"] != 1.0
     assert eager["scores"]["std_factors_dropped_by"] == []
+
+
+def test_an_inconclusive_coverage_draws_the_task_again_up_to_evidence_draws() -> None:
+    """One draw of four discs covers 0.79 with a standard error of 0.06: no evidence. With up to four
+    draws the task is drawn again until the pooled coverage is off by more than its noise, and the
+    std factors are kept; a coverage within ``coverage_tolerance`` of 0.9 draws once."""
+    task = _field_task(seed=1)
+    model = OverconfidentModel(0.85)
+
+    def record(**options: object) -> dict:
+        options = SelfCalibrationOptions(mean_error_tolerance=NO_MEAN_GUARD, **options)
+        return json.loads(self_calibrate(model, task, options=options).attrs["self_calibration"])
+
+    once, again = record(), record(evidence_draws=4)
+    assert once["scores"]["draws"] == 1
+    assert once["scores"]["std_factors_dropped_by"] == ["coverage_within_noise"]
+    scores = again["scores"]
+    assert 1 < scores["draws"] <= 4 and scores["pseudo_targets"] > once["scores"]["pseudo_targets"]
+    assert abs(scores["before"]["coverage_90"] - 0.9) > 2 * scores["coverage_standard_error"]
+    assert scores["std_factors_kept"] and again["overall_std_factor"] > 1
+    calibrated = json.loads(
+        self_calibrate(
+            OverconfidentModel(1.0), _field_task(seed=3), options=SelfCalibrationOptions(evidence_draws=4)
+        ).attrs["self_calibration"]
+    )
+    assert abs(calibrated["scores"]["before"]["coverage_90"] - 0.9) <= 0.02
+    assert calibrated["scores"]["draws"] == 1
+
+
+def test_conclusive_tells_a_coverage_beyond_its_noise_or_within_the_tolerance() -> None:
+    task = _field_task(seed=1)
+    pseudo = pseudo_predictions(OverconfidentModel(0.85), task, SelfCalibrationOptions())
+    coverage = float(np.mean(interval_coverage(pseudo.prediction, pseudo.truth, 0.9).values * pseudo.weights))
+    assert 0.75 < coverage < 0.85  # 0.79: off 0.9 by less than two standard errors
+    assert not conclusive(pseudo, SelfCalibrationOptions())
+    assert conclusive(pseudo, SelfCalibrationOptions(evidence_z=0.5))  # beyond half a standard error
+    assert conclusive(pseudo, SelfCalibrationOptions(coverage_tolerance=0.2))  # close enough to 0.9
 
 
 def test_per_bin_evidence_keeps_factors_that_a_pooled_coverage_of_0_9_hides() -> None:

@@ -23,7 +23,10 @@ remaining context matches the real targets' (importance weights per distance bin
   per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
   (Guo et al. 2017), kept only if it carries over from one half of the discs to the other;
 
-with a fall-back to no calibration below ``minimum_targets`` pseudo-targets. :func:`self_calibrate`
+with a fall-back to no calibration below ``minimum_targets`` pseudo-targets. A task too small for
+enough pseudo-targets in one draw, or (``evidence_draws``) whose pseudo-targets' coverage is
+inconclusive, is drawn again, each draw hiding contexts no earlier draw hid
+(:func:`pseudo_predictions`). :func:`self_calibrate`
 applies the fit to the real prediction and records what was fitted, on how many pseudo-targets,
 and the before/after scores on them, in the attribute ``self_calibration`` (JSON).
 :class:`SelfCalibrated` wraps any model so that its ``predict`` does all of this. A rolling

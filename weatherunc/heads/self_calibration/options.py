@@ -45,6 +45,8 @@ class SelfCalibrationOptions:
     vector_penalty: float = 0.01
     vector_minimum: int = 500
     max_repeats: int = 8
+    evidence_draws: int = 1
+    coverage_tolerance: float = 0.02
     crps_tolerance: float = 0.01
     mean_error_tolerance: float = 0.01
     evidence_z: float = 2.0
@@ -68,6 +70,12 @@ class SelfCalibrationOptions:
             raise ValueError(f"evidence must be 'pooled' or 'per_bin', got {self.evidence!r}")
         if self.max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
+        if not 1 <= self.evidence_draws <= self.max_repeats:
+            raise ValueError(
+                f"evidence_draws must be in [1, max_repeats={self.max_repeats}], got {self.evidence_draws}"
+            )
+        if not 0 <= self.coverage_tolerance < 1:
+            raise ValueError(f"coverage_tolerance must be in [0, 1), got {self.coverage_tolerance}")
         if (
             list(self.distance_edges_km) != sorted(set(self.distance_edges_km))
             or len(self.distance_edges_km) < 2

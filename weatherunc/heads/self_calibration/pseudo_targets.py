@@ -16,7 +16,8 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from weatherunc import conventions
-from weatherunc.evaluation import distance_to_nearest_context
+from weatherunc.evaluation import distance_to_nearest_context, interval_coverage
+from weatherunc.heads.self_calibration.fitting import clustered_coverage
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.tasks import Task
 
@@ -135,14 +136,30 @@ def pooled_pseudo_targets(parts: Sequence[PseudoTargets]) -> PseudoTargets:
     )
 
 
+def conclusive(pseudo: PseudoTargets, options: SelfCalibrationOptions) -> bool:
+    """Whether ``pseudo``'s weighted coverage of the central ``level`` interval as predicted decides
+    the std factors: off ``level`` by more than ``evidence_z`` clustered standard errors
+    (:func:`~weatherunc.heads.self_calibration.fitting.clustered_coverage`), or within
+    ``coverage_tolerance`` of it."""
+    covered = interval_coverage(pseudo.prediction, pseudo.truth, options.level).values
+    coverage, error = clustered_coverage(covered, pseudo.weights, pseudo.discs)
+    distance = abs(coverage - options.level)
+    return distance > options.evidence_z * error or distance <= options.coverage_tolerance
+
+
 def pseudo_predictions(
     model, task: Task, options: SelfCalibrationOptions, real_distance: np.ndarray | None = None
 ) -> PseudoTargets:
     """``model``'s predictions of one or more pseudo-tasks of ``task`` (:func:`pseudo_task`, seeds
-    ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets,
-    ``max_repeats`` allows and contexts not hidden before remain: a context is a pseudo-target once,
-    so that the discs stay independent pieces of evidence and the bin scaler's halves share no
-    truth), pooled; ``real_distance`` as for :func:`pseudo_task`."""
+    ``options.seed + draw``; more draws while fewer than ``2 * minimum_targets`` pseudo-targets
+    or, up to ``evidence_draws`` draws, while the pooled coverage is not :func:`conclusive`, as long
+    as ``max_repeats`` allows and contexts not hidden before remain: a context is a pseudo-target
+    once, so that the discs stay independent pieces of evidence and the bin scaler's halves share
+    no truth), pooled; ``real_distance`` as for :func:`pseudo_task`.
+
+    Drawing again only while the evidence is inconclusive looks at the data more than once, which
+    raises the chance that the guard keeps factors fitted to noise (optional stopping; Armitage,
+    McPherson & Rowe 1969); the CRPS and mean guards still apply to them."""
     parts: list[PseudoTargets] = []
     hideable = np.ones(task.n_context, dtype=bool)
     for draw in range(options.max_repeats):
@@ -163,6 +180,8 @@ def pseudo_predictions(
                 1,
             )
         )
-        if sum(part.truth.size for part in parts) >= 2 * options.minimum_targets:
+        if sum(part.truth.size for part in parts) >= 2 * options.minimum_targets and (
+            len(parts) >= options.evidence_draws or conclusive(pooled_pseudo_targets(parts), options)
+        ):
             break
     return pooled_pseudo_targets(parts)
