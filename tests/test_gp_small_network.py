@@ -6,11 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from weatherunc import conventions
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator
 from weatherunc.models.gp.fitting import fit_kernel
-from weatherunc.models.gp.small_network import blocked_variance_factor
+from weatherunc.models.gp.small_network import (
+    VARIANCE_FACTOR_BOUNDS,
+    blocked_standardised_residuals,
+    blocked_variance_factor,
+    variance_factor,
+)
 from weatherunc.tasks import Task
 from weatherunc.transforms import PrecipitationTransform
 
@@ -84,6 +90,43 @@ def test_blocked_variance_factor_is_near_one_for_the_true_model() -> None:
     assert blocked_variance_factor(fitted, task.context_coordinates, task.context_values, 0) == 1.0
 
 
+def test_the_coverage_rule_makes_the_level_intervals_cover_the_residuals() -> None:
+    """Gaussian residuals: both rules near 1. Uniform residuals of unit variance (lighter tails than
+    the Gaussian): the mean square is 1, yet 1.645 covers 95 % of them, so the coverage rule
+    narrows the std (to about 0.9 ** 2 * 3 / 1.645 ** 2 = 0.90 of the variance). Whatever the
+    residuals (uniform, Student-t, too wide a Gaussian), the conformal share is covered in-sample."""
+    rng = np.random.default_rng(0)
+    gaussian = rng.standard_normal(20_000)
+    for rule in ("mean_square", "coverage"):
+        assert variance_factor(gaussian, rule) == pytest.approx(1.0, abs=0.05)
+    uniform = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), 2_000)
+    assert variance_factor(uniform, "mean_square") == pytest.approx(1.0, abs=0.05)
+    for residuals in (uniform, rng.standard_t(3, 200) * 0.6, rng.standard_normal(50) * 1.4):
+        factor = variance_factor(residuals, "coverage")
+        covered = np.mean(np.abs(residuals) <= stats.norm.ppf(0.95) * np.sqrt(factor) * (1 + 1e-12))
+        assert covered >= min(0.9 * (1 + 1 / residuals.size), 1.0)
+    assert variance_factor(uniform, "coverage") < 0.95 * variance_factor(uniform, "mean_square")
+    assert variance_factor(np.zeros(0), "coverage") == 1.0
+    assert variance_factor(np.full(10, 100.0), "coverage") == VARIANCE_FACTOR_BOUNDS[1]
+    with pytest.raises(ValueError, match="rule"):
+        variance_factor(gaussian, "median")
+
+
+def test_the_gp_calibrates_a_small_network_by_the_chosen_rule() -> None:
+    torch.set_num_threads(1)
+    task = _network(80, seed=6)
+    factors = {}
+    for rule in ("mean_square", "coverage"):
+        config = GaussianProcessConfig(transform=IDENTITY, small_network_variance_rule=rule)
+        factors[rule] = GaussianProcessInterpolator(config).predict(task).attrs["blocked_variance_factor"]
+    config = GaussianProcessConfig(transform=IDENTITY, noise_prior=(2.0, 20.0))
+    fitted = fit_kernel(task.context_coordinates, task.context_values, config, "matern12")
+    residuals = blocked_standardised_residuals(fitted, task.context_coordinates, task.context_values, 8)
+    assert residuals.size >= 70 and np.all(np.isfinite(residuals))
+    assert factors["mean_square"] != factors["coverage"]
+    assert 0.25 <= factors["coverage"] <= 4.0
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [
@@ -93,6 +136,7 @@ def test_blocked_variance_factor_is_near_one_for_the_true_model() -> None:
         ({"small_network_noise_prior": (0.0, 1.0)}, "small_network_noise_prior"),
         ({"noise_prior": (2.0, -1.0)}, "noise_prior"),
         ({"small_network_blocks": 1}, "small_network_blocks"),
+        ({"small_network_variance_rule": "median"}, "small_network_variance_rule"),
     ],
 )
 def test_invalid_small_network_options_name_the_field(options: dict[str, object], field: str) -> None:

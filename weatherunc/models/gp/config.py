@@ -47,7 +47,9 @@ class GaussianProcessConfig:
     network. ``small_network_noise_prior``: shape and rate of the Gamma prior on the noise
     variance (as a fraction of the contexts' variance) in the marginal likelihood of a small
     network. ``small_network_blocks``: compact spatial blocks of the contexts left out in turn to
-    calibrate the predictive variance of a small network (0: no calibration). ``noise_prior``:
+    calibrate the predictive variance of a small network (0: no calibration), by the rule
+    ``small_network_variance_rule`` (:func:`~weatherunc.models.gp.small_network.blocked_variance_factor`:
+    the mean squared standardised residual, or the factor whose 90 % intervals cover them). ``noise_prior``:
     (shape, rate) of a Gamma prior on that noise fraction in every fit (``None``: none; set by the
     small-network rule).
     """
@@ -77,6 +79,7 @@ class GaussianProcessConfig:
     small_network_kernels: tuple[str, ...] = ("matern12",)
     small_network_noise_prior: tuple[float, float] = (2.0, 20.0)
     small_network_blocks: int = 8
+    small_network_variance_rule: Literal["mean_square", "coverage"] = "mean_square"
     noise_prior: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
@@ -94,3 +97,8 @@ class GaussianProcessConfig:
                 raise ValueError(f"{name} must be (shape > 0, rate > 0), got {prior}")
         if self.small_network_blocks < 0 or self.small_network_blocks == 1:
             raise ValueError(f"small_network_blocks must be 0 or >= 2, got {self.small_network_blocks}")
+        if self.small_network_variance_rule not in ("mean_square", "coverage"):
+            raise ValueError(
+                "small_network_variance_rule must be 'mean_square' or 'coverage', "
+                f"got {self.small_network_variance_rule!r}"
+            )

@@ -65,7 +65,9 @@ def fit_task(task: Task, config: GaussianProcessConfig) -> GaussianProcessFit:
     values = selection.transform.forward(rates)
     fitted = fit_gaussian_process(context, values, config, fitted=selection.fits)
     factor = (
-        blocked_variance_factor(fitted, context, values, config.small_network_blocks)
+        blocked_variance_factor(
+            fitted, context, values, config.small_network_blocks, rule=config.small_network_variance_rule
+        )
         if small and config.small_network_blocks
         else None
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from scipy import stats
 
 from weatherunc.models.gp.algebra import FittedGaussianProcess
 from weatherunc.models.gp.config import GaussianProcessConfig
@@ -48,12 +49,11 @@ def small_network_config(config: GaussianProcessConfig) -> GaussianProcessConfig
     )
 
 
-def blocked_variance_factor(
+def blocked_standardised_residuals(
     fitted: FittedGaussianProcess, inputs: np.ndarray, values: np.ndarray, blocks: int
-) -> float:
-    """Mean squared standardised residual of ``values`` ``[n]`` at ``inputs`` ``[n, d]`` when
-    compact spatial blocks of them are left out in turn (a variance factor: 1 for a
-    well-calibrated GP).
+) -> np.ndarray:
+    """Standardised residuals ``[m]`` of ``values`` ``[n]`` at ``inputs`` ``[n, d]`` when compact
+    spatial blocks of them are left out in turn (empty with fewer than 2 blocks).
 
     The contexts are split by :func:`~weatherunc.models.gp.fitting.spatial_blocks` into about
     ``blocks`` blocks (a power of two, at most one context per block left unscored). With the
@@ -62,21 +62,53 @@ def blocked_variance_factor(
     ``A_SS^-1`` (the block form of Rasmussen & Williams 2006, eq. 5.12), noise included and
     scaled as :meth:`FittedGaussianProcess.predict` scales it. Censoring is ignored here (values
     taken as given). Residuals that are not finite (a block whose left-out variance vanishes, as
-    for contexts of one value) are left out. Clipped to :data:`VARIANCE_FACTOR_BOUNDS`; 1 with fewer
-    than 2 blocks or no finite residual.
+    for contexts of one value) are left out.
     """
     size = int(np.ceil(len(values) / max(blocks, 1)))
     members = spatial_blocks(inputs[:, :2], max(size, 1))  # [b, m]
     if blocks < 2 or len(members) < 2:
-        return 1.0
+        return np.zeros(0)
     _, inverse, weights, scale = fitted._inverse_solution(inputs, values, True)
-    squares = []
+    standardised = []
     for block in members:
         left_out = np.linalg.inv(inverse[np.ix_(block, block)])  # [m, m]: covariance of the residuals
-        residual = left_out @ weights[block]
-        squares.append(residual**2 / (np.diag(left_out) * scale))
-    squares = np.concatenate(squares)
-    finite = np.isfinite(squares)
-    if not finite.any():
+        standardised.append(left_out @ weights[block] / np.sqrt(np.diag(left_out) * scale))
+    residuals = np.concatenate(standardised)
+    return residuals[np.isfinite(residuals)]
+
+
+def variance_factor(residuals: np.ndarray, rule: str = "mean_square", level: float = 0.9) -> float:
+    """The factor on a GP's variance that calibrates it to standardised ``residuals`` ``[m]`` (1 for
+    residuals of a well-calibrated GP): ``rule="mean_square"``, their mean square;
+    ``rule="coverage"``, the square of the factor on the std whose central ``level`` interval covers
+    a share ``level (1 + 1 / m)`` of them (split conformal prediction's finite-sample level, Vovk et
+    al. 2005): that quantile of ``|z|`` over ``Phi^-1((1 + level) / 2)``. The mean square fits the
+    variance, not the coverage: residuals whose distribution is not Gaussian near that quantile
+    leave the ``level`` intervals too narrow or too wide after it.
+    Clipped to :data:`VARIANCE_FACTOR_BOUNDS`; 1 without residuals.
+    """
+    residuals = np.asarray(residuals, dtype=np.float64)
+    if rule not in ("mean_square", "coverage"):
+        raise ValueError(f"rule must be 'mean_square' or 'coverage', got {rule!r}")
+    if residuals.size == 0:
         return 1.0
-    return float(np.clip(np.mean(squares[finite]), *VARIANCE_FACTOR_BOUNDS))
+    if rule == "mean_square":
+        factor = float(np.mean(residuals**2))
+    else:
+        share = min(level * (1.0 + 1.0 / residuals.size), 1.0)
+        quantile = np.quantile(np.abs(residuals), share, method="higher")
+        factor = float((quantile / stats.norm.ppf((1.0 + level) / 2.0)) ** 2)
+    return float(np.clip(factor, *VARIANCE_FACTOR_BOUNDS))
+
+
+def blocked_variance_factor(
+    fitted: FittedGaussianProcess,
+    inputs: np.ndarray,
+    values: np.ndarray,
+    blocks: int,
+    rule: str = "mean_square",
+) -> float:
+    """:func:`variance_factor` of the leave-block-out residuals
+    (:func:`blocked_standardised_residuals`) by ``rule``; 1 with fewer than 2 blocks or no finite
+    residual."""
+    return variance_factor(blocked_standardised_residuals(fitted, inputs, values, blocks), rule)
