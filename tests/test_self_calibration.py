@@ -21,7 +21,7 @@ from weatherunc.heads.self_calibration import (
     pseudo_task,
     self_calibrate,
 )
-from weatherunc.heads.self_calibration.pseudo_targets import conclusive
+from weatherunc.heads.self_calibration.pseudo_targets import conclusive, predicted_bin_weights
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
@@ -317,6 +317,8 @@ def test_options_are_checked() -> None:
         {"evidence_draws": 0},
         {"evidence_draws": 9, "max_repeats": 8},
         {"coverage_tolerance": -0.1},
+        {"probability_matching": "distance"},
+        {"max_matching_weight": 1.0},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
@@ -620,6 +622,58 @@ def test_conclusive_tells_a_coverage_beyond_its_noise_or_within_the_tolerance() 
     assert not conclusive(pseudo, SelfCalibrationOptions())
     assert conclusive(pseudo, SelfCalibrationOptions(evidence_z=0.5))  # beyond half a standard error
     assert conclusive(pseudo, SelfCalibrationOptions(coverage_tolerance=0.2))  # close enough to 0.9
+
+
+def _sharp_prediction(rates: np.ndarray) -> xr.Dataset:
+    """A prediction of targets whose rate is ``rates`` [mm/h] with a small std (its most probable bin
+    is the bin of the rate)."""
+    transform = PrecipitationTransform()
+    points = np.stack([np.arange(rates.size, dtype=float), np.zeros(rates.size)], axis=1)
+    task = Task(points[:1], rates[:1], points, rates)
+    return prediction_dataset(
+        task,
+        transformed_mean=transform.forward(rates),
+        latent_variance=np.zeros(rates.size),
+        noise_variance=np.full(rates.size, 0.01**2),
+        transform=transform,
+        model="sharp",
+        attrs={"fit_seconds": 0.0, "predict_seconds": 0.0},
+    )
+
+
+def test_predicted_bin_weights_give_the_pseudo_targets_the_real_bin_mix() -> None:
+    """Pseudo-targets predicted half in the 0.5-1 mm/h bin and half in 5-10 mm/h; real targets 90 %
+    in 5-10 mm/h: the weights give the second bin 90 % of the weight, with mean 1."""
+    pseudo = _sharp_prediction(np.repeat([0.7, 7.0], 50))
+    real = _sharp_prediction(np.repeat([0.7, 7.0], [10, 90]))
+    weights = predicted_bin_weights(pseudo, real)
+    assert weights.shape == (100,) and weights.mean() == pytest.approx(1.0)
+    assert weights[50:].sum() / weights.sum() == pytest.approx(0.9)
+    assert np.allclose(weights[:50], weights[0]) and np.allclose(weights[50:], weights[50])
+    # one pseudo-target in a bin that holds 90 % of the real targets: truncated at 10 x the mean
+    few = _sharp_prediction(np.array([7.0] + [0.7] * 99))
+    truncated = predicted_bin_weights(few, real, max_weight=10.0)
+    assert truncated.mean() == pytest.approx(1.0) and truncated[0] == truncated.max() < 10.1
+    assert predicted_bin_weights(few, real, max_weight=1000.0)[0] > 80.0  # untruncated: 90 / (1/100)
+
+
+def test_probability_matching_weighs_the_bin_scaler() -> None:
+    task = _field_task(seed=2)
+    model = OverconfidentModel(0.6)
+    records = {
+        matching: json.loads(
+            self_calibrate(
+                model,
+                task,
+                options=SelfCalibrationOptions(probability="temperature", probability_matching=matching),
+            ).attrs["self_calibration"]
+        )
+        for matching in ("none", "predicted_bin")
+    }
+    temperatures = [
+        record["probability"]["temperature"] for record in records.values() if record["probability"]
+    ]
+    assert len(temperatures) == 2 and temperatures[0] != temperatures[1]
 
 
 def test_per_bin_evidence_keeps_factors_that_a_pooled_coverage_of_0_9_hides() -> None:

@@ -21,7 +21,9 @@ remaining context matches the real targets' (importance weights per distance bin
   (under a log-like transform the mean grows as ``exp(std^2 / 2)``);
 - the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
   per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
-  (Guo et al. 2017), kept only if it carries over from one half of the discs to the other;
+  (Guo et al. 2017), fitted with the pseudo-targets weighted to the real targets' mix of most
+  probable bins (:func:`~weatherunc.heads.self_calibration.pseudo_targets.predicted_bin_weights`)
+  and kept only if it carries over from one half of the discs to the other;
 
 with a fall-back to no calibration below ``minimum_targets`` pseudo-targets. A task too small for
 enough pseudo-targets in one draw, or (``evidence_draws``) whose pseudo-targets' coverage is

@@ -13,7 +13,11 @@ from weatherunc.evaluation import distance_to_nearest_context
 from weatherunc.heads.self_calibration.fitting import fit_self_calibration
 from weatherunc.heads.self_calibration.history import EarlierFrame
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions
-from weatherunc.heads.self_calibration.pseudo_targets import pooled_pseudo_targets, pseudo_predictions
+from weatherunc.heads.self_calibration.pseudo_targets import (
+    pooled_pseudo_targets,
+    predicted_bin_weights,
+    pseudo_predictions,
+)
 from weatherunc.tasks import Task
 
 
@@ -63,8 +67,19 @@ def self_calibrate(
             except ValueError:
                 continue  # an earlier frame with too few contexts adds nothing
         pseudo = pooled_pseudo_targets([pseudo, *earlier])
+    probability_weights = (
+        predicted_bin_weights(pseudo.prediction, prediction, options.max_matching_weight)
+        if options.probability_matching == "predicted_bin"
+        else None
+    )
     fitted = fit_self_calibration(
-        pseudo.prediction, pseudo.truth, pseudo.distance, pseudo.weights, options, discs=pseudo.discs
+        pseudo.prediction,
+        pseudo.truth,
+        pseudo.distance,
+        pseudo.weights,
+        options,
+        discs=pseudo.discs,
+        probability_weights=probability_weights,
     )
     if fitted is None:
         reason = (

@@ -281,6 +281,7 @@ def fit_self_calibration(
     weights: np.ndarray,
     options: SelfCalibrationOptions,
     discs: np.ndarray | None = None,
+    probability_weights: np.ndarray | None = None,
 ) -> SelfCalibration | None:
     """Fit on pseudo-targets (see the module docstring): their ``prediction``, ``truth`` [mm/h],
     ``distance`` [km] to the nearest remaining context, importance ``weights`` and, where known,
@@ -291,7 +292,8 @@ def fit_self_calibration(
     (:func:`clustered_coverage`, discs as clusters), and where they raise neither the pseudo-targets'
     weighted CRPS by more than ``crps_tolerance`` nor the weighted squared error of the rate's mean
     by more than ``mean_error_tolerance`` (relative); ``scores["std_factors_dropped_by"]`` names the
-    guards that dropped them (``coverage_within_noise``, ``crps_rise``, ``mean_error_rise``)."""
+    guards that dropped them (``coverage_within_noise``, ``crps_rise``, ``mean_error_rise``).
+    ``probability_weights`` ``[n_pseudo]``: the bin scaler's weights (unless ``probability_weighted``)."""
     if truth.size < options.minimum_targets:
         return None
     edges = options.distance_edges_km
@@ -350,7 +352,8 @@ def fit_self_calibration(
         probabilities, observed = probabilities_and_observed_bins(pooled, truth)
         known = np.isfinite(truth)
         # the real targets' distance mix, as for the std factors
-        known_weights = weights[known] if options.probability_weighted else np.ones(int(known.sum()))
+        scaler_weights = weights if options.probability_weighted else probability_weights
+        known_weights = np.ones(int(known.sum())) if scaler_weights is None else scaler_weights[known]
         vector = options.probability == "vector" and observed.size >= options.vector_minimum
 
         def fit(chosen: np.ndarray) -> TemperatureScaling | VectorScaling:

@@ -31,7 +31,12 @@ class SelfCalibrationOptions:
     weights (the real targets' distance mix), as the std factors do (off by default, chosen on the
     validation frames: ``benchmarks/self_calibration_validation.py``). With
     ``probability_cross_validated``, the bin scaler is kept only if, fitted on one half of the discs
-    (even and odd numbers), it lowers the bin NLL of the other half (both ways, pooled).
+    (even and odd numbers), it lowers the bin NLL of the other half (both ways, pooled). With
+    ``probability_matching="predicted_bin"`` (the default, chosen on the validation frames), the bin
+    scaler weighs each pseudo-target so that the pseudo-targets' most probable bins (as predicted)
+    are distributed as the real targets' are
+    (:func:`~weatherunc.heads.self_calibration.pseudo_targets.predicted_bin_weights`; weights
+    truncated at ``max_matching_weight`` times their mean); ``"none"`` weighs them alike.
     """
 
     pseudo_fraction: float = 0.3
@@ -53,6 +58,8 @@ class SelfCalibrationOptions:
     evidence: Literal["pooled", "per_bin"] = "pooled"
     probability_weighted: bool = False
     probability_cross_validated: bool = True
+    probability_matching: Literal["none", "predicted_bin"] = "predicted_bin"
+    max_matching_weight: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +75,12 @@ class SelfCalibrationOptions:
             raise ValueError(f"evidence_z must be >= 0, got {self.evidence_z}")
         if self.evidence not in ("pooled", "per_bin"):
             raise ValueError(f"evidence must be 'pooled' or 'per_bin', got {self.evidence!r}")
+        if self.probability_matching not in ("none", "predicted_bin"):
+            raise ValueError(
+                f"probability_matching must be 'none' or 'predicted_bin', got {self.probability_matching!r}"
+            )
+        if self.max_matching_weight <= 1:
+            raise ValueError(f"max_matching_weight must be > 1, got {self.max_matching_weight}")
         if self.max_repeats < 1:
             raise ValueError(f"max_repeats must be >= 1, got {self.max_repeats}")
         if not 1 <= self.evidence_draws <= self.max_repeats:

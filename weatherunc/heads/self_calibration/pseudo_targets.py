@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from weatherunc import conventions
 from weatherunc.evaluation import distance_to_nearest_context, interval_coverage
+from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.self_calibration.fitting import clustered_coverage
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.tasks import Task
@@ -185,3 +186,42 @@ def pseudo_predictions(
         ):
             break
     return pooled_pseudo_targets(parts)
+
+
+def _most_probable_bins(prediction: xr.Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """The most probable rain bin of each predicted point with finite probabilities, the mask of
+    those points ``[n]`` (every point of a target or gridded prediction, flattened), and the bin count."""
+    probabilities = with_bin_probabilities(prediction)[conventions.BIN_PROBABILITY]
+    count = probabilities.sizes[conventions.BIN]
+    values = probabilities.transpose(..., conventions.BIN).values.reshape(-1, count)
+    known = np.all(np.isfinite(values), axis=1)
+    return np.argmax(values[known], axis=1), known, count
+
+
+def predicted_bin_weights(pseudo: xr.Dataset, real: xr.Dataset, max_weight: float = 10.0) -> np.ndarray:
+    """Importance weights ``[n_pseudo]`` (mean 1 over the pseudo-targets with finite probabilities, 0
+    elsewhere) that give the pseudo-targets' most probable bin, as ``pseudo`` predicts it, the
+    distribution that the real targets' has in ``real``: a covariate-shift correction in the
+    model's own output (Shimodaira 2000), so that a probability scaler fitted on the pseudo-targets
+    is fitted where the real predictions lie. Bins of the real targets that no pseudo-target has
+    are left out; the weights are truncated at ``max_weight`` times their mean and normalised
+    again, in turn until none exceeds it (Ionides 2008, truncated importance sampling)."""
+    pseudo_bins, pseudo_known, count = _most_probable_bins(pseudo)
+    real_bins, _, _ = _most_probable_bins(real)
+    weights = np.zeros(pseudo_known.size)
+    if pseudo_bins.size == 0 or real_bins.size == 0:
+        weights[pseudo_known] = 1.0
+        return weights
+    real_share = np.bincount(real_bins, minlength=count) / real_bins.size
+    pseudo_share = np.bincount(pseudo_bins, minlength=count) / pseudo_bins.size
+    ratio = np.divide(real_share, pseudo_share, out=np.zeros(count), where=pseudo_share > 0)
+    known_weights = ratio[pseudo_bins]
+    if known_weights.sum() <= 0:
+        known_weights = np.ones(pseudo_bins.size)
+    for _ in range(50):  # truncate and normalise until no weight exceeds max_weight x the mean
+        known_weights = known_weights / known_weights.mean()
+        if known_weights.max() <= max_weight * (1 + 1e-3):
+            break
+        known_weights = np.minimum(known_weights, max_weight)
+    weights[pseudo_known] = known_weights
+    return weights
