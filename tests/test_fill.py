@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,6 +82,27 @@ def test_gp_fills_the_gap_with_cf_described_uncertainty() -> None:
     assert filled["precipitation_mean"].attrs["standard_name"] == "lwe_precipitation_rate"
     assert filled["precipitation_std"].attrs["standard_name"] == "lwe_precipitation_rate standard_error"
     assert filled["observation"].attrs["flag_meanings"].split() == ["filled", "observed", "unfilled"]
+
+
+def test_a_self_calibrated_gp_shares_one_fit_per_frame_and_records_each_tile() -> None:
+    """``gp+self``: the GP is fitted once per frame (as ``gp`` is) and every tile's self-calibration
+    record reaches the output; ``idw+self`` has no fit to share."""
+    from weatherunc.models.interface import SharesFit
+    from weatherunc.models.registry import get_model
+
+    assert isinstance(get_model("gp+self"), SharesFit) and not isinstance(get_model("idw+self"), SharesFit)
+    data = _field(gap=(slice(8, 40), slice(8, 40)))  # a gap wide enough for pseudo-targets around it
+    tiling = GridTiling(tile_pixels=24, halo_pixels=16, max_context=600)
+    filled = weatherunc.fill(data, model="gp+self", crs=CRS, tiling=tiling, progress=False)
+    _assert_filled(filled, data, data.isnull().values)
+    assert "one fit per frame shared by its tiles" in filled.attrs["source"]
+    records = json.loads(filled.attrs["self_calibration"])
+    assert len(records) >= 2 and {record["frame"] for record in records} == {0}
+    assert len({record["tile"] for record in records}) == len(records)
+    assert all(record["method"] in ("self", "none") for record in records)
+    assert any(record["method"] == "self" and record["scores"]["pseudo_targets"] > 0 for record in records)
+    assert filled.attrs["self_calibration_seconds"] >= 0.0
+    assert "self_calibration" not in weatherunc.fill(data, model="idw", crs=CRS, progress=False).attrs
 
 
 def test_idw_through_the_accessor_equals_the_function_and_any_crs_spelling() -> None:

@@ -292,6 +292,46 @@ def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
             load_job_config(_write_config(tmp_path, name=escaping))
 
 
+def test_self_calibration_options_of_a_job_are_read_and_checked(tmp_path: Path) -> None:
+    window = {"self": {"window_frames": 2, "options": {"evidence_draws": 2, "distance_edges_km": [0, 3, 9]}}}
+    job = load_job_config(_write_config(tmp_path, calibration=window))
+    assert job.self_calibration_window == 2
+    assert job.self_calibration_options == {"evidence_draws": 2, "distance_edges_km": [0, 3, 9]}
+    from weatherunc.pipelines.stages import load_model
+
+    model = load_model(job)
+    assert model.options.evidence_draws == 2 and model.options.distance_edges_km == (0, 3, 9)
+    # without options the dump (and so the fingerprint of an older job) is as before
+    assert _job(tmp_path, calibration={"self": {"window_frames": 2}}).model_dump()["calibration"] == {
+        "self": {"window_frames": 2}
+    }
+    for options, message in (
+        ({"evidence_draws": 0}, "evidence_draws must be in"),
+        ({"nope": 1}, "SelfCalibrationOptions has no field 'nope'"),
+    ):
+        with pytest.raises(ValueError, match=rf"calibration\.self: Value error, {message}") as raised:
+            load_job_config(_write_config(tmp_path, calibration={"self": {"options": options}}))
+        assert "not a valid path" not in str(raised.value)  # the union's other branch is not reported
+
+
+def test_a_job_with_an_unknown_model_or_option_fails_before_writing(tmp_path: Path) -> None:
+    for model, message in (
+        ({"name": "gpp"}, "unknown model 'gpp'"),
+        ({"name": "idw", "options": {"neighbors": 3}}, "neighbors"),
+        ({"name": "gp", "options": {"config": {"small_network_variance_rule": "median"}}}, "variance_rule"),
+    ):
+        job = _job(tmp_path / model["name"], model=model)
+        with pytest.raises(
+            ValueError, match=rf"model '{model['name']}' with options .*{message}.*model\.name"
+        ):
+            run_job(job, scheduler="synchronous", progress=False)
+        assert not job.run_dir.exists()
+    from weatherunc.models.registry import get_model
+
+    gp = get_model("gp", config={"small_network_variance_rule": "coverage", "offset_candidates": [1.0]})
+    assert gp.config.small_network_variance_rule == "coverage" and gp.config.offset_candidates == (1.0,)
+
+
 def test_killed_dask_worker_does_not_fail_the_job(clean: xr.Dataset, tmp_path: Path) -> None:
     from distributed import LocalCluster
 

@@ -319,9 +319,23 @@ def test_options_are_checked() -> None:
         {"coverage_tolerance": -0.1},
         {"probability_matching": "distance"},
         {"max_matching_weight": 1.0},
+        {"evidence_draws": 2.5},
+        {"coverage_tolerance": "0.1"},
+        {"probability_cross_validated": 1},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
+
+
+def test_options_from_plain_values_name_an_unknown_field() -> None:
+    options = SelfCalibrationOptions.from_options({"evidence_draws": 3, "distance_edges_km": [0, 2, 8]})
+    assert options.evidence_draws == 3 and options.distance_edges_km == (0, 2, 8)
+    with pytest.raises(ValueError, match="no field 'draws'"):
+        SelfCalibrationOptions.from_options({"draws": 3})
+    wrapped = SelfCalibrated(OverconfidentModel(1.0), options={"evidence_draws": 3})
+    assert wrapped.options == SelfCalibrationOptions(evidence_draws=3)
+    with pytest.raises(TypeError, match="options must be"):
+        SelfCalibrated(OverconfidentModel(1.0), options=3)
 
 
 def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ tile's blended block, for callers that write tile by tile.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -238,13 +239,16 @@ def predict_blended(
     tiling: GridTiling,
     share_fit: bool = True,
     progress: bool = True,
+    records: list[dict[str, object]] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, xr.DataArray]] | None:
     """A ``(y, x)`` frame predicted tile by tile, each tile reaching ``tiling.blend_pixels`` into
     its neighbours, and blended (module docstring): :data:`BLENDED_VARIABLES` ``[ny, nx, ...]``
     (NaN where nothing was predicted) and the coordinates of their extra dims; None when no tile
     had anything to predict. ``share_fit``: a model that fits per task and can share a fit (the
     GP) is fitted once on the frame and every tile uses that fit
-    (:func:`weatherunc.shared_fit.shared_model`); False: each tile fits its own."""
+    (:func:`weatherunc.shared_fit.shared_model`); False: each tile fits its own. ``records``: a
+    list that each self-calibrated tile's record is appended to (its ``self_calibration`` attribute,
+    with the tile's number and ``seconds``)."""
     values, x_km, y_km = frame_axes(frame, crs)
     if share_fit:
         model = shared_model(model, values, x_km, y_km, tiling)
@@ -254,6 +258,14 @@ def predict_blended(
         block = predict_tile(model, values, x_km, y_km, tiling.extended(tile, values.shape), tiling)
         if block is None:
             continue
+        if records is not None and "self_calibration" in block.attrs:
+            records.append(
+                {
+                    "tile": tile.number,
+                    "seconds": round(float(block.attrs.get("self_calibration_seconds", 0.0)), 3),
+                    **json.loads(block.attrs["self_calibration"]),
+                }
+            )
         blender.add(tile, with_bin_probabilities(block))
         predicted = True
     return (blender.result(), blender.coordinates) if predicted else None

@@ -23,6 +23,7 @@ Modules: :mod:`weatherunc.fill_inputs` (checks, units and CRS of the input), :mo
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -88,7 +89,14 @@ def fill(
     ``precipitation_quantile`` ``[..., y, x, quantile]``, ``exceedance_probability``
     ``[..., y, x, threshold]``, ``bin_probability`` ``[..., y, x, bin]`` and ``observation``
     (0 filled, 1 observed, 2 unfilled) ``[..., y, x]``, with the CRS as grid mapping. At observed
-    pixels the mean is the observation, the std 0 and every quantile the observation.
+    pixels the mean is the observation, the std 0 and every quantile the observation. A
+    self-calibrated model (``"gp+self"``, any ``NAME+self``) adds the attributes
+    ``self_calibration`` (JSON: per frame and tile, what was fitted on how many pseudo-targets and
+    the scores before and after on them) and ``self_calibration_seconds``.
+    ``exceedance_probability`` is derived from the Gaussian of the transformed rate, while
+    ``bin_probability`` is the model's rain-bin head where it has one and is what a probability
+    scaler (self-calibration, a calibration file) rescales: the two can then disagree, and the
+    bins are the calibrated probabilities.
 
     Raises
     ------
@@ -109,7 +117,10 @@ def fill(
     )
     interpolator = _interpolator(model)
     tiling = _checked_tiling(tiling, interpolator, data.shape)
-    predicted, coordinates = _predict(interpolator, grid, data, resolved, tiling, share_fit, progress)
+    records: list[dict[str, object]] = []
+    predicted, coordinates = _predict(
+        interpolator, grid, data, resolved, tiling, share_fit, progress, records
+    )
     if mapping is None:
         mapping = conventions.CRS_VARIABLE
         coordinates[mapping] = grid_mapping(resolved)
@@ -124,6 +135,9 @@ def fill(
         tiling=tiling,
         shared_fit=share_fit and isinstance(interpolator, SharesFit),
     )
+    if records:  # a self-calibrated model: what each tile fitted (weatherunc.heads.self_calibration)
+        filled.attrs["self_calibration"] = json.dumps(records)
+        filled.attrs["self_calibration_seconds"] = round(sum(float(r["seconds"]) for r in records), 3)
     unfilled = int((filled["observation"] == UNFILLED).sum())
     if unfilled:
         warnings.warn(
@@ -167,9 +181,11 @@ def _predict(
     tiling: GridTiling,
     share_fit: bool,
     progress: bool,
+    records: list[dict[str, object]] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, xr.DataArray]]:
     """The model's outputs ``[frames, ny, nx, extra]`` at unobserved pixels (NaN elsewhere) and
-    the coordinates of their extra dims (quantile, threshold, bin)."""
+    the coordinates of their extra dims (quantile, threshold, bin); ``records``: each
+    self-calibrated tile's record is appended to it, with its frame's number."""
     axes = {conventions.Y: data[grid.y_dim].values, conventions.X: data[grid.x_dim].values}
     frames, ny, nx = grid.rates.shape
     predicted: dict[str, np.ndarray] = {}
@@ -178,9 +194,12 @@ def _predict(
         if np.isfinite(grid.rates[number]).all():
             continue
         frame = xr.DataArray(grid.rates[number], dims=PROJECTED_DIMS, coords=axes)
+        tile_records: list[dict[str, object]] = []
         blended = predict_blended(
-            model, frame, crs=crs, tiling=tiling, share_fit=share_fit, progress=progress
+            model, frame, crs=crs, tiling=tiling, share_fit=share_fit, progress=progress, records=tile_records
         )
+        if records is not None:
+            records.extend({"frame": number, **record} for record in tile_records)
         if blended is None:
             continue
         outputs, coordinates = blended

@@ -145,9 +145,9 @@ def get_model(model: str, /, **options: Any) -> Interpolator:
     ``NAME+self`` is the model wrapped in :class:`~weatherunc.heads.self_calibration.SelfCalibrated`.
     """
     if model.endswith(SELF_CALIBRATED) and model[: -len(SELF_CALIBRATED)] in MODELS:
-        from weatherunc.heads.self_calibration import SelfCalibrated
+        from weatherunc.heads.self_calibration import self_calibrated
 
-        return SelfCalibrated(get_model(model[: -len(SELF_CALIBRATED)], **options))
+        return self_calibrated(get_model(model[: -len(SELF_CALIBRATED)], **options))
     if model not in MODELS:
         raise ValueError(
             f"unknown model {model!r}; valid models: {', '.join(sorted(MODELS))} (each also as "

@@ -123,9 +123,28 @@ class PlotOptions(_Strict):
 
 class WindowOptions(_Strict):
     """Self-calibration over a rolling window: each tile also draws pseudo-targets from the
-    ``window_frames - 1`` frames before it (their observations, withheld blocks excluded)."""
+    ``window_frames - 1`` frames before it (their observations, withheld blocks excluded);
+    ``options``: fields of :class:`~weatherunc.heads.self_calibration.SelfCalibrationOptions`
+    (e.g. ``evidence_draws``), checked here."""
 
     window_frames: int = Field(1, ge=1, le=12)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_options(self) -> WindowOptions:
+        from weatherunc.heads.self_calibration import SelfCalibrationOptions
+
+        SelfCalibrationOptions.from_options(self.options)  # a ValueError names the field
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dumped without ``options`` where there are none, so that the fingerprint of a job
+        written before they existed stays the same."""
+        dumped = handler(self)
+        if not self.options:
+            dumped.pop("options", None)
+        return dumped
 
 
 class JobSelfCalibration(_Strict):
@@ -152,8 +171,8 @@ class JobConfig(_Strict):
         description=(
             'calibration.json of the model, "packaged" for the one shipped with a packaged model, '
             '"self": each tile calibrates itself on pseudo-gaps of its own observations '
-            "(weatherunc.heads.self_calibration), or {self: {window_frames: N}}: also on those of "
-            "the N - 1 frames before it"
+            "(weatherunc.heads.self_calibration), or {self: {window_frames: N, options: {...}}}: also "
+            "on those of the N - 1 frames before it, with SelfCalibrationOptions fields"
         ),
     )
     tiling: TilingOptions = TilingOptions()
@@ -184,6 +203,13 @@ class JobConfig(_Strict):
     def self_calibration(self) -> bool:
         """Whether each prediction calibrates itself (``calibration: self`` or ``{self: ...}``)."""
         return isinstance(self.calibration, JobSelfCalibration) or str(self.calibration) == "self"
+
+    @property
+    def self_calibration_options(self) -> dict[str, Any]:
+        """The ``SelfCalibrationOptions`` fields the job sets (``calibration: {self: {options: ...}}``)."""
+        if isinstance(self.calibration, JobSelfCalibration):
+            return dict(self.calibration.self_.options)
+        return {}
 
     @property
     def self_calibration_window(self) -> int:
@@ -221,6 +247,24 @@ def load_job_config(path: Path, **overrides: Any) -> JobConfig:
         return JobConfig(**values)
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}"
+            for issue in _relevant_issues(error.errors(), values)
         )
         raise ValueError(f"{path}: invalid job config: {problems}") from error
+
+
+def _relevant_issues(issues: list[Any], values: dict[str, Any]) -> list[Any]:
+    """``issues`` without those of the ``calibration`` union's other branch: a mapping is
+    ``{self: ...}`` (not a path), a text a path (not ``{self: ...}``); the branch's name is left out
+    of the location."""
+    mapping = isinstance(values.get("calibration"), dict)
+    kept = []
+    for issue in issues:
+        location = tuple(issue["loc"])
+        if location[:1] == ("calibration",) and len(location) > 1:
+            branch = str(location[1])
+            if (branch == "JobSelfCalibration") != mapping:
+                continue
+            issue = {**issue, "loc": (location[0], *location[2:])}
+        kept.append(issue)
+    return kept or issues

@@ -38,6 +38,7 @@ from weatherunc.pipelines.job_store import JobStore
 from weatherunc.pipelines.stages import (
     all_tiles,
     calibration_attributes,
+    checked_model,
     frame_axes,
     frame_model,
     ingest_observations,
@@ -275,6 +276,7 @@ def run_job(
     :data:`JOB_SCHEDULERS` or a distributed scheduler's address, checked (reachable) before
     anything is read or written."""
     check_scheduler(scheduler, local=JOB_SCHEDULERS)
+    checked_model(job)  # an unknown model or option fails before the run folder is made
     start = time.perf_counter()
     run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,12 @@ from scipy import ndimage
 from weatherunc import conventions
 from weatherunc.blending import predict_blended_tile
 from weatherunc.catalog import Catalog
+from weatherunc.checkpoints import CheckpointError
 from weatherunc.devices import torch_threads
 from weatherunc.geolocation import crs_of
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
-from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated
+from weatherunc.heads.self_calibration import EarlierFrame, self_calibrated
 from weatherunc.models.registry import Interpolator, get_model
 from weatherunc.pipelines.ingest import IngestInput, ingest, open_input
 from weatherunc.pipelines.job_config import JobConfig
@@ -126,6 +127,21 @@ def _job_model(job: JobConfig) -> Interpolator:
     return _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
 
 
+def checked_model(job: JobConfig) -> Interpolator:
+    """Stage 4's model, built once before a run reads or writes anything: a ``ValueError`` naming
+    the job's ``model`` fields for an unknown model name or options the model does not take
+    (a checkpoint's own errors, :class:`~weatherunc.checkpoints.CheckpointError`, as they are)."""
+    try:
+        return _job_model(job)
+    except CheckpointError:
+        raise
+    except (TypeError, AttributeError, ValueError) as error:
+        raise ValueError(
+            f"job {job.name!r}: model {job.model.name!r} with options {job.model.options}: {error} "
+            "(check model.name and model.options)"
+        ) from error
+
+
 def load_model(
     job: JobConfig, earlier_frames: Sequence[EarlierFrame] = (), fitted: Interpolator | None = None
 ) -> Interpolator:
@@ -135,7 +151,9 @@ def load_model(
     model = fitted if fitted is not None else _job_model(job)
     if not job.self_calibration:
         return model
-    return SelfCalibrated(model, name=job.model.name, earlier_frames=tuple(earlier_frames))
+    return self_calibrated(
+        model, job.self_calibration_options, name=job.model.name, earlier_frames=tuple(earlier_frames)
+    )
 
 
 def frame_model(

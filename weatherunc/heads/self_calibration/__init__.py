@@ -31,7 +31,9 @@ inconclusive, is drawn again, each draw hiding contexts no earlier draw hid
 (:func:`pseudo_predictions`). :func:`self_calibrate`
 applies the fit to the real prediction and records what was fitted, on how many pseudo-targets,
 and the before/after scores on them, in the attribute ``self_calibration`` (JSON).
-:class:`SelfCalibrated` wraps any model so that its ``predict`` does all of this. A rolling
+:class:`SelfCalibrated` wraps any model so that its ``predict`` does all of this
+(:func:`self_calibrated` picks :class:`SelfCalibratedSharingFit` for a model that can share one
+fit among the tiles of a frame). A rolling
 window of earlier frames of the same place (``history``, or :class:`EarlierFrame` grids in
 :class:`SelfCalibrated`) adds their pseudo-targets, weighted to the current targets' distances.
 
@@ -42,7 +44,12 @@ Modules: :mod:`~weatherunc.heads.self_calibration.options`,
 :mod:`~weatherunc.heads.self_calibration.calibrate`.
 """
 
-from weatherunc.heads.self_calibration.calibrate import SelfCalibrated, self_calibrate
+from weatherunc.heads.self_calibration.calibrate import (
+    SelfCalibrated,
+    SelfCalibratedSharingFit,
+    self_calibrate,
+    self_calibrated,
+)
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, SelfCalibration, fit_self_calibration
 from weatherunc.heads.self_calibration.history import EarlierFrame
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
@@ -60,6 +67,7 @@ __all__ = [
     "POOLED_COORDINATES",
     "PseudoTargets",
     "SelfCalibrated",
+    "SelfCalibratedSharingFit",
     "SelfCalibration",
     "SelfCalibrationOptions",
     "distance_bin_index",
@@ -68,4 +76,5 @@ __all__ = [
     "pseudo_predictions",
     "pseudo_task",
     "self_calibrate",
+    "self_calibrated",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import xarray as xr
@@ -18,6 +18,7 @@ from weatherunc.heads.self_calibration.pseudo_targets import (
     predicted_bin_weights,
     pseudo_predictions,
 )
+from weatherunc.models.interface import SharesFit
 from weatherunc.tasks import Task
 
 
@@ -114,6 +115,12 @@ class SelfCalibrated:
     earlier_frames: tuple[EarlierFrame, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.options, Mapping):  # plain values, as a job's YAML gives them
+            self.options = SelfCalibrationOptions.from_options(self.options)
+        elif not isinstance(self.options, SelfCalibrationOptions):
+            raise TypeError(
+                f"options must be SelfCalibrationOptions or a mapping, got {type(self.options).__name__}"
+            )
         self.name = self.name or f"{self.model.name}+self"
 
     @property
@@ -135,3 +142,28 @@ class SelfCalibrated:
             predict_seconds=float(prediction.attrs.get("predict_seconds", 0.0))
             + float(prediction.attrs["self_calibration_seconds"]),
         )
+
+
+@dataclass
+class SelfCalibratedSharingFit(SelfCalibrated):
+    """:class:`SelfCalibrated` around a model that can share one fit among tasks (the GP;
+    :class:`~weatherunc.models.interface.SharesFit`): :meth:`shared_fit` fits the wrapped model once
+    and self-calibrates every task with that fit, so that the tiles of a frame share it."""
+
+    def shared_fit(self, task: Task) -> SelfCalibrated:
+        """The wrapped model fitted once on ``task``'s contexts, self-calibrating every task it
+        predicts (its pseudo-tasks predicted with that fit)."""
+        return SelfCalibrated(self.model.shared_fit(task), self.options, self.name, self.earlier_frames)
+
+
+def self_calibrated(
+    model: object,
+    options: SelfCalibrationOptions | Mapping[str, object] | None = None,
+    name: str = "",
+    earlier_frames: tuple[EarlierFrame, ...] = (),
+) -> SelfCalibrated:
+    """``model`` wrapped to calibrate itself: a :class:`SelfCalibratedSharingFit` where ``model``
+    can share a fit (``weatherunc.fill`` and the jobs' ``tiling.share_fit`` then fit it once per
+    frame), else a :class:`SelfCalibrated`."""
+    kind = SelfCalibratedSharingFit if isinstance(model, SharesFit) else SelfCalibrated
+    return kind(model, options or SelfCalibrationOptions(), name, earlier_frames)

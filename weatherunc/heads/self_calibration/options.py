@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 import numpy as np
 
@@ -62,7 +63,27 @@ class SelfCalibrationOptions:
     max_matching_weight: float = 10.0
     seed: int = 0
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SelfCalibrationOptions:
+        """Options from plain values (a job's YAML ``calibration.self.options``): lists become tuples;
+        ``ValueError`` naming a field the options do not have."""
+        unknown = sorted(set(options) - {item.name for item in fields(cls)})
+        if unknown:
+            raise ValueError(f"SelfCalibrationOptions has no field {', '.join(map(repr, unknown))}")
+        return cls(
+            **{name: tuple(value) if isinstance(value, list) else value for name, value in options.items()}
+        )
+
     def __post_init__(self) -> None:
+        for item in fields(self):  # a number given as text or a float for a count: named, not a TypeError
+            value, kind = getattr(self, item.name), str(item.type)
+            wrong = {
+                "int": isinstance(value, bool) or not isinstance(value, int),
+                "float": isinstance(value, bool) or not isinstance(value, int | float),
+                "bool": not isinstance(value, bool),
+            }.get(kind, False)
+            if wrong:
+                raise ValueError(f"{item.name} must be of type {kind}, got {value!r}")
         if not 0 < self.pseudo_fraction < 1:
             raise ValueError(f"pseudo_fraction must be in (0, 1), got {self.pseudo_fraction}")
         if not 0 < self.level < 1:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from weatherunc.models.gp.kernels import KERNELS
 from weatherunc.transforms import PrecipitationTransform
@@ -102,3 +103,17 @@ class GaussianProcessConfig:
                 "small_network_variance_rule must be 'mean_square' or 'coverage', "
                 f"got {self.small_network_variance_rule!r}"
             )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> GaussianProcessConfig:
+        """A config from plain values (a job's YAML ``model.options.config``): lists become tuples,
+        ``transform`` may be the mapping of a :class:`~weatherunc.transforms.PrecipitationTransform`;
+        ``ValueError`` naming a field the config does not have."""
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"GaussianProcessConfig has no field {', '.join(map(repr, unknown))}")
+        values = {name: tuple(value) if isinstance(value, list) else value for name, value in options.items()}
+        if isinstance(values.get("transform"), Mapping):
+            values["transform"] = PrecipitationTransform(**values["transform"])
+        return cls(**values)

@@ -4,6 +4,7 @@ tile); or fit once and share that fit across tasks (the tiles of one frame)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -231,6 +232,15 @@ class GaussianProcessInterpolator:
 
     config: GaussianProcessConfig = field(default_factory=GaussianProcessConfig)
     name: str = "gp"
+
+    def __post_init__(self) -> None:
+        """A mapping for ``config`` (a job's YAML) is read by :meth:`GaussianProcessConfig.from_options`."""
+        if isinstance(self.config, Mapping):
+            object.__setattr__(self, "config", GaussianProcessConfig.from_options(self.config))
+        elif not isinstance(self.config, GaussianProcessConfig):
+            raise TypeError(
+                f"config must be a GaussianProcessConfig or a mapping, got {type(self.config).__name__}"
+            )
 
     def predict(self, task: Task) -> xr.Dataset:
         """Prediction Dataset over the task's targets (see :func:`prediction_dataset`), with options and
