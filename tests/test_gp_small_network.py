@@ -118,7 +118,9 @@ def test_the_gp_calibrates_a_small_network_by_the_chosen_rule() -> None:
     factors = {}
     for rule in ("mean_square", "coverage"):
         config = GaussianProcessConfig(transform=IDENTITY, small_network_variance_rule=rule)
-        factors[rule] = GaussianProcessInterpolator(config).predict(task).attrs["blocked_variance_factor"]
+        attrs = GaussianProcessInterpolator(config).predict(task).attrs
+        assert attrs["blocked_variance_rule"] == rule
+        factors[rule] = attrs["blocked_variance_factor"]
     config = GaussianProcessConfig(transform=IDENTITY, noise_prior=(2.0, 20.0))
     fitted = fit_kernel(task.context_coordinates, task.context_values, config, "matern12")
     residuals = blocked_standardised_residuals(fitted, task.context_coordinates, task.context_values, 8)

@@ -616,6 +616,7 @@ def test_an_inconclusive_coverage_draws_the_task_again_up_to_evidence_draws() ->
     assert once["scores"]["draws"] == 1
     assert once["scores"]["std_factors_dropped_by"] == ["coverage_within_noise"]
     scores = again["scores"]
+    assert scores["options"]["evidence_draws"] == 4 and "evidence_draws" not in once["scores"]["options"]
     assert 1 < scores["draws"] <= 4 and scores["pseudo_targets"] > once["scores"]["pseudo_targets"]
     assert abs(scores["before"]["coverage_90"] - 0.9) > 2 * scores["coverage_standard_error"]
     assert scores["std_factors_kept"] and again["overall_std_factor"] > 1

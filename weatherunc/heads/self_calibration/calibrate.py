@@ -92,7 +92,13 @@ def self_calibrate(
             self_calibration_seconds=time.perf_counter() - started,
         )
     fitted = replace(
-        fitted, scores={**fitted.scores, "draws": pseudo.draws, "window_frames": 1 + len(history)}
+        fitted,
+        scores={
+            **fitted.scores,
+            "draws": pseudo.draws,
+            "window_frames": 1 + len(history),
+            "options": options.changed(),
+        },
     )
     calibrated = fitted.apply(prediction, real_distance)
     return calibrated.assign_attrs(

@@ -74,6 +74,14 @@ class SelfCalibrationOptions:
             **{name: tuple(value) if isinstance(value, list) else value for name, value in options.items()}
         )
 
+    def changed(self) -> dict[str, Any]:
+        """The fields that differ from their defaults, by name (recorded with each fit)."""
+        return {
+            item.name: getattr(self, item.name)
+            for item in fields(self)
+            if getattr(self, item.name) != item.default
+        }
+
     def __post_init__(self) -> None:
         for item in fields(self):  # a number given as text or a float for a count: named, not a TypeError
             value, kind = getattr(self, item.name), str(item.type)

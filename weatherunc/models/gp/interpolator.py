@@ -190,7 +190,14 @@ def predict_with_fit(task: Task, fit: GaussianProcessFit, *, name: str, shared: 
             "fit_seconds": 0.0 if shared else fit.seconds,
             "variance_estimated_on": fit.source if fit.evidence is not None else "this task's contexts",
             **({"small_network": 1} if fit.small_network else {}),
-            **({"blocked_variance_factor": fit.variance_factor} if fit.variance_factor is not None else {}),
+            **(
+                {
+                    "blocked_variance_factor": fit.variance_factor,
+                    "blocked_variance_rule": fit.config.small_network_variance_rule,
+                }
+                if fit.variance_factor is not None
+                else {}
+            ),
             "predict_seconds": time.perf_counter() - start,
             "censored_contexts": int(censored.sum()) if censored is not None else 0,
             **(
