@@ -67,7 +67,9 @@ def install(point: str, count: int) -> None:
         JobStore.complete,
     )
 
-    def counted_write_tile(self: JobStore, frame: int, rows: slice, columns: slice, blocks: dict, tile: int):
+    def counted_write_tile(
+        self: JobStore, frame: int, rows: slice, columns: slice, blocks: dict, tile: int, record: str = ""
+    ):
         remaining = [len(blocks) // 2 + 1]  # the variable writes that make half a tile
 
         def written() -> None:
@@ -77,7 +79,7 @@ def install(point: str, count: int) -> None:
 
         zarr.open_array = lambda *args, **kwargs: _CountedArray(open_array(*args, **kwargs), written)
         try:
-            return write_tile(self, frame, rows, columns, blocks, tile)
+            return write_tile(self, frame, rows, columns, blocks, tile, record)
         finally:
             zarr.open_array = open_array
 

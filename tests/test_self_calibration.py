@@ -356,7 +356,14 @@ def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
     report = run_job(job, scheduler="synchronous", progress=False)
     store = xr.open_zarr(report.store, consolidated=False)
     assert store.attrs["calibration"].startswith("self")
-    assert json.loads(report.metrics.read_text())["scores"]["crps"] > 0
+    metrics = json.loads(report.metrics.read_text())
+    assert metrics["scores"]["crps"] > 0
+    # each tile with targets recorded what it fitted, and the records outlive the staging folder
+    records = metrics["self_calibration"]
+    assert bool((store.observation.isel(time=0) == 2).any().compute())  # withheld blocks to predict
+    assert records and all(record["frame"] == 0 for record in records)
+    assert len({record["tile"] for record in records}) == len(records)
+    assert all(record["method"] in ("self", "none") and record["seconds"] >= 0 for record in records)
 
 
 def test_a_job_window_calibrates_each_frame_on_the_frames_before_it_too(tmp_path: Path) -> None:

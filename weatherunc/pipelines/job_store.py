@@ -28,6 +28,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -103,16 +104,30 @@ class JobStore(StagingFolder):
         columns: slice,
         blocks: dict[str, np.ndarray],
         tile: int,
+        record: str = "",
     ) -> None:
-        """Write each variable's block ``[ny_tile, nx_tile, ...]`` at ``frame``, then the manifest entry."""
+        """Write each variable's block ``[ny_tile, nx_tile, ...]`` at ``frame``, then the manifest
+        entry, which holds ``record`` (JSON text of what the tile's prediction recorded, or empty)."""
         names = sorted(blocks)
         for name in names:
             array = zarr.open_array(self.zarr_path / name, mode="r+")
             array[frame, rows, columns] = blocks[name]
         entry = self.manifest / self.entry_name(frame, tile)
         temporary = self.manifest / f".{entry.name}.tmp"
-        temporary.write_text("")
+        temporary.write_text(record)
         os.replace(temporary, entry)
+
+    def tile_records(self) -> list[Any]:
+        """The records of the manifest's entries (:meth:`write_tile`), in frame and tile order: each
+        entry's JSON list, concatenated; entries without one add nothing."""
+        if not self.manifest.is_dir():
+            return []
+        records: list[Any] = []
+        for path in sorted(self.manifest.iterdir()):
+            frame, _, tile = path.name.partition("_")
+            text = path.read_text() if frame.isdigit() and tile.isdigit() else ""
+            records.extend(json.loads(text) if text.strip() else [])
+        return records
 
     def _check_manifest(self, expected: set[tuple[int, int]]) -> None:
         missing = expected - self.finished()

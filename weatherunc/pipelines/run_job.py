@@ -177,6 +177,7 @@ def _tile_task(
         return np.asarray(frames[conventions.PRECIPITATION].isel(time=index).values, dtype=np.float64)
 
     x_km, y_km = frame_axes(frames)
+    records: list[dict[str, Any]] = []
     blocks = predict_frame_tile(
         job,
         frame_values(frame_index),
@@ -187,8 +188,10 @@ def _tile_task(
         template,
         earlier=[(frame_values(index), number) for index, number in earlier],
         fitted=fitted,
+        records=records,
     )
-    store.write_tile(frame_number, tile.rows, tile.columns, blocks, tile.number)
+    record = json.dumps(records, default=float) if records else ""
+    store.write_tile(frame_number, tile.rows, tile.columns, blocks, tile.number, record=record)
     return tile.number
 
 
@@ -354,6 +357,10 @@ def run_job(
     store.reveal(expected)
     metrics = verify_store(store.zarr_path, job)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
+    if (
+        job.self_calibration
+    ):  # what each tile fitted on its pseudo-targets (weatherunc.heads.self_calibration)
+        metrics["self_calibration"] = store.tile_records()
     metrics_path = run_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, default=float))
     figures = write_figures(store.zarr_path, job, metrics, run_dir / "figures")

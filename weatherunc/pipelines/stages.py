@@ -226,6 +226,7 @@ def predict_frame_tile(
     template: xr.Dataset,
     earlier: Sequence[tuple[np.ndarray, int]] = (),
     fitted: Interpolator | None = None,
+    records: list[dict[str, Any]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Stages 5 and 6 for one tile: every output variable's block ``[tile_ny, tile_nx, ...]``;
     with ``tiling.blend_pixels`` > 0 the tile's prediction is blended with its neighbours'
@@ -234,7 +235,9 @@ def predict_frame_tile(
     ``template`` holds the output variables of one frame (dims y, x, ...) and their coordinates;
     ``earlier``: the values ``[ny, nx]`` and frame numbers of the frames before this one that the
     job's self-calibration window takes (their own targets are withheld from them too); ``fitted``:
-    the frame's shared fit of the model (:func:`frame_model`), else the tile fits its own.
+    the frame's shared fit of the model (:func:`frame_model`), else the tile fits its own;
+    ``records``: where the job self-calibrates, the tile's record (its prediction's
+    ``self_calibration``, with the frame and tile numbers and ``seconds``) is appended to it.
     """
     targets = target_mask(values, job, frame_number)
     seen = np.where(targets, np.nan, values)
@@ -259,6 +262,15 @@ def predict_frame_tile(
                 tiling_of(job, frame_number),
                 targets,
                 prepare=functools.partial(prepared_prediction, job),
+            )
+        if records is not None and prediction is not None and "self_calibration" in prediction.attrs:
+            records.append(
+                {
+                    "frame": frame_number,
+                    "tile": tile.number,
+                    "seconds": round(float(prediction.attrs.get("self_calibration_seconds", 0.0)), 3),
+                    **json.loads(prediction.attrs["self_calibration"]),
+                }
             )
     for name, variable in template.data_vars.items():
         if conventions.Y not in variable.dims:
