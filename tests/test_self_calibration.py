@@ -366,6 +366,39 @@ def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
     assert all(record["method"] in ("self", "none") and record["seconds"] >= 0 for record in records)
 
 
+def test_a_resumed_job_keeps_the_records_of_tiles_written_before_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_jobs import JOB
+    from weatherunc.pipelines.job_config import JobConfig
+    from weatherunc.pipelines.job_store import JobStore
+    from weatherunc.pipelines.run_job import run_job
+
+    settings = {**JOB, "name": "mrms_idw_self", "calibration": "self", "frames": {"limit": 1}}
+    clean = run_job(
+        JobConfig(**settings, output_dir=str(tmp_path / "clean")), scheduler="synchronous", progress=False
+    )
+    expected = [(r["frame"], r["tile"]) for r in json.loads(clean.metrics.read_text())["self_calibration"]]
+    job = JobConfig(**settings, output_dir=str(tmp_path / "resumed"))
+    original, written = JobStore.write_tile, []
+
+    def stopped_after_two_records(self: JobStore, *args, **kwargs) -> None:
+        if len(written) == 2:
+            raise RuntimeError("stopped")
+        if kwargs.get("record"):
+            written.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "write_tile", stopped_after_two_records)
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_job(job, scheduler="synchronous", progress=False)
+    monkeypatch.undo()
+    report = run_job(job, scheduler="synchronous", progress=False)
+    assert report.tiles_written < report.tiles_total  # the tiles written before the stop were kept
+    resumed = json.loads(report.metrics.read_text())["self_calibration"]
+    assert [(r["frame"], r["tile"]) for r in resumed] == expected and len(expected) > 2
+
+
 def test_a_job_window_calibrates_each_frame_on_the_frames_before_it_too(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
