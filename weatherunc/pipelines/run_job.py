@@ -357,9 +357,7 @@ def run_job(
     store.reveal(expected)
     metrics = verify_store(store.zarr_path, job)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
-    if (
-        job.self_calibration
-    ):  # what each tile fitted on its pseudo-targets (weatherunc.heads.self_calibration)
+    if job.self_calibration:  # what each tile fitted on its pseudo-targets
         metrics["self_calibration"] = store.tile_records()
     metrics_path = run_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, default=float))
