@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,3 +35,21 @@ def write_result(name: str, result: dict[str, object]) -> Path:
     path = RESULTS / name
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def parsed_options(assignments: list[str], config: type) -> dict[str, object]:
+    """``--option NAME=VALUE`` strings as fields of the dataclass ``config`` (values read as JSON,
+    else text), checked by building ``config`` from them before any work; exits naming the
+    assignment otherwise."""
+    names = {field.name for field in dataclasses.fields(config)}
+    options: dict[str, object] = {}
+    for assignment in assignments:
+        name, separator, value = assignment.partition("=")
+        if not separator or name not in names:
+            sys.exit(f"--option {assignment!r}: expected NAME=VALUE with NAME one of {sorted(names)}")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    config.from_options(options)
+    return options

@@ -43,7 +43,7 @@ from collections import defaultdict
 import numpy as np
 import xarray as xr
 from bin_scores import pooled_ece
-from common import RESULTS, result_header, write_result
+from common import RESULTS, parsed_options, result_header, write_result
 from interpolation import frame_tasks
 from tqdm import tqdm
 
@@ -98,22 +98,6 @@ def oracle_factor(prediction: xr.Dataset, task: Task) -> float:
     return float(FACTOR_GRID[high])
 
 
-def parsed_options(assignments: list[str]) -> dict[str, object]:
-    """``NAME=VALUE`` strings as ``SelfCalibrationOptions`` fields (values read as JSON, else text)."""
-    names = {field.name for field in dataclasses.fields(SelfCalibrationOptions)}
-    options: dict[str, object] = {}
-    for assignment in assignments:
-        name, separator, value = assignment.partition("=")
-        if not separator or name not in names:
-            sys.exit(f"--option {assignment!r}: expected NAME=VALUE with NAME one of {sorted(names)}")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            options[name] = value
-    SelfCalibrationOptions(**options)  # checked before hours of work
-    return options
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
@@ -121,7 +105,7 @@ def main() -> None:
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
-    chosen = parsed_options(arguments.option)
+    chosen = parsed_options(arguments.option, SelfCalibrationOptions)
     start = time.perf_counter()
     validation = load_training_config("pipelines/training/anp.yaml").validation
     records: list[dict[str, object]] = []

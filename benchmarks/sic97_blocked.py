@@ -27,8 +27,6 @@ files: how the small-network defaults are chosen, on seeds other than the report
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
 import time
@@ -37,7 +35,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import xarray as xr
-from common import RESULTS, result_header, write_result
+from common import RESULTS, parsed_options, result_header, write_result
 from interpolation import pooled_fold_row
 from tqdm import tqdm
 
@@ -191,23 +189,6 @@ def markdown(summary: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parsed_options(assignments: list[str]) -> dict[str, object]:
-    """``NAME=VALUE`` assignments (VALUE as JSON, else a string) of ``GaussianProcessConfig`` fields,
-    checked by building the config."""
-    names = {field.name for field in dataclasses.fields(GaussianProcessConfig)}
-    options: dict[str, object] = {}
-    for assignment in assignments:
-        name, _, value = assignment.partition("=")
-        if name not in names or not value:
-            sys.exit(f"--option {assignment!r}: expected NAME=VALUE with NAME a GaussianProcessConfig field")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            options[name] = value
-    GaussianProcessConfig(**options)
-    return options
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -216,7 +197,7 @@ def main() -> None:
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
-    options = parsed_options(arguments.option)
+    options = parsed_options(arguments.option, GaussianProcessConfig)
     start = time.perf_counter()
     stations = open_dataset("sic97").compute()
     rows = run(stations, tuple(arguments.seeds), options)

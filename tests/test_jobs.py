@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -248,23 +249,29 @@ def test_changed_input_is_refused_before_the_observations_are_touched(tmp_path: 
     assert tree_bytes(job.run_dir / "prediction.zarr") == prediction_before
 
 
+def write_tile_stopping_after(count: int, counted: Callable[[dict], bool] = lambda kwargs: True) -> Callable:
+    """A ``JobStore.write_tile`` that raises ``RuntimeError("stopped")`` once ``count`` tiles for which
+    ``counted(keyword arguments)`` holds have been written: a job killed there."""
+    original, written = JobStore.write_tile, []
+
+    def write_tile(self: JobStore, *args, **kwargs) -> None:
+        if len(written) == count:
+            raise RuntimeError("stopped")
+        if counted(kwargs):
+            written.append(1)
+        original(self, *args, **kwargs)
+
+    return write_tile
+
+
 def test_unfinished_job_store_is_not_openable_as_zarr(
     clean: xr.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No zarr reader opens the staged store of an unfinished job (unwritten tiles would read
     as NaN); the resumed job's store opens and equals a clean run."""
     job = _job(tmp_path)
-    original = JobStore.write_tile
-    written: list[int] = []
-
-    def killed_after_three_tiles(self: JobStore, *args, **kwargs) -> None:
-        if len(written) == 3:
-            raise RuntimeError("killed")
-        written.append(1)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(JobStore, "write_tile", killed_after_three_tiles)
-    with pytest.raises(RuntimeError, match="killed"):
+    monkeypatch.setattr(JobStore, "write_tile", write_tile_stopping_after(3))
+    with pytest.raises(RuntimeError, match="stopped"):
         run_job(job, scheduler="synchronous", progress=False)
     monkeypatch.undo()
     store = JobStore(job.run_dir / "prediction.zarr")

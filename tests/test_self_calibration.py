@@ -369,7 +369,7 @@ def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
 def test_a_resumed_job_keeps_the_records_of_tiles_written_before_it_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_jobs import JOB
+    from tests.test_jobs import JOB, write_tile_stopping_after
     from weatherunc.pipelines.job_config import JobConfig
     from weatherunc.pipelines.job_store import JobStore
     from weatherunc.pipelines.run_job import run_job
@@ -380,16 +380,10 @@ def test_a_resumed_job_keeps_the_records_of_tiles_written_before_it_stopped(
     )
     expected = [(r["frame"], r["tile"]) for r in json.loads(clean.metrics.read_text())["self_calibration"]]
     job = JobConfig(**settings, output_dir=str(tmp_path / "resumed"))
-    original, written = JobStore.write_tile, []
-
-    def stopped_after_two_records(self: JobStore, *args, **kwargs) -> None:
-        if len(written) == 2:
-            raise RuntimeError("stopped")
-        if kwargs.get("record"):
-            written.append(1)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(JobStore, "write_tile", stopped_after_two_records)
+    # stopped after two tiles that recorded a self-calibration
+    monkeypatch.setattr(
+        JobStore, "write_tile", write_tile_stopping_after(2, lambda kwargs: bool(kwargs.get("record")))
+    )
     with pytest.raises(RuntimeError, match="stopped"):
         run_job(job, scheduler="synchronous", progress=False)
     monkeypatch.undo()
