@@ -328,6 +328,8 @@ def test_options_are_checked() -> None:
 
 
 def test_options_from_plain_values_name_an_unknown_field() -> None:
+    numpy_numbers = SelfCalibrationOptions(seed=np.int64(3), level=np.float32(0.8), evidence_z=np.int64(2))
+    assert numpy_numbers.seed == 3 and numpy_numbers.level == pytest.approx(0.8)
     options = SelfCalibrationOptions.from_options({"evidence_draws": 3, "distance_edges_km": [0, 2, 8]})
     assert options.evidence_draws == 3 and options.distance_edges_km == (0, 2, 8)
     with pytest.raises(ValueError, match="no field 'draws'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -86,9 +87,9 @@ class SelfCalibrationOptions:
         for item in fields(self):  # a number given as text or a float for a count: named, not a TypeError
             value, kind = getattr(self, item.name), str(item.type)
             wrong = {
-                "int": isinstance(value, bool) or not isinstance(value, int),
-                "float": isinstance(value, bool) or not isinstance(value, int | float),
-                "bool": not isinstance(value, bool),
+                "int": isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral),
+                "float": isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real),
+                "bool": not isinstance(value, bool | np.bool_),
             }.get(kind, False)
             if wrong:
                 raise ValueError(f"{item.name} must be of type {kind}, got {value!r}")
