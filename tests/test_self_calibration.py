@@ -322,6 +322,10 @@ def test_options_are_checked() -> None:
         {"evidence_draws": 2.5},
         {"coverage_tolerance": "0.1"},
         {"probability_cross_validated": 1},
+        {"probability": "Vector"},
+        {"vector_penalty": -1.0},
+        {"max_pseudo_targets": 0},
+        {"distance_edges_km": 5},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
@@ -330,6 +334,12 @@ def test_options_are_checked() -> None:
 def test_options_from_plain_values_name_an_unknown_field() -> None:
     numpy_numbers = SelfCalibrationOptions(seed=np.int64(3), level=np.float32(0.8), evidence_z=np.int64(2))
     assert numpy_numbers.seed == 3 and numpy_numbers.level == pytest.approx(0.8)
+    record = json.loads(  # the changed options are recorded as JSON
+        self_calibrate(OverconfidentModel(1.0), _field_task(seed=1), options=numpy_numbers).attrs[
+            "self_calibration"
+        ]
+    )
+    assert record["scores"]["options"]["seed"] == 3
     options = SelfCalibrationOptions.from_options({"evidence_draws": 3, "distance_edges_km": [0, 2, 8]})
     assert options.evidence_draws == 3 and options.distance_edges_km == (0, 2, 8)
     with pytest.raises(ValueError, match="no field 'draws'"):
@@ -721,6 +731,8 @@ def test_probability_matching_weighs_the_bin_scaler() -> None:
         )
         for matching in ("none", "predicted_bin")
     }
+    for record in records.values():  # the scaler's effective sample size is recorded
+        assert 0 < record["scores"]["probability_effective_targets"] <= record["scores"]["pseudo_targets"]
     temperatures = [
         record["probability"]["temperature"] for record in records.values() if record["probability"]
     ]
@@ -802,3 +814,5 @@ def test_a_bin_scaler_is_kept_only_if_it_carries_over_between_halves_of_the_disc
     )
     assert after > before
     assert held_out_nll(probabilities, calibrated, np.zeros(n, dtype=int), lambda chosen: None) is None
+    weightless_half = np.where(folds == 1, 0.0, 1.0)  # one half of the discs carries no weight
+    assert held_out_nll(probabilities, calibrated, folds, lambda chosen: None, weightless_half) is None

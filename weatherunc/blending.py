@@ -330,4 +330,7 @@ def predict_blended_tile(
             data = np.full((height, width, *variable.shape[2:]), np.nan)
         out[name] = (variable.dims, data, variable.attrs)
     coordinates = {name: source[name] for name in source.coords if name not in (conventions.Y, conventions.X)}
-    return xr.Dataset(out, coords=coordinates, attrs={**source.attrs, "blend_pixels": tiling.blend_pixels})
+    attrs = {**source.attrs, "blend_pixels": tiling.blend_pixels}
+    if own is None:  # a neighbour's self-calibration is not this tile's
+        attrs = {key: value for key, value in attrs.items() if not key.startswith("self_calibration")}
+    return xr.Dataset(out, coords=coordinates, attrs=attrs)

@@ -144,18 +144,14 @@ def clustered_coverage(covered: np.ndarray, weights: np.ndarray, discs: np.ndarr
 
 
 def held_out_nll(
-    probabilities: np.ndarray,
-    observed: np.ndarray,
-    folds: np.ndarray,
-    fit,
-    weights: np.ndarray | None = None,
+    probabilities: np.ndarray, observed: np.ndarray, folds: np.ndarray, fit, weights: np.ndarray | None = None
 ) -> tuple[float, float] | None:
     """Bin NLL of the pseudo-targets before and after a scaler fitted (``fit(indices)``) on the other
     fold (``folds`` ``[n]``: 0 or 1, by disc), pooled over both folds (with ``weights`` ``[n]``, the
-    weighted mean); None if a fold is empty."""
-    if not (np.any(folds == 0) and np.any(folds == 1)):
-        return None
+    weighted mean); None if a fold is empty or weighs nothing."""
     weights = np.ones(observed.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if not all(np.sum(weights[folds == fold]) > 0 for fold in (0, 1)):
+        return None
     before = after = 0.0
     for fold in (0, 1):
         tested = np.flatnonzero(folds == fold)
@@ -346,7 +342,7 @@ def fit_self_calibration(
         crps_after, squared_error_after = crps_before, squared_error_before
     interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
     rescaled = interim.apply(prediction, distance)
-    probability, held_out = None, None
+    probability, held_out, effective = None, None, 0.0
     if options.probability != "none":
         pooled, _ = pool_predictions([rescaled], [truth])
         probabilities, observed = probabilities_and_observed_bins(pooled, truth)
@@ -354,7 +350,8 @@ def fit_self_calibration(
         # the real targets' distance mix, as for the std factors
         scaler_weights = weights if options.probability_weighted else probability_weights
         known_weights = np.ones(int(known.sum())) if scaler_weights is None else scaler_weights[known]
-        vector = options.probability == "vector" and observed.size >= options.vector_minimum
+        effective = float(np.sum(known_weights) ** 2 / max(float(np.sum(known_weights**2)), 1e-12))  # Kish
+        vector = options.probability == "vector" and effective >= options.vector_minimum
 
         def fit(chosen: np.ndarray) -> TemperatureScaling | VectorScaling:
             weighted = known_weights[chosen] if np.sum(known_weights[chosen]) > 0 else None
@@ -367,8 +364,8 @@ def fit_self_calibration(
                 )
             return TemperatureScaling.fit(probabilities[chosen], observed[chosen], sample_weight=weighted)
 
-        probability = fit(np.arange(observed.size))
-        if options.probability_cross_validated:
+        probability = fit(np.arange(observed.size)) if effective >= options.minimum_targets else None
+        if probability is not None and options.probability_cross_validated:
             folds = clusters[known] % 2
             held_out = held_out_nll(probabilities, observed, folds, fit, known_weights)
             if held_out is not None and held_out[1] >= held_out[0]:
@@ -389,6 +386,7 @@ def fit_self_calibration(
             "std_factors_dropped_by": dropped_by,
             "coverage_standard_error": round(error, 4) if np.isfinite(error) else None,  # None: one disc
             "probability_kept": probability is not None,
+            "probability_effective_targets": round(effective, 1) if options.probability != "none" else None,
             **(
                 {"held_out_nll_before": round(held_out[0], 5), "held_out_nll_after": round(held_out[1], 5)}
                 if held_out is not None

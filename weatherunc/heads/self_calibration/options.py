@@ -93,6 +93,25 @@ class SelfCalibrationOptions:
             }.get(kind, False)
             if wrong:
                 raise ValueError(f"{item.name} must be of type {kind}, got {value!r}")
+            if kind in ("int", "float", "bool"):  # numpy numbers as Python's, so that records are JSON
+                object.__setattr__(self, item.name, {"int": int, "float": float, "bool": bool}[kind](value))
+        try:
+            edges = tuple(float(edge) for edge in self.distance_edges_km)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"distance_edges_km must be a sequence of numbers, got {self.distance_edges_km!r}"
+            ) from error
+        object.__setattr__(self, "distance_edges_km", edges)
+        if self.probability not in ("vector", "temperature", "none"):
+            raise ValueError(
+                f"probability must be 'vector', 'temperature' or 'none', got {self.probability!r}"
+            )
+        for name in ("vector_penalty", "shrinkage"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("max_pseudo_targets", "minimum_targets", "minimum_per_bin", "vector_minimum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.pseudo_fraction < 1:
             raise ValueError(f"pseudo_fraction must be in (0, 1), got {self.pseudo_fraction}")
         if not 0 < self.level < 1:

@@ -205,7 +205,10 @@ def predicted_bin_weights(pseudo: xr.Dataset, real: xr.Dataset, max_weight: floa
     model's own output (Shimodaira 2000), so that a probability scaler fitted on the pseudo-targets
     is fitted where the real predictions lie. Bins of the real targets that no pseudo-target has
     are left out; the weights are truncated at ``max_weight`` times their mean and normalised
-    again, in turn until none exceeds it (Ionides 2008, truncated importance sampling)."""
+    again, in turn until none exceeds it (Ionides 2008, truncated importance sampling), which is
+    possible only where at least a share ``1 / max_weight`` of the pseudo-targets has weight:
+    where fewer have, the weights stay concentrated on them, and the fit's effective sample size
+    (``probability_effective_targets``) says so."""
     pseudo_bins, pseudo_known, count = _most_probable_bins(pseudo)
     real_bins, _, _ = _most_probable_bins(real)
     weights = np.zeros(pseudo_known.size)
@@ -218,10 +221,10 @@ def predicted_bin_weights(pseudo: xr.Dataset, real: xr.Dataset, max_weight: floa
     known_weights = ratio[pseudo_bins]
     if known_weights.sum() <= 0:
         known_weights = np.ones(pseudo_bins.size)
-    for _ in range(50):  # truncate and normalise until no weight exceeds max_weight x the mean
+    for _ in range(500):  # truncate and normalise until no weight exceeds max_weight x the mean
         known_weights = known_weights / known_weights.mean()
         if known_weights.max() <= max_weight * (1 + 1e-3):
             break
         known_weights = np.minimum(known_weights, max_weight)
-    weights[pseudo_known] = known_weights
+    weights[pseudo_known] = known_weights / known_weights.mean()
     return weights

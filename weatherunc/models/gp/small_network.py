@@ -96,7 +96,7 @@ def variance_factor(residuals: np.ndarray, rule: str = "mean_square", level: flo
         factor = float(np.mean(residuals**2))
     else:
         share = min(level * (1.0 + 1.0 / residuals.size), 1.0)
-        quantile = np.quantile(np.abs(residuals), share, method="higher")
+        quantile = np.quantile(np.abs(residuals), share, method="inverted_cdf")  # the ceil((m + 1) level)-th
         factor = float((quantile / stats.norm.ppf((1.0 + level) / 2.0)) ** 2)
     return float(np.clip(factor, *VARIANCE_FACTOR_BOUNDS))
 
