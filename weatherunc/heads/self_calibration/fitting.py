@@ -351,7 +351,7 @@ def fit_self_calibration(
         scaler_weights = weights if options.probability_weighted else probability_weights
         known_weights = np.ones(int(known.sum())) if scaler_weights is None else scaler_weights[known]
         effective = float(np.sum(known_weights) ** 2 / max(float(np.sum(known_weights**2)), 1e-12))  # Kish
-        vector = options.probability == "vector" and effective >= options.vector_minimum
+        vector = options.probability == "vector" and observed.size >= options.vector_minimum
 
         def fit(chosen: np.ndarray) -> TemperatureScaling | VectorScaling:
             weighted = known_weights[chosen] if np.sum(known_weights[chosen]) > 0 else None

@@ -38,7 +38,9 @@ class SelfCalibrationOptions:
     scaler weighs each pseudo-target so that the pseudo-targets' most probable bins (as predicted)
     are distributed as the real targets' are
     (:func:`~weatherunc.heads.self_calibration.pseudo_targets.predicted_bin_weights`; weights
-    truncated at ``max_matching_weight`` times their mean); ``"none"`` weighs them alike.
+    truncated at ``max_matching_weight`` times their mean); ``"none"`` weighs them alike. A bin
+    scaler is fitted only on at least ``minimum_targets`` effective pseudo-targets (Kish's
+    ``(sum w)^2 / sum w^2`` of its weights).
     """
 
     pseudo_fraction: float = 0.3
