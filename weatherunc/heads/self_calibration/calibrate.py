@@ -71,7 +71,9 @@ def self_calibrate(
     probability_weights = (
         predicted_bin_weights(pseudo.prediction, prediction, options.max_matching_weight)
         if options.probability_matching == "predicted_bin"
-        else None
+        and options.probability != "none"
+        and not options.probability_weighted
+        else None  # no scaler, or one weighted to the distances instead
     )
     fitted = fit_self_calibration(
         pseudo.prediction,
