@@ -18,7 +18,6 @@ tile's blended block, for callers that write tile by tile.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import numpy as np
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from weatherunc import conventions
 from weatherunc.heads.bins import with_bin_probabilities
+from weatherunc.heads.self_calibration import self_calibration_record
 from weatherunc.models.registry import Interpolator
 from weatherunc.shared_fit import shared_model
 from weatherunc.tile_prediction import frame_axes, predict_tile
@@ -258,14 +258,9 @@ def predict_blended(
         block = predict_tile(model, values, x_km, y_km, tiling.extended(tile, values.shape), tiling)
         if block is None:
             continue
-        if records is not None and "self_calibration" in block.attrs:
-            records.append(
-                {
-                    "tile": tile.number,
-                    "seconds": round(float(block.attrs.get("self_calibration_seconds", 0.0)), 3),
-                    **json.loads(block.attrs["self_calibration"]),
-                }
-            )
+        record = self_calibration_record(block, tile=tile.number)
+        if records is not None and record is not None:
+            records.append(record)
         blender.add(tile, with_bin_probabilities(block))
         predicted = True
     return (blender.result(), blender.coordinates) if predicted else None

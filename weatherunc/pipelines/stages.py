@@ -25,7 +25,7 @@ from weatherunc.devices import torch_threads
 from weatherunc.geolocation import crs_of
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
-from weatherunc.heads.self_calibration import EarlierFrame, self_calibrated
+from weatherunc.heads.self_calibration import EarlierFrame, self_calibrated, self_calibration_record
 from weatherunc.models.registry import Interpolator, get_model
 from weatherunc.pipelines.ingest import IngestInput, ingest, open_input
 from weatherunc.pipelines.job_config import JobConfig
@@ -263,15 +263,13 @@ def predict_frame_tile(
                 targets,
                 prepare=functools.partial(prepared_prediction, job),
             )
-        if records is not None and prediction is not None and "self_calibration" in prediction.attrs:
-            records.append(
-                {
-                    "frame": frame_number,
-                    "tile": tile.number,
-                    "seconds": round(float(prediction.attrs.get("self_calibration_seconds", 0.0)), 3),
-                    **json.loads(prediction.attrs["self_calibration"]),
-                }
-            )
+        record = (
+            None
+            if prediction is None
+            else self_calibration_record(prediction, frame=frame_number, tile=tile.number)
+        )
+        if records is not None and record is not None:
+            records.append(record)
     for name, variable in template.data_vars.items():
         if conventions.Y not in variable.dims:
             continue  # the grid mapping, written with the template

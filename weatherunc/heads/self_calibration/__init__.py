@@ -49,6 +49,7 @@ from weatherunc.heads.self_calibration.calibrate import (
     SelfCalibratedSharingFit,
     self_calibrate,
     self_calibrated,
+    self_calibration_record,
 )
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, SelfCalibration, fit_self_calibration
 from weatherunc.heads.self_calibration.history import EarlierFrame
@@ -77,4 +78,5 @@ __all__ = [
     "pseudo_task",
     "self_calibrate",
     "self_calibrated",
+    "self_calibration_record",
 ]

@@ -108,6 +108,19 @@ def self_calibrate(
     )
 
 
+def self_calibration_record(prediction: xr.Dataset, **where: int) -> dict[str, object] | None:
+    """What a self-calibrated prediction recorded (its ``self_calibration`` attribute, parsed), after
+    ``where`` (e.g. its frame and tile numbers) and its ``seconds``; None for a prediction that was
+    not self-calibrated."""
+    if "self_calibration" not in prediction.attrs:
+        return None
+    return {
+        **where,
+        "seconds": round(float(prediction.attrs.get("self_calibration_seconds", 0.0)), 3),
+        **json.loads(prediction.attrs["self_calibration"]),
+    }
+
+
 @dataclass
 class SelfCalibrated:
     """Any model whose predictions calibrate themselves (:func:`self_calibrate`); named ``MODEL+self``.
