@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from weatherunc.plain_options import dataclass_values
+
 
 @dataclass(frozen=True)
 class SelfCalibrationOptions:
@@ -70,12 +72,7 @@ class SelfCalibrationOptions:
     def from_options(cls, options: Mapping[str, Any]) -> SelfCalibrationOptions:
         """Options from plain values (a job's YAML ``calibration.self.options``): lists become tuples;
         ``ValueError`` naming a field the options do not have."""
-        unknown = sorted(set(options) - {item.name for item in fields(cls)})
-        if unknown:
-            raise ValueError(f"SelfCalibrationOptions has no field {', '.join(map(repr, unknown))}")
-        return cls(
-            **{name: tuple(value) if isinstance(value, list) else value for name, value in options.items()}
-        )
+        return cls(**dataclass_values(cls, options))
 
     def changed(self) -> dict[str, Any]:
         """The fields that differ from their defaults, by name (recorded with each fit)."""

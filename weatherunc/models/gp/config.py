@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from weatherunc.models.gp.kernels import KERNELS
+from weatherunc.plain_options import dataclass_values
 from weatherunc.transforms import PrecipitationTransform
 
 #: Kernels compared by marginal likelihood when ``kernel="auto"``.
@@ -109,11 +110,7 @@ class GaussianProcessConfig:
         """A config from plain values (a job's YAML ``model.options.config``): lists become tuples,
         ``transform`` may be the mapping of a :class:`~weatherunc.transforms.PrecipitationTransform`;
         ``ValueError`` naming a field the config does not have."""
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"GaussianProcessConfig has no field {', '.join(map(repr, unknown))}")
-        values = {name: tuple(value) if isinstance(value, list) else value for name, value in options.items()}
+        values = dataclass_values(cls, options)
         if isinstance(values.get("transform"), Mapping):
             values["transform"] = PrecipitationTransform(**values["transform"])
         return cls(**values)
