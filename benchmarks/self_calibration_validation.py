@@ -26,7 +26,8 @@ two).
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/self_calibration_validation.py
 
 ``--option NAME=VALUE`` (repeatable) sets a field of ``SelfCalibrationOptions`` for every
-self-calibrated variant, and ``--output STEM`` names the result files: how the options' defaults
+self-calibrated variant, ``--models gp,anp`` scores only those models, and ``--output STEM`` names
+the result files: how the options' defaults
 are chosen on these frames, never on the test frames.
 """
 
@@ -102,15 +103,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--output", default="self_calibration_validation", metavar="STEM")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)} (default: all)"
+    )
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     chosen = parsed_options(arguments.option, SelfCalibrationOptions)
+    names = [name for name in arguments.models.split(",") if name]
+    if not names or set(names) - set(MODELS):
+        sys.exit(f"--models: expected names of {', '.join(MODELS)}, got {arguments.models!r}")
     start = time.perf_counter()
     validation = load_training_config("pipelines/training/anp.yaml").validation
     records: list[dict[str, object]] = []
     bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
-    for name in MODELS:
+    for name in names:
         model = get_model(name)
         for selection in validation:
             frames, crs = event_frames(selection.dataset, selection.start, selection.end)
