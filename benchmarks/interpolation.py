@@ -1,20 +1,23 @@
 """Benchmark: GP vs ordinary kriging, inverse distance and climatology on the same tasks.
 
-Radar datasets: for each, the three wettest frames (at least 30 minutes apart) of its test
-period (the events and times the neural processes never trained on, see
-pipelines/training/anp.yaml: KNMI from 05:20; the other four events entirely), cropped to
-their wettest 192 x 192 px window; two tasks per frame with fixed seeds: masked blocks
-(3 gaps of 24 px over rain, context from a 24 px ring) and a uniform gauge-like network (1 %
-of pixels). Methods: the GP, kriging, inverse distance, climatology, and the shipped ANP and
-CNP checkpoints, and three ANP ablations (benchmarks/checkpoints/: ``anp_task_small``, the shipped
-recipe with a 64-wide network; ``anp_global``, the previously shipped ANP without per-task
-normalisation or intensity scaling; ``anp_gaussian_refit``, the shipped ANP with its Gaussian
-rows refitted too, ``weatherunc refit-head --gaussian``). SIC97: 10-fold cross-validation on
-the 100 training stations (not the neural processes: they were trained on radar rates, not
-daily gauge totals). Also scores by distance to the nearest context on the masked-block tasks. Writes
-``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and
-means over frames with the standard error of the 90 % coverage over frames) and
-``interpolation.md``.
+Radar datasets: for each, the three wettest frames (at least 30 minutes apart) of its test period
+(the events and times the neural processes never trained on, see pipelines/training/anp.yaml: KNMI
+from 05:20; the other four events entirely), cropped to their wettest 192 x 192 px window; two tasks
+per frame with fixed seeds: masked blocks (3 gaps of 24 px over rain, context from a 24 px ring) and
+a uniform gauge-like network (1 % of pixels). Methods: the GP, kriging, inverse distance,
+climatology, and the shipped ANP and CNP checkpoints, and three ANP ablations
+(benchmarks/checkpoints/: ``anp_task_small``, the shipped recipe with a 64-wide network;
+``anp_global``, the previously shipped ANP without per-task normalisation or intensity scaling;
+``anp_gaussian_refit``, the shipped ANP with its Gaussian rows refitted too, ``weatherunc refit-head
+--gaussian``), and the ConvNP's GP-prior ablations (``convnp_gp``: the ConvNP that corrects a GP's
+predictive distribution, pipelines/training/convnp_gp_crps.yaml at step 1,500;
+``convnp_gp_ensemble``: the deep ensemble of five such members that differ by seed,
+convnp_gp_ensemble.yaml; ``convnp_gp_ensemble_random_start``: five members whose new weights were
+drawn with their seed, convnp_gp_ensemble_random_start.yaml). SIC97: 10-fold cross-validation on the
+100 training stations (not the neural processes: they were trained on radar rates, not daily gauge
+totals). Also scores by distance to the nearest context on the masked-block tasks. Writes
+``benchmarks/results/interpolation.json`` (one row per dataset x task x frame x method, and means
+over frames with the standard error of the 90 % coverage over frames) and ``interpolation.md``.
 
 ``METHOD+self`` (GP, ANP, ConvNP): the method's prediction self-calibrated on pseudo-gaps of the
 task's own contexts (weatherunc.heads.self_calibration); its ``predict_s`` includes that cost.
@@ -65,7 +68,17 @@ RADAR_DATASETS = (
 #: Test period per dataset (start, end); absent: the whole event.
 TEST_PERIODS = {"knmi_20100826": ("2010-08-26T05:20", None)}
 METHODS = ("gp", "kriging", "idw", "climatology")
-NEURAL_METHODS = ("anp", "cnp", "convnp", "anp_task_small", "anp_global", "anp_gaussian_refit")
+NEURAL_METHODS = (
+    "anp",
+    "cnp",
+    "convnp",
+    "anp_task_small",
+    "anp_global",
+    "anp_gaussian_refit",
+    "convnp_gp",
+    "convnp_gp_ensemble",
+    "convnp_gp_ensemble_random_start",
+)
 #: Ablation checkpoints kept beside the benchmarks (see pipelines/training/).
 ABLATIONS = {
     "anp_task_small": "anp_task_normalised_small.safetensors",
@@ -73,8 +86,27 @@ ABLATIONS = {
     "anp_gaussian_refit": "anp_gaussian_refit.safetensors",
 }
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+#: The ConvNP's GP-prior ablations (pipelines/training/convnp_gp_*.yaml): one checkpoint, or the
+#: members of a deep ensemble.
+CONVNP_ABLATIONS = {
+    "convnp_gp": ("convnp_gp_crps_run/last-00001500.safetensors",),
+    "convnp_gp_ensemble": tuple(f"convnp_gp_ensemble/member-{number}.safetensors" for number in range(1, 6)),
+    "convnp_gp_ensemble_random_start": tuple(
+        f"convnp_gp_ensemble_random_start/member-{number}.safetensors" for number in range(1, 6)
+    ),
+}
 STATION_METHODS = METHODS
-DISTANCE_METHODS = ("gp", "kriging", "anp", "cnp", "convnp", "gp+self", "anp+self", "convnp+self")
+DISTANCE_METHODS = (
+    "gp",
+    "kriging",
+    "anp",
+    "cnp",
+    "convnp",
+    "gp+self",
+    "anp+self",
+    "convnp+self",
+    "convnp_gp_ensemble",
+)
 #: Methods also run self-calibrated (``METHOD+self``: weatherunc.heads.self_calibration).
 SELF_METHODS = ("gp", "anp", "convnp")
 WINDOW = 192
@@ -105,6 +137,22 @@ def wettest_frames(
         if len(chosen) == count:
             break
     return sorted(chosen)
+
+
+def convnp_ablation(name: str):
+    """The ConvNP ablation ``name`` of :data:`CONVNP_ABLATIONS`: its checkpoint, or a deep ensemble of
+    its members (a member's checkpoint sha256 in each prediction's ``member_checkpoints``)."""
+    paths = [CHECKPOINTS / path for path in CONVNP_ABLATIONS[name]]
+    if len(paths) == 1:
+        return get_model("convnp", checkpoint=paths[0], name=name)
+    return get_model("convnp", members=paths, name=name)
+
+
+def checkpoint_sha256(model: Interpolator) -> str | list[str]:
+    """The sha256 of ``model``'s checkpoint, or of each member's for a deep ensemble."""
+    if hasattr(model, "members"):
+        return [getattr(member, "checkpoint_sha256", "") for member in model.members]
+    return getattr(model, "checkpoint_sha256", "")
 
 
 def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Task]]:
@@ -321,6 +369,7 @@ def main() -> None:
                 for name, file in ABLATIONS.items()
             }
         )
+        factories.update({name: (lambda name=name: convnp_ablation(name)) for name in CONVNP_ABLATIONS})
     factories.update(
         {
             f"{method}+self": (lambda method=method: get_model(f"{method}+self"))
@@ -361,9 +410,7 @@ def main() -> None:
         **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
         "checkpoints": {
-            method: getattr(models[method], "checkpoint_sha256", "")
-            for method in NEURAL_METHODS
-            if method in models
+            method: checkpoint_sha256(models[method]) for method in NEURAL_METHODS if method in models
         },
         "methods_run": sorted(models),
         "summary": summary,
