@@ -21,7 +21,10 @@ and frame, the std factor fitted on the pseudo-targets against the one that woul
 frame's real targets 0.9 coverage (``oracle_factor``, known only with the truth):
 ``factor_correlation`` is their correlation over the frames of one model and variant (log factors);
 ``dropped_REASON``: in how many frames each guard dropped the std factors (a frame can count under
-two).
+two). By distance to the nearest context, as the interpolation benchmark scores it (masked-block
+targets of each dataset pooled over its frames; ``coverage_by_distance`` in the JSON): how many
+bins have a 90 % coverage outside 0.85-0.95 (``distance_bins_outside``) and the bins' mean distance
+from 0.9 (``distance_coverage_error``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/self_calibration_validation.py
 
@@ -45,11 +48,11 @@ import numpy as np
 import xarray as xr
 from bin_scores import pooled_ece
 from common import RESULTS, parsed_options, result_header, write_result
-from interpolation import frame_tasks
+from interpolation import distance_rows, frame_tasks
 from tqdm import tqdm
 
 from weatherunc import conventions
-from weatherunc.evaluation import score_prediction
+from weatherunc.evaluation import score_prediction, scores_by_distance
 from weatherunc.geolocation import crs_of
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import rescale_std
@@ -117,6 +120,7 @@ def main() -> None:
     validation = load_training_config("pipelines/training/anp.yaml").validation
     records: list[dict[str, object]] = []
     bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
+    by_distance: dict[tuple[str, str, str], list[xr.Dataset]] = defaultdict(list)
     for name in names:
         model = get_model(name)
         for selection in validation:
@@ -145,6 +149,8 @@ def main() -> None:
                     bins[(name, "none", selection.dataset, kind)].append(
                         (with_bin_probabilities(plain), task.target_values)
                     )
+                    if kind == "masked_blocks":
+                        by_distance[(name, "none", selection.dataset)].append(scores_by_distance(plain, task))
                     records.append(
                         {
                             **base,
@@ -177,6 +183,10 @@ def main() -> None:
                         bins[(name, variant, selection.dataset, kind)].append(
                             (with_bin_probabilities(calibrated), task.target_values)
                         )
+                        if kind == "masked_blocks":
+                            by_distance[(name, variant, selection.dataset)].append(
+                                scores_by_distance(calibrated, task)
+                            )
                         records.append(
                             {
                                 **base,
@@ -190,7 +200,12 @@ def main() -> None:
                                 "dropped_by": fit.get("scores", {}).get("std_factors_dropped_by", []),
                             }
                         )
-    rows = summarise(records, bins)
+    distances = [
+        {"model": name, "variant": variant, **row}
+        for (name, variant, dataset), parts in sorted(by_distance.items())
+        for row in distance_rows(dataset, name, parts)
+    ]
+    rows = summarise(records, bins, distances)
     table = markdown(rows, chosen)
     print(table)
     result = {
@@ -198,6 +213,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "options": {**dataclasses.asdict(SelfCalibrationOptions()), **chosen},
         "summary": rows,
+        "coverage_by_distance": distances,
         "frames": records,
     }
     path = write_result(f"{arguments.output}.json", result)
@@ -208,8 +224,12 @@ def main() -> None:
 def summarise(
     records: list[dict[str, object]],
     bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]],
+    distances: list[dict[str, object]],
 ) -> list[dict[str, object]]:
-    """One row per model x dataset x task x variant, and per model x variant over all of them."""
+    """One row per model x dataset x task x variant, and per model x variant over all of them; the
+    masked-block and pooled rows also say how many bins of distance to the nearest context (each
+    dataset's masked-block targets pooled over its frames, ``distances``) have a 90 % coverage
+    outside 0.85-0.95 and the bins' mean distance from 0.9."""
     groups: dict[tuple, list[dict[str, object]]] = defaultdict(list)
     for record in records:
         groups[(record["model"], record["variant"], record["dataset"], record["task"])].append(record)
@@ -243,12 +263,35 @@ def summarise(
                     f"dropped_{reason}": sum(reason in member["dropped_by"] for member in members)
                     for reason in DROP_REASONS
                 },
+                **distance_summary(distances, model, variant, dataset, task),
             }
         )
     return sorted(
         rows,
         key=lambda row: (row["model"], row["dataset"] == "all", row["dataset"], row["task"], row["variant"]),
     )
+
+
+def distance_summary(
+    distances: list[dict[str, object]], model: str, variant: str, dataset: str, task: str
+) -> dict[str, object]:
+    """``distance_bins``, ``distance_bins_outside`` (90 % coverage outside 0.85-0.95) and
+    ``distance_coverage_error`` (the bins' mean distance from 0.9) of a row's masked-block targets;
+    None for a gauge-network row."""
+    if task not in ("masked_blocks", "all"):
+        return {"distance_bins": None, "distance_bins_outside": None, "distance_coverage_error": None}
+    coverage = np.array(
+        [
+            row["coverage_90"]
+            for row in distances
+            if row["model"] == model and row["variant"] == variant and dataset in ("all", row["dataset"])
+        ]
+    )
+    return {
+        "distance_bins": int(coverage.size),
+        "distance_bins_outside": int(np.sum((coverage < 0.85) | (coverage > 0.95))),
+        "distance_coverage_error": round(float(np.abs(coverage - 0.9).mean()), 4) if coverage.size else None,
+    }
 
 
 def markdown(rows: list[dict[str, object]], chosen: dict[str, object]) -> str:
@@ -267,6 +310,8 @@ def markdown(rows: list[dict[str, object]], chosen: dict[str, object]) -> str:
         "cost",
         "factor_correlation",
         *(f"dropped_{reason}" for reason in DROP_REASONS),
+        "distance_bins_outside",
+        "distance_coverage_error",
     )
     lines = [
         "Benchmark: self-calibration on validation frames (see benchmarks/self_calibration_validation.py).",

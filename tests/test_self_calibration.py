@@ -107,6 +107,9 @@ def test_pseudo_task_hides_contexts_and_weights_match_the_real_distances() -> No
     )
     with pytest.raises(ValueError, match="too few"):
         pseudo_task(Task(np.zeros((1, 2)), np.ones(1), np.ones((1, 2)), np.ones(1)), options)
+    # smaller discs hide the same budget in more of them
+    small = pseudo_task(task, SelfCalibrationOptions(pseudo_fraction=0.2, disc_radius_factors=(1.0, 1.0)))
+    assert small[0].n_target == pseudo.n_target and small[2].max() > discs.max()
 
 
 def test_rescale_std_scales_each_target_and_recomputes_the_rate_distribution() -> None:
@@ -326,6 +329,10 @@ def test_options_are_checked() -> None:
         {"vector_penalty": -1.0},
         {"max_pseudo_targets": 0},
         {"distance_edges_km": 5},
+        {"disc_radius_factors": (2.0, 1.0)},
+        {"disc_radius_factors": (0.0, 1.0)},
+        {"disc_radius_factors": (1.0, 2.0, 3.0)},
+        {"disc_radius_factors": "wide"},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)

@@ -17,7 +17,9 @@ class SelfCalibrationOptions:
     """How pseudo-targets are drawn and what is fitted on them.
 
     ``pseudo_fraction``: at most this share of the contexts is hidden (and at most
-    ``max_pseudo_targets``); ``distance_edges_km``: the bins of distance to the nearest context;
+    ``max_pseudo_targets``), in discs whose radii are the real targets' distances to their
+    nearest context times a factor drawn uniformly from ``disc_radius_factors`` (low, high);
+    ``distance_edges_km``: the bins of distance to the nearest context;
     ``level``: the central interval whose coverage the std factors calibrate; ``probability``:
     the scaler of the bin probabilities (``"vector"`` falls back to temperature below
     ``vector_minimum`` pseudo-targets). A task with fewer contexts than give ``2 *
@@ -47,6 +49,7 @@ class SelfCalibrationOptions:
 
     pseudo_fraction: float = 0.3
     max_pseudo_targets: int = 3000
+    disc_radius_factors: tuple[float, ...] = (1.0, 3.0)
     distance_edges_km: tuple[float, ...] = (0.0, 1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
     level: float = 0.9
     shrinkage: float = 50.0
@@ -101,6 +104,17 @@ class SelfCalibrationOptions:
                 f"distance_edges_km must be a sequence of numbers, got {self.distance_edges_km!r}"
             ) from error
         object.__setattr__(self, "distance_edges_km", edges)
+        try:
+            factors = tuple(float(factor) for factor in self.disc_radius_factors)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"disc_radius_factors must be two numbers (low, high), got {self.disc_radius_factors!r}"
+            ) from error
+        if len(factors) != 2 or not 0 < factors[0] <= factors[1]:
+            raise ValueError(
+                f"disc_radius_factors must be two numbers 0 < low <= high, got {self.disc_radius_factors!r}"
+            )
+        object.__setattr__(self, "disc_radius_factors", factors)
         if self.probability not in ("vector", "temperature", "none"):
             raise ValueError(
                 f"probability must be 'vector', 'temperature' or 'none', got {self.probability!r}"

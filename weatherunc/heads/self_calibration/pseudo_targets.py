@@ -63,7 +63,9 @@ def pseudo_task(
     tree = cKDTree(task.context_coordinates)
     disc = np.full(task.n_context, -1, dtype=np.int64)
     centres = np.flatnonzero(hideable)
-    radii = rng.choice(real, size=10 * budget + 10) * rng.uniform(1.0, 3.0, size=10 * budget + 10)
+    radii = rng.choice(real, size=10 * budget + 10) * rng.uniform(
+        *options.disc_radius_factors, size=10 * budget + 10
+    )
     for number, radius in enumerate(radii):
         if (disc >= 0).sum() >= budget:
             break
