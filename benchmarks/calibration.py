@@ -74,7 +74,7 @@ from weatherunc.heads.fitting import (
     probabilities_and_observed_bins,
     target_groups,
 )
-from weatherunc.heads.self_calibration import self_calibrate
+from weatherunc.heads.self_calibration import model_options, self_calibrate
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
 from weatherunc.plotting import bin_frequency_figure, reliability_figure, save_figure
@@ -314,9 +314,10 @@ def self_calibration_main() -> None:
     """The ``--self`` rows; see the module docstring."""
     start = time.perf_counter()
     tests = {dataset: [task for _, _, task in radar_tasks(dataset)] for dataset in RADAR_DATASETS}
-    rows = []
+    rows, changed = [], {}
     for method in SELF_METHODS:
         model = get_model(method)
+        changed[method] = model_options(model).changed()
         before_all, after_all, tasks_all = [], [], []
         for dataset, tasks in tests.items():
             before = [with_bin_probabilities(model.predict(task)) for task in tasks]
@@ -330,7 +331,9 @@ def self_calibration_main() -> None:
     previous["self_calibration"] = {
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
-        "options": "SelfCalibrationOptions() defaults",
+        "options": {  # each model's own defaults (model_options), where they differ
+            method: options or "SelfCalibrationOptions() defaults" for method, options in changed.items()
+        },
     }
     write_result("calibration.json", previous)
     columns = (

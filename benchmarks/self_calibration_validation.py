@@ -28,8 +28,9 @@ from 0.9 (``distance_coverage_error``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/self_calibration_validation.py
 
-``--option NAME=VALUE`` (repeatable) sets a field of ``SelfCalibrationOptions`` for every
-self-calibrated variant, ``--models gp,anp`` scores only those models, and ``--output STEM`` names
+Each model is self-calibrated with its own defaults (``model_options``: the neural processes'
+differ); ``--option NAME=VALUE`` (repeatable) sets a field of ``SelfCalibrationOptions`` over them
+for every self-calibrated variant, ``--models gp,anp`` scores only those models, and ``--output STEM`` names
 the result files: how the options' defaults
 are chosen on these frames, never on the test frames.
 """
@@ -57,7 +58,12 @@ from weatherunc.geolocation import crs_of
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import rescale_std
 from weatherunc.heads.fitting import pool_predictions
-from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated, SelfCalibrationOptions
+from weatherunc.heads.self_calibration import (
+    EarlierFrame,
+    SelfCalibrated,
+    SelfCalibrationOptions,
+    model_options,
+)
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID
 from weatherunc.loading import open_dataset
 from weatherunc.models.registry import get_model
@@ -121,8 +127,10 @@ def main() -> None:
     records: list[dict[str, object]] = []
     bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
     by_distance: dict[tuple[str, str, str], list[xr.Dataset]] = defaultdict(list)
+    changed_by_model: dict[str, dict[str, object]] = {}
     for name in names:
         model = get_model(name)
+        changed_by_model[name] = model_options(model, chosen).changed()
         for selection in validation:
             frames, crs = event_frames(selection.dataset, selection.start, selection.end)
             x_km, y_km = planar_kilometres(frames[conventions.X].values, frames[conventions.Y].values, crs)
@@ -175,7 +183,7 @@ def main() -> None:
                         )
                         calibrated = SelfCalibrated(
                             model,
-                            options=SelfCalibrationOptions(**options),
+                            options=options,  # over the model's own defaults
                             earlier_frames=earlier,
                         ).predict(task)
                         fit = json.loads(calibrated.attrs["self_calibration"])
@@ -206,12 +214,15 @@ def main() -> None:
         for row in distance_rows(dataset, name, parts)
     ]
     rows = summarise(records, bins, distances)
-    table = markdown(rows, chosen)
+    table = markdown(rows, changed_by_model)
     print(table)
     result = {
         **result_header(__doc__),
         "wall_s": round(time.perf_counter() - start, 1),
-        "options": {**dataclasses.asdict(SelfCalibrationOptions()), **chosen},
+        "options": {
+            name: {**dataclasses.asdict(SelfCalibrationOptions()), **changed}
+            for name, changed in changed_by_model.items()
+        },
         "summary": rows,
         "coverage_by_distance": distances,
         "frames": records,
@@ -294,7 +305,7 @@ def distance_summary(
     }
 
 
-def markdown(rows: list[dict[str, object]], chosen: dict[str, object]) -> str:
+def markdown(rows: list[dict[str, object]], changed_by_model: dict[str, dict[str, object]]) -> str:
     fields = (
         "model",
         "dataset",
@@ -316,7 +327,9 @@ def markdown(rows: list[dict[str, object]], chosen: dict[str, object]) -> str:
     lines = [
         "Benchmark: self-calibration on validation frames (see benchmarks/self_calibration_validation.py).",
         "",
-        f"Options other than the defaults: {chosen or 'none'}.",
+        "Options other than the defaults, by model (the model's own and `--option`): "
+        + "; ".join(f"{name}: {changed or 'none'}" for name, changed in changed_by_model.items())
+        + ".",
         "",
         "| " + " | ".join(fields) + " |",
         "|" + "---|" * len(fields),

@@ -16,6 +16,7 @@ from weatherunc.heads.self_calibration import (
     SelfCalibrated,
     SelfCalibrationOptions,
     fit_self_calibration,
+    model_options,
     pooled_pseudo_targets,
     pseudo_predictions,
     pseudo_task,
@@ -355,6 +356,59 @@ def test_options_from_plain_values_name_an_unknown_field() -> None:
     assert wrapped.options == SelfCalibrationOptions(evidence_draws=3)
     with pytest.raises(TypeError, match="options must be"):
         SelfCalibrated(OverconfidentModel(1.0), options=3)
+
+
+class ModelWithDefaults(OverconfidentModel):
+    """:class:`OverconfidentModel` with self-calibration options of its own."""
+
+    self_calibration_defaults = {"evidence_draws": 2, "seed": 5}
+
+
+def test_model_options_start_from_the_model_s_own_defaults() -> None:
+    model = ModelWithDefaults(1.0)
+    assert model_options(OverconfidentModel(1.0)) == SelfCalibrationOptions()
+    assert model_options(model) == SelfCalibrationOptions(evidence_draws=2, seed=5)
+    # a mapping updates them field by field; options given whole are used as they are
+    assert model_options(model, {"seed": 1}) == SelfCalibrationOptions(evidence_draws=2, seed=1)
+    assert model_options(model, SelfCalibrationOptions()) == SelfCalibrationOptions()
+    with pytest.raises(TypeError, match="options must be"):
+        model_options(model, 3)
+    wrapped = SelfCalibrated(model)
+    assert wrapped.options.evidence_draws == 2
+    record = json.loads(wrapped.predict(_field_task(seed=2)).attrs["self_calibration"])
+    assert record["scores"]["options"] == {"evidence_draws": 2, "seed": 5}
+    direct = json.loads(self_calibrate(model, _field_task(seed=2)).attrs["self_calibration"])
+    assert direct["scores"]["options"] == record["scores"]["options"]
+
+
+def test_the_neural_processes_and_their_ensembles_take_their_own_options() -> None:
+    import torch
+
+    from weatherunc.heads.self_calibration import NEURAL_PROCESS_OPTIONS
+    from weatherunc.models.convnp.config import ConvNPConfig
+    from weatherunc.models.convnp.interpolator import ConvNPInterpolator
+    from weatherunc.models.convnp.model import ConvNP
+    from weatherunc.models.ensemble import EnsembleInterpolator
+    from weatherunc.models.gp import GaussianProcessInterpolator
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
+    from weatherunc.models.neural_process.model import NeuralProcess
+
+    torch.manual_seed(0)
+    tiny = {"hidden": 8, "latent_dimension": 2, "heads": 2, "self_attention_layers": 1}
+    anp = NeuralProcessInterpolator(model=NeuralProcess(NeuralProcessConfig(**tiny)))
+    convnp = ConvNPInterpolator(model=ConvNP(ConvNPConfig(channels=(4, 8), decoder_hidden=4)))
+    gp = GaussianProcessInterpolator()
+    expected = SelfCalibrationOptions.from_options(NEURAL_PROCESS_OPTIONS)
+    assert expected != SelfCalibrationOptions()
+    assert model_options(anp) == model_options(convnp) == expected
+    assert model_options(gp) == SelfCalibrationOptions()
+    assert model_options(EnsembleInterpolator([anp, anp])) == expected
+    assert model_options(EnsembleInterpolator([anp, gp])) == SelfCalibrationOptions()  # they differ
+    # a job's options update the model's own
+    assert model_options(anp, {"evidence_draws": 2}) == SelfCalibrationOptions(
+        evidence_draws=2, **NEURAL_PROCESS_OPTIONS
+    )
 
 
 def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:

@@ -42,6 +42,14 @@ class EnsembleInterpolator:
         if len(self.members) < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {len(self.members)}")
 
+    @property
+    def self_calibration_defaults(self) -> dict[str, object]:
+        """The members' own self-calibration options
+        (:func:`weatherunc.heads.self_calibration.model_options`) where they all have the same,
+        else none."""
+        chosen = [dict(getattr(member, "self_calibration_defaults", None) or {}) for member in self.members]
+        return chosen[0] if all(options == chosen[0] for options in chosen) else {}
+
     def predict(self, task: Task) -> xr.Dataset:
         """Prediction Dataset of the mixture, with ``bin_probability``, ``predictive_entropy`` and
         ``mutual_information`` where every member predicts bin probabilities."""

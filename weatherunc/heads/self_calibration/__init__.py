@@ -53,7 +53,12 @@ from weatherunc.heads.self_calibration.calibrate import (
 )
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, SelfCalibration, fit_self_calibration
 from weatherunc.heads.self_calibration.history import EarlierFrame
-from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
+from weatherunc.heads.self_calibration.options import (
+    NEURAL_PROCESS_OPTIONS,
+    SelfCalibrationOptions,
+    distance_bin_index,
+    model_options,
+)
 from weatherunc.heads.self_calibration.pseudo_targets import (
     POOLED_COORDINATES,
     PseudoTargets,
@@ -65,6 +70,7 @@ from weatherunc.heads.self_calibration.pseudo_targets import (
 __all__ = [
     "EarlierFrame",
     "FACTOR_GRID",
+    "NEURAL_PROCESS_OPTIONS",
     "POOLED_COORDINATES",
     "PseudoTargets",
     "SelfCalibrated",
@@ -73,6 +79,7 @@ __all__ = [
     "SelfCalibrationOptions",
     "distance_bin_index",
     "fit_self_calibration",
+    "model_options",
     "pooled_pseudo_targets",
     "pseudo_predictions",
     "pseudo_task",

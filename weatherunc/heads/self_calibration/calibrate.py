@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import xarray as xr
 
 from weatherunc.evaluation import distance_to_nearest_context
 from weatherunc.heads.self_calibration.fitting import fit_self_calibration
 from weatherunc.heads.self_calibration.history import EarlierFrame
-from weatherunc.heads.self_calibration.options import SelfCalibrationOptions
+from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, model_options
 from weatherunc.heads.self_calibration.pseudo_targets import (
     pooled_pseudo_targets,
     predicted_bin_weights,
@@ -39,11 +39,13 @@ def self_calibrate(
     ``task`` itself, so that each costs a conditioning, not a fit; the hyperparameters have then
     seen the hidden contexts too, a small share of the data for a handful of parameters.
     ``prediction``: the model's prediction of ``task`` when already made (a GP then fits once
-    more). The attribute ``self_calibration`` (JSON) records the fit, the pseudo-target count and
+    more). ``options``: None or a mapping of fields over the model's own defaults
+    (:func:`~weatherunc.heads.self_calibration.options.model_options`). The attribute
+    ``self_calibration`` (JSON) records the fit, the pseudo-target count and
     the before/after scores on them, or why nothing was fitted; ``self_calibration_seconds`` its
     cost.
     """
-    options = options or SelfCalibrationOptions()
+    options = model_options(model, options)
     pseudo_model = model
     if prediction is None and hasattr(model, "predict_sharing_fit"):
         prediction, pseudo_model = model.predict_sharing_fit(task)
@@ -125,23 +127,20 @@ def self_calibration_record(prediction: xr.Dataset, **where: int) -> dict[str, o
 class SelfCalibrated:
     """Any model whose predictions calibrate themselves (:func:`self_calibrate`); named ``MODEL+self``.
 
-    ``earlier_frames``: the rolling window, earlier frames of the grid the tasks are drawn on; each
-    task also draws pseudo-targets from their observations where its contexts lie
-    (:meth:`EarlierFrame.task_like`).
+    ``options``: :class:`SelfCalibrationOptions`, or None or a mapping of fields (plain values, as a
+    job's YAML gives them) over the model's own defaults
+    (:func:`~weatherunc.heads.self_calibration.options.model_options`). ``earlier_frames``: the
+    rolling window, earlier frames of the grid the tasks are drawn on; each task also draws
+    pseudo-targets from their observations where its contexts lie (:meth:`EarlierFrame.task_like`).
     """
 
     model: object
-    options: SelfCalibrationOptions = field(default_factory=SelfCalibrationOptions)
+    options: SelfCalibrationOptions | Mapping[str, object] | None = None
     name: str = ""
     earlier_frames: tuple[EarlierFrame, ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.options, Mapping):  # plain values, as a job's YAML gives them
-            self.options = SelfCalibrationOptions.from_options(self.options)
-        elif not isinstance(self.options, SelfCalibrationOptions):
-            raise TypeError(
-                f"options must be SelfCalibrationOptions or a mapping, got {type(self.options).__name__}"
-            )
+        self.options = model_options(self.model, self.options)
         self.name = self.name or f"{self.model.name}+self"
 
     @property
@@ -187,4 +186,4 @@ def self_calibrated(
     can share a fit (``weatherunc.fill`` and the jobs' ``tiling.share_fit`` then fit it once per
     frame), else a :class:`SelfCalibrated`."""
     kind = SelfCalibratedSharingFit if isinstance(model, SharesFit) else SelfCalibrated
-    return kind(model, options or SelfCalibrationOptions(), name, earlier_frames)
+    return kind(model, options, name, earlier_frames)

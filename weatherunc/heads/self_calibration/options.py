@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -162,3 +163,29 @@ def distance_bin_index(distance: np.ndarray, edges: tuple[float, ...]) -> np.nda
     """Index of each distance's bin ``[n]``; -1 beyond the last edge."""
     index = np.searchsorted(np.asarray(edges), distance, side="right") - 1
     return np.where(distance >= edges[-1], -1, np.clip(index, 0, len(edges) - 2))
+
+
+#: The neural processes' own self-calibration options (their ``self_calibration_defaults``): smaller
+#: discs, chosen for the ANP and the ConvNP on the validation frames
+#: (``benchmarks/self_calibration_validation.py --option disc_radius_factors=[1,1.5]``; the GP keeps
+#: the defaults).
+NEURAL_PROCESS_OPTIONS: Mapping[str, Any] = MappingProxyType({"disc_radius_factors": (1.0, 1.5)})
+
+
+def model_options(
+    model: object, options: SelfCalibrationOptions | Mapping[str, Any] | None = None
+) -> SelfCalibrationOptions:
+    """The options that self-calibrate ``model``.
+
+    ``options`` given as :class:`SelfCalibrationOptions` are used as they are. Otherwise the
+    model's own defaults (its ``self_calibration_defaults``, a mapping of fields chosen for that
+    kind of model on the validation frames, e.g. :data:`NEURAL_PROCESS_OPTIONS`; none for a model
+    without it) are updated by the mapping ``options`` (a job's ``calibration.self.options``),
+    field by field.
+    """
+    if isinstance(options, SelfCalibrationOptions):
+        return options
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be SelfCalibrationOptions or a mapping, got {type(options).__name__}")
+    defaults = getattr(model, "self_calibration_defaults", None) or {}
+    return SelfCalibrationOptions.from_options({**defaults, **(options or {})})

@@ -14,9 +14,10 @@ A model with a GP prior (``config.prior == "gp"``) first predicts the task's who
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from weatherunc import conventions
 from weatherunc.checkpoints import CheckpointError, load_model, read_sidecar, sidecar_config_values
 from weatherunc.devices import choose_device
 from weatherunc.heads.bins import entropy
+from weatherunc.heads.self_calibration.options import NEURAL_PROCESS_OPTIONS
 from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.convnp.grids import context_grids
 from weatherunc.models.convnp.model import ConvNP
@@ -103,6 +105,8 @@ class ConvNPInterpolator:
     #: Sees a whole frame at once (tiling itself only to bound memory): whole-frame callers such
     #: as :func:`weatherunc.fill` give it every observed pixel of the frame in one task.
     whole_frame: ClassVar[bool] = True
+    #: Its own self-calibration options (:func:`weatherunc.heads.self_calibration.model_options`).
+    self_calibration_defaults: ClassVar[Mapping[str, Any]] = NEURAL_PROCESS_OPTIONS
 
     @classmethod
     def from_checkpoint(cls, path: Path, **options) -> ConvNPInterpolator:

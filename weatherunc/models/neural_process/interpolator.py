@@ -15,8 +15,10 @@ gives copies that draw other sets, for an ensemble over attention draws.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from weatherunc import conventions
 from weatherunc.checkpoints import CheckpointError, load_model, read_sidecar, sidecar_config_values
 from weatherunc.devices import choose_device
 from weatherunc.heads.bins import entropy_and_mutual_information
+from weatherunc.heads.self_calibration.options import NEURAL_PROCESS_OPTIONS
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.models.neural_process.normalisation import (
@@ -133,6 +136,8 @@ class NeuralProcessInterpolator:
     mc_dropout: bool = False
     device: str | None = None
     checkpoint_sha256: str = ""
+    #: Its own self-calibration options (:func:`weatherunc.heads.self_calibration.model_options`).
+    self_calibration_defaults: ClassVar[Mapping[str, Any]] = NEURAL_PROCESS_OPTIONS
 
     @classmethod
     def from_checkpoint(cls, path: Path, **options) -> NeuralProcessInterpolator:
