@@ -98,24 +98,19 @@ class SelfCalibrationOptions:
                 raise ValueError(f"{item.name} must be of type {kind}, got {value!r}")
             if kind in ("int", "float", "bool"):  # numpy numbers as Python's, so that records are JSON
                 object.__setattr__(self, item.name, {"int": int, "float": float, "bool": bool}[kind](value))
-        try:
-            edges = tuple(float(edge) for edge in self.distance_edges_km)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"distance_edges_km must be a sequence of numbers, got {self.distance_edges_km!r}"
-            ) from error
-        object.__setattr__(self, "distance_edges_km", edges)
-        try:
-            factors = tuple(float(factor) for factor in self.disc_radius_factors)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"disc_radius_factors must be two numbers (low, high), got {self.disc_radius_factors!r}"
-            ) from error
-        if len(factors) != 2 or not 0 < factors[0] <= factors[1]:
+        for name in ("distance_edges_km", "disc_radius_factors"):  # sequences of numbers, as floats
+            given = getattr(self, name)
+            try:
+                object.__setattr__(self, name, tuple(float(number) for number in given))
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{name} must be a sequence of numbers, got {given!r}") from error
+        if (
+            len(self.disc_radius_factors) != 2
+            or not 0 < self.disc_radius_factors[0] <= self.disc_radius_factors[1]
+        ):
             raise ValueError(
                 f"disc_radius_factors must be two numbers 0 < low <= high, got {self.disc_radius_factors!r}"
             )
-        object.__setattr__(self, "disc_radius_factors", factors)
         if self.probability not in ("vector", "temperature", "none"):
             raise ValueError(
                 f"probability must be 'vector', 'temperature' or 'none', got {self.probability!r}"
