@@ -331,9 +331,7 @@ def self_calibration_main() -> None:
     previous["self_calibration"] = {
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
-        "options": {  # each model's own defaults (model_options), where they differ
-            method: options or "SelfCalibrationOptions() defaults" for method, options in changed.items()
-        },
+        "options": changed,  # each model's own options (model_options) that differ from the defaults
     }
     write_result("calibration.json", previous)
     columns = (

@@ -139,7 +139,7 @@ def wettest_frames(
     return sorted(chosen)
 
 
-def convnp_ablation(name: str):
+def convnp_ablation(name: str) -> Interpolator:
     """The ConvNP ablation ``name`` of :data:`CONVNP_ABLATIONS`: its checkpoint, or a deep ensemble of
     its members (a member's checkpoint sha256 in each prediction's ``member_checkpoints``)."""
     paths = [CHECKPOINTS / path for path in CONVNP_ABLATIONS[name]]

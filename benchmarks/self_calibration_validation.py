@@ -29,10 +29,10 @@ from 0.9 (``distance_coverage_error``).
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/self_calibration_validation.py
 
 Each model is self-calibrated with its own defaults (``model_options``: the neural processes'
-differ); ``--option NAME=VALUE`` (repeatable) sets a field of ``SelfCalibrationOptions`` over them
-for every self-calibrated variant, ``--models gp,anp`` scores only those models, and ``--output STEM`` names
-the result files: how the options' defaults
-are chosen on these frames, never on the test frames.
+differ). ``--option NAME=VALUE`` (repeatable) sets a field of ``SelfCalibrationOptions`` over them
+for every self-calibrated variant, ``--models gp,anp`` scores only those models, and ``--output
+STEM`` names the result files. The options' defaults are chosen on these frames, never on the test
+frames.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -334,6 +337,8 @@ def test_options_are_checked() -> None:
         {"disc_radius_factors": (0.0, 1.0)},
         {"disc_radius_factors": (1.0, 2.0, 3.0)},
         {"disc_radius_factors": "wide"},
+        {"disc_radius_factors": "13"},
+        {"disc_radius_factors": (float("inf"), float("inf"))},
     ):
         with pytest.raises(ValueError):
             SelfCalibrationOptions(**bad)
@@ -361,7 +366,9 @@ def test_options_from_plain_values_name_an_unknown_field() -> None:
 class ModelWithDefaults(OverconfidentModel):
     """:class:`OverconfidentModel` with self-calibration options of its own."""
 
-    self_calibration_defaults = {"evidence_draws": 2, "seed": 5}
+    self_calibration_defaults: ClassVar[Mapping[str, object]] = MappingProxyType(
+        {"evidence_draws": 2, "seed": 5}
+    )
 
 
 def test_model_options_start_from_the_model_s_own_defaults() -> None:
@@ -379,6 +386,26 @@ def test_model_options_start_from_the_model_s_own_defaults() -> None:
     assert record["scores"]["options"] == {"evidence_draws": 2, "seed": 5}
     direct = json.loads(self_calibrate(model, _field_task(seed=2)).attrs["self_calibration"])
     assert direct["scores"]["options"] == record["scores"]["options"]
+
+
+def test_a_job_s_shared_fit_keeps_the_job_model_s_own_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_jobs import JOB
+    from weatherunc.pipelines import stages
+    from weatherunc.pipelines.job_config import JobConfig
+
+    job = JobConfig(
+        **{
+            **JOB,
+            "output_dir": str(tmp_path),
+            "calibration": {"self": {"window_frames": 1, "options": {"seed": 7}}},
+        }
+    )
+    monkeypatch.setattr(stages, "_job_model", lambda job: ModelWithDefaults(1.0))
+    # a frame's shared fit (here a model without options of its own) keeps the job model's
+    wrapped = stages.load_model(job, fitted=OverconfidentModel(1.0))
+    assert wrapped.options == SelfCalibrationOptions(evidence_draws=2, seed=7)
 
 
 def test_the_neural_processes_and_their_ensembles_take_their_own_options() -> None:

@@ -25,7 +25,12 @@ from weatherunc.devices import torch_threads
 from weatherunc.geolocation import crs_of
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import Calibration
-from weatherunc.heads.self_calibration import EarlierFrame, self_calibrated, self_calibration_record
+from weatherunc.heads.self_calibration import (
+    EarlierFrame,
+    model_options,
+    self_calibrated,
+    self_calibration_record,
+)
 from weatherunc.models.registry import Interpolator, get_model
 from weatherunc.pipelines.ingest import IngestInput, ingest, open_input
 from weatherunc.pipelines.job_config import JobConfig
@@ -147,13 +152,13 @@ def load_model(
 ) -> Interpolator:
     """Stage 4: the job's model (loaded once per worker process and reused by its tiles), or
     ``fitted``, the frame's shared fit of it (:func:`frame_model`), wrapped to calibrate itself
-    where the job asks, with ``earlier_frames`` as its rolling window."""
+    where the job asks, with ``earlier_frames`` as its rolling window and the job's options over
+    the model's own (taken from the job's model, which a shared fit need not carry)."""
     model = fitted if fitted is not None else _job_model(job)
     if not job.self_calibration:
         return model
-    return self_calibrated(
-        model, job.self_calibration_options, name=job.model.name, earlier_frames=tuple(earlier_frames)
-    )
+    options = model_options(_job_model(job), job.self_calibration_options)
+    return self_calibrated(model, options, name=job.model.name, earlier_frames=tuple(earlier_frames))
 
 
 def frame_model(

@@ -4,8 +4,9 @@ In gap filling the observed part of the very field being filled is labelled data
 radar, this weather, this moment. :func:`pseudo_task` hides discs of the task's contexts and turns
 them into pseudo-targets, predicted from the remaining contexts by the same model; discs are
 centred on random contexts with radii drawn from the real targets' distances to their nearest
-context, and each pseudo-target is weighted so that the distribution of distances to the nearest
-remaining context matches the real targets' (importance weights per distance bin).
+context (times a factor from ``disc_radius_factors``; a model may carry options of its own,
+:func:`model_options`), and each pseudo-target is weighted so that the distribution of distances
+to the nearest remaining context matches the real targets' (importance weights per distance bin).
 
 :func:`fit_self_calibration` then fits, on the pseudo-targets:
 

@@ -26,7 +26,7 @@ def self_calibrate(
     model,
     task: Task,
     prediction: xr.Dataset | None = None,
-    options: SelfCalibrationOptions | None = None,
+    options: SelfCalibrationOptions | Mapping[str, object] | None = None,
     history: Sequence[Task] = (),
 ) -> xr.Dataset:
     """``model``'s prediction of ``task`` calibrated on pseudo-targets of ``task``'s own contexts.
@@ -39,7 +39,8 @@ def self_calibrate(
     ``task`` itself, so that each costs a conditioning, not a fit; the hyperparameters have then
     seen the hidden contexts too, a small share of the data for a handful of parameters.
     ``prediction``: the model's prediction of ``task`` when already made (a GP then fits once
-    more). ``options``: None or a mapping of fields over the model's own defaults
+    more). ``options``: :class:`SelfCalibrationOptions` used as they are, or None or a mapping of
+    fields over the model's own defaults
     (:func:`~weatherunc.heads.self_calibration.options.model_options`). The attribute
     ``self_calibration`` (JSON) records the fit, the pseudo-target count and
     the before/after scores on them, or why nothing was fitted; ``self_calibration_seconds`` its

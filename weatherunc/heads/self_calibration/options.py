@@ -101,9 +101,14 @@ class SelfCalibrationOptions:
         for name in ("distance_edges_km", "disc_radius_factors"):  # sequences of numbers, as floats
             given = getattr(self, name)
             try:
-                object.__setattr__(self, name, tuple(float(number) for number in given))
+                if isinstance(given, str):
+                    raise TypeError(name)  # a text would be read a character at a time
+                numbers_given = tuple(float(number) for number in given)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{name} must be a sequence of numbers, got {given!r}") from error
+            if not np.all(np.isfinite(numbers_given[:-1] if name == "distance_edges_km" else numbers_given)):
+                raise ValueError(f"{name} must be finite numbers, got {given!r}")
+            object.__setattr__(self, name, numbers_given)
         if (
             len(self.disc_radius_factors) != 2
             or not 0 < self.disc_radius_factors[0] <= self.disc_radius_factors[1]
@@ -161,9 +166,10 @@ def distance_bin_index(distance: np.ndarray, edges: tuple[float, ...]) -> np.nda
 
 
 #: The neural processes' own self-calibration options (their ``self_calibration_defaults``): smaller
-#: discs, chosen for the ANP and the ConvNP on the validation frames
+#: discs, chosen for the shipped ANP and ConvNP on the validation frames
 #: (``benchmarks/self_calibration_validation.py --option disc_radius_factors=[1,1.5]``; the GP keeps
-#: the defaults).
+#: the defaults) and extended, without validation of their own, to every model of those two
+#: classes (the CNP, the ablations, the GP-prior ConvNP) and to ensembles of them.
 NEURAL_PROCESS_OPTIONS: Mapping[str, Any] = MappingProxyType({"disc_radius_factors": (1.0, 1.5)})
 
 
