@@ -408,6 +408,31 @@ def test_a_job_s_shared_fit_keeps_the_job_model_s_own_options(
     assert wrapped.options == SelfCalibrationOptions(evidence_draws=2, seed=7)
 
 
+def test_a_job_fingerprint_holds_the_model_s_own_options_only_where_it_has_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from tests.test_jobs import JOB
+    from weatherunc.pipelines import run_job, stages
+    from weatherunc.pipelines.job_config import JobConfig
+
+    job = JobConfig(**{**JOB, "output_dir": str(tmp_path), "calibration": "self"})
+    observations = SimpleNamespace(recorded={"files": []}, digest="observed")
+    fingerprints = {}
+    for model in (OverconfidentModel(1.0), ModelWithDefaults(1.0)):
+        monkeypatch.setattr(stages, "_job_model", lambda job, model=model: model)
+        monkeypatch.setattr(run_job, "checked_model", lambda job, model=model: model)
+        fingerprints[model.__class__.__name__], inputs = run_job._job_fingerprint(job, observations)
+    assert inputs["model_self_calibration_options"] == {"evidence_draws": 2, "seed": 5}
+    assert fingerprints["OverconfidentModel"] != fingerprints["ModelWithDefaults"]
+    plain = run_job._job_fingerprint(job, observations)  # the same model again: the same fingerprint
+    assert plain[0] == fingerprints["ModelWithDefaults"]
+    monkeypatch.setattr(stages, "_job_model", lambda job: OverconfidentModel(1.0))
+    monkeypatch.setattr(run_job, "checked_model", lambda job: OverconfidentModel(1.0))
+    assert "model_self_calibration_options" not in run_job._job_fingerprint(job, observations)[1]
+
+
 def test_the_neural_processes_and_their_ensembles_take_their_own_options() -> None:
     import torch
 

@@ -208,7 +208,9 @@ def _job_fingerprint(job: JobConfig, observations: IngestInput) -> tuple[str, di
     """The job's fingerprint and the inputs it is computed from, described field by field:
     the job config, the observations (catalog entry, files with size and mtime), and the
     model checkpoint and calibration checksums. The observations enter the fingerprint by
-    their own fingerprint."""
+    their own fingerprint; a self-calibrating model's own options (its
+    ``self_calibration_defaults``) where it has any, so that a job does not resume across a
+    change of them."""
     model = load_model(job)
     inputs = {
         "job": job.description(),
@@ -216,6 +218,11 @@ def _job_fingerprint(job: JobConfig, observations: IngestInput) -> tuple[str, di
         "model_checkpoint_sha256": getattr(model, "checkpoint_sha256", ""),
         "calibration_sha256": sha256_of(job.calibration_file) if job.calibration_file else "",
     }
+    own = dict(getattr(checked_model(job), "self_calibration_defaults", None) or {})
+    if job.self_calibration and own:  # absent otherwise: earlier runs' fingerprints stay the same
+        inputs["model_self_calibration_options"] = {
+            name: list(value) if isinstance(value, tuple) else value for name, value in own.items()
+        }
     hashed = {**inputs, "observations": observations.digest}
     return fingerprint(hashed), inputs
 
