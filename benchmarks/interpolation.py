@@ -413,12 +413,20 @@ def main() -> None:
             method: checkpoint_sha256(models[method]) for method in NEURAL_METHODS if method in models
         },
         "methods_run": sorted(models),
+        # the fields of each self-calibrated method's options that differ from the defaults
+        "self_calibration_options": {
+            method: model.options.changed() for method, model in models.items() if method.endswith("+self")
+        },
         "summary": summary,
         "coverage_by_distance": distances,
         "rows": rows,
     }
     if only:
         result["checkpoints"] = {**previous.get("checkpoints", {}), **result["checkpoints"]}
+        result["self_calibration_options"] = {
+            **previous.get("self_calibration_options", {}),
+            **result["self_calibration_options"],
+        }
         result["methods_run"] = (
             f"{', '.join(only)} in this run; the other rows from the run of "
             f"{previous['machine'].get('date', 'an earlier date')}"
