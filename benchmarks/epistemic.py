@@ -268,10 +268,13 @@ def main() -> None:
         sys.exit(f"unknown methods {unknown}; valid: {sorted(factories)}")
     tasks = split_tasks()
     rows: list[dict[str, object]] = []
+    options: dict[str, dict[str, object]] = {}  # of each +self method, where they differ from the defaults
     for method, factory in factories.items():
         if only and method not in only:
             continue
         model = factory()
+        if method.endswith("+self"):
+            options[method] = model.options.changed()
         results = {}
         for split, split_tasks_ in tasks.items():
             results[split] = summarise([model.predict(task) for task in split_tasks_], split_tasks_)
@@ -297,8 +300,9 @@ def main() -> None:
         row["relative_cost"] = round(row["predict_s"] / reference, 2) if reference else None
     if arguments.merge and (RESULTS / "epistemic.json").exists():
         run = {row["method"] for row in rows}
-        kept = json.loads((RESULTS / "epistemic.json").read_text())["rows"]
-        rows = [row for row in kept if row["method"] not in run] + rows
+        previous = json.loads((RESULTS / "epistemic.json").read_text())
+        rows = [row for row in previous["rows"] if row["method"] not in run] + rows
+        options = {**previous.get("self_calibration_options", {}), **options}
     table = markdown(rows)
     print(table)
     result = {
@@ -307,6 +311,7 @@ def main() -> None:
         "beyond_factor": BEYOND_FACTOR,
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},
         "attention_draws": arguments.attention_draws,
+        "self_calibration_options": options,
         "rows": rows,
     }
     path = write_result("epistemic.json", result)
