@@ -504,3 +504,12 @@ def test_std_calibration_of_a_prediction_with_two_offsets_equals_calibrating_eac
             rtol=1e-12,
             err_msg=name,
         )
+
+
+def test_effective_sample_size_is_kish_s() -> None:
+    from weatherunc.heads.fitting import effective_sample_size
+
+    assert effective_sample_size(np.ones(40)) == pytest.approx(40.0)
+    assert effective_sample_size(np.array([3.0, 1.0])) == pytest.approx(16.0 / 10.0)  # (3 + 1)^2 / (9 + 1)
+    assert effective_sample_size(np.array([0.0, 5.0, 0.0])) == pytest.approx(1.0)
+    assert effective_sample_size(np.zeros(3)) == 0.0

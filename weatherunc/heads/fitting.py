@@ -25,6 +25,12 @@ from weatherunc.tasks import Task
 from weatherunc.transforms import TRANSFORM_ATTRIBUTES
 
 
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` of sample weights ``[n]`` (Kish 1965;
+    ``n`` where the weights are equal, 0 where they are all 0)."""
+    return float(np.sum(weights)) ** 2 / max(float(np.sum(weights**2)), 1e-12)
+
+
 def pooled_predictions(model: Interpolator, tasks: Sequence[Task]) -> tuple[xr.Dataset, np.ndarray]:
     """Predictions of every task (with bin probabilities) concatenated along ``target``, and the truths."""
     predictions = [with_bin_probabilities(model.predict(task)) for task in tasks]

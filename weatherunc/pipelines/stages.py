@@ -154,10 +154,11 @@ def load_model(
     ``fitted``, the frame's shared fit of it (:func:`frame_model`), wrapped to calibrate itself
     where the job asks, with ``earlier_frames`` as its rolling window and the job's options over
     the model's own (taken from the job's model, which a shared fit need not carry)."""
-    model = fitted if fitted is not None else _job_model(job)
+    loaded = _job_model(job)
+    model = fitted if fitted is not None else loaded
     if not job.self_calibration:
         return model
-    options = model_options(_job_model(job), job.self_calibration_options)
+    options = model_options(loaded, job.self_calibration_options)
     return self_calibrated(model, options, name=job.model.name, earlier_frames=tuple(earlier_frames))
 
 

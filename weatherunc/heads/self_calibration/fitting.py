@@ -13,7 +13,11 @@ from weatherunc import conventions
 from weatherunc.evaluation import CRPS_NODES, transform_groups
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import TemperatureScaling, VectorScaling
-from weatherunc.heads.fitting import pool_predictions, probabilities_and_observed_bins
+from weatherunc.heads.fitting import (
+    effective_sample_size,
+    pool_predictions,
+    probabilities_and_observed_bins,
+)
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.metrics import top_label_ece
 from weatherunc.metrics.kernels import crps_ensemble
@@ -115,15 +119,12 @@ def _coverage_by_factor(prediction: xr.Dataset, truth: np.ndarray, level: float)
 def _smallest_covering_factor(covered: np.ndarray, weights: np.ndarray, level: float) -> float:
     """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage (``covered``: rows of
     :func:`_coverage_by_factor`; ``weights`` with a positive sum) reaches ``level (1 + 1 / n)``, with
-    ``n`` the weights' effective sample size ``(sum w)^2 / sum w^2`` (Kish 1965; the count of
-    pseudo-targets where the weights are equal): split conformal prediction's finite-sample level,
-    the ``ceil((n + 1) level)``-th of ``n`` calibration scores (Vovk et al. 2005), so that a new
-    target is covered with probability at least ``level`` where the pseudo-targets are exchangeable
-    with it (the largest factor if none reaches it)."""
-    total = float(np.sum(weights))
-    effective = total**2 / float(np.sum(weights**2))
-    coverage = weights @ covered / total
-    reached = np.flatnonzero(coverage >= min(level * (1.0 + 1.0 / effective), 1.0))
+    ``n`` the weights' :func:`~weatherunc.heads.fitting.effective_sample_size`: split conformal
+    prediction's finite-sample level, the ``ceil((n + 1) level)``-th of ``n`` calibration scores
+    (Vovk et al. 2005), so that a new target is covered with probability at least ``level`` where
+    the pseudo-targets are exchangeable with it (the largest factor if none reaches it)."""
+    coverage = weights @ covered / float(np.sum(weights))
+    reached = np.flatnonzero(coverage >= min(level * (1.0 + 1.0 / effective_sample_size(weights)), 1.0))
     return float(FACTOR_GRID[reached[0]] if reached.size else FACTOR_GRID[-1])
 
 
@@ -350,7 +351,7 @@ def fit_self_calibration(
         # the real targets' distance mix, as for the std factors
         scaler_weights = weights if options.probability_weighted else probability_weights
         known_weights = np.ones(int(known.sum())) if scaler_weights is None else scaler_weights[known]
-        effective = float(np.sum(known_weights) ** 2 / max(float(np.sum(known_weights**2)), 1e-12))  # Kish
+        effective = effective_sample_size(known_weights)
         vector = options.probability == "vector" and observed.size >= options.vector_minimum
 
         def fit(chosen: np.ndarray) -> TemperatureScaling | VectorScaling:
