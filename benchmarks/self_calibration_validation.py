@@ -28,6 +28,14 @@ from 0.9 (``distance_coverage_error``).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/self_calibration_validation.py
 
+``--shifted`` also scores the GP and the ANP on a radar neither trained on: ``SHIFTED_WINDOWS``
+windows of 192 px of the MRMS CONUS hour (every ``SHIFTED_FRAME_STRIDE``-th frame), the wettest
+that lie outside the MRMS test sample's region and its 3-degree buffer (``SHIFTED_EXCLUDE_BOX``, as
+pipelines/training/convnp.yaml leaves it out; the ConvNP trained on the rest of the continent, so it
+is not scored there). Their rows are pooled under ``shifted``, apart from the ``all`` rows of the
+validation frames, so that an option can be chosen where the model meets weather it has not seen
+(as on the test radars FMI and MRMS) without touching a test frame.
+
 Each model is self-calibrated with its own defaults (``model_options``: the neural processes'
 differ). ``--option NAME=VALUE`` (repeatable) sets a field of ``SelfCalibrationOptions`` over them
 for every self-calibrated variant, ``--models gp,anp`` scores only those models, and ``--output
@@ -67,8 +75,9 @@ from weatherunc.heads.self_calibration import (
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID
 from weatherunc.loading import open_dataset
 from weatherunc.models.registry import get_model
-from weatherunc.tasks import Task, planar_kilometres, wettest_window
+from weatherunc.tasks import WET_THRESHOLD, Task, planar_kilometres, wettest_window
 from weatherunc.training.config import load_training_config
+from weatherunc.training.patches import overlaps
 
 MODELS = ("gp", "anp", "convnp")
 WINDOWS = (1, 3)
@@ -77,6 +86,12 @@ UNGUARDED = {"evidence_z": 0.0, "probability_cross_validated": False}
 WINDOW_PIXELS = 192
 #: The guards that can drop the std factors (``std_factors_dropped_by`` of the fit's record).
 DROP_REASONS = ("coverage_within_noise", "crps_rise", "mean_error_rise")
+#: ``--shifted``: the radar, the test region left out (lon_min, lat_min, lon_max, lat_max), how
+#: many windows and which frames; the models scored there (not trained on it).
+SHIFTED_DATASET = "mrms_20190610"
+SHIFTED_EXCLUDE_BOX = (-102.92, 26.40, -94.36, 34.96)
+SHIFTED_WINDOWS, SHIFTED_FRAME_STRIDE = 4, 6
+SHIFTED_MODELS = ("gp", "anp")
 
 
 def event_frames(dataset: str, start: str | None, end: str | None) -> tuple[xr.DataArray, object]:
@@ -86,6 +101,56 @@ def event_frames(dataset: str, start: str | None, end: str | None) -> tuple[xr.D
     window = wettest_window(frames.mean("time"), WINDOW_PIXELS)
     frames = frames.sel({conventions.Y: window[conventions.Y], conventions.X: window[conventions.X]})
     return frames.drop_vars(["latitude", "longitude"], errors="ignore"), crs_of(opened)
+
+
+def shifted_windows() -> list[tuple[str, xr.DataArray, object]]:
+    """(label, frames (time, y, x), CRS) of the ``--shifted`` windows: on the grid of 192 px blocks,
+    the ``SHIFTED_WINDOWS`` with the most wet pixels over the chosen frames, observed throughout,
+    outside ``SHIFTED_EXCLUDE_BOX`` and not next to one another (different storms)."""
+    opened = open_dataset(SHIFTED_DATASET)
+    crs = crs_of(opened)
+    if not crs.is_geographic:
+        raise ValueError(f"{SHIFTED_DATASET}: expected a longitude/latitude grid for the exclusion box")
+    frames = (
+        opened.precipitation.isel(time=slice(None, None, SHIFTED_FRAME_STRIDE))
+        .drop_vars(["latitude", "longitude"], errors="ignore")
+        .load()
+    )
+    x, y, size = frames[conventions.X].values, frames[conventions.Y].values, WINDOW_PIXELS
+    values = frames.values
+    observed = np.isfinite(values).all(axis=0)
+    wet = (np.nan_to_num(values) > WET_THRESHOLD).sum(axis=0)
+    candidates = []
+    for row in range(0, y.size - size + 1, size):
+        for column in range(0, x.size - size + 1, size):
+            rows, columns = slice(row, row + size), slice(column, column + size)
+            box = (x[columns].min(), y[rows].min(), x[columns].max(), y[rows].max())
+            if observed[rows, columns].all() and not overlaps(box, SHIFTED_EXCLUDE_BOX):
+                candidates.append((int(wet[rows, columns].sum()), row // size, column // size))
+    chosen: list[tuple[int, int, int]] = []
+    for candidate in sorted(candidates, reverse=True):
+        if len(chosen) < SHIFTED_WINDOWS and all(
+            max(abs(candidate[1] - other[1]), abs(candidate[2] - other[2])) > 1 for other in chosen
+        ):
+            chosen.append(candidate)
+    return [
+        (
+            f"{SHIFTED_DATASET} window at block {block_row},{block_column}",
+            frames.isel(
+                {
+                    conventions.Y: slice(block_row * size, (block_row + 1) * size),
+                    conventions.X: slice(block_column * size, (block_column + 1) * size),
+                }
+            ),
+            crs,
+        )
+        for _, block_row, block_column in chosen
+    ]
+
+
+def pool_of(dataset: str) -> str:
+    """The pooled row a dataset's rows join: ``shifted`` for the ``--shifted`` windows, else ``all``."""
+    return "shifted" if dataset.startswith(SHIFTED_DATASET) else "all"
 
 
 def withheld(frame: xr.DataArray, task: Task) -> np.ndarray:
@@ -112,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--output", default="self_calibration_validation", metavar="STEM")
+    parser.add_argument("--shifted", action="store_true", help="also score the MRMS CONUS windows")
     parser.add_argument(
         "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)} (default: all)"
     )
@@ -123,7 +189,12 @@ def main() -> None:
     if not names or set(names) - set(MODELS):
         sys.exit(f"--models: expected names of {', '.join(MODELS)}, got {arguments.models!r}")
     start = time.perf_counter()
-    validation = load_training_config("pipelines/training/anp.yaml").validation
+    validation = [
+        (selection.dataset, *event_frames(selection.dataset, selection.start, selection.end))
+        for selection in load_training_config("pipelines/training/anp.yaml").validation
+    ]
+    if arguments.shifted:
+        validation += shifted_windows()
     records: list[dict[str, object]] = []
     bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
     by_distance: dict[tuple[str, str, str], list[xr.Dataset]] = defaultdict(list)
@@ -131,16 +202,15 @@ def main() -> None:
     for name in names:
         model = get_model(name)
         changed_by_model[name] = model_options(model, chosen).changed()
-        for selection in validation:
-            frames, crs = event_frames(selection.dataset, selection.start, selection.end)
+        for dataset, frames, crs in validation:
+            if pool_of(dataset) == "shifted" and name not in SHIFTED_MODELS:
+                continue
             x_km, y_km = planar_kilometres(frames[conventions.X].values, frames[conventions.Y].values, crs)
             tasks = [
                 frame_tasks(frames.isel(time=index).drop_vars("time"), crs, 7000 + 10 * index)
                 for index in range(frames.sizes["time"])
             ]
-            for index in tqdm(
-                range(max(WINDOWS) - 1, frames.sizes["time"]), desc=f"{name} {selection.dataset}"
-            ):
+            for index in tqdm(range(max(WINDOWS) - 1, frames.sizes["time"]), desc=f"{name} {dataset}"):
                 for kind, task in tasks[index].items():
                     plain = model.predict(task)
                     seconds = float(plain.attrs.get("fit_seconds", 0.0)) + float(
@@ -148,17 +218,17 @@ def main() -> None:
                     )
                     plain_scores = score_prediction(plain, task)
                     base = {
-                        "dataset": selection.dataset,
+                        "dataset": dataset,
                         "task": kind,
                         "frame": str(frames.time.values[index])[:16],
                         "model": name,
                         "oracle_factor": oracle_factor(plain, task),
                     }
-                    bins[(name, "none", selection.dataset, kind)].append(
+                    bins[(name, "none", dataset, kind)].append(
                         (with_bin_probabilities(plain), task.target_values)
                     )
                     if kind == "masked_blocks":
-                        by_distance[(name, "none", selection.dataset)].append(scores_by_distance(plain, task))
+                        by_distance[(name, "none", dataset)].append(scores_by_distance(plain, task))
                     records.append(
                         {
                             **base,
@@ -188,13 +258,11 @@ def main() -> None:
                         ).predict(task)
                         fit = json.loads(calibrated.attrs["self_calibration"])
                         scores = score_prediction(calibrated, task)
-                        bins[(name, variant, selection.dataset, kind)].append(
+                        bins[(name, variant, dataset, kind)].append(
                             (with_bin_probabilities(calibrated), task.target_values)
                         )
                         if kind == "masked_blocks":
-                            by_distance[(name, variant, selection.dataset)].append(
-                                scores_by_distance(calibrated, task)
-                            )
+                            by_distance[(name, variant, dataset)].append(scores_by_distance(calibrated, task))
                         records.append(
                             {
                                 **base,
@@ -244,11 +312,11 @@ def summarise(
     groups: dict[tuple, list[dict[str, object]]] = defaultdict(list)
     for record in records:
         groups[(record["model"], record["variant"], record["dataset"], record["task"])].append(record)
-        groups[(record["model"], record["variant"], "all", "all")].append(record)
+        groups[(record["model"], record["variant"], pool_of(str(record["dataset"])), "all")].append(record)
     parts: dict[tuple, list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
     for (model, variant, dataset, task), members in bins.items():
         parts[(model, variant, dataset, task)] += members
-        parts[(model, variant, "all", "all")] += members
+        parts[(model, variant, pool_of(dataset), "all")] += members
     rows = []
     for (model, variant, dataset, task), members in groups.items():
         coverage = np.array([member["coverage_90"] for member in members])
@@ -279,7 +347,13 @@ def summarise(
         )
     return sorted(
         rows,
-        key=lambda row: (row["model"], row["dataset"] == "all", row["dataset"], row["task"], row["variant"]),
+        key=lambda row: (
+            row["model"],
+            row["dataset"] in ("all", "shifted"),
+            row["dataset"],
+            row["task"],
+            row["variant"],
+        ),
     )
 
 
@@ -295,7 +369,9 @@ def distance_summary(
         [
             row["coverage_90"]
             for row in distances
-            if row["model"] == model and row["variant"] == variant and dataset in ("all", row["dataset"])
+            if row["model"] == model
+            and row["variant"] == variant
+            and dataset in (pool_of(str(row["dataset"])), row["dataset"])
         ]
     )
     return {

@@ -63,9 +63,8 @@ def pseudo_task(
     tree = cKDTree(task.context_coordinates)
     disc = np.full(task.n_context, -1, dtype=np.int64)
     centres = np.flatnonzero(hideable)
-    radii = rng.choice(real, size=10 * budget + 10) * rng.uniform(
-        *options.disc_radius_factors, size=10 * budget + 10
-    )
+    attempts = 10 * budget + 10  # discs drawn at most; most hide a few contexts, some none
+    radii = rng.choice(real, size=attempts) * rng.uniform(*options.disc_radius_factors, size=attempts)
     for number, radius in enumerate(radii):
         if (disc >= 0).sum() >= budget:
             break
