@@ -30,6 +30,16 @@ def test_self_calibration_is_labelled_with_what_it_kept_and_its_window() -> None
     assert calibration_label({"self_calibration": json.dumps(skipped)}).startswith("uncalibrated")
 
 
+def test_a_filled_frames_fits_per_tile_are_labelled_together() -> None:
+    fitted = {"method": "self", "probability": None, "scores": {"std_factors_kept": True}}
+    skipped = {"method": "none", "reason": "12 pseudo-targets"}
+    tiles = [{"frame": 0, "tile": tile, "seconds": 0.1, **fitted} for tile in range(3)]
+    assert calibration_label({"self_calibration": json.dumps(tiles)}) == "self-calibrated (intervals)"
+    mixed = [*tiles, {"frame": 0, "tile": 3, "seconds": 0.0, **skipped}]
+    assert calibration_label({"self_calibration": json.dumps(mixed)}) == "self-calibrated in 3 of 4 tiles"
+    assert calibration_label({"self_calibration": "[]"}) == "uncalibrated"
+
+
 def test_job_self_calibration_and_fitted_calibrations_are_labelled() -> None:
     assert calibration_label({"calibration": "self: each tile ..."}) == "self-calibrated per tile"
     assert (

@@ -237,6 +237,9 @@ def test_fill_a_grid_with_gaps(client: httpx.Client) -> None:
     observation = np.asarray(filled["variables"][conventions.OBSERVATION])
     assert observation[2, 3] == 0 and observation[0, 0] == 1  # 0 filled, 1 observed
     assert filled["variables"][conventions.PRECIPITATION_MEAN][2][3] is not None
+    calibrated = client.post("fill", json={"model": "idw+self", "observations": grid})
+    assert calibrated.status_code == 200, calibrated.text  # a frame's fits per tile, labelled together
+    assert calibrated.json()["calibration"].startswith(("self-", "uncalibrated"))
 
 
 POINT = "POINT(-98.5 30.5)"

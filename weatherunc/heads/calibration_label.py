@@ -16,11 +16,16 @@ def calibration_label(attrs: Mapping[str, Any]) -> str:
     jobs (``calibration``: ``"self: ..."`` and ``calibration_window_frames``) write. Returns e.g.
     ``"self-calibrated"`` (``"(intervals)"`` or ``"(bins)"`` where only one part was kept),
     ``"self-checked, unchanged"`` (self-calibration kept neither), ``"self-calibrated, 3 frames"``,
-    ``"temperature 1.07, std x 1.20"`` or ``"uncalibrated"``.
+    ``"temperature 1.07, std x 1.20"`` or ``"uncalibrated"``. A filled frame's record is a list, one
+    fit per frame and tile (:func:`weatherunc.fill`): their label where all agree, else e.g.
+    ``"self-calibrated in 3 of 4 tiles"``.
     """
     record = attrs.get("self_calibration")
     if record:
-        fitted = json.loads(record) if isinstance(record, str) else dict(record)
+        fitted = json.loads(record) if isinstance(record, str) else record
+        if isinstance(fitted, list):
+            return _tiles_label([calibration_label({"self_calibration": dict(part)}) for part in fitted])
+        fitted = dict(fitted)
         if fitted.get("method") != "self":
             return "uncalibrated (self-calibration: too few pseudo-targets)"
         scores = fitted.get("scores", {})
@@ -44,3 +49,13 @@ def calibration_label(attrs: Mapping[str, Any]) -> str:
     if "calibration_std_factor" in attrs:
         parts.append(f"std x {float(attrs['calibration_std_factor']):.2f}")
     return ", ".join(parts) if parts else "uncalibrated"
+
+
+def _tiles_label(labels: list[str]) -> str:
+    """One label for the fits of a frame's tiles (their labels ``labels``)."""
+    if not labels:
+        return "uncalibrated"
+    if len(set(labels)) == 1:
+        return labels[0]
+    calibrated = sum(label.startswith("self-calibrated") for label in labels)
+    return f"self-calibrated in {calibrated} of {len(labels)} tiles"
