@@ -182,6 +182,10 @@ def test_train_and_run_name_the_bad_field(tmp_path: Path) -> None:
     (tmp_path / "train.yaml").write_text("train: []\nvalidation: [{dataset: x}]\n")
     result = runner.invoke(app, ["train", str(tmp_path / "train.yaml")])
     assert result.exit_code == 2 and "train: List should have at least 1 item" in result.output
+    missing_config = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")])
+    assert (
+        missing_config.exit_code == 2 and "nope.yaml: no such training config file" in missing_config.output
+    )
     (tmp_path / "job.yaml").write_text(
         "name: j\ndataset: mrms_embedded\nmodel: {name: gp}\ntiling: {tile_pixels: 4}\n"
     )
@@ -300,6 +304,33 @@ def test_calibrate_fits_on_held_out_frames_and_refuses_to_overwrite(tmp_path: Pa
     )
 
 
+def test_train_reads_the_radars_of_a_catalog_and_data_folder_it_is_given(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.test_training import CONFIG
+
+    catalog, data = _two_radars(tmp_path)
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **CONFIG,
+                "train": [{"dataset": "east_radar"}],
+                "validation": [{"dataset": "west_radar"}],
+                "steps": 2,
+                "validate_every": 2,
+                "output_dir": str(tmp_path / "run"),
+            }
+        )
+    )
+    alone = runner.invoke(app, ["train", str(config), "--device", "cpu"])
+    assert alone.exit_code == 2 and "no catalog entry 'east_radar'" in alone.output
+    given = ["--catalog", str(catalog), "--data-dir", str(data)]
+    result = runner.invoke(app, ["train", str(config), "--device", "cpu", *given])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{") :])["steps"] == 2
+
+
 def test_calibrate_names_the_bad_option(tmp_path: Path) -> None:
     catalog, data = _two_radars(tmp_path)
     base = [
@@ -324,8 +355,21 @@ def test_calibrate_names_the_bad_option(tmp_path: Path) -> None:
             str(tmp_path / "model.safetensors"),
         ): "--checkpoint: model 'idw' does not load checkpoints",
         ("--frames", "nowhere"): "no catalog entry 'nowhere'",
+        ("--frames", "east_radar,notatime"): "east_radar: start 'notatime' is not an ISO time",
+        (
+            "--frames",
+            "east_radar,2020-01-01T00:10,2020-01-01T00:05",
+        ): "east_radar: start 2020-01-01T00:10 is after",
+        (
+            "--frames",
+            "east_radar,2031-01-01",
+        ): "east_radar: no frame between 2031-01-01 and ...; it holds 2020",
     }
     for options, message in cases.items():
         result = runner.invoke(app, [*base, *options])
         assert result.exit_code == 2 and message in result.output, (options, result.output)
     assert not (tmp_path / "out.json").exists()
+    nowhere = runner.invoke(
+        app, [*base[:2], str(tmp_path / "no" / "out.json"), *base[3:], "--frames", "east_radar"]
+    )
+    assert nowhere.exit_code == 2 and f"its folder {tmp_path / 'no'} does not exist" in nowhere.output

@@ -20,6 +20,8 @@ def test_choose_device_follows_availability(monkeypatch: pytest.MonkeyPatch) -> 
     assert choose_device() == torch.device("cuda")
     assert choose_device("cuda:1") == torch.device("cuda:1")
     assert choose_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device='tpu': expected cpu, cuda or cuda:N"):
+        choose_device("tpu")
 
 
 def test_precision_choices() -> None:

@@ -108,6 +108,32 @@ def test_bad_config_names_the_field(tmp_path: Path) -> None:
         load_training_config(path)
 
 
+def test_selected_frames_name_a_bad_selection() -> None:
+    import numpy as np
+    import xarray as xr
+
+    from weatherunc.training.config import FrameSelection, selected_frames
+
+    times = np.array(["2020-01-01T00:00", "2020-01-01T00:05", "2020-01-01T00:10"], dtype="datetime64[ns]")
+    grid = xr.Dataset({"precipitation": (("time", "y", "x"), np.zeros((3, 2, 2)))}, coords={"time": times})
+    kept = selected_frames(grid, FrameSelection(dataset="radar", start="2020-01-01T00:05"))
+    assert kept.sizes["time"] == 2
+    assert selected_frames(grid, FrameSelection(dataset="radar", stride=2)).sizes["time"] == 2
+    cases = {
+        FrameSelection(dataset="radar", end="soon"): "radar: end 'soon' is not an ISO time",
+        FrameSelection(dataset="radar", start="2020-01-01T00:10", end="2020-01-01T00:05"): "is after end",
+        FrameSelection(dataset="radar", start="2021-01-01"): "no frame between 2021-01-01 and ...; it holds",
+    }
+    for selection, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            selected_frames(grid, selection)
+    stations = xr.Dataset({"precipitation": (("station",), np.zeros(4))})
+    with pytest.raises(
+        ValueError, match=r"gauges: holds no gridded frames over time \(dimensions \('station',\)\)"
+    ):
+        selected_frames(stations, FrameSelection(dataset="gauges"))
+
+
 def test_cli_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path: Path) -> None:
     """A CLI run killed with SIGKILL and started again ends with the weights of an uninterrupted CLI run.
 

@@ -19,7 +19,10 @@ Precision = Literal["auto", "float32", "bfloat16", "float16"]
 def choose_device(preferred: str | None = None) -> torch.device:
     """``preferred`` if given ("cpu", "cuda", "cuda:1"), else CUDA when available, else CPU."""
     if preferred:
-        device = torch.device(preferred)
+        try:
+            device = torch.device(preferred)
+        except RuntimeError as error:
+            raise ValueError(f"device={preferred!r}: expected cpu, cuda or cuda:N") from error
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={preferred!r} was asked for but CUDA is not available on this machine")
         return device

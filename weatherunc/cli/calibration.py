@@ -115,6 +115,8 @@ def calibrate(
         for path in (output, figure):
             if path is not None and path.exists() and not overwrite:
                 raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+            if path is not None and not path.resolve().parent.is_dir():
+                raise ValueError(f"{path}: its folder {path.parent} does not exist")
         selections = [parse_frames(specification) for specification in frames]
         if method == "vector" and len({selection.dataset for selection in selections}) < 2:
             raise ValueError(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from weatherunc.cli.shared import fail
+from weatherunc.cli.shared import CatalogOption, DataDirOption, fail, load_catalog
 
 
 def train(
@@ -52,6 +52,8 @@ def train(
             ),
         ),
     ] = None,
+    catalog: CatalogOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Train a neural process (the convolutional one when the config says `architecture: convnp`); resumes
     from the run folder's last checkpoint."""
@@ -63,6 +65,9 @@ def train(
     from weatherunc.training.loop import train as run_training
 
     try:
+        if not config.is_file():
+            raise ValueError(f"{config}: no such training config file")
+        open_options = {"catalog": load_catalog(catalog, data_dir)}
         if is_convnp_config(config):
             if packed is not None or sampling_workers is not None:
                 raise ValueError(
@@ -79,6 +84,7 @@ def train(
                     initialise_from=initialise_from,
                 ),
                 restart=restart,
+                open_options=open_options,
             )
         else:
             training_config = load_training_config(
@@ -90,7 +96,7 @@ def train(
                 sampling_workers=sampling_workers,
                 initialise_from=initialise_from,
             )
-            result = run_training(training_config, restart=restart, packed=packed)
+            result = run_training(training_config, restart=restart, packed=packed, open_options=open_options)
     except (ValueError, CheckpointError, InputDataError, KeyError) as error:
         fail(error)
     typer.echo(

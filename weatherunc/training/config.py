@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import pandas as pd
+import xarray as xr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from weatherunc import conventions
 from weatherunc.checkpoints import sha256_of
 from weatherunc.fingerprints import fingerprint
 from weatherunc.models.neural_process.config import NeuralProcessConfig
@@ -26,6 +29,35 @@ class FrameSelection(BaseModel):
     start: str | None = None
     end: str | None = None
     stride: int = Field(1, ge=1, description="keep every stride-th frame")
+
+
+def selected_frames(dataset: xr.Dataset, selection: Any) -> xr.DataArray:
+    """The precipitation frames (time, y, x) of ``dataset`` that ``selection`` (a
+    :class:`FrameSelection`, or any object with its ``dataset``, ``start``, ``end`` and ``stride``)
+    keeps; ``ValueError`` naming the selection and the check when ``dataset`` has no time axis
+    (a station set), a time is not an ISO time, ``start`` is after ``end``, or no frame is kept."""
+    name = selection.dataset
+    frames = dataset[conventions.PRECIPITATION]
+    if "time" not in frames.dims or not {conventions.Y, conventions.X} <= set(frames.dims):
+        raise ValueError(f"{name}: holds no gridded frames over time (dimensions {tuple(frames.dims)})")
+    times = {}
+    for field in ("start", "end"):
+        text = getattr(selection, field)
+        try:
+            times[field] = None if text is None else pd.Timestamp(text)
+        except ValueError as error:
+            raise ValueError(f"{name}: {field} {text!r} is not an ISO time") from error
+    if times["start"] is not None and times["end"] is not None and times["start"] > times["end"]:
+        raise ValueError(f"{name}: start {selection.start} is after end {selection.end}")
+    kept = frames.sel(time=slice(selection.start, selection.end)).isel(
+        time=slice(None, None, selection.stride)
+    )
+    if kept.sizes["time"] == 0:
+        held = frames["time"].values
+        span = f"{str(held[0])[:16]} to {str(held[-1])[:16]}" if held.size else "no frame"
+        between = f"{selection.start or '...'} and {selection.end or '...'}"
+        raise ValueError(f"{name}: no frame between {between}; it holds {span}")
+    return kept
 
 
 class ArchitectureOptions(BaseModel):

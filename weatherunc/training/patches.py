@@ -15,7 +15,7 @@ from weatherunc import conventions
 from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
-from weatherunc.training.config import FrameSelection
+from weatherunc.training.config import FrameSelection, selected_frames
 from weatherunc.training.convnp_config import PatchSelection
 from weatherunc.training.sampling import BankedFrame, FrameBank
 
@@ -54,15 +54,7 @@ def load_patches(
     dataset = open_dataset(selection.dataset, **(open_options or {}))
     crs = crs_of(dataset)
     x, y = dataset[conventions.X].values, dataset[conventions.Y].values
-    precipitation = (
-        dataset[conventions.PRECIPITATION]
-        .sel(time=slice(selection.start, selection.end))
-        .isel(time=slice(None, None, selection.stride))
-    )
-    if precipitation.sizes["time"] == 0:
-        raise ValueError(
-            f"patch selection {selection.dataset} {selection.start}..{selection.end} holds no frame"
-        )
+    precipitation = selected_frames(dataset, selection)
     size = selection.patch_pixels
     ny, nx = precipitation.shape[1:]
     if size > min(ny, nx):

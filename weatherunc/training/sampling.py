@@ -35,7 +35,7 @@ from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.normalisation import normalise_values
 from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
 from weatherunc.tasks.blocks import BlockRules, SideDraw, cover, place_blocks
-from weatherunc.training.config import FrameSelection, SamplingOptions
+from weatherunc.training.config import FrameSelection, SamplingOptions, selected_frames
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,7 @@ class FrameBank:
         frames: list[BankedFrame] = []
         for selection in selections:
             dataset = open_dataset(selection.dataset, **(open_options or {}))
-            precipitation = (
-                dataset[conventions.PRECIPITATION]
-                .sel(time=slice(selection.start, selection.end))
-                .isel(time=slice(None, None, selection.stride))
-            )
-            if precipitation.sizes["time"] == 0:
-                raise ValueError(
-                    f"frame selection {selection.dataset} {selection.start}..{selection.end} holds no frame"
-                )
+            precipitation = selected_frames(dataset, selection)
             x_km, y_km = planar_kilometres(
                 dataset[conventions.X].values, dataset[conventions.Y].values, crs_of(dataset)
             )

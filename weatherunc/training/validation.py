@@ -13,7 +13,7 @@ from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
 from weatherunc.models.neural_process.interpolator import NeuralProcessInterpolator
 from weatherunc.tasks import Task, gauge_network, masked_blocks, wettest_window
-from weatherunc.training.config import FrameSelection
+from weatherunc.training.config import FrameSelection, selected_frames
 
 WINDOW_PIXELS = 96
 
@@ -39,11 +39,7 @@ def labelled_validation_tasks(
     for selection in selections:
         dataset = open_dataset(selection.dataset, **(open_options or {}))
         crs = crs_of(dataset)
-        precipitation = (
-            dataset[conventions.PRECIPITATION]
-            .sel(time=slice(selection.start, selection.end))
-            .isel(time=slice(None, None, selection.stride))
-        )
+        precipitation = selected_frames(dataset, selection)
         wet = (precipitation > 0.1).mean((conventions.Y, conventions.X)).values
         frames = np.argsort(-wet, kind="stable")[: max(1, per_selection // 2)]
         for number in range(per_selection):
