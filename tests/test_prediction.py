@@ -146,6 +146,39 @@ def test_rescaling_scales_the_gaussian_and_recomputes_what_derives_from_it() -> 
         predicted.rescaled(0.0)
 
 
+def test_rescaling_that_keeps_the_mean_moves_the_median_instead() -> None:
+    dataset, _ = _prediction(0.1, 60, 4)
+    predicted = Prediction.from_dataset(dataset)
+    factor = np.linspace(0.5, 2.0, 60)
+    kept = predicted.rescaled(factor, keep_mean=True)
+    np.testing.assert_array_equal(kept.transformed_std, predicted.transformed_std * factor)
+    np.testing.assert_array_equal(kept.latent_variance, predicted.latent_variance * factor**2)
+    mean, kept_mean = (p.rate_outputs()[conventions.PRECIPITATION_MEAN] for p in (predicted, kept))
+    np.testing.assert_allclose(kept_mean, mean, rtol=1e-7)
+    assert np.all((kept.transformed_mean < predicted.transformed_mean)[factor > 1])  # the median falls
+    assert np.all((kept.transformed_mean > predicted.transformed_mean)[factor < 1])
+    np.testing.assert_array_equal(
+        predicted.rescaled(1.0, keep_mean=True).transformed_mean, predicted.transformed_mean
+    )
+
+
+def test_the_mean_keeping_location_has_the_closed_form_of_an_uncensored_log_normal() -> None:
+    from weatherunc.prediction.distribution import mean_keeping_location, transform_groups
+
+    rng = np.random.default_rng(5)
+    mean, std = rng.normal(0.0, 1.0, 50), rng.uniform(0.2, 1.2, 50)
+    new_std = std * rng.uniform(0.5, 2.5, 50)
+    for kind in ("log", "box_cox", "identity"):
+        transform = PrecipitationTransform(kind, offset=0.5)
+        location = mean_keeping_location(transform_groups(transform, None, (50,)), mean, std, new_std)
+        np.testing.assert_allclose(
+            moments(transform, location, new_std)[0], moments(transform, mean, std)[0], rtol=1e-7, atol=1e-12
+        )
+    uncensored = PrecipitationTransform("log", offset=0.5, censor_at_zero=False)  # exp(m + s^2 / 2) - offset
+    location = mean_keeping_location(transform_groups(uncensored, None, (50,)), mean, std, new_std)
+    np.testing.assert_allclose(location, mean + (std**2 - new_std**2) / 2, atol=1e-6)
+
+
 def test_calibration_goes_through_the_prediction() -> None:
     dataset, _ = _prediction(1.0, 40, 4)
     calibration = Calibration(probability=TemperatureScaling(2.0), std=StdScaling(1.5), fitted_on="test")

@@ -157,6 +157,29 @@ def test_self_calibration_restores_the_coverage_of_a_miscalibrated_model(shrink:
     assert abs(np.mean(calibrated) - 0.9) < 0.08
 
 
+def test_self_calibration_that_keeps_the_mean_widens_an_overconfident_model_without_raising_its_mean() -> (
+    None
+):
+    model, task = OverconfidentModel(0.4), _field_task(seed=0)
+    plain = model.predict(task)
+    median_kept = self_calibrate(
+        model, task, prediction=plain, options={"mean_error_tolerance": NO_MEAN_GUARD}
+    )
+    mean_kept = self_calibrate(model, task, prediction=plain, options={"keep_mean": True})
+    record = json.loads(mean_kept.attrs["self_calibration"])
+    assert record["keep_mean"] and record["overall_std_factor"] > 1 and record["scores"]["std_factors_kept"]
+    assert (
+        record["scores"]["after"]["rmse"] == record["scores"]["before"]["rmse"]
+    )  # the mean guard cannot bite
+    np.testing.assert_allclose(
+        mean_kept.precipitation_mean.values, plain.precipitation_mean.values, rtol=1e-6
+    )
+    assert np.all(mean_kept.precipitation_mean.values <= median_kept.precipitation_mean.values + 1e-9)
+    assert (
+        score_prediction(mean_kept, task)["coverage_90"] > score_prediction(plain, task)["coverage_90"] + 0.05
+    )
+
+
 def test_too_few_pseudo_targets_fall_back_to_no_calibration() -> None:
     task = _field_task(n_context=60, n_target=20)
     model = OverconfidentModel(0.5)
@@ -692,7 +715,7 @@ def test_pooled_pseudo_targets_keep_disc_numbers_unique() -> None:
 
 
 def test_clustered_coverage_counts_a_disc_once() -> None:
-    from weatherunc.heads.self_calibration.fitting import clustered_coverage
+    from weatherunc.heads.self_calibration.evidence import clustered_coverage
 
     covered = np.repeat([1.0, 0.0, 1.0, 1.0], 50)  # four discs of 50 perfectly correlated targets
     weights = np.ones(covered.size)
@@ -898,7 +921,7 @@ def test_per_bin_evidence_keeps_factors_that_a_pooled_coverage_of_0_9_hides() ->
 
 def test_a_bin_scaler_is_kept_only_if_it_carries_over_between_halves_of_the_discs() -> None:
     from weatherunc.heads.calibration import TemperatureScaling, VectorScaling
-    from weatherunc.heads.self_calibration.fitting import held_out_nll
+    from weatherunc.heads.self_calibration.evidence import held_out_nll
 
     rng = np.random.default_rng(0)
     n, bins = 400, 6

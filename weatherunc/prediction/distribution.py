@@ -97,6 +97,47 @@ def rate_outputs(
     }
 
 
+def mean_keeping_location(
+    groups: TransformGroups,
+    mean: np.ndarray,
+    std: np.ndarray,
+    new_std: np.ndarray,
+    iterations: int = 30,
+) -> np.ndarray:
+    """The transformed means ``[...]`` with which ``N(., new_std^2)`` has the rate mean of ``N(mean,
+    std^2)`` (:func:`~weatherunc.transforms.moments`), each array ``[...]``: a change of spread that
+    keeps the point forecast, where scaling the std alone keeps the median and, under a log-like
+    transform, moves the mean with the std (a mean-preserving spread; Rothschild & Stiglitz 1970).
+
+    Bisection on the location, along which the rate mean grows monotonically, in a bracket of
+    ``|new_std^2 - std^2| + 4 max(std, new_std)`` about ``mean`` (the exact shift for an uncensored
+    log transform is ``(std^2 - new_std^2) / 2``), widened where it does not hold the root; targets
+    whose std does not change, or that are not finite, keep their mean."""
+    result = np.array(mean, dtype=np.float64)
+    new_std = np.broadcast_to(np.asarray(new_std, dtype=np.float64), result.shape)
+    for transform, members in groups:
+        changed = members & np.isfinite(result) & np.isfinite(std) & np.isfinite(new_std) & (new_std != std)
+        if not changed.any():
+            continue
+        location, old, new = result[changed], np.asarray(std)[changed], new_std[changed]
+        wanted = moments(transform, location, old)[0]
+        reach = np.abs(new**2 - old**2) + 4.0 * np.maximum(old, new)
+        for _ in range(8):  # widen the bracket where it does not hold the root yet
+            short = (moments(transform, location - reach, new)[0] > wanted) | (
+                moments(transform, location + reach, new)[0] < wanted
+            )
+            if not short.any():
+                break
+            reach = np.where(short, 2.0 * reach, reach)
+        low, high = location - reach, location + reach
+        for _ in range(iterations):
+            middle = 0.5 * (low + high)
+            above = moments(transform, middle, new)[0] > wanted
+            high, low = np.where(above, middle, high), np.where(above, low, middle)
+        result[changed] = 0.5 * (low + high)
+    return result
+
+
 def gaussian_bin_probabilities(
     transform: PrecipitationTransform,
     mean: np.ndarray,

@@ -160,16 +160,26 @@ class Prediction:
         """The prediction without cached derived outputs: :meth:`to_dataset` computes them afresh."""
         return replace(self, cached={})
 
-    def rescaled(self, factor: float | np.ndarray) -> Prediction:
+    def rescaled(self, factor: float | np.ndarray, *, keep_mean: bool = False) -> Prediction:
         """The transformed std times ``factor`` (a number or ``[...]``, each finite and > 0), the latent
         and noise variances times ``factor**2``; the rate outputs follow, and so do bins derived from
-        the Gaussian (derived again, on their edges); a categorical head's bins stay as they are."""
+        the Gaussian (derived again, on their edges); a categorical head's bins stay as they are.
+        The transformed mean stays (so does the rate's median), or with ``keep_mean`` moves so that
+        the rate's mean stays (:func:`~.distribution.mean_keeping_location`)."""
         factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), self.shape)
         if not np.all(np.isfinite(factor) & (factor > 0)):
             raise ValueError("factor: every std factor must be finite and > 0")
+        transformed_std = self.transformed_std * factor
         rescaled = replace(
             self,
-            transformed_std=self.transformed_std * factor,
+            transformed_mean=(
+                distribution.mean_keeping_location(
+                    self.transform_groups(), self.transformed_mean, self.transformed_std, transformed_std
+                )
+                if keep_mean
+                else self.transformed_mean
+            ),
+            transformed_std=transformed_std,
             latent_variance=self.latent_variance * factor**2,
             noise_variance=self.noise_variance * factor**2,
             cached={key: value for key, value in self.cached.items() if key not in RATE_OUTPUTS},

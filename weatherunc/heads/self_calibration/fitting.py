@@ -18,10 +18,12 @@ from weatherunc.heads.fitting import (
     pool_predictions,
     probabilities_and_observed_bins,
 )
+from weatherunc.heads.self_calibration.evidence import clustered_coverage, held_out_nll
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.metrics import top_label_ece
 from weatherunc.metrics.kernels import crps_ensemble
 from weatherunc.prediction import Prediction
+from weatherunc.prediction.distribution import mean_keeping_location
 from weatherunc.transforms import (
     PrecipitationTransform,
     central_interval_coverage,
@@ -36,11 +38,17 @@ FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
 UNIT_FACTOR = int(np.argmin(np.abs(np.log(FACTOR_GRID))))
 
 
-def _gaussian(prediction: xr.Dataset, factor: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """Transformed mean and std times ``factor``, each shaped like ``transformed_mean``."""
-    return prediction[conventions.TRANSFORMED_MEAN].values, prediction[
-        conventions.TRANSFORMED_STD
-    ].values * factor
+def _gaussian(
+    prediction: xr.Dataset, factor: np.ndarray | float, keep_mean: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Transformed mean and std times ``factor``, each shaped like ``transformed_mean``; with
+    ``keep_mean`` the mean moved so that the rate's mean stays (:meth:`Prediction.rescaled`)."""
+    mean = prediction[conventions.TRANSFORMED_MEAN].values
+    std = prediction[conventions.TRANSFORMED_STD].values
+    scaled = std * factor
+    if keep_mean:
+        mean = mean_keeping_location(transform_groups(prediction), mean, std, scaled)
+    return mean, scaled
 
 
 def _per_target(
@@ -48,10 +56,11 @@ def _per_target(
     truth: np.ndarray,
     score: Callable[[PrecipitationTransform, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     factor: np.ndarray | float = 1.0,
+    keep_mean: bool = False,
 ) -> np.ndarray:
     """``score(transform, mean, std, truth)`` ``[n]`` of each target, by transform group, with the std
-    times ``factor``."""
-    mean, std = _gaussian(prediction, factor)
+    times ``factor`` (:func:`_gaussian`)."""
+    mean, std = _gaussian(prediction, factor, keep_mean)
     values = np.full(mean.shape, np.nan)
     for transform, members in transform_groups(prediction):
         values[members] = score(transform, mean[members], std[members], truth[members])
@@ -72,9 +81,11 @@ def _coverage(
     )
 
 
-def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
+def _crps(
+    prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0, keep_mean: bool = False
+) -> np.ndarray:
     """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the
-    std times ``factor``."""
+    std times ``factor`` (:func:`_gaussian`)."""
     return _per_target(
         prediction,
         truth,
@@ -82,17 +93,22 @@ def _crps(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float 
             quantiles(transform, mean, std, quantile_nodes(CRPS_NODES)), observed
         ),
         factor,
+        keep_mean,
     )
 
 
-def _squared_error(prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
+def _squared_error(
+    prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0, keep_mean: bool = False
+) -> np.ndarray:
     """Squared error ``[n]`` [(mm/h)^2] of the rate's mean (:func:`~weatherunc.transforms.moments`) with the
-    std times ``factor``: under a log-like transform the mean grows with the std, the median does not."""
+    std times ``factor``: under a log-like transform the mean grows with the std, the median does not
+    (unless ``keep_mean``)."""
     return _per_target(
         prediction,
         truth,
         lambda transform, mean, std, observed: (moments(transform, mean, std)[0] - observed) ** 2,
         factor,
+        keep_mean,
     )
 
 
@@ -128,47 +144,6 @@ def _smallest_covering_factor(covered: np.ndarray, weights: np.ndarray, level: f
     return float(FACTOR_GRID[reached[0]] if reached.size else FACTOR_GRID[-1])
 
 
-def clustered_coverage(covered: np.ndarray, weights: np.ndarray, discs: np.ndarray) -> tuple[float, float]:
-    """Weighted coverage of ``covered`` ``[n]`` and its standard error with the ``discs`` ``[n]`` as
-    clusters (the ratio estimator's linearised variance over clusters; Cochran 1977, Sampling
-    Techniques, ch. 6): correlated pseudo-targets of one disc count once."""
-    totals = np.bincount(discs, weights=weights * covered)
-    sizes = np.bincount(discs, weights=weights)
-    present = sizes > 0
-    totals, sizes = totals[present], sizes[present]
-    coverage = float(totals.sum() / max(sizes.sum(), 1e-12))
-    clusters = totals.size
-    if clusters < 2:
-        return coverage, float("inf")
-    residuals = totals - coverage * sizes
-    return coverage, float(np.sqrt(clusters / (clusters - 1) * np.sum(residuals**2)) / sizes.sum())
-
-
-def held_out_nll(
-    probabilities: np.ndarray, observed: np.ndarray, folds: np.ndarray, fit, weights: np.ndarray | None = None
-) -> tuple[float, float] | None:
-    """Bin NLL of the pseudo-targets before and after a scaler fitted (``fit(indices)``) on the other
-    fold (``folds`` ``[n]``: 0 or 1, by disc), pooled over both folds (with ``weights`` ``[n]``, the
-    weighted mean); None if a fold is empty or weighs nothing."""
-    weights = np.ones(observed.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    if not all(np.sum(weights[folds == fold]) > 0 for fold in (0, 1)):
-        return None
-    before = after = 0.0
-    for fold in (0, 1):
-        tested = np.flatnonzero(folds == fold)
-        scaler = fit(np.flatnonzero(folds != fold))
-        rows = np.arange(tested.size)
-        before -= np.sum(
-            weights[tested] * np.log(np.maximum(probabilities[tested][rows, observed[tested]], 1e-12))
-        )
-        after -= np.sum(
-            weights[tested]
-            * np.log(np.maximum(scaler.apply(probabilities[tested])[rows, observed[tested]], 1e-12))
-        )
-    total = max(float(np.sum(weights)), 1e-12)
-    return before / total, after / total
-
-
 @dataclass(frozen=True)
 class SelfCalibration:
     """Std factors per distance bin and a bin-probability scaler fitted on pseudo-targets."""
@@ -178,6 +153,8 @@ class SelfCalibration:
     overall_factor: float
     probability: TemperatureScaling | VectorScaling | None
     scores: dict[str, object] = field(default_factory=dict)
+    #: Whether the std factors keep the rate's mean (else its median; :meth:`Prediction.rescaled`).
+    keep_mean: bool = False
 
     def factor_at(self, distance: np.ndarray) -> np.ndarray:
         """The std factor of each target ``[n]`` from its distance [km] to the nearest context."""
@@ -192,7 +169,8 @@ class SelfCalibration:
         """:meth:`apply` on a :class:`~weatherunc.prediction.Prediction`: a categorical head's bins
         are kept (then scaled), bins derived from the Gaussian are derived again from the new std
         (:meth:`~weatherunc.prediction.Prediction.rescaled`; the default bins where it had none)."""
-        calibrated = prediction.rescaled(self.factor_at(distance)).with_derived_bins()
+        factor = self.factor_at(distance)
+        calibrated = prediction.rescaled(factor, keep_mean=self.keep_mean).with_derived_bins()
         if self.probability is not None:
             calibrated = calibrated.with_bin_probability(self.probability.apply(calibrated.bins.probability))
         return calibrated
@@ -204,6 +182,7 @@ class SelfCalibration:
             "distance_edges_km": list(self.distance_edges_km),
             "std_factors": list(self.factors),
             "overall_std_factor": self.overall_factor,
+            "keep_mean": self.keep_mean,
             "probability": None if self.probability is None else self.probability.to_dict(),
             "scores": self.scores,
         }
@@ -323,8 +302,9 @@ def fit_self_calibration(
     crps_after, squared_error_after = crps_before, squared_error_before
     if evidence:
         candidate = SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance)
-        crps_after = _weighted_mean(_crps(prediction, truth, candidate), weights)
-        squared_error_after = _weighted_mean(_squared_error(prediction, truth, candidate), weights)
+        keep = options.keep_mean
+        crps_after = _weighted_mean(_crps(prediction, truth, candidate, keep), weights)
+        squared_error_after = _weighted_mean(_squared_error(prediction, truth, candidate, keep), weights)
     dropped_by = [
         reason
         for reason, failed in (
@@ -341,7 +321,7 @@ def fit_self_calibration(
     if not intervals_kept:
         factors, overall = [1.0] * len(factors), 1.0
         crps_after, squared_error_after = crps_before, squared_error_before
-    interim = SelfCalibration(tuple(edges), tuple(factors), overall, None)
+    interim = SelfCalibration(tuple(edges), tuple(factors), overall, None, keep_mean=options.keep_mean)
     rescaled = interim.apply(prediction, distance)
     probability, held_out, effective = None, None, 0.0
     if options.probability != "none":

@@ -45,7 +45,12 @@ class SelfCalibrationOptions:
     (:func:`~weatherunc.heads.self_calibration.pseudo_targets.predicted_bin_weights`; weights
     truncated at ``max_matching_weight`` times their mean); ``"none"`` weighs them alike. A bin
     scaler is fitted only on at least ``minimum_targets`` effective pseudo-targets (Kish's
-    ``(sum w)^2 / sum w^2`` of its weights).
+    ``(sum w)^2 / sum w^2`` of its weights). With ``keep_mean``, the std factors keep each
+    target's rate mean (the point forecast) and move its median
+    (:meth:`~weatherunc.prediction.Prediction.rescaled`), where by default they keep the median and,
+    under a log-like transform, raise the mean with the std; the factors are chosen by the
+    coverage they give with the median kept either way, and the CRPS and mean guards score them as
+    applied.
     """
 
     pseudo_fraction: float = 0.3
@@ -70,6 +75,7 @@ class SelfCalibrationOptions:
     probability_cross_validated: bool = True
     probability_matching: Literal["none", "predicted_bin"] = "predicted_bin"
     max_matching_weight: float = 10.0
+    keep_mean: bool = False
     seed: int = 0
 
     @classmethod

@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from weatherunc import conventions
 from weatherunc.evaluation import distance_to_nearest_context, interval_coverage
 from weatherunc.heads.bins import with_bin_probabilities
-from weatherunc.heads.self_calibration.fitting import clustered_coverage
+from weatherunc.heads.self_calibration.evidence import clustered_coverage
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
 from weatherunc.tasks import Task
 
