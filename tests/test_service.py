@@ -50,7 +50,9 @@ def _withheld_pixel(local: xr.Dataset) -> tuple[int, int]:
 
 def test_only_the_complete_store_is_served(client: httpx.Client, served) -> None:
     assert client.get("datasets").json() == ["mrms_idw"]
-    assert f"at {served[0]}" in (served[2] / "serve.log").read_text()  # the loopback address by default
+    log = (served[2] / "serve.log").read_text()
+    assert f"at {served[0]}" in log  # the loopback address by default
+    assert "broken/prediction.zarr: not served" in log and "observations.zarr: not served" not in log
     assert list(client.get("stores").json()) == ["mrms_idw"]
 
 

@@ -78,6 +78,12 @@ def _is_zarr_store(path: Path) -> bool:
     return path.is_dir() and ((path / ROOT_METADATA).exists() or (path / ".zgroup").exists())
 
 
+def _is_observation_store(path: Path) -> bool:
+    """Whether ``path`` holds a job's ingested observations (``precipitation``), not a prediction."""
+    observed, predicted = path / conventions.PRECIPITATION, path / conventions.PRECIPITATION_MEAN
+    return observed.is_dir() and not predicted.is_dir()
+
+
 def _is_staging(path: Path) -> bool:
     return any(path.name.endswith(suffix) for suffix in STAGING_SUFFIXES)
 
@@ -154,8 +160,8 @@ def discover_stores(paths: Iterable[Path | str]) -> dict[str, ServedStore]:
     """The complete prediction stores that ``paths`` name, by name (``_2``, ``_3``... on clashes).
 
     A store named directly that is incomplete raises ``ValueError``; incomplete stores found by
-    searching a folder are skipped with a warning in the log. Raises ``ValueError`` when no store
-    is found at all.
+    searching a folder are skipped with a warning in the log, a job's observation stores quietly.
+    Raises ``ValueError`` when no store is found at all.
     """
     stores: dict[str, ServedStore] = {}
     for given in paths:
@@ -166,6 +172,9 @@ def discover_stores(paths: Iterable[Path | str]) -> dict[str, ServedStore]:
         if direct and _is_staging(given):
             raise ValueError(f"{given} is a store still being written (a staging folder); not served")
         for path in _candidates(given):
+            if not direct and _is_observation_store(path):
+                LOGGER.info("%s: the observations of a job, not a prediction; not served", path)
+                continue
             name = store_name(path)
             unique, number = name, 2
             while unique in stores:
