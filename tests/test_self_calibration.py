@@ -729,18 +729,18 @@ def test_clustered_coverage_counts_a_disc_once() -> None:
 
 
 def test_the_factor_grid_s_unit_column_is_the_coverage_as_predicted() -> None:
-    from weatherunc.heads.self_calibration.fitting import (
+    from weatherunc.heads.self_calibration.scaled_scores import (
         FACTOR_GRID,
         UNIT_FACTOR,
-        _coverage,
-        _coverage_by_factor,
+        coverage_by_factor,
+        scaled_coverage,
     )
 
     assert FACTOR_GRID[UNIT_FACTOR] == 1.0
     task = _field_task(seed=4)
     prediction = OverconfidentModel(0.5).predict(task)
-    covered = _coverage_by_factor(prediction, task.target_values, 0.9)
-    as_predicted = _coverage(prediction, task.target_values, 0.9)
+    covered = coverage_by_factor(prediction, task.target_values, 0.9)
+    as_predicted = scaled_coverage(prediction, task.target_values, 0.9)
     np.testing.assert_array_equal(covered[:, UNIT_FACTOR], as_predicted)
     assert covered[:, UNIT_FACTOR].mean() < covered[:, -1].mean()  # a wider interval covers more
 
@@ -879,7 +879,7 @@ def test_per_bin_evidence_keeps_factors_that_a_pooled_coverage_of_0_9_hides() ->
     """Near pseudo-targets cover 0.99 and far ones 0.81, 0.9 pooled: the pooled test finds no
     evidence and keeps the intervals; tested per distance bin, the near std narrows, the far widens,
     and the CRPS falls."""
-    from weatherunc.heads.self_calibration.fitting import _crps
+    from weatherunc.heads.self_calibration.scaled_scores import scaled_crps
 
     rng = np.random.default_rng(3)
     n = 2000
@@ -914,7 +914,10 @@ def test_per_bin_evidence_keeps_factors_that_a_pooled_coverage_of_0_9_hides() ->
     near_factor, far_factor = per_bin.factor_at(np.array([1.0, 15.0]))
     assert near_factor < 0.9 and far_factor > 1.1
     assert per_bin.scores["after"]["crps"] < 0.99 * per_bin.scores["before"]["crps"]
-    assert _crps(prediction, truth, per_bin.factor_at(distance)).mean() < _crps(prediction, truth).mean()
+    assert (
+        scaled_crps(prediction, truth, per_bin.factor_at(distance)).mean()
+        < scaled_crps(prediction, truth).mean()
+    )
     with pytest.raises(ValueError, match="evidence"):
         SelfCalibrationOptions(evidence="everywhere")
 

@@ -3,14 +3,12 @@ scaler (see :mod:`weatherunc.heads.self_calibration`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import xarray as xr
 
 from weatherunc import conventions
-from weatherunc.evaluation import CRPS_NODES, transform_groups
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.calibration import TemperatureScaling, VectorScaling
 from weatherunc.heads.fitting import (
@@ -20,121 +18,22 @@ from weatherunc.heads.fitting import (
 )
 from weatherunc.heads.self_calibration.evidence import clustered_coverage, held_out_nll
 from weatherunc.heads.self_calibration.options import SelfCalibrationOptions, distance_bin_index
-from weatherunc.metrics import top_label_ece
-from weatherunc.metrics.kernels import crps_ensemble
-from weatherunc.prediction import Prediction
-from weatherunc.prediction.distribution import mean_keeping_location
-from weatherunc.transforms import (
-    PrecipitationTransform,
-    central_interval_coverage,
-    moments,
-    quantile_nodes,
-    quantiles,
+from weatherunc.heads.self_calibration.scaled_scores import (
+    FACTOR_GRID,
+    UNIT_FACTOR,
+    coverage_by_factor,
+    scaled_coverage,
+    scaled_crps,
+    scaled_squared_error,
+    weighted_mean,
 )
-
-#: Std factors searched per distance bin.
-FACTOR_GRID = np.exp(np.linspace(np.log(0.5), np.log(4.0), 61))
-#: The column of :data:`FACTOR_GRID` that is exactly 1 (the std as predicted).
-UNIT_FACTOR = int(np.argmin(np.abs(np.log(FACTOR_GRID))))
-
-
-def _gaussian(
-    prediction: xr.Dataset, factor: np.ndarray | float, keep_mean: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Transformed mean and std times ``factor``, each shaped like ``transformed_mean``; with
-    ``keep_mean`` the mean moved so that the rate's mean stays (:meth:`Prediction.rescaled`)."""
-    mean = prediction[conventions.TRANSFORMED_MEAN].values
-    std = prediction[conventions.TRANSFORMED_STD].values
-    scaled = std * factor
-    if keep_mean:
-        mean = mean_keeping_location(transform_groups(prediction), mean, std, scaled)
-    return mean, scaled
-
-
-def _per_target(
-    prediction: xr.Dataset,
-    truth: np.ndarray,
-    score: Callable[[PrecipitationTransform, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    factor: np.ndarray | float = 1.0,
-    keep_mean: bool = False,
-) -> np.ndarray:
-    """``score(transform, mean, std, truth)`` ``[n]`` of each target, by transform group, with the std
-    times ``factor`` (:func:`_gaussian`)."""
-    mean, std = _gaussian(prediction, factor, keep_mean)
-    values = np.full(mean.shape, np.nan)
-    for transform, members in transform_groups(prediction):
-        values[members] = score(transform, mean[members], std[members], truth[members])
-    return values
-
-
-def _coverage(
-    prediction: xr.Dataset, truth: np.ndarray, level: float, factor: np.ndarray | float = 1.0
-) -> np.ndarray:
-    """Randomised-PIT coverage ``[n]`` of the central ``level`` interval with the std times ``factor``."""
-    return _per_target(
-        prediction,
-        truth,
-        lambda transform, mean, std, observed: central_interval_coverage(
-            transform, mean, std, observed, level
-        ),
-        factor,
-    )
-
-
-def _crps(
-    prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0, keep_mean: bool = False
-) -> np.ndarray:
-    """CRPS ``[n]`` of each target (quantile-node approximation, as the verification scores it) with the
-    std times ``factor`` (:func:`_gaussian`)."""
-    return _per_target(
-        prediction,
-        truth,
-        lambda transform, mean, std, observed: crps_ensemble(
-            quantiles(transform, mean, std, quantile_nodes(CRPS_NODES)), observed
-        ),
-        factor,
-        keep_mean,
-    )
-
-
-def _squared_error(
-    prediction: xr.Dataset, truth: np.ndarray, factor: np.ndarray | float = 1.0, keep_mean: bool = False
-) -> np.ndarray:
-    """Squared error ``[n]`` [(mm/h)^2] of the rate's mean (:func:`~weatherunc.transforms.moments`) with the
-    std times ``factor``: under a log-like transform the mean grows with the std, the median does not
-    (unless ``keep_mean``)."""
-    return _per_target(
-        prediction,
-        truth,
-        lambda transform, mean, std, observed: (moments(transform, mean, std)[0] - observed) ** 2,
-        factor,
-        keep_mean,
-    )
-
-
-def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
-    return float(np.sum(values * weights) / max(np.sum(weights), 1e-12))
-
-
-def _coverage_by_factor(prediction: xr.Dataset, truth: np.ndarray, level: float) -> np.ndarray:
-    """Randomised-PIT coverage ``[n, len(FACTOR_GRID)]`` of each target with the std times each factor
-    of :data:`FACTOR_GRID` (:func:`_coverage` for every factor at once)."""
-    mean, std = _gaussian(prediction, 1.0)
-    covered = np.full((mean.size, FACTOR_GRID.size), np.nan)
-    for transform, members in transform_groups(prediction):
-        covered[members] = central_interval_coverage(
-            transform,
-            mean[members][:, None],
-            std[members][:, None] * FACTOR_GRID[None, :],
-            truth[members][:, None],
-            level,
-        )
-    return covered
+from weatherunc.metrics import top_label_ece
+from weatherunc.prediction import Prediction
 
 
 def _smallest_covering_factor(covered: np.ndarray, weights: np.ndarray, level: float) -> float:
     """The smallest factor of :data:`FACTOR_GRID` whose weighted coverage (``covered``: rows of
-    :func:`_coverage_by_factor`; ``weights`` with a positive sum) reaches ``level (1 + 1 / n)``, with
+    :func:`coverage_by_factor`; ``weights`` with a positive sum) reaches ``level (1 + 1 / n)``, with
     ``n`` the weights' :func:`~weatherunc.heads.fitting.effective_sample_size`: split conformal
     prediction's finite-sample level, the ``ceil((n + 1) level)``-th of ``n`` calibration scores
     (Vovk et al. 2005), so that a new target is covered with probability at least ``level`` where
@@ -237,9 +136,9 @@ def _interval_and_bins_scores(
     pooled, _ = pool_predictions([with_bin_probabilities(prediction)], [truth])
     probabilities, observed = probabilities_and_observed_bins(pooled, truth)
     if covered is None:
-        covered = _coverage(prediction, truth, level)
+        covered = scaled_coverage(prediction, truth, level)
     return {
-        f"coverage_{round(level * 100)}": round(_weighted_mean(covered, weights), 4),
+        f"coverage_{round(level * 100)}": round(weighted_mean(covered, weights), 4),
         "ece": round(
             top_label_ece(
                 xr.DataArray(probabilities, dims=("point", conventions.BIN)),
@@ -274,7 +173,7 @@ def fit_self_calibration(
         return None
     edges = options.distance_edges_km
     bins = distance_bin_index(distance, edges)
-    covered = _coverage_by_factor(prediction, truth, options.level)
+    covered = coverage_by_factor(prediction, truth, options.level)
     overall = _smallest_covering_factor(covered, weights, options.level)
     members_by_bin = _bin_members(bins, weights, options)
     factors = []
@@ -287,8 +186,8 @@ def fit_self_calibration(
         factors.append(float(np.exp(share * np.log(local) + (1 - share) * np.log(overall))))
     covered_as_predicted = covered[:, UNIT_FACTOR]
     before = _interval_and_bins_scores(prediction, truth, weights, options.level, covered_as_predicted)
-    crps_before = _weighted_mean(_crps(prediction, truth), weights)
-    squared_error_before = _weighted_mean(_squared_error(prediction, truth), weights)
+    crps_before = weighted_mean(scaled_crps(prediction, truth), weights)
+    squared_error_before = weighted_mean(scaled_squared_error(prediction, truth), weights)
     clusters = np.arange(truth.size) if discs is None else np.asarray(discs)
     coverage, error = clustered_coverage(covered_as_predicted, weights, clusters)
     evidence = abs(coverage - options.level) > options.evidence_z * error
@@ -303,8 +202,8 @@ def fit_self_calibration(
     if evidence:
         candidate = SelfCalibration(tuple(edges), tuple(factors), overall, None).factor_at(distance)
         keep = options.keep_mean
-        crps_after = _weighted_mean(_crps(prediction, truth, candidate, keep), weights)
-        squared_error_after = _weighted_mean(_squared_error(prediction, truth, candidate, keep), weights)
+        crps_after = weighted_mean(scaled_crps(prediction, truth, candidate, keep), weights)
+        squared_error_after = weighted_mean(scaled_squared_error(prediction, truth, candidate, keep), weights)
     dropped_by = [
         reason
         for reason, failed in (
