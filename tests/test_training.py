@@ -119,6 +119,9 @@ def test_selected_frames_name_a_bad_selection() -> None:
     kept = selected_frames(grid, FrameSelection(dataset="radar", start="2020-01-01T00:05"))
     assert kept.sizes["time"] == 2
     assert selected_frames(grid, FrameSelection(dataset="radar", stride=2)).sizes["time"] == 2
+    zoned = FrameSelection(dataset="radar", start="2020-01-01T01:05+01:00", end="2020-01-01T00:05")
+    assert selected_frames(grid, zoned).sizes["time"] == 1  # a zoned time is read as UTC
+    assert selected_frames(grid, FrameSelection(dataset="radar", end="2020-01-01")).sizes["time"] == 3
     cases = {
         FrameSelection(dataset="radar", end="soon"): "radar: end 'soon' is not an ISO time",
         FrameSelection(dataset="radar", start="2020-01-01T00:10", end="2020-01-01T00:05"): "is after end",

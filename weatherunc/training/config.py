@@ -40,16 +40,19 @@ def selected_frames(dataset: xr.Dataset, selection: Any) -> xr.DataArray:
     frames = dataset[conventions.PRECIPITATION]
     if "time" not in frames.dims or not {conventions.Y, conventions.X} <= set(frames.dims):
         raise ValueError(f"{name}: holds no gridded frames over time (dimensions {tuple(frames.dims)})")
-    times = {}
+    times, bounds = {}, {}
     for field in ("start", "end"):
         text = getattr(selection, field)
         try:
-            times[field] = None if text is None else pd.Timestamp(text)
+            stamp = None if text is None else pd.Timestamp(text)
         except ValueError as error:
             raise ValueError(f"{name}: {field} {text!r} is not an ISO time") from error
+        aware = stamp is not None and stamp.tzinfo is not None  # frames are in UTC, without a zone
+        times[field] = stamp.tz_convert(None) if aware else stamp
+        bounds[field] = times[field].isoformat() if aware else text  # text keeps partial dates whole
     if times["start"] is not None and times["end"] is not None and times["start"] > times["end"]:
         raise ValueError(f"{name}: start {selection.start} is after end {selection.end}")
-    kept = frames.sel(time=slice(selection.start, selection.end)).isel(
+    kept = frames.sel(time=slice(bounds["start"], bounds["end"])).isel(
         time=slice(None, None, selection.stride)
     )
     if kept.sizes["time"] == 0:
