@@ -276,6 +276,7 @@ BAD_REQUESTS = [
     ("get", "datasets/mrms_idw/map/rain.png", None, 400, "unknown layer"),
     ("get", "datasets/mrms_idw/map/exceedance.png?threshold=3", None, 400, "thresholds"),
     ("get", "datasets/mrms_idw/map/mean.png?time=2030-01-01T00:00Z", None, 404, "holds"),
+    ("get", "datasets/mrms_idw/map/mean.png?time=yesterday", None, 400, "time: cannot read 'yesterday'"),
     ("post", "fill", b'{"model": "idw", "observations": NaN}', 400, "finite"),
     ("post", "fill", b'{"model": "idw", ', 400, "not valid JSON"),
     ("post", "fill", {"model": "idw", "observations": {"type": "Feature"}, "target": None}, 400, "GeoJSON"),
@@ -321,6 +322,8 @@ def test_bad_requests_get_a_clear_json_refusal(
         response = client.post(path, json=body)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
+    if "/map/" in path and "time=" in path:  # a map's time is its query parameter `time`, not `datetime`
+        assert response.json()["detail"].startswith("time:")
 
 
 def _python_blocks(page: str) -> list[str]:

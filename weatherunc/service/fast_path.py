@@ -67,7 +67,7 @@ def map_time_index(state: ServiceState, dataset_id: str, time: str | None) -> in
     store = state.store(dataset_id)
     if time is None:
         return 0
-    selected = queries.parse_datetime(time, store)
+    selected = queries.parse_datetime(time, store, parameter="time")
     if selected.size != 1:
         raise RequestError(400, f"time: {time!r} selects {selected.size} times; give one time")
     return int(selected[0])

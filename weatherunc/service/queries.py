@@ -116,39 +116,42 @@ def to_store_coordinates(points: np.ndarray, crs: pyproj.CRS, store: ServedStore
 
 
 @functools.lru_cache(maxsize=1024)
-def _instant(value: str) -> np.datetime64:
+def _instant(value: str, parameter: str = "datetime") -> np.datetime64:
     """An ISO 8601 time as a UTC ``datetime64[ns]``; ``RequestError`` when it is not one."""
     try:
         stamp = pd.Timestamp(value)
     except ValueError as error:
-        raise RequestError(400, f"datetime: cannot read {value!r} as an ISO 8601 time") from error
+        raise RequestError(400, f"{parameter}: cannot read {value!r} as an ISO 8601 time") from error
     if stamp is pd.NaT:
-        raise RequestError(400, f"datetime: {value!r} is not a time")
+        raise RequestError(400, f"{parameter}: {value!r} is not a time")
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return np.datetime64(stamp.to_datetime64(), "ns")
 
 
-def parse_datetime(text: str | None, store: ServedStore) -> np.ndarray:
-    """Indices of the store times that an EDR ``datetime`` selects (all when absent); 404 when none."""
+def parse_datetime(text: str | None, store: ServedStore, parameter: str = "datetime") -> np.ndarray:
+    """Indices of the store times that an EDR ``datetime`` selects (all when absent); 404 when none;
+    errors name the query ``parameter`` (``time`` for maps)."""
     times = store.memoised("times_ns", lambda: store.times.astype("datetime64[ns]"))
     if text is None:
         return np.arange(times.size)
 
     def instant(value: str) -> np.datetime64 | None:
-        return None if value in ("..", "") else _instant(value)
+        return None if value in ("..", "") else _instant(value, parameter)
 
     span = f"{np.datetime_as_string(times[0], unit='m')}Z to {np.datetime_as_string(times[-1], unit='m')}Z"
     if "/" in text:
         start_text, _, end_text = text.partition("/")
         start, end = instant(start_text), instant(end_text)
         if start is not None and end is not None and end < start:
-            raise RequestError(400, f"datetime: the interval {text!r} ends before it starts")
+            raise RequestError(400, f"{parameter}: the interval {text!r} ends before it starts")
         selected = np.flatnonzero(
             ((times >= start) if start is not None else True) & ((times <= end) if end is not None else True)
         )
         if selected.size == 0:
-            raise RequestError(404, f"datetime: no time of store {store.name!r} in {text!r}; it holds {span}")
+            raise RequestError(
+                404, f"{parameter}: no time of store {store.name!r} in {text!r}; it holds {span}"
+            )
         return selected
     moment = instant(text)
     if moment is None:
@@ -158,7 +161,7 @@ def parse_datetime(text: str | None, store: ServedStore) -> np.ndarray:
         nearest = times[np.argmin(np.abs(times - moment))]
         raise RequestError(
             404,
-            f"datetime: store {store.name!r} has no time {text!r} (it holds {span}; nearest "
+            f"{parameter}: store {store.name!r} has no time {text!r} (it holds {span}; nearest "
             f"{np.datetime_as_string(nearest, unit='m')}Z); give an interval start/end for a range",
         )
     return selected
