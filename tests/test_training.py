@@ -165,6 +165,7 @@ def test_cli_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path: 
     assert not (tmp_path / "killed" / "last-00000008.json").exists(), "the run finished before it was killed"
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "resuming" in finished.stdout and "from its checkpoint of step" in finished.stdout
     _assert_same(
         tmp_path / "uninterrupted" / "last-00000008.safetensors",
         tmp_path / "killed" / "last-00000008.safetensors",

@@ -185,6 +185,8 @@ def train_convnp(
         folder.restore_optimiser(step, optimiser, model)
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
+    if step and progress:
+        bar.write(f"resuming {directory} from its checkpoint of step {step}")
     stopped_early = False
     segment_start = time.perf_counter()
     while step < end:

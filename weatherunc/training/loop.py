@@ -201,6 +201,8 @@ def train(
     scaler = torch.amp.GradScaler("cuda") if needs_gradient_scaler(device, config.precision) else None
     end = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=config.steps, initial=step, desc=f"training {config.name}", disable=not progress)
+    if step and progress:
+        bar.write(f"resuming {directory} from its checkpoint of step {step}")
     stopped_early = False
     pinned = device.type == "cuda" and config.sampling_workers > 0
     batches = batch_stream(
