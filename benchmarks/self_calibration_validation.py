@@ -38,7 +38,9 @@ validation frames, so that an option can be chosen where the model meets weather
 
 Each model is self-calibrated with its own defaults (``model_options``: the neural processes'
 differ). ``--option NAME=VALUE`` (repeatable) sets a field of ``SelfCalibrationOptions`` over them
-for every self-calibrated variant, ``--models gp,anp`` scores only those models, and ``--output
+for every self-calibrated variant, ``--models gp,anp`` scores only those models, ``--windows 1,6``
+the rolling windows of those frame counts (default 1 and 3; only frames with that many before them
+are scored), ``--shifted-stride N`` takes every N-th frame of the shifted windows, and ``--output
 STEM`` names the result files. The options' defaults are chosen on these frames, never on the test
 frames.
 """
@@ -103,21 +105,25 @@ def event_frames(dataset: str, start: str | None, end: str | None) -> tuple[xr.D
     return frames.drop_vars(["latitude", "longitude"], errors="ignore"), crs_of(opened)
 
 
-def shifted_windows() -> list[tuple[str, xr.DataArray, object]]:
+def shifted_windows(stride: int = SHIFTED_FRAME_STRIDE) -> list[tuple[str, xr.DataArray, object]]:
     """(label, frames (time, y, x), CRS) of the ``--shifted`` windows: on the grid of 192 px blocks,
-    the ``SHIFTED_WINDOWS`` with the most wet pixels over the chosen frames, observed throughout,
-    outside ``SHIFTED_EXCLUDE_BOX`` and not next to one another (different storms)."""
+    the ``SHIFTED_WINDOWS`` with the most wet pixels over every ``SHIFTED_FRAME_STRIDE``-th frame,
+    observed throughout, outside ``SHIFTED_EXCLUDE_BOX`` and not next to one another (different
+    storms); their frames every ``stride``-th (a divisor of ``SHIFTED_FRAME_STRIDE``, so that the
+    windows do not depend on it)."""
+    if stride < 1 or SHIFTED_FRAME_STRIDE % stride:
+        raise ValueError(f"--shifted-stride must divide {SHIFTED_FRAME_STRIDE}, got {stride}")
     opened = open_dataset(SHIFTED_DATASET)
     crs = crs_of(opened)
     if not crs.is_geographic:
         raise ValueError(f"{SHIFTED_DATASET}: expected a longitude/latitude grid for the exclusion box")
     frames = (
-        opened.precipitation.isel(time=slice(None, None, SHIFTED_FRAME_STRIDE))
+        opened.precipitation.isel(time=slice(None, None, stride))
         .drop_vars(["latitude", "longitude"], errors="ignore")
         .load()
     )
     x, y, size = frames[conventions.X].values, frames[conventions.Y].values, WINDOW_PIXELS
-    values = frames.values
+    values = frames.values[:: SHIFTED_FRAME_STRIDE // stride]
     observed = np.isfinite(values).all(axis=0)
     wet = (np.nan_to_num(values) > WET_THRESHOLD).sum(axis=0)
     candidates = []
@@ -179,6 +185,14 @@ def main() -> None:
     parser.add_argument("--output", default="self_calibration_validation", metavar="STEM")
     parser.add_argument("--shifted", action="store_true", help="also score the MRMS CONUS windows")
     parser.add_argument(
+        "--shifted-stride", type=int, default=SHIFTED_FRAME_STRIDE, help="every N-th frame of those windows"
+    )
+    parser.add_argument(
+        "--windows",
+        default=",".join(map(str, WINDOWS)),
+        help="frames of the rolling windows scored, comma-separated (1: the frame alone)",
+    )
+    parser.add_argument(
         "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)} (default: all)"
     )
     arguments = parser.parse_args()
@@ -194,7 +208,10 @@ def main() -> None:
         for selection in load_training_config("pipelines/training/anp.yaml").validation
     ]
     if arguments.shifted:
-        validation += shifted_windows()
+        validation += shifted_windows(arguments.shifted_stride)
+    windows = tuple(int(number) for number in arguments.windows.split(","))
+    if 1 not in windows or min(windows) < 1:
+        sys.exit(f"--windows: expected counts of frames >= 1 including 1, got {arguments.windows!r}")
     records: list[dict[str, object]] = []
     bins: dict[tuple[str, str, str, str], list[tuple[xr.Dataset, np.ndarray]]] = defaultdict(list)
     by_distance: dict[tuple[str, str, str], list[xr.Dataset]] = defaultdict(list)
@@ -210,7 +227,7 @@ def main() -> None:
                 frame_tasks(frames.isel(time=index).drop_vars("time"), crs, 7000 + 10 * index)
                 for index in range(frames.sizes["time"])
             ]
-            for index in tqdm(range(max(WINDOWS) - 1, frames.sizes["time"]), desc=f"{name} {dataset}"):
+            for index in tqdm(range(max(windows) - 1, frames.sizes["time"]), desc=f"{name} {dataset}"):
                 for kind, task in tasks[index].items():
                     plain = model.predict(task)
                     seconds = float(plain.attrs.get("fit_seconds", 0.0)) + float(
@@ -243,7 +260,7 @@ def main() -> None:
                     )
                     variants = [
                         (f"self_window_{window}" if window > 1 else "self", window, chosen)
-                        for window in WINDOWS
+                        for window in windows
                     ]
                     variants.append(("self_unguarded", 1, {**chosen, **UNGUARDED}))
                     for variant, window, options in variants:
