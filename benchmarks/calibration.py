@@ -41,10 +41,14 @@ validation data), scored on the same test tasks before and after, per radar and 
 replace the ``+self`` rows of the existing calibration.json (the other rows are kept) and are
 tabled in ``calibration_self.md``. ``self_calibration_cost``: the seconds of self-calibration over
 the model's own seconds for the prediction (for the GP its fit and its conditioning: the
-pseudo-tasks share the fit, see weatherunc.heads.self_calibration.self_calibrate).
+pseudo-tasks share the fit, see weatherunc.heads.self_calibration.self_calibrate). With
+``--window-frames N`` (N > 1) each task also draws pseudo-targets from the ``N - 1`` frames before
+its own in the same window (a job's rolling window, ``calibration: {self: {window_frames: N}}``;
+the task's targets withheld in them, as a gap that persists); those rows go to
+``calibration_self_window_N.json`` and ``.md``, and calibration.json is left as it is.
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/calibration.py [--members
-    runs/anp_member_1/best.safetensors ...] [--self]
+    runs/anp_member_1/best.safetensors ...] [--self [--window-frames N]]
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ import numpy as np
 import xarray as xr
 from bin_scores import ECE_BINS, probability_and_observed
 from common import RESULTS, machine, result_header, write_result
-from interpolation import RADAR_DATASETS, radar_tasks
+from interpolation import RADAR_DATASETS, frame_histories, radar_tasks
 
 from weatherunc import metrics
 from weatherunc.conventions import DEFAULT_BIN_EDGES
@@ -74,7 +78,7 @@ from weatherunc.heads.fitting import (
     probabilities_and_observed_bins,
     target_groups,
 )
-from weatherunc.heads.self_calibration import model_options, self_calibrate
+from weatherunc.heads.self_calibration import EarlierFrame, SelfCalibrated, model_options, self_calibrate
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import PACKAGED_MODELS_DIR, get_model
 from weatherunc.plotting import bin_frequency_figure, reliability_figure, save_figure
@@ -142,11 +146,16 @@ def main() -> None:
         action="store_true",
         help="only the self-calibrated rows, merged into the existing result",
     )
+    parser.add_argument(
+        "--window-frames", type=int, default=1, help="with --self: frames of the rolling window (1: none)"
+    )
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    if arguments.window_frames < 1 or (arguments.window_frames > 1 and not arguments.self_only):
+        sys.exit("--window-frames: a count >= 1, with --self")
     if arguments.self_only:
-        self_calibration_main()
+        self_calibration_main(arguments.window_frames)
         return
     start = time.perf_counter()
     training = load_training_config("pipelines/training/anp.yaml")
@@ -310,10 +319,25 @@ def _self_row(
     }
 
 
-def self_calibration_main() -> None:
+def _windowed(model, task, history: tuple[list[np.ndarray], np.ndarray, np.ndarray]) -> xr.Dataset:
+    """``model``'s prediction of ``task`` self-calibrated with the earlier frames of ``history``
+    (:func:`interpolation.frame_histories`), ``task``'s targets withheld in them."""
+    frames = []
+    for values in history[0]:
+        withheld = values.copy()
+        withheld[task.target_coords["row"], task.target_coords["column"]] = np.nan
+        frames.append(EarlierFrame(withheld, history[1], history[2]))
+    return SelfCalibrated(model, earlier_frames=tuple(frames)).predict(task)
+
+
+def self_calibration_main(window_frames: int = 1) -> None:
     """The ``--self`` rows; see the module docstring."""
     start = time.perf_counter()
     tests = {dataset: [task for _, _, task in radar_tasks(dataset)] for dataset in RADAR_DATASETS}
+    histories = {
+        dataset: [history for history in frame_histories(dataset, window_frames - 1) for _ in range(2)]
+        for dataset in (RADAR_DATASETS if window_frames > 1 else ())
+    }
     rows, changed = [], {}
     for method in SELF_METHODS:
         model = get_model(method)
@@ -321,19 +345,29 @@ def self_calibration_main() -> None:
         before_all, after_all, tasks_all = [], [], []
         for dataset, tasks in tests.items():
             before = [with_bin_probabilities(model.predict(task)) for task in tasks]
-            after = [self_calibrate(model, task) for task in tasks]
+            after = (
+                [_windowed(model, task, history) for task, history in zip(tasks, histories[dataset])]
+                if window_frames > 1
+                else [self_calibrate(model, task) for task in tasks]
+            )
             rows.append(_self_row(dataset, method, before, after, tasks))
             print(rows[-1], flush=True)
             before_all, after_all, tasks_all = before_all + before, after_all + after, tasks_all + tasks
         rows.append(_self_row("all", method, before_all, after_all, tasks_all))
-    previous = json.loads((RESULTS / "calibration.json").read_text())
-    previous["rows"] = [row for row in previous["rows"] if not row["method"].endswith("+self")] + rows
-    previous["self_calibration"] = {
+    run = {
         "machine": machine(),
         "wall_s": round(time.perf_counter() - start, 1),
         "options": changed,  # each model's own options (model_options) that differ from the defaults
+        "window_frames": window_frames,
     }
-    write_result("calibration.json", previous)
+    stem = "calibration_self" if window_frames == 1 else f"calibration_self_window_{window_frames}"
+    if window_frames == 1:
+        previous = json.loads((RESULTS / "calibration.json").read_text())
+        previous["rows"] = [row for row in previous["rows"] if not row["method"].endswith("+self")] + rows
+        previous["self_calibration"] = run
+        write_result("calibration.json", previous)
+    else:
+        write_result(f"{stem}.json", {**result_header(__doc__), **run, "rows": rows})
     columns = (
         "dataset",
         "method",
@@ -350,7 +384,7 @@ def self_calibration_main() -> None:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
         "| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows
     ]
-    (RESULTS / "calibration_self.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def bin_labels(edges: tuple[float, ...] = DEFAULT_BIN_EDGES) -> list[str]:

@@ -56,7 +56,14 @@ from weatherunc.geolocation import crs_of
 from weatherunc.loading import open_dataset
 from weatherunc.models.gp import GaussianProcessConfig, GaussianProcessInterpolator
 from weatherunc.models.registry import Interpolator, get_model
-from weatherunc.tasks import Task, gauge_network, masked_blocks, station_folds, wettest_window
+from weatherunc.tasks import (
+    Task,
+    gauge_network,
+    masked_blocks,
+    planar_kilometres,
+    station_folds,
+    wettest_window,
+)
 
 RADAR_DATASETS = (
     "knmi_20100826",
@@ -174,6 +181,35 @@ def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Tas
         seed = 1000 * frame_number + (HOLDOUT_SEED if holdout else 0)
         tasks += [(kind, time_label, task) for kind, task in frame_tasks(frame, crs, seed).items()]
     return tasks
+
+
+def frame_histories(name: str, count: int) -> list[tuple[list[np.ndarray], np.ndarray, np.ndarray]]:
+    """Per frame of :func:`radar_tasks` (main run, in its order; two tasks a frame): the values
+    ``[ny, nx]`` of the up to ``count`` frames before it in the same window, newest first, from the
+    whole event (past observations of the radar, whatever period they belong to), and the window's
+    planar km axes ``x_km``, ``y_km`` (the tasks' coordinates)."""
+    dataset = open_dataset(name)
+    start, end = TEST_PERIODS.get(name, (None, None))
+    period = dataset.sel(time=slice(start, end))
+    crs = crs_of(dataset)
+    histories = []
+    for index in wettest_frames(period, FRAMES_PER_DATASET):
+        frame = wettest_window(
+            period.precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"]), WINDOW
+        )
+        whole_index = int(np.flatnonzero(dataset.time.values == period.time.values[index])[0])
+        earlier = [
+            np.asarray(
+                dataset.precipitation.isel(time=whole_index - back)
+                .sel({"y": frame["y"].values, "x": frame["x"].values})
+                .values,
+                dtype=np.float64,
+            )
+            for back in range(1, count + 1)
+            if whole_index - back >= 0
+        ]
+        histories.append((earlier, *planar_kilometres(frame["x"].values, frame["y"].values, crs)))
+    return histories
 
 
 def frame_tasks(frame: xr.DataArray, crs, seed: int) -> dict[str, Task]:
