@@ -253,6 +253,7 @@ def test_calibrate_fits_on_held_out_frames_and_refuses_to_overwrite(tmp_path: Pa
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
     calibration = Calibration.load(output)
+    assert calibration.model == "idw" and "checkpoint_sha256" not in json.loads(output.read_text())
     assert (
         calibration.fitted_on
         == "4 validation tasks (seed 101) of east_radar ... to ...; west_radar 2020-01-01T00:05 to ..."

@@ -299,6 +299,30 @@ def test_bad_job_config_names_the_field(tmp_path: Path) -> None:
             load_job_config(_write_config(tmp_path, name=escaping))
 
 
+def test_a_job_refuses_a_calibration_fitted_for_other_weights(tmp_path: Path) -> None:
+    from weatherunc.heads.calibration import Calibration, StdScaling
+    from weatherunc.models.registry import get_model
+
+    other = tmp_path / "other.json"
+    Calibration(std=StdScaling(1.2), model="anp", checkpoint_sha256="0" * 64).save(other)
+    job = _job(tmp_path, model={"name": "anp"}, calibration=str(other))
+    with pytest.raises(
+        ValueError, match=r"other\.json was fitted for anp with checkpoint sha256 000000000000"
+    ):
+        run_job(job, scheduler="synchronous", progress=False)
+    assert not job.run_dir.exists()  # refused before the run folder is made
+    own = tmp_path / "own.json"
+    Calibration(std=StdScaling(1.2), model="anp", checkpoint_sha256=get_model("anp").checkpoint_sha256).save(
+        own
+    )
+    from weatherunc.pipelines.stages import load_calibration
+
+    assert load_calibration(_job(tmp_path, model={"name": "anp"}, calibration=str(own))).std.factor == 1.2
+    unrecorded = tmp_path / "unrecorded.json"  # a file written before calibrations recorded their weights
+    unrecorded.write_text(json.dumps({"probability": None, "std": {"factor": 1.1}, "fitted_on": "x"}))
+    assert load_calibration(_job(tmp_path, model={"name": "anp"}, calibration=str(unrecorded))).model == ""
+
+
 def test_self_calibration_options_of_a_job_are_read_and_checked(tmp_path: Path) -> None:
     window = {"self": {"window_frames": 2, "options": {"evidence_draws": 2, "distance_edges_km": [0, 3, 9]}}}
     job = load_job_config(_write_config(tmp_path, calibration=window))

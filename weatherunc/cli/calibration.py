@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -143,6 +144,9 @@ def calibrate(
             method=method,
             description=description,
             groups=target_groups(validation, [dataset for dataset, _ in labelled]),
+        )
+        calibration = replace(
+            calibration, model=model, checkpoint_sha256=str(getattr(interpolator, "checkpoint_sha256", ""))
         )
         calibration.save(output)
         if figure is not None:

@@ -290,12 +290,16 @@ SCALERS: dict[str, type] = {"temperature": TemperatureScaling, "vector": VectorS
 
 @dataclass(frozen=True)
 class Calibration:
-    """What is applied to a model's predictions: a probability scaler and/or a std factor, with provenance."""
+    """What is applied to a model's predictions: a probability scaler and/or a std factor, with provenance:
+    ``fitted_on`` (the data), and the ``model`` and ``checkpoint_sha256`` it was fitted for (empty
+    where not recorded, as in files written before they were)."""
 
     probability: ProbabilityScaler | None = None
     std: StdScaling | None = None
     fitted_on: str = ""
     scores: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    checkpoint_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (``calibration.json``)."""
@@ -304,6 +308,8 @@ class Calibration:
             "std": None if self.std is None else self.std.to_dict(),
             "fitted_on": self.fitted_on,
             "scores": self.scores,
+            **({"model": self.model} if self.model else {}),
+            **({"checkpoint_sha256": self.checkpoint_sha256} if self.checkpoint_sha256 else {}),
         }
 
     @classmethod
@@ -327,6 +333,8 @@ class Calibration:
             std=std,
             fitted_on=values.get("fitted_on", ""),
             scores=values.get("scores", {}),
+            model=str(values.get("model", "")),
+            checkpoint_sha256=str(values.get("checkpoint_sha256", "")),
         )
 
     def save(self, path: Path) -> Path:

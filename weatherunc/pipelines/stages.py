@@ -182,13 +182,23 @@ def frame_model(
 
 
 def load_calibration(job: JobConfig) -> Calibration | None:
-    """The calibration fitted for the job's model, if the job names one."""
+    """The calibration fitted for the job's model, if the job names one; ``ValueError`` where the
+    file records a checkpoint other than the job's model's (a calibration fitted for other weights)."""
     path = job.calibration_file
     if path is None:
         return None
     if not path.exists():
         raise ValueError(f"job {job.name}: calibration file {path} does not exist")
-    return Calibration.load(path)
+    calibration = Calibration.load(path)
+    fitted_for = calibration.checkpoint_sha256
+    ours = str(getattr(_job_model(job), "checkpoint_sha256", "") or "")
+    if fitted_for and ours and fitted_for != ours:
+        raise ValueError(
+            f"job {job.name}: calibration file {path} was fitted for {calibration.model or 'a model'} with "
+            f"checkpoint sha256 {fitted_for[:12]}..., but the job's model {job.model.name} has "
+            f"{ours[:12]}...; fit one for it with `weatherunc calibrate`"
+        )
+    return calibration
 
 
 def calibration_attributes(job: JobConfig) -> dict[str, Any]:
