@@ -209,7 +209,9 @@ def main() -> None:
     ]
     if arguments.shifted:
         validation += shifted_windows(arguments.shifted_stride)
-    windows = tuple(int(number) for number in arguments.windows.split(","))
+    if arguments.shifted_stride != SHIFTED_FRAME_STRIDE and not arguments.shifted:
+        sys.exit("--shifted-stride: applies with --shifted only")
+    windows = tuple(sorted({int(number) for number in arguments.windows.split(",")}))
     if 1 not in windows or min(windows) < 1:
         sys.exit(f"--windows: expected counts of frames >= 1 including 1, got {arguments.windows!r}")
     records: list[dict[str, object]] = []

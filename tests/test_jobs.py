@@ -315,12 +315,12 @@ def test_a_job_refuses_a_calibration_fitted_for_other_weights(tmp_path: Path) ->
     Calibration(std=StdScaling(1.2), model="anp", checkpoint_sha256=get_model("anp").checkpoint_sha256).save(
         own
     )
-    from weatherunc.pipelines.stages import load_calibration
+    from weatherunc.pipelines.stages import checked_calibration
 
-    assert load_calibration(_job(tmp_path, model={"name": "anp"}, calibration=str(own))).std.factor == 1.2
+    assert checked_calibration(_job(tmp_path, model={"name": "anp"}, calibration=str(own))).std.factor == 1.2
     unrecorded = tmp_path / "unrecorded.json"  # a file written before calibrations recorded their weights
     unrecorded.write_text(json.dumps({"probability": None, "std": {"factor": 1.1}, "fitted_on": "x"}))
-    assert load_calibration(_job(tmp_path, model={"name": "anp"}, calibration=str(unrecorded))).model == ""
+    assert checked_calibration(_job(tmp_path, model={"name": "anp"}, calibration=str(unrecorded))).model == ""
 
 
 def test_self_calibration_options_of_a_job_are_read_and_checked(tmp_path: Path) -> None:

@@ -174,6 +174,10 @@ def test_the_mean_keeping_location_has_the_closed_form_of_an_uncensored_log_norm
         np.testing.assert_allclose(
             moments(transform, location, new_std)[0], moments(transform, mean, std)[0], rtol=1e-7, atol=1e-12
         )
+    dry = PrecipitationTransform("log", offset=0.1)  # far below log(0.1): the rate is 0 at every node
+    groups = transform_groups(dry, None, (2,))
+    kept = mean_keeping_location(groups, np.full(2, -30.0), np.ones(2), np.array([0.5, 3.0]))
+    np.testing.assert_array_equal(kept, -30.0)
     uncensored = PrecipitationTransform("log", offset=0.5, censor_at_zero=False)  # exp(m + s^2 / 2) - offset
     location = mean_keeping_location(transform_groups(uncensored, None, (50,)), mean, std, new_std)
     np.testing.assert_allclose(location, mean + (std**2 - new_std**2) / 2, atol=1e-6)

@@ -122,6 +122,8 @@ def test_selected_frames_name_a_bad_selection() -> None:
     zoned = FrameSelection(dataset="radar", start="2020-01-01T01:05+01:00", end="2020-01-01T00:05")
     assert selected_frames(grid, zoned).sizes["time"] == 1  # a zoned time is read as UTC
     assert selected_frames(grid, FrameSelection(dataset="radar", end="2020-01-01")).sizes["time"] == 3
+    rest_of_day = FrameSelection(dataset="radar", start="2020-01-01T00:05", end="2020-01-01")  # the whole day
+    assert selected_frames(grid, rest_of_day).sizes["time"] == 2
     cases = {
         FrameSelection(dataset="radar", end="soon"): "radar: end 'soon' is not an ISO time",
         FrameSelection(dataset="radar", start="2020-01-01T00:10", end="2020-01-01T00:05"): "is after end",

@@ -333,8 +333,8 @@ class Calibration:
             std=std,
             fitted_on=values.get("fitted_on", ""),
             scores=values.get("scores", {}),
-            model=str(values.get("model", "")),
-            checkpoint_sha256=str(values.get("checkpoint_sha256", "")),
+            model=str(values.get("model") or ""),
+            checkpoint_sha256=str(values.get("checkpoint_sha256") or ""),
         )
 
     def save(self, path: Path) -> Path:

@@ -38,6 +38,7 @@ from weatherunc.pipelines.job_store import JobStore
 from weatherunc.pipelines.stages import (
     all_tiles,
     calibration_attributes,
+    checked_calibration,
     checked_model,
     frame_axes,
     frame_model,
@@ -287,7 +288,7 @@ def run_job(
     anything is read or written."""
     check_scheduler(scheduler, local=JOB_SCHEDULERS)
     checked_model(job)  # an unknown model or option fails before the run folder is made
-    load_calibration(job)  # so does a calibration file that is missing or fitted for other weights
+    checked_calibration(job)  # so does a calibration file that is missing or fitted for other weights
     start = time.perf_counter()
     run_dir = job.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -182,21 +182,26 @@ def frame_model(
 
 
 def load_calibration(job: JobConfig) -> Calibration | None:
-    """The calibration fitted for the job's model, if the job names one; ``ValueError`` where the
-    file records a checkpoint other than the job's model's (a calibration fitted for other weights)."""
+    """The calibration fitted for the job's model, if the job names one."""
     path = job.calibration_file
     if path is None:
         return None
     if not path.exists():
         raise ValueError(f"job {job.name}: calibration file {path} does not exist")
-    calibration = Calibration.load(path)
-    fitted_for = calibration.checkpoint_sha256
-    ours = str(getattr(_job_model(job), "checkpoint_sha256", "") or "")
+    return Calibration.load(path)
+
+
+def checked_calibration(job: JobConfig) -> Calibration | None:
+    """:func:`load_calibration`, checked before a run: ``ValueError`` where the file records a
+    checkpoint other than the job's model's (a calibration fitted for other weights)."""
+    calibration = load_calibration(job)
+    fitted_for = "" if calibration is None else calibration.checkpoint_sha256
+    ours = str(getattr(_job_model(job), "checkpoint_sha256", "") or "") if fitted_for else ""
     if fitted_for and ours and fitted_for != ours:
         raise ValueError(
-            f"job {job.name}: calibration file {path} was fitted for {calibration.model or 'a model'} with "
-            f"checkpoint sha256 {fitted_for[:12]}..., but the job's model {job.model.name} has "
-            f"{ours[:12]}...; fit one for it with `weatherunc calibrate`"
+            f"job {job.name}: calibration file {job.calibration_file} was fitted for "
+            f"{calibration.model or 'a model'} with checkpoint sha256 {fitted_for[:12]}..., but the job's "
+            f"model {job.model.name} has {ours[:12]}...; fit one for it with `weatherunc calibrate`"
         )
     return calibration
 

@@ -112,11 +112,13 @@ def mean_keeping_location(
     Bisection on the location, along which the rate mean grows monotonically, in a bracket of
     ``|new_std^2 - std^2| + 4 max(std, new_std)`` about ``mean`` (the exact shift for an uncensored
     log transform is ``(std^2 - new_std^2) / 2``), widened where it does not hold the root; targets
-    whose std does not change, or that are not finite, keep their mean."""
+    whose std does not change, that are not finite, or whose rate mean is 0 keep their mean."""
     result = np.array(mean, dtype=np.float64)
     new_std = np.broadcast_to(np.asarray(new_std, dtype=np.float64), result.shape)
     for transform, members in groups:
         changed = members & np.isfinite(result) & np.isfinite(std) & np.isfinite(new_std) & (new_std != std)
+        if changed.any() and transform.censor_at_zero:  # a rate mean of 0 (dry at every node) stays put
+            changed[changed] = moments(transform, result[changed], np.asarray(std)[changed])[0] > 0
         if not changed.any():
             continue
         location, old, new = result[changed], np.asarray(std)[changed], new_std[changed]

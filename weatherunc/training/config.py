@@ -50,8 +50,14 @@ def selected_frames(dataset: xr.Dataset, selection: Any) -> xr.DataArray:
         aware = stamp is not None and stamp.tzinfo is not None  # frames are in UTC, without a zone
         times[field] = stamp.tz_convert(None) if aware else stamp
         bounds[field] = times[field].isoformat() if aware else text  # text keeps partial dates whole
-    if times["start"] is not None and times["end"] is not None and times["start"] > times["end"]:
-        raise ValueError(f"{name}: start {selection.start} is after end {selection.end}")
+    if times["start"] is not None and times["end"] is not None:
+        # an end names a whole period ("2010-08-26": the day), as xarray's selection reads it
+        try:
+            end_of_period = pd.Period(bounds["end"]).end_time
+        except ValueError:
+            end_of_period = times["end"]
+        if times["start"] > end_of_period:
+            raise ValueError(f"{name}: start {selection.start} is after end {selection.end}")
     kept = frames.sel(time=slice(bounds["start"], bounds["end"])).isel(
         time=slice(None, None, selection.stride)
     )

@@ -81,7 +81,7 @@ class SelfCalibration:
             "distance_edges_km": list(self.distance_edges_km),
             "std_factors": list(self.factors),
             "overall_std_factor": self.overall_factor,
-            "keep_mean": self.keep_mean,
+            **({"keep_mean": True} if self.keep_mean else {}),
             "probability": None if self.probability is None else self.probability.to_dict(),
             "scores": self.scores,
         }
