@@ -162,22 +162,39 @@ def checkpoint_sha256(model: Interpolator) -> str | list[str]:
     return getattr(model, "checkpoint_sha256", "")
 
 
+def radar_test_windows(
+    name: str, *, holdout: bool = False
+) -> tuple[xr.Dataset, list[tuple[int, xr.DataArray]], object]:
+    """The whole event of one radar dataset, its test frames as (index in the whole event, the
+    frame's wettest ``WINDOW`` px window (y, x)), and its CRS: the ``FRAMES_PER_DATASET`` wettest
+    frames of the test period (``holdout``: other frames, see the module docstring)."""
+    whole = open_dataset(name)
+    start, end = TEST_PERIODS.get(name, (None, None))
+    period = whole.sel(time=slice(start, end))
+    frames = wettest_frames(period, FRAMES_PER_DATASET)
+    if holdout:
+        frames = wettest_frames(period, FRAMES_PER_DATASET, avoid=tuple(frames))
+    offset = int(np.searchsorted(whole.time.values, period.time.values[0]))  # where the period starts
+    windows = [
+        (
+            offset + index,
+            wettest_window(
+                period.precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"]),
+                WINDOW,
+            ),
+        )
+        for index in frames
+    ]
+    return whole, windows, crs_of(whole)
+
+
 def radar_tasks(name: str, *, holdout: bool = False) -> list[tuple[str, str, Task]]:
     """(task kind, frame time, task) for one radar dataset (``holdout``: other frames and seeds, see the
-    module docstring)."""
-    dataset = open_dataset(name)
-    start, end = TEST_PERIODS.get(name, (None, None))
-    dataset = dataset.sel(time=slice(start, end))
-    crs = crs_of(dataset)
+    module docstring), on the windows of :func:`radar_test_windows`."""
+    whole, windows, crs = radar_test_windows(name, holdout=holdout)
     tasks = []
-    frames = wettest_frames(dataset, FRAMES_PER_DATASET)
-    if holdout:
-        frames = wettest_frames(dataset, FRAMES_PER_DATASET, avoid=tuple(frames))
-    for frame_number, index in enumerate(frames):
-        frame = wettest_window(
-            dataset.precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"]), WINDOW
-        )
-        time_label = str(dataset.time.values[index])[:16]
+    for frame_number, (index, frame) in enumerate(windows):
+        time_label = str(whole.time.values[index])[:16]
         seed = 1000 * frame_number + (HOLDOUT_SEED if holdout else 0)
         tasks += [(kind, time_label, task) for kind, task in frame_tasks(frame, crs, seed).items()]
     return tasks
@@ -188,25 +205,18 @@ def frame_histories(name: str, count: int) -> list[tuple[list[np.ndarray], np.nd
     ``[ny, nx]`` of the up to ``count`` frames before it in the same window, newest first, from the
     whole event (past observations of the radar, whatever period they belong to), and the window's
     planar km axes ``x_km``, ``y_km`` (the tasks' coordinates)."""
-    dataset = open_dataset(name)
-    start, end = TEST_PERIODS.get(name, (None, None))
-    period = dataset.sel(time=slice(start, end))
-    crs = crs_of(dataset)
+    whole, windows, crs = radar_test_windows(name)
     histories = []
-    for index in wettest_frames(period, FRAMES_PER_DATASET):
-        frame = wettest_window(
-            period.precipitation.isel(time=index).load().drop_vars(["latitude", "longitude", "time"]), WINDOW
-        )
-        whole_index = int(np.flatnonzero(dataset.time.values == period.time.values[index])[0])
+    for index, frame in windows:
         earlier = [
             np.asarray(
-                dataset.precipitation.isel(time=whole_index - back)
+                whole.precipitation.isel(time=index - back)
                 .sel({"y": frame["y"].values, "x": frame["x"].values})
                 .values,
                 dtype=np.float64,
             )
             for back in range(1, count + 1)
-            if whole_index - back >= 0
+            if index - back >= 0
         ]
         histories.append((earlier, *planar_kilometres(frame["x"].values, frame["y"].values, crs)))
     return histories

@@ -117,12 +117,15 @@ def mean_keeping_location(
     new_std = np.broadcast_to(np.asarray(new_std, dtype=np.float64), result.shape)
     for transform, members in groups:
         changed = members & np.isfinite(result) & np.isfinite(std) & np.isfinite(new_std) & (new_std != std)
-        if changed.any() and transform.censor_at_zero:  # a rate mean of 0 (dry at every node) stays put
-            changed[changed] = moments(transform, result[changed], np.asarray(std)[changed])[0] > 0
         if not changed.any():
             continue
+        wanted = moments(transform, result[changed], np.asarray(std)[changed])[0]
+        if transform.censor_at_zero:  # a rate mean of 0 (dry at every node) stays put
+            movable = wanted > 0
+            changed[changed], wanted = movable, wanted[movable]
+            if not changed.any():
+                continue
         location, old, new = result[changed], np.asarray(std)[changed], new_std[changed]
-        wanted = moments(transform, location, old)[0]
         reach = np.abs(new**2 - old**2) + 4.0 * np.maximum(old, new)
         for _ in range(8):  # widen the bracket where it does not hold the root yet
             short = (moments(transform, location - reach, new)[0] > wanted) | (

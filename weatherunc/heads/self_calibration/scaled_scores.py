@@ -103,6 +103,7 @@ def scaled_squared_error(
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """The ``weights``-weighted mean of ``values`` ``[n]`` (0 where the weights sum to 0)."""
     return float(np.sum(values * weights) / max(np.sum(weights), 1e-12))
 
 
