@@ -42,7 +42,7 @@ replace the ``+self`` rows of the existing calibration.json (the other rows are 
 tabled in ``calibration_self.md``. ``self_calibration_cost``: the seconds of self-calibration over
 the model's own seconds for the prediction (for the GP its fit and its conditioning: the
 pseudo-tasks share the fit, see weatherunc.heads.self_calibration.self_calibrate). With
-``--window-frames N`` (N > 1) each task also draws pseudo-targets from the ``N - 1`` frames before
+``--window-frames N`` (N > 1) each task also draws pseudo-targets from the up to ``N - 1`` frames before
 its own in the same window (a job's rolling window, ``calibration: {self: {window_frames: N}}``;
 the task's targets withheld in them, as a gap that persists); those rows go to
 ``calibration_self_window_N.json`` and ``.md``, and calibration.json is left as it is.
