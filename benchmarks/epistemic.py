@@ -40,6 +40,10 @@ relative cost of the run that measured them.
 ensemble: each prediction self-calibrated on pseudo-gaps of its own task's contexts; their
 ``relative_cost`` is over the wrapped method's own seconds in the same predictions.
 
+``--self-coverage-first`` adds ``NAME+self_coverage_first`` for the same methods: self-calibrated
+with ``COVERAGE_FIRST_OPTIONS`` (every std factor kept, each target's mean kept), the option chosen
+on the validation windows of a radar no model saw.
+
 ``--stochastic-attention`` adds ``anp_stochastic_attention``: an ANP fine-tuned with stochastic
 attention (Kim et al. 2022), predicting with ``ATTENTION_DRAWS`` attention draws as an ensemble.
 """
@@ -65,7 +69,7 @@ from weatherunc import conventions, metrics
 from weatherunc.conventions import MAXIMUM_RATE_MM_PER_HOUR
 from weatherunc.evaluation import score_prediction
 from weatherunc.heads.fitting import pool_predictions
-from weatherunc.heads.self_calibration import SelfCalibrated
+from weatherunc.heads.self_calibration import COVERAGE_FIRST_OPTIONS, SelfCalibrated
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
 
@@ -119,13 +123,15 @@ def models(
     self_calibrated: bool = False,
     anp_members: Sequence[Path] = (),
     random_start_members: Sequence[Path] = (),
+    coverage_first: bool = False,
 ) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
     deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
     ``stochastic_attention``, an ANP checkpoint with stochastic attention, ``anp_ensemble`` with
     ``anp_members``, ``convnp_gp_ensemble_random_start`` and its first member alone with
     ``random_start_members``; with ``self_calibrated``, each of :data:`SELF_CALIBRATED` that is there also as
-    ``NAME+self``)."""
+    ``NAME+self``, and with ``coverage_first`` as ``NAME+self_coverage_first``, self-calibrated with
+    :data:`~weatherunc.heads.self_calibration.COVERAGE_FIRST_OPTIONS`)."""
     chosen = {
         "gp": lambda: get_model("gp"),
         "convnp": lambda: get_model("convnp"),
@@ -154,10 +160,14 @@ def models(
             stochastic_attention_samples=attention_draws,
             name="anp_stochastic_attention",
         )
-    if self_calibrated:
+    variants = {"self": None} if self_calibrated else {}
+    if coverage_first:
+        variants["self_coverage_first"] = COVERAGE_FIRST_OPTIONS
+    for variant, options in variants.items():
         for name in [name for name in SELF_CALIBRATED if name in chosen]:
-            chosen[f"{name}+self"] = lambda factory=chosen[name], name=name: SelfCalibrated(
-                factory(), name=f"{name}+self"
+            label = f"{name}+{variant}"
+            chosen[label] = lambda factory=chosen[name], options=options, label=label: SelfCalibrated(
+                factory(), options, name=label
             )
     return chosen
 
@@ -245,6 +255,11 @@ def main() -> None:
     parser.add_argument(
         "--self", action="store_true", dest="self_calibrated", help="also the methods self-calibrated"
     )
+    parser.add_argument(
+        "--self-coverage-first",
+        action="store_true",
+        help="also the methods self-calibrated with the coverage-first options",
+    )
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
     arguments = parser.parse_args()
@@ -261,6 +276,7 @@ def main() -> None:
         arguments.self_calibrated,
         arguments.anp_members,
         arguments.random_start_members,
+        arguments.self_coverage_first,
     )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
@@ -273,7 +289,7 @@ def main() -> None:
         if only and method not in only:
             continue
         model = factory()
-        if method.endswith("+self"):
+        if "+self" in method:
             options[method] = model.options.changed()
         results = {}
         for split, split_tasks_ in tasks.items():

@@ -15,6 +15,7 @@ import xarray as xr
 from weatherunc.evaluation import distance_to_nearest_context, interval_coverage, score_prediction
 from weatherunc.heads.calibration import rescale_std
 from weatherunc.heads.self_calibration import (
+    COVERAGE_FIRST_OPTIONS,
     EarlierFrame,
     SelfCalibrated,
     SelfCalibrationOptions,
@@ -251,6 +252,49 @@ def test_std_factors_that_cost_crps_are_dropped() -> None:
         SelfCalibrationOptions(crps_tolerance=10.0),
     )
     assert loose.scores["std_factors_kept"] and loose.overall_factor > 2
+
+
+def test_without_guards_the_std_factors_are_kept_that_each_guard_drops() -> None:
+    """``guards=False`` keeps the factors that the evidence, CRPS and mean guards drop (the truths
+    of the two tests above), and its record names no guard; the coverage-first preset keeps the mean."""
+    rng = np.random.default_rng(5)
+    n = 400
+    truth_level = rng.normal(2.0, 0.02, size=n)
+    truth_level[: int(0.2 * n)] -= 4.0
+    points = rng.uniform(0, 50, size=(n, 2))
+    transform = PrecipitationTransform(kind="log", offset=0.1)
+    truth = transform.inverse(truth_level)
+    prediction = prediction_dataset(
+        Task(points, np.ones(n), points, truth),
+        transformed_mean=np.full(n, 2.0),
+        latent_variance=np.zeros(n),
+        noise_variance=np.full(n, 0.8**2),
+        transform=transform,
+        model="sharp",
+    )
+
+    def fit(options: SelfCalibrationOptions):
+        return fit_self_calibration(prediction, truth, np.full(n, 2.0), np.ones(n), options)
+
+    guarded = fit(SelfCalibrationOptions(evidence_z=100.0))
+    assert guarded.scores["std_factors_dropped_by"] == ["coverage_within_noise"]
+    assert set(fit(SelfCalibrationOptions(evidence_z=0.0)).scores["std_factors_dropped_by"]) == {
+        "crps_rise",
+        "mean_error_rise",
+    }
+    free = fit(SelfCalibrationOptions(evidence_z=100.0, guards=False))
+    assert free.scores["std_factors_kept"] and free.scores["std_factors_dropped_by"] == []
+    assert free.overall_factor > 2
+    assert free.scores["after"]["coverage_90"] > guarded.scores["after"]["coverage_90"]
+    first = fit(SelfCalibrationOptions.from_options(COVERAGE_FIRST_OPTIONS))
+    assert first.scores["std_factors_kept"] and first.keep_mean
+    assert first.scores["after"]["rmse"] == pytest.approx(first.scores["before"]["rmse"], rel=1e-3)
+
+
+def test_without_guards_every_draw_is_conclusive() -> None:
+    pseudo = pseudo_predictions(OverconfidentModel(0.85), _field_task(seed=1), SelfCalibrationOptions())
+    assert not conclusive(pseudo, SelfCalibrationOptions())
+    assert conclusive(pseudo, SelfCalibrationOptions(guards=False))
 
 
 def test_the_weighted_bin_scaler_fits_the_pseudo_targets_that_carry_weight() -> None:

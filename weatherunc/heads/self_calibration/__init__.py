@@ -19,7 +19,8 @@ to the nearest remaining context matches the real targets' (importance weights p
   when the pseudo-targets' coverage is within ``evidence_z`` standard errors of the level (discs
   as clusters), when they raise the pseudo-targets' CRPS by more than ``crps_tolerance``, or
   when they raise the squared error of the rate's mean by more than ``mean_error_tolerance``
-  (under a log-like transform the mean grows as ``exp(std^2 / 2)``);
+  (under a log-like transform the mean grows as ``exp(std^2 / 2)``); with ``guards=False``
+  (:data:`COVERAGE_FIRST_OPTIONS`) they are always kept;
 - the rain-bin probabilities (after the std factors): vector scaling with a fixed L2 penalty (a
   per-radar bias is what its biases absorb), or temperature scaling with fewer pseudo-targets
   (Guo et al. 2017), fitted with the pseudo-targets weighted to the real targets' mix of most
@@ -55,6 +56,7 @@ from weatherunc.heads.self_calibration.calibrate import (
 from weatherunc.heads.self_calibration.fitting import FACTOR_GRID, SelfCalibration, fit_self_calibration
 from weatherunc.heads.self_calibration.history import EarlierFrame
 from weatherunc.heads.self_calibration.options import (
+    COVERAGE_FIRST_OPTIONS,
     NEURAL_PROCESS_OPTIONS,
     SelfCalibrationOptions,
     distance_bin_index,
@@ -69,6 +71,7 @@ from weatherunc.heads.self_calibration.pseudo_targets import (
 )
 
 __all__ = [
+    "COVERAGE_FIRST_OPTIONS",
     "EarlierFrame",
     "FACTOR_GRID",
     "NEURAL_PROCESS_OPTIONS",

@@ -167,7 +167,8 @@ def fit_self_calibration(
     (:func:`clustered_coverage`, discs as clusters), and where they raise neither the pseudo-targets'
     weighted CRPS by more than ``crps_tolerance`` nor the weighted squared error of the rate's mean
     by more than ``mean_error_tolerance`` (relative); ``scores["std_factors_dropped_by"]`` names the
-    guards that dropped them (``coverage_within_noise``, ``crps_rise``, ``mean_error_rise``).
+    guards that dropped them (``coverage_within_noise``, ``crps_rise``, ``mean_error_rise``); with
+    ``guards=False`` the std factors are always kept.
     ``probability_weights`` ``[n_pseudo]``: the bin scaler's weights (unless ``probability_weighted``)."""
     if truth.size < options.minimum_targets:
         return None
@@ -190,8 +191,8 @@ def fit_self_calibration(
     squared_error_before = weighted_mean(scaled_squared_error(prediction, truth), weights)
     clusters = np.arange(truth.size) if discs is None else np.asarray(discs)
     coverage, error = clustered_coverage(covered_as_predicted, weights, clusters)
-    evidence = abs(coverage - options.level) > options.evidence_z * error
-    if options.evidence == "per_bin":
+    evidence = not options.guards or abs(coverage - options.level) > options.evidence_z * error
+    if options.evidence == "per_bin" and options.guards:
         factors, overall, evidence = _factors_with_evidence(
             factors, overall, evidence, members_by_bin, covered_as_predicted, weights, clusters, options
         )
@@ -214,7 +215,7 @@ def fit_self_calibration(
                 evidence and squared_error_after > (1 + options.mean_error_tolerance) * squared_error_before,
             ),
         )
-        if failed
+        if failed and options.guards
     ]
     intervals_kept = not dropped_by
     if not intervals_kept:
