@@ -15,7 +15,9 @@ method has bins), the mean epistemic std (sqrt of ``latent_variance``, transform
 epistemic share of the predictive variance, the AUROC of the epistemic std for telling the split's
 targets from the in-distribution ones, and the prediction seconds relative to the single model.
 Writes ``benchmarks/results/epistemic.json`` and ``.md`` (rows with ``method``, ``split``, ``crps``,
-``coverage_90``, ``ece``, ``epistemic_std``, ``auroc``).
+``coverage_90``, ``ece``, ``epistemic_std``, ``auroc``), and each method's training seconds beyond
+its single model's, read from what the training runs recorded (:func:`training_costs`;
+``--training-costs-only`` rewrites them without predicting).
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
         [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
@@ -73,6 +75,7 @@ from weatherunc.heads.self_calibration import COVERAGE_FIRST_OPTIONS, SelfCalibr
 from weatherunc.models.registry import get_model
 from weatherunc.tasks import Task
 
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 BEYOND_FACTOR = 4.0
 IN_DISTRIBUTION, LEFT_OUT, BEYOND = "in_distribution", "left_out_radar", "beyond_range"
 SPLIT_DATASETS = {IN_DISTRIBUTION: "knmi_20100826", LEFT_OUT: "fmi_20160928"}
@@ -172,6 +175,80 @@ def models(
     return chosen
 
 
+def _history_seconds(path: Path, step: int | None = None) -> float | None:
+    """The training seconds a run's ``history.json`` recorded at ``step`` (its last record if None);
+    None where the file or the seconds are missing."""
+    if not path.exists():
+        return None
+    records = json.loads(path.read_text())
+    records = records if isinstance(records, list) else records.get("history", [])
+    chosen = [record for record in records if step is None or record.get("step") == step]
+    return float(chosen[-1]["seconds"]) if chosen and chosen[-1].get("seconds") is not None else None
+
+
+def _metadata_seconds(sidecar: Path, key: str) -> float | None:
+    """The seconds under ``key`` in a checkpoint sidecar's ``metadata``; None where missing."""
+    if not sidecar.exists():
+        return None
+    value = json.loads(sidecar.read_text()).get("metadata", {}).get(key)
+    return None if value is None else float(value)
+
+
+def training_costs(checkpoints: Path = CHECKPOINTS) -> list[dict[str, object]]:
+    """Each method's training seconds beyond its single model's, and that single model's own, as
+    the training runs recorded them (run histories' ``seconds``, sidecars' ``metadata``), with
+    ``relative`` = extra / single where both were measured on this project's 2-core CPU; None
+    where a run did not record its seconds. MC dropout and self-calibration train nothing."""
+    convnp_run = checkpoints / "convnp_run" / "history.json"
+    shipped_convnp = _history_seconds(convnp_run, 1750)  # the shipped ConvNP is this run's step 1,750
+    gp_prior_start = _history_seconds(convnp_run, 3750)  # the GP-prior members start at step 3,750
+    costs: list[dict[str, object]] = [
+        {"method": "convnp", "single": "convnp", "extra_s": 0.0, "single_s": shipped_convnp},
+        {
+            "method": "convnp+swag",
+            "single": "convnp",
+            "extra_s": _metadata_seconds(checkpoints / "convnp.swag.json", "seconds"),
+            "single_s": shipped_convnp,
+        },
+        {
+            "method": "convnp+bbb",
+            "single": "convnp",
+            "extra_s": _metadata_seconds(checkpoints / "convnp.bbb.json", "seconds"),
+            "single_s": shipped_convnp,
+        },
+    ]
+    for folder, single in (
+        ("convnp_gp_ensemble", "convnp_gp"),
+        ("convnp_gp_ensemble_random_start", "convnp_gp_random_start"),
+    ):
+        histories = sorted((checkpoints / folder).glob("member-*.history.json"))
+        members = [_history_seconds(path) for path in histories]
+        known = members and None not in members and gp_prior_start is not None
+        costs.append(
+            {
+                "method": folder,
+                "single": single,
+                "extra_s": round(sum(members[1:]), 1) if known else None,
+                "single_s": round(gp_prior_start + members[0], 1) if known else None,
+            }
+        )
+    # the ANP trained on a GPU (anp_gpu_training.json): its CPU fine-tunings are not comparable with it
+    costs += [
+        {"method": "anp_mc_dropout", "single": "anp", "extra_s": 0.0, "single_s": None},
+        {
+            "method": "anp_stochastic_attention",
+            "single": "anp",
+            "extra_s": _metadata_seconds(checkpoints / "anp_stochastic_attention.json", "training_wall_s"),
+            "single_s": None,
+        },
+        {"method": "anp_ensemble", "single": "anp", "extra_s": None, "single_s": None},
+    ]
+    for cost in costs:
+        extra, single = cost["extra_s"], cost["single_s"]
+        cost["relative"] = round(extra / single, 2) if extra is not None and single else None
+    return costs
+
+
 def split_tasks() -> dict[str, list[Task]]:
     """The tasks of each split."""
     tasks = {split: [task for _, _, task in radar_tasks(name)] for split, name in SPLIT_DATASETS.items()}
@@ -203,6 +280,24 @@ def summarise(predictions: list[xr.Dataset], tasks: list[Task]) -> dict[str, obj
             float(sum(float(p.attrs["self_calibration_seconds"]) for p in predictions)), 2
         )
     return {"row": row, "epistemic": np.sqrt(latent)}
+
+
+def costs_markdown(costs: list[dict[str, object]]) -> str:
+    """The training costs (:func:`training_costs`) as a Markdown table."""
+    names = ["method", "single", "extra_s", "single_s", "relative"]
+    lines = [
+        "Training seconds beyond the single model's (`extra_s`), the single model's own (`single_s`), "
+        "as the runs recorded them; empty where not recorded or not comparable (the ANP trained on a GPU). "
+        "MC dropout and self-calibration (`+self` rows) train nothing.",
+        "",
+        "| " + " | ".join(names) + " |",
+        "|" + "---|" * len(names),
+    ]
+    for cost in costs:
+        lines.append(
+            "| " + " | ".join("" if cost.get(name) is None else str(cost[name]) for name in names) + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
@@ -262,7 +357,16 @@ def main() -> None:
     )
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods")
     parser.add_argument("--merge", action="store_true", help="keep the existing rows of the methods not run")
+    parser.add_argument(
+        "--training-costs-only",
+        action="store_true",
+        help="rewrite the training costs beside the existing rows, predicting nothing",
+    )
     arguments = parser.parse_args()
+    if arguments.training_costs_only:
+        previous = json.loads((RESULTS / "epistemic.json").read_text())
+        write(previous["rows"], previous.get("self_calibration_options", {}), previous, arguments)
+        return
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
     torch.set_num_threads(2)
@@ -319,15 +423,28 @@ def main() -> None:
         previous = json.loads((RESULTS / "epistemic.json").read_text())
         rows = [row for row in previous["rows"] if row["method"] not in run] + rows
         options = {**previous.get("self_calibration_options", {}), **options}
+    write(rows, options, {"wall_s": round(time.perf_counter() - start, 1)}, arguments)
+
+
+def write(
+    rows: list[dict[str, object]],
+    options: dict[str, dict[str, object]],
+    run: dict[str, object],
+    arguments: argparse.Namespace,
+) -> None:
+    """Write ``epistemic.json`` and ``.md``: the ``rows``, the +self methods' ``options``, the
+    training costs, ``wall_s`` from ``run``."""
     table = markdown(rows)
+    costs = training_costs()
     print(table)
     result = {
         **result_header(__doc__),
-        "wall_s": round(time.perf_counter() - start, 1),
+        "wall_s": run.get("wall_s"),
         "beyond_factor": BEYOND_FACTOR,
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},
-        "attention_draws": arguments.attention_draws,
+        "attention_draws": run.get("attention_draws", arguments.attention_draws),
         "self_calibration_options": options,
+        "training_cost": costs,
         "rows": rows,
     }
     path = write_result("epistemic.json", result)
@@ -336,7 +453,9 @@ def main() -> None:
         f"{computer['date']}, {computer['cpu_count']} cores ({computer['processor']}), "
         f"Python {computer['python']}"
     )
-    (Path(path).with_suffix(".md")).write_text(f"{result['benchmark']}\n\n{header}\n\n{table}")
+    (Path(path).with_suffix(".md")).write_text(
+        f"{result['benchmark']}\n\n{header}\n\n{table}\n{costs_markdown(costs)}"
+    )
     print(f"wrote {path}")
 
 
