@@ -189,7 +189,9 @@ NEURAL_PROCESS_OPTIONS: Mapping[str, Any] = MappingProxyType({"disc_radius_facto
 #: cost in CRPS, and each target keeps its rate mean. Chosen on the validation windows of a radar no
 #: model saw (``benchmarks/self_calibration_validation.py --shifted``), where the defaults drop the
 #: factors of an under-covering model; it widens the intervals there at a cost in CRPS
-#: (``benchmarks/results/self_calibration_validation_shifted_coverage_first*.md``).
+#: (``benchmarks/results/self_calibration_validation_shifted_coverage_first*.md``). Meant for a neural
+#: process on a radar it never saw: where intervals already hold (the GP on the validation frames),
+#: one frame's pseudo-targets move them away from the level as often as towards it.
 COVERAGE_FIRST_OPTIONS: Mapping[str, Any] = MappingProxyType({"guards": False, "keep_mean": True})
 
 
