@@ -21,6 +21,7 @@ its single model's, read from what the training runs recorded (:func:`training_c
 
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
         [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
+        [--anp-swag benchmarks/checkpoints/anp.swag.safetensors] \
         [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] \
         [--members benchmarks/checkpoints/convnp_gp_ensemble/member-?.safetensors] \
         [--random-start-members benchmarks/checkpoints/convnp_gp_ensemble_random_start/member-?.safetensors] \
@@ -35,8 +36,10 @@ member's new weights drawn with its seed), scored as ``convnp_gp_ensemble_random
 first member alone (``convnp_gp_random_start``). ``--anp-members``: the
 checkpoints of the ANP's deep ensemble (``benchmarks/train_anp_ensemble.sh``), scored as
 ``anp_ensemble`` beside the shipped ANP (``anp``), whose fine-tuned copies the members are.
-``--merge`` keeps the rows of the methods not run from the existing ``epistemic.json``, with the
-relative cost of the run that measured them.
+``--anp-swag``: SWAG moments of the shipped ANP's decoder (``weatherunc swag
+pipelines/training/anp_ensemble.yaml weatherunc/data/models/anp.safetensors OUTPUT``), scored as
+``anp+swag`` with 10 weight samples. ``--merge`` keeps the rows of the methods not run from the
+existing ``epistemic.json``, with the relative cost of the run that measured them.
 
 ``--self`` adds ``NAME+self`` for the ANP, its MC dropout and stochastic attention and the deep
 ensemble: each prediction self-calibrated on pseudo-gaps of its own task's contexts; their
@@ -88,6 +91,7 @@ SELF_CALIBRATED = (
     "convnp_gp_ensemble",
     "anp_ensemble",
     "convnp_gp_ensemble_random_start",
+    "anp+swag",
 )
 #: Each method's single-model reference for the relative prediction cost.
 SINGLE = {
@@ -98,6 +102,7 @@ SINGLE = {
     "convnp_gp_ensemble_random_start": "convnp_gp_random_start",
     "anp_stochastic_attention": "anp",
     "anp_ensemble": "anp",
+    "anp+swag": "anp",
 }
 #: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws);
 #: ``--attention-draws`` overrides it.
@@ -127,13 +132,15 @@ def models(
     anp_members: Sequence[Path] = (),
     random_start_members: Sequence[Path] = (),
     coverage_first: bool = False,
+    anp_swag: Path | None = None,
 ) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
     deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
     ``stochastic_attention``, an ANP checkpoint with stochastic attention, ``anp_ensemble`` with
-    ``anp_members``, ``convnp_gp_ensemble_random_start`` and its first member alone with
-    ``random_start_members``; with ``self_calibrated``, each of :data:`SELF_CALIBRATED` that is there also as
-    ``NAME+self``, and with ``coverage_first`` as ``NAME+self_coverage_first``, self-calibrated with
+    ``anp_members``, ``anp+swag`` with ``anp_swag``, ``convnp_gp_ensemble_random_start`` and its
+    first member alone with ``random_start_members``; with ``self_calibrated``, each of
+    :data:`SELF_CALIBRATED` that is there also as ``NAME+self``, and with ``coverage_first`` as
+    ``NAME+self_coverage_first``, self-calibrated with
     :data:`~weatherunc.heads.self_calibration.COVERAGE_FIRST_OPTIONS`)."""
     chosen = {
         "gp": lambda: get_model("gp"),
@@ -154,6 +161,8 @@ def models(
             chosen[ensemble] = lambda paths=checkpoints, name=ensemble: get_model(
                 "convnp", members=paths, name=name
             )
+    if anp_swag is not None:
+        chosen["anp+swag"] = lambda: get_model("anp", swag=anp_swag, weight_samples=10)
     if anp_members:
         chosen["anp_ensemble"] = lambda: get_model("anp", members=anp_members, name="anp_ensemble")
     if stochastic_attention is not None:
@@ -235,6 +244,12 @@ def training_costs(checkpoints: Path = CHECKPOINTS) -> list[dict[str, object]]:
     # the ANP trained on a GPU (anp_gpu_training.json): its CPU fine-tunings are not comparable with it
     costs += [
         {"method": "anp_mc_dropout", "single": "anp", "extra_s": 0.0, "single_s": None},
+        {
+            "method": "anp+swag",
+            "single": "anp",
+            "extra_s": _metadata_seconds(checkpoints / "anp.swag.json", "seconds"),
+            "single_s": None,
+        },
         {
             "method": "anp_stochastic_attention",
             "single": "anp",
@@ -324,6 +339,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--swag", type=Path, default=None, help="SWAG moments of the shipped ConvNP")
+    parser.add_argument("--anp-swag", type=Path, default=None, help="SWAG moments of the shipped ANP")
     parser.add_argument(
         "--bbb", type=Path, default=None, help="Bayes by Backprop posterior of the shipped ConvNP"
     )
@@ -381,6 +397,7 @@ def main() -> None:
         arguments.anp_members,
         arguments.random_start_members,
         arguments.self_coverage_first,
+        arguments.anp_swag,
     )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from weatherunc import conventions
 from weatherunc.models.bayes_by_backprop import initial_posterior, save_posterior
 from weatherunc.models.ensemble import EnsembleInterpolator
 from weatherunc.models.registry import MODELS, get_model
-from weatherunc.models.swag import selected_parameters
+from weatherunc.models.swag import SwagCollector, save_swag, selected_parameters
 from weatherunc.prediction import Prediction
 from weatherunc.tasks import Task
 
@@ -232,6 +233,33 @@ class TestBayesByBackprop(ModelContract):
         assert prediction.attrs["members"] == 2 and np.all(prediction.latent_variance.values > 0)
 
 
+class TestAnpSwag(ModelContract):
+    """The ANP with SWAG weight samples of its decoder (``get_model("anp", swag=PATH)``): moments
+    collected from the shipped weights moved by small steps, written once to a temporary folder."""
+
+    name = "anp+swag"
+    folder = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def make_model(cls):
+        path = Path(cls.folder.name) / "anp.swag.safetensors"
+        if not path.exists():
+            model = get_model("anp").model
+            names = selected_parameters(model, ("decoder.",))
+            collector = SwagCollector(model, names, 3)
+            generator = torch.Generator().manual_seed(0)
+            for _ in range(3):
+                for name, parameter in model.named_parameters():
+                    if name in names:
+                        parameter.data += 0.01 * torch.randn(parameter.shape, generator=generator)
+                collector.collect(model)
+            save_swag(path, collector.moments(), {})
+        return get_model("anp", swag=path, weight_samples=2)
+
+    def test_weight_samples_disagree(self, prediction: xr.Dataset) -> None:
+        assert prediction.attrs["members"] == 2 and np.all(prediction.mutual_information.values >= 0)
+
+
 def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
     model = get_model("idw+self")
     assert model.name == "idw+self" and model.model.name == "idw"
@@ -241,7 +269,7 @@ def test_self_calibrated_models_are_named_and_wrap_the_registered_one() -> None:
 
 def test_every_registered_model_has_a_contract_test() -> None:
     tested = {cls.name for cls in ModelContract.__subclasses__()}
-    assert tested == {*MODELS, "ensemble", "convnp+bbb", "anp_stochastic_attention"}
+    assert tested == {*MODELS, "ensemble", "convnp+bbb", "anp_stochastic_attention", "anp+swag"}
 
 
 def test_unknown_model_lists_valid_names() -> None:

@@ -141,3 +141,46 @@ def test_collect_swag_on_the_embedded_sample_and_use_it_by_name(tmp_path: Path) 
     assert prediction.attrs["members"] == 3 and np.all(prediction[conventions.LATENT_VARIANCE].values > 0)
     result = CliRunner().invoke(app, ["swag", str(tmp_path / "none.yaml"), str(checkpoint), str(output)])
     assert result.exit_code != 0 and "none.yaml" in result.output
+
+
+def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:
+    """The ANP's decoder: moments collected by the API and by ``weatherunc swag`` with an ANP training
+    config, then weight samples that differ, predicting as an ensemble named ``anp+swag``."""
+    import yaml
+
+    from tests.test_neural_process import TINY as ANP_TINY
+    from tests.test_training import CONFIG as ANP_CONFIG
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.models.neural_process.interpolator import ARCHITECTURE as ANP_ARCHITECTURE
+    from weatherunc.models.neural_process.model import NeuralProcess
+    from weatherunc.training.config import TrainingConfig
+
+    torch.manual_seed(0)
+    model = NeuralProcess(NeuralProcessConfig(**ANP_TINY))
+    checkpoint = tmp_path / "anp.safetensors"
+    save_checkpoint(
+        checkpoint, model.state_dict(), architecture=ANP_ARCHITECTURE, config=model.config.to_dict()
+    )
+    config = TrainingConfig(**{**ANP_CONFIG, "output_dir": tmp_path / "run"})
+    output = tmp_path / "anp.swag.safetensors"
+    collect_swag(config, checkpoint, output, steps=6, every=2, burn_in=1, rank=2, progress=False)
+    moments, sidecar = load_swag(output)
+    assert moments.count == 2 and sidecar["metadata"]["prefixes"] == ["decoder."]
+    assert moments.names and all(name.startswith("decoder.") for name in moments.names)
+    assert float((moments.square_mean - moments.mean**2).max()) > 0  # the collected weights moved
+    ensemble = get_model("anp", checkpoint=checkpoint, swag=output, weight_samples=3)
+    assert ensemble.name == "anp+swag" and len(ensemble.members) == 3
+    first, second = (member.model.state_dict()[moments.names[0]] for member in ensemble.members[:2])
+    assert not torch.equal(first, second)
+    prediction = ensemble.predict(_smooth_task())
+    assert prediction.attrs["members"] == 3 and np.all(prediction[conventions.LATENT_VARIANCE].values > 0)
+    with pytest.raises(ValueError, match="swag cannot be combined"):
+        get_model("anp", checkpoint=checkpoint, swag=output, stochastic_attention_samples=2)
+    path = tmp_path / "anp.yaml"
+    path.write_text(yaml.safe_dump({**ANP_CONFIG, "output_dir": str(tmp_path / "run")}))
+    command = ["swag", str(path), str(checkpoint), str(tmp_path / "cli.safetensors")]
+    result = CliRunner().invoke(
+        app, [*command, "--steps", "5", "--every", "2", "--burn-in", "1", "--rank", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert load_swag(tmp_path / "cli.safetensors")[0].count == 2

@@ -167,9 +167,11 @@ def refit_head(
 
 def swag(
     config: Annotated[
-        Path, typer.Argument(help="The ConvNP training config the checkpoint was trained with.")
+        Path, typer.Argument(help="The training config the checkpoint was trained with (ConvNP or ANP/CNP).")
     ],
-    checkpoint: Annotated[Path, typer.Argument(help="Trained ConvNP (.safetensors with its sidecar).")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Trained ConvNP, ANP or CNP (.safetensors with its sidecar).")
+    ],
     output: Annotated[Path, typer.Argument(help="Where to write the SWAG moments (.safetensors).")],
     steps: Annotated[int, typer.Option(help="Training steps at a constant learning rate.")] = 300,
     every: Annotated[int, typer.Option(help="Collect the weights every this many steps.")] = 10,
@@ -177,16 +179,18 @@ def swag(
     rank: Annotated[int, typer.Option(help="Deviations kept for the low-rank part.")] = 20,
     learning_rate: Annotated[float, typer.Option(help="The constant learning rate (Adam).")] = 1e-4,
 ) -> None:
-    """Collect SWAG moments of a ConvNP's decoder and last U-Net block; use them with
-    get_model("convnp", swag=OUTPUT, weight_samples=N)."""
+    """Collect SWAG moments of a ConvNP's decoder and last U-Net block, or of an ANP's or CNP's
+    decoder; use them with get_model("convnp", swag=OUTPUT, weight_samples=N) (or "anp", "cnp")."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
-    from weatherunc.training.convnp_config import load_convnp_training_config
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.convnp_config import is_convnp_config, load_convnp_training_config
     from weatherunc.training.swag import collect_swag
 
     try:
+        load = load_convnp_training_config if is_convnp_config(config) else load_training_config
         sidecar = collect_swag(
-            load_convnp_training_config(config),
+            load(config),
             checkpoint,
             output,
             steps=steps,

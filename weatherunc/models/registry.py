@@ -50,6 +50,8 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         *,
         members: Sequence[str | Path] | None = None,
         stochastic_attention_samples: int = 1,
+        swag: str | Path | None = None,
+        weight_samples: int = 10,
         **options: Any,
     ) -> Interpolator:
         from weatherunc.models.neural_process.interpolator import (
@@ -57,6 +59,10 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
             attention_members,
         )
 
+        if swag is not None and (members is not None or stochastic_attention_samples != 1):
+            raise ValueError(
+                f"{kind}: swag cannot be combined with members or stochastic_attention_samples; give one"
+            )
         if members is not None:
             name = options.pop("name", f"{kind}_ensemble")
             load = NeuralProcessInterpolator.from_checkpoint
@@ -65,17 +71,24 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         base = NeuralProcessInterpolator.from_checkpoint(
             Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
         )
-        if stochastic_attention_samples == 1:
+        if stochastic_attention_samples == 1 and swag is None:
             return base
         from weatherunc.models.ensemble import EnsembleInterpolator
 
+        if swag is not None:
+            from weatherunc.models.swag import load_swag, swag_members
+
+            moments, _ = load_swag(Path(swag))
+            return EnsembleInterpolator(swag_members(base, moments, weight_samples), name=f"{base.name}+swag")
         return EnsembleInterpolator(attention_members(base, stochastic_attention_samples), name=base.name)
 
     factory.__doc__ = (
         f"The {kind.upper()}: the shipped checkpoint, ``checkpoint=PATH``, or a deep ensemble of the "
         "checkpoints ``members=[PATH, ...]``; for a checkpoint with stochastic attention, "
         "``stochastic_attention_samples=N`` (N >= 2) predicts with N attention draws as an ensemble "
-        "(:func:`~weatherunc.models.neural_process.interpolator.attention_members`)."
+        "(:func:`~weatherunc.models.neural_process.interpolator.attention_members`); with ``swag=PATH`` "
+        "(moments collected by ``weatherunc swag``), an ensemble of ``weight_samples`` weight samples "
+        "(:mod:`weatherunc.models.swag`)."
     )
     return factory
 
