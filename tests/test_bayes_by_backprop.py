@@ -172,3 +172,43 @@ def test_fit_on_the_embedded_sample_and_the_command(tmp_path: Path) -> None:
         app, ["bbb", str(tmp_path / "none.yaml"), str(checkpoint), "--output", str(output)]
     )
     assert result.exit_code != 0 and "none.yaml" in result.output
+
+
+def test_fit_an_anp_s_decoder_by_the_command_and_use_it_by_name(tmp_path: Path) -> None:
+    """An ANP checkpoint with its training config: the posterior covers the decoder only, its KL is
+    spread over the ANP's targets, and ``get_model("anp", bayes_by_backprop=PATH)`` samples it."""
+    import yaml
+
+    from tests.test_neural_process import TINY as ANP_TINY
+    from tests.test_training import CONFIG as ANP_CONFIG
+    from weatherunc.models.neural_process.config import NeuralProcessConfig
+    from weatherunc.models.neural_process.interpolator import ARCHITECTURE as ANP_ARCHITECTURE
+    from weatherunc.models.neural_process.model import NeuralProcess
+    from weatherunc.training.config import TrainingConfig
+
+    torch.manual_seed(0)
+    model = NeuralProcess(NeuralProcessConfig(**ANP_TINY))
+    checkpoint = tmp_path / "anp.safetensors"
+    save_checkpoint(
+        checkpoint, model.state_dict(), architecture=ANP_ARCHITECTURE, config=model.config.to_dict()
+    )
+    options = BayesByBackpropOptions(steps=3, prior_std=0.5, std_learning_rate=0.05)
+    assert kl_divisor(TrainingConfig(**ANP_CONFIG), options) == 3 * 2 * 32
+    path = tmp_path / "anp.yaml"
+    path.write_text(yaml.safe_dump({**ANP_CONFIG, "output_dir": str(tmp_path / "run")}))
+    output = tmp_path / "anp.bbb.safetensors"
+    command = ["bbb", str(path), str(checkpoint), "--output", str(output), "--steps", "3"]
+    result = CliRunner().invoke(app, [*command, "--prior-std", "0.5", "--std-learning-rate", "0.05"])
+    assert result.exit_code == 0, result.output
+    posterior, sidecar = load_posterior(output)
+    assert sidecar["metadata"]["kl_divisor"] == 192 and sidecar["metadata"]["options"]["prefixes"] == [
+        "decoder."
+    ]
+    assert posterior.names and all(name.startswith("decoder.") for name in posterior.names)
+    assert float(posterior.std.mean()) > 1e-3 and torch.all(torch.isfinite(posterior.mean))
+    ensemble = get_model("anp", checkpoint=checkpoint, bayes_by_backprop=output, weight_samples=3)
+    assert ensemble.name == "anp+bbb" and len(ensemble.members) == 3
+    prediction = ensemble.predict(_smooth_task())
+    assert prediction.attrs["members"] == 3 and np.all(prediction[conventions.MUTUAL_INFORMATION].values >= 0)
+    with pytest.raises(ValueError, match="not both"):
+        get_model("anp", checkpoint=checkpoint, bayes_by_backprop=output, swag=output)

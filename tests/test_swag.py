@@ -174,7 +174,7 @@ def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:
     assert not torch.equal(first, second)
     prediction = ensemble.predict(_smooth_task())
     assert prediction.attrs["members"] == 3 and np.all(prediction[conventions.LATENT_VARIANCE].values > 0)
-    with pytest.raises(ValueError, match="swag cannot be combined"):
+    with pytest.raises(ValueError, match="cannot be combined with members or stochastic_attention_samples"):
         get_model("anp", checkpoint=checkpoint, swag=output, stochastic_attention_samples=2)
     path = tmp_path / "anp.yaml"
     path.write_text(yaml.safe_dump({**ANP_CONFIG, "output_dir": str(tmp_path / "run")}))

@@ -206,9 +206,11 @@ def swag(
 
 def bbb(
     config: Annotated[
-        Path, typer.Argument(help="The ConvNP training config the checkpoint was trained with.")
+        Path, typer.Argument(help="The training config the checkpoint was trained with (ConvNP or ANP/CNP).")
     ],
-    checkpoint: Annotated[Path, typer.Argument(help="Trained ConvNP (.safetensors with its sidecar).")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Trained ConvNP, ANP or CNP (.safetensors with its sidecar).")
+    ],
     output: Annotated[
         Path, typer.Option("--output", help="Where to write the variational posterior (.safetensors).")
     ],
@@ -232,11 +234,15 @@ def bbb(
     threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,
 ) -> None:
     """Fit a Bayes by Backprop posterior (mean-field Gaussian) over a ConvNP's decoder and last U-Net
-    block; use it with get_model("convnp", bayes_by_backprop=OUTPUT, weight_samples=N)."""
+    block, or an ANP's or CNP's decoder; use it with get_model("convnp", bayes_by_backprop=OUTPUT,
+    weight_samples=N) (or "anp", "cnp")."""
+    import torch
+
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.training.bayes_by_backprop import BayesByBackpropOptions, fit_bayes_by_backprop
-    from weatherunc.training.convnp_config import load_convnp_training_config
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.convnp_config import is_convnp_config, load_convnp_training_config
 
     try:
         options = BayesByBackpropOptions(
@@ -248,7 +254,12 @@ def bbb(
             kl_weight=kl_weight,
             seed=seed,
         )
-        training_config = load_convnp_training_config(config, output_dir=output_dir, threads=threads)
+        if is_convnp_config(config):
+            training_config = load_convnp_training_config(config, output_dir=output_dir, threads=threads)
+        else:  # an ANP's or CNP's config has no threads of its own
+            training_config = load_training_config(config, output_dir=output_dir)
+            if threads:
+                torch.set_num_threads(threads)
         sidecar = fit_bayes_by_backprop(training_config, checkpoint, output, options)
     except (ValueError, CheckpointError, InputDataError, KeyError, OSError) as error:
         fail(error)

@@ -51,6 +51,7 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         members: Sequence[str | Path] | None = None,
         stochastic_attention_samples: int = 1,
         swag: str | Path | None = None,
+        bayes_by_backprop: str | Path | None = None,
         weight_samples: int = 10,
         **options: Any,
     ) -> Interpolator:
@@ -59,9 +60,15 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
             attention_members,
         )
 
-        if swag is not None and (members is not None or stochastic_attention_samples != 1):
+        weight_posterior = swag is not None or bayes_by_backprop is not None
+        if weight_posterior and (members is not None or stochastic_attention_samples != 1):
             raise ValueError(
-                f"{kind}: swag cannot be combined with members or stochastic_attention_samples; give one"
+                f"{kind}: swag or bayes_by_backprop cannot be combined with members or "
+                "stochastic_attention_samples; give one"
+            )
+        if swag is not None and bayes_by_backprop is not None:
+            raise ValueError(
+                f"{kind}: give swag= or bayes_by_backprop=, not both (each is its own posterior)"
             )
         if members is not None:
             name = options.pop("name", f"{kind}_ensemble")
@@ -71,10 +78,16 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         base = NeuralProcessInterpolator.from_checkpoint(
             Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
         )
-        if stochastic_attention_samples == 1 and swag is None:
+        if stochastic_attention_samples == 1 and not weight_posterior:
             return base
         from weatherunc.models.ensemble import EnsembleInterpolator
 
+        if bayes_by_backprop is not None:
+            from weatherunc.models.bayes_by_backprop import bayes_by_backprop_members, load_posterior
+
+            posterior, _ = load_posterior(Path(bayes_by_backprop))
+            members = bayes_by_backprop_members(base, posterior, weight_samples)
+            return EnsembleInterpolator(members, name=f"{base.name}+bbb")
         if swag is not None:
             from weatherunc.models.swag import load_swag, swag_members
 
@@ -87,8 +100,9 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         "checkpoints ``members=[PATH, ...]``; for a checkpoint with stochastic attention, "
         "``stochastic_attention_samples=N`` (N >= 2) predicts with N attention draws as an ensemble "
         "(:func:`~weatherunc.models.neural_process.interpolator.attention_members`); with ``swag=PATH`` "
-        "(moments collected by ``weatherunc swag``), an ensemble of ``weight_samples`` weight samples "
-        "(:mod:`weatherunc.models.swag`)."
+        "(moments collected by ``weatherunc swag``) or ``bayes_by_backprop=PATH`` (a posterior fitted by "
+        "``weatherunc bbb``), an ensemble of ``weight_samples`` weight samples "
+        "(:mod:`weatherunc.models.swag`, :mod:`weatherunc.models.bayes_by_backprop`)."
     )
     return factory
 

@@ -1,6 +1,6 @@
 """Fitting a Bayes by Backprop posterior (:mod:`weatherunc.models.bayes_by_backprop`) to a
-trained convolutional neural process (Blundell et al. 2015, "Weight Uncertainty in Neural
-Networks", ICML).
+trained neural process, the convolutional one or the ANP/CNP (Blundell et al. 2015, "Weight
+Uncertainty in Neural Networks", ICML).
 
 From a checkpoint, the variational mean of the chosen parameters starts at the checkpoint's
 weights and every std at ``initial_std``; the other parameters are frozen. Each step draws one
@@ -8,15 +8,15 @@ weight sample ``mean + softplus(rho) * z`` (the reparameterisation trick, one sa
 runs the model with it (``torch.func.functional_call``) and minimises, by Adam (means at
 ``learning_rate``, ``rho`` at ``std_learning_rate``),
 
-    ConvNP training loss (a weighted mean over the batch's targets)
+    training loss (a mean over the batch's targets)
     + kl_weight * KL(q || p) / N,   N = steps * batch_size * target_points,
 
-the loss of :func:`~weatherunc.models.convnp.model.censored_loss` (plus ``crps_weight`` times
-:func:`~weatherunc.models.convnp.model.rate_crps_loss`, as in training). ``N`` is the number of
-targets the fine-tune draws: with ``M = steps`` batches, each batch carries ``KL / M`` as in the
-paper's minibatch weighting (its equation 8 with ``pi_i = 1 / M``), divided by the batch's targets
-because the likelihood is a mean. The batches are SWAG's (:mod:`weatherunc.training.swag`):
-``default_rng([seed, SWAG_STREAM, step])`` on the run's training frames.
+the run's own loss (:mod:`weatherunc.training.fine_tuning`: the ConvNP's censored likelihood,
+plus ``crps_weight`` times its CRPS as in training; the ANP's). ``N`` is the number of targets the
+fine-tune draws: with ``M = steps`` batches, each batch carries ``KL / M`` as in the paper's
+minibatch weighting (its equation 8 with ``pi_i = 1 / M``), divided by the batch's targets because
+the likelihood is a mean. The batches are SWAG's, drawn apart from the run's own
+(:mod:`weatherunc.training.fine_tuning`).
 """
 
 from __future__ import annotations
@@ -26,18 +26,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from weatherunc.checkpoints import sha256_of
 from weatherunc.models.bayes_by_backprop import gaussian_kl, initial_posterior, sample_weights, save_posterior
-from weatherunc.models.convnp.interpolator import load_convnp
 from weatherunc.models.swag import selected_parameters
+from weatherunc.training.config import TrainingConfig
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
-from weatherunc.training.convnp_loop import training_frames, training_losses
-from weatherunc.training.grid_sampling import sample_grid_batch
-from weatherunc.training.swag import DEFAULT_PREFIXES, SWAG_STREAM
+from weatherunc.training.fine_tuning import fine_tuning
 
 #: Steps between two rows of the history kept in the sidecar.
 HISTORY_EVERY = 10
@@ -48,7 +45,8 @@ class BayesByBackpropOptions:
     """The fine-tune's settings: ``steps``; Adam's ``learning_rate`` for the means and
     ``std_learning_rate`` for ``rho``; the starting std ``initial_std``; the prior's
     ``prior_std``; ``kl_weight`` (1 is the evidence lower bound); the random parameters'
-    ``prefixes``; ``seed`` of the weight noise."""
+    ``prefixes`` (None: the model's default, :class:`~weatherunc.training.fine_tuning.FineTuning`);
+    ``seed`` of the weight noise."""
 
     steps: int = 300
     learning_rate: float = 1e-4
@@ -56,7 +54,7 @@ class BayesByBackpropOptions:
     initial_std: float = 1e-3
     prior_std: float = 0.1
     kl_weight: float = 1.0
-    prefixes: tuple[str, ...] = DEFAULT_PREFIXES
+    prefixes: tuple[str, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,13 +73,13 @@ class BayesByBackpropOptions:
             )
 
 
-def kl_divisor(config: ConvNPTrainingConfig, options: BayesByBackpropOptions) -> int:
+def kl_divisor(config: ConvNPTrainingConfig | TrainingConfig, options: BayesByBackpropOptions) -> int:
     """``N``, the training targets the KL is spread over (module docstring)."""
     return options.steps * config.batch_size * config.sampling.target_points
 
 
 def fit_bayes_by_backprop(
-    config: ConvNPTrainingConfig,
+    config: ConvNPTrainingConfig | TrainingConfig,
     checkpoint: Path,
     output: Path,
     options: BayesByBackpropOptions | None = None,
@@ -89,17 +87,14 @@ def fit_bayes_by_backprop(
     progress: bool = True,
 ) -> Path:
     """Fit ``q`` over ``checkpoint``'s parameters named by ``options.prefixes`` on ``config``'s
-    training frames (module docstring) and write it to ``output``; returns the sidecar."""
+    training frames (module docstring) and write it to ``output``; returns the sidecar. ``config``
+    is the training config of the checkpoint's kind of model (a ConvNP's or an ANP's/CNP's)."""
     options = options or BayesByBackpropOptions()
-    if config.threads:
-        torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    model, _ = load_convnp(Path(checkpoint))
-    if model.config.prior_channels:
-        raise ValueError(
-            "Bayes by Backprop: models with a prior train on their prior bank; not supported here"
-        )
-    names = selected_parameters(model, options.prefixes)
+    tune = fine_tuning(config, Path(checkpoint), progress=progress, what="Bayes by Backprop")
+    model = tune.model
+    prefixes = tune.prefixes if options.prefixes is None else options.prefixes
+    names = selected_parameters(model, prefixes)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     posterior = initial_posterior(model, names, options.initial_std, options.prior_std)
@@ -111,18 +106,14 @@ def fit_bayes_by_backprop(
             {"params": [posterior.rho], "lr": options.std_learning_rate},
         ]
     )
-    frames = training_frames(config, progress=progress)
     divisor = kl_divisor(config, options)
     history: list[dict[str, float]] = []
     model.train()
     for step in tqdm(range(options.steps), desc="Bayes by Backprop", disable=not progress):
-        generator = np.random.default_rng([config.seed, SWAG_STREAM, step])
-        batch = sample_grid_batch(frames, model.config, config.sampling, config.batch_size, generator)
         weights = sample_weights(posterior, torch.Generator().manual_seed(options.seed * 1_000_003 + step))
-        prediction = torch.func.functional_call(
-            model, weights, (batch.observed, batch.values, batch.positions)
+        losses = tune.losses(
+            lambda *inputs, weights=weights: torch.func.functional_call(model, weights, inputs), step
         )
-        losses = training_losses(prediction, batch, config, model.config)
         kl = gaussian_kl(posterior.mean, posterior.std, posterior.prior_std)
         loss = losses["loss"] + options.kl_weight * kl / divisor
         if not math.isfinite(loss.item()):
@@ -150,7 +141,7 @@ def fit_bayes_by_backprop(
         {
             "checkpoint_sha256": sha256_of(Path(checkpoint)),
             "training_config": config.model_dump(mode="json"),
-            "options": {**asdict(options), "prefixes": list(options.prefixes)},
+            "options": {**asdict(options), "prefixes": list(prefixes)},
             "kl_divisor": divisor,
             "parameters": int(posterior.mean.numel()),
             "mean_std": float(std.mean()),
