@@ -22,6 +22,7 @@ its single model's, read from what the training runs recorded (:func:`training_c
     WEATHERUNC_DATA_DIR=../shared/data .venv/bin/python benchmarks/epistemic.py \
         [--swag benchmarks/checkpoints/convnp.swag.safetensors] \
         [--anp-swag benchmarks/checkpoints/anp.swag.safetensors] \
+        [--anp-bbb benchmarks/checkpoints/anp.bbb.safetensors] \
         [--bbb benchmarks/checkpoints/convnp.bbb.safetensors] \
         [--members benchmarks/checkpoints/convnp_gp_ensemble/member-?.safetensors] \
         [--random-start-members benchmarks/checkpoints/convnp_gp_ensemble_random_start/member-?.safetensors] \
@@ -38,8 +39,10 @@ checkpoints of the ANP's deep ensemble (``benchmarks/train_anp_ensemble.sh``), s
 ``anp_ensemble`` beside the shipped ANP (``anp``), whose fine-tuned copies the members are.
 ``--anp-swag``: SWAG moments of the shipped ANP's decoder (``weatherunc swag
 pipelines/training/anp_ensemble.yaml weatherunc/data/models/anp.safetensors OUTPUT``), scored as
-``anp+swag`` with 10 weight samples. ``--merge`` keeps the rows of the methods not run from the
-existing ``epistemic.json``, with the relative cost of the run that measured them.
+``anp+swag`` with 10 weight samples; ``--anp-bbb``: a Bayes by Backprop posterior of the same
+decoder (``weatherunc bbb`` with the same config), scored as ``anp+bbb``. ``--merge`` keeps the rows
+of the methods not run from the existing ``epistemic.json``, with the relative cost of the run that
+measured them.
 
 ``--self`` adds ``NAME+self`` for the ANP, its MC dropout and stochastic attention and the deep
 ensemble: each prediction self-calibrated on pseudo-gaps of its own task's contexts; their
@@ -92,6 +95,7 @@ SELF_CALIBRATED = (
     "anp_ensemble",
     "convnp_gp_ensemble_random_start",
     "anp+swag",
+    "anp+bbb",
 )
 #: Each method's single-model reference for the relative prediction cost.
 SINGLE = {
@@ -103,6 +107,7 @@ SINGLE = {
     "anp_stochastic_attention": "anp",
     "anp_ensemble": "anp",
     "anp+swag": "anp",
+    "anp+bbb": "anp",
 }
 #: Attention draws of ``anp_stochastic_attention`` (ensemble members, each with its latent draws);
 #: ``--attention-draws`` overrides it.
@@ -133,12 +138,14 @@ def models(
     random_start_members: Sequence[Path] = (),
     coverage_first: bool = False,
     anp_swag: Path | None = None,
+    anp_bbb: Path | None = None,
 ) -> dict[str, object]:
     """The methods compared, by name (``convnp+swag`` with ``swag``, ``convnp+bbb`` with ``bbb``, the
     deep ensemble and its first member with ``members``, ``anp_stochastic_attention`` with
     ``stochastic_attention``, an ANP checkpoint with stochastic attention, ``anp_ensemble`` with
-    ``anp_members``, ``anp+swag`` with ``anp_swag``, ``convnp_gp_ensemble_random_start`` and its
-    first member alone with ``random_start_members``; with ``self_calibrated``, each of
+    ``anp_members``, ``anp+swag`` with ``anp_swag``, ``anp+bbb`` with ``anp_bbb``,
+    ``convnp_gp_ensemble_random_start`` and its first member alone with ``random_start_members``;
+    with ``self_calibrated``, each of
     :data:`SELF_CALIBRATED` that is there also as ``NAME+self``, and with ``coverage_first`` as
     ``NAME+self_coverage_first``, self-calibrated with
     :data:`~weatherunc.heads.self_calibration.COVERAGE_FIRST_OPTIONS`)."""
@@ -163,6 +170,8 @@ def models(
             )
     if anp_swag is not None:
         chosen["anp+swag"] = lambda: get_model("anp", swag=anp_swag, weight_samples=10)
+    if anp_bbb is not None:
+        chosen["anp+bbb"] = lambda: get_model("anp", bayes_by_backprop=anp_bbb, weight_samples=10)
     if anp_members:
         chosen["anp_ensemble"] = lambda: get_model("anp", members=anp_members, name="anp_ensemble")
     if stochastic_attention is not None:
@@ -248,6 +257,12 @@ def training_costs(checkpoints: Path = CHECKPOINTS) -> list[dict[str, object]]:
             "method": "anp+swag",
             "single": "anp",
             "extra_s": _metadata_seconds(checkpoints / "anp.swag.json", "seconds"),
+            "single_s": None,
+        },
+        {
+            "method": "anp+bbb",
+            "single": "anp",
+            "extra_s": _metadata_seconds(checkpoints / "anp.bbb.json", "seconds"),
             "single_s": None,
         },
         {
@@ -341,6 +356,9 @@ def main() -> None:
     parser.add_argument("--swag", type=Path, default=None, help="SWAG moments of the shipped ConvNP")
     parser.add_argument("--anp-swag", type=Path, default=None, help="SWAG moments of the shipped ANP")
     parser.add_argument(
+        "--anp-bbb", type=Path, default=None, help="Bayes by Backprop posterior of the shipped ANP"
+    )
+    parser.add_argument(
         "--bbb", type=Path, default=None, help="Bayes by Backprop posterior of the shipped ConvNP"
     )
     parser.add_argument("--members", type=Path, nargs="*", default=[], help="a deep ensemble's checkpoints")
@@ -398,6 +416,7 @@ def main() -> None:
         arguments.random_start_members,
         arguments.self_coverage_first,
         arguments.anp_swag,
+        arguments.anp_bbb,
     )
     only = [name for name in arguments.methods.split(",") if name]
     unknown = sorted(set(only) - set(factories))
