@@ -179,15 +179,13 @@ def test_fit_an_anp_s_decoder_by_the_command_and_use_it_by_name(tmp_path: Path) 
     spread over the ANP's targets, and ``get_model("anp", bayes_by_backprop=PATH)`` samples it."""
     import yaml
 
-    from tests.test_neural_process import TINY as ANP_TINY
     from tests.test_training import CONFIG as ANP_CONFIG
-    from weatherunc.models.neural_process.config import NeuralProcessConfig
     from weatherunc.models.neural_process.interpolator import ARCHITECTURE as ANP_ARCHITECTURE
     from weatherunc.models.neural_process.model import NeuralProcess
     from weatherunc.training.config import TrainingConfig
 
     torch.manual_seed(0)
-    model = NeuralProcess(NeuralProcessConfig(**ANP_TINY))
+    model = NeuralProcess(TrainingConfig(**ANP_CONFIG).model.to_config(0.0, 1.0))
     checkpoint = tmp_path / "anp.safetensors"
     save_checkpoint(
         checkpoint, model.state_dict(), architecture=ANP_ARCHITECTURE, config=model.config.to_dict()

@@ -89,12 +89,32 @@ def test_other_architecture_is_refused(tmp_path: Path) -> None:
 
 def test_missing_sidecar_and_weights(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
+    path.with_suffix(".json").rename(tmp_path / "aside.json")
+    with pytest.raises(CheckpointError, match="sidecar model.json is missing"):
+        read_sidecar(path)
+    (tmp_path / "aside.json").rename(path.with_suffix(".json"))
     path.unlink()
     with pytest.raises(CheckpointError, match="weights file is missing"):
         load_neural_process(path)
     path.with_suffix(".json").unlink()
-    with pytest.raises(CheckpointError, match="sidecar model.json is missing"):
+    with pytest.raises(CheckpointError, match="model.safetensors does not exist"):
         read_sidecar(path)
+
+
+def test_a_checkpoint_of_another_kind_is_named_before_its_config_is_read(tmp_path: Path) -> None:
+    """A SWAG file given as a model, or a model as a SWAG file: the error says which kind it holds."""
+    from weatherunc.models.swag import SwagCollector, load_swag, save_swag
+
+    path, model = _saved(tmp_path)
+    collector = SwagCollector(model, [name for name, _ in model.named_parameters()][:1], 2)
+    collector.collect(model)
+    collector.collect(model)
+    swag = tmp_path / "moments.safetensors"
+    save_swag(swag, collector.moments(), {})
+    with pytest.raises(CheckpointError, match="holds a 'weatherunc.SWAG', not a 'weatherunc.NeuralProcess'"):
+        load_neural_process(swag)
+    with pytest.raises(CheckpointError, match="holds a 'weatherunc.NeuralProcess', not a 'weatherunc.SWAG'"):
+        load_swag(path)
 
 
 def test_weights_are_not_pickles(tmp_path: Path) -> None:
@@ -201,3 +221,8 @@ def test_oversized_config_is_refused_before_any_weight_is_allocated(
     _tamper(path, _with_config(hidden=16))
     load_neural_process(path)
     assert built[1:] == [torch.device("meta"), torch.device("cpu")]
+
+
+def test_weights_and_sidecar_are_readable_by_all(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o644 and path.with_suffix(".json").stat().st_mode & 0o044

@@ -148,15 +148,13 @@ def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:
     config, then weight samples that differ, predicting as an ensemble named ``anp+swag``."""
     import yaml
 
-    from tests.test_neural_process import TINY as ANP_TINY
     from tests.test_training import CONFIG as ANP_CONFIG
-    from weatherunc.models.neural_process.config import NeuralProcessConfig
     from weatherunc.models.neural_process.interpolator import ARCHITECTURE as ANP_ARCHITECTURE
     from weatherunc.models.neural_process.model import NeuralProcess
     from weatherunc.training.config import TrainingConfig
 
     torch.manual_seed(0)
-    model = NeuralProcess(NeuralProcessConfig(**ANP_TINY))
+    model = NeuralProcess(TrainingConfig(**ANP_CONFIG).model.to_config(0.0, 1.0))
     checkpoint = tmp_path / "anp.safetensors"
     save_checkpoint(
         checkpoint, model.state_dict(), architecture=ANP_ARCHITECTURE, config=model.config.to_dict()
@@ -174,6 +172,15 @@ def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:
     assert not torch.equal(first, second)
     prediction = ensemble.predict(_smooth_task())
     assert prediction.attrs["members"] == 3 and np.all(prediction[conventions.LATENT_VARIANCE].values > 0)
+    wider = TrainingConfig(**{**ANP_CONFIG, "model": {**ANP_CONFIG["model"], "hidden": 32}})
+    with pytest.raises(
+        ValueError, match=r"is not a model of this training config: hidden \(checkpoint 16, config 32\)"
+    ):
+        collect_swag(
+            wider, checkpoint, tmp_path / "none.safetensors", steps=3, every=1, burn_in=1, progress=False
+        )
+    with pytest.raises(ValueError, match="--every 4, --burn-in 50, --steps 3"):
+        collect_swag(config, checkpoint, tmp_path / "none.safetensors", steps=3, every=4, progress=False)
     with pytest.raises(ValueError, match="cannot be combined with members or stochastic_attention_samples"):
         get_model("anp", checkpoint=checkpoint, swag=output, stochastic_attention_samples=2)
     path = tmp_path / "anp.yaml"
@@ -184,3 +191,59 @@ def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert load_swag(tmp_path / "cli.safetensors")[0].count == 2
+
+
+def test_a_posterior_is_refused_for_other_weights_and_is_part_of_the_model_s_checksum(tmp_path: Path) -> None:
+    """SWAG moments record the checkpoint they were collected from: another checkpoint is refused;
+    the ensemble's checksum covers the moments, so that moments changed in place change it;
+    ``weight_samples`` without a posterior is refused."""
+    model = ConvNP(ConvNPConfig(**TINY))
+    checkpoint, other = tmp_path / "tiny.safetensors", tmp_path / "other.safetensors"
+    for path in (checkpoint, other):
+        save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict())
+        model = ConvNP(ConvNPConfig(**TINY))  # other weights for the second file
+    config = ConvNPTrainingConfig(**{**CONFIG, "output_dir": tmp_path / "run"})
+    output = tmp_path / "tiny.swag.safetensors"
+    collect_swag(config, checkpoint, output, steps=4, every=1, burn_in=1, rank=2, progress=False)
+    first = get_model("convnp", checkpoint=checkpoint, swag=output, weight_samples=2)
+    with pytest.raises(ValueError, match="was fitted to the checkpoint with sha256"):
+        get_model("convnp", checkpoint=other, swag=output, weight_samples=2)
+    collect_swag(config, checkpoint, output, steps=4, every=1, burn_in=2, rank=2, progress=False)
+    second = get_model("convnp", checkpoint=checkpoint, swag=output, weight_samples=2)
+    assert first.checkpoint_sha256 and first.checkpoint_sha256 != second.checkpoint_sha256
+    assert first.posterior_sha256 != second.posterior_sha256
+    prediction = second.predict(_smooth_task())
+    assert prediction.attrs["checkpoint_sha256"] == second.checkpoint_sha256
+    assert prediction.attrs["posterior_sha256"] == load_swag(output)[1]["sha256"]
+    with pytest.raises(ValueError, match="weight_samples=4 applies with swag= or bayes_by_backprop= only"):
+        get_model("convnp", checkpoint=checkpoint, weight_samples=4)
+
+
+def test_a_job_refuses_its_output_once_the_posterior_changed_in_place(tmp_path: Path) -> None:
+    """A batch job's fingerprint holds the ensemble's checksum, posterior included: moments
+    rewritten at the same path make the finished store another job's."""
+    from tests.test_jobs import JOB
+    from weatherunc.pipelines.job_config import JobConfig
+    from weatherunc.pipelines.run_job import JobStateError, run_job
+
+    model = ConvNP(ConvNPConfig(**TINY))
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_checkpoint(checkpoint, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict())
+    config = ConvNPTrainingConfig(**{**CONFIG, "output_dir": tmp_path / "run"})
+    moments = tmp_path / "tiny.swag.safetensors"
+    collect_swag(config, checkpoint, moments, steps=4, every=1, burn_in=1, rank=2, progress=False)
+    options = {"checkpoint": str(checkpoint), "swag": str(moments), "weight_samples": 2}
+    job = JobConfig(
+        **{
+            **JOB,
+            "name": "swag_job",
+            "frames": {**JOB["frames"], "limit": 1},
+            "model": {"name": "convnp", "options": options},
+            "output_dir": str(tmp_path / "out"),
+        }
+    )
+    assert run_job(job, scheduler="synchronous", progress=False).tiles_written > 0
+    collect_swag(config, checkpoint, moments, steps=4, every=1, burn_in=2, rank=2, progress=False)
+    with pytest.raises(JobStateError, match="holds the output of another job config") as caught:
+        run_job(job, scheduler="synchronous", progress=False)
+    assert "model_checkpoint_sha256" in str(caught.value)

@@ -60,6 +60,7 @@ def sidecar_path(path: Path) -> Path:
 def _replace_atomically(write, destination: Path) -> None:
     temporary = destination.with_name(destination.name + ".tmp")
     write(temporary)
+    os.chmod(temporary, 0o644)  # safetensors writes its files readable by their owner only
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, destination)
@@ -94,10 +95,13 @@ def save_checkpoint(
     return sidecar_path(path)
 
 
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The sidecar of ``path``, checked for format; ``CheckpointError`` if missing, unreadable or not a
-    mapping."""
+def read_sidecar(path: Path, architecture: str | None = None) -> dict[str, Any]:
+    """The sidecar of ``path``, checked for format (and, where given, for its ``architecture``, before
+    anything else of it is read); ``CheckpointError`` if missing, unreadable, not a mapping or of
+    another architecture."""
     sidecar = sidecar_path(Path(path))
+    if not Path(path).exists() and not sidecar.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         values = json.loads(sidecar.read_text())
     except FileNotFoundError as error:
@@ -114,6 +118,10 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if values.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path}: format_version {values.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    if architecture is not None and values.get("architecture") != architecture:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {values.get('architecture')!r}, not a {architecture!r}"
         )
     return values
 

@@ -147,7 +147,7 @@ CHECKPOINT_CASES: list[Case] = [
     checkpoint_case(
         "checkpoint-other-architecture",
         _sidecar_change(lambda s: {**s, "architecture": "other"}),
-        "architecture 'other', expected",
+        "holds a 'other', not a 'weatherunc.NeuralProcess'",
     ),
     checkpoint_case(
         "checkpoint-format-version",

@@ -113,7 +113,7 @@ def save_posterior(path: Path, posterior: VariationalPosterior, metadata: dict) 
 def load_posterior(path: Path) -> tuple[VariationalPosterior, dict]:
     """``q`` written by :func:`save_posterior`; the sidecar's names, shapes, size and prior are
     checked before any tensor is read (``CheckpointError`` naming the failed check)."""
-    sidecar = read_sidecar(path)
+    sidecar = read_sidecar(path, ARCHITECTURE)
     config = sidecar.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("names"), list):
         raise CheckpointError(f"Bayes by Backprop file {path}: sidecar has no config with parameter names")

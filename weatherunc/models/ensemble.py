@@ -9,6 +9,7 @@ entropy and mutual information come from the members' bin probabilities.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,18 @@ class EnsembleInterpolator:
 
     members: Sequence[Interpolator]
     name: str = "ensemble"
+    posterior_sha256: str = ""
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        """One sha256 of the members' checkpoints and of the weight posterior they were drawn from
+        (``posterior_sha256``, for SWAG or Bayes by Backprop samples); empty where none of them has
+        one. A job's fingerprint and a calibration's record hold it, so that a member or a posterior
+        changed in place is noticed."""
+        parts = [str(getattr(member, "checkpoint_sha256", "") or "") for member in self.members]
+        if not any(parts) and not self.posterior_sha256:
+            return ""
+        return hashlib.sha256("|".join([*parts, self.posterior_sha256]).encode()).hexdigest()
 
     def __post_init__(self) -> None:
         if len(self.members) < 2:
@@ -72,6 +85,8 @@ class EnsembleInterpolator:
             attrs={
                 "members": len(predictions),
                 "member_checkpoints": [p.attrs.get("checkpoint_sha256", "") for p in predictions],
+                **({"checkpoint_sha256": self.checkpoint_sha256} if self.checkpoint_sha256 else {}),
+                **({"posterior_sha256": self.posterior_sha256} if self.posterior_sha256 else {}),
                 "fit_seconds": 0.0,
                 "predict_seconds": time.perf_counter() - start,
             },

@@ -44,6 +44,62 @@ def deep_ensemble(
     return EnsembleInterpolator([load(Path(path), **options) for path in members], name=name)
 
 
+#: Weight samples drawn from a SWAG or Bayes by Backprop posterior where ``weight_samples`` is not given.
+DEFAULT_WEIGHT_SAMPLES = 10
+
+
+def weight_posterior_ensemble(
+    base: Interpolator,
+    kind: str,
+    *,
+    swag: str | Path | None = None,
+    bayes_by_backprop: str | Path | None = None,
+    weight_samples: int | None = None,
+) -> Interpolator:
+    """``base`` (a neural process loaded from its checkpoint) with ``weight_samples`` weight samples
+    (:data:`DEFAULT_WEIGHT_SAMPLES` if None) of the SWAG moments ``swag`` or the Bayes by Backprop
+    posterior ``bayes_by_backprop`` as an :class:`~weatherunc.models.ensemble.EnsembleInterpolator`
+    named ``NAME+swag`` or ``NAME+bbb``; ``base`` itself where neither is given. ``ValueError`` for
+    both, for ``weight_samples`` without either, and for a posterior fitted to another checkpoint
+    than ``base``'s (by the ``checkpoint_sha256`` its file records)."""
+    if swag is not None and bayes_by_backprop is not None:
+        raise ValueError(f"{kind}: give swag= or bayes_by_backprop=, not both (each is its own posterior)")
+    if swag is None and bayes_by_backprop is None:
+        if weight_samples is not None:
+            raise ValueError(
+                f"{kind}: weight_samples={weight_samples} applies with swag= or bayes_by_backprop= only"
+            )
+        return base
+    from weatherunc.models.ensemble import EnsembleInterpolator
+
+    samples = DEFAULT_WEIGHT_SAMPLES if weight_samples is None else weight_samples
+    if bayes_by_backprop is not None:
+        from weatherunc.models.bayes_by_backprop import bayes_by_backprop_members, load_posterior
+
+        path, suffix = Path(bayes_by_backprop), "bbb"
+        posterior, sidecar = load_posterior(path)
+    else:
+        from weatherunc.models.swag import load_swag, swag_members
+
+        path, suffix = Path(swag), "swag"
+        moments, sidecar = load_swag(path)
+    fitted_to = str((sidecar.get("metadata") or {}).get("checkpoint_sha256") or "")
+    ours = str(getattr(base, "checkpoint_sha256", "") or "")
+    if fitted_to and ours and fitted_to != ours:
+        raise ValueError(
+            f"{kind}: {path} was fitted to the checkpoint with sha256 {fitted_to[:12]}..., not to this "
+            f"model's ({ours[:12]}...); give checkpoint= the weights it was fitted to"
+        )
+    members = (
+        bayes_by_backprop_members(base, posterior, samples)
+        if suffix == "bbb"
+        else swag_members(base, moments, samples)
+    )
+    return EnsembleInterpolator(
+        members, name=f"{base.name}+{suffix}", posterior_sha256=str(sidecar["sha256"])
+    )
+
+
 def _neural_process(kind: str) -> Callable[..., Interpolator]:
     def factory(
         checkpoint: str | Path | None = None,
@@ -52,7 +108,7 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         stochastic_attention_samples: int = 1,
         swag: str | Path | None = None,
         bayes_by_backprop: str | Path | None = None,
-        weight_samples: int = 10,
+        weight_samples: int | None = None,
         **options: Any,
     ) -> Interpolator:
         from weatherunc.models.neural_process.interpolator import (
@@ -60,15 +116,11 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
             attention_members,
         )
 
-        weight_posterior = swag is not None or bayes_by_backprop is not None
-        if weight_posterior and (members is not None or stochastic_attention_samples != 1):
+        posterior = swag is not None or bayes_by_backprop is not None
+        if posterior and (members is not None or stochastic_attention_samples != 1):
             raise ValueError(
                 f"{kind}: swag or bayes_by_backprop cannot be combined with members or "
                 "stochastic_attention_samples; give one"
-            )
-        if swag is not None and bayes_by_backprop is not None:
-            raise ValueError(
-                f"{kind}: give swag= or bayes_by_backprop=, not both (each is its own posterior)"
             )
         if members is not None:
             name = options.pop("name", f"{kind}_ensemble")
@@ -78,21 +130,12 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         base = NeuralProcessInterpolator.from_checkpoint(
             Path(checkpoint) if checkpoint else packaged_checkpoint(kind), **options
         )
-        if stochastic_attention_samples == 1 and not weight_posterior:
-            return base
+        if stochastic_attention_samples == 1:
+            return weight_posterior_ensemble(
+                base, kind, swag=swag, bayes_by_backprop=bayes_by_backprop, weight_samples=weight_samples
+            )
         from weatherunc.models.ensemble import EnsembleInterpolator
 
-        if bayes_by_backprop is not None:
-            from weatherunc.models.bayes_by_backprop import bayes_by_backprop_members, load_posterior
-
-            posterior, _ = load_posterior(Path(bayes_by_backprop))
-            members = bayes_by_backprop_members(base, posterior, weight_samples)
-            return EnsembleInterpolator(members, name=f"{base.name}+bbb")
-        if swag is not None:
-            from weatherunc.models.swag import load_swag, swag_members
-
-            moments, _ = load_swag(Path(swag))
-            return EnsembleInterpolator(swag_members(base, moments, weight_samples), name=f"{base.name}+swag")
         return EnsembleInterpolator(attention_members(base, stochastic_attention_samples), name=base.name)
 
     factory.__doc__ = (
@@ -102,7 +145,7 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         "(:func:`~weatherunc.models.neural_process.interpolator.attention_members`); with ``swag=PATH`` "
         "(moments collected by ``weatherunc swag``) or ``bayes_by_backprop=PATH`` (a posterior fitted by "
         "``weatherunc bbb``), an ensemble of ``weight_samples`` weight samples "
-        "(:mod:`weatherunc.models.swag`, :mod:`weatherunc.models.bayes_by_backprop`)."
+        "(:func:`weight_posterior_ensemble`)."
     )
     return factory
 
@@ -113,14 +156,14 @@ def _convolutional_neural_process(
     members: Sequence[str | Path] | None = None,
     swag: str | Path | None = None,
     bayes_by_backprop: str | Path | None = None,
-    weight_samples: int = 10,
+    weight_samples: int | None = None,
     **options: Any,
 ) -> Interpolator:
     """The convolutional neural process: the shipped checkpoint, or ``checkpoint=PATH``; a deep
     ensemble of the checkpoints ``members=[PATH, ...]`` (Lakshminarayanan et al. 2017); with
     ``swag=PATH`` (moments collected by ``weatherunc swag``) or ``bayes_by_backprop=PATH`` (a
     posterior fitted by ``weatherunc bbb``), an ensemble of ``weight_samples`` weight samples
-    (:mod:`weatherunc.models.swag`, :mod:`weatherunc.models.bayes_by_backprop`)."""
+    (:func:`weight_posterior_ensemble`)."""
     from weatherunc.models.convnp.interpolator import ConvNPInterpolator
 
     if members is not None:
@@ -130,25 +173,12 @@ def _convolutional_neural_process(
             )
         name = options.pop("name", "convnp_ensemble")
         return deep_ensemble(ConvNPInterpolator.from_checkpoint, members, checkpoint, name, options)
-    if swag is not None and bayes_by_backprop is not None:
-        raise ValueError("convnp: give swag= or bayes_by_backprop=, not both (each is its own posterior)")
     base = ConvNPInterpolator.from_checkpoint(
         Path(checkpoint) if checkpoint else packaged_checkpoint("convnp"), **options
     )
-    if swag is None and bayes_by_backprop is None:
-        return base
-    from weatherunc.models.ensemble import EnsembleInterpolator
-
-    if bayes_by_backprop is not None:
-        from weatherunc.models.bayes_by_backprop import bayes_by_backprop_members, load_posterior
-
-        posterior, _ = load_posterior(Path(bayes_by_backprop))
-        members = bayes_by_backprop_members(base, posterior, weight_samples)
-        return EnsembleInterpolator(members, name=f"{base.name}+bbb")
-    from weatherunc.models.swag import load_swag, swag_members
-
-    moments, _ = load_swag(Path(swag))
-    return EnsembleInterpolator(swag_members(base, moments, weight_samples), name=f"{base.name}+swag")
+    return weight_posterior_ensemble(
+        base, "convnp", swag=swag, bayes_by_backprop=bayes_by_backprop, weight_samples=weight_samples
+    )
 
 
 #: Suffix of a model name that asks for its self-calibrated form.

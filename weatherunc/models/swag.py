@@ -135,7 +135,7 @@ def save_swag(path: Path, moments: SwagMoments, metadata: dict) -> Path:
 
 def load_swag(path: Path) -> tuple[SwagMoments, dict]:
     """Moments written by :func:`save_swag`, their sizes checked before any tensor is read."""
-    sidecar = read_sidecar(path)
+    sidecar = read_sidecar(path, ARCHITECTURE)
     config = sidecar.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("names"), list):
         raise CheckpointError(f"SWAG file {path}: sidecar has no config with parameter names")

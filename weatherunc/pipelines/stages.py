@@ -120,16 +120,39 @@ def target_mask(values: np.ndarray, job: JobConfig, frame_number: int) -> np.nda
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_model(name: str, checkpoint: str | None, options: str) -> Interpolator:
+def _cached_model(name: str, checkpoint: str | None, options: str, files: str) -> Interpolator:
+    """The model by name and options; ``files`` (:func:`_model_files`) is part of the cache key only."""
     kwargs = json.loads(options)
     if checkpoint:
         kwargs["checkpoint"] = checkpoint
     return get_model(name, **kwargs)
 
 
+def _model_files(job: JobConfig) -> str:
+    """Size and modification time of each file the job's model is read from (its checkpoint, a
+    deep ensemble's members, a SWAG or Bayes by Backprop posterior), as JSON: a file changed in
+    place is read again, not taken from the cache."""
+    options = job.model.options
+    paths = [
+        job.model.checkpoint,
+        options.get("checkpoint"),
+        options.get("swag"),
+        options.get("bayes_by_backprop"),
+    ]
+    members = options.get("members")
+    paths += list(members) if isinstance(members, list | tuple) else []
+    stamps = []
+    for path in paths:
+        if isinstance(path, str | Path) and Path(path).is_file():
+            status = Path(path).stat()
+            stamps.append([str(path), status.st_mtime_ns, status.st_size])
+    return json.dumps(stamps)
+
+
 def _job_model(job: JobConfig) -> Interpolator:
     checkpoint = str(job.model.checkpoint) if job.model.checkpoint else None
-    return _cached_model(job.model.name, checkpoint, json.dumps(job.model.options, sort_keys=True))
+    options = json.dumps(job.model.options, sort_keys=True)
+    return _cached_model(job.model.name, checkpoint, options, _model_files(job))
 
 
 def checked_model(job: JobConfig) -> Interpolator:

@@ -68,12 +68,18 @@ def _convolutional(config: ConvNPTrainingConfig, checkpoint: Path, progress: boo
     return FineTuning(model, losses, targets, CONVNP_PREFIXES)
 
 
-def _neural_process(config: TrainingConfig, checkpoint: Path, progress: bool) -> FineTuning:
+def _neural_process(config: TrainingConfig, checkpoint: Path, progress: bool, what: str) -> FineTuning:
     from weatherunc.models.neural_process.interpolator import load_neural_process
     from weatherunc.models.neural_process.losses import neural_process_loss
+    from weatherunc.training.loop import architecture_differences
     from weatherunc.training.sampling import FrameBank, StepBatches
 
     model, _ = load_neural_process(checkpoint)
+    differences = architecture_differences(config, model.config)
+    if differences:
+        raise ValueError(
+            f"{what}: {checkpoint} is not a model of this training config: {'; '.join(differences)}"
+        )
     bank = FrameBank.load(config.train, progress=progress)
     batches = StepBatches(
         bank, model.config, config.sampling, config.batch_size, config.seed + FINE_TUNE_STREAM
@@ -99,9 +105,11 @@ def fine_tuning(
 ) -> FineTuning:
     """The fine-tune of ``checkpoint`` on ``config``'s training frames (module docstring):
     ``config`` is the training config of the checkpoint's kind of model (a ConvNP's or an
-    ANP's/CNP's); ``what`` names the caller in errors. Sets the ConvNP config's ``threads``."""
+    ANP's/CNP's); ``what`` names the caller in errors. ``ValueError`` for an ANP or CNP whose
+    architecture is not the config's (:func:`~weatherunc.training.loop.architecture_differences`).
+    Sets the ConvNP config's ``threads``."""
     if isinstance(config, ConvNPTrainingConfig):
         if config.threads:
             torch.set_num_threads(config.threads)
         return _convolutional(config, Path(checkpoint), progress, what)
-    return _neural_process(config, Path(checkpoint), progress)
+    return _neural_process(config, Path(checkpoint), progress, what)

@@ -42,7 +42,8 @@ def collect_swag(
     config of the checkpoint's kind of model."""
     if not 1 <= every <= steps or not 0 <= burn_in < steps:
         raise ValueError(
-            f"need 1 <= every <= steps and 0 <= burn_in < steps, got {every}, {burn_in}, {steps}"
+            f"SWAG needs 1 <= every <= steps and 0 <= burn_in < steps, got --every {every}, "
+            f"--burn-in {burn_in}, --steps {steps}"
         )
     started = time.perf_counter()
     tune = fine_tuning(config, Path(checkpoint), progress=progress, what="collect_swag")

@@ -48,7 +48,7 @@ def load_convnp(path: Path) -> tuple[ConvNP, dict]:
     allocated: the sidecar's config is validated, the model is laid out on the ``meta`` device,
     then the file is checked against that layout (:func:`~weatherunc.checkpoints.load_model`).
     Returns the model (eval mode) and the sidecar."""
-    values = sidecar_config_values(path, read_sidecar(path))
+    values = sidecar_config_values(path, read_sidecar(path, ARCHITECTURE))
     try:
         config = ConvNPConfig.from_dict(values)
     except (TypeError, ValueError) as error:

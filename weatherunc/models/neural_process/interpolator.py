@@ -90,7 +90,7 @@ def load_neural_process(path: Path) -> tuple[NeuralProcess, dict]:
     the ``meta`` device, then the file is checked against that layout. Returns the model (eval
     mode) and the sidecar (:func:`~weatherunc.checkpoints.load_model`)."""
     return load_model(
-        path, sidecar_config(path, read_sidecar(path)), NeuralProcess, architecture=ARCHITECTURE
+        path, sidecar_config(path, read_sidecar(path, ARCHITECTURE)), NeuralProcess, architecture=ARCHITECTURE
     )
 
 
