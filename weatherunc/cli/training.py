@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from weatherunc.cli.shared import CatalogOption, DataDirOption, fail, load_catalog
+
+if TYPE_CHECKING:
+    from weatherunc.training.config import TrainingConfig
+    from weatherunc.training.convnp_config import ConvNPTrainingConfig
 
 
 def train(
@@ -165,6 +169,24 @@ def refit_head(
     typer.echo(json.dumps({"checkpoint": str(output), **report}, indent=2))
 
 
+def _fine_tune_config(
+    config: Path, output_dir: Path | None, threads: int | None
+) -> ConvNPTrainingConfig | TrainingConfig:
+    """The training config of a SWAG or Bayes by Backprop fine-tune: a ConvNP's (with ``output_dir``
+    and ``threads`` over its own) or an ANP's/CNP's (with ``output_dir``; ``threads`` sets torch's,
+    as its config has none)."""
+    import torch
+
+    from weatherunc.training.config import load_training_config
+    from weatherunc.training.convnp_config import is_convnp_config, load_convnp_training_config
+
+    if is_convnp_config(config):
+        return load_convnp_training_config(config, output_dir=output_dir, threads=threads)
+    if threads:
+        torch.set_num_threads(threads)
+    return load_training_config(config, output_dir=output_dir)
+
+
 def swag(
     config: Annotated[
         Path, typer.Argument(help="The training config the checkpoint was trained with (ConvNP or ANP/CNP).")
@@ -178,19 +200,23 @@ def swag(
     burn_in: Annotated[int, typer.Option(help="Steps before the first collection.")] = 50,
     rank: Annotated[int, typer.Option(help="Deviations kept for the low-rank part.")] = 20,
     learning_rate: Annotated[float, typer.Option(help="The constant learning rate (Adam).")] = 1e-4,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", help="Run folder of the training frames' cache (default: the config's)."
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,
 ) -> None:
     """Collect SWAG moments of a ConvNP's decoder and last U-Net block, or of an ANP's or CNP's
     decoder; use them with get_model("convnp", swag=OUTPUT, weight_samples=N) (or "anp", "cnp")."""
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
-    from weatherunc.training.config import load_training_config
-    from weatherunc.training.convnp_config import is_convnp_config, load_convnp_training_config
     from weatherunc.training.swag import collect_swag
 
     try:
-        load = load_convnp_training_config if is_convnp_config(config) else load_training_config
         sidecar = collect_swag(
-            load(config),
+            _fine_tune_config(config, output_dir, threads),
             checkpoint,
             output,
             steps=steps,
@@ -236,13 +262,9 @@ def bbb(
     """Fit a Bayes by Backprop posterior (mean-field Gaussian) over a ConvNP's decoder and last U-Net
     block, or an ANP's or CNP's decoder; use it with get_model("convnp", bayes_by_backprop=OUTPUT,
     weight_samples=N) (or "anp", "cnp")."""
-    import torch
-
     from weatherunc.checkpoints import CheckpointError
     from weatherunc.errors import InputDataError
     from weatherunc.training.bayes_by_backprop import BayesByBackpropOptions, fit_bayes_by_backprop
-    from weatherunc.training.config import load_training_config
-    from weatherunc.training.convnp_config import is_convnp_config, load_convnp_training_config
 
     try:
         options = BayesByBackpropOptions(
@@ -254,13 +276,9 @@ def bbb(
             kl_weight=kl_weight,
             seed=seed,
         )
-        if is_convnp_config(config):
-            training_config = load_convnp_training_config(config, output_dir=output_dir, threads=threads)
-        else:  # an ANP's or CNP's config has no threads of its own
-            training_config = load_training_config(config, output_dir=output_dir)
-            if threads:
-                torch.set_num_threads(threads)
-        sidecar = fit_bayes_by_backprop(training_config, checkpoint, output, options)
+        sidecar = fit_bayes_by_backprop(
+            _fine_tune_config(config, output_dir, threads), checkpoint, output, options
+        )
     except (ValueError, CheckpointError, InputDataError, KeyError, OSError) as error:
         fail(error)
     typer.echo(json.dumps({"bayes_by_backprop": str(output), "sidecar": str(sidecar)}, indent=2))
