@@ -28,7 +28,7 @@ its single model's, read from what the training runs recorded (:func:`training_c
         [--random-start-members benchmarks/checkpoints/convnp_gp_ensemble_random_start/member-?.safetensors] \
         [--anp-members benchmarks/checkpoints/anp_ensemble/member-?.safetensors] \
         [--stochastic-attention benchmarks/checkpoints/anp_stochastic_attention.safetensors] \
-        [--self] [--methods gp,...] [--merge]
+        [--self] [--self-coverage-first] [--methods gp,...] [--merge] [--training-costs-only]
 
 ``--members``: the checkpoints of a deep ensemble (``benchmarks/train_convnp_ensemble.sh``), scored
 as ``convnp_gp_ensemble`` beside its first member alone (``convnp_gp``). ``--random-start-members``:
@@ -469,12 +469,15 @@ def write(
     arguments: argparse.Namespace,
 ) -> None:
     """Write ``epistemic.json`` and ``.md``: the ``rows``, the +self methods' ``options``, the
-    training costs, ``wall_s`` from ``run``."""
+    training costs, ``wall_s`` (and, where it has one, the ``machine``) from ``run``."""
     table = markdown(rows)
     costs = training_costs()
     print(table)
+    header = result_header(__doc__)
+    if "machine" in run:  # --training-costs-only: the rows keep the machine and date that measured them
+        header["machine"] = run["machine"]
     result = {
-        **result_header(__doc__),
+        **header,
         "wall_s": run.get("wall_s"),
         "beyond_factor": BEYOND_FACTOR,
         "splits": {**SPLIT_DATASETS, BEYOND: f"{SPLIT_DATASETS[IN_DISTRIBUTION]} x {BEYOND_FACTOR:g}"},

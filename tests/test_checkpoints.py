@@ -78,7 +78,7 @@ def test_truncated_file_with_matching_hash_is_refused(tmp_path: Path) -> None:
 
 def test_other_architecture_is_refused(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path)
-    with pytest.raises(CheckpointError, match="architecture 'weatherunc.NeuralProcess', expected 'other'"):
+    with pytest.raises(CheckpointError, match="holds a 'weatherunc.NeuralProcess', not a 'other'"):
         load_checkpoint(path, architecture="other")
     sidecar = json.loads(path.with_suffix(".json").read_text())
     sidecar["config"]["hidden"] = 32  # the weights are of a 16-wide model
@@ -223,6 +223,11 @@ def test_oversized_config_is_refused_before_any_weight_is_allocated(
     assert built[1:] == [torch.device("meta"), torch.device("cpu")]
 
 
-def test_weights_and_sidecar_are_readable_by_all(tmp_path: Path) -> None:
+def test_weights_and_sidecar_take_the_file_creation_mask(tmp_path: Path) -> None:
+    """safetensors writes its file readable by its owner only; a checkpoint is made as any file."""
+    from weatherunc.checkpoints import _umask
+
     path, _ = _saved(tmp_path)
-    assert path.stat().st_mode & 0o777 == 0o644 and path.with_suffix(".json").stat().st_mode & 0o044
+    expected = 0o666 & ~_umask()
+    assert path.stat().st_mode & 0o777 == expected == path.with_suffix(".json").stat().st_mode & 0o777
+    assert expected & 0o044  # readable by others under the usual masks (022, 002)

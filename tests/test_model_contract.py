@@ -253,7 +253,7 @@ class TestAnpSwag(ModelContract):
                     if name in names:
                         parameter.data += 0.01 * torch.randn(parameter.shape, generator=generator)
                 collector.collect(model)
-            save_swag(path, collector.moments(), {})
+            save_swag(path, collector.moments(), {"checkpoint_sha256": get_model("anp").checkpoint_sha256})
         return get_model("anp", swag=path, weight_samples=2)
 
     def test_weight_samples_disagree(self, prediction: xr.Dataset) -> None:

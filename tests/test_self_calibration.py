@@ -284,6 +284,8 @@ def test_without_guards_the_std_factors_are_kept_that_each_guard_drops() -> None
     }
     free = fit(SelfCalibrationOptions(evidence_z=100.0, guards=False))
     assert free.scores["std_factors_kept"] and free.scores["std_factors_dropped_by"] == []
+    per_bin = fit(SelfCalibrationOptions(evidence="per_bin", evidence_z=100.0, guards=False))
+    assert per_bin.factors == free.factors and per_bin.overall_factor == free.overall_factor
     assert free.overall_factor > 2
     assert free.scores["after"]["coverage_90"] > guarded.scores["after"]["coverage_90"]
     first = fit(SelfCalibrationOptions.from_options(COVERAGE_FIRST_OPTIONS))

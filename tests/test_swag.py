@@ -161,9 +161,14 @@ def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:
     )
     config = TrainingConfig(**{**ANP_CONFIG, "output_dir": tmp_path / "run"})
     output = tmp_path / "anp.swag.safetensors"
+    torch.manual_seed(1)
     collect_swag(config, checkpoint, output, steps=6, every=2, burn_in=1, rank=2, progress=False)
     moments, sidecar = load_swag(output)
     assert moments.count == 2 and sidecar["metadata"]["prefixes"] == ["decoder."]
+    torch.manual_seed(2)  # the global stream does not reach the fine-tune's draws
+    again = tmp_path / "again.safetensors"
+    collect_swag(config, checkpoint, again, steps=6, every=2, burn_in=1, rank=2, progress=False)
+    assert torch.equal(load_swag(again)[0].mean, moments.mean)
     assert moments.names and all(name.startswith("decoder.") for name in moments.names)
     assert float((moments.square_mean - moments.mean**2).max()) > 0  # the collected weights moved
     ensemble = get_model("anp", checkpoint=checkpoint, swag=output, weight_samples=3)
@@ -191,6 +196,8 @@ def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert load_swag(tmp_path / "cli.safetensors")[0].count == 2
+    refused = CliRunner().invoke(app, [*command, "--output-dir", str(tmp_path / "cache")])
+    assert refused.exit_code != 0 and "--output-dir" in refused.output
 
 
 def test_a_posterior_is_refused_for_other_weights_and_is_part_of_the_model_s_checksum(tmp_path: Path) -> None:
@@ -217,6 +224,10 @@ def test_a_posterior_is_refused_for_other_weights_and_is_part_of_the_model_s_che
     assert prediction.attrs["posterior_sha256"] == load_swag(output)[1]["sha256"]
     with pytest.raises(ValueError, match="weight_samples=4 applies with swag= or bayes_by_backprop= only"):
         get_model("convnp", checkpoint=checkpoint, weight_samples=4)
+    with pytest.raises(ValueError, match="weight_samples=3 applies with swag= or bayes_by_backprop= only"):
+        get_model("convnp", members=[checkpoint, checkpoint], weight_samples=3)
+    with pytest.raises(ValueError, match="weight_samples=3 applies with swag= or bayes_by_backprop= only"):
+        get_model("anp", members=[checkpoint, checkpoint], weight_samples=3)
 
 
 def test_a_job_refuses_its_output_once_the_posterior_changed_in_place(tmp_path: Path) -> None:

@@ -57,10 +57,21 @@ def sidecar_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def _umask() -> int:
+    """The process's file-creation mask, read without changing it (Linux ``/proc``; else 0o022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def _replace_atomically(write, destination: Path) -> None:
     temporary = destination.with_name(destination.name + ".tmp")
     write(temporary)
-    os.chmod(temporary, 0o644)  # safetensors writes its files readable by their owner only
+    os.chmod(temporary, 0o666 & ~_umask())  # safetensors writes its files readable by their owner only
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, destination)
@@ -96,9 +107,9 @@ def save_checkpoint(
 
 
 def read_sidecar(path: Path, architecture: str | None = None) -> dict[str, Any]:
-    """The sidecar of ``path``, checked for format (and, where given, for its ``architecture``, before
-    anything else of it is read); ``CheckpointError`` if missing, unreadable, not a mapping or of
-    another architecture."""
+    """The sidecar of ``path``, checked for format and, where given, for its ``architecture`` (before
+    its config is read); ``CheckpointError`` if missing, unreadable, not a mapping or of another
+    architecture."""
     sidecar = sidecar_path(Path(path))
     if not Path(path).exists() and not sidecar.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -136,11 +147,7 @@ def load_checkpoint(
     and (if given) ``expected_parameters``.
     """
     path = Path(path)
-    sidecar = read_sidecar(path)
-    if sidecar["architecture"] != architecture:
-        raise CheckpointError(
-            f"checkpoint {path}: architecture {sidecar['architecture']!r}, expected {architecture!r}"
-        )
+    sidecar = read_sidecar(path, architecture)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path}: weights file is missing")
     digest = sha256_of(path)

@@ -172,9 +172,9 @@ def refit_head(
 def _fine_tune_config(
     config: Path, output_dir: Path | None, threads: int | None
 ) -> ConvNPTrainingConfig | TrainingConfig:
-    """The training config of a SWAG or Bayes by Backprop fine-tune: a ConvNP's (with ``output_dir``
-    and ``threads`` over its own) or an ANP's/CNP's (with ``output_dir``; ``threads`` sets torch's,
-    as its config has none)."""
+    """The training config of a SWAG or Bayes by Backprop fine-tune: a ConvNP's (with ``output_dir``,
+    its frames cache, and ``threads`` over its own) or an ANP's/CNP's (``threads`` sets torch's, as
+    its config has none; ``output_dir`` is refused)."""
     import torch
 
     from weatherunc.training.config import load_training_config
@@ -182,6 +182,10 @@ def _fine_tune_config(
 
     if is_convnp_config(config):
         return load_convnp_training_config(config, output_dir=output_dir, threads=threads)
+    if output_dir is not None:
+        raise ValueError(
+            f"--output-dir: {config} is an ANP's or CNP's config, whose fine-tune keeps no frames cache"
+        )
     if threads:
         torch.set_num_threads(threads)
     return load_training_config(config, output_dir=output_dir)
@@ -203,7 +207,7 @@ def swag(
     output_dir: Annotated[
         Path | None,
         typer.Option(
-            "--output-dir", help="Run folder of the training frames' cache (default: the config's)."
+            "--output-dir", help="ConvNP: run folder of the training frames' cache (default: the config's)."
         ),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,
@@ -254,7 +258,7 @@ def bbb(
     output_dir: Annotated[
         Path | None,
         typer.Option(
-            "--output-dir", help="Run folder of the training frames' cache (default: the config's)."
+            "--output-dir", help="ConvNP: run folder of the training frames' cache (default: the config's)."
         ),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,

@@ -117,6 +117,10 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
         )
 
         posterior = swag is not None or bayes_by_backprop is not None
+        if weight_samples is not None and not posterior:
+            raise ValueError(
+                f"{kind}: weight_samples={weight_samples} applies with swag= or bayes_by_backprop= only"
+            )
         if posterior and (members is not None or stochastic_attention_samples != 1):
             raise ValueError(
                 f"{kind}: swag or bayes_by_backprop cannot be combined with members or "
@@ -170,6 +174,10 @@ def _convolutional_neural_process(
         if swag is not None or bayes_by_backprop is not None:
             raise ValueError(
                 "members: a deep ensemble cannot be combined with swag or bayes_by_backprop; give one of them"
+            )
+        if weight_samples is not None:
+            raise ValueError(
+                f"convnp: weight_samples={weight_samples} applies with swag= or bayes_by_backprop= only"
             )
         name = options.pop("name", "convnp_ensemble")
         return deep_ensemble(ConvNPInterpolator.from_checkpoint, members, checkpoint, name, options)

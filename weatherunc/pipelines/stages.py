@@ -129,9 +129,9 @@ def _cached_model(name: str, checkpoint: str | None, options: str, files: str) -
 
 
 def _model_files(job: JobConfig) -> str:
-    """Size and modification time of each file the job's model is read from (its checkpoint, a
-    deep ensemble's members, a SWAG or Bayes by Backprop posterior), as JSON: a file changed in
-    place is read again, not taken from the cache."""
+    """Resolved path, inode, modification time and size of each file the job's model is read from
+    (its checkpoint, a deep ensemble's members, a SWAG or Bayes by Backprop posterior, and their
+    sidecars), as JSON: a file changed in place is read again, not taken from the cache."""
     options = job.model.options
     paths = [
         job.model.checkpoint,
@@ -143,9 +143,12 @@ def _model_files(job: JobConfig) -> str:
     paths += list(members) if isinstance(members, list | tuple) else []
     stamps = []
     for path in paths:
-        if isinstance(path, str | Path) and Path(path).is_file():
-            status = Path(path).stat()
-            stamps.append([str(path), status.st_mtime_ns, status.st_size])
+        if not isinstance(path, str | Path):
+            continue
+        for file in (Path(path), Path(path).with_suffix(".json")):  # the weights and their sidecar
+            if file.is_file():
+                status = file.stat()
+                stamps.append([str(file.resolve()), status.st_ino, status.st_mtime_ns, status.st_size])
     return json.dumps(stamps)
 
 
@@ -224,7 +227,8 @@ def checked_calibration(job: JobConfig) -> Calibration | None:
         raise ValueError(
             f"job {job.name}: calibration file {job.calibration_file} was fitted for "
             f"{calibration.model or 'a model'} with checkpoint sha256 {fitted_for[:12]}..., but the job's "
-            f"model {job.model.name} has {ours[:12]}...; fit one for it with `weatherunc calibrate`"
+            f"model {job.model.name} has {ours[:12]}... (for an ensemble or weight samples, one checksum of "
+            "its members' checkpoints and its posterior); fit one for it with `weatherunc calibrate`"
         )
     return calibration
 

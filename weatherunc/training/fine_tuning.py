@@ -6,8 +6,10 @@ or an ANP/CNP) and each step's training losses, on batches drawn apart from the 
 The batches of step ``step`` come from ``default_rng([seed, FINE_TUNE_STREAM, step])`` on the run's
 training frames (the ConvNP's grid batches) or from the step batches of the seed ``seed +
 FINE_TUNE_STREAM`` (the ANP's), so that a fine-tune does not revisit the run's batches in the same
-order. The losses are the run's own: the ConvNP's :func:`~weatherunc.training.convnp_loop.training_losses`
-and the ANP's :func:`~weatherunc.models.neural_process.losses.neural_process_loss`.
+order; an ANP's latent and dropout draws of step ``step`` come from a generator seeded by the same
+words, so that a fine-tune is reproducible. The losses are the run's own: the ConvNP's
+:func:`~weatherunc.training.convnp_loop.training_losses` (with its ``crps_weight``) and the ANP's
+:func:`~weatherunc.models.neural_process.losses.neural_process_loss`.
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ StepLosses = Callable[[Callable[..., Any], int], dict[str, torch.Tensor]]
 
 @dataclass(frozen=True)
 class FineTuning:
-    """A fine-tune's ``model`` (a ``torch.nn.Module``), its ``losses`` per step, the targets of one
-    batch (``targets_per_batch``) and the parameters made random by default (``prefixes``)."""
+    """A fine-tune's ``model`` (a ``torch.nn.Module``), its ``losses`` per step and the parameters
+    made random by default (``prefixes``)."""
 
     model: torch.nn.Module
     losses: StepLosses
-    targets_per_batch: int
     prefixes: tuple[str, ...]
 
 
@@ -64,13 +65,13 @@ def _convolutional(config: ConvNPTrainingConfig, checkpoint: Path, progress: boo
             forward(batch.observed, batch.values, batch.positions), batch, config, model.config
         )
 
-    targets = config.batch_size * config.sampling.target_points
-    return FineTuning(model, losses, targets, CONVNP_PREFIXES)
+    return FineTuning(model, losses, CONVNP_PREFIXES)
 
 
 def _neural_process(config: TrainingConfig, checkpoint: Path, progress: bool, what: str) -> FineTuning:
     from weatherunc.models.neural_process.interpolator import load_neural_process
     from weatherunc.models.neural_process.losses import neural_process_loss
+    from weatherunc.models.neural_process.randomness import drawing
     from weatherunc.training.loop import architecture_differences
     from weatherunc.training.sampling import FrameBank, StepBatches
 
@@ -87,7 +88,11 @@ def _neural_process(config: TrainingConfig, checkpoint: Path, progress: bool, wh
 
     def losses(forward: Callable[..., Any], step: int) -> dict[str, torch.Tensor]:
         batch = batches[step]
-        output = forward(batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values)
+        seed = int(np.random.default_rng([config.seed, FINE_TUNE_STREAM, step]).integers(2**63))
+        with drawing(torch.Generator().manual_seed(seed)):  # the latent and dropout draws
+            output = forward(
+                batch.context_inputs, batch.context_values, batch.target_inputs, batch.target_values
+            )
         return neural_process_loss(
             output,
             batch.target_values[..., 0].float(),
@@ -96,8 +101,7 @@ def _neural_process(config: TrainingConfig, checkpoint: Path, progress: bool, wh
             attention_kl_weight=config.attention_kl_weight,
         )
 
-    targets = config.batch_size * config.sampling.target_points
-    return FineTuning(model, losses, targets, NEURAL_PROCESS_PREFIXES)
+    return FineTuning(model, losses, NEURAL_PROCESS_PREFIXES)
 
 
 def fine_tuning(

@@ -54,7 +54,9 @@ class SelfCalibrationOptions:
     moves the median so far down (and a small one so far up) that the interval as applied covers
     less, not more. With ``guards=False`` none of the three guards (evidence, CRPS, mean) applies:
     the std factors that cover ``level`` on the pseudo-targets are always kept, for intervals that
-    hold on a radar the model never saw at some cost in CRPS (:data:`COVERAGE_FIRST_OPTIONS`).
+    hold on a radar the model never saw at some cost in CRPS (:data:`COVERAGE_FIRST_OPTIONS`); the
+    guards' own options (``evidence``, ``evidence_z``, ``evidence_draws``, ``coverage_tolerance``,
+    ``crps_tolerance``, ``mean_error_tolerance``) then have no effect.
     """
 
     pseudo_fraction: float = 0.3
