@@ -212,6 +212,18 @@ def _metadata_seconds(sidecar: Path, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _posterior_cost(
+    checkpoints: Path, kind: str, posterior: str, single_s: float | None
+) -> dict[str, object]:
+    """The row of ``KIND+POSTERIOR`` (``swag`` or ``bbb``): the seconds its file's sidecar recorded."""
+    return {
+        "method": f"{kind}+{posterior}",
+        "single": kind,
+        "extra_s": _metadata_seconds(checkpoints / f"{kind}.{posterior}.json", "seconds"),
+        "single_s": single_s,
+    }
+
+
 def training_costs(checkpoints: Path = CHECKPOINTS) -> list[dict[str, object]]:
     """Each method's training seconds beyond its single model's, and that single model's own, as
     the training runs recorded them (run histories' ``seconds``, sidecars' ``metadata``), with
@@ -222,18 +234,8 @@ def training_costs(checkpoints: Path = CHECKPOINTS) -> list[dict[str, object]]:
     gp_prior_start = _history_seconds(convnp_run, 3750)  # the GP-prior members start at step 3,750
     costs: list[dict[str, object]] = [
         {"method": "convnp", "single": "convnp", "extra_s": 0.0, "single_s": shipped_convnp},
-        {
-            "method": "convnp+swag",
-            "single": "convnp",
-            "extra_s": _metadata_seconds(checkpoints / "convnp.swag.json", "seconds"),
-            "single_s": shipped_convnp,
-        },
-        {
-            "method": "convnp+bbb",
-            "single": "convnp",
-            "extra_s": _metadata_seconds(checkpoints / "convnp.bbb.json", "seconds"),
-            "single_s": shipped_convnp,
-        },
+        _posterior_cost(checkpoints, "convnp", "swag", shipped_convnp),
+        _posterior_cost(checkpoints, "convnp", "bbb", shipped_convnp),
     ]
     for folder, single in (
         ("convnp_gp_ensemble", "convnp_gp"),
@@ -253,18 +255,8 @@ def training_costs(checkpoints: Path = CHECKPOINTS) -> list[dict[str, object]]:
     # the ANP trained on a GPU (anp_gpu_training.json): its CPU fine-tunings are not comparable with it
     costs += [
         {"method": "anp_mc_dropout", "single": "anp", "extra_s": 0.0, "single_s": None},
-        {
-            "method": "anp+swag",
-            "single": "anp",
-            "extra_s": _metadata_seconds(checkpoints / "anp.swag.json", "seconds"),
-            "single_s": None,
-        },
-        {
-            "method": "anp+bbb",
-            "single": "anp",
-            "extra_s": _metadata_seconds(checkpoints / "anp.bbb.json", "seconds"),
-            "single_s": None,
-        },
+        _posterior_cost(checkpoints, "anp", "swag", None),
+        _posterior_cost(checkpoints, "anp", "bbb", None),
         {
             "method": "anp_stochastic_attention",
             "single": "anp",

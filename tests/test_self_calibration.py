@@ -223,6 +223,28 @@ def test_a_small_network_is_drawn_again_until_there_are_enough_pseudo_targets() 
     assert record["scores"]["discs"] == np.unique(pseudo.discs).size
 
 
+def _wide_prediction_with_low_truths(seed: int) -> tuple[xr.Dataset, np.ndarray]:
+    """400 targets predicted at 2 with a transformed std of 0.8 under ``log(rate + 0.1)``, whose
+    truths [mm/h] lie near 2 there except 20 % far below: covering those needs wide intervals,
+    which carry the rate's mean away and cost CRPS."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    truth_level = rng.normal(2.0, 0.02, size=n)
+    truth_level[: int(0.2 * n)] -= 4.0
+    points = rng.uniform(0, 50, size=(n, 2))
+    transform = PrecipitationTransform(kind="log", offset=0.1)
+    truth = transform.inverse(truth_level)
+    prediction = prediction_dataset(
+        Task(points, np.ones(n), points, truth),
+        transformed_mean=np.full(n, 2.0),
+        latent_variance=np.zeros(n),
+        noise_variance=np.full(n, 0.8**2),
+        transform=transform,
+        model="sharp",
+    )
+    return prediction, truth
+
+
 def test_std_factors_that_cost_crps_are_dropped() -> None:
     """Truths far off in a few places: covering them needs wide intervals that cost the CRPS."""
     rng = np.random.default_rng(5)
@@ -257,21 +279,8 @@ def test_std_factors_that_cost_crps_are_dropped() -> None:
 def test_without_guards_the_std_factors_are_kept_that_each_guard_drops() -> None:
     """``guards=False`` keeps the factors that the evidence, CRPS and mean guards drop (the truths
     of the two tests above), and its record names no guard; the coverage-first preset keeps the mean."""
-    rng = np.random.default_rng(5)
-    n = 400
-    truth_level = rng.normal(2.0, 0.02, size=n)
-    truth_level[: int(0.2 * n)] -= 4.0
-    points = rng.uniform(0, 50, size=(n, 2))
-    transform = PrecipitationTransform(kind="log", offset=0.1)
-    truth = transform.inverse(truth_level)
-    prediction = prediction_dataset(
-        Task(points, np.ones(n), points, truth),
-        transformed_mean=np.full(n, 2.0),
-        latent_variance=np.zeros(n),
-        noise_variance=np.full(n, 0.8**2),
-        transform=transform,
-        model="sharp",
-    )
+    prediction, truth = _wide_prediction_with_low_truths(seed=5)
+    n = truth.size
 
     def fit(options: SelfCalibrationOptions):
         return fit_self_calibration(prediction, truth, np.full(n, 2.0), np.ones(n), options)
@@ -348,21 +357,8 @@ def test_the_weighted_bin_scaler_fits_the_pseudo_targets_that_carry_weight() -> 
 def test_std_factors_that_carry_the_mean_away_are_dropped() -> None:
     """Under a log transform the rate's mean grows as exp(std^2 / 2): widening the std until 20 %
     of targets far below the forecast are half covered multiplies the mean many times over."""
-    rng = np.random.default_rng(6)
-    n = 400
-    truth_level = rng.normal(2.0, 0.02, size=n)
-    truth_level[: int(0.2 * n)] -= 4.0
-    points = rng.uniform(0, 50, size=(n, 2))
-    transform = PrecipitationTransform(kind="log", offset=0.1)
-    truth = transform.inverse(truth_level)
-    prediction = prediction_dataset(
-        Task(points, np.ones(n), points, truth),
-        transformed_mean=np.full(n, 2.0),
-        latent_variance=np.zeros(n),
-        noise_variance=np.full(n, 0.8**2),
-        transform=transform,
-        model="sharp",
-    )
+    prediction, truth = _wide_prediction_with_low_truths(seed=6)
+    n = truth.size
 
     def fit(**options: float):
         return fit_self_calibration(

@@ -126,10 +126,15 @@ def test_swag_members_predict_as_an_ensemble_with_epistemic_variance() -> None:
         swag_members(other, moments, 2)
 
 
-def test_collect_swag_on_the_embedded_sample_and_use_it_by_name(tmp_path: Path) -> None:
+def _saved_tiny_convnp(path: Path) -> Path:
+    """A tiny ConvNP with fresh weights, saved as a checkpoint at ``path``."""
     model = ConvNP(ConvNPConfig(**TINY))
-    checkpoint = tmp_path / "tiny.safetensors"
-    save_checkpoint(checkpoint, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict())
+    save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict())
+    return path
+
+
+def test_collect_swag_on_the_embedded_sample_and_use_it_by_name(tmp_path: Path) -> None:
+    checkpoint = _saved_tiny_convnp(tmp_path / "tiny.safetensors")
     config = ConvNPTrainingConfig(**{**CONFIG, "output_dir": tmp_path / "run"})
     output = tmp_path / "tiny.swag.safetensors"
     collect_swag(config, checkpoint, output, steps=6, every=2, burn_in=1, rank=2, progress=False)
@@ -204,11 +209,8 @@ def test_a_posterior_is_refused_for_other_weights_and_is_part_of_the_model_s_che
     """SWAG moments record the checkpoint they were collected from: another checkpoint is refused;
     the ensemble's checksum covers the moments, so that moments changed in place change it;
     ``weight_samples`` without a posterior is refused."""
-    model = ConvNP(ConvNPConfig(**TINY))
-    checkpoint, other = tmp_path / "tiny.safetensors", tmp_path / "other.safetensors"
-    for path in (checkpoint, other):
-        save_checkpoint(path, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict())
-        model = ConvNP(ConvNPConfig(**TINY))  # other weights for the second file
+    checkpoint = _saved_tiny_convnp(tmp_path / "tiny.safetensors")
+    other = _saved_tiny_convnp(tmp_path / "other.safetensors")  # other weights
     config = ConvNPTrainingConfig(**{**CONFIG, "output_dir": tmp_path / "run"})
     output = tmp_path / "tiny.swag.safetensors"
     collect_swag(config, checkpoint, output, steps=4, every=1, burn_in=1, rank=2, progress=False)
@@ -237,9 +239,7 @@ def test_a_job_refuses_its_output_once_the_posterior_changed_in_place(tmp_path: 
     from weatherunc.pipelines.job_config import JobConfig
     from weatherunc.pipelines.run_job import JobStateError, run_job
 
-    model = ConvNP(ConvNPConfig(**TINY))
-    checkpoint = tmp_path / "tiny.safetensors"
-    save_checkpoint(checkpoint, model.state_dict(), architecture=ARCHITECTURE, config=model.config.to_dict())
+    checkpoint = _saved_tiny_convnp(tmp_path / "tiny.safetensors")
     config = ConvNPTrainingConfig(**{**CONFIG, "output_dir": tmp_path / "run"})
     moments = tmp_path / "tiny.swag.safetensors"
     collect_swag(config, checkpoint, moments, steps=4, every=1, burn_in=1, rank=2, progress=False)

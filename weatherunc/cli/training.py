@@ -169,6 +169,22 @@ def refit_head(
     typer.echo(json.dumps({"checkpoint": str(output), **report}, indent=2))
 
 
+#: The arguments and options that ``swag`` and ``bbb`` share.
+FineTuneConfigArgument = Annotated[
+    Path, typer.Argument(help="The training config the checkpoint was trained with (ConvNP or ANP/CNP).")
+]
+FineTuneCheckpointArgument = Annotated[
+    Path, typer.Argument(help="Trained ConvNP, ANP or CNP (.safetensors with its sidecar).")
+]
+FineTuneOutputDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir", help="ConvNP: run folder of the training frames' cache (default: the config's)."
+    ),
+]
+FineTuneThreadsOption = Annotated[int | None, typer.Option(help="torch threads (default: the config's).")]
+
+
 def _fine_tune_config(
     config: Path, output_dir: Path | None, threads: int | None
 ) -> ConvNPTrainingConfig | TrainingConfig:
@@ -188,29 +204,20 @@ def _fine_tune_config(
         )
     if threads:
         torch.set_num_threads(threads)
-    return load_training_config(config, output_dir=output_dir)
+    return load_training_config(config)
 
 
 def swag(
-    config: Annotated[
-        Path, typer.Argument(help="The training config the checkpoint was trained with (ConvNP or ANP/CNP).")
-    ],
-    checkpoint: Annotated[
-        Path, typer.Argument(help="Trained ConvNP, ANP or CNP (.safetensors with its sidecar).")
-    ],
+    config: FineTuneConfigArgument,
+    checkpoint: FineTuneCheckpointArgument,
     output: Annotated[Path, typer.Argument(help="Where to write the SWAG moments (.safetensors).")],
     steps: Annotated[int, typer.Option(help="Training steps at a constant learning rate.")] = 300,
     every: Annotated[int, typer.Option(help="Collect the weights every this many steps.")] = 10,
     burn_in: Annotated[int, typer.Option(help="Steps before the first collection.")] = 50,
     rank: Annotated[int, typer.Option(help="Deviations kept for the low-rank part.")] = 20,
     learning_rate: Annotated[float, typer.Option(help="The constant learning rate (Adam).")] = 1e-4,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir", help="ConvNP: run folder of the training frames' cache (default: the config's)."
-        ),
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,
+    output_dir: FineTuneOutputDirOption = None,
+    threads: FineTuneThreadsOption = None,
 ) -> None:
     """Collect SWAG moments of a ConvNP's decoder and last U-Net block, or of an ANP's or CNP's
     decoder; use them with get_model("convnp", swag=OUTPUT, weight_samples=N) (or "anp", "cnp")."""
@@ -235,12 +242,8 @@ def swag(
 
 
 def bbb(
-    config: Annotated[
-        Path, typer.Argument(help="The training config the checkpoint was trained with (ConvNP or ANP/CNP).")
-    ],
-    checkpoint: Annotated[
-        Path, typer.Argument(help="Trained ConvNP, ANP or CNP (.safetensors with its sidecar).")
-    ],
+    config: FineTuneConfigArgument,
+    checkpoint: FineTuneCheckpointArgument,
     output: Annotated[
         Path, typer.Option("--output", help="Where to write the variational posterior (.safetensors).")
     ],
@@ -255,13 +258,8 @@ def bbb(
         float, typer.Option(help="Weight of KL / (steps x batch x targets); 1 is the ELBO.")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the weight noise.")] = 0,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir", help="ConvNP: run folder of the training frames' cache (default: the config's)."
-        ),
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="torch threads (default: the config's).")] = None,
+    output_dir: FineTuneOutputDirOption = None,
+    threads: FineTuneThreadsOption = None,
 ) -> None:
     """Fit a Bayes by Backprop posterior (mean-field Gaussian) over a ConvNP's decoder and last U-Net
     block, or an ANP's or CNP's decoder; use it with get_model("convnp", bayes_by_backprop=OUTPUT,

@@ -48,6 +48,19 @@ def deep_ensemble(
 DEFAULT_WEIGHT_SAMPLES = 10
 
 
+def _check_posterior_options(
+    kind: str, swag: str | Path | None, bayes_by_backprop: str | Path | None, weight_samples: int | None
+) -> None:
+    """``ValueError`` for both ``swag`` and ``bayes_by_backprop``, and for ``weight_samples`` without
+    either."""
+    if swag is not None and bayes_by_backprop is not None:
+        raise ValueError(f"{kind}: give swag= or bayes_by_backprop=, not both (each is its own posterior)")
+    if weight_samples is not None and swag is None and bayes_by_backprop is None:
+        raise ValueError(
+            f"{kind}: weight_samples={weight_samples} applies with swag= or bayes_by_backprop= only"
+        )
+
+
 def weight_posterior_ensemble(
     base: Interpolator,
     kind: str,
@@ -62,13 +75,8 @@ def weight_posterior_ensemble(
     named ``NAME+swag`` or ``NAME+bbb``; ``base`` itself where neither is given. ``ValueError`` for
     both, for ``weight_samples`` without either, and for a posterior fitted to another checkpoint
     than ``base``'s (by the ``checkpoint_sha256`` its file records)."""
-    if swag is not None and bayes_by_backprop is not None:
-        raise ValueError(f"{kind}: give swag= or bayes_by_backprop=, not both (each is its own posterior)")
+    _check_posterior_options(kind, swag, bayes_by_backprop, weight_samples)
     if swag is None and bayes_by_backprop is None:
-        if weight_samples is not None:
-            raise ValueError(
-                f"{kind}: weight_samples={weight_samples} applies with swag= or bayes_by_backprop= only"
-            )
         return base
     from weatherunc.models.ensemble import EnsembleInterpolator
 
@@ -116,11 +124,8 @@ def _neural_process(kind: str) -> Callable[..., Interpolator]:
             attention_members,
         )
 
+        _check_posterior_options(kind, swag, bayes_by_backprop, weight_samples)
         posterior = swag is not None or bayes_by_backprop is not None
-        if weight_samples is not None and not posterior:
-            raise ValueError(
-                f"{kind}: weight_samples={weight_samples} applies with swag= or bayes_by_backprop= only"
-            )
         if posterior and (members is not None or stochastic_attention_samples != 1):
             raise ValueError(
                 f"{kind}: swag or bayes_by_backprop cannot be combined with members or "
@@ -170,14 +175,11 @@ def _convolutional_neural_process(
     (:func:`weight_posterior_ensemble`)."""
     from weatherunc.models.convnp.interpolator import ConvNPInterpolator
 
+    _check_posterior_options("convnp", swag, bayes_by_backprop, weight_samples)
     if members is not None:
         if swag is not None or bayes_by_backprop is not None:
             raise ValueError(
                 "members: a deep ensemble cannot be combined with swag or bayes_by_backprop; give one of them"
-            )
-        if weight_samples is not None:
-            raise ValueError(
-                f"convnp: weight_samples={weight_samples} applies with swag= or bayes_by_backprop= only"
             )
         name = options.pop("name", "convnp_ensemble")
         return deep_ensemble(ConvNPInterpolator.from_checkpoint, members, checkpoint, name, options)
