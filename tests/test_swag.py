@@ -146,6 +146,16 @@ def test_collect_swag_on_the_embedded_sample_and_use_it_by_name(tmp_path: Path) 
     assert prediction.attrs["members"] == 3 and np.all(prediction[conventions.LATENT_VARIANCE].values > 0)
     result = CliRunner().invoke(app, ["swag", str(tmp_path / "none.yaml"), str(checkpoint), str(output)])
     assert result.exit_code != 0 and "none.yaml" in result.output
+    wider = ConvNPTrainingConfig(
+        **{**CONFIG, "model": {**CONFIG["model"], "decoder_hidden": 16}, "output_dir": tmp_path / "run"}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"is not a model of this training config: decoder_hidden \(checkpoint 8, config 16\)",
+    ):
+        collect_swag(
+            wider, checkpoint, tmp_path / "none.safetensors", steps=3, every=1, burn_in=1, progress=False
+        )
 
 
 def test_collect_swag_of_an_anp_and_use_it_by_name(tmp_path: Path) -> None:

@@ -663,6 +663,19 @@ def test_shipped_training_configs_load_and_match_the_checkpoints_they_name() -> 
         configs["cnp.yaml"],
         NeuralProcessConfig.from_dict(read_sidecar(root / trained_with["anp.yaml"])["config"]),
     )  # the check can fail
+    from weatherunc.models.convnp.config import ConvNPConfig
+    from weatherunc.training.convnp_config import load_convnp_training_config
+
+    convnp = ConvNPConfig.from_dict(
+        read_sidecar(root / "weatherunc/data/models/convnp.safetensors")["config"]
+    )
+    assert (
+        architecture_differences(load_convnp_training_config(root / "pipelines/training/convnp.yaml"), convnp)
+        == []
+    )
+    assert architecture_differences(configs["anp.yaml"], convnp) == [
+        "architecture (checkpoint ConvNPConfig, config NeuralProcessConfig)"
+    ]
 
 
 def test_mean_scores_average_each_tasks_scores_and_need_one_prediction_per_task(clean_run: Path) -> None:

@@ -48,12 +48,27 @@ class FineTuning:
     prefixes: tuple[str, ...]
 
 
+def _require_architecture(
+    config: ConvNPTrainingConfig | TrainingConfig, checkpoint: Path, architecture: Any, what: str
+) -> None:
+    """``ValueError`` naming the fields in which ``checkpoint``'s ``architecture`` is not ``config``'s
+    (:func:`~weatherunc.training.loop.architecture_differences`)."""
+    from weatherunc.training.loop import architecture_differences
+
+    differences = architecture_differences(config, architecture)
+    if differences:
+        raise ValueError(
+            f"{what}: {checkpoint} is not a model of this training config: {'; '.join(differences)}"
+        )
+
+
 def _convolutional(config: ConvNPTrainingConfig, checkpoint: Path, progress: bool, what: str) -> FineTuning:
     from weatherunc.models.convnp.interpolator import load_convnp
     from weatherunc.training.convnp_loop import training_frames, training_losses
     from weatherunc.training.grid_sampling import sample_grid_batch
 
     model, _ = load_convnp(checkpoint)
+    _require_architecture(config, checkpoint, model.config, what)
     if model.config.prior_channels:
         raise ValueError(f"{what}: models with a prior train on their prior bank; not supported here")
     frames = training_frames(config, progress=progress)
@@ -72,15 +87,10 @@ def _neural_process(config: TrainingConfig, checkpoint: Path, progress: bool, wh
     from weatherunc.models.neural_process.interpolator import load_neural_process
     from weatherunc.models.neural_process.losses import neural_process_loss
     from weatherunc.models.neural_process.randomness import drawing
-    from weatherunc.training.loop import architecture_differences
     from weatherunc.training.sampling import FrameBank, StepBatches
 
     model, _ = load_neural_process(checkpoint)
-    differences = architecture_differences(config, model.config)
-    if differences:
-        raise ValueError(
-            f"{what}: {checkpoint} is not a model of this training config: {'; '.join(differences)}"
-        )
+    _require_architecture(config, checkpoint, model.config, what)
     bank = FrameBank.load(config.train, progress=progress)
     batches = StepBatches(
         bank, model.config, config.sampling, config.batch_size, config.seed + FINE_TUNE_STREAM
@@ -109,7 +119,7 @@ def fine_tuning(
 ) -> FineTuning:
     """The fine-tune of ``checkpoint`` on ``config``'s training frames (module docstring):
     ``config`` is the training config of the checkpoint's kind of model (a ConvNP's or an
-    ANP's/CNP's); ``what`` names the caller in errors. ``ValueError`` for an ANP or CNP whose
+    ANP's/CNP's); ``what`` names the caller in errors. ``ValueError`` for a checkpoint whose
     architecture is not the config's (:func:`~weatherunc.training.loop.architecture_differences`).
     Sets the ConvNP config's ``threads``."""
     if isinstance(config, ConvNPTrainingConfig):

@@ -18,6 +18,7 @@ before anything is saved from it. The run folder's files: :mod:`weatherunc.train
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from weatherunc.checkpoints import CheckpointError
 from weatherunc.devices import autocast, choose_device, needs_gradient_scaler
+from weatherunc.models.convnp.config import ConvNPConfig
 from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.models.neural_process.interpolator import (
     ARCHITECTURE,
@@ -39,6 +41,7 @@ from weatherunc.models.neural_process.losses import neural_process_loss
 from weatherunc.models.neural_process.model import NeuralProcess
 from weatherunc.tasks import Task
 from weatherunc.training.config import STOCHASTIC_ATTENTION_OPTIONS, TrainingConfig
+from weatherunc.training.convnp_config import ConvNPTrainingConfig
 from weatherunc.training.divergence import diverged, require_finite_weights
 from weatherunc.training.packing import catalog_training_data, load_training_data
 from weatherunc.training.run_folder import RunFolder, TrainingResult, latest_checkpoint
@@ -68,17 +71,26 @@ def _validate(
     )
 
 
-def architecture_differences(config: TrainingConfig, checkpoint: NeuralProcessConfig) -> list[str]:
-    """The fields in which a checkpoint's architecture differs from ``config.model``, the data
-    normalisation (``value_centre``, ``value_scale``) aside, each as ``name (checkpoint X, config Y)``.
-    A checkpoint without stochastic attention fits a config with it (its weights are all there; the
-    attention prior's are new): the stochastic-attention options are then not compared."""
+def architecture_differences(
+    config: TrainingConfig | ConvNPTrainingConfig, checkpoint: NeuralProcessConfig | ConvNPConfig
+) -> list[str]:
+    """The fields in which a checkpoint's architecture (an ANP's/CNP's or a ConvNP's) differs from
+    ``config.model``, the data normalisation (``value_centre``, ``value_scale``) aside, each as
+    ``name (checkpoint X, config Y)``; one entry ``architecture (...)`` when they are models of
+    different kinds. A checkpoint without stochastic attention fits a config with it (its weights
+    are all there; the attention prior's are new): the stochastic-attention options are then not
+    compared."""
     expected = config.model.to_config(checkpoint.value_centre, checkpoint.value_scale)
-    ignored = set(STOCHASTIC_ATTENTION_OPTIONS) if not checkpoint.stochastic_attention else set()
+    if type(expected) is not type(checkpoint):
+        return [f"architecture (checkpoint {type(checkpoint).__name__}, config {type(expected).__name__})"]
+    ignored = set()
+    if isinstance(checkpoint, NeuralProcessConfig) and not checkpoint.stochastic_attention:
+        ignored = set(STOCHASTIC_ATTENTION_OPTIONS)
+    names = [field.name for field in dataclasses.fields(checkpoint) if field.name not in ignored]
     return [
         f"{name} (checkpoint {getattr(checkpoint, name)!r}, config {getattr(expected, name)!r})"
-        for name in NeuralProcessConfig.__dataclass_fields__
-        if name not in ignored and getattr(checkpoint, name) != getattr(expected, name)
+        for name in names
+        if getattr(checkpoint, name) != getattr(expected, name)
     ]
 
 
