@@ -17,6 +17,7 @@ from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.models.gp import GaussianProcessConfig
 from weatherunc.models.predictive import prediction_dataset
 from weatherunc.models.registry import get_model
+from weatherunc.prediction import epistemic_share
 from weatherunc.tasks import Task
 from weatherunc.tiling import GridTiling, Tile, extended_tile, grid_tiles
 from weatherunc.transforms import PrecipitationTransform
@@ -137,8 +138,13 @@ def test_without_blending_the_tiles_are_unchanged() -> None:
     reference = with_bin_probabilities(
         predict_grid(get_model("idw"), frame, crs=CRS, tiling=tiling, progress=False)
     )
+    share = epistemic_share(
+        reference[conventions.LATENT_VARIANCE].values, reference[conventions.NOISE_VARIANCE].values
+    )
+    assert outputs.keys() >= {conventions.EPISTEMIC_SHARE, conventions.PRECIPITATION_MEAN}
     for name, values in outputs.items():
-        np.testing.assert_array_equal(values, reference[name].values, err_msg=name)
+        expected = share if name == conventions.EPISTEMIC_SHARE else reference[name].values
+        np.testing.assert_array_equal(values, expected, err_msg=name)
 
 
 @pytest.mark.parametrize("model", ["kriging", "gp"])

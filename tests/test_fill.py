@@ -82,6 +82,11 @@ def test_gp_fills_the_gap_with_cf_described_uncertainty() -> None:
     assert filled["precipitation_mean"].attrs["standard_name"] == "lwe_precipitation_rate"
     assert filled["precipitation_std"].attrs["standard_name"] == "lwe_precipitation_rate standard_error"
     assert filled["observation"].attrs["flag_meanings"].split() == ["filled", "observed", "unfilled"]
+    share = filled["epistemic_share"].values
+    assert np.isnan(share[~gap]).all() and ((share[gap] > 0) & (share[gap] < 1)).all()
+    rows, columns = GAP
+    centre = share[(rows.start + rows.stop) // 2, (columns.start + columns.stop) // 2]
+    assert centre > share[rows.start, columns.start]  # the GP's posterior variance grows from the edge
 
 
 def test_a_self_calibrated_gp_shares_one_fit_per_frame_and_records_each_tile() -> None:

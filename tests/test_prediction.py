@@ -206,3 +206,12 @@ def test_a_prediction_needs_a_positive_spread() -> None:
             transform=PrecipitationTransform(),
             model="oracle",
         )
+
+
+def test_epistemic_share_is_latent_over_total_and_nan_without_variance() -> None:
+    from weatherunc.prediction import epistemic_share
+
+    share = epistemic_share(np.array([1.0, 0.0, 3.0, 0.0, np.nan]), np.array([1.0, 2.0, 1.0, 0.0, 1.0]))
+    np.testing.assert_allclose(share[:3], [0.5, 0.0, 0.75])
+    assert np.isnan(share[3:]).all()
+    np.testing.assert_allclose(epistemic_share(np.ones((2, 3)), 3.0), np.full((2, 3), 0.25))

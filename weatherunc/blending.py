@@ -30,6 +30,7 @@ from weatherunc import conventions
 from weatherunc.heads.bins import with_bin_probabilities
 from weatherunc.heads.self_calibration import self_calibration_record
 from weatherunc.models.registry import Interpolator
+from weatherunc.prediction import epistemic_share
 from weatherunc.shared_fit import shared_model
 from weatherunc.tile_prediction import frame_axes, predict_tile
 from weatherunc.tiling import GridTiling, Tile, check_blend_pixels, extended_tile, overlapping_tiles
@@ -147,6 +148,12 @@ class TileBlender:
             _shifted(rows, self.window.rows.start),
             _shifted(columns, self.window.columns.start),
         )
+        if conventions.LATENT_VARIANCE in block and conventions.NOISE_VARIANCE in block:
+            latent, noise = (
+                block[name].values for name in (conventions.LATENT_VARIANCE, conventions.NOISE_VARIANCE)
+            )
+            share = epistemic_share(latent, noise)
+            block = block.assign({conventions.EPISTEMIC_SHARE: ((conventions.Y, conventions.X), share)})
         predicted = np.isfinite(block[conventions.PRECIPITATION_MEAN].values[inside])
         weights = ramp_weights(tile, self.shape, self.blend_pixels)[inside]
         self.weights[region] = np.where(predicted, weights, 0.0)
@@ -155,7 +162,7 @@ class TileBlender:
             conventions.TRANSFORMED_MEAN,
             conventions.TRANSFORMED_STD,
             conventions.TRANSFORM_OFFSET,
-            *[name for name in POOLED_VARIABLES if name in block],
+            *[name for name in (*POOLED_VARIABLES, conventions.EPISTEMIC_SHARE) if name in block],
         ):
             values = block[name].values[inside]
             target = self._output(name, values.shape[2:])
@@ -190,7 +197,11 @@ class TileBlender:
             conventions.EXCEEDANCE_PROBABILITY: pooled(conventions.EXCEEDANCE_PROBABILITY),
             conventions.BIN_PROBABILITY: pooled(conventions.BIN_PROBABILITY),
             conventions.PRECIPITATION_QUANTILE: self._quantiles(weights),
-            **{name: pooled(name) for name in POOLED_VARIABLES if name in self.outputs},
+            **{
+                name: pooled(name)
+                for name in (*POOLED_VARIABLES, conventions.EPISTEMIC_SHARE)
+                if name in self.outputs
+            },
         }
         for values in result.values():
             values[~covered] = np.nan

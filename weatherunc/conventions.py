@@ -108,6 +108,7 @@ BIN_LOWER: Final = "bin_lower"
 BIN_UPPER: Final = "bin_upper"
 MUTUAL_INFORMATION: Final = "mutual_information"
 RAIN_PROBABILITY: Final = "rain_probability"
+EPISTEMIC_SHARE: Final = "epistemic_share"
 PREDICTIVE_ENTROPY: Final = "predictive_entropy"
 #: Per-pixel flag of a gridded prediction: observed, or filled / withheld (its ``flag_meanings`` say).
 OBSERVATION: Final = "observation"

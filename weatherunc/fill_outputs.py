@@ -1,11 +1,12 @@
 """The output of :func:`weatherunc.fill`: a CF Dataset with observed pixels as point masses.
 
 :func:`assemble` writes the observed field, the filled mean, its standard deviation, quantiles,
-exceedance and bin probabilities and the ``observation`` flag per pixel on the input's dims and
-coordinates, every variable described by CF attributes (``standard_name``, ``long_name``,
-``units``, ``grid_mapping``; CF conventions 1.11, sections 3 and 5.6, and its flag attributes,
-section 3.5). At an observed pixel the predictive distribution is the point mass at the
-observation: mean = observed value, std 0, every quantile the observed value, probabilities 0 or 1.
+exceedance and bin probabilities, the epistemic share of the variance and the ``observation``
+flag per pixel on the input's dims and coordinates, every variable described by CF attributes
+(``standard_name``, ``long_name``, ``units``, ``grid_mapping``; CF conventions 1.11, sections 3
+and 5.6, and its flag attributes, section 3.5). At an observed pixel the predictive distribution
+is the point mass at the observation: mean = observed value, std 0, every quantile the observed
+value, probabilities 0 or 1.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ OBSERVATION_ATTRS = {
     "flag_values": np.array([FILLED, OBSERVED, UNFILLED], dtype=np.int8),
     "flag_meanings": "filled observed unfilled",
 }
-#: The model outputs kept, each ``[..., y, x, extra]`` on the grid.
+#: The model outputs kept, each ``[..., y, x, extra]`` on the grid (the epistemic share where the
+#: tiles' predictions have a latent and a noise variance).
 PREDICTED_VARIABLES = (
     conventions.PRECIPITATION_MEAN,
     conventions.PRECIPITATION_STD,
     conventions.PRECIPITATION_QUANTILE,
     conventions.EXCEEDANCE_PROBABILITY,
     conventions.BIN_PROBABILITY,
+    conventions.EPISTEMIC_SHARE,
 )
 RATE = {"units": conventions.PRECIPITATION_UNITS}
 OUTPUT_ATTRS: dict[str, dict[str, str]] = {
@@ -72,6 +75,13 @@ OUTPUT_ATTRS: dict[str, dict[str, str]] = {
             "probability of the precipitation-rate bin [bin_lower, bin_upper) (0 or 1 where observed)"
         ),
     },
+    conventions.EPISTEMIC_SHARE: {
+        "units": "1",
+        "long_name": (
+            "epistemic share of the predictive variance of the transformed rate, latent / (latent + "
+            "noise), pooled over the tiles that reach a pixel (NaN where observed)"
+        ),
+    },
 }
 
 
@@ -105,6 +115,11 @@ def assemble(
         ),
         conventions.BIN_PROBABILITY: np.where(
             observed[..., None], (point >= lower) & (point < upper), predicted[conventions.BIN_PROBABILITY]
+        ),
+        **(
+            {conventions.EPISTEMIC_SHARE: np.where(observed, np.nan, predicted[conventions.EPISTEMIC_SHARE])}
+            if conventions.EPISTEMIC_SHARE in predicted
+            else {}
         ),
         "observation": np.where(
             observed,

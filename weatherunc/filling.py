@@ -203,7 +203,7 @@ def _predict(
         if blended is None:
             continue
         outputs, coordinates = blended
-        for variable in PREDICTED_VARIABLES:
+        for variable in (name for name in PREDICTED_VARIABLES if name in outputs):
             if variable not in predicted:
                 predicted[variable] = np.full((frames, ny, nx, *outputs[variable].shape[2:]), np.nan)
             predicted[variable][number] = outputs[variable]

@@ -11,6 +11,7 @@ from weatherunc.prediction.attributes import (
 )
 from weatherunc.prediction.distribution import (
     TRANSFORM_ATTRIBUTES,
+    epistemic_share,
     gaussian_bin_probabilities,
     single_transform,
     transform_from_attrs,
@@ -28,6 +29,7 @@ __all__ = [
     "TRANSFORM_ATTRIBUTES",
     "BinProbabilities",
     "Prediction",
+    "epistemic_share",
     "gaussian_bin_probabilities",
     "read_transform",
     "single_transform",

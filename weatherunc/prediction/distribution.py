@@ -183,3 +183,13 @@ def rain_probabilities(
     tails = np.cumsum(probabilities[..., ::-1], axis=-1)[..., ::-1]  # [..., bins]: P(bin >= k)
     first = np.array([np.flatnonzero(lower >= t - 1e-12)[0] for t in chosen], dtype=np.int64)
     return chosen, tails[..., first]
+
+
+def epistemic_share(latent_variance: np.ndarray, noise_variance: np.ndarray) -> np.ndarray:
+    """``latent / (latent + noise)`` ``[...]`` (broadcast), the epistemic share of the transformed
+    rate's predictive variance (Kendall & Gal 2017, "What uncertainties do we need in Bayesian deep
+    learning for computer vision?", NeurIPS); NaN where the variance is 0 or unknown."""
+    latent, noise = np.broadcast_arrays(np.asarray(latent_variance, float), np.asarray(noise_variance, float))
+    total = latent + noise
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, latent / np.where(total > 0, total, 1.0), np.nan)
