@@ -205,6 +205,13 @@ def test_fill_gauges_onto_points_and_a_grid(client: httpx.Client) -> None:
     ).json()
     bins = np.asarray(grid["variables"][conventions.BIN_PROBABILITY])
     assert bins.shape == (4, 5, 10) and np.allclose(bins.sum(axis=-1), 1.0, atol=1e-4)
+    shares = client.post(
+        "fill",
+        json={"model": "gp", "observations": _gauges(20), "target": target, "outputs": ["epistemic_share"]},
+    ).json()["variables"]
+    share = np.asarray(shares[conventions.EPISTEMIC_SHARE])
+    assert list(shares) == [conventions.EPISTEMIC_SHARE] and share.shape == (4, 5)
+    assert ((share > 0) & (share <= 1)).all()
     too_few = client.post(
         "fill",
         json={
@@ -239,6 +246,10 @@ def test_fill_a_grid_with_gaps(client: httpx.Client) -> None:
     observation = np.asarray(filled["variables"][conventions.OBSERVATION])
     assert observation[2, 3] == 0 and observation[0, 0] == 1  # 0 filled, 1 observed
     assert filled["variables"][conventions.PRECIPITATION_MEAN][2][3] is not None
+    shares = client.post(
+        "fill", json={"model": "idw", "observations": grid, "outputs": ["epistemic_share"]}
+    ).json()["variables"][conventions.EPISTEMIC_SHARE]
+    assert shares[2][3] is not None and shares[0][0] is None  # no predictive variance where observed
     calibrated = client.post("fill", json={"model": "idw+self", "observations": grid})
     assert calibrated.status_code == 200, calibrated.text  # a frame's fits per tile, labelled together
     assert calibrated.json()["calibration"].startswith(("self-", "uncalibrated"))

@@ -39,6 +39,7 @@ FILL_OUTPUTS = (
     conventions.PRECIPITATION_QUANTILE,
     conventions.EXCEEDANCE_PROBABILITY,
     conventions.BIN_PROBABILITY,
+    conventions.EPISTEMIC_SHARE,
 )
 DEFAULT_FILL_OUTPUTS = (
     conventions.PRECIPITATION_MEAN,
@@ -251,6 +252,7 @@ def _predict_points(
     ``crs``); 400 where the model needs more gauges than were posted."""
     from weatherunc.heads.bins import with_bin_probabilities
     from weatherunc.models.interface import minimum_contexts
+    from weatherunc.prediction import epistemic_share
     from weatherunc.tasks import Task, planar_kilometres
 
     needed = minimum_contexts(model)
@@ -274,7 +276,11 @@ def _predict_points(
         )
     except ValueError as error:
         raise RequestError(400, f"observations: {error}") from error
-    return with_bin_probabilities(model.predict(task))
+    prediction = with_bin_probabilities(model.predict(task))
+    latent, noise = (prediction[name] for name in (conventions.LATENT_VARIANCE, conventions.NOISE_VARIANCE))
+    return prediction.assign(
+        {conventions.EPISTEMIC_SHARE: (latent.dims, epistemic_share(latent.values, noise.values))}
+    )
 
 
 def _fill_grid(grid: dict, model, outputs: list[str], limits: ServiceLimits) -> dict[str, Any]:
