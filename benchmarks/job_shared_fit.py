@@ -35,6 +35,7 @@ import numpy as np
 import xarray as xr
 from common import result_header, write_result
 
+from weatherunc import conventions
 from weatherunc.pipelines.job_config import JobConfig
 from weatherunc.pipelines.run_job import run_job
 
@@ -63,7 +64,6 @@ PERIODS = {
 }
 #: (tiling.share_fit, tiling.contexts) of each run.
 VARIANTS = [(False, "random"), (True, "random"), (False, "nearest"), (True, "nearest")]
-WITHHELD = 2  # the store's observation flag of a withheld pixel
 
 
 def masked_seam_ratio(values: np.ndarray, mask: np.ndarray, tile_pixels: int) -> tuple[float, int]:
@@ -131,7 +131,7 @@ def main() -> None:
             report = run_job(job, scheduler="threads", workers=2, progress=True)
             seconds = time.perf_counter() - started
             store = xr.open_zarr(report.store, consolidated=False).load()
-            withheld = store.observation.values == WITHHELD
+            withheld = store.observation.values == conventions.WITHHELD
             ratio, pairs = masked_seam_ratio(store.precipitation_mean.values, withheld, TILE_PIXELS)
             std_ratio, _ = masked_seam_ratio(store.precipitation_std.values, withheld, TILE_PIXELS)
             if truth_ratio is None:

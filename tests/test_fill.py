@@ -81,7 +81,8 @@ def test_gp_fills_the_gap_with_cf_described_uncertainty() -> None:
         assert variable.attrs["grid_mapping"] == "crs"
     assert filled["precipitation_mean"].attrs["standard_name"] == "lwe_precipitation_rate"
     assert filled["precipitation_std"].attrs["standard_name"] == "lwe_precipitation_rate standard_error"
-    assert filled["observation"].attrs["flag_meanings"].split() == ["filled", "observed", "unfilled"]
+    meanings = filled["observation"].attrs["flag_meanings"].split()
+    assert meanings == ["filled", "observed", "unfilled", "withheld"]
     share = filled["epistemic_share"].values
     assert np.isnan(share[~gap]).all() and ((share[gap] > 0) & (share[gap] < 1)).all()
     rows, columns = GAP

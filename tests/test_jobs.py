@@ -19,7 +19,9 @@ import xarray as xr
 import yaml
 
 from tests.conftest import tree_bytes, write_entry
+from weatherunc import conventions
 from weatherunc.catalog import Catalog
+from weatherunc.fill_outputs import OBSERVATION_ATTRS
 from weatherunc.pipelines.job_config import JobConfig, load_job_config
 from weatherunc.pipelines.job_store import JobStore
 from weatherunc.pipelines.run_job import JobStateError, run_job
@@ -79,7 +81,7 @@ def test_store_contents_and_provenance(clean: xr.Dataset) -> None:
     ):
         assert name in clean, name
     assert clean.precipitation_mean.dims[:3] == ("time", "y", "x") and clean.crs.attrs["crs_wkt"]
-    withheld = clean.observation.values == 2
+    withheld = clean.observation.values == conventions.WITHHELD
     assert withheld.any()
     np.testing.assert_array_equal(
         np.isfinite(clean.precipitation_mean.values), withheld
@@ -218,6 +220,46 @@ def _halve_first_frame(path: Path) -> None:
     dataset = xr.load_dataset(path)
     dataset["precipitation_rate"].values[0] *= 0.5
     dataset.to_netcdf(path)
+
+
+def test_observation_flags_of_targets_observed_and_not() -> None:
+    from weatherunc.pipelines.stages import observation_flags
+
+    values = np.array([[1.0, np.nan], [0.0, np.nan]])
+    targets = np.array([[True, True], [False, False]])
+    flags = observation_flags(values, targets)
+    assert flags.dtype == np.int8
+    np.testing.assert_array_equal(
+        flags, [[conventions.WITHHELD, conventions.FILLED], [conventions.OBSERVED, conventions.UNFILLED]]
+    )
+
+
+def test_an_operational_job_flags_its_predicted_gap_pixels_filled(tmp_path: Path) -> None:
+    """``targets: {mode: unobserved}``: the gap's pixels within reach are predicted and flagged
+    filled, those beyond it unfilled (NaN), the observed ones observed; none is withheld, and the
+    flags mean what :func:`weatherunc.fill`'s do."""
+    catalog_folder, data_root, copy = _copied_input(tmp_path)
+    dataset = xr.load_dataset(copy)
+    dataset["precipitation_rate"].values[:, 100:130, 60:90] = np.nan  # a gap
+    dataset["precipitation_rate"].values[:, :, 200:] = np.nan  # beyond the radar's range
+    dataset.to_netcdf(copy)
+    job = _job(
+        tmp_path / "out",
+        dataset="mrms_copy",
+        frames={"start": "2019-06-10T00:30", "limit": 1},
+        targets={"mode": "unobserved", "max_distance_pixels": 8},
+        model={"name": "idw"},
+    )
+    catalog = Catalog.load([catalog_folder], data_root_dir=data_root)
+    store = _load(run_job(job, scheduler="synchronous", progress=False, catalog=catalog).store)
+    flags, mean = store.observation.values[0], store.precipitation_mean.values[0]
+    observed = np.isfinite(store.precipitation.values[0])
+    assert store.observation.attrs["flag_meanings"] == OBSERVATION_ATTRS["flag_meanings"]
+    np.testing.assert_array_equal(flags == conventions.OBSERVED, observed)
+    np.testing.assert_array_equal(flags == conventions.FILLED, np.isfinite(mean))
+    assert not (flags == conventions.WITHHELD).any()
+    assert (flags[115, 65:85] == conventions.FILLED).any() and flags[115, 75] == conventions.UNFILLED
+    assert (flags[:, 220:] == conventions.UNFILLED).all() and (flags[:, 200:205] == conventions.FILLED).all()
 
 
 def test_changed_input_is_refused_before_the_observations_are_touched(tmp_path: Path) -> None:
@@ -403,7 +445,7 @@ def test_gp_job_records_each_tiles_transform_offset(tmp_path: Path) -> None:
     )
     report = run_job(job, scheduler="synchronous", progress=False)
     store = _load(report.store)
-    withheld = store.observation.values == 2
+    withheld = store.observation.values == conventions.WITHHELD
     offsets = store.transform_offset.values[withheld]
     assert np.all(np.min(np.abs(offsets[:, None] - np.array([0.3, 1.0, 3.0])), axis=1) < 1e-6)
     assert len(np.unique(offsets)) > 1  # tiles of this frame chose different offsets
@@ -438,7 +480,7 @@ def test_gp_job_sharing_one_fit_per_frame_fits_once_per_frame(tmp_path: Path, mo
     frame_fits = [description for description in fits if description.startswith("the frame's")]
     assert len(frame_fits) == 1 and len(fits) == 2  # and one on the tiny task that probes the outputs
     store = _load(report.store)
-    withheld = store.observation.values == 2
+    withheld = store.observation.values == conventions.WITHHELD
     tiles = {(row // 64, column // 64) for row, column in zip(*np.nonzero(withheld[0]))}
     assert len(tiles) > 1 and len(np.unique(store.transform_offset.values[withheld])) == 1
     threaded = run_job(_job(tmp_path / "threads", **options), scheduler="threads", workers=2, progress=False)

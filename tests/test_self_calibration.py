@@ -530,6 +530,7 @@ def test_the_neural_processes_and_their_ensembles_take_their_own_options() -> No
 
 def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
     from tests.test_jobs import JOB
+    from weatherunc import conventions
     from weatherunc.pipelines.job_config import JobConfig
     from weatherunc.pipelines.run_job import run_job
 
@@ -550,7 +551,8 @@ def test_job_with_self_calibration_records_it(tmp_path: Path) -> None:
     assert metrics["scores"]["crps"] > 0
     # each tile with targets recorded what it fitted, and the records outlive the staging folder
     records = metrics["self_calibration"]
-    assert bool((store.observation.isel(time=0) == 2).any().compute())  # withheld blocks to predict
+    withheld = store.observation.isel(time=0) == conventions.WITHHELD
+    assert bool(withheld.any().compute())  # withheld blocks to predict
     assert records and all(record["frame"] == 0 for record in records)
     assert len({record["tile"] for record in records}) == len(records)
     assert all(record["method"] in ("self", "none") and record["seconds"] >= 0 for record in records)

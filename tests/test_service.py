@@ -44,7 +44,7 @@ def client(served):
 
 
 def _withheld_pixel(local: xr.Dataset) -> tuple[int, int]:
-    row, column = np.argwhere(local[conventions.OBSERVATION].values[0] == 2)[0]
+    row, column = np.argwhere(local[conventions.OBSERVATION].values[0] == conventions.WITHHELD)[0]
     return int(row), int(column)
 
 
@@ -108,7 +108,7 @@ def test_position_query_returns_the_pixels_distribution(client: httpx.Client, se
     assert ranges[conventions.PRECIPITATION_QUANTILE]["shape"] == [1, 9]
     assert sum(ranges[conventions.BIN_PROBABILITY]["values"]) == pytest.approx(1.0, abs=1e-4)
     assert ranges[conventions.OBSERVATION]["values"] == [2]
-    assert coverage["parameters"][conventions.OBSERVATION]["categoryEncoding"]["withheld"] == 2
+    assert coverage["parameters"][conventions.OBSERVATION]["categoryEncoding"]["withheld"] == 3
     native = client.get(
         "datasets/mrms_idw/edr/position",
         params={

@@ -51,7 +51,7 @@ def page_url(tmp_path_factory: pytest.TempPathFactory):
 
 def _inner_withheld_pixel(local: xr.Dataset, time_index: int) -> tuple[int, int]:
     """A pixel withheld at ``time_index`` whose eight neighbours are withheld too (a click lands inside)."""
-    withheld = local[conventions.OBSERVATION].values[time_index] == 2
+    withheld = local[conventions.OBSERVATION].values[time_index] == conventions.WITHHELD
     inner = withheld[1:-1, 1:-1].copy()
     for rows in (slice(0, -2), slice(1, -1), slice(2, None)):
         for columns in (slice(0, -2), slice(1, -1), slice(2, None)):

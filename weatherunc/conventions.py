@@ -110,8 +110,12 @@ MUTUAL_INFORMATION: Final = "mutual_information"
 RAIN_PROBABILITY: Final = "rain_probability"
 EPISTEMIC_SHARE: Final = "epistemic_share"
 PREDICTIVE_ENTROPY: Final = "predictive_entropy"
-#: Per-pixel flag of a gridded prediction: observed, or filled / withheld (its ``flag_meanings`` say).
+#: Per-pixel flag of a gridded prediction (:func:`weatherunc.fill` and the batch jobs' stores alike).
 OBSERVATION: Final = "observation"
+#: Its values: unobserved and predicted; observed; unobserved and left NaN (no observation within
+#: reach); observed but hidden from the model and predicted (a batch job's verification targets).
+FILLED, OBSERVED, UNFILLED, WITHHELD = 0, 1, 2, 3
+OBSERVATION_FLAG_MEANINGS: Final = "filled observed unfilled withheld"
 #: Dimensions of the prediction outputs besides the target (or ``y``, ``x``) dimensions.
 QUANTILE: Final = "quantile"
 THRESHOLD: Final = "threshold"

@@ -22,14 +22,20 @@ from weatherunc.models.interface import Interpolator
 from weatherunc.tiling import GridTiling
 from weatherunc.version import __version__
 
-#: ``observation`` flags: the pixel was filled by the model, observed, or left NaN because no
-#: observed pixel lies within reach (its tile and ``tiling.halo_pixels``).
-FILLED, OBSERVED, UNFILLED = 0, 1, 2
+#: ``observation`` flags (:data:`weatherunc.conventions.OBSERVATION_FLAG_MEANINGS`): a fill's pixel
+#: was filled by the model, observed, or left NaN because no observed pixel lies within reach (its
+#: tile and ``tiling.halo_pixels``); ``WITHHELD`` is a batch job's (observed, hidden from the model).
+FILLED, OBSERVED, UNFILLED, WITHHELD = (
+    conventions.FILLED,
+    conventions.OBSERVED,
+    conventions.UNFILLED,
+    conventions.WITHHELD,
+)
 OBSERVATION_ATTRS = {
     "standard_name": "lwe_precipitation_rate status_flag",
     "long_name": "observation mask",
-    "flag_values": np.array([FILLED, OBSERVED, UNFILLED], dtype=np.int8),
-    "flag_meanings": "filled observed unfilled",
+    "flag_values": np.array([FILLED, OBSERVED, UNFILLED, WITHHELD], dtype=np.int8),
+    "flag_meanings": conventions.OBSERVATION_FLAG_MEANINGS,
 }
 #: The model outputs kept, each ``[..., y, x, extra]`` on the grid (the epistemic share where the
 #: tiles' predictions have a latent and a noise variance).

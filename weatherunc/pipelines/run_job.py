@@ -27,6 +27,7 @@ from tqdm import tqdm
 from weatherunc import conventions
 from weatherunc.catalog import Catalog
 from weatherunc.checkpoints import sha256_of, software_versions
+from weatherunc.fill_outputs import OBSERVATION_ATTRS
 from weatherunc.fingerprints import fingerprint
 from weatherunc.geolocation import crs_of, grid_mapping
 from weatherunc.heads.bins import with_bin_probabilities
@@ -107,14 +108,7 @@ def build_template(job: JobConfig, frames: xr.Dataset) -> tuple[xr.Dataset, dict
                 "long_name": "precipitation rate the model saw (NaN: unobserved or withheld)",
             },
         ),
-        "observation": (
-            (),
-            {
-                "long_name": "observation mask",
-                "flag_values": [0, 1, 2],
-                "flag_meanings": "unobserved observed withheld",
-            },
-        ),
+        "observation": ((), OBSERVATION_ATTRS),
         "withheld_precipitation": (
             (),
             {
@@ -218,6 +212,8 @@ def _job_fingerprint(job: JobConfig, observations: IngestInput) -> tuple[str, di
         "observations": observations.recorded,
         "model_checkpoint_sha256": getattr(model, "checkpoint_sha256", ""),
         "calibration_sha256": sha256_of(job.calibration_file) if job.calibration_file else "",
+        # the store's layout: earlier stores flagged a job's predicted pixels otherwise
+        "observation_flags": conventions.OBSERVATION_FLAG_MEANINGS,
     }
     own = dict(getattr(checked_model(job), "self_calibration_defaults", None) or {})
     if job.self_calibration and own:  # absent otherwise: earlier runs' fingerprints stay the same

@@ -40,9 +40,6 @@ from weatherunc.tasks import WET_THRESHOLD, planar_kilometres
 from weatherunc.tasks.blocks import BlockRules, cover, place_blocks
 from weatherunc.tiling import GridTiling, Tile
 
-#: Values of the ``observation`` variable.
-OBSERVED, UNOBSERVED, WITHHELD = 1, 0, 2
-
 
 def observations_input(job: JobConfig, *, catalog: Catalog | None = None) -> IngestInput:
     """The job's dataset opened for ingest (headers only, nothing written): what stage 1
@@ -289,9 +286,7 @@ def predict_frame_tile(
     """
     targets = target_mask(values, job, frame_number)
     seen = np.where(targets, np.nan, values)
-    observation = np.where(targets, WITHHELD, np.where(np.isfinite(values), OBSERVED, UNOBSERVED)).astype(
-        np.int8
-    )
+    observation = observation_flags(values, targets)
     height, width = tile.rows.stop - tile.rows.start, tile.columns.stop - tile.columns.start
     blocks: dict[str, np.ndarray] = {}
     prediction = None
@@ -324,7 +319,14 @@ def predict_frame_tile(
         if name == conventions.PRECIPITATION:
             blocks[name] = seen[tile.rows, tile.columns].astype(np.float32)
         elif name == "observation":
-            blocks[name] = observation[tile.rows, tile.columns]
+            block = observation[tile.rows, tile.columns]
+            predicted = (
+                np.zeros(block.shape, dtype=bool)
+                if prediction is None
+                else np.isfinite(prediction[conventions.PRECIPITATION_MEAN].values)
+            )  # targets that no tile could predict stay NaN
+            unfilled = (block == conventions.FILLED) & ~predicted
+            blocks[name] = np.where(unfilled, conventions.UNFILLED, block).astype(np.int8)
         elif name == "withheld_precipitation":
             blocks[name] = np.where(targets, values, np.nan)[tile.rows, tile.columns].astype(np.float32)
         elif prediction is not None and name in prediction:
@@ -336,6 +338,19 @@ def predict_frame_tile(
         else:
             blocks[name] = np.full((height, width, *variable.shape[2:]), np.nan, dtype=np.float32)
     return blocks
+
+
+def observation_flags(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The ``observation`` flag ``[ny, nx]`` (:data:`weatherunc.conventions.OBSERVATION_FLAG_MEANINGS`)
+    of a frame's ``values`` and its ``targets`` (bool): observed targets are withheld, unobserved ones
+    filled (:func:`predict_frame_tile` flags those left NaN unfilled), other observed pixels observed and
+    other unobserved ones unfilled."""
+    observed = np.isfinite(values)
+    return np.select(
+        [targets & observed, targets, observed],
+        [conventions.WITHHELD, conventions.FILLED, conventions.OBSERVED],
+        conventions.UNFILLED,
+    ).astype(np.int8)
 
 
 def frame_axes(frames: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
