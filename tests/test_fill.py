@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 
 import weatherunc
+from weatherunc.errors import InputDataError
 from weatherunc.filling import FILLED, OBSERVED, UNFILLED
 from weatherunc.geolocation import grid_mapping
 from weatherunc.loading import open_dataset
@@ -201,6 +202,13 @@ def test_grid_mapping_of_a_cf_netcdf_file_opened_by_xarray(tmp_path: Path) -> No
     assert "grid_mapping" not in rain.attrs and rain.encoding["grid_mapping"] == "crs"  # where xarray puts it
     filled = weatherunc.fill(rain, model="idw", progress=False)
     assert pyproj.CRS.from_wkt(filled["crs"].attrs["crs_wkt"]) == CRS
+    scaled = (rain * 2.0).rename("doubled").assign_attrs(units="mm h-1")  # arithmetic drops the encoding
+    assert "grid_mapping" not in scaled.encoding and "crs" in scaled.coords
+    doubled = weatherunc.fill(scaled, model="idw", progress=False)
+    assert pyproj.CRS.from_wkt(doubled["crs"].attrs["crs_wkt"]) == CRS
+    two = scaled.assign_coords(other=grid_mapping(pyproj.CRS.from_epsg(3857)))
+    with pytest.raises(InputDataError, match="crs known"):  # which of two is meant is not guessed
+        weatherunc.fill(two, model="idw", progress=False)
 
 
 def test_units_are_converted_to_mm_per_hour_or_given() -> None:
@@ -298,7 +306,7 @@ class _NotAModel:
         (lambda data: data.rename(y="row"), {}, ValueError, "'dimensions'"),
         (lambda data: data.drop_vars("y"), {}, ValueError, "'coordinates present'"),
         (lambda data: data.copy(data=np.full(data.shape, np.nan)), {}, ValueError, "'not all NaN'"),
-        (_negative, {}, ValueError, "'non-negative rate'"),
+        (_negative, {}, ValueError, r"^weatherunc.fill: .*'non-negative rate'.*data.clip\(min=0\)"),
         (_infinite, {}, ValueError, "'finite values'"),
         (lambda data: data + 600.0, {"units": "mm h-1"}, ValueError, "'plausible rate'"),
         (
@@ -325,6 +333,12 @@ class _NotAModel:
             r"'crs known'.*assign_coords\(crs=",
         ),
         (lambda data: data, {"crs": "EPSG:not a code"}, ValueError, "'crs readable'"),
+        (
+            lambda data: data.rename(y="lat", x="lon").assign_coords(lat=np.linspace(60.0, 107.0, 48)),
+            {"crs": None},
+            ValueError,
+            "'lat' failed check 'latitude within ±90'",
+        ),
         (
             lambda data: data.assign_coords(crs=xr.DataArray(0, attrs={"units": "1"})).assign_attrs(
                 grid_mapping="crs"

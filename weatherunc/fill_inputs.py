@@ -5,10 +5,11 @@
 (:mod:`weatherunc.validation`) and converts its rates to mm/h (:mod:`weatherunc.units`);
 :func:`resolve_crs` finds its CRS: the ``crs`` argument; the CF grid mapping that the data's
 ``grid_mapping`` attribute names (a coordinate with ``crs_wkt``, ``spatial_ref`` or CF parameters);
-rioxarray's ``spatial_ref`` coordinate; EPSG:4326 for ``(lat, lon)`` or ``(latitude, longitude)``
-dims (CF conventions 1.11, section 5.6, "Horizontal coordinate reference systems, grid mappings and
-projections"). Each failed check raises :class:`weatherunc.InputDataError` naming the variable and
-the check.
+rioxarray's ``spatial_ref`` coordinate; the one scalar coordinate with CF grid-mapping parameters
+(after arithmetic, which drops the encoding where xarray keeps ``grid_mapping``); EPSG:4326 for
+``(lat, lon)`` or ``(latitude, longitude)`` dims (CF conventions 1.11, section 5.6, "Horizontal
+coordinate reference systems, grid mappings and projections"). Each failed check raises
+:class:`weatherunc.InputDataError` naming the variable and the check.
 """
 
 from __future__ import annotations
@@ -100,10 +101,10 @@ def checked_grid(data: xr.DataArray, name: str, units: str | None) -> CheckedGri
     times = (
         np.atleast_1d(data[TIME].values)
         if TIME in data.coords and data[TIME].size == len(rates)
-        else ["n/a"] * len(rates)
+        else [None] * len(rates)
     )
     for rate, time in zip(rates, times):
-        validation.check_frame(rate, source=SOURCE, variable=name, time=str(time))
+        validation.check_frame(rate, source=SOURCE, variable=name, time=None if time is None else str(time))
     if np.isfinite(rates).all():
         raise failure(
             name, "unobserved pixels present", "no NaN pixel, nothing to fill; unobserved pixels must be NaN"

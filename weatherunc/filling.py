@@ -113,7 +113,7 @@ def fill(
         data[grid.y_dim].values,
         resolved,
         source=f"{SOURCE} (coordinates of {name!r})",
-        variable=name,
+        names=(str(grid.x_dim), str(grid.y_dim)),
     )
     interpolator = _interpolator(model)
     tiling = _checked_tiling(tiling, interpolator, data.shape)

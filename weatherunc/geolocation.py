@@ -62,12 +62,21 @@ def grid_mapping_of(data: xr.DataArray) -> tuple[pyproj.CRS, Hashable] | None:
     """``data``'s CRS and the coordinate holding it, or None.
 
     Read from the CF grid mapping that its ``grid_mapping`` attribute names, when that variable is
-    one of ``data``'s coordinates, else from rioxarray's ``spatial_ref`` coordinate. ``ValueError``
-    when the coordinate is there but holds no readable CRS.
+    one of ``data``'s coordinates, else from rioxarray's ``spatial_ref`` coordinate, else from the
+    one scalar coordinate that describes a grid mapping (``grid_mapping_name`` or ``crs_wkt``): the
+    ``grid_mapping`` attribute is lost where xarray kept it in the encoding and arithmetic dropped
+    that. ``ValueError`` when the coordinate is there but holds no readable CRS.
     """
     for name in (grid_mapping_name(data), RIOXARRAY_GRID_MAPPING):
         if name is not None and name in data.coords:
             return crs_from_grid_mapping(data.coords[name].attrs), name
+    described = [
+        name
+        for name, coordinate in data.coords.items()
+        if coordinate.ndim == 0 and {"grid_mapping_name", "crs_wkt"} & set(coordinate.attrs)
+    ]
+    if len(described) == 1:
+        return crs_from_grid_mapping(data.coords[described[0]].attrs), described[0]
     return None
 
 

@@ -70,7 +70,6 @@ class GridSource:
             geometry.y,
             pyproj.CRS.from_user_input(entry.crs or geometry.crs),
             source=files[0],
-            variable=entry.variable,
         )
         frames: list[FrameReference] = []
         for path in files:
@@ -235,7 +234,6 @@ def open_stations(catalog: Catalog, name: str) -> xr.Dataset:
         np.sort(np.unique(table.y)),
         crs,
         source=files[0],
-        variable=entry.variable,
     )
     station = conventions.STATION
     coords = {

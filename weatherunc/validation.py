@@ -25,13 +25,19 @@ def normalise_units(units: str) -> str:
     return _EQUIVALENT_UNITS.get(units.strip(), units.strip())
 
 
-def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: datetime | str) -> None:
+def located(source: str | Path, time: datetime | str | None) -> str:
+    """``source`` with the frame's ``time`` where it has one, for error messages."""
+    return str(source) if time is None else f"{source} (time {time})"
+
+
+def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: datetime | str | None) -> None:
     """Check one field ``[ny, nx]`` of precipitation rate [mm/h].
 
     Fails on undeclared fill values, negative or impossible rates and frames with no
-    observation at all. A frame that is observed everywhere and dry is valid.
+    observation at all. A frame that is observed everywhere and dry is valid. ``time`` is named in
+    the errors (None: a frame without one).
     """
-    where = f"{source} (time {time})"
+    where = located(source, time)
     finite = rate[np.isfinite(rate)]
     if finite.size == 0:
         raise InputDataError(
@@ -43,7 +49,13 @@ def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: da
     minimum, maximum = float(finite.min()), float(finite.max())
     if minimum < 0:
         raise InputDataError(
-            source=where, variable=variable, check="non-negative rate", detail=f"minimum {minimum:g} mm/h"
+            source=where,
+            variable=variable,
+            check="non-negative rate",
+            detail=(
+                f"minimum {minimum:g} mm/h at {int(np.count_nonzero(finite < 0))} pixel(s); where these are "
+                "rounding noise (of regridding, say), clip them first, e.g. data.clip(min=0)"
+            ),
         )
     if maximum > conventions.MAXIMUM_RATE_MM_PER_HOUR:
         raise InputDataError(
@@ -54,7 +66,9 @@ def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: da
         )
 
 
-def check_fill_values(values: np.ndarray, *, source: str | Path, variable: str, time: datetime | str) -> None:
+def check_fill_values(
+    values: np.ndarray, *, source: str | Path, variable: str, time: datetime | str | None
+) -> None:
     """Fail when ``values`` (any shape, native units or mm/h) hold a fill value that producers use
     without declaring it (:data:`weatherunc.conventions.UNDECLARED_FILL_VALUES`).
 
@@ -66,7 +80,7 @@ def check_fill_values(values: np.ndarray, *, source: str | Path, variable: str, 
         count = int(np.count_nonzero(values == fill))
         if count:
             raise InputDataError(
-                source=f"{source} (time {time})",
+                source=located(source, time),
                 variable=variable,
                 check="no undeclared fill values",
                 detail=f"{count} pixels equal {fill:g}; declare it as _FillValue",
@@ -114,9 +128,12 @@ def check_units(declared: str | None, expected: str, *, source: str | Path, vari
         )
 
 
-def check_grid(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, *, source: str | Path, variable: str) -> None:
-    """Coordinates must be finite and strictly monotonic; geographic ones on the globe."""
-    for name, values in (("x", x), ("y", y)):
+def check_grid(
+    x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, *, source: str | Path, names: tuple[str, str] = ("x", "y")
+) -> None:
+    """Coordinates must be finite and strictly monotonic; geographic ones on the globe. ``names``:
+    the coordinates' own names (x, y), which the errors give."""
+    for name, values in zip(names, (x, y)):
         if values.size == 0:
             raise InputDataError(
                 source=source, variable=name, check="coordinates present", detail="empty coordinate"
@@ -140,14 +157,14 @@ def check_grid(x: np.ndarray, y: np.ndarray, crs: pyproj.CRS, *, source: str | P
         if np.abs(y).max() > 90.0:
             raise InputDataError(
                 source=source,
-                variable="y",
+                variable=names[1],
                 check="latitude within ±90",
                 detail=f"latitude reaches {np.abs(y).max():.3f}",
             )
         if np.abs(x).max() > 360.0:
             raise InputDataError(
                 source=source,
-                variable="x",
+                variable=names[0],
                 check="longitude within ±360",
                 detail=f"longitude reaches {np.abs(x).max():.3f}",
             )

@@ -210,7 +210,10 @@ def load_calibration(job: JobConfig) -> Calibration | None:
     if path is None:
         return None
     if not path.exists():
-        raise ValueError(f"job {job.name}: calibration file {path} does not exist")
+        raise ValueError(
+            f"job {job.name}: calibration file {path} does not exist (calibration: a file, 'packaged' or "
+            "'self')"
+        )
     return Calibration.load(path)
 
 
