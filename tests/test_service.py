@@ -107,7 +107,7 @@ def test_position_query_returns_the_pixels_distribution(client: httpx.Client, se
     )
     assert ranges[conventions.PRECIPITATION_QUANTILE]["shape"] == [1, 9]
     assert sum(ranges[conventions.BIN_PROBABILITY]["values"]) == pytest.approx(1.0, abs=1e-4)
-    assert ranges[conventions.OBSERVATION]["values"] == [2]
+    assert ranges[conventions.OBSERVATION]["values"] == [conventions.WITHHELD]
     assert coverage["parameters"][conventions.OBSERVATION]["categoryEncoding"]["withheld"] == 3
     native = client.get(
         "datasets/mrms_idw/edr/position",
@@ -292,6 +292,24 @@ BAD_REQUESTS = [
     ("post", "fill", b'{"model": "idw", ', 400, "not valid JSON"),
     ("post", "fill", {"model": "idw", "observations": {"type": "Feature"}, "target": None}, 400, "GeoJSON"),
     ("post", "fill", {"model": "idw", "observations": _gauges(3)}, 400, "target"),
+    (
+        "post",
+        "fill",
+        {
+            "model": "idw",
+            "observations": _gauges(3),
+            "target": {"type": "MultiPoint", "coordinates": [[-200, 30]]},
+        },
+        400,
+        "longitude in [-180, 360]",
+    ),
+    (
+        "get",
+        "datasets/mrms_idw/edr/position?coords=POINT(-200 30.5)",
+        None,
+        400,
+        "longitude in [-180, 360]",
+    ),
     (
         "post",
         "fill",

@@ -30,7 +30,14 @@ import xarray as xr
 
 from weatherunc import conventions
 from weatherunc.heads.calibration_label import calibration_label
-from weatherunc.service.settings import BATCH_JOB_HINT, RequestError, ServiceLimits, finite_or_none
+from weatherunc.service.settings import (
+    BATCH_JOB_HINT,
+    GEOGRAPHIC_RANGE,
+    RequestError,
+    ServiceLimits,
+    finite_or_none,
+    on_the_globe,
+)
 
 #: Outputs a fill may return, and the default ones.
 FILL_OUTPUTS = (
@@ -95,14 +102,8 @@ def _points(geojson: Any, what: str, limit: int, *, rates: bool) -> tuple[np.nda
         raise RequestError(400, f"{what}: point coordinates must be [longitude, latitude] numbers") from error
     if points.ndim != 2 or points.shape[1] != 2:
         raise RequestError(400, f"{what}: point coordinates must be [longitude, latitude] pairs")
-    if (
-        not np.all(np.isfinite(points))
-        or np.any(np.abs(points[:, 1]) > 90)
-        or np.any(np.abs(points[:, 0]) > 360)
-    ):
-        raise RequestError(
-            400, f"{what}: coordinates must be finite, longitude in [-360, 360], latitude in [-90, 90]"
-        )
+    if not np.all(np.isfinite(points)) or not on_the_globe(points[:, 0], points[:, 1]):
+        raise RequestError(400, f"{what}: coordinates must be finite, {GEOGRAPHIC_RANGE}")
     rate_array = None if values is None else np.asarray(values, dtype=np.float64)
     return points, rate_array
 

@@ -25,7 +25,7 @@ from matplotlib.path import Path as PolygonPath
 from weatherunc import conventions
 from weatherunc.service import coverage
 from weatherunc.service.chunks import ChunkCache
-from weatherunc.service.settings import RequestError, ServiceLimits
+from weatherunc.service.settings import GEOGRAPHIC_RANGE, RequestError, ServiceLimits, on_the_globe
 from weatherunc.service.stores import ServedStore
 
 #: Variables a query returns when ``parameter-name`` is not given.
@@ -101,11 +101,8 @@ def to_store_coordinates(points: np.ndarray, crs: pyproj.CRS, store: ServedStore
     """``points`` ``[n, 2]`` in ``crs`` (x/longitude first) as ``[n, 2]`` in the store's CRS."""
     if crs.is_geographic:
         longitude, latitude = points[:, 0], points[:, 1]
-        if np.any(np.abs(latitude) > 90) or np.any(longitude < -180) or np.any(longitude > 360):
-            raise RequestError(
-                400,
-                "coords: longitude must lie in [-180, 360], latitude in [-90, 90] (order: lon lat)",
-            )
+        if not on_the_globe(longitude, latitude):
+            raise RequestError(400, f"coords: {GEOGRAPHIC_RANGE} (order: lon lat)")
     if crs is store.crs:
         return points
     x, y = store.transformer_from(crs).transform(points[:, 0], points[:, 1])

@@ -1,9 +1,11 @@
-"""The service's limits and the one error type its request handlers raise."""
+"""The service's limits, the one error type its request handlers raise, and the range of coordinates."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,12 @@ def finite_or_none(value: float) -> float | None:
     """``value`` as a float, or ``None`` (JSON ``null``) when NaN or infinite (an open bin edge)."""
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+#: Longitudes a request may give (west of -180 is refused; up to 360 for 0-360 grids) and its message.
+GEOGRAPHIC_RANGE = "longitude in [-180, 360], latitude in [-90, 90]"
+
+
+def on_the_globe(longitude: np.ndarray, latitude: np.ndarray) -> bool:
+    """Whether every point lies within :data:`GEOGRAPHIC_RANGE` (NaN does not)."""
+    return bool(np.all((longitude >= -180) & (longitude <= 360) & (np.abs(latitude) <= 90)))
