@@ -222,6 +222,13 @@ def _halve_first_frame(path: Path) -> None:
     dataset.to_netcdf(path)
 
 
+def test_an_unknown_dataset_is_refused_before_the_run_folder_is_made(tmp_path: Path) -> None:
+    job = _job(tmp_path, dataset="no_such_dataset")
+    with pytest.raises(KeyError, match="no_such_dataset"):
+        run_job(job, scheduler="synchronous", progress=False)
+    assert not job.run_dir.exists()
+
+
 def test_observation_flags_of_targets_observed_and_not() -> None:
     from weatherunc.pipelines.stages import observation_flags
 

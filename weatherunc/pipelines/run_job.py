@@ -287,11 +287,13 @@ def run_job(
     checked_calibration(job)  # so does a calibration file that is missing or fitted for other weights
     start = time.perf_counter()
     run_dir = job.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     store = JobStore(run_dir / "prediction.zarr")
     # The fingerprint check comes before the ingest, which would replace observations of other input.
     catalog = catalog or Catalog.load()
-    opened = observations_input(job, catalog=catalog)
+    opened = observations_input(
+        job, catalog=catalog
+    )  # an unknown dataset fails before the run folder is made
+    run_dir.mkdir(parents=True, exist_ok=True)
     digest, inputs = _job_fingerprint(job, opened)
     finished_digest = None
     if store.final.exists():
