@@ -58,6 +58,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> xr.Dataset:
         and 0 < metrics["scores"]["coverage_90"] <= 1
         and "ece_top_label" in metrics["probability"]
     )
+    assert metrics["tiles_computed"] == metrics["tiles_total"] == 2 * 16
     assert {path.name for path in report.figures} >= {"20190610T0030_panel.png", "reliability_1mmh.png"}
     return _load(report.store)
 
@@ -140,6 +141,8 @@ def test_sigkill_at_many_points_then_resume_equals_clean_run(clean: xr.Dataset, 
             assert not store.exists() or _load(store).attrs.get("weatherunc_complete") == 1
     if not store.exists():
         assert _run_cli(config) == 0
+        metrics = json.loads((store.parent / "metrics.json").read_text())
+        assert metrics["tiles_computed"] < metrics["tiles_total"]  # the resumed run's share
     resumed = _load(store)
     xr.testing.assert_identical(resumed.drop_attrs(), clean.drop_attrs())
     assert resumed.attrs["weatherunc_job_fingerprint"] == clean.attrs["weatherunc_job_fingerprint"]

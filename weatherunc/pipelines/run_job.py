@@ -363,7 +363,9 @@ def run_job(
     _run_tasks(tasks, job, scheduler=scheduler, workers=workers, progress=progress)
     store.reveal(expected)
     metrics = verify_store(store.zarr_path, job)
+    # the seconds of this run, which computed the tiles that earlier (interrupted) runs had not
     metrics["seconds"] = round(time.perf_counter() - start, 2)
+    metrics["tiles_computed"], metrics["tiles_total"] = len(tasks), len(expected)
     if job.self_calibration:  # what each tile fitted on its pseudo-targets
         metrics["self_calibration"] = store.tile_records()
     metrics_path = run_dir / "metrics.json"
