@@ -79,6 +79,7 @@ from weatherunc.evaluation import score_prediction
 from weatherunc.heads.fitting import pool_predictions
 from weatherunc.heads.self_calibration import COVERAGE_FIRST_OPTIONS, SelfCalibrated
 from weatherunc.models.registry import get_model
+from weatherunc.prediction import epistemic_share
 from weatherunc.tasks import Task
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
@@ -295,7 +296,7 @@ def summarise(predictions: list[xr.Dataset], tasks: list[Task]) -> dict[str, obj
         )
     # four significant figures: the shares of the neural processes are far below 0.001
     row["epistemic_std"] = float(f"{np.sqrt(latent).mean():.4g}")
-    row["epistemic_share"] = float(f"{np.mean(latent / (latent + noise)):.4g}")
+    row["epistemic_share"] = float(f"{np.mean(epistemic_share(latent, noise)):.4g}")
     row["predict_s"] = round(float(sum(float(p.attrs["predict_seconds"]) for p in predictions)), 2)
     if all("self_calibration_seconds" in p.attrs for p in predictions):  # METHOD+self
         row["self_calibration_s"] = round(

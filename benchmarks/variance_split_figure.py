@@ -28,6 +28,7 @@ from weatherunc.gridding import GridTiling, predict_grid
 from weatherunc.loading import open_dataset
 from weatherunc.models.registry import get_model
 from weatherunc.plotting import save_figure, variance_split_map
+from weatherunc.prediction import epistemic_share
 from weatherunc.tasks import wettest_window
 
 FRAMES = {"knmi": ("knmi_20100826", "2010-08-26T06:40"), "fmi": ("fmi_20160928", "2016-09-28T17:10")}
@@ -71,7 +72,7 @@ def main() -> None:
                 "figure": path.name,
                 "epistemic_std": round(float(np.sqrt(latent).mean()), 4),
                 "aleatoric_std": round(float(np.sqrt(noise).mean()), 4),
-                "epistemic_share": round(float(np.mean(latent / (latent + noise))), 4),
+                "epistemic_share": round(float(np.mean(epistemic_share(latent, noise))), 4),
             }
             print(label, model_name, summary[f"{label}/{model_name}"], flush=True)
     (OUT / "variance_split.json").write_text(

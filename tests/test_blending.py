@@ -167,3 +167,28 @@ def test_blend_pixels_are_checked() -> None:
         GridTiling(tile_pixels=16, blend_pixels=9)
     with pytest.raises(ValueError, match="blend_pixels must be from 0 to half of tile_pixels=16"):
         TileBlender((32, 32), 16, 9)
+
+
+def test_the_epistemic_share_is_pooled_across_tile_edges() -> None:
+    """Where tiles overlap the share is the blend-weighted mean of theirs, within [0, 1]; where one
+    tile covers the pixel, that tile's own."""
+    frame = _field()
+    tiling = GridTiling(tile_pixels=24, halo_pixels=12, max_context=200, blend_pixels=8)
+    outputs, _ = predict_blended(get_model("kriging"), frame, crs=CRS, tiling=tiling, progress=False)
+    share, predicted = (
+        outputs[conventions.EPISTEMIC_SHARE],
+        np.isfinite(outputs[conventions.PRECIPITATION_MEAN]),
+    )
+    assert predicted.any() and np.isfinite(share[predicted]).all()
+    assert ((share[predicted] >= 0) & (share[predicted] <= 1)).all() and share[predicted].std() > 0
+    np.testing.assert_array_equal(np.isnan(share), ~predicted)
+    alone, _ = predict_blended(
+        get_model("kriging"),
+        frame,
+        crs=CRS,
+        tiling=GridTiling(tile_pixels=24, halo_pixels=12, max_context=200),
+        progress=False,
+    )
+    core = (slice(4, 20), slice(4, 20))  # inside the first tile, away from its blended edges
+    assert np.isfinite(share[core]).sum() > 10
+    np.testing.assert_allclose(share[core], alone[conventions.EPISTEMIC_SHARE][core], equal_nan=True)

@@ -247,9 +247,9 @@ def test_fill_a_grid_with_gaps(client: httpx.Client) -> None:
     assert observation[2, 3] == 0 and observation[0, 0] == 1  # 0 filled, 1 observed
     assert filled["variables"][conventions.PRECIPITATION_MEAN][2][3] is not None
     shares = client.post(
-        "fill", json={"model": "idw", "observations": grid, "outputs": ["epistemic_share"]}
+        "fill", json={"model": "gp", "observations": grid, "outputs": ["epistemic_share"]}
     ).json()["variables"][conventions.EPISTEMIC_SHARE]
-    assert shares[2][3] is not None and shares[0][0] is None  # no predictive variance where observed
+    assert 0 < shares[2][3] < 1 and shares[0][0] is None  # no predictive variance where observed
     calibrated = client.post("fill", json={"model": "idw+self", "observations": grid})
     assert calibrated.status_code == 200, calibrated.text  # a frame's fits per tile, labelled together
     assert calibrated.json()["calibration"].startswith(("self-", "uncalibrated"))
@@ -309,6 +309,17 @@ BAD_REQUESTS = [
         None,
         400,
         "longitude in [-180, 360]",
+    ),
+    (
+        "post",
+        "fill",
+        {
+            "model": "idw",
+            "observations": _gauges(3),
+            "target": {"type": "Grid", "x": [-200, -199], "y": [30, 31]},
+        },
+        400,
+        "a geographic grid needs longitude in [-180, 360]",
     ),
     (
         "post",

@@ -47,8 +47,10 @@ BLENDED_VARIABLES = (
     conventions.EXCEEDANCE_PROBABILITY,
     conventions.BIN_PROBABILITY,
 )
-#: Outputs pooled linearly where a prediction has them (a mixture's is the pool of the tiles').
-POOLED_VARIABLES = (conventions.RAIN_PROBABILITY,)
+#: Outputs pooled linearly where a prediction has them (a mixture's is the pool of the tiles'), and
+#: the epistemic share of the variance, which :meth:`TileBlender.add` derives from a prediction's
+#: latent and noise variance (a blend-weighted mean of the tiles' shares).
+POOLED_VARIABLES = (conventions.RAIN_PROBABILITY, conventions.EPISTEMIC_SHARE)
 
 
 def _ramp(core: slice, extended: slice, size: int, blend_pixels: int) -> np.ndarray:
@@ -126,7 +128,8 @@ class TileBlender:
     def add(self, tile: Tile, block: xr.Dataset) -> None:
         """Add the prediction ``block`` (dims ``y``, ``x`` over
         :func:`~weatherunc.tiling.extended_tile`'s region of ``tile``, NaN where not predicted)
-        with its :func:`ramp_weights`."""
+        with its :func:`ramp_weights`; where it has a latent and a noise variance, with their
+        epistemic share (:func:`~weatherunc.prediction.epistemic_share`)."""
         extended = extended_tile(tile, self.shape, self.blend_pixels)
         kind, lam = str(block.attrs.get("transform", "log")), float(block.attrs.get("transform_lambda", 0.0))
         if self.transform is None:
@@ -152,7 +155,9 @@ class TileBlender:
             latent, noise = (
                 block[name].values for name in (conventions.LATENT_VARIANCE, conventions.NOISE_VARIANCE)
             )
-            share = epistemic_share(latent, noise)
+            # no predictive variance at all (not for the shipped models, whose noise is floored) counts
+            # as no epistemic share, so that a NaN does not spread through the pool
+            share = np.nan_to_num(epistemic_share(latent, noise), nan=0.0)
             block = block.assign({conventions.EPISTEMIC_SHARE: ((conventions.Y, conventions.X), share)})
         predicted = np.isfinite(block[conventions.PRECIPITATION_MEAN].values[inside])
         weights = ramp_weights(tile, self.shape, self.blend_pixels)[inside]
@@ -162,7 +167,7 @@ class TileBlender:
             conventions.TRANSFORMED_MEAN,
             conventions.TRANSFORMED_STD,
             conventions.TRANSFORM_OFFSET,
-            *[name for name in (*POOLED_VARIABLES, conventions.EPISTEMIC_SHARE) if name in block],
+            *[name for name in POOLED_VARIABLES if name in block],
         ):
             values = block[name].values[inside]
             target = self._output(name, values.shape[2:])
@@ -197,11 +202,7 @@ class TileBlender:
             conventions.EXCEEDANCE_PROBABILITY: pooled(conventions.EXCEEDANCE_PROBABILITY),
             conventions.BIN_PROBABILITY: pooled(conventions.BIN_PROBABILITY),
             conventions.PRECIPITATION_QUANTILE: self._quantiles(weights),
-            **{
-                name: pooled(name)
-                for name in (*POOLED_VARIABLES, conventions.EPISTEMIC_SHARE)
-                if name in self.outputs
-            },
+            **{name: pooled(name) for name in POOLED_VARIABLES if name in self.outputs},
         }
         for values in result.values():
             values[~covered] = np.nan

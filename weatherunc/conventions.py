@@ -113,7 +113,8 @@ PREDICTIVE_ENTROPY: Final = "predictive_entropy"
 #: Per-pixel flag of a gridded prediction (:func:`weatherunc.fill` and the batch jobs' stores alike).
 OBSERVATION: Final = "observation"
 #: Its values: unobserved and predicted; observed; unobserved and left NaN (no observation within
-#: reach); observed but hidden from the model and predicted (a batch job's verification targets).
+#: reach); observed but hidden from the model (a batch job's verification targets, predicted where
+#: a tile reaches them).
 FILLED, OBSERVED, UNFILLED, WITHHELD = 0, 1, 2, 3
 OBSERVATION_FLAG_MEANINGS: Final = "filled observed unfilled withheld"
 #: Dimensions of the prediction outputs besides the target (or ``y``, ``x``) dimensions.

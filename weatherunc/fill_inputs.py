@@ -104,7 +104,14 @@ def checked_grid(data: xr.DataArray, name: str, units: str | None) -> CheckedGri
         else [None] * len(rates)
     )
     for rate, time in zip(rates, times):
-        validation.check_frame(rate, source=SOURCE, variable=name, time=None if time is None else str(time))
+        validation.check_frame(
+            rate,
+            source=SOURCE,
+            variable=name,
+            time=None if time is None else str(time),
+            negative_hint="; where these are rounding noise (of regridding, say), clip them first, e.g. "
+            "data.clip(min=0)",
+        )
     if np.isfinite(rates).all():
         raise failure(
             name, "unobserved pixels present", "no NaN pixel, nothing to fill; unobserved pixels must be NaN"

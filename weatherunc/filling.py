@@ -3,7 +3,8 @@
 :func:`fill` takes an ``xr.DataArray`` of precipitation rate with NaN where nothing was observed,
 dims ``(y, x)``, ``(lat, lon)`` or ``(latitude, longitude)``, optionally after a leading ``time``,
 and returns a CF ``xr.Dataset`` with the observed field, the filled mean, its standard deviation,
-quantiles, exceedance and bin probabilities, and an ``observation`` flag per pixel. Each frame is
+quantiles, exceedance and bin probabilities, the epistemic share of the variance and an
+``observation`` flag per pixel. Each frame is
 predicted tile by tile, only at its unobserved pixels, each tile reaching ``tiling.blend_pixels``
 into its neighbours and blended with them so that the map has no seams
 (:func:`weatherunc.blending.predict_blended`).
@@ -12,9 +13,7 @@ Observed pixels keep their value: there the predictive distribution is the point
 observation (mean = observed value, std 0, every quantile the observed value, probabilities 0 or 1).
 The output is in mm/h whatever the input's rate units, on the input's coordinates and CRS.
 
-The CRS is, in order: the ``crs`` argument; the CF grid mapping that the data's ``grid_mapping``
-attribute names (a coordinate with ``crs_wkt``, ``spatial_ref`` or CF parameters); rioxarray's
-``spatial_ref`` coordinate; EPSG:4326 for ``(lat, lon)`` or ``(latitude, longitude)`` dims.
+The CRS is found as :mod:`weatherunc.fill_inputs` says (the ``crs`` argument first).
 
 Modules: :mod:`weatherunc.fill_inputs` (checks, units and CRS of the input), :mod:`weatherunc.blending`
 (tiles blended; a model that fits per task fitted once per frame, :mod:`weatherunc.shared_fit`) and
@@ -87,8 +86,10 @@ def fill(
     A Dataset on ``data``'s coordinates (and dims), rates in mm/h: ``precipitation`` (observed,
     NaN unobserved), ``precipitation_mean`` and ``precipitation_std`` ``[..., y, x]``,
     ``precipitation_quantile`` ``[..., y, x, quantile]``, ``exceedance_probability``
-    ``[..., y, x, threshold]``, ``bin_probability`` ``[..., y, x, bin]`` and ``observation``
-    (0 filled, 1 observed, 2 unfilled) ``[..., y, x]``, with the CRS as grid mapping. At observed
+    ``[..., y, x, threshold]``, ``bin_probability`` ``[..., y, x, bin]``, ``epistemic_share``
+    ``[..., y, x]`` (latent over total variance of the transformed rate; NaN where observed) and
+    ``observation`` (0 filled, 1 observed, 2 unfilled) ``[..., y, x]``, with the CRS as grid
+    mapping. At observed
     pixels the mean is the observation, the std 0 and every quantile the observation. A
     self-calibrated model (``"gp+self"``, any ``NAME+self``) adds the attributes
     ``self_calibration`` (JSON: per frame and tile, what was fitted on how many pseudo-targets and

@@ -30,12 +30,20 @@ def located(source: str | Path, time: datetime | str | None) -> str:
     return str(source) if time is None else f"{source} (time {time})"
 
 
-def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: datetime | str | None) -> None:
+def check_frame(
+    rate: np.ndarray,
+    *,
+    source: str | Path,
+    variable: str,
+    time: datetime | str | None,
+    negative_hint: str = "",
+) -> None:
     """Check one field ``[ny, nx]`` of precipitation rate [mm/h].
 
     Fails on undeclared fill values, negative or impossible rates and frames with no
     observation at all. A frame that is observed everywhere and dry is valid. ``time`` is named in
-    the errors (None: a frame without one).
+    the errors (None: a frame without one); ``negative_hint`` is added to the negative-rate error
+    (what the caller can do about it).
     """
     where = located(source, time)
     finite = rate[np.isfinite(rate)]
@@ -52,10 +60,7 @@ def check_frame(rate: np.ndarray, *, source: str | Path, variable: str, time: da
             source=where,
             variable=variable,
             check="non-negative rate",
-            detail=(
-                f"minimum {minimum:g} mm/h at {int(np.count_nonzero(finite < 0))} pixel(s); where these are "
-                "rounding noise (of regridding, say), clip them first, e.g. data.clip(min=0)"
-            ),
+            detail=f"minimum {minimum:g} mm/h at {int(np.count_nonzero(finite < 0))} pixel(s){negative_hint}",
         )
     if maximum > conventions.MAXIMUM_RATE_MM_PER_HOUR:
         raise InputDataError(

@@ -290,9 +290,8 @@ def run_job(
     store = JobStore(run_dir / "prediction.zarr")
     # The fingerprint check comes before the ingest, which would replace observations of other input.
     catalog = catalog or Catalog.load()
-    opened = observations_input(
-        job, catalog=catalog
-    )  # an unknown dataset fails before the run folder is made
+    # an unknown dataset fails here, before the run folder is made
+    opened = observations_input(job, catalog=catalog)
     run_dir.mkdir(parents=True, exist_ok=True)
     digest, inputs = _job_fingerprint(job, opened)
     finished_digest = None

@@ -28,6 +28,7 @@ from weatherunc.plotting.colours import (
     spread_scale,
     transformed_spread_scale,
 )
+from weatherunc.prediction import epistemic_share
 
 NATURAL_EARTH_RESOLUTION = "50m"
 #: A predicted pixel is "low confidence" in the combined view when its predictive std exceeds
@@ -352,7 +353,7 @@ def variance_split_map(dataset: xr.Dataset, *, crs: pyproj.CRS | None = None) ->
     latent, noise = dataset[conventions.LATENT_VARIANCE], dataset[conventions.NOISE_VARIANCE]
     if noise.dims != latent.dims:
         noise = noise.broadcast_like(latent)
-    share = (latent / (latent + noise)).where(latent + noise > 0)
+    share = latent.copy(data=epistemic_share(latent.values, noise.values))
     panels = [
         (np.sqrt(latent), transformed_spread_scale(), "epistemic std", "std of the transformed rate"),
         (np.sqrt(noise), transformed_spread_scale(), "aleatoric std", "std of the transformed rate"),

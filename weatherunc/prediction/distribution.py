@@ -185,7 +185,7 @@ def rain_probabilities(
     return chosen, tails[..., first]
 
 
-def epistemic_share(latent_variance: np.ndarray, noise_variance: np.ndarray) -> np.ndarray:
+def epistemic_share(latent_variance: np.ndarray, noise_variance: np.ndarray | float) -> np.ndarray:
     """``latent / (latent + noise)`` ``[...]`` (broadcast), the epistemic share of the transformed
     rate's predictive variance (Kendall & Gal 2017, "What uncertainties do we need in Bayesian deep
     learning for computer vision?", NeurIPS); NaN where the variance is 0 or unknown."""

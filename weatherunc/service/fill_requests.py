@@ -136,6 +136,8 @@ def _grid_axes(grid: Any, what: str, limits: ServiceLimits) -> tuple[np.ndarray,
         crs = pyproj.CRS.from_user_input(grid.get("crs", GEOGRAPHIC))
     except pyproj.exceptions.CRSError as error:
         raise RequestError(400, f"{what}: cannot read crs {grid.get('crs')!r} ({error})") from error
+    if crs.is_geographic and not on_the_globe(x, y):
+        raise RequestError(400, f"{what}: a geographic grid needs {GEOGRAPHIC_RANGE}")
     return x, y, crs
 
 

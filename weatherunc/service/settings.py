@@ -58,5 +58,6 @@ GEOGRAPHIC_RANGE = "longitude in [-180, 360], latitude in [-90, 90]"
 
 
 def on_the_globe(longitude: np.ndarray, latitude: np.ndarray) -> bool:
-    """Whether every point lies within :data:`GEOGRAPHIC_RANGE` (NaN does not)."""
-    return bool(np.all((longitude >= -180) & (longitude <= 360) & (np.abs(latitude) <= 90)))
+    """Whether every longitude ``[n]`` and latitude ``[m]`` (points' or a grid's axes) lies within
+    :data:`GEOGRAPHIC_RANGE` (NaN does not)."""
+    return bool(np.all((longitude >= -180) & (longitude <= 360)) and np.all(np.abs(latitude) <= 90))

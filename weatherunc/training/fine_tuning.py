@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from weatherunc.models.convnp.config import ConvNPConfig
+from weatherunc.models.neural_process.config import NeuralProcessConfig
 from weatherunc.training.config import TrainingConfig
 from weatherunc.training.convnp_config import ConvNPTrainingConfig
 
@@ -49,7 +51,10 @@ class FineTuning:
 
 
 def _require_architecture(
-    config: ConvNPTrainingConfig | TrainingConfig, checkpoint: Path, architecture: Any, what: str
+    config: ConvNPTrainingConfig | TrainingConfig,
+    checkpoint: Path,
+    architecture: NeuralProcessConfig | ConvNPConfig,
+    what: str,
 ) -> None:
     """``ValueError`` naming the fields in which ``checkpoint``'s ``architecture`` is not ``config``'s
     (:func:`~weatherunc.training.loop.architecture_differences`)."""

@@ -83,7 +83,7 @@ def architecture_differences(
     expected = config.model.to_config(checkpoint.value_centre, checkpoint.value_scale)
     if type(expected) is not type(checkpoint):
         return [f"architecture (checkpoint {type(checkpoint).__name__}, config {type(expected).__name__})"]
-    ignored = set()
+    ignored: set[str] = set()
     if isinstance(checkpoint, NeuralProcessConfig) and not checkpoint.stochastic_attention:
         ignored = set(STOCHASTIC_ATTENTION_OPTIONS)
     names = [field.name for field in dataclasses.fields(checkpoint) if field.name not in ignored]
