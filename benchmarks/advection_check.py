@@ -37,10 +37,13 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 from common import result_header, write_result
-from interpolation import frame_tasks
+from interpolation import RADAR_DATASETS, frame_histories, frame_tasks, radar_test_windows
 from pysteps.extrapolation.semilagrangian import extrapolate
 from pysteps.motion.proesmans import proesmans
 from scipy import ndimage
@@ -173,6 +176,55 @@ def pooled_ratio(rows: list[dict], lead: int, name: str) -> float:
     return round(sum(count * entry[name] for count, entry in parts if entry[name] is not None) / total, 3)
 
 
+@dataclass(frozen=True)
+class Case:
+    """One frame to fill: its window ``frame`` (y, x), CRS, task seed, planar axes and the ``earlier``
+    frames' values ``[ny, nx]`` on the same window, newest first (the gap not yet hidden)."""
+
+    dataset: str
+    label: str
+    frame: xr.DataArray
+    crs: object
+    seed: int
+    x_km: np.ndarray
+    y_km: np.ndarray
+    earlier: list[np.ndarray]
+
+
+def validation_cases(leads: int) -> Iterator[Case]:
+    """The validation frames in the window of ``self_calibration_validation.py``, seeds as there."""
+    for selection in load_training_config("pipelines/training/anp.yaml").validation:
+        frames, crs = event_frames(selection.dataset, selection.start, selection.end)
+        whole = open_dataset(selection.dataset).precipitation.sel(
+            {conventions.Y: frames[conventions.Y], conventions.X: frames[conventions.X]}
+        )
+        first = int(np.searchsorted(whole.time.values, frames.time.values[0]))
+        x_km, y_km = planar_kilometres(frames[conventions.X].values, frames[conventions.Y].values, crs)
+        for index in range(frames.sizes["time"]):
+            if first + index - leads < 0:
+                sys.exit(f"{selection.dataset}: fewer than {leads} frames before frame {index}")
+            earlier = [
+                np.asarray(whole.isel(time=first + index - back).values, dtype=np.float64)
+                for back in range(1, leads + 1)
+            ]
+            frame = frames.isel(time=index).drop_vars("time")
+            label = str(frames.time.values[index])[:16]
+            yield Case(selection.dataset, label, frame, crs, 7000 + 10 * index, x_km, y_km, earlier)
+
+
+def test_cases(leads: int) -> Iterator[Case]:
+    """The interpolation benchmark's test frames and windows (``radar_tasks``: the same seeds, so
+    the GP's scores are the benchmark's), with the frames before each in the same window."""
+    for name in RADAR_DATASETS:
+        whole, windows, crs = radar_test_windows(name)
+        histories = frame_histories(name, leads)
+        for number, ((index, frame), (earlier, x_km, y_km)) in enumerate(zip(windows, histories)):
+            if len(earlier) < leads:
+                sys.exit(f"{name}: fewer than {leads} frames before test frame {number}")
+            label = str(whole.time.values[index])[:16]
+            yield Case(name, label, frame, crs, 1000 * number, x_km, y_km, earlier)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=3, help="earlier frames moved into the gap (>= 2)")
@@ -184,6 +236,11 @@ def main() -> None:
         "pixel), or observed (optimistic: the truth of the earlier frames inside the gap)",
     )
     parser.add_argument("--output", default="advection_check", metavar="STEM")
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="the interpolation benchmark's test frames of the five radars instead of the validation frames",
+    )
     arguments = parser.parse_args()
     if not os.environ.get("WEATHERUNC_DATA_DIR"):
         sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
@@ -192,52 +249,40 @@ def main() -> None:
     started = time.perf_counter()
     model = get_model("gp")
     rows = []
-    for selection in load_training_config("pipelines/training/anp.yaml").validation:
-        frames, crs = event_frames(selection.dataset, selection.start, selection.end)
-        whole = open_dataset(selection.dataset).precipitation.sel(
-            {conventions.Y: frames[conventions.Y], conventions.X: frames[conventions.X]}
+    for case in tqdm(
+        list(test_cases(arguments.leads) if arguments.test else validation_cases(arguments.leads))
+    ):
+        task = frame_tasks(case.frame, case.crs, case.seed)["masked_blocks"]
+        hidden = np.asarray(task.target_coords["row"]), np.asarray(task.target_coords["column"])
+        earlier = []
+        for values in case.earlier:
+            values = values.copy()
+            values[hidden] = np.nan
+            earlier.append(values)
+        plain_dataset = model.predict(task)
+        plain = Prediction.from_dataset(plain_dataset)
+        row, combined = frame_row(
+            plain,
+            task,
+            moved_frames(earlier, case.earlier if arguments.motion == "observed" else earlier),
+            context_pixels(task, case.x_km, case.y_km),
         )
-        first = int(np.searchsorted(whole.time.values, frames.time.values[0]))
-        x_km, y_km = planar_kilometres(frames[conventions.X].values, frames[conventions.Y].values, crs)
-        for index in tqdm(range(frames.sizes["time"]), desc=selection.dataset):
-            frame = frames.isel(time=index).drop_vars("time")
-            task = frame_tasks(frame, crs, 7000 + 10 * index)["masked_blocks"]
-            hidden = np.asarray(task.target_coords["row"]), np.asarray(task.target_coords["column"])
-            if first + index - arguments.leads < 0:
-                sys.exit(f"{selection.dataset}: fewer than {arguments.leads} frames before frame {index}")
-            unhidden = [
-                np.asarray(whole.isel(time=first + index - back).values, dtype=np.float64)
-                for back in range(1, arguments.leads + 1)
-            ]
-            earlier = []
-            for values in unhidden:
-                values = values.copy()
-                values[hidden] = np.nan
-                earlier.append(values)
-            plain_dataset = model.predict(task)
-            plain = Prediction.from_dataset(plain_dataset)
-            row, combined = frame_row(
-                plain,
-                task,
-                moved_frames(earlier, unhidden if arguments.motion == "observed" else earlier),
-                context_pixels(task, x_km, y_km),
-            )
-            gp_scores, combined_scores = (
-                score_prediction(plain_dataset, task),
-                score_prediction(combined.to_dataset(), task),
-            )
-            rows.append(
-                {
-                    "dataset": selection.dataset,
-                    "frame": str(frames.time.values[index])[:16],
-                    "targets": task.n_target,
-                    "gp_crps": round(gp_scores["crps"], 4),
-                    "combined_crps": round(combined_scores["crps"], 4),
-                    "gp_coverage_90": round(gp_scores["coverage_90"], 4),
-                    "combined_coverage_90": round(combined_scores["coverage_90"], 4),
-                    **row,
-                }
-            )
+        gp_scores, combined_scores = (
+            score_prediction(plain_dataset, task),
+            score_prediction(combined.to_dataset(), task),
+        )
+        rows.append(
+            {
+                "dataset": case.dataset,
+                "frame": case.label,
+                "targets": task.n_target,
+                "gp_crps": round(gp_scores["crps"], 4),
+                "combined_crps": round(combined_scores["crps"], 4),
+                "gp_coverage_90": round(gp_scores["coverage_90"], 4),
+                "combined_coverage_90": round(combined_scores["coverage_90"], 4),
+                **row,
+            }
+        )
     gp_total = sum(row["gp_crps"] for row in rows)
     summary = {
         "frames": len(rows),
@@ -258,6 +303,7 @@ def main() -> None:
         **result_header(__doc__),
         "leads": arguments.leads,
         "motion": arguments.motion,
+        "frames_from": "test" if arguments.test else "validation",
         "wall_s": round(time.perf_counter() - started, 1),
         "summary": summary,
         "rows": rows,
