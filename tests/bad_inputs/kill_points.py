@@ -332,11 +332,13 @@ def _child(bench: KillBench, point: KillPoint) -> None:
 
 
 def _comparable(path: Path) -> dict[str, str]:
-    """File digests of an output folder; ``metrics.json`` without its run time in seconds."""
+    """File digests of an output folder; ``metrics.json`` without what describes the run that
+    completed the job (its seconds and the tiles it computed)."""
     digests = tree_digest(path) if path.exists() else {}
     metrics = path / "metrics.json"
     if metrics.is_file():
         values = json.loads(metrics.read_text())
-        values.pop("seconds", None)
+        for key in ("seconds", "tiles_computed"):
+            values.pop(key, None)
         digests["metrics.json"] = json.dumps(values, sort_keys=True)
     return digests
