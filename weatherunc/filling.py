@@ -4,10 +4,9 @@
 dims ``(y, x)``, ``(lat, lon)`` or ``(latitude, longitude)``, optionally after a leading ``time``,
 and returns a CF ``xr.Dataset`` with the observed field, the filled mean, its standard deviation,
 quantiles, exceedance and bin probabilities, the epistemic share of the variance and an
-``observation`` flag per pixel. Each frame is
-predicted tile by tile, only at its unobserved pixels, each tile reaching ``tiling.blend_pixels``
-into its neighbours and blended with them so that the map has no seams
-(:func:`weatherunc.blending.predict_blended`).
+``observation`` flag per pixel. Each frame is predicted tile by tile, only at its unobserved
+pixels, each tile reaching ``tiling.blend_pixels`` into its neighbours and blended with them so
+that the map has no seams (:func:`weatherunc.blending.predict_blended`).
 
 Observed pixels keep their value: there the predictive distribution is the point mass at the
 observation (mean = observed value, std 0, every quantile the observed value, probabilities 0 or 1).
@@ -89,9 +88,8 @@ def fill(
     ``[..., y, x, threshold]``, ``bin_probability`` ``[..., y, x, bin]``, ``epistemic_share``
     ``[..., y, x]`` (latent over total variance of the transformed rate; NaN where observed) and
     ``observation`` (0 filled, 1 observed, 2 unfilled) ``[..., y, x]``, with the CRS as grid
-    mapping. At observed
-    pixels the mean is the observation, the std 0 and every quantile the observation. A
-    self-calibrated model (``"gp+self"``, any ``NAME+self``) adds the attributes
+    mapping. At observed pixels the mean is the observation, the std 0 and every quantile the
+    observation. A self-calibrated model (``"gp+self"``, any ``NAME+self``) adds the attributes
     ``self_calibration`` (JSON: per frame and tile, what was fitted on how many pseudo-targets and
     the scores before and after on them) and ``self_calibration_seconds``.
     ``exceedance_probability`` is derived from the Gaussian of the transformed rate, while
