@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from common import result_header, write_result
+from common import require_data_dir, result_header, write_result
 from interpolation import RADAR_DATASETS, frame_histories, frame_tasks, radar_test_windows
 from pysteps.extrapolation.semilagrangian import extrapolate
 from pysteps.motion.proesmans import proesmans
@@ -245,8 +244,7 @@ def main() -> None:
         help="the interpolation benchmark's test frames of the five radars instead of the validation frames",
     )
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     if arguments.leads < 2:
         sys.exit(f"--leads: the motion needs two earlier frames, got {arguments.leads}")
     started = time.perf_counter()

@@ -14,14 +14,13 @@ prediction.
 from __future__ import annotations
 
 import copy
-import os
 import resource
 import sys
 import time
 
 import numpy as np
 import torch
-from common import result_header, write_result
+from common import require_data_dir, result_header, write_result
 
 from weatherunc.geolocation import crs_of
 from weatherunc.gridding import GridTiling, predict_grid
@@ -86,8 +85,7 @@ def withheld_blocks(
 
 
 def main() -> None:
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     model = get_model("anp")
     config = load_training_config("pipelines/training/anp.yaml")
     bank = FrameBank.load(config.train[:1], progress=False)

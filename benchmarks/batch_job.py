@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, machine, write_result
+from common import RESULTS, machine, require_data_dir, write_result
 
 from weatherunc.checkpoints import read_sidecar
 from weatherunc.models.registry import packaged_checkpoint
@@ -73,8 +71,7 @@ def main() -> None:
     parser.add_argument("--job", type=Path, default=JOB)
     parser.add_argument("--workers", default="1,2", help="comma-separated cluster sizes")
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     output_dir = Path("outputs/benchmark_batch_job")
     runs = [one_run(arguments.job, int(workers), output_dir) for workers in arguments.workers.split(",")]
     model = load_job_config(arguments.job).model

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -63,7 +62,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from bin_scores import ECE_BINS, probability_and_observed
-from common import RESULTS, machine, result_header, write_result
+from common import RESULTS, machine, require_data_dir, result_header, write_result
 from interpolation import RADAR_DATASETS, frame_histories, radar_tasks
 
 from weatherunc import metrics
@@ -150,8 +149,7 @@ def main() -> None:
         "--window-frames", type=int, default=1, help="with --self: frames of the rolling window (1: none)"
     )
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     if arguments.window_frames < 1 or (arguments.window_frames > 1 and not arguments.self_only):
         sys.exit("--window-frames: a count >= 1, with --self")
     if arguments.self_only:

@@ -23,6 +23,12 @@ def machine() -> dict[str, object]:
     }
 
 
+def require_data_dir() -> None:
+    """Exit with a message unless ``WEATHERUNC_DATA_DIR`` names the shared data folder."""
+    if not os.environ.get("WEATHERUNC_DATA_DIR"):
+        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+
+
 def result_header(docstring: str) -> dict[str, object]:
     """The opening entries of a result file: ``benchmark``, the first line of the script's
     ``docstring``, and ``machine`` (:func:`machine`)."""

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, result_header, write_result
+from common import RESULTS, require_data_dir, result_header, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc.checkpoints import read_sidecar
@@ -137,8 +135,7 @@ def main() -> None:
         help="keep the result file's rows of steps whose snapshots the run folder no longer holds",
     )
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     torch.set_num_threads(2)
     start = time.perf_counter()
     history_file = arguments.run / "history.json"

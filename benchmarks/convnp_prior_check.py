@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import torch
-from common import RESULTS, result_header, write_result
+from common import RESULTS, require_data_dir, result_header, write_result
 from interpolation import RADAR_DATASETS, _row, radar_tasks
 
 from weatherunc.models.registry import get_model
@@ -57,8 +55,7 @@ def main() -> None:
     parser.add_argument("--members", type=Path, nargs="*", default=[], help="a deep ensemble's checkpoints")
     parser.add_argument("--output", default="convnp_prior_check", help="name of the result files")
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     torch.set_num_threads(2)
     method = "convnp_gp_ensemble" if arguments.members else "convnp_gp"
     if arguments.members:

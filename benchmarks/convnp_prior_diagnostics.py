@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, result_header, write_result
+from common import RESULTS, require_data_dir, result_header, write_result
 
 from weatherunc.models.convnp.interpolator import ConvNPInterpolator, load_convnp
 from weatherunc.models.convnp.model import ConvNP, censored_loss, rate_crps_loss
@@ -73,8 +72,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/convnp_gp_crps"))
     parser.add_argument("--tasks", type=int, default=50)
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     torch.set_num_threads(2)
     start = time.perf_counter()
     snapshots = sorted(arguments.run.glob("snapshot-*.safetensors"))

@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import resource
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import result_header, write_result
+from common import require_data_dir, result_header, write_result
 from gp_full_frame import full_frame_task
 
 from weatherunc.evaluation import score_prediction
@@ -113,8 +111,7 @@ def main() -> None:
         "--checkpoint", type=Path, default=None, help="ConvNP checkpoint (default: the shipped one)"
     )
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     convnp = get_model("convnp", checkpoint=arguments.checkpoint)
     dataset = open_dataset("knmi_20100826")
     crs = crs_of(dataset)

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -70,7 +69,7 @@ import numpy as np
 import torch
 import xarray as xr
 from bin_scores import pooled_ece
-from common import RESULTS, result_header, write_result
+from common import RESULTS, require_data_dir, result_header, write_result
 from interpolation import radar_tasks
 
 from weatherunc import conventions, metrics
@@ -394,8 +393,7 @@ def main() -> None:
         previous = json.loads((RESULTS / "epistemic.json").read_text())
         write(previous["rows"], previous.get("self_calibration_options", {}), previous, arguments)
         return
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     torch.set_num_threads(2)
     start = time.perf_counter()
     factories = models(

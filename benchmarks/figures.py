@@ -13,12 +13,11 @@ against distance to the nearest observation, scores side by side.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from common import require_data_dir
 
 from weatherunc import metrics
 from weatherunc.evaluation import rate_pit_histogram, score_prediction, scores_by_distance
@@ -75,8 +74,7 @@ def flat(prediction: xr.Dataset, mask: np.ndarray) -> tuple[xr.Dataset, Task]:
 
 
 def main() -> None:
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     calibration = Calibration.load(PACKAGED_MODELS_DIR / "anp.calibration.json")
     written, summary = [], {}
     for label, (name, time) in FRAMES.items():

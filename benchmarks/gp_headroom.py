@@ -29,13 +29,11 @@ the truth gain on these tasks.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections import defaultdict
 
 import numpy as np
-from common import result_header, write_result
+from common import require_data_dir, result_header, write_result
 from interpolation import frame_tasks
 from self_calibration_validation import event_frames
 from tqdm import tqdm
@@ -78,8 +76,7 @@ def best_scale_crps(prediction, task: Task) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     started = time.perf_counter()
     model = get_model("gp")
     rows = []

@@ -18,13 +18,11 @@ benchmarks/results/gp_transform_offsets.json and .md.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
-from common import RESULTS, result_header, write_result
+from common import RESULTS, require_data_dir, result_header, write_result
 from interpolation import RADAR_DATASETS, radar_tasks
 
 from weatherunc.evaluation import score_prediction
@@ -66,8 +64,7 @@ VARIANTS: dict[str, Callable[[Task], GaussianProcessConfig]] = {
 
 
 def main() -> None:
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     start = time.perf_counter()
     reference = {
         (row["dataset"], row["task"], row["method"]): row["crps"]

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import machine, write_result
+from common import machine, require_data_dir, write_result
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DATASETS = ("knmi_20100826", "bom_prcp_c10_20201031", "mrms_20190610")
@@ -89,8 +89,7 @@ def main() -> None:
         name, scheduler, workers = arguments.one
         print(json.dumps(run_one(name, scheduler, int(workers))))
         return
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     rows = []
     for name in DATASETS:
         for scheduler, workers in CONFIGURATIONS:

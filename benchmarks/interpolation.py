@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -48,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from common import RESULTS, result_header, write_result
+from common import RESULTS, require_data_dir, result_header, write_result
 from tqdm import tqdm
 
 from weatherunc.evaluation import score_prediction, scores_by_distance
@@ -399,8 +398,7 @@ def main() -> None:
     arguments = parser.parse_args()
     holdout = arguments.holdout
     only = tuple(name for name in arguments.methods.split(",") if name)
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     start = time.perf_counter()
     rows: list[dict[str, object]] = []
     distances: list[dict[str, object]] = []

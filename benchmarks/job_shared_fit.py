@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import xarray as xr
-from common import result_header, write_result
+from common import require_data_dir, result_header, write_result
 
 from weatherunc import conventions
 from weatherunc.pipelines.job_config import JobConfig
@@ -111,8 +109,7 @@ def main() -> None:
             "calibration": {"self": {"window_frames": window}},
         }
         output = output.replace(".json", f"_self_{window}.json")
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     rows = []
     truth_ratio = None
     with tempfile.TemporaryDirectory() as folder:

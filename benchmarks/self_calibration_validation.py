@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -58,7 +57,7 @@ from collections import defaultdict
 import numpy as np
 import xarray as xr
 from bin_scores import pooled_ece
-from common import RESULTS, parsed_options, result_header, write_result
+from common import RESULTS, parsed_options, require_data_dir, result_header, write_result
 from interpolation import distance_rows, frame_tasks
 from tqdm import tqdm
 
@@ -196,8 +195,7 @@ def main() -> None:
         "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)} (default: all)"
     )
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     chosen = parsed_options(arguments.option, SelfCalibrationOptions)
     names = [name for name in arguments.models.split(",") if name]
     if not names or set(names) - set(MODELS):

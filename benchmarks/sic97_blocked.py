@@ -27,15 +27,13 @@ files: how the small-network defaults are chosen, on seeds other than the report
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 
 import numpy as np
 import xarray as xr
-from common import RESULTS, parsed_options, result_header, write_result
+from common import RESULTS, parsed_options, require_data_dir, result_header, write_result
 from interpolation import pooled_fold_row
 from tqdm import tqdm
 
@@ -195,8 +193,7 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--output", default="sic97_blocked", metavar="STEM")
     arguments = parser.parse_args()
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     options = parsed_options(arguments.option, GaussianProcessConfig)
     start = time.perf_counter()
     stations = open_dataset("sic97").compute()

@@ -14,12 +14,10 @@ dropout samples vs the mean noise variance). Writes
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import torch
-from common import machine
+from common import machine, require_data_dir
 from figures import OUT, withheld
 
 from weatherunc import conventions
@@ -36,8 +34,7 @@ WINDOW = 128
 
 
 def main() -> None:
-    if not os.environ.get("WEATHERUNC_DATA_DIR"):
-        sys.exit("set WEATHERUNC_DATA_DIR to the shared data folder")
+    require_data_dir()
     torch.set_num_threads(2)
     models = {
         "gp": lambda: get_model("gp"),
