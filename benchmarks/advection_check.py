@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 from common import require_data_dir, result_header, write_result
-from interpolation import RADAR_DATASETS, frame_histories, frame_tasks, radar_test_windows
+from interpolation import RADAR_DATASETS, frame_tasks, radar_test_windows, window_history
 from pysteps.extrapolation.semilagrangian import extrapolate
 from pysteps.motion.proesmans import proesmans
 from scipy import ndimage
@@ -218,8 +218,8 @@ def test_cases(leads: int, skipped: list[str]) -> Iterator[Case]:
     ``skipped``."""
     for name in RADAR_DATASETS:
         whole, windows, crs = radar_test_windows(name)
-        histories = frame_histories(name, leads)
-        for number, ((index, frame), (earlier, x_km, y_km)) in enumerate(zip(windows, histories)):
+        for number, (index, frame) in enumerate(windows):
+            earlier, x_km, y_km = window_history(whole, index, frame, crs, leads)
             label = str(whole.time.values[index])[:16]
             if len(earlier) < leads:
                 skipped.append(f"{name} {label}: {len(earlier)} frame(s) before it")

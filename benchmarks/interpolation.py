@@ -205,20 +205,25 @@ def frame_histories(name: str, count: int) -> list[tuple[list[np.ndarray], np.nd
     whole event (past observations of the radar, whatever period they belong to), and the window's
     planar km axes ``x_km``, ``y_km`` (the tasks' coordinates)."""
     whole, windows, crs = radar_test_windows(name)
-    histories = []
-    for index, frame in windows:
-        earlier = [
-            np.asarray(
-                whole.precipitation.isel(time=index - back)
-                .sel({"y": frame["y"].values, "x": frame["x"].values})
-                .values,
-                dtype=np.float64,
-            )
-            for back in range(1, count + 1)
-            if index - back >= 0
-        ]
-        histories.append((earlier, *planar_kilometres(frame["x"].values, frame["y"].values, crs)))
-    return histories
+    return [window_history(whole, index, frame, crs, count) for index, frame in windows]
+
+
+def window_history(
+    whole: xr.Dataset, index: int, frame: xr.DataArray, crs, count: int
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The values ``[ny, nx]`` of the up to ``count`` frames of ``whole`` before its frame ``index``
+    in ``frame``'s window, newest first, and the window's planar km axes ``x_km``, ``y_km``."""
+    earlier = [
+        np.asarray(
+            whole.precipitation.isel(time=index - back)
+            .sel({"y": frame["y"].values, "x": frame["x"].values})
+            .values,
+            dtype=np.float64,
+        )
+        for back in range(1, count + 1)
+        if index - back >= 0
+    ]
+    return earlier, *planar_kilometres(frame["x"].values, frame["y"].values, crs)
 
 
 def frame_tasks(frame: xr.DataArray, crs, seed: int) -> dict[str, Task]:
