@@ -17,20 +17,16 @@ import numpy as np
 import xarray as xr
 
 from weatherunc import conventions
+from weatherunc.conventions import FILLED, OBSERVED, UNFILLED, WITHHELD
 from weatherunc.fill_inputs import CheckedGrid
 from weatherunc.models.interface import Interpolator
 from weatherunc.tiling import GridTiling
 from weatherunc.version import __version__
 
-#: ``observation`` flags (:data:`weatherunc.conventions.OBSERVATION_FLAG_MEANINGS`): a fill's pixel
-#: was filled by the model, observed, or left NaN because no observed pixel lies within reach (its
-#: tile and ``tiling.halo_pixels``); ``WITHHELD`` is a batch job's (observed, hidden from the model).
-FILLED, OBSERVED, UNFILLED, WITHHELD = (
-    conventions.FILLED,
-    conventions.OBSERVED,
-    conventions.UNFILLED,
-    conventions.WITHHELD,
-)
+#: The ``observation`` flag's attributes (:data:`weatherunc.conventions.OBSERVATION_FLAG_MEANINGS`): a
+#: fill's pixel was filled by the model, observed, or left NaN because no observed pixel lies within
+#: reach (its tile and ``tiling.halo_pixels``); ``WITHHELD`` is a batch job's (observed, hidden from
+#: the model).
 OBSERVATION_ATTRS = {
     "standard_name": "lwe_precipitation_rate status_flag",
     "long_name": "observation mask",

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from weatherunc import conventions, validation
 from weatherunc.blending import predict_blended
+from weatherunc.conventions import FILLED, OBSERVED, UNFILLED
 from weatherunc.fill_inputs import (
     PROJECTED_DIMS,
     SOURCE,
@@ -39,7 +40,7 @@ from weatherunc.fill_inputs import (
     resolve_crs,
     variable_name,
 )
-from weatherunc.fill_outputs import FILLED, OBSERVED, PREDICTED_VARIABLES, UNFILLED, assemble
+from weatherunc.fill_outputs import PREDICTED_VARIABLES, assemble
 from weatherunc.geolocation import grid_mapping
 from weatherunc.models.interface import SharesFit, minimum_contexts
 from weatherunc.models.registry import MODELS, Interpolator, get_model
